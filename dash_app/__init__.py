@@ -1,0 +1,56 @@
+"""License-usage dashboard: a Dash app over a server-side buffer of license events."""
+
+import logging
+import secrets
+
+import dash
+
+from dash_app import config as config_module
+from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.state import AppState
+from dash_app.vendor import register_vendor_assets
+
+log = logging.getLogger(__name__)
+
+ASSETS_FOLDER = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "assets")
+
+
+def create_app(config=None):
+    """Build the Dash app; `config` is a Config, a dict of Config fields, or None for the environment."""
+    config = config_module.coerce(config)
+    if not config.api_token:
+        # Like Jupyter: nobody writes without a token, so make one and say it once.
+        config = config.replace(api_token=secrets.token_urlsafe(24))
+        log.warning("DASH_APP_API_TOKEN is unset; this run's API token is %s", config.api_token)
+
+    buffer = RealtimeMetricsBuffer(
+        retention_seconds=config.retention_seconds,
+        max_borrows=config.max_borrows,
+        max_returns=config.max_returns,
+        max_failures=config.max_failures,
+    )
+    state = AppState(config=config, buffer=buffer)
+
+    app = dash.Dash(
+        __name__,
+        assets_folder=ASSETS_FOLDER,
+        title="License usage",
+        update_title=None,
+        external_stylesheets=["/vendor/bootstrap.min.css"],
+    )
+    server = app.server
+    server.extensions["dash_app"] = state
+    register_vendor_assets(server)
+
+    @server.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    from dash_app.layouts import dashboard
+    from dash_app.callbacks import register_callbacks
+
+    app.layout = dashboard.layout(state)
+    register_callbacks(app, state)
+
+    state.start()
+    return app

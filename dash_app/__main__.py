@@ -1,0 +1,34 @@
+"""Command line: `python -m dash_app` serves the dashboard."""
+
+import argparse
+import logging
+import sys
+
+from dash_app import config as config_module
+
+
+def build_parser():
+    """Return the CLI parser; every flag overrides its DASH_APP_* environment variable."""
+    parser = argparse.ArgumentParser(prog="python -m dash_app", description="Real-time license-usage dashboard.")
+    config_module.add_arguments(parser)
+    return parser
+
+
+def main(argv=None):
+    """Parse flags, then serve; configuration errors end with one line and exit status 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_module.from_args(args)
+    except config_module.ConfigError as exc:
+        print(f"python -m dash_app: error: {exc}", file=sys.stderr)
+        return 2
+    from dash_app.serve import serve
+
+    print(f"Serving the dashboard on http://{config.host}:{config.port}/", file=sys.stderr, flush=True)
+    serve(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

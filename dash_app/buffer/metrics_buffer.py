@@ -1,0 +1,401 @@
+"""The server-side buffer of raw license events and their per-tool minute bins."""
+
+import threading
+import time
+from bisect import bisect_left, bisect_right, insort_right
+from collections import namedtuple
+from operator import itemgetter
+
+from dash_app.timeutil import first_minute_at_or_after, iso_minute, iso_utc, to_epoch
+
+DEFAULT_RETENTION_SECONDS = 21600
+DEFAULT_MAX_BORROWS = 100_000
+DEFAULT_MAX_RETURNS = 100_000
+DEFAULT_MAX_FAILURES = 10_000
+
+# Raw events are stored as tuples, sorted by their first field, the epoch timestamp.
+# borrow: (ts, tool, user, is_overage, id); return: (ts, id, user, tool); failure: (ts, tool, user, reason)
+_TS = itemgetter(0)
+
+MinuteFlow = namedtuple("MinuteFlow", "minute borrows overage returns failures")
+MinuteFlow.__doc__ = "One tool's activity in one minute; `minute` is the minute's start in epoch seconds."
+
+
+class _Bin:
+    """Counters for one tool in one minute, with its bucket dict built lazily and then reused."""
+
+    __slots__ = ("count", "overage", "users", "returns", "failures", "bucket")
+
+    def __init__(self):
+        self.count = 0
+        self.overage = 0
+        self.users = {}
+        self.returns = 0
+        self.failures = {}
+        self.bucket = None
+
+    def is_empty(self):
+        return not (self.count or self.returns or self.failures)
+
+
+class _EventLog:
+    """Events of one kind, sorted by time, with a moving head so eviction is O(1)."""
+
+    __slots__ = ("items", "head", "cap")
+
+    def __init__(self, cap):
+        self.items = []
+        self.head = 0
+        self.cap = cap
+
+    def __len__(self):
+        return len(self.items) - self.head
+
+    def insert(self, event):
+        items = self.items
+        if not items or event[0] >= items[-1][0]:
+            items.append(event)
+        else:
+            insort_right(items, event, lo=self.head, key=_TS)
+
+    def oldest(self):
+        return self.items[self.head] if self.head < len(self.items) else None
+
+    def pop_oldest(self):
+        event = self.items[self.head]
+        self.head += 1
+        # Compact now and then so the list does not grow without bound.
+        if self.head >= 4096 and self.head * 2 >= len(self.items):
+            del self.items[: self.head]
+            self.head = 0
+        return event
+
+    def since(self, cutoff, limit=None):
+        start = bisect_left(self.items, cutoff, lo=self.head, key=_TS)
+        if limit is not None:
+            start = max(start, len(self.items) - limit)
+        return self.items[start:]
+
+    def all(self):
+        return self.items[self.head :]
+
+
+class RealtimeMetricsBuffer:
+    """Capped, time-limited store of borrow, return and failure events, aggregated per tool and minute.
+
+    Every public method is thread-safe. Aggregates are kept up to date on each add and eviction,
+    so reads never rescan raw events; returned buckets are shared and must be treated as read-only.
+    """
+
+    def __init__(
+        self,
+        retention_seconds=DEFAULT_RETENTION_SECONDS,
+        max_borrows=DEFAULT_MAX_BORROWS,
+        max_returns=DEFAULT_MAX_RETURNS,
+        max_failures=DEFAULT_MAX_FAILURES,
+        clock=time.time,
+    ):
+        if retention_seconds <= 0:
+            raise ValueError("retention_seconds must be positive")
+        for name, cap in (("max_borrows", max_borrows), ("max_returns", max_returns), ("max_failures", max_failures)):
+            if cap < 0:
+                raise ValueError(f"{name} must not be negative")
+        self.retention_seconds = retention_seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._borrows = _EventLog(max_borrows)
+        self._returns = _EventLog(max_returns)
+        self._failures = _EventLog(max_failures)
+        self._bins = {}  # tool -> {minute index: _Bin}
+        self._minutes = {}  # tool -> sorted list of minute indexes present in _bins[tool]
+        self._open_borrows = {}  # borrow id -> the retained borrow event
+        self._interned = {}
+        self._version = 0
+        self._aggregate_cache = {}
+        self._aggregate_cache_version = -1
+
+    # ----------------------------------------------------------------- writes
+
+    def add_borrow(self, tool, user, is_overage, borrow_id, timestamp=None):
+        """Record a granted borrow; return False when it is already older than the retention window."""
+        with self._lock:
+            now = self.clock()
+            ts = to_epoch(timestamp, now)
+            self._expire(now)
+            if ts < now - self.retention_seconds:
+                return False
+            tool, user = self._intern(tool), self._intern(user)
+            event = (ts, tool, user, bool(is_overage), borrow_id)
+            self._borrows.insert(event)
+            self._open_borrows[borrow_id] = event
+            b = self._bin(tool, ts)
+            b.count += 1
+            b.overage += event[3]
+            b.users[user] = b.users.get(user, 0) + 1
+            b.bucket = None
+            self._version += 1
+            self._enforce_cap(self._borrows, self._forget_borrow)
+            return True
+
+    def add_return(self, borrow_id, user=None, timestamp=None, tool=None):
+        """Record a return; tool and user default to those of the matching borrow, if it is retained."""
+        with self._lock:
+            now = self.clock()
+            ts = to_epoch(timestamp, now)
+            self._expire(now)
+            if ts < now - self.retention_seconds:
+                return False
+            borrow = self._open_borrows.get(borrow_id)
+            if tool is None and borrow is not None:
+                tool = borrow[1]
+            if user is None and borrow is not None:
+                user = borrow[2]
+            tool, user = self._intern(tool), self._intern(user)
+            self._returns.insert((ts, borrow_id, user, tool))
+            if tool is not None:
+                self._bin(tool, ts).returns += 1
+            self._version += 1
+            self._enforce_cap(self._returns, self._forget_return)
+            return True
+
+    def add_failure(self, tool, user, reason, timestamp=None):
+        """Record a borrow that could not be granted, with its reason."""
+        with self._lock:
+            now = self.clock()
+            ts = to_epoch(timestamp, now)
+            self._expire(now)
+            if ts < now - self.retention_seconds:
+                return False
+            tool, user, reason = self._intern(tool), self._intern(user), self._intern(reason)
+            self._failures.insert((ts, tool, user, reason))
+            if tool is not None:
+                failures = self._bin(tool, ts).failures
+                failures[reason] = failures.get(reason, 0) + 1
+            self._version += 1
+            self._enforce_cap(self._failures, self._forget_failure)
+            return True
+
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def version(self):
+        """A number that changes whenever the retained events change."""
+        with self._lock:
+            self._expire(self.clock())
+            return self._version
+
+    def get_recent_events(self, seconds=60, limit=None):
+        """Return the events of the last `seconds`, oldest first; `limit` keeps only the newest of each kind."""
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            cutoff = now - seconds
+            borrows = self._borrows.since(cutoff, limit)
+            returns = self._returns.since(cutoff, limit)
+            failures = self._failures.since(cutoff, limit)
+        return {
+            "borrows": [borrow_event(e) for e in borrows],
+            "returns": [return_event(e) for e in returns],
+            "failures": [failure_event(e) for e in failures],
+        }
+
+    def get_events(self, seconds=None, tool=None):
+        """Return all retained events of the last `seconds` (all when None), optionally of one tool."""
+        recent = self.get_recent_events(self.retention_seconds if seconds is None else seconds)
+        if tool is not None:
+            recent = {kind: [e for e in events if e["tool"] == tool] for kind, events in recent.items()}
+        return recent
+
+    def get_stats_summary(self):
+        """Return counts of the retained events and the time of the oldest one."""
+        with self._lock:
+            self._expire(self.clock())
+            borrows, returns, failures = len(self._borrows), len(self._returns), len(self._failures)
+            fronts = [e[0] for e in (self._borrows.oldest(), self._returns.oldest(), self._failures.oldest()) if e]
+        return {
+            "total_events": borrows + returns + failures,
+            "borrow_count": borrows,
+            "return_count": returns,
+            "failure_count": failures,
+            "retention_hours": self.retention_seconds / 3600,
+            "oldest_event": iso_utc(min(fronts)) if fronts else None,
+        }
+
+    def aggregate_tool_metrics(self, window_seconds=60):
+        """Return `{tool: [bucket, ...]}` for the minutes that start at or after now - window."""
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            window = min(window_seconds, self.retention_seconds)
+            first = first_minute_at_or_after(now - window)
+            if self._aggregate_cache_version != self._version:
+                self._aggregate_cache = {}
+                self._aggregate_cache_version = self._version
+            key = (window, first)
+            cached = self._aggregate_cache.get(key)
+            if cached is None:
+                cached = {}
+                for tool in sorted(self._minutes):
+                    buckets = self._buckets_from(tool, first)
+                    if buckets:
+                        cached[tool] = buckets
+                self._aggregate_cache[key] = cached
+            return {tool: list(buckets) for tool, buckets in cached.items()}
+
+    def get_tool_history(self, tool, window_seconds=1800):
+        """Return one tool's buckets for the minutes that start at or after now - window."""
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            window = min(window_seconds, self.retention_seconds)
+            if tool not in self._minutes:
+                return []
+            return self._buckets_from(tool, first_minute_at_or_after(now - window))
+
+    def get_minute_flows(self, window_seconds=1800):
+        """Return `{tool: [MinuteFlow, ...]}` including minutes with only returns or failures."""
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            first = first_minute_at_or_after(now - min(window_seconds, self.retention_seconds))
+            flows = {}
+            for tool, minutes in self._minutes.items():
+                bins = self._bins[tool]
+                rows = [
+                    MinuteFlow(m * 60, bins[m].count, bins[m].overage, bins[m].returns, dict(bins[m].failures))
+                    for m in minutes[bisect_left(minutes, first) :]
+                ]
+                if rows:
+                    flows[tool] = rows
+            return flows
+
+    def events_for_restore(self):
+        """Return every retained event as plain tuples, for persistence and tests."""
+        with self._lock:
+            self._expire(self.clock())
+            return self._borrows.all(), self._returns.all(), self._failures.all()
+
+    # --------------------------------------------------------------- internals
+
+    def _intern(self, text):
+        # One shared string per distinct tool/user name keeps a full buffer small.
+        if text is None:
+            return None
+        if len(self._interned) > 100_000:
+            self._interned.clear()  # bounded: interning only saves memory, it is not needed for correctness
+        return self._interned.setdefault(text, text)
+
+    def _bin(self, tool, ts):
+        minute = int(ts // 60)
+        bins = self._bins.get(tool)
+        if bins is None:
+            bins = self._bins[tool] = {}
+            self._minutes[tool] = []
+        b = bins.get(minute)
+        if b is None:
+            b = bins[minute] = _Bin()
+            minutes = self._minutes[tool]
+            if not minutes or minute > minutes[-1]:
+                minutes.append(minute)
+            else:
+                minutes.insert(bisect_left(minutes, minute), minute)
+        return b
+
+    def _existing_bin(self, tool, ts):
+        return self._bins[tool][int(ts // 60)]
+
+    def _drop_bin_if_empty(self, tool, ts, b):
+        if not b.is_empty():
+            return
+        minute = int(ts // 60)
+        del self._bins[tool][minute]
+        minutes = self._minutes[tool]
+        del minutes[bisect_left(minutes, minute)]
+        if not minutes:
+            del self._minutes[tool]
+            del self._bins[tool]
+
+    def _buckets_from(self, tool, first_minute):
+        bins = self._bins[tool]
+        minutes = self._minutes[tool]
+        out = []
+        for m in minutes[bisect_left(minutes, first_minute) :]:
+            b = bins[m]
+            if b.count:
+                if b.bucket is None:
+                    # A new dict per change: buckets handed out earlier stay as they were.
+                    b.bucket = {
+                        "timestamp": iso_minute(m),
+                        "count": b.count,
+                        "users": sorted(b.users),
+                        "overage_count": b.overage,
+                    }
+                out.append(b.bucket)
+        return out
+
+    def _expire(self, now):
+        cutoff = now - self.retention_seconds
+        for log, forget in (
+            (self._borrows, self._forget_borrow),
+            (self._returns, self._forget_return),
+            (self._failures, self._forget_failure),
+        ):
+            oldest = log.oldest()
+            while oldest is not None and oldest[0] < cutoff:
+                forget(log.pop_oldest())
+                oldest = log.oldest()
+
+    def _enforce_cap(self, log, forget):
+        while len(log) > log.cap:
+            forget(log.pop_oldest())
+
+    def _forget_borrow(self, event):
+        ts, tool, user, is_overage, borrow_id = event
+        if self._open_borrows.get(borrow_id) is event:
+            del self._open_borrows[borrow_id]
+        b = self._existing_bin(tool, ts)
+        b.count -= 1
+        b.overage -= is_overage
+        left = b.users[user] - 1
+        if left:
+            b.users[user] = left
+        else:
+            del b.users[user]
+        b.bucket = None
+        self._drop_bin_if_empty(tool, ts, b)
+        self._version += 1
+
+    def _forget_return(self, event):
+        ts, _borrow_id, _user, tool = event
+        if tool is not None:
+            b = self._existing_bin(tool, ts)
+            b.returns -= 1
+            self._drop_bin_if_empty(tool, ts, b)
+        self._version += 1
+
+    def _forget_failure(self, event):
+        ts, tool, _user, reason = event
+        if tool is not None:
+            b = self._existing_bin(tool, ts)
+            left = b.failures[reason] - 1
+            if left:
+                b.failures[reason] = left
+            else:
+                del b.failures[reason]
+            self._drop_bin_if_empty(tool, ts, b)
+        self._version += 1
+
+
+def borrow_event(e):
+    """Turn a stored borrow tuple into its public dict."""
+    return {"timestamp": iso_utc(e[0]), "type": "borrow", "tool": e[1], "user": e[2], "is_overage": e[3], "id": e[4]}
+
+
+def return_event(e):
+    """Turn a stored return tuple into its public dict."""
+    return {"timestamp": iso_utc(e[0]), "type": "return", "id": e[1], "user": e[2], "tool": e[3]}
+
+
+def failure_event(e):
+    """Turn a stored failure tuple into its public dict."""
+    return {"timestamp": iso_utc(e[0]), "type": "failure", "tool": e[1], "user": e[2], "reason": e[3]}

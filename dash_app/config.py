@@ -1,0 +1,140 @@
+"""The one home of configuration: defaults, then environment variables, then CLI flags."""
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    """A setting has a value the app cannot use; the message names the setting."""
+
+
+def _bool(text):
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected a boolean, got {text!r}")
+
+
+def _list(text):
+    return [part for part in str(text).split(os.pathsep) if part]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its field name, environment variable, parser, CLI flag and help line."""
+
+    name: str
+    env: str
+    parse: object
+    flag: str
+    help: str
+    minimum: float = None
+
+
+SETTINGS = [
+    Setting("host", "DASH_APP_HOST", str, "--host", "address to listen on"),
+    Setting("port", "DASH_APP_PORT", int, "--port", "port to listen on", 0),
+    Setting("threads", "DASH_APP_THREADS", int, "--threads", "server threads (each open stream holds one)", 1),
+    Setting("db", "DASH_APP_DB", str, "--db", "SQLite database path (':memory:' keeps nothing)"),
+    Setting("tools_file", "DASH_APP_TOOLS", str, "--tools", "JSON inventory of tools (default: the bundled one)"),
+    Setting("api_token", "DASH_APP_API_TOKEN", str, None, "bearer token for write endpoints (random when unset)"),
+    Setting("demo", "DASH_APP_DEMO", _bool, "--demo", "play demo traffic"),
+    Setting("demo_speed", "DASH_APP_DEMO_SPEED", float, "--demo-speed", "demo traffic speed factor", 0.01),
+    Setting("backfill_hours", "DASH_APP_BACKFILL_HOURS", float, "--backfill", "hours of past demo traffic at start", 0),
+    Setting("stream_interval", "DASH_APP_STREAM_INTERVAL", float, "--stream-interval", "seconds between stream ticks", 0.05),
+    Setting("refresh_ms", "DASH_APP_REFRESH_MS", int, "--refresh-ms", "dashboard refresh interval in ms", 200),
+    Setting("retention_hours", "DASH_APP_RETENTION_HOURS", float, "--retention-hours", "in-memory history, hours", 0.01),
+    Setting("max_borrows", "DASH_APP_MAX_BORROWS", int, "--max-borrows", "buffer cap on borrow events", 0),
+    Setting("max_returns", "DASH_APP_MAX_RETURNS", int, "--max-returns", "buffer cap on return events", 0),
+    Setting("max_failures", "DASH_APP_MAX_FAILURES", int, "--max-failures", "buffer cap on failure events", 0),
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of one running app."""
+
+    host: str = "127.0.0.1"
+    port: int = 8050
+    threads: int = 128
+    db: str = "dash_app.db"
+    tools_file: str = None
+    api_token: str = None
+    demo: bool = True
+    demo_speed: float = 1.0
+    backfill_hours: float = 0.0
+    stream_interval: float = 1.0
+    refresh_ms: int = 1000
+    retention_hours: float = 6.0
+    max_borrows: int = 100_000
+    max_returns: int = 100_000
+    max_failures: int = 10_000
+
+    @property
+    def retention_seconds(self):
+        return self.retention_hours * 3600
+
+    def replace(self, **changes):
+        """Return a copy with `changes` applied and checked."""
+        return _checked(dataclasses.replace(self, **changes))
+
+
+def _checked(config):
+    for setting in SETTINGS:
+        value = getattr(config, setting.name)
+        if setting.minimum is not None and value is not None and value < setting.minimum:
+            where = setting.flag or setting.env
+            raise ConfigError(f"{where}: must be at least {setting.minimum:g}, got {value}")
+    return config
+
+
+def from_env(environ=None, base=None):
+    """Return a Config with the environment's DASH_APP_* variables over `base` (or the defaults)."""
+    environ = os.environ if environ is None else environ
+    changes = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None or raw == "":
+            continue
+        try:
+            changes[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.env}: {exc}") from None
+    return (base or Config()).replace(**changes)
+
+
+def coerce(config):
+    """Accept None, a Config, or a dict of field names (the test_config style) and return a Config."""
+    if config is None:
+        return from_env()
+    if isinstance(config, Config):
+        return _checked(config)
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = set(config) - known
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    return from_env().replace(**config)
+
+
+def add_arguments(parser):
+    """Add one CLI flag per setting; flags left out keep the environment's value."""
+    for setting in SETTINGS:
+        if setting.flag is None:
+            continue
+        dest = setting.name
+        if setting.parse is _bool:
+            parser.add_argument(setting.flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=setting.help)
+        else:
+            parser.add_argument(setting.flag, dest=dest, type=setting.parse, default=None, help=f"{setting.help} [{setting.env}]")
+    return parser
+
+
+def from_args(namespace, environ=None):
+    """Return the Config given by the environment with the parsed CLI flags over it."""
+    config = from_env(environ)
+    changes = {s.name: getattr(namespace, s.name) for s in SETTINGS if getattr(namespace, s.name, None) is not None}
+    return config.replace(**changes)

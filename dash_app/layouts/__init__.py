@@ -1,0 +1,1 @@
+"""Dash layout pieces; each module builds part of the page from plain data."""

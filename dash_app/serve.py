@@ -1,0 +1,42 @@
+"""Run the app under gunicorn's threaded worker, in this process tree, from a Config."""
+
+from gunicorn.app.base import BaseApplication
+
+
+def bind_address(host, port):
+    """Return gunicorn's bind string, bracketing IPv6 hosts."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class DashboardServer(BaseApplication):
+    """One gthread worker: the buffer lives in that process, and each open stream holds a thread."""
+
+    def __init__(self, config):
+        self.dashboard_config = config
+        super().__init__()
+
+    def load_config(self):
+        config = self.dashboard_config
+        self.cfg.set("bind", [bind_address(config.host, config.port)])
+        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("workers", 1)
+        self.cfg.set("threads", config.threads)
+        self.cfg.set("worker_connections", max(1000, config.threads * 2))
+        # Streams are long requests; gthread's timeout only watches the worker's heartbeat.
+        self.cfg.set("timeout", 60)
+        self.cfg.set("graceful_timeout", 5)
+        self.cfg.set("accesslog", None)
+        # Several servers may run side by side (tests, benchmarks); none needs the control socket.
+        self.cfg.set("control_socket_disable", True)
+
+    def load(self):
+        # Built in the worker, after the fork, so background threads live where requests are served.
+        from dash_app import create_app
+
+        app = create_app(self.dashboard_config)
+        return app.server
+
+
+def serve(config):
+    """Serve until interrupted."""
+    DashboardServer(config).run()

@@ -1,0 +1,33 @@
+"""The objects one running app shares between its routes, callbacks and background threads."""
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class AppState:
+    """Config, buffer and background services of one app, reachable as server.extensions['dash_app']."""
+
+    config: object
+    buffer: object
+    services: list = field(default_factory=list)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def start(self):
+        """Start every background service (demo traffic, stream ticker, writers)."""
+        for service in self.services:
+            service.start()
+
+    def stop(self):
+        """Stop the background services, newest first; safe to call twice."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        for service in reversed(self.services):
+            service.stop()
+
+
+def get_state(app_or_server):
+    """Return the AppState of a Dash app or its Flask server."""
+    server = getattr(app_or_server, "server", app_or_server)
+    return server.extensions["dash_app"]

@@ -1,0 +1,56 @@
+"""Conversions between epoch seconds, datetimes and the ISO 8601 UTC strings the API speaks."""
+
+import math
+import time
+from datetime import datetime
+
+# Events further in the future than this are refused: clocks drift, but not by minutes.
+MAX_CLOCK_SKEW_SECONDS = 5.0
+
+
+def to_epoch(timestamp, now):
+    """Return `timestamp` (None, epoch seconds or an aware datetime) as epoch seconds."""
+    if timestamp is None:
+        return now
+    if isinstance(timestamp, datetime):
+        if timestamp.tzinfo is None or timestamp.utcoffset() is None:
+            raise ValueError("timestamp: a datetime must be timezone-aware")
+        seconds = timestamp.timestamp()
+    elif isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+        seconds = float(timestamp)
+    else:
+        raise ValueError(f"timestamp: expected epoch seconds or an aware datetime, got {type(timestamp).__name__}")
+    if not math.isfinite(seconds):
+        raise ValueError("timestamp: must be finite")
+    if seconds > now + MAX_CLOCK_SKEW_SECONDS:
+        raise ValueError(f"timestamp: {seconds:.3f} is more than {MAX_CLOCK_SKEW_SECONDS:g} s in the future")
+    return seconds
+
+
+def iso_utc(epoch_seconds):
+    """Format epoch seconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`, truncated to the millisecond."""
+    whole = math.floor(epoch_seconds)
+    # Truncate rather than round, so an event never prints in the minute after its bucket.
+    millis = min(999, int((epoch_seconds - whole) * 1000 + 1e-6))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+def iso_minute(minute_index):
+    """Format a minute index (epoch seconds // 60) as `YYYY-MM-DDTHH:MM:00Z`."""
+    return time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(minute_index * 60))
+
+
+def parse_iso(text):
+    """Parse an ISO 8601 string (a trailing Z allowed) into epoch seconds."""
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return parsed.timestamp()
+
+
+def first_minute_at_or_after(epoch_seconds):
+    """Return the index of the first minute whose start is >= `epoch_seconds`."""
+    minute = int(epoch_seconds // 60)
+    if minute * 60 < epoch_seconds:
+        minute += 1
+    return minute

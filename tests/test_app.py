@@ -1,0 +1,79 @@
+"""The app factory, the CLI and the Procfile server, end to end."""
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from dash_app.state import get_state
+from tests.conftest import ROOT, free_port
+
+
+def test_page_shows_buffer_counts_in_a_browser(dash_duo, make_app):
+    app = make_app()
+    buffer = get_state(app).buffer
+    for n in range(3):
+        buffer.add_borrow("GreenHills Multi IDE", f"user{n}", False, f"id{n}")
+    buffer.add_failure("GreenHills Multi IDE", "late", "exhausted")
+    dash_duo.start_server(app)
+    dash_duo.wait_for_text_to_equal("#buffer-size", "4", timeout=10)
+    dash_duo.wait_for_text_to_equal("#borrow-count", "3")
+    assert dash_duo.get_logs() == []
+
+
+def test_each_app_gets_its_own_buffer(make_app):
+    first, second = make_app(), make_app()
+    get_state(first).buffer.add_borrow("T", "u", False, "1")
+    assert get_state(second).buffer.get_stats_summary()["total_events"] == 0
+
+
+def test_procfile_server_serves_page_and_health(start_server):
+    server = start_server()
+    assert requests.get(server.url + "/healthz", timeout=5).json() == {"status": "ok"}
+    page = requests.get(server.url + "/", timeout=5)
+    assert page.status_code == 200 and "License usage" in page.text
+
+
+def test_cli_rejects_bad_values_with_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "dash_app", "--stream-interval", "0"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["python -m dash_app: error: --stream-interval: must be at least 0.05, got 0.0"]
+
+
+def listening_addresses(port):
+    """Return the local IPv4 addresses in LISTEN state on `port`, read from /proc/net/tcp."""
+    addresses = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        host_hex, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == port:
+            addresses.append(socket.inet_ntoa(struct.pack("<I", int(host_hex, 16))))
+    return addresses
+
+
+def test_cli_serves_on_loopback_by_default(tmp_path):
+    port = free_port()
+    env = dict(os.environ, DASH_APP_PORT=str(port), DASH_APP_DB=str(tmp_path / "x.db"), DASH_APP_DEMO="0")
+    env.pop("DASH_APP_HOST", None)
+    process = subprocess.Popen([sys.executable, "-m", "dash_app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("the CLI server did not start")
+        assert listening_addresses(port) == ["127.0.0.1"]
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
