@@ -7,7 +7,10 @@ import dash
 
 from dash_app import config as config_module
 from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.licenses import LicensePool, load_inventory
+from dash_app.recording import EventRecorder
 from dash_app.state import AppState
+from dash_app.store import SQLiteStore
 from dash_app.vendor import register_vendor_assets
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,12 @@ def create_app(config=None):
         max_returns=config.max_returns,
         max_failures=config.max_failures,
     )
-    state = AppState(config=config, buffer=buffer)
+    specs = load_inventory(config.tools_file)
+    store = SQLiteStore(config.db)
+    recorder = EventRecorder(buffer, listeners=[store.record_event])
+    pool = LicensePool(specs, recorder, store=store)
+    state = AppState(config=config, buffer=buffer, recorder=recorder, pool=pool, store=store)
+    state.services.append(store)
 
     app = dash.Dash(
         __name__,

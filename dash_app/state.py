@@ -10,6 +10,9 @@ class AppState:
 
     config: object
     buffer: object
+    recorder: object = None
+    pool: object = None
+    store: object = None
     services: list = field(default_factory=list)
     _stopped: threading.Event = field(default_factory=threading.Event)
 

@@ -174,3 +174,15 @@ def test_concurrent_writers_and_readers_end_with_exact_totals():
     assert {u for buckets in metrics.values() for b in buckets for u in b["users"]} == {f"user{n}" for n in range(writers)}
     returns = buf.get_recent_events(21600)["returns"]
     assert all(r["tool"] == f"tool{int(r['id'].split('-')[1]) % 3}" for r in returns)
+
+
+def test_rates_count_the_last_minute_and_overage_share(clock):
+    buf = RealtimeMetricsBuffer(clock=clock)
+    buf.add_borrow("T", "a", True, "old", timestamp=NOW - 61)
+    for n in range(3):
+        buf.add_borrow("T", "a", n == 0, f"b{n}", timestamp=NOW - 60 + n)
+    buf.add_return("b0")
+    buf.add_failure("T", "a", "exhausted", timestamp=NOW - 59)
+    assert buf.get_rates(60) == {"borrow_per_min": 3, "return_per_min": 1, "failure_per_min": 1, "overage_percent": 33.3}
+    clock.now += 3600
+    assert buf.get_rates(60) == {"borrow_per_min": 0, "return_per_min": 0, "failure_per_min": 0, "overage_percent": 0}

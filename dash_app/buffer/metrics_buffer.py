@@ -199,6 +199,24 @@ class RealtimeMetricsBuffer:
             "failures": [failure_event(e) for e in failures],
         }
 
+    def get_rates(self, seconds=60):
+        """Return per-minute counts over the last `seconds` and the overage share of those borrows."""
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            cutoff = now - seconds
+            borrows = self._borrows.since(cutoff)
+            returns = len(self._returns.since(cutoff))
+            failures = len(self._failures.since(cutoff))
+        per_minute = 60.0 / seconds
+        overage = sum(1 for e in borrows if e[3])
+        return {
+            "borrow_per_min": round(len(borrows) * per_minute, 1),
+            "return_per_min": round(returns * per_minute, 1),
+            "failure_per_min": round(failures * per_minute, 1),
+            "overage_percent": round(overage / len(borrows) * 100, 1) if borrows else 0,
+        }
+
     def get_events(self, seconds=None, tool=None):
         """Return all retained events of the last `seconds` (all when None), optionally of one tool."""
         recent = self.get_recent_events(self.retention_seconds if seconds is None else seconds)

@@ -1,0 +1,76 @@
+"""The tools file: which tools the pool has, with their limits and prices."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TOOLS_FILE = Path(__file__).resolve().parent / "default_tools.json"
+MAX_NAME_LENGTH = 200
+
+_NUMBER_FIELDS = ("total", "commit_qty", "max_overage", "commit_price", "overage_price_per_license")
+
+
+class InventoryError(ValueError):
+    """The tools file is missing or invalid; the message says where."""
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool's limits and prices as the tools file gives them."""
+
+    tool: str
+    total: int
+    commit_qty: int
+    max_overage: int
+    commit_price: float
+    overage_price_per_license: float
+    feature: str = None  # the FlexLM feature name, when the display name differs
+
+
+def load_inventory(path=None):
+    """Read and check a tools file (the bundled one when `path` is None); return {tool: ToolSpec}."""
+    path = Path(path) if path else DEFAULT_TOOLS_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InventoryError(f"tools file {path}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"tools file {path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InventoryError(f"tools file {path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    return parse_inventory(raw, source=str(path))
+
+
+def parse_inventory(raw, source="tools file"):
+    """Check a decoded tools list and return {tool: ToolSpec}."""
+    if not isinstance(raw, list):
+        raise InventoryError(f"{source}: expected a JSON list of tools")
+    specs = {}
+    for index, entry in enumerate(raw):
+        where = f"{source}: entry {index}"
+        if not isinstance(entry, dict):
+            raise InventoryError(f"{where}: expected an object")
+        name = entry.get("tool")
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+            raise InventoryError(f"{where}: 'tool' must be a non-empty name of at most {MAX_NAME_LENGTH} characters")
+        where = f"{source}: tool {name!r}"
+        values = {}
+        for key in _NUMBER_FIELDS:
+            value = entry.get(key)
+            integral = key in ("total", "commit_qty", "max_overage")
+            ok = isinstance(value, int) if integral else isinstance(value, (int, float))
+            if not ok or isinstance(value, bool):
+                kind = "a whole number" if integral else "a number"
+                raise InventoryError(f"{where}: '{key}' must be {kind}")
+            if value < 0:
+                raise InventoryError(f"{where}: '{key}' must not be negative")
+            values[key] = value
+        if values["commit_qty"] > values["total"]:
+            raise InventoryError(f"{where}: 'commit_qty' must not exceed 'total'")
+        feature = entry.get("feature")
+        if feature is not None and not isinstance(feature, str):
+            raise InventoryError(f"{where}: 'feature' must be text")
+        if name in specs:
+            raise InventoryError(f"{where}: listed twice")
+        specs[name] = ToolSpec(tool=name, feature=feature, **values)
+    return specs

@@ -1,0 +1,189 @@
+"""The license pool: borrow and return rules, live counts, charges and status."""
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from dash_app.recording import borrow_event, failure_event, return_event
+from dash_app.timeutil import iso_utc
+
+EXHAUSTED = "exhausted"
+MAX_OVERAGE = "max_overage"
+UNKNOWN_TOOL = "unknown_tool"
+
+
+class BorrowDenied(Exception):
+    """No license can be granted; `reason` is exhausted, max_overage or unknown_tool."""
+
+    def __init__(self, reason, detail):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class UnknownBorrow(KeyError):
+    """The borrow id is unknown or already returned."""
+
+
+@dataclass(frozen=True)
+class Borrow:
+    """One active borrow."""
+
+    id: str
+    tool: str
+    user: str
+    borrowed_at: float
+    is_overage: bool
+
+    def as_dict(self):
+        return {"id": self.id, "tool": self.tool, "user": self.user, "borrowed_at": iso_utc(self.borrowed_at), "is_overage": self.is_overage}
+
+
+class LicensePool:
+    """Decides borrows under one lock, so counts never pass the limits, and records every outcome."""
+
+    def __init__(self, specs, recorder, store=None, clock=time.time):
+        self.recorder = recorder
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._specs = dict(specs)
+        self._active = {}
+        self._borrowed = {tool: 0 for tool in self._specs}
+        self._charges = {tool: 0 for tool in self._specs}
+        self._observed = []  # tools outside the inventory that a log source reported, in first-seen order
+        self._by_feature = {spec.feature: name for name, spec in self._specs.items() if spec.feature}
+        if store is not None:
+            # A restart keeps active borrows and charges; the tools file may have changed the limits.
+            store.save_tools(self._specs)
+            for borrow_id, tool, user, borrowed_at, is_overage in store.load_open_borrows():
+                self._active[borrow_id] = Borrow(borrow_id, tool, user, borrowed_at, bool(is_overage))
+                self._borrowed[tool] = self._borrowed.get(tool, 0) + 1
+                self._note_tool(tool)
+            for tool, count in store.load_charges().items():
+                self._charges[tool] = count
+
+    @property
+    def tools(self):
+        """The names of the inventory's tools, in file order."""
+        return list(self._specs)
+
+    def borrow(self, tool, user, at=None):
+        """Grant a license of `tool` to `user` and return the Borrow, or raise BorrowDenied."""
+        with self._lock:
+            ts = self.clock() if at is None else at
+            spec = self._specs.get(tool)
+            if spec is None:
+                self.recorder.record(failure_event(tool, user, UNKNOWN_TOOL, ts))
+                raise BorrowDenied(UNKNOWN_TOOL, f"no tool named {tool!r} in the pool")
+            borrowed = self._borrowed.get(tool, 0)
+            if borrowed >= spec.total:
+                self.recorder.record(failure_event(tool, user, EXHAUSTED, ts))
+                raise BorrowDenied(EXHAUSTED, f"all {spec.total} licenses of {tool!r} are borrowed")
+            if borrowed >= spec.commit_qty and borrowed - spec.commit_qty >= spec.max_overage:
+                self.recorder.record(failure_event(tool, user, MAX_OVERAGE, ts))
+                raise BorrowDenied(MAX_OVERAGE, f"{tool!r} is at its maximum overage of {spec.max_overage}")
+            is_overage = borrowed >= spec.commit_qty
+            borrow = Borrow(uuid.uuid4().hex, tool, user, ts, is_overage)
+            self._active[borrow.id] = borrow
+            self._borrowed[tool] = borrowed + 1
+            if is_overage:
+                self._charges[tool] = self._charges.get(tool, 0) + 1
+            self.recorder.record(borrow_event(tool, user, is_overage, borrow.id, ts))
+            return borrow
+
+    def return_license(self, borrow_id, at=None):
+        """End an active borrow and return it; raise UnknownBorrow for an unknown or returned id."""
+        with self._lock:
+            borrow = self._active.pop(borrow_id, None)
+            if borrow is None:
+                raise UnknownBorrow(borrow_id)
+            self._borrowed[borrow.tool] -= 1
+            ts = self.clock() if at is None else at
+            self.recorder.record(return_event(borrow_id, borrow.user, borrow.tool, ts))
+            return borrow
+
+    # Observed events come from a real license server that has already decided: no limits apply here.
+
+    def tool_for_feature(self, feature):
+        """Return the display name the tools file gives a FlexLM feature (the feature itself otherwise)."""
+        return self._by_feature.get(feature, feature)
+
+    def observe_borrow(self, tool, user, at, borrow_id=None):
+        """Record a borrow granted elsewhere; is_overage follows the pool's rule (in use >= commit)."""
+        with self._lock:
+            spec = self._specs.get(tool)
+            borrowed = self._borrowed.get(tool, 0)
+            is_overage = spec is not None and borrowed >= spec.commit_qty
+            borrow = Borrow(borrow_id or uuid.uuid4().hex, tool, user, at, is_overage)
+            self._active[borrow.id] = borrow
+            self._borrowed[tool] = borrowed + 1
+            if is_overage:
+                self._charges[tool] = self._charges.get(tool, 0) + 1
+            self._note_tool(tool)
+            self.recorder.record(borrow_event(tool, user, is_overage, borrow.id, at))
+            return borrow
+
+    def observe_return(self, borrow_id, at):
+        """Record the end of a borrow observed elsewhere; raise UnknownBorrow when it is not active."""
+        return self.return_license(borrow_id, at=at)
+
+    def observe_failure(self, tool, user, reason, at):
+        """Record a denial observed elsewhere."""
+        with self._lock:
+            self._note_tool(tool)
+            self.recorder.record(failure_event(tool, user, reason, at))
+
+    def _note_tool(self, tool):
+        if tool not in self._specs and tool not in self._observed:
+            self._observed.append(tool)
+            self._borrowed.setdefault(tool, 0)
+
+    def active_borrows(self, user=None, tool=None):
+        """Return the active borrows, oldest first, optionally of one user and/or tool."""
+        with self._lock:
+            borrows = list(self._active.values())
+        return sorted(
+            (b for b in borrows if (user is None or b.user == user) and (tool is None or b.tool == tool)),
+            key=lambda b: b.borrowed_at,
+        )
+
+    def status(self, tools=None):
+        """Return one status entry per tool (inventory order), limited to `tools` when given."""
+        with self._lock:
+            names = list(self._specs) + self._observed
+            entries = [self._status_entry(name) for name in names if tools is None or name in tools]
+        return entries
+
+    def tool_status(self, tool):
+        """Return one tool's status entry, or None when the pool does not know it."""
+        entries = self.status(tools={tool})
+        return entries[0] if entries else None
+
+    def _status_entry(self, tool):
+        spec = self._specs.get(tool)
+        borrowed = self._borrowed.get(tool, 0)
+        charges = self._charges.get(tool, 0)
+        if spec is None:
+            # A tool the tools file does not list (seen in a log, or dropped from the file): limits unknown.
+            return {
+                "tool": tool, "total": None, "borrowed": borrowed, "available": None, "commit": None,
+                "max_overage": None, "overage": None, "overage_borrows": charges, "in_commit": None,
+                "commit_price": None, "overage_price_per_license": None, "current_overage_cost": None, "total_cost": None,
+            }
+        overage_cost = charges * spec.overage_price_per_license
+        return {
+            "tool": tool,
+            "total": spec.total,
+            "borrowed": borrowed,
+            "available": max(spec.total - borrowed, 0),
+            "commit": spec.commit_qty,
+            "max_overage": spec.max_overage,
+            "overage": max(borrowed - spec.commit_qty, 0),
+            "overage_borrows": charges,
+            "in_commit": borrowed <= spec.commit_qty,
+            "commit_price": spec.commit_price,
+            "overage_price_per_license": spec.overage_price_per_license,
+            "current_overage_cost": overage_cost,
+            "total_cost": spec.commit_price + overage_cost,
+        }

@@ -1,0 +1,185 @@
+"""SQLite persistence: a batched writer thread for events and pool state, and reads for restore."""
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tools (
+    tool TEXT PRIMARY KEY, total INTEGER, commit_qty INTEGER, max_overage INTEGER,
+    commit_price REAL, overage_price_per_license REAL
+);
+CREATE TABLE IF NOT EXISTS borrows (
+    id TEXT PRIMARY KEY, tool TEXT NOT NULL, user TEXT NOT NULL, borrowed_at REAL NOT NULL,
+    is_overage INTEGER NOT NULL, returned_at REAL
+);
+CREATE INDEX IF NOT EXISTS borrows_open ON borrows (returned_at) WHERE returned_at IS NULL;
+CREATE TABLE IF NOT EXISTS charges (tool TEXT PRIMARY KEY, overage_borrows INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    ts REAL NOT NULL, kind TEXT NOT NULL, tool TEXT, user TEXT, borrow_id TEXT, is_overage INTEGER, reason TEXT
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+"""
+
+FLUSH_SECONDS = 0.2
+BATCH_LIMIT = 5000
+
+
+class StoreError(Exception):
+    """The database cannot be opened or set up; the message is one line for the user."""
+
+
+class SQLiteStore:
+    """Owns one SQLite database (WAL); writes go through a queue to one batching thread."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"database {self.path}: folder {parent} does not exist")
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {exc}") from None
+        self._queue = queue.SimpleQueue()
+        self._pending = 0
+        self._pending_lock = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = None
+        self.persisted = True
+        self.last_error = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self):
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self):
+        """Write what is queued, then stop the writer and close the database."""
+        self.flush(timeout=5)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._conn.close()
+
+    # --------------------------------------------------------------- writes
+
+    def submit(self, sql, params=()):
+        """Queue one statement; it is written within FLUSH_SECONDS, in a batch with others."""
+        with self._pending_lock:
+            self._pending += 1
+        self._queue.put((sql, params))
+
+    def record_event(self, event):
+        """Persist one recorded event and the pool state it changes (an EventRecorder listener)."""
+        kind, ts = event["type"], event["ts"]
+        if kind == "borrow":
+            self.submit(
+                "INSERT OR REPLACE INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at) VALUES (?, ?, ?, ?, ?, NULL)",
+                (event["id"], event["tool"], event["user"], ts, int(event["is_overage"])),
+            )
+            if event["is_overage"]:
+                self.submit(
+                    "INSERT INTO charges (tool, overage_borrows) VALUES (?, 1) "
+                    "ON CONFLICT(tool) DO UPDATE SET overage_borrows = overage_borrows + 1",
+                    (event["tool"],),
+                )
+            row = (ts, kind, event["tool"], event["user"], event["id"], int(event["is_overage"]), None)
+        elif kind == "return":
+            self.submit("UPDATE borrows SET returned_at = ? WHERE id = ?", (ts, event["id"]))
+            row = (ts, kind, event["tool"], event["user"], event["id"], None, None)
+        else:
+            row = (ts, kind, event["tool"], event["user"], None, None, event["reason"])
+        self.submit("INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage, reason) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
+    def flush(self, timeout=10):
+        """Block until every queued statement is written (or `timeout` passes); return True when all are."""
+        deadline = time.monotonic() + timeout
+        with self._pending_lock:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None:
+                    return False
+                self._pending_lock.wait(min(left, 0.05))
+        return True
+
+    def _run(self):
+        batch = []
+        backoff = FLUSH_SECONDS
+        while not (self._stop.is_set() and not batch and self._queue.empty()):
+            if not batch:
+                try:
+                    batch.append(self._queue.get(timeout=FLUSH_SECONDS))
+                except queue.Empty:
+                    continue
+                # Let a burst gather, so a second of traffic costs one transaction.
+                time.sleep(0.02)
+            while len(batch) < BATCH_LIMIT:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write(batch)
+            except sqlite3.Error as exc:
+                # Keep serving from memory; keep the batch and try again later.
+                if self.persisted or str(exc) != self.last_error:
+                    log.error("SQLite write failed (%s); will retry, serving from memory meanwhile", exc)
+                self.persisted = False
+                self.last_error = str(exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if not self.persisted:
+                log.warning("SQLite writes work again")
+            self.persisted, self.last_error, backoff = True, None, FLUSH_SECONDS
+            with self._pending_lock:
+                self._pending -= len(batch)
+                self._pending_lock.notify_all()
+            batch = []
+
+    def _write(self, batch):
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            for sql, params in batch:
+                conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            conn.execute("ROLLBACK")
+            raise
+
+    # ---------------------------------------------------------------- reads
+    # Reads run at start-up, before the writer thread exists, or through read-only helpers.
+
+    def save_tools(self, specs):
+        """Replace the stored inventory with `specs` (at start-up, before the writer runs)."""
+        self._conn.execute("BEGIN")
+        self._conn.execute("DELETE FROM tools")
+        self._conn.executemany(
+            "INSERT INTO tools VALUES (?, ?, ?, ?, ?, ?)",
+            [(s.tool, s.total, s.commit_qty, s.max_overage, s.commit_price, s.overage_price_per_license) for s in specs.values()],
+        )
+        self._conn.execute("COMMIT")
+
+    def load_open_borrows(self):
+        """Return [(id, tool, user, borrowed_at, is_overage)] of borrows not yet returned."""
+        return self._conn.execute(
+            "SELECT id, tool, user, borrowed_at, is_overage FROM borrows WHERE returned_at IS NULL ORDER BY borrowed_at"
+        ).fetchall()
+
+    def load_charges(self):
+        """Return {tool: overage_borrows}."""
+        return dict(self._conn.execute("SELECT tool, overage_borrows FROM charges").fetchall())
