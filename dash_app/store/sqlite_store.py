@@ -50,6 +50,8 @@ class SQLiteStore:
             self._conn.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: {exc}") from None
+        # One connection serves the writer thread and readers; the lock keeps their use apart.
+        self._conn_lock = threading.RLock()
         self._queue = queue.SimpleQueue()
         self._pending = 0
         self._pending_lock = threading.Condition()
@@ -151,35 +153,44 @@ class SQLiteStore:
             batch = []
 
     def _write(self, batch):
-        conn = self._conn
-        conn.execute("BEGIN")
-        try:
-            for sql, params in batch:
-                conn.execute(sql, params)
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            conn.execute("ROLLBACK")
-            raise
+        with self._conn_lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                for sql, params in batch:
+                    conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                conn.execute("ROLLBACK")
+                raise
 
     # ---------------------------------------------------------------- reads
-    # Reads run at start-up, before the writer thread exists, or through read-only helpers.
+
+    def ensure_schema(self, sql):
+        """Run CREATE ... IF NOT EXISTS statements for a part of the app that keeps its own table."""
+        with self._conn_lock:
+            self._conn.executescript(sql)
+
+    def read(self, sql, params=()):
+        """Run a read query and return all rows; it sees what the writer has committed."""
+        with self._conn_lock:
+            return self._conn.execute(sql, params).fetchall()
 
     def save_tools(self, specs):
         """Replace the stored inventory with `specs` (at start-up, before the writer runs)."""
-        self._conn.execute("BEGIN")
-        self._conn.execute("DELETE FROM tools")
-        self._conn.executemany(
-            "INSERT INTO tools VALUES (?, ?, ?, ?, ?, ?)",
-            [(s.tool, s.total, s.commit_qty, s.max_overage, s.commit_price, s.overage_price_per_license) for s in specs.values()],
-        )
-        self._conn.execute("COMMIT")
+        with self._conn_lock:
+            self._conn.execute("BEGIN")
+            self._conn.execute("DELETE FROM tools")
+            self._conn.executemany(
+                "INSERT INTO tools VALUES (?, ?, ?, ?, ?, ?)",
+                [(s.tool, s.total, s.commit_qty, s.max_overage, s.commit_price, s.overage_price_per_license) for s in specs.values()],
+            )
+            self._conn.execute("COMMIT")
 
     def load_open_borrows(self):
         """Return [(id, tool, user, borrowed_at, is_overage)] of borrows not yet returned."""
-        return self._conn.execute(
-            "SELECT id, tool, user, borrowed_at, is_overage FROM borrows WHERE returned_at IS NULL ORDER BY borrowed_at"
-        ).fetchall()
+        return self.read("SELECT id, tool, user, borrowed_at, is_overage FROM borrows WHERE returned_at IS NULL ORDER BY borrowed_at")
 
     def load_charges(self):
         """Return {tool: overage_borrows}."""
-        return dict(self._conn.execute("SELECT tool, overage_borrows FROM charges").fetchall())
+        return dict(self.read("SELECT tool, overage_borrows FROM charges"))
