@@ -6,9 +6,12 @@ import secrets
 import dash
 
 from dash_app import config as config_module
+from dash_app import prometheus_metrics, realtime_api
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.licenses import LicensePool, load_inventory
+from dash_app.licenses import api as licenses_api
 from dash_app.recording import EventRecorder
+from dash_app.sources.demo import DemoTraffic
 from dash_app.state import AppState
 from dash_app.store import SQLiteStore
 from dash_app.vendor import register_vendor_assets
@@ -37,7 +40,10 @@ def create_app(config=None):
     recorder = EventRecorder(buffer, listeners=[store.record_event])
     pool = LicensePool(specs, recorder, store=store)
     state = AppState(config=config, buffer=buffer, recorder=recorder, pool=pool, store=store)
+    state.metrics_registry = prometheus_metrics.build_registry(pool, recorder)
     state.services.append(store)
+    if config.demo:
+        state.services.append(DemoTraffic(pool, speed=config.demo_speed, backfill_hours=config.backfill_hours))
 
     app = dash.Dash(
         __name__,
@@ -49,6 +55,8 @@ def create_app(config=None):
     server = app.server
     server.extensions["dash_app"] = state
     register_vendor_assets(server)
+    for blueprint in (licenses_api.bp, realtime_api.bp, prometheus_metrics.bp):
+        server.register_blueprint(blueprint)
 
     @server.get("/healthz")
     def healthz():

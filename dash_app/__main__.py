@@ -5,6 +5,8 @@ import logging
 import sys
 
 from dash_app import config as config_module
+from dash_app.licenses import InventoryError, load_inventory
+from dash_app.store import SQLiteStore, StoreError
 
 
 def build_parser():
@@ -14,13 +16,20 @@ def build_parser():
     return parser
 
 
+def check_startup(config):
+    """Fail fast, in this process, on a bad tools file or database, before the server forks its worker."""
+    load_inventory(config.tools_file)
+    SQLiteStore(config.db).close()
+
+
 def main(argv=None):
     """Parse flags, then serve; configuration errors end with one line and exit status 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = config_module.from_args(args)
-    except config_module.ConfigError as exc:
+        check_startup(config)
+    except (config_module.ConfigError, InventoryError, StoreError) as exc:
         print(f"python -m dash_app: error: {exc}", file=sys.stderr)
         return 2
     from dash_app.serve import serve

@@ -13,6 +13,7 @@ class AppState:
     recorder: object = None
     pool: object = None
     store: object = None
+    metrics_registry: object = None
     services: list = field(default_factory=list)
     _stopped: threading.Event = field(default_factory=threading.Event)
 

@@ -38,7 +38,7 @@ def load_inventory(path=None):
         raise InventoryError(f"tools file {path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise InventoryError(f"tools file {path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    return parse_inventory(raw, source=str(path))
+    return parse_inventory(raw, source=f"tools file {path}")
 
 
 def parse_inventory(raw, source="tools file"):

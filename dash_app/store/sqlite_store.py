@@ -74,7 +74,12 @@ class SQLiteStore:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self._conn.close()
+        self.close()
+
+    def close(self):
+        """Close the connection."""
+        with self._conn_lock:
+            self._conn.close()
 
     # --------------------------------------------------------------- writes
 

@@ -1,0 +1,58 @@
+"""REST API of the pool: borrow, return, status and active borrows, as JSON."""
+
+from flask import Blueprint, current_app, jsonify, request
+
+from dash_app.licenses.pool import UNKNOWN_TOOL, BorrowDenied, UnknownBorrow
+from dash_app.web import ApiError, json_body, name_field, register_error_handler, require_token
+
+bp = Blueprint("licenses", __name__)
+register_error_handler(bp)
+
+
+def _pool():
+    return current_app.extensions["dash_app"].pool
+
+
+@bp.post("/licenses/borrow")
+@require_token
+def borrow():
+    body = json_body()
+    tool, user = name_field(body, "tool"), name_field(body, "user")
+    try:
+        granted = _pool().borrow(tool, user)
+    except BorrowDenied as denied:
+        status = 404 if denied.reason == UNKNOWN_TOOL else 409
+        raise ApiError(status, denied.reason, denied.detail) from None
+    return jsonify(granted.as_dict())
+
+
+@bp.post("/licenses/return")
+@require_token
+def return_license():
+    body = json_body()
+    borrow_id = name_field(body, "id")
+    try:
+        returned = _pool().return_license(borrow_id)
+    except UnknownBorrow:
+        raise ApiError(404, "unknown_borrow", f"id: no active borrow {borrow_id!r}") from None
+    return jsonify({"status": "ok", "tool": returned.tool})
+
+
+@bp.get("/licenses/status")
+def status():
+    return jsonify(_pool().status())
+
+
+@bp.get("/licenses/<path:tool>/status")
+def tool_status(tool):
+    entry = _pool().tool_status(tool)
+    if entry is None:
+        raise ApiError(404, UNKNOWN_TOOL, f"tool: no tool named {tool!r}")
+    return jsonify(entry)
+
+
+@bp.get("/borrows")
+def active_borrows():
+    user = request.args.get("user") or None
+    tool = request.args.get("tool") or None
+    return jsonify([b.as_dict() for b in _pool().active_borrows(user=user, tool=tool)])

@@ -1,0 +1,154 @@
+"""Demo traffic: simulated engineers and CI bursts borrowing through the pool, live or backfilled."""
+
+import heapq
+import itertools
+import logging
+import math
+import random
+import threading
+import time
+
+from dash_app.licenses.pool import BorrowDenied, UnknownBorrow
+
+log = logging.getLogger(__name__)
+
+ROSTER = [
+    "anna.schmidt", "ben.muller", "chen.wei", "david.kowalski", "elena.rossi", "farah.haddad", "georg.weber",
+    "hana.sato", "ivan.petrov", "julia.fischer", "karim.nasser", "lena.wagner", "marco.bianchi", "nina.hoffmann",
+    "oskar.lind", "priya.nair", "quentin.blanc", "rosa.garcia", "sven.larsen", "tara.obrien", "umut.yilmaz",
+    "vera.novak", "wei.zhang", "xavier.dubois", "yuki.tanaka", "zoe.martin", "arjun.mehta", "birgit.koch",
+    "carlos.silva", "dana.levi", "emil.berg", "fatima.ali", "goran.ivic", "helga.braun", "ines.costa", "jonas.keller",
+]
+CI_PREFIX = "ci-runner-"
+# Names a person might mistype; the pool answers unknown_tool.
+MISTYPED_TOOLS = ["GreenHills Multi-IDE", "DaVinci Configurator", "AUTOSAR Config Tool"]
+
+MINUTE = 60.0
+HOLD_MEDIAN = 7 * MINUTE  # a working session with a tool
+IDLE_MEAN = 3 * MINUTE  # time between sessions
+BURST_MEAN_GAP = 12 * MINUTE  # a CI pipeline or a team deadline, now and then
+
+
+class DemoTraffic:
+    """A discrete-event simulation of a few dozen users; a background service once started."""
+
+    def __init__(self, pool, speed=1.0, backfill_hours=0.0, seed=None, clock=time.time):
+        self.pool = pool
+        self.speed = speed
+        self.backfill_hours = backfill_hours
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self._queue = []
+        self._order = itertools.count()
+        self._stop = threading.Event()
+        self._thread = None
+        self.counts = {"borrows": 0, "returns": 0, "failures": 0}
+        tools = pool.tools
+        # Each person mostly uses one or two tools, and some tools are more popular than others.
+        self._habits = {
+            user: self.rng.sample(tools, k=min(len(tools), self.rng.choice((1, 2, 2, 3)))) for user in ROSTER
+        }
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self):
+        """Backfill, then play live traffic in a daemon thread."""
+        now = self.clock()
+        start = now - self.backfill_hours * 3600
+        self._seed_schedule(start)
+        if self.backfill_hours > 0:
+            began = time.perf_counter()
+            self.run_until(now, backfill=True)
+            log.info("demo backfill: %.1f h of traffic in %.1f s (%s)", self.backfill_hours, time.perf_counter() - began, self.counts)
+        self._thread = threading.Thread(target=self._live, args=(now,), name="demo-traffic", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        """Stop the live thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # ----------------------------------------------------------- simulation
+
+    def _seed_schedule(self, start):
+        for user in ROSTER:
+            self._at(start + self.rng.uniform(0, 3 * MINUTE), "start", user)
+        self._at(start + self.rng.expovariate(1 / BURST_MEAN_GAP), "burst", None)
+        # After a restart, borrows of demo users from the last run are still active: let them end too.
+        for borrow in self.pool.active_borrows():
+            if borrow.user in self._habits or borrow.user.startswith(CI_PREFIX):
+                self._at(start + self.rng.uniform(0, HOLD_MEDIAN), "end", (borrow.id, None))
+
+    def _at(self, when, action, payload):
+        heapq.heappush(self._queue, (when, next(self._order), action, payload))
+
+    def run_until(self, sim_end, backfill=False):
+        """Play every scheduled action up to `sim_end`; backfilled ones carry their simulated time."""
+        while self._queue and self._queue[0][0] <= sim_end and not self._stop.is_set():
+            when, _, action, payload = heapq.heappop(self._queue)
+            getattr(self, "_do_" + action)(when, payload, when if backfill else None)
+
+    def _live(self, wall_start):
+        sim_start = wall_start
+        while not self._stop.is_set():
+            sim_now = sim_start + (self.clock() - wall_start) * self.speed
+            try:
+                self.run_until(sim_now)
+            except Exception:  # keep the demo alive; a bug here must not end the traffic silently
+                log.exception("demo traffic step failed")
+            wait = (self._queue[0][0] - sim_now) / self.speed if self._queue else 0.5
+            self._stop.wait(min(max(wait, 0.01), 0.5))
+
+    def _borrow(self, tool, user, at):
+        try:
+            borrow = self.pool.borrow(tool, user, at=at)
+        except BorrowDenied:
+            self.counts["failures"] += 1
+            return None
+        self.counts["borrows"] += 1
+        return borrow
+
+    def _do_start(self, when, user, at):
+        # attempt 0 is the first try; a denied person tries again a couple of times, then gives up for a while.
+        self._do_attempt(when, (user, self.rng.choice(self._habits[user]), 0), at)
+
+    def _do_attempt(self, when, payload, at):
+        user, tool, attempt = payload
+        if self.rng.random() < 0.01:
+            tool_asked = self.rng.choice(MISTYPED_TOOLS)
+            self._borrow(tool_asked, user, at)
+            self._at(when + self.rng.uniform(10, 40), "attempt", (user, tool, attempt))
+            return
+        borrow = self._borrow(tool, user, at)
+        if borrow is not None:
+            hold = HOLD_MEDIAN * math.exp(self.rng.gauss(0, 0.6))
+            self._at(when + hold, "end", (borrow.id, user))
+        elif attempt < 2:
+            self._at(when + self.rng.uniform(1, 3) * MINUTE, "attempt", (user, tool, attempt + 1))
+        else:
+            self._at(when + self.rng.expovariate(1 / IDLE_MEAN), "start", user)
+
+    def _do_end(self, when, payload, at):
+        borrow_id, user = payload
+        try:
+            self.pool.return_license(borrow_id, at=at)
+            self.counts["returns"] += 1
+        except UnknownBorrow:
+            pass  # returned by someone else meanwhile (the REST API is open to the same pool)
+        if user in self._habits:
+            self._at(when + self.rng.expovariate(1 / IDLE_MEAN), "start", user)
+
+    def _do_burst(self, when, _payload, at):
+        # A pipeline fans out: many runners ask for one tool within a minute or two.
+        tool = self.rng.choice(self.pool.tools)
+        for _ in range(self.rng.randint(8, 22)):
+            runner = f"{CI_PREFIX}{self.rng.randint(1, 40):02d}"
+            self._at(when + self.rng.uniform(0, 2 * MINUTE), "runner", (runner, tool))
+        self._at(when + self.rng.expovariate(1 / BURST_MEAN_GAP), "burst", None)
+
+    def _do_runner(self, when, payload, at):
+        runner, tool = payload
+        borrow = self._borrow(tool, runner, at)
+        if borrow is not None:
+            self._at(when + self.rng.uniform(2, 7) * MINUTE, "end", (borrow.id, runner))

@@ -1,0 +1,55 @@
+"""Demo traffic: realistic sessions and bursts, through the pool's own borrow path."""
+
+import time
+from collections import Counter
+
+from dash_app.__main__ import build_parser
+from dash_app.config import from_args
+from dash_app.state import get_state
+from dash_app.sources.demo import ROSTER, DemoTraffic
+
+
+def test_backfill_fills_hours_of_history_through_the_pool(make_app):
+    state = get_state(make_app())
+    demo = DemoTraffic(state.pool, speed=1.0, backfill_hours=4, seed=3)
+    started = time.time()
+    demo.start()
+    demo.stop()
+
+    events = state.buffer.get_recent_events(21600)
+    borrows, failures = events["borrows"], events["failures"]
+    assert len(borrows) == demo.counts["borrows"] > 500
+    assert len(failures) == demo.counts["failures"]
+    assert len(events["returns"]) == demo.counts["returns"]
+    span_minutes = len({b["timestamp"][:16] for b in borrows})
+    assert span_minutes > 150  # spread over the 4 h, not piled on "now"
+    assert state.buffer.get_stats_summary()["oldest_event"] < time.strftime("%Y-%m-%dT%H:%M", time.gmtime(started - 3.5 * 3600))
+    reasons = Counter(f["reason"] for f in failures)
+    assert reasons["exhausted"] > 0 and reasons["unknown_tool"] > 0
+    assert any(b["is_overage"] for b in borrows)
+    assert len({b["user"] for b in borrows} & set(ROSTER)) >= 30
+    assert sum(e["borrowed"] for e in state.pool.status()) == len(state.pool.active_borrows())
+
+
+def test_live_traffic_runs_faster_with_a_speed_factor(make_app):
+    state = get_state(make_app())
+    demo = DemoTraffic(state.pool, speed=300.0, seed=5)
+    demo.start()
+    try:
+        deadline = time.monotonic() + 20
+        while demo.counts["returns"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        demo.stop()
+    recent = state.buffer.get_recent_events(60)
+    assert demo.counts["returns"] >= 20
+    assert len(recent["borrows"]) == demo.counts["borrows"]
+
+
+def test_demo_is_on_by_default_and_off_with_the_flag(make_app):
+    parser = build_parser()
+    assert from_args(parser.parse_args([]), environ={}).demo is True
+    assert from_args(parser.parse_args(["--no-demo"]), environ={}).demo is False
+    assert from_args(parser.parse_args([]), environ={"DASH_APP_DEMO": "0"}).demo is False
+    assert any(isinstance(s, DemoTraffic) for s in get_state(make_app(demo=True)).services)
+    assert not any(isinstance(s, DemoTraffic) for s in get_state(make_app(demo=False)).services)
