@@ -20,7 +20,7 @@ def _bool(text):
 
 
 def _list(text):
-    return [part for part in str(text).split(os.pathsep) if part]
+    return tuple(part for part in str(text).split(os.pathsep) if part)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Setting:
     flag: str
     help: str
     minimum: float = None
+    repeat: bool = False  # a list: the flag may be given again, the variable separates values with os.pathsep
 
 
 SETTINGS = [
@@ -51,6 +52,8 @@ SETTINGS = [
     Setting("max_borrows", "DASH_APP_MAX_BORROWS", int, "--max-borrows", "buffer cap on borrow events", 0),
     Setting("max_returns", "DASH_APP_MAX_RETURNS", int, "--max-returns", "buffer cap on return events", 0),
     Setting("max_failures", "DASH_APP_MAX_FAILURES", int, "--max-failures", "buffer cap on failure events", 0),
+    Setting("history_days", "DASH_APP_HISTORY_DAYS", float, "--history-days", "days of per-minute history in SQLite", 0.01),
+    Setting("flexlm_logs", "DASH_APP_FLEXLM_LOGS", _list, "--flexlm-log", "FlexNet debug log to follow (repeat for several)", repeat=True),
 ]
 
 
@@ -60,7 +63,7 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8050
-    threads: int = 128
+    threads: int = 256
     db: str = "dash_app.db"
     tools_file: str = None
     api_token: str = None
@@ -73,6 +76,8 @@ class Config:
     max_borrows: int = 100_000
     max_returns: int = 100_000
     max_failures: int = 10_000
+    history_days: float = 30.0
+    flexlm_logs: tuple = ()
 
     @property
     def retention_seconds(self):
@@ -86,6 +91,9 @@ class Config:
 def _checked(config):
     for setting in SETTINGS:
         value = getattr(config, setting.name)
+        if setting.repeat and not isinstance(value, tuple):
+            value = _list(value) if isinstance(value, str) else tuple(value)
+            config = dataclasses.replace(config, **{setting.name: value})
         if setting.minimum is not None and value is not None and value < setting.minimum:
             where = setting.flag or setting.env
             raise ConfigError(f"{where}: must be at least {setting.minimum:g}, got {value}")
@@ -128,6 +136,8 @@ def add_arguments(parser):
         dest = setting.name
         if setting.parse is _bool:
             parser.add_argument(setting.flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=setting.help)
+        elif setting.repeat:
+            parser.add_argument(setting.flag, dest=dest, action="append", default=None, metavar="PATH", help=f"{setting.help} [{setting.env}]")
         else:
             parser.add_argument(setting.flag, dest=dest, type=setting.parse, default=None, help=f"{setting.help} [{setting.env}]")
     return parser

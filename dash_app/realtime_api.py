@@ -1,8 +1,9 @@
-"""Read-only JSON views of the buffer: /realtime/stats."""
+"""Read-only views of the buffer: /realtime/stats and /realtime/export."""
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from dash_app.web import query_number, register_error_handler
+from dash_app import export
+from dash_app.web import ApiError, query_number, register_error_handler
 
 bp = Blueprint("realtime", __name__)
 register_error_handler(bp)
@@ -12,6 +13,23 @@ register_error_handler(bp)
 def stats():
     buffer = current_app.extensions["dash_app"].buffer
     window = query_number("window", default=60, minimum=1, maximum=21600)
-    body = buffer.get_stats_summary()
+    body = current_app.extensions["dash_app"].stats_summary()
     body[f"recent_{window}s"] = buffer.get_recent_events(window)
     return jsonify(body)
+
+
+@bp.get("/realtime/export")
+def export_data():
+    state = current_app.extensions["dash_app"]
+    fmt = request.args.get("format", "csv")
+    if fmt not in export.FORMATS:
+        raise ApiError(400, "invalid_query", "format: must be csv or json")
+    kind = request.args.get("kind", "buckets")
+    if kind not in export.KINDS:
+        raise ApiError(400, "invalid_query", "kind: must be buckets or events")
+    # Buckets reach back through the stored history; raw events only through the buffer's window.
+    longest = state.config.history_days * 86400 if kind == "buckets" else state.buffer.retention_seconds
+    window = query_number("window", default=state.buffer.retention_seconds, minimum=60, maximum=longest)
+    tools = request.args.getlist("tool") or None
+    text, filename, mimetype = export.render(state, kind, fmt, window, tools)
+    return Response(text, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -17,6 +17,12 @@ class AppState:
     services: list = field(default_factory=list)
     _stopped: threading.Event = field(default_factory=threading.Event)
 
+    def stats_summary(self):
+        """Return the buffer's stats, plus whether writes reach SQLite right now."""
+        stats = self.buffer.get_stats_summary()
+        stats["persisted"] = self.store.persisted if self.store is not None else False
+        return stats
+
     def start(self):
         """Start every background service (demo traffic, stream ticker, writers)."""
         for service in self.services:

@@ -6,7 +6,7 @@ from bisect import bisect_left, bisect_right, insort_right
 from collections import namedtuple
 from operator import itemgetter
 
-from dash_app.timeutil import first_minute_at_or_after, iso_minute, iso_utc, to_epoch
+from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS, first_minute_at_or_after, iso_minute, iso_utc, to_epoch
 
 DEFAULT_RETENTION_SECONDS = 21600
 DEFAULT_MAX_BORROWS = 100_000
@@ -122,20 +122,7 @@ class RealtimeMetricsBuffer:
             now = self.clock()
             ts = to_epoch(timestamp, now)
             self._expire(now)
-            if ts < now - self.retention_seconds:
-                return False
-            tool, user = self._intern(tool), self._intern(user)
-            event = (ts, tool, user, bool(is_overage), borrow_id)
-            self._borrows.insert(event)
-            self._open_borrows[borrow_id] = event
-            b = self._bin(tool, ts)
-            b.count += 1
-            b.overage += event[3]
-            b.users[user] = b.users.get(user, 0) + 1
-            b.bucket = None
-            self._version += 1
-            self._enforce_cap(self._borrows, self._forget_borrow)
-            return True
+            return self._add_borrow(now, ts, tool, user, is_overage, borrow_id)
 
     def add_return(self, borrow_id, user=None, timestamp=None, tool=None):
         """Record a return; tool and user default to those of the matching borrow, if it is retained."""
@@ -143,20 +130,7 @@ class RealtimeMetricsBuffer:
             now = self.clock()
             ts = to_epoch(timestamp, now)
             self._expire(now)
-            if ts < now - self.retention_seconds:
-                return False
-            borrow = self._open_borrows.get(borrow_id)
-            if tool is None and borrow is not None:
-                tool = borrow[1]
-            if user is None and borrow is not None:
-                user = borrow[2]
-            tool, user = self._intern(tool), self._intern(user)
-            self._returns.insert((ts, borrow_id, user, tool))
-            if tool is not None:
-                self._bin(tool, ts).returns += 1
-            self._version += 1
-            self._enforce_cap(self._returns, self._forget_return)
-            return True
+            return self._add_return(now, ts, borrow_id, user, tool)
 
     def add_failure(self, tool, user, reason, timestamp=None):
         """Record a borrow that could not be granted, with its reason."""
@@ -164,16 +138,66 @@ class RealtimeMetricsBuffer:
             now = self.clock()
             ts = to_epoch(timestamp, now)
             self._expire(now)
-            if ts < now - self.retention_seconds:
-                return False
-            tool, user, reason = self._intern(tool), self._intern(user), self._intern(reason)
-            self._failures.insert((ts, tool, user, reason))
-            if tool is not None:
-                failures = self._bin(tool, ts).failures
-                failures[reason] = failures.get(reason, 0) + 1
-            self._version += 1
-            self._enforce_cap(self._failures, self._forget_failure)
-            return True
+            return self._add_failure(now, ts, tool, user, reason)
+
+    def restore(self, kind, rows):
+        """Add stored events of one kind under one lock; return how many were kept.
+
+        Rows are oldest first: borrow (ts, tool, user, is_overage, id), return (ts, id, user, tool),
+        failure (ts, tool, user, reason). Rows from the future (a clock that went back) are skipped.
+        """
+        add = {"borrow": self._add_borrow, "return": self._add_return, "failure": self._add_failure}[kind]
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            latest = now + MAX_CLOCK_SKEW_SECONDS
+            return sum(add(now, row[0], *row[1:]) for row in rows if row[0] <= latest)
+
+    # Callers hold the lock and have checked the timestamp against the future.
+
+    def _add_borrow(self, now, ts, tool, user, is_overage, borrow_id):
+        if ts < now - self.retention_seconds:
+            return False
+        tool, user = self._intern(tool), self._intern(user)
+        event = (ts, tool, user, bool(is_overage), borrow_id)
+        self._borrows.insert(event)
+        self._open_borrows[borrow_id] = event
+        b = self._bin(tool, ts)
+        b.count += 1
+        b.overage += event[3]
+        b.users[user] = b.users.get(user, 0) + 1
+        b.bucket = None
+        self._version += 1
+        self._enforce_cap(self._borrows, self._forget_borrow)
+        return True
+
+    def _add_return(self, now, ts, borrow_id, user, tool):
+        if ts < now - self.retention_seconds:
+            return False
+        borrow = self._open_borrows.get(borrow_id)
+        if tool is None and borrow is not None:
+            tool = borrow[1]
+        if user is None and borrow is not None:
+            user = borrow[2]
+        tool, user = self._intern(tool), self._intern(user)
+        self._returns.insert((ts, borrow_id, user, tool))
+        if tool is not None:
+            self._bin(tool, ts).returns += 1
+        self._version += 1
+        self._enforce_cap(self._returns, self._forget_return)
+        return True
+
+    def _add_failure(self, now, ts, tool, user, reason):
+        if ts < now - self.retention_seconds:
+            return False
+        tool, user, reason = self._intern(tool), self._intern(user), self._intern(reason)
+        self._failures.insert((ts, tool, user, reason))
+        if tool is not None:
+            failures = self._bin(tool, ts).failures
+            failures[reason] = failures.get(reason, 0) + 1
+        self._version += 1
+        self._enforce_cap(self._failures, self._forget_failure)
+        return True
 
     # ------------------------------------------------------------------ reads
 
@@ -287,11 +311,9 @@ class RealtimeMetricsBuffer:
                     flows[tool] = rows
             return flows
 
-    def events_for_restore(self):
-        """Return every retained event as plain tuples, for persistence and tests."""
-        with self._lock:
-            self._expire(self.clock())
-            return self._borrows.all(), self._returns.all(), self._failures.all()
+    def caps(self):
+        """Return the cap of each event kind."""
+        return {"borrow": self._borrows.cap, "return": self._returns.cap, "failure": self._failures.cap}
 
     # --------------------------------------------------------------- internals
 

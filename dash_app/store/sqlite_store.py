@@ -23,7 +23,16 @@ CREATE TABLE IF NOT EXISTS charges (tool TEXT PRIMARY KEY, overage_borrows INTEG
 CREATE TABLE IF NOT EXISTS events (
     ts REAL NOT NULL, kind TEXT NOT NULL, tool TEXT, user TEXT, borrow_id TEXT, is_overage INTEGER, reason TEXT
 );
+CREATE INDEX IF NOT EXISTS events_kind_ts ON events (kind, ts);
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS minute_stats (
+    tool TEXT NOT NULL, minute INTEGER NOT NULL, count INTEGER NOT NULL, overage_count INTEGER NOT NULL,
+    users TEXT NOT NULL, returns INTEGER NOT NULL, failures TEXT NOT NULL, PRIMARY KEY (tool, minute)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hour_stats (
+    tool TEXT NOT NULL, hour INTEGER NOT NULL, count INTEGER NOT NULL, overage_count INTEGER NOT NULL,
+    users TEXT NOT NULL, returns INTEGER NOT NULL, failures TEXT NOT NULL, PRIMARY KEY (tool, hour)
+) WITHOUT ROWID;
 """
 
 FLUSH_SECONDS = 0.2
@@ -59,6 +68,8 @@ class SQLiteStore:
         self._thread = None
         self.persisted = True
         self.last_error = None
+        self._tasks = []  # [every_seconds, next_due, fn(conn)] run by the writer thread
+        self._events_since = None  # earliest event time written since the last task run that asked
 
     # ------------------------------------------------------------ lifecycle
 
@@ -69,11 +80,12 @@ class SQLiteStore:
             self._thread.start()
 
     def stop(self):
-        """Write what is queued, then stop the writer and close the database."""
+        """Write what is queued, run the periodic tasks once more, then stop the writer and close the database."""
         self.flush(timeout=5)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            self._run_due_tasks(force=True)
         self.close()
 
     def close(self):
@@ -83,11 +95,20 @@ class SQLiteStore:
 
     # --------------------------------------------------------------- writes
 
-    def submit(self, sql, params=()):
+    def submit(self, sql, params=(), event_ts=None):
         """Queue one statement; it is written within FLUSH_SECONDS, in a batch with others."""
         with self._pending_lock:
             self._pending += 1
-        self._queue.put((sql, params))
+        self._queue.put((sql, params, event_ts))
+
+    def add_periodic(self, fn, every_seconds):
+        """Run `fn(conn)` in the writer thread every `every_seconds`, after the queued writes."""
+        self._tasks.append([every_seconds, time.monotonic() + every_seconds, fn])
+
+    def take_events_since(self):
+        """Return the earliest event time written since the last call (writer thread only), or None."""
+        since, self._events_since = self._events_since, None
+        return since
 
     def record_event(self, event):
         """Persist one recorded event and the pool state it changes (an EventRecorder listener)."""
@@ -109,7 +130,7 @@ class SQLiteStore:
             row = (ts, kind, event["tool"], event["user"], event["id"], None, None)
         else:
             row = (ts, kind, event["tool"], event["user"], None, None, event["reason"])
-        self.submit("INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage, reason) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        self.submit("INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage, reason) VALUES (?, ?, ?, ?, ?, ?, ?)", row, ts)
 
     def flush(self, timeout=10):
         """Block until every queued statement is written (or `timeout` passes); return True when all are."""
@@ -127,6 +148,7 @@ class SQLiteStore:
         backoff = FLUSH_SECONDS
         while not (self._stop.is_set() and not batch and self._queue.empty()):
             if not batch:
+                self._run_due_tasks()
                 try:
                     batch.append(self._queue.get(timeout=FLUSH_SECONDS))
                 except queue.Empty:
@@ -162,12 +184,35 @@ class SQLiteStore:
             conn = self._conn
             conn.execute("BEGIN")
             try:
-                for sql, params in batch:
+                for sql, params, _ in batch:
                     conn.execute(sql, params)
                 conn.execute("COMMIT")
             except sqlite3.Error:
                 conn.execute("ROLLBACK")
                 raise
+            times = [ts for _, _, ts in batch if ts is not None]
+            if times:
+                earliest = min(times)
+                self._events_since = earliest if self._events_since is None else min(self._events_since, earliest)
+
+    def run_tasks_now(self, timeout=10):
+        """Write what is queued, then run every periodic task at once (tests and shutdown)."""
+        self.flush(timeout)
+        self._run_due_tasks(force=True)
+
+    def _run_due_tasks(self, force=False):
+        now = time.monotonic()
+        for task in self._tasks:
+            every, due, fn = task
+            if not force and now < due:
+                continue
+            task[1] = now + every
+            try:
+                with self._conn_lock:
+                    fn(self._conn)
+            except sqlite3.Error as exc:
+                log.error("SQLite maintenance %s failed: %s", getattr(fn, "__name__", fn), exc)
+                self.persisted, self.last_error = False, str(exc)
 
     # ---------------------------------------------------------------- reads
 

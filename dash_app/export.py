@@ -1,0 +1,76 @@
+"""CSV and JSON exports of buckets or raw events, for the export route and the dashboard's download buttons."""
+
+import csv
+import io
+import json
+
+from dash_app.store.history import minute_rows
+from dash_app.timeutil import iso_minute
+
+FORMATS = ("csv", "json")
+KINDS = ("buckets", "events")
+BUCKET_COLUMNS = ["tool", "timestamp", "count", "overage_count", "users"]
+EVENT_COLUMNS = ["timestamp", "type", "tool", "user", "id", "is_overage", "reason"]
+# Spreadsheets run cells that start with these as formulas; a leading quote keeps them text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def bucket_rows(state, window_seconds, tools=None):
+    """Return per-minute bucket rows, from the buffer inside its window and from SQLite beyond it."""
+    wanted = None if tools is None else set(tools)
+    if window_seconds <= state.buffer.retention_seconds:
+        metrics = state.buffer.aggregate_tool_metrics(window_seconds)
+        rows = [
+            {"tool": tool, **bucket}
+            for tool, buckets in metrics.items()
+            if wanted is None or tool in wanted
+            for bucket in buckets
+        ]
+    else:
+        since = state.buffer.clock() - window_seconds
+        rows = [
+            {"tool": tool, "timestamp": iso_minute(minute), "count": count, "users": users, "overage_count": overage}
+            for tool, minute, count, overage, users in minute_rows(state.store, since, wanted)
+            if count
+        ]
+    return [{key: row[key] for key in BUCKET_COLUMNS} for row in rows]
+
+
+def event_rows(state, window_seconds, tools=None):
+    """Return the buffer's raw events of the window, oldest first, all kinds together."""
+    events = state.buffer.get_recent_events(window_seconds)
+    wanted = None if tools is None else set(tools)
+    merged = [e for kind in ("borrows", "returns", "failures") for e in events[kind] if wanted is None or e["tool"] in wanted]
+    merged.sort(key=lambda e: e["timestamp"])
+    return [{key: e.get(key) for key in EVENT_COLUMNS} for e in merged]
+
+
+def _cell(value):
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return "" if value is None else value
+
+
+def to_csv(rows, columns):
+    """Render rows as CSV text with a header line; lists become JSON arrays."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row[c]) for c in columns])
+    return out.getvalue()
+
+
+def render(state, kind, fmt, window_seconds, tools=None):
+    """Return (text, filename, mimetype) of one export."""
+    if kind == "buckets":
+        rows, columns = bucket_rows(state, window_seconds, tools), BUCKET_COLUMNS
+    else:
+        rows, columns = event_rows(state, window_seconds, tools), EVENT_COLUMNS
+    scope = "all-tools" if not tools else "-".join("".join(ch if ch.isalnum() else "_" for ch in t) for t in tools)[:80]
+    filename = f"licenses-{kind}-{scope}-{int(window_seconds)}s.{fmt}"
+    if fmt == "csv":
+        return to_csv(rows, columns), filename, "text/csv; charset=utf-8"
+    return json.dumps(rows, ensure_ascii=False), filename, "application/json"

@@ -1,0 +1,153 @@
+"""Long history: per-minute and per-hour aggregates in SQLite, kept for --history-days, and queries over them."""
+
+import json
+import time
+
+from dash_app.timeutil import iso_utc
+
+# Bin sizes a long chart may use; the smallest that keeps a series at or under MAX_POINTS wins.
+BIN_LADDER = (60, 300, 3600, 7200, 21600, 86400)
+MAX_POINTS = 500
+AGGREGATE_EVERY_SECONDS = 5.0
+PRUNE_EVERY_SECONDS = 600.0
+
+
+def _group(rows, key_of):
+    table = {}
+    for tool, key, count, overage, users, returns, failures in rows:
+        row = table.setdefault((tool, key_of(key)), [0, 0, set(), 0, {}])
+        row[0] += count
+        row[1] += overage
+        row[2].update(users)
+        row[3] += returns
+        for reason, n in failures.items():
+            row[4][reason] = row[4].get(reason, 0) + n
+    return table
+
+
+def _upsert(conn, table, unit, grouped):
+    conn.executemany(
+        f"INSERT OR REPLACE INTO {table} (tool, {unit}, count, overage_count, users, returns, failures) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (tool, key, row[0], row[1], json.dumps(sorted(row[2])), row[3], json.dumps(row[4], sort_keys=True))
+            for (tool, key), row in grouped.items()
+        ],
+    )
+
+
+def rebuild_from(conn, since_ts):
+    """Recompute the minute and hour rows from raw events at and after `since_ts`'s minute."""
+    first_minute = int(since_ts // 60)
+    minute_rows = []
+    for ts, kind, tool, user, is_overage, reason in conn.execute(
+        "SELECT ts, kind, tool, user, is_overage, reason FROM events WHERE ts >= ? AND tool IS NOT NULL", (first_minute * 60,)
+    ):
+        if kind == "borrow":
+            minute_rows.append((tool, int(ts // 60), 1, is_overage or 0, (user,), 0, {}))
+        elif kind == "return":
+            minute_rows.append((tool, int(ts // 60), 0, 0, (), 1, {}))
+        else:
+            minute_rows.append((tool, int(ts // 60), 0, 0, (), 0, {reason: 1}))
+    conn.execute("BEGIN")
+    try:
+        _upsert(conn, "minute_stats", "minute", _group(minute_rows, lambda m: m))
+        rebuild_hours_from(conn, first_minute)
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def rebuild_hours_from(conn, first_minute):
+    """Recompute the hour rows from the minute rows, from the hour that holds `first_minute` on."""
+    stored = conn.execute(
+        "SELECT tool, minute, count, overage_count, users, returns, failures FROM minute_stats WHERE minute >= ?",
+        ((first_minute // 60) * 60,),
+    )
+    decoded = ((t, m, c, o, json.loads(u), r, json.loads(f)) for t, m, c, o, u, r, f in stored)
+    _upsert(conn, "hour_stats", "hour", _group(decoded, lambda m: m // 60))
+
+
+class HistoryKeeper:
+    """Periodic writer-thread tasks: fold new events into aggregates, and prune what is past its keep time."""
+
+    def __init__(self, store, raw_keep_seconds, history_seconds, clock=time.time):
+        self.store = store
+        self.raw_keep_seconds = raw_keep_seconds
+        self.history_seconds = history_seconds
+        self.clock = clock
+        store.add_periodic(self.aggregate, AGGREGATE_EVERY_SECONDS)
+        store.add_periodic(self.prune, PRUNE_EVERY_SECONDS)
+
+    def aggregate(self, conn):
+        """Fold events written since the last run into minute and hour rows."""
+        since = self.store.take_events_since()
+        if since is not None:
+            rebuild_from(conn, since)
+
+    def prune(self, conn):
+        """Delete raw events past the raw keep time and aggregates past the history time."""
+        now = self.clock()
+        with conn:
+            conn.execute("DELETE FROM events WHERE ts < ?", (now - self.raw_keep_seconds,))
+            conn.execute("DELETE FROM borrows WHERE returned_at IS NOT NULL AND returned_at < ?", (now - self.raw_keep_seconds,))
+            conn.execute("DELETE FROM minute_stats WHERE minute < ?", (int((now - self.history_seconds) // 60),))
+            conn.execute("DELETE FROM hour_stats WHERE hour < ?", (int((now - self.history_seconds) // 3600),))
+
+
+def bin_seconds_for(window_seconds):
+    """Return the smallest bin size from the ladder that keeps `window_seconds` at or under MAX_POINTS points."""
+    for size in BIN_LADDER:
+        if window_seconds / size <= MAX_POINTS:
+            return size
+    return BIN_LADDER[-1]
+
+
+def history_series(store, window_seconds, now=None, tools=None):
+    """Return (bin_seconds, {tool: [point, ...]}) for a long window, from the stored aggregates.
+
+    Each point is a bucket dict (timestamp, count, users, overage_count) plus returns and failures by reason.
+    """
+    now = time.time() if now is None else now
+    size = bin_seconds_for(window_seconds)
+    # The first bin is whole: the window is widened back to the bin edge before it.
+    start = int((now - window_seconds) // size) * size
+    if size >= 3600:
+        rows = store.read(
+            "SELECT tool, hour * 3600, count, overage_count, users, returns, failures FROM hour_stats WHERE hour >= ? ORDER BY hour",
+            (start // 3600,),
+        )
+    else:
+        rows = store.read(
+            "SELECT tool, minute * 60, count, overage_count, users, returns, failures FROM minute_stats WHERE minute >= ? ORDER BY minute",
+            (start // 60,),
+        )
+    wanted = None if tools is None else set(tools)
+    decoded = (
+        (t, at, c, o, json.loads(u), r, json.loads(f))
+        for t, at, c, o, u, r, f in rows
+        if wanted is None or t in wanted
+    )
+    grouped = _group(decoded, lambda at: int(at // size) * size)
+    series = {}
+    for (tool, at), (count, overage, users, returns, failures) in sorted(grouped.items(), key=lambda item: (item[0][0], item[0][1])):
+        series.setdefault(tool, []).append({
+            "timestamp": iso_utc(at)[:19] + "Z",
+            "count": count,
+            "users": sorted(users),
+            "overage_count": overage,
+            "returns": returns,
+            "failures": failures,
+        })
+    return size, series
+
+
+def minute_rows(store, since_ts, tools=None):
+    """Return stored minute rows (tool, minute, count, overage_count, users) from `since_ts`'s minute on."""
+    first = int(since_ts // 60)
+    if since_ts > first * 60:
+        first += 1  # the minute must start inside the window, as in the buffer
+    rows = store.read(
+        "SELECT tool, minute, count, overage_count, users FROM minute_stats WHERE minute >= ? ORDER BY tool, minute", (first,)
+    )
+    return [(t, m, c, o, json.loads(u)) for t, m, c, o, u in rows if tools is None or t in tools]
