@@ -11,9 +11,13 @@ from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.licenses import LicensePool, load_inventory
 from dash_app.licenses import api as licenses_api
 from dash_app.recording import EventRecorder
+from dash_app.sources import flexlm
 from dash_app.sources.demo import DemoTraffic
 from dash_app.state import AppState
 from dash_app.store import SQLiteStore
+from dash_app.store.history import HistoryKeeper
+from dash_app.store.restore import restore_buffer
+from dash_app.stream import register_stream
 from dash_app.vendor import register_vendor_assets
 
 log = logging.getLogger(__name__)
@@ -39,11 +43,16 @@ def create_app(config=None):
     store = SQLiteStore(config.db)
     recorder = EventRecorder(buffer, listeners=[store.record_event])
     pool = LicensePool(specs, recorder, store=store)
+    # Raw events are kept an hour past the buffer's window; aggregates for the long history.
+    HistoryKeeper(store, raw_keep_seconds=config.retention_seconds + 3600, history_seconds=config.history_days * 86400)
+    restore_buffer(store, buffer)
     state = AppState(config=config, buffer=buffer, recorder=recorder, pool=pool, store=store)
     state.metrics_registry = prometheus_metrics.build_registry(pool, recorder)
     state.services.append(store)
     if config.demo:
         state.services.append(DemoTraffic(pool, speed=config.demo_speed, backfill_hours=config.backfill_hours))
+    if config.flexlm_logs:
+        state.services.append(flexlm.FlexLMFollower(config.flexlm_logs, pool, store))
 
     app = dash.Dash(
         __name__,
@@ -55,8 +64,9 @@ def create_app(config=None):
     server = app.server
     server.extensions["dash_app"] = state
     register_vendor_assets(server)
-    for blueprint in (licenses_api.bp, realtime_api.bp, prometheus_metrics.bp):
+    for blueprint in (licenses_api.bp, realtime_api.bp, prometheus_metrics.bp, flexlm.bp):
         server.register_blueprint(blueprint)
+    register_stream(server, state)
 
     @server.get("/healthz")
     def healthz():

@@ -11,7 +11,11 @@ from dash_app.store import SQLiteStore, StoreError
 
 def build_parser():
     """Return the CLI parser; every flag overrides its DASH_APP_* environment variable."""
-    parser = argparse.ArgumentParser(prog="python -m dash_app", description="Real-time license-usage dashboard.")
+    parser = argparse.ArgumentParser(
+        prog="python -m dash_app",
+        description="Real-time license-usage dashboard.",
+        epilog="Other command: python -m dash_app ingest-flexlm PATH... reads FlexNet debug logs into the database, then exits.",
+    )
     config_module.add_arguments(parser)
     return parser
 
@@ -24,6 +28,11 @@ def check_startup(config):
 
 def main(argv=None):
     """Parse flags, then serve; configuration errors end with one line and exit status 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ingest-flexlm"]:
+        from dash_app.sources.flexlm_backfill import main as ingest_flexlm
+
+        return ingest_flexlm(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -14,6 +14,7 @@ class AppState:
     pool: object = None
     store: object = None
     metrics_registry: object = None
+    stream: object = None
     services: list = field(default_factory=list)
     _stopped: threading.Event = field(default_factory=threading.Event)
 

@@ -1,0 +1,207 @@
+"""Benchmark /realtime/stream at full buffer: server CPU per tick and bytes per client, against per-client serialization.
+
+Run: python benchmarks/bench_stream.py [--seconds 8]
+
+The server is the real one (gunicorn gthread, one worker) in a child process, with a full buffer
+(as in bench_buffer.py) and live traffic at the full buffer's own rate. The baseline is served by the
+same process at /baseline/stream: every client builds and serializes its own payload each tick.
+"""
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import TOOLS, USERS, feed, full_buffer_events  # noqa: E402
+
+# The full buffer holds 100,000 borrows, 100,000 returns and 10,000 failures of 6 h; live traffic keeps that rate.
+LIVE_PER_SECOND = {"borrow": 100_000 / 21600, "return": 100_000 / 21600, "failure": 10_000 / 21600}
+
+
+# ------------------------------------------------------------------ server side (child process)
+
+
+def serve(port):
+    """Serve the app with a full buffer, live traffic and the baseline route; print the worker's pid when ready."""
+    from flask import Response, request
+
+    from dash_app.config import Config
+    from dash_app.serve import DashboardServer
+    from dash_app.state import get_state
+    from dash_app.stream import sse
+    from dash_app.stream.snapshot import Variant, take_tick
+
+    class BenchServer(DashboardServer):
+        def load(self):
+            from dash_app import create_app
+
+            app = create_app(self.dashboard_config)
+            state = get_state(app)
+            feed(state.buffer, full_buffer_events(time.time()))
+            threading.Thread(target=live_traffic, args=(state.buffer,), daemon=True).start()
+
+            @app.server.get("/baseline/stream")
+            def baseline_stream():
+                variant = Variant(delta=request.args.get("delta") == "1")
+                return Response(per_client_stream(state, variant), content_type="text/event-stream")
+
+            print("READY", os.getpid(), flush=True)
+            return app.server
+
+    def per_client_stream(state, variant):
+        # The obvious design: each client's own loop reads the buffer and serializes its own message.
+        yield sse.RETRY
+        previous, number, deadline = None, 0, time.monotonic()
+        while True:
+            tick = take_tick(number, state.buffer, state.pool)
+            message = variant.delta_message(previous, tick) if variant.delta and previous else variant.full_message(tick)
+            yield sse.event(number, message)
+            previous, number = tick, number + 1
+            deadline += state.config.stream_interval
+            time.sleep(max(0.0, deadline - time.monotonic()))
+
+    config = Config(port=port, db=":memory:", demo=False, api_token="bench-token-0123456789", threads=256)
+    BenchServer(config).run()
+
+
+def live_traffic(buffer):
+    """Add borrows, returns and failures at the full buffer's rate, as a steady state has them."""
+    due = {kind: 0.0 for kind in LIVE_PER_SECOND}
+    borrowed, n = [], 0
+    while True:
+        time.sleep(0.1)
+        for kind, rate in LIVE_PER_SECOND.items():
+            due[kind] += rate * 0.1
+            while due[kind] >= 1:
+                due[kind] -= 1
+                n += 1
+                if kind == "borrow":
+                    buffer.add_borrow(TOOLS[n % len(TOOLS)], USERS[(n * 7) % len(USERS)], n % 5 == 0, f"live{n}")
+                    borrowed.append(f"live{n}")
+                elif kind == "return" and borrowed:
+                    buffer.add_return(borrowed.pop(0))
+                elif kind == "failure":
+                    buffer.add_failure(TOOLS[n % len(TOOLS)], USERS[n % len(USERS)], "exhausted")
+
+
+# ------------------------------------------------------------------ client side (this process)
+
+
+class Reader(threading.Thread):
+    """One stream client on a raw socket that counts the bytes it receives."""
+
+    def __init__(self, port, path, gzip):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        encoding = "gzip" if gzip else "identity"
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: {encoding}\r\n\r\n".encode())
+        self.received = 0
+        self.running = True
+
+    def run(self):
+        chunk = bytearray(1 << 20)
+        try:
+            while self.running:
+                n = self.sock.recv_into(chunk)
+                if not n:
+                    return
+                self.received += n
+        except OSError:
+            return
+
+    def close(self):
+        self.running = False
+        self.sock.close()
+
+
+def cpu_seconds(pid):
+    """Return the CPU time of a process, summed over its threads, in nanosecond resolution (Linux schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended just now
+    return total / 1e9
+
+
+def measure(port, pid, path, clients, seconds, gzip=False, warmup=3.0):
+    """Open `clients` streams, let them settle, then return (CPU share of one core, bytes per client per second)."""
+    readers = [Reader(port, path, gzip) for _ in range(clients)]
+    for reader in readers:
+        reader.start()
+    time.sleep(warmup)  # past the first, full messages
+    received, cpu, start = sum(r.received for r in readers), cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - start
+    cpu_share = (cpu_seconds(pid) - cpu) / elapsed
+    per_client = (sum(r.received for r in readers) - received) / max(clients, 1) / elapsed
+    for reader in readers:
+        reader.close()
+    time.sleep(2)  # let the server notice and free the streams
+    return cpu_share, per_client
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per row")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        line = server.stdout.readline().split()
+        if not line or line[0] != "READY":
+            raise SystemExit("the benchmark server did not start")
+        pid = int(line[1])
+        time.sleep(1)
+        seconds = args.seconds
+        idle, _ = measure(port, pid, "/realtime/stream", 0, seconds, warmup=0)
+        print("Full buffer (100,000 borrows + 100,000 returns over 6 h, 10,000 failures), live traffic at that rate, 1 tick/s.")
+        print("Server CPU per tick (ms, and % of one core at 1 Hz); bytes per client per second on the wire, uncompressed.")
+        print(f"Idle ticker, no client: {idle * 1000:.1f} ms/tick")
+        print()
+        print(f"{'mode':<5} {'clients':>7} | {'shared ms/tick':>14} {'% core':>6} {'B/client/s':>11} | {'per-client ms/tick':>18} {'% core':>6} {'B/client/s':>11} | {'ratio':>6}")
+        rows = {}
+        for mode, query in (("full", ""), ("delta", "?delta=1")):
+            for clients in (1, 10, 100):
+                shared = rows[(mode, clients)] = measure(port, pid, "/realtime/stream" + query, clients, seconds)
+                baseline = measure(port, pid, "/baseline/stream" + query, clients, seconds)
+                print(
+                    f"{mode:<5} {clients:>7} | {shared[0] * 1000:>14.1f} {shared[0] * 100:>5.1f}% {shared[1]:>11,.0f} | "
+                    f"{baseline[0] * 1000:>18.1f} {baseline[0] * 100:>5.1f}% {baseline[1]:>11,.0f} | {baseline[0] / shared[0]:>5.1f}x",
+                    flush=True,
+                )
+        print()
+        print("With Accept-Encoding: gzip (what browsers send): one compression per variant per tick, shared by its clients")
+        for mode, query, clients in (("full", "", 10), ("delta", "?delta=1", 100)):
+            cpu, sent = rows[(mode, "gzip")] = measure(port, pid, "/realtime/stream" + query, clients, seconds, gzip=True)
+            print(f"{mode:<5} {clients:>7} | {cpu * 1000:>14.1f} {cpu * 100:>5.1f}% {sent:>11,.0f}", flush=True)
+        print()
+        print(f"100 delta clients: {rows[('delta', 100)][0] * 100:.1f} % of one core (target <= 25 %)")
+        print(
+            f"steady-state delta client: {rows[('delta', 100)][1] / 1000:.1f} KB/s uncompressed, "
+            f"{rows[('delta', 'gzip')][1] / 1000:.1f} KB/s gzip (target <= 5 KB/s); full client {rows[('full', 10)][1] / 1e6:.2f} MB/s"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    main()

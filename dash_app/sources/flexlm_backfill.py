@@ -1,0 +1,134 @@
+"""`python -m dash_app ingest-flexlm PATH...`: read FlexNet debug logs into the database once, then exit."""
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+import time
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from dash_app import config as config_module
+from dash_app.licenses import InventoryError
+from dash_app.sources.flexlm import Checkpoints, LogIngest, LogTail, source_id
+from dash_app.store import StoreError
+
+PROG = "python -m dash_app ingest-flexlm"
+FLUSH_TIMEOUT = 600
+
+
+def build_parser():
+    """Return the parser of the ingest-flexlm command; the dashboard's flags (--db, --tools, ...) apply too."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Read FlexNet (FlexLM) debug logs into the dashboard's database once, then exit. "
+        "Lines already read (by an earlier run or the live follower) are skipped.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="debug log; give rotated copies oldest first (lmgrd.log.2 lmgrd.log.1 lmgrd.log)")
+    config_module.add_arguments(parser)
+    return parser
+
+
+def path_problem(path):
+    """Return why `path` cannot be read as a log, or None."""
+    if not os.path.exists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "is a directory"
+    if not os.path.isfile(path):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
+def summary_line(counts, seconds):
+    """Return one line with the counters of an ingest."""
+    return (
+        f"{counts['lines']:,} lines: {counts['borrows']:,} borrows, {counts['returns']:,} returns, "
+        f"{counts['denials']:,} denials, {counts['queued']:,} queued, {counts['dequeued']:,} dequeued, "
+        f"{counts['ended_by_restart']:,} ended by a daemon restart, {counts['malformed']:,} malformed "
+        f"({seconds:.1f} s)"
+    )
+
+
+def backfill(paths, pool, store, out=sys.stdout, err=sys.stderr):
+    """Ingest `paths` in order into `pool`; rotated copies of one log share their open borrows. Return the totals."""
+    checkpoints = Checkpoints(store)
+    streams = {}
+    totals = None
+    for path in paths:
+        source = source_id(path)
+        ingest = streams.get(source)
+        if ingest is None:
+            ingest = streams[source] = LogIngest(pool, source, name=path)
+        before = dict(ingest.counts)
+        tail = LogTail(path, ingest, checkpoints, store)
+        if not tail.open():
+            raise OSError(f"{path}: {tail.state}")
+        began = time.perf_counter()
+        if tail.offset:
+            print(f"{path}: resuming after line {ingest.line:,} (byte {tail.offset:,})", file=out)
+        bar = tqdm(total=max(tail.size - tail.offset, 0), unit="B", unit_scale=True, unit_divisor=1024, desc=os.path.basename(path), file=err)
+        with bar, logging_redirect_tqdm():  # warnings about bad lines print above the bar, not through it
+            tail.read_available(progress=bar.update)
+        tail.settle()
+        store.flush(timeout=FLUSH_TIMEOUT)
+        tail.close()
+        delta = {name: ingest.counts[name] - before[name] for name in ingest.counts}
+        print(f"{path}: {summary_line(delta, time.perf_counter() - began)}", file=out)
+        if tail.waiting_line:
+            print(f"{path}: the last line has no newline yet; it is left for the live follower", file=out)
+        totals = delta if totals is None else {name: totals[name] + delta[name] for name in totals}
+    totals["open_borrows"] = sum(ingest.open_borrows for ingest in streams.values())
+    return totals
+
+
+def main(argv=None):
+    """Run the command; a bad path or setting ends with one line on stderr and exit status 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for path in args.paths:
+        problem = path_problem(path)
+        if problem is not None:
+            print(f"{PROG}: error: {path}: {problem}", file=sys.stderr)
+            return 2
+    try:
+        config = config_module.from_args(args)
+        # The same wiring as the server (pool, recorder, store, history), without demo traffic or followers.
+        config = config.replace(demo=False, flexlm_logs=(), api_token=config.api_token or secrets.token_urlsafe(24))
+        from dash_app import create_app
+        from dash_app.state import get_state
+
+        state = get_state(create_app(config))
+    except (config_module.ConfigError, InventoryError, StoreError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    began = time.perf_counter()
+    try:
+        totals = backfill(args.paths, state.pool, state.store)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the lines read so far are kept, a new run goes on from there", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        flushed = state.store.flush(timeout=FLUSH_TIMEOUT)
+        state.stop()
+    seconds = time.perf_counter() - began
+    if not flushed or not state.store.persisted:
+        print(f"{PROG}: error: not everything was written to {config.db}: {state.store.last_error}", file=sys.stderr)
+        return 1
+    rate = totals["lines"] / seconds if seconds > 0 else 0.0
+    print(
+        f"total: {summary_line(totals, seconds)}; {rate:,.0f} lines/s; "
+        f"{totals['open_borrows']:,} licenses still checked out; written to {config.db}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

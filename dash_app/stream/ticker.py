@@ -1,0 +1,237 @@
+"""The stream ticker: one snapshot per tick, each variant's message serialized once and queued for its clients."""
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections import deque
+
+from dash_app.stream import sse
+from dash_app.stream.snapshot import take_tick
+
+log = logging.getLogger(__name__)
+
+# A reconnect within this time resumes with a delta; later it gets a full message.
+RESUME_SECONDS = 60.0
+# A client whose queue holds this much unsent time (beyond what the socket buffers took) has stalled:
+# it is dropped and must reconnect, with its Last-Event-ID, to a delta.
+LAG_SECONDS = 5.0
+
+
+class StreamUnavailable(Exception):
+    """No stream can be opened now (too many open, or the server is stopping); the message says why."""
+
+
+class Subscription:
+    """One client's place in the ticker: its variant, bounded queue and first message."""
+
+    def __init__(self, ticker, variant, encoding, queue_size, on_drop):
+        self.ticker = ticker
+        self.variant = variant
+        self.encoding = encoding
+        self.queue = queue.Queue(queue_size)
+        self.on_drop = on_drop
+        self.first = None
+        self.dropped = False
+        self.closed = False
+
+    def close(self):
+        """Leave the ticker; safe to call more than once."""
+        self.ticker.unsubscribe(self)
+
+
+class _Channel:
+    """The clients of one variant, and the bytes made for them on the current tick."""
+
+    __slots__ = ("subscribers", "tick_id", "frames")
+
+    def __init__(self):
+        self.subscribers = set()
+        self.tick_id = None
+        self.frames = {}
+
+    def frame(self, tick_id, kind, build, encoding):
+        """Return the cached bytes of message `kind` on `tick_id`, building and serializing them at most once."""
+        if self.tick_id != tick_id:
+            self.tick_id, self.frames = tick_id, {}
+        raw = self.frames.get((kind, None))
+        if raw is None:
+            raw = self.frames[(kind, None)] = sse.event(tick_id, build())
+        if encoding is None:
+            return raw
+        encoded = self.frames.get((kind, encoding))
+        if encoded is None:
+            encoded = self.frames[(kind, encoding)] = sse.encode(raw, encoding)
+        return encoded
+
+
+class StreamTicker:
+    """A background service: every `interval` seconds, one Tick, then one message per variant for all its clients."""
+
+    def __init__(self, buffer, pool, interval=1.0, max_clients=None, resume_seconds=RESUME_SECONDS, lag_seconds=LAG_SECONDS, persisted=None):
+        self.buffer = buffer
+        self.pool = pool
+        self.persisted = persisted
+        self.interval = interval
+        self.max_clients = max_clients
+        self.queue_size = max(4, math.ceil(lag_seconds / interval))
+        self.dropped = 0
+        self._history = deque(maxlen=max(2, math.ceil(resume_seconds / interval) + 1))
+        # Ids count ticks up from the start time in milliseconds: one apart per tick, and a restarted
+        # server never reuses an id an old client remembers, so a stale Last-Event-ID is simply not found.
+        self._next_id = int(time.time() * 1000)
+        self._channels = {}
+        self._clients = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = None
+
+    # ----------------------------------------------------------- lifecycle
+
+    def start(self):
+        """Take the first tick now, then tick in a daemon thread."""
+        self.tick()
+        self._thread = threading.Thread(target=self._run, name="stream-ticker", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        """Stop ticking and end every open stream."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            subscribers = [sub for channel in self._channels.values() for sub in channel.subscribers]
+            self._channels.clear()
+        for sub in subscribers:
+            try:
+                sub.queue.put_nowait(None)
+            except queue.Full:
+                self._drop(sub)
+
+    def _run(self):
+        deadline = time.monotonic()
+        while True:
+            deadline += self.interval
+            if self._stopping.wait(max(0.0, deadline - time.monotonic())):
+                return
+            try:
+                self.tick()
+            except Exception:  # one bad tick must not end the stream for everybody
+                log.exception("stream tick failed")
+            if time.monotonic() - deadline > self.interval:
+                deadline = time.monotonic()  # far behind (a suspended process): skip, do not burst
+
+    # ---------------------------------------------------------------- ticks
+
+    def tick(self):
+        """Take one snapshot and queue its message for every client; return the Tick."""
+        stalled = []
+        with self._lock:
+            tick = self._take_tick()
+            previous = self._history[-2] if len(self._history) > 1 else None
+            for variant, channel in list(self._channels.items()):
+                if variant.delta and previous is not None:
+                    kind, build = "delta", (lambda v=variant: v.delta_message(previous, tick))
+                else:
+                    kind, build = "full", (lambda v=variant: v.full_message(tick))
+                for sub in channel.subscribers:
+                    try:
+                        sub.queue.put_nowait(channel.frame(tick.id, kind, build, sub.encoding))
+                    except queue.Full:
+                        stalled.append(sub)
+            for sub in stalled:
+                self._forget(sub)
+        for sub in stalled:
+            self._drop(sub)
+        return tick
+
+    def _take_tick(self):
+        previous = self._history[-1] if self._history else None
+        tick = take_tick(self._next_id, self.buffer, self.pool, previous, self.persisted)
+        self._next_id += 1
+        self._history.append(tick)
+        return tick
+
+    def _tick_by_id(self, tick_id):
+        if tick_id is None or not self._history:
+            return None
+        index = tick_id - self._history[0].id
+        return self._history[index] if 0 <= index < len(self._history) else None
+
+    # ------------------------------------------------------------- clients
+
+    def subscribe(self, variant, last_event_id=None, encoding=None, on_drop=None):
+        """Register a client and return its Subscription, whose `first` holds the bytes to send at once.
+
+        A delta client whose Last-Event-ID the ticker still remembers gets a delta from that tick;
+        a client that already has the latest tick gets nothing until the next; anybody else gets a full message.
+        """
+        with self._lock:
+            if self._stopping.is_set():
+                raise StreamUnavailable("the server is stopping")
+            if self.max_clients is not None and self._clients >= self.max_clients:
+                raise StreamUnavailable(f"all {self.max_clients} streams are in use; retry later, or serve with more --threads")
+            if not self._history:
+                self._take_tick()
+            latest = self._history[-1]
+            channel = self._channels.get(variant)
+            if channel is None:
+                channel = self._channels[variant] = _Channel()
+            sub = Subscription(self, variant, encoding, self.queue_size, on_drop)
+            base = self._tick_by_id(last_event_id)
+            if base is latest:
+                sub.first = None
+            elif base is not None and variant.delta:
+                sub.first = channel.frame(latest.id, ("since", base.id), lambda: variant.delta_message(base, latest), encoding)
+            else:
+                sub.first = channel.frame(latest.id, "full", lambda: variant.full_message(latest), encoding)
+            channel.subscribers.add(sub)
+            self._clients += 1
+        return sub
+
+    def unsubscribe(self, sub):
+        """Remove a client whose stream has ended; its variant is forgotten when nobody else listens to it."""
+        with self._lock:
+            self._forget(sub)
+            if not sub.closed:
+                sub.closed = True
+                self._clients -= 1
+
+    def _forget(self, sub):
+        # A dropped client leaves its channel at once, but counts as open until its thread lets go of it.
+        channel = self._channels.get(sub.variant)
+        if channel is None or sub not in channel.subscribers:
+            return
+        channel.subscribers.discard(sub)
+        if not channel.subscribers:
+            del self._channels[sub.variant]
+
+    def _drop(self, sub):
+        # Its thread may be blocked sending to a client that reads nothing: on_drop (a socket shutdown) frees it.
+        sub.dropped = True
+        self.dropped += 1
+        log.info("dropped a stream client that fell %d messages behind", self.queue_size)
+        if sub.on_drop is not None:
+            sub.on_drop()
+
+    # ----------------------------------------------------------------- info
+
+    def known_tools(self):
+        """Return the tool names a client may filter on: the pool's and those with buckets in the buffer."""
+        with self._lock:
+            latest = self._history[-1] if self._history else None
+        if latest is None:
+            return set(self.pool.tools)
+        return {entry["tool"] for entry in latest.tools} | set(latest.tool_metrics)
+
+    def stats(self):
+        """Return the open streams (each holds a server thread), variants, the latest tick id and drops so far."""
+        with self._lock:
+            return {
+                "clients": self._clients,
+                "max_clients": self.max_clients,
+                "variants": len(self._channels),
+                "last_id": self._history[-1].id if self._history else None,
+                "dropped": self.dropped,
+            }

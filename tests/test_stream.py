@@ -1,0 +1,260 @@
+"""The SSE stream /realtime/stream against a real gunicorn started with the Procfile's line."""
+
+import json
+import socket
+import threading
+import time
+from datetime import datetime
+
+import pytest
+import requests
+
+MESSAGE_KEYS = {"mode", "timestamp", "tools", "rates", "recent_events", "buffer_stats", "tool_metrics"}
+TOOL = "GreenHills Multi IDE"
+
+
+class SseClient:
+    """A real HTTP client on a stream: yields blocks and messages with their arrival times."""
+
+    def __init__(self, url, headers=None, timeout=10):
+        self.response = requests.get(url, headers=headers or {}, stream=True, timeout=(5, timeout))
+        self._chunks = self.response.iter_content(chunk_size=None)
+        self._pending = b""
+        self.raw_start = None
+
+    def next_block(self):
+        """Return the next block of lines (the text between blank lines)."""
+        while b"\n\n" not in self._pending:
+            chunk = next(self._chunks)
+            if self.raw_start is None:
+                self.raw_start = chunk
+            self._pending += chunk
+        block, self._pending = self._pending.split(b"\n\n", 1)
+        return block
+
+    def next_message(self, parse=True):
+        """Return the next message as {"id", "data", "at"}, skipping retry lines and comments."""
+        while True:
+            fields = {}
+            for line in self.next_block().split(b"\n"):
+                if line.startswith(b":"):
+                    continue
+                name, _, value = line.partition(b":")
+                fields[name.decode()] = value[1:] if value.startswith(b" ") else value
+            if "data" in fields:
+                data = json.loads(fields["data"]) if parse else None
+                return {"id": int(fields["id"]), "data": data, "at": time.monotonic()}
+
+    def close(self):
+        self.response.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def apply_delta(state, message):
+    """Apply a stream message to a client's {tool: {timestamp: bucket}}, as a consumer would."""
+    if message["mode"] == "full":
+        state.clear()
+    for tool, buckets in message["tool_metrics"].items():
+        state.setdefault(tool, {}).update({bucket["timestamp"]: bucket for bucket in buckets})
+    for tool, stamps in message.get("expired", {}).items():
+        for stamp in stamps:
+            del state[tool][stamp]
+        if not state[tool]:
+            del state[tool]
+    return state
+
+
+def as_lists(state):
+    """Return a client's state in the shape of a full message's tool_metrics."""
+    return {tool: [buckets[t] for t in sorted(buckets)] for tool, buckets in sorted(state.items())}
+
+
+def parse_iso(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def borrow(server, tool, user):
+    response = requests.post(server.url + "/licenses/borrow", json={"tool": tool, "user": user}, headers=server.headers(), timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def stream_clients(server):
+    return requests.get(server.url + "/realtime/stream/clients", timeout=5).json()
+
+
+def test_stream_contract_cadence_and_a_rest_borrow(start_server):
+    server = start_server()
+    url = server.url + "/realtime/stream"
+    with SseClient(url, headers={"Accept-Encoding": "identity"}) as client:
+        headers = client.response.headers
+        assert client.response.status_code == 200
+        assert headers["Content-Type"] == "text/event-stream"
+        assert headers["Cache-Control"] == "no-cache"
+        assert headers["X-Accel-Buffering"] == "no"
+        assert "Content-Encoding" not in headers
+
+        # The first message is the latest tick, sent at once; then one message per tick.
+        messages = [client.next_message(), client.next_message()]
+        assert client.raw_start.startswith(b"retry: 3000\n")
+        borrow(server, TOOL, "alice")
+        messages += [client.next_message(), client.next_message()]
+        status = requests.get(server.url + "/licenses/status", timeout=5).json()
+        # A stopping server ends open streams cleanly (the last chunk arrives) instead of waiting them out.
+        server.stop()
+        assert server.process.returncode == 0
+        with pytest.raises(StopIteration):
+            while True:
+                client.next_block()
+
+    for message in messages:
+        data = message["data"]
+        assert set(data) == MESSAGE_KEYS and data["mode"] == "full"
+        assert data["timestamp"].endswith("Z") and parse_iso(data["timestamp"]) > 0
+        assert set(data["rates"]) == {"borrow_per_min", "return_per_min", "failure_per_min", "overage_percent"}
+        assert set(data["recent_events"]) == {"borrows", "returns", "failures"}
+        assert set(data["buffer_stats"]) == {
+            "total_events", "borrow_count", "return_count", "failure_count", "retention_hours", "oldest_event", "persisted"
+        }
+        assert data["buffer_stats"]["persisted"] is True
+        assert [entry["tool"] for entry in data["tools"]] == [entry["tool"] for entry in status]
+    assert [m["id"] for m in messages] == list(range(messages[0]["id"], messages[0]["id"] + 4))
+    stamps = [parse_iso(m["data"]["timestamp"]) for m in messages]
+    for earlier, later in zip(stamps, stamps[1:]):
+        assert abs(later - earlier - 1.0) <= 0.3
+    for earlier, later in zip(messages[1:], messages[2:]):
+        assert abs(later["at"] - earlier["at"] - 1.0) <= 0.3
+
+    after = messages[2]["data"]
+    [bucket] = after["tool_metrics"][TOOL]
+    assert bucket["users"] == ["alice"] and bucket["count"] == 1 and bucket["overage_count"] == 0
+    assert bucket["timestamp"] == after["recent_events"]["borrows"][-1]["timestamp"][:16] + ":00Z"
+    assert [e["user"] for e in after["recent_events"]["borrows"]] == ["alice"]
+    assert after["rates"]["borrow_per_min"] == 1.0
+    assert after["buffer_stats"]["borrow_count"] == 1
+    assert next(e for e in after["tools"] if e["tool"] == TOOL)["borrowed"] == 1
+    assert TOOL not in messages[1]["data"]["tool_metrics"]
+
+
+def test_delta_stream_replays_to_the_full_stream_and_resumes_after_reconnect(start_server):
+    server = start_server()
+    url = server.url + "/realtime/stream"
+    # requests asks for gzip, so the delta client also reads the shared compressed blocks.
+    full = SseClient(url)
+    delta = SseClient(url + "?delta=1")
+    assert delta.response.headers["Content-Encoding"] == "gzip"
+    fulls = {}
+    state, last_id = {}, None
+    try:
+        for step in range(5):
+            message = delta.next_message()
+            assert message["data"]["mode"] == ("full" if step == 0 else "delta")
+            apply_delta(state, message["data"])
+            last_id = message["id"]
+            while last_id not in fulls:
+                got = full.next_message()
+                fulls[got["id"]] = got["data"]
+            assert as_lists(state) == fulls[last_id]["tool_metrics"]
+            assert {k: v for k, v in message["data"].items() if k not in ("mode", "tool_metrics", "expired")} == {
+                k: v for k, v in fulls[last_id].items() if k not in ("mode", "tool_metrics")
+            }
+            borrow(server, TOOL, f"user{step % 2}")
+        delta.close()
+
+        # Offline for a couple of ticks while borrows happen, then back with Last-Event-ID.
+        borrow(server, "CAN Bus Analyzer Pro", "carol")
+        while max(fulls) < last_id + 2:
+            got = full.next_message()
+            fulls[got["id"]] = got["data"]
+        with SseClient(url + "?delta=1", headers={"Last-Event-ID": str(last_id)}) as resumed:
+            message = resumed.next_message()
+        assert message["data"]["mode"] == "delta" and message["id"] >= last_id + 2
+        changed = message["data"]["tool_metrics"]
+        assert set(changed) == {TOOL, "CAN Bus Analyzer Pro"} and len(changed[TOOL]) == 1
+        while message["id"] not in fulls:
+            got = full.next_message()
+            fulls[got["id"]] = got["data"]
+        assert as_lists(apply_delta(state, message["data"])) == fulls[message["id"]]["tool_metrics"]
+
+        # An id this server never sent starts over with a full message.
+        with SseClient(url + "?delta=1", headers={"Last-Event-ID": "12"}) as fresh:
+            assert fresh.next_message()["data"]["mode"] == "full"
+    finally:
+        full.close()
+        delta.close()
+
+
+def stalled_client(server, path):
+    """Open a stream and never read it; a tiny receive buffer makes the server's sends block soon."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n\r\n".encode())
+    return sock
+
+
+def big_inventory(path, count):
+    """Write a tools file of `count` tools: every unfiltered message then carries about 300 bytes per tool."""
+    tools = [
+        {"tool": f"Tool {n:04d}", "total": 10, "commit_qty": 5, "max_overage": 5, "commit_price": 1000, "overage_price_per_license": 100}
+        for n in range(count)
+    ]
+    path.write_text(json.dumps(tools))
+    return path
+
+
+def test_hundred_clients_get_every_tick_while_one_stalls(start_server, tmp_path):
+    # 3,000 tools make an unfiltered message about 1 MB, so the stalled client fills its socket within seconds.
+    server = start_server(DASH_APP_TOOLS=big_inventory(tmp_path / "tools.json", 3000))
+    stalled = stalled_client(server, "/realtime/stream")
+    paths = ["/realtime/stream?tool=Tool%200001", "/realtime/stream?delta=1&tool=Tool%200002&window=600", "/realtime/stream"]
+    received = [[] for _ in range(99)]
+    errors = []
+    stop_at = time.monotonic() + 12
+
+    def read(index):
+        # A few readers share the stalled client's variant (gzip keeps their bytes small).
+        path = paths[2] if index < 4 else paths[index % 2]
+        try:
+            with SseClient(server.url + path) as client:
+                while time.monotonic() < stop_at:
+                    received[index].append(client.next_message(parse=False)["id"])
+        except Exception as exc:  # reported below, with the reader's index
+            errors.append((index, repr(exc)))
+
+    readers = [threading.Thread(target=read, args=(i,)) for i in range(99)]
+    for reader in readers:
+        reader.start()
+    time.sleep(2)
+    assert stream_clients(server)["clients"] == 100
+    for reader in readers:
+        reader.join()
+    assert errors == []
+    for ids in received:
+        assert len(ids) >= 9
+        assert ids == list(range(ids[0], ids[0] + len(ids)))
+    # Every reader saw the same ticks over the common span.
+    common = range(max(ids[0] for ids in received), min(ids[-1] for ids in received) + 1)
+    assert len(common) >= 8
+    assert all(set(common) <= set(ids) for ids in received)
+
+    # The stalled client is dropped and its thread let go; closed readers are freed within seconds.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        stats = stream_clients(server)
+        if stats["dropped"] == 1 and stats["clients"] == 0:
+            break
+        time.sleep(0.2)
+    assert stats["dropped"] == 1 and stats["clients"] == 0, stats
+    stalled.settimeout(10)
+    try:
+        while stalled.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        pass  # the server shut the connection with unread data in flight: either way it is closed
+    stalled.close()

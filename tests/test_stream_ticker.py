@@ -1,0 +1,220 @@
+"""The stream ticker and route in process: delta replay against the buffer, queries, keep-alive, limits, gzip."""
+
+import json
+import random
+import time
+import zlib
+
+import pytest
+
+from benchmarks._common import FakeClock
+from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.licenses import BorrowDenied, LicensePool, load_inventory
+from dash_app.recording import EventRecorder
+from dash_app.state import get_state
+from dash_app.stream import StreamTicker, Variant
+from dash_app.stream.routes import event_stream
+from tests.test_stream import MESSAGE_KEYS, apply_delta, as_lists
+
+START = 1_800_000_000.0
+
+
+def parse_events(raw):
+    """Return the (id, data) messages in raw SSE bytes."""
+    out = []
+    for block in raw.split(b"\n\n"):
+        fields = dict(line.split(b": ", 1) for line in block.split(b"\n") if line and not line.startswith(b":"))
+        if b"data" in fields:
+            out.append((int(fields[b"id"]), json.loads(fields[b"data"])))
+    return out
+
+
+def drain(sub):
+    """Return the messages queued for a subscription."""
+    chunks = []
+    while not sub.queue.empty():
+        chunks.append(sub.queue.get_nowait())
+    return parse_events(b"".join(chunks))
+
+
+def in_process_ticker(retention=600, caps=300):
+    clock = FakeClock(START)
+    buffer = RealtimeMetricsBuffer(retention_seconds=retention, max_borrows=caps, max_returns=caps, max_failures=caps // 3, clock=clock)
+    pool = LicensePool(load_inventory(), EventRecorder(buffer), clock=clock)
+    return clock, buffer, pool, StreamTicker(buffer, pool, interval=1.0)
+
+
+def reference_metrics(buffer, variant):
+    """What a full message's tool_metrics must be: the buffer's own aggregation, filtered."""
+    window = buffer.retention_seconds if variant.window is None else variant.window
+    metrics = buffer.aggregate_tool_metrics(window)
+    return {tool: buckets for tool, buckets in sorted(metrics.items()) if variant.tools is None or tool in variant.tools}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_delta_replay_equals_the_full_message_and_the_buffer_at_every_tick(seed):
+    rng = random.Random(seed)
+    clock, buffer, pool, ticker = in_process_ticker()
+    tools = pool.tools
+    variants = [Variant(), Variant(window=120), Variant(window=300, tools=(tools[0], tools[2]))]
+    subs = {v: (ticker.subscribe(v), ticker.subscribe(Variant(v.window, v.tools, delta=True))) for v in variants}
+    states = {v: {} for v in variants}
+    seen = {v: {} for v in variants}  # id -> the replayed state, for resuming later
+    for v, (full_sub, delta_sub) in subs.items():
+        apply_delta(states[v], parse_events(delta_sub.first)[0][1])
+    active = []
+    for step in range(250):
+        # Borrows, returns, late events and failures; time jumps cross minutes and the retention edge.
+        for _ in range(rng.choice((0, 0, 1, 3, 12))):
+            roll = rng.random()
+            if roll < 0.5:
+                try:
+                    active.append(pool.borrow(rng.choice(tools), f"u{rng.randrange(20)}").id)
+                except BorrowDenied:
+                    pass  # a full pool answers with a failure event, which the buffer keeps too
+            elif roll < 0.8 and active:
+                pool.return_license(active.pop(rng.randrange(len(active))))
+            elif roll < 0.9:
+                late = clock.now - rng.uniform(0, 700)
+                buffer.add_borrow(rng.choice(tools), f"late{rng.randrange(5)}", rng.random() < 0.3, f"x{step}-{roll}", timestamp=late)
+            else:
+                buffer.add_failure(rng.choice(tools), "f", "exhausted")
+        clock.now += rng.choice((0.2, 1.0, 7.0, 45.0, 130.0))
+        tick = ticker.tick()
+        for v, (full_sub, delta_sub) in subs.items():
+            [(full_id, full)] = drain(full_sub)
+            [(delta_id, delta)] = drain(delta_sub)
+            assert full_id == delta_id == tick.id
+            assert set(full) == MESSAGE_KEYS and set(delta) == MESSAGE_KEYS | {"expired"} and delta["mode"] == "delta"
+            assert full["tool_metrics"] == reference_metrics(buffer, v)
+            assert as_lists(apply_delta(states[v], delta)) == full["tool_metrics"], f"step {step}"
+            seen[v][tick.id] = json.loads(json.dumps(states[v]))
+        if step % 25 == 24:
+            # A client that left a few ticks ago resumes with a delta; an unknown id gets a full message.
+            v = variants[step % len(variants)]
+            back = tick.id - rng.randrange(1, 20)
+            resumed = ticker.subscribe(Variant(v.window, v.tools, delta=True), last_event_id=back)
+            [(resumed_id, message)] = parse_events(resumed.first)
+            assert resumed_id == tick.id and message["mode"] == "delta"
+            assert as_lists(apply_delta(seen[v][back], message)) == reference_metrics(buffer, v)
+            resumed.close()
+            stranger = ticker.subscribe(Variant(v.window, v.tools, delta=True), last_event_id=tick.id - 1000)
+            assert parse_events(stranger.first)[0][1]["mode"] == "full"
+            stranger.close()
+    assert ticker.stats()["clients"] == 6 and ticker.stats()["variants"] == 6
+
+
+def test_each_variant_is_serialized_once_per_tick_and_the_same_bytes_reach_every_client():
+    clock, buffer, pool, ticker = in_process_ticker()
+    subs = [ticker.subscribe(Variant(delta=True)) for _ in range(3)] + [ticker.subscribe(Variant(window=60)) for _ in range(2)]
+    pool.borrow(pool.tools[0], "alice")
+    clock.now += 1
+    ticker.tick()
+    chunks = [sub.queue.get_nowait() for sub in subs]
+    assert chunks[0] is chunks[1] is chunks[2] and chunks[3] is chunks[4] and chunks[0] != chunks[3]
+    for sub in subs:
+        sub.close()
+    assert ticker.stats()["variants"] == 0 and ticker.stats()["clients"] == 0
+
+
+def test_gzip_blocks_are_shared_and_decode_for_clients_that_joined_at_different_ticks():
+    clock, buffer, pool, ticker = in_process_ticker()
+    early = ticker.subscribe(Variant(delta=True), encoding="gzip")
+    plain = ticker.subscribe(Variant(delta=True))
+    clock.now += 1
+    ticker.tick()
+    late = ticker.subscribe(Variant(delta=True), encoding="gzip")
+    pool.borrow(pool.tools[1], "bob")
+    clock.now += 1
+    ticker.tick()
+    streams = {}
+    for name, sub in (("early", early), ("late", late), ("plain", plain)):
+        stream = event_stream(sub, None)
+        streams[name] = next(stream) + sub.queue.get_nowait() + (sub.queue.get_nowait() if name != "late" else b"")
+        stream.close()
+    assert streams["early"][-40:] == streams["late"][-40:]  # the newest block is one object for both
+    decoded = {name: zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw) for name, raw in streams.items() if name != "plain"}
+    assert decoded["early"] == streams["plain"]
+    assert decoded["late"].startswith(b"retry: 3000\n\n") and parse_events(decoded["late"])[-1] == parse_events(streams["plain"])[-1]
+
+
+def test_keepalive_comment_after_quiet_time_and_resources_freed_on_close():
+    clock, buffer, pool, ticker = in_process_ticker()
+    sub = ticker.subscribe(Variant())
+    stream = event_stream(sub, None, keepalive=0.3, poll=0.05)
+    assert next(stream).startswith(b"retry: 3000\n\nid: ")
+    started = time.monotonic()
+    assert next(stream) == b": keep-alive\n\n"
+    assert time.monotonic() - started >= 0.25
+    ticker.tick()
+    assert next(stream).startswith(b"id: ")
+    assert ticker.stats()["clients"] == 1
+    stream.close()
+    assert ticker.stats() | {"last_id": None} == {"clients": 0, "max_clients": None, "variants": 0, "last_id": None, "dropped": 0}
+
+
+def test_a_client_that_stops_reading_is_dropped_and_hung_up():
+    clock, buffer, pool, ticker = in_process_ticker()
+    hung_up = []
+    stalled = ticker.subscribe(Variant(), on_drop=lambda: hung_up.append(True))
+    reading = ticker.subscribe(Variant())
+    for n in range(ticker.queue_size + 1):
+        ticker.tick()
+        reading.queue.get_nowait()
+        assert hung_up == ([True] if n == ticker.queue_size else [])
+    assert stalled.dropped and not reading.dropped
+    # Dropped, but its thread holds the stream until the generator ends.
+    assert ticker.stats()["clients"] == 2 and ticker.stats()["dropped"] == 1
+    stalled.close()
+    assert ticker.stats()["clients"] == 1
+
+
+def test_bad_queries_get_400_naming_the_field(make_app):
+    client = make_app().server.test_client()
+    cases = {
+        "window=abc": "window", "window=59": "window", "window=21601": "window", "window=nan": "window",
+        "tool=Nope": "tool", "tool=": "tool", "delta=maybe": "delta", "tools=GreenHills%20Multi%20IDE": "tools",
+    }
+    for query, field in cases.items():
+        response = client.get("/realtime/stream?" + query)
+        assert response.status_code == 400, query
+        body = response.get_json()
+        assert set(body) == {"error", "detail"} and body["detail"].startswith(field + ":"), (query, body)
+
+
+def test_window_and_tool_filters_shape_the_message(make_app):
+    app = make_app()
+    state = get_state(app)
+    for tool, user in (("GreenHills Multi IDE", "ann"), ("CAN Bus Analyzer Pro", "bo"), ("ECU Development Suite", "cy")):
+        state.pool.borrow(tool, user)
+    state.buffer.add_borrow("GreenHills Multi IDE", "old", False, "old-1", timestamp=time.time() - 3 * 3600)
+    state.stream.tick()
+    client = app.server.test_client()
+    query = "?window=3600&tool=GreenHills%20Multi%20IDE&tool=CAN%20Bus%20Analyzer%20Pro"
+    response = client.get("/realtime/stream" + query, buffered=False)
+    [(_, message)] = parse_events(next(iter(response.response)))
+    response.close()
+    assert [e["tool"] for e in message["tools"]] == ["GreenHills Multi IDE", "CAN Bus Analyzer Pro"]
+    assert sorted(message["tool_metrics"]) == ["CAN Bus Analyzer Pro", "GreenHills Multi IDE"]
+    assert [b["users"] for b in message["tool_metrics"]["GreenHills Multi IDE"]] == [["ann"]]
+    assert len(message["recent_events"]["borrows"]) == 3  # recent events are not filtered
+    response = client.get("/realtime/stream", buffered=False)
+    [(_, whole)] = parse_events(next(iter(response.response)))
+    response.close()
+    assert [b["users"] for b in whole["tool_metrics"]["GreenHills Multi IDE"]] == [["old"], ["ann"]]
+
+
+def test_streams_beyond_the_thread_reserve_get_503(make_app):
+    app = make_app(threads=5)  # one thread stays free for the page: four streams at most
+    client = app.server.test_client()
+    open_streams = [client.get("/realtime/stream", buffered=False) for _ in range(4)]
+    assert all(r.status_code == 200 for r in open_streams)
+    refused = client.get("/realtime/stream")
+    assert refused.status_code == 503 and refused.get_json()["error"] == "stream_unavailable"
+    assert refused.headers["Retry-After"] == "10"
+    open_streams.pop().close()
+    again = client.get("/realtime/stream", buffered=False)
+    assert again.status_code == 200
+    for response in open_streams + [again]:
+        response.close()
+    assert get_state(app).stream.stats()["clients"] == 0
