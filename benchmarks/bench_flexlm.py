@@ -14,6 +14,7 @@ buffer's 6 h window and the buffer runs at its caps):
 
 import argparse
 import gc
+from contextlib import contextmanager
 import os
 import random
 import re
@@ -92,11 +93,21 @@ def generate(path, lines, end, seed=11):
 
 
 class BufferOnly:
-    """The pool's observe_* interface writing straight into the buffer: what 'parse + buffer' measures."""
+    """The pool's observe_* interface writing straight into the buffer: what 'parse + buffer' measures.
+
+    Like the pool, it hands each fed chunk's events to the buffer in one add_events call.
+    """
 
     def __init__(self, buffer):
         self.buffer = buffer
         self.open = {}
+        self.held = []
+
+    @contextmanager
+    def recording_batch(self):
+        yield
+        held, self.held = self.held, []
+        self.buffer.add_events(held)
 
     def active_borrows(self):
         return []
@@ -105,13 +116,13 @@ class BufferOnly:
         return feature
 
     def observe_borrow(self, tool, user, at, borrow_id=None):
-        self.buffer.add_borrow(tool, user, False, borrow_id, timestamp=at)
+        self.held.append({"type": "borrow", "ts": at, "tool": tool, "user": user, "is_overage": False, "id": borrow_id})
 
     def observe_return(self, borrow_id, at):
-        self.buffer.add_return(borrow_id, timestamp=at)
+        self.held.append({"type": "return", "ts": at, "id": borrow_id, "user": None, "tool": None})
 
     def observe_failure(self, tool, user, reason, at):
-        self.buffer.add_failure(tool, user, reason, timestamp=at)
+        self.held.append({"type": "failure", "ts": at, "tool": tool, "user": user, "reason": reason})
 
 
 class Discard(BufferOnly):

@@ -30,7 +30,7 @@ def fill_store(path, end):
     """Write a full buffer's worth of events through the store's own writer."""
     store = SQLiteStore(path)
     store.start()
-    recorder = EventRecorder(RealtimeMetricsBuffer(clock=FakeClock(end)), listeners=[store.record_event])
+    recorder = EventRecorder(RealtimeMetricsBuffer(clock=FakeClock(end)), listeners=[store])
     borrows = {}
     for ts, kind, args in full_buffer_events(end):
         if kind == "borrow":
@@ -81,7 +81,7 @@ def main():
         store = SQLiteStore(path)
         keeper = HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * 86400)
         store.start()
-        pool = LicensePool(load_inventory(), EventRecorder(RealtimeMetricsBuffer(), listeners=[store.record_event]), store=store)
+        pool = LicensePool(load_inventory(), EventRecorder(RealtimeMetricsBuffer(), listeners=[store]), store=store)
         demo = DemoTraffic(pool, backfill_hours=24, seed=1)
         demo._seed_schedule(time.time() - 86400)
         demo.run_until(time.time(), backfill=True)

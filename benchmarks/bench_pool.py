@@ -36,10 +36,11 @@ class CommitPerEventStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("CREATE TABLE IF NOT EXISTS events (ts REAL, kind TEXT, tool TEXT, user TEXT, borrow_id TEXT)")
 
-    def record_event(self, event):
-        self.conn.execute("BEGIN")
-        self.conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)", (event["ts"], event["type"], event["tool"], event["user"], event.get("id")))
-        self.conn.execute("COMMIT")
+    def on_events(self, events):
+        for event in events:
+            self.conn.execute("BEGIN")
+            self.conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)", (event["ts"], event["type"], event["tool"], event["user"], event.get("id")))
+            self.conn.execute("COMMIT")
 
 
 def in_process(store_listener, seconds=3.0):
@@ -116,9 +117,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         store = SQLiteStore(Path(tmp) / "bench.db")
         store.start()
-        ours = in_process(store.record_event)
+        ours = in_process(store)
         store.stop()
-        baseline = in_process(CommitPerEventStore(str(Path(tmp) / "baseline.db")).record_event)
+        baseline = in_process(CommitPerEventStore(str(Path(tmp) / "baseline.db")))
 
         process, port = start_server(tmp)
         try:

@@ -41,7 +41,7 @@ def create_app(config=None):
     )
     specs = load_inventory(config.tools_file)
     store = SQLiteStore(config.db)
-    recorder = EventRecorder(buffer, listeners=[store.record_event])
+    recorder = EventRecorder(buffer, listeners=[store])
     pool = LicensePool(specs, recorder, store=store)
     # Raw events are kept an hour past the buffer's window; aggregates for the long history.
     HistoryKeeper(store, raw_keep_seconds=config.retention_seconds + 3600, history_seconds=config.history_days * 86400)

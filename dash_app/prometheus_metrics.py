@@ -22,16 +22,17 @@ class EventCounters:
         self.returns = Counter()
         self.failures = Counter()
 
-    def __call__(self, event):
-        # Names from requests are unbounded; label only inventory tools to keep series few.
-        tool = event["tool"] if event["tool"] in self._known else UNLISTED_TOOL
+    def on_events(self, events):
         with self._lock:
-            if event["type"] == "borrow":
-                self.borrows[(tool, "true" if event["is_overage"] else "false")] += 1
-            elif event["type"] == "return":
-                self.returns[tool] += 1
-            else:
-                self.failures[(tool, event["reason"])] += 1
+            for event in events:
+                # Names from requests are unbounded; label only inventory tools to keep series few.
+                tool = event["tool"] if event["tool"] in self._known else UNLISTED_TOOL
+                if event["type"] == "borrow":
+                    self.borrows[(tool, "true" if event["is_overage"] else "false")] += 1
+                elif event["type"] == "return":
+                    self.returns[tool] += 1
+                else:
+                    self.failures[(tool, event["reason"])] += 1
 
     def snapshot(self):
         with self._lock:

@@ -21,29 +21,28 @@ def failure_event(tool, user, reason, ts):
 
 
 class EventRecorder:
-    """Adds each event to the buffer, then hands it to listeners (store writer, Prometheus counters)."""
+    """Adds events to the buffer, then hands them to listeners (store writer, Prometheus counters).
+
+    A listener is any object with `on_events(events)`, called with the events of each record call, in order.
+    """
 
     def __init__(self, buffer, listeners=()):
         self.buffer = buffer
         self.listeners = list(listeners)
 
     def add_listener(self, listener):
-        """Call `listener(event)` after every recorded event."""
+        """Hand every recorded event to `listener.on_events` from now on."""
         self.listeners.append(listener)
 
     def record(self, event):
         """Record one event from any source."""
-        kind = event["type"]
-        if kind == "borrow":
-            self.buffer.add_borrow(event["tool"], event["user"], event["is_overage"], event["id"], timestamp=event["ts"])
-        elif kind == "return":
-            self.buffer.add_return(event["id"], user=event["user"], timestamp=event["ts"], tool=event["tool"])
-        elif kind == "failure":
-            self.buffer.add_failure(event["tool"], event["user"], event["reason"], timestamp=event["ts"])
-        else:
-            raise ValueError(f"unknown event type {kind!r}")
+        self.record_many((event,))
+
+    def record_many(self, events):
+        """Record events in order, with one buffer lock and one call per listener."""
+        self.buffer.add_events(events)
         for listener in self.listeners:
             try:
-                listener(event)
-            except Exception:  # a listener's fault must not lose the event for the others
+                listener.on_events(events)
+            except Exception:  # a listener's fault must not lose the events for the others
                 log.exception("event listener %r failed", listener)

@@ -1,5 +1,7 @@
 """Run the app under gunicorn's threaded worker, in this process tree, from a Config."""
 
+import atexit
+
 from gunicorn.app.base import BaseApplication
 
 
@@ -32,8 +34,11 @@ class DashboardServer(BaseApplication):
     def load(self):
         # Built in the worker, after the fork, so background threads live where requests are served.
         from dash_app import create_app
+        from dash_app.state import get_state
 
         app = create_app(self.dashboard_config)
+        # When the worker exits, stop the services so the SQLite writer flushes what is queued.
+        atexit.register(get_state(app).stop)
         return app.server
 
 

@@ -12,6 +12,8 @@ def to_epoch(timestamp, now):
     """Return `timestamp` (None, epoch seconds or an aware datetime) as epoch seconds."""
     if timestamp is None:
         return now
+    if type(timestamp) is float and -math.inf < timestamp <= now + MAX_CLOCK_SKEW_SECONDS:
+        return timestamp  # the common case, checked in one step (NaN fails the comparison)
     if isinstance(timestamp, datetime):
         if timestamp.tzinfo is None or timestamp.utcoffset() is None:
             raise ValueError("timestamp: a datetime must be timezone-aware")

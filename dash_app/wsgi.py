@@ -1,10 +1,14 @@
 """WSGI entry for gunicorn (see the Procfile): the app is configured from the environment."""
 
+import atexit
 import logging
 
 from dash_app import create_app
+from dash_app.state import get_state
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 app = create_app()
 server = app.server
+# When the worker exits, stop the services so the SQLite writer flushes what is queued.
+atexit.register(get_state(app).stop)

@@ -22,7 +22,8 @@ def test_page_shows_buffer_counts_in_a_browser(dash_duo, make_app):
     buffer.add_failure("GreenHills Multi IDE", "late", "exhausted")
     dash_duo.start_server(app)
     dash_duo.wait_for_text_to_equal("#buffer-size", "4", timeout=10)
-    dash_duo.wait_for_text_to_equal("#borrow-count", "3")
+    dash_duo.wait_for_text_to_equal("#borrow-rate", "3")
+    dash_duo.wait_for_text_to_equal("#failure-rate", "1")
     assert dash_duo.get_logs() == []
 
 

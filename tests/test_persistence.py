@@ -248,3 +248,15 @@ def test_bad_db_path_is_one_line(db):
     result = subprocess.run([sys.executable, "-m", "dash_app", "--db", db], cwd=ROOT, capture_output=True, text=True, timeout=60)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("python -m dash_app: error: database")
+
+
+def test_a_graceful_stop_writes_everything_queued(start_server, tmp_path):
+    db = tmp_path / "graceful.db"
+    server = start_server(DASH_APP_DB=db)
+    with requests.Session() as session:
+        session.headers.update(server.headers())
+        ids = [session.post(server.url + "/licenses/borrow", json={"tool": TOOLS[0], "user": f"u{n}"}, timeout=5).json()["id"] for n in range(15)]
+    server.stop()  # SIGTERM right after the last answer, well inside the writer's flush interval
+    assert server.process.returncode == 0
+    server = start_server(DASH_APP_DB=db)
+    assert {b["id"] for b in requests.get(server.url + "/borrows", timeout=5).json()} == set(ids)

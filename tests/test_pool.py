@@ -24,7 +24,7 @@ INVENTORY = [
 
 def make_pool(store=None, inventory=INVENTORY):
     buffer = RealtimeMetricsBuffer()
-    recorder = EventRecorder(buffer, listeners=[store.record_event] if store else [])
+    recorder = EventRecorder(buffer, listeners=[store] if store else [])
     return LicensePool(parse_inventory(inventory), recorder, store=store), buffer
 
 

@@ -1,5 +1,6 @@
 """The server-side buffer of raw license events and their per-tool minute bins."""
 
+import math
 import threading
 import time
 from bisect import bisect_left, bisect_right, insort_right
@@ -110,6 +111,7 @@ class RealtimeMetricsBuffer:
         self._minutes = {}  # tool -> sorted list of minute indexes present in _bins[tool]
         self._open_borrows = {}  # borrow id -> the retained borrow event
         self._interned = {}
+        self._oldest_bound = math.inf  # no retained event is older than this; lets most calls skip expiry
         self._version = 0
         self._aggregate_cache = {}
         self._aggregate_cache_version = -1
@@ -140,6 +142,28 @@ class RealtimeMetricsBuffer:
             self._expire(now)
             return self._add_failure(now, ts, tool, user, reason)
 
+    def add_events(self, events):
+        """Add recorder-style event dicts ({"type", "ts", ...}) in order, under one lock; return how many were kept.
+
+        An event with a bad type or a future timestamp raises ValueError; the events before it stay added.
+        """
+        kept = 0
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            for e in events:
+                ts = to_epoch(e["ts"], now)
+                kind = e["type"]
+                if kind == "borrow":
+                    kept += self._add_borrow(now, ts, e["tool"], e["user"], e["is_overage"], e["id"])
+                elif kind == "return":
+                    kept += self._add_return(now, ts, e["id"], e["user"], e["tool"])
+                elif kind == "failure":
+                    kept += self._add_failure(now, ts, e["tool"], e["user"], e["reason"])
+                else:
+                    raise ValueError(f"unknown event type {kind!r}")
+        return kept
+
     def restore(self, kind, rows):
         """Add stored events of one kind under one lock; return how many were kept.
 
@@ -161,6 +185,8 @@ class RealtimeMetricsBuffer:
         tool, user = self._intern(tool), self._intern(user)
         event = (ts, tool, user, bool(is_overage), borrow_id)
         self._borrows.insert(event)
+        if ts < self._oldest_bound:
+            self._oldest_bound = ts
         self._open_borrows[borrow_id] = event
         b = self._bin(tool, ts)
         b.count += 1
@@ -181,6 +207,8 @@ class RealtimeMetricsBuffer:
             user = borrow[2]
         tool, user = self._intern(tool), self._intern(user)
         self._returns.insert((ts, borrow_id, user, tool))
+        if ts < self._oldest_bound:
+            self._oldest_bound = ts
         if tool is not None:
             self._bin(tool, ts).returns += 1
         self._version += 1
@@ -192,6 +220,8 @@ class RealtimeMetricsBuffer:
             return False
         tool, user, reason = self._intern(tool), self._intern(user), self._intern(reason)
         self._failures.insert((ts, tool, user, reason))
+        if ts < self._oldest_bound:
+            self._oldest_bound = ts
         if tool is not None:
             failures = self._bin(tool, ts).failures
             failures[reason] = failures.get(reason, 0) + 1
@@ -319,11 +349,13 @@ class RealtimeMetricsBuffer:
 
     def _intern(self, text):
         # One shared string per distinct tool/user name keeps a full buffer small.
-        if text is None:
-            return None
+        shared = self._interned.get(text)
+        if shared is not None or text is None:
+            return shared
         if len(self._interned) > 100_000:
             self._interned.clear()  # bounded: interning only saves memory, it is not needed for correctness
-        return self._interned.setdefault(text, text)
+        self._interned[text] = text
+        return text
 
     def _bin(self, tool, ts):
         minute = int(ts // 60)
@@ -375,6 +407,8 @@ class RealtimeMetricsBuffer:
 
     def _expire(self, now):
         cutoff = now - self.retention_seconds
+        if cutoff <= self._oldest_bound:
+            return  # nothing retained is older than the bound, so nothing is due
         for log, forget in (
             (self._borrows, self._forget_borrow),
             (self._returns, self._forget_return),
@@ -384,9 +418,12 @@ class RealtimeMetricsBuffer:
             while oldest is not None and oldest[0] < cutoff:
                 forget(log.pop_oldest())
                 oldest = log.oldest()
+        fronts = [e[0] for e in (self._borrows.oldest(), self._returns.oldest(), self._failures.oldest()) if e]
+        self._oldest_bound = min(fronts) if fronts else math.inf
 
     def _enforce_cap(self, log, forget):
-        while len(log) > log.cap:
+        # Popping only makes the fronts newer, so _oldest_bound stays a valid lower bound.
+        while len(log.items) - log.head > log.cap:
             forget(log.pop_oldest())
 
     def _forget_borrow(self, event):

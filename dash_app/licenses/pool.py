@@ -3,6 +3,7 @@
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dash_app.recording import borrow_event, failure_event, return_event
@@ -53,6 +54,7 @@ class LicensePool:
         self._charges = {tool: 0 for tool in self._specs}
         self._observed = []  # tools outside the inventory that a log source reported, in first-seen order
         self._by_feature = {spec.feature: name for name, spec in self._specs.items() if spec.feature}
+        self._batches = threading.local()  # per thread: events held back by recording_batch()
         if store is not None:
             # A restart keeps active borrows and charges; the tools file may have changed the limits.
             store.save_tools(self._specs)
@@ -62,6 +64,30 @@ class LicensePool:
                 self._note_tool(tool)
             for tool, count in store.load_charges().items():
                 self._charges[tool] = count
+
+    @contextmanager
+    def recording_batch(self):
+        """Hold back this thread's events and record them together when the block ends (one lock, one write).
+
+        For sources that replay many events at once, such as a log backfill; other threads are not affected.
+        """
+        if getattr(self._batches, "events", None) is not None:
+            yield  # already inside a batch
+            return
+        self._batches.events = []
+        try:
+            yield
+        finally:
+            events, self._batches.events = self._batches.events, None
+            if events:
+                self.recorder.record_many(events)
+
+    def _record(self, event):
+        held = getattr(self._batches, "events", None)
+        if held is None:
+            self.recorder.record(event)
+        else:
+            held.append(event)
 
     @property
     def tools(self):
@@ -74,14 +100,14 @@ class LicensePool:
             ts = self.clock() if at is None else at
             spec = self._specs.get(tool)
             if spec is None:
-                self.recorder.record(failure_event(tool, user, UNKNOWN_TOOL, ts))
+                self._record(failure_event(tool, user, UNKNOWN_TOOL, ts))
                 raise BorrowDenied(UNKNOWN_TOOL, f"no tool named {tool!r} in the pool")
             borrowed = self._borrowed.get(tool, 0)
             if borrowed >= spec.total:
-                self.recorder.record(failure_event(tool, user, EXHAUSTED, ts))
+                self._record(failure_event(tool, user, EXHAUSTED, ts))
                 raise BorrowDenied(EXHAUSTED, f"all {spec.total} licenses of {tool!r} are borrowed")
             if borrowed >= spec.commit_qty and borrowed - spec.commit_qty >= spec.max_overage:
-                self.recorder.record(failure_event(tool, user, MAX_OVERAGE, ts))
+                self._record(failure_event(tool, user, MAX_OVERAGE, ts))
                 raise BorrowDenied(MAX_OVERAGE, f"{tool!r} is at its maximum overage of {spec.max_overage}")
             is_overage = borrowed >= spec.commit_qty
             borrow = Borrow(uuid.uuid4().hex, tool, user, ts, is_overage)
@@ -89,7 +115,7 @@ class LicensePool:
             self._borrowed[tool] = borrowed + 1
             if is_overage:
                 self._charges[tool] = self._charges.get(tool, 0) + 1
-            self.recorder.record(borrow_event(tool, user, is_overage, borrow.id, ts))
+            self._record(borrow_event(tool, user, is_overage, borrow.id, ts))
             return borrow
 
     def return_license(self, borrow_id, at=None):
@@ -100,7 +126,7 @@ class LicensePool:
                 raise UnknownBorrow(borrow_id)
             self._borrowed[borrow.tool] -= 1
             ts = self.clock() if at is None else at
-            self.recorder.record(return_event(borrow_id, borrow.user, borrow.tool, ts))
+            self._record(return_event(borrow_id, borrow.user, borrow.tool, ts))
             return borrow
 
     # Observed events come from a real license server that has already decided: no limits apply here.
@@ -121,7 +147,7 @@ class LicensePool:
             if is_overage:
                 self._charges[tool] = self._charges.get(tool, 0) + 1
             self._note_tool(tool)
-            self.recorder.record(borrow_event(tool, user, is_overage, borrow.id, at))
+            self._record(borrow_event(tool, user, is_overage, borrow.id, at))
             return borrow
 
     def observe_return(self, borrow_id, at):
@@ -132,7 +158,7 @@ class LicensePool:
         """Record a denial observed elsewhere."""
         with self._lock:
             self._note_tool(tool)
-            self.recorder.record(failure_event(tool, user, reason, at))
+            self._record(failure_event(tool, user, reason, at))
 
     def _note_tool(self, tool):
         if tool not in self._specs and tool not in self._observed:

@@ -127,7 +127,11 @@ class LogIngest:
         self._replayed = {base for base, (f, n) in self._restored.items() if f == file_id and n > line}
 
     def feed(self, lines):
-        """Parse and apply complete lines, in order."""
+        """Parse and apply complete lines, in order; their events reach the buffer and the store as one batch."""
+        with self.pool.recording_batch():
+            self._feed(lines)
+
+    def _feed(self, lines):
         parse = self.parser.parse
         pending = self.pending
         apply = self._apply

@@ -35,6 +35,16 @@ CREATE TABLE IF NOT EXISTS hour_stats (
 ) WITHOUT ROWID;
 """
 
+_INSERT_BORROW = (
+    "INSERT OR REPLACE INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at) VALUES (?, ?, ?, ?, ?, NULL)"
+)
+_RETURN_BORROW = "UPDATE borrows SET returned_at = ? WHERE id = ?"
+_ADD_CHARGES = (
+    "INSERT INTO charges (tool, overage_borrows) VALUES (?, ?) "
+    "ON CONFLICT(tool) DO UPDATE SET overage_borrows = overage_borrows + excluded.overage_borrows"
+)
+_INSERT_EVENT = "INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
 FLUSH_SECONDS = 0.2
 BATCH_LIMIT = 5000
 
@@ -95,11 +105,14 @@ class SQLiteStore:
 
     # --------------------------------------------------------------- writes
 
-    def submit(self, sql, params=(), event_ts=None):
+    def submit(self, sql, params=()):
         """Queue one statement; it is written within FLUSH_SECONDS, in a batch with others."""
+        self._put((sql, params))
+
+    def _put(self, item):
         with self._pending_lock:
             self._pending += 1
-        self._queue.put((sql, params, event_ts))
+        self._queue.put(item)
 
     def add_periodic(self, fn, every_seconds):
         """Run `fn(conn)` in the writer thread every `every_seconds`, after the queued writes."""
@@ -110,27 +123,9 @@ class SQLiteStore:
         since, self._events_since = self._events_since, None
         return since
 
-    def record_event(self, event):
-        """Persist one recorded event and the pool state it changes (an EventRecorder listener)."""
-        kind, ts = event["type"], event["ts"]
-        if kind == "borrow":
-            self.submit(
-                "INSERT OR REPLACE INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at) VALUES (?, ?, ?, ?, ?, NULL)",
-                (event["id"], event["tool"], event["user"], ts, int(event["is_overage"])),
-            )
-            if event["is_overage"]:
-                self.submit(
-                    "INSERT INTO charges (tool, overage_borrows) VALUES (?, 1) "
-                    "ON CONFLICT(tool) DO UPDATE SET overage_borrows = overage_borrows + 1",
-                    (event["tool"],),
-                )
-            row = (ts, kind, event["tool"], event["user"], event["id"], int(event["is_overage"]), None)
-        elif kind == "return":
-            self.submit("UPDATE borrows SET returned_at = ? WHERE id = ?", (ts, event["id"]))
-            row = (ts, kind, event["tool"], event["user"], event["id"], None, None)
-        else:
-            row = (ts, kind, event["tool"], event["user"], None, None, event["reason"])
-        self.submit("INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage, reason) VALUES (?, ?, ?, ?, ?, ?, ?)", row, ts)
+    def on_events(self, events):
+        """Queue recorded events, and the pool state they change, as one item (an EventRecorder listener)."""
+        self._put(list(events))
 
     def flush(self, timeout=10):
         """Block until every queued statement is written (or `timeout` passes); return True when all are."""
@@ -180,19 +175,39 @@ class SQLiteStore:
             batch = []
 
     def _write(self, batch):
+        # Events are grouped per statement, so a batch costs a few executemany calls, not one call per row.
+        events, statements = [], []
+        for item in batch:
+            if isinstance(item, list):
+                events.extend(item)
+            else:
+                statements.append(item)
+        borrows = [(e["id"], e["tool"], e["user"], e["ts"], int(e["is_overage"])) for e in events if e["type"] == "borrow"]
+        returns = [(e["ts"], e["id"]) for e in events if e["type"] == "return"]
+        charges = {}
+        for e in events:
+            if e["type"] == "borrow" and e["is_overage"]:
+                charges[e["tool"]] = charges.get(e["tool"], 0) + 1
+        rows = [
+            (e["ts"], e["type"], e["tool"], e["user"], e.get("id"), int(e["is_overage"]) if e["type"] == "borrow" else None, e.get("reason"))
+            for e in events
+        ]
         with self._conn_lock:
             conn = self._conn
             conn.execute("BEGIN")
             try:
-                for sql, params, _ in batch:
+                conn.executemany(_INSERT_BORROW, borrows)
+                conn.executemany(_RETURN_BORROW, returns)
+                conn.executemany(_ADD_CHARGES, list(charges.items()))
+                conn.executemany(_INSERT_EVENT, rows)
+                for sql, params in statements:
                     conn.execute(sql, params)
                 conn.execute("COMMIT")
             except sqlite3.Error:
                 conn.execute("ROLLBACK")
                 raise
-            times = [ts for _, _, ts in batch if ts is not None]
-            if times:
-                earliest = min(times)
+            if events:
+                earliest = min(e["ts"] for e in events)
                 self._events_since = earliest if self._events_since is None else min(self._events_since, earliest)
 
     def run_tasks_now(self, timeout=10):

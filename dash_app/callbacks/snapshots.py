@@ -1,0 +1,164 @@
+"""Each view's figures and tables, built once per change of the data and shared by every open tab."""
+
+import threading
+from dataclasses import dataclass
+
+from dash_app import figures
+from dash_app.callbacks.updates import component_part, figure_part, plain
+from dash_app.layouts import parts
+from dash_app.layouts.controls import tool_options
+
+# How many recent tables' row keys are kept: enough for every view and window in use over a few ticks.
+TABLES_KEPT = 64
+OVERVIEW_FIGURES = ("borrow-chart", "overage-chart", "utilization-chart", "failure-chart")
+TOOL_FIGURES = ("tool-borrow-chart", "tool-user-chart", "tool-commit-chart", "tool-inuse-chart")
+
+
+@dataclass(frozen=True)
+class PoolSnapshot:
+    """What one data version says about the tools: status entries, every known tool and its colour."""
+
+    status: list
+    by_tool: dict
+    tools: list
+    colors: dict
+    options: object  # Part of the tool-filter options
+
+
+def recent_events(buffer, window, tool=None, rows=parts.EVENT_ROWS):
+    """Return the newest `rows` events of the window (of `tool` only, when given), newest first."""
+    limit = rows
+    while True:
+        recent = buffer.get_recent_events(window, limit=limit)
+        events = [e for kind in recent.values() for e in kind if tool is None or e["tool"] == tool]
+        # Each kind is capped at `limit`; when a cap was hit and a tool's share is short, look further back.
+        complete = all(len(kind) < limit for kind in recent.values())
+        if complete or len(events) >= rows:
+            break
+        limit *= 4
+    events.sort(key=lambda e: e["timestamp"], reverse=True)
+    return events[:rows]
+
+
+class EventRows:
+    """Table rows of events, each built once: an event never changes, and a live tick brings only a few new ones.
+
+    Rows used during the current data version are kept, and those of the previous version, so views and tabs that
+    show the same events share them and the cache stays as small as the tables.
+    """
+
+    def __init__(self):
+        self._current = {}
+        self._previous = {}
+
+    def next_version(self):
+        """Forget rows no table used during the last two versions."""
+        self._previous, self._current = self._current, {}
+
+    def rows(self, events, colors):
+        """Return the plain-JSON rows of `events` and their keys, in their order."""
+        out, keys = [], []
+        for event in events:
+            color = colors.get(event["tool"])
+            key = (event["timestamp"], event["type"], event["tool"], event["user"], event.get("id"), event.get("reason"), color)
+            row = self._current.get(key) or self._previous.get(key)
+            if row is None:
+                row = plain(parts.event_row(event, color))
+            self._current[key] = row
+            out.append(row)
+            keys.append(key)
+        return out, keys
+
+
+class Snapshots:
+    """Builds a view (overview or one tool, for one window) at most once per data version.
+
+    The data version is the buffer's version, the pool's counts and the current minute (windows slide by whole
+    minutes), so ten tabs on the same tick share one build, and a quiet minute costs no rebuild at all.
+    """
+
+    def __init__(self, buffer, pool):
+        self.buffer = buffer
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._version = None
+        self._pool = None
+        self._views = {}
+        self._rows = EventRows()
+        # Row keys of recently built tables by signature, so a tab's table can be patched row by row.
+        self.table_rows = {}
+
+    def get(self, tool, window, now):
+        """Return (PoolSnapshot, tool, {output id: Part}) for the view of `tool` (None for all tools) over `window` s.
+
+        A tool no source has reported gets the overview (and None back), so no text builds a view of its own.
+        """
+        status = self.pool.status()
+        counts = tuple((entry["tool"], entry["borrowed"], entry["overage_borrows"]) for entry in status)
+        version = (self.buffer.version, counts, int(now // 60))
+        with self._lock:
+            if version != self._version:
+                self._version = version
+                self._pool = self._build_pool(status)
+                self._views = {}
+                self._rows.next_version()
+            if tool not in self._pool.tools:
+                tool = None
+            view = self._views.get((tool, window))
+            if view is None:
+                frame = figures.Frame(now - window, now, revision=f"{tool}|{window}")
+                view = self._build_tool(tool, window, frame) if tool is not None else self._build_overview(window, frame)
+                self._views[(tool, window)] = view
+            return self._pool, tool, view
+
+    def _build_pool(self, status):
+        known = [entry["tool"] for entry in status]
+        seen = set(known)
+        # Tools the buffer holds but the pool does not know (a log source, a test feeding the buffer) come last.
+        extra = sorted(t for t in self.buffer.aggregate_tool_metrics(self.buffer.retention_seconds) if t not in seen)
+        tools = known + extra
+        return PoolSnapshot(
+            status=status,
+            by_tool={entry["tool"]: entry for entry in status},
+            tools=tools,
+            colors=figures.tool_colors(tools),
+            options=component_part(tool_options(tools)),
+        )
+
+    def _build_overview(self, window, frame):
+        pool = self._pool
+        buckets = self.buffer.aggregate_tool_metrics(window)
+        flows = self.buffer.get_minute_flows(window)
+        return {
+            "borrow-chart": figure_part(figures.borrow_chart(buckets, pool.colors, frame)),
+            "overage-chart": figure_part(figures.overage_chart(buckets, pool.colors, frame)),
+            "utilization-chart": figure_part(figures.utilization_chart(pool.status)),
+            "failure-chart": figure_part(figures.failure_chart(flows, frame)),
+            "events-table": self._events(window, None),
+        }
+
+    def _build_tool(self, tool, window, frame):
+        pool = self._pool
+        color = pool.colors.get(tool, figures.tool_colors([tool])[tool])
+        entry = pool.by_tool.get(tool)
+        limits = (entry["commit"], entry["total"]) if entry and entry["total"] is not None else None
+        borrowed = entry["borrowed"] if entry else 0
+        flows = self.buffer.get_minute_flows(window).get(tool, [])
+        users = [borrow.user for borrow in self.pool.active_borrows(tool=tool)]
+        history = self.buffer.get_tool_history(tool, window)
+        return {
+            "tool-borrow-chart": figure_part(figures.tool_borrow_chart(tool, history, color, frame)),
+            "tool-user-chart": figure_part(figures.tool_user_chart(tool, users, color, frame.revision)),
+            "tool-commit-chart": figure_part(figures.tool_commit_chart(entry, frame.revision)),
+            "tool-inuse-chart": figure_part(figures.tool_inuse_chart(tool, flows, borrowed, limits, color, frame)),
+            "tool-info": component_part(parts.tool_info(tool, entry, color)),
+            "events-table": self._events(window, tool),
+        }
+
+    def _events(self, window, tool):
+        rows, keys = self._rows.rows(recent_events(self.buffer, window, tool), self._pool.colors)
+        part = component_part(parts.events_table(rows))
+        if len(self.table_rows) >= TABLES_KEPT:
+            del self.table_rows[next(iter(self.table_rows))]  # the oldest; dicts keep insertion order
+        self.table_rows[part.sig] = keys
+        return part

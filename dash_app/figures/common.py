@@ -1,0 +1,80 @@
+"""Pieces every figure builder uses: the time frame, the time axis and the empty state."""
+
+from dataclasses import dataclass
+
+from dash_app.figures.theme import GRID_COLOR, MUTED_COLOR, base_layout
+from dash_app.timeutil import first_minute_at_or_after
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The time window a chart shows: epoch seconds `start` to `end`; `revision` names the view for uirevision."""
+
+    start: float
+    end: float
+    revision: str = ""
+
+    @property
+    def first_minute(self):
+        """Index of the first whole minute in the window (epoch seconds // 60)."""
+        return first_minute_at_or_after(self.start)
+
+    @property
+    def current_minute(self):
+        """Index of the minute that holds `end`."""
+        return int(self.end // 60)
+
+
+def autorange_limits(start, end):
+    """Return the autorangeoptions that pin a date axis to epoch seconds `start`..`end`.
+
+    Given in epoch milliseconds: Plotly uses these limits unconverted, and a date axis counts in milliseconds.
+    """
+    return {"minallowed": round(start * 1000), "maxallowed": round(end * 1000)}
+
+
+def time_axis(frame):
+    """Return a date axis that shows exactly the frame until the user zooms, and again after a double-click.
+
+    The window is given as autorange limits, not as `range`: Plotly keeps a user's zoom across updates only
+    while the figure's own range settings stay the same, and these limits move every second.
+    """
+    return {
+        "type": "date",
+        "autorange": True,
+        "autorangeoptions": autorange_limits(frame.start, frame.end),
+        "gridcolor": GRID_COLOR,
+        "hoverformat": "%H:%M UTC",
+        "title": {"text": "time (UTC)", "font": {"size": 11, "color": MUTED_COLOR}, "standoff": 6},
+        "automargin": True,
+    }
+
+
+def empty_figure(message, revision=""):
+    """Return a figure with no axes that says `message` in its middle."""
+    return {
+        "data": [],
+        "layout": base_layout(
+            xaxis={"visible": False},
+            yaxis={"visible": False},
+            showlegend=False,
+            uirevision=revision,
+            annotations=[
+                {
+                    "text": message,
+                    "xref": "paper",
+                    "yref": "paper",
+                    "x": 0.5,
+                    "y": 0.5,
+                    "showarrow": False,
+                    "font": {"size": 14, "color": MUTED_COLOR},
+                }
+            ],
+        ),
+    }
+
+
+def rgba(hex_color, alpha):
+    """Return `#rrggbb` as an rgba() string with `alpha`."""
+    red, green, blue = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"

@@ -1,0 +1,86 @@
+"""The dashboard's look in one place: tool colours, meaning colours, fonts and the layout every chart starts from."""
+
+# Tools get these in inventory order; reds, ambers and greens are left out because they carry meaning below.
+TOOL_PALETTE = (
+    "#3b6fd8",  # blue
+    "#8b5cf6",  # violet
+    "#0ea5b7",  # cyan
+    "#d946a8",  # magenta
+    "#0f766e",  # dark teal
+    "#7c5a3a",  # brown
+    "#5b7c99",  # steel
+    "#9a9a1a",  # olive
+    "#1e3a8a",  # navy
+    "#c084fc",  # lilac
+)
+
+IN_COMMIT_COLOR = "#2f9e66"
+OVERAGE_COLOR = "#f08c00"
+AVAILABLE_COLOR = "#dfe3e8"
+COMMIT_LINE_COLOR = "#2f9e66"
+TOTAL_LINE_COLOR = "#868e96"
+
+# Failure reasons the pool gives; a log source may report others, which get OTHER_REASON_COLOR.
+REASON_LABELS = {"exhausted": "Pool exhausted", "max_overage": "Max overage reached", "unknown_tool": "Unknown tool"}
+REASON_COLORS = {"exhausted": "#e03131", "max_overage": "#c2410c", "unknown_tool": "#64748b"}
+OTHER_REASON_COLOR = "#a1a1aa"
+
+FONT_FAMILY = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
+TEXT_COLOR = "#343a40"
+MUTED_COLOR = "#6c757d"
+GRID_COLOR = "#edf0f3"
+
+# Minute bars cover most of their minute, so neighbours stay apart at every window size.
+MINUTE_BAR_WIDTH_MS = 50_000
+
+
+def tool_colors(tools):
+    """Return {tool: colour} for `tools` in the given order; past the palette, colours repeat."""
+    return {tool: TOOL_PALETTE[index % len(TOOL_PALETTE)] for index, tool in enumerate(tools)}
+
+
+def reason_color(reason):
+    """Return the colour of a failure reason."""
+    return REASON_COLORS.get(reason, OTHER_REASON_COLOR)
+
+
+def base_layout(**overrides):
+    """Return the layout every chart shares, with `overrides` on top."""
+    layout = {
+        "font": {"family": FONT_FAMILY, "size": 12, "color": TEXT_COLOR},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "margin": {"l": 48, "r": 16, "t": 8, "b": 40},
+        "hoverlabel": {"font": {"family": FONT_FAMILY, "size": 12}, "namelength": -1, "align": "left"},
+        # A legend's hidden series stay hidden across updates and window changes.
+        "legend": {
+            "orientation": "h",
+            "x": 0,
+            "y": 1.02,
+            "yanchor": "bottom",
+            "font": {"size": 11},
+            "traceorder": "normal",
+            "uirevision": "legend",
+        },
+        "showlegend": True,
+    }
+    layout.update(overrides)
+    return layout
+
+
+def value_axis(title=None, top=None, **extra):
+    """Return a count axis from zero with a light grid; `top` (the largest value) keeps small scales to whole ticks."""
+    axis = {
+        "rangemode": "tozero",
+        "gridcolor": GRID_COLOR,
+        "zeroline": False,
+        "tickformat": ",d",
+        "automargin": True,
+        "fixedrange": True,
+    }
+    if top is not None and top <= 5:
+        axis["dtick"] = 1
+    if title:
+        axis["title"] = {"text": title, "font": {"size": 11, "color": MUTED_COLOR}}
+    axis.update(extra)
+    return axis

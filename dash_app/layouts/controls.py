@@ -1,0 +1,61 @@
+"""The page's controls and their choices: the one home of the time windows and the "All tools" value."""
+
+from collections import namedtuple
+
+from dash import dcc
+
+TimeRange = namedtuple("TimeRange", "seconds label")
+
+# Windows served from the in-memory buffer. Longer ones (served from the store) are appended here.
+TIME_RANGES = (
+    TimeRange(60, "Last 1 minute"),
+    TimeRange(300, "Last 5 minutes"),
+    TimeRange(600, "Last 10 minutes"),
+    TimeRange(1800, "Last 30 minutes"),
+    TimeRange(3600, "Last 1 hour"),
+    TimeRange(10800, "Last 3 hours"),
+    TimeRange(21600, "Last 6 hours"),
+)
+DEFAULT_TIME_RANGE = 1800
+TIME_RANGE_SECONDS = frozenset(r.seconds for r in TIME_RANGES)
+
+ALL_TOOLS = "__all__"
+ALL_TOOLS_LABEL = "All tools"
+
+
+def tool_options(tools):
+    """Return the tool-filter options: "All tools", then every tool by name."""
+    return [{"label": ALL_TOOLS_LABEL, "value": ALL_TOOLS}] + [{"label": tool, "value": tool} for tool in tools]
+
+
+def time_range_dropdown():
+    """Return the `time-range` dropdown."""
+    return dcc.Dropdown(
+        id="time-range",
+        options=[{"label": r.label, "value": r.seconds} for r in TIME_RANGES],
+        value=DEFAULT_TIME_RANGE,
+        clearable=False,
+        searchable=False,
+        className="control-window",
+    )
+
+
+def tool_dropdown(tools):
+    """Return the `tool-filter` dropdown with "All tools" selected."""
+    return dcc.Dropdown(
+        id="tool-filter",
+        options=tool_options(tools),
+        value=ALL_TOOLS,
+        clearable=False,
+        className="control-tool",
+    )
+
+
+def selected_window(value):
+    """Return the window in seconds for a `time-range` value, the default for anything unknown."""
+    return value if value in TIME_RANGE_SECONDS else DEFAULT_TIME_RANGE
+
+
+def selected_tool(value):
+    """Return the selected tool, or None for "All tools"."""
+    return None if value in (None, "", ALL_TOOLS) else value

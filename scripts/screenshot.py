@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Screenshot the dashboard as a person sees it: a real server with demo traffic, in headless Chromium.
+
+Run: python scripts/screenshot.py [--out docs/screenshot.png] [--size 1920x1080] [--tool NAME] [--backfill 2]
+"""
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.support.ui import WebDriverWait
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("DASH_TEST_CHROMEPATH", "/usr/bin/chromium")
+
+# True once the cards show numbers and every visible chart has had its first update (data or an empty-state note).
+READY_JS = """
+const size = document.getElementById('buffer-size');
+if (!size || !/^[0-9,]+$/.test(size.textContent) || size.textContent === '0') return false;
+const graphs = [...document.querySelectorAll('section:not([style*="none"]) .js-plotly-plot')];
+const waiting = g => (g.layout.annotations || []).some(a => a.text.startsWith('Waiting'));
+return graphs.length > 0 && graphs.every(g => g.data && g.layout && !waiting(g));
+"""
+
+
+def free_port():
+    """Return a loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port, backfill, db):
+    """Start `python -m dash_app` with demo traffic and wait until it answers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
+    env.update({"DASH_APP_API_TOKEN": "screenshot-token-0123456789", "PYTHONPATH": str(ROOT)})
+    command = [sys.executable, "-m", "dash_app", "--port", str(port), "--backfill", str(backfill), "--db", db, "--demo"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"screenshot: the server exited with status {process.returncode}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                return process
+        except requests.RequestException:
+            time.sleep(0.3)
+    process.terminate()
+    raise SystemExit("screenshot: the server did not start within 120 s")
+
+
+def browser(width, height):
+    """Return headless Chromium with the given window size."""
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={width},{height}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options)
+    # The window size includes the browser's frame; pin the page's viewport to exactly width x height.
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    return driver
+
+
+def shoot(url, out, width, height, tool=None, settle=3.0):
+    """Open the page, optionally pick a tool, wait for data and save a PNG of the viewport."""
+    driver = browser(width, height)
+    try:
+        driver.get(url)
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script(READY_JS))
+        if tool:
+            driver.find_element("css selector", "#tool-filter").click()
+            for option in driver.find_elements("css selector", ".dash-dropdown-option"):
+                if option.text == tool:
+                    option.click()
+                    break
+            else:
+                raise SystemExit(f"screenshot: no tool named {tool!r} in the dropdown")
+            WebDriverWait(driver, 30).until(lambda d: d.execute_script(READY_JS))
+        time.sleep(settle)  # a few live ticks, so the picture is of a running page
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(out))
+    finally:
+        driver.quit()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"))
+    parser.add_argument("--size", default="1920x1080", help="window WIDTHxHEIGHT")
+    parser.add_argument("--tool", default=None, help="show this tool's view instead of the overview")
+    parser.add_argument("--backfill", type=float, default=2.0, help="hours of demo history")
+    args = parser.parse_args(argv)
+    width, height = (int(part) for part in args.size.lower().split("x"))
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(port, args.backfill, str(Path(tmp) / "screenshot.db"))
+        try:
+            shoot(f"http://127.0.0.1:{port}/", args.out, width, height, tool=args.tool)
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+    print(f"saved {args.out} ({width}x{height})")
+
+
+if __name__ == "__main__":
+    main()

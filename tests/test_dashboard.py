@@ -1,0 +1,270 @@
+"""The dashboard's callbacks without a browser: what one refresh sends, and that it sends only what changed."""
+
+import copy
+import time
+
+from dash._no_update import NoUpdate
+
+from dash_app.callbacks.page import OUTPUTS, PageUpdater
+from dash_app.callbacks.snapshots import recent_events
+from dash_app.figures.text import bucket_time
+from dash_app.layouts import parts
+from dash_app.state import get_state
+
+GH = "GreenHills Multi IDE"
+VECTOR = "Vector - DaVinci Configurator SE"
+
+
+class Clock:
+    """The updater's clock, moved by hand; the buffer keeps real time, so events are placed just before it."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self):
+        return self.now
+
+
+def fed_app(make_app):
+    app = make_app()
+    state = get_state(app)
+    now = time.time()
+    for minutes_ago, tool, user in [(20, GH, "ann"), (12, GH, "bob"), (12, VECTOR, "cy"), (3, VECTOR, "dee"), (0.5, GH, "eve")]:
+        state.pool.borrow(tool, user, at=now - minutes_ago * 60)
+    first = state.pool.active_borrows(user="ann")[0]
+    state.pool.return_license(first.id, at=now - 5 * 60)
+    return app, state
+
+
+def is_no_update(value):
+    return NoUpdate.is_no_update(value)
+
+
+def is_patch(value):
+    return isinstance(value, dict) and value.get("__dash_patch_update") == "__dash_patch_update"
+
+
+def test_first_refresh_fills_cards_and_overview_and_hides_the_tool_view(make_app):
+    app, state = fed_app(make_app)
+    updater = PageUpdater(state, clock=Clock())
+    out, seen = updater.update("__all__", 1800, None)
+    assert out[("active-licenses", "children")] == "4"
+    assert out[("buffer-size", "children")] == "6"
+    assert out[("borrow-rate", "children")] == "1"
+    assert out[("overview-section", "style")] == {} and out[("tool-section", "style")] == {"display": "none"}
+    borrow_chart = out[("borrow-chart", "figure")]
+    assert {t["name"]: sum(t["y"]) for t in borrow_chart["data"]} == {VECTOR: 2, GH: 3}
+    for figure_id in ("tool-borrow-chart", "tool-user-chart", "tool-commit-chart", "tool-inuse-chart"):
+        assert is_no_update(out[(figure_id, "figure")])
+    assert [o["value"] for o in out[("tool-filter", "options")]] == ["__all__"] + state.pool.tools
+    assert seen["view"] == [None, 1800] and set(seen["parts"]) >= {"borrow-chart", "events-table"}
+
+
+def test_nothing_new_sends_nothing_and_a_later_tick_only_moves_the_window(make_app):
+    app, state = fed_app(make_app)
+    clock = Clock()
+    updater = PageUpdater(state, clock=clock)
+    _, seen = updater.update("__all__", 1800, None)
+    out, seen = updater.update("__all__", 1800, seen)
+    for key in OUTPUTS:
+        if key[1] == "figure" or key[0] in ("events-table", "tool-info", "tool-filter", "overview-section"):
+            assert is_no_update(out[key]), key
+    clock.now += 1
+    out, seen = updater.update("__all__", 1800, seen)
+    patch = out[("borrow-chart", "figure")]
+    assert is_patch(patch)
+    (operation,) = patch["operations"]
+    assert operation["location"] == ["layout", "xaxis", "autorangeoptions"]
+    assert operation["params"]["value"]["maxallowed"] == round(clock.now * 1000)
+    # No time axis to move: the pool chart, and the empty states of the overage and failure charts.
+    for figure_id in ("utilization-chart", "overage-chart", "failure-chart"):
+        assert is_no_update(out[(figure_id, "figure")]), figure_id
+
+
+def test_a_new_borrow_patches_only_its_tools_series(make_app):
+    app, state = fed_app(make_app)
+    clock = Clock()
+    updater = PageUpdater(state, clock=clock)
+    out, seen = updater.update("__all__", 1800, None)
+    order = [t["name"] for t in out[("borrow-chart", "figure")]["data"]]
+    state.pool.borrow(GH, "fay")
+    out, seen = updater.update("__all__", 1800, seen)
+    patch = out[("borrow-chart", "figure")]
+    assert is_patch(patch)
+    (operation,) = patch["operations"]
+    assert operation["location"] == ["data", order.index(GH)]
+    assert sum(operation["params"]["value"]["y"]) == 4
+    assert out[("active-licenses", "children")] == "5"
+    assert not is_no_update(out[("events-table", "children")])
+
+
+def apply_patch(value, patch):
+    """Dash's patch semantics for the operations our updates use, as a reference."""
+    value = copy.deepcopy(value)
+    for op in patch["operations"]:
+        *parents, last = op["location"]
+        target = value
+        for key in parents:
+            target = target[key]
+        if op["operation"] == "Assign":
+            target[last] = op["params"]["value"]
+        elif op["operation"] == "Prepend":
+            target[last].insert(0, op["params"]["value"])
+        elif op["operation"] == "Delete":
+            del target[last]
+        else:
+            raise AssertionError(op)
+    return value
+
+
+def test_patches_bring_a_tab_to_exactly_what_a_new_tab_gets(make_app):
+    app, state = fed_app(make_app)
+    for n in range(22):  # 50 events: the table is full, so new rows push old ones out
+        state.pool.return_license(state.pool.borrow(GH, f"old{n}", at=time.time() - 100 + n).id, at=time.time() - 99 + n)
+    clock = Clock()
+    updater = PageUpdater(state, clock=clock)
+    out, seen = updater.update("__all__", 1800, None)
+    shown = {key: out[key] for key in (("borrow-chart", "figure"), ("events-table", "children"))}
+    for n in range(3):
+        state.pool.return_license(state.pool.borrow(VECTOR, f"new{n}").id)
+        clock.now += 1
+        out, seen = updater.update("__all__", 1800, seen)
+        fresh, _ = updater.update("__all__", 1800, None)
+        for key in shown:
+            assert is_patch(out[key]), key
+            shown[key] = apply_patch(shown[key], out[key])
+            assert shown[key] == fresh[key], key
+    rows = shown[("events-table", "children")]["props"]["children"][1]["props"]["children"]
+    assert len(rows) == 50 and rows[0]["props"]["children"][3]["props"]["children"] == "new2"
+    ops = [(op["operation"], op["location"][-1]) for op in out[("events-table", "children")]["operations"]]
+    assert ops == [("Prepend", "children"), ("Prepend", "children"), ("Delete", 51), ("Delete", 50)]
+
+
+def test_tool_view_shows_that_tools_history_users_and_limits(make_app):
+    app, state = fed_app(make_app)
+    updater = PageUpdater(state, clock=Clock())
+    out, seen = updater.update(GH, 1800, None)
+    assert out[("overview-section", "style")] == {"display": "none"} and out[("tool-section", "style")] == {}
+    (bars,) = out[("tool-borrow-chart", "figure")]["data"]
+    history = state.buffer.get_tool_history(GH, 1800)
+    assert bars["x"] == [bucket_time(b["timestamp"]) for b in history] and bars["y"] == [b["count"] for b in history]
+    (users,) = out[("tool-user-chart", "figure")]["data"]
+    assert sorted(users["y"]) == ["bob", "eve"]
+    (in_use,) = out[("tool-inuse-chart", "figure")]["data"]
+    assert in_use["y"][-1] == 2 and max(in_use["y"]) == 2
+    assert out[("tool-commit-chart", "figure")]["data"][0]["values"] == [2, 0, 13]
+    info = str(out[("tool-info", "children")])
+    assert GH in info and "'Commit'" in info and "8,000" in info
+    for figure_id in ("borrow-chart", "overage-chart", "utilization-chart", "failure-chart"):
+        assert is_no_update(out[(figure_id, "figure")])
+
+
+def test_switching_tools_and_back_sends_the_first_tools_full_history_again(make_app):
+    app, state = fed_app(make_app)
+    updater = PageUpdater(state, clock=Clock())
+    out, seen = updater.update(GH, 1800, None)
+    first = out[("tool-borrow-chart", "figure")]
+    out, seen = updater.update(VECTOR, 1800, seen)
+    assert out[("tool-borrow-chart", "figure")]["data"][0]["name"] == VECTOR
+    out, seen = updater.update(GH, 1800, seen)
+    again = out[("tool-borrow-chart", "figure")]
+    assert not is_patch(again) and again["data"] == first["data"]
+
+
+def test_a_new_window_resends_figures_with_that_window(make_app):
+    app, state = fed_app(make_app)
+    clock = Clock()
+    updater = PageUpdater(state, clock=clock)
+    _, seen = updater.update("__all__", 1800, None)
+    out, seen = updater.update("__all__", 300, seen)
+    figure = out[("borrow-chart", "figure")]
+    limits = figure["layout"]["xaxis"]["autorangeoptions"]
+    assert limits["maxallowed"] - limits["minallowed"] == 300_000
+    assert figure["layout"]["uirevision"] == "None|300"
+    assert {t["name"]: sum(t["y"]) for t in figure["data"]} == {VECTOR: 1, GH: 1}
+
+
+def test_open_tabs_on_one_tick_share_one_build(make_app):
+    app, state = fed_app(make_app)
+    clock = Clock()
+    updater = PageUpdater(state, clock=clock)
+    tabs = [updater.update("__all__", 1800, None)[0] for _ in range(3)]
+    assert tabs[0][("borrow-chart", "figure")]["data"] is tabs[2][("borrow-chart", "figure")]["data"]
+    _, _, first = updater.snapshots.get(None, 1800, clock.now)
+    _, _, second = updater.snapshots.get(None, 1800, clock.now + 1)
+    assert first is second
+    state.pool.borrow(GH, "fay")
+    _, _, third = updater.snapshots.get(None, 1800, clock.now + 1)
+    assert third is not first
+
+
+def test_unknown_or_forged_inputs_fall_back_to_the_defaults(make_app):
+    app, state = fed_app(make_app)
+    updater = PageUpdater(state, clock=Clock())
+    out, seen = updater.update(None, 12345, None)
+    assert seen["view"] == [None, 1800]
+    out, seen = updater.update("<no such tool>", 300, {"parts": {"borrow-chart": "x", "events-table": [1]}, "mode": 7})
+    assert seen["view"] == [None, 300] and out[("tool-section", "style")] == {"display": "none"}
+    assert out[("borrow-chart", "figure")]["data"] and out[("events-table", "children")]["type"] == "Table"
+    out, seen = updater.update(GH, 300, "not a render state")
+    assert seen["view"] == [GH, 300]
+
+
+def test_events_are_newest_first_and_a_rare_tool_still_fills_its_table(make_app):
+    app, state = fed_app(make_app)
+    now = time.time()
+    for n in range(30):
+        borrow = state.pool.borrow(VECTOR, f"busy{n}", at=now - 30 + n * 0.5)
+        state.pool.return_license(borrow.id, at=now - 30 + n * 0.5 + 0.1)
+    events = recent_events(state.buffer, 1800, rows=10)
+    assert [e["timestamp"] for e in events] == sorted((e["timestamp"] for e in events), reverse=True)
+    assert {e["user"] for e in events} <= {f"busy{n}" for n in range(30)}
+    # With 10 rows, the newest 10 of each kind would hold no GreenHills event; the table looks further back.
+    rare = recent_events(state.buffer, 1800, tool=GH, rows=10)
+    assert [(e["type"], e["user"]) for e in rare] == [("borrow", "eve"), ("return", "ann"), ("borrow", "bob"), ("borrow", "ann")]
+
+
+def test_events_table_shows_time_type_tool_user_and_detail(make_app):
+    app, state = fed_app(make_app)
+    state.buffer.add_failure(GH, "<b>x</b>", "exhausted")
+    events = recent_events(state.buffer, 1800)
+    table = parts.events_table([parts.event_row(e, "#000000") for e in events])
+    rows = table.children[1].children
+    cells = rows[0].children
+    assert cells[1].children.children == "failure"
+    assert cells[2].children[1] == GH and cells[3].children == "<b>x</b>" and cells[4].children == "Pool exhausted"
+    assert parts.events_table([]).children == "No activity in this window"
+
+
+def test_overage_card_turns_amber_above_15_and_red_above_30():
+    assert parts.overage_class(15) == "card-value"
+    assert parts.overage_class(15.1) == "card-value text-warning"
+    assert parts.overage_class(30) == "card-value text-warning"
+    assert parts.overage_class(30.1) == "card-value text-danger"
+    assert (parts.number(2.0), parts.number(2.5), parts.number(12345)) == ("2", "2.5", "12,345")
+
+
+def test_the_browser_route_answers_a_refresh(make_app):
+    """The registered callback, reached the way the browser reaches it."""
+    app, state = fed_app(make_app)
+    client = app.server.test_client()
+    dependencies = client.get("/_dash-dependencies").get_json()
+    (refresh,) = [d for d in dependencies if "render-state.data" in d["output"] and d["clientside_function"] is None]
+    outputs = [{"id": i, "property": p} for i, p in OUTPUTS]
+    body = {
+        "output": refresh["output"],
+        "outputs": outputs,
+        "inputs": [
+            {"id": "refresh", "property": "n_intervals", "value": 1},
+            {"id": "tool-filter", "property": "value", "value": "__all__"},
+            {"id": "time-range", "property": "value", "value": 1800},
+        ],
+        "state": [{"id": "render-state", "property": "data", "value": None}],
+        "changedPropIds": ["refresh.n_intervals"],
+    }
+    response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 200
+    result = response.get_json()["response"]
+    assert result["active-licenses"]["children"] == "4"
+    assert {t["name"] for t in result["borrow-chart"]["figure"]["data"]} == {GH, VECTOR}
+    assert result["render-state"]["data"]["view"] == [None, 1800]

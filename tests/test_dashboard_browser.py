@@ -1,0 +1,188 @@
+"""The dashboard in headless Chromium: what a person sees after loading, picking tools and windows, and hovering."""
+
+import re
+import time
+
+from dash.testing.wait import until
+from selenium.webdriver.common.action_chains import ActionChains
+
+from dash_app.figures.text import bucket_time
+from dash_app.state import get_state
+
+GH = "GreenHills Multi IDE"
+VECTOR = "Vector - DaVinci Configurator SE"
+XSS = "<img src=x onerror=alert(1)>"
+
+# The figure as drawn: traces' points and the x range Plotly computed.
+FIGURE_JS = """
+const gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
+if (!gd || !gd._fullLayout || !gd.data) return null;
+const ax = gd._fullLayout.xaxis;
+return {
+  traces: gd.data.map(t => ({name: t.name, x: t.x ? Array.from(t.x) : [], y: t.y ? Array.from(t.y) : [], visible: t.visible})),
+  range: ax && ax.range ? ax.range.map(v => Date.parse(String(v).replace(' ', 'T') + 'Z')) : null,
+  annotations: (gd.layout.annotations || []).map(a => a.text),
+};
+"""
+
+
+def feed(state):
+    """Borrows of two tools over the last 20 minutes, some returned; return the active count."""
+    now = time.time()
+    for minutes_ago, tool, user in [
+        (20, GH, "ann"), (18, GH, "bob"), (15, VECTOR, "cy"), (12, GH, "dee"), (9, VECTOR, "eve"),
+        (6, VECTOR, "fay"), (4, GH, "gus"), (2, GH, "hal"), (0.3, VECTOR, "ivy"),
+    ]:
+        state.pool.borrow(tool, user, at=now - minutes_ago * 60)
+    state.pool.return_license(state.pool.active_borrows(user="ann")[0].id, at=now - 10 * 60)
+    return len(state.pool.active_borrows())
+
+
+def span(drawn):
+    """Milliseconds between the ends of a drawn figure's x range."""
+    return drawn["range"][1] - drawn["range"][0]
+
+
+def figure(dash_duo, graph_id):
+    return dash_duo.driver.execute_script(FIGURE_JS, graph_id)
+
+
+def tick_labels(dash_duo, graph_id):
+    """The y axis labels as drawn."""
+    return dash_duo.driver.execute_script(
+        "return [...document.querySelectorAll('#' + arguments[0] + ' .ytick text')].map(t => t.textContent)", graph_id
+    )
+
+
+def hover_text(dash_duo, graph_id):
+    """Move the mouse off the chart and onto its first bar, then return the tooltip's text as drawn."""
+    title = dash_duo.find_element(f"#{graph_id}").find_element("xpath", "./..")
+    bar = dash_duo.find_element(f"#{graph_id} .point path")
+    ActionChains(dash_duo.driver).move_to_element_with_offset(title, 5, 5).move_to_element(bar).perform()
+    return dash_duo.driver.execute_script(
+        "const h = document.querySelector('#' + arguments[0] + ' .hoverlayer'); return h ? h.textContent : ''", graph_id
+    )
+
+
+def history_points(state, tool, window=1800):
+    """The tool's points as the buffer has them: axis times and counts."""
+    buckets = state.buffer.get_tool_history(tool, window)
+    return [bucket_time(b["timestamp"]) for b in buckets], [b["count"] for b in buckets]
+
+
+def table_users(dash_duo):
+    """The user column of the events table, top to bottom."""
+    return dash_duo.driver.execute_script(
+        "return [...document.querySelectorAll('#events-table tbody tr')].map(r => r.children[3].textContent)"
+    )
+
+
+def wait_for_points(dash_duo, graph_id, expected, timeout=10):
+    def shown():
+        drawn = figure(dash_duo, graph_id)
+        return drawn is not None and [(t["x"], t["y"]) for t in drawn["traces"]] == [expected]
+
+    until(shown, timeout=timeout, msg=f"{graph_id} never showed {expected}")
+
+
+def test_overview_shows_numbers_follows_the_window_and_keeps_zoom(dash_duo, make_app):
+    app = make_app(refresh_ms=500)
+    state = get_state(app)
+    active = feed(state)
+    dash_duo.start_server(app)
+
+    dash_duo.wait_for_text_to_equal("#active-licenses", str(active), timeout=10)
+    dash_duo.wait_for_text_to_equal("#buffer-size", str(state.buffer.get_stats_summary()["total_events"]))
+    for card in ("borrow-rate", "return-rate", "failure-rate"):
+        assert re.fullmatch(r"\d[\d,]*(\.\d)?", dash_duo.find_element(f"#{card}").text), card
+    assert re.fullmatch(r"\d+(\.\d)? %", dash_duo.find_element("#overage-rate").text)
+    until(lambda: dash_duo.find_element("#connection-status").text.startswith("Live"), timeout=5)
+
+    until(lambda: (figure(dash_duo, "borrow-chart") or {}).get("traces"), timeout=10)
+    drawn = figure(dash_duo, "borrow-chart")
+    assert [t["name"] for t in drawn["traces"]] == [VECTOR, GH]
+    assert sum(sum(t["y"]) for t in drawn["traces"]) == 9
+    assert 1790_000 <= span(drawn) <= 1810_000
+    assert not dash_duo.find_element("#tool-section").is_displayed()
+
+    # Another window: the x range follows it, ending now.
+    dash_duo.select_dcc_dropdown("#time-range", value="Last 5 minutes")
+    until(lambda: abs(span(figure(dash_duo, "borrow-chart")) - 300_000) < 5_000, timeout=10)
+    end = figure(dash_duo, "borrow-chart")["range"][1]
+    assert abs(end - time.time() * 1000) < 5_000
+    assert sum(sum(t["y"]) for t in figure(dash_duo, "borrow-chart")["traces"]) == 3
+
+    # Drag to zoom and click a legend entry away; new data and several refreshes later both are as the user left them.
+    plot = dash_duo.find_element("#borrow-chart .nsewdrag")
+    width = plot.size["width"]
+    drag = ActionChains(dash_duo.driver).move_to_element_with_offset(plot, width // 4, 20).click_and_hold()
+    drag.move_by_offset(width // 4, 0).release().perform()
+    until(lambda: span(figure(dash_duo, "borrow-chart")) < 200_000, timeout=5)
+    zoom = figure(dash_duo, "borrow-chart")["range"]
+    dash_duo.find_elements("#borrow-chart .legend .traces .legendtoggle")[1].click()
+    until(lambda: figure(dash_duo, "borrow-chart")["traces"][1]["visible"] == "legendonly", timeout=5)
+    state.pool.borrow(GH, "new")
+    until(lambda: sum(sum(t["y"]) for t in figure(dash_duo, "borrow-chart")["traces"]) == 4, timeout=10)
+    # The table took the new event on top (sent as a patch), above the other events of the 5-minute window.
+    until(lambda: table_users(dash_duo) == ["new", "ivy", "hal", "gus"], timeout=5)
+    time.sleep(1.5)
+    drawn = figure(dash_duo, "borrow-chart")
+    assert drawn["range"] == zoom
+    assert drawn["traces"][1]["visible"] == "legendonly"
+    assert dash_duo.get_logs() == []
+
+
+def test_tool_view_shows_each_tools_full_history_across_switches(dash_duo, make_app):
+    app = make_app()
+    state = get_state(app)
+    feed(state)
+    dash_duo.start_server(app)
+    dash_duo.wait_for_text_to_equal("#active-licenses", "8", timeout=10)
+
+    dash_duo.select_dcc_dropdown("#tool-filter", value=GH)
+    wait_for_points(dash_duo, "tool-borrow-chart", history_points(state, GH))
+    assert len(history_points(state, GH)[0]) == 5
+    assert dash_duo.find_element("#tool-section").is_displayed()
+    assert not dash_duo.find_element("#overview-section").is_displayed()
+    dash_duo.wait_for_contains_text("#tool-info", "COMMIT\n10")  # the labels are set in capitals by CSS
+    info = dash_duo.find_element("#tool-info").text
+    assert GH in info and "TOTAL\n15" in info and "MAX OVERAGE\n5" in info and "COST SO FAR\n8,000" in info
+    until(lambda: (figure(dash_duo, "tool-inuse-chart") or {"traces": [{}]})["traces"][0].get("y", [None])[-1] == 4, timeout=10)
+
+    dash_duo.select_dcc_dropdown("#tool-filter", value=VECTOR)
+    wait_for_points(dash_duo, "tool-borrow-chart", history_points(state, VECTOR))
+
+    dash_duo.select_dcc_dropdown("#tool-filter", value=GH)
+    wait_for_points(dash_duo, "tool-borrow-chart", history_points(state, GH))
+    until(lambda: sorted(tick_labels(dash_duo, "tool-user-chart")) == ["bob", "dee", "gus", "hal"], timeout=5)
+
+    dash_duo.select_dcc_dropdown("#tool-filter", value="All tools")
+    until(lambda: dash_duo.find_element("#overview-section").is_displayed(), timeout=10)
+    assert dash_duo.get_logs() == []
+
+
+def test_a_name_made_of_markup_shows_as_text_in_table_and_tooltips(dash_duo, make_app):
+    app = make_app()
+    state = get_state(app)
+    now = time.time()
+    minute = (now // 60 - 1) * 60  # both in the last whole minute, so one bar holds both users
+    state.pool.borrow(GH, XSS, at=minute + 10)
+    state.pool.borrow(GH, "ann", at=minute + 20)
+    dash_duo.start_server(app)
+
+    until(
+        lambda: dash_duo.driver.execute_script(
+            "return [...document.querySelectorAll('#events-table td')].filter(td => td.textContent === arguments[0]).length", XSS
+        ) == 1,
+        timeout=10,
+    )
+    dash_duo.select_dcc_dropdown("#tool-filter", value=GH)
+    until(lambda: (figure(dash_duo, "tool-borrow-chart") or {}).get("traces"), timeout=10)
+    until(lambda: sorted(tick_labels(dash_duo, "tool-user-chart")) == sorted([XSS, "ann"]), timeout=5)
+
+    # Hover the minute's bar as a person would and read the tooltip Plotly draws.
+    until(lambda: XSS in hover_text(dash_duo, "tool-borrow-chart"), timeout=10)
+    hover = hover_text(dash_duo, "tool-borrow-chart")
+    assert "2 borrows" in hover and f"{XSS}, ann" in hover
+    assert dash_duo.driver.execute_script("return document.querySelectorAll('img').length") == 0
+    assert dash_duo.get_logs() == []
