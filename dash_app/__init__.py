@@ -44,9 +44,9 @@ def create_app(config=None):
     recorder = EventRecorder(buffer, listeners=[store])
     pool = LicensePool(specs, recorder, store=store)
     # Raw events are kept an hour past the buffer's window; aggregates for the long history.
-    HistoryKeeper(store, raw_keep_seconds=config.retention_seconds + 3600, history_seconds=config.history_days * 86400)
+    history = HistoryKeeper(store, raw_keep_seconds=config.retention_seconds + 3600, history_seconds=config.history_days * 86400)
     restore_buffer(store, buffer)
-    state = AppState(config=config, buffer=buffer, recorder=recorder, pool=pool, store=store)
+    state = AppState(config=config, buffer=buffer, recorder=recorder, pool=pool, store=store, history=history)
     state.metrics_registry = prometheus_metrics.build_registry(pool, recorder)
     state.services.append(store)
     if config.demo:

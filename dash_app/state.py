@@ -13,6 +13,7 @@ class AppState:
     recorder: object = None
     pool: object = None
     store: object = None
+    history: object = None
     metrics_registry: object = None
     stream: object = None
     services: list = field(default_factory=list)

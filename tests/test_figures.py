@@ -103,6 +103,22 @@ def test_failure_chart_sums_tools_per_reason_and_minute():
     assert by_name["license server down"]["y"] == [4]
 
 
+def test_failure_chart_groups_log_reasons_by_their_category():
+    flows = {"MATLAB": [MinuteFlow(NOW - 60, 0, 0, 0, {"exhausted: Licensed number of users already reached. (-4,342)": 2, "exhausted": 1})]}
+    (trace,) = valid(figures.failure_chart(flows, FRAME))["data"]
+    assert trace["name"] == "Pool exhausted" and trace["y"] == [3]
+
+
+def test_long_windows_use_wider_bins_and_say_so():
+    frame = figures.Frame(NOW - 7 * 86400, NOW, revision="all|604800", bin_seconds=3600)
+    buckets = {"Tool A": [bucket("2027-01-10T05:00:00Z", 4, ["ann"])]}
+    figure = valid(figures.borrow_chart(buckets, {"Tool A": "#3b6fd8"}, frame))
+    assert figure["layout"]["yaxis"]["title"]["text"] == "borrows / h"
+    assert figure["data"][0]["width"] == 3_000_000
+    assert figure["layout"]["xaxis"]["hoverformat"] == "%b %d %H:%M UTC"
+    assert figures.Frame(0, 86400, bin_seconds=300).per_bin == "5 min"
+
+
 def test_tool_borrow_chart_points_and_hover_carry_count_overage_and_users():
     buckets = [bucket("2027-01-15T07:41:00Z", 3, ["ann", XSS], overage=1)]
     (trace,) = valid(figures.tool_borrow_chart("Tool A", buckets, "#3b6fd8", FRAME))["data"]

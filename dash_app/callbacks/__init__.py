@@ -2,6 +2,7 @@
 
 from dash import Input, Output, State
 
+from dash_app.callbacks.downloads import register_download_callback
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
 
 # Runs in the browser, so it still tells the truth when the server stops answering: the age of the last update.
@@ -43,4 +44,5 @@ def register_callbacks(app, state):
         Input("refresh", "n_intervals"),
         State("refresh", "interval"),
     )
+    register_download_callback(app, state)
     return updater

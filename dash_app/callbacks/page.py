@@ -34,7 +34,7 @@ class PageUpdater:
     def __init__(self, state, clock=time.time):
         self.state = state
         self.clock = clock
-        self.snapshots = Snapshots(state.buffer, state.pool)
+        self.snapshots = Snapshots(state.buffer, state.pool, state.history)
 
     def cards(self, status):
         """Return the card outputs: rates of the last minute, licenses in use and buffered events."""

@@ -4,6 +4,9 @@ import threading
 from dataclasses import dataclass
 
 from dash_app import figures
+from dash_app.buffer import MinuteFlow
+from dash_app.store.history import bin_seconds_for
+from dash_app.timeutil import parse_iso
 from dash_app.callbacks.updates import component_part, figure_part, plain
 from dash_app.layouts import parts
 from dash_app.layouts.controls import tool_options
@@ -70,6 +73,22 @@ class EventRows:
         return out, keys
 
 
+def history_window(history, window, now):
+    """Return (bin_seconds, buckets by tool, flows by tool) of a long window from the stored aggregates."""
+    size, series = history.series(window, now=now)
+    buckets = {}
+    flows = {}
+    for tool, points in series.items():
+        with_borrows = [p for p in points if p["count"]]
+        if with_borrows:
+            buckets[tool] = with_borrows
+        flows[tool] = [
+            MinuteFlow(int(parse_iso(p["timestamp"])), p["count"], p["overage_count"], p["returns"], p["failures"])
+            for p in points
+        ]
+    return size, buckets, flows
+
+
 class Snapshots:
     """Builds a view (overview or one tool, for one window) at most once per data version.
 
@@ -77,9 +96,11 @@ class Snapshots:
     minutes), so ten tabs on the same tick share one build, and a quiet minute costs no rebuild at all.
     """
 
-    def __init__(self, buffer, pool):
+    def __init__(self, buffer, pool, history=None):
         self.buffer = buffer
         self.pool = pool
+        self.history = history
+        self._history_cache = {}  # window -> (key, (bin_seconds, buckets, flows))
         self._lock = threading.Lock()
         self._version = None
         self._pool = None
@@ -104,12 +125,30 @@ class Snapshots:
                 self._rows.next_version()
             if tool not in self._pool.tools:
                 tool = None
+            data = self._window_data(window, now)
             view = self._views.get((tool, window))
-            if view is None:
-                frame = figures.Frame(now - window, now, revision=f"{tool}|{window}")
-                view = self._build_tool(tool, window, frame) if tool is not None else self._build_overview(window, frame)
-                self._views[(tool, window)] = view
-            return self._pool, tool, view
+            if view is None or view[0] is not data:
+                frame = figures.Frame(now - window, now, revision=f"{tool}|{window}", bin_seconds=data[0])
+                built = self._build_tool(tool, window, frame, data) if tool is not None else self._build_overview(window, frame, data)
+                view = self._views[(tool, window)] = (data, built)
+            return self._pool, tool, view[1]
+
+    def _window_data(self, window, now):
+        """Return (bin_seconds, buckets by tool, flows by tool) of a window: the buffer's, or the stored history's."""
+        if window <= self.buffer.retention_seconds or self.history is None:
+            key = ("buffer", self._version)
+            cached = self._history_cache.get(window)
+            if cached is None or cached[0] != key:
+                data = (60, self.buffer.aggregate_tool_metrics(window), self.buffer.get_minute_flows(window))
+                cached = self._history_cache[window] = (key, data)
+            return cached[1]
+        size = bin_seconds_for(window)
+        # Stored aggregates change every few seconds at most; their bins move on every `size` seconds.
+        key = ("history", self.history.generation, int(now // size))
+        cached = self._history_cache.get(window)
+        if cached is None or cached[0] != key:
+            cached = self._history_cache[window] = (key, history_window(self.history, window, now))
+        return cached[1]
 
     def _build_pool(self, status):
         known = [entry["tool"] for entry in status]
@@ -125,10 +164,9 @@ class Snapshots:
             options=component_part(tool_options(tools)),
         )
 
-    def _build_overview(self, window, frame):
+    def _build_overview(self, window, frame, data):
         pool = self._pool
-        buckets = self.buffer.aggregate_tool_metrics(window)
-        flows = self.buffer.get_minute_flows(window)
+        _, buckets, flows = data
         return {
             "borrow-chart": figure_part(figures.borrow_chart(buckets, pool.colors, frame)),
             "overage-chart": figure_part(figures.overage_chart(buckets, pool.colors, frame)),
@@ -137,15 +175,16 @@ class Snapshots:
             "events-table": self._events(window, None),
         }
 
-    def _build_tool(self, tool, window, frame):
+    def _build_tool(self, tool, window, frame, data):
         pool = self._pool
         color = pool.colors.get(tool, figures.tool_colors([tool])[tool])
         entry = pool.by_tool.get(tool)
         limits = (entry["commit"], entry["total"]) if entry and entry["total"] is not None else None
         borrowed = entry["borrowed"] if entry else 0
-        flows = self.buffer.get_minute_flows(window).get(tool, [])
+        _, buckets, flows_by_tool = data
+        flows = flows_by_tool.get(tool, [])
         users = [borrow.user for borrow in self.pool.active_borrows(tool=tool)]
-        history = self.buffer.get_tool_history(tool, window)
+        history = buckets.get(tool, [])
         return {
             "tool-borrow-chart": figure_part(figures.tool_borrow_chart(tool, history, color, frame)),
             "tool-user-chart": figure_part(figures.tool_user_chart(tool, users, color, frame.revision)),

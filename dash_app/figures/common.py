@@ -8,11 +8,35 @@ from dash_app.timeutil import first_minute_at_or_after
 
 @dataclass(frozen=True)
 class Frame:
-    """The time window a chart shows: epoch seconds `start` to `end`; `revision` names the view for uirevision."""
+    """The time window a chart shows: epoch seconds `start` to `end`, in bins of `bin_seconds`.
+
+    `revision` names the view for uirevision. Windows up to the buffer's use 1-minute bins; longer ones come
+    from the stored history in 5-minute, hourly or 2-hourly bins.
+    """
 
     start: float
     end: float
     revision: str = ""
+    bin_seconds: int = 60
+
+    @property
+    def per_bin(self):
+        """The bin as a rate's unit: "min", "5 min", "h", "2 h"."""
+        if self.bin_seconds < 3600:
+            minutes = self.bin_seconds // 60
+            return "min" if minutes == 1 else f"{minutes} min"
+        hours = self.bin_seconds // 3600
+        return "h" if hours == 1 else f"{hours} h"
+
+    @property
+    def bar_width_ms(self):
+        """Bar width: five sixths of a bin, so neighbouring bars stay apart."""
+        return self.bin_seconds * 1000 * 5 // 6
+
+    @property
+    def time_format(self):
+        """The d3 format of a time in hovers: with the date once the window spans more than a day."""
+        return "%H:%M" if self.end - self.start <= 86400 else "%b %d %H:%M"
 
     @property
     def first_minute(self):
@@ -44,7 +68,7 @@ def time_axis(frame):
         "autorange": True,
         "autorangeoptions": autorange_limits(frame.start, frame.end),
         "gridcolor": GRID_COLOR,
-        "hoverformat": "%H:%M UTC",
+        "hoverformat": frame.time_format + " UTC",
         "title": {"text": "time (UTC)", "font": {"size": 11, "color": MUTED_COLOR}, "standoff": 6},
         "automargin": True,
     }

@@ -30,9 +30,6 @@ TEXT_COLOR = "#343a40"
 MUTED_COLOR = "#6c757d"
 GRID_COLOR = "#edf0f3"
 
-# Minute bars cover most of their minute, so neighbours stay apart at every window size.
-MINUTE_BAR_WIDTH_MS = 50_000
-
 
 def tool_colors(tools):
     """Return {tool: colour} for `tools` in the given order; past the palette, colours repeat."""

@@ -1,10 +1,9 @@
-"""Per-minute charts over a time window: borrows, overage, failures and licenses in use."""
+"""Charts over a time window, per minute (or per bin of the stored history): borrows, overage, failures, in use."""
 
 from dash_app.figures.common import empty_figure, rgba, time_axis
 from dash_app.figures.text import axis_time, bucket_time, name_list, plotly_text, trace_uid
 from dash_app.figures.theme import (
     COMMIT_LINE_COLOR,
-    MINUTE_BAR_WIDTH_MS,
     REASON_LABELS,
     TOTAL_LINE_COLOR,
     base_layout,
@@ -18,8 +17,8 @@ HOVER_USER_LIMIT = 20
 NAMED_VALUE = "%{fullData.name}: %{y}<extra></extra>"
 
 
-def _minute_bar(name, key, x, y, color, **extra):
-    # offset=0 puts each bar over the minute it counts, starting at the minute's first second.
+def _minute_bar(name, key, x, y, color, frame, **extra):
+    # offset=0 puts each bar over the bin it counts, starting at the bin's first second.
     trace = {
         "type": "bar",
         "name": name,
@@ -27,7 +26,7 @@ def _minute_bar(name, key, x, y, color, **extra):
         "x": x,
         "y": y,
         "offset": 0,
-        "width": MINUTE_BAR_WIDTH_MS,
+        "width": frame.bar_width_ms,
         "marker": {"color": color, "line": {"width": 0}},
     }
     trace.update(extra)
@@ -66,7 +65,7 @@ def _per_tool_bars(buckets_by_tool, colors, frame, key, y_title, empty_message, 
         x, y = zip(*points)
         name = plotly_text(tool)
         traces.append(
-            _minute_bar(name, tool, list(x), list(y), colors.get(tool), hovertemplate=NAMED_VALUE)
+            _minute_bar(name, tool, list(x), list(y), colors.get(tool), frame, hovertemplate=NAMED_VALUE)
         )
     if not traces:
         return empty_figure(empty_message, frame.revision)
@@ -75,7 +74,7 @@ def _per_tool_bars(buckets_by_tool, colors, frame, key, y_title, empty_message, 
 
 def borrow_chart(buckets_by_tool, colors, frame):
     """Borrows per minute, one stacked series per tool, from aggregate_tool_metrics buckets."""
-    return _per_tool_bars(buckets_by_tool, colors, frame, "count", "borrows / min", "No borrows in this window")
+    return _per_tool_bars(buckets_by_tool, colors, frame, "count", f"borrows / {frame.per_bin}", "No borrows in this window")
 
 
 def overage_chart(buckets_by_tool, colors, frame):
@@ -85,7 +84,7 @@ def overage_chart(buckets_by_tool, colors, frame):
         colors,
         frame,
         "overage_count",
-        "overage borrows / min",
+        f"overage borrows / {frame.per_bin}",
         "No overage checkouts in this window",
         legend=False,
     )
@@ -96,7 +95,8 @@ def failure_chart(flows_by_tool, frame):
     per_reason = {}
     for flows in flows_by_tool.values():
         for flow in flows:
-            for reason, count in flow.failures.items():
+            for detail, count in flow.failures.items():
+                reason = reason_category(detail)
                 minutes = per_reason.setdefault(reason, {})
                 minutes[flow.minute] = minutes.get(flow.minute, 0) + count
     if not per_reason:
@@ -114,10 +114,17 @@ def failure_chart(flows_by_tool, frame):
                 [axis_time(m) for m, _ in minutes],
                 [c for _, c in minutes],
                 reason_color(reason),
+                frame,
                 hovertemplate=NAMED_VALUE,
             )
         )
-    return {"data": traces, "layout": _stacked_layout(frame, "failures / min", traces)}
+    return {"data": traces, "layout": _stacked_layout(frame, f"failures / {frame.per_bin}", traces)}
+
+
+def reason_category(reason):
+    """Return a failure reason's category: log sources give "exhausted: <server text> (<code>)"."""
+    category, colon, _detail = reason.partition(":")
+    return category.strip() if colon and category.strip() else reason
 
 
 def tool_borrow_chart(tool, buckets, color, frame):
@@ -133,9 +140,10 @@ def tool_borrow_chart(tool, buckets, color, frame):
         x,
         y,
         color,
+        frame,
         customdata=custom,
         hovertemplate=(
-            "<b>%{x|%H:%M} UTC</b><br>%{y} borrows, %{customdata[1]} overage"
+            f"<b>%{{x|{frame.time_format}}} UTC</b><br>%{{y}} borrows, %{{customdata[1]}} overage"
             "<br>%{customdata[0]} users:<br>%{customdata[2]}<extra></extra>"
         ),
         showlegend=False,
@@ -146,7 +154,7 @@ def tool_borrow_chart(tool, buckets, color, frame):
         showlegend=False,
         uirevision=frame.revision,
         xaxis=time_axis(frame),
-        yaxis=value_axis("borrows / min", top=max(y)),
+        yaxis=value_axis(f"borrows / {frame.per_bin}", top=max(y)),
     )
     return {"data": [trace], "layout": layout}
 
@@ -206,7 +214,7 @@ def tool_inuse_chart(tool, flows, borrowed, limits, color, frame):
         "line": {"shape": "hv", "color": color, "width": 2},
         "fill": "tozeroy",
         "fillcolor": rgba(color, 0.15),
-        "hovertemplate": "<b>%{x|%H:%M} UTC</b><br>%{y} in use at the minute's end<extra></extra>",
+        "hovertemplate": f"<b>%{{x|{frame.time_format}}} UTC</b><br>%{{y}} in use<extra></extra>",
         "showlegend": False,
     }
     shapes = []

@@ -6,7 +6,7 @@ from dash import dcc
 
 TimeRange = namedtuple("TimeRange", "seconds label")
 
-# Windows served from the in-memory buffer. Longer ones (served from the store) are appended here.
+# Windows within the buffer's retention are served from memory per minute; longer ones from the stored history.
 TIME_RANGES = (
     TimeRange(60, "Last 1 minute"),
     TimeRange(300, "Last 5 minutes"),
@@ -15,6 +15,9 @@ TIME_RANGES = (
     TimeRange(3600, "Last 1 hour"),
     TimeRange(10800, "Last 3 hours"),
     TimeRange(21600, "Last 6 hours"),
+    TimeRange(86400, "Last 24 hours"),
+    TimeRange(604800, "Last 7 days"),
+    TimeRange(2592000, "Last 30 days"),
 )
 DEFAULT_TIME_RANGE = 1800
 TIME_RANGE_SECONDS = frozenset(r.seconds for r in TIME_RANGES)

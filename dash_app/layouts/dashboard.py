@@ -62,6 +62,14 @@ def _header(tools):
                     [
                         html.Label([html.Span("Tool", className="control-label"), tool_dropdown(tools)], className="control"),
                         html.Label([html.Span("Window", className="control-label"), time_range_dropdown()], className="control"),
+                        html.Div(
+                            [
+                                html.Button("Download CSV", id="download-csv", className="btn-download", title="Per-minute buckets of the selected tool and window"),
+                                html.Button("Download JSON", id="download-json", className="btn-download", title="Per-minute buckets of the selected tool and window"),
+                                dcc.Download(id="download"),
+                            ],
+                            className="downloads",
+                        ),
                         html.Span("Connecting…", id="connection-status", className="status-pill status-waiting"),
                     ],
                     className="controls",
@@ -92,15 +100,15 @@ def _overview():
         [
             html.Div(
                 [
-                    chart_panel("borrow-chart", "Borrows per minute", "stacked by tool", height=330),
+                    chart_panel("borrow-chart", "Borrows", "per minute or bin, stacked by tool", height=330),
                     chart_panel("utilization-chart", "Pool utilisation now", "in commit, overage, available", height=330),
                 ],
                 className="grid grid-wide-left",
             ),
             html.Div(
                 [
-                    chart_panel("overage-chart", "Overage checkouts per minute", "tool colours as above", height=260),
-                    chart_panel("failure-chart", "Failed borrows per minute", "by reason", height=260),
+                    chart_panel("overage-chart", "Overage checkouts", "tool colours as above", height=260),
+                    chart_panel("failure-chart", "Failed borrows", "by reason", height=260),
                 ],
                 className="grid grid-even",
             ),
@@ -116,14 +124,14 @@ def _tool_view():
             html.Div(id="tool-info", className="panel tool-info"),
             html.Div(
                 [
-                    chart_panel("tool-borrow-chart", "Borrows per minute", "hover a bar for its users"),
+                    chart_panel("tool-borrow-chart", "Borrows", "hover a bar for its users"),
                     chart_panel("tool-commit-chart", "Licenses now", "in commit, overage, available"),
                 ],
                 className="grid grid-wide-left",
             ),
             html.Div(
                 [
-                    chart_panel("tool-inuse-chart", "Licenses in use", "at each minute's end, with commit and total"),
+                    chart_panel("tool-inuse-chart", "Licenses in use", "over the window, with commit and total"),
                     chart_panel("tool-user-chart", "Active checkouts by user", "now"),
                 ],
                 className="grid grid-wide-left",

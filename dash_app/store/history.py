@@ -76,6 +76,7 @@ class HistoryKeeper:
         self.raw_keep_seconds = raw_keep_seconds
         self.history_seconds = history_seconds
         self.clock = clock
+        self.generation = 0  # changes whenever the aggregates do, so readers can cache
         store.add_periodic(self.aggregate, AGGREGATE_EVERY_SECONDS)
         store.add_periodic(self.prune, PRUNE_EVERY_SECONDS)
 
@@ -84,6 +85,7 @@ class HistoryKeeper:
         since = self.store.take_events_since()
         if since is not None:
             rebuild_from(conn, since)
+            self.generation += 1
 
     def prune(self, conn):
         """Delete raw events past the raw keep time and aggregates past the history time."""
@@ -93,6 +95,11 @@ class HistoryKeeper:
             conn.execute("DELETE FROM borrows WHERE returned_at IS NOT NULL AND returned_at < ?", (now - self.raw_keep_seconds,))
             conn.execute("DELETE FROM minute_stats WHERE minute < ?", (int((now - self.history_seconds) // 60),))
             conn.execute("DELETE FROM hour_stats WHERE hour < ?", (int((now - self.history_seconds) // 3600),))
+        self.generation += 1
+
+    def series(self, window_seconds, now=None, tools=None):
+        """Return (bin_seconds, {tool: [point, ...]}) of the stored history; see history_series."""
+        return history_series(self.store, window_seconds, now=now, tools=tools)
 
 
 def bin_seconds_for(window_seconds):

@@ -1,0 +1,73 @@
+"""Long windows from the stored history, and the download buttons, in headless Chromium."""
+
+import csv
+import json
+import time
+from pathlib import Path
+
+from dash.testing.wait import until
+
+from dash_app.state import get_state
+from tests.test_dashboard_browser import GH, VECTOR, figure, hover_text, span
+
+DAY = 86400
+
+
+def feed_days(state):
+    """Borrows (and returns) of two tools over the last five days, most older than the buffer keeps."""
+    now = time.time()
+    for days_ago, tool, user in [(5, GH, "ann"), (4.5, GH, "bob"), (3, VECTOR, "cy"), (3, GH, "dee"), (1.5, GH, "ann"), (0.01, GH, "eve")]:
+        borrow = state.pool.borrow(tool, user, at=now - days_ago * DAY)
+        state.pool.return_license(borrow.id, at=now - days_ago * DAY + 600)
+    state.store.run_tasks_now()  # fold the events into the minute and hour aggregates now, not in 5 s
+
+
+def test_seven_days_come_from_the_history_with_users_in_the_hover(dash_duo, make_app, tmp_path):
+    app = make_app(db=str(tmp_path / "history.db"))
+    state = get_state(app)
+    feed_days(state)
+    expected_size, series = state.history.series(7 * DAY)
+    assert expected_size == 3600
+    dash_duo.start_server(app)
+
+    dash_duo.select_dcc_dropdown("#tool-filter", value=GH)
+    dash_duo.select_dcc_dropdown("#time-range", value="Last 7 days")
+    until(lambda: abs(span(figure(dash_duo, "tool-borrow-chart")) - 7 * DAY * 1000) < 60_000, timeout=10)
+    drawn = figure(dash_duo, "tool-borrow-chart")
+    assert sum(drawn["traces"][0]["y"]) == 5 == sum(p["count"] for p in series[GH])
+    assert len(drawn["traces"][0]["x"]) == len([p for p in series[GH] if p["count"]])
+    y_title = dash_duo.driver.execute_script("return document.querySelector('#tool-borrow-chart .ytitle').textContent")
+    assert y_title == "borrows / h"
+    until(lambda: "ann" in hover_text(dash_duo, "tool-borrow-chart"), timeout=10)
+
+    # The 6-hour window is the buffer's: only the newest borrow is in it.
+    dash_duo.select_dcc_dropdown("#time-range", value="Last 6 hours")
+    until(lambda: sum(figure(dash_duo, "tool-borrow-chart")["traces"][0]["y"]) == 1, timeout=10)
+    assert dash_duo.get_logs() == []
+
+
+def test_download_buttons_save_the_selected_tool_and_window(dash_duo, make_app, tmp_path):
+    app = make_app(db=str(tmp_path / "download.db"))
+    state = get_state(app)
+    feed_days(state)
+    dash_duo.start_server(app)
+    downloads = Path(dash_duo.download_path)
+
+    dash_duo.select_dcc_dropdown("#tool-filter", value=GH)
+    dash_duo.select_dcc_dropdown("#time-range", value="Last 7 days")
+    dash_duo.find_element("#download-csv").click()
+    until(lambda: list(downloads.glob("*.csv")), timeout=10)
+    saved = next(downloads.glob("*.csv"))
+    assert saved.name == "licenses-buckets-GreenHills_Multi_IDE-604800s.csv"
+    rows = list(csv.DictReader(saved.open(encoding="utf-8")))
+    assert {r["tool"] for r in rows} == {GH}
+    assert sum(int(r["count"]) for r in rows) == 5
+    assert sorted({u for r in rows for u in json.loads(r["users"])}) == ["ann", "bob", "dee", "eve"]
+
+    dash_duo.select_dcc_dropdown("#tool-filter", value="All tools")
+    dash_duo.find_element("#download-json").click()
+    until(lambda: list(downloads.glob("*.json")), timeout=10)
+    rows = json.loads(next(downloads.glob("*.json")).read_text(encoding="utf-8"))
+    assert {r["tool"] for r in rows} == {GH, VECTOR}
+    assert sum(r["count"] for r in rows) == 6
+    assert dash_duo.get_logs() == []
