@@ -3,11 +3,13 @@
 Run: python benchmarks/bench_stream.py [--seconds 8]
 
 The server is the real one (gunicorn gthread, one worker) in a child process, with a full buffer
-(as in bench_buffer.py) and live traffic at the full buffer's own rate. The baseline is served by the
-same process at /baseline/stream: every client builds and serializes its own payload each tick.
+(as in bench_buffer.py) and live traffic through the pool at the full buffer's own rate. The baseline is
+served by the same process at /baseline/stream: every client builds and serializes its own payload each tick.
 """
 
 import argparse
+import http.client
+import json
 import os
 import socket
 import subprocess
@@ -45,7 +47,7 @@ def serve(port):
             app = create_app(self.dashboard_config)
             state = get_state(app)
             feed(state.buffer, full_buffer_events(time.time()))
-            threading.Thread(target=live_traffic, args=(state.buffer,), daemon=True).start()
+            threading.Thread(target=live_traffic, args=(state.pool,), daemon=True).start()
 
             @app.server.get("/baseline/stream")
             def baseline_stream():
@@ -71,8 +73,8 @@ def serve(port):
     BenchServer(config).run()
 
 
-def live_traffic(buffer):
-    """Add borrows, returns and failures at the full buffer's rate, as a steady state has them."""
+def live_traffic(pool):
+    """Borrow, return and fail through the pool at the full buffer's rate, so pool status changes as in a real run."""
     due = {kind: 0.0 for kind in LIVE_PER_SECOND}
     borrowed, n = [], 0
     while True:
@@ -83,12 +85,11 @@ def live_traffic(buffer):
                 due[kind] -= 1
                 n += 1
                 if kind == "borrow":
-                    buffer.add_borrow(TOOLS[n % len(TOOLS)], USERS[(n * 7) % len(USERS)], n % 5 == 0, f"live{n}")
-                    borrowed.append(f"live{n}")
+                    borrowed.append(pool.observe_borrow(TOOLS[n % len(TOOLS)], USERS[(n * 7) % len(USERS)], at=time.time()).id)
                 elif kind == "return" and borrowed:
-                    buffer.add_return(borrowed.pop(0))
+                    pool.observe_return(borrowed.pop(0), at=time.time())
                 elif kind == "failure":
-                    buffer.add_failure(TOOLS[n % len(TOOLS)], USERS[n % len(USERS)], "exhausted")
+                    pool.observe_failure(TOOLS[n % len(TOOLS)], USERS[n % len(USERS)], "exhausted", at=time.time())
 
 
 # ------------------------------------------------------------------ client side (this process)
@@ -149,6 +150,34 @@ def measure(port, pid, path, clients, seconds, gzip=False, warmup=3.0):
     return cpu_share, per_client
 
 
+def delta_breakdown(port, seconds):
+    """Return the mean bytes per steady-state delta message of its parts: {part: bytes}, and how many messages."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/realtime/stream?delta=1", headers={"Accept-Encoding": "identity"})
+    response = connection.getresponse()
+    parts = {"tool_metrics + expired": ("tool_metrics", "expired"), "recent_events": ("recent_events",), "tools": ("tools",)}
+    sizes, messages, pending = dict.fromkeys([*parts, "the rest", "whole message"], 0), 0, b""
+    stop_at = time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        pending += response.read1(1 << 16)
+        *blocks, pending = pending.split(b"\n\n")
+        for block in blocks:
+            data = next((line[6:] for line in block.split(b"\n") if line.startswith(b"data: ")), None)
+            message = json.loads(data) if data else None
+            if message is None or message["mode"] != "delta":
+                continue  # the retry line, and the first, full message
+            messages += 1
+            sizes["whole message"] += len(block) + 2
+            counted = 0
+            for part, keys in parts.items():
+                size = sum(len(json.dumps({key: message[key]}, separators=(",", ":"))) - 2 for key in keys)
+                sizes[part] += size
+                counted += size
+            sizes["the rest"] += len(data) - counted
+    connection.close()
+    return {part: total / max(messages, 1) for part, total in sizes.items()}, messages
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per row")
@@ -192,6 +221,10 @@ def main():
         for mode, query, clients in (("full", "", 10), ("delta", "?delta=1", 100)):
             cpu, sent = rows[(mode, "gzip")] = measure(port, pid, "/realtime/stream" + query, clients, seconds, gzip=True)
             print(f"{mode:<5} {clients:>7} | {cpu * 1000:>14.1f} {cpu * 100:>5.1f}% {sent:>11,.0f}", flush=True)
+        print()
+        breakdown, messages = delta_breakdown(port, seconds)
+        print(f"A steady-state delta message, mean bytes by part over {messages} messages (uncompressed):")
+        print("  " + ", ".join(f"{part} {size:,.0f}" for part, size in breakdown.items()))
         print()
         print(f"100 delta clients: {rows[('delta', 100)][0] * 100:.1f} % of one core (target <= 25 %)")
         print(

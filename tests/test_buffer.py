@@ -186,3 +186,4 @@ def test_rates_count_the_last_minute_and_overage_share(clock):
     assert buf.get_rates(60) == {"borrow_per_min": 3, "return_per_min": 1, "failure_per_min": 1, "overage_percent": 33.3}
     clock.now += 3600
     assert buf.get_rates(60) == {"borrow_per_min": 0, "return_per_min": 0, "failure_per_min": 0, "overage_percent": 0}
+

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 MESSAGE_KEYS = {"mode", "timestamp", "tools", "rates", "recent_events", "buffer_stats", "tool_metrics"}
+DELTA_KEYS = MESSAGE_KEYS | {"expired", "tools_full", "recent_events_full"}
 TOOL = "GreenHills Multi IDE"
 
 
@@ -55,23 +56,55 @@ class SseClient:
         self.close()
 
 
+def new_client():
+    """Return an empty delta client: {"tool_metrics": {tool: {timestamp: bucket}}, "tools": {tool: entry}, "recent_events"}."""
+    return {"tool_metrics": {}, "tools": {}, "recent_events": {}}
+
+
 def apply_delta(state, message):
-    """Apply a stream message to a client's {tool: {timestamp: bucket}}, as a consumer would."""
-    if message["mode"] == "full":
-        state.clear()
+    """Apply a stream message to a client's state, as the README tells a consumer to."""
+    whole = message["mode"] == "full"
+    metrics = state["tool_metrics"]
+    if whole:
+        metrics.clear()
     for tool, buckets in message["tool_metrics"].items():
-        state.setdefault(tool, {}).update({bucket["timestamp"]: bucket for bucket in buckets})
+        metrics.setdefault(tool, {}).update({bucket["timestamp"]: bucket for bucket in buckets})
     for tool, stamps in message.get("expired", {}).items():
         for stamp in stamps:
-            del state[tool][stamp]
-        if not state[tool]:
-            del state[tool]
+            del metrics[tool][stamp]
+        if not metrics[tool]:
+            del metrics[tool]
+    if whole or message["tools_full"]:
+        state["tools"].clear()
+    for entry in message["tools"]:
+        state["tools"][entry["tool"]] = entry  # a known tool keeps its place; a new one goes last
+    recent = state["recent_events"]
+    if whole or message["recent_events_full"]:
+        recent.clear()
+        recent.update(message["recent_events"])
+    else:
+        since = millis(message["timestamp"]) - 60_000
+        for kind, events in message["recent_events"].items():
+            recent[kind] = [event for event in recent[kind] + events if millis(event["timestamp"]) >= since][-10:]
     return state
 
 
-def as_lists(state):
-    """Return a client's state in the shape of a full message's tool_metrics."""
-    return {tool: [buckets[t] for t in sorted(buckets)] for tool, buckets in sorted(state.items())}
+def replayed(state):
+    """Return a client's state in the shape of a full message's tool_metrics, tools and recent_events."""
+    return {
+        "tool_metrics": {tool: [buckets[t] for t in sorted(buckets)] for tool, buckets in sorted(state["tool_metrics"].items())},
+        "tools": list(state["tools"].values()),
+        "recent_events": state["recent_events"],
+    }
+
+
+def replayed_keys(message):
+    """Return the keys of a full message that a delta client rebuilds."""
+    return {key: message[key] for key in ("tool_metrics", "tools", "recent_events")}
+
+
+def millis(text):
+    return round(parse_iso(text) * 1000)
 
 
 def parse_iso(text):
@@ -149,37 +182,47 @@ def test_delta_stream_replays_to_the_full_stream_and_resumes_after_reconnect(sta
     delta = SseClient(url + "?delta=1")
     assert delta.response.headers["Content-Encoding"] == "gzip"
     fulls = {}
-    state, last_id = {}, None
+
+    def full_at(tick_id):
+        while tick_id not in fulls:
+            got = full.next_message()
+            fulls[got["id"]] = got["data"]
+        return fulls[tick_id]
+
+    state, last_id = new_client(), None
     try:
-        for step in range(5):
+        for step in range(6):
             message = delta.next_message()
-            assert message["data"]["mode"] == ("full" if step == 0 else "delta")
-            apply_delta(state, message["data"])
+            data = message["data"]
+            assert set(data) == (MESSAGE_KEYS if step == 0 else DELTA_KEYS)
+            assert data["mode"] == ("full" if step == 0 else "delta")
+            apply_delta(state, data)
             last_id = message["id"]
-            while last_id not in fulls:
-                got = full.next_message()
-                fulls[got["id"]] = got["data"]
-            assert as_lists(state) == fulls[last_id]["tool_metrics"]
-            assert {k: v for k, v in message["data"].items() if k not in ("mode", "tool_metrics", "expired")} == {
-                k: v for k, v in fulls[last_id].items() if k not in ("mode", "tool_metrics")
-            }
+            whole = full_at(last_id)
+            assert replayed(state) == replayed_keys(whole), f"step {step}"
+            for key in ("timestamp", "rates", "buffer_stats"):
+                assert data[key] == whole[key]
+            if step:
+                # Only what changed travels: the borrow made since the previous message, and its tool's pool entry.
+                assert data["recent_events_full"] is False and data["tools_full"] is False
+                assert [e["user"] for e in data["recent_events"]["borrows"]] == [f"user{(step - 1) % 2}"]
+                assert data["recent_events"]["returns"] == data["recent_events"]["failures"] == []
+                assert [e["tool"] for e in data["tools"]] == [TOOL]
+                assert len(whole["recent_events"]["borrows"]) == step and len(whole["tools"]) == 6
             borrow(server, TOOL, f"user{step % 2}")
         delta.close()
 
         # Offline for a couple of ticks while borrows happen, then back with Last-Event-ID.
         borrow(server, "CAN Bus Analyzer Pro", "carol")
-        while max(fulls) < last_id + 2:
-            got = full.next_message()
-            fulls[got["id"]] = got["data"]
+        full_at(last_id + 2)
         with SseClient(url + "?delta=1", headers={"Last-Event-ID": str(last_id)}) as resumed:
             message = resumed.next_message()
-        assert message["data"]["mode"] == "delta" and message["id"] >= last_id + 2
-        changed = message["data"]["tool_metrics"]
-        assert set(changed) == {TOOL, "CAN Bus Analyzer Pro"} and len(changed[TOOL]) == 1
-        while message["id"] not in fulls:
-            got = full.next_message()
-            fulls[got["id"]] = got["data"]
-        assert as_lists(apply_delta(state, message["data"])) == fulls[message["id"]]["tool_metrics"]
+        data = message["data"]
+        assert data["mode"] == "delta" and message["id"] >= last_id + 2
+        assert set(data["tool_metrics"]) == {TOOL, "CAN Bus Analyzer Pro"} and len(data["tool_metrics"][TOOL]) == 1
+        assert [e["user"] for e in data["recent_events"]["borrows"]] == ["user1", "carol"]
+        assert [e["tool"] for e in data["tools"]] == [TOOL, "CAN Bus Analyzer Pro"]
+        assert replayed(apply_delta(state, data)) == replayed_keys(full_at(message["id"]))
 
         # An id this server never sent starts over with a full message.
         with SseClient(url + "?delta=1", headers={"Last-Event-ID": "12"}) as fresh:

@@ -1,5 +1,6 @@
 """The stream ticker and route in process: delta replay against the buffer, queries, keep-alive, limits, gzip."""
 
+import copy
 import json
 import random
 import time
@@ -14,7 +15,8 @@ from dash_app.recording import EventRecorder
 from dash_app.state import get_state
 from dash_app.stream import StreamTicker, Variant
 from dash_app.stream.routes import event_stream
-from tests.test_stream import MESSAGE_KEYS, apply_delta, as_lists
+from dash_app.stream.snapshot import changed_tools
+from tests.test_stream import DELTA_KEYS, MESSAGE_KEYS, apply_delta, new_client, replayed, replayed_keys
 
 START = 1_800_000_000.0
 
@@ -51,6 +53,39 @@ def reference_metrics(buffer, variant):
     return {tool: buckets for tool, buckets in sorted(metrics.items()) if variant.tools is None or tool in variant.tools}
 
 
+def random_traffic(rng, clock, buffer, pool, active, step):
+    """Add a burst of events: pool borrows and returns, observed tools, failures (some identical), late events; return how many."""
+    tools = pool.tools
+    added = 0
+    for n in range(rng.choice((0, 0, 1, 3, 12))):
+        roll = rng.random()
+        if roll < 0.4:
+            try:
+                active.append(pool.borrow(rng.choice(tools), f"u{rng.randrange(20)}").id)
+            except BorrowDenied:
+                pass  # a full pool answers with a failure event, which the buffer keeps too
+        elif roll < 0.65 and active:
+            pool.return_license(active.pop(rng.randrange(len(active))))
+        elif roll < 0.7:
+            # A tool outside the inventory, as a log source reports it: the pool's status gains an entry.
+            pool.observe_borrow(f"Observed {rng.randrange(3)}", "log", at=clock.now)
+        elif roll < 0.85:
+            # Late events, most inside the last minute, among events already sent; some far back.
+            late = clock.now - rng.choice((rng.uniform(0, 70), rng.uniform(0, 700)))
+            kind = rng.choice(("borrow", "return", "failure"))
+            if kind == "borrow":
+                buffer.add_borrow(rng.choice(tools), f"late{rng.randrange(5)}", rng.random() < 0.3, f"x{step}-{n}", timestamp=late)
+            elif kind == "return":
+                buffer.add_return(f"x{rng.randrange(step + 1)}-0", user="late", tool=rng.choice(tools), timestamp=late)
+            else:
+                buffer.add_failure(rng.choice(tools), "late", "exhausted", timestamp=late)
+        else:
+            # Identical failures at one instant, as a log with whole seconds gives them.
+            buffer.add_failure(rng.choice(tools), "f", "exhausted", timestamp=clock.now)
+        added += 1
+    return added
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_delta_replay_equals_the_full_message_and_the_buffer_at_every_tick(seed):
     rng = random.Random(seed)
@@ -58,37 +93,39 @@ def test_delta_replay_equals_the_full_message_and_the_buffer_at_every_tick(seed)
     tools = pool.tools
     variants = [Variant(), Variant(window=120), Variant(window=300, tools=(tools[0], tools[2]))]
     subs = {v: (ticker.subscribe(v), ticker.subscribe(Variant(v.window, v.tools, delta=True))) for v in variants}
-    states = {v: {} for v in variants}
+    states = {v: new_client() for v in variants}
     seen = {v: {} for v in variants}  # id -> the replayed state, for resuming later
+    previous = {}  # the last full message of each variant
     for v, (full_sub, delta_sub) in subs.items():
         apply_delta(states[v], parse_events(delta_sub.first)[0][1])
+        previous[v] = parse_events(full_sub.first)[0][1]
     active = []
+    recent_sent_whole = recent_sent_new = 0
     for step in range(250):
-        # Borrows, returns, late events and failures; time jumps cross minutes and the retention edge.
-        for _ in range(rng.choice((0, 0, 1, 3, 12))):
-            roll = rng.random()
-            if roll < 0.5:
-                try:
-                    active.append(pool.borrow(rng.choice(tools), f"u{rng.randrange(20)}").id)
-                except BorrowDenied:
-                    pass  # a full pool answers with a failure event, which the buffer keeps too
-            elif roll < 0.8 and active:
-                pool.return_license(active.pop(rng.randrange(len(active))))
-            elif roll < 0.9:
-                late = clock.now - rng.uniform(0, 700)
-                buffer.add_borrow(rng.choice(tools), f"late{rng.randrange(5)}", rng.random() < 0.3, f"x{step}-{roll}", timestamp=late)
-            else:
-                buffer.add_failure(rng.choice(tools), "f", "exhausted")
-        clock.now += rng.choice((0.2, 1.0, 7.0, 45.0, 130.0))
+        added = random_traffic(rng, clock, buffer, pool, active, step)
+        # Time jumps cross seconds, minutes, the recent events' minute and the retention edge.
+        clock.now += rng.choice((0.2, 1.0, 1.0, 7.0, 45.0, 61.0, 130.0))
         tick = ticker.tick()
         for v, (full_sub, delta_sub) in subs.items():
             [(full_id, full)] = drain(full_sub)
             [(delta_id, delta)] = drain(delta_sub)
             assert full_id == delta_id == tick.id
-            assert set(full) == MESSAGE_KEYS and set(delta) == MESSAGE_KEYS | {"expired"} and delta["mode"] == "delta"
+            assert set(full) == MESSAGE_KEYS and set(delta) == DELTA_KEYS and delta["mode"] == "delta"
             assert full["tool_metrics"] == reference_metrics(buffer, v)
-            assert as_lists(apply_delta(states[v], delta)) == full["tool_metrics"], f"step {step}"
-            seen[v][tick.id] = json.loads(json.dumps(states[v]))
+            assert full["recent_events"] == buffer.get_recent_events(60, limit=10)
+            assert replayed(apply_delta(states[v], delta)) == replayed_keys(full), f"step {step}"
+            for key in ("timestamp", "rates", "buffer_stats"):
+                assert delta[key] == full[key]
+            # Only changes travel: new events (no more than were added), and pool entries that differ.
+            if delta["recent_events_full"]:
+                recent_sent_whole += 1
+            else:
+                recent_sent_new += sum(map(len, delta["recent_events"].values())) > 0
+                assert sum(map(len, delta["recent_events"].values())) <= added
+            if not delta["tools_full"]:
+                assert all(entry not in previous[v]["tools"] for entry in delta["tools"])
+            previous[v] = full
+            seen[v][tick.id] = copy.deepcopy(states[v])
         if step % 25 == 24:
             # A client that left a few ticks ago resumes with a delta; an unknown id gets a full message.
             v = variants[step % len(variants)]
@@ -96,12 +133,77 @@ def test_delta_replay_equals_the_full_message_and_the_buffer_at_every_tick(seed)
             resumed = ticker.subscribe(Variant(v.window, v.tools, delta=True), last_event_id=back)
             [(resumed_id, message)] = parse_events(resumed.first)
             assert resumed_id == tick.id and message["mode"] == "delta"
-            assert as_lists(apply_delta(seen[v][back], message)) == reference_metrics(buffer, v)
+            assert replayed(apply_delta(copy.deepcopy(seen[v][back]), message)) == replayed_keys(previous[v])
             resumed.close()
             stranger = ticker.subscribe(Variant(v.window, v.tools, delta=True), last_event_id=tick.id - 1000)
             assert parse_events(stranger.first)[0][1]["mode"] == "full"
             stranger.close()
     assert ticker.stats()["clients"] == 6 and ticker.stats()["variants"] == 6
+    # Late events among those already sent make some messages whole; most carry only what is new.
+    assert 0 < recent_sent_whole < recent_sent_new
+
+
+def test_delta_recent_events_and_tools_carry_only_what_is_new():
+    clock, buffer, pool, ticker = in_process_ticker()
+    sub = ticker.subscribe(Variant(delta=True))
+    state = apply_delta(new_client(), parse_events(sub.first)[0][1])
+    tools = pool.tools
+
+    def step(seconds=1.0):
+        clock.now += seconds
+        ticker.tick()
+        [(_, message)] = drain(sub)
+        apply_delta(state, message)
+        assert replayed(state)["recent_events"] == buffer.get_recent_events(60, limit=10)
+        assert replayed(state)["tools"] == pool.status()
+        return message
+
+    pool.borrow(tools[0], "ann")
+    message = step()
+    assert [e["user"] for e in message["recent_events"]["borrows"]] == ["ann"]
+    assert [e["tool"] for e in message["tools"]] == [tools[0]] and not message["recent_events_full"]
+
+    # Twelve borrows at once: the newest ten arrive and push out what the client held.
+    for n in range(12):
+        pool.borrow(tools[1], f"b{n}")
+    message = step()
+    assert [e["user"] for e in message["recent_events"]["borrows"]] == [f"b{n}" for n in range(2, 12)]
+    assert [e["tool"] for e in message["tools"]] == [tools[1]] and not message["recent_events_full"]
+
+    # Nothing new: empty lists, and the pool is unchanged.
+    message = step()
+    assert message["recent_events"] == {"borrows": [], "returns": [], "failures": []} and message["tools"] == []
+
+    # A late borrow that lands among those sent cannot be appended: recent_events comes whole, and says so.
+    pool.borrow(tools[0], "cy")
+    step()
+    buffer.add_borrow(tools[2], "late", False, "late-1", timestamp=clock.now - 1.5)
+    message = step()
+    assert message["recent_events_full"] is True
+    assert [e["user"] for e in message["recent_events"]["borrows"]][-3:] == ["b11", "late", "cy"]
+    # A late one older than the ten kept changes nothing; the next one in order is simply new again.
+    buffer.add_borrow(tools[2], "older", False, "late-2", timestamp=clock.now - 30)
+    pool.borrow(tools[2], "dee")
+    message = step()
+    assert not message["recent_events_full"] and [e["user"] for e in message["recent_events"]["borrows"]] == ["dee"]
+
+    # A minute later every event has left the last 60 s: the client drops them by their timestamps.
+    message = step(60.0)
+    assert not message["recent_events_full"] and message["recent_events"] == {"borrows": [], "returns": [], "failures": []}
+    assert state["recent_events"] == {"borrows": [], "returns": [], "failures": []}
+
+    # A tool a log source reports goes last in the pool's status, and arrives alone.
+    pool.observe_borrow("Observed tool", "log", at=clock.now)
+    message = step()
+    assert [e["tool"] for e in message["tools"]] == ["Observed tool"] and list(state["tools"])[-1] == "Observed tool"
+
+
+def test_tools_that_cannot_be_told_as_changes_are_sent_whole():
+    a, b, c = ({"tool": name, "borrowed": 0} for name in "abc")
+    assert changed_tools([a, b], [a, {"tool": "b", "borrowed": 1}, c]) == ([{"tool": "b", "borrowed": 1}, c], False)
+    # A tool gone, or a new tool placed before known ones, cannot be replayed by replacing and appending.
+    assert changed_tools([a, b, c], [a, c]) == ([a, c], True)
+    assert changed_tools([a, b], [c, a, b]) == ([c, a, b], True)
 
 
 def test_each_variant_is_serialized_once_per_tick_and_the_same_bytes_reach_every_client():

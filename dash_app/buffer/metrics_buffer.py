@@ -13,6 +13,8 @@ DEFAULT_RETENTION_SECONDS = 21600
 DEFAULT_MAX_BORROWS = 100_000
 DEFAULT_MAX_RETURNS = 100_000
 DEFAULT_MAX_FAILURES = 10_000
+# Evictions of at least this many events clear whole minutes at once instead of undoing event by event.
+BULK_EVICTION = 32
 
 # Raw events are stored as tuples, sorted by their first field, the epoch timestamp.
 # borrow: (ts, tool, user, is_overage, id); return: (ts, id, user, tool); failure: (ts, tool, user, reason)
@@ -42,12 +44,18 @@ class _Bin:
 class _EventLog:
     """Events of one kind, sorted by time, with a moving head so eviction is O(1)."""
 
-    __slots__ = ("items", "head", "cap")
+    __slots__ = ("kind", "items", "head", "cap", "limit")
 
-    def __init__(self, cap):
+    def __init__(self, kind, cap):
+        self.kind = kind
         self.items = []
         self.head = 0
         self.cap = cap
+        # Adds may run past the cap by a little; the excess is evicted in one go, and before every read.
+        self.limit = cap + max(BULK_EVICTION, cap // 64)
+
+    def over_cap(self):
+        return len(self.items) - self.head - self.cap
 
     def __len__(self):
         return len(self.items) - self.head
@@ -62,14 +70,20 @@ class _EventLog:
     def oldest(self):
         return self.items[self.head] if self.head < len(self.items) else None
 
-    def pop_oldest(self):
-        event = self.items[self.head]
-        self.head += 1
+    def pop_front(self, n):
+        """Remove and return the n oldest events."""
+        start = self.head
+        chunk = self.items[start : start + n]
+        self.head = start + n
         # Compact now and then so the list does not grow without bound.
         if self.head >= 4096 and self.head * 2 >= len(self.items):
             del self.items[: self.head]
             self.head = 0
-        return event
+        return chunk
+
+    def count_before(self, cutoff):
+        """Return how many events are older than `cutoff`."""
+        return bisect_left(self.items, cutoff, lo=self.head, key=_TS) - self.head
 
     def since(self, cutoff, limit=None):
         start = bisect_left(self.items, cutoff, lo=self.head, key=_TS)
@@ -104,9 +118,10 @@ class RealtimeMetricsBuffer:
         self.retention_seconds = retention_seconds
         self.clock = clock
         self._lock = threading.Lock()
-        self._borrows = _EventLog(max_borrows)
-        self._returns = _EventLog(max_returns)
-        self._failures = _EventLog(max_failures)
+        self._borrows = _EventLog("borrow", max_borrows)
+        self._returns = _EventLog("return", max_returns)
+        self._failures = _EventLog("failure", max_failures)
+        self._forget = {"borrow": self._forget_borrow, "return": self._forget_return, "failure": self._forget_failure}
         self._bins = {}  # tool -> {minute index: _Bin}
         self._minutes = {}  # tool -> sorted list of minute indexes present in _bins[tool]
         self._open_borrows = {}  # borrow id -> the retained borrow event
@@ -151,8 +166,11 @@ class RealtimeMetricsBuffer:
         with self._lock:
             now = self.clock()
             self._expire(now)
+            latest = now + MAX_CLOCK_SKEW_SECONDS
             for e in events:
-                ts = to_epoch(e["ts"], now)
+                ts = e["ts"]
+                if type(ts) is not float or not -math.inf < ts <= latest:
+                    ts = to_epoch(ts, now)
                 kind = e["type"]
                 if kind == "borrow":
                     kept += self._add_borrow(now, ts, e["tool"], e["user"], e["is_overage"], e["id"])
@@ -179,40 +197,68 @@ class RealtimeMetricsBuffer:
 
     # Callers hold the lock and have checked the timestamp against the future.
 
+    # The add paths run per event on bulk ingestion, so the common cases are written out inline.
+
     def _add_borrow(self, now, ts, tool, user, is_overage, borrow_id):
         if ts < now - self.retention_seconds:
             return False
-        tool, user = self._intern(tool), self._intern(user)
+        interned = self._interned
+        tool = interned.get(tool) or self._intern(tool)
+        user = interned.get(user) or self._intern(user)
         event = (ts, tool, user, bool(is_overage), borrow_id)
-        self._borrows.insert(event)
+        log = self._borrows
+        items = log.items
+        if not items or ts >= items[-1][0]:
+            items.append(event)
+        else:
+            log.insert(event)
         if ts < self._oldest_bound:
             self._oldest_bound = ts
         self._open_borrows[borrow_id] = event
-        b = self._bin(tool, ts)
+        bins = self._bins.get(tool)
+        b = bins.get(int(ts // 60)) if bins is not None else None
+        if b is None:
+            b = self._bin(tool, ts)
         b.count += 1
         b.overage += event[3]
         b.users[user] = b.users.get(user, 0) + 1
         b.bucket = None
         self._version += 1
-        self._enforce_cap(self._borrows, self._forget_borrow)
+        if len(items) - log.head > log.limit:
+            self._evict(log, log.over_cap())
         return True
 
     def _add_return(self, now, ts, borrow_id, user, tool):
         if ts < now - self.retention_seconds:
             return False
+        if (tool is None or user is None) and self._borrows.over_cap() > 0:
+            self._evict(self._borrows, self._borrows.over_cap())  # the lookup must not find a borrow past the cap
         borrow = self._open_borrows.get(borrow_id)
         if tool is None and borrow is not None:
             tool = borrow[1]
         if user is None and borrow is not None:
             user = borrow[2]
-        tool, user = self._intern(tool), self._intern(user)
-        self._returns.insert((ts, borrow_id, user, tool))
+        interned = self._interned
+        tool = interned.get(tool) or self._intern(tool)
+        user = interned.get(user) or self._intern(user)
+        event = (ts, borrow_id, user, tool)
+        log = self._returns
+        items = log.items
+        if not items or ts >= items[-1][0]:
+            items.append(event)
+        else:
+            log.insert(event)
         if ts < self._oldest_bound:
             self._oldest_bound = ts
         if tool is not None:
-            self._bin(tool, ts).returns += 1
+            bins = self._bins.get(tool)
+            b = bins.get(int(ts // 60)) if bins is not None else None
+            if b is None:
+                b = self._bin(tool, ts)
+            b.returns += 1
         self._version += 1
-        self._enforce_cap(self._returns, self._forget_return)
+        if len(items) - log.head > log.limit:
+            self._evict(log, log.over_cap())
         return True
 
     def _add_failure(self, now, ts, tool, user, reason):
@@ -226,7 +272,8 @@ class RealtimeMetricsBuffer:
             failures = self._bin(tool, ts).failures
             failures[reason] = failures.get(reason, 0) + 1
         self._version += 1
-        self._enforce_cap(self._failures, self._forget_failure)
+        if len(self._failures.items) - self._failures.head > self._failures.limit:
+            self._evict(self._failures, self._failures.over_cap())
         return True
 
     # ------------------------------------------------------------------ reads
@@ -235,14 +282,14 @@ class RealtimeMetricsBuffer:
     def version(self):
         """A number that changes whenever the retained events change."""
         with self._lock:
-            self._expire(self.clock())
+            self._settle(self.clock())
             return self._version
 
     def get_recent_events(self, seconds=60, limit=None):
         """Return the events of the last `seconds`, oldest first; `limit` keeps only the newest of each kind."""
         with self._lock:
             now = self.clock()
-            self._expire(now)
+            self._settle(now)
             cutoff = now - seconds
             borrows = self._borrows.since(cutoff, limit)
             returns = self._returns.since(cutoff, limit)
@@ -257,7 +304,7 @@ class RealtimeMetricsBuffer:
         """Return per-minute counts over the last `seconds` and the overage share of those borrows."""
         with self._lock:
             now = self.clock()
-            self._expire(now)
+            self._settle(now)
             cutoff = now - seconds
             borrows = self._borrows.since(cutoff)
             returns = len(self._returns.since(cutoff))
@@ -281,7 +328,7 @@ class RealtimeMetricsBuffer:
     def get_stats_summary(self):
         """Return counts of the retained events and the time of the oldest one."""
         with self._lock:
-            self._expire(self.clock())
+            self._settle(self.clock())
             borrows, returns, failures = len(self._borrows), len(self._returns), len(self._failures)
             fronts = [e[0] for e in (self._borrows.oldest(), self._returns.oldest(), self._failures.oldest()) if e]
         return {
@@ -297,7 +344,7 @@ class RealtimeMetricsBuffer:
         """Return `{tool: [bucket, ...]}` for the minutes that start at or after now - window."""
         with self._lock:
             now = self.clock()
-            self._expire(now)
+            self._settle(now)
             window = min(window_seconds, self.retention_seconds)
             first = first_minute_at_or_after(now - window)
             if self._aggregate_cache_version != self._version:
@@ -318,7 +365,7 @@ class RealtimeMetricsBuffer:
         """Return one tool's buckets for the minutes that start at or after now - window."""
         with self._lock:
             now = self.clock()
-            self._expire(now)
+            self._settle(now)
             window = min(window_seconds, self.retention_seconds)
             if tool not in self._minutes:
                 return []
@@ -328,7 +375,7 @@ class RealtimeMetricsBuffer:
         """Return `{tool: [MinuteFlow, ...]}` including minutes with only returns or failures."""
         with self._lock:
             now = self.clock()
-            self._expire(now)
+            self._settle(now)
             first = first_minute_at_or_after(now - min(window_seconds, self.retention_seconds))
             flows = {}
             for tool, minutes in self._minutes.items():
@@ -405,26 +452,76 @@ class RealtimeMetricsBuffer:
                 out.append(b.bucket)
         return out
 
+    def _settle(self, now):
+        """Apply retention and trim every log to its cap: the state every read sees."""
+        self._expire(now)
+        for log in (self._borrows, self._returns, self._failures):
+            excess = log.over_cap()
+            if excess > 0:
+                self._evict(log, excess)
+
     def _expire(self, now):
         cutoff = now - self.retention_seconds
         if cutoff <= self._oldest_bound:
             return  # nothing retained is older than the bound, so nothing is due
-        for log, forget in (
-            (self._borrows, self._forget_borrow),
-            (self._returns, self._forget_return),
-            (self._failures, self._forget_failure),
-        ):
-            oldest = log.oldest()
-            while oldest is not None and oldest[0] < cutoff:
-                forget(log.pop_oldest())
-                oldest = log.oldest()
+        for log in (self._borrows, self._returns, self._failures):
+            n = log.count_before(cutoff)
+            if n:
+                self._evict(log, n)
         fronts = [e[0] for e in (self._borrows.oldest(), self._returns.oldest(), self._failures.oldest()) if e]
         self._oldest_bound = min(fronts) if fronts else math.inf
 
-    def _enforce_cap(self, log, forget):
-        # Popping only makes the fronts newer, so _oldest_bound stays a valid lower bound.
-        while len(log.items) - log.head > log.cap:
-            forget(log.pop_oldest())
+    def _evict(self, log, n):
+        """Drop the n oldest events of `log`, keeping the bins exact.
+
+        Every minute before the new oldest event has lost all its events of this kind, so those bins are cleared
+        at once; only events of the new oldest event's own minute are undone one by one.
+        """
+        chunk = log.pop_front(n)
+        forget = self._forget[log.kind]
+        if n < BULK_EVICTION:
+            for event in chunk:
+                forget(event)
+            return
+        front = log.oldest()
+        boundary = int(front[0] // 60) if front is not None else math.inf
+        split = len(chunk)
+        while split and int(chunk[split - 1][0] // 60) >= boundary:
+            split -= 1
+        for event in chunk[split:]:
+            forget(event)
+        if log.kind == "borrow":
+            opened = self._open_borrows
+            for event in chunk[:split]:
+                if opened.get(event[4]) is event:
+                    del opened[event[4]]
+        self._clear_before(log.kind, boundary)
+        self._version += 1
+
+    def _clear_before(self, kind, boundary):
+        for tool in list(self._minutes):
+            minutes = self._minutes[tool]
+            bins = self._bins[tool]
+            end = len(minutes) if boundary == math.inf else bisect_left(minutes, boundary)
+            if not end:
+                continue
+            for minute in minutes[:end]:
+                b = bins[minute]
+                if kind == "borrow":
+                    if b.count:
+                        b.count = b.overage = 0
+                        b.users = {}
+                        b.bucket = None
+                elif kind == "return":
+                    b.returns = 0
+                elif b.failures:
+                    b.failures = {}
+                if b.is_empty():
+                    del bins[minute]
+            minutes[:end] = [m for m in minutes[:end] if m in bins]
+            if not minutes:
+                del self._minutes[tool]
+                del self._bins[tool]
 
     def _forget_borrow(self, event):
         ts, tool, user, is_overage, borrow_id = event

@@ -2,6 +2,8 @@
 
 from bisect import bisect_left
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from operator import itemgetter
 
 from dash_app.timeutil import first_minute_at_or_after, iso_minute, iso_utc
@@ -94,25 +96,116 @@ class Variant:
 
     def full_message(self, tick):
         """Return the whole picture at `tick`."""
-        return self._message("full", tick, self.tool_metrics(tick))
-
-    def delta_message(self, since, tick):
-        """Return the picture at `tick` with only the buckets that changed after tick `since`."""
-        changed, expired = diff_metrics(self.tool_metrics(since), self.tool_metrics(tick))
-        message = self._message("delta", tick, changed)
-        message["expired"] = expired
-        return message
-
-    def _message(self, mode, tick, metrics):
         return {
-            "mode": mode,
+            "mode": "full",
             "timestamp": tick.timestamp,
             "tools": self.tool_status(tick),
             "rates": tick.rates,
             "recent_events": tick.recent_events,
             "buffer_stats": tick.buffer_stats,
-            "tool_metrics": metrics,
+            "tool_metrics": self.tool_metrics(tick),
         }
+
+    def delta_message(self, since, tick, changes=None):
+        """Return what a client holding the picture at tick `since` needs to hold the one at `tick`.
+
+        `changes` is Changes.between(since, tick), worked out once per tick for every delta variant.
+        """
+        if changes is None:
+            changes = Changes.between(since, tick)
+        metrics, expired = diff_metrics(self.tool_metrics(since), self.tool_metrics(tick))
+        if changes.tools_full:
+            tools = self.tool_status(tick)
+        elif self.tools is None:
+            tools = changes.tools
+        else:
+            tools = [entry for entry in changes.tools if entry["tool"] in self.tools]
+        return {
+            "mode": "delta",
+            "timestamp": tick.timestamp,
+            "tools": tools,
+            "tools_full": changes.tools_full,
+            "rates": tick.rates,
+            "recent_events": changes.recent_events,
+            "recent_events_full": changes.recent_events_full,
+            "buffer_stats": tick.buffer_stats,
+            "tool_metrics": metrics,
+            "expired": expired,
+        }
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed from one tick to another in the keys every variant shares: pool status and recent events."""
+
+    tools: list  # entries new or changed, or the whole list when tools_full
+    tools_full: bool
+    recent_events: dict  # {kind: [events new since]}, or the whole lists when recent_events_full
+    recent_events_full: bool
+
+    @classmethod
+    def between(cls, since, tick):
+        """Work out the changes from tick `since` to tick `tick`."""
+        tools, tools_full = changed_tools(since.tools, tick.tools)
+        recent, recent_full = new_recent_events(since.recent_events, tick.recent_events, tick.timestamp)
+        return cls(tools, tools_full, recent, recent_full)
+
+
+def changed_tools(old, new):
+    """Return (entries of `new` that differ from `old`'s, False), or (`new`, True) when that cannot say it.
+
+    A client replaces its entry of the same tool and puts a new tool last; a tool gone or a new order
+    (neither happens while the pool runs) can only be sent whole.
+    """
+    before = {entry["tool"]: entry for entry in old}
+    changed = [entry for entry in new if before.get(entry["tool"]) != entry]
+    order = dict.fromkeys(before)
+    order.update(dict.fromkeys(entry["tool"] for entry in changed))
+    if list(order) != [entry["tool"] for entry in new]:
+        return new, True
+    return changed, False
+
+
+def new_recent_events(old, new, timestamp):
+    """Return ({kind: the events of `new` that come after those of `old`}, False), or (`new`, True) when that cannot say it.
+
+    A client holding `old` appends the events and keep_recent must give exactly `new` at `timestamp`: each
+    candidate is replayed, so a late event that lands among events already sent, an event dropped by a cap,
+    or a millisecond lost to rounding costs a whole recent_events, never a wrong one.
+    """
+    fresh = {}
+    for kind, events in new.items():
+        held = old.get(kind, [])
+        for start in range(len(events), -1, -1):
+            # Only new events travel: those before them are the end of what the client holds, or nothing it holds.
+            if start:
+                if start > len(held) or events[:start] != held[len(held) - start :]:
+                    continue
+            elif any(event in held for event in events):
+                continue
+            if keep_recent(held, events[start:], timestamp) == events:
+                fresh[kind] = events[start:]
+                break
+        else:
+            return new, True
+    return fresh, False
+
+
+def keep_recent(held, fresh, timestamp):
+    """Return what a delta client keeps of one kind: its events, then the new ones, less those over 60 s older than `timestamp`, the last 10."""
+    since = _millis(timestamp) - RECENT_SECONDS * 1000
+    kept = [event for event in held + fresh if _millis(event["timestamp"]) >= since]
+    return kept[-RECENT_LIMIT:]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+@lru_cache(maxsize=4096)
+def _millis(text):
+    # What JavaScript's Date.parse gives for our ISO strings: whole milliseconds, so the comparison is exact.
+    return (datetime.fromisoformat(text) - _EPOCH) // _MILLISECOND
 
 
 def diff_metrics(old, new):

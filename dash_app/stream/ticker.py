@@ -8,7 +8,7 @@ import time
 from collections import deque
 
 from dash_app.stream import sse
-from dash_app.stream.snapshot import take_tick
+from dash_app.stream.snapshot import Changes, take_tick
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,12 @@ class StreamTicker:
         with self._lock:
             tick = self._take_tick()
             previous = self._history[-2] if len(self._history) > 1 else None
+            changes = None
             for variant, channel in list(self._channels.items()):
                 if variant.delta and previous is not None:
-                    kind, build = "delta", (lambda v=variant: v.delta_message(previous, tick))
+                    # Pool status and recent events are the same for every variant: compare them once per tick.
+                    changes = changes or Changes.between(previous, tick)
+                    kind, build = "delta", (lambda v=variant, c=changes: v.delta_message(previous, tick, c))
                 else:
                     kind, build = "full", (lambda v=variant: v.full_message(tick))
                 for sub in channel.subscribers:
