@@ -7,6 +7,7 @@ one return first (and the oldest events keep expiring), so every tick sees new d
 callback: read the window's raw events, aggregate them with pandas, build plotly Figures and send them whole.
 """
 
+import gc
 import json
 import statistics
 import sys
@@ -96,6 +97,9 @@ def main():
     for spec in state.pool.status():
         for n in range(spec["commit"]):
             state.pool.borrow(spec["tool"], f"holder{n}")
+    # As the server does after restoring its buffer at start (AppState.start): freeze the long-lived objects.
+    gc.collect()
+    gc.freeze()
     stats = state.buffer.get_stats_summary()
     client = app.server.test_client()
     (dependency,) = [d for d in client.get("/_dash-dependencies").get_json() if d["output"].startswith("..borrow-rate")]

@@ -11,6 +11,7 @@ import argparse
 import http.client
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from benchmarks._common import TOOLS, USERS, feed, full_buffer_events  # noqa: E
 
 # The full buffer holds 100,000 borrows, 100,000 returns and 10,000 failures of 6 h; live traffic keeps that rate.
 LIVE_PER_SECOND = {"borrow": 100_000 / 21600, "return": 100_000 / 21600, "failure": 10_000 / 21600}
+# Licenses in use at once in the live traffic: about ten per tool, past the bundled pools' commits.
+LIVE_HELD = 60
 
 
 # ------------------------------------------------------------------ server side (child process)
@@ -75,21 +78,22 @@ def serve(port):
 
 def live_traffic(pool):
     """Borrow, return and fail through the pool at the full buffer's rate, so pool status changes as in a real run."""
+    rng = random.Random(11)
     due = {kind: 0.0 for kind in LIVE_PER_SECOND}
-    borrowed, n = [], 0
+    borrowed = [pool.observe_borrow(rng.choice(TOOLS), rng.choice(USERS), at=time.time()).id for _ in range(LIVE_HELD)]
     while True:
         time.sleep(0.1)
         for kind, rate in LIVE_PER_SECOND.items():
             due[kind] += rate * 0.1
             while due[kind] >= 1:
                 due[kind] -= 1
-                n += 1
                 if kind == "borrow":
-                    borrowed.append(pool.observe_borrow(TOOLS[n % len(TOOLS)], USERS[(n * 7) % len(USERS)], at=time.time()).id)
-                elif kind == "return" and borrowed:
-                    pool.observe_return(borrowed.pop(0), at=time.time())
+                    borrowed.append(pool.observe_borrow(rng.choice(TOOLS), rng.choice(USERS), at=time.time()).id)
+                elif kind == "return" and len(borrowed) > LIVE_HELD:
+                    # Licenses are held a while: a return ends some earlier borrow, not the one just made.
+                    pool.observe_return(borrowed.pop(rng.randrange(len(borrowed))), at=time.time())
                 elif kind == "failure":
-                    pool.observe_failure(TOOLS[n % len(TOOLS)], USERS[n % len(USERS)], "exhausted", at=time.time())
+                    pool.observe_failure(rng.choice(TOOLS), rng.choice(USERS), "exhausted", at=time.time())
 
 
 # ------------------------------------------------------------------ client side (this process)

@@ -1,5 +1,6 @@
 """The objects one running app shares between its routes, callbacks and background threads."""
 
+import gc
 import threading
 from dataclasses import dataclass, field
 
@@ -29,6 +30,10 @@ class AppState:
         """Start every background service (demo traffic, stream ticker, writers)."""
         for service in self.services:
             service.start()
+        # A restored or backfilled buffer is millions of long-lived objects; a full cyclic-GC pass over them takes
+        # ~90 ms and would land on some request. Freeze what exists now so collections skip it.
+        gc.collect()
+        gc.freeze()
 
     def stop(self):
         """Stop the background services, newest first; safe to call twice."""
