@@ -76,8 +76,9 @@ def apply_delta(state, message):
             del metrics[tool]
     if whole or message["tools_full"]:
         state["tools"].clear()
-    for entry in message["tools"]:
-        state["tools"][entry["tool"]] = entry  # a known tool keeps its place; a new one goes last
+    for change in message["tools"]:
+        # A known tool keeps its place and takes the changed fields; a new one goes last.
+        state["tools"][change["tool"]] = {**state["tools"].get(change["tool"], {}), **change}
     recent = state["recent_events"]
     if whole or message["recent_events_full"]:
         recent.clear()
@@ -207,7 +208,8 @@ def test_delta_stream_replays_to_the_full_stream_and_resumes_after_reconnect(sta
                 assert data["recent_events_full"] is False and data["tools_full"] is False
                 assert [e["user"] for e in data["recent_events"]["borrows"]] == [f"user{(step - 1) % 2}"]
                 assert data["recent_events"]["returns"] == data["recent_events"]["failures"] == []
-                assert [e["tool"] for e in data["tools"]] == [TOOL]
+                [change] = data["tools"]
+                assert change["tool"] == TOOL and change["borrowed"] == step and "commit" not in change
                 assert len(whole["recent_events"]["borrows"]) == step and len(whole["tools"]) == 6
             borrow(server, TOOL, f"user{step % 2}")
         delta.close()

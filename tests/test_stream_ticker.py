@@ -116,14 +116,17 @@ def test_delta_replay_equals_the_full_message_and_the_buffer_at_every_tick(seed)
             assert replayed(apply_delta(states[v], delta)) == replayed_keys(full), f"step {step}"
             for key in ("timestamp", "rates", "buffer_stats"):
                 assert delta[key] == full[key]
-            # Only changes travel: new events (no more than were added), and pool entries that differ.
+            # Only changes travel: new events (no more than were added), and the fields of pool entries that differ.
             if delta["recent_events_full"]:
                 recent_sent_whole += 1
             else:
                 recent_sent_new += sum(map(len, delta["recent_events"].values())) > 0
                 assert sum(map(len, delta["recent_events"].values())) <= added
-            if not delta["tools_full"]:
-                assert all(entry not in previous[v]["tools"] for entry in delta["tools"])
+            assert not delta["tools_full"]
+            before = {entry["tool"]: entry for entry in previous[v]["tools"]}
+            for change in delta["tools"]:
+                held = before.get(change["tool"])
+                assert held is None or all(held[key] != value for key, value in change.items() if key != "tool")
             previous[v] = full
             seen[v][tick.id] = copy.deepcopy(states[v])
         if step % 25 == 24:
@@ -160,8 +163,8 @@ def test_delta_recent_events_and_tools_carry_only_what_is_new():
 
     pool.borrow(tools[0], "ann")
     message = step()
-    assert [e["user"] for e in message["recent_events"]["borrows"]] == ["ann"]
-    assert [e["tool"] for e in message["tools"]] == [tools[0]] and not message["recent_events_full"]
+    assert [e["user"] for e in message["recent_events"]["borrows"]] == ["ann"] and not message["recent_events_full"]
+    assert message["tools"] == [{"tool": tools[0], "borrowed": 1, "available": pool.tool_status(tools[0])["available"]}]
 
     # Twelve borrows at once: the newest ten arrive and push out what the client held.
     for n in range(12):
@@ -192,17 +195,19 @@ def test_delta_recent_events_and_tools_carry_only_what_is_new():
     assert not message["recent_events_full"] and message["recent_events"] == {"borrows": [], "returns": [], "failures": []}
     assert state["recent_events"] == {"borrows": [], "returns": [], "failures": []}
 
-    # A tool a log source reports goes last in the pool's status, and arrives alone.
+    # A tool a log source reports goes last in the pool's status, and arrives whole.
     pool.observe_borrow("Observed tool", "log", at=clock.now)
     message = step()
-    assert [e["tool"] for e in message["tools"]] == ["Observed tool"] and list(state["tools"])[-1] == "Observed tool"
+    assert message["tools"] == [pool.tool_status("Observed tool")] and list(state["tools"])[-1] == "Observed tool"
 
 
-def test_tools_that_cannot_be_told_as_changes_are_sent_whole():
-    a, b, c = ({"tool": name, "borrowed": 0} for name in "abc")
-    assert changed_tools([a, b], [a, {"tool": "b", "borrowed": 1}, c]) == ([{"tool": "b", "borrowed": 1}, c], False)
-    # A tool gone, or a new tool placed before known ones, cannot be replayed by replacing and appending.
+def test_tool_changes_are_the_changed_fields_or_else_the_whole_list():
+    a, b, c = ({"tool": name, "borrowed": 0, "total": 5} for name in "abc")
+    b1 = {**b, "borrowed": 1}
+    assert changed_tools([a, b], [a, b1, c]) == ([{"tool": "b", "borrowed": 1}, c], False)
+    # A tool gone, a field gone, or a new tool placed before known ones cannot be said as changes.
     assert changed_tools([a, b, c], [a, c]) == ([a, c], True)
+    assert changed_tools([a, b], [a, {"tool": "b", "borrowed": 1}]) == ([a, {"tool": "b", "borrowed": 1}], True)
     assert changed_tools([a, b], [c, a, b]) == ([c, a, b], True)
 
 

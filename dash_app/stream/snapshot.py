@@ -152,18 +152,28 @@ class Changes:
 
 
 def changed_tools(old, new):
-    """Return (entries of `new` that differ from `old`'s, False), or (`new`, True) when that cannot say it.
+    """Return (the changes taking `old` to `new`, False), or (`new`, True) when changes cannot say it.
 
-    A client replaces its entry of the same tool and puts a new tool last; a tool gone or a new order
-    (neither happens while the pool runs) can only be sent whole.
+    A change is the tool and the fields of its entry that differ, which a client merges into the entry it
+    holds; a tool not seen before comes whole and goes last. A tool gone, a field gone or a new order
+    (none happens while the pool runs) can only be sent whole.
     """
     before = {entry["tool"]: entry for entry in old}
-    changed = [entry for entry in new if before.get(entry["tool"]) != entry]
+    changes = []
+    for entry in new:
+        held = before.get(entry["tool"])
+        if held is None:
+            changes.append(entry)
+        elif held != entry:
+            if held.keys() - entry.keys():
+                return new, True
+            fields = {key: value for key, value in entry.items() if key not in held or held[key] != value}
+            changes.append({"tool": entry["tool"], **fields})
     order = dict.fromkeys(before)
-    order.update(dict.fromkeys(entry["tool"] for entry in changed))
+    order.update(dict.fromkeys(change["tool"] for change in changes))
     if list(order) != [entry["tool"] for entry in new]:
         return new, True
-    return changed, False
+    return changes, False
 
 
 def new_recent_events(old, new, timestamp):
