@@ -116,10 +116,13 @@ class BufferOnly:
         return feature
 
     def observe_borrow(self, tool, user, at, borrow_id=None):
+        # Like the pool, remember whose borrow it is, so the return event carries its tool and user.
+        self.open[borrow_id] = (tool, user)
         self.held.append({"type": "borrow", "ts": at, "tool": tool, "user": user, "is_overage": False, "id": borrow_id})
 
     def observe_return(self, borrow_id, at):
-        self.held.append({"type": "return", "ts": at, "id": borrow_id, "user": None, "tool": None})
+        tool, user = self.open.pop(borrow_id, (None, None))
+        self.held.append({"type": "return", "ts": at, "id": borrow_id, "user": user, "tool": tool})
 
     def observe_failure(self, tool, user, reason, at):
         self.held.append({"type": "failure", "ts": at, "tool": tool, "user": user, "reason": reason})
