@@ -2,12 +2,15 @@
 
 import logging
 import secrets
+from pathlib import Path
 
 import dash
 
 from dash_app import config as config_module
 from dash_app import prometheus_metrics, realtime_api
 from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.callbacks import register_callbacks
+from dash_app.layouts import dashboard
 from dash_app.licenses import LicensePool, load_inventory
 from dash_app.licenses import api as licenses_api
 from dash_app.recording import EventRecorder
@@ -22,17 +25,11 @@ from dash_app.vendor import register_vendor_assets
 
 log = logging.getLogger(__name__)
 
-ASSETS_FOLDER = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "assets")
+ASSETS_FOLDER = str(Path(__file__).resolve().parent.parent / "assets")
 
 
-def create_app(config=None):
-    """Build the Dash app; `config` is a Config, a dict of Config fields, or None for the environment."""
-    config = config_module.coerce(config)
-    if not config.api_token:
-        # Like Jupyter: nobody writes without a token, so make one and say it once.
-        config = config.replace(api_token=secrets.token_urlsafe(24))
-        log.warning("DASH_APP_API_TOKEN is unset; this run's API token is %s", config.api_token)
-
+def build_state(config):
+    """Wire the data path for `config`: source adapters -> pool -> recorder -> buffer and SQLite; not started."""
     buffer = RealtimeMetricsBuffer(
         retention_seconds=config.retention_seconds,
         max_borrows=config.max_borrows,
@@ -53,6 +50,17 @@ def create_app(config=None):
         state.services.append(DemoTraffic(pool, speed=config.demo_speed, backfill_hours=config.backfill_hours))
     if config.flexlm_logs:
         state.services.append(flexlm.FlexLMFollower(config.flexlm_logs, pool, store))
+    return state
+
+
+def create_app(config=None):
+    """Build the Dash app; `config` is a Config, a dict of Config fields, or None for the environment."""
+    config = config_module.coerce(config)
+    if not config.api_token:
+        # Like Jupyter: nobody writes without a token, so make one and say it once.
+        config = config.replace(api_token=secrets.token_urlsafe(24))
+        log.warning("DASH_APP_API_TOKEN is unset; this run's API token is %s", config.api_token)
+    state = build_state(config)
 
     app = dash.Dash(
         __name__,
@@ -71,9 +79,6 @@ def create_app(config=None):
     @server.get("/healthz")
     def healthz():
         return {"status": "ok"}
-
-    from dash_app.layouts import dashboard
-    from dash_app.callbacks import register_callbacks
 
     app.layout = dashboard.layout(state)
     register_callbacks(app, state)

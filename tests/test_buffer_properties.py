@@ -70,27 +70,24 @@ def check_same(real, ref, window, recent_seconds):
     assert stats == ref_stats
 
 
+# A buffer's settings and the operations on it; few names per example make repeats within a minute likely.
+SCENARIO = {
+    "retention": st.sampled_from([300, 900, 21600]),
+    "n_tools": st.integers(1, 3),
+    "n_users": st.integers(1, 5),
+    "caps": st.tuples(*[st.sampled_from([0, 1, 2, 3, 5, 8, 1000])] * 3),
+    "ops": st.lists(operation, min_size=1, max_size=60),
+}
+
+
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    retention=st.sampled_from([300, 900, 21600]),
-    n_tools=st.integers(1, 3),
-    n_users=st.integers(1, 5),
-    caps=st.tuples(*[st.sampled_from([0, 1, 2, 3, 5, 8, 1000])] * 3),
-    ops=st.lists(operation, min_size=1, max_size=60),
-)
+@given(**SCENARIO)
 def test_buffer_matches_reference(retention, n_tools, n_users, caps, ops):
     run_against_reference(retention, n_tools, n_users, caps, ops)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    retention=st.sampled_from([300, 900, 21600]),
-    n_tools=st.integers(1, 3),
-    n_users=st.integers(1, 5),
-    caps=st.tuples(*[st.sampled_from([0, 1, 2, 3, 5, 8, 1000])] * 3),
-    ops=st.lists(operation, min_size=1, max_size=60),
-    bulk=st.sampled_from([1, 2, 3]),
-)
+@given(**SCENARIO, bulk=st.sampled_from([1, 2, 3]))
 def test_bulk_eviction_matches_reference(retention, n_tools, n_users, caps, ops, bulk):
     """The same, with whole-minute eviction used for chunks of one, two or three events, so it runs often."""
     original = metrics_buffer.BULK_EVICTION
@@ -102,7 +99,6 @@ def test_bulk_eviction_matches_reference(retention, n_tools, n_users, caps, ops,
 
 
 def run_against_reference(retention, n_tools, n_users, caps, ops):
-    # Few names per example make repeats within one minute likely, which is where counters can slip.
     tools = TOOLS[:n_tools] + ["no such tool"]
     users = USERS[:n_users]
     clock = Clock(START)
