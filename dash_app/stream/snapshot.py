@@ -138,7 +138,7 @@ class Variant:
 class Changes:
     """What changed from one tick to another in the keys every variant shares: pool status and recent events."""
 
-    tools: list  # entries new or changed, or the whole list when tools_full
+    tools: list  # a new tool's entry, or a tool and its changed fields; the whole list when tools_full
     tools_full: bool
     recent_events: dict  # {kind: [events new since]}, or the whole lists when recent_events_full
     recent_events_full: bool
@@ -177,11 +177,11 @@ def changed_tools(old, new):
 
 
 def new_recent_events(old, new, timestamp):
-    """Return ({kind: the events of `new` that come after those of `old`}, False), or (`new`, True) when that cannot say it.
+    """Return ({kind: the events of `new` after those of `old`}, False), or (`new`, True) when those cannot say it.
 
-    A client holding `old` appends the events and keep_recent must give exactly `new` at `timestamp`: each
-    candidate is replayed, so a late event that lands among events already sent, an event dropped by a cap,
-    or a millisecond lost to rounding costs a whole recent_events, never a wrong one.
+    A client holding `old` appends the events, and keep_recent must then give exactly `new` at `timestamp`:
+    each candidate is replayed, so a late event that lands among events already sent, an event dropped by a
+    cap, or a millisecond lost to rounding costs a whole recent_events, never a wrong one.
     """
     fresh = {}
     for kind, events in new.items():
@@ -202,7 +202,7 @@ def new_recent_events(old, new, timestamp):
 
 
 def keep_recent(held, fresh, timestamp):
-    """Return what a delta client keeps of one kind: its events, then the new ones, less those over 60 s older than `timestamp`, the last 10."""
+    """Return what a delta client keeps of one kind: held then fresh events of the 60 s before `timestamp`, the last 10."""
     since = _millis(timestamp) - RECENT_SECONDS * 1000
     kept = [event for event in held + fresh if _millis(event["timestamp"]) >= since]
     return kept[-RECENT_LIMIT:]
