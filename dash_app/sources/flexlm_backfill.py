@@ -3,7 +3,6 @@
 import argparse
 import logging
 import os
-import secrets
 import sys
 import time
 
@@ -97,12 +96,12 @@ def main(argv=None):
             return 2
     try:
         config = config_module.from_args(args)
-        # The same wiring as the server (pool, recorder, store, history), without demo traffic or followers.
-        config = config.replace(demo=False, flexlm_logs=(), api_token=config.api_token or secrets.token_urlsafe(24))
-        from dash_app import create_app
-        from dash_app.state import get_state
+        # The server's data path (pool, recorder, buffer, store, history), without the page, demo or followers.
+        config = config.replace(demo=False, flexlm_logs=())
+        from dash_app import build_state
 
-        state = get_state(create_app(config))
+        state = build_state(config)
+        state.start()
     except (config_module.ConfigError, InventoryError, StoreError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
