@@ -42,6 +42,7 @@ class AppState:
         self._stopped.set()
         for service in reversed(self.services):
             service.stop()
+        gc.unfreeze()  # this app's objects may be garbage now; let the collector see them again
 
 
 def get_state(app_or_server):
