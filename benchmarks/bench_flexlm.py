@@ -6,7 +6,8 @@ Every path reads the same generated file (5.5 h of a busy two-vendor server, so 
 buffer's 6 h window and the buffer runs at its caps):
   naive baseline        one regex with named groups, strptime per line, events added to the buffer one by one
   events dropped        our reader, parser and LogIngest (IN matched to OUT, restarts), events thrown away
-  parse + buffer        the same, events added to the buffer one by one (no pool, no store)
+  parse + buffer        the same, each chunk's events handed to the buffer in one add_events call, as the
+                        pool's recording_batch does (no pool, no store)
   parse + pool + buffer LogIngest -> LicensePool.observe_* -> EventRecorder -> buffer, no SQLite
   server path           the wiring create_app builds (pool, recorder, buffer, SQLite writer, Prometheus
                         counters), timed until SQLite has committed every event

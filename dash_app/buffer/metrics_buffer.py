@@ -20,6 +20,13 @@ BULK_EVICTION = 32
 # borrow: (ts, tool, user, is_overage, id); return: (ts, id, user, tool); failure: (ts, tool, user, reason)
 _TS = itemgetter(0)
 
+# The fields of a stored row of each kind, as restore() receives them.
+_ROW_FIELDS = {
+    "borrow": ("ts", "tool", "user", "is_overage", "id"),
+    "return": ("ts", "id", "user", "tool"),
+    "failure": ("ts", "tool", "user", "reason"),
+}
+
 MinuteFlow = namedtuple("MinuteFlow", "minute borrows overage returns failures")
 MinuteFlow.__doc__ = "One tool's activity in one minute; `minute` is the minute's start in epoch seconds."
 
@@ -135,52 +142,26 @@ class RealtimeMetricsBuffer:
 
     def add_borrow(self, tool, user, is_overage, borrow_id, timestamp=None):
         """Record a granted borrow; return False when it is already older than the retention window."""
-        with self._lock:
-            now = self.clock()
-            ts = to_epoch(timestamp, now)
-            self._expire(now)
-            return self._add_borrow(now, ts, tool, user, is_overage, borrow_id)
+        event = {"type": "borrow", "ts": timestamp, "tool": tool, "user": user, "is_overage": is_overage, "id": borrow_id}
+        return self.add_events((event,)) == 1
 
     def add_return(self, borrow_id, user=None, timestamp=None, tool=None):
         """Record a return; tool and user default to those of the matching borrow, if it is retained."""
-        with self._lock:
-            now = self.clock()
-            ts = to_epoch(timestamp, now)
-            self._expire(now)
-            return self._add_return(now, ts, borrow_id, user, tool)
+        return self.add_events(({"type": "return", "ts": timestamp, "id": borrow_id, "user": user, "tool": tool},)) == 1
 
     def add_failure(self, tool, user, reason, timestamp=None):
         """Record a borrow that could not be granted, with its reason."""
-        with self._lock:
-            now = self.clock()
-            ts = to_epoch(timestamp, now)
-            self._expire(now)
-            return self._add_failure(now, ts, tool, user, reason)
+        return self.add_events(({"type": "failure", "ts": timestamp, "tool": tool, "user": user, "reason": reason},)) == 1
 
     def add_events(self, events):
         """Add recorder-style event dicts ({"type", "ts", ...}) in order, under one lock; return how many were kept.
 
         An event with a bad type or a future timestamp raises ValueError; the events before it stay added.
         """
-        kept = 0
         with self._lock:
             now = self.clock()
             self._expire(now)
-            latest = now + MAX_CLOCK_SKEW_SECONDS
-            for e in events:
-                ts = e["ts"]
-                if type(ts) is not float or not -math.inf < ts <= latest:
-                    ts = to_epoch(ts, now)
-                kind = e["type"]
-                if kind == "borrow":
-                    kept += self._add_borrow(now, ts, e["tool"], e["user"], e["is_overage"], e["id"])
-                elif kind == "return":
-                    kept += self._add_return(now, ts, e["id"], e["user"], e["tool"])
-                elif kind == "failure":
-                    kept += self._add_failure(now, ts, e["tool"], e["user"], e["reason"])
-                else:
-                    raise ValueError(f"unknown event type {kind!r}")
-        return kept
+            return self._add_events(now, events)
 
     def restore(self, kind, rows):
         """Add stored events of one kind under one lock; return how many were kept.
@@ -188,93 +169,109 @@ class RealtimeMetricsBuffer:
         Rows are oldest first: borrow (ts, tool, user, is_overage, id), return (ts, id, user, tool),
         failure (ts, tool, user, reason). Rows from the future (a clock that went back) are skipped.
         """
-        add = {"borrow": self._add_borrow, "return": self._add_return, "failure": self._add_failure}[kind]
+        fields = _ROW_FIELDS[kind]
         with self._lock:
             now = self.clock()
             self._expire(now)
             latest = now + MAX_CLOCK_SKEW_SECONDS
-            return sum(add(now, row[0], *row[1:]) for row in rows if row[0] <= latest)
+            return self._add_events(now, [dict(zip(fields, row), type=kind) for row in rows if row[0] <= latest])
 
-    # Callers hold the lock and have checked the timestamp against the future.
-
-    # The add paths run per event on bulk ingestion, so the common cases are written out inline.
-
-    def _add_borrow(self, now, ts, tool, user, is_overage, borrow_id):
-        if ts < now - self.retention_seconds:
-            return False
-        interned = self._interned
-        tool = interned.get(tool) or self._intern(tool)
-        user = interned.get(user) or self._intern(user)
-        event = (ts, tool, user, bool(is_overage), borrow_id)
-        log = self._borrows
-        items = log.items
-        if not items or ts >= items[-1][0]:
-            items.append(event)
-        else:
-            log.insert(event)
-        if ts < self._oldest_bound:
-            self._oldest_bound = ts
-        self._open_borrows[borrow_id] = event
-        bins = self._bins.get(tool)
-        b = bins.get(int(ts // 60)) if bins is not None else None
-        if b is None:
-            b = self._bin(tool, ts)
-        b.count += 1
-        b.overage += event[3]
-        b.users[user] = b.users.get(user, 0) + 1
-        b.bucket = None
-        self._version += 1
-        if len(items) - log.head > log.limit:
-            self._evict(log, log.over_cap())
-        return True
-
-    def _add_return(self, now, ts, borrow_id, user, tool):
-        if ts < now - self.retention_seconds:
-            return False
-        if (tool is None or user is None) and self._borrows.over_cap() > 0:
-            self._evict(self._borrows, self._borrows.over_cap())  # the lookup must not find a borrow past the cap
-        borrow = self._open_borrows.get(borrow_id)
-        if tool is None and borrow is not None:
-            tool = borrow[1]
-        if user is None and borrow is not None:
-            user = borrow[2]
-        interned = self._interned
-        tool = interned.get(tool) or self._intern(tool)
-        user = interned.get(user) or self._intern(user)
-        event = (ts, borrow_id, user, tool)
-        log = self._returns
-        items = log.items
-        if not items or ts >= items[-1][0]:
-            items.append(event)
-        else:
-            log.insert(event)
-        if ts < self._oldest_bound:
-            self._oldest_bound = ts
-        if tool is not None:
-            bins = self._bins.get(tool)
-            b = bins.get(int(ts // 60)) if bins is not None else None
-            if b is None:
-                b = self._bin(tool, ts)
-            b.returns += 1
-        self._version += 1
-        if len(items) - log.head > log.limit:
-            self._evict(log, log.over_cap())
-        return True
-
-    def _add_failure(self, now, ts, tool, user, reason):
-        if ts < now - self.retention_seconds:
-            return False
-        tool, user, reason = self._intern(tool), self._intern(user), self._intern(reason)
-        self._failures.insert((ts, tool, user, reason))
-        if ts < self._oldest_bound:
-            self._oldest_bound = ts
-        if tool is not None:
-            failures = self._bin(tool, ts).failures
-            failures[reason] = failures.get(reason, 0) + 1
-        self._version += 1
-        if len(self._failures.items) - self._failures.head > self._failures.limit:
-            self._evict(self._failures, self._failures.over_cap())
-        return True
+    def _add_events(self, now, events):
+        # Every add comes here, with the lock held. It runs per event on bulk ingestion, so the work is written
+        # out inline with the lookups hoisted out of the loop.
+        latest = now + MAX_CLOCK_SKEW_SECONDS
+        lowest = -math.inf
+        too_old = now - self.retention_seconds
+        interned, intern = self._interned, self._intern
+        borrows, returns, failures = self._borrows, self._returns, self._failures
+        borrowed, returned = borrows.items, returns.items  # lists kept in place by eviction
+        opened = self._open_borrows
+        all_bins = self._bins
+        kept = 0
+        try:
+            for e in events:
+                ts = e["ts"]
+                if type(ts) is not float or not lowest < ts <= latest:
+                    ts = to_epoch(ts, now)
+                kind = e["type"]
+                if kind == "borrow":
+                    if ts < too_old:
+                        continue
+                    tool, user, borrow_id = e["tool"], e["user"], e["id"]
+                    # One shared string per distinct tool/user name keeps a full buffer small.
+                    tool = interned.get(tool) or intern(tool)
+                    user = interned.get(user) or intern(user)
+                    is_overage = True if e["is_overage"] else False
+                    event = (ts, tool, user, is_overage, borrow_id)
+                    if not borrowed or ts >= borrowed[-1][0]:
+                        borrowed.append(event)
+                    else:
+                        borrows.insert(event)
+                    if ts < self._oldest_bound:
+                        self._oldest_bound = ts
+                    opened[borrow_id] = event
+                    bins = all_bins.get(tool)
+                    b = bins.get(int(ts // 60)) if bins is not None else None
+                    if b is None:
+                        b = self._bin(tool, ts)
+                    b.count += 1
+                    if is_overage:
+                        b.overage += 1
+                    users = b.users
+                    users[user] = users.get(user, 0) + 1
+                    b.bucket = None
+                    kept += 1
+                    if len(borrowed) - borrows.head > borrows.limit:
+                        self._evict(borrows, borrows.over_cap())
+                elif kind == "return":
+                    if ts < too_old:
+                        continue
+                    borrow_id, user, tool = e["id"], e["user"], e["tool"]
+                    if tool is None or user is None:
+                        if borrows.over_cap() > 0:
+                            self._evict(borrows, borrows.over_cap())  # the lookup must not find a borrow past the cap
+                        borrow = opened.get(borrow_id)
+                        if borrow is not None:
+                            if tool is None:
+                                tool = borrow[1]
+                            if user is None:
+                                user = borrow[2]
+                    tool = interned.get(tool) or intern(tool)
+                    user = interned.get(user) or intern(user)
+                    event = (ts, borrow_id, user, tool)
+                    if not returned or ts >= returned[-1][0]:
+                        returned.append(event)
+                    else:
+                        returns.insert(event)
+                    if ts < self._oldest_bound:
+                        self._oldest_bound = ts
+                    if tool is not None:
+                        bins = all_bins.get(tool)
+                        b = bins.get(int(ts // 60)) if bins is not None else None
+                        if b is None:
+                            b = self._bin(tool, ts)
+                        b.returns += 1
+                    kept += 1
+                    if len(returned) - returns.head > returns.limit:
+                        self._evict(returns, returns.over_cap())
+                elif kind == "failure":
+                    if ts < too_old:
+                        continue
+                    tool, user, reason = intern(e["tool"]), intern(e["user"]), intern(e["reason"])
+                    failures.insert((ts, tool, user, reason))
+                    if ts < self._oldest_bound:
+                        self._oldest_bound = ts
+                    if tool is not None:
+                        counts = self._bin(tool, ts).failures
+                        counts[reason] = counts.get(reason, 0) + 1
+                    kept += 1
+                    if len(failures.items) - failures.head > failures.limit:
+                        self._evict(failures, failures.over_cap())
+                else:
+                    raise ValueError(f"unknown event type {kind!r}")
+        finally:
+            self._version += kept
+        return kept
 
     # ------------------------------------------------------------------ reads
 
@@ -488,8 +485,8 @@ class RealtimeMetricsBuffer:
         split = len(chunk)
         while split and int(chunk[split - 1][0] // 60) >= boundary:
             split -= 1
-        for event in chunk[split:]:
-            forget(event)
+        if split < len(chunk):
+            self._forget_in_minute(log.kind, boundary, chunk[split:])
         if log.kind == "borrow":
             opened = self._open_borrows
             for event in chunk[:split]:
@@ -522,6 +519,44 @@ class RealtimeMetricsBuffer:
             if not minutes:
                 del self._minutes[tool]
                 del self._bins[tool]
+
+    def _forget_in_minute(self, kind, minute, events):
+        """Undo events that all fall in `minute`, settling each touched bin once rather than once per event."""
+        bins = self._bins
+        touched = {}
+        if kind == "borrow":
+            opened = self._open_borrows
+            for event in events:
+                _ts, tool, user, is_overage, borrow_id = event
+                if opened.get(borrow_id) is event:
+                    del opened[borrow_id]
+                b = touched.get(tool)
+                if b is None:
+                    b = touched[tool] = bins[tool][minute]
+                    b.bucket = None
+                b.count -= 1
+                if is_overage:
+                    b.overage -= 1
+                users = b.users
+                left = users[user] - 1
+                if left:
+                    users[user] = left
+                else:
+                    del users[user]
+        elif kind == "return":
+            for event in events:
+                tool = event[3]
+                if tool is not None:
+                    b = touched.get(tool)
+                    if b is None:
+                        b = touched[tool] = bins[tool][minute]
+                    b.returns -= 1
+        else:
+            for event in events:
+                self._forget_failure(event)
+            return
+        for tool, b in touched.items():
+            self._drop_bin_if_empty(tool, minute * 60, b)
 
     def _forget_borrow(self, event):
         ts, tool, user, is_overage, borrow_id = event

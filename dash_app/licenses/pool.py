@@ -4,7 +4,6 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from dash_app.recording import borrow_event, failure_event, return_event
 from dash_app.timeutil import iso_utc
@@ -27,15 +26,30 @@ class UnknownBorrow(KeyError):
     """The borrow id is unknown or already returned."""
 
 
-@dataclass(frozen=True)
 class Borrow:
-    """One active borrow."""
+    """One active borrow; read-only by convention."""
 
-    id: str
-    tool: str
-    user: str
-    borrowed_at: float
-    is_overage: bool
+    # A plain class with slots: log sources create one per OUT line, and a frozen dataclass costs four times as much.
+    __slots__ = ("id", "tool", "user", "borrowed_at", "is_overage")
+
+    def __init__(self, id, tool, user, borrowed_at, is_overage):
+        self.id = id
+        self.tool = tool
+        self.user = user
+        self.borrowed_at = borrowed_at
+        self.is_overage = is_overage
+
+    def _fields(self):
+        return (self.id, self.tool, self.user, self.borrowed_at, self.is_overage)
+
+    def __eq__(self, other):
+        return self._fields() == other._fields() if type(other) is Borrow else NotImplemented
+
+    def __hash__(self):
+        return hash(self._fields())
+
+    def __repr__(self):
+        return "Borrow(id={!r}, tool={!r}, user={!r}, borrowed_at={!r}, is_overage={!r})".format(*self._fields())
 
     def as_dict(self):
         return {"id": self.id, "tool": self.tool, "user": self.user, "borrowed_at": iso_utc(self.borrowed_at), "is_overage": self.is_overage}
@@ -52,7 +66,7 @@ class LicensePool:
         self._active = {}
         self._borrowed = {tool: 0 for tool in self._specs}
         self._charges = {tool: 0 for tool in self._specs}
-        self._observed = []  # tools outside the inventory that a log source reported, in first-seen order
+        self._observed = {}  # tools outside the inventory that a log source reported, in first-seen order (keys)
         self._by_feature = {spec.feature: name for name, spec in self._specs.items() if spec.feature}
         self._batches = threading.local()  # per thread: events held back by recording_batch()
         if store is not None:
@@ -161,8 +175,8 @@ class LicensePool:
             self._record(failure_event(tool, user, reason, at))
 
     def _note_tool(self, tool):
-        if tool not in self._specs and tool not in self._observed:
-            self._observed.append(tool)
+        if tool not in self._observed and tool not in self._specs:
+            self._observed[tool] = None
             self._borrowed.setdefault(tool, 0)
 
     def active_borrows(self, user=None, tool=None):
@@ -177,7 +191,7 @@ class LicensePool:
     def status(self, tools=None):
         """Return one status entry per tool (inventory order), limited to `tools` when given."""
         with self._lock:
-            names = list(self._specs) + self._observed
+            names = [*self._specs, *self._observed]
             entries = [self._status_entry(name) for name in names if tools is None or name in tools]
         return entries
 

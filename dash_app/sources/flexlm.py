@@ -12,7 +12,6 @@ import secrets
 import stat
 import threading
 import time
-from collections import deque
 
 from flask import Blueprint, current_app, jsonify
 
@@ -76,7 +75,7 @@ class LogIngest:
         self.clock = clock
         self.parser = LineParser()
         self.counts = dict.fromkeys(COUNTERS, 0)
-        self.open = {}  # (vendor, feature, user, host) -> deque of borrow-id groups, oldest first
+        self.open = {}  # (vendor, feature, user, host) -> list of borrow-id groups, oldest first (rarely more than one)
         self.pending = []  # (line number, record) read before the log's date is known
         self.file_id = None
         self.line = 0
@@ -108,7 +107,7 @@ class LogIngest:
             self._restored[base] = (file_id, line_no)
         # Oldest first, as IN lines end them.
         for base, (key, _order, ids) in sorted(groups.items(), key=lambda item: item[1][1]):
-            self.open.setdefault(key, deque()).append(tuple(sorted(ids, key=len)))
+            self.open.setdefault(key, []).append(tuple(sorted(ids, key=len)))
             self.open_borrows += len(ids)
 
     def _born_after(self, group, line_no):
@@ -137,29 +136,77 @@ class LogIngest:
         apply = self._apply
         now = self.clock()
         line_no = self.line
-        for line in lines:
-            line_no += 1
-            try:
-                record = parse(line)
-                if record is None:
-                    continue
-                if record is MALFORMED:
-                    self._malformed(line_no, line)
-                elif record[1] is None:
-                    pending.append((line_no, record))
-                    if len(pending) >= MAX_PENDING:
-                        log.warning("%s: no date line in %d lines; dating them from the file's time", self.name, len(pending))
-                        self.line = line_no
-                        self.resolve_undated(self.reference_time or now)
-                else:
+        # Most lines are an OUT or IN of one license: those are applied here, as _apply would, with the
+        # lookups hoisted out of the loop; everything else (and every line read again after a crash) goes to _apply.
+        fast = not self._replayed
+        open_groups = self.open
+        tools = self._tools
+        observe_borrow, observe_return = self.pool.observe_borrow, self.pool.observe_return
+        id_prefix, id_file = self._id_prefix, f"|{self.file_id}:"
+        borrows = returns = unmatched = 0
+        try:
+            for line in lines:
+                line_no += 1
+                try:
+                    record = parse(line)
+                    if record is None:
+                        continue
+                    if record is MALFORMED:
+                        self._malformed(line_no, line)
+                        continue
+                    kind, ts, _tod, vendor, feature, user, host, count, _detail = record
+                    if ts is None:
+                        pending.append((line_no, record))
+                        if len(pending) >= MAX_PENDING:
+                            log.warning("%s: no date line in %d lines; dating them from the file's time", self.name, len(pending))
+                            self.line = line_no
+                            self.resolve_undated(self.reference_time or now)
+                        continue
                     if pending:
                         self._resolve_pending(now)  # this line gave the date
-                    apply(line_no, record, now)
-            except Exception:  # whatever one line holds, the lines after it are still read
-                self._malformed(line_no, line)
-                log.exception("%s line %d could not be applied", self.name, line_no)
-        self.counts["lines"] += len(lines)
-        self.line = line_no
+                    if not (fast and count == 1 and ts <= now):
+                        apply(line_no, record, now)
+                    elif kind == OUT:
+                        group = (f"{id_prefix}{vendor}|{feature}|{host}{id_file}{line_no}",)
+                        observe_borrow(tools.get(feature) or self._tool(feature), user, ts, group[0])
+                        key = (vendor, feature, user, host)
+                        groups = open_groups.get(key)
+                        if groups is None:
+                            open_groups[key] = [group]
+                        else:
+                            groups.append(group)
+                        self.open_borrows += 1
+                        borrows += 1
+                        self.last_event_at = ts
+                    elif kind == IN:
+                        key = (vendor, feature, user, host)
+                        groups = open_groups.get(key)
+                        if not groups:
+                            unmatched += 1  # checked out before this log began
+                            continue
+                        group = groups.pop(0)
+                        if not groups:
+                            del open_groups[key]
+                        self.open_borrows -= len(group)
+                        for borrow_id in group:
+                            try:
+                                observe_return(borrow_id, ts)
+                                returns += 1
+                            except UnknownBorrow:
+                                pass  # already ended elsewhere
+                        self.last_event_at = ts
+                    else:
+                        apply(line_no, record, now)
+                except Exception:  # whatever one line holds, the lines after it are still read
+                    self._malformed(line_no, line)
+                    log.exception("%s line %d could not be applied", self.name, line_no)
+        finally:
+            counts = self.counts
+            counts["borrows"] += borrows
+            counts["returns"] += returns
+            counts["unmatched_returns"] += unmatched
+            counts["lines"] += len(lines)
+            self.line = line_no
 
     def resolve_undated(self, reference):
         """Date lines still waiting for a date line as if the last of them was written at or before `reference`."""
@@ -213,7 +260,7 @@ class LogIngest:
             key = (vendor, feature, user, host)
             groups = self.open.get(key)
             if groups is None:
-                groups = self.open[key] = deque()
+                groups = self.open[key] = []
             if self._replayed:
                 # Keep file order: ahead of restored borrows whose OUT line comes later.
                 at = next((i for i, g in enumerate(groups) if self._born_after(g, line_no)), len(groups))
@@ -229,7 +276,7 @@ class LogIngest:
             group = None
             if groups:
                 if not self._replayed:
-                    group = groups.popleft()
+                    group = groups.pop(0)
                 else:
                     group = next((g for g in groups if not self._born_after(g, line_no)), None)
                     if group is not None:
@@ -253,7 +300,7 @@ class LogIngest:
             # The vendor daemon (or lmgrd with all of them) stopped or started afresh: nothing is checked out any more.
             for key in [k for k in self.open if vendor is None or k[0] == vendor]:
                 groups = self.open.pop(key)
-                later = deque(g for g in groups if self._replayed and self._born_after(g, line_no))
+                later = [g for g in groups if self._replayed and self._born_after(g, line_no)]
                 if later:
                     self.open[key] = later
                 for group in groups:
@@ -428,14 +475,15 @@ class LogTail:
         self.offset += nbytes
         if self.fp_len < FINGERPRINT_BYTES:
             self._refresh_fingerprint()
+        self._unflushed += len(lines)
+        if self._unflushed >= BACKPRESSURE_LINES:
+            # A long catch-up must not queue more statements than the writer can hold in memory. Waiting before
+            # this chunk's position is queued means an idle writer has nothing left to write: no wait at all.
+            self._unflushed = 0
+            self.store.flush(timeout=60)
         if not self.ingest.pending:
             # Undated lines are not applied yet: keep the old position until they are.
             self.checkpoints.save(self)
-        self._unflushed += len(lines)
-        if self._unflushed >= BACKPRESSURE_LINES:
-            # A long catch-up must not queue more statements than the writer can hold in memory.
-            self._unflushed = 0
-            self.store.flush(timeout=60)
 
     def finish(self):
         """Apply a last line without a newline (its writer has moved on) and date what is still undated."""

@@ -30,6 +30,9 @@ _EVENT_LINE = re.compile(
     r"\s*(\d{1,2}:\d\d:\d\d|\d{4}-\d\d-\d\dT[^ ]+) " + _DAEMON + r" (OUT|IN|DENIED|QUEUED|DEQUEUED|UNSUPPORTED): +"
     r"(?:\"([^\"]*)\"|(\S+)) +([^@]*)@(\S*) *(.*)"
 )
+# The commonest line of all, `OUT:` or `IN:` of one license with a plain time, nothing after user@host, a vendor
+# daemon that is no forked copy: every line it matches, _EVENT_LINE matches too, to the same record.
+_PLAIN_EVENT = re.compile(r"\s*(\d{1,2}:\d\d:\d\d) \(([^()\s_]+)\) (OUT|IN): +\"([^\"]+)\" +([^@\s]+)@(\S*) *$")
 _ENVELOPE = re.compile(r"\s*" + _TIME + " " + _DAEMON + r"(?: (.*))?$")
 # Old and short forms without a host: `IN: "feature" user (2 licenses)`.
 _EVENT_NO_HOST = re.compile(
@@ -168,33 +171,33 @@ class LineParser:
 
     def parse(self, line):
         """Return the record of one line, None for a line without one, or MALFORMED."""
+        m = _PLAIN_EVENT.match(line)
+        if m is not None:
+            # The common case, inline (as _stamp and _event would do it): one license out or in, at a plain time.
+            stamp, daemon, verb, feature, user, host = m.groups()
+            tod = self._tods.get(stamp)
+            if tod is None:
+                tod = self._tod(stamp)
+            last, self.last_tod = self.last_tod, tod
+            day = self.day
+            if day is None:
+                ts = None
+            else:
+                if last is not None and tod < last - ROLLOVER_BACKSTEP:
+                    day = self.day = day + 1
+                bases = self._bases if day == self._bases_day else self._hour_bases(day)
+                ts = bases[tod // 3600] + tod % 3600
+            return (verb, ts, tod, daemon, feature, user, host, 1, None)
         m = _EVENT_LINE.match(line)
         if m is not None:
             stamp, daemon, verb, quoted, bare, user, host, tail = m.groups()
-            if len(stamp) <= 8:
-                # The common case, inline: a plain time on a log whose date is known.
-                tod = self._tods.get(stamp)
-                if tod is None:
-                    tod = self._tod(stamp)
-                last, self.last_tod = self.last_tod, tod
-                day = self.day
-                if day is None:
-                    ts = None
-                else:
-                    if last is not None and tod < last - ROLLOVER_BACKSTEP:
-                        day = self.day = day + 1
-                    bases = self._bases if day == self._bases_day else self._hour_bases(day)
-                    ts = bases[tod // 3600] + tod % 3600
-            else:
-                try:
-                    ts, tod = self._stamp(stamp)
-                except ValueError:
-                    return MALFORMED
+            try:
+                ts, tod = self._stamp(stamp)
+            except ValueError:
+                return MALFORMED
             feature = quoted if quoted is not None else bare
             if user[-1:] == " ":
                 user = user.rstrip()
-            if not tail and user and feature and "_" not in daemon and (verb == "OUT" or verb == "IN"):
-                return (verb, ts, tod, daemon, feature, user, host, 1, None)
             return self._event(ts, tod, daemon, verb, feature, user, host, tail)
         m = _ENVELOPE.match(line)
         if m is None:
