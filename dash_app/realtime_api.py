@@ -1,4 +1,4 @@
-"""Read-only views of the buffer: /realtime/stats and /realtime/export."""
+"""Read-only views of the recorded events: /realtime/stats (the buffer) and /realtime/export (buffer, or the stored history)."""
 
 from flask import Blueprint, Response, current_app, jsonify, request
 

@@ -1,4 +1,4 @@
-"""The one path in: every source's events go through EventRecorder.record into the buffer and its listeners."""
+"""The one path in: every source's events go through EventRecorder (record, or record_many for a batch) into the buffer and its listeners."""
 
 import logging
 

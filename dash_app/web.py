@@ -7,8 +7,9 @@ import unicodedata
 
 from flask import current_app, jsonify, request
 
+from dash_app.licenses.inventory import MAX_NAME_LENGTH
+
 MAX_BODY_BYTES = 64 * 1024
-MAX_NAME_LENGTH = 200
 
 
 class ApiError(Exception):

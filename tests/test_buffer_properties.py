@@ -63,6 +63,15 @@ def check_same(real, ref, window, recent_seconds):
             {"type": kind[:-1], **{k: v for k, v in e.items() if k not in ("ts", "seq")}} for e in expected[kind]
         ]
 
+    for tool in TOOLS[:2]:
+        # One tool's newest events, as the dashboard's table asks for them.
+        mine = real.get_recent_events(recent_seconds, limit=3, tool=tool)
+        for kind in ("borrows", "returns", "failures"):
+            wanted = [e for e in expected[kind] if e["tool"] == tool][-3:]
+            assert [(e["id"] if kind != "failures" else e["reason"]) for e in mine[kind]] == [
+                (e["id"] if kind != "failures" else e["reason"]) for e in wanted
+            ]
+
     stats = real.get_stats_summary()
     ref_stats = ref.stats()
     oldest = ref_stats.pop("oldest_ts")

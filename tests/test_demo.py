@@ -53,3 +53,13 @@ def test_demo_is_on_by_default_and_off_with_the_flag(make_app):
     assert from_args(parser.parse_args([]), environ={"DASH_APP_DEMO": "0"}).demo is False
     assert any(isinstance(s, DemoTraffic) for s in get_state(make_app(demo=True)).services)
     assert not any(isinstance(s, DemoTraffic) for s in get_state(make_app(demo=False)).services)
+
+
+def test_demo_with_an_empty_tools_file_stays_off_quietly(make_app, tmp_path):
+    tools = tmp_path / "none.json"
+    tools.write_text("[]")
+    state = get_state(make_app(tools_file=str(tools)))
+    demo = DemoTraffic(state.pool, backfill_hours=1, seed=1)
+    demo.start()
+    demo.stop()
+    assert demo.counts == {"borrows": 0, "returns": 0, "failures": 0}

@@ -260,3 +260,14 @@ def test_a_graceful_stop_writes_everything_queued(start_server, tmp_path):
     assert server.process.returncode == 0
     server = start_server(DASH_APP_DB=db)
     assert {b["id"] for b in requests.get(server.url + "/borrows", timeout=5).json()} == set(ids)
+
+
+def test_export_of_a_non_ascii_tool_names_the_file_in_ascii(make_app, tmp_path):
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"tool": "工具 Pro", "total": 2, "commit_qty": 1, "max_overage": 1, "commit_price": 1, "overage_price_per_license": 1}]))
+    app = make_app(tools_file=str(tools))
+    get_state(app).pool.borrow("工具 Pro", "ann")
+    response = app.server.test_client().get("/realtime/export?kind=events&window=600&tool=%E5%B7%A5%E5%85%B7%20Pro")
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == 'attachment; filename="licenses-events-___Pro-600s.csv"'
+    assert "工具 Pro" in response.get_data(as_text=True)

@@ -98,6 +98,19 @@ class _EventLog:
             start = max(start, len(self.items) - limit)
         return self.items[start:]
 
+    def since_of(self, cutoff, tool_index, tool, limit=None):
+        """Like since(), for one tool: scans back from the newest, so a quiet tool costs no more than its window."""
+        start = bisect_left(self.items, cutoff, lo=self.head, key=_TS)
+        found = []
+        for i in range(len(self.items) - 1, start - 1, -1):
+            event = self.items[i]
+            if event[tool_index] == tool:
+                found.append(event)
+                if limit is not None and len(found) >= limit:
+                    break
+        found.reverse()
+        return found
+
     def all(self):
         return self.items[self.head :]
 
@@ -282,15 +295,23 @@ class RealtimeMetricsBuffer:
             self._settle(self.clock())
             return self._version
 
-    def get_recent_events(self, seconds=60, limit=None):
-        """Return the events of the last `seconds`, oldest first; `limit` keeps only the newest of each kind."""
+    def get_recent_events(self, seconds=60, limit=None, tool=None):
+        """Return the events of the last `seconds`, oldest first; `limit` keeps only the newest of each kind.
+
+        With `tool`, only that tool's events (and `limit` counts those).
+        """
         with self._lock:
             now = self.clock()
             self._settle(now)
             cutoff = now - seconds
-            borrows = self._borrows.since(cutoff, limit)
-            returns = self._returns.since(cutoff, limit)
-            failures = self._failures.since(cutoff, limit)
+            if tool is None:
+                borrows = self._borrows.since(cutoff, limit)
+                returns = self._returns.since(cutoff, limit)
+                failures = self._failures.since(cutoff, limit)
+            else:
+                borrows = self._borrows.since_of(cutoff, 1, tool, limit)
+                returns = self._returns.since_of(cutoff, 3, tool, limit)
+                failures = self._failures.since_of(cutoff, 1, tool, limit)
         return {
             "borrows": [borrow_event(e) for e in borrows],
             "returns": [return_event(e) for e in returns],

@@ -30,15 +30,8 @@ class PoolSnapshot:
 
 def recent_events(buffer, window, tool=None, rows=parts.EVENT_ROWS):
     """Return the newest `rows` events of the window (of `tool` only, when given), newest first."""
-    limit = rows
-    while True:
-        recent = buffer.get_recent_events(window, limit=limit)
-        events = [e for kind in recent.values() for e in kind if tool is None or e["tool"] == tool]
-        # Each kind is capped at `limit`; when a cap was hit and a tool's share is short, look further back.
-        complete = all(len(kind) < limit for kind in recent.values())
-        if complete or len(events) >= rows:
-            break
-        limit *= 4
+    recent = buffer.get_recent_events(window, limit=rows, tool=tool)
+    events = [e for kind in recent.values() for e in kind]
     events.sort(key=lambda e: e["timestamp"], reverse=True)
     return events[:rows]
 
@@ -114,10 +107,11 @@ class Snapshots:
 
         A tool no source has reported gets the overview (and None back), so no text builds a view of its own.
         """
-        status = self.pool.status()
-        counts = tuple((entry["tool"], entry["borrowed"], entry["overage_borrows"]) for entry in status)
-        version = (self.buffer.version, counts, int(now // 60))
         with self._lock:
+            # Read inside the lock, so tabs on different ticks cannot put an older view back.
+            status = self.pool.status()
+            counts = tuple((entry["tool"], entry["borrowed"], entry["overage_borrows"]) for entry in status)
+            version = (self.buffer.version, counts, int(now // 60))
             if version != self._version:
                 self._version = version
                 self._pool = self._build_pool(status)

@@ -53,6 +53,9 @@ class DemoTraffic:
 
     def start(self):
         """Backfill, then play live traffic in a daemon thread."""
+        if not self.pool.tools:
+            log.warning("demo traffic is off: the tools file lists no tools")
+            return
         now = self.clock()
         start = now - self.backfill_hours * 3600
         self._seed_schedule(start)

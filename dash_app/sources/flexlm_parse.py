@@ -40,6 +40,8 @@ _EVENT_NO_HOST = re.compile(
 )
 _EVENT_VERB = re.compile(r"(?:OUT|IN|DENIED|QUEUED|DEQUEUED|UNSUPPORTED):")
 _COUNT = re.compile(r"\((\d+) licenses?\)")
+# No real checkout takes more licenses than this in one line.
+MAX_LICENSES_PER_LINE = 10_000
 # `(Licensed number of users already reached. (-4,342:10054 ))`: the text, then (major,minor[:system]).
 _REASON = re.compile(r"\(([^()]*?)\s*\((-?\d+),\s*(\d+)[^()]*\)\s*\)")
 _BARE_REASON = re.compile(r"\(([^()]{3,})\)\s*$")
@@ -231,6 +233,8 @@ class LineParser:
                 c = _COUNT.search(tail)
                 if c is not None:
                     count = max(int(c.group(1)), 1)
+                    if count > MAX_LICENSES_PER_LINE:
+                        return MALFORMED  # a corrupt number must not open millions of borrows
         if not user or not feature:
             return MALFORMED
         if verb == "DENIED" or verb == "UNSUPPORTED":

@@ -84,11 +84,16 @@ class HistoryKeeper:
         """Fold events written since the last run into minute and hour rows."""
         since = self.store.take_events_since()
         if since is not None:
-            rebuild_from(conn, since)
+            try:
+                rebuild_from(conn, since)
+            except Exception:
+                self.store.put_back_events_since(since)  # try that range again on the next run
+                raise
             self.generation += 1
 
     def prune(self, conn):
         """Delete raw events past the raw keep time and aggregates past the history time."""
+        self.aggregate(conn)  # fold in what was written since the last run before raw events go
         now = self.clock()
         with conn:
             conn.execute("DELETE FROM events WHERE ts < ?", (now - self.raw_keep_seconds,))

@@ -118,6 +118,10 @@ class SQLiteStore:
         """Run `fn(conn)` in the writer thread every `every_seconds`, after the queued writes."""
         self._tasks.append([every_seconds, time.monotonic() + every_seconds, fn])
 
+    def put_back_events_since(self, since):
+        """Mark events from `since` as not yet taken, after a task failed to use them."""
+        self._events_since = since if self._events_since is None else min(self._events_since, since)
+
     def take_events_since(self):
         """Return the earliest event time written since the last call (writer thread only), or None."""
         since, self._events_since = self._events_since, None
@@ -163,6 +167,10 @@ class SQLiteStore:
                     log.error("SQLite write failed (%s); will retry, serving from memory meanwhile", exc)
                 self.persisted = False
                 self.last_error = str(exc)
+                if self._stop.is_set():
+                    # Stopping: no retry loop may outlive the app (it would spin on a closed connection).
+                    log.error("SQLite writer stopped with %d items unwritten: %s", len(batch), exc)
+                    break
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
