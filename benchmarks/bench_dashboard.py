@@ -59,7 +59,7 @@ class Tab:
 
 def naive_refresh(state, window):
     """The baseline: every figure rebuilt from the window's raw events on every tick, and sent whole."""
-    events = state.buffer.get_events(window)
+    events = state.buffer.get_recent_events(window)
     borrows = pd.DataFrame(events["borrows"])
     failures = pd.DataFrame(events["failures"])
     borrows["minute"] = pd.to_datetime(borrows["timestamp"]).dt.floor("min")

@@ -336,13 +336,6 @@ class RealtimeMetricsBuffer:
             "overage_percent": round(overage / len(borrows) * 100, 1) if borrows else 0,
         }
 
-    def get_events(self, seconds=None, tool=None):
-        """Return all retained events of the last `seconds` (all when None), optionally of one tool."""
-        recent = self.get_recent_events(self.retention_seconds if seconds is None else seconds)
-        if tool is not None:
-            recent = {kind: [e for e in events if e["tool"] == tool] for kind, events in recent.items()}
-        return recent
-
     def get_stats_summary(self):
         """Return counts of the retained events and the time of the oldest one."""
         with self._lock:
@@ -371,6 +364,8 @@ class RealtimeMetricsBuffer:
             key = (window, first)
             cached = self._aggregate_cache.get(key)
             if cached is None:
+                if len(self._aggregate_cache) >= 16:
+                    self._aggregate_cache.clear()  # an idle buffer's windows slide a minute at a time; keep few
                 cached = {}
                 for tool in sorted(self._minutes):
                     buckets = self._buckets_from(tool, first)
