@@ -23,7 +23,11 @@ def build_parser():
 def check_startup(config):
     """Fail fast, in this process, on a bad tools file or database, before the server forks its worker."""
     load_inventory(config.tools_file)
-    SQLiteStore(config.db).close()
+    store = SQLiteStore(config.db)
+    try:
+        store.check_writable()
+    finally:
+        store.close()
 
 
 def main(argv=None):

@@ -53,6 +53,8 @@ SETTINGS = [
     Setting("max_returns", "DASH_APP_MAX_RETURNS", int, "--max-returns", "buffer cap on return events", 0),
     Setting("max_failures", "DASH_APP_MAX_FAILURES", int, "--max-failures", "buffer cap on failure events", 0),
     Setting("history_days", "DASH_APP_HISTORY_DAYS", float, "--history-days", "days of per-minute history in SQLite", 0.01),
+    Setting("max_unknown_tools", "DASH_APP_MAX_UNKNOWN_TOOLS", int, "--max-unknown-tools", "distinct names outside the inventory charted on their own; the rest share one series", 0),
+    Setting("header_timeout", "DASH_APP_HEADER_TIMEOUT", float, "--header-timeout", "seconds a client has to send its whole request head", 0.5),
     Setting("flexlm_logs", "DASH_APP_FLEXLM_LOGS", _list, "--flexlm-log", "FlexNet debug log to follow (repeat for several)", repeat=True),
 ]
 
@@ -77,6 +79,8 @@ class Config:
     max_returns: int = 100_000
     max_failures: int = 10_000
     history_days: float = 30.0
+    max_unknown_tools: int = 50
+    header_timeout: float = 10.0
     flexlm_logs: tuple = ()
 
     @property

@@ -73,4 +73,4 @@ def render(state, kind, fmt, window_seconds, tools=None):
     filename = f"licenses-{kind}-{scope}-{int(window_seconds)}s.{fmt}"
     if fmt == "csv":
         return to_csv(rows, columns), filename, "text/csv; charset=utf-8"
-    return json.dumps(rows, ensure_ascii=False), filename, "application/json"
+    return json.dumps(rows, ensure_ascii=False), filename, "application/json; charset=utf-8"

@@ -32,4 +32,4 @@ def export_data():
     window = query_number("window", default=state.buffer.retention_seconds, minimum=60, maximum=longest)
     tools = request.args.getlist("tool") or None
     text, filename, mimetype = export.render(state, kind, fmt, window, tools)
-    return Response(text, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(text, content_type=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})

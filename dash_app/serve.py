@@ -5,13 +5,23 @@ import atexit
 from gunicorn.app.base import BaseApplication
 
 
-def bind_address(host, port):
+def bind_address(host: str, port: int) -> str:
     """Return gunicorn's bind string, bracketing IPv6 hosts."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# gthread with a deadline on request heads; the Procfile names the same class (see dash_app/worker.py for why).
+WORKER_CLASS = "dash_app.worker.HeadTimeoutWorker"
+# Connections one worker may hold: streams, kept-alive and slow clients cost a descriptor each, not a thread.
+WORKER_CONNECTIONS = 4096
+
+
 class DashboardServer(BaseApplication):
-    """One gthread worker: the buffer lives in that process, and each open stream holds a thread."""
+    """One gthread worker: the buffer lives in that process, and each open stream holds a thread.
+
+    The worker is HeadTimeoutWorker, gthread that reads request heads in its event loop under a total deadline
+    (`header_timeout`), so clients that send half a request and hold it cost no thread.
+    """
 
     def __init__(self, config):
         self.dashboard_config = config
@@ -20,10 +30,10 @@ class DashboardServer(BaseApplication):
     def load_config(self):
         config = self.dashboard_config
         self.cfg.set("bind", [bind_address(config.host, config.port)])
-        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("worker_class", WORKER_CLASS)
         self.cfg.set("workers", 1)
         self.cfg.set("threads", config.threads)
-        self.cfg.set("worker_connections", max(1000, config.threads * 2))
+        self.cfg.set("worker_connections", max(WORKER_CONNECTIONS, config.threads * 2))
         # Streams are long requests; gthread's timeout only watches the worker's heartbeat.
         self.cfg.set("timeout", 60)
         self.cfg.set("graceful_timeout", 5)
@@ -42,6 +52,6 @@ class DashboardServer(BaseApplication):
         return app.server
 
 
-def serve(config):
+def serve(config) -> None:
     """Serve until interrupted."""
     DashboardServer(config).run()

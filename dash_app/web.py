@@ -3,13 +3,17 @@
 import functools
 import hmac
 import json
-import unicodedata
 
 from flask import current_app, jsonify, request
+from gunicorn.http.errors import NoMoreData, ParseException
+from werkzeug.exceptions import HTTPException
 
-from dash_app.licenses.inventory import MAX_NAME_LENGTH
+from dash_app.events import MAX_NAME_LENGTH, name_problem
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_CALLBACK_BODY_BYTES = 1024 * 1024  # Dash's callback requests carry the page's inputs and state
+DASH_ROUTES_PREFIX = "/_dash-"
+CALLBACK_ROUTE = "/_dash-update-component"
 
 
 class ApiError(Exception):
@@ -34,6 +38,59 @@ def register_error_handler(blueprint):
     blueprint.register_error_handler(ApiError, lambda exc: error_response(exc.status, exc.error, exc.detail))
 
 
+def register_request_guards(server):
+    """Limit every request's body before it is read, and answer every HTTP error as JSON."""
+
+    @server.before_request
+    def limit_body():
+        limit = MAX_CALLBACK_BODY_BYTES if request.path.startswith(DASH_ROUTES_PREFIX) else MAX_BODY_BYTES
+        # Checked on the header first, so a large body is refused unread; a chunked body is cut at the limit.
+        request.max_content_length = limit
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, "body_too_large", f"body: at most {limit} bytes")
+        if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            # Werkzeug cuts a chunked body at the limit without a word; one byte more means it was too large.
+            if len(request.get_data(cache=True)) >= limit and request.environ["wsgi.input"].read(1):
+                raise ApiError(413, "body_too_large", f"body: at most {limit} bytes")
+        if request.method == "POST" and request.path == CALLBACK_ROUTE:
+            check_callback_payload(request.get_json(silent=True))  # parsed once; Dash reads the cached body
+
+    server.register_error_handler(ApiError, lambda exc: error_response(exc.status, exc.error, exc.detail))
+    server.register_error_handler(HTTPException, _http_error)
+    # The server reads a chunked body while the app asks for it: a malformed one surfaces here, mid-request.
+    server.register_error_handler(ParseException, _malformed_body)
+    server.register_error_handler(NoMoreData, _malformed_body)
+
+
+def check_callback_payload(body):
+    """Raise ApiError 400 unless `body` has the shape of a Dash callback request (Dash itself would crash on it)."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_input", "body: expected a JSON object")
+    if not isinstance(body.get("output"), str):
+        raise ApiError(400, "invalid_input", "output: must be a string")
+    if not isinstance(body.get("outputs"), (dict, list)):
+        raise ApiError(400, "invalid_input", "outputs: must be an object or a list")
+    for field in ("inputs", "changedPropIds", "state"):
+        if not isinstance(body.get(field, []), list):
+            raise ApiError(400, "invalid_input", f"{field}: must be a list")
+    for field in ("inputs", "state"):
+        for item in body.get(field, []):
+            items = item if isinstance(item, list) else [item]  # pattern-matching inputs come as lists
+            if not all(isinstance(i, dict) and "id" in i and isinstance(i.get("property"), str) for i in items):
+                raise ApiError(400, "invalid_input", f"{field}: each entry needs an id and a property")
+
+
+def _http_error(exc):
+    if exc.code == 413:
+        return error_response(413, "body_too_large", f"body: at most {request.max_content_length} bytes")
+    name = (exc.name or "error").lower().replace(" ", "_")
+    return error_response(exc.code or 500, name, exc.description or name)
+
+
+def _malformed_body(_exc):
+    return error_response(400, "invalid_body", "body: malformed or incomplete request body")
+
+
 def require_token(view):
     """Reject the request with 401 unless it carries `Authorization: Bearer <the API token>`."""
 
@@ -53,34 +110,25 @@ def require_token(view):
 
 
 def json_body():
-    """Return the request's JSON object, or raise ApiError (413 past 64 KiB, 400 otherwise)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large", f"body: at most {MAX_BODY_BYTES} bytes")
-    raw = request.stream.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large", f"body: at most {MAX_BODY_BYTES} bytes")
+    """Return the request's JSON object, or raise ApiError 400 (the request guards answer 413 past 64 KiB)."""
+    raw = request.get_data(cache=True)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "body: not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "body: nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "body: expected a JSON object")
     return body
 
 
 def name_field(body, field):
-    """Return body[field] as a checked name: text, not empty, at most 200 characters, no control characters."""
+    """Return body[field] as a checked name (see dash_app.events), or raise ApiError 400 naming the field."""
     value = body.get(field)
-    if value is None:
-        raise ApiError(400, "invalid_field", f"{field}: required")
-    if not isinstance(value, str):
-        raise ApiError(400, "invalid_field", f"{field}: must be a string")
-    if not value.strip():
-        raise ApiError(400, "invalid_field", f"{field}: must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise ApiError(400, "invalid_field", f"{field}: at most {MAX_NAME_LENGTH} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ApiError(400, "invalid_field", f"{field}: must not contain control characters")
+    problem = "required" if value is None else name_problem(value)
+    if problem is not None:
+        raise ApiError(400, "invalid_input", f"{field}: {problem}")
     return value
 
 

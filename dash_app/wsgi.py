@@ -1,4 +1,8 @@
-"""WSGI entry for gunicorn (see the Procfile): the app is configured from the environment."""
+"""WSGI entry for gunicorn (see the Procfile): the app is configured from the environment.
+
+Serve it with the Procfile's worker class, dash_app.worker.HeadTimeoutWorker (it reads DASH_APP_HEADER_TIMEOUT
+too): plain gthread lets clients that hold half a request take every thread.
+"""
 
 import atexit
 import logging

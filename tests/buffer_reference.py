@@ -8,15 +8,44 @@ def _iso_minute(minute):
     return time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(minute * 60))
 
 
-class ReferenceBuffer:
-    """Straight from the issue's words, with no incremental state to get wrong."""
+OTHER_UNKNOWN_TOOLS = "(other unknown tools)"
 
-    def __init__(self, retention_seconds, max_borrows, max_returns, max_failures, clock):
+
+class ReferenceBuffer:
+    """Straight from the issue's words, with no incremental state to get wrong.
+
+    With `max_unknown_tools`, minute aggregates fold tool names the way the issue says: names in `inventory` and
+    the first `max_unknown_tools` other names (in the order their first event was kept) are their own series,
+    every later name counts under OTHER_UNKNOWN_TOOLS. Raw events keep the exact name.
+    """
+
+    def __init__(self, retention_seconds, max_borrows, max_returns, max_failures, clock, inventory=(), max_unknown_tools=None):
         self.retention = retention_seconds
         self.caps = {"borrow": max_borrows, "return": max_returns, "failure": max_failures}
         self.clock = clock
         self.events = {"borrow": [], "return": [], "failure": []}
         self.seq = 0
+        self.inventory = set(inventory)
+        self.max_unknown_tools = max_unknown_tools
+        self.decided = {}  # tool name -> series, decided when its first event is kept, never changed
+        self.admitted = []
+
+    def series(self, tool):
+        """Return the series `tool` was given (the name itself when nothing folds)."""
+        if tool is None or self.max_unknown_tools is None:
+            return tool
+        return self.decided[tool]
+
+    def _decide(self, tool):
+        if tool is None or self.max_unknown_tools is None or tool in self.decided:
+            return
+        if tool in self.inventory:
+            self.decided[tool] = tool
+        elif tool != OTHER_UNKNOWN_TOOLS and len(self.admitted) < self.max_unknown_tools:
+            self.admitted.append(tool)
+            self.decided[tool] = tool
+        else:
+            self.decided[tool] = OTHER_UNKNOWN_TOOLS
 
     def _retained(self, kind):
         cutoff = self.clock() - self.retention
@@ -29,6 +58,7 @@ class ReferenceBuffer:
             raise ValueError("future")
         if ts < now - self.retention:
             return False
+        self._decide(fields["tool"])
         self.seq += 1
         self._retained(kind).append(dict(ts=ts, seq=self.seq, **fields))
         events = self.events[kind]
@@ -53,9 +83,15 @@ class ReferenceBuffer:
     def sorted_events(self, kind):
         return sorted(self._retained(kind), key=lambda e: (e["ts"], e["seq"]))
 
-    def recent(self, seconds):
+    def recent(self, seconds, series=None):
+        """Return the events of the last `seconds` by kind; with `series`, only those of tools in that series."""
         cutoff = self.clock() - seconds
-        return {kind + "s": [e for e in self.sorted_events(kind) if e["ts"] >= cutoff] for kind in self.events}
+        return {
+            kind + "s": [
+                e for e in self.sorted_events(kind) if e["ts"] >= cutoff and (series is None or self.series(e["tool"]) == series)
+            ]
+            for kind in self.events
+        }
 
     def stats(self):
         counts = {kind: len(self._retained(kind)) for kind in self.events}
@@ -76,7 +112,7 @@ class ReferenceBuffer:
             minute = math.floor(e["ts"] / 60)
             if minute * 60 < cutoff:
                 continue
-            per_tool.setdefault(e["tool"], {}).setdefault(minute, []).append(e)
+            per_tool.setdefault(self.series(e["tool"]), {}).setdefault(minute, []).append(e)
         out = {}
         for tool in sorted(per_tool):
             out[tool] = [
@@ -99,7 +135,7 @@ class ReferenceBuffer:
                 minute = math.floor(e["ts"] / 60)
                 if e["tool"] is None or minute * 60 < cutoff:
                     continue
-                row = table.setdefault(e["tool"], {}).setdefault(minute, [0, 0, 0, {}])
+                row = table.setdefault(self.series(e["tool"]), {}).setdefault(minute, [0, 0, 0, {}])
                 if kind == "borrow":
                     row[0] += 1
                     row[1] += bool(e["is_overage"])

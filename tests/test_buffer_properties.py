@@ -46,9 +46,10 @@ def strip_recent(events):
     return {kind: [{k: v for k, v in e.items() if k not in ("ts", "seq")} for e in items] for kind, items in events.items()}
 
 
-def check_same(real, ref, window, recent_seconds):
+def check_same(real, ref, window, recent_seconds, tools=TOOLS, per_tool=TOOLS[:2]):
+    """Compare every read; `tools` are asked for their history, `per_tool` (tools or series) for their recent events."""
     assert real.aggregate_tool_metrics(window) == ref.aggregate(window)
-    for tool in TOOLS:
+    for tool in tools:
         assert real.get_tool_history(tool, window) == ref.aggregate(window).get(tool, [])
     flows = {tool: [tuple(row) for row in rows] for tool, rows in real.get_minute_flows(window).items()}
     assert flows == ref.flows(window)
@@ -63,11 +64,11 @@ def check_same(real, ref, window, recent_seconds):
             {"type": kind[:-1], **{k: v for k, v in e.items() if k not in ("ts", "seq")}} for e in expected[kind]
         ]
 
-    for tool in TOOLS[:2]:
-        # One tool's newest events, as the dashboard's table asks for them.
+    for tool in per_tool:
+        # One tool's newest events, as the dashboard's table asks for them (a series: all the names it holds).
         mine = real.get_recent_events(recent_seconds, limit=3, tool=tool)
         for kind in ("borrows", "returns", "failures"):
-            wanted = [e for e in expected[kind] if e["tool"] == tool][-3:]
+            wanted = [e for e in expected[kind] if tool in (e["tool"], ref.series(e["tool"]))][-3:]
             assert [(e["id"] if kind != "failures" else e["reason"]) for e in mine[kind]] == [
                 (e["id"] if kind != "failures" else e["reason"]) for e in wanted
             ]
@@ -109,22 +110,27 @@ def test_bulk_eviction_matches_reference(retention, n_tools, n_users, caps, ops,
 
 def run_against_reference(retention, n_tools, n_users, caps, ops):
     tools = TOOLS[:n_tools] + ["no such tool"]
-    users = USERS[:n_users]
     clock = Clock(START)
     real = RealtimeMetricsBuffer(retention, *caps, clock=clock)
     ref = ReferenceBuffer(retention, *caps, clock=clock)
+    replay(real, ref, clock, tools, n_tools, USERS[:n_users], ops, check_same)
+
+
+def replay(real, ref, clock, tools, n_borrowed, users, ops, check):
+    """Apply `ops` to both buffers; borrows use the first `n_borrowed` of `tools`, failures any of them."""
+    n_users = len(users)
     ids = itertools.count()
     for op in ops:
         kind = op[0]
         if kind == "advance":
             clock.now += op[1]
         elif kind == "check":
-            check_same(real, ref, op[1], op[2])
+            check(real, ref, op[1], op[2])
         else:
             ts = clock.now + op[-1]
             if kind == "borrow":
                 borrow_id = f"b{next(ids)}"
-                args = (tools[op[1] % n_tools], users[op[2] % n_users], op[3], borrow_id)
+                args = (tools[op[1] % n_borrowed], users[op[2] % n_users], op[3], borrow_id)
                 expect = _call(ref.add_borrow, *args, timestamp=ts)
                 assert _call(real.add_borrow, *args, timestamp=ts) == expect
             elif kind == "return":
@@ -137,7 +143,7 @@ def run_against_reference(retention, n_tools, n_users, caps, ops):
                 expect = _call(ref.add_failure, *args, timestamp=ts)
                 assert _call(real.add_failure, *args, timestamp=ts) == expect
     for window in WINDOWS:
-        check_same(real, ref, window, window)
+        check(real, ref, window, window)
 
 
 def _call(fn, *args, **kwargs):

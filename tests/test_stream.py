@@ -128,7 +128,7 @@ def test_stream_contract_cadence_and_a_rest_borrow(start_server):
     with SseClient(url, headers={"Accept-Encoding": "identity"}) as client:
         headers = client.response.headers
         assert client.response.status_code == 200
-        assert headers["Content-Type"] == "text/event-stream"
+        assert headers["Content-Type"] == "text/event-stream; charset=utf-8"
         assert headers["Cache-Control"] == "no-cache"
         assert headers["X-Accel-Buffering"] == "no"
         assert "Content-Encoding" not in headers

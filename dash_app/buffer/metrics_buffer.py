@@ -3,9 +3,11 @@
 import math
 import threading
 import time
-from bisect import bisect_left, bisect_right, insort_right
+from bisect import bisect_left, insort_right
 from collections import namedtuple
+from collections.abc import Callable
 from operator import itemgetter
+from typing import Any
 
 from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS, first_minute_at_or_after, iso_minute, iso_utc, to_epoch
 
@@ -15,6 +17,10 @@ DEFAULT_MAX_RETURNS = 100_000
 DEFAULT_MAX_FAILURES = 10_000
 # Evictions of at least this many events clear whole minutes at once instead of undoing event by event.
 BULK_EVICTION = 32
+# Sizes at which the name caches start afresh: they only save memory and time, so forgetting is always safe,
+# and a flood of distinct names (typos, scans) must not grow them without bound.
+INTERN_LIMIT = 100_000
+TOOL_KEY_LIMIT = 4096
 
 # Raw events are stored as tuples, sorted by their first field, the epoch timestamp.
 # borrow: (ts, tool, user, is_overage, id); return: (ts, id, user, tool); failure: (ts, tool, user, reason)
@@ -98,13 +104,22 @@ class _EventLog:
             start = max(start, len(self.items) - limit)
         return self.items[start:]
 
-    def since_of(self, cutoff, tool_index, tool, limit=None):
-        """Like since(), for one tool: scans back from the newest, so a quiet tool costs no more than its window."""
+    def since_of(
+        self,
+        cutoff: float,
+        tool_index: int,
+        tool: str,
+        limit: int | None = None,
+        series_of: Callable[[str], str | None] | None = None,
+    ) -> list[tuple]:
+        """Like since(), for one tool or (given `series_of`) series: scans back from the newest; a quiet one costs its window."""
         start = bisect_left(self.items, cutoff, lo=self.head, key=_TS)
         found = []
-        for i in range(len(self.items) - 1, start - 1, -1):
-            event = self.items[i]
-            if event[tool_index] == tool:
+        items = self.items
+        for i in range(len(items) - 1, start - 1, -1):
+            event = items[i]
+            name = event[tool_index]
+            if name == tool or (series_of is not None and name is not None and series_of(name) == tool):
                 found.append(event)
                 if limit is not None and len(found) >= limit:
                     break
@@ -120,16 +135,19 @@ class RealtimeMetricsBuffer:
 
     Every public method is thread-safe. Aggregates are kept up to date on each add and eviction,
     so reads never rescan raw events; returned buckets are shared and must be treated as read-only.
+    `series_of` maps a tool name to the series its minute bins are kept under (the name itself by default); it
+    must give the same answer for a name every time. Raw events always keep the exact name.
     """
 
     def __init__(
         self,
-        retention_seconds=DEFAULT_RETENTION_SECONDS,
-        max_borrows=DEFAULT_MAX_BORROWS,
-        max_returns=DEFAULT_MAX_RETURNS,
-        max_failures=DEFAULT_MAX_FAILURES,
-        clock=time.time,
-    ):
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+        max_borrows: int = DEFAULT_MAX_BORROWS,
+        max_returns: int = DEFAULT_MAX_RETURNS,
+        max_failures: int = DEFAULT_MAX_FAILURES,
+        clock: Callable[[], float] = time.time,
+        series_of: Callable[[str], str] | None = None,
+    ) -> None:
         if retention_seconds <= 0:
             raise ValueError("retention_seconds must be positive")
         for name, cap in (("max_borrows", max_borrows), ("max_returns", max_returns), ("max_failures", max_failures)):
@@ -142,13 +160,17 @@ class RealtimeMetricsBuffer:
         self._returns = _EventLog("return", max_returns)
         self._failures = _EventLog("failure", max_failures)
         self._forget = {"borrow": self._forget_borrow, "return": self._forget_return, "failure": self._forget_failure}
-        self._bins = {}  # tool -> {minute index: _Bin}
-        self._minutes = {}  # tool -> sorted list of minute indexes present in _bins[tool]
-        self._open_borrows = {}  # borrow id -> the retained borrow event
-        self._interned = {}
+        self._bins: dict[str, dict[int, _Bin]] = {}  # series -> {minute: _Bin}; a series is a tool name unless folded
+        self._minutes: dict[str, list[int]] = {}  # series -> sorted list of minute indexes present in _bins[series]
+        self._open_borrows: dict = {}  # borrow id -> the retained borrow event
+        self._interned: dict[str, str] = {}
+        self._series_of = series_of
+        # tool name -> (shared name, series), a bounded cache; None stays None (a return of an unknown borrow).
+        self._tool_keys: dict[str | None, tuple[Any, Any]] = {None: (None, None)}
+        self._merged: set[str] = set()  # series that collect names other than their own
         self._oldest_bound = math.inf  # no retained event is older than this; lets most calls skip expiry
         self._version = 0
-        self._aggregate_cache = {}
+        self._aggregate_cache: dict[tuple[float, int], dict[str, list[dict]]] = {}
         self._aggregate_cache_version = -1
 
     # ----------------------------------------------------------------- writes
@@ -196,6 +218,7 @@ class RealtimeMetricsBuffer:
         lowest = -math.inf
         too_old = now - self.retention_seconds
         interned, intern = self._interned, self._intern
+        tool_keys, tool_key = self._tool_keys, self._tool_key
         borrows, returns, failures = self._borrows, self._returns, self._failures
         borrowed, returned = borrows.items, returns.items  # lists kept in place by eviction
         opened = self._open_borrows
@@ -211,8 +234,9 @@ class RealtimeMetricsBuffer:
                     if ts < too_old:
                         continue
                     tool, user, borrow_id = e["tool"], e["user"], e["id"]
-                    # One shared string per distinct tool/user name keeps a full buffer small.
-                    tool = interned.get(tool) or intern(tool)
+                    # One shared string per distinct tool/user name keeps a full buffer small; the event keeps the
+                    # exact name, its minute bin is the name's series.
+                    tool, key = tool_keys.get(tool) or tool_key(tool)
                     user = interned.get(user) or intern(user)
                     is_overage = True if e["is_overage"] else False
                     event = (ts, tool, user, is_overage, borrow_id)
@@ -223,10 +247,10 @@ class RealtimeMetricsBuffer:
                     if ts < self._oldest_bound:
                         self._oldest_bound = ts
                     opened[borrow_id] = event
-                    bins = all_bins.get(tool)
+                    bins = all_bins.get(key)
                     b = bins.get(int(ts // 60)) if bins is not None else None
                     if b is None:
-                        b = self._bin(tool, ts)
+                        b = self._bin(key, ts)
                     b.count += 1
                     if is_overage:
                         b.overage += 1
@@ -249,7 +273,7 @@ class RealtimeMetricsBuffer:
                                 tool = borrow[1]
                             if user is None:
                                 user = borrow[2]
-                    tool = interned.get(tool) or intern(tool)
+                    tool, key = tool_keys.get(tool) or tool_key(tool)
                     user = interned.get(user) or intern(user)
                     event = (ts, borrow_id, user, tool)
                     if not returned or ts >= returned[-1][0]:
@@ -258,11 +282,11 @@ class RealtimeMetricsBuffer:
                         returns.insert(event)
                     if ts < self._oldest_bound:
                         self._oldest_bound = ts
-                    if tool is not None:
-                        bins = all_bins.get(tool)
+                    if key is not None:
+                        bins = all_bins.get(key)
                         b = bins.get(int(ts // 60)) if bins is not None else None
                         if b is None:
-                            b = self._bin(tool, ts)
+                            b = self._bin(key, ts)
                         b.returns += 1
                     kept += 1
                     if len(returned) - returns.head > returns.limit:
@@ -270,12 +294,13 @@ class RealtimeMetricsBuffer:
                 elif kind == "failure":
                     if ts < too_old:
                         continue
-                    tool, user, reason = intern(e["tool"]), intern(e["user"]), intern(e["reason"])
+                    tool, key = tool_keys.get(e["tool"]) or tool_key(e["tool"])
+                    user, reason = intern(e["user"]), intern(e["reason"])
                     failures.insert((ts, tool, user, reason))
                     if ts < self._oldest_bound:
                         self._oldest_bound = ts
-                    if tool is not None:
-                        counts = self._bin(tool, ts).failures
+                    if key is not None:
+                        counts = self._bin(key, ts).failures
                         counts[reason] = counts.get(reason, 0) + 1
                     kept += 1
                     if len(failures.items) - failures.head > failures.limit:
@@ -298,7 +323,8 @@ class RealtimeMetricsBuffer:
     def get_recent_events(self, seconds=60, limit=None, tool=None):
         """Return the events of the last `seconds`, oldest first; `limit` keeps only the newest of each kind.
 
-        With `tool`, only that tool's events (and `limit` counts those).
+        With `tool`, only the events of that name or series (and `limit` counts those): a series that collects
+        several names, such as the folded unknown tools, gives the events of all of them, each with its exact name.
         """
         with self._lock:
             now = self.clock()
@@ -309,9 +335,11 @@ class RealtimeMetricsBuffer:
                 returns = self._returns.since(cutoff, limit)
                 failures = self._failures.since(cutoff, limit)
             else:
-                borrows = self._borrows.since_of(cutoff, 1, tool, limit)
-                returns = self._returns.since_of(cutoff, 3, tool, limit)
-                failures = self._failures.since_of(cutoff, 1, tool, limit)
+                # Only a series that collects other names needs each event's name mapped; the rest compare as is.
+                series_of = self._key if tool in self._merged else None
+                borrows = self._borrows.since_of(cutoff, 1, tool, limit, series_of)
+                returns = self._returns.since_of(cutoff, 3, tool, limit, series_of)
+                failures = self._failures.since_of(cutoff, 1, tool, limit, series_of)
         return {
             "borrows": [borrow_event(e) for e in borrows],
             "returns": [return_event(e) for e in returns],
@@ -412,10 +440,30 @@ class RealtimeMetricsBuffer:
         shared = self._interned.get(text)
         if shared is not None or text is None:
             return shared
-        if len(self._interned) > 100_000:
+        if len(self._interned) > INTERN_LIMIT:
             self._interned.clear()  # bounded: interning only saves memory, it is not needed for correctness
         self._interned[text] = text
         return text
+
+    def _tool_key(self, name: str | None) -> tuple[Any, Any]:
+        # A cache miss, once per distinct tool name: share the name's string and remember its series.
+        keys = self._tool_keys
+        if len(keys) >= TOOL_KEY_LIMIT:
+            keys.clear()  # distinct unknown names churn it; the known ones come back on their next event
+            keys[None] = (None, None)
+        if name is None:
+            return (None, None)
+        series = name if self._series_of is None else self._series_of(name)
+        if series != name:
+            self._merged.add(series)
+        pair = keys[name] = (name, name if series == name else series)
+        return pair
+
+    def _key(self, tool: str | None) -> Any:
+        """Return the bin key (series) of a stored event's tool: the same one its add used, as the mapping is fixed."""
+        if tool is None or self._series_of is None:
+            return tool
+        return self._series_of(tool)
 
     def _bin(self, tool, ts):
         minute = int(ts // 60)
@@ -539,16 +587,18 @@ class RealtimeMetricsBuffer:
     def _forget_in_minute(self, kind, minute, events):
         """Undo events that all fall in `minute`, settling each touched bin once rather than once per event."""
         bins = self._bins
-        touched = {}
+        touched: dict[str, _Bin] = {}
         if kind == "borrow":
             opened = self._open_borrows
+            key_of = self._key
             for event in events:
                 _ts, tool, user, is_overage, borrow_id = event
                 if opened.get(borrow_id) is event:
                     del opened[borrow_id]
-                b = touched.get(tool)
+                key = key_of(tool)
+                b = touched.get(key)
                 if b is None:
-                    b = touched[tool] = bins[tool][minute]
+                    b = touched[key] = bins[key][minute]
                     b.bucket = None
                 b.count -= 1
                 if is_overage:
@@ -561,24 +611,25 @@ class RealtimeMetricsBuffer:
                     del users[user]
         elif kind == "return":
             for event in events:
-                tool = event[3]
-                if tool is not None:
-                    b = touched.get(tool)
+                key = self._key(event[3])
+                if key is not None:
+                    b = touched.get(key)
                     if b is None:
-                        b = touched[tool] = bins[tool][minute]
+                        b = touched[key] = bins[key][minute]
                     b.returns -= 1
         else:
             for event in events:
                 self._forget_failure(event)
             return
-        for tool, b in touched.items():
-            self._drop_bin_if_empty(tool, minute * 60, b)
+        for key, b in touched.items():
+            self._drop_bin_if_empty(key, minute * 60, b)
 
     def _forget_borrow(self, event):
         ts, tool, user, is_overage, borrow_id = event
         if self._open_borrows.get(borrow_id) is event:
             del self._open_borrows[borrow_id]
-        b = self._existing_bin(tool, ts)
+        key = self._key(tool)
+        b = self._existing_bin(key, ts)
         b.count -= 1
         b.overage -= is_overage
         left = b.users[user] - 1
@@ -587,27 +638,29 @@ class RealtimeMetricsBuffer:
         else:
             del b.users[user]
         b.bucket = None
-        self._drop_bin_if_empty(tool, ts, b)
+        self._drop_bin_if_empty(key, ts, b)
         self._version += 1
 
     def _forget_return(self, event):
         ts, _borrow_id, _user, tool = event
-        if tool is not None:
-            b = self._existing_bin(tool, ts)
+        key = self._key(tool)
+        if key is not None:
+            b = self._existing_bin(key, ts)
             b.returns -= 1
-            self._drop_bin_if_empty(tool, ts, b)
+            self._drop_bin_if_empty(key, ts, b)
         self._version += 1
 
     def _forget_failure(self, event):
         ts, tool, _user, reason = event
-        if tool is not None:
-            b = self._existing_bin(tool, ts)
+        key = self._key(tool)
+        if key is not None:
+            b = self._existing_bin(key, ts)
             left = b.failures[reason] - 1
             if left:
                 b.failures[reason] = left
             else:
                 del b.failures[reason]
-            self._drop_bin_if_empty(tool, ts, b)
+            self._drop_bin_if_empty(key, ts, b)
         self._version += 1
 
 

@@ -4,6 +4,8 @@ from collections import namedtuple
 
 from dash import dcc
 
+from dash_app.web import ApiError
+
 TimeRange = namedtuple("TimeRange", "seconds label")
 
 # Windows within the buffer's retention are served from memory per minute; longer ones from the stored history.
@@ -55,10 +57,17 @@ def tool_dropdown(tools):
 
 
 def selected_window(value):
-    """Return the window in seconds for a `time-range` value, the default for anything unknown."""
+    """Return the window in seconds for a `time-range` value, the default for an unknown number.
+
+    Anything but a number is no value the dropdown can send: a 400, not a crash.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, type(None))):
+        raise ApiError(400, "invalid_input", "time-range: must be a number of seconds")
     return value if value in TIME_RANGE_SECONDS else DEFAULT_TIME_RANGE
 
 
 def selected_tool(value):
-    """Return the selected tool, or None for "All tools"."""
+    """Return the selected tool, or None for "All tools"; anything but text is refused with a 400."""
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, "invalid_input", "tool-filter: must be a tool name")
     return None if value in (None, "", ALL_TOOLS) else value

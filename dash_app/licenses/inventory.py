@@ -4,8 +4,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dash_app.events import name_problem
+
 DEFAULT_TOOLS_FILE = Path(__file__).resolve().parent / "default_tools.json"
-MAX_NAME_LENGTH = 200
 
 _NUMBER_FIELDS = ("total", "commit_qty", "max_overage", "commit_price", "overage_price_per_license")
 
@@ -51,8 +52,9 @@ def parse_inventory(raw, source="tools file"):
         if not isinstance(entry, dict):
             raise InventoryError(f"{where}: expected an object")
         name = entry.get("tool")
-        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
-            raise InventoryError(f"{where}: 'tool' must be a non-empty name of at most {MAX_NAME_LENGTH} characters")
+        problem = name_problem(name)
+        if problem is not None:
+            raise InventoryError(f"{where}: 'tool' {problem}")
         where = f"{source}: tool {name!r}"
         values = {}
         for key in _NUMBER_FIELDS:

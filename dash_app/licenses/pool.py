@@ -5,6 +5,7 @@ import time
 import uuid
 from contextlib import contextmanager
 
+from dash_app.events import check_name
 from dash_app.recording import borrow_event, failure_event, return_event
 from dash_app.timeutil import iso_utc
 
@@ -58,9 +59,12 @@ class Borrow:
 class LicensePool:
     """Decides borrows under one lock, so counts never pass the limits, and records every outcome."""
 
-    def __init__(self, specs, recorder, store=None, clock=time.time):
+    def __init__(self, specs, recorder, store=None, clock=time.time, series_of=None):
         self.recorder = recorder
         self.clock = clock
+        # Tools outside the inventory are counted per series (see licenses.series), so a log with endless distinct
+        # feature names cannot grow the status list; identity when no rule is given.
+        self._series_of = series_of or (lambda tool: tool)
         self._lock = threading.Lock()
         self._specs = dict(specs)
         self._active = {}
@@ -74,8 +78,9 @@ class LicensePool:
             store.save_tools(self._specs)
             for borrow_id, tool, user, borrowed_at, is_overage in store.load_open_borrows():
                 self._active[borrow_id] = Borrow(borrow_id, tool, user, borrowed_at, bool(is_overage))
-                self._borrowed[tool] = self._borrowed.get(tool, 0) + 1
-                self._note_tool(tool)
+                key = self._key(tool)
+                self._borrowed[key] = self._borrowed.get(key, 0) + 1
+                self._note_tool(key)
             for tool, count in store.load_charges().items():
                 self._charges[tool] = count
 
@@ -109,7 +114,9 @@ class LicensePool:
         return list(self._specs)
 
     def borrow(self, tool, user, at=None):
-        """Grant a license of `tool` to `user` and return the Borrow, or raise BorrowDenied."""
+        """Grant a license of `tool` to `user` and return the Borrow, or raise BorrowDenied (InvalidName for a bad name)."""
+        check_name("tool", tool)
+        check_name("user", user)
         with self._lock:
             ts = self.clock() if at is None else at
             spec = self._specs.get(tool)
@@ -138,7 +145,7 @@ class LicensePool:
             borrow = self._active.pop(borrow_id, None)
             if borrow is None:
                 raise UnknownBorrow(borrow_id)
-            self._borrowed[borrow.tool] -= 1
+            self._borrowed[self._key(borrow.tool)] -= 1
             ts = self.clock() if at is None else at
             self._record(return_event(borrow_id, borrow.user, borrow.tool, ts))
             return borrow
@@ -151,16 +158,21 @@ class LicensePool:
 
     def observe_borrow(self, tool, user, at, borrow_id=None):
         """Record a borrow granted elsewhere; is_overage follows the pool's rule (in use >= commit)."""
+        check_name("tool", tool)
+        check_name("user", user)
+        if borrow_id is not None:
+            check_name("id", borrow_id, any_length=True)
         with self._lock:
             spec = self._specs.get(tool)
-            borrowed = self._borrowed.get(tool, 0)
+            key = tool if spec is not None else self._key(tool)
+            borrowed = self._borrowed.get(key, 0)
             is_overage = spec is not None and borrowed >= spec.commit_qty
             borrow = Borrow(borrow_id or uuid.uuid4().hex, tool, user, at, is_overage)
             self._active[borrow.id] = borrow
-            self._borrowed[tool] = borrowed + 1
+            self._borrowed[key] = borrowed + 1
             if is_overage:
                 self._charges[tool] = self._charges.get(tool, 0) + 1
-            self._note_tool(tool)
+            self._note_tool(key)
             self._record(borrow_event(tool, user, is_overage, borrow.id, at))
             return borrow
 
@@ -170,9 +182,16 @@ class LicensePool:
 
     def observe_failure(self, tool, user, reason, at):
         """Record a denial observed elsewhere."""
+        check_name("tool", tool)
+        check_name("user", user)
+        check_name("reason", reason)
         with self._lock:
-            self._note_tool(tool)
+            self._note_tool(self._key(tool))
             self._record(failure_event(tool, user, reason, at))
+
+    def _key(self, tool):
+        """Return the name `tool` is counted under: itself in the inventory, else its series."""
+        return tool if tool in self._specs else self._series_of(tool)
 
     def _note_tool(self, tool):
         if tool not in self._observed and tool not in self._specs:

@@ -15,6 +15,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify
 
+from dash_app.events import InvalidName
 from dash_app.licenses.pool import UnknownBorrow
 from dash_app.sources.flexlm_parse import DATE, DENIED, DEQUEUED, DOWN, IN, MALFORMED, OUT, QUEUED, LineParser
 from dash_app.timeutil import iso_utc
@@ -197,6 +198,8 @@ class LogIngest:
                         self.last_event_at = ts
                     else:
                         apply(line_no, record, now)
+                except InvalidName:
+                    self._malformed(line_no, line)  # a name no event may carry (see dash_app.events)
                 except Exception:  # whatever one line holds, the lines after it are still read
                     self._malformed(line_no, line)
                     log.exception("%s line %d could not be applied", self.name, line_no)
@@ -376,6 +379,7 @@ class LogTail:
         self._fh = None
         self._identity = None
         self._partial = b""
+        self._skipped = None  # bytes of an over-long line dropped so far, while its newline is still to come
         self._problem = None
         self._unflushed = 0
 
@@ -396,7 +400,7 @@ class LogTail:
             fh.close()
             self._report("not a regular file")
             return False
-        self._fh, self._identity, self._partial = fh, (st.st_dev, st.st_ino), b""
+        self._fh, self._identity, self._partial, self._skipped = fh, (st.st_dev, st.st_ino), b"", None
         self.size, self.fp_len, self.fingerprint = st.st_size, 0, ""
         self.ingest.reference_time, self.ingest.name = st.st_mtime, self.path
         self.store.flush(timeout=10)  # after a failed read, the position found must be the last one queued
@@ -432,7 +436,7 @@ class LogTail:
     @property
     def waiting_line(self):
         """Whether the file ends in a line without its newline yet (left for the next read)."""
-        return bool(self._partial)
+        return bool(self._partial) or self._skipped is not None
 
     def close(self):
         """Close the file (the position is already saved)."""
@@ -457,6 +461,15 @@ class LogTail:
             total += len(data)
             if progress is not None:
                 progress(len(data))
+            if self._skipped is not None:
+                # The rest of an over-long line is dropped up to its newline: read as a line of its own, the text
+                # after a cut could be anything (a forged OUT line, say).
+                end = data.find(b"\n")
+                if end < 0:
+                    self._skipped += len(data)
+                    continue
+                self._end_skip(end + 1)
+                data = data[end + 1 :]
             if self._partial:
                 data = self._partial + data
             cut = data.rfind(b"\n") + 1
@@ -465,8 +478,12 @@ class LogTail:
                 self._consume(data[:cut], cut)
             if len(self._partial) > MAX_LINE_BYTES:
                 self.ingest.skip_line(self._partial[:200].decode("utf-8", "replace"))
-                self.offset += len(self._partial)
-                self._partial = b""
+                # The position stays at the line's start until its end is read, so a restart skips it again.
+                self._skipped, self._partial = len(self._partial), b""
+
+    def _end_skip(self, tail_bytes):
+        self.offset += self._skipped + tail_bytes
+        self._skipped = None
 
     def _consume(self, complete, nbytes):
         lines = _decode(complete).split("\n")
@@ -487,6 +504,8 @@ class LogTail:
 
     def finish(self):
         """Apply a last line without a newline (its writer has moved on) and date what is still undated."""
+        if self._skipped is not None:
+            self._end_skip(0)
         if self._partial:
             partial, self._partial = self._partial, b""
             self._consume(partial + b"\n", len(partial))

@@ -1,9 +1,15 @@
 """Long history: per-minute and per-hour aggregates in SQLite, kept for --history-days, and queries over them."""
 
 import json
+import sqlite3
 import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from dash_app.timeutil import iso_utc
+
+if TYPE_CHECKING:
+    from dash_app.store.sqlite_store import SQLiteStore
 
 # Bin sizes a long chart may use; the smallest that keeps a series at or under MAX_POINTS wins.
 BIN_LADDER = (60, 300, 3600, 7200, 21600, 86400)
@@ -35,47 +41,81 @@ def _upsert(conn, table, unit, grouped):
     )
 
 
-def rebuild_from(conn, since_ts):
-    """Recompute the minute and hour rows from raw events at and after `since_ts`'s minute."""
+def rebuild_from(conn: sqlite3.Connection, since_ts: float, series_of: Callable[[str], str] | None = None) -> None:
+    """Recompute the minute and hour rows, keyed by `series_of(tool)`, from raw events at and after `since_ts`'s minute."""
     first_minute = int(since_ts // 60)
-    minute_rows = []
+    # Each event goes straight into its (series, minute) row, so memory follows the rows, not the events.
+    grouped: dict[tuple[str, int], list[Any]] = {}
     for ts, kind, tool, user, is_overage, reason in conn.execute(
         "SELECT ts, kind, tool, user, is_overage, reason FROM events WHERE ts >= ? AND tool IS NOT NULL", (first_minute * 60,)
     ):
+        if series_of is not None:
+            tool = series_of(tool)
+        key = (tool, int(ts // 60))
+        row = grouped.get(key)
+        if row is None:
+            row = grouped[key] = [0, 0, set(), 0, {}]
         if kind == "borrow":
-            minute_rows.append((tool, int(ts // 60), 1, is_overage or 0, (user,), 0, {}))
+            row[0] += 1
+            row[1] += is_overage or 0
+            row[2].add(user)
         elif kind == "return":
-            minute_rows.append((tool, int(ts // 60), 0, 0, (), 1, {}))
+            row[3] += 1
         else:
-            minute_rows.append((tool, int(ts // 60), 0, 0, (), 0, {reason: 1}))
+            row[4][reason] = row[4].get(reason, 0) + 1
     conn.execute("BEGIN")
     try:
-        _upsert(conn, "minute_stats", "minute", _group(minute_rows, lambda m: m))
-        rebuild_hours_from(conn, first_minute)
+        _upsert(conn, "minute_stats", "minute", grouped)
+        # Only the series with new events have hours to redo; the others' minute rows did not change.
+        rebuild_hours_from(conn, first_minute, tools={tool for tool, _minute in grouped})
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
         raise
 
 
-def rebuild_hours_from(conn, first_minute):
-    """Recompute the hour rows from the minute rows, from the hour that holds `first_minute` on."""
-    stored = conn.execute(
-        "SELECT tool, minute, count, overage_count, users, returns, failures FROM minute_stats WHERE minute >= ?",
-        ((first_minute // 60) * 60,),
-    )
+def rebuild_hours_from(conn: sqlite3.Connection, first_minute: int, tools: Iterable[str] | None = None) -> None:
+    """Recompute the hour rows from the minute rows, from the hour that holds `first_minute` on (of `tools` only, when given)."""
+    hour_start = (first_minute // 60) * 60
+    columns = "tool, minute, count, overage_count, users, returns, failures"
+    stored: Iterable[Any]
+    if tools is None:
+        stored = conn.execute(f"SELECT {columns} FROM minute_stats WHERE minute >= ?", (hour_start,))
+    else:
+        # One primary-key range per tool: the whole table is never scanned, however long the history.
+        stored = (
+            row
+            for tool in sorted(tools)
+            for row in conn.execute(f"SELECT {columns} FROM minute_stats WHERE tool = ? AND minute >= ?", (tool, hour_start))
+        )
     decoded = ((t, m, c, o, json.loads(u), r, json.loads(f)) for t, m, c, o, u, r, f in stored)
     _upsert(conn, "hour_stats", "hour", _group(decoded, lambda m: m // 60))
+
+
+def stored_tool_names(store: "SQLiteStore", limit: int | None = None) -> list[str]:
+    """Return the tool (series) names of the stored hourly history, the earliest seen first, at most `limit` of them."""
+    sql = "SELECT tool FROM hour_stats GROUP BY tool ORDER BY MIN(hour), tool"
+    if limit is None:
+        return [tool for (tool,) in store.read(sql)]
+    return [tool for (tool,) in store.read(sql + " LIMIT ?", (limit,))]
 
 
 class HistoryKeeper:
     """Periodic writer-thread tasks: fold new events into aggregates, and prune what is past its keep time."""
 
-    def __init__(self, store, raw_keep_seconds, history_seconds, clock=time.time):
+    def __init__(
+        self,
+        store: "SQLiteStore",
+        raw_keep_seconds: float,
+        history_seconds: float,
+        clock: Callable[[], float] = time.time,
+        series_of: Callable[[str], str] | None = None,
+    ) -> None:
         self.store = store
         self.raw_keep_seconds = raw_keep_seconds
         self.history_seconds = history_seconds
         self.clock = clock
+        self.series_of = series_of  # tool name -> the series its aggregates are kept under (None: the name)
         self.generation = 0  # changes whenever the aggregates do, so readers can cache
         store.add_periodic(self.aggregate, AGGREGATE_EVERY_SECONDS)
         store.add_periodic(self.prune, PRUNE_EVERY_SECONDS)
@@ -85,7 +125,7 @@ class HistoryKeeper:
         since = self.store.take_events_since()
         if since is not None:
             try:
-                rebuild_from(conn, since)
+                rebuild_from(conn, since, self.series_of)
             except Exception:
                 self.store.put_back_events_since(since)  # try that range again on the next run
                 raise

@@ -1,6 +1,7 @@
 """SQLite persistence: a batched writer thread for events and pool state, and reads for restore."""
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -47,6 +48,8 @@ _INSERT_EVENT = "INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage
 
 FLUSH_SECONDS = 0.2
 BATCH_LIMIT = 5000
+IDENTITY_CHECK_SECONDS = 1.0  # how often the writer checks that the database file is still the one it opened
+BUSY_TIMEOUT_MS = 5000
 
 
 class StoreError(Exception):
@@ -62,15 +65,15 @@ class SQLiteStore:
             parent = Path(self.path).expanduser().resolve().parent
             if not parent.is_dir():
                 raise StoreError(f"database {self.path}: folder {parent} does not exist")
-        try:
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"database {self.path}: {exc}") from None
         # One connection serves the writer thread and readers; the lock keeps their use apart.
         self._conn_lock = threading.RLock()
+        self._conn = None
+        self._identity = None  # (st_dev, st_ino) of the file opened, to notice it being deleted or replaced
+        self._next_identity_check = 0.0
+        try:
+            self._open()
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {exc}") from None
         self._queue = queue.SimpleQueue()
         self._pending = 0
         self._pending_lock = threading.Condition()
@@ -78,8 +81,34 @@ class SQLiteStore:
         self._thread = None
         self.persisted = True
         self.last_error = None
+        self.recreations = 0  # times the file was found deleted or replaced and written again
         self._tasks = []  # [every_seconds, next_due, fn(conn)] run by the writer thread
         self._events_since = None  # earliest event time written since the last task run that asked
+
+    def _open(self):
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            # Another process's short write must make ours wait, not fail.
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        if self.path != ":memory:":
+            st = os.stat(self.path)
+            self._identity = (st.st_dev, st.st_ino)
+
+    def check_writable(self):
+        """Raise StoreError unless a write transaction can start now (another process may hold the database)."""
+        try:
+            with self._conn_lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: cannot write ({exc}); is another process using it?") from None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -101,7 +130,8 @@ class SQLiteStore:
     def close(self):
         """Close the connection."""
         with self._conn_lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
     # --------------------------------------------------------------- writes
 
@@ -146,41 +176,125 @@ class SQLiteStore:
         batch = []
         backoff = FLUSH_SECONDS
         while not (self._stop.is_set() and not batch and self._queue.empty()):
-            if not batch:
-                self._run_due_tasks()
-                try:
-                    batch.append(self._queue.get(timeout=FLUSH_SECONDS))
-                except queue.Empty:
-                    continue
-                # Let a burst gather, so a second of traffic costs one transaction.
-                time.sleep(0.02)
-            while len(batch) < BATCH_LIMIT:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            # Whatever goes wrong, this thread goes on: it holds the only copy of acknowledged events.
             try:
-                self._write(batch)
-            except sqlite3.Error as exc:
-                # Keep serving from memory; keep the batch and try again later.
-                if self.persisted or str(exc) != self.last_error:
-                    log.error("SQLite write failed (%s); will retry, serving from memory meanwhile", exc)
-                self.persisted = False
-                self.last_error = str(exc)
-                if self._stop.is_set():
-                    # Stopping: no retry loop may outlive the app (it would spin on a closed connection).
-                    log.error("SQLite writer stopped with %d items unwritten: %s", len(batch), exc)
-                    break
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                self._check_file()
+                if not batch:
+                    self._run_due_tasks()
+                    try:
+                        batch.append(self._queue.get(timeout=FLUSH_SECONDS))
+                    except queue.Empty:
+                        continue
+                    # Let a burst gather, so a second of traffic costs one transaction.
+                    time.sleep(0.02)
+                while len(batch) < BATCH_LIMIT:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                left = self._write_what_can_be(batch)
+            except Exception as exc:  # noqa: BLE001 - logged, and the batch is kept for the next try
+                self._failed(exc)
+                left = batch
+            written = len(batch) - len(left)
+            batch = left
+            if written and not batch:
+                # Said before flush() can return, so whoever waited for the writes sees them as persisted.
+                if not self.persisted:
+                    log.warning("SQLite writes work again")
+                self.persisted, self.last_error, backoff = True, None, FLUSH_SECONDS
+            if written:
+                with self._pending_lock:
+                    self._pending -= written
+                    self._pending_lock.notify_all()
+            if not batch and written:
                 continue
-            if not self.persisted:
-                log.warning("SQLite writes work again")
-            self.persisted, self.last_error, backoff = True, None, FLUSH_SECONDS
-            with self._pending_lock:
-                self._pending -= len(batch)
-                self._pending_lock.notify_all()
-            batch = []
+            if self._stop.is_set():
+                # Stopping: no retry loop may outlive the app (it would spin on a closed connection).
+                log.error("SQLite writer stopped with %d items unwritten: %s", len(batch), self.last_error)
+                break
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _check_file(self):
+        """Notice the database file being deleted or replaced under us, and put this process's copy back."""
+        if self._identity is None or time.monotonic() < self._next_identity_check:
+            return
+        self._next_identity_check = time.monotonic() + IDENTITY_CHECK_SECONDS
+        try:
+            st = os.stat(self.path)
+            found = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            found = None
+        if found == self._identity:
+            return
+        what = "deleted" if found is None else "replaced by another file"
+        self.persisted, self.last_error = False, f"database file {what}"
+        log.error("database %s was %s while in use; writing it again from this process's copy", self.path, what)
+        self._recreate(aside=found is not None)
+        self.persisted, self.last_error = True, None  # everything written so far is in the new file
+        self.recreations += 1
+        log.warning("database %s recreated; writes go on", self.path)
+
+    def _recreate(self, aside):
+        """Write the open database (whose file is gone or replaced) back to the path, then use that file."""
+        path = self.path
+        copy = f"{path}.recovering"
+        with self._conn_lock:
+            if self._conn is None:
+                self._open()  # an earlier try got as far as closing the old connection; its copy is in place
+                return
+            if os.path.exists(copy):
+                os.remove(copy)
+            # The connection still reads the deleted inode, WAL included: everything written so far is in it.
+            target = sqlite3.connect(copy)
+            try:
+                self._conn.backup(target)
+            finally:
+                target.close()
+            if aside:
+                # Someone put another file here: keep it, under a name that says so.
+                stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(path + suffix):
+                        os.replace(path + suffix, f"{path}.replaced-{stamp}{suffix}")
+            # Closing checkpoints into the old inode and removes its -wal and -shm by name: do it before the new
+            # file exists, so no stale WAL is ever applied to the new database.
+            self._conn.close()
+            self._conn = None
+            for suffix in ("-wal", "-shm"):
+                if os.path.exists(path + suffix):
+                    os.remove(path + suffix)
+            os.replace(copy, path)
+            self._open()
+
+    def _write_what_can_be(self, batch):
+        """Write the batch in one transaction and return the items left unwritten (none, normally)."""
+        try:
+            self._write(batch)
+            return []
+        except sqlite3.OperationalError:
+            raise  # the database itself fails (disk full, locked, gone): the same items will go once it is back
+        except Exception as exc:
+            if len(batch) == 1:
+                raise
+            # Something in the items failed: write them one by one, so one bad item cannot hold back the rest.
+            self._failed(exc)
+            left = []
+            for item in batch:
+                try:
+                    self._write([item])
+                except Exception as item_exc:  # noqa: BLE001 - kept, in order, for the next try
+                    self._failed(item_exc)
+                    left.append(item)
+            return left
+
+    def _failed(self, exc):
+        message = f"{type(exc).__name__}: {exc}"
+        if self.persisted or message != self.last_error:
+            # Log the traceback once per distinct failure, not once per retry.
+            log.error("SQLite write failed (%s); will retry, serving from memory meanwhile", message, exc_info=exc)
+        self.persisted, self.last_error = False, message
 
     def _write(self, batch):
         # Events are grouped per statement, so a batch costs a few executemany calls, not one call per row.
@@ -211,8 +325,10 @@ class SQLiteStore:
                 for sql, params in statements:
                     conn.execute(sql, params)
                 conn.execute("COMMIT")
-            except sqlite3.Error:
-                conn.execute("ROLLBACK")
+            except BaseException:
+                # Any failure, not only SQLite's own, must leave no transaction open behind it.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             if events:
                 earliest = min(e["ts"] for e in events)
@@ -233,9 +349,9 @@ class SQLiteStore:
             try:
                 with self._conn_lock:
                     fn(self._conn)
-            except sqlite3.Error as exc:
-                log.error("SQLite maintenance %s failed: %s", getattr(fn, "__name__", fn), exc)
-                self.persisted, self.last_error = False, str(exc)
+            except Exception as exc:  # noqa: BLE001 - a periodic task's failure must not end the writer
+                log.error("SQLite maintenance %s failed: %s", getattr(fn, "__name__", fn), exc, exc_info=exc)
+                self.persisted, self.last_error = False, f"{type(exc).__name__}: {exc}"
 
     # ---------------------------------------------------------------- reads
 

@@ -8,11 +8,13 @@ import threading
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from gunicorn.workers.base import Worker
 
+from dash_app.events import name_problem
 from dash_app.stream import sse
 from dash_app.stream.snapshot import Variant
 from dash_app.stream.ticker import StreamTicker, StreamUnavailable
-from dash_app.web import MAX_NAME_LENGTH, ApiError, error_response, query_number, register_error_handler
+from dash_app.web import ApiError, error_response, query_number, register_error_handler
 
 KEEPALIVE_SECONDS = 15.0
 # How often a waiting stream checks whether its client hung up or was dropped.
@@ -55,7 +57,7 @@ def end_streams_on_worker_exit(ticker):
         return
     handler = signal.getsignal(signal.SIGTERM)
     worker = getattr(handler, "__self__", None)
-    if worker is None or not type(worker).__module__.startswith("gunicorn."):
+    if not isinstance(worker, Worker):
         return
 
     def handle_term(signum, frame):
@@ -90,7 +92,7 @@ def stream():
         return response
     if sock is not None:
         sock.settimeout(SEND_TIMEOUT_SECONDS)
-    response = Response(event_stream(sub, sock), content_type="text/event-stream")
+    response = Response(event_stream(sub, sock), content_type="text/event-stream; charset=utf-8")
     # Unsubscribe even when the server closes the response before it starts the generator.
     response.call_on_close(sub.close)
     response.headers["Cache-Control"] = "no-cache"
@@ -120,8 +122,9 @@ def parse_variant(ticker, retention_seconds):
     if names:
         known = ticker.known_tools()
         for name in names:
-            if not name.strip() or len(name) > MAX_NAME_LENGTH:
-                raise ApiError(400, "invalid_query", f"tool: must be a name of 1 to {MAX_NAME_LENGTH} characters")
+            problem = name_problem(name)
+            if problem is not None:
+                raise ApiError(400, "invalid_query", f"tool: {problem}")
             if name not in known:
                 raise ApiError(400, "invalid_query", f"tool: no tool named {name!r}")
         tools = tuple(sorted(set(names)))

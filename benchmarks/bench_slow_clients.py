@@ -1,0 +1,193 @@
+"""Latency of GET /licenses/status and GET / while 1,000 slow clients hold partial requests, with its baseline.
+
+Run: python benchmarks/bench_slow_clients.py [--seconds 60]
+
+Two setups, each measured for --seconds with no slow clients (the baseline) and then with them:
+the production setup (deploy/run: nginx in front of `python -m dash_app --threads 1016`), with 1,000 open delta
+streams as well; and `python -m dash_app` alone (256 threads). Each slow client sends a request line and part of
+its headers and holds them; when a server cuts one (its header deadline, 10 s), it opens another, so 1,000 are
+held the whole time. The slow clients and streams run in a child process, so their sockets do not share a GIL with
+the measuring client, which sends 5 GET /licenses/status and 5 GET / a second, at random times, each on a new
+connection, as a browser's first visit does. Demo traffic is on, so the streams carry live deltas.
+"""
+
+import argparse
+import http.client
+import multiprocessing
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import p95  # noqa: E402
+from tests.slow_clients_support import (  # noqa: E402
+    PartialClients,
+    StreamClients,
+    raise_open_file_limit,
+    start_module_server,
+    start_production,
+)
+
+PATHS = ("/licenses/status", "/")
+REQUESTS_PER_SECOND = 10
+REQUEST_TIMEOUT = 30.0
+
+
+def hold_load(port, partial, streams, ready, stop, report):
+    """Child process: open the streams, then the partial requests; hold them until `stop`, then report counts."""
+    stream_clients = StreamClients(port, streams) if streams else None
+    started = stream_clients.started(timeout=120) if stream_clients else True
+    clients = PartialClients(port, partial, reopen=True)
+    ready.set()
+    stop.wait()
+    report.send({
+        "held": clients.held(),
+        "cuts": clients.cuts,
+        "streams_started": started,
+        "streams_ended": stream_clients.ended if stream_clients else 0,
+        "stream_bytes": stream_clients.received if stream_clients else 0,
+    })
+    clients.close()
+    if stream_clients:
+        stream_clients.close()
+
+
+def get(port, path):
+    """GET `path` on a new connection; return its latency in seconds, or None on an error or a non-200."""
+    start = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        response.read()
+        ok = response.status == 200
+    except OSError:
+        ok = False
+    finally:
+        conn.close()
+    return time.perf_counter() - start if ok else None
+
+
+def measure(port, seconds, seed=1):
+    """Send REQUESTS_PER_SECOND requests a second, alternating PATHS, for `seconds`; return latencies per path and failures.
+
+    The requests arrive at random times (a Poisson process), as users' do: on a fixed 100 ms schedule they would be
+    locked in phase with the server's 1 s stream tick, and each path would either always or never meet the tick.
+    """
+    rng = random.Random(seed)
+    latencies = {path: [] for path in PATHS}
+    failed = 0
+    start = time.perf_counter()
+    due, n = start, 0
+    while due - start < seconds:
+        # A slow answer is not made up for with a burst: the schedule runs on regardless.
+        time.sleep(max(0.0, due - time.perf_counter()))
+        path = PATHS[n % len(PATHS)]
+        took = get(port, path)
+        if took is None:
+            failed += 1
+        else:
+            latencies[path].append(took)
+        n += 1
+        due += rng.expovariate(REQUESTS_PER_SECOND)
+    return latencies, failed
+
+
+def run_loaded(server, seconds, partial, streams):
+    """Measure while a child process holds `partial` partial requests and `streams` delta streams."""
+    ready, stop = multiprocessing.Event(), multiprocessing.Event()
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    child = multiprocessing.Process(target=hold_load, args=(server.port, partial, streams, ready, stop, sender))
+    child.start()
+    try:
+        if not ready.wait(timeout=300):
+            raise RuntimeError("the slow clients did not start")
+        clients = json_get(server.port, "/realtime/stream/clients")["clients"]
+        latencies, failed = measure(server.port, seconds)
+        stop.set()
+        counts = receiver.recv() if receiver.poll(60) else {}
+    finally:
+        stop.set()
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+    counts["stream_clients"] = clients
+    return latencies, failed, counts
+
+
+def json_get(port, path):
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+    try:
+        conn.request("GET", path)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def p99(values):
+    """Return the 99th percentile."""
+    return statistics.quantiles(values, n=100)[-1] if len(values) > 1 else values[0]
+
+
+def row(label, latencies, failed, note=""):
+    cells = []
+    for path in PATHS:
+        values = [v * 1000 for v in latencies[path]]
+        cells.append(f"{statistics.median(values):6.1f} {p95(values):6.1f} {p99(values):6.1f}" if values else f"{'-':>20}")
+    return f"{label:<44}| {cells[0]}  | {cells[1]}  | {failed:>6}  {note}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds per measurement (default 60)")
+    parser.add_argument("--partial", type=int, default=1000, help="slow clients holding partial requests (default 1000)")
+    parser.add_argument("--streams", type=int, default=1000, help="open delta streams in the production setup (default 1000)")
+    args = parser.parse_args()
+    raise_open_file_limit(args.partial + args.streams + 1024)
+    # fork: the child inherits the imports and the raised limit.
+    multiprocessing.set_start_method("fork")
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, start in (
+            ("production: nginx + gunicorn, 1,016 threads", lambda: start_production(tmp, DASH_APP_DEMO="1")),
+            ("python -m dash_app alone, 256 threads", lambda: start_module_server(tmp, DASH_APP_DEMO="1")),
+        ):
+            production = name.startswith("production")
+            server = start()
+            try:
+                latencies, failed = measure(server.port, args.seconds)
+                rows.append(row(f"{name}", latencies, failed, "baseline, no slow clients"))
+                streams = args.streams if production else 0
+                latencies, failed, counts = run_loaded(server, args.seconds, args.partial, streams)
+                load = f"+ {args.partial:,} partial" + (f", {streams:,} streams" if streams else "")
+                note = f"held at end {counts.get('held', '?')}, cut and reopened {counts.get('cuts', '?')}"
+                if streams:
+                    rate = counts.get("stream_bytes", 0) / streams / args.seconds / 1000
+                    ended = counts.get("streams_ended", "?")
+                    note += f"; streams served {counts['stream_clients']}, ended {ended}, {rate:.1f} KB/s each"
+                rows.append(row(f"  {load}", latencies, failed, note))
+            finally:
+                server.stop()
+
+    print(f"Slow clients: {args.partial:,} connections each holding a partial request head (reopened when cut), "
+          f"{args.seconds:g} s per row.")
+    print(f"Latency on a new connection, {REQUESTS_PER_SECOND // len(PATHS)} requests/s per path at random times, in ms; "
+          "failed = errors or timeouts (30 s).")
+    print()
+    print(f"{'setup':<44}| {'/licenses/status':>20}  | {'/ (page)':>20}  | failed")
+    print(f"{'':<44}| {'p50':>6} {'p95':>6} {'p99':>6}  | {'p50':>6} {'p95':>6} {'p99':>6}  |")
+    for line in rows:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Slow clients against real servers: the header deadline of our gunicorn worker, and nginx in front (deploy/run)."""
+
+import select
+import time
+
+import pytest
+import requests
+
+from tests.slow_clients_support import (
+    PARTIAL_HEAD,
+    PartialClients,
+    StreamClients,
+    connect,
+    raise_open_file_limit,
+    start_module_server,
+    start_production,
+    wait_closed,
+)
+from tests.test_app import listening_addresses
+
+HEADER_TIMEOUT = 1.0
+# Far more than any deadline here: a connection still open after this was never going to be closed.
+PATIENCE = 10.0
+
+
+@pytest.fixture
+def launch(tmp_path, start_server):
+    """Start a server the way `kind` says: the Procfile's line, or `python -m dash_app`."""
+    started = []
+
+    def launch(kind, **env):
+        if kind == "procfile":
+            return start_server(**env)
+        server = start_module_server(tmp_path, **env)
+        started.append(server)
+        return server
+
+    yield launch
+    for server in started:
+        server.stop()
+
+
+def read_response(sock, timeout=5.0):
+    """Return one whole response (headers and a Content-Length body) from a blocking socket."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+@pytest.mark.parametrize("kind", ["procfile", "module"])
+def test_a_partial_head_is_closed_at_the_header_timeout(launch, kind):
+    server = launch(kind, DASH_APP_HEADER_TIMEOUT=HEADER_TIMEOUT)
+    partial = connect(server.port)
+    partial.sendall(PARTIAL_HEAD)
+    silent = connect(server.port)
+    try:
+        waited = wait_closed(partial, PATIENCE)
+        assert waited is not None, "a partial request head was held open"
+        # Not before its time: the server accepted after our connect returned.
+        assert waited >= 0.9 * HEADER_TIMEOUT
+        assert wait_closed(silent, PATIENCE) is not None, "a connection that sent nothing was held open"
+        assert requests.get(server.url + "/licenses/status", timeout=5).status_code == 200
+    finally:
+        partial.close()
+        silent.close()
+
+
+def test_a_client_dribbling_its_head_is_cut_at_the_deadline(start_server):
+    server = start_server(DASH_APP_HEADER_TIMEOUT=HEADER_TIMEOUT)
+    sock = connect(server.port)
+    try:
+        sock.sendall(b"GET /licenses/status HTTP/1.1\r\n")
+        start = time.monotonic()
+        sent, closed_after = 0, None
+        while closed_after is None and time.monotonic() - start < PATIENCE:
+            # One header byte every 0.2 s, each well inside any idle timeout; a close wakes the select at once.
+            readable, _, _ = select.select([sock], [], [], 0.2)
+            try:
+                if readable:
+                    if sock.recv(65536) == b"":
+                        closed_after = time.monotonic() - start
+                else:
+                    sock.sendall(b"X")
+                    sent += 1
+            except OSError:
+                closed_after = time.monotonic() - start
+        assert closed_after is not None, f"still open after {sent} bytes in {PATIENCE} s"
+        assert closed_after >= 0.9 * HEADER_TIMEOUT and sent >= 3
+    finally:
+        sock.close()
+
+
+def test_partial_heads_hold_no_thread(start_server):
+    # Eight threads, six of them streaming (all streams may take), and fifty held partial requests: gthread would
+    # give each partial request a thread of its own, and wait on it.
+    server = start_server(DASH_APP_THREADS=8, DASH_APP_HEADER_TIMEOUT=60)
+    streams = StreamClients(server.port, 6)
+    clients = None
+    try:
+        assert streams.started(timeout=30) and set(streams.statuses()) == {b"HTTP/1.1 200 OK"}
+        clients = PartialClients(server.port, 50)
+        assert requests.get(server.url + "/licenses/status", timeout=2).status_code == 200
+        page = requests.get(server.url + "/", timeout=2)
+        assert page.status_code == 200 and "License usage" in page.text
+        assert clients.held() == 50 and clients.cuts == 0 and streams.ended == 0
+    finally:
+        for opened in (clients, streams):
+            if opened is not None:
+                opened.close()
+
+
+def test_the_deadline_ends_with_the_head(start_server):
+    server = start_server(DASH_APP_HEADER_TIMEOUT=HEADER_TIMEOUT, DASH_APP_STREAM_INTERVAL=0.25)
+
+    # A head in three pieces, all inside the deadline, is served.
+    with connect(server.port) as sock:
+        for piece in (b"GET /licenses/status HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n", b"Connection: close\r\n\r\n"):
+            sock.sendall(piece)
+            time.sleep(0.2)
+        head, _ = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 200")
+
+    # A body that takes longer than the deadline, after a whole head, is not cut.
+    body = b'{"tool": "GreenHills Multi IDE", "user": "slow-body"}'
+    with connect(server.port) as sock:
+        sock.sendall(
+            b"POST /licenses/borrow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {server.token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for start in range(0, len(body), 11):
+            time.sleep(0.4)
+            sock.sendall(body[start:start + 11])
+        head, reply = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 200"), head + reply
+
+        # The same connection, kept alive: its next request's head has the same deadline.
+        sock.sendall(PARTIAL_HEAD)
+        waited = wait_closed(sock, PATIENCE)
+        assert waited is not None and waited >= 0.9 * HEADER_TIMEOUT
+
+    # A stream runs well past the deadline.
+    with requests.get(server.url + "/realtime/stream?delta=1", stream=True, timeout=(5, 5)) as stream:
+        ids, start = [], time.monotonic()
+        for line in stream.iter_lines():
+            if line.startswith(b"id: "):
+                ids.append(int(line[4:]))
+            if time.monotonic() - start > 3 * HEADER_TIMEOUT:
+                break
+    assert len(ids) >= 6 and ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+def test_clients_holding_their_end_after_the_response_do_not_stall_the_server(start_server):
+    # gthread drained each closing connection in a blocking read of up to 2 s on its event loop's thread.
+    server = start_server()
+    holders = [connect(server.port) for _ in range(6)]
+    try:
+        for sock in holders:
+            sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        for sock in holders:
+            head, _ = read_response(sock)
+            assert head.startswith(b"HTTP/1.0 200") and b"Connection: close" in head
+        assert requests.get(server.url + "/licenses/status", timeout=3).status_code == 200
+    finally:
+        for sock in holders:
+            sock.close()
+
+
+def test_production_setup_serves_page_and_api_while_slow_clients_and_streams_are_held(tmp_path):
+    raise_open_file_limit(8192)
+    server = start_production(tmp_path)
+    streams = partial = None
+    try:
+        assert listening_addresses(server.upstream_port) == ["127.0.0.1"]
+        streams = StreamClients(server.port, 300)
+        assert streams.started(timeout=60), [s for s in streams.statuses() if s != b"HTTP/1.1 200 OK"][:3]
+        assert set(streams.statuses()) == {b"HTTP/1.1 200 OK"}
+        partial = PartialClients(server.port, 1000)
+
+        for _ in range(5):
+            status = requests.get(server.url + "/licenses/status", timeout=2)
+            assert status.status_code == 200 and len(status.json()) == 6
+            page = requests.get(server.url + "/", timeout=2)
+            assert page.status_code == 200 and "License usage" in page.text
+        assert requests.get(server.url + "/realtime/stream/clients", timeout=2).json()["clients"] == 300
+        # All of it while every slow client was still held, and every stream still open.
+        assert partial.held() == 1000 and partial.cuts == 0
+        assert streams.ended == 0
+    finally:
+        for clients in (partial, streams):
+            if clients is not None:
+                clients.close()
+        assert server.stop() == 0
