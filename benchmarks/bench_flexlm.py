@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dash_app.buffer import RealtimeMetricsBuffer  # noqa: E402
+from dash_app.events import borrow_event, failure_event, return_event  # noqa: E402
 from dash_app.sources.flexlm import Checkpoints, LogIngest, LogTail  # noqa: E402
 from dash_app.sources.flexlm_parse import LineParser  # noqa: E402
 from dash_app.store import SQLiteStore  # noqa: E402
@@ -119,14 +120,14 @@ class BufferOnly:
     def observe_borrow(self, tool, user, at, borrow_id=None):
         # Like the pool, remember whose borrow it is, so the return event carries its tool and user.
         self.open[borrow_id] = (tool, user)
-        self.held.append({"type": "borrow", "ts": at, "tool": tool, "user": user, "is_overage": False, "id": borrow_id})
+        self.held.append(borrow_event(tool, user, False, borrow_id, at))
 
     def observe_return(self, borrow_id, at):
         tool, user = self.open.pop(borrow_id, (None, None))
-        self.held.append({"type": "return", "ts": at, "id": borrow_id, "user": user, "tool": tool})
+        self.held.append(return_event(borrow_id, user, tool, at))
 
     def observe_failure(self, tool, user, reason, at):
-        self.held.append({"type": "failure", "ts": at, "tool": tool, "user": user, "reason": reason})
+        self.held.append(failure_event(tool, user, reason, at))
 
 
 class Discard(BufferOnly):

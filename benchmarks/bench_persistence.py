@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import FakeClock, full_buffer_events  # noqa: E402
 from dash_app.buffer import RealtimeMetricsBuffer  # noqa: E402
 from dash_app.licenses import LicensePool, load_inventory  # noqa: E402
+from dash_app.events import Event, borrow_event, failure_event, return_event  # noqa: E402
 from dash_app.recording import EventRecorder  # noqa: E402
 from dash_app.sources.demo import DemoTraffic  # noqa: E402
 from dash_app.store import SQLiteStore  # noqa: E402
@@ -36,24 +37,23 @@ def fill_store(path, end):
         if kind == "borrow":
             tool, user, over, bid = args
             borrows[bid] = (tool, user)
-            recorder.record({"type": "borrow", "ts": ts, "tool": tool, "user": user, "is_overage": over, "id": bid})
+            recorder.record(borrow_event(tool, user, over, bid, ts))
         elif kind == "return":
             tool, user = borrows[args[0]]
-            recorder.record({"type": "return", "ts": ts, "id": args[0], "user": user, "tool": tool})
+            recorder.record(return_event(args[0], user, tool, ts))
         else:
             tool, user, reason = args
-            recorder.record({"type": "failure", "ts": ts, "tool": tool, "user": user, "reason": reason})
+            recorder.record(failure_event(tool, user, reason, ts))
     store.stop()
 
 
 def naive_restore(store, buffer):
-    """Baseline: read every stored row in time order and replay it as an event dict through a recorder."""
+    """Baseline: read every stored row in time order and replay it as an event through a recorder."""
     recorder = EventRecorder(buffer)
     for ts, kind, tool, user, borrow_id, over, reason in store.read(
         "SELECT ts, kind, tool, user, borrow_id, is_overage, reason FROM events ORDER BY ts"
     ):
-        event = {"type": kind, "ts": ts, "tool": tool, "user": user, "id": borrow_id, "is_overage": bool(over), "reason": reason}
-        recorder.record(event)
+        recorder.record(Event(ts, kind, tool, user, borrow_id, over, reason))
 
 
 def main():

@@ -7,30 +7,30 @@ from pathlib import Path
 import dash
 
 from dash_app import config as config_module
-from dash_app import prometheus_metrics, realtime_api
+from dash_app import prometheus_metrics
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.callbacks import register_callbacks
+from dash_app.config import Config
 from dash_app.layouts import dashboard
 from dash_app.licenses import LicensePool, SeriesNames, load_inventory
-from dash_app.licenses import api as licenses_api
 from dash_app.recording import EventRecorder
-from dash_app.sources import flexlm
+from dash_app.routes import register_routes
 from dash_app.sources.demo import DemoTraffic
-from dash_app.state import AppState
+from dash_app.sources.flexlm import FlexLMFollower
+from dash_app.state import DEMO, FLEXLM, STORE, STREAM, AppState, Service, attach_state
 from dash_app.store import SQLiteStore
 from dash_app.store.history import HistoryKeeper, stored_tool_names
 from dash_app.store.restore import restore_buffer
-from dash_app.stream import register_stream
-from dash_app.vendor import register_vendor_assets
-from dash_app.web import register_request_guards
+from dash_app.stream import StreamTicker, stream_capacity
+from dash_app.stream.routes import end_streams_on_worker_exit
 
 log = logging.getLogger(__name__)
 
 ASSETS_FOLDER = str(Path(__file__).resolve().parent.parent / "assets")
 
 
-def build_state(config):
-    """Wire the data path for `config`: source adapters -> pool -> recorder -> buffer and SQLite; not started."""
+def build_state(config: Config) -> AppState:
+    """Build everything the app holds for `config`: sources -> pool -> recorder -> buffer and store -> readers; not started."""
     specs = load_inventory(config.tools_file)
     store = SQLiteStore(config.db)
     # One rule for every aggregate: past --max-unknown-tools names outside the inventory share one series, so a
@@ -58,17 +58,33 @@ def build_state(config):
         series_of=series,
     )
     restore_buffer(store, buffer)
-    state = AppState(config=config, buffer=buffer, recorder=recorder, pool=pool, store=store, history=history)
-    state.metrics_registry = prometheus_metrics.build_registry(pool, recorder)
-    state.services.append(store)
+    services: dict[str, Service] = {STORE: store}
     if config.demo:
-        state.services.append(DemoTraffic(pool, speed=config.demo_speed, backfill_hours=config.backfill_hours))
+        services[DEMO] = DemoTraffic(pool, speed=config.demo_speed, backfill_hours=config.backfill_hours)
     if config.flexlm_logs:
-        state.services.append(flexlm.FlexLMFollower(config.flexlm_logs, pool, store))
-    return state
+        services[FLEXLM] = FlexLMFollower(config.flexlm_logs, pool, store)
+    # The ticker starts last, so its first tick sees what the sources brought at start.
+    stream = services[STREAM] = StreamTicker(
+        buffer,
+        pool,
+        interval=config.stream_interval,
+        max_clients=stream_capacity(config.threads),
+        persisted=lambda: store.persisted,
+    )
+    return AppState(
+        config=config,
+        buffer=buffer,
+        recorder=recorder,
+        pool=pool,
+        store=store,
+        history=history,
+        metrics_registry=prometheus_metrics.build_registry(pool, recorder),
+        stream=stream,
+        services=services,
+    )
 
 
-def create_app(config=None):
+def create_app(config: Config | dict | None = None) -> dash.Dash:
     """Build the Dash app; `config` is a Config, a dict of Config fields, or None for the environment."""
     config = config_module.coerce(config)
     if not config.api_token:
@@ -84,18 +100,9 @@ def create_app(config=None):
         update_title=None,
         external_stylesheets=["/vendor/bootstrap.min.css"],
     )
-    server = app.server
-    server.extensions["dash_app"] = state
-    register_request_guards(server)
-    register_vendor_assets(server)
-    for blueprint in (licenses_api.bp, realtime_api.bp, prometheus_metrics.bp, flexlm.bp):
-        server.register_blueprint(blueprint)
-    register_stream(server, state)
-
-    @server.get("/healthz")
-    def healthz():
-        return {"status": "ok"}
-
+    attach_state(app.server, state)
+    register_routes(app.server)
+    end_streams_on_worker_exit(state.stream)
     app.layout = dashboard.layout(state)
     register_callbacks(app, state)
 

@@ -1,6 +1,57 @@
-"""What an event may carry: the rule every name (tool, user, reason, id) must pass before it is recorded."""
+"""The one event type that every source, the recorder, the buffer, the store and the stream share, and the name rule.
+
+An Event is a named tuple whose fields are, in order, the columns of the store's `events` table, so a stored row is
+an Event and an Event is a row. Its `ts` is epoch seconds (UTC) once recorded; the buffer's own add methods also
+accept an aware datetime, or None for now.
+"""
 
 import re
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from dash_app.timeutil import iso_utc
+
+BORROW, RETURN, FAILURE = "borrow", "return", "failure"
+KINDS = (BORROW, RETURN, FAILURE)
+
+
+class Event(NamedTuple):
+    """One borrow, return or failure; fields a kind does not use are None."""
+
+    ts: Any  # float epoch seconds; a datetime or None only on the way into the buffer
+    kind: str
+    tool: str | None
+    user: str | None
+    borrow_id: str | None = None  # borrow and return
+    is_overage: bool | None = None  # borrow
+    reason: str | None = None  # failure
+
+
+def borrow_event(tool: str, user: str, is_overage: bool, borrow_id: str, ts: float | datetime | None) -> Event:
+    """Return the event of a granted borrow."""
+    return Event(ts, BORROW, tool, user, borrow_id, bool(is_overage), None)
+
+
+def return_event(borrow_id: str, user: str | None, tool: str | None, ts: float | datetime | None) -> Event:
+    """Return the event of a return; the buffer fills a missing tool and user from the borrow it still holds."""
+    return Event(ts, RETURN, tool, user, borrow_id, None, None)
+
+
+def failure_event(tool: str, user: str, reason: str, ts: float | datetime | None) -> Event:
+    """Return the event of a borrow that could not be granted."""
+    return Event(ts, FAILURE, tool, user, None, None, reason)
+
+
+def public_event(event: Event) -> dict[str, Any]:
+    """Return the JSON shape an event has in the stream, /realtime/stats and exports."""
+    stamp = iso_utc(event.ts)
+    if event.kind == BORROW:
+        return {"timestamp": stamp, "type": BORROW, "tool": event.tool, "user": event.user,
+                "is_overage": bool(event.is_overage), "id": event.borrow_id}
+    if event.kind == RETURN:
+        return {"timestamp": stamp, "type": RETURN, "id": event.borrow_id, "user": event.user, "tool": event.tool}
+    return {"timestamp": stamp, "type": FAILURE, "tool": event.tool, "user": event.user, "reason": event.reason}
+
 
 MAX_NAME_LENGTH = 200
 

@@ -3,9 +3,12 @@
 import threading
 from collections import Counter
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from dash_app.events import BORROW, RETURN
+from dash_app.state import get_state
 
 UNLISTED_TOOL = "(not in inventory)"
 
@@ -26,13 +29,13 @@ class EventCounters:
         with self._lock:
             for event in events:
                 # Names from requests are unbounded; label only inventory tools to keep series few.
-                tool = event["tool"] if event["tool"] in self._known else UNLISTED_TOOL
-                if event["type"] == "borrow":
-                    self.borrows[(tool, "true" if event["is_overage"] else "false")] += 1
-                elif event["type"] == "return":
+                tool = event.tool if event.tool in self._known else UNLISTED_TOOL
+                if event.kind == BORROW:
+                    self.borrows[(tool, "true" if event.is_overage else "false")] += 1
+                elif event.kind == RETURN:
                     self.returns[tool] += 1
                 else:
-                    self.failures[(tool, event["reason"])] += 1
+                    self.failures[(tool, event.reason)] += 1
 
     def snapshot(self):
         with self._lock:
@@ -85,5 +88,5 @@ def build_registry(pool, recorder):
 
 @bp.get("/metrics")
 def metrics():
-    registry = current_app.extensions["dash_app"].metrics_registry
+    registry = get_state().metrics_registry
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

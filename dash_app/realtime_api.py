@@ -1,26 +1,26 @@
 """Read-only views of the recorded events: /realtime/stats (the buffer) and /realtime/export (buffer, or the stored history)."""
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from dash_app import export
-from dash_app.web import ApiError, query_number, register_error_handler
+from dash_app.state import get_state
+from dash_app.web import ApiError, query_number
 
 bp = Blueprint("realtime", __name__)
-register_error_handler(bp)
 
 
 @bp.get("/realtime/stats")
 def stats():
-    buffer = current_app.extensions["dash_app"].buffer
-    window = query_number("window", default=60, minimum=1, maximum=21600)
-    body = current_app.extensions["dash_app"].stats_summary()
-    body[f"recent_{window}s"] = buffer.get_recent_events(window)
+    state = get_state()
+    window = query_number("window", default=60, minimum=1, maximum=state.config.retention_seconds)
+    body = state.stats_summary()
+    body[f"recent_{window}s"] = state.buffer.get_recent_events(window)
     return jsonify(body)
 
 
 @bp.get("/realtime/export")
 def export_data():
-    state = current_app.extensions["dash_app"]
+    state = get_state()
     fmt = request.args.get("format", "csv")
     if fmt not in export.FORMATS:
         raise ApiError(400, "invalid_query", "format: must be csv or json")

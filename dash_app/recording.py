@@ -1,44 +1,38 @@
 """The one path in: every source's events go through EventRecorder (record, or record_many for a batch) into the buffer and its listeners."""
 
 import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.events import Event
 
 log = logging.getLogger(__name__)
 
 
-def borrow_event(tool, user, is_overage, borrow_id, ts):
-    """Return a plain, serialisable borrow event."""
-    return {"type": "borrow", "ts": ts, "tool": tool, "user": user, "is_overage": bool(is_overage), "id": borrow_id}
+class EventListener(Protocol):
+    """Anything that wants every recorded event: the store's writer, the Prometheus counters."""
 
-
-def return_event(borrow_id, user, tool, ts):
-    """Return a plain, serialisable return event."""
-    return {"type": "return", "ts": ts, "id": borrow_id, "user": user, "tool": tool}
-
-
-def failure_event(tool, user, reason, ts):
-    """Return a plain, serialisable failure event."""
-    return {"type": "failure", "ts": ts, "tool": tool, "user": user, "reason": reason}
+    def on_events(self, events: Sequence[Event]) -> None:
+        """Take the events of one record call, in order."""
 
 
 class EventRecorder:
-    """Adds events to the buffer, then hands them to listeners (store writer, Prometheus counters).
+    """Adds events to the buffer, then hands them to listeners, each called once per record call, in order."""
 
-    A listener is any object with `on_events(events)`, called with the events of each record call, in order.
-    """
-
-    def __init__(self, buffer, listeners=()):
+    def __init__(self, buffer: RealtimeMetricsBuffer, listeners: Sequence[EventListener] = ()) -> None:
         self.buffer = buffer
         self.listeners = list(listeners)
 
-    def add_listener(self, listener):
+    def add_listener(self, listener: EventListener) -> None:
         """Hand every recorded event to `listener.on_events` from now on."""
         self.listeners.append(listener)
 
-    def record(self, event):
+    def record(self, event: Event) -> None:
         """Record one event from any source."""
         self.record_many((event,))
 
-    def record_many(self, events):
+    def record_many(self, events: Sequence[Event]) -> None:
         """Record events in order, with one buffer lock and one call per listener."""
         self.buffer.add_events(events)
         for listener in self.listeners:

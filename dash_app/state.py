@@ -1,51 +1,93 @@
 """The objects one running app shares between its routes, callbacks and background threads."""
 
+from __future__ import annotations
+
 import gc
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flask import Flask, current_app
+
+if TYPE_CHECKING:  # imported for the annotations only: these modules import nothing from here
+    from prometheus_client import CollectorRegistry
+
+    from dash_app.buffer import RealtimeMetricsBuffer
+    from dash_app.config import Config
+    from dash_app.licenses import LicensePool
+    from dash_app.recording import EventRecorder
+    from dash_app.store import SQLiteStore
+    from dash_app.store.history import HistoryKeeper
+    from dash_app.stream import StreamTicker
+
+EXTENSION_KEY = "dash_app"
+
+# The names of the background services build_state may start, in start order.
+STORE, DEMO, FLEXLM, STREAM = "store", "demo", "flexlm", "stream"
+
+
+class Service(Protocol):
+    """A background part of the app: started once with the app, stopped once when it ends."""
+
+    def start(self) -> None:
+        """Start the service's thread(s)."""
+
+    def stop(self) -> None:
+        """Stop them, finishing what is under way."""
 
 
 @dataclass
 class AppState:
-    """Config, buffer and background services of one app, reachable as server.extensions['dash_app']."""
+    """Everything one app holds, built by build_state and reachable with get_state()."""
 
-    config: object
-    buffer: object
-    recorder: object = None
-    pool: object = None
-    store: object = None
-    history: object = None
-    metrics_registry: object = None
-    stream: object = None
-    services: list = field(default_factory=list)
+    config: Config
+    buffer: RealtimeMetricsBuffer
+    recorder: EventRecorder
+    pool: LicensePool
+    store: SQLiteStore
+    history: HistoryKeeper
+    metrics_registry: CollectorRegistry
+    stream: StreamTicker
+    services: dict[str, Service]  # by name (STORE, DEMO, ...), in start order
     _stopped: threading.Event = field(default_factory=threading.Event)
 
-    def stats_summary(self):
-        """Return the buffer's stats, plus whether writes reach SQLite right now."""
+    def service(self, name: str) -> Any:
+        """Return the service called `name`, or None when this app does not run it."""
+        return self.services.get(name)
+
+    def stats_summary(self) -> dict[str, Any]:
+        """Return the buffer's stats, plus whether writes reach the database right now."""
         stats = self.buffer.get_stats_summary()
-        stats["persisted"] = self.store.persisted if self.store is not None else False
+        stats["persisted"] = self.store.persisted
         return stats
 
-    def start(self):
-        """Start every background service (demo traffic, stream ticker, writers)."""
-        for service in self.services:
+    def start(self) -> None:
+        """Start every background service (writer, demo traffic, log followers, stream ticker)."""
+        for service in self.services.values():
             service.start()
         # A restored or backfilled buffer is millions of long-lived objects; a full cyclic-GC pass over them takes
         # ~90 ms and would land on some request. Freeze what exists now so collections skip it.
         gc.collect()
         gc.freeze()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop the background services, newest first; safe to call twice."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        for service in reversed(self.services):
+        for service in reversed(self.services.values()):
             service.stop()
         gc.unfreeze()  # this app's objects may be garbage now; let the collector see them again
 
 
-def get_state(app_or_server):
-    """Return the AppState of a Dash app or its Flask server."""
+def attach_state(server: Flask, state: AppState) -> None:
+    """Make `state` the one get_state() returns for `server`'s requests."""
+    server.extensions[EXTENSION_KEY] = state
+
+
+def get_state(app_or_server: Any = None) -> AppState:
+    """Return the AppState of a Dash app or its Flask server, or of the app serving the current request."""
+    if app_or_server is None:
+        return current_app.extensions[EXTENSION_KEY]
     server = getattr(app_or_server, "server", app_or_server)
-    return server.extensions["dash_app"]
+    return server.extensions[EXTENSION_KEY]

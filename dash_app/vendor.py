@@ -1,16 +1,20 @@
-"""Serve Bootstrap's CSS from the installed Bootstrap-Flask package, so the page needs no CDN."""
+"""Serve Bootstrap's CSS from the installed Bootstrap-Flask package, so the page needs no CDN; and /healthz."""
 
 from pathlib import Path
 
 import flask_bootstrap
-from flask import send_from_directory
+from flask import Blueprint, send_from_directory
 
 BOOTSTRAP_CSS_DIR = Path(flask_bootstrap.__file__).resolve().parent / "static" / "bootstrap5" / "css"
 
+bp = Blueprint("site", __name__)
 
-def register_vendor_assets(server):
-    """Add the /vendor/<file> route for Bootstrap's stylesheet."""
 
-    @server.get("/vendor/<path:filename>")
-    def vendor_asset(filename):
-        return send_from_directory(BOOTSTRAP_CSS_DIR, filename, max_age=86400)
+@bp.get("/vendor/<path:filename>")
+def vendor_asset(filename):
+    return send_from_directory(BOOTSTRAP_CSS_DIR, filename, max_age=86400)
+
+
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}

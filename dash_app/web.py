@@ -4,11 +4,12 @@ import functools
 import hmac
 import json
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import HTTPException
 
-from dash_app.events import MAX_NAME_LENGTH, name_problem
+from dash_app.events import name_problem
+from dash_app.state import get_state
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_CALLBACK_BODY_BYTES = 1024 * 1024  # Dash's callback requests carry the page's inputs and state
@@ -31,11 +32,6 @@ def error_response(status, error, detail):
     response = jsonify({"error": error, "detail": detail})
     response.status_code = status
     return response
-
-
-def register_error_handler(blueprint):
-    """Answer ApiError raised in `blueprint`'s routes as JSON."""
-    blueprint.register_error_handler(ApiError, lambda exc: error_response(exc.status, exc.error, exc.detail))
 
 
 def register_request_guards(server):
@@ -96,7 +92,7 @@ def require_token(view):
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        expected = current_app.extensions["dash_app"].config.api_token.encode()
+        expected = get_state().config.api_token.encode()
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         # compare_digest takes the same time wherever the strings differ.

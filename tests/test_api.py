@@ -224,3 +224,12 @@ def test_without_a_configured_token_the_server_makes_one_and_logs_it_once(start_
     assert requests.post(server.url + "/licenses/borrow", json=body, headers={"Authorization": f"Bearer {TEST_TOKEN}"}, timeout=5).status_code == 401
     ok = requests.post(server.url + "/licenses/borrow", json=body, headers={"Authorization": f"Bearer {tokens[0]}"}, timeout=5)
     assert ok.status_code == 200
+
+
+def test_stats_windows_reach_the_configured_retention(make_app):
+    client = make_app(retention_hours=12).server.test_client()
+    assert client.get("/realtime/stats?window=43200").status_code == 200
+    response = client.get("/realtime/stats?window=43201")
+    assert response.status_code == 400 and response.get_json()["detail"].startswith("window: ")
+    short = make_app(retention_hours=1).server.test_client()
+    assert short.get("/realtime/stats?window=3601").status_code == 400

@@ -51,8 +51,8 @@ def test_demo_is_on_by_default_and_off_with_the_flag(make_app):
     assert from_args(parser.parse_args([]), environ={}).demo is True
     assert from_args(parser.parse_args(["--no-demo"]), environ={}).demo is False
     assert from_args(parser.parse_args([]), environ={"DASH_APP_DEMO": "0"}).demo is False
-    assert any(isinstance(s, DemoTraffic) for s in get_state(make_app(demo=True)).services)
-    assert not any(isinstance(s, DemoTraffic) for s in get_state(make_app(demo=False)).services)
+    assert isinstance(get_state(make_app(demo=True)).service("demo"), DemoTraffic)
+    assert get_state(make_app(demo=False)).service("demo") is None
 
 
 def test_demo_with_an_empty_tools_file_stays_off_quietly(make_app, tmp_path):

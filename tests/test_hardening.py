@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from dash_app.events import InvalidName, name_problem
+from dash_app.events import InvalidName, failure_event, name_problem
 from dash_app.state import get_state
 from tests.conftest import ROOT, TEST_TOKEN, free_port
 
@@ -154,11 +154,11 @@ def test_one_bad_item_cannot_hold_back_the_items_around_it(make_app, tmp_path):
     db = tmp_path / "w.db"
     state = get_state(make_app(db=str(db)))
     store = state.store
-    good = {"type": "failure", "ts": time.time(), "tool": GH, "user": "ok", "reason": "exhausted"}
-    bad = dict(good, user="\ud800")  # past every check: only a bug could bring it here
+    good = failure_event(GH, "ok", "exhausted", time.time())
+    bad = good._replace(user="\ud800")  # past every check: only a bug could bring it here
     store.on_events([good])
     store.on_events([bad])
-    store.on_events([dict(good, user="ok2")])
+    store.on_events([good._replace(user="ok2")])
     wait_for(lambda: store.read("SELECT COUNT(*) FROM events") == [(2,)])
     assert store._thread.is_alive() and not store.persisted  # the bad item is kept, and said to be unwritten
     state.pool.borrow(GH, "later")

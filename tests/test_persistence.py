@@ -271,3 +271,31 @@ def test_export_of_a_non_ascii_tool_names_the_file_in_ascii(make_app, tmp_path):
     assert response.status_code == 200
     assert response.headers["Content-Disposition"] == 'attachment; filename="licenses-events-___Pro-600s.csv"'
     assert "工具 Pro" in response.get_data(as_text=True)
+
+
+def test_a_return_recorded_before_its_borrow_still_ends_it_in_the_store(make_app, tmp_path):
+    """A log source holds its batch's events back; a REST return of one of its borrows is recorded at once."""
+    db = str(tmp_path / "race.db")
+    state = get_state(make_app(db=db))
+    pool = state.pool
+    observed, returned = threading.Event(), threading.Event()
+
+    def log_source():
+        with pool.recording_batch():
+            pool.observe_borrow(TOOLS[1], "ann", time.time(), borrow_id="flexlm|race|1")
+            observed.set()
+            assert returned.wait(5)
+
+    source = threading.Thread(target=log_source)
+    source.start()
+    assert observed.wait(5)
+    pool.return_license("flexlm|race|1")  # the return reaches the writer before the borrow does
+    assert state.store.flush(5)  # and is written in a batch of its own
+    returned.set()
+    source.join()
+    assert state.store.flush(5)
+    [(borrowed_at, returned_at, user)] = state.store.read("SELECT borrowed_at, returned_at, user FROM borrows")
+    assert returned_at is not None and returned_at >= borrowed_at and user == "ann"
+    state.stop()
+    restarted = get_state(make_app(db=db))
+    assert restarted.pool.active_borrows() == [] and restarted.pool.tool_status(TOOLS[1])["borrowed"] == 0

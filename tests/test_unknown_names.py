@@ -13,6 +13,7 @@ from dash_app import build_state
 from dash_app.buffer import RealtimeMetricsBuffer, metrics_buffer
 from dash_app.callbacks.snapshots import Snapshots
 from dash_app.config import Config
+from dash_app.events import failure_event
 from dash_app.licenses import OTHER_UNKNOWN_TOOLS, BorrowDenied, SeriesNames
 from dash_app.state import get_state
 from dash_app.store.history import history_series
@@ -102,7 +103,7 @@ def test_name_caches_stay_bounded_however_many_distinct_names_arrive():
     clock = Clock(START)
     buffer = RealtimeMetricsBuffer(clock=clock, max_failures=100, series_of=SeriesNames([], 5))
     buffer.add_events(
-        [{"type": "failure", "ts": START, "tool": f"t{i}", "user": f"u{i}", "reason": "unknown_tool"} for i in range(30_000)]
+        [failure_event(f"t{i}", f"u{i}", "unknown_tool", START) for i in range(30_000)]
     )
     assert len(buffer._tool_keys) <= metrics_buffer.TOOL_KEY_LIMIT + 1
     assert len(buffer._interned) <= metrics_buffer.INTERN_LIMIT + 1

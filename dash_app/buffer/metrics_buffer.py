@@ -5,10 +5,12 @@ import threading
 import time
 from bisect import bisect_left, insort_right
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+from dash_app.events import BORROW, FAILURE, RETURN, Event, borrow_event, failure_event, public_event, return_event
 from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS, first_minute_at_or_after, iso_minute, iso_utc, to_epoch
 
 DEFAULT_RETENTION_SECONDS = 21600
@@ -22,16 +24,9 @@ BULK_EVICTION = 32
 INTERN_LIMIT = 100_000
 TOOL_KEY_LIMIT = 4096
 
-# Raw events are stored as tuples, sorted by their first field, the epoch timestamp.
-# borrow: (ts, tool, user, is_overage, id); return: (ts, id, user, tool); failure: (ts, tool, user, reason)
+# Raw events are Events (dash_app.events) with a float ts and shared name strings, sorted by ts.
 _TS = itemgetter(0)
-
-# The fields of a stored row of each kind, as restore() receives them.
-_ROW_FIELDS = {
-    "borrow": ("ts", "tool", "user", "is_overage", "id"),
-    "return": ("ts", "id", "user", "tool"),
-    "failure": ("ts", "tool", "user", "reason"),
-}
+_new_event = tuple.__new__  # builds an Event from a tuple without NamedTuple.__new__'s argument handling (hot path)
 
 MinuteFlow = namedtuple("MinuteFlow", "minute borrows overage returns failures")
 MinuteFlow.__doc__ = "One tool's activity in one minute; `minute` is the minute's start in epoch seconds."
@@ -107,18 +102,17 @@ class _EventLog:
     def since_of(
         self,
         cutoff: float,
-        tool_index: int,
         tool: str,
         limit: int | None = None,
         series_of: Callable[[str], str | None] | None = None,
-    ) -> list[tuple]:
+    ) -> list[Event]:
         """Like since(), for one tool or (given `series_of`) series: scans back from the newest; a quiet one costs its window."""
         start = bisect_left(self.items, cutoff, lo=self.head, key=_TS)
         found = []
         items = self.items
         for i in range(len(items) - 1, start - 1, -1):
             event = items[i]
-            name = event[tool_index]
+            name = event.tool
             if name == tool or (series_of is not None and name is not None and series_of(name) == tool):
                 found.append(event)
                 if limit is not None and len(found) >= limit:
@@ -156,10 +150,10 @@ class RealtimeMetricsBuffer:
         self.retention_seconds = retention_seconds
         self.clock = clock
         self._lock = threading.Lock()
-        self._borrows = _EventLog("borrow", max_borrows)
-        self._returns = _EventLog("return", max_returns)
-        self._failures = _EventLog("failure", max_failures)
-        self._forget = {"borrow": self._forget_borrow, "return": self._forget_return, "failure": self._forget_failure}
+        self._borrows = _EventLog(BORROW, max_borrows)
+        self._returns = _EventLog(RETURN, max_returns)
+        self._failures = _EventLog(FAILURE, max_failures)
+        self._forget = {BORROW: self._forget_borrow, RETURN: self._forget_return, FAILURE: self._forget_failure}
         self._bins: dict[str, dict[int, _Bin]] = {}  # series -> {minute: _Bin}; a series is a tool name unless folded
         self._minutes: dict[str, list[int]] = {}  # series -> sorted list of minute indexes present in _bins[series]
         self._open_borrows: dict = {}  # borrow id -> the retained borrow event
@@ -175,41 +169,39 @@ class RealtimeMetricsBuffer:
 
     # ----------------------------------------------------------------- writes
 
-    def add_borrow(self, tool, user, is_overage, borrow_id, timestamp=None):
+    def add_borrow(
+        self, tool: str, user: str, is_overage: bool, borrow_id: str, timestamp: float | datetime | None = None
+    ) -> bool:
         """Record a granted borrow; return False when it is already older than the retention window."""
-        event = {"type": "borrow", "ts": timestamp, "tool": tool, "user": user, "is_overage": is_overage, "id": borrow_id}
-        return self.add_events((event,)) == 1
+        return self.add_events((borrow_event(tool, user, is_overage, borrow_id, timestamp),)) == 1
 
-    def add_return(self, borrow_id, user=None, timestamp=None, tool=None):
+    def add_return(
+        self, borrow_id: str, user: str | None = None, timestamp: float | datetime | None = None, tool: str | None = None
+    ) -> bool:
         """Record a return; tool and user default to those of the matching borrow, if it is retained."""
-        return self.add_events(({"type": "return", "ts": timestamp, "id": borrow_id, "user": user, "tool": tool},)) == 1
+        return self.add_events((return_event(borrow_id, user, tool, timestamp),)) == 1
 
-    def add_failure(self, tool, user, reason, timestamp=None):
+    def add_failure(self, tool: str, user: str, reason: str, timestamp: float | datetime | None = None) -> bool:
         """Record a borrow that could not be granted, with its reason."""
-        return self.add_events(({"type": "failure", "ts": timestamp, "tool": tool, "user": user, "reason": reason},)) == 1
+        return self.add_events((failure_event(tool, user, reason, timestamp),)) == 1
 
-    def add_events(self, events):
-        """Add recorder-style event dicts ({"type", "ts", ...}) in order, under one lock; return how many were kept.
+    def add_events(self, events: Iterable[Event]) -> int:
+        """Add events in order, under one lock; return how many were kept.
 
-        An event with a bad type or a future timestamp raises ValueError; the events before it stay added.
+        An event of an unknown kind or with a future timestamp raises ValueError; the events before it stay added.
         """
         with self._lock:
             now = self.clock()
             self._expire(now)
             return self._add_events(now, events)
 
-    def restore(self, kind, rows):
-        """Add stored events of one kind under one lock; return how many were kept.
-
-        Rows are oldest first: borrow (ts, tool, user, is_overage, id), return (ts, id, user, tool),
-        failure (ts, tool, user, reason). Rows from the future (a clock that went back) are skipped.
-        """
-        fields = _ROW_FIELDS[kind]
+    def restore(self, events: Iterable[Event]) -> int:
+        """Add stored events, oldest first, under one lock; skip those from the future (a clock that went back)."""
         with self._lock:
             now = self.clock()
             self._expire(now)
             latest = now + MAX_CLOCK_SKEW_SECONDS
-            return self._add_events(now, [dict(zip(fields, row), type=kind) for row in rows if row[0] <= latest])
+            return self._add_events(now, [e for e in events if e.ts <= latest])
 
     def _add_events(self, now, events):
         # Every add comes here, with the lock held. It runs per event on bulk ingestion, so the work is written
@@ -226,20 +218,20 @@ class RealtimeMetricsBuffer:
         kept = 0
         try:
             for e in events:
-                ts = e["ts"]
+                ts = e.ts
                 if type(ts) is not float or not lowest < ts <= latest:
                     ts = to_epoch(ts, now)
-                kind = e["type"]
-                if kind == "borrow":
+                kind = e.kind
+                if kind == BORROW:
                     if ts < too_old:
                         continue
-                    tool, user, borrow_id = e["tool"], e["user"], e["id"]
+                    tool, user, borrow_id = e.tool, e.user, e.borrow_id
                     # One shared string per distinct tool/user name keeps a full buffer small; the event keeps the
                     # exact name, its minute bin is the name's series.
                     tool, key = tool_keys.get(tool) or tool_key(tool)
                     user = interned.get(user) or intern(user)
-                    is_overage = True if e["is_overage"] else False
-                    event = (ts, tool, user, is_overage, borrow_id)
+                    is_overage = True if e.is_overage else False
+                    event = _new_event(Event, (ts, BORROW, tool, user, borrow_id, is_overage, None))
                     if not borrowed or ts >= borrowed[-1][0]:
                         borrowed.append(event)
                     else:
@@ -260,22 +252,22 @@ class RealtimeMetricsBuffer:
                     kept += 1
                     if len(borrowed) - borrows.head > borrows.limit:
                         self._evict(borrows, borrows.over_cap())
-                elif kind == "return":
+                elif kind == RETURN:
                     if ts < too_old:
                         continue
-                    borrow_id, user, tool = e["id"], e["user"], e["tool"]
+                    borrow_id, user, tool = e.borrow_id, e.user, e.tool
                     if tool is None or user is None:
                         if borrows.over_cap() > 0:
                             self._evict(borrows, borrows.over_cap())  # the lookup must not find a borrow past the cap
                         borrow = opened.get(borrow_id)
                         if borrow is not None:
                             if tool is None:
-                                tool = borrow[1]
+                                tool = borrow.tool
                             if user is None:
-                                user = borrow[2]
+                                user = borrow.user
                     tool, key = tool_keys.get(tool) or tool_key(tool)
                     user = interned.get(user) or intern(user)
-                    event = (ts, borrow_id, user, tool)
+                    event = _new_event(Event, (ts, RETURN, tool, user, borrow_id, None, None))
                     if not returned or ts >= returned[-1][0]:
                         returned.append(event)
                     else:
@@ -291,12 +283,12 @@ class RealtimeMetricsBuffer:
                     kept += 1
                     if len(returned) - returns.head > returns.limit:
                         self._evict(returns, returns.over_cap())
-                elif kind == "failure":
+                elif kind == FAILURE:
                     if ts < too_old:
                         continue
-                    tool, key = tool_keys.get(e["tool"]) or tool_key(e["tool"])
-                    user, reason = intern(e["user"]), intern(e["reason"])
-                    failures.insert((ts, tool, user, reason))
+                    tool, key = tool_keys.get(e.tool) or tool_key(e.tool)
+                    user, reason = intern(e.user), intern(e.reason)
+                    failures.insert(_new_event(Event, (ts, FAILURE, tool, user, None, None, reason)))
                     if ts < self._oldest_bound:
                         self._oldest_bound = ts
                     if key is not None:
@@ -337,13 +329,13 @@ class RealtimeMetricsBuffer:
             else:
                 # Only a series that collects other names needs each event's name mapped; the rest compare as is.
                 series_of = self._key if tool in self._merged else None
-                borrows = self._borrows.since_of(cutoff, 1, tool, limit, series_of)
-                returns = self._returns.since_of(cutoff, 3, tool, limit, series_of)
-                failures = self._failures.since_of(cutoff, 1, tool, limit, series_of)
+                borrows = self._borrows.since_of(cutoff, tool, limit, series_of)
+                returns = self._returns.since_of(cutoff, tool, limit, series_of)
+                failures = self._failures.since_of(cutoff, tool, limit, series_of)
         return {
-            "borrows": [borrow_event(e) for e in borrows],
-            "returns": [return_event(e) for e in returns],
-            "failures": [failure_event(e) for e in failures],
+            "borrows": [public_event(e) for e in borrows],
+            "returns": [public_event(e) for e in returns],
+            "failures": [public_event(e) for e in failures],
         }
 
     def get_rates(self, seconds=60):
@@ -356,7 +348,7 @@ class RealtimeMetricsBuffer:
             returns = len(self._returns.since(cutoff))
             failures = len(self._failures.since(cutoff))
         per_minute = 60.0 / seconds
-        overage = sum(1 for e in borrows if e[3])
+        overage = sum(1 for e in borrows if e.is_overage)
         return {
             "borrow_per_min": round(len(borrows) * per_minute, 1),
             "return_per_min": round(returns * per_minute, 1),
@@ -431,7 +423,7 @@ class RealtimeMetricsBuffer:
 
     def caps(self):
         """Return the cap of each event kind."""
-        return {"borrow": self._borrows.cap, "return": self._returns.cap, "failure": self._failures.cap}
+        return {BORROW: self._borrows.cap, RETURN: self._returns.cap, FAILURE: self._failures.cap}
 
     # --------------------------------------------------------------- internals
 
@@ -551,11 +543,11 @@ class RealtimeMetricsBuffer:
             split -= 1
         if split < len(chunk):
             self._forget_in_minute(log.kind, boundary, chunk[split:])
-        if log.kind == "borrow":
+        if log.kind == BORROW:
             opened = self._open_borrows
             for event in chunk[:split]:
-                if opened.get(event[4]) is event:
-                    del opened[event[4]]
+                if opened.get(event.borrow_id) is event:
+                    del opened[event.borrow_id]
         self._clear_before(log.kind, boundary)
         self._version += 1
 
@@ -568,12 +560,12 @@ class RealtimeMetricsBuffer:
                 continue
             for minute in minutes[:end]:
                 b = bins[minute]
-                if kind == "borrow":
+                if kind == BORROW:
                     if b.count:
                         b.count = b.overage = 0
                         b.users = {}
                         b.bucket = None
-                elif kind == "return":
+                elif kind == RETURN:
                     b.returns = 0
                 elif b.failures:
                     b.failures = {}
@@ -588,11 +580,11 @@ class RealtimeMetricsBuffer:
         """Undo events that all fall in `minute`, settling each touched bin once rather than once per event."""
         bins = self._bins
         touched: dict[str, _Bin] = {}
-        if kind == "borrow":
+        if kind == BORROW:
             opened = self._open_borrows
             key_of = self._key
             for event in events:
-                _ts, tool, user, is_overage, borrow_id = event
+                _ts, _kind, tool, user, borrow_id, is_overage, _reason = event
                 if opened.get(borrow_id) is event:
                     del opened[borrow_id]
                 key = key_of(tool)
@@ -609,9 +601,9 @@ class RealtimeMetricsBuffer:
                     users[user] = left
                 else:
                     del users[user]
-        elif kind == "return":
+        elif kind == RETURN:
             for event in events:
-                key = self._key(event[3])
+                key = self._key(event.tool)
                 if key is not None:
                     b = touched.get(key)
                     if b is None:
@@ -625,7 +617,7 @@ class RealtimeMetricsBuffer:
             self._drop_bin_if_empty(key, minute * 60, b)
 
     def _forget_borrow(self, event):
-        ts, tool, user, is_overage, borrow_id = event
+        ts, _kind, tool, user, borrow_id, is_overage, _reason = event
         if self._open_borrows.get(borrow_id) is event:
             del self._open_borrows[borrow_id]
         key = self._key(tool)
@@ -642,7 +634,7 @@ class RealtimeMetricsBuffer:
         self._version += 1
 
     def _forget_return(self, event):
-        ts, _borrow_id, _user, tool = event
+        ts, tool = event.ts, event.tool
         key = self._key(tool)
         if key is not None:
             b = self._existing_bin(key, ts)
@@ -651,7 +643,7 @@ class RealtimeMetricsBuffer:
         self._version += 1
 
     def _forget_failure(self, event):
-        ts, tool, _user, reason = event
+        ts, tool, reason = event.ts, event.tool, event.reason
         key = self._key(tool)
         if key is not None:
             b = self._existing_bin(key, ts)
@@ -662,18 +654,3 @@ class RealtimeMetricsBuffer:
                 del b.failures[reason]
             self._drop_bin_if_empty(key, ts, b)
         self._version += 1
-
-
-def borrow_event(e):
-    """Turn a stored borrow tuple into its public dict."""
-    return {"timestamp": iso_utc(e[0]), "type": "borrow", "tool": e[1], "user": e[2], "is_overage": e[3], "id": e[4]}
-
-
-def return_event(e):
-    """Turn a stored return tuple into its public dict."""
-    return {"timestamp": iso_utc(e[0]), "type": "return", "id": e[1], "user": e[2], "tool": e[3]}
-
-
-def failure_event(e):
-    """Turn a stored failure tuple into its public dict."""
-    return {"timestamp": iso_utc(e[0]), "type": "failure", "tool": e[1], "user": e[2], "reason": e[3]}

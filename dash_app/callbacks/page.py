@@ -75,7 +75,7 @@ class PageUpdater:
             if output_id in OVERVIEW_FIGURES or output_id in TOOL_FIGURES:
                 out[(output_id, "figure")], has[output_id] = figure_update(part, had.get(output_id), time_range)
             elif output_id == "events-table":
-                update = rows_update(part, had.get(output_id), self.snapshots.table_rows, parts.EVENTS_ROWS_PATH)
+                update = rows_update(part, had.get(output_id), self.snapshots.row_keys, parts.EVENTS_ROWS_PATH)
                 out[(output_id, "children")], has[output_id] = update
             else:
                 out[(output_id, "children")], has[output_id] = component_update(part, had.get(output_id))

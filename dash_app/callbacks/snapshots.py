@@ -5,11 +5,11 @@ from dataclasses import dataclass
 
 from dash_app import figures
 from dash_app.buffer import MinuteFlow
-from dash_app.store.history import bin_seconds_for
-from dash_app.timeutil import parse_iso
 from dash_app.callbacks.updates import component_part, figure_part, plain
 from dash_app.layouts import parts
 from dash_app.layouts.controls import tool_options
+from dash_app.store.history import bin_seconds_for
+from dash_app.timeutil import parse_iso
 
 # How many recent tables' row keys are kept: enough for every view and window in use over a few ticks.
 TABLES_KEPT = 64
@@ -93,14 +93,15 @@ class Snapshots:
         self.buffer = buffer
         self.pool = pool
         self.history = history
-        self._history_cache = {}  # window -> (key, (bin_seconds, buckets, flows))
+        # window -> (key, (bin_seconds, buckets, flows)): each window's data, from the buffer or the stored history.
+        self._window_data_cache = {}
         self._lock = threading.Lock()
         self._version = None
         self._pool = None
         self._views = {}
         self._rows = EventRows()
         # Row keys of recently built tables by signature, so a tab's table can be patched row by row.
-        self.table_rows = {}
+        self._table_rows = {}
 
     def get(self, tool, window, now):
         """Return (PoolSnapshot, tool, {output id: Part}) for the view of `tool` (None for all tools) over `window` s.
@@ -131,17 +132,17 @@ class Snapshots:
         """Return (bin_seconds, buckets by tool, flows by tool) of a window: the buffer's, or the stored history's."""
         if window <= self.buffer.retention_seconds or self.history is None:
             key = ("buffer", self._version)
-            cached = self._history_cache.get(window)
+            cached = self._window_data_cache.get(window)
             if cached is None or cached[0] != key:
                 data = (60, self.buffer.aggregate_tool_metrics(window), self.buffer.get_minute_flows(window))
-                cached = self._history_cache[window] = (key, data)
+                cached = self._window_data_cache[window] = (key, data)
             return cached[1]
         size = bin_seconds_for(window)
         # Stored aggregates change every few seconds at most; their bins move on every `size` seconds.
         key = ("history", self.history.generation, int(now // size))
-        cached = self._history_cache.get(window)
+        cached = self._window_data_cache.get(window)
         if cached is None or cached[0] != key:
-            cached = self._history_cache[window] = (key, history_window(self.history, window, now))
+            cached = self._window_data_cache[window] = (key, history_window(self.history, window, now))
         return cached[1]
 
     def _build_pool(self, status):
@@ -191,7 +192,12 @@ class Snapshots:
     def _events(self, window, tool):
         rows, keys = self._rows.rows(recent_events(self.buffer, window, tool), self._pool.colors)
         part = component_part(parts.events_table(rows))
-        if len(self.table_rows) >= TABLES_KEPT:
-            del self.table_rows[next(iter(self.table_rows))]  # the oldest; dicts keep insertion order
-        self.table_rows[part.sig] = keys
+        if len(self._table_rows) >= TABLES_KEPT:
+            del self._table_rows[next(iter(self._table_rows))]  # the oldest; dicts keep insertion order
+        self._table_rows[part.sig] = keys
         return part
+
+    def row_keys(self, signature):
+        """Return the row keys of a recently built table, or None; under the lock that guards their writes."""
+        with self._lock:
+            return self._table_rows.get(signature)

@@ -90,15 +90,15 @@ def component_update(part, seen):
     return part.value, part.sig
 
 
-def rows_update(part, seen, row_keys, path):
+def rows_update(part, seen, row_keys_of, path):
     """Return (output, what the tab then has) for a table Part whose rows sit at `path`, newest first.
 
-    `row_keys` maps table signatures to their row keys. When the tab's table is this one with a few new rows on top
+    `row_keys_of(signature)` gives a built table's row keys (None when forgotten). When the tab's table is this one with a few new rows on top
     (and old ones off the bottom), a Patch prepends and deletes just those rows; otherwise the table goes whole.
     """
     if seen == part.sig:
         return no_update, seen
-    old, new = row_keys.get(seen) if isinstance(seen, str) else None, row_keys.get(part.sig)
+    old, new = row_keys_of(seen) if isinstance(seen, str) else None, row_keys_of(part.sig)
     if old and new:
         for fresh in range(1, len(new)):
             kept = len(new) - fresh

@@ -1,16 +1,16 @@
 """REST API of the pool: borrow, return, status and active borrows, as JSON."""
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from dash_app.licenses.pool import UNKNOWN_TOOL, BorrowDenied, UnknownBorrow
-from dash_app.web import ApiError, json_body, name_field, register_error_handler, require_token
+from dash_app.state import get_state
+from dash_app.web import ApiError, json_body, name_field, require_token
 
 bp = Blueprint("licenses", __name__)
-register_error_handler(bp)
 
 
 def _pool():
-    return current_app.extensions["dash_app"].pool
+    return get_state().pool
 
 
 @bp.post("/licenses/borrow")

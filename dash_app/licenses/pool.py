@@ -5,8 +5,7 @@ import time
 import uuid
 from contextlib import contextmanager
 
-from dash_app.events import check_name
-from dash_app.recording import borrow_event, failure_event, return_event
+from dash_app.events import borrow_event, check_name, failure_event, return_event
 from dash_app.timeutil import iso_utc
 
 EXHAUSTED = "exhausted"

@@ -13,11 +13,12 @@ import stat
 import threading
 import time
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from dash_app.events import InvalidName
 from dash_app.licenses.pool import UnknownBorrow
 from dash_app.sources.flexlm_parse import DATE, DENIED, DEQUEUED, DOWN, IN, MALFORMED, OUT, QUEUED, LineParser
+from dash_app.state import FLEXLM, get_state
 from dash_app.timeutil import iso_utc
 
 log = logging.getLogger(__name__)
@@ -640,12 +641,12 @@ bp = Blueprint("flexlm", __name__)
 
 def follower_of(state):
     """Return the app's FlexLMFollower, or None when no log is configured."""
-    return next((s for s in state.services if isinstance(s, FlexLMFollower)), None)
+    return state.service(FLEXLM)
 
 
 @bp.get("/sources/flexlm")
 def flexlm_status():
-    follower = follower_of(current_app.extensions["dash_app"])
+    follower = follower_of(get_state())
     if follower is None:
         totals = dict.fromkeys(COUNTERS, 0)
         totals["open_borrows"] = 0

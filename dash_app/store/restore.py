@@ -3,26 +3,29 @@
 import logging
 import time
 
+from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.events import KINDS, Event
+from dash_app.store.sqlite_store import SQLiteStore
+
 log = logging.getLogger(__name__)
 
+# The events table's columns are an Event's fields, in order.
+_COLUMNS = ", ".join(Event._fields)
 
-def restore_buffer(store, buffer):
+
+def restore_buffer(store: SQLiteStore, buffer: RealtimeMetricsBuffer) -> int:
     """Add the newest retained events of each kind (up to the buffer's caps) back into `buffer`; return the count."""
     began = time.perf_counter()
     since = buffer.clock() - buffer.retention_seconds
     caps = buffer.caps()
     restored = 0
-    for kind, columns in (
-        ("borrow", "ts, tool, user, is_overage, borrow_id"),
-        ("return", "ts, borrow_id, user, tool"),
-        ("failure", "ts, tool, user, reason"),
-    ):
+    for kind in KINDS:
         rows = store.read(
-            f"SELECT {columns} FROM events WHERE kind = ? AND ts >= ? ORDER BY ts DESC, rowid DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM events WHERE kind = ? AND ts >= ? ORDER BY ts DESC, rowid DESC LIMIT ?",
             (kind, since, caps[kind]),
         )
         rows.reverse()
-        restored += buffer.restore(kind, rows)
+        restored += buffer.restore(map(Event._make, rows))
     if restored:
         log.info("restored %d events from %s in %.2f s", restored, store.path, time.perf_counter() - began)
     return restored

@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+from dash_app.events import BORROW, RETURN
+
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -36,10 +38,18 @@ CREATE TABLE IF NOT EXISTS hour_stats (
 ) WITHOUT ROWID;
 """
 
+# A borrow and its return may reach the writer in either order (one source's batch can be recorded after another
+# thread returned one of its borrows), so both are upserts that leave the other's columns alone: the row ends the
+# same whichever comes first.
 _INSERT_BORROW = (
-    "INSERT OR REPLACE INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at) VALUES (?, ?, ?, ?, ?, NULL)"
+    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at) VALUES (?, ?, ?, ?, ?, NULL) "
+    "ON CONFLICT(id) DO UPDATE SET tool = excluded.tool, user = excluded.user, borrowed_at = excluded.borrowed_at, "
+    "is_overage = excluded.is_overage"
 )
-_RETURN_BORROW = "UPDATE borrows SET returned_at = ? WHERE id = ?"
+_RETURN_BORROW = (
+    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at) VALUES (?, ?, ?, ?, 0, ?) "
+    "ON CONFLICT(id) DO UPDATE SET returned_at = excluded.returned_at"
+)
 _ADD_CHARGES = (
     "INSERT INTO charges (tool, overage_borrows) VALUES (?, ?) "
     "ON CONFLICT(tool) DO UPDATE SET overage_borrows = overage_borrows + excluded.overage_borrows"
@@ -304,16 +314,13 @@ class SQLiteStore:
                 events.extend(item)
             else:
                 statements.append(item)
-        borrows = [(e["id"], e["tool"], e["user"], e["ts"], int(e["is_overage"])) for e in events if e["type"] == "borrow"]
-        returns = [(e["ts"], e["id"]) for e in events if e["type"] == "return"]
-        charges = {}
+        borrows = [(e.borrow_id, e.tool, e.user, e.ts, e.is_overage) for e in events if e.kind == BORROW]
+        # A return written first keeps its borrow's time as its own until the borrow row arrives.
+        returns = [(e.borrow_id, e.tool, e.user, e.ts, e.ts) for e in events if e.kind == RETURN]
+        charges: dict[str, int] = {}
         for e in events:
-            if e["type"] == "borrow" and e["is_overage"]:
-                charges[e["tool"]] = charges.get(e["tool"], 0) + 1
-        rows = [
-            (e["ts"], e["type"], e["tool"], e["user"], e.get("id"), int(e["is_overage"]) if e["type"] == "borrow" else None, e.get("reason"))
-            for e in events
-        ]
+            if e.kind == BORROW and e.is_overage:
+                charges[e.tool] = charges.get(e.tool, 0) + 1
         with self._conn_lock:
             conn = self._conn
             conn.execute("BEGIN")
@@ -321,7 +328,7 @@ class SQLiteStore:
                 conn.executemany(_INSERT_BORROW, borrows)
                 conn.executemany(_RETURN_BORROW, returns)
                 conn.executemany(_ADD_CHARGES, list(charges.items()))
-                conn.executemany(_INSERT_EVENT, rows)
+                conn.executemany(_INSERT_EVENT, events)  # an Event is a row of this table
                 for sql, params in statements:
                     conn.execute(sql, params)
                 conn.execute("COMMIT")
@@ -331,7 +338,7 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
                 raise
             if events:
-                earliest = min(e["ts"] for e in events)
+                earliest = min(e.ts for e in events)
                 self._events_since = earliest if self._events_since is None else min(self._events_since, earliest)
 
     def run_tasks_now(self, timeout=10):

@@ -7,45 +7,26 @@ import socket
 import threading
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from gunicorn.workers.base import Worker
 
 from dash_app.events import name_problem
+from dash_app.state import get_state
 from dash_app.stream import sse
 from dash_app.stream.snapshot import Variant
-from dash_app.stream.ticker import StreamTicker, StreamUnavailable
-from dash_app.web import ApiError, error_response, query_number, register_error_handler
+from dash_app.stream.ticker import StreamUnavailable
+from dash_app.web import ApiError, error_response, query_number
 
 KEEPALIVE_SECONDS = 15.0
 # How often a waiting stream checks whether its client hung up or was dropped.
 POLL_SECONDS = 1.0
 # A send that makes no progress for this long ends the stream, so a client that reads nothing frees its thread.
 SEND_TIMEOUT_SECONDS = 30.0
-# Threads kept free of streams, so open streams never starve the dashboard's callbacks and the REST API.
-MAX_RESERVED_THREADS = 16
 SHORTEST_WINDOW_SECONDS = 60
 QUERY_FIELDS = ("window", "tool", "delta")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 bp = Blueprint("stream", __name__)
-register_error_handler(bp)
-
-
-def register_stream(server, state):
-    """Add /realtime/stream to `server` and its ticker to `state`'s services."""
-    threads = state.config.threads
-    ticker = StreamTicker(
-        state.buffer,
-        state.pool,
-        interval=state.config.stream_interval,
-        max_clients=threads - reserved_threads(threads),
-        persisted=lambda: state.store.persisted,
-    )
-    state.stream = ticker
-    state.services.append(ticker)
-    server.register_blueprint(bp)
-    end_streams_on_worker_exit(ticker)
-    return ticker
 
 
 def end_streams_on_worker_exit(ticker):
@@ -68,14 +49,9 @@ def end_streams_on_worker_exit(ticker):
     signal.signal(signal.SIGTERM, handle_term)
 
 
-def reserved_threads(threads):
-    """Return how many of the server's threads streams may not take."""
-    return max(1, min(MAX_RESERVED_THREADS, threads // 4))
-
-
 @bp.get("/realtime/stream")
 def stream():
-    state = current_app.extensions["dash_app"]
+    state = get_state()
     variant = parse_variant(state.stream, state.config.retention_seconds)
     encoding = "gzip" if sse.accepts_gzip(request.headers.get("Accept-Encoding", "")) else None
     # The client's own socket, for hang-up checks and send timeouts; under HTTP/2 it would be shared, so leave it.
@@ -105,7 +81,7 @@ def stream():
 
 @bp.get("/realtime/stream/clients")
 def clients():
-    return jsonify(current_app.extensions["dash_app"].stream.stats())
+    return jsonify(get_state().stream.stats())
 
 
 def parse_variant(ticker, retention_seconds):

@@ -19,6 +19,20 @@ RESUME_SECONDS = 60.0
 LAG_SECONDS = 5.0
 
 
+# Threads kept free of streams, so open streams never starve the dashboard's callbacks and the REST API.
+MAX_RESERVED_THREADS = 16
+
+
+def reserved_threads(threads: int) -> int:
+    """Return how many of the server's threads streams may not take."""
+    return max(1, min(MAX_RESERVED_THREADS, threads // 4))
+
+
+def stream_capacity(threads: int) -> int:
+    """Return how many streams a server with `threads` threads may hold open at once."""
+    return threads - reserved_threads(threads)
+
+
 class StreamUnavailable(Exception):
     """No stream can be opened now (too many open, or the server is stopping); the message says why."""
 

@@ -1,0 +1,25 @@
+"""Every HTTP route of the app besides Dash's own: one blueprint per area, all registered here."""
+
+from flask import Flask
+
+from dash_app import prometheus_metrics, realtime_api, vendor
+from dash_app.licenses import api as licenses_api
+from dash_app.sources import flexlm
+from dash_app.stream import routes as stream_routes
+from dash_app.web import register_request_guards
+
+BLUEPRINTS = (
+    vendor.bp,  # /vendor/<file>, /healthz
+    licenses_api.bp,  # /licenses/*, /borrows
+    realtime_api.bp,  # /realtime/stats, /realtime/export
+    stream_routes.bp,  # /realtime/stream, /realtime/stream/clients
+    prometheus_metrics.bp,  # /metrics
+    flexlm.bp,  # /sources/flexlm
+)
+
+
+def register_routes(server: Flask) -> None:
+    """Add the request guards (body limits, JSON errors) and every blueprint to `server`."""
+    register_request_guards(server)
+    for blueprint in BLUEPRINTS:
+        server.register_blueprint(blueprint)
