@@ -2,6 +2,7 @@
 """Screenshot the dashboard as a person sees it: a real server with demo traffic, in headless Chromium.
 
 Run: python scripts/screenshot.py [--out docs/screenshot.png] [--size 1920x1080] [--tool NAME] [--backfill 2]
+                                  [--tools inventory.json] [--full-page]
 """
 
 import argparse
@@ -38,11 +39,13 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_server(port, backfill, db):
-    """Start `python -m dash_app` with demo traffic and wait until it answers."""
+def start_server(port, backfill, db, tools_file=None):
+    """Start `python -m dash_app` with demo traffic (over `tools_file`'s inventory if given) and wait until it answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
     env.update({"DASH_APP_API_TOKEN": "screenshot-token-0123456789", "PYTHONPATH": str(ROOT)})
     command = [sys.executable, "-m", "dash_app", "--port", str(port), "--backfill", str(backfill), "--db", db, "--demo"]
+    if tools_file:
+        command += ["--tools", str(Path(tools_file).resolve())]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -58,20 +61,29 @@ def start_server(port, backfill, db):
 
 
 def browser(width, height):
-    """Return headless Chromium with the given window size."""
+    """Return headless Chromium with the given window size; below 768 px wide it is a phone's browser."""
     options = Options()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={width},{height}"):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options)
     # The window size includes the browser's frame; pin the page's viewport to exactly width x height.
-    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    # A phone's browser lays the page out at the viewport meta's width, and shows it if the page is wider.
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 768}
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     return driver
 
 
-def shoot(url, out, width, height, tool=None, settle=3.0):
-    """Open the page, optionally pick a tool, wait for data and save a PNG of the viewport."""
+def grow_to_page(driver, width):
+    """Make the viewport as tall as the page, so one screenshot shows all of it."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 768}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    time.sleep(1.0)  # the charts resize to the new viewport
+
+
+def shoot(url, out, width, height, tool=None, settle=3.0, full_page=False):
+    """Open the page, optionally pick a tool, wait for data and save a PNG of the viewport (or the whole page)."""
     driver = browser(width, height)
     try:
         driver.get(url)
@@ -86,6 +98,8 @@ def shoot(url, out, width, height, tool=None, settle=3.0):
                 raise SystemExit(f"screenshot: no tool named {tool!r} in the dropdown")
             WebDriverWait(driver, 30).until(lambda d: d.execute_script(READY_JS))
         time.sleep(settle)  # a few live ticks, so the picture is of a running page
+        if full_page:
+            grow_to_page(driver, width)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(out))
     finally:
@@ -98,13 +112,15 @@ def main(argv=None):
     parser.add_argument("--size", default="1920x1080", help="window WIDTHxHEIGHT")
     parser.add_argument("--tool", default=None, help="show this tool's view instead of the overview")
     parser.add_argument("--backfill", type=float, default=2.0, help="hours of demo history")
+    parser.add_argument("--tools", default=None, help="JSON inventory of tools instead of the bundled one")
+    parser.add_argument("--full-page", action="store_true", help="the whole page, not just the first screen")
     args = parser.parse_args(argv)
     width, height = (int(part) for part in args.size.lower().split("x"))
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(port, args.backfill, str(Path(tmp) / "screenshot.db"))
+        server = start_server(port, args.backfill, str(Path(tmp) / "screenshot.db"), args.tools)
         try:
-            shoot(f"http://127.0.0.1:{port}/", args.out, width, height, tool=args.tool)
+            shoot(f"http://127.0.0.1:{port}/", args.out, width, height, tool=args.tool, full_page=args.full_page)
         finally:
             server.terminate()
             server.wait(timeout=15)
