@@ -4,18 +4,14 @@ Run: python benchmarks/bench_buffer.py
 """
 
 import statistics
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from benchmarks._common import FakeClock, feed, full_buffer_events, timings  # noqa: E402
-from dash_app.buffer import RealtimeMetricsBuffer  # noqa: E402
-from dash_app.timeutil import iso_utc  # noqa: E402
+from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.testing import FakeClock, feed, full_buffer_events, timings
+from dash_app.timeutil import iso_utc
 
 END = 1_800_000_000.0
 
@@ -45,12 +41,14 @@ class RescanningBaseline:
         frame["minute"] = pd.to_datetime(frame["ts"], unit="s", utc=True).dt.floor("min")
         out = {}
         for (tool, minute), group in frame.groupby(["tool", "minute"]):
-            out.setdefault(tool, []).append({
-                "timestamp": minute.strftime("%Y-%m-%dT%H:%M:00Z"),
-                "count": len(group),
-                "users": sorted(group["user"].unique()),
-                "overage_count": int(group["is_overage"].sum()),
-            })
+            out.setdefault(tool, []).append(
+                {
+                    "timestamp": minute.strftime("%Y-%m-%dT%H:%M:00Z"),
+                    "count": len(group),
+                    "users": sorted(group["user"].unique()),
+                    "overage_count": int(group["is_overage"].sum()),
+                }
+            )
         recent = {
             name: [dict(e, timestamp=iso_utc(e["ts"])) for e in events if e["ts"] >= now - 60]
             for name, events in (("borrows", self.borrows), ("returns", self.returns), ("failures", self.failures))
@@ -81,7 +79,7 @@ def main():
 
     def live_tick():
         n = next(counter)
-        clock.now += 0.001
+        clock.advance(0.001)
         buffer.add_borrow("GreenHills Multi IDE", f"user{n % 300:03d}", False, f"live{n}")
         buffer.add_return(f"live{n}")
         tick()

@@ -10,20 +10,16 @@ callback: read the window's raw events, aggregate them with pandas, build plotly
 import gc
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.io.json import to_json_plotly
 
-import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-from plotly.io.json import to_json_plotly  # noqa: E402
-
-from benchmarks._common import feed, full_buffer_events, p95, timings  # noqa: E402
-from dash_app import create_app  # noqa: E402
-from dash_app.callbacks.page import OUTPUTS  # noqa: E402
-from dash_app.state import get_state  # noqa: E402
+from dash_app import create_app
+from dash_app.callbacks.page import OUTPUTS
+from dash_app.state import get_state
+from dash_app.testing import feed, full_buffer_events, p95, timings
 
 WINDOW = 21600
 GH = "GreenHills Multi IDE"
@@ -154,8 +150,9 @@ def main():
     state.stop()
 
     print(
-        f"Full buffer: {stats['borrow_count']:,} borrows + {stats['return_count']:,} returns + {stats['failure_count']:,} failures "
-        f"over 6 h, 6 tools; window 'Last 6 hours'; server time of POST /_dash-update-component"
+        f"Full buffer: {stats['borrow_count']:,} borrows + {stats['return_count']:,} returns + "
+        f"{stats['failure_count']:,} failures over 6 h, 6 tools; window 'Last 6 hours'; "
+        "server time of POST /_dash-update-component"
     )
     print(f"live tick, overview           {ms(live_overview)}   {live_bytes / 1024:6.1f} KiB sent   (target p95 <= 50 ms)")
     print(f"live tick, tool view          {ms(live_tool)}")

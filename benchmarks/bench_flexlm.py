@@ -15,23 +15,20 @@ buffer's 6 h window and the buffer runs at its caps):
 
 import argparse
 import gc
-from contextlib import contextmanager
 import os
 import random
 import re
-import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dash_app.buffer import RealtimeMetricsBuffer  # noqa: E402
-from dash_app.events import borrow_event, failure_event, return_event  # noqa: E402
-from dash_app.sources.flexlm import Checkpoints, LogIngest, LogTail  # noqa: E402
-from dash_app.sources.flexlm_parse import LineParser  # noqa: E402
-from dash_app.store import SQLiteStore  # noqa: E402
+from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.events import borrow_event, failure_event, return_event
+from dash_app.sources.flexlm import Checkpoints, LogIngest, LogTail
+from dash_app.sources.flexlm_parse import LineParser
+from dash_app.store import SQLiteStore
 
 FEATURES = {
     "MLM": ["MATLAB", "SIMULINK", "Signal_Toolbox", "Control_Toolbox", "Optimization_Toolbox", "Stateflow"],
@@ -52,7 +49,10 @@ def generate(path, lines, end, seed=11):
     open_ = []
     out = []
     t = start
-    out.append(f"{t:%H:%M:%S} (lmgrd) FlexNet Licensing (v11.19.4.0 build 301532 x64_lsb) started on lic01 (linux) ({t.month}/{t.day}/{t.year})")
+    out.append(
+        f"{t:%H:%M:%S} (lmgrd) FlexNet Licensing (v11.19.4.0 build 301532 x64_lsb) started on lic01 (linux) "
+        f"({t.month}/{t.day}/{t.year})"
+    )
     out.append(f"{t:%H:%M:%S} (lmgrd) TIMESTAMP {t.month}/{t.day}/{t.year}")
     next_stamp = t + timedelta(hours=6)
     vendors = list(FEATURES)
@@ -69,8 +69,10 @@ def generate(path, lines, end, seed=11):
             kinds["other"] += 1
         elif r < 0.04:
             v = rng.choice(vendors)
-            out.append(f'{stamp} ({v}) DENIED: "{rng.choice(FEATURES[v])}" {rng.choice(USERS)}@ws-{rng.randrange(400)}  '
-                       "(Licensed number of users already reached. (-4,342))")
+            out.append(
+                f'{stamp} ({v}) DENIED: "{rng.choice(FEATURES[v])}" {rng.choice(USERS)}@ws-{rng.randrange(400)}  '
+                "(Licensed number of users already reached. (-4,342))"
+            )
             kinds["DENIED"] += 1
         elif r < 0.05:
             v = rng.choice(vendors)
@@ -252,8 +254,10 @@ def main():
     began = time.perf_counter()
     kinds = generate(log_path, args.lines, end)
     size = os.path.getsize(log_path)
-    print(f"generated {args.lines:,} lines ({size / 1e6:.1f} MB) in {time.perf_counter() - began:.1f} s: "
-          + ", ".join(f"{k} {v:,}" for k, v in kinds.items()))
+    print(
+        f"generated {args.lines:,} lines ({size / 1e6:.1f} MB) in {time.perf_counter() - began:.1f} s: "
+        + ", ".join(f"{k} {v:,}" for k, v in kinds.items())
+    )
 
     lines = Path(log_path).read_text(encoding="utf-8").split("\n")
     parse_seconds = None
@@ -267,7 +271,9 @@ def main():
     del lines
 
     naive_seconds, naive_held = timed_into_buffer(lambda p, b, _store: naive_ingest(p, b), log_path, 1)
-    ours_seconds, ours_held = timed_into_buffer(lambda p, b, store: ours_into_buffer(p, BufferOnly(b), store), log_path, args.repeat)
+    ours_seconds, ours_held = timed_into_buffer(
+        lambda p, b, store: ours_into_buffer(p, BufferOnly(b), store), log_path, args.repeat
+    )
     discard_seconds, _ = timed_into_buffer(lambda p, b, store: ours_into_buffer(p, Discard(b), store), log_path, args.repeat)
     pool_seconds, pool_held = timed_into_buffer(pool_path, log_path, args.repeat)
     assert naive_held == ours_held, "both parsers must leave the same events and buckets in the buffer"
@@ -277,8 +283,10 @@ def main():
 
     stats = ours_held[0]
     print(f"counters: {ingest.counts}")
-    print(f"buffer after ingest: {stats['borrow_count']:,} borrows, {stats['return_count']:,} returns, {stats['failure_count']:,} failures "
-          f"(caps 100,000 / 100,000 / 10,000); SQLite events rows: {rows:,}")
+    print(
+        f"buffer after ingest: {stats['borrow_count']:,} borrows, {stats['return_count']:,} returns, "
+        f"{stats['failure_count']:,} failures (caps 100,000 / 100,000 / 10,000); SQLite events rows: {rows:,}"
+    )
     print()
 
     def rate(seconds):
@@ -290,8 +298,10 @@ def main():
     print(f"{'ours: read + parse + buffer':46s} {rate(ours_seconds):>10,.0f} lines/s   (target >= {TARGET:,})")
     print(f"{'speed-up against the baseline':46s} {naive_seconds / ours_seconds:>10.1f} x")
     print(f"{'ours: read + parse + pool + buffer':46s} {rate(pool_seconds):>10,.0f} lines/s   (no SQLite)")
-    print(f"{'ours: server path, until SQLite committed':46s} {rate(server_seconds):>10,.0f} lines/s   "
-          f"(pool + buffer + SQLite + Prometheus; {server_seconds:.1f} s)")
+    print(
+        f"{'ours: server path, until SQLite committed':46s} {rate(server_seconds):>10,.0f} lines/s   "
+        f"(pool + buffer + SQLite + Prometheus; {server_seconds:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -3,22 +3,19 @@
 Run: python benchmarks/bench_persistence.py
 """
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks._common import FakeClock, full_buffer_events  # noqa: E402
-from dash_app.buffer import RealtimeMetricsBuffer  # noqa: E402
-from dash_app.licenses import LicensePool, load_inventory  # noqa: E402
-from dash_app.events import Event, borrow_event, failure_event, return_event  # noqa: E402
-from dash_app.recording import EventRecorder  # noqa: E402
-from dash_app.sources.demo import DemoTraffic  # noqa: E402
-from dash_app.store import SQLiteStore  # noqa: E402
-from dash_app.store.history import HistoryKeeper  # noqa: E402
-from dash_app.store.restore import restore_buffer  # noqa: E402
+from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.events import Event, borrow_event, failure_event, return_event
+from dash_app.licenses import LicensePool, load_inventory
+from dash_app.recording import EventRecorder
+from dash_app.sources.demo import DemoTraffic
+from dash_app.store import SQLiteStore
+from dash_app.store.history import HistoryKeeper
+from dash_app.store.restore import restore_buffer
+from dash_app.testing import FakeClock, full_buffer_events
 
 
 def used_bytes(store):
@@ -101,7 +98,10 @@ def main():
     print(f"baseline, replay every row as an event dict    {baseline:>8.2f} s   ratio {baseline / ours:.1f}x")
     print("Database size per day of demo traffic (36 users, bursts)")
     print(f"one day, raw events + aggregates               {day_bytes / 2**20:>8.2f} MB  ({events_per_day:,} events)")
-    print(f"after pruning raw events past 7 h              {steady_raw_and_day_of_history / 2**20:>8.2f} MB  ({history_rows:,} minute+hour rows)")
+    print(
+        f"after pruning raw events past 7 h              {steady_raw_and_day_of_history / 2**20:>8.2f} MB  "
+        f"({history_rows:,} minute+hour rows)"
+    )
 
 
 if __name__ == "__main__":

@@ -5,27 +5,19 @@ Run: python benchmarks/bench_pool.py
 
 import http.client
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from dash_app.buffer import RealtimeMetricsBuffer  # noqa: E402
-from dash_app.licenses import LicensePool, load_inventory  # noqa: E402
-from dash_app.recording import EventRecorder  # noqa: E402
-from dash_app.store import SQLiteStore  # noqa: E402
-from tests.conftest import free_port, procfile_command  # noqa: E402
+from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.licenses import LicensePool, load_inventory
+from dash_app.recording import EventRecorder
+from dash_app.store import SQLiteStore
+from dash_app.testing import TEST_TOKEN, ServerProcess
 
 TOOL = "Vector - DaVinci Configurator SE"
-TOKEN = "bench-token"
 
 
 class CommitPerEventStore:
@@ -39,7 +31,8 @@ class CommitPerEventStore:
     def on_events(self, events):
         for event in events:
             self.conn.execute("BEGIN")
-            self.conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)", (event["ts"], event["type"], event["tool"], event["user"], event.get("id")))
+            row = (event["ts"], event["type"], event["tool"], event["user"], event.get("id"))
+            self.conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)", row)
             self.conn.execute("COMMIT")
 
 
@@ -53,23 +46,6 @@ def in_process(store_listener, seconds=3.0):
             pool.return_license(pool.borrow(TOOL, "bench").id)
         pairs += 100
     return pairs / (time.perf_counter() - start)
-
-
-def start_server(tmp):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
-    env.update(PORT=str(port), DASH_APP_DB=str(Path(tmp) / "http.db"), DASH_APP_API_TOKEN=TOKEN, DASH_APP_DEMO="0")
-    process = subprocess.Popen(["bash", "-c", "exec " + procfile_command()], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    for _ in range(300):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
 
 
 def http_rate(port, clients, seconds, pair):
@@ -94,7 +70,7 @@ def http_rate(port, clients, seconds, pair):
 
 
 def call(conn, method, path, body=None):
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {TEST_TOKEN}", "Content-Type": "application/json"}
     conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
     response = conn.getresponse()
     data = response.read()
@@ -121,13 +97,13 @@ def main():
         store.stop()
         baseline = in_process(CommitPerEventStore(str(Path(tmp) / "baseline.db")))
 
-        process, port = start_server(tmp)
+        # The Procfile's gunicorn, demo off, its database and log in tmp.
+        server = ServerProcess({}, Path(tmp))
         try:
-            http_results = {n: http_rate(port, n, 4.0, borrow_return) for n in (1, 4)}
-            floor = http_rate(port, 4, 4.0, two_health_checks)
+            http_results = {n: http_rate(server.port, n, 4.0, borrow_return) for n in (1, 4)}
+            floor = http_rate(server.port, 4, 4.0, two_health_checks)
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
+            server.stop()
 
     print("borrow+return round trips per second")
     print(f"in process, batched SQLite writer       {ours:>9,.0f} /s   (target >= 2,000)")

@@ -16,16 +16,12 @@ import http.client
 import multiprocessing
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from benchmarks._common import p95  # noqa: E402
-from tests.slow_clients_support import (  # noqa: E402
+from dash_app.testing import p95
+from dash_app.testing.slow_clients import (
     PartialClients,
     StreamClients,
     raise_open_file_limit,
@@ -45,13 +41,15 @@ def hold_load(port, partial, streams, ready, stop, report):
     clients = PartialClients(port, partial, reopen=True)
     ready.set()
     stop.wait()
-    report.send({
-        "held": clients.held(),
-        "cuts": clients.cuts,
-        "streams_started": started,
-        "streams_ended": stream_clients.ended if stream_clients else 0,
-        "stream_bytes": stream_clients.received if stream_clients else 0,
-    })
+    report.send(
+        {
+            "held": clients.held(),
+            "cuts": clients.cuts,
+            "streams_started": started,
+            "streams_ended": stream_clients.ended if stream_clients else 0,
+            "stream_bytes": stream_clients.received if stream_clients else 0,
+        }
+    )
     clients.close()
     if stream_clients:
         stream_clients.close()
@@ -178,10 +176,14 @@ def main():
             finally:
                 server.stop()
 
-    print(f"Slow clients: {args.partial:,} connections each holding a partial request head (reopened when cut), "
-          f"{args.seconds:g} s per row.")
-    print(f"Latency on a new connection, {REQUESTS_PER_SECOND // len(PATHS)} requests/s per path at random times, in ms; "
-          "failed = errors or timeouts (30 s).")
+    print(
+        f"Slow clients: {args.partial:,} connections each holding a partial request head (reopened when cut), "
+        f"{args.seconds:g} s per row."
+    )
+    print(
+        f"Latency on a new connection, {REQUESTS_PER_SECOND // len(PATHS)} requests/s per path at random times, in ms; "
+        "failed = errors or timeouts (30 s)."
+    )
     print()
     print(f"{'setup':<44}| {'/licenses/status':>20}  | {'/ (page)':>20}  | failed")
     print(f"{'':<44}| {'p50':>6} {'p95':>6} {'p99':>6}  | {'p50':>6} {'p95':>6} {'p99':>6}  |")

@@ -19,10 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from benchmarks._common import TOOLS, USERS, feed, full_buffer_events  # noqa: E402
+from dash_app.testing import ROOT, TOOLS, USERS, feed, free_port, full_buffer_events
 
 # The full buffer holds 100,000 borrows, 100,000 returns and 10,000 failures of 6 h; live traffic keeps that rate.
 LIVE_PER_SECOND = {"borrow": 100_000 / 21600, "return": 100_000 / 21600, "failure": 10_000 / 21600}
@@ -207,9 +204,7 @@ def main():
         serve(args.serve)
         return
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -225,7 +220,10 @@ def main():
         print("Server CPU per tick (ms, and % of one core at 1 Hz); bytes per client per second on the wire, uncompressed.")
         print(f"Idle ticker, no client: {idle * 1000:.1f} ms/tick")
         print()
-        print(f"{'mode':<5} {'clients':>7} | {'shared ms/tick':>14} {'% core':>6} {'B/client/s':>11} | {'per-client ms/tick':>18} {'% core':>6} {'B/client/s':>11} | {'ratio':>6}")
+        print(
+            f"{'mode':<5} {'clients':>7} | {'shared ms/tick':>14} {'% core':>6} {'B/client/s':>11} | "
+            f"{'per-client ms/tick':>18} {'% core':>6} {'B/client/s':>11} | {'ratio':>6}"
+        )
         rows = {}
         for mode, query in (("full", ""), ("delta", "?delta=1")):
             for clients in (1, 10, 100):
@@ -233,7 +231,8 @@ def main():
                 baseline = measure(port, pid, "/baseline/stream" + query, clients, seconds)
                 print(
                     f"{mode:<5} {clients:>7} | {shared[0] * 1000:>14.1f} {shared[0] * 100:>5.1f}% {shared[1]:>11,.0f} | "
-                    f"{baseline[0] * 1000:>18.1f} {baseline[0] * 100:>5.1f}% {baseline[1]:>11,.0f} | {baseline[0] / shared[0]:>5.1f}x",
+                    f"{baseline[0] * 1000:>18.1f} {baseline[0] * 100:>5.1f}% {baseline[1]:>11,.0f} | "
+                    f"{baseline[0] / shared[0]:>5.1f}x",
                     flush=True,
                 )
         print()
@@ -250,7 +249,8 @@ def main():
         print(f"100 delta clients: {rows[('delta', 100)][0] * 100:.1f} % of one core (target <= 25 %)")
         print(
             f"steady-state delta client: {per_second / 1000:.1f} KB/s uncompressed over {STEADY_SECONDS} s, "
-            f"{rows[('delta', 'gzip')][1] / 1000:.1f} KB/s gzip (target <= 5 KB/s); full client {rows[('full', 10)][1] / 1e6:.2f} MB/s"
+            f"{rows[('delta', 'gzip')][1] / 1000:.1f} KB/s gzip (target <= 5 KB/s); "
+            f"full client {rows[('full', 10)][1] / 1e6:.2f} MB/s"
         )
     finally:
         server.terminate()

@@ -15,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 FOLDED = 50  # the default of --max-unknown-tools
 NO_FOLDING = 10**9
 BATCH = 10_000  # failures per recording_batch(), as a log source hands them over
@@ -40,6 +38,8 @@ def peak_rss_mb():
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+# Not dash_app.testing.FakeClock: this clock runs on with wall time (the CPU intervals are measured in real seconds,
+# with real ticks and aggregations), only shifted back; a FakeClock stands still until it is moved.
 class ShiftedClock:
     """Wall time moved back so a run starts ten minutes into an hour: the whole flood and the measurement share it."""
 
@@ -131,8 +131,19 @@ def child(names, max_unknown_tools, seconds, db, every_hour=False):
 def run_child(names, max_unknown_tools, seconds, timeout, every_hour=False):
     """Run one measurement in a fresh process with its own database; return its figures, or None past `timeout`."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, __file__, "--child", "--names", str(names), "--max-unknown-tools", str(max_unknown_tools),
-               "--seconds", str(seconds), "--db", os.path.join(tmp, "bench.db")] + (["--every-hour"] if every_hour else [])
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--names",
+            str(names),
+            "--max-unknown-tools",
+            str(max_unknown_tools),
+            "--seconds",
+            str(seconds),
+            "--db",
+            os.path.join(tmp, "bench.db"),
+        ] + (["--every-hour"] if every_hour else [])
         began = time.monotonic()
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
@@ -156,8 +167,12 @@ def main():
     parser.add_argument("--sizes", default="10000,100000,1000000", help="numbers of distinct names")
     parser.add_argument("--baseline-sizes", default="10000,100000,1000000", help="the same, with folding off")
     parser.add_argument("--before-sizes", default="100000", help="folding off and every hour redone, as before")
-    parser.add_argument("--baseline-cpu-up-to", type=int, default=100_000,
-                        help="measure CPU of baselines up to this many names; larger ones take minutes (memory only)")
+    parser.add_argument(
+        "--baseline-cpu-up-to",
+        type=int,
+        default=100_000,
+        help="measure CPU of baselines up to this many names; larger ones take minutes (memory only)",
+    )
     args = parser.parse_args()
     if args.child:
         child(args.names, args.max_unknown_tools, args.seconds, args.db, args.every_hour)
@@ -167,12 +182,18 @@ def main():
     runs += [(int(n), NO_FOLDING, False) for n in args.baseline_sizes.split(",") if n]
     runs += [(int(n), NO_FOLDING, True) for n in args.before_sizes.split(",") if n]
     began = time.monotonic()
-    print("Distinct unknown tool names, each one failed borrow (its own user) through the pool in batches of "
-          f"{BATCH:,}, spread over 10 min;")
-    print("the app's data path from build_state (buffer, SQLite writer with its 5 s aggregation, Prometheus), "
-          "default caps, one child process each.")
-    print(f"CPU: % of one core over {args.seconds} s with one new unknown name's failure per second and a stream "
-          "tick per second (the writer aggregating every 5 s);")
+    print(
+        "Distinct unknown tool names, each one failed borrow (its own user) through the pool in batches of "
+        f"{BATCH:,}, spread over 10 min;"
+    )
+    print(
+        "the app's data path from build_state (buffer, SQLite writer with its 5 s aggregation, Prometheus), "
+        "default caps, one child process each."
+    )
+    print(
+        f"CPU: % of one core over {args.seconds} s with one new unknown name's failure per second and a stream "
+        "tick per second (the writer aggregating every 5 s);"
+    )
     print("'+ 24 h tab': the same with one dashboard tab open on the 24 h view, refreshed every second.\n")
     header = (
         f"{'names':>9} {'folding':>12} | {'RSS idle':>8} {'recorded':>8} {'+ views':>8} {'peak':>8} MB | "
@@ -190,9 +211,12 @@ def main():
             continue
         f = figures
         cpu = f"{f['cpu']:>5.1f}% {f['cpu_tab']:>9.1f}%" if seconds else f"{'not measured':>17}"
-        print(f"{names:>9,} {label:>12} | {f['rss_idle']:>8.0f} {f['rss_recorded']:>8.0f} {f['rss_views']:>8.0f} "
-              f"{f['rss_peak']:>8.0f}    | {cpu} | {f['stored_series']:>14,} {f['buffer_series']:>6,} | "
-              f"{f['record_s']:>6.1f} {f['aggregate_s']:>6.1f} {f['views_s']:>6.1f}", flush=True)
+        print(
+            f"{names:>9,} {label:>12} | {f['rss_idle']:>8.0f} {f['rss_recorded']:>8.0f} {f['rss_views']:>8.0f} "
+            f"{f['rss_peak']:>8.0f}    | {cpu} | {f['stored_series']:>14,} {f['buffer_series']:>6,} | "
+            f"{f['record_s']:>6.1f} {f['aggregate_s']:>6.1f} {f['views_s']:>6.1f}",
+            flush=True,
+        )
     print("\nmax 50: folding on (the default --max-unknown-tools); off: --max-unknown-tools 1000000000; off, before:")
     print("also every tool's hour rows redone on each aggregation, as before this change (the current hour's rows of")
     print("every name), instead of only the hours of the series with new events.")

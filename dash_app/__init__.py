@@ -26,7 +26,7 @@ from dash_app.stream.routes import end_streams_on_worker_exit
 
 log = logging.getLogger(__name__)
 
-ASSETS_FOLDER = str(Path(__file__).resolve().parent.parent / "assets")
+ASSETS_FOLDER = str(Path(__file__).resolve().parent / "assets")
 
 
 def build_state(config: Config) -> AppState:
@@ -97,7 +97,8 @@ def create_app(config: Config | dict | None = None) -> dash.Dash:
         __name__,
         assets_folder=ASSETS_FOLDER,
         title="License usage",
-        update_title=None,
+        # Dash documents None as "leave the tab title alone" but annotates the parameter as str.
+        update_title=None,  # type: ignore[arg-type]
         external_stylesheets=["/vendor/bootstrap.min.css"],
     )
     attach_state(app.server, state)

@@ -3,14 +3,16 @@
 import argparse
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class ConfigError(ValueError):
     """A setting has a value the app cannot use; the message names the setting."""
 
 
-def _bool(text):
+def _bool(text: object) -> bool:
     lowered = str(text).strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -19,7 +21,7 @@ def _bool(text):
     raise ValueError(f"expected a boolean, got {text!r}")
 
 
-def _list(text):
+def _list(text: object) -> tuple[str, ...]:
     return tuple(part for part in str(text).split(os.pathsep) if part)
 
 
@@ -29,10 +31,10 @@ class Setting:
 
     name: str
     env: str
-    parse: object
-    flag: str
+    parse: Callable[[str], Any]
+    flag: str | None  # None: set by the environment variable only
     help: str
-    minimum: float = None
+    minimum: float | None = None
     repeat: bool = False  # a list: the flag may be given again, the variable separates values with os.pathsep
 
 
@@ -53,9 +55,30 @@ SETTINGS = [
     Setting("max_returns", "DASH_APP_MAX_RETURNS", int, "--max-returns", "buffer cap on return events", 0),
     Setting("max_failures", "DASH_APP_MAX_FAILURES", int, "--max-failures", "buffer cap on failure events", 0),
     Setting("history_days", "DASH_APP_HISTORY_DAYS", float, "--history-days", "days of per-minute history in SQLite", 0.01),
-    Setting("max_unknown_tools", "DASH_APP_MAX_UNKNOWN_TOOLS", int, "--max-unknown-tools", "distinct names outside the inventory charted on their own; the rest share one series", 0),
-    Setting("header_timeout", "DASH_APP_HEADER_TIMEOUT", float, "--header-timeout", "seconds a client has to send its whole request head", 0.5),
-    Setting("flexlm_logs", "DASH_APP_FLEXLM_LOGS", _list, "--flexlm-log", "FlexNet debug log to follow (repeat for several)", repeat=True),
+    Setting(
+        "max_unknown_tools",
+        "DASH_APP_MAX_UNKNOWN_TOOLS",
+        int,
+        "--max-unknown-tools",
+        "distinct names outside the inventory charted on their own; the rest share one series",
+        0,
+    ),
+    Setting(
+        "header_timeout",
+        "DASH_APP_HEADER_TIMEOUT",
+        float,
+        "--header-timeout",
+        "seconds a client has to send its whole request head",
+        0.5,
+    ),
+    Setting(
+        "flexlm_logs",
+        "DASH_APP_FLEXLM_LOGS",
+        _list,
+        "--flexlm-log",
+        "FlexNet debug log to follow (repeat for several)",
+        repeat=True,
+    ),
 ]
 
 
@@ -67,8 +90,8 @@ class Config:
     port: int = 8050
     threads: int = 256
     db: str = "dash_app.db"
-    tools_file: str = None
-    api_token: str = None
+    tools_file: str | None = None
+    api_token: str | None = None
     demo: bool = True
     demo_speed: float = 1.0
     backfill_hours: float = 0.0
@@ -81,20 +104,20 @@ class Config:
     history_days: float = 30.0
     max_unknown_tools: int = 50
     header_timeout: float = 10.0
-    flexlm_logs: tuple = ()
+    flexlm_logs: tuple[str, ...] = ()
 
     @property
-    def retention_seconds(self):
+    def retention_seconds(self) -> float:
         return self.retention_hours * 3600
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> "Config":
         """Return a copy with `changes` applied and checked."""
         return _checked(dataclasses.replace(self, **changes))
 
 
-def _checked(config):
+def _checked(config: Config) -> Config:
     for setting in SETTINGS:
-        value = getattr(config, setting.name)
+        value: Any = getattr(config, setting.name)
         if setting.repeat and not isinstance(value, tuple):
             value = _list(value) if isinstance(value, str) else tuple(value)
             config = dataclasses.replace(config, **{setting.name: value})
@@ -104,10 +127,10 @@ def _checked(config):
     return config
 
 
-def from_env(environ=None, base=None):
+def from_env(environ: Mapping[str, str] | None = None, base: Config | None = None) -> Config:
     """Return a Config with the environment's DASH_APP_* variables over `base` (or the defaults)."""
     environ = os.environ if environ is None else environ
-    changes = {}
+    changes: dict[str, Any] = {}
     for setting in SETTINGS:
         raw = environ.get(setting.env)
         if raw is None or raw == "":
@@ -119,7 +142,7 @@ def from_env(environ=None, base=None):
     return (base or Config()).replace(**changes)
 
 
-def coerce(config):
+def coerce(config: Config | Mapping[str, Any] | None) -> Config:
     """Accept None, a Config, or a dict of field names (the test_config style) and return a Config."""
     if config is None:
         return from_env()
@@ -132,7 +155,7 @@ def coerce(config):
     return from_env().replace(**config)
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add one CLI flag per setting; flags left out keep the environment's value."""
     for setting in SETTINGS:
         if setting.flag is None:
@@ -141,13 +164,15 @@ def add_arguments(parser):
         if setting.parse is _bool:
             parser.add_argument(setting.flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=setting.help)
         elif setting.repeat:
-            parser.add_argument(setting.flag, dest=dest, action="append", default=None, metavar="PATH", help=f"{setting.help} [{setting.env}]")
+            parser.add_argument(
+                setting.flag, dest=dest, action="append", default=None, metavar="PATH", help=f"{setting.help} [{setting.env}]"
+            )
         else:
             parser.add_argument(setting.flag, dest=dest, type=setting.parse, default=None, help=f"{setting.help} [{setting.env}]")
     return parser
 
 
-def from_args(namespace, environ=None):
+def from_args(namespace: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
     """Return the Config given by the environment with the parsed CLI flags over it."""
     config = from_env(environ)
     changes = {s.name: getattr(namespace, s.name) for s in SETTINGS if getattr(namespace, s.name, None) is not None}

@@ -46,8 +46,14 @@ def public_event(event: Event) -> dict[str, Any]:
     """Return the JSON shape an event has in the stream, /realtime/stats and exports."""
     stamp = iso_utc(event.ts)
     if event.kind == BORROW:
-        return {"timestamp": stamp, "type": BORROW, "tool": event.tool, "user": event.user,
-                "is_overage": bool(event.is_overage), "id": event.borrow_id}
+        return {
+            "timestamp": stamp,
+            "type": BORROW,
+            "tool": event.tool,
+            "user": event.user,
+            "is_overage": bool(event.is_overage),
+            "id": event.borrow_id,
+        }
     if event.kind == RETURN:
         return {"timestamp": stamp, "type": RETURN, "id": event.borrow_id, "user": event.user, "tool": event.tool}
     return {"timestamp": stamp, "type": FAILURE, "tool": event.tool, "user": event.user, "reason": event.reason}

@@ -69,7 +69,10 @@ def render(state, kind, fmt, window_seconds, tools=None):
         rows, columns = bucket_rows(state, window_seconds, tools), BUCKET_COLUMNS
     else:
         rows, columns = event_rows(state, window_seconds, tools), EVENT_COLUMNS
-    scope = "all-tools" if not tools else "-".join("".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in t) for t in tools)[:80]
+    if not tools:
+        scope = "all-tools"
+    else:
+        scope = "-".join("".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in t) for t in tools)[:80]
     filename = f"licenses-{kind}-{scope}-{int(window_seconds)}s.{fmt}"
     if fmt == "csv":
         return to_csv(rows, columns), filename, "text/csv; charset=utf-8"

@@ -1,14 +1,22 @@
 """Prometheus exposition at /metrics: per-tool gauges from the pool, counters from recorded events."""
 
+from __future__ import annotations
+
 import threading
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, cast
 
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from dash_app.events import BORROW, RETURN
+from dash_app.events import BORROW, RETURN, Event
 from dash_app.state import get_state
+
+if TYPE_CHECKING:  # for the annotations only
+    from dash_app.licenses import LicensePool
+    from dash_app.recording import EventRecorder
 
 UNLISTED_TOOL = "(not in inventory)"
 
@@ -18,14 +26,14 @@ bp = Blueprint("metrics", __name__)
 class EventCounters:
     """Counts recorded events since start (an EventRecorder listener)."""
 
-    def __init__(self, known_tools):
+    def __init__(self, known_tools: Iterable[str]) -> None:
         self._known = set(known_tools)
         self._lock = threading.Lock()
-        self.borrows = Counter()
-        self.returns = Counter()
-        self.failures = Counter()
+        self.borrows: Counter[tuple[str, str]] = Counter()  # (tool, "true"/"false" overage) -> count
+        self.returns: Counter[str] = Counter()  # tool -> count
+        self.failures: Counter[tuple[str, str]] = Counter()  # (tool, reason) -> count
 
-    def on_events(self, events):
+    def on_events(self, events: Iterable[Event]) -> None:
         with self._lock:
             for event in events:
                 # Names from requests are unbounded; label only inventory tools to keep series few.
@@ -35,9 +43,9 @@ class EventCounters:
                 elif event.kind == RETURN:
                     self.returns[tool] += 1
                 else:
-                    self.failures[(tool, event.reason)] += 1
+                    self.failures[(tool, cast(str, event.reason))] += 1  # a failure always has its reason
 
-    def snapshot(self):
+    def snapshot(self) -> tuple[Counter[tuple[str, str]], Counter[str], Counter[tuple[str, str]]]:
         with self._lock:
             return Counter(self.borrows), Counter(self.returns), Counter(self.failures)
 
@@ -45,11 +53,11 @@ class EventCounters:
 class PoolCollector:
     """Yields the gauges and counters on each scrape."""
 
-    def __init__(self, pool, counters):
+    def __init__(self, pool: LicensePool, counters: EventCounters) -> None:
         self.pool = pool
         self.counters = counters
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         gauges = {
             "borrowed": GaugeMetricFamily("license_borrowed", "Licenses borrowed now", labels=["tool"]),
             "total": GaugeMetricFamily("license_total", "Licenses in the pool", labels=["tool"]),
@@ -63,21 +71,21 @@ class PoolCollector:
         yield from gauges.values()
 
         borrows, returns, failures = self.counters.snapshot()
-        family = CounterMetricFamily("license_borrows", "Granted borrows", labels=["tool", "overage"])
+        counter = CounterMetricFamily("license_borrows", "Granted borrows", labels=["tool", "overage"])
         for (tool, overage), n in sorted(borrows.items()):
-            family.add_metric([tool, overage], n)
-        yield family
-        family = CounterMetricFamily("license_returns", "Returns", labels=["tool"])
+            counter.add_metric([tool, overage], n)
+        yield counter
+        counter = CounterMetricFamily("license_returns", "Returns", labels=["tool"])
         for tool, n in sorted(returns.items()):
-            family.add_metric([tool], n)
-        yield family
-        family = CounterMetricFamily("license_failures", "Borrows that could not be granted", labels=["tool", "reason"])
+            counter.add_metric([tool], n)
+        yield counter
+        counter = CounterMetricFamily("license_failures", "Borrows that could not be granted", labels=["tool", "reason"])
         for (tool, reason), n in sorted(failures.items()):
-            family.add_metric([tool, reason], n)
-        yield family
+            counter.add_metric([tool, reason], n)
+        yield counter
 
 
-def build_registry(pool, recorder):
+def build_registry(pool: LicensePool, recorder: EventRecorder) -> CollectorRegistry:
     """Return a registry for one app, with its event counters listening on `recorder`."""
     counters = EventCounters(pool.tools)
     recorder.add_listener(counters)
@@ -87,6 +95,6 @@ def build_registry(pool, recorder):
 
 
 @bp.get("/metrics")
-def metrics():
+def metrics() -> Response:
     registry = get_state().metrics_registry
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,4 +1,7 @@
-"""The one path in: every source's events go through EventRecorder (record, or record_many for a batch) into the buffer and its listeners."""
+"""The one path in: every source's events go through EventRecorder into the buffer and its listeners.
+
+`record` takes one event, `record_many` a batch (one buffer lock, one call per listener).
+"""
 
 import logging
 from collections.abc import Sequence

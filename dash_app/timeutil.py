@@ -8,7 +8,7 @@ from datetime import datetime
 MAX_CLOCK_SKEW_SECONDS = 5.0
 
 
-def to_epoch(timestamp, now):
+def to_epoch(timestamp: object, now: float) -> float:
     """Return `timestamp` (None, epoch seconds or an aware datetime) as epoch seconds."""
     if timestamp is None:
         return now
@@ -29,7 +29,7 @@ def to_epoch(timestamp, now):
     return seconds
 
 
-def iso_utc(epoch_seconds):
+def iso_utc(epoch_seconds: float) -> str:
     """Format epoch seconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`, truncated to the millisecond."""
     whole = math.floor(epoch_seconds)
     # Truncate rather than round, so an event never prints in the minute after its bucket.
@@ -37,12 +37,12 @@ def iso_utc(epoch_seconds):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
-def iso_minute(minute_index):
+def iso_minute(minute_index: int) -> str:
     """Format a minute index (epoch seconds // 60) as `YYYY-MM-DDTHH:MM:00Z`."""
     return time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(minute_index * 60))
 
 
-def parse_iso(text):
+def parse_iso(text: str) -> float:
     """Parse an ISO 8601 string (a trailing Z allowed) into epoch seconds."""
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
@@ -50,7 +50,7 @@ def parse_iso(text):
     return parsed.timestamp()
 
 
-def first_minute_at_or_after(epoch_seconds):
+def first_minute_at_or_after(epoch_seconds: float) -> int:
     """Return the index of the first minute whose start is >= `epoch_seconds`."""
     minute = int(epoch_seconds // 60)
     if minute * 60 < epoch_seconds:

@@ -3,8 +3,10 @@
 import functools
 import hmac
 import json
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
-from flask import jsonify, request
+from flask import Flask, Response, jsonify, request
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import HTTPException
 
@@ -16,29 +18,33 @@ MAX_CALLBACK_BODY_BYTES = 1024 * 1024  # Dash's callback requests carry the page
 DASH_ROUTES_PREFIX = "/_dash-"
 CALLBACK_ROUTE = "/_dash-update-component"
 
+P = ParamSpec("P")
+R = TypeVar("R")
+D = TypeVar("D")
+
 
 class ApiError(Exception):
     """A client error, answered as JSON {"error", "detail"} with `status`."""
 
-    def __init__(self, status, error, detail):
+    def __init__(self, status: int, error: str, detail: str) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error
         self.detail = detail
 
 
-def error_response(status, error, detail):
+def error_response(status: int, error: str, detail: str) -> Response:
     """Return a JSON error response."""
     response = jsonify({"error": error, "detail": detail})
     response.status_code = status
     return response
 
 
-def register_request_guards(server):
+def register_request_guards(server: Flask) -> None:
     """Limit every request's body before it is read, and answer every HTTP error as JSON."""
 
     @server.before_request
-    def limit_body():
+    def limit_body() -> None:
         limit = MAX_CALLBACK_BODY_BYTES if request.path.startswith(DASH_ROUTES_PREFIX) else MAX_BODY_BYTES
         # Checked on the header first, so a large body is refused unread; a chunked body is cut at the limit.
         request.max_content_length = limit
@@ -58,7 +64,7 @@ def register_request_guards(server):
     server.register_error_handler(NoMoreData, _malformed_body)
 
 
-def check_callback_payload(body):
+def check_callback_payload(body: object) -> None:
     """Raise ApiError 400 unless `body` has the shape of a Dash callback request (Dash itself would crash on it)."""
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_input", "body: expected a JSON object")
@@ -76,23 +82,26 @@ def check_callback_payload(body):
                 raise ApiError(400, "invalid_input", f"{field}: each entry needs an id and a property")
 
 
-def _http_error(exc):
+def _http_error(exc: HTTPException) -> Response:
     if exc.code == 413:
         return error_response(413, "body_too_large", f"body: at most {request.max_content_length} bytes")
     name = (exc.name or "error").lower().replace(" ", "_")
     return error_response(exc.code or 500, name, exc.description or name)
 
 
-def _malformed_body(_exc):
+def _malformed_body(_exc: Exception) -> Response:
     return error_response(400, "invalid_body", "body: malformed or incomplete request body")
 
 
-def require_token(view):
+def require_token(view: Callable[P, R]) -> Callable[P, R | Response]:
     """Reject the request with 401 unless it carries `Authorization: Bearer <the API token>`."""
 
     @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        expected = get_state().config.api_token.encode()
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
+        token = get_state().config.api_token
+        if token is None:  # create_app always sets one
+            raise RuntimeError("no API token is configured")
+        expected = token.encode()
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         # compare_digest takes the same time wherever the strings differ.
@@ -105,7 +114,7 @@ def require_token(view):
     return wrapper
 
 
-def json_body():
+def json_body() -> dict[str, Any]:
     """Return the request's JSON object, or raise ApiError 400 (the request guards answer 413 past 64 KiB)."""
     raw = request.get_data(cache=True)
     try:
@@ -119,16 +128,16 @@ def json_body():
     return body
 
 
-def name_field(body, field):
+def name_field(body: dict[str, Any], field: str) -> str:
     """Return body[field] as a checked name (see dash_app.events), or raise ApiError 400 naming the field."""
     value = body.get(field)
     problem = "required" if value is None else name_problem(value)
-    if problem is not None:
+    if problem is not None or not isinstance(value, str):  # name_problem refuses every non-string
         raise ApiError(400, "invalid_input", f"{field}: {problem}")
     return value
 
 
-def query_number(name, default, minimum, maximum):
+def query_number(name: str, default: D, minimum: float, maximum: float) -> float | D:
     """Return the query parameter `name` as a number within [minimum, maximum], or raise ApiError 400."""
     raw = request.args.get(name)
     if raw is None:

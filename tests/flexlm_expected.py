@@ -1,7 +1,7 @@
 """The FlexLM log fixtures and what ingesting them must give, worked out by hand from the log lines."""
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "flexlm"
@@ -26,15 +26,28 @@ def bucket(when, count, users, overage=0):
 
 def counters(**given):
     base = dict.fromkeys(
-        ("lines", "borrows", "returns", "denials", "queued", "dequeued", "malformed", "ended_by_restart",
-         "unmatched_returns", "clock_skew"), 0)
+        (
+            "lines",
+            "borrows",
+            "returns",
+            "denials",
+            "queued",
+            "dequeued",
+            "malformed",
+            "ended_by_restart",
+            "unmatched_returns",
+            "clock_skew",
+        ),
+        0,
+    )
     base.update(given)
     return base
 
 
 # lic01: lmgrd with MLM and snpslmd; midnight at line 45, an MLM restart at 0:20, garbage, non-ASCII users.
-LIC01_COUNTS = counters(lines=58, borrows=14, returns=6, denials=3, queued=1, dequeued=1, malformed=3,
-                        ended_by_restart=5, unmatched_returns=2)
+LIC01_COUNTS = counters(
+    lines=58, borrows=14, returns=6, denials=3, queued=1, dequeued=1, malformed=3, ended_by_restart=5, unmatched_returns=2
+)
 LIC01_OPEN = 3  # MATLAB for Jürgen and ADas after the restart, VCS for dave (snpslmd did not restart)
 LIC01_STATUS = {  # tool: (total, borrowed, overage_borrows)
     "MATLAB": (3, 2, 2),
@@ -85,8 +98,10 @@ LIC02_BUCKETS = {
     "Virtuoso_Schematic_Editor_L": [bucket("2024-03-15T07:05:00Z", 1, ["søren"])],
 }
 LIC02_FAILURES = {  # UTC minute: failures by reason
-    (2024, 3, 15, 7, 9): {"exhausted: Licensed number of users already reached. (-4,342)": 1,
-                          "exhausted: Users are queued for this feature. (-24,332)": 1},
+    (2024, 3, 15, 7, 9): {
+        "exhausted: Licensed number of users already reached. (-4,342)": 1,
+        "exhausted: Users are queued for this feature. (-24,332)": 1,
+    },
     (2024, 3, 15, 7, 20): {"expired: Feature has expired. (-10,32)": 1},
 }
 
@@ -121,4 +136,4 @@ def flows_by_local_minute(buffer, field, tz=None):
 
 def flows_by_utc_minute(buffer, field):
     """Like flows_by_local_minute, in UTC (for logs with ISO datestamps)."""
-    return flows_by_local_minute(buffer, field, timezone.utc)
+    return flows_by_local_minute(buffer, field, UTC)

@@ -1,17 +1,15 @@
 """The app factory, the CLI and the Procfile server, end to end."""
 
 import os
-import socket
-import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import requests
 
 from dash_app.state import get_state
-from tests.conftest import ROOT, free_port
+from dash_app.testing import ROOT, free_port
+from tests.listening import listening_addresses
 
 
 def test_page_shows_buffer_counts_in_a_browser(dash_duo, make_app):
@@ -48,22 +46,13 @@ def test_cli_rejects_bad_values_with_one_line():
     assert result.stderr.strip().splitlines() == ["python -m dash_app: error: --stream-interval: must be at least 0.05, got 0.0"]
 
 
-def listening_addresses(port):
-    """Return the local IPv4 addresses in LISTEN state on `port`, read from /proc/net/tcp."""
-    addresses = []
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        host_hex, port_hex = local.split(":")
-        if state == "0A" and int(port_hex, 16) == port:
-            addresses.append(socket.inet_ntoa(struct.pack("<I", int(host_hex, 16))))
-    return addresses
-
-
 def test_cli_serves_on_loopback_by_default(tmp_path):
     port = free_port()
     env = dict(os.environ, DASH_APP_PORT=str(port), DASH_APP_DB=str(tmp_path / "x.db"), DASH_APP_DEMO="0")
     env.pop("DASH_APP_HOST", None)
-    process = subprocess.Popen([sys.executable, "-m", "dash_app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dash_app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

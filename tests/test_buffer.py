@@ -6,21 +6,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.testing import FakeClock
 
 NOW = 1_800_000_030.0  # half a minute past a minute edge
 
 
-class Clock:
-    def __init__(self, now=NOW):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock(NOW)
 
 
 def test_bucket_shape_and_users_sorted_unique(clock):
@@ -29,9 +22,7 @@ def test_bucket_shape_and_users_sorted_unique(clock):
     buf.add_borrow("GreenHills Multi IDE", "adam", True, "2")
     buf.add_borrow("GreenHills Multi IDE", "zoe", True, "3")
     assert buf.aggregate_tool_metrics(60) == {
-        "GreenHills Multi IDE": [
-            {"timestamp": "2027-01-15T08:00:00Z", "count": 3, "users": ["adam", "zoe"], "overage_count": 2}
-        ]
+        "GreenHills Multi IDE": [{"timestamp": "2027-01-15T08:00:00Z", "count": 3, "users": ["adam", "zoe"], "overage_count": 2}]
     }
 
 
@@ -70,12 +61,16 @@ def test_retention_expires_without_new_events(clock):
     buf = RealtimeMetricsBuffer(retention_seconds=600, clock=clock)
     buf.add_borrow("T", "u", False, "1")
     buf.add_failure("T", "u", "exhausted")
-    clock.now += 600
+    clock.advance(600)
     assert buf.get_stats_summary()["total_events"] == 2
-    clock.now += 0.001
+    clock.advance(0.001)
     assert buf.get_stats_summary() == {
-        "total_events": 0, "borrow_count": 0, "return_count": 0, "failure_count": 0,
-        "retention_hours": 600 / 3600, "oldest_event": None,
+        "total_events": 0,
+        "borrow_count": 0,
+        "return_count": 0,
+        "failure_count": 0,
+        "retention_hours": 600 / 3600,
+        "oldest_event": None,
     }
     assert buf.aggregate_tool_metrics(21600) == {}
     assert buf.get_recent_events(21600) == {"borrows": [], "returns": [], "failures": []}
@@ -149,7 +144,8 @@ def test_concurrent_writers_and_readers_end_with_exact_totals():
                 metrics = buf.aggregate_tool_metrics(21600)
                 stats = buf.get_stats_summary()
                 buf.get_recent_events(60, limit=10)
-                assert sum(b["count"] for buckets in metrics.values() for b in buckets) <= stats["borrow_count"] + writers * per_writer
+                counted = sum(b["count"] for buckets in metrics.values() for b in buckets)
+                assert counted <= stats["borrow_count"] + writers * per_writer
         except Exception as exc:  # noqa: BLE001 - surfaced by the assert below
             errors.append(exc)
 
@@ -184,6 +180,5 @@ def test_rates_count_the_last_minute_and_overage_share(clock):
     buf.add_return("b0")
     buf.add_failure("T", "a", "exhausted", timestamp=NOW - 59)
     assert buf.get_rates(60) == {"borrow_per_min": 3, "return_per_min": 1, "failure_per_min": 1, "overage_percent": 33.3}
-    clock.now += 3600
+    clock.advance(3600)
     assert buf.get_rates(60) == {"borrow_per_min": 0, "return_per_min": 0, "failure_per_min": 0, "overage_percent": 0}
-

@@ -10,19 +10,15 @@ from dash_app.callbacks.snapshots import recent_events
 from dash_app.figures.text import bucket_time
 from dash_app.layouts import parts
 from dash_app.state import get_state
+from dash_app.testing import FakeClock
 
 GH = "GreenHills Multi IDE"
 VECTOR = "Vector - DaVinci Configurator SE"
 
 
-class Clock:
+def updater_clock():
     """The updater's clock, moved by hand; the buffer keeps real time, so events are placed just before it."""
-
-    def __init__(self):
-        self.now = time.time()
-
-    def __call__(self):
-        return self.now
+    return FakeClock(time.time())
 
 
 def fed_app(make_app):
@@ -46,7 +42,7 @@ def is_patch(value):
 
 def test_first_refresh_fills_cards_and_overview_and_hides_the_tool_view(make_app):
     app, state = fed_app(make_app)
-    updater = PageUpdater(state, clock=Clock())
+    updater = PageUpdater(state, clock=updater_clock())
     out, seen = updater.update("__all__", 1800, None)
     assert out[("active-licenses", "children")] == "4"
     assert out[("buffer-size", "children")] == "6"
@@ -62,14 +58,14 @@ def test_first_refresh_fills_cards_and_overview_and_hides_the_tool_view(make_app
 
 def test_nothing_new_sends_nothing_and_a_later_tick_only_moves_the_window(make_app):
     app, state = fed_app(make_app)
-    clock = Clock()
+    clock = updater_clock()
     updater = PageUpdater(state, clock=clock)
     _, seen = updater.update("__all__", 1800, None)
     out, seen = updater.update("__all__", 1800, seen)
     for key in OUTPUTS:
         if key[1] == "figure" or key[0] in ("events-table", "tool-info", "tool-filter", "overview-section"):
             assert is_no_update(out[key]), key
-    clock.now += 1
+    clock.advance(1)
     out, seen = updater.update("__all__", 1800, seen)
     patch = out[("borrow-chart", "figure")]
     assert is_patch(patch)
@@ -83,7 +79,7 @@ def test_nothing_new_sends_nothing_and_a_later_tick_only_moves_the_window(make_a
 
 def test_a_new_borrow_patches_only_its_tools_series(make_app):
     app, state = fed_app(make_app)
-    clock = Clock()
+    clock = updater_clock()
     updater = PageUpdater(state, clock=clock)
     out, seen = updater.update("__all__", 1800, None)
     order = [t["name"] for t in out[("borrow-chart", "figure")]["data"]]
@@ -121,13 +117,13 @@ def test_patches_bring_a_tab_to_exactly_what_a_new_tab_gets(make_app):
     app, state = fed_app(make_app)
     for n in range(22):  # 50 events: the table is full, so new rows push old ones out
         state.pool.return_license(state.pool.borrow(GH, f"old{n}", at=time.time() - 100 + n).id, at=time.time() - 99 + n)
-    clock = Clock()
+    clock = updater_clock()
     updater = PageUpdater(state, clock=clock)
     out, seen = updater.update("__all__", 1800, None)
     shown = {key: out[key] for key in (("borrow-chart", "figure"), ("events-table", "children"))}
     for n in range(3):
         state.pool.return_license(state.pool.borrow(VECTOR, f"new{n}").id)
-        clock.now += 1
+        clock.advance(1)
         out, seen = updater.update("__all__", 1800, seen)
         fresh, _ = updater.update("__all__", 1800, None)
         for key in shown:
@@ -142,7 +138,7 @@ def test_patches_bring_a_tab_to_exactly_what_a_new_tab_gets(make_app):
 
 def test_tool_view_shows_that_tools_history_users_and_limits(make_app):
     app, state = fed_app(make_app)
-    updater = PageUpdater(state, clock=Clock())
+    updater = PageUpdater(state, clock=updater_clock())
     out, seen = updater.update(GH, 1800, None)
     assert out[("overview-section", "style")] == {"display": "none"} and out[("tool-section", "style")] == {}
     (bars,) = out[("tool-borrow-chart", "figure")]["data"]
@@ -161,7 +157,7 @@ def test_tool_view_shows_that_tools_history_users_and_limits(make_app):
 
 def test_switching_tools_and_back_sends_the_first_tools_full_history_again(make_app):
     app, state = fed_app(make_app)
-    updater = PageUpdater(state, clock=Clock())
+    updater = PageUpdater(state, clock=updater_clock())
     out, seen = updater.update(GH, 1800, None)
     first = out[("tool-borrow-chart", "figure")]
     out, seen = updater.update(VECTOR, 1800, seen)
@@ -173,7 +169,7 @@ def test_switching_tools_and_back_sends_the_first_tools_full_history_again(make_
 
 def test_a_new_window_resends_figures_with_that_window(make_app):
     app, state = fed_app(make_app)
-    clock = Clock()
+    clock = updater_clock()
     updater = PageUpdater(state, clock=clock)
     _, seen = updater.update("__all__", 1800, None)
     out, seen = updater.update("__all__", 300, seen)
@@ -186,21 +182,23 @@ def test_a_new_window_resends_figures_with_that_window(make_app):
 
 def test_open_tabs_on_one_tick_share_one_build(make_app):
     app, state = fed_app(make_app)
-    clock = Clock()
+    clock = updater_clock()
     updater = PageUpdater(state, clock=clock)
     tabs = [updater.update("__all__", 1800, None)[0] for _ in range(3)]
     assert tabs[0][("borrow-chart", "figure")]["data"] is tabs[2][("borrow-chart", "figure")]["data"]
-    _, _, first = updater.snapshots.get(None, 1800, clock.now)
-    _, _, second = updater.snapshots.get(None, 1800, clock.now + 1)
+    # Two reads a second apart inside one minute (views are per minute, so a read in the next one builds anew).
+    at = clock.now - clock.now % 60 + 20
+    _, _, first = updater.snapshots.get(None, 1800, at)
+    _, _, second = updater.snapshots.get(None, 1800, at + 1)
     assert first is second
     state.pool.borrow(GH, "fay")
-    _, _, third = updater.snapshots.get(None, 1800, clock.now + 1)
+    _, _, third = updater.snapshots.get(None, 1800, at + 1)
     assert third is not first
 
 
 def test_unknown_or_forged_inputs_fall_back_to_the_defaults(make_app):
     app, state = fed_app(make_app)
-    updater = PageUpdater(state, clock=Clock())
+    updater = PageUpdater(state, clock=updater_clock())
     out, seen = updater.update(None, 12345, None)
     assert seen["view"] == [None, 1800]
     out, seen = updater.update("<no such tool>", 300, {"parts": {"borrow-chart": "x", "events-table": [1]}, "mode": 7})

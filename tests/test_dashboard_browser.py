@@ -6,87 +6,20 @@ import time
 from dash.testing.wait import until
 from selenium.webdriver.common.action_chains import ActionChains
 
-from dash_app.figures.text import bucket_time
 from dash_app.state import get_state
-
-GH = "GreenHills Multi IDE"
-VECTOR = "Vector - DaVinci Configurator SE"
-XSS = "<img src=x onerror=alert(1)>"
-
-# The figure as drawn: traces' points and the x range Plotly computed.
-FIGURE_JS = """
-const gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
-if (!gd || !gd._fullLayout || !gd.data) return null;
-const ax = gd._fullLayout.xaxis;
-return {
-  traces: gd.data.map(t => ({name: t.name, x: t.x ? Array.from(t.x) : [], y: t.y ? Array.from(t.y) : [], visible: t.visible})),
-  range: ax && ax.range ? ax.range.map(v => Date.parse(String(v).replace(' ', 'T') + 'Z')) : null,
-  annotations: (gd.layout.annotations || []).map(a => a.text),
-};
-"""
-
-
-def feed(state):
-    """Borrows of two tools over the last 20 minutes, some returned; return the active count.
-
-    No borrow is within a minute of a window's edge (5 or 30 minutes back), so the seconds a test takes
-    cannot move one out of its window.
-    """
-    now = time.time()
-    for minutes_ago, tool, user in [
-        (20, GH, "ann"), (18, GH, "bob"), (15, VECTOR, "cy"), (12, GH, "dee"), (9, VECTOR, "eve"),
-        (6, VECTOR, "fay"), (3, GH, "gus"), (2, GH, "hal"), (0.3, VECTOR, "ivy"),
-    ]:
-        state.pool.borrow(tool, user, at=now - minutes_ago * 60)
-    state.pool.return_license(state.pool.active_borrows(user="ann")[0].id, at=now - 10 * 60)
-    return len(state.pool.active_borrows())
-
-
-def span(drawn):
-    """Milliseconds between the ends of a drawn figure's x range."""
-    return drawn["range"][1] - drawn["range"][0]
-
-
-def figure(dash_duo, graph_id):
-    return dash_duo.driver.execute_script(FIGURE_JS, graph_id)
-
-
-def tick_labels(dash_duo, graph_id):
-    """The y axis labels as drawn."""
-    return dash_duo.driver.execute_script(
-        "return [...document.querySelectorAll('#' + arguments[0] + ' .ytick text')].map(t => t.textContent)", graph_id
-    )
-
-
-def hover_text(dash_duo, graph_id):
-    """Move the mouse off the chart and onto its first bar, then return the tooltip's text as drawn."""
-    title = dash_duo.find_element(f"#{graph_id}").find_element("xpath", "./..")
-    bar = dash_duo.find_element(f"#{graph_id} .point path")
-    ActionChains(dash_duo.driver).move_to_element_with_offset(title, 5, 5).move_to_element(bar).perform()
-    return dash_duo.driver.execute_script(
-        "const h = document.querySelector('#' + arguments[0] + ' .hoverlayer'); return h ? h.textContent : ''", graph_id
-    )
-
-
-def history_points(state, tool, window=1800):
-    """The tool's points as the buffer has them: axis times and counts."""
-    buckets = state.buffer.get_tool_history(tool, window)
-    return [bucket_time(b["timestamp"]) for b in buckets], [b["count"] for b in buckets]
-
-
-def table_users(dash_duo):
-    """The user column of the events table, top to bottom."""
-    return dash_duo.driver.execute_script(
-        "return [...document.querySelectorAll('#events-table tbody tr')].map(r => r.children[3].textContent)"
-    )
-
-
-def wait_for_points(dash_duo, graph_id, expected, timeout=10):
-    def shown():
-        drawn = figure(dash_duo, graph_id)
-        return drawn is not None and [(t["x"], t["y"]) for t in drawn["traces"]] == [expected]
-
-    until(shown, timeout=timeout, msg=f"{graph_id} never showed {expected}")
+from tests.browser_helpers import (
+    GH,
+    VECTOR,
+    XSS,
+    feed,
+    figure,
+    history_points,
+    hover_text,
+    span,
+    table_users,
+    tick_labels,
+    wait_for_points,
+)
 
 
 def test_overview_shows_numbers_follows_the_window_and_keeps_zoom(dash_duo, make_app):
@@ -175,9 +108,13 @@ def test_a_name_made_of_markup_shows_as_text_in_table_and_tooltips(dash_duo, mak
     dash_duo.start_server(app)
 
     until(
-        lambda: dash_duo.driver.execute_script(
-            "return [...document.querySelectorAll('#events-table td')].filter(td => td.textContent === arguments[0]).length", XSS
-        ) == 1,
+        lambda: (
+            dash_duo.driver.execute_script(
+                "return [...document.querySelectorAll('#events-table td')].filter(td => td.textContent === arguments[0]).length",
+                XSS,
+            )
+            == 1
+        ),
         timeout=10,
     )
     dash_duo.select_dcc_dropdown("#tool-filter", value=GH)

@@ -5,8 +5,8 @@ from collections import Counter
 
 from dash_app.__main__ import build_parser
 from dash_app.config import from_args
-from dash_app.state import get_state
 from dash_app.sources.demo import ROSTER, DemoTraffic
+from dash_app.state import get_state
 
 
 def test_backfill_fills_hours_of_history_through_the_pool(make_app):

@@ -14,6 +14,7 @@ from dash_app.figures.pools import TOP_USERS, split_usage
 from dash_app.figures.text import plotly_text
 from dash_app.figures.theme import REASON_COLORS, TOOL_PALETTE
 from dash_app.figures.timeseries import HOVER_USER_LIMIT
+from dash_app.testing import FakeClock
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC, a minute boundary
 XSS = "<img src=x onerror=alert(1)>"
@@ -104,7 +105,8 @@ def test_failure_chart_sums_tools_per_reason_and_minute():
 
 
 def test_failure_chart_groups_log_reasons_by_their_category():
-    flows = {"MATLAB": [MinuteFlow(NOW - 60, 0, 0, 0, {"exhausted: Licensed number of users already reached. (-4,342)": 2, "exhausted": 1})]}
+    reasons = {"exhausted: Licensed number of users already reached. (-4,342)": 2, "exhausted": 1}
+    flows = {"MATLAB": [MinuteFlow(NOW - 60, 0, 0, 0, reasons)]}
     (trace,) = valid(figures.failure_chart(flows, FRAME))["data"]
     assert trace["name"] == "Pool exhausted" and trace["y"] == [3]
 
@@ -219,11 +221,13 @@ def active_at(borrows, returns, t):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(0, 3600), st.one_of(st.none(), st.floats(0, 3600))), max_size=40), st.sampled_from([300, 1800]))
+@given(
+    st.lists(st.tuples(st.floats(0, 3600), st.one_of(st.none(), st.floats(0, 3600))), max_size=40), st.sampled_from([300, 1800])
+)
 def test_in_use_points_match_a_brute_force_count(spans, window):
     """Licenses held at each minute's end, rebuilt from the buffer's minute flows and today's count, match a recount."""
     start_at = NOW - 3600
-    buffer = RealtimeMetricsBuffer(clock=lambda: NOW)
+    buffer = RealtimeMetricsBuffer(clock=FakeClock(NOW))
     borrows, returns = {}, {}
     events = []
     for n, (begin, length) in enumerate(spans):

@@ -12,10 +12,22 @@ from dash_app import config as config_module
 from dash_app.__main__ import build_parser
 from dash_app.sources.flexlm import follower_of
 from dash_app.state import get_state
-from tests.conftest import ROOT
+from dash_app.testing import ROOT
 from tests.flexlm_expected import (
-    LIC01, LIC01_BUCKETS, LIC01_EVENTS, LIC01_STATUS, LIC02, LIC02_COUNTS, LIC02_STATUS, LIC03, LIC03_COUNTS,
-    LIC03_STATUS, RETENTION_HOURS, TOOLS_FILE, WINDOW, status_of,
+    LIC01,
+    LIC01_BUCKETS,
+    LIC01_EVENTS,
+    LIC01_STATUS,
+    LIC02,
+    LIC02_COUNTS,
+    LIC02_STATUS,
+    LIC03,
+    LIC03_COUNTS,
+    LIC03_STATUS,
+    RETENTION_HOURS,
+    TOOLS_FILE,
+    WINDOW,
+    status_of,
 )
 
 PROG = "python -m dash_app ingest-flexlm"
@@ -44,8 +56,12 @@ def test_backfill_reads_rotated_logs_once_and_the_follower_goes_on(tmp_path, mak
     done = ingest(older, current, "--db", db, "--tools", TOOLS_FILE, *keep)
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
-    assert out[0].startswith(f"{older}: 40 lines: 10 borrows, 1 returns, 2 denials, 1 queued, 1 dequeued, 0 ended by a daemon restart, 1 malformed")
-    assert out[1].startswith(f"{current}: 18 lines: 4 borrows, 5 returns, 1 denials, 0 queued, 0 dequeued, 5 ended by a daemon restart, 2 malformed")
+    assert out[0].startswith(
+        f"{older}: 40 lines: 10 borrows, 1 returns, 2 denials, 1 queued, 1 dequeued, 0 ended by a daemon restart, 1 malformed"
+    )
+    assert out[1].startswith(
+        f"{current}: 18 lines: 4 borrows, 5 returns, 1 denials, 0 queued, 0 dequeued, 5 ended by a daemon restart, 2 malformed"
+    )
     assert out[2].startswith("total: 58 lines: 14 borrows, 6 returns, 3 denials") and "3 licenses still checked out" in out[2]
     assert "100%" in done.stderr  # the progress bar
 
@@ -60,9 +76,14 @@ def test_backfill_reads_rotated_logs_once_and_the_follower_goes_on(tmp_path, mak
 
     # The live follower picks up where the backfill stopped; a new IN ends a borrow from the backfill.
     with open(current, "ab") as fh:
-        fh.write(' 0:41:09 (MLM) IN: "MATLAB" ADas@ws-ad  \n'.encode())
-    app = make_app(db=str(db), tools_file=str(TOOLS_FILE), retention_hours=RETENTION_HOURS, history_days=RETENTION_HOURS / 24 + 1,
-                   flexlm_logs=[str(current)])
+        fh.write(b' 0:41:09 (MLM) IN: "MATLAB" ADas@ws-ad  \n')
+    app = make_app(
+        db=str(db),
+        tools_file=str(TOOLS_FILE),
+        retention_hours=RETENTION_HOURS,
+        history_days=RETENTION_HOURS / 24 + 1,
+        flexlm_logs=[str(current)],
+    )
     state = get_state(app)
     assert follower_of(state).wait_idle(15)
     totals = follower_of(state).snapshot()["totals"]
@@ -89,7 +110,8 @@ def test_bad_settings_end_with_one_line(tmp_path):
 
 def test_flexlm_log_flag_repeats_and_the_variable_splits_on_pathsep():
     parse = build_parser().parse_args
-    assert config_module.from_args(parse(["--flexlm-log", "a.log", "--flexlm-log", "b.log"]), environ={}).flexlm_logs == ("a.log", "b.log")
+    twice = config_module.from_args(parse(["--flexlm-log", "a.log", "--flexlm-log", "b.log"]), environ={})
+    assert twice.flexlm_logs == ("a.log", "b.log")
     env = {"DASH_APP_FLEXLM_LOGS": os.pathsep.join(["/var/log/lic01.log", "/var/log/lic02.log", ""])}
     assert config_module.from_args(parse([]), environ=env).flexlm_logs == ("/var/log/lic01.log", "/var/log/lic02.log")
     assert config_module.from_args(parse(["--flexlm-log", "c.log"]), environ=env).flexlm_logs == ("c.log",)
@@ -112,6 +134,8 @@ def test_a_real_server_follows_two_logs(start_server, tmp_path):
             break
         time.sleep(0.2)
     assert [entry["state"] for entry in body["logs"]] == ["following", "following"]
-    assert {name: body["totals"][name] for name in LIC02_COUNTS} == {name: LIC02_COUNTS[name] + LIC03_COUNTS[name] for name in LIC02_COUNTS}
-    status = {e["tool"]: (e["total"], e["borrowed"], e["overage_borrows"]) for e in requests.get(server.url + "/licenses/status", timeout=5).json()}
+    expected_totals = {name: LIC02_COUNTS[name] + LIC03_COUNTS[name] for name in LIC02_COUNTS}
+    assert {name: body["totals"][name] for name in LIC02_COUNTS} == expected_totals
+    entries = requests.get(server.url + "/licenses/status", timeout=5).json()
+    status = {e["tool"]: (e["total"], e["borrowed"], e["overage_borrows"]) for e in entries}
     assert {tool: status[tool] for tool in {**LIC02_STATUS, **LIC03_STATUS}} == {**LIC02_STATUS, **LIC03_STATUS}

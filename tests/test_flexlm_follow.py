@@ -6,9 +6,29 @@ import sqlite3
 from dash_app.sources.flexlm import follower_of
 from dash_app.state import get_state
 from tests.flexlm_expected import (
-    LIC01, LIC01_BUCKETS, LIC01_COUNTS, LIC01_EVENTS, LIC01_FAILURES, LIC01_OPEN, LIC01_RETURNS, LIC01_STATUS,
-    LIC02, LIC02_BUCKETS, LIC02_COUNTS, LIC02_STATUS, LIC03, LIC03_BUCKETS, LIC03_COUNTS, LIC03_STATUS,
-    LIC02_FAILURES, RETENTION_HOURS, TOOLS_FILE, WINDOW, flows_by_local_minute, flows_by_utc_minute, status_of,
+    LIC01,
+    LIC01_BUCKETS,
+    LIC01_COUNTS,
+    LIC01_EVENTS,
+    LIC01_FAILURES,
+    LIC01_OPEN,
+    LIC01_RETURNS,
+    LIC01_STATUS,
+    LIC02,
+    LIC02_BUCKETS,
+    LIC02_COUNTS,
+    LIC02_FAILURES,
+    LIC02_STATUS,
+    LIC03,
+    LIC03_BUCKETS,
+    LIC03_COUNTS,
+    LIC03_STATUS,
+    RETENTION_HOURS,
+    TOOLS_FILE,
+    WINDOW,
+    flows_by_local_minute,
+    flows_by_utc_minute,
+    status_of,
 )
 
 LIC01_LINES = LIC01.read_bytes().split(b"\n")[:-1]
@@ -48,7 +68,8 @@ def test_two_vendor_log_gives_exact_counts_buckets_and_in_use(make_app):
     assert flows_by_local_minute(state.buffer, "returns") == LIC01_RETURNS
     assert flows_by_local_minute(state.buffer, "failures") == LIC01_FAILURES
     # Open borrows say who holds what; names are kept exactly, whatever their script.
-    assert sorted((b.tool, b.user) for b in state.pool.active_borrows()) == [("MATLAB", "ADas"), ("MATLAB", "Jürgen"), ("Synopsys VCS", "dave")]
+    holders = sorted((b.tool, b.user) for b in state.pool.active_borrows())
+    assert holders == [("MATLAB", "ADas"), ("MATLAB", "Jürgen"), ("Synopsys VCS", "dave")]
 
 
 def test_the_route_shows_each_log_and_totals(make_app):

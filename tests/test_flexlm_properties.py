@@ -40,7 +40,7 @@ def render_and_model(steps):
     lines = [f"{START:%H:%M:%S} (lmgrd) TIMESTAMP {START.month}/{START.day}/{START.year}"]
     moment = START
     open_ = []  # [vendor, feature, user, host, licenses, checked out at], oldest first
-    counts = {"borrows": 0, "returns": 0, "denials": 0, "queued": 0, "ended_by_restart": 0, "unmatched_returns": 0, "malformed": 0}
+    counts = dict.fromkeys(("borrows", "returns", "denials", "queued", "ended_by_restart", "unmatched_returns", "malformed"), 0)
     per_minute = {}
     for gap, (kind, arg) in steps:
         moment += timedelta(seconds=gap)

@@ -14,7 +14,7 @@ import requests
 
 from dash_app.events import InvalidName, failure_event, name_problem
 from dash_app.state import get_state
-from tests.conftest import ROOT, TEST_TOKEN, free_port
+from dash_app.testing import ROOT, TEST_TOKEN, free_port
 
 GH = "GreenHills Multi IDE"
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
@@ -203,7 +203,11 @@ def test_a_database_locked_by_another_process_ends_with_one_line(tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
         result = subprocess.run(
             [sys.executable, "-m", "dash_app", "--db", str(db), "--no-demo", "--port", str(free_port())],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         holder.execute("ROLLBACK")
@@ -234,7 +238,13 @@ def callback_body(dependency, values, changed):
     def entries(kind):
         return [{**d, "value": values.get((d["id"], d["property"]))} for d in dependency[kind]]
 
-    return {"output": output, "outputs": outputs, "inputs": entries("inputs"), "state": entries("state"), "changedPropIds": [changed]}
+    return {
+        "output": output,
+        "outputs": outputs,
+        "inputs": entries("inputs"),
+        "state": entries("state"),
+        "changedPropIds": [changed],
+    }
 
 
 @pytest.mark.parametrize("bad", [[1800], {"a": 1}, "1800", True])
@@ -255,13 +265,16 @@ def test_a_download_with_a_malformed_tool_is_a_400(make_app, bad):
     dependencies = client.get("/_dash-dependencies").get_json()
     [download] = [d for d in dependencies if d["output"] == "download.data"]
     values = {("download-csv", "n_clicks"): 1, ("tool-filter", "value"): GH, ("time-range", "value"): 1800}
-    assert client.post("/_dash-update-component", json=callback_body(download, values, "download-csv.n_clicks")).status_code == 200
+    body = callback_body(download, values, "download-csv.n_clicks")
+    assert client.post("/_dash-update-component", json=body).status_code == 200
     values[("tool-filter", "value")] = bad
     response = client.post("/_dash-update-component", json=callback_body(download, values, "download-csv.n_clicks"))
     assert response.status_code == 400 and response.get_json()["detail"].startswith("tool-filter: ")
 
 
-@pytest.mark.parametrize("body", [[], {"output": 1}, {"output": "a.b", "outputs": {}, "inputs": 5}, {"output": "a.b", "outputs": {}, "inputs": [7]}])
+@pytest.mark.parametrize(
+    "body", [[], {"output": 1}, {"output": "a.b", "outputs": {}, "inputs": 5}, {"output": "a.b", "outputs": {}, "inputs": [7]}]
+)
 def test_a_callback_payload_of_the_wrong_shape_is_a_400(make_app, body):
     response = make_app().server.test_client().post("/_dash-update-component", json=body)
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_input"
@@ -278,7 +291,8 @@ def exchange(port, request_bytes, timeout=10):
                 break
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
-        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0)
+        lengths = (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        length = next(lengths, 0)
         while len(body) < length:
             chunk = sock.recv(65536)
             if not chunk:
@@ -306,7 +320,10 @@ def test_oversized_bodies_are_refused_before_they_are_read(server):
     # A chunked body has no length to check up front: it is cut at the limit.
     chunk = b"x" * 65536
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20)) + b"0\r\n\r\n"
-    head = b"POST /_dash-update-component HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (
+        b"POST /_dash-update-component HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     status, body = exchange(port, head + chunked)
     assert status.split()[1] == "413" and json.loads(body)["error"] == "body_too_large"
     assert requests.get(server.url + "/licenses/status", timeout=5).status_code == 200
@@ -325,13 +342,16 @@ def test_a_malformed_chunked_body_is_a_400(server):
 def test_no_refused_name_reaches_a_reader(server):
     url, headers = server.url, server.headers()
     data = raw_json({"tool": GH, "user": "\ud800"})
-    response = requests.post(url + "/licenses/borrow", data=data, headers={**headers, "Content-Type": "application/json"}, timeout=5)
+    json_headers = {**headers, "Content-Type": "application/json"}
+    response = requests.post(url + "/licenses/borrow", data=data, headers=json_headers, timeout=5)
     assert response.status_code == 400 and response.json() == {"error": "invalid_input", "detail": response.json()["detail"]}
-    assert requests.post(url + "/licenses/borrow", json={"tool": GH, "user": "Jürgen"}, headers=headers, timeout=5).status_code == 200
+    borrowed = requests.post(url + "/licenses/borrow", json={"tool": GH, "user": "Jürgen"}, headers=headers, timeout=5)
+    assert borrowed.status_code == 200
     export = requests.get(url + "/realtime/export?format=csv", timeout=5)
     assert export.status_code == 200 and export.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert "Jürgen" in export.text
-    assert requests.get(url + "/realtime/export?format=json", timeout=5).headers["Content-Type"] == "application/json; charset=utf-8"
+    json_export = requests.get(url + "/realtime/export?format=json", timeout=5)
+    assert json_export.headers["Content-Type"] == "application/json; charset=utf-8"
     assert requests.get(url + "/metrics", timeout=5).status_code == 200
     with requests.get(url + "/realtime/stream", stream=True, timeout=5) as stream:
         assert stream.headers["Content-Type"] == "text/event-stream; charset=utf-8"

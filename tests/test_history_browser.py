@@ -8,7 +8,7 @@ from pathlib import Path
 from dash.testing.wait import until
 
 from dash_app.state import get_state
-from tests.test_dashboard_browser import GH, VECTOR, figure, hover_text, span
+from tests.browser_helpers import GH, VECTOR, figure, hover_text, span
 
 DAY = 86400
 
@@ -16,7 +16,8 @@ DAY = 86400
 def feed_days(state):
     """Borrows (and returns) of two tools over the last five days, most older than the buffer keeps."""
     now = time.time()
-    for days_ago, tool, user in [(5, GH, "ann"), (4.5, GH, "bob"), (3, VECTOR, "cy"), (3, GH, "dee"), (1.5, GH, "ann"), (0.01, GH, "eve")]:
+    borrows = [(5, GH, "ann"), (4.5, GH, "bob"), (3, VECTOR, "cy"), (3, GH, "dee"), (1.5, GH, "ann"), (0.01, GH, "eve")]
+    for days_ago, tool, user in borrows:
         borrow = state.pool.borrow(tool, user, at=now - days_ago * DAY)
         state.pool.return_license(borrow.id, at=now - days_ago * DAY + 600)
     state.store.run_tasks_now()  # fold the events into the minute and hour aggregates now, not in 5 s

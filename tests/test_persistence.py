@@ -46,7 +46,8 @@ class Traffic:
                         r = session.post(self.server.url + "/licenses/return", json={"id": borrow_id}, timeout=5)
                         kind = "return"
                     else:
-                        r = session.post(self.server.url + "/licenses/borrow", json={"tool": rng.choice(TOOLS), "user": f"user{n}"}, timeout=5)
+                        body = {"tool": rng.choice(TOOLS), "user": f"user{n}"}
+                        r = session.post(self.server.url + "/licenses/borrow", json=body, timeout=5)
                         kind = "borrow"
                         borrow_id = r.json().get("id") if r.status_code == 200 else None
                         if borrow_id:
@@ -101,11 +102,13 @@ def test_kill_9_restart_keeps_buckets_status_and_counting(start_server, tmp_path
     # New events count on from the restored numbers.
     stats = requests.get(server.url + "/realtime/stats", timeout=10).json()
     status = {e["tool"]: e for e in requests.get(server.url + "/licenses/status", timeout=10).json()}
-    r = requests.post(server.url + "/licenses/borrow", json={"tool": TOOLS[0], "user": "after"}, headers=server.headers(), timeout=5)
+    body = {"tool": TOOLS[0], "user": "after"}
+    r = requests.post(server.url + "/licenses/borrow", json=body, headers=server.headers(), timeout=5)
     assert r.status_code == 200
     after = requests.get(server.url + "/realtime/stats", timeout=10).json()
     assert after["borrow_count"] == stats["borrow_count"] + 1
-    assert requests.get(server.url + f"/licenses/{TOOLS[0]}/status", timeout=10).json()["borrowed"] == status[TOOLS[0]]["borrowed"] + 1
+    tool_status = requests.get(server.url + f"/licenses/{TOOLS[0]}/status", timeout=10).json()
+    assert tool_status["borrowed"] == status[TOOLS[0]]["borrowed"] + 1
 
 
 def test_export_csv_round_trip_equals_the_buckets(make_app):
@@ -114,7 +117,8 @@ def test_export_csv_round_trip_equals_the_buckets(make_app):
     rng = random.Random(4)
     for n in range(400):
         tool = rng.choice(TOOLS)
-        state.buffer.add_borrow(tool, rng.choice(["ann", "bob", "=cmd()", 'q"uote, comma', "ünï"]), rng.random() < 0.3, f"b{n}", timestamp=now - rng.uniform(0, 7000))
+        user = rng.choice(["ann", "bob", "=cmd()", 'q"uote, comma', "ünï"])
+        state.buffer.add_borrow(tool, user, rng.random() < 0.3, f"b{n}", timestamp=now - rng.uniform(0, 7000))
     client = state_client(state)
     for tool_query, tools in (("", None), ("&tool=CAN%20Bus%20Analyzer%20Pro", ["CAN Bus Analyzer Pro"])):
         response = client.get(f"/realtime/export?format=csv&window=3600{tool_query}")
@@ -128,7 +132,13 @@ def test_export_csv_round_trip_equals_the_buckets(make_app):
             for bucket in buckets
         ]
         got = [
-            {"tool": row.tool, "timestamp": row.timestamp, "count": row.count, "users": json.loads(row.users), "overage_count": row.overage_count}
+            {
+                "tool": row.tool,
+                "timestamp": row.timestamp,
+                "count": row.count,
+                "users": json.loads(row.users),
+                "overage_count": row.overage_count,
+            }
             for row in frame.itertuples()
         ]
         assert got == expected and len(got) > 10
@@ -150,7 +160,14 @@ def state_client(state):
 
 def test_export_rejects_bad_parameters(make_app):
     client = make_app().server.test_client()
-    for query, field in (("format=xml", "format"), ("kind=rows", "kind"), ("window=5", "window"), ("kind=events&window=86400", "window"), ("window=x", "window")):
+    bad = (
+        ("format=xml", "format"),
+        ("kind=rows", "kind"),
+        ("window=5", "window"),
+        ("kind=events&window=86400", "window"),
+        ("window=x", "window"),
+    )
+    for query, field in bad:
         response = client.get("/realtime/export?" + query)
         assert response.status_code == 400 and response.get_json()["detail"].startswith(field + ":")
 
@@ -243,7 +260,7 @@ def test_bad_db_path_is_one_line(db):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from dash_app.testing import ROOT
 
     result = subprocess.run([sys.executable, "-m", "dash_app", "--db", db], cwd=ROOT, capture_output=True, text=True, timeout=60)
     lines = result.stderr.strip().splitlines()
@@ -255,7 +272,10 @@ def test_a_graceful_stop_writes_everything_queued(start_server, tmp_path):
     server = start_server(DASH_APP_DB=db)
     with requests.Session() as session:
         session.headers.update(server.headers())
-        ids = [session.post(server.url + "/licenses/borrow", json={"tool": TOOLS[0], "user": f"u{n}"}, timeout=5).json()["id"] for n in range(15)]
+        ids = [
+            session.post(server.url + "/licenses/borrow", json={"tool": TOOLS[0], "user": f"u{n}"}, timeout=5).json()["id"]
+            for n in range(15)
+        ]
     server.stop()  # SIGTERM right after the last answer, well inside the writer's flush interval
     assert server.process.returncode == 0
     server = start_server(DASH_APP_DB=db)
@@ -264,7 +284,8 @@ def test_a_graceful_stop_writes_everything_queued(start_server, tmp_path):
 
 def test_export_of_a_non_ascii_tool_names_the_file_in_ascii(make_app, tmp_path):
     tools = tmp_path / "tools.json"
-    tools.write_text(json.dumps([{"tool": "工具 Pro", "total": 2, "commit_qty": 1, "max_overage": 1, "commit_price": 1, "overage_price_per_license": 1}]))
+    pool = {"tool": "工具 Pro", "total": 2, "commit_qty": 1, "max_overage": 1, "commit_price": 1, "overage_price_per_license": 1}
+    tools.write_text(json.dumps([pool]))
     app = make_app(tools_file=str(tools))
     get_state(app).pool.borrow("工具 Pro", "ann")
     response = app.server.test_client().get("/realtime/export?kind=events&window=600&tool=%E5%B7%A5%E5%85%B7%20Pro")

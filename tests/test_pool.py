@@ -12,7 +12,7 @@ from dash_app.licenses import BorrowDenied, LicensePool, UnknownBorrow
 from dash_app.licenses.inventory import parse_inventory
 from dash_app.recording import EventRecorder
 from dash_app.store import SQLiteStore
-from tests.conftest import ROOT
+from dash_app.testing import ROOT
 
 # "Tight" has room past commit + max_overage, so max_overage is reachable before exhausted.
 INVENTORY = [
@@ -40,10 +40,17 @@ def reference_outcome(spec, borrowed):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(
-    st.tuples(st.just("borrow"), st.sampled_from(["Tight", "NoOverage", "Flexible", "Missing"]), st.sampled_from(["ann", "bob"])),
-    st.tuples(st.just("return"), st.integers(0, 30)),
-), max_size=80))
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("borrow"), st.sampled_from(["Tight", "NoOverage", "Flexible", "Missing"]), st.sampled_from(["ann", "bob"])
+            ),
+            st.tuples(st.just("return"), st.integers(0, 30)),
+        ),
+        max_size=80,
+    )
+)
 def test_rules_charges_and_status_match_reference(ops):
     pool, buffer = make_pool()
     specs = {entry["tool"]: entry for entry in INVENTORY}
@@ -83,10 +90,17 @@ def test_rules_charges_and_status_match_reference(ops):
         spec = specs[entry["tool"]]
         b = borrowed[entry["tool"]]
         assert entry == {
-            "tool": entry["tool"], "total": spec["total"], "borrowed": b, "available": max(spec["total"] - b, 0),
-            "commit": spec["commit_qty"], "max_overage": spec["max_overage"], "overage": max(b - spec["commit_qty"], 0),
-            "overage_borrows": charges[entry["tool"]], "in_commit": b <= spec["commit_qty"],
-            "commit_price": spec["commit_price"], "overage_price_per_license": spec["overage_price_per_license"],
+            "tool": entry["tool"],
+            "total": spec["total"],
+            "borrowed": b,
+            "available": max(spec["total"] - b, 0),
+            "commit": spec["commit_qty"],
+            "max_overage": spec["max_overage"],
+            "overage": max(b - spec["commit_qty"], 0),
+            "overage_borrows": charges[entry["tool"]],
+            "in_commit": b <= spec["commit_qty"],
+            "commit_price": spec["commit_price"],
+            "overage_price_per_license": spec["overage_price_per_license"],
             "current_overage_cost": charges[entry["tool"]] * spec["overage_price_per_license"],
             "total_cost": spec["commit_price"] + charges[entry["tool"]] * spec["overage_price_per_license"],
         }

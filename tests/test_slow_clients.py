@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from tests.slow_clients_support import (
+from dash_app.testing.slow_clients import (
     PARTIAL_HEAD,
     PartialClients,
     StreamClients,
@@ -16,7 +16,7 @@ from tests.slow_clients_support import (
     start_production,
     wait_closed,
 )
-from tests.test_app import listening_addresses
+from tests.listening import listening_addresses
 
 HEADER_TIMEOUT = 1.0
 # Far more than any deadline here: a connection still open after this was never going to be closed.
@@ -137,7 +137,7 @@ def test_the_deadline_ends_with_the_head(start_server):
         )
         for start in range(0, len(body), 11):
             time.sleep(0.4)
-            sock.sendall(body[start:start + 11])
+            sock.sendall(body[start : start + 11])
         head, reply = read_response(sock)
         assert head.startswith(b"HTTP/1.1 200"), head + reply
 

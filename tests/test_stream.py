@@ -4,13 +4,12 @@ import json
 import socket
 import threading
 import time
-from datetime import datetime
 
 import pytest
 import requests
 
-MESSAGE_KEYS = {"mode", "timestamp", "tools", "rates", "recent_events", "buffer_stats", "tool_metrics"}
-DELTA_KEYS = MESSAGE_KEYS | {"expired", "tools_full", "recent_events_full"}
+from tests.stream_client import DELTA_KEYS, MESSAGE_KEYS, apply_delta, new_client, parse_iso, replayed, replayed_keys
+
 TOOL = "GreenHills Multi IDE"
 
 
@@ -56,64 +55,9 @@ class SseClient:
         self.close()
 
 
-def new_client():
-    """Return an empty delta client: {"tool_metrics": {tool: {timestamp: bucket}}, "tools": {tool: entry}, "recent_events"}."""
-    return {"tool_metrics": {}, "tools": {}, "recent_events": {}}
-
-
-def apply_delta(state, message):
-    """Apply a stream message to a client's state, as the README tells a consumer to."""
-    whole = message["mode"] == "full"
-    metrics = state["tool_metrics"]
-    if whole:
-        metrics.clear()
-    for tool, buckets in message["tool_metrics"].items():
-        metrics.setdefault(tool, {}).update({bucket["timestamp"]: bucket for bucket in buckets})
-    for tool, stamps in message.get("expired", {}).items():
-        for stamp in stamps:
-            del metrics[tool][stamp]
-        if not metrics[tool]:
-            del metrics[tool]
-    if whole or message["tools_full"]:
-        state["tools"].clear()
-    for change in message["tools"]:
-        # A known tool keeps its place and takes the changed fields; a new one goes last.
-        state["tools"][change["tool"]] = {**state["tools"].get(change["tool"], {}), **change}
-    recent = state["recent_events"]
-    if whole or message["recent_events_full"]:
-        recent.clear()
-        recent.update(message["recent_events"])
-    else:
-        since = millis(message["timestamp"]) - 60_000
-        for kind, events in message["recent_events"].items():
-            recent[kind] = [event for event in recent[kind] + events if millis(event["timestamp"]) >= since][-10:]
-    return state
-
-
-def replayed(state):
-    """Return a client's state in the shape of a full message's tool_metrics, tools and recent_events."""
-    return {
-        "tool_metrics": {tool: [buckets[t] for t in sorted(buckets)] for tool, buckets in sorted(state["tool_metrics"].items())},
-        "tools": list(state["tools"].values()),
-        "recent_events": state["recent_events"],
-    }
-
-
-def replayed_keys(message):
-    """Return the keys of a full message that a delta client rebuilds."""
-    return {key: message[key] for key in ("tool_metrics", "tools", "recent_events")}
-
-
-def millis(text):
-    return round(parse_iso(text) * 1000)
-
-
-def parse_iso(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def borrow(server, tool, user):
-    response = requests.post(server.url + "/licenses/borrow", json={"tool": tool, "user": user}, headers=server.headers(), timeout=5)
+    body = {"tool": tool, "user": user}
+    response = requests.post(server.url + "/licenses/borrow", json=body, headers=server.headers(), timeout=5)
     assert response.status_code == 200, response.text
     return response.json()["id"]
 
@@ -153,7 +97,13 @@ def test_stream_contract_cadence_and_a_rest_borrow(start_server):
         assert set(data["rates"]) == {"borrow_per_min", "return_per_min", "failure_per_min", "overage_percent"}
         assert set(data["recent_events"]) == {"borrows", "returns", "failures"}
         assert set(data["buffer_stats"]) == {
-            "total_events", "borrow_count", "return_count", "failure_count", "retention_hours", "oldest_event", "persisted"
+            "total_events",
+            "borrow_count",
+            "return_count",
+            "failure_count",
+            "retention_hours",
+            "oldest_event",
+            "persisted",
         }
         assert data["buffer_stats"]["persisted"] is True
         assert [entry["tool"] for entry in data["tools"]] == [entry["tool"] for entry in status]
@@ -246,7 +196,14 @@ def stalled_client(server, path):
 def big_inventory(path, count):
     """Write a tools file of `count` tools: every unfiltered message then carries about 300 bytes per tool."""
     tools = [
-        {"tool": f"Tool {n:04d}", "total": 10, "commit_qty": 5, "max_overage": 5, "commit_price": 1000, "overage_price_per_license": 100}
+        {
+            "tool": f"Tool {n:04d}",
+            "total": 10,
+            "commit_qty": 5,
+            "max_overage": 5,
+            "commit_price": 1000,
+            "overage_price_per_license": 100,
+        }
         for n in range(count)
     ]
     path.write_text(json.dumps(tools))

@@ -8,7 +8,6 @@ import zlib
 
 import pytest
 
-from benchmarks._common import FakeClock
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.licenses import BorrowDenied, LicensePool, load_inventory
 from dash_app.recording import EventRecorder
@@ -16,7 +15,8 @@ from dash_app.state import get_state
 from dash_app.stream import StreamTicker, Variant
 from dash_app.stream.routes import event_stream
 from dash_app.stream.snapshot import changed_tools
-from tests.test_stream import DELTA_KEYS, MESSAGE_KEYS, apply_delta, new_client, replayed, replayed_keys
+from dash_app.testing import FakeClock
+from tests.stream_client import DELTA_KEYS, MESSAGE_KEYS, apply_delta, new_client, replayed, replayed_keys
 
 START = 1_800_000_000.0
 
@@ -41,7 +41,9 @@ def drain(sub):
 
 def in_process_ticker(retention=600, caps=300):
     clock = FakeClock(START)
-    buffer = RealtimeMetricsBuffer(retention_seconds=retention, max_borrows=caps, max_returns=caps, max_failures=caps // 3, clock=clock)
+    buffer = RealtimeMetricsBuffer(
+        retention_seconds=retention, max_borrows=caps, max_returns=caps, max_failures=caps // 3, clock=clock
+    )
     pool = LicensePool(load_inventory(), EventRecorder(buffer), clock=clock)
     return clock, buffer, pool, StreamTicker(buffer, pool, interval=1.0)
 
@@ -54,7 +56,7 @@ def reference_metrics(buffer, variant):
 
 
 def random_traffic(rng, clock, buffer, pool, active, step):
-    """Add a burst of events: pool borrows and returns, observed tools, failures (some identical), late events; return how many."""
+    """Add a burst of pool borrows and returns, observed tools, failures (some identical) and late events; return how many."""
     tools = pool.tools
     added = 0
     for n in range(rng.choice((0, 0, 1, 3, 12))):
@@ -74,7 +76,8 @@ def random_traffic(rng, clock, buffer, pool, active, step):
             late = clock.now - rng.choice((rng.uniform(0, 70), rng.uniform(0, 700)))
             kind = rng.choice(("borrow", "return", "failure"))
             if kind == "borrow":
-                buffer.add_borrow(rng.choice(tools), f"late{rng.randrange(5)}", rng.random() < 0.3, f"x{step}-{n}", timestamp=late)
+                tool, user = rng.choice(tools), f"late{rng.randrange(5)}"  # in this order: the seeded draws stay the same
+                buffer.add_borrow(tool, user, rng.random() < 0.3, f"x{step}-{n}", timestamp=late)
             elif kind == "return":
                 buffer.add_return(f"x{rng.randrange(step + 1)}-0", user="late", tool=rng.choice(tools), timestamp=late)
             else:
@@ -104,7 +107,7 @@ def test_delta_replay_equals_the_full_message_and_the_buffer_at_every_tick(seed)
     for step in range(250):
         added = random_traffic(rng, clock, buffer, pool, active, step)
         # Time jumps cross seconds, minutes, the recent events' minute and the retention edge.
-        clock.now += rng.choice((0.2, 1.0, 1.0, 7.0, 45.0, 61.0, 130.0))
+        clock.advance(rng.choice((0.2, 1.0, 1.0, 7.0, 45.0, 61.0, 130.0)))
         tick = ticker.tick()
         for v, (full_sub, delta_sub) in subs.items():
             [(full_id, full)] = drain(full_sub)
@@ -153,7 +156,7 @@ def test_delta_recent_events_and_tools_carry_only_what_is_new():
     tools = pool.tools
 
     def step(seconds=1.0):
-        clock.now += seconds
+        clock.advance(seconds)
         ticker.tick()
         [(_, message)] = drain(sub)
         apply_delta(state, message)
@@ -215,7 +218,7 @@ def test_each_variant_is_serialized_once_per_tick_and_the_same_bytes_reach_every
     clock, buffer, pool, ticker = in_process_ticker()
     subs = [ticker.subscribe(Variant(delta=True)) for _ in range(3)] + [ticker.subscribe(Variant(window=60)) for _ in range(2)]
     pool.borrow(pool.tools[0], "alice")
-    clock.now += 1
+    clock.advance(1)
     ticker.tick()
     chunks = [sub.queue.get_nowait() for sub in subs]
     assert chunks[0] is chunks[1] is chunks[2] and chunks[3] is chunks[4] and chunks[0] != chunks[3]
@@ -228,11 +231,11 @@ def test_gzip_blocks_are_shared_and_decode_for_clients_that_joined_at_different_
     clock, buffer, pool, ticker = in_process_ticker()
     early = ticker.subscribe(Variant(delta=True), encoding="gzip")
     plain = ticker.subscribe(Variant(delta=True))
-    clock.now += 1
+    clock.advance(1)
     ticker.tick()
     late = ticker.subscribe(Variant(delta=True), encoding="gzip")
     pool.borrow(pool.tools[1], "bob")
-    clock.now += 1
+    clock.advance(1)
     ticker.tick()
     streams = {}
     for name, sub in (("early", early), ("late", late), ("plain", plain)):
@@ -242,7 +245,8 @@ def test_gzip_blocks_are_shared_and_decode_for_clients_that_joined_at_different_
     assert streams["early"][-40:] == streams["late"][-40:]  # the newest block is one object for both
     decoded = {name: zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw) for name, raw in streams.items() if name != "plain"}
     assert decoded["early"] == streams["plain"]
-    assert decoded["late"].startswith(b"retry: 3000\n\n") and parse_events(decoded["late"])[-1] == parse_events(streams["plain"])[-1]
+    assert decoded["late"].startswith(b"retry: 3000\n\n")
+    assert parse_events(decoded["late"])[-1] == parse_events(streams["plain"])[-1]
 
 
 def test_keepalive_comment_after_quiet_time_and_resources_freed_on_close():
@@ -279,8 +283,14 @@ def test_a_client_that_stops_reading_is_dropped_and_hung_up():
 def test_bad_queries_get_400_naming_the_field(make_app):
     client = make_app().server.test_client()
     cases = {
-        "window=abc": "window", "window=59": "window", "window=21601": "window", "window=nan": "window",
-        "tool=Nope": "tool", "tool=": "tool", "delta=maybe": "delta", "tools=GreenHills%20Multi%20IDE": "tools",
+        "window=abc": "window",
+        "window=59": "window",
+        "window=21601": "window",
+        "window=nan": "window",
+        "tool=Nope": "tool",
+        "tool=": "tool",
+        "delta=maybe": "delta",
+        "tools=GreenHills%20Multi%20IDE": "tools",
     }
     for query, field in cases.items():
         response = client.get("/realtime/stream?" + query)

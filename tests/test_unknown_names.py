@@ -18,8 +18,9 @@ from dash_app.licenses import OTHER_UNKNOWN_TOOLS, BorrowDenied, SeriesNames
 from dash_app.state import get_state
 from dash_app.store.history import history_series
 from dash_app.stream.snapshot import take_tick
+from dash_app.testing import FakeClock
 from tests.buffer_reference import ReferenceBuffer
-from tests.test_buffer_properties import START, USERS, WINDOWS, Clock, check_same, replay, timestamp_offset
+from tests.buffer_scenarios import START, USERS, WINDOWS, check_same, replay, timestamp_offset
 
 FLOOD = 20_000
 LIMIT = 50  # the default of --max-unknown-tools
@@ -32,7 +33,14 @@ INVENTORY_TOOL = "GreenHills Multi IDE"
 def test_inventory_names_keep_their_series_and_the_first_unknown_names_are_admitted():
     series = SeriesNames(["A", "B"], 2)
     assert [series(name) for name in ["A", "x", "B", "y", "z", "x", "w", "y"]] == [
-        "A", "x", "B", "y", OTHER_UNKNOWN_TOOLS, "x", OTHER_UNKNOWN_TOOLS, "y",
+        "A",
+        "x",
+        "B",
+        "y",
+        OTHER_UNKNOWN_TOOLS,
+        "x",
+        OTHER_UNKNOWN_TOOLS,
+        "y",
     ]
     assert series.admitted == ["x", "y"]
     assert series("z") == OTHER_UNKNOWN_TOOLS  # folded stays folded
@@ -80,7 +88,7 @@ def test_concurrent_callers_admit_exactly_the_limit_and_agree_on_every_name():
 
 
 def test_the_buffer_bins_folded_names_together_and_keeps_exact_names_in_events():
-    clock = Clock(START)
+    clock = FakeClock(START)
     buffer = RealtimeMetricsBuffer(clock=clock, max_failures=1000, series_of=SeriesNames([INVENTORY_TOOL], 2))
     for i in range(10):
         buffer.add_failure(f"typo {i}", f"user {i}", "unknown_tool")
@@ -100,11 +108,9 @@ def test_the_buffer_bins_folded_names_together_and_keeps_exact_names_in_events()
 
 
 def test_name_caches_stay_bounded_however_many_distinct_names_arrive():
-    clock = Clock(START)
+    clock = FakeClock(START)
     buffer = RealtimeMetricsBuffer(clock=clock, max_failures=100, series_of=SeriesNames([], 5))
-    buffer.add_events(
-        [failure_event(f"t{i}", f"u{i}", "unknown_tool", START) for i in range(30_000)]
-    )
+    buffer.add_events([failure_event(f"t{i}", f"u{i}", "unknown_tool", START) for i in range(30_000)])
     assert len(buffer._tool_keys) <= metrics_buffer.TOOL_KEY_LIMIT + 1
     assert len(buffer._interned) <= metrics_buffer.INTERN_LIMIT + 1
     # The five admitted names' failures were evicted with the oldest; the last 100 are all folded.
@@ -119,8 +125,9 @@ INVENTORY = NAMES[:2]
 folding_operation = st.one_of(
     st.tuples(st.just("borrow"), st.integers(0, 7), st.integers(0, 4), st.booleans(), timestamp_offset),
     st.tuples(st.just("return"), st.integers(0, 40), st.booleans(), st.booleans(), timestamp_offset),
-    st.tuples(st.just("failure"), st.integers(0, 7), st.integers(0, 4),
-              st.sampled_from(["exhausted", "unknown_tool"]), timestamp_offset),
+    st.tuples(
+        st.just("failure"), st.integers(0, 7), st.integers(0, 4), st.sampled_from(["exhausted", "unknown_tool"]), timestamp_offset
+    ),
     st.tuples(st.just("advance"), st.one_of(st.integers(0, 90).map(float), st.sampled_from([59.75, 600.0, 30000.0]))),
     st.tuples(st.just("check"), st.sampled_from(WINDOWS), st.integers(1, 22000)),
 )
@@ -135,7 +142,7 @@ FOLDING = {
 
 
 def run_folding(retention, caps, limit, order, ops):
-    clock = Clock(START)
+    clock = FakeClock(START)
     real = RealtimeMetricsBuffer(retention, *caps, clock=clock, series_of=SeriesNames(INVENTORY, limit))
     ref = ReferenceBuffer(retention, *caps, clock=clock, inventory=INVENTORY, max_unknown_tools=limit)
 

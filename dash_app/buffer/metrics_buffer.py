@@ -4,11 +4,10 @@ import math
 import threading
 import time
 from bisect import bisect_left, insort_right
-from collections import namedtuple
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 
 from dash_app.events import BORROW, FAILURE, RETURN, Event, borrow_event, failure_event, public_event, return_event
 from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS, first_minute_at_or_after, iso_minute, iso_utc, to_epoch
@@ -28,8 +27,24 @@ TOOL_KEY_LIMIT = 4096
 _TS = itemgetter(0)
 _new_event = tuple.__new__  # builds an Event from a tuple without NamedTuple.__new__'s argument handling (hot path)
 
-MinuteFlow = namedtuple("MinuteFlow", "minute borrows overage returns failures")
-MinuteFlow.__doc__ = "One tool's activity in one minute; `minute` is the minute's start in epoch seconds."
+
+class Bucket(TypedDict):
+    """One tool's borrows in one minute, as readers get them: JSON-ready, shared, and never to be mutated."""
+
+    timestamp: str  # the minute's start, `YYYY-MM-DDTHH:MM:00Z`
+    count: int
+    users: list[str]  # sorted, distinct
+    overage_count: int
+
+
+class MinuteFlow(NamedTuple):
+    """One tool's activity in one minute; `minute` is the minute's start in epoch seconds."""
+
+    minute: int
+    borrows: int
+    overage: int
+    returns: int
+    failures: dict[str, int]  # reason -> count
 
 
 class _Bin:
@@ -37,7 +52,14 @@ class _Bin:
 
     __slots__ = ("count", "overage", "users", "returns", "failures", "bucket")
 
-    def __init__(self):
+    count: int
+    overage: int
+    users: dict[str, int]  # user -> borrows
+    returns: int
+    failures: dict[str, int]  # reason -> count
+    bucket: Bucket | None
+
+    def __init__(self) -> None:
         self.count = 0
         self.overage = 0
         self.users = {}
@@ -45,7 +67,7 @@ class _Bin:
         self.failures = {}
         self.bucket = None
 
-    def is_empty(self):
+    def is_empty(self) -> bool:
         return not (self.count or self.returns or self.failures)
 
 
@@ -54,31 +76,31 @@ class _EventLog:
 
     __slots__ = ("kind", "items", "head", "cap", "limit")
 
-    def __init__(self, kind, cap):
+    def __init__(self, kind: str, cap: int) -> None:
         self.kind = kind
-        self.items = []
+        self.items: list[Event] = []
         self.head = 0
         self.cap = cap
         # Adds may run past the cap by a little; the excess is evicted in one go, and before every read.
         self.limit = cap + max(BULK_EVICTION, cap // 64)
 
-    def over_cap(self):
+    def over_cap(self) -> int:
         return len(self.items) - self.head - self.cap
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.items) - self.head
 
-    def insert(self, event):
+    def insert(self, event: Event) -> None:
         items = self.items
         if not items or event[0] >= items[-1][0]:
             items.append(event)
         else:
             insort_right(items, event, lo=self.head, key=_TS)
 
-    def oldest(self):
+    def oldest(self) -> Event | None:
         return self.items[self.head] if self.head < len(self.items) else None
 
-    def pop_front(self, n):
+    def pop_front(self, n: int) -> list[Event]:
         """Remove and return the n oldest events."""
         start = self.head
         chunk = self.items[start : start + n]
@@ -89,11 +111,11 @@ class _EventLog:
             self.head = 0
         return chunk
 
-    def count_before(self, cutoff):
+    def count_before(self, cutoff: float) -> int:
         """Return how many events are older than `cutoff`."""
         return bisect_left(self.items, cutoff, lo=self.head, key=_TS) - self.head
 
-    def since(self, cutoff, limit=None):
+    def since(self, cutoff: float, limit: int | None = None) -> list[Event]:
         start = bisect_left(self.items, cutoff, lo=self.head, key=_TS)
         if limit is not None:
             start = max(start, len(self.items) - limit)
@@ -108,7 +130,7 @@ class _EventLog:
     ) -> list[Event]:
         """Like since(), for one tool or (given `series_of`) series: scans back from the newest; a quiet one costs its window."""
         start = bisect_left(self.items, cutoff, lo=self.head, key=_TS)
-        found = []
+        found: list[Event] = []
         items = self.items
         for i in range(len(items) - 1, start - 1, -1):
             event = items[i]
@@ -120,7 +142,7 @@ class _EventLog:
         found.reverse()
         return found
 
-    def all(self):
+    def all(self) -> list[Event]:
         return self.items[self.head :]
 
 
@@ -153,18 +175,23 @@ class RealtimeMetricsBuffer:
         self._borrows = _EventLog(BORROW, max_borrows)
         self._returns = _EventLog(RETURN, max_returns)
         self._failures = _EventLog(FAILURE, max_failures)
-        self._forget = {BORROW: self._forget_borrow, RETURN: self._forget_return, FAILURE: self._forget_failure}
+        self._forget: dict[str, Callable[[Event], None]] = {
+            BORROW: self._forget_borrow,
+            RETURN: self._forget_return,
+            FAILURE: self._forget_failure,
+        }
         self._bins: dict[str, dict[int, _Bin]] = {}  # series -> {minute: _Bin}; a series is a tool name unless folded
         self._minutes: dict[str, list[int]] = {}  # series -> sorted list of minute indexes present in _bins[series]
-        self._open_borrows: dict = {}  # borrow id -> the retained borrow event
-        self._interned: dict[str, str] = {}
+        # borrow id -> the retained borrow event; keyed like Event.borrow_id, though a borrow always has one
+        self._open_borrows: dict[str | None, Event] = {}
+        self._interned: dict[str | None, str] = {}  # None is looked up (a return's missing user), never stored
         self._series_of = series_of
         # tool name -> (shared name, series), a bounded cache; None stays None (a return of an unknown borrow).
         self._tool_keys: dict[str | None, tuple[Any, Any]] = {None: (None, None)}
         self._merged: set[str] = set()  # series that collect names other than their own
         self._oldest_bound = math.inf  # no retained event is older than this; lets most calls skip expiry
         self._version = 0
-        self._aggregate_cache: dict[tuple[float, int], dict[str, list[dict]]] = {}
+        self._aggregate_cache: dict[tuple[float, int], dict[str, list[Bucket]]] = {}
         self._aggregate_cache_version = -1
 
     # ----------------------------------------------------------------- writes
@@ -203,7 +230,7 @@ class RealtimeMetricsBuffer:
             latest = now + MAX_CLOCK_SKEW_SECONDS
             return self._add_events(now, [e for e in events if e.ts <= latest])
 
-    def _add_events(self, now, events):
+    def _add_events(self, now: float, events: Iterable[Event]) -> int:
         # Every add comes here, with the lock held. It runs per event on bulk ingestion, so the work is written
         # out inline with the lookups hoisted out of the loop.
         latest = now + MAX_CLOCK_SKEW_SECONDS
@@ -216,6 +243,10 @@ class RealtimeMetricsBuffer:
         opened = self._open_borrows
         all_bins = self._bins
         kept = 0
+        # The Event type allows None names for every kind, but a borrow's user and a failure's reason are names: these
+        # two are typed loosely rather than cast, which would cost a call per event.
+        user: Any
+        reason: Any
         try:
             for e in events:
                 ts = e.ts
@@ -306,13 +337,15 @@ class RealtimeMetricsBuffer:
     # ------------------------------------------------------------------ reads
 
     @property
-    def version(self):
+    def version(self) -> int:
         """A number that changes whenever the retained events change."""
         with self._lock:
             self._settle(self.clock())
             return self._version
 
-    def get_recent_events(self, seconds=60, limit=None, tool=None):
+    def get_recent_events(
+        self, seconds: float = 60, limit: int | None = None, tool: str | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
         """Return the events of the last `seconds`, oldest first; `limit` keeps only the newest of each kind.
 
         With `tool`, only the events of that name or series (and `limit` counts those): a series that collects
@@ -338,7 +371,7 @@ class RealtimeMetricsBuffer:
             "failures": [public_event(e) for e in failures],
         }
 
-    def get_rates(self, seconds=60):
+    def get_rates(self, seconds: float = 60) -> dict[str, float]:
         """Return per-minute counts over the last `seconds` and the overage share of those borrows."""
         with self._lock:
             now = self.clock()
@@ -356,7 +389,7 @@ class RealtimeMetricsBuffer:
             "overage_percent": round(overage / len(borrows) * 100, 1) if borrows else 0,
         }
 
-    def get_stats_summary(self):
+    def get_stats_summary(self) -> dict[str, Any]:
         """Return counts of the retained events and the time of the oldest one."""
         with self._lock:
             self._settle(self.clock())
@@ -371,7 +404,7 @@ class RealtimeMetricsBuffer:
             "oldest_event": iso_utc(min(fronts)) if fronts else None,
         }
 
-    def aggregate_tool_metrics(self, window_seconds=60):
+    def aggregate_tool_metrics(self, window_seconds: float = 60) -> dict[str, list[Bucket]]:
         """Return `{tool: [bucket, ...]}` for the minutes that start at or after now - window."""
         with self._lock:
             now = self.clock()
@@ -394,7 +427,7 @@ class RealtimeMetricsBuffer:
                 self._aggregate_cache[key] = cached
             return {tool: list(buckets) for tool, buckets in cached.items()}
 
-    def get_tool_history(self, tool, window_seconds=1800):
+    def get_tool_history(self, tool: str, window_seconds: float = 1800) -> list[Bucket]:
         """Return one tool's buckets for the minutes that start at or after now - window."""
         with self._lock:
             now = self.clock()
@@ -404,13 +437,13 @@ class RealtimeMetricsBuffer:
                 return []
             return self._buckets_from(tool, first_minute_at_or_after(now - window))
 
-    def get_minute_flows(self, window_seconds=1800):
+    def get_minute_flows(self, window_seconds: float = 1800) -> dict[str, list[MinuteFlow]]:
         """Return `{tool: [MinuteFlow, ...]}` including minutes with only returns or failures."""
         with self._lock:
             now = self.clock()
             self._settle(now)
             first = first_minute_at_or_after(now - min(window_seconds, self.retention_seconds))
-            flows = {}
+            flows: dict[str, list[MinuteFlow]] = {}
             for tool, minutes in self._minutes.items():
                 bins = self._bins[tool]
                 rows = [
@@ -421,13 +454,13 @@ class RealtimeMetricsBuffer:
                     flows[tool] = rows
             return flows
 
-    def caps(self):
+    def caps(self) -> dict[str, int]:
         """Return the cap of each event kind."""
         return {BORROW: self._borrows.cap, RETURN: self._returns.cap, FAILURE: self._failures.cap}
 
     # --------------------------------------------------------------- internals
 
-    def _intern(self, text):
+    def _intern(self, text: str | None) -> str | None:
         # One shared string per distinct tool/user name keeps a full buffer small.
         shared = self._interned.get(text)
         if shared is not None or text is None:
@@ -457,7 +490,7 @@ class RealtimeMetricsBuffer:
             return tool
         return self._series_of(tool)
 
-    def _bin(self, tool, ts):
+    def _bin(self, tool: str, ts: float) -> _Bin:
         minute = int(ts // 60)
         bins = self._bins.get(tool)
         if bins is None:
@@ -473,10 +506,10 @@ class RealtimeMetricsBuffer:
                 minutes.insert(bisect_left(minutes, minute), minute)
         return b
 
-    def _existing_bin(self, tool, ts):
+    def _existing_bin(self, tool: str, ts: float) -> _Bin:
         return self._bins[tool][int(ts // 60)]
 
-    def _drop_bin_if_empty(self, tool, ts, b):
+    def _drop_bin_if_empty(self, tool: str, ts: float, b: _Bin) -> None:
         if not b.is_empty():
             return
         minute = int(ts // 60)
@@ -487,10 +520,10 @@ class RealtimeMetricsBuffer:
             del self._minutes[tool]
             del self._bins[tool]
 
-    def _buckets_from(self, tool, first_minute):
+    def _buckets_from(self, tool: str, first_minute: int) -> list[Bucket]:
         bins = self._bins[tool]
         minutes = self._minutes[tool]
-        out = []
+        out: list[Bucket] = []
         for m in minutes[bisect_left(minutes, first_minute) :]:
             b = bins[m]
             if b.count:
@@ -505,7 +538,7 @@ class RealtimeMetricsBuffer:
                 out.append(b.bucket)
         return out
 
-    def _settle(self, now):
+    def _settle(self, now: float) -> None:
         """Apply retention and trim every log to its cap: the state every read sees."""
         self._expire(now)
         for log in (self._borrows, self._returns, self._failures):
@@ -513,7 +546,7 @@ class RealtimeMetricsBuffer:
             if excess > 0:
                 self._evict(log, excess)
 
-    def _expire(self, now):
+    def _expire(self, now: float) -> None:
         cutoff = now - self.retention_seconds
         if cutoff <= self._oldest_bound:
             return  # nothing retained is older than the bound, so nothing is due
@@ -524,7 +557,7 @@ class RealtimeMetricsBuffer:
         fronts = [e[0] for e in (self._borrows.oldest(), self._returns.oldest(), self._failures.oldest()) if e]
         self._oldest_bound = min(fronts) if fronts else math.inf
 
-    def _evict(self, log, n):
+    def _evict(self, log: _EventLog, n: int) -> None:
         """Drop the n oldest events of `log`, keeping the bins exact.
 
         Every minute before the new oldest event has lost all its events of this kind, so those bins are cleared
@@ -542,7 +575,7 @@ class RealtimeMetricsBuffer:
         while split and int(chunk[split - 1][0] // 60) >= boundary:
             split -= 1
         if split < len(chunk):
-            self._forget_in_minute(log.kind, boundary, chunk[split:])
+            self._forget_in_minute(log.kind, int(boundary), chunk[split:])  # an int: a minute of an event in `chunk`
         if log.kind == BORROW:
             opened = self._open_borrows
             for event in chunk[:split]:
@@ -551,7 +584,7 @@ class RealtimeMetricsBuffer:
         self._clear_before(log.kind, boundary)
         self._version += 1
 
-    def _clear_before(self, kind, boundary):
+    def _clear_before(self, kind: str, boundary: float) -> None:
         for tool in list(self._minutes):
             minutes = self._minutes[tool]
             bins = self._bins[tool]
@@ -576,13 +609,14 @@ class RealtimeMetricsBuffer:
                 del self._minutes[tool]
                 del self._bins[tool]
 
-    def _forget_in_minute(self, kind, minute, events):
+    def _forget_in_minute(self, kind: str, minute: int, events: list[Event]) -> None:
         """Undo events that all fall in `minute`, settling each touched bin once rather than once per event."""
         bins = self._bins
         touched: dict[str, _Bin] = {}
         if kind == BORROW:
             opened = self._open_borrows
             key_of = self._key
+            user: Any  # a borrow's user is a name (see _add_events)
             for event in events:
                 _ts, _kind, tool, user, borrow_id, is_overage, _reason = event
                 if opened.get(borrow_id) is event:
@@ -616,14 +650,16 @@ class RealtimeMetricsBuffer:
         for key, b in touched.items():
             self._drop_bin_if_empty(key, minute * 60, b)
 
-    def _forget_borrow(self, event):
+    def _forget_borrow(self, event: Event) -> None:
+        user: Any  # a borrow's user is a name (see _add_events)
         ts, _kind, tool, user, borrow_id, is_overage, _reason = event
         if self._open_borrows.get(borrow_id) is event:
             del self._open_borrows[borrow_id]
         key = self._key(tool)
         b = self._existing_bin(key, ts)
         b.count -= 1
-        b.overage -= is_overage
+        if is_overage:
+            b.overage -= 1
         left = b.users[user] - 1
         if left:
             b.users[user] = left
@@ -633,7 +669,7 @@ class RealtimeMetricsBuffer:
         self._drop_bin_if_empty(key, ts, b)
         self._version += 1
 
-    def _forget_return(self, event):
+    def _forget_return(self, event: Event) -> None:
         ts, tool = event.ts, event.tool
         key = self._key(tool)
         if key is not None:
@@ -642,7 +678,8 @@ class RealtimeMetricsBuffer:
             self._drop_bin_if_empty(key, ts, b)
         self._version += 1
 
-    def _forget_failure(self, event):
+    def _forget_failure(self, event: Event) -> None:
+        reason: Any  # a failure's reason is a name (see _add_events)
         ts, tool, reason = event.ts, event.tool, event.reason
         key = self._key(tool)
         if key is not None:

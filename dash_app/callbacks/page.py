@@ -1,6 +1,7 @@
 """One refresh of the page: cards, the visible section's charts and tables, sent as patches where they can be."""
 
 import time
+from typing import Any
 
 from dash import no_update
 
@@ -61,7 +62,7 @@ class PageUpdater:
         seen = seen if isinstance(seen, dict) else {}
         had = seen.get("parts") if isinstance(seen.get("parts"), dict) else {}
         has = dict(had)
-        out = dict.fromkeys(OUTPUTS, no_update)
+        out: dict[tuple[str, str], Any] = dict.fromkeys(OUTPUTS, no_update)
         out.update(self.cards(pool.status))
 
         mode = "tool" if tool is not None else "overview"

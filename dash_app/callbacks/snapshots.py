@@ -2,6 +2,7 @@
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from dash_app import figures
 from dash_app.buffer import MinuteFlow
@@ -96,9 +97,9 @@ class Snapshots:
         # window -> (key, (bin_seconds, buckets, flows)): each window's data, from the buffer or the stored history.
         self._window_data_cache = {}
         self._lock = threading.Lock()
-        self._version = None
-        self._pool = None
-        self._views = {}
+        self._version: tuple[Any, ...] | None = None
+        self._pool: PoolSnapshot | None = None
+        self._views: dict[tuple[str | None, float], tuple[Any, dict[str, Any]]] = {}
         self._rows = EventRows()
         # Row keys of recently built tables by signature, so a tab's table can be patched row by row.
         self._table_rows = {}
@@ -113,23 +114,28 @@ class Snapshots:
             status = self.pool.status()
             counts = tuple((entry["tool"], entry["borrowed"], entry["overage_borrows"]) for entry in status)
             version = (self.buffer.version, counts, int(now // 60))
-            if version != self._version:
+            pool = self._pool
+            if version != self._version or pool is None:
                 self._version = version
-                self._pool = self._build_pool(status)
+                pool = self._pool = self._build_pool(status)
                 self._views = {}
                 self._rows.next_version()
-            if tool not in self._pool.tools:
+            if tool not in pool.tools:
                 tool = None
             data = self._window_data(window, now)
             view = self._views.get((tool, window))
             if view is None or view[0] is not data:
                 frame = figures.Frame(now - window, now, revision=f"{tool}|{window}", bin_seconds=data[0])
-                built = self._build_tool(tool, window, frame, data) if tool is not None else self._build_overview(window, frame, data)
+                if tool is not None:
+                    built = self._build_tool(pool, tool, window, frame, data)
+                else:
+                    built = self._build_overview(pool, window, frame, data)
                 view = self._views[(tool, window)] = (data, built)
-            return self._pool, tool, view[1]
+            return pool, tool, view[1]
 
     def _window_data(self, window, now):
         """Return (bin_seconds, buckets by tool, flows by tool) of a window: the buffer's, or the stored history's."""
+        key: tuple[Any, ...]
         if window <= self.buffer.retention_seconds or self.history is None:
             key = ("buffer", self._version)
             cached = self._window_data_cache.get(window)
@@ -159,19 +165,17 @@ class Snapshots:
             options=component_part(tool_options(tools)),
         )
 
-    def _build_overview(self, window, frame, data):
-        pool = self._pool
+    def _build_overview(self, pool, window, frame, data):
         _, buckets, flows = data
         return {
             "borrow-chart": figure_part(figures.borrow_chart(buckets, pool.colors, frame)),
             "overage-chart": figure_part(figures.overage_chart(buckets, pool.colors, frame)),
             "utilization-chart": figure_part(figures.utilization_chart(pool.status)),
             "failure-chart": figure_part(figures.failure_chart(flows, frame)),
-            "events-table": self._events(window, None),
+            "events-table": self._events(pool, window, None),
         }
 
-    def _build_tool(self, tool, window, frame, data):
-        pool = self._pool
+    def _build_tool(self, pool, tool, window, frame, data):
         color = pool.colors.get(tool, figures.tool_colors([tool])[tool])
         entry = pool.by_tool.get(tool)
         limits = (entry["commit"], entry["total"]) if entry and entry["total"] is not None else None
@@ -186,11 +190,11 @@ class Snapshots:
             "tool-commit-chart": figure_part(figures.tool_commit_chart(entry, frame.revision)),
             "tool-inuse-chart": figure_part(figures.tool_inuse_chart(tool, flows, borrowed, limits, color, frame)),
             "tool-info": component_part(parts.tool_info(tool, entry, color)),
-            "events-table": self._events(window, tool),
+            "events-table": self._events(pool, window, tool),
         }
 
-    def _events(self, window, tool):
-        rows, keys = self._rows.rows(recent_events(self.buffer, window, tool), self._pool.colors)
+    def _events(self, pool, window, tool):
+        rows, keys = self._rows.rows(recent_events(self.buffer, window, tool), pool.colors)
         part = component_part(parts.events_table(rows))
         if len(self._table_rows) >= TABLES_KEPT:
             del self._table_rows[next(iter(self._table_rows))]  # the oldest; dicts keep insertion order

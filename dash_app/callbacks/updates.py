@@ -93,8 +93,9 @@ def component_update(part, seen):
 def rows_update(part, seen, row_keys_of, path):
     """Return (output, what the tab then has) for a table Part whose rows sit at `path`, newest first.
 
-    `row_keys_of(signature)` gives a built table's row keys (None when forgotten). When the tab's table is this one with a few new rows on top
-    (and old ones off the bottom), a Patch prepends and deletes just those rows; otherwise the table goes whole.
+    `row_keys_of(signature)` gives a built table's row keys (None when forgotten). When the tab's table is this one
+    with a few new rows on top (and old ones off the bottom), a Patch prepends and deletes just those rows;
+    otherwise the table goes whole.
     """
     if seen == part.sig:
         return no_update, seen

@@ -34,7 +34,7 @@ def _minute_bar(name, key, x, y, color, frame, **extra):
 
 
 def _stacked_top(traces):
-    totals = {}
+    totals: dict[str, float] = {}  # x (a bin's time) -> the stack's height there
     for trace in traces:
         for x, y in zip(trace["x"], trace["y"]):
             totals[x] = totals.get(x, 0) + y
@@ -64,9 +64,7 @@ def _per_tool_bars(buckets_by_tool, colors, frame, key, y_title, empty_message, 
             continue
         x, y = zip(*points)
         name = plotly_text(tool)
-        traces.append(
-            _minute_bar(name, tool, list(x), list(y), colors.get(tool), frame, hovertemplate=NAMED_VALUE)
-        )
+        traces.append(_minute_bar(name, tool, list(x), list(y), colors.get(tool), frame, hovertemplate=NAMED_VALUE))
     if not traces:
         return empty_figure(empty_message, frame.revision)
     return {"data": traces, "layout": _stacked_layout(frame, y_title, traces, legend)}
@@ -92,13 +90,13 @@ def overage_chart(buckets_by_tool, colors, frame):
 
 def failure_chart(flows_by_tool, frame):
     """Failed borrows per minute, summed over tools, one stacked series per reason, from get_minute_flows."""
-    per_reason = {}
+    per_reason: dict[str, dict[int, int]] = {}  # reason -> {minute: failures}
     for flows in flows_by_tool.values():
         for flow in flows:
             for detail, count in flow.failures.items():
                 reason = reason_category(detail)
-                minutes = per_reason.setdefault(reason, {})
-                minutes[flow.minute] = minutes.get(flow.minute, 0) + count
+                counts = per_reason.setdefault(reason, {})
+                counts[flow.minute] = counts.get(flow.minute, 0) + count
     if not per_reason:
         return empty_figure("No failed borrows in this window", frame.revision)
     known = [r for r in REASON_LABELS if r in per_reason]

@@ -6,14 +6,14 @@ from dash import dcc, html
 from dash_app.figures import empty_figure
 from dash_app.layouts.controls import time_range_dropdown, tool_dropdown
 
-GRAPH_CONFIG = {
+GRAPH_CONFIG: dcc.Graph.Config = {
     "displaylogo": False,
     "responsive": True,
     # Drag to zoom, double-click to return to the live window; the mode bar would cover the legends.
     "displayModeBar": False,
 }
 HIDDEN = {"display": "none"}
-SHOWN = {}
+SHOWN: dict[str, str] = {}
 
 # Gutters between cards and panels (Bootstrap's g-3, 1 rem) and the same space below each row.
 ROW_CLASS = "g-3 mb-3"

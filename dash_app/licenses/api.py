@@ -1,21 +1,21 @@
 """REST API of the pool: borrow, return, status and active borrows, as JSON."""
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from dash_app.licenses.pool import UNKNOWN_TOOL, BorrowDenied, UnknownBorrow
+from dash_app.licenses.pool import UNKNOWN_TOOL, BorrowDenied, LicensePool, UnknownBorrow
 from dash_app.state import get_state
 from dash_app.web import ApiError, json_body, name_field, require_token
 
 bp = Blueprint("licenses", __name__)
 
 
-def _pool():
+def _pool() -> LicensePool:
     return get_state().pool
 
 
 @bp.post("/licenses/borrow")
 @require_token
-def borrow():
+def borrow() -> Response:
     body = json_body()
     tool, user = name_field(body, "tool"), name_field(body, "user")
     try:
@@ -28,7 +28,7 @@ def borrow():
 
 @bp.post("/licenses/return")
 @require_token
-def return_license():
+def return_license() -> Response:
     body = json_body()
     borrow_id = name_field(body, "id")
     try:
@@ -39,12 +39,12 @@ def return_license():
 
 
 @bp.get("/licenses/status")
-def status():
+def status() -> Response:
     return jsonify(_pool().status())
 
 
 @bp.get("/licenses/<path:tool>/status")
-def tool_status(tool):
+def tool_status(tool: str) -> Response:
     entry = _pool().tool_status(tool)
     if entry is None:
         raise ApiError(404, UNKNOWN_TOOL, f"tool: no tool named {tool!r}")
@@ -52,7 +52,7 @@ def tool_status(tool):
 
 
 @bp.get("/borrows")
-def active_borrows():
+def active_borrows() -> Response:
     user = request.args.get("user") or None
     tool = request.args.get("tool") or None
     return jsonify([b.as_dict() for b in _pool().active_borrows(user=user, tool=tool)])

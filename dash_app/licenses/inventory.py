@@ -1,8 +1,10 @@
 """The tools file: which tools the pool has, with their limits and prices."""
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dash_app.events import name_problem
 
@@ -25,10 +27,10 @@ class ToolSpec:
     max_overage: int
     commit_price: float
     overage_price_per_license: float
-    feature: str = None  # the FlexLM feature name, when the display name differs
+    feature: str | None = None  # the FlexLM feature name, when the display name differs
 
 
-def load_inventory(path=None):
+def load_inventory(path: str | os.PathLike[str] | None = None) -> dict[str, ToolSpec]:
     """Read and check a tools file (the bundled one when `path` is None); return {tool: ToolSpec}."""
     path = Path(path) if path else DEFAULT_TOOLS_FILE
     try:
@@ -42,26 +44,25 @@ def load_inventory(path=None):
     return parse_inventory(raw, source=f"tools file {path}")
 
 
-def parse_inventory(raw, source="tools file"):
+def parse_inventory(raw: object, source: str = "tools file") -> dict[str, ToolSpec]:
     """Check a decoded tools list and return {tool: ToolSpec}."""
     if not isinstance(raw, list):
         raise InventoryError(f"{source}: expected a JSON list of tools")
-    specs = {}
+    specs: dict[str, ToolSpec] = {}
     for index, entry in enumerate(raw):
         where = f"{source}: entry {index}"
         if not isinstance(entry, dict):
             raise InventoryError(f"{where}: expected an object")
         name = entry.get("tool")
         problem = name_problem(name)
-        if problem is not None:
+        if problem is not None or not isinstance(name, str):  # name_problem refuses every non-string
             raise InventoryError(f"{where}: 'tool' {problem}")
         where = f"{source}: tool {name!r}"
-        values = {}
+        values: dict[str, Any] = {}  # ToolSpec's number fields: ints, and floats for the prices
         for key in _NUMBER_FIELDS:
             value = entry.get(key)
             integral = key in ("total", "commit_qty", "max_overage")
-            ok = isinstance(value, int) if integral else isinstance(value, (int, float))
-            if not ok or isinstance(value, bool):
+            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
                 kind = "a whole number" if integral else "a number"
                 raise InventoryError(f"{where}: '{key}' must be {kind}")
             if value < 0:

@@ -1,12 +1,21 @@
 """The license pool: borrow and return rules, live counts, charges and status."""
 
+from __future__ import annotations
+
 import threading
 import time
 import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from dash_app.events import borrow_event, check_name, failure_event, return_event
+from dash_app.events import Event, borrow_event, check_name, failure_event, return_event
 from dash_app.timeutil import iso_utc
+
+if TYPE_CHECKING:  # for the annotations only
+    from dash_app.licenses.inventory import ToolSpec
+    from dash_app.recording import EventRecorder
+    from dash_app.store import SQLiteStore
 
 EXHAUSTED = "exhausted"
 MAX_OVERAGE = "max_overage"
@@ -16,7 +25,7 @@ UNKNOWN_TOOL = "unknown_tool"
 class BorrowDenied(Exception):
     """No license can be granted; `reason` is exhausted, max_overage or unknown_tool."""
 
-    def __init__(self, reason, detail):
+    def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -32,44 +41,64 @@ class Borrow:
     # A plain class with slots: log sources create one per OUT line, and a frozen dataclass costs four times as much.
     __slots__ = ("id", "tool", "user", "borrowed_at", "is_overage")
 
-    def __init__(self, id, tool, user, borrowed_at, is_overage):
+    id: str
+    tool: str
+    user: str
+    borrowed_at: float  # epoch seconds
+    is_overage: bool
+
+    def __init__(self, id: str, tool: str, user: str, borrowed_at: float, is_overage: bool) -> None:
         self.id = id
         self.tool = tool
         self.user = user
         self.borrowed_at = borrowed_at
         self.is_overage = is_overage
 
-    def _fields(self):
+    def _fields(self) -> tuple[str, str, str, float, bool]:
         return (self.id, self.tool, self.user, self.borrowed_at, self.is_overage)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return self._fields() == other._fields() if type(other) is Borrow else NotImplemented
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._fields())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Borrow(id={!r}, tool={!r}, user={!r}, borrowed_at={!r}, is_overage={!r})".format(*self._fields())
 
-    def as_dict(self):
-        return {"id": self.id, "tool": self.tool, "user": self.user, "borrowed_at": iso_utc(self.borrowed_at), "is_overage": self.is_overage}
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tool": self.tool,
+            "user": self.user,
+            "borrowed_at": iso_utc(self.borrowed_at),
+            "is_overage": self.is_overage,
+        }
 
 
 class LicensePool:
     """Decides borrows under one lock, so counts never pass the limits, and records every outcome."""
 
-    def __init__(self, specs, recorder, store=None, clock=time.time, series_of=None):
+    def __init__(
+        self,
+        specs: Mapping[str, ToolSpec],
+        recorder: EventRecorder,
+        store: SQLiteStore | None = None,
+        clock: Callable[[], float] = time.time,
+        series_of: Callable[[str], str] | None = None,
+    ) -> None:
         self.recorder = recorder
         self.clock = clock
         # Tools outside the inventory are counted per series (see licenses.series), so a log with endless distinct
         # feature names cannot grow the status list; identity when no rule is given.
-        self._series_of = series_of or (lambda tool: tool)
+        self._series_of: Callable[[str], str] = series_of or (lambda tool: tool)
         self._lock = threading.Lock()
         self._specs = dict(specs)
-        self._active = {}
+        self._active: dict[str, Borrow] = {}
         self._borrowed = {tool: 0 for tool in self._specs}
         self._charges = {tool: 0 for tool in self._specs}
-        self._observed = {}  # tools outside the inventory that a log source reported, in first-seen order (keys)
+        # tools outside the inventory that a log source reported, in first-seen order (keys)
+        self._observed: dict[str, None] = {}
         self._by_feature = {spec.feature: name for name, spec in self._specs.items() if spec.feature}
         self._batches = threading.local()  # per thread: events held back by recording_batch()
         if store is not None:
@@ -84,7 +113,7 @@ class LicensePool:
                 self._charges[tool] = count
 
     @contextmanager
-    def recording_batch(self):
+    def recording_batch(self) -> Iterator[None]:
         """Hold back this thread's events and record them together when the block ends (one lock, one write).
 
         For sources that replay many events at once, such as a log backfill; other threads are not affected.
@@ -100,7 +129,7 @@ class LicensePool:
             if events:
                 self.recorder.record_many(events)
 
-    def _record(self, event):
+    def _record(self, event: Event) -> None:
         held = getattr(self._batches, "events", None)
         if held is None:
             self.recorder.record(event)
@@ -108,11 +137,11 @@ class LicensePool:
             held.append(event)
 
     @property
-    def tools(self):
+    def tools(self) -> list[str]:
         """The names of the inventory's tools, in file order."""
         return list(self._specs)
 
-    def borrow(self, tool, user, at=None):
+    def borrow(self, tool: str, user: str, at: float | None = None) -> Borrow:
         """Grant a license of `tool` to `user` and return the Borrow, or raise BorrowDenied (InvalidName for a bad name)."""
         check_name("tool", tool)
         check_name("user", user)
@@ -138,7 +167,7 @@ class LicensePool:
             self._record(borrow_event(tool, user, is_overage, borrow.id, ts))
             return borrow
 
-    def return_license(self, borrow_id, at=None):
+    def return_license(self, borrow_id: str, at: float | None = None) -> Borrow:
         """End an active borrow and return it; raise UnknownBorrow for an unknown or returned id."""
         with self._lock:
             borrow = self._active.pop(borrow_id, None)
@@ -151,11 +180,11 @@ class LicensePool:
 
     # Observed events come from a real license server that has already decided: no limits apply here.
 
-    def tool_for_feature(self, feature):
+    def tool_for_feature(self, feature: str) -> str:
         """Return the display name the tools file gives a FlexLM feature (the feature itself otherwise)."""
         return self._by_feature.get(feature, feature)
 
-    def observe_borrow(self, tool, user, at, borrow_id=None):
+    def observe_borrow(self, tool: str, user: str, at: float, borrow_id: str | None = None) -> Borrow:
         """Record a borrow granted elsewhere; is_overage follows the pool's rule (in use >= commit)."""
         check_name("tool", tool)
         check_name("user", user)
@@ -175,11 +204,11 @@ class LicensePool:
             self._record(borrow_event(tool, user, is_overage, borrow.id, at))
             return borrow
 
-    def observe_return(self, borrow_id, at):
+    def observe_return(self, borrow_id: str, at: float) -> Borrow:
         """Record the end of a borrow observed elsewhere; raise UnknownBorrow when it is not active."""
         return self.return_license(borrow_id, at=at)
 
-    def observe_failure(self, tool, user, reason, at):
+    def observe_failure(self, tool: str, user: str, reason: str, at: float) -> None:
         """Record a denial observed elsewhere."""
         check_name("tool", tool)
         check_name("user", user)
@@ -188,16 +217,16 @@ class LicensePool:
             self._note_tool(self._key(tool))
             self._record(failure_event(tool, user, reason, at))
 
-    def _key(self, tool):
+    def _key(self, tool: str) -> str:
         """Return the name `tool` is counted under: itself in the inventory, else its series."""
         return tool if tool in self._specs else self._series_of(tool)
 
-    def _note_tool(self, tool):
+    def _note_tool(self, tool: str) -> None:
         if tool not in self._observed and tool not in self._specs:
             self._observed[tool] = None
             self._borrowed.setdefault(tool, 0)
 
-    def active_borrows(self, user=None, tool=None):
+    def active_borrows(self, user: str | None = None, tool: str | None = None) -> list[Borrow]:
         """Return the active borrows, oldest first, optionally of one user and/or tool."""
         with self._lock:
             borrows = list(self._active.values())
@@ -206,28 +235,38 @@ class LicensePool:
             key=lambda b: b.borrowed_at,
         )
 
-    def status(self, tools=None):
+    def status(self, tools: Collection[str] | None = None) -> list[dict[str, Any]]:
         """Return one status entry per tool (inventory order), limited to `tools` when given."""
         with self._lock:
             names = [*self._specs, *self._observed]
             entries = [self._status_entry(name) for name in names if tools is None or name in tools]
         return entries
 
-    def tool_status(self, tool):
+    def tool_status(self, tool: str) -> dict[str, Any] | None:
         """Return one tool's status entry, or None when the pool does not know it."""
         entries = self.status(tools={tool})
         return entries[0] if entries else None
 
-    def _status_entry(self, tool):
+    def _status_entry(self, tool: str) -> dict[str, Any]:
         spec = self._specs.get(tool)
         borrowed = self._borrowed.get(tool, 0)
         charges = self._charges.get(tool, 0)
         if spec is None:
             # A tool the tools file does not list (seen in a log, or dropped from the file): limits unknown.
             return {
-                "tool": tool, "total": None, "borrowed": borrowed, "available": None, "commit": None,
-                "max_overage": None, "overage": None, "overage_borrows": charges, "in_commit": None,
-                "commit_price": None, "overage_price_per_license": None, "current_overage_cost": None, "total_cost": None,
+                "tool": tool,
+                "total": None,
+                "borrowed": borrowed,
+                "available": None,
+                "commit": None,
+                "max_overage": None,
+                "overage": None,
+                "overage_borrows": charges,
+                "in_commit": None,
+                "commit_price": None,
+                "overage_price_per_license": None,
+                "current_overage_cost": None,
+                "total_cost": None,
             }
         overage_cost = charges * spec.overage_price_per_license
         return {

@@ -13,11 +13,42 @@ from dash_app.licenses.pool import BorrowDenied, UnknownBorrow
 log = logging.getLogger(__name__)
 
 ROSTER = [
-    "anna.schmidt", "ben.muller", "chen.wei", "david.kowalski", "elena.rossi", "farah.haddad", "georg.weber",
-    "hana.sato", "ivan.petrov", "julia.fischer", "karim.nasser", "lena.wagner", "marco.bianchi", "nina.hoffmann",
-    "oskar.lind", "priya.nair", "quentin.blanc", "rosa.garcia", "sven.larsen", "tara.obrien", "umut.yilmaz",
-    "vera.novak", "wei.zhang", "xavier.dubois", "yuki.tanaka", "zoe.martin", "arjun.mehta", "birgit.koch",
-    "carlos.silva", "dana.levi", "emil.berg", "fatima.ali", "goran.ivic", "helga.braun", "ines.costa", "jonas.keller",
+    "anna.schmidt",
+    "ben.muller",
+    "chen.wei",
+    "david.kowalski",
+    "elena.rossi",
+    "farah.haddad",
+    "georg.weber",
+    "hana.sato",
+    "ivan.petrov",
+    "julia.fischer",
+    "karim.nasser",
+    "lena.wagner",
+    "marco.bianchi",
+    "nina.hoffmann",
+    "oskar.lind",
+    "priya.nair",
+    "quentin.blanc",
+    "rosa.garcia",
+    "sven.larsen",
+    "tara.obrien",
+    "umut.yilmaz",
+    "vera.novak",
+    "wei.zhang",
+    "xavier.dubois",
+    "yuki.tanaka",
+    "zoe.martin",
+    "arjun.mehta",
+    "birgit.koch",
+    "carlos.silva",
+    "dana.levi",
+    "emil.berg",
+    "fatima.ali",
+    "goran.ivic",
+    "helga.braun",
+    "ines.costa",
+    "jonas.keller",
 ]
 CI_PREFIX = "ci-runner-"
 # Names a person might mistype; the pool answers unknown_tool.
@@ -45,9 +76,7 @@ class DemoTraffic:
         self.counts = {"borrows": 0, "returns": 0, "failures": 0}
         tools = pool.tools
         # Each person mostly uses one or two tools, and some tools are more popular than others.
-        self._habits = {
-            user: self.rng.sample(tools, k=min(len(tools), self.rng.choice((1, 2, 2, 3)))) for user in ROSTER
-        }
+        self._habits = {user: self.rng.sample(tools, k=min(len(tools), self.rng.choice((1, 2, 2, 3)))) for user in ROSTER}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -62,7 +91,9 @@ class DemoTraffic:
         if self.backfill_hours > 0:
             began = time.perf_counter()
             self.run_until(now, backfill=True)
-            log.info("demo backfill: %.1f h of traffic in %.1f s (%s)", self.backfill_hours, time.perf_counter() - began, self.counts)
+            log.info(
+                "demo backfill: %.1f h of traffic in %.1f s (%s)", self.backfill_hours, time.perf_counter() - began, self.counts
+            )
         self._thread = threading.Thread(target=self._live, args=(now,), name="demo-traffic", daemon=True)
         self._thread.start()
 

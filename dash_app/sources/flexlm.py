@@ -12,6 +12,8 @@ import secrets
 import stat
 import threading
 import time
+from io import BufferedReader
+from typing import Any
 
 from flask import Blueprint, jsonify
 
@@ -32,8 +34,16 @@ CREATE TABLE IF NOT EXISTS flexlm_offsets (
 """
 
 COUNTERS = (
-    "lines", "borrows", "returns", "denials", "queued", "dequeued", "malformed",
-    "ended_by_restart", "unmatched_returns", "clock_skew",
+    "lines",
+    "borrows",
+    "returns",
+    "denials",
+    "queued",
+    "dequeued",
+    "malformed",
+    "ended_by_restart",
+    "unmatched_returns",
+    "clock_skew",
 )
 ID_PREFIX = "flexlm"
 FINGERPRINT_BYTES = 1024  # a file is recognised by its first bytes, whatever its name or inode now
@@ -96,7 +106,7 @@ class LogIngest:
     # ------------------------------------------------------------ ids and restart
 
     def _restore_open(self):
-        groups = {}
+        groups: dict[str, list[Any]] = {}  # base id -> [open key, (borrowed_at, line), [ids]]
         for borrow in self.pool.active_borrows():
             parts = borrow.id.split("|")
             if len(parts) != 6 or parts[0] != ID_PREFIX or parts[1] != self.source:
@@ -108,7 +118,7 @@ class LogIngest:
             groups.setdefault(base, [key, (borrow.borrowed_at, line_no), []])[2].append(borrow.id)
             self._restored[base] = (file_id, line_no)
         # Oldest first, as IN lines end them.
-        for base, (key, _order, ids) in sorted(groups.items(), key=lambda item: item[1][1]):
+        for _base, (key, _order, ids) in sorted(groups.items(), key=lambda item: item[1][1]):
             self.open.setdefault(key, []).append(tuple(sorted(ids, key=len)))
             self.open_borrows += len(ids)
 
@@ -352,9 +362,20 @@ class Checkpoints:
         ingest = tail.ingest
         self.store.submit(
             "INSERT OR REPLACE INTO flexlm_offsets "
-            "(file_id, path, source, fp_len, fingerprint, offset, line, day, last_tod, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ingest.file_id, tail.path, ingest.source, tail.fp_len, tail.fingerprint, tail.offset, ingest.line,
-             ingest.parser.day, ingest.parser.last_tod, time.time()),
+            "(file_id, path, source, fp_len, fingerprint, offset, line, day, last_tod, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ingest.file_id,
+                tail.path,
+                ingest.source,
+                tail.fp_len,
+                tail.fingerprint,
+                tail.offset,
+                ingest.line,
+                ingest.parser.day,
+                ingest.parser.last_tod,
+                time.time(),
+            ),
         )
 
 
@@ -377,7 +398,7 @@ class LogTail:
         self.truncations = 0
         self.fp_len = 0
         self.fingerprint = ""
-        self._fh = None
+        self._fh: BufferedReader | None = None
         self._identity = None
         self._partial = b""
         self._skipped = None  # bytes of an over-long line dropped so far, while its newline is still to come
@@ -445,9 +466,15 @@ class LogTail:
             self._fh.close()
             self._fh = None
 
+    def _file(self) -> BufferedReader:
+        """Return the open file; reading a tail that is not open is a mistake, as reading a closed file is."""
+        if self._fh is None:
+            raise ValueError(f"FlexLM log {self.path} is not open")
+        return self._fh
+
     def _refresh_fingerprint(self):
         if self.fp_len < FINGERPRINT_BYTES:
-            head = os.pread(self._fh.fileno(), FINGERPRINT_BYTES, 0)
+            head = os.pread(self._file().fileno(), FINGERPRINT_BYTES, 0)
             self.fp_len, self.fingerprint = len(head), _fingerprint(head)
 
     # --------------------------------------------------------------- reading
@@ -456,7 +483,7 @@ class LogTail:
         """Read and apply every complete line written so far; return the number of bytes read."""
         total = 0
         while True:
-            data = self._fh.read(CHUNK_BYTES)
+            data = self._file().read(CHUNK_BYTES)
             if not data:
                 return total
             total += len(data)
@@ -622,17 +649,19 @@ class FlexLMFollower:
                 totals[name] += value
             open_borrows = ingest.open_borrows
             totals["open_borrows"] += open_borrows
-            logs.append({
-                "path": tail.path,
-                "state": tail.state,
-                "offset": tail.offset,
-                "size": tail.size,
-                "rotations": tail.rotations,
-                "truncations": tail.truncations,
-                "open_borrows": open_borrows,
-                "last_event_at": iso_utc(ingest.last_event_at) if ingest.last_event_at is not None else None,
-                **counts,
-            })
+            logs.append(
+                {
+                    "path": tail.path,
+                    "state": tail.state,
+                    "offset": tail.offset,
+                    "size": tail.size,
+                    "rotations": tail.rotations,
+                    "truncations": tail.truncations,
+                    "open_borrows": open_borrows,
+                    "last_event_at": iso_utc(ingest.last_event_at) if ingest.last_event_at is not None else None,
+                    **counts,
+                }
+            )
         return {"enabled": True, "logs": logs, "totals": totals}
 
 

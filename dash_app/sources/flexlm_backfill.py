@@ -11,7 +11,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dash_app import config as config_module
 from dash_app.licenses import InventoryError
-from dash_app.sources.flexlm import Checkpoints, LogIngest, LogTail, source_id
+from dash_app.sources.flexlm import COUNTERS, Checkpoints, LogIngest, LogTail, source_id
 from dash_app.store import StoreError
 
 PROG = "python -m dash_app ingest-flexlm"
@@ -25,7 +25,9 @@ def build_parser():
         description="Read FlexNet (FlexLM) debug logs into the dashboard's database once, then exit. "
         "Lines already read (by an earlier run or the live follower) are skipped.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="debug log; give rotated copies oldest first (lmgrd.log.2 lmgrd.log.1 lmgrd.log)")
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="debug log; give rotated copies oldest first (lmgrd.log.2 lmgrd.log.1 lmgrd.log)"
+    )
     config_module.add_arguments(parser)
     return parser
 
@@ -56,8 +58,8 @@ def summary_line(counts, seconds):
 def backfill(paths, pool, store, out=sys.stdout, err=sys.stderr):
     """Ingest `paths` in order into `pool`; rotated copies of one log share their open borrows. Return the totals."""
     checkpoints = Checkpoints(store)
-    streams = {}
-    totals = None
+    streams: dict[str, LogIngest] = {}  # by source: rotated copies of one log share it
+    totals = dict.fromkeys(COUNTERS, 0)
     for path in paths:
         source = source_id(path)
         ingest = streams.get(source)
@@ -70,7 +72,14 @@ def backfill(paths, pool, store, out=sys.stdout, err=sys.stderr):
         began = time.perf_counter()
         if tail.offset:
             print(f"{path}: resuming after line {ingest.line:,} (byte {tail.offset:,})", file=out)
-        bar = tqdm(total=max(tail.size - tail.offset, 0), unit="B", unit_scale=True, unit_divisor=1024, desc=os.path.basename(path), file=err)
+        bar = tqdm(
+            total=max(tail.size - tail.offset, 0),
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=os.path.basename(path),
+            file=err,
+        )
         with bar, logging_redirect_tqdm():  # warnings about bad lines print above the bar, not through it
             tail.read_available(progress=bar.update)
         tail.settle()
@@ -80,7 +89,7 @@ def backfill(paths, pool, store, out=sys.stdout, err=sys.stderr):
         print(f"{path}: {summary_line(delta, time.perf_counter() - began)}", file=out)
         if tail.waiting_line:
             print(f"{path}: the last line has no newline yet; it is left for the live follower", file=out)
-        totals = delta if totals is None else {name: totals[name] + delta[name] for name in totals}
+        totals = {name: totals[name] + delta[name] for name in totals}
     totals["open_borrows"] = sum(ingest.open_borrows for ingest in streams.values())
     return totals
 

@@ -35,9 +35,7 @@ _EVENT_LINE = re.compile(
 _PLAIN_EVENT = re.compile(r"\s*(\d{1,2}:\d\d:\d\d) \(([^()\s_]+)\) (OUT|IN): +\"([^\"]+)\" +([^@\s]+)@(\S*) *$")
 _ENVELOPE = re.compile(r"\s*" + _TIME + " " + _DAEMON + r"(?: (.*))?$")
 # Old and short forms without a host: `IN: "feature" user (2 licenses)`.
-_EVENT_NO_HOST = re.compile(
-    r"(OUT|IN|DENIED|QUEUED|DEQUEUED|UNSUPPORTED): +(?:\"([^\"]*)\"|(\S+)) +([^\s(\[^]+) *(.*)$"
-)
+_EVENT_NO_HOST = re.compile(r"(OUT|IN|DENIED|QUEUED|DEQUEUED|UNSUPPORTED): +(?:\"([^\"]*)\"|(\S+)) +([^\s(\[^]+) *(.*)$")
 _EVENT_VERB = re.compile(r"(?:OUT|IN|DENIED|QUEUED|DEQUEUED|UNSUPPORTED):")
 _COUNT = re.compile(r"\((\d+) licenses?\)")
 # No real checkout takes more licenses than this in one line.
@@ -69,10 +67,10 @@ OTHER_DENIAL = "denied"
 def denial_category(code, text):
     """Return the dashboard failure reason for a FlexNet error number and text."""
     lowered = text.lower()
-    for category, codes, phrases in DENIAL_CATEGORIES:
+    for category, codes, _phrases in DENIAL_CATEGORIES:
         if code in codes:
             return category
-    for category, codes, phrases in DENIAL_CATEGORIES:
+    for category, _codes, phrases in DENIAL_CATEGORIES:
         if any(phrase in lowered for phrase in phrases):
             return category
     return OTHER_DENIAL
@@ -81,8 +79,8 @@ def denial_category(code, text):
 def denial_reason(tail):
     """Return the failure reason of a DENIED line's tail: `category: text (major,minor)`."""
     found = None
-    for found in _REASON.finditer(tail):
-        pass  # the reason is the last parenthesised group with an error number
+    for match in _REASON.finditer(tail):
+        found = match  # the reason is the last parenthesised group with an error number
     if found is not None:
         text, major, minor = found.group(1).strip(), int(found.group(2)), found.group(3)
         return f"{denial_category(major, text)}: {text} ({major},{minor})"
@@ -105,7 +103,7 @@ class LineParser:
         self.day = day  # proleptic ordinal of the log's current local date, None until known
         self.last_tod = last_tod
         self._tods = {}
-        self._bases = None  # epoch of each local hour of `day`
+        self._bases: list[float] = []  # epoch of each local hour of `day`
         self._bases_day = None
 
     # --------------------------------------------------------------- dates
@@ -142,7 +140,8 @@ class LineParser:
     def anchor(self, epoch_seconds):
         """Take the date from a moment (for a log with no date line yet): its local date and time."""
         local = time.localtime(epoch_seconds)
-        self._set_date(date(local.tm_year, local.tm_mon, local.tm_mday).toordinal(), local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec)
+        day = date(local.tm_year, local.tm_mon, local.tm_mday).toordinal()
+        self._set_date(day, local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec)
 
     def backdate(self, tods):
         """Return epochs for earlier undated times `tods` (in log order), counting days back from the current date."""

@@ -3,9 +3,10 @@
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+from dash_app.buffer import Bucket
 from dash_app.timeutil import iso_utc
 
 if TYPE_CHECKING:
@@ -17,9 +18,21 @@ MAX_POINTS = 500
 AGGREGATE_EVERY_SECONDS = 5.0
 PRUNE_EVERY_SECONDS = 600.0
 
+# A stored aggregate row, decoded: (tool, minute or hour, count, overage_count, users, returns, failures by reason).
+StatsRow: TypeAlias = tuple[str, int, int, int, list[str], int, dict[str, int]]
+# An aggregate being summed: [count, overage_count, {users}, returns, {reason: count}], by (tool, bin).
+Grouped: TypeAlias = dict[tuple[str, int], list[Any]]
 
-def _group(rows, key_of):
-    table = {}
+
+class HistoryPoint(Bucket):
+    """One bin of a long chart: a bucket, plus its returns and its failures by reason."""
+
+    returns: int
+    failures: dict[str, int]
+
+
+def _group(rows: Iterable[StatsRow], key_of: Callable[[int], int]) -> Grouped:
+    table: Grouped = {}
     for tool, key, count, overage, users, returns, failures in rows:
         row = table.setdefault((tool, key_of(key)), [0, 0, set(), 0, {}])
         row[0] += count
@@ -31,9 +44,10 @@ def _group(rows, key_of):
     return table
 
 
-def _upsert(conn, table, unit, grouped):
+def _upsert(conn: sqlite3.Connection, table: str, unit: str, grouped: Mapping[tuple[str, int], list[Any]]) -> None:
     conn.executemany(
-        f"INSERT OR REPLACE INTO {table} (tool, {unit}, count, overage_count, users, returns, failures) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO {table} (tool, {unit}, count, overage_count, users, returns, failures) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
             (tool, key, row[0], row[1], json.dumps(sorted(row[2])), row[3], json.dumps(row[4], sort_keys=True))
             for (tool, key), row in grouped.items()
@@ -45,7 +59,7 @@ def rebuild_from(conn: sqlite3.Connection, since_ts: float, series_of: Callable[
     """Recompute the minute and hour rows, keyed by `series_of(tool)`, from raw events at and after `since_ts`'s minute."""
     first_minute = int(since_ts // 60)
     # Each event goes straight into its (series, minute) row, so memory follows the rows, not the events.
-    grouped: dict[tuple[str, int], list[Any]] = {}
+    grouped: Grouped = {}
     for ts, kind, tool, user, is_overage, reason in conn.execute(
         "SELECT ts, kind, tool, user, is_overage, reason FROM events WHERE ts >= ? AND tool IS NOT NULL", (first_minute * 60,)
     ):
@@ -120,7 +134,7 @@ class HistoryKeeper:
         store.add_periodic(self.aggregate, AGGREGATE_EVERY_SECONDS)
         store.add_periodic(self.prune, PRUNE_EVERY_SECONDS)
 
-    def aggregate(self, conn):
+    def aggregate(self, conn: sqlite3.Connection) -> None:
         """Fold events written since the last run into minute and hour rows."""
         since = self.store.take_events_since()
         if since is not None:
@@ -131,7 +145,7 @@ class HistoryKeeper:
                 raise
             self.generation += 1
 
-    def prune(self, conn):
+    def prune(self, conn: sqlite3.Connection) -> None:
         """Delete raw events past the raw keep time and aggregates past the history time."""
         self.aggregate(conn)  # fold in what was written since the last run before raw events go
         now = self.clock()
@@ -142,12 +156,14 @@ class HistoryKeeper:
             conn.execute("DELETE FROM hour_stats WHERE hour < ?", (int((now - self.history_seconds) // 3600),))
         self.generation += 1
 
-    def series(self, window_seconds, now=None, tools=None):
+    def series(
+        self, window_seconds: float, now: float | None = None, tools: Iterable[str] | None = None
+    ) -> tuple[int, dict[str, list[HistoryPoint]]]:
         """Return (bin_seconds, {tool: [point, ...]}) of the stored history; see history_series."""
         return history_series(self.store, window_seconds, now=now, tools=tools)
 
 
-def bin_seconds_for(window_seconds):
+def bin_seconds_for(window_seconds: float) -> int:
     """Return the smallest bin size from the ladder that keeps `window_seconds` at or under MAX_POINTS points."""
     for size in BIN_LADDER:
         if window_seconds / size <= MAX_POINTS:
@@ -155,7 +171,9 @@ def bin_seconds_for(window_seconds):
     return BIN_LADDER[-1]
 
 
-def history_series(store, window_seconds, now=None, tools=None):
+def history_series(
+    store: "SQLiteStore", window_seconds: float, now: float | None = None, tools: Iterable[str] | None = None
+) -> tuple[int, dict[str, list[HistoryPoint]]]:
     """Return (bin_seconds, {tool: [point, ...]}) for a long window, from the stored aggregates.
 
     Each point is a bucket dict (timestamp, count, users, overage_count) plus returns and failures by reason.
@@ -166,35 +184,38 @@ def history_series(store, window_seconds, now=None, tools=None):
     start = int((now - window_seconds) // size) * size
     if size >= 3600:
         rows = store.read(
-            "SELECT tool, hour * 3600, count, overage_count, users, returns, failures FROM hour_stats WHERE hour >= ? ORDER BY hour",
+            "SELECT tool, hour * 3600, count, overage_count, users, returns, failures FROM hour_stats "
+            "WHERE hour >= ? ORDER BY hour",
             (start // 3600,),
         )
     else:
         rows = store.read(
-            "SELECT tool, minute * 60, count, overage_count, users, returns, failures FROM minute_stats WHERE minute >= ? ORDER BY minute",
+            "SELECT tool, minute * 60, count, overage_count, users, returns, failures FROM minute_stats "
+            "WHERE minute >= ? ORDER BY minute",
             (start // 60,),
         )
     wanted = None if tools is None else set(tools)
-    decoded = (
-        (t, at, c, o, json.loads(u), r, json.loads(f))
-        for t, at, c, o, u, r, f in rows
-        if wanted is None or t in wanted
-    )
+    decoded = ((t, at, c, o, json.loads(u), r, json.loads(f)) for t, at, c, o, u, r, f in rows if wanted is None or t in wanted)
     grouped = _group(decoded, lambda at: int(at // size) * size)
-    series = {}
-    for (tool, at), (count, overage, users, returns, failures) in sorted(grouped.items(), key=lambda item: (item[0][0], item[0][1])):
-        series.setdefault(tool, []).append({
-            "timestamp": iso_utc(at)[:19] + "Z",
-            "count": count,
-            "users": sorted(users),
-            "overage_count": overage,
-            "returns": returns,
-            "failures": failures,
-        })
+    series: dict[str, list[HistoryPoint]] = {}
+    by_tool_and_time = sorted(grouped.items(), key=lambda item: (item[0][0], item[0][1]))
+    for (tool, at), (count, overage, users, returns, failures) in by_tool_and_time:
+        series.setdefault(tool, []).append(
+            {
+                "timestamp": iso_utc(at)[:19] + "Z",
+                "count": count,
+                "users": sorted(users),
+                "overage_count": overage,
+                "returns": returns,
+                "failures": failures,
+            }
+        )
     return size, series
 
 
-def minute_rows(store, since_ts, tools=None):
+def minute_rows(
+    store: "SQLiteStore", since_ts: float, tools: Collection[str] | None = None
+) -> list[tuple[str, int, int, int, list[str]]]:
     """Return stored minute rows (tool, minute, count, overage_count, users) from `since_ts`'s minute on."""
     first = int(since_ts // 60)
     if since_ts > first * 60:

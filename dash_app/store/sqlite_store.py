@@ -1,16 +1,27 @@
 """SQLite persistence: a batched writer thread for events and pool state, and reads for restore."""
 
+from __future__ import annotations
+
 import logging
 import os
 import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from dash_app.events import BORROW, RETURN
+from dash_app.events import BORROW, RETURN, Event
+
+if TYPE_CHECKING:  # for the annotations only: the store needs nothing of the licenses package at run time
+    from dash_app.licenses.inventory import ToolSpec
 
 log = logging.getLogger(__name__)
+
+# What the writer's queue holds: the events of one record call, or one statement with its parameters.
+Statement: TypeAlias = tuple[str, Sequence[Any]]
+QueueItem: TypeAlias = list[Event] | Statement
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tools (
@@ -69,7 +80,7 @@ class StoreError(Exception):
 class SQLiteStore:
     """Owns one SQLite database (WAL); writes go through a queue to one batching thread."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             parent = Path(self.path).expanduser().resolve().parent
@@ -77,25 +88,26 @@ class SQLiteStore:
                 raise StoreError(f"database {self.path}: folder {parent} does not exist")
         # One connection serves the writer thread and readers; the lock keeps their use apart.
         self._conn_lock = threading.RLock()
-        self._conn = None
-        self._identity = None  # (st_dev, st_ino) of the file opened, to notice it being deleted or replaced
+        self._conn: sqlite3.Connection | None = None  # None until opened, and while a recreation is under way
+        # (st_dev, st_ino) of the file opened, to notice it being deleted or replaced
+        self._identity: tuple[int, int] | None = None
         self._next_identity_check = 0.0
         try:
             self._open()
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: {exc}") from None
-        self._queue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[QueueItem] = queue.SimpleQueue()
         self._pending = 0
         self._pending_lock = threading.Condition()
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self.persisted = True
-        self.last_error = None
+        self.last_error: str | None = None
         self.recreations = 0  # times the file was found deleted or replaced and written again
-        self._tasks = []  # [every_seconds, next_due, fn(conn)] run by the writer thread
-        self._events_since = None  # earliest event time written since the last task run that asked
+        self._tasks: list[list[Any]] = []  # [every_seconds, next_due, fn(conn)] run by the writer thread
+        self._events_since: float | None = None  # earliest event time written since the last task run that asked
 
-    def _open(self):
+    def _open(self) -> None:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             # Another process's short write must make ours wait, not fail.
@@ -111,24 +123,32 @@ class SQLiteStore:
             st = os.stat(self.path)
             self._identity = (st.st_dev, st.st_ino)
 
-    def check_writable(self):
+    def _connection(self) -> sqlite3.Connection:
+        """Return the open connection, or raise sqlite3.OperationalError when a failed recreation left none."""
+        conn = self._conn
+        if conn is None:
+            raise sqlite3.OperationalError(f"database {self.path} is not open: its recreation has not finished")
+        return conn
+
+    def check_writable(self) -> None:
         """Raise StoreError unless a write transaction can start now (another process may hold the database)."""
         try:
             with self._conn_lock:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute("ROLLBACK")
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: cannot write ({exc}); is another process using it?") from None
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self):
+    def start(self) -> None:
         """Start the writer thread."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
             self._thread.start()
 
-    def stop(self):
+    def stop(self) -> None:
         """Write what is queued, run the periodic tasks once more, then stop the writer and close the database."""
         self.flush(timeout=5)
         self._stop.set()
@@ -137,7 +157,7 @@ class SQLiteStore:
             self._run_due_tasks(force=True)
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         """Close the connection."""
         with self._conn_lock:
             if self._conn is not None:
@@ -145,33 +165,33 @@ class SQLiteStore:
 
     # --------------------------------------------------------------- writes
 
-    def submit(self, sql, params=()):
+    def submit(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Queue one statement; it is written within FLUSH_SECONDS, in a batch with others."""
         self._put((sql, params))
 
-    def _put(self, item):
+    def _put(self, item: QueueItem) -> None:
         with self._pending_lock:
             self._pending += 1
         self._queue.put(item)
 
-    def add_periodic(self, fn, every_seconds):
+    def add_periodic(self, fn: Callable[[sqlite3.Connection], object], every_seconds: float) -> None:
         """Run `fn(conn)` in the writer thread every `every_seconds`, after the queued writes."""
         self._tasks.append([every_seconds, time.monotonic() + every_seconds, fn])
 
-    def put_back_events_since(self, since):
+    def put_back_events_since(self, since: float) -> None:
         """Mark events from `since` as not yet taken, after a task failed to use them."""
         self._events_since = since if self._events_since is None else min(self._events_since, since)
 
-    def take_events_since(self):
+    def take_events_since(self) -> float | None:
         """Return the earliest event time written since the last call (writer thread only), or None."""
         since, self._events_since = self._events_since, None
         return since
 
-    def on_events(self, events):
+    def on_events(self, events: Iterable[Event]) -> None:
         """Queue recorded events, and the pool state they change, as one item (an EventRecorder listener)."""
         self._put(list(events))
 
-    def flush(self, timeout=10):
+    def flush(self, timeout: float = 10) -> bool:
         """Block until every queued statement is written (or `timeout` passes); return True when all are."""
         deadline = time.monotonic() + timeout
         with self._pending_lock:
@@ -182,8 +202,8 @@ class SQLiteStore:
                 self._pending_lock.wait(min(left, 0.05))
         return True
 
-    def _run(self):
-        batch = []
+    def _run(self) -> None:
+        batch: list[QueueItem] = []
         backoff = FLUSH_SECONDS
         while not (self._stop.is_set() and not batch and self._queue.empty()):
             # Whatever goes wrong, this thread goes on: it holds the only copy of acknowledged events.
@@ -226,11 +246,12 @@ class SQLiteStore:
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    def _check_file(self):
+    def _check_file(self) -> None:
         """Notice the database file being deleted or replaced under us, and put this process's copy back."""
         if self._identity is None or time.monotonic() < self._next_identity_check:
             return
         self._next_identity_check = time.monotonic() + IDENTITY_CHECK_SECONDS
+        found: tuple[int, int] | None
         try:
             st = os.stat(self.path)
             found = (st.st_dev, st.st_ino)
@@ -246,7 +267,7 @@ class SQLiteStore:
         self.recreations += 1
         log.warning("database %s recreated; writes go on", self.path)
 
-    def _recreate(self, aside):
+    def _recreate(self, aside: bool) -> None:
         """Write the open database (whose file is gone or replaced) back to the path, then use that file."""
         path = self.path
         copy = f"{path}.recovering"
@@ -278,7 +299,7 @@ class SQLiteStore:
             os.replace(copy, path)
             self._open()
 
-    def _write_what_can_be(self, batch):
+    def _write_what_can_be(self, batch: list[QueueItem]) -> list[QueueItem]:
         """Write the batch in one transaction and return the items left unwritten (none, normally)."""
         try:
             self._write(batch)
@@ -290,7 +311,7 @@ class SQLiteStore:
                 raise
             # Something in the items failed: write them one by one, so one bad item cannot hold back the rest.
             self._failed(exc)
-            left = []
+            left: list[QueueItem] = []
             for item in batch:
                 try:
                     self._write([item])
@@ -299,16 +320,17 @@ class SQLiteStore:
                     left.append(item)
             return left
 
-    def _failed(self, exc):
+    def _failed(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
         if self.persisted or message != self.last_error:
             # Log the traceback once per distinct failure, not once per retry.
             log.error("SQLite write failed (%s); will retry, serving from memory meanwhile", message, exc_info=exc)
         self.persisted, self.last_error = False, message
 
-    def _write(self, batch):
+    def _write(self, batch: list[QueueItem]) -> None:
         # Events are grouped per statement, so a batch costs a few executemany calls, not one call per row.
-        events, statements = [], []
+        events: list[Event] = []
+        statements: list[Statement] = []
         for item in batch:
             if isinstance(item, list):
                 events.extend(item)
@@ -317,12 +339,12 @@ class SQLiteStore:
         borrows = [(e.borrow_id, e.tool, e.user, e.ts, e.is_overage) for e in events if e.kind == BORROW]
         # A return written first keeps its borrow's time as its own until the borrow row arrives.
         returns = [(e.borrow_id, e.tool, e.user, e.ts, e.ts) for e in events if e.kind == RETURN]
-        charges: dict[str, int] = {}
+        charges: dict[str | None, int] = {}  # by tool, keyed like Event.tool (a borrow's is never None)
         for e in events:
             if e.kind == BORROW and e.is_overage:
                 charges[e.tool] = charges.get(e.tool, 0) + 1
         with self._conn_lock:
-            conn = self._conn
+            conn = self._connection()
             conn.execute("BEGIN")
             try:
                 conn.executemany(_INSERT_BORROW, borrows)
@@ -341,12 +363,12 @@ class SQLiteStore:
                 earliest = min(e.ts for e in events)
                 self._events_since = earliest if self._events_since is None else min(self._events_since, earliest)
 
-    def run_tasks_now(self, timeout=10):
+    def run_tasks_now(self, timeout: float = 10) -> None:
         """Write what is queued, then run every periodic task at once (tests and shutdown)."""
         self.flush(timeout)
         self._run_due_tasks(force=True)
 
-    def _run_due_tasks(self, force=False):
+    def _run_due_tasks(self, force: bool = False) -> None:
         now = time.monotonic()
         for task in self._tasks:
             every, due, fn = task
@@ -355,38 +377,44 @@ class SQLiteStore:
             task[1] = now + every
             try:
                 with self._conn_lock:
-                    fn(self._conn)
+                    fn(self._connection())
             except Exception as exc:  # noqa: BLE001 - a periodic task's failure must not end the writer
                 log.error("SQLite maintenance %s failed: %s", getattr(fn, "__name__", fn), exc, exc_info=exc)
                 self.persisted, self.last_error = False, f"{type(exc).__name__}: {exc}"
 
     # ---------------------------------------------------------------- reads
 
-    def ensure_schema(self, sql):
+    def ensure_schema(self, sql: str) -> None:
         """Run CREATE ... IF NOT EXISTS statements for a part of the app that keeps its own table."""
         with self._conn_lock:
-            self._conn.executescript(sql)
+            self._connection().executescript(sql)
 
-    def read(self, sql, params=()):
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run a read query and return all rows; it sees what the writer has committed."""
         with self._conn_lock:
-            return self._conn.execute(sql, params).fetchall()
+            return self._connection().execute(sql, params).fetchall()
 
-    def save_tools(self, specs):
+    def save_tools(self, specs: Mapping[str, ToolSpec]) -> None:
         """Replace the stored inventory with `specs` (at start-up, before the writer runs)."""
         with self._conn_lock:
-            self._conn.execute("BEGIN")
-            self._conn.execute("DELETE FROM tools")
-            self._conn.executemany(
+            conn = self._connection()
+            conn.execute("BEGIN")
+            conn.execute("DELETE FROM tools")
+            conn.executemany(
                 "INSERT INTO tools VALUES (?, ?, ?, ?, ?, ?)",
-                [(s.tool, s.total, s.commit_qty, s.max_overage, s.commit_price, s.overage_price_per_license) for s in specs.values()],
+                [
+                    (s.tool, s.total, s.commit_qty, s.max_overage, s.commit_price, s.overage_price_per_license)
+                    for s in specs.values()
+                ],
             )
-            self._conn.execute("COMMIT")
+            conn.execute("COMMIT")
 
-    def load_open_borrows(self):
+    def load_open_borrows(self) -> list[tuple[str, str, str, float, int]]:
         """Return [(id, tool, user, borrowed_at, is_overage)] of borrows not yet returned."""
-        return self.read("SELECT id, tool, user, borrowed_at, is_overage FROM borrows WHERE returned_at IS NULL ORDER BY borrowed_at")
+        return self.read(
+            "SELECT id, tool, user, borrowed_at, is_overage FROM borrows WHERE returned_at IS NULL ORDER BY borrowed_at"
+        )
 
-    def load_charges(self):
+    def load_charges(self) -> dict[str, int]:
         """Return {tool: overage_borrows}."""
         return dict(self.read("SELECT tool, overage_borrows FROM charges"))

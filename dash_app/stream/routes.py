@@ -6,6 +6,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
 
 from flask import Blueprint, Response, jsonify, request
 from gunicorn.workers.base import Worker
@@ -14,7 +16,7 @@ from dash_app.events import name_problem
 from dash_app.state import get_state
 from dash_app.stream import sse
 from dash_app.stream.snapshot import Variant
-from dash_app.stream.ticker import StreamUnavailable
+from dash_app.stream.ticker import StreamTicker, StreamUnavailable, Subscription
 from dash_app.web import ApiError, error_response, query_number
 
 KEEPALIVE_SECONDS = 15.0
@@ -29,7 +31,7 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 bp = Blueprint("stream", __name__)
 
 
-def end_streams_on_worker_exit(ticker):
+def end_streams_on_worker_exit(ticker: StreamTicker) -> None:
     """In a gunicorn worker, end open streams on SIGTERM, so they do not hold the graceful shutdown to its timeout.
 
     gunicorn installs the worker's signal handlers before it loads the app, in the main thread: chain onto its own.
@@ -38,10 +40,10 @@ def end_streams_on_worker_exit(ticker):
         return
     handler = signal.getsignal(signal.SIGTERM)
     worker = getattr(handler, "__self__", None)
-    if not isinstance(worker, Worker):
+    if not isinstance(worker, Worker) or not callable(handler):  # a bound method of the worker is callable
         return
 
-    def handle_term(signum, frame):
+    def handle_term(signum: int, frame: FrameType | None) -> None:
         handler(signum, frame)
         # Stopping joins the ticker thread: do it outside the signal handler.
         threading.Thread(target=ticker.stop, name="stream-stop", daemon=True).start()
@@ -50,7 +52,7 @@ def end_streams_on_worker_exit(ticker):
 
 
 @bp.get("/realtime/stream")
-def stream():
+def stream() -> Response:
     state = get_state()
     variant = parse_variant(state.stream, state.config.retention_seconds)
     encoding = "gzip" if sse.accepts_gzip(request.headers.get("Accept-Encoding", "")) else None
@@ -80,11 +82,11 @@ def stream():
 
 
 @bp.get("/realtime/stream/clients")
-def clients():
+def clients() -> Response:
     return jsonify(get_state().stream.stats())
 
 
-def parse_variant(ticker, retention_seconds):
+def parse_variant(ticker: StreamTicker, retention_seconds: float) -> Variant:
     """Return the Variant the query asks for, or raise ApiError 400 naming the bad field."""
     for name in request.args:
         if name not in QUERY_FIELDS:
@@ -110,7 +112,7 @@ def parse_variant(ticker, retention_seconds):
     return Variant(window=window, tools=tools, delta=raw_delta in _TRUE)
 
 
-def parse_event_id(header):
+def parse_event_id(header: str | None) -> int | None:
     """Return a Last-Event-ID header as an int; anything else counts as no id (the client gets a full message)."""
     try:
         return int(header) if header else None
@@ -118,7 +120,9 @@ def parse_event_id(header):
         return None
 
 
-def event_stream(sub, sock, keepalive=KEEPALIVE_SECONDS, poll=POLL_SECONDS):
+def event_stream(
+    sub: Subscription, sock: socket.socket | None, keepalive: float = KEEPALIVE_SECONDS, poll: float = POLL_SECONDS
+) -> Iterator[bytes]:
     """Yield one client's bytes: the retry line and first message, then each tick's message or a keep-alive."""
     ping = sse.encode(sse.KEEPALIVE, sub.encoding)
     try:
@@ -142,7 +146,7 @@ def event_stream(sub, sock, keepalive=KEEPALIVE_SECONDS, poll=POLL_SECONDS):
         sub.close()
 
 
-def peer_closed(sock):
+def peer_closed(sock: socket.socket | None) -> bool:
     """Return True when the client has closed its end, without waiting and without reading its data."""
     if sock is None:
         return False
@@ -161,7 +165,7 @@ def peer_closed(sock):
         return True
 
 
-def hang_up(sock):
+def hang_up(sock: socket.socket | None) -> None:
     """Shut a dropped client's socket down, which also ends a send blocked on it."""
     if sock is None:
         return

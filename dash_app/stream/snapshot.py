@@ -1,12 +1,21 @@
 """One tick's snapshot of the buffer and the pool, and the pure functions that cut it into stream messages."""
 
+from __future__ import annotations
+
 from bisect import bisect_left
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
+from dash_app.buffer import Bucket
 from dash_app.timeutil import first_minute_at_or_after, iso_minute, iso_utc
+
+if TYPE_CHECKING:  # for the annotations only
+    from dash_app.buffer import RealtimeMetricsBuffer
+    from dash_app.licenses import LicensePool
 
 # The seed's stream: rates and recent events look back one minute; ten events of each kind at most.
 RATES_SECONDS = 60
@@ -15,6 +24,12 @@ RECENT_LIMIT = 10
 
 _TIMESTAMP = itemgetter("timestamp")
 
+StatusEntry: TypeAlias = dict[str, Any]  # one tool's entry of LicensePool.status()
+PublicEvent: TypeAlias = dict[str, Any]  # an event as dash_app.events.public_event gives it
+RecentEvents: TypeAlias = dict[str, list[PublicEvent]]  # {"borrows": [...], "returns": [...], "failures": [...]}
+ToolMetrics: TypeAlias = dict[str, list[Bucket]]  # {tool: [bucket, ...]}, oldest first
+Message: TypeAlias = dict[str, Any]  # one stream message, JSON-ready
+
 
 @dataclass(frozen=True)
 class Tick:
@@ -22,19 +37,25 @@ class Tick:
 
     id: int
     now: float
-    tools: list
-    rates: dict
-    recent_events: dict
-    buffer_stats: dict
+    tools: list[StatusEntry]
+    rates: dict[str, float]
+    recent_events: RecentEvents
+    buffer_stats: dict[str, Any]
     # {tool: [bucket, ...]} over the whole retention window; lists and buckets are shared and never mutated.
-    tool_metrics: dict
+    tool_metrics: ToolMetrics
 
     @property
-    def timestamp(self):
+    def timestamp(self) -> str:
         return iso_utc(self.now)
 
 
-def take_tick(tick_id, buffer, pool, previous=None, persisted=None):
+def take_tick(
+    tick_id: int,
+    buffer: RealtimeMetricsBuffer,
+    pool: LicensePool,
+    previous: Tick | None = None,
+    persisted: Callable[[], bool] | None = None,
+) -> Tick:
     """Read one snapshot; per-tool lists equal to `previous`'s are reused, so history costs little memory.
 
     `persisted`, when given, is a callable saying whether writes reach the database; it joins buffer_stats.
@@ -49,12 +70,14 @@ def take_tick(tick_id, buffer, pool, previous=None, persisted=None):
         tools=pool.status(),
         rates=buffer.get_rates(RATES_SECONDS),
         recent_events=buffer.get_recent_events(RECENT_SECONDS, limit=RECENT_LIMIT),
-        buffer_stats=buffer.get_stats_summary() if persisted is None else {**buffer.get_stats_summary(), "persisted": persisted()},
+        buffer_stats=(
+            buffer.get_stats_summary() if persisted is None else {**buffer.get_stats_summary(), "persisted": persisted()}
+        ),
         tool_metrics=metrics,
     )
 
 
-def reuse_unchanged(old, new):
+def reuse_unchanged(old: ToolMetrics, new: ToolMetrics) -> ToolMetrics:
     """Return `new` with each tool's list replaced by `old`'s when they hold the very same buckets."""
     same = len(old) == len(new)
     for tool, buckets in new.items():
@@ -70,14 +93,14 @@ def reuse_unchanged(old, new):
 class Variant:
     """What a client asked for: a lookback (None: the whole retention), a tool filter (None: all), delta mode."""
 
-    window: float = None
-    tools: tuple = None
+    window: float | None = None
+    tools: tuple[str, ...] | None = None
     delta: bool = False
 
-    def tool_metrics(self, tick):
+    def tool_metrics(self, tick: Tick) -> ToolMetrics:
         """Return the tick's buckets inside this variant's window and tool filter."""
         first = None if self.window is None else iso_minute(first_minute_at_or_after(tick.now - self.window))
-        out = {}
+        out: ToolMetrics = {}
         for tool, buckets in tick.tool_metrics.items():
             if self.tools is not None and tool not in self.tools:
                 continue
@@ -88,13 +111,13 @@ class Variant:
             out[tool] = buckets
         return out
 
-    def tool_status(self, tick):
+    def tool_status(self, tick: Tick) -> list[StatusEntry]:
         """Return the tick's pool status entries of this variant's tools."""
         if self.tools is None:
             return tick.tools
         return [entry for entry in tick.tools if entry["tool"] in self.tools]
 
-    def full_message(self, tick):
+    def full_message(self, tick: Tick) -> Message:
         """Return the whole picture at `tick`."""
         return {
             "mode": "full",
@@ -106,7 +129,7 @@ class Variant:
             "tool_metrics": self.tool_metrics(tick),
         }
 
-    def delta_message(self, since, tick, changes=None):
+    def delta_message(self, since: Tick, tick: Tick, changes: Changes | None = None) -> Message:
         """Return what a client holding the picture at tick `since` needs to hold the one at `tick`.
 
         `changes` is Changes.between(since, tick), worked out once per tick for every delta variant.
@@ -138,20 +161,20 @@ class Variant:
 class Changes:
     """What changed from one tick to another in the keys every variant shares: pool status and recent events."""
 
-    tools: list  # a new tool's entry, or a tool and its changed fields; the whole list when tools_full
+    tools: list[StatusEntry]  # a new tool's entry, or a tool and its changed fields; the whole list when tools_full
     tools_full: bool
-    recent_events: dict  # {kind: [events new since]}, or the whole lists when recent_events_full
+    recent_events: RecentEvents  # {kind: [events new since]}, or the whole lists when recent_events_full
     recent_events_full: bool
 
     @classmethod
-    def between(cls, since, tick):
+    def between(cls, since: Tick, tick: Tick) -> Self:
         """Work out the changes from tick `since` to tick `tick`."""
         tools, tools_full = changed_tools(since.tools, tick.tools)
         recent, recent_full = new_recent_events(since.recent_events, tick.recent_events, tick.timestamp)
         return cls(tools, tools_full, recent, recent_full)
 
 
-def changed_tools(old, new):
+def changed_tools(old: list[StatusEntry], new: list[StatusEntry]) -> tuple[list[StatusEntry], bool]:
     """Return (the changes taking `old` to `new`, False), or (`new`, True) when changes cannot say it.
 
     A change is the tool and the fields of its entry that differ, which a client merges into the entry it
@@ -159,7 +182,7 @@ def changed_tools(old, new):
     (none happens while the pool runs) can only be sent whole.
     """
     before = {entry["tool"]: entry for entry in old}
-    changes = []
+    changes: list[StatusEntry] = []
     for entry in new:
         held = before.get(entry["tool"])
         if held is None:
@@ -176,14 +199,14 @@ def changed_tools(old, new):
     return changes, False
 
 
-def new_recent_events(old, new, timestamp):
+def new_recent_events(old: RecentEvents, new: RecentEvents, timestamp: str) -> tuple[RecentEvents, bool]:
     """Return ({kind: the events of `new` after those of `old`}, False), or (`new`, True) when those cannot say it.
 
     A client holding `old` appends the events, and keep_recent must then give exactly `new` at `timestamp`:
     each candidate is replayed, so a late event that lands among events already sent, an event dropped by a
     cap, or a millisecond lost to rounding costs a whole recent_events, never a wrong one.
     """
-    fresh = {}
+    fresh: RecentEvents = {}
     for kind, events in new.items():
         held = old.get(kind, [])
         for start in range(len(events), -1, -1):
@@ -201,29 +224,32 @@ def new_recent_events(old, new, timestamp):
     return fresh, False
 
 
-def keep_recent(held, fresh, timestamp):
+def keep_recent(held: list[PublicEvent], fresh: list[PublicEvent], timestamp: str) -> list[PublicEvent]:
     """Return what a delta client keeps of one kind: held then fresh events of the 60 s before `timestamp`, the last 10."""
     since = _millis(timestamp) - RECENT_SECONDS * 1000
     kept = [event for event in held + fresh if _millis(event["timestamp"]) >= since]
     return kept[-RECENT_LIMIT:]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 
 
 @lru_cache(maxsize=4096)
-def _millis(text):
+def _millis(text: str) -> int:
     # What JavaScript's Date.parse gives for our ISO strings: whole milliseconds, so the comparison is exact.
     return (datetime.fromisoformat(text) - _EPOCH) // _MILLISECOND
 
 
-def diff_metrics(old, new):
+def diff_metrics(
+    old: Mapping[str, list[Bucket]], new: Mapping[str, list[Bucket]]
+) -> tuple[dict[str, list[Bucket]], dict[str, list[str]]]:
     """Return ({tool: [new or replaced buckets]}, {tool: [timestamps gone]}) taking `old` to `new`.
 
     Buckets are immutable and a changed one is a new dict, so identity finds the changes.
     """
-    changed, expired = {}, {}
+    changed: dict[str, list[Bucket]] = {}
+    expired: dict[str, list[str]] = {}
     for tool, buckets in new.items():
         previous = old.get(tool)
         if previous is buckets:

@@ -14,12 +14,12 @@ GZIP_FAST_ABOVE = 256 * 1024
 ENCODINGS = (None, "gzip")
 
 
-def event(event_id, payload):
+def event(event_id: int, payload: object) -> bytes:
     """Return one SSE message: `id: <n>` and the payload as one line of JSON."""
     return b"id: %d\ndata: %b\n\n" % (event_id, orjson.dumps(payload))
 
 
-def gzip_block(data):
+def gzip_block(data: bytes) -> bytes:
     """Compress `data` alone and sync-flush it.
 
     A fresh compressor refers to nothing before it, and the sync flush ends on a byte boundary, so the
@@ -30,17 +30,17 @@ def gzip_block(data):
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
-def encode(data, encoding):
+def encode(data: bytes, encoding: str | None) -> bytes:
     """Return `data` as sent with `encoding` (None or "gzip")."""
     return gzip_block(data) if encoding == "gzip" else data
 
 
-def opening(encoding):
+def opening(encoding: str | None) -> bytes:
     """Return the first bytes of a stream: the retry line, in `encoding`."""
     return GZIP_HEADER + gzip_block(RETRY) if encoding == "gzip" else RETRY
 
 
-def accepts_gzip(header):
+def accepts_gzip(header: str) -> bool:
     """Return True when an Accept-Encoding header allows gzip."""
     for part in header.split(","):
         name, _, params = part.strip().partition(";")

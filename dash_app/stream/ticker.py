@@ -1,14 +1,23 @@
 """The stream ticker: one snapshot per tick, each variant's message serialized once and queued for its clients."""
 
+from __future__ import annotations
+
 import logging
 import math
 import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from dash_app.stream import sse
-from dash_app.stream.snapshot import Changes, take_tick
+from dash_app.stream.snapshot import Changes, Message, Tick, Variant, take_tick
+
+if TYPE_CHECKING:  # for the annotations only
+    from dash_app.buffer import RealtimeMetricsBuffer
+    from dash_app.licenses import LicensePool
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +46,31 @@ class StreamUnavailable(Exception):
     """No stream can be opened now (too many open, or the server is stopping); the message says why."""
 
 
+# Which message of a tick a frame holds: "full", "delta" (from the tick before), or ("since", an older tick's id).
+FrameKind: TypeAlias = str | tuple[str, int]
+
+
 class Subscription:
     """One client's place in the ticker: its variant, bounded queue and first message."""
 
-    def __init__(self, ticker, variant, encoding, queue_size, on_drop):
+    def __init__(
+        self,
+        ticker: StreamTicker,
+        variant: Variant,
+        encoding: str | None,
+        queue_size: int,
+        on_drop: Callable[[], object] | None,
+    ) -> None:
         self.ticker = ticker
         self.variant = variant
         self.encoding = encoding
-        self.queue = queue.Queue(queue_size)
+        self.queue: queue.Queue[bytes | None] = queue.Queue(queue_size)  # None: the stream ends
         self.on_drop = on_drop
-        self.first = None
+        self.first: bytes | None = None
         self.dropped = False
         self.closed = False
 
-    def close(self):
+    def close(self) -> None:
         """Leave the ticker; safe to call more than once."""
         self.ticker.unsubscribe(self)
 
@@ -60,12 +80,12 @@ class _Channel:
 
     __slots__ = ("subscribers", "tick_id", "frames")
 
-    def __init__(self):
-        self.subscribers = set()
-        self.tick_id = None
-        self.frames = {}
+    def __init__(self) -> None:
+        self.subscribers: set[Subscription] = set()
+        self.tick_id: int | None = None
+        self.frames: dict[tuple[FrameKind, str | None], bytes] = {}  # (kind, encoding or None) -> bytes
 
-    def frame(self, tick_id, kind, build, encoding):
+    def frame(self, tick_id: int, kind: FrameKind, build: Callable[[], Message], encoding: str | None) -> bytes:
         """Return the cached bytes of message `kind` on `tick_id`, building and serializing them at most once."""
         if self.tick_id != tick_id:
             self.tick_id, self.frames = tick_id, {}
@@ -83,7 +103,16 @@ class _Channel:
 class StreamTicker:
     """A background service: every `interval` seconds, one Tick, then one message per variant for all its clients."""
 
-    def __init__(self, buffer, pool, interval=1.0, max_clients=None, resume_seconds=RESUME_SECONDS, lag_seconds=LAG_SECONDS, persisted=None):
+    def __init__(
+        self,
+        buffer: RealtimeMetricsBuffer,
+        pool: LicensePool,
+        interval: float = 1.0,
+        max_clients: int | None = None,
+        resume_seconds: float = RESUME_SECONDS,
+        lag_seconds: float = LAG_SECONDS,
+        persisted: Callable[[], bool] | None = None,
+    ) -> None:
         self.buffer = buffer
         self.pool = pool
         self.persisted = persisted
@@ -91,25 +120,25 @@ class StreamTicker:
         self.max_clients = max_clients
         self.queue_size = max(4, math.ceil(lag_seconds / interval))
         self.dropped = 0
-        self._history = deque(maxlen=max(2, math.ceil(resume_seconds / interval) + 1))
+        self._history: deque[Tick] = deque(maxlen=max(2, math.ceil(resume_seconds / interval) + 1))
         # Ids count ticks up from the start time in milliseconds: one apart per tick, and a restarted
         # server never reuses an id an old client remembers, so a stale Last-Event-ID is simply not found.
         self._next_id = int(time.time() * 1000)
-        self._channels = {}
+        self._channels: dict[Variant, _Channel] = {}
         self._clients = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------- lifecycle
 
-    def start(self):
+    def start(self) -> None:
         """Take the first tick now, then tick in a daemon thread."""
         self.tick()
         self._thread = threading.Thread(target=self._run, name="stream-ticker", daemon=True)
         self._thread.start()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop ticking and end every open stream."""
         self._stopping.set()
         if self._thread is not None:
@@ -123,7 +152,7 @@ class StreamTicker:
             except queue.Full:
                 self._drop(sub)
 
-    def _run(self):
+    def _run(self) -> None:
         deadline = time.monotonic()
         while True:
             deadline += self.interval
@@ -138,20 +167,22 @@ class StreamTicker:
 
     # ---------------------------------------------------------------- ticks
 
-    def tick(self):
+    def tick(self) -> Tick:
         """Take one snapshot and queue its message for every client; return the Tick."""
-        stalled = []
+        stalled: list[Subscription] = []
         with self._lock:
             tick = self._take_tick()
             previous = self._history[-2] if len(self._history) > 1 else None
             changes = None
+            kind: FrameKind
+            build: Callable[[], Message]  # this variant's message, built by the first subscriber that needs it
             for variant, channel in list(self._channels.items()):
                 if variant.delta and previous is not None:
                     # Pool status and recent events are the same for every variant: compare them once per tick.
                     changes = changes or Changes.between(previous, tick)
-                    kind, build = "delta", (lambda v=variant, c=changes: v.delta_message(previous, tick, c))
+                    kind, build = "delta", partial(variant.delta_message, previous, tick, changes)
                 else:
-                    kind, build = "full", (lambda v=variant: v.full_message(tick))
+                    kind, build = "full", partial(variant.full_message, tick)
                 for sub in channel.subscribers:
                     try:
                         sub.queue.put_nowait(channel.frame(tick.id, kind, build, sub.encoding))
@@ -163,14 +194,14 @@ class StreamTicker:
             self._drop(sub)
         return tick
 
-    def _take_tick(self):
+    def _take_tick(self) -> Tick:
         previous = self._history[-1] if self._history else None
         tick = take_tick(self._next_id, self.buffer, self.pool, previous, self.persisted)
         self._next_id += 1
         self._history.append(tick)
         return tick
 
-    def _tick_by_id(self, tick_id):
+    def _tick_by_id(self, tick_id: int | None) -> Tick | None:
         if tick_id is None or not self._history:
             return None
         index = tick_id - self._history[0].id
@@ -178,7 +209,13 @@ class StreamTicker:
 
     # ------------------------------------------------------------- clients
 
-    def subscribe(self, variant, last_event_id=None, encoding=None, on_drop=None):
+    def subscribe(
+        self,
+        variant: Variant,
+        last_event_id: int | None = None,
+        encoding: str | None = None,
+        on_drop: Callable[[], object] | None = None,
+    ) -> Subscription:
         """Register a client and return its Subscription, whose `first` holds the bytes to send at once.
 
         A delta client whose Last-Event-ID the ticker still remembers gets a delta from that tick;
@@ -207,7 +244,7 @@ class StreamTicker:
             self._clients += 1
         return sub
 
-    def unsubscribe(self, sub):
+    def unsubscribe(self, sub: Subscription) -> None:
         """Remove a client whose stream has ended; its variant is forgotten when nobody else listens to it."""
         with self._lock:
             self._forget(sub)
@@ -215,7 +252,7 @@ class StreamTicker:
                 sub.closed = True
                 self._clients -= 1
 
-    def _forget(self, sub):
+    def _forget(self, sub: Subscription) -> None:
         # A dropped client leaves its channel at once, but counts as open until its thread lets go of it.
         channel = self._channels.get(sub.variant)
         if channel is None or sub not in channel.subscribers:
@@ -224,7 +261,7 @@ class StreamTicker:
         if not channel.subscribers:
             del self._channels[sub.variant]
 
-    def _drop(self, sub):
+    def _drop(self, sub: Subscription) -> None:
         # Its thread may be blocked sending to a client that reads nothing: on_drop (a socket shutdown) frees it.
         sub.dropped = True
         self.dropped += 1
@@ -234,7 +271,7 @@ class StreamTicker:
 
     # ----------------------------------------------------------------- info
 
-    def known_tools(self):
+    def known_tools(self) -> set[str]:
         """Return the tool names a client may filter on: the pool's and those with buckets in the buffer."""
         with self._lock:
             latest = self._history[-1] if self._history else None
@@ -242,7 +279,7 @@ class StreamTicker:
             return set(self.pool.tools)
         return {entry["tool"] for entry in latest.tools} | set(latest.tool_metrics)
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """Return the open streams (each holds a server thread), variants, the latest tick id and drops so far."""
         with self._lock:
             return {

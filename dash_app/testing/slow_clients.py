@@ -12,11 +12,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import cast
 
 import requests
 
-from tests.conftest import ROOT, TEST_TOKEN, free_port
+from dash_app.testing.servers import ROOT, TEST_TOKEN, free_port
 
 # What a slow client sends and then holds: a request line and part of its headers, never the blank line.
 PARTIAL_HEAD = b"GET /licenses/status HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow"
@@ -38,17 +40,19 @@ def nginx_binary() -> str | None:
     return found if os.access(found, os.X_OK) else None
 
 
-def clean_env(overrides: dict, tmp_path: Path) -> dict:
+def clean_env(overrides: Mapping[str, object], tmp_path: Path) -> dict[str, str]:
     """Return the environment of a test server: no DASH_APP_* from outside, no demo, a database in tmp_path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
-    env.update({
-        "DASH_APP_DB": str(tmp_path / f"server-{time.monotonic_ns()}.db"),
-        "DASH_APP_API_TOKEN": TEST_TOKEN,
-        "DASH_APP_DEMO": "0",
-        "PYTHONPATH": str(ROOT),
-        # deploy/run's `#!/usr/bin/env python3` then finds this interpreter.
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    })
+    env.update(
+        {
+            "DASH_APP_DB": str(tmp_path / f"server-{time.monotonic_ns()}.db"),
+            "DASH_APP_API_TOKEN": TEST_TOKEN,
+            "DASH_APP_DEMO": "0",
+            "PYTHONPATH": str(ROOT),
+            # deploy/run's `#!/usr/bin/env python3` then finds this interpreter.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        }
+    )
     env.update({k: str(v) for k, v in overrides.items()})
     return env
 
@@ -56,7 +60,9 @@ def clean_env(overrides: dict, tmp_path: Path) -> dict:
 class Process:
     """A server command in its own process group, ready once GET /healthz answers on `url`; stop() ends the group."""
 
-    def __init__(self, command: list[str], env: dict, url: str, log_path: Path, ready_seconds: float = 60):
+    upstream_port: int | None = None  # gunicorn's port behind nginx, for start_production's servers
+
+    def __init__(self, command: list[str], env: Mapping[str, str], url: str, log_path: Path, ready_seconds: float = 60) -> None:
         self.url = url
         self.log_path = log_path
         self._log = open(log_path, "w")
@@ -80,9 +86,11 @@ class Process:
 
     @property
     def port(self) -> int:
+        """The port in `url`."""
         return int(self.url.rsplit(":", 1)[1])
 
-    def headers(self) -> dict:
+    def headers(self) -> dict[str, str]:
+        """Return the Authorization header of the test token."""
         return {"Authorization": f"Bearer {TEST_TOKEN}"}
 
     def stop(self) -> int:
@@ -103,14 +111,14 @@ class Process:
         return self.process.returncode
 
 
-def start_module_server(tmp_path: Path, **env) -> Process:
+def start_module_server(tmp_path: Path, **env: object) -> Process:
     """Start `python -m dash_app` on a free loopback port, as a user runs it."""
     port = free_port()
     command = [sys.executable, "-m", "dash_app", "--port", str(port)]
     return Process(command, clean_env(env, tmp_path), f"http://127.0.0.1:{port}", tmp_path / f"module-{port}.log")
 
 
-def start_production(tmp_path: Path, *dash_args: str, **env) -> Process:
+def start_production(tmp_path: Path, *dash_args: str, **env: object) -> Process:
     """Start the production setup with deploy/run, as the README says, nginx on a free loopback port."""
     listen, upstream = free_port(), free_port()
     command = [str(ROOT / "deploy" / "run"), "--listen", f"127.0.0.1:{listen}", "--upstream-port", str(upstream), *dash_args]
@@ -150,20 +158,34 @@ def wait_closed(sock: socket.socket, timeout: float) -> float | None:
     return None
 
 
+def ready_chunks(selector: selectors.BaseSelector, stop: threading.Event) -> Iterator[tuple[socket.socket, bytes]]:
+    """Yield (socket, bytes read) for each readable socket until `stop` is set; b"" means the peer closed it."""
+    while not stop.is_set():
+        for key, _ in selector.select(timeout=0.2):
+            sock = cast(socket.socket, key.fileobj)
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            yield sock, data
+
+
 class PartialClients:
     """`count` connections that each send a partial request head and hold it; reopened when the server cuts them.
 
     Run keeps them held (and counts the cuts) until close(); held() tells how many are open now.
     """
 
-    def __init__(self, port: int, count: int, reopen: bool = False):
+    def __init__(self, port: int, count: int, reopen: bool = False) -> None:
         self.port = port
         self.reopen = reopen
         self.cuts = 0
         self._selector = selectors.DefaultSelector()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._socks = set()
+        self._socks: set[socket.socket] = set()
         for _ in range(count):
             self._open()
         self._thread = threading.Thread(target=self._watch, name="partial-clients", daemon=True)
@@ -179,34 +201,27 @@ class PartialClients:
 
     def _watch(self):
         # A held connection only becomes readable when the server answers or closes it: count that as a cut.
-        while not self._stop.is_set():
-            for key, _ in self._selector.select(timeout=0.2):
-                sock = key.fileobj
+        for sock, data in ready_chunks(self._selector, self._stop):
+            if data:
+                continue  # a 408 or 400 before the close; the close follows
+            with self._lock:
+                self._selector.unregister(sock)
+                self._socks.discard(sock)
+            sock.close()
+            self.cuts += 1
+            if self.reopen and not self._stop.is_set():
                 try:
-                    data = sock.recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    continue
+                    self._open()
                 except OSError:
-                    data = b""
-                if data:
-                    continue  # a 408 or 400 before the close; the close follows
-                with self._lock:
-                    self._selector.unregister(sock)
-                    self._socks.discard(sock)
-                sock.close()
-                self.cuts += 1
-                if self.reopen and not self._stop.is_set():
-                    try:
-                        self._open()
-                    except OSError:
-                        pass  # the server is not accepting right now; the count shows it
+                    pass  # the server is not accepting right now; the count shows it
 
     def held(self) -> int:
         """Return how many connections are open now."""
         with self._lock:
             return sum(not is_closed(sock) for sock in self._socks)
 
-    def close(self):
+    def close(self) -> None:
+        """Stop the reading thread and close every connection."""
         self._stop.set()
         self._thread.join(timeout=5)
         with self._lock:
@@ -219,7 +234,7 @@ class PartialClients:
 class StreamClients:
     """`count` open delta streams on raw sockets, read (and dropped) by one thread; started() waits for every first message."""
 
-    def __init__(self, port: int, count: int, request: bytes = STREAM_REQUEST):
+    def __init__(self, port: int, count: int, request: bytes = STREAM_REQUEST) -> None:
         self.count = count
         self.heads = {}  # socket -> the first bytes received, up to the first message
         self.received = 0
@@ -240,27 +255,19 @@ class StreamClients:
         self._thread.start()
 
     def _read(self):
-        while not self._stop.is_set():
-            for key, _ in self._selector.select(timeout=0.2):
-                sock = key.fileobj
-                try:
-                    data = sock.recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    data = b""
-                if not data:
-                    self._selector.unregister(sock)
-                    self.ended += 1
-                    continue
-                self.received += len(data)
-                head = self.heads[sock]
-                if b"\ndata: " not in head:
-                    head = self.heads[sock] = (head + data)[:65536]
-                    if b"\ndata: " in head:
-                        self._started += 1
-                        if self._started == self.count:
-                            self._all_started.set()
+        for sock, data in ready_chunks(self._selector, self._stop):
+            if not data:
+                self._selector.unregister(sock)
+                self.ended += 1
+                continue
+            self.received += len(data)
+            head = self.heads[sock]
+            if b"\ndata: " not in head:
+                head = self.heads[sock] = (head + data)[:65536]
+                if b"\ndata: " in head:
+                    self._started += 1
+                    if self._started == self.count:
+                        self._all_started.set()
 
     def started(self, timeout: float) -> bool:
         """Wait until every stream got its first message; return whether they all did."""
@@ -270,10 +277,10 @@ class StreamClients:
         """Return each stream's status line."""
         return [head.split(b"\r\n", 1)[0] for head in self.heads.values()]
 
-    def close(self):
+    def close(self) -> None:
+        """Stop the reading thread and close every connection."""
         self._stop.set()
         self._thread.join(timeout=5)
         for sock in self._socks:
             sock.close()
         self._selector.close()
-

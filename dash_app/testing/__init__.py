@@ -1,0 +1,22 @@
+"""Helpers shared by the tests and the benchmarks: a fake clock, synthetic traffic, timing, and real servers."""
+
+from dash_app.testing.clock import FakeClock
+from dash_app.testing.servers import ROOT, TEST_TOKEN, ServerProcess, free_port, procfile_command
+from dash_app.testing.traffic import REASONS, TOOLS, USERS, TrafficEvent, feed, full_buffer_events, p95, timings
+
+__all__ = [
+    "REASONS",
+    "ROOT",
+    "TEST_TOKEN",
+    "TOOLS",
+    "USERS",
+    "FakeClock",
+    "ServerProcess",
+    "TrafficEvent",
+    "feed",
+    "free_port",
+    "full_buffer_events",
+    "p95",
+    "procfile_command",
+    "timings",
+]

@@ -1,0 +1,92 @@
+"""Real servers for tests and benchmarks: free loopback ports and gunicorn started with the Procfile's line.
+
+These need a source checkout (an editable install): ROOT is the checkout, which holds the Procfile and deploy/.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_TOKEN = "test-token-1234567890"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def procfile_command() -> str:
+    """Return the Procfile's web command line."""
+    line = (ROOT / "Procfile").read_text().strip()
+    if not line.startswith("web: "):
+        raise ValueError(f"{ROOT / 'Procfile'}: expected 'web: <command>', got {line!r}")
+    return line[len("web: ") :]
+
+
+class ServerProcess:
+    """A real gunicorn started with the Procfile's line on a free loopback port, with its base URL and token."""
+
+    def __init__(self, env_overrides: Mapping[str, str], tmp_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = TEST_TOKEN
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
+        env.update(
+            {
+                "PORT": str(self.port),
+                "DASH_APP_DB": str(tmp_path / "server.db"),
+                "DASH_APP_API_TOKEN": TEST_TOKEN,
+                "DASH_APP_DEMO": "0",
+                # The checkout first, so the server runs this code even where the package is not installed.
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        env.update(env_overrides)
+        self.log_path = tmp_path / f"server-{self.port}.log"
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            ["bash", "-c", "exec " + procfile_command()],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not become ready:\n{self.log_path.read_text()}")
+
+    def headers(self) -> dict[str, str]:
+        """Return the Authorization header of the server's API token."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def stop(self, sig: int | None = None) -> None:
+        """Send `sig` (SIGTERM by default) to the server's process group and wait; SIGKILL it after 10 s."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig or signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
