@@ -191,7 +191,8 @@ def test_thirty_day_history_is_downsampled_with_exact_sums(make_app):
             expected[tool][2].update(users)
     store.ensure_schema("SELECT 1")
     with store._conn_lock:
-        store._conn.executemany("INSERT INTO minute_stats VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        columns = "tool, minute, count, overage_count, users, returns, failures"
+        store._conn.executemany(f"INSERT INTO minute_stats ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         rebuild_hours_from(store._conn, first_minute)
 
     for window in (86400, 604800, 2592000):

@@ -1,10 +1,11 @@
 """The server-side buffer of raw license events and their per-tool minute bins."""
 
+import itertools
 import math
 import threading
 import time
 from bisect import bisect_left, insort_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple, TypedDict
@@ -47,10 +48,24 @@ class MinuteFlow(NamedTuple):
     failures: dict[str, int]  # reason -> count
 
 
-class _Bin:
-    """Counters for one tool in one minute, with its bucket dict built lazily and then reused."""
+class InUseBin(NamedTuple):
+    """Licenses of one tool in use during one minute; `minute` is the minute's start in epoch seconds."""
 
-    __slots__ = ("count", "overage", "users", "returns", "failures", "bucket")
+    minute: int
+    peak: int  # the most in use at any instant of the minute, its start level included
+    average: float  # the time-weighted mean over the minute (the current minute: over its part up to now)
+    end: int  # in use at the minute's end, after all of its events
+
+
+class _Bin:
+    """Counters for one tool in one minute, with its bucket dict built lazily and then reused.
+
+    The level figures describe the minute's net borrows relative to its start level (0): `prior` and `low` are the
+    highest and lowest level reached at the instants before `last` (the latest event's time), and `moment` is the sum
+    of each borrow's (+1) or return's (-1) offset into the minute, so the minute's area is net * 60 - moment.
+    """
+
+    __slots__ = ("count", "overage", "users", "returns", "failures", "bucket", "last", "prior", "low", "moment")
 
     count: int
     overage: int
@@ -58,6 +73,10 @@ class _Bin:
     returns: int
     failures: dict[str, int]  # reason -> count
     bucket: Bucket | None
+    last: float
+    prior: int
+    low: int
+    moment: float
 
     def __init__(self) -> None:
         self.count = 0
@@ -66,9 +85,31 @@ class _Bin:
         self.returns = 0
         self.failures = {}
         self.bucket = None
+        self.last = -math.inf
+        self.prior = 0
+        self.low = 0
+        self.moment = 0.0
 
     def is_empty(self) -> bool:
         return not (self.count or self.returns or self.failures)
+
+
+def _refigure(b: _Bin, moves: list[tuple[float, int]]) -> None:
+    """Set a bin's level figures from its borrows (+1) and returns (-1), given in time order."""
+    level = prior = low = 0
+    last = -math.inf
+    moment = 0.0
+    for ts, step in moves:
+        if ts != last:
+            # The level after the previous instant is final: a new instant begins.
+            if level > prior:
+                prior = level
+            elif level < low:
+                low = level
+            last = ts
+        level += step
+        moment += step * (ts % 60)
+    b.last, b.prior, b.low, b.moment = last, prior, low, moment
 
 
 class _EventLog:
@@ -146,6 +187,21 @@ class _EventLog:
         return self.items[self.head :]
 
 
+class _Levels:
+    """One series' closed minutes as last computed: rows from `first` on, with each row's level before clamping."""
+
+    __slots__ = ("first", "start", "rows", "ends")
+
+    def __init__(self, first: int, start: int, rows: list[InUseBin], ends: list[int]) -> None:
+        self.first = first  # the minute index of rows[0]
+        self.start = start  # the level at rows[0]'s start, before clamping
+        self.rows = rows
+        self.ends = ends  # the level at each row's end, before clamping
+
+    def end(self) -> int:
+        return self.ends[-1] if self.ends else self.start
+
+
 class RealtimeMetricsBuffer:
     """Capped, time-limited store of borrow, return and failure events, aggregated per tool and minute.
 
@@ -181,6 +237,10 @@ class RealtimeMetricsBuffer:
             FAILURE: self._forget_failure,
         }
         self._bins: dict[str, dict[int, _Bin]] = {}  # series -> {minute: _Bin}; a series is a tool name unless folded
+        # series -> the number of its latest change (an add, eviction or expiry in one of its bins), so readers can
+        # rebuild only the series that changed since they last looked (series_stamps).
+        self._stamps: dict[str, int] = {}
+        self._next_stamp = itertools.count(1).__next__
         self._minutes: dict[str, list[int]] = {}  # series -> sorted list of minute indexes present in _bins[series]
         # borrow id -> the retained borrow event; keyed like Event.borrow_id, though a borrow always has one
         self._open_borrows: dict[str | None, Event] = {}
@@ -193,6 +253,14 @@ class RealtimeMetricsBuffer:
         self._version = 0
         self._aggregate_cache: dict[tuple[float, int], dict[str, list[Bucket]]] = {}
         self._aggregate_cache_version = -1
+        # in_use_series keeps each series' closed minutes (_Levels) up to the minute `_sealed` at most; a change to a
+        # bin before it, and any add the bin's figures cannot follow in order, is noted in `_stale` (series ->
+        # minutes) and settled on the next read: the bin's figures redone from its events, the cached rows cut.
+        self._levels: dict[str, _Levels] = {}
+        self._sealed = -1
+        self._stale: dict[str, set[int]] = {}
+        self._stale_pruned = -1  # the retention's first minute when `_stale` was last pruned
+        self._moves_memo: dict[int, dict[str, list[tuple[float, int]]]] = {}  # minute -> moves by series, in one read
 
     # ----------------------------------------------------------------- writes
 
@@ -242,6 +310,8 @@ class RealtimeMetricsBuffer:
         borrowed, returned = borrows.items, returns.items  # lists kept in place by eviction
         opened = self._open_borrows
         all_bins = self._bins
+        stamps, stamp = self._stamps, self._next_stamp
+        sealed, mark = self._sealed, self._mark
         kept = 0
         # The Event type allows None names for every kind, but a borrow's user and a failure's reason are names: these
         # two are typed loosely rather than cast, which would cost a call per event.
@@ -270,16 +340,33 @@ class RealtimeMetricsBuffer:
                     if ts < self._oldest_bound:
                         self._oldest_bound = ts
                     opened[borrow_id] = event
+                    minute = int(ts // 60)
                     bins = all_bins.get(key)
-                    b = bins.get(int(ts // 60)) if bins is not None else None
+                    b = bins.get(minute) if bins is not None else None
                     if b is None:
                         b = self._bin(key, ts)
+                    # The level figures follow an in-order add in a minute no cached row covers; anything else is
+                    # redone from the minute's events on the next in_use_series.
+                    last = b.last
+                    if ts > last and minute >= sealed:
+                        level = b.count - b.returns  # the level after the bin's previous instant
+                        if level > b.prior:
+                            b.prior = level
+                        elif level < b.low:
+                            b.low = level
+                        b.last = ts
+                        b.moment += ts % 60
+                    elif ts == last and minute >= sealed:
+                        b.moment += ts % 60
+                    else:
+                        mark(key, minute)
                     b.count += 1
                     if is_overage:
                         b.overage += 1
                     users = b.users
                     users[user] = users.get(user, 0) + 1
                     b.bucket = None
+                    stamps[key] = stamp()
                     kept += 1
                     if len(borrowed) - borrows.head > borrows.limit:
                         self._evict(borrows, borrows.over_cap())
@@ -306,11 +393,26 @@ class RealtimeMetricsBuffer:
                     if ts < self._oldest_bound:
                         self._oldest_bound = ts
                     if key is not None:
+                        minute = int(ts // 60)
                         bins = all_bins.get(key)
-                        b = bins.get(int(ts // 60)) if bins is not None else None
+                        b = bins.get(minute) if bins is not None else None
                         if b is None:
                             b = self._bin(key, ts)
+                        last = b.last
+                        if ts > last and minute >= sealed:
+                            level = b.count - b.returns  # the level after the bin's previous instant
+                            if level > b.prior:
+                                b.prior = level
+                            elif level < b.low:
+                                b.low = level
+                            b.last = ts
+                            b.moment -= ts % 60
+                        elif ts == last and minute >= sealed:
+                            b.moment -= ts % 60
+                        else:
+                            mark(key, minute)
                         b.returns += 1
+                        stamps[key] = stamp()
                     kept += 1
                     if len(returned) - returns.head > returns.limit:
                         self._evict(returns, returns.over_cap())
@@ -325,6 +427,7 @@ class RealtimeMetricsBuffer:
                     if key is not None:
                         counts = self._bin(key, ts).failures
                         counts[reason] = counts.get(reason, 0) + 1
+                        stamps[key] = stamp()
                     kept += 1
                     if len(failures.items) - failures.head > failures.limit:
                         self._evict(failures, failures.over_cap())
@@ -404,13 +507,16 @@ class RealtimeMetricsBuffer:
             "oldest_event": iso_utc(min(fronts)) if fronts else None,
         }
 
-    def aggregate_tool_metrics(self, window_seconds: float = 60) -> dict[str, list[Bucket]]:
-        """Return `{tool: [bucket, ...]}` for the minutes that start at or after now - window."""
+    def aggregate_tool_metrics(self, window_seconds: float = 60, tools: Collection[str] | None = None) -> dict[str, list[Bucket]]:
+        """Return `{tool: [bucket, ...]}` for the minutes that start at or after now - window (of `tools` only, when given)."""
         with self._lock:
             now = self.clock()
             self._settle(now)
             window = min(window_seconds, self.retention_seconds)
             first = first_minute_at_or_after(now - window)
+            if tools is not None:
+                picked = {tool: self._buckets_from(tool, first) for tool in tools if tool in self._minutes}
+                return {tool: buckets for tool, buckets in picked.items() if buckets}
             if self._aggregate_cache_version != self._version:
                 self._aggregate_cache = {}
                 self._aggregate_cache_version = self._version
@@ -437,14 +543,15 @@ class RealtimeMetricsBuffer:
                 return []
             return self._buckets_from(tool, first_minute_at_or_after(now - window))
 
-    def get_minute_flows(self, window_seconds: float = 1800) -> dict[str, list[MinuteFlow]]:
-        """Return `{tool: [MinuteFlow, ...]}` including minutes with only returns or failures."""
+    def get_minute_flows(self, window_seconds: float = 1800, tools: Collection[str] | None = None) -> dict[str, list[MinuteFlow]]:
+        """Return `{tool: [MinuteFlow, ...]}` including minutes with only returns or failures (of `tools` only, when given)."""
         with self._lock:
             now = self.clock()
             self._settle(now)
             first = first_minute_at_or_after(now - min(window_seconds, self.retention_seconds))
             flows: dict[str, list[MinuteFlow]] = {}
-            for tool, minutes in self._minutes.items():
+            wanted = self._minutes.items() if tools is None else ((t, self._minutes[t]) for t in tools if t in self._minutes)
+            for tool, minutes in wanted:
                 bins = self._bins[tool]
                 rows = [
                     MinuteFlow(m * 60, bins[m].count, bins[m].overage, bins[m].returns, dict(bins[m].failures))
@@ -454,11 +561,65 @@ class RealtimeMetricsBuffer:
                     flows[tool] = rows
             return flows
 
+    def in_use_series(
+        self, window_seconds: float, levels_now: Mapping[str, int], tools: Collection[str] | None = None
+    ) -> dict[str, list[InUseBin]]:
+        """Return `{tool: [InUseBin, ...]}`: licenses in use in each minute of the window, rebuilt from `levels_now`.
+
+        The level at time t is `levels_now[tool]` (in use now; 0 when missing) minus the net borrows (borrows -
+        returns) of the tool's retained events after t; an event counts from its own instant on, and events at one
+        instant count together. A minute's start level is the level before its first event; `peak` is the highest
+        level at its start or after any of its instants, `average` the time-weighted mean over the minute (for the
+        current minute, over its part up to now; at its very first instant, the level then), `end` the level after
+        all its events. Levels below 0 (events lost to a cap) count as 0, in all three. The minutes are every minute
+        from the first that starts at or after now - window (the window clipped to the retention) to the one holding
+        now, oldest first, for every series (tool name or folded series, as in aggregate_tool_metrics) that has a
+        borrow or return in or after the window's first minute, or a non-zero count in `levels_now`; a later minute
+        (an event stamped a few seconds ahead) only moves the levels before it. With `tools`, only those series.
+        The lists are new; their InUseBins are shared and immutable.
+        """
+        with self._lock:
+            now = self.clock()
+            self._settle(now)
+            window = min(window_seconds, self.retention_seconds)
+            first = first_minute_at_or_after(now - window)
+            current = int(now // 60)
+            self._settle_stale()
+            if current > self._sealed:
+                self._sealed = current
+            # Cached rows of series without bins go: a flat series costs nothing to rebuild.
+            for gone in [tool for tool in self._levels if tool not in self._bins]:
+                del self._levels[gone]
+            if first > current:
+                return {}
+            oldest = first_minute_at_or_after(now - self.retention_seconds)
+            names = set(self._bins) | {tool for tool, level in levels_now.items() if level}
+            if tools is not None:
+                names &= set(tools)
+            out: dict[str, list[InUseBin]] = {}
+            try:
+                for tool in sorted(names):
+                    level_now = levels_now.get(tool, 0)
+                    if not level_now and not self._moves_since(tool, first):
+                        continue
+                    out[tool] = self._tool_levels(tool, level_now, first, current, oldest, now)
+            finally:
+                self._moves_memo = {}
+            return out
+
+    def series_stamps(self) -> dict[str, int]:
+        """Return {series: stamp} of every series with data; a series' stamp changes whenever any of its bins does.
+
+        Expired events count as changes: retention is applied first, as on every read.
+        """
+        with self._lock:
+            self._settle(self.clock())
+            stamps = self._stamps
+            return {tool: stamps.get(tool, 0) for tool in self._minutes}
+
     def caps(self) -> dict[str, int]:
         """Return the cap of each event kind."""
         return {BORROW: self._borrows.cap, RETURN: self._returns.cap, FAILURE: self._failures.cap}
-
-    # --------------------------------------------------------------- internals
 
     def _intern(self, text: str | None) -> str | None:
         # One shared string per distinct tool/user name keeps a full buffer small.
@@ -538,6 +699,204 @@ class RealtimeMetricsBuffer:
                 out.append(b.bucket)
         return out
 
+    # ------------------------------------------------------------- in use
+
+    def _mark(self, key: str, minute: int) -> None:
+        """Note that `key`'s bin of `minute` changed in a way its level figures or the cached rows do not follow."""
+        minutes = self._stale.get(key)
+        if minutes is None:
+            self._stale[key] = {minute}
+        else:
+            minutes.add(minute)
+
+    def _moves_since(self, tool: str, first: int) -> bool:
+        """Tell whether `tool` has a borrow or return in `first` or a later minute."""
+        minutes = self._minutes.get(tool)
+        if not minutes:
+            return False
+        bins = self._bins[tool]
+        return any(bins[m].count or bins[m].returns for m in minutes[bisect_left(minutes, first) :])
+
+    def _minute_moves(self, minute: int, keys: Collection[str] | None) -> dict[str, list[tuple[float, int]]]:
+        """Return the borrows (+1) and returns (-1) of `minute` by series (those in `keys`, or all), in time order."""
+        found: dict[str, list[tuple[float, int]]] = {}
+        start, stop = minute * 60, minute * 60 + 60
+        series: dict[str | None, Any] = {}  # tool name -> series, or "" for one not wanted (no series is "")
+        for log, step in ((self._borrows, 1), (self._returns, -1)):
+            items = log.items
+            lo = bisect_left(items, start, lo=log.head, key=_TS)
+            hi = bisect_left(items, stop, lo=lo, key=_TS)
+            for event in items[lo:hi]:
+                tool = event[2]
+                key = series.get(tool)
+                if key is None:
+                    key = self._key(tool)
+                    if key is None or (keys is not None and key not in keys):
+                        key = ""
+                    series[tool] = key
+                if key:
+                    moves = found.get(key)
+                    if moves is None:
+                        moves = found[key] = []
+                    moves.append((event[0], step))
+        for moves in found.values():
+            moves.sort(key=_TS)  # stable: events at one instant keep their order, which does not matter
+        return found
+
+    def _settle_stale(self) -> None:
+        """Redo the level figures of the bins noted stale, and cut each series' cached rows at its latest such minute."""
+        if not self._stale:
+            return
+        stale, self._stale = self._stale, {}
+        by_minute: dict[int, list[str]] = {}
+        for key, minutes in stale.items():
+            for minute in minutes:
+                by_minute.setdefault(minute, []).append(key)
+            cached = self._levels.get(key)
+            if cached is not None:
+                # A change in a minute moves the levels before it, never after: the rows after the latest changed
+                # one stand. A change at or after the rows' end shows as a moved anchor in _tool_levels instead.
+                upto = cached.first + len(cached.rows)
+                latest = max((m for m in minutes if m < upto), default=None)
+                cut = 0 if latest is None else latest + 1 - cached.first
+                if cut >= len(cached.rows):
+                    del self._levels[key]
+                elif cut > 0:
+                    cached.start = cached.ends[cut - 1]
+                    del cached.rows[:cut]
+                    del cached.ends[:cut]
+                    cached.first += cut
+        for minute, keys in by_minute.items():
+            present = [key for key in keys if minute in self._bins.get(key, ())]
+            if not present:
+                continue
+            moves = self._minute_moves(minute, set(present))
+            for key in present:
+                _refigure(self._bins[key][minute], moves.get(key, []))
+
+    def _tool_levels(self, tool: str, level_now: int, first: int, current: int, oldest: int, now: float) -> list[InUseBin]:
+        """Return one series' InUseBins from minute `first` to `current`, reusing and extending its cached closed rows."""
+        bins = self._bins.get(tool, {})
+        minutes = self._minutes.get(tool, [])
+        # The level at the current minute's start: now's count minus the net of this and any later minute.
+        anchor = level_now
+        for m in minutes[bisect_left(minutes, current) :]:
+            anchor -= bins[m].count - bins[m].returns
+        cached = self._levels.get(tool)
+        if cached is not None:
+            upto = cached.first + len(cached.rows)
+            if upto > current:
+                cached = None  # the clock went back
+            elif upto < current:
+                rows, ends, start = self._walk_back(tool, upto, current, anchor)
+                if start == cached.end():
+                    cached.rows.extend(rows)
+                    cached.ends.extend(ends)
+                else:
+                    cached = None  # every level moved (the count now disagrees with the events): start afresh
+            elif cached.end() != anchor:
+                cached = None
+        if cached is None:
+            rows, ends, start = self._walk_back(tool, first, current, anchor)
+            cached = _Levels(first, start, rows, ends)
+        elif first < cached.first:
+            rows, ends, start = self._walk_back(tool, first, cached.first, cached.start)
+            cached.rows[:0] = rows
+            cached.ends[:0] = ends
+            cached.first, cached.start = first, start
+        if cached.first < oldest:
+            # Rows older than the retention are never asked for again.
+            cut = min(oldest - cached.first, len(cached.rows))
+            if cut:
+                cached.start = cached.ends[cut - 1]
+                del cached.rows[:cut]
+                del cached.ends[:cut]
+                cached.first += cut
+        self._levels[tool] = cached
+        out = cached.rows[first - cached.first :]
+        out.append(self._current_row(tool, bins.get(current), current, anchor, now))
+        return out
+
+    def _walk_back(self, tool: str, first: int, stop: int, level: int) -> tuple[list[InUseBin], list[int], int]:
+        """Return rows and unclamped end levels of minutes first..stop-1 walking back from `level`, and first's start level."""
+        bins = self._bins.get(tool, {})
+        rows: list[InUseBin] = []
+        ends: list[int] = []
+        new = tuple.__new__
+        for m in range(stop - 1, first - 1, -1):
+            ends.append(level)
+            b = bins.get(m)
+            if b is None or not (b.count or b.returns):
+                held = level if level > 0 else 0
+                rows.append(new(InUseBin, (m * 60, held, float(held), held)))
+                continue
+            net = b.count - b.returns
+            start = level - net
+            top = start + (b.prior if b.prior > net else net)
+            if top <= 0:
+                rows.append(new(InUseBin, (m * 60, 0, 0.0, 0)))
+            elif start + (b.low if b.low < net else net) >= 0:
+                # area = net * 60 - moment, so the mean is start + net - moment / 60
+                rows.append(new(InUseBin, (m * 60, top, level - b.moment / 60, level)))
+            else:
+                rows.append(self._exact_row(tool, m, start, m * 60 + 60))
+            level = start
+        rows.reverse()
+        ends.reverse()
+        return rows, ends, level
+
+    def _current_row(self, tool: str, b: _Bin | None, minute: int, start: int, now: float) -> InUseBin:
+        """Return the row of the minute holding now, its mean taken over its part up to now."""
+        if b is None or not (b.count or b.returns):
+            held = start if start > 0 else 0
+            return InUseBin(minute * 60, held, float(held), held)
+        net = b.count - b.returns
+        top = start + (b.prior if b.prior > net else net)
+        if top <= 0:
+            return InUseBin(minute * 60, 0, 0.0, 0)
+        elapsed = now - minute * 60
+        if b.last <= now and elapsed > 0 and start + (b.low if b.low < net else net) >= 0:
+            end = start + net
+            return InUseBin(minute * 60, top, end - b.moment / elapsed, end)
+        # Events stamped ahead of now, a level that dips below 0, or now at the minute's very start: walk its events.
+        return self._exact_row(tool, minute, start, now)
+
+    def _exact_row(self, tool: str, minute: int, start: int, until: float) -> InUseBin:
+        """Return one minute's row from its events, levels below 0 counting as 0, the mean taken up to `until`."""
+        # One read may walk many series through the same minute (a full recompute): its events are split once.
+        by_series = self._moves_memo.get(minute)
+        if by_series is None:
+            by_series = self._moves_memo[minute] = self._minute_moves(minute, None)
+        moves = by_series.get(tool, [])
+        begin = minute * 60
+        level = start
+        peak = level if level > 0 else 0
+        area = 0.0
+        at: float = begin
+        for ts, step in moves:
+            if ts > at:
+                held = level if level > 0 else 0
+                if held > peak:
+                    peak = held
+                if at < until:
+                    area += held * (min(ts, until) - at)
+                at = ts
+            level += step
+        held = level if level > 0 else 0
+        if held > peak:
+            peak = held
+        if at < until:
+            area += held * (until - at)
+        if until > begin:
+            average = area / (until - begin)
+        else:
+            # No time has passed in the minute: its mean is the level at that instant.
+            at_start = start + sum(step for ts, step in moves if ts <= begin)
+            average = float(at_start if at_start > 0 else 0)
+        return InUseBin(begin, peak, average, held)
+
+    # --------------------------------------------------------------- internals
+
     def _settle(self, now: float) -> None:
         """Apply retention and trim every log to its cap: the state every read sees."""
         self._expire(now)
@@ -556,6 +915,17 @@ class RealtimeMetricsBuffer:
                 self._evict(log, n)
         fronts = [e[0] for e in (self._borrows.oldest(), self._returns.oldest(), self._failures.oldest()) if e]
         self._oldest_bound = min(fronts) if fronts else math.inf
+        # Minutes before the retention are in no window: their notes would only pile up while nobody reads, so
+        # they go, about once an hour (not on every add: the notes can be many).
+        gone = int(cutoff // 60)
+        if gone >= self._stale_pruned + 60:
+            self._stale_pruned = gone
+            for key in list(self._stale):
+                minutes = {m for m in self._stale[key] if m >= gone}
+                if minutes:
+                    self._stale[key] = minutes
+                else:
+                    del self._stale[key]
 
     def _evict(self, log: _EventLog, n: int) -> None:
         """Drop the n oldest events of `log`, keeping the bins exact.
@@ -591,6 +961,7 @@ class RealtimeMetricsBuffer:
             end = len(minutes) if boundary == math.inf else bisect_left(minutes, boundary)
             if not end:
                 continue
+            self._stamps[tool] = self._next_stamp()
             for minute in minutes[:end]:
                 b = bins[minute]
                 if kind == BORROW:
@@ -598,8 +969,11 @@ class RealtimeMetricsBuffer:
                         b.count = b.overage = 0
                         b.users = {}
                         b.bucket = None
+                        self._mark(tool, minute)
                 elif kind == RETURN:
-                    b.returns = 0
+                    if b.returns:
+                        b.returns = 0
+                        self._mark(tool, minute)
                 elif b.failures:
                     b.failures = {}
                 if b.is_empty():
@@ -648,6 +1022,8 @@ class RealtimeMetricsBuffer:
                 self._forget_failure(event)
             return
         for key, b in touched.items():
+            self._stamps[key] = self._next_stamp()
+            self._mark(key, minute)
             self._drop_bin_if_empty(key, minute * 60, b)
 
     def _forget_borrow(self, event: Event) -> None:
@@ -666,6 +1042,8 @@ class RealtimeMetricsBuffer:
         else:
             del b.users[user]
         b.bucket = None
+        self._stamps[key] = self._next_stamp()
+        self._mark(key, int(ts // 60))
         self._drop_bin_if_empty(key, ts, b)
         self._version += 1
 
@@ -675,6 +1053,8 @@ class RealtimeMetricsBuffer:
         if key is not None:
             b = self._existing_bin(key, ts)
             b.returns -= 1
+            self._stamps[key] = self._next_stamp()
+            self._mark(key, int(ts // 60))
             self._drop_bin_if_empty(key, ts, b)
         self._version += 1
 
@@ -689,5 +1069,6 @@ class RealtimeMetricsBuffer:
                 b.failures[reason] = left
             else:
                 del b.failures[reason]
+            self._stamps[key] = self._next_stamp()
             self._drop_bin_if_empty(key, ts, b)
         self._version += 1
