@@ -18,8 +18,11 @@ def _pool() -> LicensePool:
 def borrow() -> Response:
     body = json_body()
     tool, user = name_field(body, "tool"), name_field(body, "user")
+    # Optional: where the license is used and which version, shown in the dashboard's open checkouts.
+    host = name_field(body, "host") if body.get("host") is not None else None
+    version = name_field(body, "version") if body.get("version") is not None else None
     try:
-        granted = _pool().borrow(tool, user)
+        granted = _pool().borrow(tool, user, host=host, version=version)
     except BorrowDenied as denied:
         status = 404 if denied.reason == UNKNOWN_TOOL else 409
         raise ApiError(status, denied.reason, denied.detail) from None

@@ -35,24 +35,48 @@ class UnknownBorrow(KeyError):
     """The borrow id is unknown or already returned."""
 
 
+_SAVE_DETAILS = "INSERT OR REPLACE INTO checkout_details (id, host, version) VALUES (?, ?, ?)"
+_FORGET_DETAILS = "DELETE FROM checkout_details WHERE id = ?"
+
+
+def _check_details(host: str | None, version: str | None) -> None:
+    if host is not None:
+        check_name("host", host)
+    if version is not None:
+        check_name("version", version)
+
+
 class Borrow:
     """One active borrow; read-only by convention."""
 
     # A plain class with slots: log sources create one per OUT line, and a frozen dataclass costs four times as much.
-    __slots__ = ("id", "tool", "user", "borrowed_at", "is_overage")
+    __slots__ = ("id", "tool", "user", "borrowed_at", "is_overage", "host", "version")
 
     id: str
     tool: str
     user: str
     borrowed_at: float  # epoch seconds
     is_overage: bool
+    host: str | None  # the machine the license is used on, where the source says
+    version: str | None  # the tool's version, where the source says
 
-    def __init__(self, id: str, tool: str, user: str, borrowed_at: float, is_overage: bool) -> None:
+    def __init__(
+        self,
+        id: str,
+        tool: str,
+        user: str,
+        borrowed_at: float,
+        is_overage: bool,
+        host: str | None = None,
+        version: str | None = None,
+    ) -> None:
         self.id = id
         self.tool = tool
         self.user = user
         self.borrowed_at = borrowed_at
         self.is_overage = is_overage
+        self.host = host
+        self.version = version
 
     def _fields(self) -> tuple[str, str, str, float, bool]:
         return (self.id, self.tool, self.user, self.borrowed_at, self.is_overage)
@@ -73,6 +97,8 @@ class Borrow:
             "user": self.user,
             "borrowed_at": iso_utc(self.borrowed_at),
             "is_overage": self.is_overage,
+            "host": self.host,
+            "version": self.version,
         }
 
 
@@ -89,6 +115,7 @@ class LicensePool:
     ) -> None:
         self.recorder = recorder
         self.clock = clock
+        self._store = store
         # Tools outside the inventory are counted per series (see licenses.series), so a log with endless distinct
         # feature names cannot grow the status list; identity when no rule is given.
         self._series_of: Callable[[str], str] = series_of or (lambda tool: tool)
@@ -104,8 +131,8 @@ class LicensePool:
         if store is not None:
             # A restart keeps active borrows and charges; the tools file may have changed the limits.
             store.save_tools(self._specs)
-            for borrow_id, tool, user, borrowed_at, is_overage in store.load_open_borrows():
-                self._active[borrow_id] = Borrow(borrow_id, tool, user, borrowed_at, bool(is_overage))
+            for borrow_id, tool, user, borrowed_at, is_overage, host, version in store.load_open_borrows():
+                self._active[borrow_id] = Borrow(borrow_id, tool, user, borrowed_at, bool(is_overage), host, version)
                 key = self._key(tool)
                 self._borrowed[key] = self._borrowed.get(key, 0) + 1
                 self._note_tool(key)
@@ -141,10 +168,13 @@ class LicensePool:
         """The names of the inventory's tools, in file order."""
         return list(self._specs)
 
-    def borrow(self, tool: str, user: str, at: float | None = None) -> Borrow:
+    def borrow(
+        self, tool: str, user: str, at: float | None = None, host: str | None = None, version: str | None = None
+    ) -> Borrow:
         """Grant a license of `tool` to `user` and return the Borrow, or raise BorrowDenied (InvalidName for a bad name)."""
         check_name("tool", tool)
         check_name("user", user)
+        _check_details(host, version)
         with self._lock:
             ts = self.clock() if at is None else at
             spec = self._specs.get(tool)
@@ -159,12 +189,13 @@ class LicensePool:
                 self._record(failure_event(tool, user, MAX_OVERAGE, ts))
                 raise BorrowDenied(MAX_OVERAGE, f"{tool!r} is at its maximum overage of {spec.max_overage}")
             is_overage = borrowed >= spec.commit_qty
-            borrow = Borrow(uuid.uuid4().hex, tool, user, ts, is_overage)
+            borrow = Borrow(uuid.uuid4().hex, tool, user, ts, is_overage, host, version)
             self._active[borrow.id] = borrow
             self._borrowed[tool] = borrowed + 1
             if is_overage:
                 self._charges[tool] = self._charges.get(tool, 0) + 1
             self._record(borrow_event(tool, user, is_overage, borrow.id, ts))
+            self._save_details(borrow)
             return borrow
 
     def return_license(self, borrow_id: str, at: float | None = None) -> Borrow:
@@ -176,6 +207,8 @@ class LicensePool:
             self._borrowed[self._key(borrow.tool)] -= 1
             ts = self.clock() if at is None else at
             self._record(return_event(borrow_id, borrow.user, borrow.tool, ts))
+            if (borrow.host or borrow.version) and self._store is not None:
+                self._store.submit(_FORGET_DETAILS, (borrow_id,))
             return borrow
 
     # Observed events come from a real license server that has already decided: no limits apply here.
@@ -184,10 +217,19 @@ class LicensePool:
         """Return the display name the tools file gives a FlexLM feature (the feature itself otherwise)."""
         return self._by_feature.get(feature, feature)
 
-    def observe_borrow(self, tool: str, user: str, at: float, borrow_id: str | None = None) -> Borrow:
+    def observe_borrow(
+        self,
+        tool: str,
+        user: str,
+        at: float,
+        borrow_id: str | None = None,
+        host: str | None = None,
+        version: str | None = None,
+    ) -> Borrow:
         """Record a borrow granted elsewhere; is_overage follows the pool's rule (in use >= commit)."""
         check_name("tool", tool)
         check_name("user", user)
+        _check_details(host, version)
         if borrow_id is not None:
             check_name("id", borrow_id, any_length=True)
         with self._lock:
@@ -195,14 +237,20 @@ class LicensePool:
             key = tool if spec is not None else self._key(tool)
             borrowed = self._borrowed.get(key, 0)
             is_overage = spec is not None and borrowed >= spec.commit_qty
-            borrow = Borrow(borrow_id or uuid.uuid4().hex, tool, user, at, is_overage)
+            borrow = Borrow(borrow_id or uuid.uuid4().hex, tool, user, at, is_overage, host, version)
             self._active[borrow.id] = borrow
             self._borrowed[key] = borrowed + 1
             if is_overage:
                 self._charges[tool] = self._charges.get(tool, 0) + 1
             self._note_tool(key)
             self._record(borrow_event(tool, user, is_overage, borrow.id, at))
+            self._save_details(borrow)
             return borrow
+
+    def _save_details(self, borrow: Borrow) -> None:
+        # Host and version are not part of an event: they live beside the open borrow, so a restart keeps them.
+        if (borrow.host or borrow.version) and self._store is not None:
+            self._store.submit(_SAVE_DETAILS, (borrow.id, borrow.host, borrow.version))
 
     def observe_return(self, borrow_id: str, at: float) -> Borrow:
         """Record the end of a borrow observed elsewhere; raise UnknownBorrow when it is not active."""

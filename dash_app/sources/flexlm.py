@@ -180,7 +180,7 @@ class LogIngest:
                         apply(line_no, record, now)
                     elif kind == OUT:
                         group = (f"{id_prefix}{vendor}|{feature}|{host}{id_file}{line_no}",)
-                        observe_borrow(tools.get(feature) or self._tool(feature), user, ts, group[0])
+                        observe_borrow(tools.get(feature) or self._tool(feature), user, ts, group[0], host or None)
                         key = (vendor, feature, user, host)
                         groups = open_groups.get(key)
                         if groups is None:
@@ -270,7 +270,7 @@ class LogIngest:
             tool = self._tools.get(feature) or self._tool(feature)
             observe = self.pool.observe_borrow
             for borrow_id in group:
-                observe(tool, user, ts, borrow_id)
+                observe(tool, user, ts, borrow_id, host or None)
             key = (vendor, feature, user, host)
             groups = self.open.get(key)
             if groups is None:

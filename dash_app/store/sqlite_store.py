@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS borrows (
     is_overage INTEGER NOT NULL, returned_at REAL
 );
 CREATE INDEX IF NOT EXISTS borrows_open ON borrows (returned_at) WHERE returned_at IS NULL;
+CREATE TABLE IF NOT EXISTS checkout_details (id TEXT PRIMARY KEY, host TEXT, version TEXT);
 CREATE TABLE IF NOT EXISTS charges (tool TEXT PRIMARY KEY, overage_borrows INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     ts REAL NOT NULL, kind TEXT NOT NULL, tool TEXT, user TEXT, borrow_id TEXT, is_overage INTEGER, reason TEXT
@@ -409,10 +410,11 @@ class SQLiteStore:
             )
             conn.execute("COMMIT")
 
-    def load_open_borrows(self) -> list[tuple[str, str, str, float, int]]:
-        """Return [(id, tool, user, borrowed_at, is_overage)] of borrows not yet returned."""
+    def load_open_borrows(self) -> list[tuple[str, str, str, float, int, str | None, str | None]]:
+        """Return [(id, tool, user, borrowed_at, is_overage, host, version)] of borrows not yet returned."""
         return self.read(
-            "SELECT id, tool, user, borrowed_at, is_overage FROM borrows WHERE returned_at IS NULL ORDER BY borrowed_at"
+            "SELECT b.id, b.tool, b.user, b.borrowed_at, b.is_overage, d.host, d.version FROM borrows b "
+            "LEFT JOIN checkout_details d ON d.id = b.id WHERE b.returned_at IS NULL ORDER BY b.borrowed_at"
         )
 
     def load_charges(self) -> dict[str, int]:
