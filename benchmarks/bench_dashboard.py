@@ -9,17 +9,26 @@ callback: read the window's raw events, aggregate them with pandas, build plotly
 
 import gc
 import json
+import logging
+import os
 import statistics
+import threading
 import time
 
 import pandas as pd
 import plotly.graph_objects as go
+from dash._no_update import NoUpdate
 from plotly.io.json import to_json_plotly
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.support.ui import WebDriverWait
+from werkzeug.serving import make_server
 
 from dash_app import create_app
-from dash_app.callbacks.page import OUTPUTS
+from dash_app.callbacks.page import OUTPUTS, PageUpdater
+from dash_app.compression import EXTENSION
 from dash_app.state import get_state
-from dash_app.testing import feed, full_buffer_events, p95, timings
+from dash_app.testing import estate_inventory, feed, free_port, full_buffer_events, p95, timings
 
 WINDOW = 21600
 GH = "GreenHills Multi IDE"
@@ -43,8 +52,13 @@ class Tab:
                 {"id": "refresh", "property": "n_intervals", "value": self.n},
                 {"id": "tool-filter", "property": "value", "value": self.tool},
                 {"id": "time-range", "property": "value", "value": self.window},
+                {"id": "tz-select", "property": "value", "value": "local"},
+                {"id": "browser-tz", "property": "data", "value": "Europe/Berlin"},
             ],
-            "state": [{"id": "render-state", "property": "data", "value": self.seen}],
+            "state": [
+                {"id": "render-state", "property": "data", "value": self.seen},
+                {"id": "legend-hidden", "property": "data", "value": {}},
+            ],
             "changedPropIds": ["refresh.n_intervals"],
         }
         response = self.client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
@@ -161,6 +175,182 @@ def main():
     print(f"ten tabs, one tick, per tab   {ms(per_request)}   (whole tick: p95 {p95(ten) * 1000:.1f} ms)")
     print(f"naive rebuild baseline        {ms(baseline)}   {naive_bytes / 1024:6.1f} KiB sent")
     print(f"speed-up, live tick p95       {p95(baseline) / p95(live_overview):7.0f} x")
+    print()
+    estate()
+    print()
+    first_load_weight()
+
+
+# ----------------------------------------------------------------------------------- an estate of 200 tools
+
+
+def estate(tool_count=200):
+    """Print the overview's refresh time with `tool_count` tools and a full buffer: ten tools by name vs every tool."""
+    import tempfile
+    from pathlib import Path
+
+    from dash._utils import to_json
+
+    inventory = estate_inventory(tool_count)
+    with tempfile.TemporaryDirectory() as tmp:
+        tools_file = Path(tmp) / "tools.json"
+        tools_file.write_text(json.dumps(inventory))
+        app = create_app({"demo": False, "db": ":memory:", "api_token": "bench-token-0123456789", "tools_file": str(tools_file)})
+    state = get_state(app)
+    names = [t["tool"] for t in inventory]
+    feed(state.buffer, full_buffer_events(time.time() - 1, tools=names))
+    for spec in inventory:
+        for n in range(min(spec["commit_qty"], spec["total"] - 1, 3)):
+            state.pool.borrow(spec["tool"], f"holder{n}")
+    gc.collect()
+    gc.freeze()
+    live = iter(range(10**9))
+    roomy = [t["tool"] for t in inventory if t["total"] >= 10]  # a live borrow there is always granted
+
+    def tick(updater, tab):
+        n = next(live)
+        borrow = state.pool.borrow(roomy[n % len(roomy)], f"live{n % 300:03d}")
+        state.pool.return_license(borrow.id)
+        out, tab["seen"] = updater.update("__all__", WINDOW, tab["seen"], "local", "Europe/Berlin", {})
+        # What Dash does next: the outputs that changed, serialised for the response.
+        tab["bytes"] = len(to_json([value for value in out.values() if not NoUpdate.is_no_update(value)]))
+
+    ours, every = PageUpdater(state), PageUpdater(state)
+    every.snapshots.shown_tools = tool_count  # the design before: one series per tool in every chart
+    results = {}
+    for name, updater in (("ten tools by name + others", ours), ("every tool its own series", every)):
+        tab = {"seen": None, "bytes": 0}
+        tick(updater, tab)
+        first = tab["bytes"]
+        results[name] = (timings(lambda updater=updater, tab=tab: tick(updater, tab), 60), tab["bytes"], first)
+    state.stop()
+    stats = state.buffer.get_stats_summary()
+    print(
+        f"Estate: {tool_count} tools, full buffer ({stats['borrow_count']:,} borrows + {stats['return_count']:,} returns + "
+        f"{stats['failure_count']:,} failures), overview over 6 h; a live tick per refresh; PageUpdater.update + JSON"
+    )
+    for name, (values, sent, first) in results.items():
+        target = "   (target p95 <= 50 ms)" if name.startswith("ten") else ""
+        print(f"{name:<30}{ms(values)}   {sent / 1024:6.1f} KiB per tick, {first / 1024:6.1f} KiB first{target}")
+
+
+# ----------------------------------------------------------------------------------- first load: bytes and CPU
+
+FIRST_LOAD_TARGET = 2_500_000
+BROWSER_ACCEPTS = "gzip, deflate, br"
+PLOTLY_FIXED_URL = "/_dash-component-suites/plotly/package_data/plotly.min.js"
+CHROMIUM = os.environ.get("DASH_TEST_CHROMEPATH", "/usr/bin/chromium")
+CHART_DRAWN_JS = """
+const g = document.querySelector('#borrow-chart .js-plotly-plot');
+return !!(g && g.data && g.data.some(t => t.y && t.y.length));
+"""
+TRANSFERRED_JS = """
+return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
+  .reduce((sum, e) => sum + e.transferSize, 0);
+"""
+
+
+def record_first_load(base_url):
+    """Load the page in headless Chromium until the first chart is drawn; return its requests and Chromium's byte counts.
+
+    Each request is (method, path with query, body, content type), every redirect hop included, in the order sent;
+    the byte counts are Chromium's, of the first load and of a second visit.
+    """
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(options=options)
+    try:
+        driver.get(base_url + "/")
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script(CHART_DRAWN_JS))
+        transferred = driver.execute_script(TRANSFERRED_JS)
+        log = driver.get_log("performance")
+        # A second visit: fingerprinted bundles come from the browser's cache without a request.
+        driver.get(base_url + "/")
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script(CHART_DRAWN_JS))
+        again = driver.execute_script(TRANSFERRED_JS)
+    finally:
+        driver.quit()
+    made = []
+    for entry in log:
+        message = json.loads(entry["message"])["message"]
+        if message["method"] != "Network.requestWillBeSent":
+            continue
+        request = message["params"]["request"]
+        if request["url"].startswith(base_url + "/"):
+            headers = {name.lower(): value for name, value in request["headers"].items()}
+            path = request["url"][len(base_url) :]
+            made.append((request["method"], path, request.get("postData"), headers.get("content-type")))
+    return made, transferred, again
+
+
+def wire_bytes(response):
+    """Return the bytes of a response as sent: status line, headers and body (compressed if it was)."""
+    head = len(f"HTTP/1.1 {response.status}\r\n") + sum(len(k) + len(v) + 4 for k, v in response.headers.items()) + 2
+    return head + len(response.get_data())
+
+
+def first_load_weight():
+    """Print the bytes of the page's first load, compressed and not, and the CPU of serving plotly's bundle."""
+    app = create_app({"demo": True, "backfill_hours": 1, "db": ":memory:", "api_token": "bench-token-0123456789"})
+    state = get_state(app)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    httpd = make_server("127.0.0.1", free_port(), app.server, threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        made, chromium_bytes, second_visit = record_first_load(f"http://127.0.0.1:{httpd.server_port}")
+    finally:
+        httpd.shutdown()
+
+    # The same requests, replayed in order through the app: as the browser sent them, then with no Accept-Encoding.
+    client = app.server.test_client()
+    totals, plotly_bytes = {}, {}
+    for accepts in (BROWSER_ACCEPTS, None):
+        totals[accepts] = 0
+        for method, path, body, content_type in made:
+            headers = {"Accept-Encoding": accepts} if accepts else {}
+            if content_type:
+                headers["Content-Type"] = content_type
+            response = client.open(path, method=method, data=body, headers=headers)
+            totals[accepts] += wire_bytes(response)
+            if ".min.js" in path and "/plotly/" in path and response.status_code == 200:
+                plotly_bytes[accepts] = wire_bytes(response)
+
+    # Server CPU of one request for plotly's bundle: its compressed body kept, or compressed on every request.
+    location = client.get(PLOTLY_FIXED_URL).headers["Location"]
+    cache = app.server.extensions[EXTENSION]
+
+    def cpu_ms(accepts, keep, runs):
+        headers = {"Accept-Encoding": accepts} if accepts else {}
+        client.get(location, headers=headers)
+        spent = []
+        for _ in range(runs):
+            if not keep:
+                cache.clear()
+            start = time.thread_time()
+            client.get(location, headers=headers)
+            spent.append(time.thread_time() - start)
+        return statistics.median(spent) * 1000
+
+    cpu = {(accepts, keep): cpu_ms(accepts, keep, 30 if keep else 8) for accepts in ("br", "gzip") for keep in (True, False)}
+    identity = cpu_ms(None, True, 30)
+    state.stop()
+
+    compressed, plain = totals[BROWSER_ACCEPTS], totals[None]
+    print(f"First load: the {len(made)} requests headless Chromium makes until the first chart is drawn (demo, 1 h backfill),")
+    print("replayed in order through the app; bytes as sent (status line, headers, body)")
+    print(f"{'Accept-Encoding: ' + BROWSER_ACCEPTS:<38}{compressed / 1e6:6.2f} MB   (target <= {FIRST_LOAD_TARGET / 1e6:.1f} MB)")
+    print(f"{'no Accept-Encoding (baseline)':<38}{plain / 1e6:6.2f} MB   ratio {plain / compressed:.1f} x")
+    plotly, plotly_plain = plotly_bytes[BROWSER_ACCEPTS], plotly_bytes[None]
+    print(f"{'  of which plotly.min.js':<38}{plotly / 1e6:6.2f} MB   baseline {plotly_plain / 1e6:.2f} MB")
+    print(f"{'Chromium: sum of transferSize':<38}{chromium_bytes / 1e6:6.2f} MB   second visit {second_visit / 1e3:.1f} KB")
+    print("plotly.min.js, server CPU per request (median)")
+    for accepts in ("br", "gzip"):
+        kept, each = cpu[(accepts, True)], cpu[(accepts, False)]
+        print(f"{'  ' + accepts + ', compressed body kept':<38}{kept:6.1f} ms   compressed on each request {each:6.1f} ms")
+    print(f"{'  identity, not compressed':<38}{identity:6.1f} ms")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from dash_app import config as config_module
 from dash_app import prometheus_metrics
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.callbacks import register_callbacks
+from dash_app.compression import register_compression
 from dash_app.config import Config
 from dash_app.layouts import dashboard
 from dash_app.licenses import LicensePool, SeriesNames, load_inventory
@@ -103,6 +104,7 @@ def create_app(config: Config | dict | None = None) -> dash.Dash:
     )
     attach_state(app.server, state)
     register_routes(app.server)
+    register_compression(app)
     end_streams_on_worker_exit(state.stream)
     app.layout = dashboard.layout(state)
     register_callbacks(app, state)

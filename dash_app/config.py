@@ -21,6 +21,13 @@ def _bool(text: object) -> bool:
     raise ValueError(f"expected a boolean, got {text!r}")
 
 
+def _currency(text: object) -> str:
+    value = str(text).strip()
+    if len(value) > 8 or not all(ch.isprintable() for ch in value):
+        raise ValueError(f"expected a short currency name such as EUR, got {text!r}")
+    return value
+
+
 def _list(text: object) -> tuple[str, ...]:
     return tuple(part for part in str(text).split(os.pathsep) if part)
 
@@ -72,6 +79,9 @@ SETTINGS = [
         0.5,
     ),
     Setting(
+        "currency", "DASH_APP_CURRENCY", _currency, "--currency", "currency shown with every cost, e.g. EUR (none by default)"
+    ),
+    Setting(
         "flexlm_logs",
         "DASH_APP_FLEXLM_LOGS",
         _list,
@@ -104,6 +114,7 @@ class Config:
     history_days: float = 30.0
     max_unknown_tools: int = 50
     header_timeout: float = 10.0
+    currency: str = ""
     flexlm_logs: tuple[str, ...] = ()
 
     @property

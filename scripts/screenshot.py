@@ -2,10 +2,11 @@
 """Screenshot the dashboard as a person sees it: a real server with demo traffic, in headless Chromium.
 
 Run: python scripts/screenshot.py [--out docs/screenshot.png] [--size 1920x1080] [--tool NAME] [--backfill 2]
-                                  [--tools inventory.json] [--full-page]
+                                  [--tools inventory.json | --estate 200] [--currency EUR] [--full-page]
 """
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -39,13 +40,15 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_server(port, backfill, db, tools_file=None):
+def start_server(port, backfill, db, tools_file=None, currency=None):
     """Start `python -m dash_app` with demo traffic (over `tools_file`'s inventory if given) and wait until it answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
     env.update({"DASH_APP_API_TOKEN": "screenshot-token-0123456789", "PYTHONPATH": str(ROOT)})
     command = [sys.executable, "-m", "dash_app", "--port", str(port), "--backfill", str(backfill), "--db", db, "--demo"]
     if tools_file:
         command += ["--tools", str(Path(tools_file).resolve())]
+    if currency:
+        command += ["--currency", currency]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -113,12 +116,20 @@ def main(argv=None):
     parser.add_argument("--tool", default=None, help="show this tool's view instead of the overview")
     parser.add_argument("--backfill", type=float, default=2.0, help="hours of demo history")
     parser.add_argument("--tools", default=None, help="JSON inventory of tools instead of the bundled one")
+    parser.add_argument("--estate", type=int, default=None, help="a generated inventory of this many tools")
+    parser.add_argument("--currency", default=None, help="currency shown with costs")
     parser.add_argument("--full-page", action="store_true", help="the whole page, not just the first screen")
     args = parser.parse_args(argv)
     width, height = (int(part) for part in args.size.lower().split("x"))
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(port, args.backfill, str(Path(tmp) / "screenshot.db"), args.tools)
+        tools = args.tools
+        if args.estate:
+            from dash_app.testing import estate_inventory
+
+            tools = Path(tmp) / "estate.json"
+            tools.write_text(json.dumps(estate_inventory(args.estate)))
+        server = start_server(port, args.backfill, str(Path(tmp) / "screenshot.db"), tools, args.currency)
         try:
             shoot(f"http://127.0.0.1:{port}/", args.out, width, height, tool=args.tool, full_page=args.full_page)
         finally:

@@ -92,3 +92,14 @@ def wait_for_points(dash_duo, graph_id, expected, timeout=10):
         return drawn is not None and [(t["x"], t["y"]) for t in drawn["traces"]] == [expected]
 
     until(shown, timeout=timeout, msg=f"{graph_id} never showed {expected}")
+
+
+def click_legend(dash_duo, graph_id, index):
+    """Click a legend entry the way a person does: scrolled into the middle of the screen, clear of the header."""
+    entry = dash_duo.find_elements(f"#{graph_id} .legend .traces .legendtoggle")[index]
+    # Selenium cannot scroll an SVG element into view: the window is made tall enough to show the whole chart.
+    top = dash_duo.driver.execute_script("return arguments[0].getBoundingClientRect().bottom + window.scrollY", entry)
+    width = dash_duo.driver.get_window_size()["width"]
+    dash_duo.driver.set_window_size(width, max(int(top) + 400, 1000))
+    dash_duo.driver.execute_script("window.scrollTo(0, 0)")
+    entry.click()

@@ -7,13 +7,14 @@ from dash._no_update import NoUpdate
 
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
 from dash_app.callbacks.snapshots import recent_events
-from dash_app.figures.text import bucket_time
+from dash_app.figures.text import bucket_time, legend_name
 from dash_app.layouts import parts
 from dash_app.state import get_state
 from dash_app.testing import FakeClock
 
 GH = "GreenHills Multi IDE"
 VECTOR = "Vector - DaVinci Configurator SE"
+VECTOR_LEGEND = legend_name(VECTOR)
 
 
 def updater_clock():
@@ -46,14 +47,23 @@ def test_first_refresh_fills_cards_and_overview_and_hides_the_tool_view(make_app
     out, seen = updater.update("__all__", 1800, None)
     assert out[("active-licenses", "children")] == "4"
     assert out[("buffer-size", "children")] == "6"
-    assert out[("borrow-rate", "children")] == "1"
+    # Rates are over the window: five borrows in 30 minutes, one return; the overage card shows its counts.
+    assert out[("borrow-rate", "children")] == "0.2"
+    assert out[("borrow-rate-hint", "children")] == "per minute · last 30 min · all tools"
+    assert out[("return-rate", "children")] == "0"
+    assert out[("overage-rate", "children")] == "0 %"
+    assert out[("overage-rate-hint", "children")] == "0 of 5 borrows · last 30 min"
     assert out[("overview-section", "style")] == {} and out[("tool-section", "style")] == {"display": "none"}
     borrow_chart = out[("borrow-chart", "figure")]
-    assert {t["name"]: sum(t["y"]) for t in borrow_chart["data"]} == {VECTOR: 2, GH: 3}
-    for figure_id in ("tool-borrow-chart", "tool-user-chart", "tool-commit-chart", "tool-inuse-chart"):
+    assert {t["name"]: sum(t["y"]) for t in borrow_chart["data"]} == {VECTOR_LEGEND: 2, GH: 3}
+    for figure_id in ("tool-borrow-chart", "tool-failure-chart", "tool-commit-chart", "tool-inuse-chart"):
         assert is_no_update(out[(figure_id, "figure")])
+    # Every tool has a row in the tool table; the open checkouts are listed, longest held first.
+    assert [r["tool"] for r in out[("tool-table", "rowData")]] == state.pool.tools
+    users = [r["user"] for r in out[("checkouts-table", "rowData")]]
+    assert set(users[:2]) == {"bob", "cy"} and users[2:] == ["dee", "eve"]  # bob and cy borrowed at the same instant
     assert [o["value"] for o in out[("tool-filter", "options")]] == ["__all__"] + state.pool.tools
-    assert seen["view"] == [None, 1800] and set(seen["parts"]) >= {"borrow-chart", "events-table"}
+    assert seen["view"] == [None, 1800, "UTC"] and set(seen["parts"]) >= {"borrow-chart", "events-table"}
 
 
 def test_nothing_new_sends_nothing_and_a_later_tick_only_moves_the_window(make_app):
@@ -144,10 +154,12 @@ def test_tool_view_shows_that_tools_history_users_and_limits(make_app):
     (bars,) = out[("tool-borrow-chart", "figure")]["data"]
     history = state.buffer.get_tool_history(GH, 1800)
     assert bars["x"] == [bucket_time(b["timestamp"]) for b in history] and bars["y"] == [b["count"] for b in history]
-    (users,) = out[("tool-user-chart", "figure")]["data"]
-    assert sorted(users["y"]) == ["bob", "eve"]
+    assert [r["user"] for r in out[("checkouts-table", "rowData")]] == ["bob", "eve"]
     (in_use,) = out[("tool-inuse-chart", "figure")]["data"]
     assert in_use["y"][-1] == 2 and max(in_use["y"]) == 2
+    # The cards are the tool's: in use of its total, its borrows over the window.
+    assert out[("active-licenses", "children")] == "2" and out[("active-licenses-hint", "children")] == "of 15 · this tool"
+    assert out[("overage-rate-hint", "children")] == "0 of 3 borrows · last 30 min"
     assert out[("tool-commit-chart", "figure")]["data"][0]["values"] == [2, 0, 13]
     info = str(out[("tool-info", "children")])
     assert GH in info and "'Commit'" in info and "8,000" in info
@@ -176,8 +188,8 @@ def test_a_new_window_resends_figures_with_that_window(make_app):
     figure = out[("borrow-chart", "figure")]
     limits = figure["layout"]["xaxis"]["autorangeoptions"]
     assert limits["maxallowed"] - limits["minallowed"] == 300_000
-    assert figure["layout"]["uirevision"] == "None|300"
-    assert {t["name"]: sum(t["y"]) for t in figure["data"]} == {VECTOR: 1, GH: 1}
+    assert figure["layout"]["uirevision"] == "None|300|UTC"
+    assert {t["name"]: sum(t["y"]) for t in figure["data"]} == {VECTOR_LEGEND: 1, GH: 1}
 
 
 def test_open_tabs_on_one_tick_share_one_build(make_app):
@@ -185,7 +197,7 @@ def test_open_tabs_on_one_tick_share_one_build(make_app):
     clock = updater_clock()
     updater = PageUpdater(state, clock=clock)
     tabs = [updater.update("__all__", 1800, None)[0] for _ in range(3)]
-    assert tabs[0][("borrow-chart", "figure")]["data"] is tabs[2][("borrow-chart", "figure")]["data"]
+    assert tabs[0][("borrow-chart", "figure")] == tabs[2][("borrow-chart", "figure")]
     # Two reads a second apart inside one minute (views are per minute, so a read in the next one builds anew).
     at = clock.now - clock.now % 60 + 20
     _, _, first = updater.snapshots.get(None, 1800, at)
@@ -200,12 +212,15 @@ def test_unknown_or_forged_inputs_fall_back_to_the_defaults(make_app):
     app, state = fed_app(make_app)
     updater = PageUpdater(state, clock=updater_clock())
     out, seen = updater.update(None, 12345, None)
-    assert seen["view"] == [None, 1800]
+    assert seen["view"] == [None, 1800, "UTC"]
     out, seen = updater.update("<no such tool>", 300, {"parts": {"borrow-chart": "x", "events-table": [1]}, "mode": 7})
-    assert seen["view"] == [None, 300] and out[("tool-section", "style")] == {"display": "none"}
+    assert seen["view"] == [None, 300, "UTC"] and out[("tool-section", "style")] == {"display": "none"}
     assert out[("borrow-chart", "figure")]["data"] and out[("events-table", "children")]["type"] == "Table"
     out, seen = updater.update(GH, 300, "not a render state")
-    assert seen["view"] == [GH, 300]
+    assert seen["view"] == [GH, 300, "UTC"]
+    # A zone no browser has, and hidden entries that are no list of uids, are ignored.
+    out, seen = updater.update(GH, 300, None, "local", "../../etc/passwd", {"borrow-chart": "x", "tool-borrow-chart": [1, "u"]})
+    assert seen["view"] == [GH, 300, "UTC"]
 
 
 def test_events_are_newest_first_and_a_rare_tool_still_fills_its_table(make_app):
@@ -239,6 +254,8 @@ def test_overage_card_turns_amber_above_15_and_red_above_30():
     assert parts.overage_class(15.1) == "card-value text-warning"
     assert parts.overage_class(30) == "card-value text-warning"
     assert parts.overage_class(30.1) == "card-value text-danger"
+    # A share of a handful of borrows is shown with its counts, not as an alarm.
+    assert parts.overage_class(80, borrows=parts.OVERAGE_MIN_BORROWS - 1) == "card-value"
     assert (parts.number(2.0), parts.number(2.5), parts.number(12345)) == ("2", "2.5", "12,345")
 
 
@@ -256,13 +273,47 @@ def test_the_browser_route_answers_a_refresh(make_app):
             {"id": "refresh", "property": "n_intervals", "value": 1},
             {"id": "tool-filter", "property": "value", "value": "__all__"},
             {"id": "time-range", "property": "value", "value": 1800},
+            {"id": "tz-select", "property": "value", "value": "UTC"},
+            {"id": "browser-tz", "property": "data", "value": "Asia/Tokyo"},
         ],
-        "state": [{"id": "render-state", "property": "data", "value": None}],
+        "state": [
+            {"id": "render-state", "property": "data", "value": None},
+            {"id": "legend-hidden", "property": "data", "value": {"borrow-chart": []}},
+        ],
         "changedPropIds": ["refresh.n_intervals"],
     }
     response = client.post("/_dash-update-component", json=body)
     assert response.status_code == 200
     result = response.get_json()["response"]
     assert result["active-licenses"]["children"] == "4"
-    assert {t["name"] for t in result["borrow-chart"]["figure"]["data"]} == {GH, VECTOR}
-    assert result["render-state"]["data"]["view"] == [None, 1800]
+    assert {t["name"] for t in result["borrow-chart"]["figure"]["data"]} == {GH, VECTOR_LEGEND}
+    assert result["render-state"]["data"]["view"] == [None, 1800, "UTC"]
+    assert result["render-state"]["data"]["query"] == "?tz=UTC"
+
+
+def apply_transaction(rows, transaction, key="tool"):
+    """AG Grid's transaction semantics, as a reference: rows by id, updated, added and removed."""
+    by_key = {row[key]: row for row in rows}
+    for row in transaction.get("update", []) + transaction.get("add", []):
+        by_key[row[key]] = row
+    for row in transaction.get("remove", []):
+        del by_key[row[key]]
+    return sorted(by_key.values(), key=lambda row: row[key])
+
+
+def test_the_tool_table_gets_only_the_rows_that_changed(make_app):
+    app, state = fed_app(make_app)
+    clock = updater_clock()
+    updater = PageUpdater(state, clock=clock)
+    out, seen = updater.update("__all__", 1800, None)
+    rows = out[("tool-table", "rowData")]
+    assert is_no_update(out[("tool-table", "rowTransaction")]) and len(rows) == len(state.pool.tools)
+    state.pool.borrow(GH, "fay")
+    out, seen = updater.update("__all__", 1800, seen)
+    transaction = out[("tool-table", "rowTransaction")]
+    assert is_no_update(out[("tool-table", "rowData")])
+    assert [row["tool"] for row in transaction["update"]] == [GH] and set(transaction) == {"update"}
+    fresh, _ = updater.update("__all__", 1800, None)
+    assert apply_transaction(rows, transaction) == sorted(fresh[("tool-table", "rowData")], key=lambda row: row["tool"])
+    out, seen = updater.update("__all__", 1800, seen)
+    assert is_no_update(out[("tool-table", "rowTransaction")]) and is_no_update(out[("tool-table", "rowData")])

@@ -4,17 +4,15 @@ import re
 
 import plotly.graph_objects as go
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from dash_app import figures
-from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.buffer.metrics_buffer import MinuteFlow
-from dash_app.figures.pools import TOP_USERS, split_usage
-from dash_app.figures.text import plotly_text
+from dash_app.figures.pools import split_usage
+from dash_app.figures.text import legend_name, plotly_text
 from dash_app.figures.theme import REASON_COLORS, TOOL_PALETTE
 from dash_app.figures.timeseries import HOVER_USER_LIMIT
-from dash_app.testing import FakeClock
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC, a minute boundary
 XSS = "<img src=x onerror=alert(1)>"
@@ -37,21 +35,25 @@ def annotation_texts(figure):
 
 
 def test_time_axis_is_pinned_to_the_frame_in_epoch_milliseconds():
-    layout = valid(figures.borrow_chart({"Tool A": [bucket("2027-01-15T07:59:00Z", 1, ["u"])]}, COLORS, FRAME))["layout"]
+    buckets = {"Tool A": [bucket("2027-01-15T07:59:00Z", 1, ["u"])]}
+    layout = valid(figures.borrow_chart(buckets, ["Tool A"], COLORS, FRAME))["layout"]
     assert layout["xaxis"]["autorange"] is True
     assert layout["xaxis"]["autorangeoptions"] == {"minallowed": (NOW - 1800) * 1000, "maxallowed": NOW * 1000}
-    assert "UTC" in layout["xaxis"]["title"]["text"]
+    assert layout["xaxis"]["title"]["text"] == "time (UTC)"
     assert layout["uirevision"] == "all|1800"
 
 
-def test_borrow_chart_has_one_series_per_tool_in_inventory_order_with_its_colour():
+def test_borrow_chart_has_one_series_per_shown_tool_in_their_order_then_the_others_summed():
     buckets = {
         "Tool B": [bucket("2027-01-15T07:40:00Z", 2, ["x", "y"])],
         "Tool A": [bucket("2027-01-15T07:41:00Z", 3, ["x"]), bucket("2027-01-15T07:45:00Z", 1, ["z"])],
-        "Stray": [bucket("2027-01-15T07:42:00Z", 1, ["q"])],
+        "Stray": [bucket("2027-01-15T07:42:00Z", 1, ["q"]), bucket("2027-01-15T07:45:00Z", 2, ["q"])],
+        "Stray 2": [bucket("2027-01-15T07:45:00Z", 5, ["r"])],
     }
-    figure = valid(figures.borrow_chart(buckets, COLORS, FRAME))
-    assert [t["name"] for t in figure["data"]] == ["Tool A", "Tool B", "Stray"]
+    figure = valid(figures.borrow_chart(buckets, ["Tool A", "Tool B"], COLORS, FRAME))
+    assert [t["name"] for t in figure["data"]] == ["Tool A", "Tool B", "Other tools (2)"]
+    others = figure["data"][2]
+    assert others["x"] == ["2027-01-15 07:42:00", "2027-01-15 07:45:00"] and others["y"] == [1, 7]
     tool_a = figure["data"][0]
     assert tool_a["x"] == ["2027-01-15 07:41:00", "2027-01-15 07:45:00"] and tool_a["y"] == [3, 1]
     assert tool_a["marker"]["color"] == COLORS["Tool A"] == TOOL_PALETTE[0]
@@ -60,7 +62,7 @@ def test_borrow_chart_has_one_series_per_tool_in_inventory_order_with_its_colour
 
 
 def test_small_counts_get_whole_number_ticks():
-    figure = figures.borrow_chart({"Tool A": [bucket("2027-01-15T07:41:00Z", 2, ["x"])]}, COLORS, FRAME)
+    figure = figures.borrow_chart({"Tool A": [bucket("2027-01-15T07:41:00Z", 2, ["x"])]}, ["Tool A"], COLORS, FRAME)
     assert figure["layout"]["yaxis"]["dtick"] == 1
 
 
@@ -69,12 +71,12 @@ NO_OVERAGE = {"Tool A": [bucket("2027-01-15T07:41:00Z", 2, ["x"])]}
 
 def test_empty_windows_say_so_instead_of_drawing_bare_axes():
     cases = [
-        (figures.borrow_chart({}, COLORS, FRAME), "No borrows in this window"),
-        (figures.overage_chart(NO_OVERAGE, COLORS, FRAME), "No overage checkouts in this window"),
+        (figures.borrow_chart({}, [], COLORS, FRAME), "No borrows in this window"),
+        (figures.overage_chart(NO_OVERAGE, ["Tool A"], COLORS, FRAME), "No overage checkouts in this window"),
+        (figures.inuse_chart({}, [], COLORS, {}, FRAME), "No licenses in use in this window"),
         (figures.failure_chart({"Tool A": [MinuteFlow(NOW - 60, 1, 0, 0, {})]}, FRAME), "No failed borrows in this window"),
         (figures.tool_borrow_chart("Tool A", [], "#000000", FRAME), "No borrows of this tool in this window"),
-        (figures.tool_inuse_chart("Tool A", [], 0, (5, 20), "#000000", FRAME), "No licenses of this tool in use in this window"),
-        (figures.tool_user_chart("Tool A", [], "#000000"), "No active checkouts of this tool"),
+        (figures.tool_inuse_chart("Tool A", [], (5, 20), "#000000", FRAME), "No licenses of this tool in use in this window"),
         (figures.tool_commit_chart(None), "No limits are known for this tool"),
         (figures.utilization_chart([]), "No tools in the pool"),
     ]
@@ -87,7 +89,7 @@ def test_empty_windows_say_so_instead_of_drawing_bare_axes():
 
 def test_overage_chart_keeps_only_minutes_with_overage():
     buckets = {"Tool A": [bucket("2027-01-15T07:41:00Z", 3, ["x"], overage=2), bucket("2027-01-15T07:42:00Z", 1, ["x"])]}
-    (trace,) = valid(figures.overage_chart(buckets, COLORS, FRAME))["data"]
+    (trace,) = valid(figures.overage_chart(buckets, ["Tool A"], COLORS, FRAME))["data"]
     assert trace["x"] == ["2027-01-15 07:41:00"] and trace["y"] == [2]
 
 
@@ -102,6 +104,18 @@ def test_failure_chart_sums_tools_per_reason_and_minute():
     assert by_name["Pool exhausted"]["x"] == ["2027-01-15 07:58:00"] and by_name["Pool exhausted"]["y"] == [3]
     assert by_name["Pool exhausted"]["marker"]["color"] == REASON_COLORS["exhausted"]
     assert by_name["license server down"]["y"] == [4]
+    # The hover names the tools behind a bar, busiest first.
+    assert by_name["Pool exhausted"]["customdata"] == ["Tool A (2)<br>Tool B (1)"]
+
+
+def test_unknown_tool_failures_name_what_was_asked_for():
+    flows = {
+        "GreenHils Multi IDE": [MinuteFlow(NOW - 60, 0, 0, 0, {"unknown_tool": 2})],
+        XSS: [MinuteFlow(NOW - 60, 0, 0, 0, {"unknown_tool": 1})],
+    }
+    (trace,) = valid(figures.failure_chart(flows, FRAME))["data"]
+    assert trace["name"] == "Unknown tool" and trace["y"] == [3]
+    assert trace["customdata"] == [f"GreenHils Multi IDE (2)<br>{plotly_text(XSS)} (1)"]
 
 
 def test_failure_chart_groups_log_reasons_by_their_category():
@@ -114,10 +128,10 @@ def test_failure_chart_groups_log_reasons_by_their_category():
 def test_long_windows_use_wider_bins_and_say_so():
     frame = figures.Frame(NOW - 7 * 86400, NOW, revision="all|604800", bin_seconds=3600)
     buckets = {"Tool A": [bucket("2027-01-10T05:00:00Z", 4, ["ann"])]}
-    figure = valid(figures.borrow_chart(buckets, {"Tool A": "#3b6fd8"}, frame))
+    figure = valid(figures.borrow_chart(buckets, ["Tool A"], {"Tool A": "#3b6fd8"}, frame))
     assert figure["layout"]["yaxis"]["title"]["text"] == "borrows / h"
     assert figure["data"][0]["width"] == 3_000_000
-    assert figure["layout"]["xaxis"]["hoverformat"] == "%b %d %H:%M UTC"
+    assert figure["layout"]["xaxis"]["hoverformat"] == "%b %d %H:%M"
     assert figures.Frame(0, 86400, bin_seconds=300).per_bin == "5 min"
 
 
@@ -142,11 +156,12 @@ def test_tool_borrow_chart_lists_a_bounded_number_of_users():
 def _all_builders(tool, user):
     buckets = {tool: [bucket("2027-01-15T07:41:00Z", 1, [user])]}
     return [
-        figures.borrow_chart(buckets, {tool: "#3b6fd8"}, FRAME),
+        figures.borrow_chart(buckets, [tool], {tool: "#3b6fd8"}, FRAME),
         figures.tool_borrow_chart(tool, buckets[tool], "#3b6fd8", FRAME),
-        figures.tool_user_chart(tool, [user], "#3b6fd8"),
         figures.utilization_chart([{"tool": tool, "borrowed": 1, "commit": 1, "total": 2}]),
-        figures.tool_inuse_chart(tool, [MinuteFlow(NOW - 60, 1, 0, 0, {})], 1, (1, 2), "#3b6fd8", FRAME),
+        figures.tool_inuse_chart(tool, [(int(NOW) - 60, 1, 0.5)], (1, 2), "#3b6fd8", FRAME),
+        figures.inuse_chart({tool: [(int(NOW) - 60, 1, 0.5)]}, [tool], {tool: "#3b6fd8"}, {tool: 2}, FRAME),
+        figures.failure_chart({tool: [MinuteFlow(NOW - 60, 0, 0, 0, {"unknown_tool": 1})]}, FRAME),
     ]
 
 
@@ -179,8 +194,11 @@ def test_utilization_splits_borrowed_into_commit_overage_available():
     figure = valid(figures.utilization_chart(status))
     names = [t["name"] for t in figure["data"]]
     assert names == ["In commit", "Overage", "Available"]
-    columns = [t["x"] for t in figure["data"]]
-    assert list(zip(*columns)) == [(5, 2, 13), (3, 0, 7), (2, 0, 0)]
+    counts = [[c[0] for c in t["customdata"]] for t in figure["data"]]
+    assert list(zip(*counts)) == [(5, 2, 13), (3, 0, 7), (2, 0, 0)]
+    # Bars are shares of each tool's total, so tools of any size read on one scale.
+    shares = [t["x"] for t in figure["data"]]
+    assert list(zip(*shares)) == [(25.0, 10.0, 65.0), (30.0, 0.0, 70.0), (100.0, 0.0, 0.0)]
     assert figure["data"][0]["y"] == ["Tool A", "Tool B", "Seen in a log"]
     assert figure["layout"]["barmode"] == "stack"
 
@@ -200,55 +218,29 @@ def test_commit_ring_shows_the_split_and_the_count_in_use():
     assert "<b>7</b> of 20" in annotation_texts(figure)[0]
 
 
-def test_user_chart_counts_active_checkouts_busiest_first_and_says_when_it_cuts():
-    users = ["bo", "al", "bo", XSS] + [f"u{n:02d}" for n in range(TOP_USERS)]
-    (trace,) = valid(figures.tool_user_chart("Tool A", users, "#3b6fd8"))["data"]
-    assert trace["y"][:3] == ["bo", plotly_text(XSS), "al"]
-    assert trace["x"][:3] == [2, 1, 1] and len(trace["y"]) == TOP_USERS
-    figure = figures.tool_user_chart("Tool A", users, "#3b6fd8")
-    assert annotation_texts(figure) == [f"top {TOP_USERS} of {TOP_USERS + 3} users"]
-
-
 def test_in_use_chart_draws_commit_and_total_lines():
-    figure = valid(figures.tool_inuse_chart("Tool A", [MinuteFlow(NOW - 60, 2, 0, 0, {})], 2, (5, 20), "#3b6fd8", FRAME))
+    bins = [(int(NOW) - 120, 20, 3.5), (int(NOW) - 60, 2, 2.0)]
+    figure = valid(figures.tool_inuse_chart("Tool A", bins, (5, 20), "#3b6fd8", FRAME))
     assert [(s["y0"], s["label"]["text"]) for s in figure["layout"]["shapes"]] == [(5, "commit 5"), (20, "total 20")]
-    assert figure["data"][0]["line"]["shape"] == "hv"
+    (trace,) = figure["data"]
+    assert trace["line"]["shape"] == "hv"
+    # Every bin of the window has a point (0 where nothing was in use), and one more at its end.
+    assert len(trace["x"]) == len(FRAME.bins) + 1
+    assert trace["y"][-4:] == [20, 2, 0, 0] and trace["customdata"][-4:] == [3.5, 2.0, 0.0, 0.0]
 
 
-def active_at(borrows, returns, t):
-    """Brute force: borrows started before t and not returned before t."""
-    return sum(1 for bid, ts in borrows.items() if ts < t and not (bid in returns and returns[bid] < t))
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(st.tuples(st.floats(0, 3600), st.one_of(st.none(), st.floats(0, 3600))), max_size=40), st.sampled_from([300, 1800])
-)
-def test_in_use_points_match_a_brute_force_count(spans, window):
-    """Licenses held at each minute's end, rebuilt from the buffer's minute flows and today's count, match a recount."""
-    start_at = NOW - 3600
-    buffer = RealtimeMetricsBuffer(clock=FakeClock(NOW))
-    borrows, returns = {}, {}
-    events = []
-    for n, (begin, length) in enumerate(spans):
-        borrows[f"b{n}"] = start_at + begin
-        events.append((start_at + begin, "borrow", f"b{n}"))
-        if length is not None and begin + length < 3600:
-            returns[f"b{n}"] = start_at + begin + length
-            events.append((start_at + begin + length, "return", f"b{n}"))
-    for ts, kind, bid in sorted(events):
-        if kind == "borrow":
-            buffer.add_borrow("Tool A", "u", False, bid, timestamp=ts)
-        else:
-            buffer.add_return(bid, timestamp=ts)
-    borrowed_now = active_at(borrows, returns, NOW + 1)
-    frame = figures.Frame(NOW - window, NOW)
-    flows = buffer.get_minute_flows(window).get("Tool A", [])
-    minutes, levels = figures.in_use_points(flows, borrowed_now, frame)
-    assert minutes == sorted(minutes) and minutes[0] == frame.first_minute * 60
-    assert minutes[-1] == (frame.current_minute + 1) * 60 and levels[-1] == borrowed_now
-    for minute, level in zip(minutes[:-1], levels[:-1]):
-        assert level == active_at(borrows, returns, minute + 60), minute
+def test_inuse_chart_shows_each_shown_tools_peak_share_and_the_highest_of_the_others():
+    at = int(NOW) - 60
+    in_use = {"A": [(at, 5, 2.5)], "B": [(at, 1, 1.0)], "C": [(at, 3, 3.0)], "D": [(at, 4, 4.0)], "No limits": [(at, 9, 9.0)]}
+    totals = {"A": 10, "B": 2, "C": 3, "D": 8, "No limits": None}
+    figure = valid(figures.inuse_chart(in_use, ["A", "B"], {"A": "#3b6fd8", "B": "#8b5cf6"}, totals, FRAME))
+    a, b, others = figure["data"]
+    at_index = list(FRAME.bins).index(at)
+    assert (a["name"], a["y"][at_index], a["customdata"][at_index]) == ("A", 50.0, [5, 10, 2.5])
+    assert b["y"][at_index] == 50.0
+    # C is at 100 % of its total, D at 50 %: the others' line shows C; a tool without a total has no share.
+    assert others["name"] == "Other tools (2), highest" and others["y"][at_index] == 100.0
+    assert others["customdata"][at_index] == ["C", 3, 3]
 
 
 def test_tool_colors_follow_the_given_order_and_repeat_past_the_palette():
@@ -258,7 +250,41 @@ def test_tool_colors_follow_the_given_order_and_repeat_past_the_palette():
     assert colors[tools[len(TOOL_PALETTE)]] == TOOL_PALETTE[0]
 
 
+@given(st.integers(1, 300), st.data())
+def test_shown_tools_get_distinct_colours_and_keep_their_own_when_they_can(count, data):
+    tools = [f"T{n}" for n in range(count)]
+    shown = data.draw(st.lists(st.sampled_from(tools), unique=True, max_size=len(TOOL_PALETTE)))
+    own = figures.tool_colors(tools)
+    colors = figures.tool_colors(tools, shown)
+    assert len({colors[t] for t in shown}) == len(shown)
+    assert all(colors[t] in TOOL_PALETTE for t in tools)
+    # The highest-ranked shown tool of each own colour keeps it; the tools not shown keep theirs.
+    firsts = {}
+    for tool in shown:
+        firsts.setdefault(own[tool], tool)
+    assert all(colors[tool] == own[tool] for tool in firsts.values())
+    assert all(colors[t] == own[t] for t in tools if t not in shown)
+
+
 @pytest.mark.parametrize("start, first", [(NOW - 1800, (NOW - 1800) // 60), (NOW - 1799.5, (NOW - 1800) // 60 + 1)])
 def test_frame_minutes(start, first):
     frame = figures.Frame(start, NOW + 30)
     assert frame.first_minute == first and frame.current_minute == NOW // 60
+
+
+def test_legend_names_are_cut_in_the_middle_and_escaped():
+    assert legend_name("Short name") == "Short name"
+    cut = legend_name("Vector DaVinci Configurator - feature 09")
+    assert len(cut) == 28 and cut.startswith("Vector DaVinci") and cut.endswith("feature 09") and "…" in cut
+    assert legend_name("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
+
+
+def test_a_frame_in_a_time_zone_shows_wall_times_there_and_pins_the_axis_to_them():
+    frame = figures.Frame(NOW - 1800, NOW, zone="Asia/Tokyo")
+    assert frame.time(NOW) == "2027-01-15 17:00:00"  # UTC+9
+    assert frame.bucket("2027-01-15T07:41:00Z") == "2027-01-15 16:41:00"
+    buckets = {"Tool A": [bucket("2027-01-15T07:59:00Z", 1, ["u"])]}
+    layout = figures.borrow_chart(buckets, ["Tool A"], COLORS, frame)["layout"]
+    shifted = {"minallowed": (NOW - 1800 + 9 * 3600) * 1000, "maxallowed": (NOW + 9 * 3600) * 1000}
+    assert layout["xaxis"]["autorangeoptions"] == shifted
+    assert layout["xaxis"]["title"]["text"] == "time (Asia/Tokyo)"

@@ -1,27 +1,45 @@
 """Dash callbacks, registered on each app by the factory."""
 
-from dash import Input, Output, State
+from dash import Input, Output, State, ctx, no_update
 
 from dash_app.callbacks.downloads import register_download_callback
+from dash_app.callbacks.legend import LEGEND_CHARTS, LEGEND_JS
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
+from dash_app.layouts.controls import view_from_query
 
 # Runs in the browser, so it still tells the truth when the server stops answering: the age of the last update.
+# Three missed refreshes open the stale banner and dim the page; the next update closes it. An update also
+# writes its view's query into the address bar, in place (no history entry per refresh).
 CONNECTION_STATUS_JS = """
-function(renderState, _n, interval) {
+function(renderState, _n, interval, tzChoice) {
     var ctx = window.dash_clientside.callback_context;
     var mark = window.__dashAppLastUpdate || (window.__dashAppLastUpdate = {at: null});
     var now = Date.now();
     if (renderState && ctx.triggered.some(function (t) { return t.prop_id === 'render-state.data'; })) {
         mark.at = now;
+        var query = renderState.query || '';
+        if (window.location.search !== query) {
+            window.history.replaceState(window.history.state, '', window.location.pathname + query);
+        }
     }
     if (mark.at === null) {
-        return ['Connecting…', 'status-pill status-waiting'];
+        return ['Connecting…', 'status-pill status-waiting', '', false, 'page'];
     }
     var age = Math.max(0, Math.round((now - mark.at) / 1000));
     if (now - mark.at <= 3 * interval + 1000) {
-        return ['Live · updated ' + age + ' s ago', 'status-pill status-live'];
+        return ['Live · updated ' + age + ' s ago', 'status-pill status-live', '', false, 'page'];
     }
-    return ['No updates for ' + age + ' s', 'status-pill status-stale'];
+    var options = {hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false};
+    if (tzChoice === 'UTC') { options.timeZone = 'UTC'; }
+    var since = new Date(mark.at).toLocaleTimeString('en-GB', options) + (tzChoice === 'UTC' ? ' UTC' : '');
+    return ['No updates for ' + age + ' s', 'status-pill status-stale', 'No data since ' + since + '; retrying',
+            true, 'page page-stale'];
+}
+"""
+
+BROWSER_TZ_JS = """
+function(_pathname) {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'; } catch (e) { return 'UTC'; }
 }
 """
 
@@ -34,15 +52,54 @@ def register_callbacks(app, state):
         Input("refresh", "n_intervals"),
         Input("tool-filter", "value"),
         Input("time-range", "value"),
+        Input("tz-select", "value"),
+        Input("browser-tz", "data"),
         State("render-state", "data"),
+        State("legend-hidden", "data"),
     )(updater.__call__)
     app.clientside_callback(
         CONNECTION_STATUS_JS,
         Output("connection-status", "children"),
         Output("connection-status", "className"),
+        Output("stale-banner", "children"),
+        Output("stale-banner", "is_open"),
+        # `class_name`: dbc prefers it over `className`, so writing `className` would change nothing.
+        Output("page", "class_name"),
         Input("render-state", "data"),
         Input("refresh", "n_intervals"),
         State("refresh", "interval"),
+        State("tz-select", "value"),
     )
+    app.clientside_callback(BROWSER_TZ_JS, Output("browser-tz", "data"), Input("url", "pathname"))
+    app.clientside_callback(
+        LEGEND_JS,
+        Output("legend-hidden", "data"),
+        [Input(graph_id, "restyleData") for graph_id in LEGEND_CHARTS],
+        prevent_initial_call=True,
+    )
+
+    @app.callback(
+        Output("tool-filter", "value"),
+        Output("time-range", "value"),
+        Output("tz-select", "value"),
+        Input("url", "search"),
+        Input("tool-table", "cellClicked"),
+    )
+    def navigate(search, clicked):
+        """Open the view the URL names on load, and a tool's view when its row in the tool table is clicked."""
+        if ctx.triggered_id == "tool-table":
+            tool = clicked.get("rowId") if isinstance(clicked, dict) else None
+            if not isinstance(tool, str) or tool not in known_tools(state):
+                return no_update, no_update, no_update
+            return tool, no_update, no_update
+        return view_from_query(search, known_tools(state))
+
     register_download_callback(app, state)
     return updater
+
+
+def known_tools(state):
+    """Return every tool a view can be opened for: the pool's, and names only the buffer holds."""
+    tools = {entry["tool"] for entry in state.pool.status()}
+    tools.update(state.buffer.aggregate_tool_metrics(state.buffer.retention_seconds))
+    return tools

@@ -5,28 +5,41 @@ from typing import Any
 
 from dash import no_update
 
-from dash_app.callbacks.snapshots import OVERVIEW_FIGURES, TOOL_FIGURES, Snapshots
-from dash_app.callbacks.updates import component_update, figure_update, rows_update
-from dash_app.figures.common import autorange_limits
+from dash_app.callbacks.legend import hidden_in
+from dash_app.callbacks.snapshots import GRIDS, OVERVIEW_FIGURES, TOOL_FIGURES, Snapshots
+from dash_app.callbacks.updates import component_update, figure_update, grid_update, rows_update
+from dash_app.figures import autorange_limits
 from dash_app.layouts import parts
-from dash_app.layouts.controls import selected_tool, selected_window
+from dash_app.layouts.controls import query_for_view, selected_tool, selected_window, time_zone
 from dash_app.layouts.dashboard import HIDDEN, SHOWN
 
-CARD_OUTPUTS = (
+# Card values and hints a view builds (its "cards" part), in output order; the overage value's class is a prop.
+VIEW_CARDS = (
     ("borrow-rate", "children"),
+    ("borrow-rate-hint", "children"),
     ("overage-rate", "children"),
     ("overage-rate", "className"),
+    ("overage-rate-hint", "children"),
     ("return-rate", "children"),
+    ("return-rate-hint", "children"),
     ("failure-rate", "children"),
+    ("failure-rate-hint", "children"),
     ("active-licenses", "children"),
-    ("buffer-size", "children"),
+    ("active-licenses-hint", "children"),
 )
+CARD_OUTPUTS = VIEW_CARDS + (("buffer-size", "children"),)
 OUTPUTS = (
     CARD_OUTPUTS
     + (("overview-section", "style"), ("tool-section", "style"), ("tool-filter", "options"))
     + tuple((figure_id, "figure") for figure_id in OVERVIEW_FIGURES + TOOL_FIGURES)
+    + tuple((grid_id, "rowData") for grid_id in GRIDS)
+    + (("tool-table", "rowTransaction"),)
     + (("tool-info", "children"), ("events-table", "children"), ("render-state", "data"))
 )
+
+
+def _card_key(component_id, prop):
+    return f"{component_id}-class" if prop == "className" else component_id
 
 
 class PageUpdater:
@@ -35,35 +48,20 @@ class PageUpdater:
     def __init__(self, state, clock=time.time):
         self.state = state
         self.clock = clock
-        self.snapshots = Snapshots(state.buffer, state.pool, state.history)
+        self.snapshots = Snapshots(state.buffer, state.pool, state.history, state.config.currency)
 
-    def cards(self, status):
-        """Return the card outputs: rates of the last minute, licenses in use and buffered events."""
-        buffer = self.state.buffer
-        rates = buffer.get_rates(60)
-        stats = buffer.get_stats_summary()
-        overage = rates["overage_percent"]
-        return {
-            ("borrow-rate", "children"): parts.number(rates["borrow_per_min"]),
-            ("overage-rate", "children"): f"{parts.number(overage)} %",
-            ("overage-rate", "className"): parts.overage_class(overage),
-            ("return-rate", "children"): parts.number(rates["return_per_min"]),
-            ("failure-rate", "children"): parts.number(rates["failure_per_min"]),
-            ("active-licenses", "children"): parts.number(sum(entry["borrowed"] for entry in status)),
-            ("buffer-size", "children"): parts.number(stats["total_events"]),
-        }
-
-    def update(self, tool_value, window_value, seen):
+    def update(self, tool_value, window_value, seen, zone_choice=None, browser_zone=None, hidden=None):
         """Return ({(id, prop): value or no_update}, the tab's new render state)."""
         now = self.clock()
         tool, window = selected_tool(tool_value), selected_window(window_value)
-        pool, tool, view = self.snapshots.get(tool, window, now)
+        zone = time_zone(zone_choice, browser_zone)
+        pool, tool, view = self.snapshots.get(tool, window, now, zone)
         # The render state comes back from the browser: anything but what we sent counts as "nothing shown yet".
         seen = seen if isinstance(seen, dict) else {}
         had = seen.get("parts") if isinstance(seen.get("parts"), dict) else {}
         has = dict(had)
         out: dict[tuple[str, str], Any] = dict.fromkeys(OUTPUTS, no_update)
-        out.update(self.cards(pool.status))
+        out[("buffer-size", "children")] = parts.number(self.state.buffer.get_stats_summary()["total_events"])
 
         mode = "tool" if tool is not None else "overview"
         if seen.get("mode") != mode:
@@ -71,21 +69,39 @@ class PageUpdater:
             out[("tool-section", "style")] = SHOWN if tool is not None else HIDDEN
         out[("tool-filter", "options")], has["tool-filter"] = component_update(pool.options, had.get("tool-filter"))
 
-        time_range = autorange_limits(now - window, now)
+        time_range = autorange_limits(now - window, now, zone)
         for output_id, part in view.items():
             if output_id in OVERVIEW_FIGURES or output_id in TOOL_FIGURES:
-                out[(output_id, "figure")], has[output_id] = figure_update(part, had.get(output_id), time_range)
+                out[(output_id, "figure")], has[output_id] = figure_update(
+                    part, had.get(output_id), time_range, hidden_in(hidden, output_id)
+                )
+            elif output_id == "tool-table":
+                update = grid_update(part, had.get(output_id), self.snapshots.row_keys)
+                out[(output_id, "rowData")], out[(output_id, "rowTransaction")], has[output_id] = update
+            elif output_id in GRIDS:
+                out[(output_id, "rowData")], has[output_id] = component_update(part, had.get(output_id))
+            elif output_id == "cards":
+                values, has["cards"] = component_update(part, had.get("cards"))
+                if values is not no_update:
+                    out.update({key: values[_card_key(*key)] for key in VIEW_CARDS})
             elif output_id == "events-table":
                 update = rows_update(part, had.get(output_id), self.snapshots.row_keys, parts.EVENTS_ROWS_PATH)
                 out[(output_id, "children")], has[output_id] = update
             else:
                 out[(output_id, "children")], has[output_id] = component_update(part, had.get(output_id))
-        # "updated" changes on every answer, which is how the browser-side status pill knows updates arrive.
-        render_state = {"mode": mode, "view": [tool, window], "updated": now, "parts": has}
+        # "updated" changes on every answer, which is how the browser-side status pill knows updates arrive;
+        # "query" is the URL of this view, which the browser writes into its address bar.
+        render_state = {
+            "mode": mode,
+            "view": [tool, window, zone],
+            "updated": now,
+            "query": query_for_view(tool, window, zone_choice),
+            "parts": has,
+        }
         out[("render-state", "data")] = render_state
         return out, render_state
 
-    def __call__(self, _n_intervals, tool_value, window_value, seen):
+    def __call__(self, _n_intervals, tool_value, window_value, zone_choice, browser_zone, seen, hidden):
         """The Dash callback: outputs in OUTPUTS order."""
-        out, _ = self.update(tool_value, window_value, seen)
+        out, _ = self.update(tool_value, window_value, seen, zone_choice, browser_zone, hidden)
         return [out[key] for key in OUTPUTS]

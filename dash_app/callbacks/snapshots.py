@@ -1,32 +1,45 @@
-"""Each view's figures and tables, built once per change of the data and shared by every open tab."""
+"""Each view's figures, tables and cards, built once per change of the data and shared by every open tab."""
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dash_app import figures
 from dash_app.buffer import MinuteFlow
 from dash_app.callbacks.updates import component_part, figure_part, plain
+from dash_app.callbacks.window_stats import (
+    EMPTY,
+    SHOWN_TOOLS,
+    ToolStats,
+    WindowData,
+    series_stats,
+    tool_stats,
+    top_tools,
+    totals,
+)
 from dash_app.layouts import parts
-from dash_app.layouts.controls import tool_options
+from dash_app.layouts.controls import SHORT_LABELS, tool_options
 from dash_app.store.history import bin_seconds_for
 from dash_app.timeutil import parse_iso
 
 # How many recent tables' row keys are kept: enough for every view and window in use over a few ticks.
 TABLES_KEPT = 64
-OVERVIEW_FIGURES = ("borrow-chart", "overage-chart", "utilization-chart", "failure-chart")
-TOOL_FIGURES = ("tool-borrow-chart", "tool-user-chart", "tool-commit-chart", "tool-inuse-chart")
+OVERVIEW_FIGURES = ("inuse-chart", "borrow-chart", "overage-chart", "utilization-chart", "failure-chart")
+TOOL_FIGURES = ("tool-borrow-chart", "tool-commit-chart", "tool-inuse-chart", "tool-failure-chart")
+# Grids whose rows (rowData) a view builds.
+GRIDS = ("tool-table", "checkouts-table")
 
 
 @dataclass(frozen=True)
 class PoolSnapshot:
-    """What one data version says about the tools: status entries, every known tool and its colour."""
+    """What one data version says about the tools: status entries, every known tool and its own colour."""
 
     status: list
     by_tool: dict
     tools: list
     colors: dict
     options: object  # Part of the tool-filter options
+    pool_total: int  # licenses in the whole pool
 
 
 def recent_events(buffer, window, tool=None, rows=parts.EVENT_ROWS):
@@ -52,15 +65,24 @@ class EventRows:
         """Forget rows no table used during the last two versions."""
         self._previous, self._current = self._current, {}
 
-    def rows(self, events, colors):
-        """Return the plain-JSON rows of `events` and their keys, in their order."""
+    def rows(self, events, colors, zone):
+        """Return the plain-JSON rows of `events` (times in `zone`) and their keys, in their order."""
         out, keys = [], []
         for event in events:
             color = colors.get(event["tool"])
-            key = (event["timestamp"], event["type"], event["tool"], event["user"], event.get("id"), event.get("reason"), color)
+            key = (
+                event["timestamp"],
+                event["type"],
+                event["tool"],
+                event["user"],
+                event.get("id"),
+                event.get("reason"),
+                color,
+                zone,
+            )
             row = self._current.get(key) or self._previous.get(key)
             if row is None:
-                row = plain(parts.event_row(event, color))
+                row = plain(parts.event_row(event, color, zone))
             self._current[key] = row
             out.append(row)
             keys.append(key)
@@ -68,43 +90,176 @@ class EventRows:
 
 
 def history_window(history, window, now):
-    """Return (bin_seconds, buckets by tool, flows by tool) of a long window from the stored aggregates."""
+    """Return the WindowData of a long window from the stored aggregates."""
     size, series = history.series(window, now=now)
-    buckets = {}
-    flows = {}
+    buckets, flows, in_use = {}, {}, {}
     for tool, points in series.items():
         with_borrows = [p for p in points if p["count"]]
         if with_borrows:
             buckets[tool] = with_borrows
+        starts = [int(parse_iso(p["timestamp"])) for p in points]
         flows[tool] = [
-            MinuteFlow(int(parse_iso(p["timestamp"])), p["count"], p["overage_count"], p["returns"], p["failures"])
-            for p in points
+            MinuteFlow(start, p["count"], p["overage_count"], p["returns"], p["failures"]) for start, p in zip(starts, points)
         ]
-    return size, buckets, flows
+        levels = [(start, p["peak"], p["avg_in_use"]) for start, p in zip(starts, points) if p["peak"]]
+        if levels:
+            in_use[tool] = levels
+    return WindowData(size, buckets, flows, in_use)
+
+
+class _Series(NamedTuple):
+    """One series' part of a buffer window, with what it was read at."""
+
+    stamp: int  # the buffer's stamp of the series when read
+    level: int  # in use then
+    buckets: list | None
+    failing: list  # its MinuteFlows with failures (the others are only kept as counts, in stats)
+    in_use: list  # (minute, peak, average) where something was in use
+    stats: ToolStats
+    moving: bool  # its current minute had events: that minute's average moves on as time passes
+    read_at: float  # when it was read
+
+
+# Bucket counts summed over all series per bin, so a chart's "other tools" is the sum less the shown ones.
+SUMMED = ("count", "overage_count")
+
+
+def _add_buckets(sums, buckets, sign):
+    """Add (sign 1) or take away (sign -1) one series' buckets from the per-bin sums; bins at 0 are dropped."""
+    for b in buckets or ():
+        stamp = b["timestamp"]
+        for key in SUMMED:
+            if b[key]:
+                column = sums[key]
+                left = column.get(stamp, 0) + sign * b[key]
+                if left:
+                    column[stamp] = left
+                else:
+                    del column[stamp]
+
+
+def _moved_on(entry, now):
+    """Return `entry` with its current minute's average carried on to `now` at its level, which has not changed since."""
+    start, peak, average = entry.in_use[-1]
+    elapsed, added = entry.read_at - start, now - entry.read_at
+    if added <= 0 or elapsed + added <= 0:
+        return entry
+    carried = (average * elapsed + entry.level * added) / (elapsed + added)
+    return entry._replace(in_use=[*entry.in_use[:-1], (start, peak, carried)], read_at=now)
+
+
+class BufferWindows:
+    """Windows the buffer holds, kept per series and read again only for the series that changed.
+
+    A series is read again when the buffer's stamp of it moved (an add, eviction or expiry in its bins) or its count
+    in use changed, and its levels when its current minute had events (their average runs up to now); every series is
+    read again when the window slides to a new minute. With 200 tools a live tick changes two or three of them, so a
+    refresh reads a few series, not all.
+    """
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+        self._cache = {}  # window -> (minute, {series: _Series}, {bucket key: {timestamp: sum over series}})
+
+    def get(self, window, now, levels_now):
+        """Return the WindowData of `window` (1-minute bins) with `levels_now` ({tool: in use now})."""
+        stamps = self.buffer.series_stamps()
+        minute = int(now // 60)
+        cached = self._cache.get(window)
+        if cached is not None and cached[0] == minute:
+            kept, sums = cached[1], cached[2]
+        else:
+            # Borrows and overage per bin summed over all series, kept up to date by the changed series' differences.
+            kept, sums = {}, {key: {} for key in SUMMED}
+        names = set(stamps) | {tool for tool, level in levels_now.items() if level}
+        per_series = {tool: entry for tool, entry in kept.items() if tool in names}
+        for tool in kept.keys() - per_series.keys():
+            _add_buckets(sums, kept[tool].buckets, -1)
+        changed = [
+            tool
+            for tool in names
+            if (entry := per_series.get(tool)) is None
+            or entry.stamp != stamps.get(tool, 0)
+            or entry.level != levels_now.get(tool, 0)
+        ]
+        for tool, entry in per_series.items():
+            if entry.moving and tool not in changed:
+                per_series[tool] = _moved_on(entry, now)
+        if changed:
+            buckets = self.buffer.aggregate_tool_metrics(window, tools=changed)
+            flows = self.buffer.get_minute_flows(window, tools=changed)
+            in_use = self.buffer.in_use_series(window, levels_now, tools=changed)
+            for tool in changed:
+                old = per_series.get(tool)
+                bins = in_use.get(tool, ())
+                levels = [(b.minute, b.peak, b.average) for b in bins if b.peak]
+                last = bins[-1] if bins else None
+                live = last is not None and last.minute == minute * 60 and not (last.peak == last.average == last.end)
+                tool_flows = flows.get(tool, [])
+                parts = [buckets.get(tool), [f for f in tool_flows if f.failures], levels]
+                if old is not None:
+                    _add_buckets(sums, old.buckets, -1)
+                _add_buckets(sums, parts[0], 1)
+                if old is not None:
+                    # A part equal to the cached one keeps the cached object, so charts built from it can be reused.
+                    parts = [before if before == after else after for before, after in zip(old[2:5], parts)]
+                tool_buckets, failing, levels = parts
+                per_series[tool] = _Series(
+                    stamps.get(tool, 0),
+                    levels_now.get(tool, 0),
+                    tool_buckets,
+                    failing,
+                    levels,
+                    series_stats(tool_flows, levels),
+                    live,
+                    now,
+                )
+        self._cache[window] = (minute, per_series, sums)
+        return WindowData(
+            60,
+            buckets={tool: entry.buckets for tool, entry in per_series.items() if entry.buckets},
+            # Every minute's flows of 200 tools would be 70,000 objects for the collector to scan: only counts are kept.
+            flows={},
+            in_use={tool: entry.in_use for tool, entry in per_series.items() if entry.in_use},
+            sums={tool: entry.stats for tool, entry in per_series.items()},
+            failing={tool: entry.failing for tool, entry in per_series.items() if entry.failing},
+            bucket_sums=sums,
+        )
+
+
+def _identity(value):
+    """A mapping of lists stands for its items' identities; anything else for itself."""
+    if isinstance(value, dict):
+        return tuple(sorted((key, id(item)) for key, item in value.items()))
+    return value
 
 
 class Snapshots:
-    """Builds a view (overview or one tool, for one window) at most once per data version.
+    """Builds a view (overview or one tool, for one window and time zone) at most once per data version.
 
     The data version is the buffer's version, the pool's counts and the current minute (windows slide by whole
     minutes), so ten tabs on the same tick share one build, and a quiet minute costs no rebuild at all.
     """
 
-    def __init__(self, buffer, pool, history=None):
+    def __init__(self, buffer, pool, history=None, currency=""):
         self.buffer = buffer
         self.pool = pool
         self.history = history
-        # window -> (key, (bin_seconds, buckets, flows)): each window's data, from the buffer or the stored history.
+        self.currency = currency
+        self.shown_tools = SHOWN_TOOLS  # how many tools the overview's charts show by name
+        # window -> (key, WindowData): each window's data, from the buffer or the stored history.
         self._window_data_cache = {}
+        self._buffer_windows = BufferWindows(buffer)
         self._lock = threading.Lock()
         self._version: tuple[Any, ...] | None = None
         self._pool: PoolSnapshot | None = None
-        self._views: dict[tuple[str | None, float], tuple[Any, dict[str, Any]]] = {}
+        self._views: dict[tuple[str | None, float, str], tuple[Any, dict[str, Any]]] = {}
         self._rows = EventRows()
+        self._memo: dict[str, tuple[Any, ...]] = {}  # figure id -> (key of its inputs, its Part, the inputs)
         # Row keys of recently built tables by signature, so a tab's table can be patched row by row.
         self._table_rows = {}
 
-    def get(self, tool, window, now):
+    def get(self, tool, window, now, zone="UTC"):
         """Return (PoolSnapshot, tool, {output id: Part}) for the view of `tool` (None for all tools) over `window` s.
 
         A tool no source has reported gets the overview (and None back), so no text builds a view of its own.
@@ -122,26 +277,28 @@ class Snapshots:
                 self._rows.next_version()
             if tool not in pool.tools:
                 tool = None
-            data = self._window_data(window, now)
-            view = self._views.get((tool, window))
+            data = self._window_data(window, now, pool)
+            view = self._views.get((tool, window, zone))
             if view is None or view[0] is not data:
-                frame = figures.Frame(now - window, now, revision=f"{tool}|{window}", bin_seconds=data[0])
+                revision = f"{tool}|{window}|{zone}"
+                frame = figures.Frame(now - window, now, revision=revision, bin_seconds=data.bin_seconds, zone=zone)
+                stats = tool_stats(pool.status, data)
                 if tool is not None:
-                    built = self._build_tool(pool, tool, window, frame, data)
+                    built = self._build_tool(pool, tool, window, frame, data, stats, now)
                 else:
-                    built = self._build_overview(pool, window, frame, data)
-                view = self._views[(tool, window)] = (data, built)
+                    built = self._build_overview(pool, window, frame, data, stats, now)
+                view = self._views[(tool, window, zone)] = (data, built)
             return pool, tool, view[1]
 
-    def _window_data(self, window, now):
-        """Return (bin_seconds, buckets by tool, flows by tool) of a window: the buffer's, or the stored history's."""
+    def _window_data(self, window, now, pool):
+        """Return the WindowData of a window: the buffer's, or the stored history's."""
         key: tuple[Any, ...]
         if window <= self.buffer.retention_seconds or self.history is None:
             key = ("buffer", self._version)
             cached = self._window_data_cache.get(window)
             if cached is None or cached[0] != key:
-                data = (60, self.buffer.aggregate_tool_metrics(window), self.buffer.get_minute_flows(window))
-                cached = self._window_data_cache[window] = (key, data)
+                levels_now = {entry["tool"]: entry["borrowed"] for entry in pool.status}
+                cached = self._window_data_cache[window] = (key, self._buffer_windows.get(window, now, levels_now))
             return cached[1]
         size = bin_seconds_for(window)
         # Stored aggregates change every few seconds at most; their bins move on every `size` seconds.
@@ -155,7 +312,7 @@ class Snapshots:
         known = [entry["tool"] for entry in status]
         seen = set(known)
         # Tools the buffer holds but the pool does not know (a log source, a test feeding the buffer) come last.
-        extra = sorted(t for t in self.buffer.aggregate_tool_metrics(self.buffer.retention_seconds) if t not in seen)
+        extra = sorted(t for t in self.buffer.series_stamps() if t not in seen)
         tools = known + extra
         return PoolSnapshot(
             status=status,
@@ -163,42 +320,108 @@ class Snapshots:
             tools=tools,
             colors=figures.tool_colors(tools),
             options=component_part(tool_options(tools)),
+            pool_total=sum(entry["total"] or 0 for entry in status),
         )
 
-    def _build_overview(self, pool, window, frame, data):
-        _, buckets, flows = data
+    def _cards(self, window, stats, in_use, of_total, scope):
+        """Return the cards' values and hints for counts over the window."""
+        span = SHORT_LABELS.get(window, f"{window // 60} min")
+        minutes = window / 60
+        share = 100 * stats.overage / stats.borrows if stats.borrows else 0.0
+        return component_part(
+            {
+                "borrow-rate": parts.number(round(stats.borrows / minutes, 1)),
+                "borrow-rate-hint": f"per minute · last {span} · {scope}",
+                "overage-rate": f"{parts.number(round(share, 1))} %",
+                "overage-rate-class": parts.overage_class(share, stats.borrows),
+                "overage-rate-hint": f"{stats.overage:,} of {stats.borrows:,} borrows · last {span}",
+                "return-rate": parts.number(round(stats.returns / minutes, 1)),
+                "return-rate-hint": f"per minute · last {span} · {scope}",
+                "failure-rate": parts.number(round(stats.failures / minutes, 1)),
+                "failure-rate-hint": f"per minute · last {span} · {stats.failures:,} in all",
+                "active-licenses": parts.number(in_use),
+                "active-licenses-hint": f"of {of_total:,} · {scope}" if of_total else f"limits unknown · {scope}",
+            }
+        )
+
+    def _build_overview(self, pool, window, frame, data, stats, now):
+        shown = top_tools(stats, pool.tools, self.shown_tools)
+        colors = figures.tool_colors(pool.tools, shown)
+        totals_by_tool = {entry["tool"]: entry["total"] for entry in pool.status}
+        in_use_now = sum(entry["borrowed"] for entry in pool.status)
+        sums = data.bucket_sums or {}
+        zone = frame.zone
         return {
-            "borrow-chart": figure_part(figures.borrow_chart(buckets, pool.colors, frame)),
-            "overage-chart": figure_part(figures.overage_chart(buckets, pool.colors, frame)),
-            "utilization-chart": figure_part(figures.utilization_chart(pool.status)),
-            "failure-chart": figure_part(figures.failure_chart(flows, frame)),
-            "events-table": self._events(pool, window, None),
+            "inuse-chart": figure_part(figures.inuse_chart(data.in_use, shown, colors, totals_by_tool, frame)),
+            "borrow-chart": figure_part(figures.borrow_chart(data.buckets, shown, colors, frame, sums.get("count"))),
+            "overage-chart": figure_part(figures.overage_chart(data.buckets, shown, colors, frame, sums.get("overage_count"))),
+            "utilization-chart": figure_part(figures.utilization_chart(pool.status, shown)),
+            "failure-chart": self._memoized(
+                "failure-chart",
+                (frame.revision, frame.first_minute, data.failing),
+                lambda: figures.failure_chart(data.failing if data.failing is not None else data.flows, frame),
+            ),
+            "tool-table": self._grid(parts.tool_rows(pool.status, stats, self.currency), "tool"),
+            "checkouts-table": component_part(
+                parts.checkout_rows(self.pool.active_borrows(), now, zone, limit=parts.OVERVIEW_CHECKOUTS)
+            ),
+            "cards": self._cards(window, totals(stats), in_use_now, pool.pool_total, "all tools"),
+            "events-table": self._events(pool, window, None, colors, zone),
         }
 
-    def _build_tool(self, pool, tool, window, frame, data):
-        color = pool.colors.get(tool, figures.tool_colors([tool])[tool])
+    def _build_tool(self, pool, tool, window, frame, data, stats, now):
+        color = pool.colors[tool]
         entry = pool.by_tool.get(tool)
         limits = (entry["commit"], entry["total"]) if entry and entry["total"] is not None else None
         borrowed = entry["borrowed"] if entry else 0
-        _, buckets, flows_by_tool = data
-        flows = flows_by_tool.get(tool, [])
-        users = [borrow.user for borrow in self.pool.active_borrows(tool=tool)]
-        history = buckets.get(tool, [])
+        history = data.buckets.get(tool, [])
         return {
             "tool-borrow-chart": figure_part(figures.tool_borrow_chart(tool, history, color, frame)),
-            "tool-user-chart": figure_part(figures.tool_user_chart(tool, users, color, frame.revision)),
             "tool-commit-chart": figure_part(figures.tool_commit_chart(entry, frame.revision)),
-            "tool-inuse-chart": figure_part(figures.tool_inuse_chart(tool, flows, borrowed, limits, color, frame)),
-            "tool-info": component_part(parts.tool_info(tool, entry, color)),
-            "events-table": self._events(pool, window, tool),
+            "tool-inuse-chart": figure_part(figures.tool_inuse_chart(tool, data.in_use.get(tool, []), limits, color, frame)),
+            "tool-failure-chart": figure_part(
+                figures.failure_chart(
+                    {tool: (data.failing if data.failing is not None else data.flows).get(tool, [])},
+                    frame,
+                    empty_message="No denials of this tool in this window",
+                )
+            ),
+            "tool-info": component_part(parts.tool_info(tool, entry, color, self.currency)),
+            "checkouts-table": component_part(parts.checkout_rows(self.pool.active_borrows(tool=tool), now, frame.zone)),
+            "cards": self._cards(window, stats.get(tool, EMPTY), borrowed, limits[1] if limits else 0, "this tool"),
+            "events-table": self._events(pool, window, tool, {tool: color}, frame.zone),
         }
 
-    def _events(self, pool, window, tool):
-        rows, keys = self._rows.rows(recent_events(self.buffer, window, tool), pool.colors)
-        part = component_part(parts.events_table(rows))
+    def _memoized(self, figure_id, inputs, build):
+        """Return the Part of `figure_id` built by `build`, reusing the last one when its inputs are the same objects.
+
+        `inputs` is a tuple of plain values and per-series mappings; the mappings' lists are compared by identity,
+        which BufferWindows keeps for every series whose data did not change.
+        """
+        key = tuple(_identity(value) for value in inputs)
+        last = self._memo.get(figure_id)
+        if last is not None and last[0] == key:
+            return last[1]
+        part = figure_part(build())
+        # The inputs are kept with the key: while they live, no other list can take one of their ids.
+        self._memo[figure_id] = (key, part, inputs)
+        return part
+
+    def _events(self, pool, window, tool, colors, zone):
+        colors = {**pool.colors, **colors}
+        rows, keys = self._rows.rows(recent_events(self.buffer, window, tool), colors, zone)
+        part = component_part(parts.events_table(rows, zone))
         if len(self._table_rows) >= TABLES_KEPT:
             del self._table_rows[next(iter(self._table_rows))]  # the oldest; dicts keep insertion order
         self._table_rows[part.sig] = keys
+        return part
+
+    def _grid(self, rows, key):
+        """Return the Part of a grid's rows, keeping them by `key` so a tab's grid can get only the rows that changed."""
+        part = component_part(rows)
+        if len(self._table_rows) >= TABLES_KEPT:
+            del self._table_rows[next(iter(self._table_rows))]
+        self._table_rows[part.sig] = {row[key]: row for row in rows}
         return part
 
     def row_keys(self, signature):

@@ -51,29 +51,42 @@ def has_time_range(figure):
     return "autorangeoptions" in figure["layout"].get("xaxis", {})
 
 
-def with_range(figure, time_range):
-    """Return a shallow copy of `figure` whose x axis shows `time_range` (its autorangeoptions)."""
+def _shown_as(trace, hidden):
+    """Return `trace` with `visible` set from the tab's hidden uids (the shared built trace is not changed)."""
+    return dict(trace, visible="legendonly" if trace.get("uid") in hidden else True)
+
+
+def _dressed(figure, time_range, hidden):
+    """Return a shallow copy of `figure` with the tab's time range on its x axis and its hidden traces hidden."""
     layout = figure["layout"]
-    return dict(figure, layout=dict(layout, xaxis=dict(layout["xaxis"], autorangeoptions=time_range)))
+    if has_time_range(figure):
+        layout = dict(layout, xaxis=dict(layout["xaxis"], autorangeoptions=time_range))
+    return dict(figure, layout=layout, data=[_shown_as(trace, hidden) for trace in figure["data"]])
 
 
-def figure_update(part, seen, time_range):
+def figure_update(part, seen, time_range, hidden=frozenset()):
     """Return (output, what the tab then has) for a figure Part, given what the tab has (`seen`, or None).
 
-    A new layout or trace count sends the whole figure; otherwise a Patch carries the changed traces and the
-    moved time range, and nothing at all is sent when neither changed.
+    A new layout or trace count sends the whole figure; otherwise a Patch carries the changed traces, the moved
+    time range and, when the tab's hidden entries changed, every trace's `visible`; nothing is sent when none did.
+    Every trace sent carries `visible` from `hidden`, so a legend entry the user hid stays hidden.
     """
     figure, sig = part
     seen = seen if isinstance(seen, dict) and isinstance(seen.get("traces"), list) else None
     ranged = has_time_range(figure)
-    now_seen = {"layout": sig["layout"], "traces": sig["traces"], "range": time_range if ranged else None}
+    hidden_list = sorted(hidden)
+    now_seen = {"layout": sig["layout"], "traces": sig["traces"], "range": time_range if ranged else None, "hidden": hidden_list}
     if not seen or seen.get("layout") != sig["layout"] or len(seen.get("traces", ())) != len(sig["traces"]):
-        return (with_range(figure, time_range) if ranged else figure), now_seen
+        return _dressed(figure, time_range, hidden), now_seen
     patch = Patch()
     changed = False
+    restyle = seen.get("hidden") != hidden_list
     for index, (old, new) in enumerate(zip(seen["traces"], sig["traces"])):
         if old != new:
-            patch["data"][index] = figure["data"][index]
+            patch["data"][index] = _shown_as(figure["data"][index], hidden)
+            changed = True
+        elif restyle:
+            patch["data"][index]["visible"] = "legendonly" if figure["data"][index].get("uid") in hidden else True
             changed = True
     if ranged and seen.get("range") != time_range:
         patch["layout"]["xaxis"]["autorangeoptions"] = time_range
@@ -122,3 +135,23 @@ def plain_rows(value, path):
     for key in path:
         value = value[key]
     return value
+
+
+def grid_update(part, seen, rows_of):
+    """Return (rowData, rowTransaction, what the tab then has) for a grid's rows Part, given the tab's signature.
+
+    `rows_of(signature)` gives a built grid's rows by id (None when forgotten). When the tab's grid is one of those,
+    a transaction adds, updates and removes just the rows that differ, and the grid keeps its sort, filter and scroll;
+    otherwise the rows go whole.
+    """
+    if seen == part.sig:
+        return no_update, no_update, seen
+    old, new = rows_of(seen) if isinstance(seen, str) else None, rows_of(part.sig)
+    if old is None or new is None:
+        return part.value, no_update, part.sig
+    transaction = {
+        "add": [row for key, row in new.items() if key not in old],
+        "update": [row for key, row in new.items() if key in old and old[key] != row],
+        "remove": [row for key, row in old.items() if key not in new],
+    }
+    return no_update, {kind: rows for kind, rows in transaction.items() if rows}, part.sig

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from dash_app.figures.text import axis_time, bucket_time, utc_offset
 from dash_app.figures.theme import GRID_COLOR, MUTED_COLOR, base_layout
 from dash_app.timeutil import first_minute_at_or_after
 
@@ -11,13 +12,28 @@ class Frame:
     """The time window a chart shows: epoch seconds `start` to `end`, in bins of `bin_seconds`.
 
     `revision` names the view for uirevision. Windows up to the buffer's use 1-minute bins; longer ones come
-    from the stored history in 5-minute, hourly or 2-hourly bins.
+    from the stored history in 5-minute, hourly or 2-hourly bins. Times show as wall times in `zone` (IANA).
     """
 
     start: float
     end: float
     revision: str = ""
     bin_seconds: int = 60
+    zone: str = "UTC"
+
+    def time(self, epoch_seconds):
+        """Return the axis string of an instant in the frame's zone."""
+        return axis_time(epoch_seconds, self.zone)
+
+    def bucket(self, iso_minute):
+        """Return the axis string of a bucket's ISO UTC timestamp in the frame's zone."""
+        return bucket_time(iso_minute, self.zone)
+
+    @property
+    def bins(self):
+        """The start (epoch s) of every bin the window touches, oldest first."""
+        size = self.bin_seconds
+        return range(int(self.start // size) * size, int(self.end // size) * size + 1, size)
 
     @property
     def per_bin(self):
@@ -49,12 +65,15 @@ class Frame:
         return int(self.end // 60)
 
 
-def autorange_limits(start, end):
-    """Return the autorangeoptions that pin a date axis to epoch seconds `start`..`end`.
+def autorange_limits(start, end, zone="UTC"):
+    """Return the autorangeoptions that pin a date axis to epoch seconds `start`..`end`, as wall times in `zone`.
 
-    Given in epoch milliseconds: Plotly uses these limits unconverted, and a date axis counts in milliseconds.
+    Given in milliseconds: Plotly uses these limits unconverted, and a date axis counts wall-time milliseconds.
     """
-    return {"minallowed": round(start * 1000), "maxallowed": round(end * 1000)}
+    return {
+        "minallowed": round((start + utc_offset(start, zone)) * 1000),
+        "maxallowed": round((end + utc_offset(end, zone)) * 1000),
+    }
 
 
 def time_axis(frame):
@@ -66,10 +85,10 @@ def time_axis(frame):
     return {
         "type": "date",
         "autorange": True,
-        "autorangeoptions": autorange_limits(frame.start, frame.end),
+        "autorangeoptions": autorange_limits(frame.start, frame.end, frame.zone),
         "gridcolor": GRID_COLOR,
-        "hoverformat": frame.time_format + " UTC",
-        "title": {"text": "time (UTC)", "font": {"size": 11, "color": MUTED_COLOR}, "standoff": 6},
+        "hoverformat": frame.time_format,
+        "title": {"text": f"time ({frame.zone})", "font": {"size": 11, "color": MUTED_COLOR}, "standoff": 6},
         "automargin": True,
     }
 

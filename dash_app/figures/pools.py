@@ -1,13 +1,9 @@
-"""Charts of the pool as it is now: utilisation per tool, one tool's commit and its users."""
-
-from collections import Counter
+"""Charts of the pool as it is now: utilisation per tool and one tool's commit."""
 
 from dash_app.figures.common import empty_figure
-from dash_app.figures.text import plotly_text, trace_uid
-from dash_app.figures.theme import AVAILABLE_COLOR, IN_COMMIT_COLOR, MUTED_COLOR, OVERAGE_COLOR, base_layout, value_axis
-
-# The user chart shows this many users with the most checkouts.
-TOP_USERS = 15
+from dash_app.figures.text import legend_name, trace_uid
+from dash_app.figures.theme import AVAILABLE_COLOR, IN_COMMIT_COLOR, OVERAGE_COLOR, base_layout, value_axis
+from dash_app.figures.timeseries import OTHER_TOOLS
 
 
 def split_usage(entry):
@@ -19,16 +15,31 @@ def split_usage(entry):
     return in_commit, borrowed - in_commit, max(entry["total"] - borrowed, 0)
 
 
+def _capacity(entry):
+    return entry["total"] if entry.get("total") is not None else entry["borrowed"]
+
+
 _SEGMENTS = (("In commit", IN_COMMIT_COLOR), ("Overage", OVERAGE_COLOR), ("Available", AVAILABLE_COLOR))
 
 
-def utilization_chart(status):
-    """One stacked bar per tool: licenses in commit, then overage, then available, from pool.status()."""
+def utilization_chart(status, shown=None):
+    """One stacked bar per shown tool, then one for all others: in commit, overage, available, from pool.status().
+
+    `shown` lists the tools with a bar of their own (every tool when None), in order.
+    """
     if not status:
         return empty_figure("No tools in the pool")
-    names = [plotly_text(entry["tool"]) for entry in status]
-    parts = [split_usage(entry) for entry in status]
-    totals = [entry["total"] if entry.get("total") is not None else entry["borrowed"] for entry in status]
+    by_tool = {entry["tool"]: entry for entry in status}
+    order = [t for t in shown if t in by_tool] if shown is not None else list(by_tool)
+    names = [legend_name(tool) for tool in order]
+    parts = [split_usage(by_tool[tool]) for tool in order]
+    totals = [_capacity(by_tool[tool]) for tool in order]
+    rest = [entry for entry in status if entry["tool"] not in set(order)]
+    if rest:
+        names.append(f"{OTHER_TOOLS} ({len(rest)})")
+        split = [split_usage(entry) for entry in rest]
+        parts.append(tuple(sum(p[i] for p in split) for i in range(3)))
+        totals.append(sum(_capacity(entry) for entry in rest))
     traces = []
     for index, (label, color) in enumerate(_SEGMENTS):
         traces.append(
@@ -38,10 +49,11 @@ def utilization_chart(status):
                 "name": label,
                 "uid": trace_uid(label),
                 "y": names,
-                "x": [p[index] for p in parts],
-                "customdata": totals,
+                # Shares of each tool's total, so a 2-license tool and the sum of 190 others read on one scale.
+                "x": [round(100 * p[index] / total, 1) if total else 0 for p, total in zip(parts, totals)],
+                "customdata": [[p[index], total] for p, total in zip(parts, totals)],
                 "marker": {"color": color, "line": {"width": 0}},
-                "hovertemplate": "%{y}<br>%{fullData.name}: %{x} of %{customdata}<extra></extra>",
+                "hovertemplate": "%{y}<br>%{fullData.name}: %{customdata[0]} of %{customdata[1]}<extra></extra>",
             }
         )
     layout = base_layout(
@@ -49,7 +61,7 @@ def utilization_chart(status):
         bargap=0.35,
         hovermode="closest",
         uirevision="utilization",
-        xaxis=value_axis("licenses", rangemode="tozero"),
+        xaxis=value_axis("% of total", range=[0, 100], autorange=False, tickformat=",d"),
         yaxis={"autorange": "reversed", "automargin": True, "fixedrange": True, "ticks": "", "ticklabelstandoff": 6},
     )
     return {"data": traces, "layout": layout}
@@ -85,53 +97,5 @@ def tool_commit_chart(entry, revision=""):
         annotations=[centre],
         legend={"orientation": "v", "x": 1, "xanchor": "left", "y": 0.5, "yanchor": "middle", "uirevision": "legend"},
         margin={"l": 8, "r": 8, "t": 8, "b": 8},
-    )
-    return {"data": [trace], "layout": layout}
-
-
-def tool_user_chart(tool, users, color, revision=""):
-    """Active checkouts of one tool by user (one name per active borrow), the busiest first.
-
-    `revision` names the view: a new one redraws the chart afresh (Plotly can keep a previous tool's category
-    labels when only the data changes).
-    """
-    counts = sorted(Counter(users).items(), key=lambda item: (-item[1], item[0]))
-    if not counts:
-        return empty_figure("No active checkouts of this tool", revision)
-    shown = counts[:TOP_USERS]
-    trace = {
-        "type": "bar",
-        "orientation": "h",
-        "name": plotly_text(tool),
-        "uid": trace_uid(tool),
-        "y": [plotly_text(user) for user, _ in shown],
-        "x": [count for _, count in shown],
-        "marker": {"color": color, "line": {"width": 0}},
-        "hovertemplate": "%{y}: %{x} active<extra></extra>",
-        "showlegend": False,
-    }
-    annotations = []
-    if len(counts) > TOP_USERS:
-        annotations.append(
-            {
-                "text": f"top {TOP_USERS} of {len(counts)} users",
-                "xref": "paper",
-                "yref": "paper",
-                "x": 1,
-                "y": 1,
-                "xanchor": "right",
-                "yanchor": "bottom",
-                "showarrow": False,
-                "font": {"size": 11, "color": MUTED_COLOR},
-            }
-        )
-    layout = base_layout(
-        bargap=0.3,
-        hovermode="closest",
-        showlegend=False,
-        uirevision=revision,
-        annotations=annotations,
-        xaxis=value_axis("active checkouts", top=shown[0][1]),
-        yaxis={"autorange": "reversed", "automargin": True, "fixedrange": True, "type": "category", "ticklabelstandoff": 6},
     )
     return {"data": [trace], "layout": layout}

@@ -1,7 +1,10 @@
 """Names and times made safe and readable for Plotly, which reads a subset of HTML in its text."""
 
+import functools
 import hashlib
 import time
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 # Plotly turns <b>, <br>, <a href> ... in names, legends and hover text into markup and decodes entities,
 # so user and tool names have their markup characters written as entities: they then show as typed.
@@ -18,14 +21,39 @@ def trace_uid(name):
     return "u" + hashlib.blake2b(str(name).encode(), digest_size=6).hexdigest()
 
 
-def axis_time(epoch_seconds):
-    """Format epoch seconds as the UTC `YYYY-MM-DD HH:MM:SS` Plotly's date axes read (Plotly ignores zones)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(epoch_seconds)))
+@functools.lru_cache(maxsize=64)
+def _zone(name):
+    return ZoneInfo(name)
 
 
-def bucket_time(iso_minute):
-    """Turn a bucket's `YYYY-MM-DDTHH:MM:00Z` into the axis form `YYYY-MM-DD HH:MM:00`."""
-    return f"{iso_minute[:10]} {iso_minute[11:19]}"
+def utc_offset(epoch_seconds, zone="UTC"):
+    """Return the offset of `zone` from UTC at `epoch_seconds`, in seconds."""
+    if zone == "UTC":
+        return 0
+    offset = datetime.fromtimestamp(epoch_seconds, _zone(zone)).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+@functools.lru_cache(maxsize=65536)
+def axis_time(epoch_seconds, zone="UTC"):
+    """Format epoch seconds as the `YYYY-MM-DD HH:MM:SS` wall time in `zone` that Plotly's date axes read.
+
+    Plotly ignores zones and shows these strings as they are, so the conversion happens here; windows slide a
+    minute at a time over the same few hundred bins, which the cache keeps.
+    """
+    whole = int(epoch_seconds)
+    if zone == "UTC":
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole))
+    return datetime.fromtimestamp(whole, _zone(zone)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@functools.lru_cache(maxsize=65536)
+def bucket_time(iso_minute, zone="UTC"):
+    """Turn a bucket's `YYYY-MM-DDTHH:MM:00Z` into the axis form `YYYY-MM-DD HH:MM:00` in `zone`."""
+    if zone == "UTC":
+        return f"{iso_minute[:10]} {iso_minute[11:19]}"
+    epoch = datetime.strptime(iso_minute[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    return axis_time(epoch, zone)
 
 
 def name_list(names, limit, per_line=4):
@@ -35,3 +63,16 @@ def name_list(names, limit, per_line=4):
     if len(names) > limit:
         lines.append(f"and {len(names) - limit} more")
     return "<br>".join(lines)
+
+
+# Legend entries are cut to this many characters, in the middle, so a name's distinguishing end stays visible.
+LEGEND_NAME_LIMIT = 28
+
+
+def legend_name(name, limit=LEGEND_NAME_LIMIT):
+    """Return `name` escaped and shortened in its middle to `limit` characters for a legend entry."""
+    name = str(name)
+    if len(name) > limit:
+        head = (limit - 1) * 3 // 5
+        name = name[:head] + "…" + name[len(name) - (limit - 1 - head) :]
+    return plotly_text(name)

@@ -14,6 +14,9 @@ TOOL_PALETTE = (
     "#c084fc",  # lilac
 )
 
+# The one series that sums the tools a chart does not show on their own.
+OTHER_TOOLS_COLOR = "#aab2bd"
+
 IN_COMMIT_COLOR = "#2f9e66"
 OVERAGE_COLOR = "#f08c00"
 AVAILABLE_COLOR = "#dfe3e8"
@@ -31,9 +34,26 @@ MUTED_COLOR = "#6c757d"
 GRID_COLOR = "#edf0f3"
 
 
-def tool_colors(tools):
-    """Return {tool: colour} for `tools` in the given order; past the palette, colours repeat."""
-    return {tool: TOOL_PALETTE[index % len(TOOL_PALETTE)] for index, tool in enumerate(tools)}
+def tool_colors(tools, shown=()):
+    """Return {tool: colour}: each tool's own colour by its place in `tools`, with the `shown` ones kept distinct.
+
+    A tool's own colour is the palette's entry at its index, so it does not change as data changes. Past the
+    palette two tools share a colour; among the (at most palette-sized) `shown`, the highest-ranked claimant of
+    each colour keeps it and the others take colours no shown tool owns, in palette order.
+    """
+    colors = {tool: TOOL_PALETTE[index % len(TOOL_PALETTE)] for index, tool in enumerate(tools)}
+    owners: dict[str, str] = {}
+    displaced = []
+    for tool in shown:
+        color = colors.setdefault(tool, TOOL_PALETTE[0])
+        if color in owners:
+            displaced.append(tool)
+        else:
+            owners[color] = tool
+    free = (color for color in TOOL_PALETTE if color not in owners)
+    for tool in displaced:
+        colors[tool] = next(free, colors[tool])
+    return colors
 
 
 def reason_color(reason):
@@ -49,7 +69,7 @@ def base_layout(**overrides):
         "plot_bgcolor": "rgba(0,0,0,0)",
         "margin": {"l": 48, "r": 16, "t": 8, "b": 40},
         "hoverlabel": {"font": {"family": FONT_FAMILY, "size": 12}, "namelength": -1, "align": "left"},
-        # A legend's hidden series stay hidden across updates and window changes.
+        # Which series are hidden is the page's own state (callbacks/legend.py), sent with every trace.
         "legend": {
             "orientation": "h",
             "x": 0,
@@ -57,7 +77,8 @@ def base_layout(**overrides):
             "yanchor": "bottom",
             "font": {"size": 11},
             "traceorder": "normal",
-            "uirevision": "legend",
+            # Entries of one width line up in columns; names are cut to fit it (figures/text.py legend_name).
+            "entrywidth": 200,
         },
         "showlegend": True,
     }

@@ -1,9 +1,10 @@
 """Charts over a time window, per minute (or per bin of the stored history): borrows, overage, failures, in use."""
 
 from dash_app.figures.common import empty_figure, rgba, time_axis
-from dash_app.figures.text import axis_time, bucket_time, name_list, plotly_text, trace_uid
+from dash_app.figures.text import legend_name, name_list, plotly_text, trace_uid
 from dash_app.figures.theme import (
     COMMIT_LINE_COLOR,
+    OTHER_TOOLS_COLOR,
     REASON_LABELS,
     TOTAL_LINE_COLOR,
     base_layout,
@@ -13,8 +14,15 @@ from dash_app.figures.theme import (
 
 # A tooltip lists at most this many users of a minute, then says how many more there were.
 HOVER_USER_LIMIT = 20
-# Names stay out of templates (a name like "%{y}" would be filled in); Plotly inserts the escaped trace name.
+# A failure bar's tooltip names at most this many tools.
+HOVER_TOOL_LIMIT = 5
+# The series that sums every tool a chart does not show on its own, and its stable key.
+OTHER_TOOLS = "Other tools"
+OTHER_KEY = "\0other tools"
+# Names stay out of templates (a name like "%{y}" would be filled in); Plotly inserts the escaped trace name, or the
+# whole escaped name from `meta` where the legend shows it shortened.
 NAMED_VALUE = "%{fullData.name}: %{y}<extra></extra>"
+META_VALUE = "%{meta}: %{y}<extra></extra>"
 
 
 def _minute_bar(name, key, x, y, color, frame, **extra):
@@ -41,82 +49,127 @@ def _stacked_top(traces):
     return max(totals.values(), default=0)
 
 
-def _stacked_layout(frame, y_title, traces, legend=True):
+def _stacked_layout(frame, y_title, traces):
     return base_layout(
         barmode="stack",
         bargap=0,
         hovermode="x unified",
-        showlegend=legend,
         uirevision=frame.revision,
         xaxis=time_axis(frame),
         yaxis=value_axis(y_title, top=_stacked_top(traces)),
     )
 
 
-def _per_tool_bars(buckets_by_tool, colors, frame, key, y_title, empty_message, legend=True):
+def _summed(buckets_by_tool, tools, key, shown=(), total=None):
+    """Return sorted (bin, sum) over `tools`; with `total` ({bin: sum over every tool}), as it less the `shown` tools."""
+    if total is not None:
+        rest = dict(total)
+        for tool in shown:
+            for b in buckets_by_tool.get(tool, ()):
+                if b[key]:
+                    left = rest.get(b["timestamp"], 0) - b[key]
+                    if left:
+                        rest[b["timestamp"]] = left
+                    else:
+                        rest.pop(b["timestamp"], None)
+        return sorted(rest.items())
+    totals: dict[str, int] = {}  # bucket timestamp -> sum
+    for tool in tools:
+        for b in buckets_by_tool[tool]:
+            if b[key]:
+                totals[b["timestamp"]] = totals.get(b["timestamp"], 0) + b[key]
+    return sorted(totals.items())
+
+
+def _per_tool_bars(buckets_by_tool, shown, colors, frame, key, y_title, empty_message, total=None):
+    """One stacked series per shown tool (in `shown`'s order), then one for every other tool together.
+
+    `total` ({bin: sum over every tool}), when the caller keeps it, saves summing the other tools here.
+    """
     traces = []
-    # Inventory order (the colour map's), so every chart lists the tools alike; unknown tools come last.
-    order = [t for t in colors if t in buckets_by_tool] + sorted(t for t in buckets_by_tool if t not in colors)
-    for tool in order:
-        buckets = buckets_by_tool[tool]
-        points = [(bucket_time(b["timestamp"]), b[key]) for b in buckets if b[key]]
-        if not points:
-            continue
-        x, y = zip(*points)
-        name = plotly_text(tool)
-        traces.append(_minute_bar(name, tool, list(x), list(y), colors.get(tool), frame, hovertemplate=NAMED_VALUE))
+    for tool in shown:
+        points = [(frame.bucket(b["timestamp"]), b[key]) for b in buckets_by_tool.get(tool, ()) if b[key]]
+        if points:
+            x, y = [p[0] for p in points], [p[1] for p in points]
+            traces.append(
+                _minute_bar(
+                    legend_name(tool), tool, x, y, colors.get(tool), frame, meta=plotly_text(tool), hovertemplate=META_VALUE
+                )
+            )
+    shown_set = set(shown)
+    rest = [tool for tool in buckets_by_tool if tool not in shown_set]
+    summed = _summed(buckets_by_tool, rest, key, shown, total)
+    if summed:
+        name = f"{OTHER_TOOLS} ({len(rest)})"
+        x = [frame.bucket(stamp) for stamp, _ in summed]
+        y = [count for _, count in summed]
+        traces.append(_minute_bar(name, OTHER_KEY, x, y, OTHER_TOOLS_COLOR, frame, hovertemplate=NAMED_VALUE))
     if not traces:
         return empty_figure(empty_message, frame.revision)
-    return {"data": traces, "layout": _stacked_layout(frame, y_title, traces, legend)}
+    return {"data": traces, "layout": _stacked_layout(frame, y_title, traces)}
 
 
-def borrow_chart(buckets_by_tool, colors, frame):
-    """Borrows per minute, one stacked series per tool, from aggregate_tool_metrics buckets."""
-    return _per_tool_bars(buckets_by_tool, colors, frame, "count", f"borrows / {frame.per_bin}", "No borrows in this window")
+def borrow_chart(buckets_by_tool, shown, colors, frame, total=None):
+    """Borrows per bin, one stacked series per shown tool and one for the others, from aggregate_tool_metrics buckets."""
+    return _per_tool_bars(
+        buckets_by_tool, shown, colors, frame, "count", f"borrows / {frame.per_bin}", "No borrows in this window", total
+    )
 
 
-def overage_chart(buckets_by_tool, colors, frame):
-    """Overage checkouts per minute, one stacked series per tool; no legend, its colours are the borrow chart's."""
+def overage_chart(buckets_by_tool, shown, colors, frame, total=None):
+    """Overage checkouts per bin, stacked like the borrow chart, with its own legend."""
     return _per_tool_bars(
         buckets_by_tool,
+        shown,
         colors,
         frame,
         "overage_count",
         f"overage borrows / {frame.per_bin}",
         "No overage checkouts in this window",
-        legend=False,
+        total,
     )
 
 
-def failure_chart(flows_by_tool, frame):
-    """Failed borrows per minute, summed over tools, one stacked series per reason, from get_minute_flows."""
-    per_reason: dict[str, dict[int, int]] = {}  # reason -> {minute: failures}
-    for flows in flows_by_tool.values():
+def failure_chart(flows_by_tool, frame, empty_message="No failed borrows in this window"):
+    """Failed borrows per bin, summed over tools, one stacked series per reason, from get_minute_flows.
+
+    Hovering a bar names the tools behind it, busiest first: for unknown-tool failures, the names asked for.
+    """
+    per_reason: dict[str, dict[int, dict[str, int]]] = {}  # reason -> {bin start: {tool: failures}}
+    for tool, flows in flows_by_tool.items():
         for flow in flows:
             for detail, count in flow.failures.items():
-                reason = reason_category(detail)
-                counts = per_reason.setdefault(reason, {})
-                counts[flow.minute] = counts.get(flow.minute, 0) + count
+                by_tool = per_reason.setdefault(reason_category(detail), {}).setdefault(flow.minute, {})
+                by_tool[tool] = by_tool.get(tool, 0) + count
     if not per_reason:
-        return empty_figure("No failed borrows in this window", frame.revision)
+        return empty_figure(empty_message, frame.revision)
     known = [r for r in REASON_LABELS if r in per_reason]
     others = sorted(r for r in per_reason if r not in REASON_LABELS)
     traces = []
     for reason in known + others:
-        minutes = sorted(per_reason[reason].items())
+        bins = sorted(per_reason[reason].items())
         label = plotly_text(REASON_LABELS.get(reason, reason))
         traces.append(
             _minute_bar(
                 label,
                 f"reason:{reason}",
-                [axis_time(m) for m, _ in minutes],
-                [c for _, c in minutes],
+                [frame.time(m) for m, _ in bins],
+                [sum(by_tool.values()) for _, by_tool in bins],
                 reason_color(reason),
                 frame,
-                hovertemplate=NAMED_VALUE,
+                customdata=[_busiest(by_tool) for _, by_tool in bins],
+                hovertemplate="%{fullData.name}: %{y}<br>%{customdata}<extra></extra>",
             )
         )
     return {"data": traces, "layout": _stacked_layout(frame, f"failures / {frame.per_bin}", traces)}
+
+
+def _busiest(counts, limit=HOVER_TOOL_LIMIT):
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    lines = [f"{plotly_text(name)} ({count})" for name, count in ranked[:limit]]
+    if len(ranked) > limit:
+        lines.append(f"and {len(ranked) - limit} more")
+    return "<br>".join(lines)
 
 
 def reason_category(reason):
@@ -129,7 +182,7 @@ def tool_borrow_chart(tool, buckets, color, frame):
     """One tool's borrows per minute; hovering a bar shows its count, overage and users."""
     if not buckets:
         return empty_figure("No borrows of this tool in this window", frame.revision)
-    x = [bucket_time(b["timestamp"]) for b in buckets]
+    x = [frame.bucket(b["timestamp"]) for b in buckets]
     y = [b["count"] for b in buckets]
     custom = [[len(b["users"]), b["overage_count"], name_list(b["users"], HOVER_USER_LIMIT)] for b in buckets]
     trace = _minute_bar(
@@ -141,7 +194,7 @@ def tool_borrow_chart(tool, buckets, color, frame):
         frame,
         customdata=custom,
         hovertemplate=(
-            f"<b>%{{x|{frame.time_format}}} UTC</b><br>%{{y}} borrows, %{{customdata[1]}} overage"
+            f"<b>%{{x|{frame.time_format}}}</b><br>%{{y}} borrows, %{{customdata[1]}} overage"
             "<br>%{customdata[0]} users:<br>%{customdata[2]}<extra></extra>"
         ),
         showlegend=False,
@@ -157,27 +210,14 @@ def tool_borrow_chart(tool, buckets, color, frame):
     return {"data": [trace], "layout": layout}
 
 
-def in_use_points(flows, borrowed, frame):
-    """Return (minute starts, licenses held at each minute's end) over the frame, working back from `borrowed` now.
-
-    In use at the end of a minute is the current count minus the net borrows (borrows - returns) of every later
-    minute. The first point holds the level before the window's first flow; the last repeats today's count at the
-    end of the current minute, so the line reaches the right edge.
-    """
-    level = borrowed
-    after = []
-    for flow in reversed(flows):
-        after.append((flow.minute, level))
-        level -= flow.borrows - flow.returns
-    after.reverse()
-    start = frame.first_minute * 60
-    points = []
-    if not after or after[0][0] > start:
-        points.append((start, level))
-    points.extend(after)
-    points.append(((frame.current_minute + 1) * 60, borrowed))
-    # Events lost to a buffer cap can push the reconstruction below zero; nobody holds fewer than none.
-    return [m for m, _ in points], [max(0, n) for _, n in points]
+def _levels(bins, frame):
+    """Return (x, peaks, averages) on every bin of the frame from [(bin start, peak, average)]; bins not listed hold 0."""
+    by_start = {start: (peak, average) for start, peak, average in bins}
+    starts = list(frame.bins)
+    peaks = [by_start.get(start, (0, 0.0))[0] for start in starts]
+    averages = [round(by_start.get(start, (0, 0.0))[1], 1) for start in starts]
+    # One more point at the window's end, so the last bin's step reaches the right edge.
+    return [frame.time(s) for s in starts] + [frame.time(frame.end)], peaks + peaks[-1:], averages + averages[-1:]
 
 
 def _limit_line(y, label, color, dash):
@@ -194,29 +234,107 @@ def _limit_line(y, label, color, dash):
     }
 
 
-def tool_inuse_chart(tool, flows, borrowed, limits, color, frame):
-    """Licenses of one tool held at once over the window, with lines at its commit and total.
-
-    `flows` are the tool's MinuteFlows in the window, `borrowed` is held now, `limits` is (commit, total) or None.
-    """
-    if not flows and not borrowed:
-        return empty_figure("No licenses of this tool in use in this window", frame.revision)
-    minutes, levels = in_use_points(flows, borrowed, frame)
+def _step_line(name, key, x, y, color, customdata, hovertemplate, fill=False, meta=None):
     trace = {
         "type": "scatter",
         "mode": "lines",
-        "name": plotly_text(tool),
-        "uid": trace_uid(tool),
-        "x": [axis_time(m) for m in minutes],
-        "y": levels,
+        "name": name,
+        "uid": trace_uid(key),
+        "x": x,
+        "y": y,
         "line": {"shape": "hv", "color": color, "width": 2},
-        "fill": "tozeroy",
-        "fillcolor": rgba(color, 0.15),
-        "hovertemplate": f"<b>%{{x|{frame.time_format}}} UTC</b><br>%{{y}} in use<extra></extra>",
-        "showlegend": False,
+        "customdata": customdata,
+        "hovertemplate": hovertemplate,
     }
+    if fill:
+        trace.update(fill="tozeroy", fillcolor=rgba(color, 0.15))
+    if meta is not None:
+        trace["meta"] = meta
+    return trace
+
+
+def inuse_chart(in_use_by_tool, shown, colors, totals, frame):
+    """Peak share of each shown tool's total in use per bin, and the highest share among the other tools.
+
+    `in_use_by_tool` is {tool: [(bin start, peak, average)]}, `totals` {tool: total}; tools without a known total
+    cannot have a share and are left out.
+    """
+    traces = []
+    for tool in shown:
+        total = totals.get(tool)
+        if not total or tool not in in_use_by_tool:
+            continue
+        x, peaks, averages = _levels(in_use_by_tool[tool], frame)
+        traces.append(
+            _step_line(
+                legend_name(tool),
+                tool,
+                x,
+                [round(100 * p / total, 1) for p in peaks],
+                colors.get(tool),
+                [[p, total, a] for p, a in zip(peaks, averages)],
+                "%{meta}: peak %{customdata[0]} of %{customdata[1]} (%{y} %), average %{customdata[2]}<extra></extra>",
+                meta=plotly_text(tool),
+            )
+        )
+    shown_set = set(shown)
+    rest = [t for t in in_use_by_tool if t not in shown_set and totals.get(t)]
+    if rest:
+        best: dict[int, tuple[float, str, int, int]] = {}  # bin start -> (share, tool, peak, total)
+        for tool in rest:
+            total = totals[tool]
+            for start, peak, _average in in_use_by_tool[tool]:
+                share = 100 * peak / total
+                if start not in best or share > best[start][0]:
+                    best[start] = (share, tool, peak, total)
+        starts = list(frame.bins)
+        rows = [best.get(start, (0.0, "", 0, 0)) for start in starts]
+        rows.append(rows[-1])
+        traces.append(
+            _step_line(
+                f"{OTHER_TOOLS} ({len(rest)}), highest",
+                OTHER_KEY,
+                [frame.time(s) for s in starts] + [frame.time(frame.end)],
+                [round(share, 1) for share, *_ in rows],
+                OTHER_TOOLS_COLOR,
+                [[plotly_text(tool) or "none", peak, total] for _, tool, peak, total in rows],
+                "%{customdata[0]}: peak %{customdata[1]} of %{customdata[2]} (%{y} %)<extra>other tools</extra>",
+            )
+        )
+    if not traces:
+        return empty_figure("No licenses in use in this window", frame.revision)
+    top = max(max(t["y"]) for t in traces)
+    layout = base_layout(
+        hovermode="x unified",
+        uirevision=frame.revision,
+        shapes=[_limit_line(100, "total", TOTAL_LINE_COLOR, "dot")],
+        xaxis=time_axis(frame),
+        yaxis=value_axis(f"peak in use, % of total / {frame.per_bin}", range=[0, max(110, top * 1.08)], autorange=False),
+    )
+    return {"data": traces, "layout": layout}
+
+
+def tool_inuse_chart(tool, bins, limits, color, frame):
+    """Licenses of one tool in use over the window: each bin's peak (average in the hover), with commit and total lines.
+
+    `bins` is [(bin start, peak, average)], `limits` is (commit, total) or None.
+    """
+    if not any(peak for _, peak, _ in bins):
+        return empty_figure("No licenses of this tool in use in this window", frame.revision)
+    x, peaks, averages = _levels(bins, frame)
+    trace = _step_line(
+        plotly_text(tool),
+        tool,
+        x,
+        peaks,
+        color,
+        averages,
+        f"<b>%{{x|{frame.time_format}}}</b><br>peak %{{y}} in use, average %{{customdata}}<extra></extra>",
+        fill=True,
+    )
+    trace["showlegend"] = False
     shapes = []
-    top = max(levels)
+    top = max(peaks)
     if limits is not None:
         commit, total = limits
         shapes = [
@@ -231,6 +349,6 @@ def tool_inuse_chart(tool, flows, borrowed, limits, color, frame):
         shapes=shapes,
         xaxis=time_axis(frame),
         # Room above the total line for its label.
-        yaxis=value_axis("licenses in use", range=[0, top * 1.15 + 1], autorange=False),
+        yaxis=value_axis(f"peak in use / {frame.per_bin}", range=[0, top * 1.15 + 1], autorange=False),
     )
     return {"data": [trace], "layout": layout}

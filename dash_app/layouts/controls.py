@@ -1,28 +1,45 @@
-"""The page's controls and their choices: the one home of the time windows and the "All tools" value."""
+"""The page's controls and their choices: the one home of the time windows, the "All tools" value and time zones."""
 
-from collections import namedtuple
+import functools
+import zoneinfo
+from collections.abc import Collection
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlencode
 
 from dash import dcc
 
 from dash_app.web import ApiError
 
-TimeRange = namedtuple("TimeRange", "seconds label")
+
+class TimeRange(NamedTuple):
+    """One choice of the window dropdown: its length, its label and the short form cards use."""
+
+    seconds: int
+    label: str
+    short: str
+
 
 # Windows within the buffer's retention are served from memory per minute; longer ones from the stored history.
 TIME_RANGES = (
-    TimeRange(60, "Last 1 minute"),
-    TimeRange(300, "Last 5 minutes"),
-    TimeRange(600, "Last 10 minutes"),
-    TimeRange(1800, "Last 30 minutes"),
-    TimeRange(3600, "Last 1 hour"),
-    TimeRange(10800, "Last 3 hours"),
-    TimeRange(21600, "Last 6 hours"),
-    TimeRange(86400, "Last 24 hours"),
-    TimeRange(604800, "Last 7 days"),
-    TimeRange(2592000, "Last 30 days"),
+    TimeRange(60, "Last 1 minute", "1 min"),
+    TimeRange(300, "Last 5 minutes", "5 min"),
+    TimeRange(600, "Last 10 minutes", "10 min"),
+    TimeRange(1800, "Last 30 minutes", "30 min"),
+    TimeRange(3600, "Last 1 hour", "1 h"),
+    TimeRange(10800, "Last 3 hours", "3 h"),
+    TimeRange(21600, "Last 6 hours", "6 h"),
+    TimeRange(86400, "Last 24 hours", "24 h"),
+    TimeRange(604800, "Last 7 days", "7 days"),
+    TimeRange(2592000, "Last 30 days", "30 days"),
 )
 DEFAULT_TIME_RANGE = 1800
 TIME_RANGE_SECONDS = frozenset(r.seconds for r in TIME_RANGES)
+SHORT_LABELS = {r.seconds: r.short for r in TIME_RANGES}
+
+# The time-zone control: the browser's own zone (the default) or UTC; `tz=UTC` in the URL picks UTC.
+LOCAL_TIME = "local"
+UTC = "UTC"
+TZ_OPTIONS = [{"label": "Local time", "value": LOCAL_TIME}, {"label": "UTC", "value": UTC}]
 
 ALL_TOOLS = "__all__"
 ALL_TOOLS_LABEL = "All tools"
@@ -31,6 +48,13 @@ ALL_TOOLS_LABEL = "All tools"
 def tool_options(tools):
     """Return the tool-filter options: "All tools", then every tool by name."""
     return [{"label": ALL_TOOLS_LABEL, "value": ALL_TOOLS}] + [{"label": tool, "value": tool} for tool in tools]
+
+
+def tz_dropdown():
+    """Return the `tz-select` dropdown: the browser's time zone or UTC."""
+    return dcc.Dropdown(
+        id="tz-select", options=TZ_OPTIONS, value=LOCAL_TIME, clearable=False, searchable=False, className="control-tz"
+    )
 
 
 def time_range_dropdown():
@@ -46,12 +70,14 @@ def time_range_dropdown():
 
 
 def tool_dropdown(tools):
-    """Return the `tool-filter` dropdown with "All tools" selected."""
+    """Return the `tool-filter` dropdown with "All tools" selected; typing filters the tools."""
     return dcc.Dropdown(
         id="tool-filter",
         options=tool_options(tools),
         value=ALL_TOOLS,
         clearable=False,
+        searchable=True,
+        placeholder="Type to find a tool",
         className="control-tool",
     )
 
@@ -71,3 +97,44 @@ def selected_tool(value):
     if value is not None and not isinstance(value, str):
         raise ApiError(400, "invalid_input", "tool-filter: must be a tool name")
     return None if value in (None, "", ALL_TOOLS) else value
+
+
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def time_zone(choice: object, browser_zone: object) -> str:
+    """Return the IANA zone the page shows times in: UTC when chosen, else the browser's (UTC when unknown)."""
+    if choice == UTC or not isinstance(browser_zone, str):
+        return UTC
+    # Only names from the zone database: a name from the browser never becomes a file path.
+    return browser_zone if browser_zone in _known_zones() else UTC
+
+
+def view_from_query(search: object, tools: Collection[str]) -> tuple[str, int, str]:
+    """Return (tool-filter value, window, tz-select value) from a URL query; each bad value falls back to its default."""
+    query = parse_qs(search[1:] if isinstance(search, str) and search.startswith("?") else "", max_num_fields=20)
+    tool = query.get("tool", [ALL_TOOLS])[0]
+    if tool not in tools:
+        tool = ALL_TOOLS
+    try:
+        window = int(query.get("window", [""])[0])
+    except ValueError:
+        window = DEFAULT_TIME_RANGE
+    if window not in TIME_RANGE_SECONDS:
+        window = DEFAULT_TIME_RANGE
+    tz = UTC if query.get("tz", [""])[0].upper() == UTC else LOCAL_TIME
+    return tool, window, tz
+
+
+def query_for_view(tool_value: Any, window_value: Any, tz_value: Any) -> str:
+    """Return the URL query (with its "?", or "" for the default view) that opens this view."""
+    params = {}
+    if isinstance(tool_value, str) and tool_value not in ("", ALL_TOOLS):
+        params["tool"] = tool_value
+    if window_value in TIME_RANGE_SECONDS and window_value != DEFAULT_TIME_RANGE:
+        params["window"] = str(window_value)
+    if tz_value == UTC:
+        params["tz"] = UTC
+    return "?" + urlencode(params) if params else ""

@@ -1,16 +1,19 @@
 """The dashboard page: a navbar with the controls, metric cards, the overview and tool sections, recent events."""
 
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from dash_app.figures import empty_figure
-from dash_app.layouts.controls import time_range_dropdown, tool_dropdown
+from dash_app.layouts.controls import time_range_dropdown, tool_dropdown, tz_dropdown
 
 GRAPH_CONFIG: dcc.Graph.Config = {
     "displaylogo": False,
     "responsive": True,
     # Drag to zoom, double-click to return to the live window; the mode bar would cover the legends.
     "displayModeBar": False,
+    # Plotly's first-click tips float over the page's header; the panel hints say what a click does.
+    "showTips": False,
 }
 HIDDEN = {"display": "none"}
 SHOWN: dict[str, str] = {}
@@ -20,13 +23,13 @@ ROW_CLASS = "g-3 mb-3"
 
 
 def metric_card(card_id, label, hint):
-    """Return one metric card; the callback fills the element `card_id`."""
+    """Return one metric card; the callback fills the elements `card_id` and `card_id`-hint."""
     return dbc.Card(
         dbc.CardBody(
             [
                 html.Div(label, className="card-label"),
                 html.Div("–", id=card_id, className="card-value"),
-                html.Div(hint, className="card-hint"),
+                html.Div(hint, id=f"{card_id}-hint", className="card-hint"),
             ]
         ),
         class_name="metric-card h-100",
@@ -63,12 +66,18 @@ def chart_panel(graph_id, title, hint, size="regular", long_legend=False):
     )
 
 
-def panel_row(left, right, wide_left=True):
-    """Return a row of two panels, side by side from a laptop's width and stacked below it."""
-    # A 7/5 split needs the xl width (1200 px) before the narrower panel's labels fit; halves fit from lg.
-    if wide_left:
-        return dbc.Row([dbc.Col(left, xs=12, xl=7), dbc.Col(right, xs=12, xl=5)], class_name=ROW_CLASS)
-    return dbc.Row([dbc.Col(left, xs=12, lg=6), dbc.Col(right, xs=12, lg=6)], class_name=ROW_CLASS)
+def table_panel(title, hint, body):
+    """Return a titled card around a table."""
+    return dbc.Card([panel_header(title, hint), dbc.CardBody(body, class_name="panel-body")], class_name="h-100")
+
+
+def panel_row(left, right, split=(7, 5), breakpoint="xl"):
+    """Return a row of two panels, side by side from `breakpoint` (xl: 1200 px, lg: 992 px) and stacked below it."""
+    # A 7/5 split needs the xl width before the narrower panel's labels fit; halves fit from lg.
+    return dbc.Row(
+        [dbc.Col(left, xs=12, **{breakpoint: split[0]}), dbc.Col(right, xs=12, **{breakpoint: split[1]})],
+        class_name=ROW_CLASS,
+    )
 
 
 def control(label, dropdown):
@@ -115,8 +124,10 @@ def controls(tools):
     return dbc.Row(
         [
             dbc.Col(control("Tool", tool_dropdown(tools)), xs=12, md="auto"),
-            dbc.Col(control("Window", time_range_dropdown()), xs=12, md="auto"),
-            dbc.Col(download_buttons(), xs=12, md="auto"),
+            # On a phone the window and the time zone share a line, and the downloads wait for a wider screen.
+            dbc.Col(control("Window", time_range_dropdown()), xs=7, md="auto"),
+            dbc.Col(control("Times", tz_dropdown()), xs=5, md="auto"),
+            dbc.Col(download_buttons(), xs=12, md="auto", class_name="d-none d-md-block"),
         ],
         class_name="g-2 gx-md-3 align-items-center justify-content-xxl-end",
     )
@@ -155,28 +166,96 @@ def header(tools):
 def cards(total_licenses):
     """Return the six metric cards: six across on a laptop, three on a tablet, two on a phone."""
     specs = (
-        ("borrow-rate", "Borrows", "per minute · all tools"),
-        ("overage-rate", "Overage", "of borrows · all tools"),
-        ("return-rate", "Returns", "per minute · all tools"),
-        ("failure-rate", "Failures", "per minute · all tools"),
+        ("borrow-rate", "Borrows", "per minute"),
+        ("overage-rate", "Overage", "of borrows"),
+        ("return-rate", "Returns", "per minute"),
+        ("failure-rate", "Denials", "per minute"),
         ("active-licenses", "Licenses in use", f"of {total_licenses:,} in the pool"),
         ("buffer-size", "Buffered events", "server-side history"),
     )
     return dbc.Row([dbc.Col(metric_card(*spec), xs=6, md=4, xl=2) for spec in specs], class_name=ROW_CLASS)
 
 
-def overview():
-    """Return the all-tools section: borrows and pool utilisation, then overage checkouts and failures."""
+def tool_table(currency):
+    """Return the `tool-table` grid: every tool, sortable and filterable; a click on a row opens that tool."""
+    cost = f"Overage cost ({currency})" if currency else "Overage cost"
+    number = {"filter": "agNumberColumnFilter", "type": "rightAligned", "minWidth": 105, "flex": 1}
+    columns = [
+        {"field": "tool", "headerName": "Tool", "filter": "agTextColumnFilter", "minWidth": 200, "flex": 3},
+        {"field": "in_use", "headerName": "In use", "sort": "desc", **number},
+        {"field": "total", "headerName": "Total", **number},
+        {"field": "use_pct", "headerName": "In use %", **number},
+        {"field": "peak", "headerName": "Peak", "headerTooltip": "Most in use at once in the window", **number},
+        {"field": "denials", "headerName": "Denials", "headerTooltip": "Failed borrows in the window", **number},
+        {"field": "overage_borrows", "headerName": "Overage borrows", "headerTooltip": "In the window", **number},
+        {"field": "overage_cost", "headerName": cost, "headerTooltip": "Overage borrows in the window × price", **number},
+    ]
+    return dag.AgGrid(
+        id="tool-table",
+        columnDefs=columns,
+        rowData=[],
+        defaultColDef={"sortable": True, "resizable": True, "floatingFilter": True},
+        # Rows are matched by tool, so a refresh keeps the user's sort, filter and scroll position.
+        getRowId="params.data.tool",
+        dashGridOptions={"animateRows": False, "rowSelection": {"mode": "singleRow", "checkboxes": False}},
+        className="ag-theme-quartz grid",
+        style={"height": "var(--grid-height)"},
+    )
+
+
+def checkouts_table():
+    """Return the `checkouts-table` grid: open checkouts, longest held first (all tools, or the selected one)."""
+    text = {"filter": "agTextColumnFilter", "minWidth": 100, "flex": 1}
+    columns = [
+        {"field": "tool", "headerName": "Tool", **text, "minWidth": 160, "flex": 2},
+        {"field": "user", "headerName": "User", **text},
+        {"field": "host", "headerName": "Host", **text},
+        {"field": "version", "headerName": "Version", **text, "minWidth": 80},
+        {"field": "since", "headerName": "Since", "minWidth": 90, "flex": 1, "sortable": False},
+        # Sorted by the seconds held, shown as "3 h 05 min".
+        {
+            "field": "held_s",
+            "headerName": "Held for",
+            "sort": "desc",
+            "valueFormatter": {"function": "params.data.held"},
+            "filter": "agNumberColumnFilter",
+            "minWidth": 100,
+            "flex": 1,
+        },
+        {"field": "overage", "headerName": "Overage", "minWidth": 80, "flex": 1},
+    ]
+    return dag.AgGrid(
+        id="checkouts-table",
+        columnDefs=columns,
+        rowData=[],
+        defaultColDef={"sortable": True, "resizable": True},
+        getRowId="params.data.id",
+        dashGridOptions={"animateRows": False, "localeText": {"noRowsToShow": "No open checkouts"}},
+        className="ag-theme-quartz grid",
+        style={"height": "var(--grid-height)"},
+    )
+
+
+def overview(currency):
+    """Return the all-tools section: in use and utilisation, borrows and overage, then every tool and denials."""
     return html.Section(
         [
             panel_row(
-                chart_panel("borrow-chart", "Borrows", "per minute or bin, stacked by tool", size="tall", long_legend=True),
+                chart_panel(
+                    "inuse-chart", "Licenses in use", "peak per bin, % of each tool's total", size="tall", long_legend=True
+                ),
                 chart_panel("utilization-chart", "Pool utilisation now", "in commit, overage, available", size="tall"),
             ),
             panel_row(
-                chart_panel("overage-chart", "Overage checkouts", "tool colours as above", size="short"),
-                chart_panel("failure-chart", "Failed borrows", "by reason", size="short"),
-                wide_left=False,
+                chart_panel("borrow-chart", "Borrows", "per bin, stacked by tool", long_legend=True),
+                chart_panel("overage-chart", "Overage checkouts", "per bin, stacked by tool", long_legend=True),
+                split=(6, 6),
+                breakpoint="lg",
+            ),
+            panel_row(
+                table_panel("All tools", "click a row to open the tool · sort and filter by column", tool_table(currency)),
+                chart_panel("failure-chart", "Denials", "failed borrows by reason · hover for the tools", size="tall"),
+                split=(8, 4),
             ),
         ],
         id="overview-section",
@@ -190,12 +269,14 @@ def tool_view():
         [
             dbc.Card(id="tool-info", body=True, class_name="tool-info mb-3"),
             panel_row(
-                chart_panel("tool-borrow-chart", "Borrows", "hover a bar for its users"),
+                chart_panel("tool-inuse-chart", "Licenses in use", "peak per bin, average in the hover"),
                 chart_panel("tool-commit-chart", "Licenses now", "in commit, overage, available"),
             ),
             panel_row(
-                chart_panel("tool-inuse-chart", "Licenses in use", "over the window, with commit and total"),
-                chart_panel("tool-user-chart", "Active checkouts by user", "now"),
+                chart_panel("tool-borrow-chart", "Borrows", "hover a bar for its users"),
+                chart_panel("tool-failure-chart", "Denials", "failed borrows by reason"),
+                split=(6, 6),
+                breakpoint="lg",
             ),
         ],
         id="tool-section",
@@ -203,16 +284,19 @@ def tool_view():
     )
 
 
-def recent_activity():
-    """Return the card around the recent-events table that the callback fills."""
+def activity():
+    """Return the open checkouts beside the recent-events table."""
     return html.Section(
-        dbc.Card(
-            [
-                panel_header("Recent activity", "newest first"),
-                dbc.CardBody(html.Div(id="events-table", className="events-scroll"), class_name="panel-body"),
-            ]
+        panel_row(
+            table_panel("Open checkouts", "who holds a license now, longest first", checkouts_table()),
+            table_panel("Recent activity", "newest first", html.Div(id="events-table", className="events-scroll")),
         )
     )
+
+
+def stale_banner():
+    """Return the banner the status callback opens when refreshes stop arriving."""
+    return dbc.Alert(id="stale-banner", color="warning", is_open=False, class_name="stale-banner mb-3")
 
 
 def layout(state):
@@ -224,12 +308,19 @@ def layout(state):
         [
             header(tools),
             dbc.Container(
-                [cards(total), overview(), tool_view(), recent_activity()],
+                [stale_banner(), cards(total), overview(state.config.currency), tool_view(), activity()],
+                id="page",
                 fluid=True,
                 tag="main",
                 class_name="page",
             ),
             dcc.Interval(id="refresh", interval=state.config.refresh_ms),
+            # The view lives in the URL (?tool=&window=&tz=): read once on load, then rewritten in place.
+            dcc.Location(id="url", refresh=False),
+            # The browser's time zone, read on load.
+            dcc.Store(id="browser-tz", storage_type="memory"),
+            # Legend entries the user hid, by chart: {graph id: [trace uid, ...]}; sent with every refresh.
+            dcc.Store(id="legend-hidden", storage_type="memory", data={}),
             # What this tab shows: the view and a signature per output, so updates send only what changed.
             dcc.Store(id="render-state", storage_type="memory"),
         ]

@@ -1,15 +1,24 @@
-"""Pieces of the page that callbacks rebuild: metric values, the tool summary and the events table."""
+"""Pieces of the page that callbacks rebuild: metric values, the tool summary, the tables' rows."""
+
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from dash import html
 
 from dash_app.figures.theme import REASON_LABELS
+from dash_app.timeutil import parse_iso
 
 # The events table shows this many of the newest events.
 EVENT_ROWS = 50
 
-# Overage share of recent borrows above which the card turns amber, then red.
+# Overage share of the window's borrows above which the card turns amber, then red; below OVERAGE_MIN_BORROWS
+# borrows the share is shown with its counts but not coloured, so a handful of borrows does not read as an alarm.
 OVERAGE_WARNING_PERCENT = 15
 OVERAGE_DANGER_PERCENT = 30
+OVERAGE_MIN_BORROWS = 20
+# The overview's checkouts table lists this many of the longest-held checkouts.
+OVERVIEW_CHECKOUTS = 50
 
 
 def number(value):
@@ -19,8 +28,16 @@ def number(value):
     return f"{int(value):,}"
 
 
-def overage_class(percent):
-    """Return the card value's class for an overage share: warning above 15 %, danger above 30 %."""
+def money(amount, currency):
+    """Format an amount of money with the configured currency (none when unset): "1,500 EUR"."""
+    text = number(round(amount, 2)) if isinstance(amount, float) and not amount.is_integer() else number(amount)
+    return f"{text} {currency}" if currency else text
+
+
+def overage_class(percent, borrows=OVERAGE_MIN_BORROWS):
+    """Return the card value's class for an overage share of `borrows`: warning above 15 %, danger above 30 %."""
+    if borrows < OVERAGE_MIN_BORROWS:
+        return "card-value"
     if percent > OVERAGE_DANGER_PERCENT:
         return "card-value text-danger"
     if percent > OVERAGE_WARNING_PERCENT:
@@ -39,8 +56,8 @@ def _stat(label, value, note=None):
     return html.Div(children, className="stat")
 
 
-def tool_info(tool, entry, color):
-    """Return the tool summary: name, total, commit, max overage and the cost so far."""
+def tool_info(tool, entry, color, currency=""):
+    """Return the tool summary: name, total, commit, max overage, prices and the overage charged to date."""
     title = html.H2([_dot(color), html.Span(tool)], className="tool-title")
     if entry is None or entry.get("total") is None:
         note = "This tool is not in the inventory, so its limits and prices are unknown."
@@ -48,8 +65,8 @@ def tool_info(tool, entry, color):
         stats = html.Div([_stat("In use now", number(borrowed))], className="stats")
         return [title, stats, html.P(note, className="text-muted small mb-0")]
     cost_note = (
-        f"{number(entry['commit_price'])} commit + {number(entry['current_overage_cost'])} "
-        f"for {number(entry['overage_borrows'])} overage borrows"
+        f"{money(entry['commit_price'], currency)} commit per term + {money(entry['current_overage_cost'], currency)} "
+        f"for {number(entry['overage_borrows'])} overage borrows to date"
     )
     return [
         title,
@@ -59,8 +76,9 @@ def tool_info(tool, entry, color):
                 _stat("Total", number(entry["total"])),
                 _stat("Commit", number(entry["commit"])),
                 _stat("Max overage", number(entry["max_overage"])),
-                _stat("Overage price", f"{number(entry['overage_price_per_license'])} per borrow"),
-                _stat("Cost so far", number(entry["total_cost"]), cost_note),
+                _stat("Commit price", money(entry["commit_price"], currency), "per term"),
+                _stat("Overage price", money(entry["overage_price_per_license"], currency), "per overage borrow"),
+                _stat("Cost to date", money(entry["total_cost"], currency), cost_note),
             ],
             className="stats",
         ),
@@ -78,14 +96,24 @@ def _event_detail(event):
 _TYPE_BADGES = {"borrow": "badge text-bg-primary", "return": "badge text-bg-secondary", "failure": "badge text-bg-danger"}
 
 
-EVENTS_HEAD = html.Thead(html.Tr([html.Th(text) for text in ("Time (UTC)", "Event", "Tool", "User", "Overage / reason")]))
+def events_head(zone):
+    """Return the events table's header row, naming the time zone of its times."""
+    return html.Thead(html.Tr([html.Th(text) for text in (f"Time ({zone})", "Event", "Tool", "User", "Overage / reason")]))
 
 
-def event_row(event, color):
-    """Return one table row for a buffer event dict: time (UTC), event, tool, user, overage or reason."""
+def clock_time(epoch_seconds, zone="UTC"):
+    """Return `HH:MM:SS` of an instant in `zone`."""
+    if zone == "UTC":
+        return time.strftime("%H:%M:%S", time.gmtime(epoch_seconds))
+    return datetime.fromtimestamp(epoch_seconds, ZoneInfo(zone)).strftime("%H:%M:%S")
+
+
+def event_row(event, color, zone="UTC"):
+    """Return one table row for a buffer event dict: time (in `zone`), event, tool, user, overage or reason."""
+    stamp = event["timestamp"][11:19] if zone == "UTC" else clock_time(parse_iso(event["timestamp"]), zone)
     return html.Tr(
         [
-            html.Td(event["timestamp"][11:19], className="text-nowrap font-monospace"),
+            html.Td(stamp, className="text-nowrap font-monospace"),
             html.Td(html.Span(event["type"], className=_TYPE_BADGES[event["type"]])),
             html.Td([_dot(color), event["tool"] or "—"], className="text-nowrap"),
             html.Td(event["user"] or "—"),
@@ -98,8 +126,76 @@ def event_row(event, color):
 EVENTS_ROWS_PATH = ("props", "children", 1, "props", "children")
 
 
-def events_table(rows):
+def events_table(rows, zone="UTC"):
     """Return the recent-activity table around `rows` (newest first), or a note that there were none."""
     if not rows:
         return html.Div("No activity in this window", className="empty-note")
-    return html.Table([EVENTS_HEAD, html.Tbody(rows)], className="table table-sm table-hover align-middle mb-0 events")
+    return html.Table([events_head(zone), html.Tbody(rows)], className="table table-sm table-hover align-middle mb-0 events")
+
+
+def duration(seconds):
+    """Return a held-for time to the minute: "<1 min", "12 min", "3 h 05 min", "2 d 4 h"."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "<1 min"
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def since_text(epoch_seconds, now, zone="UTC"):
+    """Return when a checkout began: the time today, or the date and time before."""
+    if zone == "UTC":
+        stamp, today = time.gmtime(epoch_seconds), time.gmtime(now)
+        same_day = stamp[:3] == today[:3]
+        return time.strftime("%H:%M:%S" if same_day else "%b %d %H:%M", stamp)
+    tz = ZoneInfo(zone)
+    stamp_dt, today_dt = datetime.fromtimestamp(epoch_seconds, tz), datetime.fromtimestamp(now, tz)
+    return stamp_dt.strftime("%H:%M:%S" if stamp_dt.date() == today_dt.date() else "%b %d %H:%M")
+
+
+def checkout_rows(borrows, now, zone="UTC", limit=None):
+    """Return the checkouts table's rows for active Borrows, the longest held first (at most `limit`)."""
+    ordered = sorted(borrows, key=lambda b: (b.borrowed_at, b.id))[:limit]
+    return [
+        {
+            "id": b.id,
+            "tool": b.tool,
+            "user": b.user,
+            "host": b.host or "",
+            "version": b.version or "",
+            "since": since_text(b.borrowed_at, now, zone),
+            "held": duration(now - b.borrowed_at),
+            "held_s": int(now - b.borrowed_at),
+            "overage": "overage" if b.is_overage else "",
+        }
+        for b in ordered
+    ]
+
+
+def tool_rows(status, stats, currency=""):
+    """Return the tool table's rows: one per tool, with in use, total, the window's peak, denials and overage."""
+    rows = []
+    for entry in status:
+        tool = entry["tool"]
+        s = stats[tool]
+        total = entry["total"]
+        price = entry.get("overage_price_per_license")
+        rows.append(
+            {
+                "tool": tool,
+                "in_use": entry["borrowed"],
+                "total": total,
+                "use_pct": round(100 * entry["borrowed"] / total) if total else None,
+                "peak": s.peak,
+                "denials": s.failures,
+                "borrows": s.borrows,
+                "overage_borrows": s.overage,
+                "overage_cost": s.overage * price if price is not None else None,
+            }
+        )
+    return rows

@@ -2,7 +2,17 @@
 
 from dash_app.testing.clock import FakeClock
 from dash_app.testing.servers import ROOT, TEST_TOKEN, ServerProcess, free_port, procfile_command
-from dash_app.testing.traffic import REASONS, TOOLS, USERS, TrafficEvent, feed, full_buffer_events, p95, timings
+from dash_app.testing.traffic import (
+    REASONS,
+    TOOLS,
+    USERS,
+    TrafficEvent,
+    estate_inventory,
+    feed,
+    full_buffer_events,
+    p95,
+    timings,
+)
 
 __all__ = [
     "REASONS",
@@ -15,6 +25,7 @@ __all__ = [
     "TrafficEvent",
     "feed",
     "free_port",
+    "estate_inventory",
     "full_buffer_events",
     "p95",
     "procfile_command",

@@ -35,8 +35,8 @@ def procfile_command() -> str:
 class ServerProcess:
     """A real gunicorn started with the Procfile's line on a free loopback port, with its base URL and token."""
 
-    def __init__(self, env_overrides: Mapping[str, str], tmp_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env_overrides: Mapping[str, str], tmp_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = TEST_TOKEN
         env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}

@@ -27,20 +27,26 @@ TrafficEvent = tuple[float, str, tuple[Any, ...]]
 
 
 def full_buffer_events(
-    end: float, seconds: float = 21600, borrows: int = 100_000, returns: int = 100_000, failures: int = 10_000, seed: int = 7
+    end: float,
+    seconds: float = 21600,
+    borrows: int = 100_000,
+    returns: int = 100_000,
+    failures: int = 10_000,
+    seed: int = 7,
+    tools: Sequence[str] = TOOLS,
 ) -> list[TrafficEvent]:
-    """Return (timestamp, kind, args) tuples spread evenly over the `seconds` before `end`, in time order."""
+    """Return (timestamp, kind, args) tuples spread evenly over the `seconds` before `end` among `tools`, in time order."""
     rng = random.Random(seed)
     events: list[TrafficEvent] = []
     for i in range(borrows):
         ts = end - seconds + (i + 0.5) * seconds / borrows
-        events.append((ts, "borrow", (rng.choice(TOOLS), rng.choice(USERS), rng.random() < 0.2, f"b{i}")))
+        events.append((ts, "borrow", (rng.choice(tools), rng.choice(USERS), rng.random() < 0.2, f"b{i}")))
     for i in range(returns):
         ts = end - seconds + (i + 0.9) * seconds / returns
         events.append((ts, "return", (f"b{i}",)))
     for i in range(failures):
         ts = end - seconds + (i + 0.3) * seconds / failures
-        events.append((ts, "failure", (rng.choice(TOOLS), rng.choice(USERS), rng.choice(REASONS))))
+        events.append((ts, "failure", (rng.choice(tools), rng.choice(USERS), rng.choice(REASONS))))
     events.sort(key=lambda e: e[0])
     return events
 
@@ -69,3 +75,47 @@ def timings(fn: Callable[[], object], repeat: int) -> list[float]:
 def p95(values: Sequence[float]) -> float:
     """Return the 95th percentile of `values` (the value itself when there is only one)."""
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+
+
+_PRODUCTS = (
+    "Vector CANoe",
+    "Vector DaVinci Configurator",
+    "GreenHills Multi IDE",
+    "MathWorks MATLAB",
+    "MathWorks Simulink",
+    "Siemens Polarion",
+    "Synopsys VCS",
+    "Cadence Virtuoso",
+    "ETAS INCA",
+    "dSPACE TargetLink",
+    "Ansys Fluent",
+    "PTC Creo",
+    "IBM Rhapsody",
+    "Altair HyperWorks",
+    "Keysight ADS",
+    "Lauterbach TRACE32",
+    "QNX Momentics",
+    "Wind River VxWorks",
+    "Parasoft C/C++test",
+    "Polyspace Bug Finder",
+)
+
+
+def estate_inventory(count: int, seed: int = 3) -> list[dict[str, Any]]:
+    """Return a tools-file inventory of `count` tools with varied totals, commits and prices: a real estate's shape."""
+    rng = random.Random(seed)
+    tools = []
+    for n in range(count):
+        total = rng.choice((2, 3, 5, 8, 10, 12, 20, 25, 40, 60))
+        commit = max(1, int(total * rng.choice((0.5, 0.6, 0.75, 1.0))))
+        tools.append(
+            {
+                "tool": f"{_PRODUCTS[n % len(_PRODUCTS)]} - feature {n // len(_PRODUCTS) + 1:02d}",
+                "total": total,
+                "commit_qty": commit,
+                "max_overage": total - commit,
+                "commit_price": commit * rng.choice((500, 1000, 2000)),
+                "overage_price_per_license": rng.choice((0, 50, 100, 250)),
+            }
+        )
+    return tools
