@@ -72,3 +72,32 @@ def test_download_buttons_save_the_selected_tool_and_window(dash_duo, make_app, 
     assert {r["tool"] for r in rows} == {GH, VECTOR}
     assert sum(r["count"] for r in rows) == 6
     assert dash_duo.get_logs() == []
+
+
+def test_a_spike_to_the_total_inside_a_two_hour_bin_shows_at_30_days(dash_duo, make_app, tmp_path):
+    app = make_app(db=str(tmp_path / "spike.db"))
+    state = get_state(app)
+    spike = time.time() - 3 * DAY
+    # Three licenses held for hours, and for 30 s all 15 of GreenHills' licenses: the spike decides a purchase.
+    for n in range(3):
+        state.pool.borrow(GH, f"steady{n}", at=spike - 3600)
+    burst = [state.pool.borrow(GH, f"burst{n}", at=spike + n) for n in range(12)]
+    for borrow in burst:
+        state.pool.return_license(borrow.id, at=spike + 30)
+    state.store.run_tasks_now()
+    dash_duo.start_server(app)
+
+    dash_duo.wait_for_page(url=f"{dash_duo.server_url}/?tool={GH.replace(' ', '+')}&window=2592000")
+    until(lambda: (figure(dash_duo, "tool-inuse-chart") or {}).get("traces"), timeout=10)
+    peaks = figure(dash_duo, "tool-inuse-chart")["traces"][0]["y"]
+    # 2-hour bins: the one holding the spike shows all 15, the others the 3 held throughout.
+    assert max(peaks) == 15 and sorted(set(peaks))[-2:] == [3, 15]
+    y_title = dash_duo.driver.execute_script("return document.querySelector('#tool-inuse-chart .ytitle').textContent")
+    assert y_title == "peak in use / 2 h"
+
+    # The overview's in-use chart shows the same spike as 100 % of the tool's total.
+    dash_duo.select_dcc_dropdown("#tool-filter", value="All tools")
+    until(lambda: (figure(dash_duo, "inuse-chart") or {}).get("traces"), timeout=10)
+    (greenhills,) = [t for t in figure(dash_duo, "inuse-chart")["traces"] if t["name"] == GH]
+    assert max(greenhills["y"]) == 100
+    assert dash_duo.get_logs() == []
