@@ -58,6 +58,7 @@ class Tab:
             "state": [
                 {"id": "render-state", "property": "data", "value": self.seen},
                 {"id": "legend-hidden", "property": "data", "value": {}},
+                {"id": "url", "property": "pathname", "value": "/"},
             ],
             "changedPropIds": ["refresh.n_intervals"],
         }

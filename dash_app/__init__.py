@@ -8,6 +8,7 @@ import dash
 
 from dash_app import config as config_module
 from dash_app import prometheus_metrics
+from dash_app.analytics.service import CapacityService
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.callbacks import register_callbacks
 from dash_app.compression import register_compression
@@ -81,6 +82,7 @@ def build_state(config: Config) -> AppState:
         history=history,
         metrics_registry=prometheus_metrics.build_registry(pool, recorder),
         stream=stream,
+        analytics=CapacityService(store, pool, config),
         services=services,
     )
 

@@ -115,6 +115,7 @@ class Config:
     max_unknown_tools: int = 50
     header_timeout: float = 10.0
     currency: str = ""
+    billing_days: int = 30
     flexlm_logs: tuple[str, ...] = ()
 
     @property

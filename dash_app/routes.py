@@ -3,6 +3,7 @@
 from flask import Flask
 
 from dash_app import prometheus_metrics, realtime_api, vendor
+from dash_app.analytics import api as analytics_api
 from dash_app.licenses import api as licenses_api
 from dash_app.sources import flexlm
 from dash_app.stream import routes as stream_routes
@@ -15,6 +16,7 @@ BLUEPRINTS = (
     stream_routes.bp,  # /realtime/stream, /realtime/stream/clients
     prometheus_metrics.bp,  # /metrics
     flexlm.bp,  # /sources/flexlm
+    analytics_api.bp,  # /analytics/capacity, /analytics/commit-advice
 )
 
 

@@ -12,6 +12,7 @@ from flask import Flask, current_app
 if TYPE_CHECKING:  # imported for the annotations only: these modules import nothing from here
     from prometheus_client import CollectorRegistry
 
+    from dash_app.analytics.service import CapacityService
     from dash_app.buffer import RealtimeMetricsBuffer
     from dash_app.config import Config
     from dash_app.licenses import LicensePool
@@ -48,6 +49,7 @@ class AppState:
     history: HistoryKeeper
     metrics_registry: CollectorRegistry
     stream: StreamTicker
+    analytics: CapacityService
     services: dict[str, Service]  # by name (STORE, DEMO, ...), in start order
     _stopped: threading.Event = field(default_factory=threading.Event)
 

@@ -3,6 +3,7 @@
 
 Run: python scripts/screenshot.py [--out docs/screenshot.png] [--size 1920x1080] [--tool NAME] [--backfill 2]
                                   [--tools inventory.json | --estate 200] [--currency EUR] [--full-page]
+                                  [--path '/capacity?tool=NAME&window=86400']
 """
 
 import argparse
@@ -25,6 +26,10 @@ CHROMIUM = os.environ.get("DASH_TEST_CHROMEPATH", "/usr/bin/chromium")
 
 # True once the cards show numbers and every visible chart has had its first update (data or an empty-state note).
 READY_JS = """
+if (location.pathname.endsWith('/capacity')) {
+  const advice = document.getElementById('capacity-advice');
+  return document.querySelectorAll('#capacity-table .ag-row').length > 0 && !!advice && advice.textContent.length > 0;
+}
 const size = document.getElementById('buffer-size');
 if (!size || !/^[0-9,]+$/.test(size.textContent) || size.textContent === '0') return false;
 const graphs = [...document.querySelectorAll('section:not([style*="none"]) .js-plotly-plot')];
@@ -116,6 +121,7 @@ def main(argv=None):
     parser.add_argument("--tool", default=None, help="show this tool's view instead of the overview")
     parser.add_argument("--backfill", type=float, default=2.0, help="hours of demo history")
     parser.add_argument("--tools", default=None, help="JSON inventory of tools instead of the bundled one")
+    parser.add_argument("--path", default="/", help="the page's path and query, e.g. '/capacity?window=86400'")
     parser.add_argument("--estate", type=int, default=None, help="a generated inventory of this many tools")
     parser.add_argument("--currency", default=None, help="currency shown with costs")
     parser.add_argument("--full-page", action="store_true", help="the whole page, not just the first screen")
@@ -131,7 +137,7 @@ def main(argv=None):
             tools.write_text(json.dumps(estate_inventory(args.estate)))
         server = start_server(port, args.backfill, str(Path(tmp) / "screenshot.db"), tools, args.currency)
         try:
-            shoot(f"http://127.0.0.1:{port}/", args.out, width, height, tool=args.tool, full_page=args.full_page)
+            shoot(f"http://127.0.0.1:{port}{args.path}", args.out, width, height, tool=args.tool, full_page=args.full_page)
         finally:
             server.terminate()
             server.wait(timeout=15)

@@ -24,10 +24,13 @@ def test_a_borrow_with_host_and_version_shows_them_and_a_restart_keeps_them(make
     restarted = get_state(make_app(db=db))
     held = {b.user: (b.host, b.version) for b in restarted.pool.active_borrows(tool=GH)}
     assert held == {"ann": ("ws-17.lab", "2024.1"), "bob": (None, None)}
-    # A returned borrow leaves nothing behind.
+    # A returned borrow is no longer held, but its session keeps its host and version (until pruned).
     restarted.pool.return_license(granted["id"])
     restarted.store.flush()
-    assert restarted.store.read("SELECT COUNT(*) FROM checkout_details") == [(0,)]
+    assert [b.user for b in restarted.pool.active_borrows(tool=GH)] == ["bob"]
+    assert restarted.store.read("SELECT host, version, returned_at IS NOT NULL FROM borrows WHERE id = ?", (granted["id"],)) == [
+        ("ws-17.lab", "2024.1", 1)
+    ]
 
 
 def test_a_bad_host_or_version_is_refused_naming_the_field_and_changes_nothing(make_app):

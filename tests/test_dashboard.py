@@ -279,6 +279,7 @@ def test_the_browser_route_answers_a_refresh(make_app):
         "state": [
             {"id": "render-state", "property": "data", "value": None},
             {"id": "legend-hidden", "property": "data", "value": {"borrow-chart": []}},
+            {"id": "url", "property": "pathname", "value": "/"},
         ],
         "changedPropIds": ["refresh.n_intervals"],
     }
@@ -317,3 +318,16 @@ def test_the_tool_table_gets_only_the_rows_that_changed(make_app):
     assert apply_transaction(rows, transaction) == sorted(fresh[("tool-table", "rowData")], key=lambda row: row["tool"])
     out, seen = updater.update("__all__", 1800, seen)
     assert is_no_update(out[("tool-table", "rowTransaction")]) and is_no_update(out[("tool-table", "rowData")])
+
+
+def test_on_the_capacity_view_a_refresh_builds_nothing_but_still_answers(make_app):
+    app, state = fed_app(make_app)
+    clock = updater_clock()
+    updater = PageUpdater(state, clock=clock)
+    _, seen = updater.update("__all__", 1800, None)
+    clock.advance(5)
+    values = updater(1, "__all__", 1800, "local", "UTC", seen, {}, "/capacity")
+    out = dict(zip(OUTPUTS, values))
+    assert all(is_no_update(value) for key, value in out.items() if key != ("render-state", "data"))
+    kept = out[("render-state", "data")]
+    assert kept["updated"] == clock.now and kept["parts"] == seen["parts"]

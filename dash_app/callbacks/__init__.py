@@ -2,6 +2,7 @@
 
 from dash import Input, Output, State, ctx, no_update
 
+from dash_app.callbacks.capacity import is_capacity, register_capacity_callbacks
 from dash_app.callbacks.downloads import register_download_callback
 from dash_app.callbacks.legend import LEGEND_CHARTS, LEGEND_JS
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
@@ -18,7 +19,7 @@ function(renderState, _n, interval, tzChoice) {
     if (renderState && ctx.triggered.some(function (t) { return t.prop_id === 'render-state.data'; })) {
         mark.at = now;
         var query = renderState.query || '';
-        if (window.location.search !== query) {
+        if (!window.location.pathname.endsWith('/capacity') && window.location.search !== query) {
             window.history.replaceState(window.history.state, '', window.location.pathname + query);
         }
     }
@@ -56,6 +57,7 @@ def register_callbacks(app, state):
         Input("browser-tz", "data"),
         State("render-state", "data"),
         State("legend-hidden", "data"),
+        State("url", "pathname"),
     )(updater.__call__)
     app.clientside_callback(
         CONNECTION_STATUS_JS,
@@ -84,9 +86,12 @@ def register_callbacks(app, state):
         Output("tz-select", "value"),
         Input("url", "search"),
         Input("tool-table", "cellClicked"),
+        State("url", "pathname"),
     )
-    def navigate(search, clicked):
+    def navigate(search, clicked, pathname):
         """Open the view the URL names on load, and a tool's view when its row in the tool table is clicked."""
+        if is_capacity(pathname):
+            return no_update, no_update, no_update  # the Capacity view reads its own query
         if ctx.triggered_id == "tool-table":
             tool = clicked.get("rowId") if isinstance(clicked, dict) else None
             if not isinstance(tool, str) or tool not in known_tools(state):
@@ -95,6 +100,7 @@ def register_callbacks(app, state):
         return view_from_query(search, known_tools(state))
 
     register_download_callback(app, state)
+    register_capacity_callbacks(app, state)
     return updater
 
 

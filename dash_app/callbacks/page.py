@@ -101,7 +101,12 @@ class PageUpdater:
         out[("render-state", "data")] = render_state
         return out, render_state
 
-    def __call__(self, _n_intervals, tool_value, window_value, zone_choice, browser_zone, seen, hidden):
+    def __call__(self, _n_intervals, tool_value, window_value, zone_choice, browser_zone, seen, hidden, pathname=None):
         """The Dash callback: outputs in OUTPUTS order."""
+        if isinstance(pathname, str) and pathname.rstrip("/").endswith("/capacity"):
+            # The live view is hidden: nothing is built, but the answer still says the server is there.
+            kept = dict(seen) if isinstance(seen, dict) else {}
+            kept["updated"] = self.clock()
+            return [kept if key == ("render-state", "data") else no_update for key in OUTPUTS]
         out, _ = self.update(tool_value, window_value, seen, zone_choice, browser_zone, hidden)
         return [out[key] for key in OUTPUTS]

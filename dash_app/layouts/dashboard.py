@@ -5,21 +5,12 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from dash_app.figures import empty_figure
+from dash_app.layouts.capacity import capacity_page
 from dash_app.layouts.controls import time_range_dropdown, tool_dropdown, tz_dropdown
+from dash_app.layouts.panels import GRAPH_CONFIG, ROW_CLASS, panel_header, panel_row, table_panel
 
-GRAPH_CONFIG: dcc.Graph.Config = {
-    "displaylogo": False,
-    "responsive": True,
-    # Drag to zoom, double-click to return to the live window; the mode bar would cover the legends.
-    "displayModeBar": False,
-    # Plotly's first-click tips float over the page's header; the panel hints say what a click does.
-    "showTips": False,
-}
 HIDDEN = {"display": "none"}
 SHOWN: dict[str, str] = {}
-
-# Gutters between cards and panels (Bootstrap's g-3, 1 rem) and the same space below each row.
-ROW_CLASS = "g-3 mb-3"
 
 
 def metric_card(card_id, label, hint):
@@ -33,13 +24,6 @@ def metric_card(card_id, label, hint):
             ]
         ),
         class_name="metric-card h-100",
-    )
-
-
-def panel_header(title, hint):
-    """Return a panel's card header: a small title and a muted hint beside it."""
-    return dbc.CardHeader(
-        [html.H3(title, className="panel-title"), html.Span(hint, className="panel-hint")], class_name="panel-head"
     )
 
 
@@ -63,20 +47,6 @@ def chart_panel(graph_id, title, hint, size="regular", long_legend=False):
             ),
         ],
         class_name="h-100",
-    )
-
-
-def table_panel(title, hint, body):
-    """Return a titled card around a table."""
-    return dbc.Card([panel_header(title, hint), dbc.CardBody(body, class_name="panel-body")], class_name="h-100")
-
-
-def panel_row(left, right, split=(7, 5), breakpoint="xl"):
-    """Return a row of two panels, side by side from `breakpoint` (xl: 1200 px, lg: 992 px) and stacked below it."""
-    # A 7/5 split needs the xl width before the narrower panel's labels fit; halves fit from lg.
-    return dbc.Row(
-        [dbc.Col(left, xs=12, **{breakpoint: split[0]}), dbc.Col(right, xs=12, **{breakpoint: split[1]})],
-        class_name=ROW_CLASS,
     )
 
 
@@ -137,8 +107,20 @@ def header(tools):
     """Return the navbar: title, connection status and controls; one line on a wide screen, stacked below."""
     brand = html.Div(
         [
-            # NavbarBrand is a span: inside the h1 the page keeps its one heading.
-            html.H1(dbc.NavbarBrand("License usage", class_name="app-brand"), className="app-title"),
+            html.Div(
+                [
+                    # NavbarBrand is a span: inside the h1 the page keeps its one heading.
+                    html.H1(dbc.NavbarBrand("License usage", class_name="app-brand"), className="app-title"),
+                    dbc.Nav(
+                        [
+                            dbc.NavLink("Live", href="/", active="exact", id="nav-live"),
+                            dbc.NavLink("Capacity", href="/capacity", active="exact", id="nav-capacity"),
+                        ],
+                        class_name="app-nav",
+                    ),
+                ],
+                className="app-brand-line",
+            ),
             # The phone's header keeps to the title and the status, so the charts start on the first screen.
             html.Div("Live checkouts across the license pool", className="app-subtitle d-none d-sm-block"),
         ]
@@ -150,7 +132,7 @@ def header(tools):
                     dbc.Col(brand, xs=True, xxl="auto"),
                     # Beside the title on narrow screens, at the far right when everything fits in one line.
                     dbc.Col(status_pill(), xs="auto", xxl={"size": "auto", "order": "last"}),
-                    dbc.Col(controls(tools), xs=12, xxl=True),
+                    dbc.Col(controls(tools), id="live-controls", xs=12, xxl=True),
                 ],
                 class_name="gx-3 gy-2 align-items-center flex-grow-1",
             ),
@@ -308,7 +290,11 @@ def layout(state):
         [
             header(tools),
             dbc.Container(
-                [stale_banner(), cards(total), overview(state.config.currency), tool_view(), activity()],
+                [
+                    stale_banner(),
+                    html.Div([cards(total), overview(state.config.currency), tool_view(), activity()], id="live-page"),
+                    capacity_page(state.config.currency, tools),
+                ],
                 id="page",
                 fluid=True,
                 tag="main",
@@ -323,5 +309,7 @@ def layout(state):
             dcc.Store(id="legend-hidden", storage_type="memory", data={}),
             # What this tab shows: the view and a signature per output, so updates send only what changed.
             dcc.Store(id="render-state", storage_type="memory"),
+            # The Capacity view's query, written into the address bar while that view is shown.
+            dcc.Store(id="capacity-query", storage_type="memory"),
         ]
     )

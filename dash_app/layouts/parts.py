@@ -30,7 +30,8 @@ def number(value):
 
 def money(amount, currency):
     """Format an amount of money with the configured currency (none when unset): "1,500 EUR"."""
-    text = number(round(amount, 2)) if isinstance(amount, float) and not amount.is_integer() else number(amount)
+    rounded = round(amount, 2)
+    text = f"{rounded:,.2f}" if isinstance(rounded, float) and not rounded.is_integer() else f"{int(rounded):,}"
     return f"{text} {currency}" if currency else text
 
 

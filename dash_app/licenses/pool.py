@@ -35,8 +35,13 @@ class UnknownBorrow(KeyError):
     """The borrow id is unknown or already returned."""
 
 
-_SAVE_DETAILS = "INSERT OR REPLACE INTO checkout_details (id, host, version) VALUES (?, ?, ?)"
-_FORGET_DETAILS = "DELETE FROM checkout_details WHERE id = ?"
+# Host and version are kept on the borrow's row (the session), returned or not, until pruning removes it. The row may
+# not be written yet (a batch's events are recorded after it ends), so this is an upsert like the writer's own: the
+# borrow event fills the rest, its source included, whichever comes first.
+_SAVE_DETAILS = (
+    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, host, version) "
+    "VALUES (?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT(id) DO UPDATE SET host = excluded.host, version = excluded.version"
+)
 
 
 def _check_details(host: str | None, version: str | None) -> None:
@@ -207,8 +212,6 @@ class LicensePool:
             self._borrowed[self._key(borrow.tool)] -= 1
             ts = self.clock() if at is None else at
             self._record(return_event(borrow_id, borrow.user, borrow.tool, ts))
-            if (borrow.host or borrow.version) and self._store is not None:
-                self._store.submit(_FORGET_DETAILS, (borrow_id,))
             return borrow
 
     # Observed events come from a real license server that has already decided: no limits apply here.
@@ -248,9 +251,13 @@ class LicensePool:
             return borrow
 
     def _save_details(self, borrow: Borrow) -> None:
-        # Host and version are not part of an event: they live beside the open borrow, so a restart keeps them.
+        # Host and version are not part of an event: they live beside the borrow, so a restart and the session
+        # history keep them.
         if (borrow.host or borrow.version) and self._store is not None:
-            self._store.submit(_SAVE_DETAILS, (borrow.id, borrow.host, borrow.version))
+            self._store.submit(
+                _SAVE_DETAILS,
+                (borrow.id, borrow.tool, borrow.user, borrow.borrowed_at, borrow.is_overage, borrow.host, borrow.version),
+            )
 
     def observe_return(self, borrow_id: str, at: float) -> Borrow:
         """Record the end of a borrow observed elsewhere; raise UnknownBorrow when it is not active."""

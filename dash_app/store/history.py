@@ -421,14 +421,24 @@ class HistoryKeeper:
             self.generation += 1
 
     def prune(self, conn: sqlite3.Connection) -> None:
-        """Delete raw events past the raw keep time and aggregates past the history time."""
+        """Delete raw events past the raw keep time; sessions, denials and aggregates past the history time.
+
+        A session (a borrows row, host and version included) goes once returned before the history time; an open
+        one stays.
+        """
         self.aggregate(conn)  # fold in what was written since the last run before raw events go
         now = self.clock()
+        history_since = now - self.history_seconds
         with conn:
+            conn.execute("BEGIN")
             conn.execute("DELETE FROM events WHERE ts < ?", (now - self.raw_keep_seconds,))
-            conn.execute("DELETE FROM borrows WHERE returned_at IS NOT NULL AND returned_at < ?", (now - self.raw_keep_seconds,))
-            conn.execute("DELETE FROM minute_stats WHERE minute < ?", (int((now - self.history_seconds) // 60),))
-            conn.execute("DELETE FROM hour_stats WHERE hour < ?", (int((now - self.history_seconds) // 3600),))
+            # `returned_at < ?` leaves open sessions (NULL) alone; a range of the borrows_returned index.
+            sessions = conn.execute("DELETE FROM borrows WHERE returned_at < ?", (history_since,)).rowcount
+            denials = conn.execute("DELETE FROM denials WHERE ts < ?", (history_since,)).rowcount
+            conn.execute("DELETE FROM minute_stats WHERE minute < ?", (int(history_since // 60),))
+            conn.execute("DELETE FROM hour_stats WHERE hour < ?", (int(history_since // 3600),))
+        if sessions > 0 or denials > 0:
+            self.store.sessions_changed()
         self.generation += 1
 
     def series(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from dash_app.events import BORROW, RETURN, Event
+from dash_app.events import BORROW, FAILURE, RETURN, Event
+from dash_app.store.schema import BASE_SCHEMA, SchemaTooNew, check_version, source_of, upgrade
 
 if TYPE_CHECKING:  # for the annotations only: the store needs nothing of the licenses package at run time
     from dash_app.licenses.inventory import ToolSpec
@@ -23,43 +26,20 @@ log = logging.getLogger(__name__)
 Statement: TypeAlias = tuple[str, Sequence[Any]]
 QueueItem: TypeAlias = list[Event] | Statement
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tools (
-    tool TEXT PRIMARY KEY, total INTEGER, commit_qty INTEGER, max_overage INTEGER,
-    commit_price REAL, overage_price_per_license REAL
-);
-CREATE TABLE IF NOT EXISTS borrows (
-    id TEXT PRIMARY KEY, tool TEXT NOT NULL, user TEXT NOT NULL, borrowed_at REAL NOT NULL,
-    is_overage INTEGER NOT NULL, returned_at REAL
-);
-CREATE INDEX IF NOT EXISTS borrows_open ON borrows (returned_at) WHERE returned_at IS NULL;
-CREATE TABLE IF NOT EXISTS checkout_details (id TEXT PRIMARY KEY, host TEXT, version TEXT);
-CREATE TABLE IF NOT EXISTS charges (tool TEXT PRIMARY KEY, overage_borrows INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    ts REAL NOT NULL, kind TEXT NOT NULL, tool TEXT, user TEXT, borrow_id TEXT, is_overage INTEGER, reason TEXT
-);
-CREATE INDEX IF NOT EXISTS events_kind_ts ON events (kind, ts);
-CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
-CREATE TABLE IF NOT EXISTS minute_stats (
-    tool TEXT NOT NULL, minute INTEGER NOT NULL, count INTEGER NOT NULL, overage_count INTEGER NOT NULL,
-    users TEXT NOT NULL, returns INTEGER NOT NULL, failures TEXT NOT NULL, PRIMARY KEY (tool, minute)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS hour_stats (
-    tool TEXT NOT NULL, hour INTEGER NOT NULL, count INTEGER NOT NULL, overage_count INTEGER NOT NULL,
-    users TEXT NOT NULL, returns INTEGER NOT NULL, failures TEXT NOT NULL, PRIMARY KEY (tool, hour)
-) WITHOUT ROWID;
-"""
+# The tables of a version 0 file; `schema.upgrade` creates them in a new file and migrates them to the latest.
+SCHEMA = BASE_SCHEMA
 
 # A borrow and its return may reach the writer in either order (one source's batch can be recorded after another
 # thread returned one of its borrows), so both are upserts that leave the other's columns alone: the row ends the
-# same whichever comes first.
+# same whichever comes first. Each row is one session, kept --history-days after its return (HistoryKeeper.prune);
+# its source follows from its id (schema.source_of), its host and version come from the pool's own upsert.
 _INSERT_BORROW = (
-    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at) VALUES (?, ?, ?, ?, ?, NULL) "
+    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, source) VALUES (?, ?, ?, ?, ?, NULL, ?) "
     "ON CONFLICT(id) DO UPDATE SET tool = excluded.tool, user = excluded.user, borrowed_at = excluded.borrowed_at, "
-    "is_overage = excluded.is_overage"
+    "is_overage = excluded.is_overage, source = excluded.source"
 )
 _RETURN_BORROW = (
-    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at) VALUES (?, ?, ?, ?, 0, ?) "
+    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, source) VALUES (?, ?, ?, ?, 0, ?, ?) "
     "ON CONFLICT(id) DO UPDATE SET returned_at = excluded.returned_at"
 )
 _ADD_CHARGES = (
@@ -67,11 +47,16 @@ _ADD_CHARGES = (
     "ON CONFLICT(tool) DO UPDATE SET overage_borrows = overage_borrows + excluded.overage_borrows"
 )
 _INSERT_EVENT = "INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_DENIAL = "INSERT INTO denials (ts, tool, user, reason) VALUES (?, ?, ?, ?)"
 
 FLUSH_SECONDS = 0.2
 BATCH_LIMIT = 5000
 IDENTITY_CHECK_SECONDS = 1.0  # how often the writer checks that the database file is still the one it opened
 BUSY_TIMEOUT_MS = 5000
+
+# Numbers for SQLiteStore.sessions_version, shared by every store in the process: a value is never given twice, so a
+# cache keyed on it cannot mistake one store's data for another's.
+_data_versions = itertools.count(1)
 
 
 class StoreError(Exception):
@@ -93,9 +78,19 @@ class SQLiteStore:
         # (st_dev, st_ino) of the file opened, to notice it being deleted or replaced
         self._identity: tuple[int, int] | None = None
         self._next_identity_check = 0.0
+        # Connections of their own for long reads (scan): idle ones, and the generation they belong to, which a
+        # recreation or close moves on so that connections to the old file are closed rather than reused.
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._readers_generation = 0
+        # mode=rw: a missing file (deleted, about to be written back) is an error, never a new empty database.
+        absolute = str(Path(self.path).expanduser().resolve()) if self.path != ":memory:" else ""
+        self._reader_uri = "file:" + urllib.parse.quote(absolute) + "?mode=rw"
+        # Changes (to a number never used before) whenever a committed write touched sessions or denials.
+        self.sessions_version = next(_data_versions)
         try:
             self._open()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, SchemaTooNew) as exc:
             raise StoreError(f"database {self.path}: {exc}") from None
         self._queue: queue.SimpleQueue[QueueItem] = queue.SimpleQueue()
         self._pending = 0
@@ -113,9 +108,10 @@ class SQLiteStore:
         try:
             # Another process's short write must make ours wait, not fail.
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            check_version(conn)  # a newer file is refused before this code changes anything in it
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(SCHEMA)
+            upgrade(conn, f"database {self.path}")  # the tables of a new file, or an older file's migrations
         except BaseException:
             conn.close()
             raise
@@ -159,7 +155,8 @@ class SQLiteStore:
         self.close()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and the idle read connections)."""
+        self._drop_readers()
         with self._conn_lock:
             if self._conn is not None:
                 self._conn.close()
@@ -291,7 +288,9 @@ class SQLiteStore:
                     if os.path.exists(path + suffix):
                         os.replace(path + suffix, f"{path}.replaced-{stamp}{suffix}")
             # Closing checkpoints into the old inode and removes its -wal and -shm by name: do it before the new
-            # file exists, so no stale WAL is ever applied to the new database.
+            # file exists, so no stale WAL is ever applied to the new database. Read connections go first: they
+            # hold the old file open too.
+            self._drop_readers()
             self._conn.close()
             self._conn = None
             for suffix in ("-wal", "-shm"):
@@ -337,9 +336,10 @@ class SQLiteStore:
                 events.extend(item)
             else:
                 statements.append(item)
-        borrows = [(e.borrow_id, e.tool, e.user, e.ts, e.is_overage) for e in events if e.kind == BORROW]
+        borrows = [(e.borrow_id, e.tool, e.user, e.ts, e.is_overage, source_of(e.borrow_id)) for e in events if e.kind == BORROW]
         # A return written first keeps its borrow's time as its own until the borrow row arrives.
-        returns = [(e.borrow_id, e.tool, e.user, e.ts, e.ts) for e in events if e.kind == RETURN]
+        returns = [(e.borrow_id, e.tool, e.user, e.ts, e.ts, source_of(e.borrow_id)) for e in events if e.kind == RETURN]
+        denials = [(e.ts, e.tool, e.user, e.reason) for e in events if e.kind == FAILURE]
         charges: dict[str | None, int] = {}  # by tool, keyed like Event.tool (a borrow's is never None)
         for e in events:
             if e.kind == BORROW and e.is_overage:
@@ -352,6 +352,7 @@ class SQLiteStore:
                 conn.executemany(_RETURN_BORROW, returns)
                 conn.executemany(_ADD_CHARGES, list(charges.items()))
                 conn.executemany(_INSERT_EVENT, events)  # an Event is a row of this table
+                conn.executemany(_INSERT_DENIAL, denials)  # in the same transaction as their events
                 for sql, params in statements:
                     conn.execute(sql, params)
                 conn.execute("COMMIT")
@@ -360,9 +361,16 @@ class SQLiteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            # Every event kind is a session's start or end or a denial; statements may change a session's details.
+            if events or statements:
+                self.sessions_changed()
             if events:
                 earliest = min(e.ts for e in events)
                 self._events_since = earliest if self._events_since is None else min(self._events_since, earliest)
+
+    def sessions_changed(self) -> None:
+        """Note that sessions or denials changed (after the commit): sessions_version moves to a new number."""
+        self.sessions_version = next(_data_versions)
 
     def run_tasks_now(self, timeout: float = 10) -> None:
         """Write what is queued, then run every periodic task at once (tests and shutdown)."""
@@ -390,10 +398,55 @@ class SQLiteStore:
         with self._conn_lock:
             self._connection().executescript(sql)
 
-    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    def read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         """Run a read query and return all rows; it sees what the writer has committed."""
         with self._conn_lock:
             return self._connection().execute(sql, params).fetchall()
+
+    def scan(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+        """Run a long read query and return all rows, on a connection of its own, so the writer is not held up.
+
+        It sees what the writer has committed, like read(). An in-memory database has one connection only: there it
+        is read().
+        """
+        if self.path == ":memory:":
+            return self.read(sql, params)
+        try:
+            conn, generation = self._take_reader()
+        except sqlite3.OperationalError:
+            return self.read(sql, params)  # the file is being written back (see _recreate): read the one we hold
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            self._give_back_reader(conn, generation)
+
+    def _take_reader(self) -> tuple[sqlite3.Connection, int]:
+        with self._readers_lock:
+            generation = self._readers_generation
+            if self._readers:
+                return self._readers.pop(), generation
+        conn = sqlite3.connect(self._reader_uri, uri=True, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA query_only=1")
+        except BaseException:
+            conn.close()
+            raise
+        return conn, generation
+
+    def _give_back_reader(self, conn: sqlite3.Connection, generation: int) -> None:
+        with self._readers_lock:
+            if generation == self._readers_generation:
+                self._readers.append(conn)
+                return
+        conn.close()
+
+    def _drop_readers(self) -> None:
+        with self._readers_lock:
+            self._readers_generation += 1
+            idle, self._readers = self._readers, []
+        for conn in idle:
+            conn.close()
 
     def save_tools(self, specs: Mapping[str, ToolSpec]) -> None:
         """Replace the stored inventory with `specs` (at start-up, before the writer runs)."""
@@ -413,8 +466,8 @@ class SQLiteStore:
     def load_open_borrows(self) -> list[tuple[str, str, str, float, int, str | None, str | None]]:
         """Return [(id, tool, user, borrowed_at, is_overage, host, version)] of borrows not yet returned."""
         return self.read(
-            "SELECT b.id, b.tool, b.user, b.borrowed_at, b.is_overage, d.host, d.version FROM borrows b "
-            "LEFT JOIN checkout_details d ON d.id = b.id WHERE b.returned_at IS NULL ORDER BY b.borrowed_at"
+            "SELECT id, tool, user, borrowed_at, is_overage, host, version FROM borrows "
+            "WHERE returned_at IS NULL ORDER BY borrowed_at"
         )
 
     def load_charges(self) -> dict[str, int]:

@@ -1,0 +1,56 @@
+"""GET /analytics/capacity and /analytics/commit-advice: a period's figures per tool, as JSON or CSV."""
+
+from flask import Blueprint, Response, jsonify, request
+
+from dash_app.analytics.service import CSV_COLUMNS, PeriodError, Report, period_of, table_rows
+from dash_app.export import to_csv
+from dash_app.state import get_state
+from dash_app.web import ApiError
+
+bp = Blueprint("analytics", __name__)
+
+FORMATS = ("json", "csv")
+
+
+def _report() -> tuple[Report, str]:
+    """Run (or take from the cache) the report the query asks for; bad parameters are a 400 naming the field."""
+    state = get_state()
+    service = state.analytics
+    fmt = request.args.get("format", "json")
+    if fmt not in FORMATS:
+        raise ApiError(400, "invalid_query", "format: must be json or csv")
+    try:
+        start, end = period_of(request.args, service.clock(), service.longest)
+    except PeriodError as bad:
+        raise ApiError(400, "invalid_query", str(bad)) from None
+    tools = request.args.getlist("tool") or None
+    if tools is not None and any(not tool or len(tool) > 200 for tool in tools):
+        raise ApiError(400, "invalid_query", "tool: must be a tool name")
+    return service.report(start, end, tools), fmt
+
+
+def _csv(text: str, name: str) -> Response:
+    return Response(
+        text, content_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}.csv"'}
+    )
+
+
+@bp.get("/analytics/capacity")
+def capacity() -> Response:
+    report, fmt = _report()
+    if fmt == "csv":
+        return _csv(to_csv(table_rows(report), CSV_COLUMNS), "capacity")
+    return jsonify({**report.period(), "tools": report.tools})
+
+
+@bp.get("/analytics/commit-advice")
+def commit_advice() -> Response:
+    report, fmt = _report()
+    if fmt == "csv":
+        rows = [
+            {"tool": entry["tool"], "commit": point["commit"], "cost": point["cost"]}
+            for entry in report.advice
+            for point in entry.get("curve") or ()
+        ]
+        return _csv(to_csv(rows, ("tool", "commit", "cost")), "commit-advice")
+    return jsonify({**report.period(), "billing_days": report.billing_days, "tools": report.advice})

@@ -1,0 +1,217 @@
+"""The capacity and cost analyses the API and the Capacity page ask for, cached per data version and period."""
+
+from __future__ import annotations
+
+import calendar
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from dash_app.analytics.capacity import Spec, capacity, commit_advice, denials_over_time, duration_curve, hour_of_week
+from dash_app.store.sessions import data_version, load_denials, load_sessions
+
+if TYPE_CHECKING:
+    from dash_app.config import Config
+    from dash_app.licenses.pool import LicensePool
+    from dash_app.store.sqlite_store import SQLiteStore
+
+DEFAULT_WINDOW = 7 * 86400
+# Reports kept: every period and tool filter the page and API use within one data version, and a few more.
+CACHE_SIZE = 32
+# How long a report is served after the data it was built from changed: at most this far behind the live data.
+REUSE_SECONDS = 30.0
+
+
+class PeriodError(ValueError):
+    """A period parameter is bad; the message starts with the field's name."""
+
+
+def parse_time(field: str, text: str) -> float:
+    """Return epoch seconds of an ISO 8601 time that names its zone, or raise PeriodError naming `field`."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise PeriodError(f"{field}: not an ISO 8601 time") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise PeriodError(f"{field}: must name its time zone (for example 2026-11-01T00:00:00Z)")
+    return moment.timestamp()
+
+
+def period_of(args: Mapping[str, str], now: float, longest: float, default_window: float = DEFAULT_WINDOW) -> tuple[float, float]:
+    """Return [start, end) from `from`/`to` (ISO, with a zone) or `window` (seconds, ending now); `from`/`to` win.
+
+    `to` in the future is clipped to now; a window ends at the start of the current minute, so a repeated query
+    within the minute is the same period (and the same cached report).
+    """
+    end = float(int(now // 60) * 60)
+    if args.get("to"):
+        end = min(parse_time("to", args["to"]), now)
+    if args.get("from"):
+        start = parse_time("from", args["from"])
+    else:
+        raw = args.get("window")
+        try:
+            window = float(raw) if raw is not None else default_window
+        except ValueError:
+            raise PeriodError("window: must be a number of seconds") from None
+        if not math.isfinite(window) or not 60 <= window <= longest:
+            raise PeriodError(f"window: must be between 60 and {int(longest)} seconds")
+        start = end - window
+    if start >= end:
+        raise PeriodError("from: must be before to (and before now)")
+    if end - start > longest + 86400:
+        raise PeriodError(f"from: the history keeps {int(longest // 86400)} days")
+    return start, end
+
+
+def month_period(now: float, months_back: int, zone: Callable[[float], datetime]) -> tuple[float, float]:
+    """Return [start, end) of this calendar month (0) or the one before (1) in the zone `zone` gives local times in."""
+    local = zone(now)
+    year, month = local.year, local.month - months_back
+    if month < 1:
+        year, month = year - 1, month + 12
+    first = local.replace(year=year, month=month, day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(year, month)[1]
+    following = first.replace(day=days).timestamp() + 86400
+    return first.timestamp(), min(following, now) if months_back == 0 else following
+
+
+class Report:
+    """One period's figures: capacity per tool and commit advice, as the API returns them."""
+
+    def __init__(self, start: float, end: float, billing_days: int, tools: list[dict[str, Any]], advice: list[dict[str, Any]]):
+        self.start, self.end, self.billing_days = start, end, billing_days
+        self.tools, self.advice = tools, advice
+
+    def period(self) -> dict[str, str]:
+        """Return the period as the API shows it: ISO times in UTC."""
+        return {"from": iso(self.start), "to": iso(self.end)}
+
+
+def iso(epoch: float) -> str:
+    """Return `YYYY-MM-DDTHH:MM:SSZ` of epoch seconds."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CapacityService:
+    """Runs the analyses over the stored sessions and denials, each period at most once per version of the data."""
+
+    def __init__(self, store: SQLiteStore, pool: LicensePool, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.store, self.pool, self.config, self.clock = store, pool, config, clock
+        self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        # One analysis at a time: two tabs asking for the same period wait for one result instead of doubling the work.
+        self._compute = threading.Lock()
+
+    @property
+    def longest(self) -> float:
+        """The longest period the history holds, in seconds."""
+        return self.config.history_days * 86400
+
+    def specs(self) -> dict[str, Spec]:
+        """Return each tool's limits and prices from the pool's inventory (None where it has none)."""
+        return {
+            entry["tool"]: Spec(entry["total"], entry["commit"], entry["commit_price"], entry["overage_price_per_license"])
+            for entry in self.pool.status()
+        }
+
+    def _cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """Return the value of `key` for the current data, building it at most once per version of the data.
+
+        Live traffic changes the data several times a second; a report is then still served for REUSE_SECONDS after
+        it was built, so a page of long periods is not recomputed on every click while licenses come and go.
+        """
+        version = data_version(self.store)
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None and (entry[0] == version or self.clock() - entry[1] < REUSE_SECONDS):
+                self._cache.move_to_end(key)
+                return entry[2]
+        with self._compute:
+            with self._lock:
+                entry = self._cache.get(key)
+                if entry is not None and (entry[0] == version or self.clock() - entry[1] < REUSE_SECONDS):
+                    return entry[2]
+            value = build()
+            with self._lock:
+                self._cache[key] = (version, self.clock(), value)
+                self._cache.move_to_end(key)
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+            return value
+
+    def report(self, start: float, end: float, tools: Collection[str] | None = None) -> Report:
+        """Return the capacity figures and commit advice of [start, end), of `tools` only when given."""
+        wanted = tuple(sorted(set(tools))) if tools else None
+
+        def build() -> Report:
+            specs = self.specs()
+            if wanted is not None:
+                specs = {tool: spec for tool, spec in specs.items() if tool in wanted}
+            sessions = load_sessions(self.store, start, end, wanted)
+            denials = load_denials(self.store, start, end, wanted)
+            rows = capacity(sessions, denials, specs, start, end)
+            advice = commit_advice(sessions, specs, start, end, self.config.billing_days)
+            return Report(start, end, self.config.billing_days, rows, advice)
+
+        report: Report = self._cached(("report", start, end, wanted), build)
+        return report
+
+    def detail(self, tool: str, start: float, end: float, zone: str) -> dict[str, Any]:
+        """Return one tool's duration curve, hour-of-week heatmap and denials over time for [start, end)."""
+        bin_seconds = 3600 if end - start <= 7 * 86400 else 86400
+
+        def build() -> dict[str, Any]:
+            sessions = load_sessions(self.store, start, end, (tool,))
+            denials = load_denials(self.store, start, end, (tool,))
+            return {
+                "duration": duration_curve(sessions, tool, start, end),
+                "heatmap": hour_of_week(sessions, tool, start, end, zone),
+                "denials": denials_over_time(denials, tool, start, end, bin_seconds),
+                "bin_seconds": bin_seconds,
+            }
+
+        detail: dict[str, Any] = self._cached(("detail", tool, start, end, zone), build)
+        return detail
+
+
+CSV_COLUMNS: Sequence[str] = (
+    "tool",
+    "total",
+    "commit",
+    "peak_in_use",
+    "avg_in_use",
+    "seconds_at_or_above_commit",
+    "seconds_at_total",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "p100",
+    "borrows",
+    "overage_borrows",
+    "overage_cost",
+    "denials",
+    "denied_users",
+    "distinct_users",
+    "best_commit",
+    "saving",
+)
+
+
+def table_rows(report: Report) -> list[dict[str, Any]]:
+    """Return one flat row per tool: the capacity figures, coverage columns and the commit advice."""
+    advice = {entry["tool"]: entry for entry in report.advice}
+    rows = []
+    for entry in report.tools:
+        row = {key: value for key, value in entry.items() if key not in ("coverage", "top_users")}
+        row.update(entry["coverage"] or {})
+        tip = advice.get(entry["tool"], {})
+        row["best_commit"] = tip.get("best_commit")
+        row["saving"] = tip.get("saving")
+        rows.append(row)
+    return rows

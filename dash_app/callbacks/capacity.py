@@ -1,0 +1,223 @@
+"""Callbacks of the Capacity view: which view the address shows, the period's figures, one tool's curves, the CSV."""
+
+import time
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urlencode
+from zoneinfo import ZoneInfo
+
+from dash import Input, Output, State, ctx, dcc, no_update
+
+from dash_app.analytics.service import CSV_COLUMNS, iso, month_period, table_rows
+from dash_app.export import to_csv
+from dash_app.figures import capacity as charts
+from dash_app.layouts.capacity import DEFAULT_PERIOD, PERIODS
+from dash_app.layouts.controls import time_zone
+from dash_app.layouts.dashboard import HIDDEN, SHOWN
+from dash_app.layouts.parts import money
+
+CAPACITY_PATH = "/capacity"
+PERIOD_VALUES = {value for value, _ in PERIODS}
+
+# Writes the Capacity view's query into the address bar in place, while the address is the Capacity view's.
+CAPACITY_QUERY_JS = """
+function(query) {
+    if (typeof query === 'string' && window.location.pathname.endsWith('/capacity') && window.location.search !== query) {
+        window.history.replaceState(window.history.state, '', window.location.pathname + query);
+    }
+    return window.dash_clientside.no_update;
+}
+"""
+
+
+def is_capacity(pathname):
+    """Return whether an address path is the Capacity view's."""
+    return isinstance(pathname, str) and pathname.rstrip("/").endswith(CAPACITY_PATH)
+
+
+def view_from_query(search, tools):
+    """Return (period choice, start date, end date, tool) from a /capacity query; bad values fall back to the defaults."""
+    query = parse_qs(search[1:] if isinstance(search, str) and search.startswith("?") else "", max_num_fields=20)
+    first = {key: values[0] for key, values in query.items()}
+    tool = first.get("tool") if first.get("tool") in tools else None
+    start_date, end_date = first.get("from"), first.get("to")
+    if start_date and end_date and _date(start_date) and _date(end_date) and start_date <= end_date:
+        return "range", start_date, end_date, tool
+    choice = first.get("period") or first.get("window") or DEFAULT_PERIOD
+    return (choice if choice in PERIOD_VALUES and choice != "range" else DEFAULT_PERIOD), None, None, tool
+
+
+def query_for(choice, start_date, end_date, tool):
+    """Return the /capacity query that opens this view."""
+    params = {}
+    if tool:
+        params["tool"] = tool
+    if choice == "range" and start_date and end_date:
+        params.update({"from": start_date, "to": end_date})
+    elif choice.isdigit():
+        params["window"] = choice
+    elif choice != "range":
+        params["period"] = choice
+    return "?" + urlencode(params) if params else ""
+
+
+def _date(text):
+    try:
+        return datetime.strptime(text[:10], "%Y-%m-%d").date()
+    except (TypeError, ValueError):
+        return None
+
+
+def period_for(choice, start_date, end_date, now, zone, longest):
+    """Return [start, end) of a period choice in the viewer's zone; a window ends at the start of the current minute."""
+    tz = ZoneInfo(zone)
+    if choice == "this-month":
+        return month_period(now, 0, lambda t: datetime.fromtimestamp(t, tz))
+    if choice == "last-month":
+        return month_period(now, 1, lambda t: datetime.fromtimestamp(t, tz))
+    if choice == "range":
+        first, last = _date(start_date), _date(end_date)
+        if first is None or last is None or first > last:
+            return None
+        start = datetime(first.year, first.month, first.day, tzinfo=tz).timestamp()
+        following = last + timedelta(days=1)
+        end = min(datetime(following.year, following.month, following.day, tzinfo=tz).timestamp(), now)
+        start = max(start, now - longest)
+        return (start, end) if start < end else None
+    seconds = int(choice) if str(choice).isdigit() else int(DEFAULT_PERIOD)
+    end = float(int(now // 60) * 60)
+    return end - min(seconds, longest), end
+
+
+def advice_text(advice, currency):
+    """Return what the commit advice says, as a line of text: the best commit and the saving over the period."""
+    if advice is None:
+        return "No tool picked."
+    if advice.get("advice", True) is None or not advice.get("curve"):
+        return f"No commit advice: {advice.get('reason') or 'no prices are known for this tool'}."
+    saving = advice["saving"] or 0
+    if advice["best_commit"] == advice["commit"]:
+        return f"Best commit: {advice['best_commit']}, the current one: this period cost {money(advice['cost_now'], currency)}."
+    return (
+        f"Best commit: {advice['best_commit']} (now {advice['commit']}): "
+        f"{money(advice['best_cost'], currency)} instead of {money(advice['cost_now'], currency)} over this period, "
+        f"saving {money(saving, currency)}."
+    )
+
+
+def register_capacity_callbacks(app, state):
+    """Wire the Capacity view to `state`'s analytics."""
+    service = state.analytics
+    currency = state.config.currency
+
+    def known_tools():
+        return {entry["tool"] for entry in state.pool.status()}
+
+    @app.callback(
+        Output("live-page", "style"),
+        Output("capacity-section", "style"),
+        Output("live-controls", "style"),
+        Output("capacity-period", "value"),
+        Output("capacity-range", "start_date"),
+        Output("capacity-range", "end_date"),
+        Output("capacity-tool", "value"),
+        Input("url", "pathname"),
+        Input("capacity-table", "cellClicked"),
+        State("url", "search"),
+    )
+    def route(pathname, clicked, search):
+        """Show the view the address names (live or Capacity); open a tool when its row is clicked."""
+        if ctx.triggered_id == "capacity-table":
+            tool = clicked.get("rowId") if isinstance(clicked, dict) else None
+            if not isinstance(tool, str) or tool not in known_tools():
+                return (no_update,) * 7
+            return (no_update,) * 6 + (tool,)
+        if not is_capacity(pathname):
+            return SHOWN, HIDDEN, SHOWN, no_update, no_update, no_update, no_update
+        choice, start_date, end_date, tool = view_from_query(search, known_tools())
+        return HIDDEN, SHOWN, HIDDEN, choice, start_date, end_date, tool
+
+    @app.callback(
+        Output("capacity-table", "rowData"),
+        Output("capacity-tool", "options"),
+        Output("capacity-period-text", "children"),
+        Output("capacity-range-box", "style"),
+        Output("capacity-tool-title", "children"),
+        Output("capacity-advice", "children"),
+        Output("capacity-duration", "figure"),
+        Output("capacity-cost", "figure"),
+        Output("capacity-heatmap", "figure"),
+        Output("capacity-users", "figure"),
+        Output("capacity-denials", "figure"),
+        Output("capacity-query", "data"),
+        Input("capacity-period", "value"),
+        Input("capacity-range", "start_date"),
+        Input("capacity-range", "end_date"),
+        Input("capacity-tool", "value"),
+        Input("tz-select", "value"),
+        Input("browser-tz", "data"),
+        State("url", "pathname"),
+    )
+    def update(choice, start_date, end_date, tool, tz_choice, browser_zone, pathname):
+        """Run (or take from the cache) the period's report and the picked tool's curves."""
+        if not is_capacity(pathname):
+            return (no_update,) * 12
+        choice = choice if choice in PERIOD_VALUES else DEFAULT_PERIOD
+        zone = time_zone(tz_choice, browser_zone)
+        range_box = SHOWN if choice == "range" else HIDDEN
+        query = query_for(choice, start_date, end_date, tool)
+        period = period_for(choice, start_date, end_date, time.time(), zone, service.longest)
+        if period is None:
+            empty = charts.empty_figure("Pick the first and last day")
+            return [], no_update, "Pick the first and last day.", range_box, "", "", *(empty,) * 5, query
+        start, end = period
+        report = service.report(start, end)
+        rows = table_rows(report)
+        options = [{"label": row["tool"], "value": row["tool"]} for row in rows]
+        text = f"{iso(start)} to {iso(end)} · {(end - start) / 86400:.1f} days · costs per this period"
+        entry = next((row for row in report.tools if row["tool"] == tool), None) if tool else None
+        if entry is None:
+            empty = charts.empty_figure("Pick a tool in the table or above")
+            return rows, options, text, range_box, "", "", *(empty,) * 5, query
+        advice = next((a for a in report.advice if a["tool"] == tool), None)
+        detail = service.detail(tool, start, end, zone)
+        return (
+            rows,
+            options,
+            text,
+            range_box,
+            tool,
+            advice_text(advice, currency),
+            charts.duration_chart(detail["duration"], entry["commit"], entry["total"]),
+            charts.cost_chart(advice, currency),
+            charts.heatmap_chart(detail["heatmap"], zone),
+            charts.users_chart(entry["top_users"]),
+            charts.denials_chart(detail["denials"], detail["bin_seconds"], zone),
+            query,
+        )
+
+    app.clientside_callback(
+        CAPACITY_QUERY_JS,
+        Output("capacity-query", "data", allow_duplicate=True),
+        Input("capacity-query", "data"),
+        prevent_initial_call=True,
+    )
+
+    @app.callback(
+        Output("capacity-download", "data"),
+        Input("capacity-csv", "n_clicks"),
+        State("capacity-period", "value"),
+        State("capacity-range", "start_date"),
+        State("capacity-range", "end_date"),
+        State("tz-select", "value"),
+        State("browser-tz", "data"),
+        prevent_initial_call=True,
+    )
+    def download(_clicks, choice, start_date, end_date, tz_choice, browser_zone):
+        """Send the table of the period as CSV."""
+        zone = time_zone(tz_choice, browser_zone)
+        choice = choice if choice in PERIOD_VALUES else DEFAULT_PERIOD
+        period = period_for(choice, start_date, end_date, time.time(), zone, service.longest)
+        if period is None:
+            return no_update
+        report = service.report(*period)
+        return dcc.send_string(to_csv(table_rows(report), CSV_COLUMNS), "capacity.csv", type="text/csv")

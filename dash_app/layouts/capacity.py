@@ -1,0 +1,174 @@
+"""The Capacity view at /capacity: a period, every tool's figures in a grid, and one tool's curves."""
+
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from dash_app.figures import empty_figure
+from dash_app.layouts.panels import GRAPH_CONFIG, ROW_CLASS, panel_header, panel_row, table_panel
+
+# The period picker's choices: windows ending now, calendar months in the viewer's zone, or a range of dates.
+PERIODS = (
+    ("86400", "Last 24 hours"),
+    ("604800", "Last 7 days"),
+    ("2592000", "Last 30 days"),
+    ("this-month", "This month"),
+    ("last-month", "Last month"),
+    ("range", "Dates…"),
+)
+DEFAULT_PERIOD = "604800"
+
+
+def chart(graph_id, title, hint):
+    """Return a titled card around one of the view's charts."""
+    return dbc.Card(
+        [
+            panel_header(title, hint),
+            dbc.CardBody(
+                dcc.Graph(
+                    id=graph_id,
+                    figure=empty_figure("Pick a tool"),
+                    config=GRAPH_CONFIG,
+                    className="chart-regular",
+                    style={"height": "var(--chart-height)"},
+                ),
+                class_name="panel-body",
+            ),
+        ],
+        class_name="h-100",
+    )
+
+
+def capacity_table(currency):
+    """Return the `capacity-table` grid: every tool's figures for the period, sortable and filterable."""
+    money = f" ({currency})" if currency else ""
+    number = {"filter": "agNumberColumnFilter", "type": "rightAligned", "minWidth": 95, "flex": 1}
+    hours = {"valueFormatter": {"function": "params.value == null ? '' : (params.value / 3600).toFixed(1) + ' h'"}}
+    columns = [
+        {"field": "tool", "headerName": "Tool", "filter": "agTextColumnFilter", "minWidth": 200, "flex": 3, "pinned": "left"},
+        {"field": "total", "headerName": "Total", **number},
+        {"field": "commit", "headerName": "Commit", **number},
+        {"field": "peak_in_use", "headerName": "Peak", **number, "sort": "desc"},
+        {
+            "field": "avg_in_use",
+            "headerName": "Average",
+            **number,
+            "valueFormatter": {"function": "d3.format('.2f')(params.value)"},
+        },
+        {"field": "p95", "headerName": "p95", "headerTooltip": "Licenses that cover 95 % of the time", **number},
+        {"field": "seconds_at_or_above_commit", "headerName": "At or above commit", **number, **hours},
+        {"field": "seconds_at_total", "headerName": "At total", **number, **hours},
+        {"field": "borrows", "headerName": "Borrows", **number},
+        {"field": "overage_borrows", "headerName": "Overage borrows", **number},
+        {"field": "overage_cost", "headerName": f"Overage cost{money}", **number},
+        {"field": "denials", "headerName": "Denials", **number},
+        {"field": "distinct_users", "headerName": "Users", **number},
+        {"field": "best_commit", "headerName": "Best commit", **number},
+        {"field": "saving", "headerName": f"Saving{money}", **number},
+    ]
+    return dag.AgGrid(
+        id="capacity-table",
+        columnDefs=columns,
+        rowData=[],
+        defaultColDef={"sortable": True, "resizable": True, "floatingFilter": True},
+        getRowId="params.data.tool",
+        dashGridOptions={"animateRows": False, "rowSelection": {"mode": "singleRow", "checkboxes": False}},
+        className="ag-theme-quartz grid",
+        style={"height": "var(--grid-height)"},
+    )
+
+
+def controls(tools):
+    """Return the period picker, the date range it opens, the tool picker and the CSV download."""
+    return dbc.Row(
+        [
+            dbc.Col(
+                dbc.Label(
+                    [
+                        html.Span("Period", className="control-label"),
+                        dcc.Dropdown(
+                            id="capacity-period",
+                            options=[{"label": label, "value": value} for value, label in PERIODS],
+                            value=DEFAULT_PERIOD,
+                            clearable=False,
+                            searchable=False,
+                            className="control-window",
+                        ),
+                    ],
+                    class_name="control mb-0",
+                ),
+                xs=12,
+                md="auto",
+            ),
+            dbc.Col(
+                dcc.DatePickerRange(id="capacity-range", display_format="YYYY-MM-DD", minimum_nights=0),
+                id="capacity-range-box",
+                xs=12,
+                md="auto",
+                style={"display": "none"},
+            ),
+            dbc.Col(
+                dbc.Label(
+                    [
+                        html.Span("Tool", className="control-label"),
+                        # The inventory's tools from the start: a value from the address must find its option at once.
+                        dcc.Dropdown(
+                            id="capacity-tool",
+                            options=[{"label": tool, "value": tool} for tool in tools],
+                            placeholder="Pick a tool",
+                            className="control-tool",
+                        ),
+                    ],
+                    class_name="control mb-0",
+                ),
+                xs=12,
+                md="auto",
+            ),
+            dbc.Col(
+                [
+                    dbc.Button("Download CSV", id="capacity-csv", size="sm", outline=True, color="secondary"),
+                    dcc.Download(id="capacity-download"),
+                ],
+                xs=12,
+                md="auto",
+            ),
+            dbc.Col(html.Div(id="capacity-period-text", className="text-muted small"), xs=12, md=True),
+        ],
+        class_name="g-2 gx-md-3 align-items-center mb-3",
+    )
+
+
+def capacity_page(currency, tools):
+    """Return the Capacity view, hidden until the address is /capacity."""
+    return html.Section(
+        [
+            controls(tools),
+            dbc.Row(
+                dbc.Col(table_panel("Capacity and cost", "every tool over the period · click a row", capacity_table(currency))),
+                class_name=ROW_CLASS,
+            ),
+            dbc.Card(
+                dbc.CardBody(
+                    [
+                        html.H2(id="capacity-tool-title", className="tool-title"),
+                        html.Div(id="capacity-advice", className="capacity-advice"),
+                    ]
+                ),
+                class_name="mb-3",
+            ),
+            panel_row(
+                chart("capacity-duration", "Licenses held over the period", "share of time with at least n held"),
+                chart("capacity-cost", "Cost against commit", "commit share plus overage over the period"),
+                split=(6, 6),
+                breakpoint="lg",
+            ),
+            panel_row(
+                chart("capacity-heatmap", "Hour of week", "mean in use; peak in the hover"),
+                chart("capacity-users", "Top users", "license-hours in the period"),
+                split=(7, 5),
+            ),
+            dbc.Row(dbc.Col(chart("capacity-denials", "Denials over time", "failed borrows of the tool")), class_name=ROW_CLASS),
+        ],
+        id="capacity-section",
+        style={"display": "none"},
+    )

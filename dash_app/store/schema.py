@@ -1,0 +1,170 @@
+"""The database's schema version (`PRAGMA user_version`) and the ordered migrations that upgrade a file in place.
+
+Version 0 is BASE_SCHEMA, the tables as they were before versions were recorded (such files have user_version 0).
+MIGRATIONS[n] upgrades version n to n + 1. At open, `upgrade` runs each one still due in a transaction of its own that
+also sets the new version, so a file is always at one version or the next, never between; every migration is also
+idempotent on its own (running it again changes nothing), and each logs one line when it upgrades a file that has
+data. A file whose version is newer than SCHEMA_VERSION is refused (SchemaTooNew), never downgraded.
+
+Write the next change as a new function appended to MIGRATIONS; never edit BASE_SCHEMA or a migration once released.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+# Ids of borrows observed in a FlexLM log start with this (`flexlm|source|vendor|feature|host|file:line`, see
+# dash_app.sources.flexlm); a session's source is "flexlm" for them and "pool" for borrows this server granted.
+FLEXLM_ID_PREFIX = "flexlm|"
+SOURCE_FLEXLM = "flexlm"
+SOURCE_POOL = "pool"
+
+
+def source_of(borrow_id: str | None) -> str:
+    """Return the source of a session from its borrow id: "flexlm" for a FlexLM log's, else "pool"."""
+    return SOURCE_FLEXLM if borrow_id is not None and borrow_id.startswith(FLEXLM_ID_PREFIX) else SOURCE_POOL
+
+
+# Version 0: the schema as it was before versions were recorded. Frozen: later changes are migrations.
+BASE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tools (
+    tool TEXT PRIMARY KEY, total INTEGER, commit_qty INTEGER, max_overage INTEGER,
+    commit_price REAL, overage_price_per_license REAL
+);
+CREATE TABLE IF NOT EXISTS borrows (
+    id TEXT PRIMARY KEY, tool TEXT NOT NULL, user TEXT NOT NULL, borrowed_at REAL NOT NULL,
+    is_overage INTEGER NOT NULL, returned_at REAL
+);
+CREATE INDEX IF NOT EXISTS borrows_open ON borrows (returned_at) WHERE returned_at IS NULL;
+CREATE TABLE IF NOT EXISTS checkout_details (id TEXT PRIMARY KEY, host TEXT, version TEXT);
+CREATE TABLE IF NOT EXISTS charges (tool TEXT PRIMARY KEY, overage_borrows INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    ts REAL NOT NULL, kind TEXT NOT NULL, tool TEXT, user TEXT, borrow_id TEXT, is_overage INTEGER, reason TEXT
+);
+CREATE INDEX IF NOT EXISTS events_kind_ts ON events (kind, ts);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS minute_stats (
+    tool TEXT NOT NULL, minute INTEGER NOT NULL, count INTEGER NOT NULL, overage_count INTEGER NOT NULL,
+    users TEXT NOT NULL, returns INTEGER NOT NULL, failures TEXT NOT NULL, PRIMARY KEY (tool, minute)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hour_stats (
+    tool TEXT NOT NULL, hour INTEGER NOT NULL, count INTEGER NOT NULL, overage_count INTEGER NOT NULL,
+    users TEXT NOT NULL, returns INTEGER NOT NULL, failures TEXT NOT NULL, PRIMARY KEY (tool, hour)
+) WITHOUT ROWID;
+"""
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _v0_to_v1(conn: sqlite3.Connection) -> None:
+    """Sessions and denials kept for --history-days: borrows gain source, host and version; a denials table."""
+    # Each borrows row is one session, open or returned; it now holds everything a session has. Host and version
+    # move in from checkout_details (which kept them for open borrows only), so reading sessions needs no join.
+    present = _columns(conn, "borrows")
+    for column, kind in (("source", f"TEXT NOT NULL DEFAULT '{SOURCE_POOL}'"), ("host", "TEXT"), ("version", "TEXT")):
+        if column not in present:
+            conn.execute(f"ALTER TABLE borrows ADD COLUMN {column} {kind}")
+    # substr, not LIKE: LIKE ignores case and treats '_' and '%' as wildcards.
+    conn.execute(
+        "UPDATE borrows SET source = ? WHERE substr(id, 1, ?) = ? AND source IS NOT ?",
+        (SOURCE_FLEXLM, len(FLEXLM_ID_PREFIX), FLEXLM_ID_PREFIX, SOURCE_FLEXLM),
+    )
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkout_details'").fetchone():
+        conn.execute("UPDATE borrows SET host = d.host, version = d.version FROM checkout_details d WHERE d.id = borrows.id")
+        (orphans,) = conn.execute(
+            "SELECT COUNT(*) FROM checkout_details d WHERE NOT EXISTS (SELECT 1 FROM borrows b WHERE b.id = d.id)"
+        ).fetchone()
+        if orphans:
+            # Details whose borrow was never written: no session to keep them with.
+            log.warning("dropping the host and version of %d borrows the database does not hold", orphans)
+        conn.execute("DROP TABLE checkout_details")
+    # Sessions overlapping [start, end): returned ones by `returned_at > start` (the index also answers
+    # `borrowed_at < end` without reading the row), open ones by `returned_at IS NULL`; and pruning by returned_at.
+    conn.execute("CREATE INDEX IF NOT EXISTS borrows_returned ON borrows (returned_at, borrowed_at)")
+    # The same per tool, for readers that want a few tools of many.
+    conn.execute("CREATE INDEX IF NOT EXISTS borrows_tool ON borrows (tool, returned_at, borrowed_at)")
+    conn.execute("CREATE TABLE IF NOT EXISTS denials (ts REAL, tool TEXT, user TEXT, reason TEXT)")
+    conn.execute("CREATE INDEX IF NOT EXISTS denials_ts ON denials (ts)")
+    # Backfill from the failure events still kept. Every denial at or after the oldest of them came from one of them
+    # (events are pruned by time alone), so replacing that range makes a second run change nothing.
+    (oldest,) = conn.execute("SELECT MIN(ts) FROM events WHERE kind = 'failure'").fetchone()
+    if oldest is not None:
+        conn.execute("DELETE FROM denials WHERE ts >= ?", (oldest,))
+        conn.execute(
+            "INSERT INTO denials (ts, tool, user, reason) "
+            "SELECT ts, tool, user, reason FROM events WHERE kind = 'failure' ORDER BY rowid"
+        )
+
+
+Migration = Callable[[sqlite3.Connection], None]
+
+# MIGRATIONS[n] takes version n to n + 1.
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    """The file was written by a newer version of the app; the message is one line."""
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """Return the file's recorded schema version (0 for files from before versions were recorded)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def check_version(conn: sqlite3.Connection) -> int:
+    """Return the file's version, or raise SchemaTooNew when this code does not know it."""
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"its schema version {version} is newer than this app's ({SCHEMA_VERSION}); "
+            "run the newer app, or point --db at another file"
+        )
+    return version
+
+
+def upgrade(conn: sqlite3.Connection, name: str = "database") -> int:
+    """Bring the file on `conn` (autocommit mode) to SCHEMA_VERSION and return the version it had.
+
+    Raises SchemaTooNew for a newer file, before anything is written.
+    """
+    found = check_version(conn)
+    if found == SCHEMA_VERSION:
+        return found
+    fresh = conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None
+    if found == 0:
+        conn.executescript(BASE_SCHEMA)  # a new file, or one from before versions: the tables version 0 had
+    for version in range(found, SCHEMA_VERSION):
+        migration = MIGRATIONS[version]
+        began = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have upgraded the file since we looked; the write lock settles it.
+            if schema_version(conn) != version:
+                conn.execute("ROLLBACK")
+                check_version(conn)
+                continue
+            migration(conn)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if not fresh:
+            log.info(
+                "%s: schema upgraded from version %d to %d (%s) in %.2f s",
+                name,
+                version,
+                version + 1,
+                (migration.__doc__ or migration.__name__).strip().splitlines()[0],
+                time.perf_counter() - began,
+            )
+    return found
