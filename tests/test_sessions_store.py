@@ -109,6 +109,12 @@ def test_sessions_from_the_pool_and_a_flexlm_log_round_trip_with_their_details(s
     # seq is the order first recorded: a return (an upsert of the same row) keeps it.
     assert [rows[u]["seq"] for u in ("ann", "bob", "cy", "dee")] == sorted(rows[u]["seq"] for u in ("ann", "bob", "cy", "dee"))
     assert isinstance(rows["ann"]["tool"], str) and frame["seq"].is_unique
+    # Without details the same sessions come back, their host, version and source left out.
+    bare = load_sessions(store, NOW - DAY, NOW, details=False)
+    check_shape(bare, SESSION_DTYPES)
+    kept = [c for c in SESSION_COLUMNS if c not in ("host", "version", "source")]
+    assert bare[kept].equals(frame[kept])
+    assert set(bare["host"]) == set(bare["version"]) == set(bare["source"]) == {None}
 
 
 def test_the_period_takes_sessions_overlapping_it_and_the_tools_filter_names_them(store):

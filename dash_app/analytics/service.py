@@ -152,7 +152,7 @@ class CapacityService:
             specs = self.specs()
             if wanted is not None:
                 specs = {tool: spec for tool, spec in specs.items() if tool in wanted}
-            sessions = load_sessions(self.store, start, end, wanted)
+            sessions = load_sessions(self.store, start, end, wanted, details=False)
             denials = load_denials(self.store, start, end, wanted)
             rows = capacity(sessions, denials, specs, start, end)
             advice = commit_advice(sessions, specs, start, end, self.config.billing_days)
@@ -166,7 +166,7 @@ class CapacityService:
         bin_seconds = 3600 if end - start <= 7 * 86400 else 86400
 
         def build() -> dict[str, Any]:
-            sessions = load_sessions(self.store, start, end, (tool,))
+            sessions = load_sessions(self.store, start, end, (tool,), details=False)
             denials = load_denials(self.store, start, end, (tool,))
             return {
                 "duration": duration_curve(sessions, tool, start, end),
