@@ -46,6 +46,8 @@ _SESSION_RECORD = np.dtype(
 )
 _DENIAL_RECORD = np.dtype([("ts", np.float64), ("tool", _TEXT), ("user", _TEXT), ("reason", _TEXT), ("seq", np.int64)])
 
+CONVERT_ROWS = 50_000
+
 # An open session's returned_at in the query's rows (SQLite keeps no NaN); it becomes NaN in the frame.
 _OPEN = -math.inf
 
@@ -85,7 +87,10 @@ def _params(start: float, end: float, tools: Collection[str] | None) -> dict[str
 
 def _frame(rows: Sequence[Any], record: np.dtype[Any], order: tuple[str, str]) -> pd.DataFrame:
     """Return the rows as a DataFrame whose columns have `record`'s dtypes, sorted by the `order` columns."""
-    array = np.array(rows, dtype=record) if rows else np.empty(0, dtype=record)
+    # In slices: one conversion of a million rows holds the interpreter for over half a second, and a live refresh
+    # in another thread would wait that long; slices of CONVERT_ROWS let it in between.
+    parts = [np.array(rows[i : i + CONVERT_ROWS], dtype=record) for i in range(0, len(rows), CONVERT_ROWS)]
+    array = np.concatenate(parts) if parts else np.empty(0, dtype=record)
     ordered = np.lexsort((array[order[1]], array[order[0]]))
     columns: dict[str, Any] = {}
     for name in record.names or ():
