@@ -309,9 +309,8 @@ class RealtimeMetricsBuffer:
         borrows, returns, failures = self._borrows, self._returns, self._failures
         borrowed, returned = borrows.items, returns.items  # lists kept in place by eviction
         opened = self._open_borrows
-        all_bins = self._bins
         stamps, stamp = self._stamps, self._next_stamp
-        sealed, mark = self._sealed, self._mark
+        stepped = self._stepped_bin
         kept = 0
         # The Event type allows None names for every kind, but a borrow's user and a failure's reason are names: these
         # two are typed loosely rather than cast, which would cost a call per event.
@@ -340,26 +339,7 @@ class RealtimeMetricsBuffer:
                     if ts < self._oldest_bound:
                         self._oldest_bound = ts
                     opened[borrow_id] = event
-                    minute = int(ts // 60)
-                    bins = all_bins.get(key)
-                    b = bins.get(minute) if bins is not None else None
-                    if b is None:
-                        b = self._bin(key, ts)
-                    # The level figures follow an in-order add in a minute no cached row covers; anything else is
-                    # redone from the minute's events on the next in_use_series.
-                    last = b.last
-                    if ts > last and minute >= sealed:
-                        level = b.count - b.returns  # the level after the bin's previous instant
-                        if level > b.prior:
-                            b.prior = level
-                        elif level < b.low:
-                            b.low = level
-                        b.last = ts
-                        b.moment += ts % 60
-                    elif ts == last and minute >= sealed:
-                        b.moment += ts % 60
-                    else:
-                        mark(key, minute)
+                    b = stepped(key, ts, 1.0)
                     b.count += 1
                     if is_overage:
                         b.overage += 1
@@ -393,24 +373,7 @@ class RealtimeMetricsBuffer:
                     if ts < self._oldest_bound:
                         self._oldest_bound = ts
                     if key is not None:
-                        minute = int(ts // 60)
-                        bins = all_bins.get(key)
-                        b = bins.get(minute) if bins is not None else None
-                        if b is None:
-                            b = self._bin(key, ts)
-                        last = b.last
-                        if ts > last and minute >= sealed:
-                            level = b.count - b.returns  # the level after the bin's previous instant
-                            if level > b.prior:
-                                b.prior = level
-                            elif level < b.low:
-                                b.low = level
-                            b.last = ts
-                            b.moment -= ts % 60
-                        elif ts == last and minute >= sealed:
-                            b.moment -= ts % 60
-                        else:
-                            mark(key, minute)
+                        b = stepped(key, ts, -1.0)
                         b.returns += 1
                         stamps[key] = stamp()
                     kept += 1
@@ -650,6 +613,31 @@ class RealtimeMetricsBuffer:
         if tool is None or self._series_of is None:
             return tool
         return self._series_of(tool)
+
+    def _stepped_bin(self, key: str, ts: float, sign: float) -> _Bin:
+        """Return `key`'s bin of `ts`'s minute with its level figures moved by one event (+1 a borrow, -1 a return).
+
+        The level figures follow an in-order add in a minute no cached row covers; anything else marks the minute,
+        and its figures are redone from its events on the next in_use_series.
+        """
+        minute = int(ts // 60)
+        bins = self._bins.get(key)
+        b = bins.get(minute) if bins is not None else None
+        if b is None:
+            b = self._bin(key, ts)
+        last = b.last
+        if minute >= self._sealed and ts >= last:
+            if ts > last:
+                level = b.count - b.returns  # the level after the bin's previous instant
+                if level > b.prior:
+                    b.prior = level
+                elif level < b.low:
+                    b.low = level
+                b.last = ts
+            b.moment += sign * (ts % 60)
+        else:
+            self._mark(key, minute)
+        return b
 
     def _bin(self, tool: str, ts: float) -> _Bin:
         minute = int(ts // 60)

@@ -1,6 +1,6 @@
 """Charts of the Capacity view: the duration curve, the hour-of-week heatmap, cost against commit, top users, denials."""
 
-from dash_app.figures.common import empty_figure
+from dash_app.figures.common import empty_figure, limit_line
 from dash_app.figures.text import axis_time, plotly_text
 from dash_app.figures.theme import (
     COMMIT_LINE_COLOR,
@@ -16,20 +16,6 @@ __all__ = ["cost_chart", "denials_chart", "duration_chart", "empty_figure", "hea
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 BEST_COLOR = "#2f9e66"
-
-
-def _hline(y, label, color, dash):
-    return {
-        "type": "line",
-        "xref": "paper",
-        "x0": 0,
-        "x1": 1,
-        "yref": "y",
-        "y0": y,
-        "y1": y,
-        "line": {"color": color, "width": 1.5, "dash": dash},
-        "label": {"text": label, "textposition": "end", "yanchor": "bottom", "font": {"size": 11, "color": color}},
-    }
 
 
 def duration_chart(points, commit, total):
@@ -56,9 +42,9 @@ def duration_chart(points, commit, total):
     shapes = []
     top = max(p["licenses"] for p in points)
     if commit is not None:
-        shapes.append(_hline(commit, f"commit {commit}", COMMIT_LINE_COLOR, "dash"))
+        shapes.append(limit_line(commit, f"commit {commit}", COMMIT_LINE_COLOR, "dash"))
     if total is not None:
-        shapes.append(_hline(total, f"total {total}", TOTAL_LINE_COLOR, "dot"))
+        shapes.append(limit_line(total, f"total {total}", TOTAL_LINE_COLOR, "dot"))
         top = max(top, total)
     layout = base_layout(
         showlegend=False,

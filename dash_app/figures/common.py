@@ -121,3 +121,18 @@ def rgba(hex_color, alpha):
     """Return `#rrggbb` as an rgba() string with `alpha`."""
     red, green, blue = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({red},{green},{blue},{alpha})"
+
+
+def limit_line(y, label, color, dash):
+    """Return a labelled horizontal line across the plot at `y` (a commit, a total)."""
+    return {
+        "type": "line",
+        "xref": "paper",
+        "x0": 0,
+        "x1": 1,
+        "yref": "y",
+        "y0": y,
+        "y1": y,
+        "line": {"color": color, "width": 1.5, "dash": dash},
+        "label": {"text": label, "textposition": "end", "yanchor": "bottom", "font": {"size": 11, "color": color}},
+    }

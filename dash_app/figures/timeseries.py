@@ -1,6 +1,6 @@
 """Charts over a time window, per minute (or per bin of the stored history): borrows, overage, failures, in use."""
 
-from dash_app.figures.common import empty_figure, rgba, time_axis
+from dash_app.figures.common import empty_figure, limit_line, rgba, time_axis
 from dash_app.figures.text import legend_name, name_list, plotly_text, trace_uid
 from dash_app.figures.theme import (
     COMMIT_LINE_COLOR,
@@ -220,20 +220,6 @@ def _levels(bins, frame):
     return [frame.time(s) for s in starts] + [frame.time(frame.end)], peaks + peaks[-1:], averages + averages[-1:]
 
 
-def _limit_line(y, label, color, dash):
-    return {
-        "type": "line",
-        "xref": "paper",
-        "x0": 0,
-        "x1": 1,
-        "yref": "y",
-        "y0": y,
-        "y1": y,
-        "line": {"color": color, "width": 1.5, "dash": dash},
-        "label": {"text": label, "textposition": "end", "yanchor": "bottom", "font": {"size": 11, "color": color}},
-    }
-
-
 def _step_line(name, key, x, y, color, customdata, hovertemplate, fill=False, meta=None):
     trace = {
         "type": "scatter",
@@ -307,7 +293,7 @@ def inuse_chart(in_use_by_tool, shown, colors, totals, frame):
     layout = base_layout(
         hovermode="x unified",
         uirevision=frame.revision,
-        shapes=[_limit_line(100, "total", TOTAL_LINE_COLOR, "dot")],
+        shapes=[limit_line(100, "total", TOTAL_LINE_COLOR, "dot")],
         xaxis=time_axis(frame),
         yaxis=value_axis(f"peak in use, % of total / {frame.per_bin}", range=[0, max(110, top * 1.08)], autorange=False),
     )
@@ -338,8 +324,8 @@ def tool_inuse_chart(tool, bins, limits, color, frame):
     if limits is not None:
         commit, total = limits
         shapes = [
-            _limit_line(commit, f"commit {commit}", COMMIT_LINE_COLOR, "dash"),
-            _limit_line(total, f"total {total}", TOTAL_LINE_COLOR, "dot"),
+            limit_line(commit, f"commit {commit}", COMMIT_LINE_COLOR, "dash"),
+            limit_line(total, f"total {total}", TOTAL_LINE_COLOR, "dot"),
         ]
         top = max(top, total)
     layout = base_layout(

@@ -1,11 +1,9 @@
 """The Capacity view at /capacity: a period, every tool's figures in a grid, and one tool's curves."""
 
-import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from dash_app.figures import empty_figure
-from dash_app.layouts.panels import GRAPH_CONFIG, ROW_CLASS, panel_header, panel_row, table_panel
+from dash_app.layouts.panels import ROW_CLASS, chart_panel, grid, panel_row, table_panel
 
 # The period picker's choices: windows ending now, calendar months in the viewer's zone, or a range of dates.
 PERIODS = (
@@ -20,23 +18,8 @@ DEFAULT_PERIOD = "604800"
 
 
 def chart(graph_id, title, hint):
-    """Return a titled card around one of the view's charts."""
-    return dbc.Card(
-        [
-            panel_header(title, hint),
-            dbc.CardBody(
-                dcc.Graph(
-                    id=graph_id,
-                    figure=empty_figure("Pick a tool"),
-                    config=GRAPH_CONFIG,
-                    className="chart-regular",
-                    style={"height": "var(--chart-height)"},
-                ),
-                class_name="panel-body",
-            ),
-        ],
-        class_name="h-100",
-    )
+    """Return a titled card around one of the view's charts, empty until a tool is picked."""
+    return chart_panel(graph_id, title, hint, placeholder="Pick a tool")
 
 
 def capacity_table(currency):
@@ -66,16 +49,7 @@ def capacity_table(currency):
         {"field": "best_commit", "headerName": "Best commit", **number},
         {"field": "saving", "headerName": f"Saving{money}", **number},
     ]
-    return dag.AgGrid(
-        id="capacity-table",
-        columnDefs=columns,
-        rowData=[],
-        defaultColDef={"sortable": True, "resizable": True, "floatingFilter": True},
-        getRowId="params.data.tool",
-        dashGridOptions={"animateRows": False, "rowSelection": {"mode": "singleRow", "checkboxes": False}},
-        className="ag-theme-quartz grid",
-        style={"height": "var(--grid-height)"},
-    )
+    return grid("capacity-table", columns, "tool", selectable=True)
 
 
 def controls(tools):

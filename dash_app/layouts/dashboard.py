@@ -1,13 +1,11 @@
 """The dashboard page: a navbar with the controls, metric cards, the overview and tool sections, recent events."""
 
-import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from dash_app.figures import empty_figure
 from dash_app.layouts.capacity import capacity_page
 from dash_app.layouts.controls import time_range_dropdown, tool_dropdown, tz_dropdown
-from dash_app.layouts.panels import GRAPH_CONFIG, ROW_CLASS, panel_header, panel_row, table_panel
+from dash_app.layouts.panels import ROW_CLASS, chart_panel, grid, panel_row, table_panel
 
 HIDDEN = {"display": "none"}
 SHOWN: dict[str, str] = {}
@@ -24,29 +22,6 @@ def metric_card(card_id, label, hint):
             ]
         ),
         class_name="metric-card h-100",
-    )
-
-
-def chart_panel(graph_id, title, hint, size="regular", long_legend=False):
-    """Return a titled card around the graph `graph_id`, showing a waiting note until the first update."""
-    return dbc.Card(
-        [
-            panel_header(title, hint),
-            dbc.CardBody(
-                dcc.Graph(
-                    id=graph_id,
-                    figure=empty_figure("Waiting for data…"),
-                    config=GRAPH_CONFIG,
-                    # Heights are set in assets/style.css, so a phone can give a chart whose legend lists every
-                    # tool more room. They come in through a variable: without an inline height a responsive
-                    # Graph takes 100 % of its parent's height, which is none.
-                    className=f"chart-{size}" + (" chart-legend" if long_legend else ""),
-                    style={"height": "var(--chart-height)"},
-                ),
-                class_name="panel-body",
-            ),
-        ],
-        class_name="h-100",
     )
 
 
@@ -172,17 +147,7 @@ def tool_table(currency):
         {"field": "overage_borrows", "headerName": "Overage borrows", "headerTooltip": "In the window", **number},
         {"field": "overage_cost", "headerName": cost, "headerTooltip": "Overage borrows in the window × price", **number},
     ]
-    return dag.AgGrid(
-        id="tool-table",
-        columnDefs=columns,
-        rowData=[],
-        defaultColDef={"sortable": True, "resizable": True, "floatingFilter": True},
-        # Rows are matched by tool, so a refresh keeps the user's sort, filter and scroll position.
-        getRowId="params.data.tool",
-        dashGridOptions={"animateRows": False, "rowSelection": {"mode": "singleRow", "checkboxes": False}},
-        className="ag-theme-quartz grid",
-        style={"height": "var(--grid-height)"},
-    )
+    return grid("tool-table", columns, "tool", selectable=True)
 
 
 def checkouts_table():
@@ -206,16 +171,7 @@ def checkouts_table():
         },
         {"field": "overage", "headerName": "Overage", "minWidth": 80, "flex": 1},
     ]
-    return dag.AgGrid(
-        id="checkouts-table",
-        columnDefs=columns,
-        rowData=[],
-        defaultColDef={"sortable": True, "resizable": True},
-        getRowId="params.data.id",
-        dashGridOptions={"animateRows": False, "localeText": {"noRowsToShow": "No open checkouts"}},
-        className="ag-theme-quartz grid",
-        style={"height": "var(--grid-height)"},
-    )
+    return grid("checkouts-table", columns, "id", filters=False, localeText={"noRowsToShow": "No open checkouts"})
 
 
 def overview(currency):

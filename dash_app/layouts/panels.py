@@ -1,7 +1,10 @@
 """Pieces every view's layout is made of: titled panels around charts and tables, and rows of two of them."""
 
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 from dash import dcc, html
+
+from dash_app.figures import empty_figure
 
 GRAPH_CONFIG: dcc.Graph.Config = {
     "displaylogo": False,
@@ -33,4 +36,47 @@ def panel_row(left, right, split=(7, 5), breakpoint="xl"):
     return dbc.Row(
         [dbc.Col(left, xs=12, **{breakpoint: split[0]}), dbc.Col(right, xs=12, **{breakpoint: split[1]})],
         class_name=ROW_CLASS,
+    )
+
+
+def grid(grid_id, columns, row_id, selectable=False, filters=True, **options):
+    """Return a dash-ag-grid that fills its card: sortable, resizable, rows matched by `row_id` across refreshes.
+
+    Matching rows by id keeps the user's sort, filter and scroll position when the rows are sent again.
+    """
+    grid_options = {"animateRows": False, **options}
+    if selectable:
+        grid_options["rowSelection"] = {"mode": "singleRow", "checkboxes": False}
+    return dag.AgGrid(
+        id=grid_id,
+        columnDefs=columns,
+        rowData=[],
+        defaultColDef={"sortable": True, "resizable": True, "floatingFilter": filters},
+        getRowId=f"params.data.{row_id}",
+        dashGridOptions=grid_options,
+        className="ag-theme-quartz grid",
+        style={"height": "var(--grid-height)"},
+    )
+
+
+def chart_panel(graph_id, title, hint, size="regular", long_legend=False, placeholder="Waiting for data…"):
+    """Return a titled card around the graph `graph_id`, showing `placeholder` until the first update."""
+    return dbc.Card(
+        [
+            panel_header(title, hint),
+            dbc.CardBody(
+                dcc.Graph(
+                    id=graph_id,
+                    figure=empty_figure(placeholder),
+                    config=GRAPH_CONFIG,
+                    # Heights are set in assets/style.css, so a phone can give a chart whose legend lists every
+                    # tool more room. They come in through a variable: without an inline height a responsive
+                    # Graph takes 100 % of its parent's height, which is none.
+                    className=f"chart-{size}" + (" chart-legend" if long_legend else ""),
+                    style={"height": "var(--chart-height)"},
+                ),
+                class_name="panel-body",
+            ),
+        ],
+        class_name="h-100",
     )
