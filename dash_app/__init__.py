@@ -2,6 +2,7 @@
 
 import logging
 import secrets
+import time
 from pathlib import Path
 
 import dash
@@ -62,7 +63,7 @@ def build_state(config: Config) -> AppState:
     restore_buffer(store, buffer)
     services: dict[str, Service] = {STORE: store}
     if config.demo:
-        services[DEMO] = DemoTraffic(pool, speed=config.demo_speed, backfill_hours=config.backfill_hours)
+        services[DEMO] = DemoTraffic(pool, speed=config.demo_speed, backfill_hours=demo_backfill_hours(config, store))
     if config.flexlm_logs:
         services[FLEXLM] = FlexLMFollower(config.flexlm_logs, pool, store)
     # The ticker starts last, so its first tick sees what the sources brought at start.
@@ -85,6 +86,21 @@ def build_state(config: Config) -> AppState:
         analytics=CapacityService(store, pool, config),
         services=services,
     )
+
+
+def demo_backfill_hours(config: Config, store: SQLiteStore) -> float:
+    """Return the hours of demo history to make up at start: none when the database already holds recent events.
+
+    A restart over the same database would otherwise add a second past on top of the first, and the licenses in use
+    rebuilt from both would pass the pools' totals.
+    """
+    if config.backfill_hours <= 0:
+        return 0.0
+    since = time.time() - config.backfill_hours * 3600
+    if store.read("SELECT 1 FROM events WHERE ts >= ? LIMIT 1", (since,)):
+        log.info("demo backfill skipped: the database already holds events of the last %g h", config.backfill_hours)
+        return 0.0
+    return config.backfill_hours
 
 
 def create_app(config: Config | dict | None = None) -> dash.Dash:

@@ -63,3 +63,20 @@ def test_demo_with_an_empty_tools_file_stays_off_quietly(make_app, tmp_path):
     demo.start()
     demo.stop()
     assert demo.counts == {"borrows": 0, "returns": 0, "failures": 0}
+
+
+def test_a_restart_over_the_same_database_does_not_backfill_a_second_past(make_app, tmp_path):
+    from dash_app.state import DEMO
+
+    db = str(tmp_path / "demo.db")
+    first = get_state(make_app(db=db, demo=True, backfill_hours=1))
+    backfilled = first.service(DEMO).backfill_hours
+    first.store.flush()
+    first.stop()
+    second = get_state(make_app(db=db, demo=True, backfill_hours=1))
+    assert backfilled == 1 and second.service(DEMO).backfill_hours == 0
+    # No tool holds more than its total at any minute rebuilt from the restored hour.
+    levels = {entry["tool"]: entry["borrowed"] for entry in second.pool.status()}
+    totals = {entry["tool"]: entry["total"] for entry in second.pool.status()}
+    for tool, bins in second.buffer.in_use_series(3600, levels).items():
+        assert max(b.peak for b in bins) <= totals[tool], tool
