@@ -5,6 +5,7 @@ from typing import Any
 
 from dash import no_update
 
+from dash_app.callbacks.capacity import is_capacity
 from dash_app.callbacks.legend import hidden_in
 from dash_app.callbacks.snapshots import GRIDS, OVERVIEW_FIGURES, TOOL_FIGURES, Snapshots
 from dash_app.callbacks.updates import component_update, figure_update, grid_update, rows_update
@@ -103,7 +104,7 @@ class PageUpdater:
 
     def __call__(self, _n_intervals, tool_value, window_value, zone_choice, browser_zone, seen, hidden, pathname=None):
         """The Dash callback: outputs in OUTPUTS order."""
-        if isinstance(pathname, str) and pathname.rstrip("/").endswith("/capacity"):
+        if is_capacity(pathname):
             # The live view is hidden: nothing is built, but the answer still says the server is there.
             kept = dict(seen) if isinstance(seen, dict) else {}
             kept["updated"] = self.clock()
