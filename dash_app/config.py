@@ -82,6 +82,14 @@ SETTINGS = [
         "currency", "DASH_APP_CURRENCY", _currency, "--currency", "currency shown with every cost, e.g. EUR (none by default)"
     ),
     Setting(
+        "billing_days",
+        "DASH_APP_BILLING_DAYS",
+        int,
+        "--billing-days",
+        "days one payment of a tool's commit_price covers (commit advice)",
+        1,
+    ),
+    Setting(
         "flexlm_logs",
         "DASH_APP_FLEXLM_LOGS",
         _list,

@@ -47,8 +47,10 @@ class DashboardServer(BaseApplication):
         from dash_app.state import get_state
 
         app = create_app(self.dashboard_config)
+        state = get_state(app)
         # When the worker exits, stop the services so the SQLite writer flushes what is queued.
-        atexit.register(get_state(app).stop)
+        atexit.register(state.stop)
+        state.analytics.warm()  # the analysis process reads the history now, not at the first query
         return app.server
 
 

@@ -77,6 +77,7 @@ class AppState:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.analytics.stop()
         for service in reversed(self.services.values()):
             service.stop()
         gc.unfreeze()  # this app's objects may be garbage now; let the collector see them again

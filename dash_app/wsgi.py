@@ -16,3 +16,4 @@ app = create_app()
 server = app.server
 # When the worker exits, stop the services so the SQLite writer flushes what is queued.
 atexit.register(get_state(app).stop)
+get_state(app).analytics.warm()  # the analysis process reads the history now, not at the first query

@@ -124,3 +124,45 @@ def test_a_report_is_built_once_per_version_of_the_data_and_reused_briefly_under
     again = service.report(*period)
     assert again is not first
     assert service.report(*period) is again
+
+
+def test_analyses_run_in_a_process_of_their_own_which_comes_back_when_it_dies(fed):
+    import os
+    import signal
+
+    from dash_app.analytics.runners import AnalysisProcess
+
+    client, start = fed
+    app_state = client.application.extensions["dash_app"]
+    runner = app_state.analytics.runner
+    assert isinstance(runner, AnalysisProcess)
+    query = f"/analytics/capacity?from={iso(start)}&to={iso(start + 3 * HOUR)}&tool={GH}"
+    first = client.get(query).get_json()
+    assert runner.pid is not None and runner.pid != os.getpid()
+    os.kill(runner.pid, signal.SIGKILL)
+    runner._process.join()  # dead for sure before the next query
+    app_state.analytics.clock = lambda: time.time() + 3600  # past the reuse time: the next query must compute
+    app_state.store.sessions_changed()  # and the data's version moves
+    again = client.get(query)
+    assert again.status_code == 200
+    assert again.get_json()["tools"] == first["tools"]
+    assert runner.restarts == 1
+
+
+def test_billing_days_come_from_the_flag_or_the_environment_and_change_the_advice(make_app, tmp_path):
+    import argparse
+
+    from dash_app.config import ConfigError, add_arguments, from_args
+
+    parser = add_arguments(argparse.ArgumentParser())
+    assert from_args(parser.parse_args([]), environ={}).billing_days == 30
+    assert from_args(parser.parse_args(["--billing-days", "7"]), environ={}).billing_days == 7
+    assert from_args(parser.parse_args([]), environ={"DASH_APP_BILLING_DAYS": "365"}).billing_days == 365
+    with pytest.raises(ConfigError, match="--billing-days: must be at least 1"):
+        from_args(parser.parse_args(["--billing-days", "0"]), environ={})
+    app = make_app(db=":memory:", billing_days=7)
+    body = app.server.test_client().get(f"/analytics/commit-advice?tool={GH}").get_json()
+    assert body["billing_days"] == 7
+    [entry] = body["tools"]
+    # One committed license for a week: 8,000 / 10 per 7-day billing period.
+    assert entry["curve"][1]["cost"] - entry["curve"][0]["cost"] == pytest.approx(800.0)

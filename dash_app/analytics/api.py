@@ -2,6 +2,7 @@
 
 from flask import Blueprint, Response, jsonify, request
 
+from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.analytics.service import CSV_COLUMNS, PeriodError, Report, period_of, table_rows
 from dash_app.export import to_csv
 from dash_app.state import get_state
@@ -26,7 +27,10 @@ def _report() -> tuple[Report, str]:
     tools = request.args.getlist("tool") or None
     if tools is not None and any(not tool or len(tool) > 200 for tool in tools):
         raise ApiError(400, "invalid_query", "tool: must be a tool name")
-    return service.report(start, end, tools), fmt
+    try:
+        return service.report(start, end, tools), fmt
+    except AnalysisUnavailable as exc:
+        raise ApiError(503, "analysis_unavailable", str(exc)) from None
 
 
 def _csv(text: str, name: str) -> Response:

@@ -11,8 +11,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dash_app.analytics.capacity import Spec, capacity, commit_advice, denials_over_time, duration_curve, hour_of_week
-from dash_app.store.sessions import data_version, load_denials, load_sessions
+from dash_app.analytics.capacity import Spec
+from dash_app.analytics.runners import AnalysisProcess, InProcessRunner, Runner
+from dash_app.store.sessions import data_version
 
 if TYPE_CHECKING:
     from dash_app.config import Config
@@ -87,6 +88,10 @@ class Report:
         self.start, self.end, self.billing_days = start, end, billing_days
         self.tools, self.advice = tools, advice
 
+    def tool_names(self) -> set[str]:
+        """Return the names of the tools the report has a row for."""
+        return {entry["tool"] for entry in self.tools}
+
     def period(self) -> dict[str, str]:
         """Return the period as the API shows it: ISO times in UTC."""
         return {"from": iso(self.start), "to": iso(self.end)}
@@ -100,12 +105,31 @@ def iso(epoch: float) -> str:
 class CapacityService:
     """Runs the analyses over the stored sessions and denials, each period at most once per version of the data."""
 
-    def __init__(self, store: SQLiteStore, pool: LicensePool, config: Config, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: SQLiteStore,
+        pool: LicensePool,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        runner: Runner | None = None,
+    ) -> None:
         self.store, self.pool, self.config, self.clock = store, pool, config, clock
+        # A database file is analysed in a process of its own (runners.py says why); an in-memory one here.
+        self.runner: Runner = runner or (
+            InProcessRunner(store) if store.path == ":memory:" else AnalysisProcess(store.reader_path)
+        )
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
         # One analysis at a time: two tabs asking for the same period wait for one result instead of doubling the work.
         self._compute = threading.Lock()
+
+    def warm(self) -> None:
+        """Start the analysis process now, so it has read the history before the first query comes."""
+        self.runner.start()
+
+    def stop(self) -> None:
+        """Stop the analysis process."""
+        self.runner.stop()
 
     @property
     def longest(self) -> float:
@@ -152,11 +176,9 @@ class CapacityService:
             specs = self.specs()
             if wanted is not None:
                 specs = {tool: spec for tool, spec in specs.items() if tool in wanted}
-            sessions = load_sessions(self.store, start, end, wanted, details=False)
-            denials = load_denials(self.store, start, end, wanted)
-            rows = capacity(sessions, denials, specs, start, end)
-            advice = commit_advice(sessions, specs, start, end, self.config.billing_days)
-            return Report(start, end, self.config.billing_days, rows, advice)
+            days = self.config.billing_days
+            rows, advice = self.runner.run("report", start=start, end=end, tools=wanted, specs=specs, billing_days=days)
+            return Report(start, end, days, rows, advice)
 
         report: Report = self._cached(("report", start, end, wanted), build)
         return report
@@ -166,14 +188,9 @@ class CapacityService:
         bin_seconds = 3600 if end - start <= 7 * 86400 else 86400
 
         def build() -> dict[str, Any]:
-            sessions = load_sessions(self.store, start, end, (tool,), details=False)
-            denials = load_denials(self.store, start, end, (tool,))
-            return {
-                "duration": duration_curve(sessions, tool, start, end),
-                "heatmap": hour_of_week(sessions, tool, start, end, zone),
-                "denials": denials_over_time(denials, tool, start, end, bin_seconds),
-                "bin_seconds": bin_seconds,
-            }
+            params = {"tool": tool, "start": start, "end": end, "zone": zone, "bin_seconds": bin_seconds}
+            result: dict[str, Any] = self.runner.run("detail", **params)
+            return result
 
         detail: dict[str, Any] = self._cached(("detail", tool, start, end, zone), build)
         return detail

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from dash import Input, Output, State, ctx, dcc, no_update
 
+from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.analytics.service import CSV_COLUMNS, iso, month_period, table_rows
 from dash_app.export import to_csv
 from dash_app.figures import capacity as charts
@@ -170,16 +171,20 @@ def register_capacity_callbacks(app, state):
             empty = charts.empty_figure("Pick the first and last day")
             return [], no_update, "Pick the first and last day.", range_box, "", "", *(empty,) * 5, query
         start, end = period
-        report = service.report(start, end)
+        try:
+            report = service.report(start, end)
+            detail = service.detail(tool, start, end, zone) if tool in report.tool_names() else None
+        except AnalysisUnavailable as exc:
+            empty = charts.empty_figure("No figures: the analysis was interrupted")
+            return [], no_update, f"{exc}. Pick the period again.", range_box, "", "", *(empty,) * 5, query
         rows = table_rows(report)
         options = [{"label": row["tool"], "value": row["tool"]} for row in rows]
         text = f"{iso(start)} to {iso(end)} · {(end - start) / 86400:.1f} days · costs per this period"
         entry = next((row for row in report.tools if row["tool"] == tool), None) if tool else None
-        if entry is None:
+        if entry is None or detail is None:
             empty = charts.empty_figure("Pick a tool in the table or above")
             return rows, options, text, range_box, "", "", *(empty,) * 5, query
         advice = next((a for a in report.advice if a["tool"] == tool), None)
-        detail = service.detail(tool, start, end, zone)
         return (
             rows,
             options,
@@ -219,5 +224,8 @@ def register_capacity_callbacks(app, state):
         period = period_for(choice, start_date, end_date, time.time(), zone, service.longest)
         if period is None:
             return no_update
-        report = service.report(*period)
+        try:
+            report = service.report(*period)
+        except AnalysisUnavailable:
+            return no_update
         return dcc.send_string(to_csv(table_rows(report), CSV_COLUMNS), "capacity.csv", type="text/csv")

@@ -30,6 +30,9 @@ BIN_LADDER = (60, 300, 3600, 7200, 21600, 86400)
 MAX_POINTS = 500
 AGGREGATE_EVERY_SECONDS = 5.0
 PRUNE_EVERY_SECONDS = 600.0
+# How long the log of pruned rows keeps them: a copy that has not caught up in that time reads everything again.
+PRUNED_LOG_SECONDS = 86400.0
+_LOG_PRUNED = "INSERT INTO pruned_rows (stamp, tbl, row, at) SELECT ?, '{table}', rowid, ? FROM {table} WHERE {where}"
 
 # An aggregate being summed: [count, overage_count, {users}, returns, {reason: count}], by (tool, bin).
 Grouped: TypeAlias = dict[tuple[str, int], list[Any]]
@@ -432,9 +435,19 @@ class HistoryKeeper:
         with conn:
             conn.execute("BEGIN")
             conn.execute("DELETE FROM events WHERE ts < ?", (now - self.raw_keep_seconds,))
+            # Deleted rows leave no stamp: the log tells copies of these tables (analytics.mirror) which went.
+            stamp = self.store.new_stamp()
+            conn.execute(_LOG_PRUNED.format(table="borrows", where="returned_at < ?"), (stamp, now, history_since))
             # `returned_at < ?` leaves open sessions (NULL) alone; a range of the borrows_returned index.
             sessions = conn.execute("DELETE FROM borrows WHERE returned_at < ?", (history_since,)).rowcount
+            conn.execute(_LOG_PRUNED.format(table="denials", where="ts < ?"), (stamp, now, history_since))
             denials = conn.execute("DELETE FROM denials WHERE ts < ?", (history_since,)).rowcount
+            (forgotten,) = conn.execute("SELECT MAX(stamp) FROM pruned_rows WHERE at < ?", (now - PRUNED_LOG_SECONDS,)).fetchone()
+            if forgotten is not None:
+                conn.execute("DELETE FROM pruned_rows WHERE stamp <= ?", (forgotten,))
+                conn.execute(
+                    "UPDATE history_meta SET value = max(value, ?) WHERE key = 'pruned_rows_complete_after'", (forgotten,)
+                )
             conn.execute("DELETE FROM minute_stats WHERE minute < ?", (int(history_since // 60),))
             conn.execute("DELETE FROM hour_stats WHERE hour < ?", (int(history_since // 3600),))
         if sessions > 0 or denials > 0:

@@ -25,9 +25,18 @@ SOURCE_FLEXLM = "flexlm"
 SOURCE_POOL = "pool"
 
 
+# Polled servers' borrow ids start with their kind (`lmstat|PORT@HOST|...`, see dash_app.sources.observed).
+POLLED_SOURCES = ("lmstat", "rlmstat")
+
+
 def source_of(borrow_id: str | None) -> str:
-    """Return the source of a session from its borrow id: "flexlm" for a FlexLM log's, else "pool"."""
-    return SOURCE_FLEXLM if borrow_id is not None and borrow_id.startswith(FLEXLM_ID_PREFIX) else SOURCE_POOL
+    """Return the source of a session from its borrow id: "flexlm", "lmstat" or "rlmstat" for theirs, else "pool"."""
+    if borrow_id is None:
+        return SOURCE_POOL
+    if borrow_id.startswith(FLEXLM_ID_PREFIX):
+        return SOURCE_FLEXLM
+    kind = borrow_id.split("|", 1)[0]
+    return kind if kind in POLLED_SOURCES and "|" in borrow_id else SOURCE_POOL
 
 
 # Version 0: the schema as it was before versions were recorded. Frozen: later changes are migrations.
@@ -103,10 +112,31 @@ def _v0_to_v1(conn: sqlite3.Connection) -> None:
         )
 
 
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """Sessions and denials carry the write that last changed them, and prunes log what they delete, for copies."""
+    # `changed` is the writer's transaction stamp (SQLiteStore: one number per committed write, increasing), so a
+    # reader that holds a copy reads only the rows changed since the stamp it has seen (analytics.mirror). Rows from
+    # before this version keep 0: a copy's first read takes every row anyway.
+    for table in ("borrows", "denials"):
+        if "changed" not in _columns(conn, table):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN changed INTEGER NOT NULL DEFAULT 0")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_changed ON {table} (changed)")
+    # Deleted rows leave no stamp behind: a prune logs the rowids it deletes here, under its own stamp, and a copy
+    # removes them. The log is trimmed after a day (HistoryKeeper.prune); `history_meta.pruned_rows_complete_after`
+    # is the newest stamp trimmed, so a copy older than that reads everything again.
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS pruned_rows "
+        "(stamp INTEGER NOT NULL, tbl TEXT NOT NULL, row INTEGER NOT NULL, at REAL NOT NULL)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS pruned_rows_stamp ON pruned_rows (stamp)")
+    conn.execute("CREATE TABLE IF NOT EXISTS history_meta (key TEXT PRIMARY KEY, value REAL NOT NULL)")
+    conn.execute("INSERT OR IGNORE INTO history_meta VALUES ('pruned_rows_complete_after', 0)")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 # MIGRATIONS[n] takes version n to n + 1.
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1,)
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

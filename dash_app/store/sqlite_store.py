@@ -10,7 +10,8 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -34,20 +35,22 @@ SCHEMA = BASE_SCHEMA
 # same whichever comes first. Each row is one session, kept --history-days after its return (HistoryKeeper.prune);
 # its source follows from its id (schema.source_of), its host and version come from the pool's own upsert.
 _INSERT_BORROW = (
-    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, source) VALUES (?, ?, ?, ?, ?, NULL, ?) "
+    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, source, changed) "
+    "VALUES (?, ?, ?, ?, ?, NULL, ?, ?) "
     "ON CONFLICT(id) DO UPDATE SET tool = excluded.tool, user = excluded.user, borrowed_at = excluded.borrowed_at, "
-    "is_overage = excluded.is_overage, source = excluded.source"
+    "is_overage = excluded.is_overage, source = excluded.source, changed = excluded.changed"
 )
 _RETURN_BORROW = (
-    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, source) VALUES (?, ?, ?, ?, 0, ?, ?) "
-    "ON CONFLICT(id) DO UPDATE SET returned_at = excluded.returned_at"
+    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, source, changed) "
+    "VALUES (?, ?, ?, ?, 0, ?, ?, ?) "
+    "ON CONFLICT(id) DO UPDATE SET returned_at = excluded.returned_at, changed = excluded.changed"
 )
 _ADD_CHARGES = (
     "INSERT INTO charges (tool, overage_borrows) VALUES (?, ?) "
     "ON CONFLICT(tool) DO UPDATE SET overage_borrows = overage_borrows + excluded.overage_borrows"
 )
 _INSERT_EVENT = "INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"
-_INSERT_DENIAL = "INSERT INTO denials (ts, tool, user, reason) VALUES (?, ?, ?, ?)"
+_INSERT_DENIAL = "INSERT INTO denials (ts, tool, user, reason, changed) VALUES (?, ?, ?, ?, ?)"
 
 FLUSH_SECONDS = 0.2
 BATCH_LIMIT = 5000
@@ -57,6 +60,39 @@ BUSY_TIMEOUT_MS = 5000
 # Numbers for SQLiteStore.sessions_version, shared by every store in the process: a value is never given twice, so a
 # cache keyed on it cannot mistake one store's data for another's.
 _data_versions = itertools.count(1)
+
+
+# The newest stamp in a file (SQLiteStore._stamp): of the rows, of the prunes' log, and of what the log forgot.
+LAST_STAMP_SQL = (
+    "SELECT max(ifnull((SELECT MAX(changed) FROM borrows), 0), ifnull((SELECT MAX(changed) FROM denials), 0), "
+    "ifnull((SELECT MAX(stamp) FROM pruned_rows), 0), "
+    "ifnull((SELECT value FROM history_meta WHERE key = 'pruned_rows_complete_after'), 0))"
+)
+
+
+def connect_reader(path: str) -> sqlite3.Connection:
+    """Open a read-only connection to the database file at `path` (which must exist: never a new empty file)."""
+    # mode=rw: a missing file (deleted, about to be written back) is an error, never a new empty database; and not
+    # ro, since a reader of a WAL database may need to create the -shm file. query_only keeps it a reader.
+    uri = "file:" + urllib.parse.quote(str(Path(path).expanduser().resolve())) + "?mode=rw"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA query_only=1")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run the block's reads on `conn` (autocommit mode) in one transaction, so they see one committed state."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
 
 
 class StoreError(Exception):
@@ -83,9 +119,8 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._readers_generation = 0
-        # mode=rw: a missing file (deleted, about to be written back) is an error, never a new empty database.
-        absolute = str(Path(self.path).expanduser().resolve()) if self.path != ":memory:" else ""
-        self._reader_uri = "file:" + urllib.parse.quote(absolute) + "?mode=rw"
+        # Resolved now: read connections opened later must reach the same file whatever the working directory.
+        self.reader_path = str(Path(self.path).expanduser().resolve()) if self.path != ":memory:" else ""
         # Changes (to a number never used before) whenever a committed write touched sessions or denials.
         self.sessions_version = next(_data_versions)
         try:
@@ -116,6 +151,9 @@ class SQLiteStore:
             conn.close()
             raise
         self._conn = conn
+        # The stamp of the last committed write: rows of sessions and denials carry the stamp of the write that last
+        # changed them (schema v2), so readers that keep a copy can ask for what changed since.
+        self._stamp = int(conn.execute(LAST_STAMP_SQL).fetchone()[0])  # stamps only go up, across restarts too
         if self.path != ":memory:":
             st = os.stat(self.path)
             self._identity = (st.st_dev, st.st_ino)
@@ -336,10 +374,13 @@ class SQLiteStore:
                 events.extend(item)
             else:
                 statements.append(item)
-        borrows = [(e.borrow_id, e.tool, e.user, e.ts, e.is_overage, source_of(e.borrow_id)) for e in events if e.kind == BORROW]
+        stamp = self.new_stamp()
+        borrows = [
+            (e.borrow_id, e.tool, e.user, e.ts, e.is_overage, source_of(e.borrow_id), stamp) for e in events if e.kind == BORROW
+        ]
         # A return written first keeps its borrow's time as its own until the borrow row arrives.
-        returns = [(e.borrow_id, e.tool, e.user, e.ts, e.ts, source_of(e.borrow_id)) for e in events if e.kind == RETURN]
-        denials = [(e.ts, e.tool, e.user, e.reason) for e in events if e.kind == FAILURE]
+        returns = [(e.borrow_id, e.tool, e.user, e.ts, e.ts, source_of(e.borrow_id), stamp) for e in events if e.kind == RETURN]
+        denials = [(e.ts, e.tool, e.user, e.reason, stamp) for e in events if e.kind == FAILURE]
         charges: dict[str | None, int] = {}  # by tool, keyed like Event.tool (a borrow's is never None)
         for e in events:
             if e.kind == BORROW and e.is_overage:
@@ -367,6 +408,11 @@ class SQLiteStore:
             if events:
                 earliest = min(e.ts for e in events)
                 self._events_since = earliest if self._events_since is None else min(self._events_since, earliest)
+
+    def new_stamp(self) -> int:
+        """Return the stamp for the write transaction about to start (writer thread only; a failed one skips it)."""
+        self._stamp += 1
+        return self._stamp
 
     def sessions_changed(self) -> None:
         """Note that sessions or denials changed (after the commit): sessions_version moves to a new number."""
@@ -420,19 +466,31 @@ class SQLiteStore:
         finally:
             self._give_back_reader(conn, generation)
 
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Yield a connection inside one read transaction: every query on it sees the same committed state.
+
+        A file database lends one of its read connections (the writer goes on meanwhile); an in-memory one has
+        only the writer's connection, which is held, with the writer waiting, until the block ends.
+        """
+        if self.path == ":memory:":
+            with self._conn_lock:
+                with read_transaction(self._connection()) as conn:
+                    yield conn
+            return
+        conn, generation = self._take_reader()
+        try:
+            with read_transaction(conn) as conn:
+                yield conn
+        finally:
+            self._give_back_reader(conn, generation)
+
     def _take_reader(self) -> tuple[sqlite3.Connection, int]:
         with self._readers_lock:
             generation = self._readers_generation
             if self._readers:
                 return self._readers.pop(), generation
-        conn = sqlite3.connect(self._reader_uri, uri=True, check_same_thread=False, isolation_level=None)
-        try:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA query_only=1")
-        except BaseException:
-            conn.close()
-            raise
-        return conn, generation
+        return connect_reader(self.reader_path), generation
 
     def _give_back_reader(self, conn: sqlite3.Connection, generation: int) -> None:
         with self._readers_lock:

@@ -1,0 +1,247 @@
+"""A column-wise copy of the stored sessions and denials, brought up to date by reading only the rows changed since.
+
+Reading a month of sessions from SQLite costs seconds (a million rows turned into Python objects); the analyses
+themselves cost a fraction of that. So an analysis reads this copy: the first refresh reads every row once, and each
+later one reads the rows whose `changed` stamp is newer than the newest it has seen (schema v2: the writer stamps every
+row it inserts or updates with its transaction's number). Rows leave the database only by a prune, which records its
+deleted rows' ids in `pruned_rows`; the copy removes them. Every refresh runs in one read transaction, so the
+copy always equals one committed state of the database.
+
+Names (tools, users, reasons) are kept once each, as codes into one table, so the copy costs about 40 bytes a
+session; frames handed to the analyses have the shapes `store.sessions.load_sessions` / `load_denials` document.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dash_app.store.sessions import DENIAL_COLUMNS, SESSION_COLUMNS
+from dash_app.store.sqlite_store import LAST_STAMP_SQL
+
+# A read transaction on the database: SQLiteStore.snapshot, or FileSnapshots in a process of its own.
+Snapshots = Callable[[], AbstractContextManager[sqlite3.Connection]]
+
+_OPEN = -math.inf  # an open session's returned_at in the rows (SQLite keeps no NaN)
+
+_SESSIONS_SQL = (
+    "SELECT rowid, tool, user, borrowed_at, ifnull(returned_at, :open), is_overage FROM borrows {indexed} WHERE changed > :since"
+)
+_DENIALS_SQL = "SELECT rowid, ts, tool, user, ifnull(reason, '') FROM denials {indexed} WHERE changed > :since"
+_NEWEST_SQL = LAST_STAMP_SQL
+_COMPLETE_SQL = "SELECT value FROM history_meta WHERE key = 'pruned_rows_complete_after'"
+_PRUNED_SQL = "SELECT tbl, row FROM pruned_rows WHERE stamp > :since"
+
+_SESSION_ROW = np.dtype(
+    [
+        ("rowid", np.int64),
+        ("tool", object),
+        ("user", object),
+        ("borrowed", np.float64),
+        ("returned", np.float64),
+        ("overage", np.bool_),
+    ]
+)
+_DENIAL_ROW = np.dtype([("rowid", np.int64), ("ts", np.float64), ("tool", object), ("user", object), ("reason", object)])
+
+
+@dataclass
+class _Table:
+    """Columns of one table's rows, in rowid order; text columns are codes into the mirror's names."""
+
+    columns: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.columns["rowid"]) if self.columns else 0
+
+    def keep(self, mask: np.ndarray[Any, Any]) -> None:
+        """Keep the rows where `mask` is true."""
+        if not mask.all():
+            self.columns = {name: column[mask] for name, column in self.columns.items()}
+
+    def upsert(self, delta: dict[str, np.ndarray[Any, Any]]) -> None:
+        """Put in `delta`'s rows: those whose rowid is held replace it, the rest are added; rowid order is kept."""
+        if not len(delta["rowid"]):
+            return
+        if not self.columns:
+            self.columns = delta
+        else:
+            rowid = self.columns["rowid"]
+            at = np.searchsorted(rowid, delta["rowid"])
+            held = at < len(rowid)
+            held[held] = rowid[at[held]] == delta["rowid"][held]
+            for name, column in self.columns.items():
+                column[at[held]] = delta[name][held]
+            fresh = ~held
+            if fresh.any():
+                self.columns = {name: np.concatenate((column, delta[name][fresh])) for name, column in self.columns.items()}
+        rowid = self.columns["rowid"]
+        if len(rowid) > 1 and not (rowid[1:] > rowid[:-1]).all():
+            order = np.argsort(rowid, kind="stable")
+            self.columns = {name: column[order] for name, column in self.columns.items()}
+
+
+class HistoryMirror:
+    """A copy of the `borrows` (sessions) and `denials` tables, refreshed from the rows changed since the last read."""
+
+    def __init__(self, snapshots: Snapshots) -> None:
+        self._snapshots = snapshots
+        self._names: list[str] = []
+        self._codes: dict[str, int] = {}
+        self._name_array: np.ndarray[Any, Any] = np.empty(0, dtype=object)
+        self.sessions = _Table()
+        self.denials = _Table()
+        self.stamp = -1  # the newest write stamp seen; -1 before the first read
+        self.version = 0  # moves whenever a refresh changed the copy
+
+    def reset(self) -> None:
+        """Forget everything: the next refresh reads every row (the database file was replaced)."""
+        self.sessions, self.denials, self.stamp = _Table(), _Table(), -1
+        self.version += 1
+
+    def refresh(self) -> bool:
+        """Read what changed since the last refresh; return True when the copy changed."""
+        with self._snapshots() as conn:
+            (newest,) = conn.execute(_NEWEST_SQL).fetchone()
+            if self.stamp >= 0 and newest <= self.stamp:
+                return False
+            (complete_after,) = conn.execute(_COMPLETE_SQL).fetchone()
+            if self.stamp >= 0 and self.stamp < complete_after:
+                self.reset()  # the log of pruned rows no longer reaches back to our last read
+            first = self.stamp < 0
+            # The first read takes the whole table in its own order; later ones a range of the `changed` index.
+            indexed = "NOT INDEXED" if first else ""
+            params = {"since": self.stamp, "open": _OPEN}
+            sessions = conn.execute(_SESSIONS_SQL.format(indexed=indexed), params).fetchall()
+            denials = conn.execute(_DENIALS_SQL.format(indexed=indexed), params).fetchall()
+            pruned = [] if first else conn.execute(_PRUNED_SQL, params).fetchall()
+        if pruned:
+            # Rows deleted since our last read go first: a row id the database gave again since is in the delta.
+            for table, name in ((self.sessions, "borrows"), (self.denials, "denials")):
+                gone = np.array([row for tbl, row in pruned if tbl == name], dtype=np.int64)
+                if len(gone) and len(table):
+                    table.keep(~np.isin(table.columns["rowid"], gone))
+        self.sessions.upsert(self._session_columns(sessions))
+        self.denials.upsert(self._denial_columns(denials))
+        self.stamp = newest
+        self.version += 1
+        return True
+
+    def _intern(self, values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Return the codes of `values` (strings) in the names table, adding the names not seen before."""
+        if not len(values):
+            return np.empty(0, dtype=np.int32)
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        mapping = np.empty(len(uniques), dtype=np.int32)
+        added = False
+        for i, name in enumerate(uniques):
+            code = self._codes.get(name)
+            if code is None:
+                code = self._codes[name] = len(self._names)
+                self._names.append(name)
+                added = True
+            mapping[i] = code
+        if added:
+            self._name_array = np.array(self._names, dtype=object)
+        return mapping[codes]
+
+    def _session_columns(self, rows: Sequence[Any]) -> dict[str, np.ndarray[Any, Any]]:
+        array = np.array(rows, dtype=_SESSION_ROW) if rows else np.empty(0, dtype=_SESSION_ROW)
+        returned = array["returned"].copy()
+        returned[returned == _OPEN] = np.nan
+        return {
+            "rowid": array["rowid"].copy(),
+            "tool": self._intern(array["tool"]),
+            "user": self._intern(array["user"]),
+            "borrowed": array["borrowed"].copy(),
+            "returned": returned,
+            "overage": array["overage"].copy(),
+        }
+
+    def _denial_columns(self, rows: Sequence[Any]) -> dict[str, np.ndarray[Any, Any]]:
+        array = np.array(rows, dtype=_DENIAL_ROW) if rows else np.empty(0, dtype=_DENIAL_ROW)
+        return {
+            "rowid": array["rowid"].copy(),
+            "ts": array["ts"].copy(),
+            "tool": self._intern(array["tool"]),
+            "user": self._intern(array["user"]),
+            "reason": self._intern(array["reason"]),
+        }
+
+    def _tool_mask(self, codes: np.ndarray[Any, Any], tools: Collection[str] | None) -> np.ndarray[Any, Any] | None:
+        if tools is None:
+            return None
+        wanted = [self._codes[t] for t in tools if t in self._codes]
+        return np.isin(codes, np.array(wanted, dtype=np.int32))
+
+    def _text(self, codes: np.ndarray[Any, Any]) -> pd.Series:
+        return pd.Series(self._name_array[codes], dtype=object, copy=False)
+
+    def load_sessions(self, start: float, end: float, tools: Collection[str] | None = None) -> pd.DataFrame:
+        """Return the held sessions overlapping [start, end) as `load_sessions(details=False)` does."""
+        c = self.sessions.columns
+        if not c:
+            return _empty(SESSION_COLUMNS)
+        keep = (c["borrowed"] < end) & ~(c["returned"] <= start)
+        tool_mask = self._tool_mask(c["tool"], tools)
+        if tool_mask is not None:
+            keep &= tool_mask
+        index = np.flatnonzero(keep)
+        index = index[np.lexsort((c["rowid"][index], c["borrowed"][index]))]
+        n = len(index)
+        nothing = pd.Series(np.full(n, None, dtype=object), dtype=object, copy=False)
+        return pd.DataFrame(
+            {
+                "tool": self._text(c["tool"][index]),
+                "user": self._text(c["user"][index]),
+                "host": nothing,
+                "version": nothing,
+                "source": nothing,
+                "borrowed_at": c["borrowed"][index],
+                "returned_at": c["returned"][index],
+                "is_overage": c["overage"][index],
+                "seq": c["rowid"][index],
+            },
+            copy=False,
+        )
+
+    def load_denials(self, start: float, end: float, tools: Collection[str] | None = None) -> pd.DataFrame:
+        """Return the held denials at times in [start, end) as `load_denials` does."""
+        c = self.denials.columns
+        if not c:
+            return _empty(DENIAL_COLUMNS)
+        keep = (c["ts"] >= start) & (c["ts"] < end)
+        tool_mask = self._tool_mask(c["tool"], tools)
+        if tool_mask is not None:
+            keep &= tool_mask
+        index = np.flatnonzero(keep)
+        index = index[np.lexsort((c["rowid"][index], c["ts"][index]))]
+        return pd.DataFrame(
+            {
+                "ts": c["ts"][index],
+                "tool": self._text(c["tool"][index]),
+                "user": self._text(c["user"][index]),
+                "reason": self._text(c["reason"][index]),
+                "seq": c["rowid"][index],
+            },
+            copy=False,
+        )
+
+
+def _empty(columns: Sequence[str]) -> pd.DataFrame:
+    floats = ("borrowed_at", "returned_at", "ts")
+    return pd.DataFrame(
+        {
+            name: np.empty(
+                0, dtype=np.float64 if name in floats else np.int64 if name == "seq" else bool if name == "is_overage" else object
+            )
+            for name in columns
+        }
+    )

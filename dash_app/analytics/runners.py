@@ -1,0 +1,215 @@
+"""Where analyses run: in a process of their own beside a database file, or in this process for an in-memory one.
+
+An analysis of a month of sessions keeps the interpreter busy for about a second; in the serving process it would hold
+up every live refresh and stream tick for that long. AnalysisProcess runs it in a spawned child that keeps its own
+HistoryMirror of the database file, refreshed from the rows changed since its last read (also while idle), so a query
+finds the copy current and pays for the analysis only. An in-memory database cannot be opened by another process:
+InProcessRunner keeps the mirror here instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dash_app.analytics.jobs import JOBS
+from dash_app.analytics.mirror import HistoryMirror
+from dash_app.store.sqlite_store import connect_reader, read_transaction
+
+if TYPE_CHECKING:
+    from dash_app.store.sqlite_store import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+# How often an idle analysis process reads what changed, so that a query seldom waits for a long catch-up.
+IDLE_REFRESH_SECONDS = 2.0
+
+
+class AnalysisUnavailable(RuntimeError):
+    """The analysis process ended while working (it is started again for the next query); the message says so."""
+
+
+class AnalysisFailed(RuntimeError):
+    """An analysis raised an error; the message is its one line."""
+
+
+class Runner(Protocol):
+    """Runs a job of jobs.JOBS by name over a current copy of the stored history."""
+
+    def start(self) -> None:
+        """Get ready (load the copy) ahead of the first query; optional."""
+
+    def run(self, job: str, **params: Any) -> Any:
+        """Bring the copy up to date, run `job` with `params` and return its result."""
+
+    def stop(self) -> None:
+        """Release what the runner holds."""
+
+
+class InProcessRunner:
+    """Runs analyses in this process, over a mirror read through the store's own connections."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.mirror = HistoryMirror(store.snapshot)
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        pass  # an in-memory database is a test's or a demo's: its first query reads it
+
+    def run(self, job: str, **params: Any) -> Any:
+        with self._lock:
+            self.mirror.refresh()
+            try:
+                return JOBS[job](self.mirror, **params)
+            except ValueError as exc:
+                raise AnalysisFailed(str(exc)) from None
+
+    def stop(self) -> None:
+        pass
+
+
+class FileSnapshots:
+    """Read transactions on a database file by path, starting over on a new connection when the file is replaced."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
+        self.replaced = False  # set when the file changed identity since the last snapshot; the reader clears it
+
+    @contextmanager
+    def __call__(self) -> Iterator[sqlite3.Connection]:
+        st = os.stat(self.path)  # FileNotFoundError while the writer puts a deleted file back: the query fails
+        identity = (st.st_dev, st.st_ino)
+        if self._conn is None or identity != self._identity:
+            if self._conn is not None:
+                self._conn.close()
+                self.replaced = True
+            self._conn, self._identity = connect_reader(self.path), identity
+        with read_transaction(self._conn) as conn:
+            yield conn
+
+
+def _serve(conn: Connection, path: str) -> None:
+    """The analysis process: keep a mirror of `path` and answer (job, params) requests on `conn` until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then closes the pipe
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[analysis]: %(message)s")
+    snapshots = FileSnapshots(path)
+    mirror = HistoryMirror(snapshots)
+
+    def refresh() -> None:
+        if snapshots.replaced:
+            snapshots.replaced = False
+            mirror.reset()
+        mirror.refresh()
+        if snapshots.replaced:  # noticed on this very read: read the new file whole
+            snapshots.replaced = False
+            mirror.reset()
+            mirror.refresh()
+
+    while True:
+        try:
+            if not conn.poll(IDLE_REFRESH_SECONDS):
+                refresh()
+                continue
+            request = conn.recv()
+        except (EOFError, OSError):
+            return  # the app is gone
+        except Exception:  # noqa: BLE001 - an idle refresh that fails is tried again at the next request
+            log.exception("refreshing the copy of the history failed")
+            continue
+        if request is None:
+            return
+        job, params = request
+        try:
+            refresh()
+            reply: tuple[str, Any] = ("ok", JOBS[job](mirror, **params))
+        except ValueError as exc:
+            reply = ("failed", str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, and the process goes on
+            log.exception("analysis %s failed", job)
+            reply = ("failed", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except (OSError, ValueError):
+            return
+
+
+class AnalysisProcess:
+    """Runs analyses in a spawned child process over its own copy of the database file at `path`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._process: Any = None  # multiprocessing's SpawnProcess
+        self._conn: Connection | None = None
+        self.restarts = 0
+
+    def _ensure(self) -> Connection:
+        if self._process is not None and self._process.is_alive() and self._conn is not None:
+            return self._conn
+        if self._process is not None:
+            self.restarts += 1
+            log.warning("analysis process ended (exit code %s); starting another", self._process.exitcode)
+            self._close()
+        # spawn, never fork: the serving process has threads, and a forked child would inherit their locks.
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(target=_serve, args=(child, self.path), name="license-analysis", daemon=True)
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+        return parent
+
+    def start(self) -> None:
+        """Start the process now, so it reads the history while nobody waits for it."""
+        with self._lock:
+            self._ensure()
+
+    def run(self, job: str, **params: Any) -> Any:
+        with self._lock:
+            conn = self._ensure()
+            try:
+                conn.send((job, params))
+                status, value = conn.recv()
+            except (EOFError, OSError) as exc:
+                self._close()
+                raise AnalysisUnavailable("the analysis process ended during the query; it is being restarted") from exc
+        if status == "failed":
+            raise AnalysisFailed(value)
+        return value
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._process is not None:
+            self._process.join(timeout=0.1)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+            self._process = None
+
+    def stop(self) -> None:
+        """Ask the process to end and wait for it."""
+        with self._lock:
+            if self._conn is not None and self._process is not None and self._process.is_alive():
+                try:
+                    self._conn.send(None)
+                except OSError:
+                    pass
+                self._process.join(timeout=5)
+            self._close()
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the running analysis process, or None."""
+        return None if self._process is None else self._process.pid
