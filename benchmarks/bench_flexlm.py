@@ -26,9 +26,11 @@ from pathlib import Path
 
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.events import borrow_event, failure_event, return_event
-from dash_app.sources.flexlm import Checkpoints, LogIngest, LogTail
-from dash_app.sources.flexlm_parse import LineParser
+from dash_app.sources.flexlm.ingest import LogIngest
+from dash_app.sources.flexlm.parse import LineParser
+from dash_app.sources.tailing import LogTail
 from dash_app.store import SQLiteStore
+from dash_app.store.checkpoints import Checkpoints
 
 FEATURES = {
     "MLM": ["MATLAB", "SIMULINK", "Signal_Toolbox", "Control_Toolbox", "Optimization_Toolbox", "Stateflow"],

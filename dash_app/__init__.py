@@ -20,7 +20,9 @@ from dash_app.recording import EventRecorder
 from dash_app.routes import register_routes
 from dash_app.sources.demo import DemoTraffic
 from dash_app.sources.flexlm import FlexLMFollower
-from dash_app.state import DEMO, FLEXLM, STORE, STREAM, AppState, Service, attach_state
+from dash_app.sources.health import SourceHealth
+from dash_app.sources.servers import build_poller
+from dash_app.state import DEMO, FLEXLM, POLLER, STORE, STREAM, AppState, Service, attach_state
 from dash_app.store import SQLiteStore
 from dash_app.store.history import HistoryKeeper, stored_tool_names
 from dash_app.store.restore import restore_buffer
@@ -66,6 +68,9 @@ def build_state(config: Config) -> AppState:
         services[DEMO] = DemoTraffic(pool, speed=config.demo_speed, backfill_hours=demo_backfill_hours(config, store))
     if config.flexlm_logs:
         services[FLEXLM] = FlexLMFollower(config.flexlm_logs, pool, store)
+    poller = build_poller(config, pool, time.time)
+    if poller is not None:
+        services[POLLER] = poller
     # The ticker starts last, so its first tick sees what the sources brought at start.
     stream = services[STREAM] = StreamTicker(
         buffer,
@@ -85,6 +90,7 @@ def build_state(config: Config) -> AppState:
         stream=stream,
         analytics=CapacityService(store, pool, config),
         services=services,
+        api_source=SourceHealth("api", "/licenses"),
     )
 
 

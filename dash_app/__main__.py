@@ -34,7 +34,7 @@ def main(argv=None):
     """Parse flags, then serve; configuration errors end with one line and exit status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ingest-flexlm"]:
-        from dash_app.sources.flexlm_backfill import main as ingest_flexlm
+        from dash_app.sources.flexlm.backfill import main as ingest_flexlm
 
         return ingest_flexlm(argv[1:])
     args = build_parser().parse_args(argv)

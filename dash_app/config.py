@@ -32,6 +32,16 @@ def _list(text: object) -> tuple[str, ...]:
     return tuple(part for part in str(text).split(os.pathsep) if part)
 
 
+def _servers(text: object) -> tuple[str, ...]:
+    """Parse `PORT@HOST,PORT@HOST`: license servers as their vendors' tools name them."""
+    servers = tuple(part.strip() for part in str(text).split(",") if part.strip())
+    for server in servers:
+        port, at, host = server.partition("@")
+        if not at or not port.isdigit() or not host or any(ch.isspace() or not ch.isprintable() for ch in host):
+            raise ValueError(f"expected PORT@HOST, got {server!r}")
+    return servers
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its field name, environment variable, parser, CLI flag and help line."""
@@ -42,7 +52,8 @@ class Setting:
     flag: str | None  # None: set by the environment variable only
     help: str
     minimum: float | None = None
-    repeat: bool = False  # a list: the flag may be given again, the variable separates values with os.pathsep
+    repeat: bool = False  # a list: the flag may be given again, the variable separates values (see `parse`)
+    metavar: str | None = None
 
 
 SETTINGS = [
@@ -90,6 +101,27 @@ SETTINGS = [
         1,
     ),
     Setting(
+        "lmstat_servers",
+        "DASH_APP_LMSTAT",
+        _servers,
+        "--lmstat",
+        "FlexNet license server to poll with lmutil lmstat (repeat for several)",
+        repeat=True,
+        metavar="PORT@HOST",
+    ),
+    Setting(
+        "rlmstat_servers",
+        "DASH_APP_RLMSTAT",
+        _servers,
+        "--rlmstat",
+        "RLM license server to poll with rlmutil rlmstat (repeat for several)",
+        repeat=True,
+        metavar="PORT@HOST",
+    ),
+    Setting("lmutil", "DASH_APP_LMUTIL", str, "--lmutil", "the lmutil program (default: lmutil on PATH)"),
+    Setting("rlmutil", "DASH_APP_RLMUTIL", str, "--rlmutil", "the rlmutil program (default: rlmutil on PATH)"),
+    Setting("poll_seconds", "DASH_APP_POLL_SECONDS", float, "--poll-seconds", "seconds between polls of each license server", 1),
+    Setting(
         "flexlm_logs",
         "DASH_APP_FLEXLM_LOGS",
         _list,
@@ -125,6 +157,11 @@ class Config:
     currency: str = ""
     billing_days: int = 30
     flexlm_logs: tuple[str, ...] = ()
+    lmstat_servers: tuple[str, ...] = ()
+    rlmstat_servers: tuple[str, ...] = ()
+    lmutil: str = "lmutil"
+    rlmutil: str = "rlmutil"
+    poll_seconds: float = 30.0
 
     @property
     def retention_seconds(self) -> float:
@@ -139,8 +176,17 @@ def _checked(config: Config) -> Config:
     for setting in SETTINGS:
         value: Any = getattr(config, setting.name)
         if setting.repeat and not isinstance(value, tuple):
-            value = _list(value) if isinstance(value, str) else tuple(value)
+            try:
+                value = setting.parse(value) if isinstance(value, str) else tuple(value)
+            except ValueError as exc:
+                raise ConfigError(f"{setting.flag or setting.env}: {exc}") from None
             config = dataclasses.replace(config, **{setting.name: value})
+        if setting.parse is _servers and setting.repeat:
+            try:
+                for server in value:
+                    _servers(server)
+            except ValueError as exc:
+                raise ConfigError(f"{setting.flag or setting.env}: {exc}") from None
         if setting.minimum is not None and value is not None and value < setting.minimum:
             where = setting.flag or setting.env
             raise ConfigError(f"{where}: must be at least {setting.minimum:g}, got {value}")
@@ -185,7 +231,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
             parser.add_argument(setting.flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=setting.help)
         elif setting.repeat:
             parser.add_argument(
-                setting.flag, dest=dest, action="append", default=None, metavar="PATH", help=f"{setting.help} [{setting.env}]"
+                setting.flag,
+                dest=dest,
+                action="append",
+                default=None,
+                metavar=setting.metavar or "PATH",
+                help=f"{setting.help} [{setting.env}]",
             )
         else:
             parser.add_argument(setting.flag, dest=dest, type=setting.parse, default=None, help=f"{setting.help} [{setting.env}]")

@@ -25,11 +25,21 @@ class Event(NamedTuple):
     borrow_id: str | None = None  # borrow and return
     is_overage: bool | None = None  # borrow
     reason: str | None = None  # failure
+    host: str | None = None  # borrow: where the license is used, when the source says
+    version: str | None = None  # borrow: the version checked out, when the source says
 
 
-def borrow_event(tool: str, user: str, is_overage: bool, borrow_id: str, ts: float | datetime | None) -> Event:
+def borrow_event(
+    tool: str,
+    user: str,
+    is_overage: bool,
+    borrow_id: str,
+    ts: float | datetime | None,
+    host: str | None = None,
+    version: str | None = None,
+) -> Event:
     """Return the event of a granted borrow."""
-    return Event(ts, BORROW, tool, user, borrow_id, bool(is_overage), None)
+    return Event(ts, BORROW, tool, user, borrow_id, bool(is_overage), None, host, version)
 
 
 def return_event(borrow_id: str, user: str | None, tool: str | None, ts: float | datetime | None) -> Event:
@@ -40,6 +50,23 @@ def return_event(borrow_id: str, user: str | None, tool: str | None, ts: float |
 def failure_event(tool: str, user: str, reason: str, ts: float | datetime | None) -> Event:
     """Return the event of a borrow that could not be granted."""
     return Event(ts, FAILURE, tool, user, None, None, reason)
+
+
+# Where a borrow came from follows from its id: a FlexLM log's start `flexlm|`, a polled server's start with its kind
+# (`lmstat|PORT@HOST|...`, see dash_app.sources.observed); the rest were granted by this server's pool.
+FLEXLM_ID_PREFIX = "flexlm|"
+SOURCE_FLEXLM, SOURCE_POOL = "flexlm", "pool"
+POLLED_SOURCES = ("lmstat", "rlmstat")
+
+
+def source_of(borrow_id: str | None) -> str:
+    """Return the source of a borrow from its id: "flexlm", "lmstat" or "rlmstat" for theirs, else "pool"."""
+    if borrow_id is None:
+        return SOURCE_POOL
+    if borrow_id.startswith(FLEXLM_ID_PREFIX):
+        return SOURCE_FLEXLM
+    kind, bar, _rest = borrow_id.partition("|")
+    return kind if bar and kind in POLLED_SOURCES else SOURCE_POOL
 
 
 def public_event(event: Event) -> dict[str, Any]:
@@ -53,6 +80,9 @@ def public_event(event: Event) -> dict[str, Any]:
             "user": event.user,
             "is_overage": bool(event.is_overage),
             "id": event.borrow_id,
+            "host": event.host,
+            "version": event.version,
+            "source": source_of(event.borrow_id),
         }
     if event.kind == RETURN:
         return {"timestamp": stamp, "type": RETURN, "id": event.borrow_id, "user": event.user, "tool": event.tool}

@@ -10,7 +10,7 @@ from dash_app.timeutil import iso_minute
 FORMATS = ("csv", "json")
 KINDS = ("buckets", "events")
 BUCKET_COLUMNS = ["tool", "timestamp", "count", "overage_count", "users"]
-EVENT_COLUMNS = ["timestamp", "type", "tool", "user", "id", "is_overage", "reason"]
+EVENT_COLUMNS = ["timestamp", "type", "tool", "user", "id", "is_overage", "reason", "host", "version", "source"]
 # Spreadsheets run cells that start with these as formulas; a leading quote keeps them text.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -5,7 +5,7 @@ from flask import Flask
 from dash_app import prometheus_metrics, realtime_api, vendor
 from dash_app.analytics import api as analytics_api
 from dash_app.licenses import api as licenses_api
-from dash_app.sources import flexlm
+from dash_app.sources import api as sources_api
 from dash_app.stream import routes as stream_routes
 from dash_app.web import register_request_guards
 
@@ -15,7 +15,7 @@ BLUEPRINTS = (
     realtime_api.bp,  # /realtime/stats, /realtime/export
     stream_routes.bp,  # /realtime/stream, /realtime/stream/clients
     prometheus_metrics.bp,  # /metrics
-    flexlm.bp,  # /sources/flexlm
+    sources_api.bp,  # /sources, /sources/flexlm
     analytics_api.bp,  # /analytics/capacity, /analytics/commit-advice
 )
 

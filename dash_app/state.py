@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
     from dash_app.config import Config
     from dash_app.licenses import LicensePool
     from dash_app.recording import EventRecorder
+    from dash_app.sources.health import SourceHealth
     from dash_app.store import SQLiteStore
     from dash_app.store.history import HistoryKeeper
     from dash_app.stream import StreamTicker
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
 EXTENSION_KEY = "dash_app"
 
 # The names of the background services build_state may start, in start order.
-STORE, DEMO, FLEXLM, STREAM = "store", "demo", "flexlm", "stream"
+STORE, DEMO, FLEXLM, POLLER, STREAM = "store", "demo", "flexlm", "poller", "stream"
 
 
 class Service(Protocol):
@@ -51,6 +52,7 @@ class AppState:
     stream: StreamTicker
     analytics: CapacityService
     services: dict[str, Service]  # by name (STORE, DEMO, ...), in start order
+    api_source: SourceHealth  # the REST API as a source of events: its counters
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def service(self, name: str) -> Any:

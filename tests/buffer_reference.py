@@ -68,7 +68,11 @@ class ReferenceBuffer:
         return True
 
     def add_borrow(self, tool, user, is_overage, borrow_id, timestamp):
-        return self._store("borrow", timestamp, tool=tool, user=user, is_overage=is_overage, id=borrow_id)
+        # The buffer's add_borrow knows no host or version; the source follows from the id (events.source_of).
+        source = borrow_id.split("|", 1)[0] if borrow_id.startswith(("flexlm|", "lmstat|", "rlmstat|")) else "pool"
+        return self._store(
+            "borrow", timestamp, tool=tool, user=user, is_overage=is_overage, id=borrow_id, host=None, version=None, source=source
+        )
 
     def add_return(self, borrow_id, user=None, timestamp=None, tool=None):
         match = [e for e in self._retained("borrow") if e["id"] == borrow_id]

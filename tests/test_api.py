@@ -29,7 +29,8 @@ def test_borrow_return_and_status(client):
     response = c.post("/licenses/borrow", json={"tool": TOOL, "user": "alice", "extra": "ignored"}, headers=AUTH)
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"id", "tool", "user", "borrowed_at", "is_overage", "host", "version"}
+    assert set(body) == {"id", "tool", "user", "borrowed_at", "is_overage", "host", "version", "source"}
+    assert body["source"] == "pool"
     assert (body["tool"], body["user"], body["is_overage"]) == (TOOL, "alice", False)
     assert body["borrowed_at"].endswith("Z")
 

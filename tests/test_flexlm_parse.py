@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dash_app.sources.flexlm_parse import (
+from dash_app.sources.flexlm.parse import (
     ALL_VENDORS,
     DATE,
     DENIED,

@@ -103,6 +103,7 @@ def test_rules_charges_and_status_match_reference(ops):
             "overage_price_per_license": spec["overage_price_per_license"],
             "current_overage_cost": charges[entry["tool"]] * spec["overage_price_per_license"],
             "total_cost": spec["commit_price"] + charges[entry["tool"]] * spec["overage_price_per_license"],
+            "expiry": None,  # no polled server said
         }
     assert len(pool.active_borrows()) == sum(borrowed.values())
     stats = buffer.get_stats_summary()

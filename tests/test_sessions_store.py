@@ -366,7 +366,7 @@ def test_an_unversioned_file_is_upgraded_in_place_keeping_every_row(tmp_path, ca
         upgraded = [r for r in caplog.records if "schema upgraded from version 0 to 1" in r.getMessage()]
         assert len(upgraded) == 1
         assert store.read("SELECT id, tool, user, borrowed_at, is_overage, returned_at FROM borrows ORDER BY rowid") == borrows
-        assert store.read("SELECT * FROM events ORDER BY rowid") == events
+        assert store.read("SELECT * FROM events ORDER BY rowid") == [(*e, None, None) for e in events]  # host, version
         assert store.read("SELECT name FROM sqlite_master WHERE name = 'checkout_details'") == []  # moved into borrows
         assert store.load_charges() == {"Tight": 1}
         assert store.read("SELECT COUNT(*) FROM minute_stats") == [(1,)]

@@ -331,7 +331,7 @@ class RealtimeMetricsBuffer:
                     tool, key = tool_keys.get(tool) or tool_key(tool)
                     user = interned.get(user) or intern(user)
                     is_overage = True if e.is_overage else False
-                    event = _new_event(Event, (ts, BORROW, tool, user, borrow_id, is_overage, None))
+                    event = _new_event(Event, (ts, BORROW, tool, user, borrow_id, is_overage, None, e.host, e.version))
                     if not borrowed or ts >= borrowed[-1][0]:
                         borrowed.append(event)
                     else:
@@ -365,7 +365,7 @@ class RealtimeMetricsBuffer:
                                 user = borrow.user
                     tool, key = tool_keys.get(tool) or tool_key(tool)
                     user = interned.get(user) or intern(user)
-                    event = _new_event(Event, (ts, RETURN, tool, user, borrow_id, None, None))
+                    event = _new_event(Event, (ts, RETURN, tool, user, borrow_id, None, None, None, None))
                     if not returned or ts >= returned[-1][0]:
                         returned.append(event)
                     else:
@@ -384,7 +384,7 @@ class RealtimeMetricsBuffer:
                         continue
                     tool, key = tool_keys.get(e.tool) or tool_key(e.tool)
                     user, reason = intern(e.user), intern(e.reason)
-                    failures.insert(_new_event(Event, (ts, FAILURE, tool, user, None, None, reason)))
+                    failures.insert(_new_event(Event, (ts, FAILURE, tool, user, None, None, reason, None, None)))
                     if ts < self._oldest_bound:
                         self._oldest_bound = ts
                     if key is not None:
@@ -980,7 +980,7 @@ class RealtimeMetricsBuffer:
             key_of = self._key
             user: Any  # a borrow's user is a name (see _add_events)
             for event in events:
-                _ts, _kind, tool, user, borrow_id, is_overage, _reason = event
+                _ts, _kind, tool, user, borrow_id, is_overage = event[:6]
                 if opened.get(borrow_id) is event:
                     del opened[borrow_id]
                 key = key_of(tool)
@@ -1016,7 +1016,7 @@ class RealtimeMetricsBuffer:
 
     def _forget_borrow(self, event: Event) -> None:
         user: Any  # a borrow's user is a name (see _add_events)
-        ts, _kind, tool, user, borrow_id, is_overage, _reason = event
+        ts, _kind, tool, user, borrow_id, is_overage = event[:6]
         if self._open_borrows.get(borrow_id) is event:
             del self._open_borrows[borrow_id]
         key = self._key(tool)

@@ -21,11 +21,15 @@ def borrow() -> Response:
     # Optional: where the license is used and which version, shown in the dashboard's open checkouts.
     host = name_field(body, "host") if body.get("host") is not None else None
     version = name_field(body, "version") if body.get("version") is not None else None
+    source = get_state().api_source
     try:
         granted = _pool().borrow(tool, user, host=host, version=version)
     except BorrowDenied as denied:
+        source.count(denials=1)
         status = 404 if denied.reason == UNKNOWN_TOOL else 409
         raise ApiError(status, denied.reason, denied.detail) from None
+    source.count(borrows=1)
+    source.ok(granted.borrowed_at)
     return jsonify(granted.as_dict())
 
 
@@ -38,6 +42,7 @@ def return_license() -> Response:
         returned = _pool().return_license(borrow_id)
     except UnknownBorrow:
         raise ApiError(404, "unknown_borrow", f"id: no active borrow {borrow_id!r}") from None
+    get_state().api_source.count(returns=1)
     return jsonify({"status": "ok", "tool": returned.tool})
 
 

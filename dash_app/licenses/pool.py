@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from dash_app.events import Event, borrow_event, check_name, failure_event, return_event
+from dash_app.events import Event, borrow_event, check_name, failure_event, return_event, source_of
 from dash_app.timeutil import iso_utc
 
 if TYPE_CHECKING:  # for the annotations only
@@ -104,6 +104,7 @@ class Borrow:
             "is_overage": self.is_overage,
             "host": self.host,
             "version": self.version,
+            "source": source_of(self.id),
         }
 
 
@@ -132,6 +133,10 @@ class LicensePool:
         # tools outside the inventory that a log source reported, in first-seen order (keys)
         self._observed: dict[str, None] = {}
         self._by_feature = {spec.feature: name for name, spec in self._specs.items() if spec.feature}
+        # What polled servers say of tools: licenses issued (the total of a tool the tools file does not list) and
+        # the expiry date of the license ("2026-12-31" or "permanent").
+        self._issued: dict[str, int] = {}
+        self._expiry: dict[str, str] = {}
         self._batches = threading.local()  # per thread: events held back by recording_batch()
         if store is not None:
             # A restart keeps active borrows and charges; the tools file may have changed the limits.
@@ -199,7 +204,7 @@ class LicensePool:
             self._borrowed[tool] = borrowed + 1
             if is_overage:
                 self._charges[tool] = self._charges.get(tool, 0) + 1
-            self._record(borrow_event(tool, user, is_overage, borrow.id, ts))
+            self._record(borrow_event(tool, user, is_overage, borrow.id, ts, host, version))
             self._save_details(borrow)
             return borrow
 
@@ -246,7 +251,7 @@ class LicensePool:
             if is_overage:
                 self._charges[tool] = self._charges.get(tool, 0) + 1
             self._note_tool(key)
-            self._record(borrow_event(tool, user, is_overage, borrow.id, at))
+            self._record(borrow_event(tool, user, is_overage, borrow.id, at, host, version))
             self._save_details(borrow)
             return borrow
 
@@ -262,6 +267,16 @@ class LicensePool:
     def observe_return(self, borrow_id: str, at: float) -> Borrow:
         """Record the end of a borrow observed elsewhere; raise UnknownBorrow when it is not active."""
         return self.return_license(borrow_id, at=at)
+
+    def observe_total(self, tool: str, issued: int) -> None:
+        """Note the licenses a server issues for `tool`: its total when the tools file does not list it."""
+        with self._lock:
+            self._issued[self._key(tool)] = issued
+
+    def observe_expiry(self, tool: str, expiry: str) -> None:
+        """Note when `tool`'s license expires, as its server says ("2026-12-31" or "permanent")."""
+        with self._lock:
+            self._expiry[self._key(tool)] = expiry
 
     def observe_failure(self, tool: str, user: str, reason: str, at: float) -> None:
         """Record a denial observed elsewhere."""
@@ -307,12 +322,14 @@ class LicensePool:
         borrowed = self._borrowed.get(tool, 0)
         charges = self._charges.get(tool, 0)
         if spec is None:
-            # A tool the tools file does not list (seen in a log, or dropped from the file): limits unknown.
+            # A tool the tools file does not list (seen in a log, or dropped from the file): limits unknown, but for
+            # the total its server issues, when a poll said it.
+            issued = self._issued.get(tool)
             return {
                 "tool": tool,
-                "total": None,
+                "total": issued,
                 "borrowed": borrowed,
-                "available": None,
+                "available": None if issued is None else max(issued - borrowed, 0),
                 "commit": None,
                 "max_overage": None,
                 "overage": None,
@@ -322,6 +339,7 @@ class LicensePool:
                 "overage_price_per_license": None,
                 "current_overage_cost": None,
                 "total_cost": None,
+                "expiry": self._expiry.get(tool),
             }
         overage_cost = charges * spec.overage_price_per_license
         return {
@@ -338,4 +356,5 @@ class LicensePool:
             "overage_price_per_license": spec.overage_price_per_license,
             "current_overage_cost": overage_cost,
             "total_cost": spec.commit_price + overage_cost,
+            "expiry": self._expiry.get(tool),
         }

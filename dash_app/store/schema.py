@@ -16,27 +16,11 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+# A session's source follows from its borrow id (`flexlm|...` for a FlexLM log's): events.source_of. Re-exported here
+# for the store and the migrations.
+from dash_app.events import FLEXLM_ID_PREFIX, SOURCE_FLEXLM, SOURCE_POOL, source_of  # noqa: F401
+
 log = logging.getLogger(__name__)
-
-# Ids of borrows observed in a FlexLM log start with this (`flexlm|source|vendor|feature|host|file:line`, see
-# dash_app.sources.flexlm); a session's source is "flexlm" for them and "pool" for borrows this server granted.
-FLEXLM_ID_PREFIX = "flexlm|"
-SOURCE_FLEXLM = "flexlm"
-SOURCE_POOL = "pool"
-
-
-# Polled servers' borrow ids start with their kind (`lmstat|PORT@HOST|...`, see dash_app.sources.observed).
-POLLED_SOURCES = ("lmstat", "rlmstat")
-
-
-def source_of(borrow_id: str | None) -> str:
-    """Return the source of a session from its borrow id: "flexlm", "lmstat" or "rlmstat" for theirs, else "pool"."""
-    if borrow_id is None:
-        return SOURCE_POOL
-    if borrow_id.startswith(FLEXLM_ID_PREFIX):
-        return SOURCE_FLEXLM
-    kind = borrow_id.split("|", 1)[0]
-    return kind if kind in POLLED_SOURCES and "|" in borrow_id else SOURCE_POOL
 
 
 # Version 0: the schema as it was before versions were recorded. Frozen: later changes are migrations.
@@ -133,10 +117,18 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT OR IGNORE INTO history_meta VALUES ('pruned_rows_complete_after', 0)")
 
 
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """Events keep the host and version of a borrow, as the stream and the export show them."""
+    present = _columns(conn, "events")
+    for column in ("host", "version"):
+        if column not in present:
+            conn.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 # MIGRATIONS[n] takes version n to n + 1.
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2)
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -49,7 +49,8 @@ _ADD_CHARGES = (
     "INSERT INTO charges (tool, overage_borrows) VALUES (?, ?) "
     "ON CONFLICT(tool) DO UPDATE SET overage_borrows = overage_borrows + excluded.overage_borrows"
 )
-_INSERT_EVENT = "INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"
+# An Event is a row of this table: its fields are the columns, in order.
+_INSERT_EVENT = f"INSERT INTO events ({', '.join(Event._fields)}) VALUES ({', '.join('?' * len(Event._fields))})"
 _INSERT_DENIAL = "INSERT INTO denials (ts, tool, user, reason, changed) VALUES (?, ?, ?, ?, ?)"
 
 FLUSH_SECONDS = 0.2

@@ -11,8 +11,10 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dash_app import config as config_module
 from dash_app.licenses import InventoryError
-from dash_app.sources.flexlm import COUNTERS, Checkpoints, LogIngest, LogTail, source_id
+from dash_app.sources.flexlm.ingest import COUNTERS, LogIngest, source_id
+from dash_app.sources.tailing import LogTail
 from dash_app.store import StoreError
+from dash_app.store.checkpoints import Checkpoints
 
 PROG = "python -m dash_app ingest-flexlm"
 FLUSH_TIMEOUT = 600

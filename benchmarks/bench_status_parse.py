@@ -1,0 +1,188 @@
+"""Time parse_lmstat on one lmstat -a output of 500 features and 20,000 checkouts, beside a straightforward parser.
+
+Run: python benchmarks/bench_status_parse.py [--features 500] [--checkouts 20000] [--repeat 5]
+
+The output is generated here the way lmstat -a prints it (11.19: detail lines at the margin, PID suffixes; some
+checkouts of several licenses, some lingering, queued lines and reservations). The baseline reads it line by line,
+trying one regex per kind of line in turn and parsing every start time with strptime; both must build the same
+StatusReport. Target: parse_lmstat in 100 ms or less (best of --repeat).
+"""
+
+import argparse
+import datetime
+import random
+import re
+import time
+
+from dash_app.sources.lmstat import parse_lmstat
+from dash_app.sources.lmstat.parse import parse_expiry, split_who
+from dash_app.sources.status import Checkout, Feature, StatusReport
+
+TARGET_MS = 100.0
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+UTC = datetime.UTC
+
+
+def generate(features, checkouts, now, seed=7):
+    """Return lmstat -a output of `features` features sharing `checkouts` checkout lines, all started before `now`."""
+    rng = random.Random(seed)
+    vendors = ["cadmosd", "geotekd"]
+    out = [
+        "lmutil - Copyright (c) 1989-2024 Flexera. All Rights Reserved.",
+        f"Flexible License Manager status on {DAYS[now.weekday()]} {now.month}/{now.day}/{now.year} {now.hour}:{now:%M}",
+        "",
+        "License server status: 27000@lic01",
+        "    License file(s) on lic01: /opt/flexlm/licenses/lic01.lic:",
+        "",
+        "   lic01: license server UP (MASTER) v11.19.0",
+        "",
+        "Vendor daemon status (on lic01):",
+        "",
+    ]
+    out += [f"{v:>10}: UP v11.19.0" for v in vendors]
+    out += ["Feature usage info:", ""]
+    per_feature = [checkouts // features + (1 if i < checkouts % features else 0) for i in range(features)]
+    users = [f"user{n:04d}" for n in range(800)]
+    handle = 100
+    for i, uses in enumerate(per_feature):
+        name = f"FEATURE_{i:04d}"
+        held = []
+        for _ in range(uses):
+            # A working week of starts, to the minute: many lines share a start time, as on a busy server.
+            start = now - datetime.timedelta(minutes=rng.randrange(7 * 1440))
+            count = rng.choice([1, 1, 1, 1, 2, 4, 16])
+            held.append((rng.choice(users), f"ws-{rng.randrange(2000):04d}", start, count))
+        in_use = sum(h[3] for h in held)
+        out += [f"Users of {name}:  (Total of {in_use + 10} licenses issued;  Total of {in_use} licenses in use)", ""]
+        if held:
+            expiry = "permanent(no expiration date)" if i % 3 == 0 else f"{1 + i % 28}-{MONTHS[i % 12]}-{2026 + i % 3}"
+            out += ["  ", f'"{name}" v2024.1, vendor: {vendors[i % 2]}, expiry: {expiry}', "  floating license", ""]
+            if i % 50 == 0:
+                out.append("\t2 RESERVATIONs for HOST_GROUP cluster_a (lic01/27000)")
+            for user, host, start, count in held:
+                handle += 1
+                when = f"{DAYS[start.weekday()]} {start.month}/{start.day} {start.hour}:{start:%M}"
+                licenses = f", {count} licenses" if count > 1 else ""
+                tail = "  (linger: 300 / 900)" if handle % 97 == 0 else f", PID: {handle * 7}"
+                out.append(f"    {user} {host} {host}:0 (v2024.1) (lic01/27000 {handle}), start {when}{licenses}{tail}")
+            if i % 40 == 0:
+                out.append(f"    {users[i]} ws-9999 ws-9999:0 (v2024.1) (lic01/27000 {handle + 1}) queued for 2 licenses")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+# The baseline: each line tried against every pattern in turn, strptime for every start time.
+B_SERVER = re.compile(r"^License server status: (.*)$")
+B_DOWN = re.compile(r"^(lmgrd is not running: .*|Error getting status: .*)$")
+B_VENDOR = re.compile(r"^\s*(\S+): (UP|The desired vendor daemon is down.*)(?: (v\S+))?$")
+B_SERVED = re.compile(r"^Users of features served by (\S+):$")
+B_TOTALS = re.compile(r"^Users of (\S+?):\s+\(Total of (\d+) licenses? issued;\s+Total of (\d+) licenses? in use\)$")
+B_UNCOUNTED = re.compile(r"^Users of (\S+?):\s+\(Uncounted, node-locked\)$")
+B_ERROR = re.compile(r"^Users of (\S+?):\s+\((Error: .*)\)$")
+B_CANNOT = re.compile(r"^Users of (\S+?):\s+(Cannot get users of .*)$")
+B_DETAIL = re.compile(r"^\s*\"([^\"]*)\" v(\S*?),? vendor: ([^,\s]+)(?:, expiry: (.*))?$")
+B_CHECKOUT = re.compile(
+    r"^\s+(.+?)(?: \(v([^()\s]*)\))?(?: \(([^()/]+/[^()]*)\))?"
+    r", start (\w+ \d{1,2}/\d{1,2} \d{1,2}:\d\d)(?:, (\d+) licenses?)?(.*)$"
+)
+B_QUEUED = re.compile(r"^\s+(.+?)(?: \(v([^()\s]*)\))?(?: \(([^()/]+/[^()]*)\))? queued for (\d+) licenses?$")
+B_RESERVATION = re.compile(r"^\s*(\d+ RESERVATIONs? for .*)$")
+
+
+def baseline_start(text, now, tz):
+    """Epoch seconds of "Mon 11/30 9:04": strptime with this year, a year back when more than a day ahead."""
+    moment = datetime.datetime.strptime(f"{now.year} {text.split(' ', 1)[1]}", "%Y %m/%d %H:%M").replace(tzinfo=tz)
+    if moment.timestamp() > now.timestamp() + 86400:
+        moment = moment.replace(year=moment.year - 1)
+    return moment.timestamp()
+
+
+def baseline_parse(text, now, tz):
+    """Read lmstat -a output line by line, one regex per kind of line tried in turn (no year or leap-day subtleties)."""
+    report = StatusReport(up=True)
+    when = datetime.datetime.fromtimestamp(now, tz)
+    feature = vendor = section = None
+    rows = {}
+    for line in text.split("\n"):
+        if m := B_SERVER.match(line):
+            continue
+        if m := B_DOWN.match(line):
+            report.up, report.error = False, line.strip()
+        elif m := B_SERVED.match(line):
+            section = m.group(1)
+        elif m := B_TOTALS.match(line):
+            feature = m.group(1)
+            vendor = section or (next(iter(report.vendors)) if len(report.vendors) == 1 else None)
+            rows[feature] = [vendor, int(m.group(2)), int(m.group(3)), None, None]
+        elif m := B_UNCOUNTED.match(line):
+            feature = m.group(1)
+            rows[feature] = [section, None, 0, None, None]
+        elif (m := B_ERROR.match(line)) or (m := B_CANNOT.match(line)):
+            feature = m.group(1)
+            rows[feature] = [section, None, None, None, m.group(2)]
+        elif m := B_DETAIL.match(line):
+            vendor = rows[feature][0] = m.group(3)
+            if m.group(4):
+                rows[feature][3] = parse_expiry(m.group(4))
+        elif m := B_CHECKOUT.match(line):
+            user, host, display = split_who(m.group(1))
+            count = int(m.group(5) or 1)
+            report.checkouts.append(
+                Checkout(
+                    feature, user, host, display, m.group(2), m.group(3), baseline_start(m.group(4), when, tz), count, vendor
+                )
+            )
+        elif m := B_QUEUED.match(line):
+            user, host, display = split_who(m.group(1))
+            report.queued.append(Checkout(feature, user, host, display, m.group(2), m.group(3), None, int(m.group(4)), vendor))
+        elif m := B_RESERVATION.match(line):
+            report.reservations.append(m.group(1))
+        elif (m := B_VENDOR.match(line)) and feature is None and not line.startswith("Users of"):
+            if " license server " not in line:
+                report.vendors[m.group(1)] = m.group(3) or "UP" if m.group(2) == "UP" else "down"
+    for name, (vendor, issued, in_use, expiry, error) in rows.items():
+        report.features[name] = Feature(name, vendor, issued, in_use, expiry, error)
+    return report
+
+
+def best_of(repeat, fn):
+    """Return (best seconds, last result) of `repeat` calls."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--features", type=int, default=500)
+    parser.add_argument("--checkouts", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    now = datetime.datetime(2025, 1, 14, 10, 2, tzinfo=UTC)
+    text = generate(args.features, args.checkouts, now)
+    lines = text.count("\n")
+    ours_s, ours = best_of(args.repeat, lambda: parse_lmstat(text, now.timestamp(), UTC))
+    base_s, base = best_of(args.repeat, lambda: baseline_parse(text, now.timestamp(), UTC))
+
+    print(
+        f"lmstat -a output: {args.features:,} features, {len(ours.checkouts):,} checkouts, {lines:,} lines, "
+        f"{len(text) / 1e6:.2f} MB; best of {args.repeat}"
+    )
+    print(f"{'parser':<34} {'ms':>9} {'lines/s':>12}")
+    for label, seconds in (("parse_lmstat", ours_s), ("baseline (regex per line kind)", base_s)):
+        print(f"{label:<34} {seconds * 1000:>9.1f} {lines / seconds:>12,.0f}")
+    print(f"speed-up: {base_s / ours_s:.1f}x; target <= {TARGET_MS:.0f} ms: {'met' if ours_s * 1000 <= TARGET_MS else 'MISSED'}")
+    if ours != base:
+        raise SystemExit("the two parsers disagree")
+    if len(ours.checkouts) != args.checkouts:
+        raise SystemExit(f"expected {args.checkouts} checkouts, read {len(ours.checkouts)}")
+    print("both parsers built the same StatusReport")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The FlexLM follower: a background service that follows each configured debug log and feeds the pool."""
+
+import logging
+import os
+import threading
+import time
+
+from dash_app.sources.flexlm.ingest import COUNTERS, LogIngest, source_id
+from dash_app.sources.tailing import LogTail
+from dash_app.state import FLEXLM
+from dash_app.store.checkpoints import Checkpoints
+from dash_app.timeutil import iso_utc
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+
+
+class FlexLMFollower:
+    """A background service that follows each configured debug log and feeds the pool; see GET /sources/flexlm."""
+
+    def __init__(self, paths, pool, store, poll_seconds=POLL_SECONDS):
+        self.pool = pool
+        self.store = store
+        self.poll_seconds = poll_seconds
+        checkpoints = Checkpoints(store)
+        self.tails = []
+        for path in dict.fromkeys(os.path.abspath(p) for p in paths):
+            ingest = LogIngest(pool, source_id(path), name=path)
+            self.tails.append(LogTail(path, ingest, checkpoints, store))
+        self._stop = threading.Event()
+        self._thread = None
+        self._cond = threading.Condition()
+        self._pass_started = 0
+        self._idle_pass = 0
+
+    def start(self):
+        """Start following in a daemon thread; existing lines are read first, from where the last run stopped."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="flexlm-follower", daemon=True)
+            self._thread.start()
+
+    def stop(self):
+        """Stop following; the position reached is already queued for the store."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for tail in self.tails:
+            tail.close()
+
+    def wait_idle(self, timeout=10):
+        """Block until a full pass over the logs that began after this call found nothing new; return True if one did."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            mark = self._pass_started
+            while self._idle_pass <= mark:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _run(self):
+        while not self._stop.is_set():
+            with self._cond:
+                self._pass_started += 1
+                this_pass = self._pass_started
+            busy = False
+            for tail in self.tails:
+                try:
+                    busy = tail.poll() > 0 or busy
+                except Exception as exc:  # one bad log must not stop the others, nor this thread
+                    tail.fail(exc)
+            if not busy:
+                with self._cond:
+                    self._idle_pass = this_pass
+                    self._cond.notify_all()
+                self._stop.wait(self.poll_seconds)
+
+    def snapshot(self):
+        """Return the JSON-ready state and counters of every followed log, with totals."""
+        logs = []
+        totals = dict.fromkeys(COUNTERS, 0)
+        totals["open_borrows"] = 0
+        for tail in self.tails:
+            ingest = tail.ingest
+            counts = dict(ingest.counts)
+            for name, value in counts.items():
+                totals[name] += value
+            open_borrows = ingest.open_borrows
+            totals["open_borrows"] += open_borrows
+            logs.append(
+                {
+                    "path": tail.path,
+                    "state": tail.state,
+                    "offset": tail.offset,
+                    "size": tail.size,
+                    "rotations": tail.rotations,
+                    "truncations": tail.truncations,
+                    "open_borrows": open_borrows,
+                    "last_event_at": iso_utc(ingest.last_event_at) if ingest.last_event_at is not None else None,
+                    **counts,
+                }
+            )
+        return {"enabled": True, "logs": logs, "totals": totals}
+
+
+def follower_of(state):
+    """Return the app's FlexLMFollower, or None when no log is configured."""
+    return state.service(FLEXLM)

@@ -1,0 +1,328 @@
+"""The output of FlexNet `lmutil lmstat -a -c PORT@HOST` (FlexNet Publisher 11.x) into a StatusReport."""
+
+# What lmstat -a prints, top to bottom (one server shown; a triad lists three server lines):
+#
+#   lmutil - Copyright (c) 1989-2024 Flexera. All Rights Reserved.
+#   Flexible License Manager status on Tue 1/14/2025 10:02
+#
+#   License server status: 27000@lic01
+#       License file(s) on lic01: /opt/flexlm/licenses/lic01.lic:
+#
+#      lic01: license server UP (MASTER) v11.19.0          (or "lic01: Cannot connect to license server system. (-15,..)")
+#
+#   Vendor daemon status (on lic01):
+#
+#        mlm: UP v11.19.0                                  (or "mlm: The desired vendor daemon is down. (-97,121)")
+#   Feature usage info:
+#
+#   Users of FEATURE:  (Total of 10 licenses issued;  Total of 3 licenses in use)
+#                                                          (or "(Uncounted, node-locked)", "(Error: 1 licenses, unsupported
+#                                                          by licensed server)", " Cannot get users of FEATURE: reason")
+#     "FEATURE" v2024.1, vendor: mlm, expiry: 31-dec-2026  (no indent in 11.19; "expiry: permanent(no expiration date)")
+#     vendor_string: ...
+#     floating license                                     (or "nodelocked license, locked to ...", "uncounted nodelocked ...")
+#
+#       user host display [vendor_def] (vVERSION) (server/port handle), start Mon 11/30 9:04[, N licenses]
+#                                      [  (linger: N / M)][, PID: N]
+#       user host display (vVERSION) (server/port handle) queued for N licenses
+#   \t2 RESERVATIONs for HOST_GROUP cad (lic01/27000)
+#
+# A checkout line prints the display and the version only when there is one, so the part before "(v" holds the user,
+# the host and maybe a display and a vendor-defined string, separated by single spaces; Windows user names may hold
+# spaces too, which lmstat does not quote. A server that cannot be reached gives "lmgrd is not running: Cannot connect
+# to license server system. (-15,570:115 ...)" or "Error getting status: Cannot connect to license server system.
+# (-15,10:...)" and nothing else.
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
+
+_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+_DAY = 86400.0
+# The latest a yearless start time may fall after the poll: a server clock a little ahead of ours, or in a zone ahead.
+_AHEAD = _DAY
+
+_USERS_OF = re.compile(r"Users of (\S+?):\s+(.*)")
+_TOTALS = re.compile(r"\(Total of (\d+) (?:borrowable )?licenses? issued;\s+Total of (\d+) licenses? in use\)")
+_DETAIL = re.compile(r"\"([^\"]*)\" v(\S*?),? vendor: ([^,\s]+)(?:, expiry: (.*))?")
+# What follows ", start " in a checkout line: the time, then maybe ", N licenses" (and linger, PID: not needed).
+_START = re.compile(r"(\w+ (\d{1,2})/(\d{1,2}) (\d{1,2}):(\d\d))(?:, (\d+) licenses?)?")
+_QUEUED = re.compile(r" queued for (\d+) licenses?")
+# The commonest checkout line in one match: user, host, display, version, handle and start, nothing left out. Lines it
+# does not match (no display, a user name with spaces, a vendor-defined field) take the general way, to the same result.
+_PLAIN_USE = re.compile(
+    r"(\S+) (\S+) (\S+) \(v([^()\s]+)\) \(([^()\s/]+/\d+ \d+)\), start "
+    r"(\w+ (\d{1,2})/(\d{1,2}) (\d{1,2}):(\d\d))(?:, (\d+) licenses?)?"
+)
+_RESERVATION = re.compile(r"\d+ RESERVATIONs? for ")
+_EXPIRY = re.compile(r"(\d{1,2})-([A-Za-z]{3})-(\d{1,4})")
+_UNSEEN = float("-inf")  # no start time is this: marks a start text not yet in the cache (None there: no such date)
+# No real checkout holds more licenses than this in one line; more is a misread line, not a count.
+MAX_COUNT = 1_000_000
+
+
+def parse_expiry(text: str) -> str | None:
+    """Return an expiry as printed ("31-dec-2026", "permanent(no expiration date)", "1-jan-0") as ISO date or "permanent"."""
+    text = text.strip()
+    if text.lower().startswith("permanent"):
+        return "permanent"
+    m = _EXPIRY.match(text)
+    if m is None:
+        return None
+    day, month, year = int(m.group(1)), _MONTHS.get(m.group(2).lower()), int(m.group(3))
+    if month is None:
+        return None
+    if year == 0:  # both FlexNet and RLM write a year of 0 for a license that never expires
+        return "permanent"
+    if year < 100:  # old two-digit years ("31-dec-99")
+        year += 1900
+    try:
+        return datetime.date(year, month, day).isoformat()
+    except ValueError:
+        return None
+
+
+def later_expiry(a: str | None, b: str | None) -> str | None:
+    """Return the later of two expiries (ISO dates or "permanent"), None counting as unknown."""
+    if a is None or b == "permanent":
+        return b if b is not None else a
+    if b is None or a == "permanent":
+        return a
+    return max(a, b)
+
+
+class StartTimes:
+    """Epoch seconds of the yearless start times a server prints, each distinct time worked out once per poll."""
+
+    def __init__(self, now: float, tz: datetime.tzinfo | None) -> None:
+        self._limit = now + _AHEAD
+        self._tz = tz
+        self._year = datetime.datetime.fromtimestamp(now, tz).year
+        self.cache: dict[str, float | None] = {}  # the start text as printed -> its epoch seconds
+
+    def resolve(self, month: int, day: int, hour: int, minute: int) -> float | None:
+        """Return the latest moment with this month, day and time not more than a day after the poll (None if no date)."""
+        # From next year down: the first one not past the limit is the latest. Feb 29 looks back to a leap year.
+        for year in range(self._year + 1, self._year - 8, -1):
+            try:
+                moment = datetime.datetime(year, month, day, hour, minute, tzinfo=self._tz)
+            except ValueError:
+                if month == 2 and day == 29:
+                    continue
+                return None
+            stamp = moment.timestamp()  # naive (tz None) is read as this machine's local time
+            if stamp <= self._limit:
+                return stamp
+        return None
+
+
+def split_head(head: str) -> tuple[str, str | None, str | None]:
+    """Return (who, version, handle) from "user host display (vVERSION) (server/port handle)", both parentheses optional."""
+    # From the right, with string methods: a regex over the whole line costs several times as much (lazy "who").
+    handle = version = None
+    if head.endswith(")"):
+        i = head.rfind(" (")
+        inner = head[i + 2 : -1]
+        if i > 0 and "/" in inner and "(" not in inner:
+            handle, head = inner, head[:i]
+    if head.endswith(")"):
+        i = head.rfind(" (v")
+        inner = head[i + 3 : -1]
+        if i > 0 and inner and " " not in inner and "(" not in inner and ")" not in inner:
+            version, head = inner, head[:i]
+    return head, version, handle
+
+
+def split_who(who: str) -> tuple[str, str | None, str | None]:
+    """Return (user, host, display) from the "user host [display [vendor_def]]" part of a checkout line."""
+    parts = who.split(" ")
+    n = len(parts)
+    if n <= 3:
+        return parts[0], parts[1] if n > 1 else None, parts[2] if n > 2 else None
+    # Four words or more: a user name with spaces (Windows), or a vendor-defined string after the display. A display
+    # is most often the host itself or "host:N", which marks where the host is; failing that, one-word user.
+    for i in range(1, n - 1):
+        host, display = parts[i], parts[i + 1]
+        if display == host or display.startswith(host + ":"):
+            return " ".join(parts[:i]), host, display
+    return parts[0], parts[1], parts[2]
+
+
+class _Open:
+    """The feature whose block is being read: its counts as the header line says, its detail lines' vendor and expiry."""
+
+    __slots__ = ("name", "vendor", "issued", "in_use", "expiry", "error", "uncounted", "held")
+
+    def __init__(self, name: str, vendor: str | None) -> None:
+        self.name = name
+        self.vendor = vendor
+        self.issued: int | None = None
+        self.in_use: int | None = None
+        self.expiry: str | None = None
+        self.error: str | None = None
+        self.uncounted = False
+        self.held = 0  # licenses of the checkout lines read, the in-use figure of an uncounted feature
+
+    def feature(self) -> Feature:
+        in_use = self.held if self.uncounted else self.in_use
+        return Feature(self.name, self.vendor, self.issued, in_use, self.expiry, self.error)
+
+
+def parse_lmstat(text: str, now: float, tz: datetime.tzinfo | None = None) -> StatusReport:
+    """Parse the output of `lmutil lmstat -a -c PORT@HOST` polled at `now`, its times printed in `tz` (None: local)."""
+    report = StatusReport(up=True)
+    features = report.features
+    checkouts = report.checkouts
+    times = StartTimes(now, tz)
+    cache = times.cache
+    start_match = _START.match
+    plain_match = _PLAIN_USE.match
+    make_checkout = Checkout
+
+    seen = False  # a status report at all: a server status, a vendor daemon or a feature line
+    down: str | None = None  # "lmgrd is not running: ..." / "Error getting status: ..."
+    server_error: str | None = None  # a server line of a triad that could not be reached
+    servers_up = 0
+    in_vendors = False  # between "Vendor daemon status" and the features
+    section_vendor: str | None = None  # "Users of features served by VENDOR:"
+    cur: _Open | None = None
+    malformed = 0
+
+    def close() -> None:
+        if cur is not None:
+            old = features.get(cur.name)
+            new = cur.feature()
+            if old is not None:  # the same name again (two vendor daemons): one row, the counts added up
+                new = Feature(
+                    new.name,
+                    old.vendor or new.vendor,
+                    _add(old.issued, new.issued),
+                    _add(old.in_use, new.in_use),
+                    later_expiry(old.expiry, new.expiry),
+                    old.error or new.error,
+                )
+            features[cur.name] = new
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        # The commonest line by far: a checkout. The substring tests are cheap and rule the regex out for the others.
+        at = line.find(", start ")
+        if at < 0 and " queued for " in line:
+            at = line.find(" queued for ")
+        if at > 0 and not line.startswith("Users of "):
+            if cur is None:  # a checkout before any feature line: no feature to give it
+                malformed += 1
+                continue
+            m = plain_match(line)
+            if m is not None:
+                user, host, display, version, handle, start, mo, d, h, mi, n = m.groups()
+            else:
+                who, version, handle = split_head(line[:at])
+                user, host, display = split_who(who)
+                if line[at] != ",":
+                    q = _QUEUED.fullmatch(line, at)
+                    count = int(q.group(1)) if q is not None else MAX_COUNT + 1
+                    if count > MAX_COUNT:
+                        malformed += 1
+                        continue
+                    report.queued.append(make_checkout(cur.name, user, host, display, version, handle, None, count, cur.vendor))
+                    continue
+                s = start_match(line, at + 8)
+                if s is None:
+                    malformed += 1
+                    continue
+                start, mo, d, h, mi, n = s.groups()
+            stamp = cache.get(start, _UNSEEN)
+            if stamp is _UNSEEN:
+                stamp = cache[start] = times.resolve(int(mo), int(d), int(h), int(mi))
+            count = int(n) if n is not None else 1
+            if stamp is None or count > MAX_COUNT:
+                malformed += 1
+                continue
+            checkouts.append(make_checkout(cur.name, user, host, display, version, handle, stamp, count, cur.vendor))
+            cur.held += count
+            continue
+        if line.startswith("Users of "):
+            seen = True
+            in_vendors = False
+            if line.startswith("Users of features served by ") and line.endswith(":"):
+                close()
+                cur = None
+                section_vendor = line[len("Users of features served by ") : -1].strip() or None
+                continue
+            m = _USERS_OF.fullmatch(line)
+            if m is None:
+                malformed += 1
+                continue
+            close()
+            vendor = section_vendor
+            if vendor is None and len(report.vendors) == 1:
+                vendor = next(iter(report.vendors))
+            cur = _Open(m.group(1), vendor)
+            rest = m.group(2)
+            totals = _TOTALS.match(rest)
+            if totals is not None:
+                cur.issued, cur.in_use = int(totals.group(1)), int(totals.group(2))
+            elif rest.startswith("(Uncounted"):
+                cur.uncounted = True
+            elif rest.startswith("(Error:"):
+                cur.error = rest[1:].rstrip(")").strip()
+            elif rest.startswith("Cannot get users of"):
+                cur.error = rest
+            elif rest != "None":  # "Users of F: None": lmstat's way to say nobody uses it, no counts
+                malformed += 1
+            continue
+        if cur is not None:
+            if line[0] == '"':
+                m = _DETAIL.fullmatch(line)
+                if m is not None:
+                    cur.vendor = m.group(3)
+                    if m.group(4) is not None:
+                        cur.expiry = later_expiry(cur.expiry, parse_expiry(m.group(4)))
+                    continue
+            if line[0].isdigit() and _RESERVATION.match(line):
+                report.reservations.append(line)
+            # Everything else in a feature block describes the license: "floating license", "vendor_string: ...".
+            continue
+        # The header: the servers and the vendor daemons.
+        if line.startswith("License server status:"):
+            seen = True
+        elif line.startswith("lmgrd is not running:") or line.startswith("Error getting status:"):
+            seen = True
+            down = down or line
+        elif line.startswith("Vendor daemon status"):
+            seen = True
+            in_vendors = True
+        elif line.startswith("Feature usage info"):
+            seen = True
+            in_vendors = False
+        elif ": " in line and not line.startswith("License file(s)"):
+            name, _, state = line.partition(": ")
+            if " " in name:
+                continue
+            if in_vendors:
+                if state.startswith("UP"):
+                    report.vendors[name] = state[2:].strip() or "UP"
+                else:  # "The desired vendor daemon is down. (-97,121)" and the other reasons a daemon gives
+                    report.vendors[name] = "down"
+            elif state.startswith("license server UP"):
+                servers_up += 1
+            elif "Cannot connect" in state or "(-" in state:
+                server_error = server_error or line
+    close()
+    report.malformed = malformed
+    if not seen:
+        raise UnparsableOutput("no lmstat report: expected 'License server status:', 'Users of ...' or a server error line")
+    if not features and not any(v != "down" for v in report.vendors) and servers_up == 0 and (down or server_error):
+        report.up = False
+        report.error = down or server_error
+    return report
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else a + b

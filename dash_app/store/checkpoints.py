@@ -1,0 +1,77 @@
+"""How far each followed log file was read: the `flexlm_offsets` table, a file found again by its first bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import IO, TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from dash_app.store.sqlite_store import SQLiteStore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS flexlm_offsets (
+    file_id TEXT PRIMARY KEY, path TEXT NOT NULL, source TEXT NOT NULL,
+    fp_len INTEGER NOT NULL, fingerprint TEXT NOT NULL, offset INTEGER NOT NULL, line INTEGER NOT NULL,
+    day INTEGER, last_tod INTEGER, updated_at REAL NOT NULL
+);
+"""
+
+
+class Position(NamedTuple):
+    """Where reading a file stopped: its id, byte offset and line number, and the log's date there (if known)."""
+
+    file_id: str
+    offset: int
+    line: int
+    day: int | None
+    last_tod: int | None
+
+
+def fingerprint(data: bytes) -> str:
+    """Return the digest a file's first bytes are recognised by."""
+    return hashlib.sha1(data).hexdigest()
+
+
+class Checkpoints:
+    """The flexlm_offsets table: how far each file was read, found again by the file's first bytes."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        store.ensure_schema(SCHEMA)
+
+    def find(self, fh: IO[bytes], size: int) -> Position | None:
+        """Return the stored position of the file open as `fh` (of `size` bytes), or None for a file never seen."""
+        rows = self.store.read(
+            "SELECT file_id, fp_len, fingerprint, offset, line, day, last_tod FROM flexlm_offsets ORDER BY updated_at DESC"
+        )
+        prefixes: dict[int, str] = {}
+        for file_id, fp_len, digest, offset, line, day, last_tod in rows:
+            if fp_len <= 0 or fp_len > size or offset > size:
+                continue
+            if fp_len not in prefixes:
+                prefixes[fp_len] = fingerprint(os.pread(fh.fileno(), fp_len, 0))
+            if prefixes[fp_len] == digest:
+                return Position(file_id, offset, line, day, last_tod)
+        return None
+
+    def save(self, path: str, source: str, fp_len: int, digest: str, position: Position) -> None:
+        """Queue a file's position; it is written after the events of the lines before it (one writer, in order)."""
+        self.store.submit(
+            "INSERT OR REPLACE INTO flexlm_offsets "
+            "(file_id, path, source, fp_len, fingerprint, offset, line, day, last_tod, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                position.file_id,
+                path,
+                source,
+                fp_len,
+                digest,
+                position.offset,
+                position.line,
+                position.day,
+                position.last_tod,
+                time.time(),
+            ),
+        )
