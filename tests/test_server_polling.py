@@ -2,12 +2,19 @@
 nothing, a restart counts nothing twice, and two servers of the same feature add up."""
 
 import json
+import re
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
+from dash import no_update
 
 FAKE_LMUTIL = Path(__file__).parent / "fixtures" / "fake_lmutil"
+FAKE_RLMUTIL = Path(__file__).parent / "fixtures" / "fake_rlmutil"
 TOOL = "Vector - DaVinci Configurator SE"  # the tools file below maps feature DaVinciCfg to it
 FEATURE = "DaVinciCfg"
 
@@ -147,6 +154,16 @@ def test_checkouts_appear_end_and_survive_a_failed_poll_and_a_restart(start_serv
     status = requests.get(again.url + f"/licenses/{TOOL}/status", timeout=5).json()
     assert status["borrowed"] == 2
     assert status["expiry"] == "2026-12-31"
+    # The stored sessions: ann's one session (open), bob's two (returned), cy's new one; each with host and source.
+    again.stop()
+    with sqlite3.connect(tmp_path / "server.db") as db:
+        rows = db.execute("SELECT user, host, version, source, returned_at IS NULL FROM borrows ORDER BY user").fetchall()
+    assert rows == [
+        ("ann", "ws-17", "5.0", "lmstat", 1),
+        ("bob", "ws-18", "5.0", "lmstat", 0),
+        ("bob", "ws-18", "5.0", "lmstat", 0),
+        ("cy", "ws-2", "5.0", "lmstat", 1),
+    ]
 
 
 def test_two_servers_of_the_same_feature_add_up_and_one_down_leaves_the_other(start_server, tmp_path):
@@ -163,3 +180,82 @@ def test_two_servers_of_the_same_feature_add_up_and_one_down_leaves_the_other(st
     assert len(borrows_of(server, TOOL)) == 5  # lic02's checkouts stay while it cannot be asked
     states = {e["name"]: e["state"] for e in requests.get(server.url + "/sources", timeout=5).json()["sources"]}
     assert states[lic01] == "up" and states[lic02] == "down" and states["/licenses"] == "up"
+
+
+def test_a_server_down_opens_the_pages_source_strip_and_its_return_closes_it(make_app, tmp_path, monkeypatch):
+    from dash_app.callbacks.page import PageUpdater
+    from dash_app.state import POLLER, get_state
+
+    lic09 = "27000@lic09"
+    monkeypatch.setenv("FAKE_LMUTIL_DIR", str(tmp_path))  # no output file yet: the server cannot be reached
+    app = make_app(lmstat_servers=(lic09,), lmutil=str(FAKE_LMUTIL), poll_seconds=1)
+    state = get_state(app)
+    poller = state.service(POLLER)
+    assert poller.wait_rounds(1)
+    updater = PageUpdater(state)
+    out, seen = updater.update("__all__", 3600, None)
+    strip = out[("source-strip", "children")]
+    assert out[("source-strip", "is_open")] is True
+    assert strip.startswith("Sources down") and f"lmstat {lic09} down for 0 min (" in strip
+    assert "Cannot connect to license server" in strip
+    out, seen = updater.update("__all__", 3600, seen)
+    assert out[("source-strip", "is_open")] is no_update  # unchanged: nothing sent again
+
+    (tmp_path / f"{lic09}.txt").write_text(lmstat_output(lic09, [("ann", "ws-1", 1, START_A)]))
+    assert poller.wait_rounds(2)
+    out, _ = updater.update("__all__", 3600, seen)
+    assert (out[("source-strip", "children")], out[("source-strip", "is_open")]) == ("", False)
+    [row] = out[("checkouts-table", "rowData")]
+    assert (row["user"], row["host"], row["version"], row["source"]) == ("ann", "ws-1", "5.0", f"{lic09} (lmstat)")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lmstat", "nonsense"], "--lmstat: expected PORT@HOST, got 'nonsense'"),
+        (["--rlmstat", "5053@"], "--rlmstat: expected PORT@HOST, got '5053@'"),
+        (["--poll-seconds", "0.5"], "--poll-seconds: must be at least 1, got 0.5"),
+    ],
+)
+def test_bad_server_flags_get_one_line_and_exit_status_2(args, message):
+    done = subprocess.run([sys.executable, "-m", "dash_app", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"python -m dash_app: error: {message}"]
+
+
+def test_servers_come_from_repeated_flags_or_a_comma_separated_variable():
+    import argparse
+
+    from dash_app.config import add_arguments, from_args
+
+    parser = add_arguments(argparse.ArgumentParser())
+    flags = from_args(parser.parse_args(["--lmstat", "27000@lic01", "--lmstat", "27001@lic02"]), environ={})
+    assert flags.lmstat_servers == ("27000@lic01", "27001@lic02")
+    environ = {"DASH_APP_RLMSTAT": "5053@rlm01, 5053@rlm02", "DASH_APP_RLMUTIL": "/opt/rlm/rlmutil"}
+    env = from_args(parser.parse_args([]), environ=environ)
+    assert (env.rlmstat_servers, env.rlmutil, env.poll_seconds) == (("5053@rlm01", "5053@rlm02"), "/opt/rlm/rlmutil", 30.0)
+
+
+def test_an_rlm_server_is_polled_with_rlmutil_and_its_products_totals_and_expiry_come_from_it(start_server, tmp_path):
+    rlm01 = "5053@rlmsrv1"
+    fakes = tmp_path / "fake_rlm"
+    fakes.mkdir()
+    fixture = (Path(__file__).parent / "fixtures" / "rlmstat" / "rlm_v12_one_isv.txt").read_text()
+    t = time.localtime(time.time() - 600)
+    # Every checkout started ten minutes ago (the fixture's own dates are a year old by now).
+    text = re.sub(r" at \d\d/\d\d \d\d:\d\d ", f" at {t.tm_mon:02d}/{t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d} ", fixture)
+    (fakes / f"{rlm01}.txt").write_text(text)
+    server = start_server(
+        DASH_APP_RLMSTAT=rlm01, DASH_APP_RLMUTIL=str(FAKE_RLMUTIL), DASH_APP_POLL_SECONDS="1", FAKE_RLMUTIL_DIR=str(fakes)
+    )
+    held = wait_for(lambda: len(b := borrows_of(server, "sculpt")) == 6 and b, "sculpt's six licenses")
+    assert {(b["user"], b["host"], b["version"], b["source"]) for b in held} == {
+        ("mjovanovic", "studio-14", "3.1", "rlmstat"),
+        ("nokeke", "studio-02", "3.1", "rlmstat"),
+        ("lucia.ferreira", "studio-21", "3.1", "rlmstat"),
+    }
+    status = requests.get(server.url + "/licenses/sculpt/status", timeout=5).json()
+    assert (status["total"], status["borrowed"], status["expiry"]) == (25, 6, "2026-12-31")
+    entry = polls_of(server.url, rlm01)
+    assert (entry["kind"], entry["state"]) == ("rlmstat", "up")
+    assert entry["features"]["sculpt_render"]["expiry"] == "permanent"

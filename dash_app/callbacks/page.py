@@ -13,6 +13,7 @@ from dash_app.figures import autorange_limits
 from dash_app.layouts import parts
 from dash_app.layouts.controls import query_for_view, selected_tool, selected_window, time_zone
 from dash_app.layouts.dashboard import HIDDEN, SHOWN
+from dash_app.sources.health import down_sources
 
 # Card values and hints a view builds (its "cards" part), in output order; the overage value's class is a prop.
 VIEW_CARDS = (
@@ -36,6 +37,7 @@ OUTPUTS = (
     + tuple((grid_id, "rowData") for grid_id in GRIDS)
     + (("tool-table", "rowTransaction"),)
     + (("tool-info", "children"), ("events-table", "children"), ("render-state", "data"))
+    + (("source-strip", "children"), ("source-strip", "is_open"))
 )
 
 
@@ -90,6 +92,10 @@ class PageUpdater:
                 out[(output_id, "children")], has[output_id] = update
             else:
                 out[(output_id, "children")], has[output_id] = component_update(part, had.get(output_id))
+        strip = parts.sources_down(down_sources(self.state), now)
+        if had.get("source-strip") != strip:
+            out[("source-strip", "children")], out[("source-strip", "is_open")] = strip, bool(strip)
+        has["source-strip"] = strip
         # "updated" changes on every answer, which is how the browser-side status pill knows updates arrive;
         # "query" is the URL of this view, which the browser writes into its address bar.
         render_state = {

@@ -372,7 +372,7 @@ class Snapshots:
     def _build_tool(self, pool, tool, window, frame, data, stats, now):
         color = pool.colors[tool]
         entry = pool.by_tool.get(tool)
-        limits = (entry["commit"], entry["total"]) if entry and entry["total"] is not None else None
+        limits = (entry["commit"], entry["total"]) if entry and entry["commit"] is not None else None
         borrowed = entry["borrowed"] if entry else 0
         history = data.buckets.get(tool, [])
         return {

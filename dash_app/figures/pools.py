@@ -69,7 +69,7 @@ def utilization_chart(status, shown=None):
 
 def tool_commit_chart(entry, revision=""):
     """A ring of one tool's licenses now: in commit, overage and available, with the count in use in its middle."""
-    if entry is None or entry.get("total") is None:
+    if entry is None or entry.get("total") is None or entry.get("commit") is None:
         return empty_figure("No limits are known for this tool", revision)
     values = list(split_usage(entry))
     trace = {

@@ -170,6 +170,7 @@ def checkouts_table():
             "flex": 1,
         },
         {"field": "overage", "headerName": "Overage", "minWidth": 80, "flex": 1},
+        {"field": "source", "headerName": "Source", **text, "minWidth": 120},
     ]
     return grid("checkouts-table", columns, "id", filters=False, localeText={"noRowsToShow": "No open checkouts"})
 
@@ -237,6 +238,11 @@ def stale_banner():
     return dbc.Alert(id="stale-banner", color="warning", is_open=False, class_name="stale-banner mb-3")
 
 
+def source_strip():
+    """Return the strip the refresh opens while a source of events (a license server, a log) is down."""
+    return dbc.Alert(id="source-strip", color="danger", is_open=False, class_name="source-strip mb-3")
+
+
 def layout(state):
     """Return the page for `state`'s pool, refreshed every config.refresh_ms by the `refresh` interval."""
     status = state.pool.status()
@@ -248,6 +254,7 @@ def layout(state):
             dbc.Container(
                 [
                     stale_banner(),
+                    source_strip(),
                     html.Div([cards(total), overview(state.config.currency), tool_view(), activity()], id="live-page"),
                     capacity_page(state.config.currency, tools),
                 ],

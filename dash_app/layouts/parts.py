@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 from dash import html
 
+from dash_app.events import POLLED_SOURCES, source_of
 from dash_app.figures.theme import REASON_LABELS
 from dash_app.timeutil import parse_iso
 
@@ -58,12 +59,18 @@ def _stat(label, value, note=None):
 
 
 def tool_info(tool, entry, color, currency=""):
-    """Return the tool summary: name, total, commit, max overage, prices and the overage charged to date."""
+    """Return the tool summary: name, total, commit, max overage, prices, the overage charged to date and the expiry."""
     title = html.H2([_dot(color), html.Span(tool)], className="tool-title")
-    if entry is None or entry.get("total") is None:
-        note = "This tool is not in the inventory, so its limits and prices are unknown."
+    expiry = [_stat("License expires", _expiry_text(entry["expiry"]))] if entry and entry.get("expiry") else []
+    if entry is None or entry.get("commit") is None:
         borrowed = entry["borrowed"] if entry else 0
-        stats = html.Div([_stat("In use now", number(borrowed))], className="stats")
+        issued = entry.get("total") if entry else None
+        if issued is None:
+            in_use, note = number(borrowed), "This tool is not in the inventory, so its limits and prices are unknown."
+        else:
+            in_use = f"{number(borrowed)} of {number(issued)}"
+            note = "This tool is not in the inventory: its total is what its server issues; commit and prices are unknown."
+        stats = html.Div([_stat("In use now", in_use), *expiry], className="stats")
         return [title, stats, html.P(note, className="text-muted small mb-0")]
     cost_note = (
         f"{money(entry['commit_price'], currency)} commit per term + {money(entry['current_overage_cost'], currency)} "
@@ -80,10 +87,34 @@ def tool_info(tool, entry, color, currency=""):
                 _stat("Commit price", money(entry["commit_price"], currency), "per term"),
                 _stat("Overage price", money(entry["overage_price_per_license"], currency), "per overage borrow"),
                 _stat("Cost to date", money(entry["total_cost"], currency), cost_note),
+                *expiry,
             ],
             className="stats",
         ),
     ]
+
+
+SOURCES_LISTED = 5  # sources named in the strip; the rest are counted
+
+
+def sources_down(down, now):
+    """Return the source strip's text for the sources that are down (their names are text, never markup), or ""."""
+    if not down:
+        return ""
+    shown = []
+    for entry in down[:SOURCES_LISTED]:
+        since = entry.get("down_since")
+        minutes = int(max(0.0, now - parse_iso(since)) // 60) if since else None
+        how_long = f" for {minutes} min" if minutes is not None else ""
+        error = f" ({entry['last_error']})" if entry.get("last_error") else ""
+        shown.append(f"{entry['kind']} {entry['name']} down{how_long}{error}")
+    more = f"; and {len(down) - SOURCES_LISTED} more" if len(down) > SOURCES_LISTED else ""
+    return "Sources down, their licenses shown as last seen: " + "; ".join(shown) + more + ". See /sources."
+
+
+def _expiry_text(expiry):
+    """Return a license expiry as the page says it: the date, or "never"."""
+    return "never (permanent)" if expiry == "permanent" else expiry
 
 
 def _event_detail(event):
@@ -173,9 +204,21 @@ def checkout_rows(borrows, now, zone="UTC", limit=None):
             "held": duration(now - b.borrowed_at),
             "held_s": int(now - b.borrowed_at),
             "overage": "overage" if b.is_overage else "",
+            "source": source_label(b.id),
         }
         for b in ordered
     ]
+
+
+SOURCE_LABELS = {"flexlm": "FlexLM log", "pool": "REST API"}
+
+
+def source_label(borrow_id):
+    """Return where a borrow was seen, as the checkouts table says it: a polled server, a FlexLM log or the API."""
+    source = source_of(borrow_id)
+    if source in POLLED_SOURCES:
+        return f"{borrow_id.split('|', 2)[1]} ({source})"  # lmstat|PORT@HOST|...
+    return SOURCE_LABELS.get(source, source)
 
 
 def tool_rows(status, stats, currency=""):

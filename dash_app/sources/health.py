@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dash_app.state import DEMO, FLEXLM, POLLER
 from dash_app.timeutil import iso_utc
+
+if TYPE_CHECKING:
+    from dash_app.state import AppState
 
 UP, DOWN, CATCHING_UP = "up", "down", "catching_up"
 COUNTERS = ("polls", "borrows", "returns", "denials", "malformed")
@@ -57,3 +61,49 @@ class SourceHealth:
                 "counters": dict(self.counters),
                 **self.extra,
             }
+
+
+def _flexlm(state: AppState) -> list[dict[str, Any]]:
+    follower = state.service(FLEXLM)
+    if follower is None:
+        return []
+    entries = []
+    for log in follower.snapshot()["logs"]:
+        waiting = log["state"] == "waiting"
+        behind = log["size"] is not None and log["offset"] is not None and log["offset"] < log["size"]
+        state_name = DOWN if log["state"].startswith("error") or waiting else "catching_up" if behind else UP
+        entries.append(
+            {
+                "kind": "flexlm",
+                "name": log["path"],
+                "state": state_name,
+                "last_ok": log["last_event_at"],
+                "last_error": log["state"][len("error: ") :] if log["state"].startswith("error") else None,
+                "down_since": None,
+                "counters": {
+                    "polls": 0,
+                    "borrows": log.get("borrows", 0),
+                    "returns": log.get("returns", 0),
+                    "denials": log.get("denials", 0),
+                    "malformed": log.get("malformed", 0),
+                },
+            }
+        )
+    return entries
+
+
+def list_sources(state: AppState) -> list[dict[str, Any]]:
+    """Return the JSON entries of every source the app has."""
+    entries = [state.api_source.as_dict()]
+    if state.service(DEMO) is not None:
+        entries.append(SourceHealth("demo", "demo traffic").as_dict())
+    entries += _flexlm(state)
+    poller = state.service(POLLER)
+    if poller is not None:
+        entries += [health.as_dict() for health in poller.health()]
+    return entries
+
+
+def down_sources(state: AppState) -> list[dict[str, Any]]:
+    """Return the entries of the sources that are down now."""
+    return [entry for entry in list_sources(state) if entry["state"] == DOWN]

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from dash_app.events import InvalidName
 from dash_app.licenses.pool import LicensePool, UnknownBorrow
-from dash_app.sources.status import Checkout
+from dash_app.sources.status import KEY_FIELDS, Checkout
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,12 @@ class Applied:
     malformed: int = 0  # checkouts refused by the pool (a name it does not accept)
 
 
-def checkout_digest(checkout: Checkout) -> str:
-    """Return a short, stable digest of what identifies `checkout` from one poll to the next (and across restarts)."""
-    text = "\x1f".join("" if part is None else repr(part) if isinstance(part, float) else str(part) for part in checkout.key())
+CheckoutKey = tuple[Any, ...]  # Checkout.key(): what identifies a checkout from one poll to the next
+
+
+def checkout_digest(key: CheckoutKey) -> str:
+    """Return a short, stable digest of a checkout's key, for its borrow ids (so a restart can match them again)."""
+    text = "\x1f".join("" if part is None else repr(part) if isinstance(part, float) else str(part) for part in key)
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
@@ -42,65 +45,89 @@ class ObservedCheckouts:
 
     def __init__(self, pool: LicensePool, kind: str, server: str) -> None:
         self.pool = pool
-        # kind|server| starts every borrow id of this source (schema.source_of reads the kind from it).
+        # kind|server| starts every borrow id of this source (events.source_of reads the kind from it).
         self.prefix = f"{kind}|{server}|"
-        self._held: dict[str, list[str]] = {}  # digest -> borrow ids, oldest first
+        self._held: dict[CheckoutKey, list[str]] = {}  # key -> borrow ids, oldest first
+        # Borrows the pool kept from before a restart, by the digest in their ids, until a poll claims or ends them.
+        self._restored: dict[str, list[str]] = {}
         self._serial = 0
         self.restore()
 
     def restore(self) -> None:
         """Take this server's open borrows from the pool (restored from the store at start) as the last poll."""
         self._held.clear()
+        self._restored.clear()
         for borrow in self.pool.active_borrows():
             if borrow.id.startswith(self.prefix):
                 digest = borrow.id[len(self.prefix) :].split("|", 1)[0]
-                self._held.setdefault(digest, []).append(borrow.id)
+                self._restored.setdefault(digest, []).append(borrow.id)
                 self._serial += 1
 
     @property
     def held(self) -> int:
         """Licenses held by this server's checkouts, as of the last good poll."""
-        return sum(len(ids) for ids in self._held.values())
+        return sum(len(ids) for ids in self._held.values()) + sum(len(ids) for ids in self._restored.values())
 
     def apply(self, checkouts: Iterable[Checkout], now: float) -> Applied:
         """Record the difference between the last good poll and `checkouts` (a good poll at `now`) on the pool."""
-        wanted: Counter[str] = Counter()
-        first: dict[str, Checkout] = {}
+        # Keys are plain tuples, hashed by Python: a digest is worked out only for a checkout not seen before.
+        wanted: dict[CheckoutKey, int] = {}
+        first: dict[CheckoutKey, Checkout] = {}
         for checkout in checkouts:
-            digest = checkout_digest(checkout)
-            wanted[digest] += max(checkout.licenses, 1)
-            first.setdefault(digest, checkout)
+            key = checkout[:KEY_FIELDS]
+            count = wanted.get(key)
+            if count is None:
+                first[key] = checkout
+                count = 0
+            wanted[key] = count + max(checkout.licenses, 1)
+        held = self._held
+        if self._restored:
+            for key in wanted:
+                if key not in held:
+                    ids = self._restored.pop(checkout_digest(key), None)
+                    if ids is not None:
+                        held[key] = ids
+            # Whatever no checkout claimed ended while we were not looking.
+            for ids in self._restored.values():
+                held[("(ended while the dashboard was down)", ids[0])] = ids
+            self._restored.clear()
         applied = Applied()
         with self.pool.recording_batch():
             # Returns first: a server that moved a license from one user to another never shows both at once.
-            for digest in list(self._held):
-                ids = self._held[digest]
-                excess = len(ids) - wanted.get(digest, 0)
-                for _ in range(max(excess, 0)):
-                    borrow_id = ids.pop()
+            for key in [key for key, ids in held.items() if len(ids) > wanted.get(key, 0)]:
+                ids = held[key]
+                for _ in range(len(ids) - wanted.get(key, 0)):
                     try:
-                        self.pool.observe_return(borrow_id, now)
+                        self.pool.observe_return(ids.pop(), now)
                         applied.returns += 1
                     except UnknownBorrow:
                         pass  # returned by someone else (an admin's DELETE): nothing to undo
                 if not ids:
-                    del self._held[digest]
-            for digest, count in wanted.items():
-                ids = self._held.setdefault(digest, [])
-                checkout = first[digest]
-                tool = self.pool.tool_for_feature(checkout.feature)
-                at = checkout.started_at if checkout.started_at is not None and checkout.started_at <= now else now
-                while len(ids) < count:
-                    self._serial += 1
-                    borrow_id = f"{self.prefix}{digest}|{self._serial}"
-                    try:
-                        self.pool.observe_borrow(tool, checkout.user, at, borrow_id, host=checkout.host, version=checkout.version)
-                    except InvalidName as bad:
-                        log.warning("%s: checkout not recorded: %s", self.prefix.rstrip("|"), bad)
-                        applied.malformed += 1
-                        break
-                    ids.append(borrow_id)
-                    applied.borrows += 1
+                    del held[key]
+            for key, count in wanted.items():
+                ids = held.get(key)
+                if ids is not None and len(ids) >= count:
+                    continue
+                if ids is None:
+                    ids = held[key] = []
+                self._borrow(key, first[key], count, ids, now, applied)
                 if not ids:
-                    del self._held[digest]
+                    del held[key]
         return applied
+
+    def _borrow(self, key: CheckoutKey, checkout: Checkout, count: int, ids: list[str], now: float, applied: Applied) -> None:
+        """Add borrows to `ids` until it holds `count`: the licenses of `checkout` not yet in the pool."""
+        tool = self.pool.tool_for_feature(checkout.feature)
+        at = checkout.started_at if checkout.started_at is not None and checkout.started_at <= now else now
+        digest = checkout_digest(key)
+        while len(ids) < count:
+            self._serial += 1
+            borrow_id = f"{self.prefix}{digest}|{self._serial}"
+            try:
+                self.pool.observe_borrow(tool, checkout.user, at, borrow_id, host=checkout.host, version=checkout.version)
+            except InvalidName as bad:
+                log.warning("%s: checkout not recorded: %s", self.prefix.rstrip("|"), bad)
+                applied.malformed += 1
+                return
+            ids.append(borrow_id)
+            applied.borrows += 1

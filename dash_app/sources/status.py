@@ -24,8 +24,11 @@ class Checkout(NamedTuple):
     vendor: str | None = None  # the vendor daemon / ISV serving it
 
     def key(self) -> tuple[str, str, str | None, str | None, str | None, str | None, float | None]:
-        """Return what identifies this checkout from one poll to the next (the count aside)."""
+        """Return what identifies this checkout from one poll to the next (the count aside): its first fields."""
         return (self.feature, self.user, self.host, self.display, self.version, self.handle, self.started_at)
+
+
+KEY_FIELDS = 7  # Checkout.key() is checkout[:KEY_FIELDS]
 
 
 @dataclass(frozen=True)

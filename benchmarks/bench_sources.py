@@ -1,21 +1,38 @@
-"""Time parse_lmstat on one lmstat -a output of 500 features and 20,000 checkouts, beside a straightforward parser.
+"""Benchmark polled sources: parsing one lmstat output, diffing it into the pool, and polling 100 servers.
 
-Run: python benchmarks/bench_status_parse.py [--features 500] [--checkouts 20000] [--repeat 5]
+Run: python benchmarks/bench_sources.py [--features 500] [--checkouts 20000] [--repeat 5] [--servers 100] [--rounds 4]
 
-The output is generated here the way lmstat -a prints it (11.19: detail lines at the margin, PID suffixes; some
-checkouts of several licenses, some lingering, queued lines and reservations). The baseline reads it line by line,
-trying one regex per kind of line in turn and parsing every start time with strptime; both must build the same
-StatusReport. Target: parse_lmstat in 100 ms or less (best of --repeat).
+1. Parse: one lmstat -a output of 500 features and 20,000 checkouts, generated here the way lmstat -a prints it
+   (11.19: detail lines at the margin, PID suffixes; some checkouts of several licenses, some lingering, queued lines
+   and reservations). The baseline reads it line by line, trying one regex per kind of line in turn and parsing every
+   start time with strptime; both must build the same StatusReport. Target: 100 ms or less (best of --repeat).
+2. Diff: that poll against the previous one with 1 % of the checkouts gone and 1 % new, through ObservedCheckouts
+   into a real pool and buffer. The baseline is what a simple poller does: return every borrow of the last poll and
+   borrow everything again. Target: 50 ms or less.
+3. Poll: --servers servers (each 50 features and 200 checkouts) polled by the real ServerPoller through the fake
+   lmutil of the tests, every 2 s for --rounds rounds after the first; this process's CPU time per round, scaled to
+   one round every 30 s, is the share of a core. Target: 5 % or less. The fake lmutil is a Python script, whose start
+   costs far more than the real (C) lmutil's; its CPU is shown apart.
 """
 
 import argparse
 import datetime
+import os
 import random
 import re
+import resource
+import tempfile
 import time
+from pathlib import Path
 
+from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.licenses import LicensePool
+from dash_app.recording import EventRecorder
 from dash_app.sources.lmstat import parse_lmstat
 from dash_app.sources.lmstat.parse import parse_expiry, split_who
+from dash_app.sources.observed import ObservedCheckouts
+from dash_app.sources.polling import ServerPoll, ServerPoller
+from dash_app.sources.servers import LMSTAT
 from dash_app.sources.status import Checkout, Feature, StatusReport
 
 TARGET_MS = 100.0
@@ -156,11 +173,101 @@ def best_of(repeat, fn):
     return best, result
 
 
+DIFF_TARGET_MS = 50.0
+CPU_TARGET = 0.05
+FAKE_LMUTIL = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "fake_lmutil"
+
+
+def churned(checkouts, share, seed=3):
+    """Return `checkouts` with `share` of them gone and as many new ones (other users, new handles, started now)."""
+    rng = random.Random(seed)
+    gone = set(rng.sample(range(len(checkouts)), int(len(checkouts) * share)))
+    kept = [c for i, c in enumerate(checkouts) if i not in gone]
+    fresh = [c._replace(user=f"new{i}", handle=f"lic01/27000 {900000 + i}") for i, c in enumerate(checkouts) if i in gone]
+    return kept + fresh
+
+
+def fresh_pool():
+    """Return a pool over an empty inventory with a real buffer (every feature is a tool of its own)."""
+    return LicensePool({}, EventRecorder(RealtimeMetricsBuffer(max_borrows=1_000_000, max_returns=1_000_000)))
+
+
+def bench_diff(checkouts, now, repeat):
+    """Return (ours, baseline) best seconds of diffing a poll with 1 % churn into the pool."""
+    after = churned(checkouts, 0.01)
+    pool = fresh_pool()
+    observed = ObservedCheckouts(pool, "lmstat", "27000@lic01")
+    observed.apply(checkouts, now)
+    ours = float("inf")
+    for step in range(repeat):
+        polled = after if step % 2 == 0 else checkouts
+        started = time.perf_counter()
+        observed.apply(polled, time.time())
+        ours = min(ours, time.perf_counter() - started)
+
+    pool = fresh_pool()
+    held = []
+
+    def replace_all(polled, at):
+        """The simple poller: return every borrow of the last poll, then borrow everything seen now."""
+        for borrow_id in held:
+            pool.observe_return(borrow_id, at)
+        held.clear()
+        with pool.recording_batch():
+            for c in polled:
+                for _ in range(c.licenses):
+                    held.append(pool.observe_borrow(c.feature, c.user, c.started_at or at, None, c.host, c.version).id)
+
+    replace_all(checkouts, now)
+    baseline = float("inf")
+    for step in range(repeat):
+        started = time.perf_counter()
+        replace_all(after if step % 2 == 0 else checkouts, time.time())
+        baseline = min(baseline, time.perf_counter() - started)
+    return ours, baseline
+
+
+def bench_polling(servers, rounds, now):
+    """Return (this process's CPU seconds per round, the fake lmutil's CPU seconds per round, seconds per round)."""
+    with tempfile.TemporaryDirectory() as folder:
+        names = [f"{27000 + n}@lic{n:03d}" for n in range(servers)]
+        for n, name in enumerate(names):
+            Path(folder, f"{name}.txt").write_text(generate(50, 200, now, seed=n).replace("27000@lic01", name))
+        os.environ["FAKE_LMUTIL_DIR"] = folder
+        pool = fresh_pool()
+        polls = [ServerPoll(LMSTAT, str(FAKE_LMUTIL), name, pool, time.time) for name in names]
+        poller = ServerPoller(polls, poll_seconds=2.0)
+        poller.start()
+        try:
+            if not poller.wait_rounds(1, timeout=120):
+                raise SystemExit("the first round of polls did not finish")
+            self_before = resource.getrusage(resource.RUSAGE_SELF)
+            children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.monotonic()
+            if not poller.wait_rounds(rounds, timeout=60 * rounds):
+                raise SystemExit("polls did not finish")
+            elapsed = time.monotonic() - started
+            self_after = resource.getrusage(resource.RUSAGE_SELF)
+            children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        finally:
+            poller.stop()
+        down = [p.server for p in polls if p.health.state != "up"]
+        if down:
+            raise SystemExit(f"servers down during the benchmark: {down[:3]}")
+
+    def cpu(after, before):
+        return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+    return cpu(self_after, self_before) / rounds, cpu(children_after, children_before) / rounds, elapsed / rounds
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--features", type=int, default=500)
     parser.add_argument("--checkouts", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--servers", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
 
     now = datetime.datetime(2025, 1, 14, 10, 2, tzinfo=UTC)
@@ -182,6 +289,28 @@ def main():
     if len(ours.checkouts) != args.checkouts:
         raise SystemExit(f"expected {args.checkouts} checkouts, read {len(ours.checkouts)}")
     print("both parsers built the same StatusReport")
+
+    # Start times relative to the real clock: the buffer refuses events from the future.
+    live_now = datetime.datetime.now(UTC).replace(second=0, microsecond=0)
+    live = parse_lmstat(generate(args.features, args.checkouts, live_now), live_now.timestamp(), UTC)
+    ours_diff, base_diff = bench_diff(live.checkouts, time.time(), args.repeat)
+    print()
+    print(f"diff of a poll with 1 % churn ({len(live.checkouts):,} checkouts) into the pool, best of {args.repeat}")
+    print(f"{'ObservedCheckouts.apply':<34} {ours_diff * 1000:>9.1f} ms")
+    print(f"{'baseline (return all, borrow all)':<34} {base_diff * 1000:>9.1f} ms")
+    met = "met" if ours_diff * 1000 <= DIFF_TARGET_MS else "MISSED"
+    print(f"speed-up: {base_diff / ours_diff:.1f}x; target <= {DIFF_TARGET_MS:.0f} ms: {met}")
+
+    per_round, fake, seconds = bench_polling(args.servers, args.rounds, live_now)
+    share = per_round / 30.0
+    print()
+    print(f"{args.servers} servers (50 features, 200 checkouts each) polled every 2 s, {args.rounds} rounds")
+    print(f"{'our CPU per round':<34} {per_round * 1000:>9.1f} ms   (a round took {seconds:.2f} s of wall time)")
+    print(
+        f"{'as a share of a core at 30 s':<34} {share * 100:>9.2f} %   (target <= {CPU_TARGET * 100:.0f} %: "
+        f"{'met' if share <= CPU_TARGET else 'MISSED'})"
+    )
+    print(f"{'the fake lmutil (Python) per round':<34} {fake * 1000:>9.1f} ms   (the vendor tool's cost, not ours)")
 
 
 if __name__ == "__main__":
