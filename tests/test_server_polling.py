@@ -13,6 +13,8 @@ import pytest
 import requests
 from dash import no_update
 
+from dash_app.testing import TEST_TOKEN
+
 FAKE_LMUTIL = Path(__file__).parent / "fixtures" / "fake_lmutil"
 FAKE_RLMUTIL = Path(__file__).parent / "fixtures" / "fake_rlmutil"
 TOOL = "Vector - DaVinci Configurator SE"  # the tools file below maps feature DaVinciCfg to it
@@ -259,3 +261,51 @@ def test_an_rlm_server_is_polled_with_rlmutil_and_its_products_totals_and_expiry
     entry = polls_of(server.url, rlm01)
     assert (entry["kind"], entry["state"]) == ("rlmstat", "up")
     assert entry["features"]["sculpt_render"]["expiry"] == "permanent"
+
+
+def test_a_slow_answer_a_failing_exit_or_unreadable_output_is_a_failed_poll_that_changes_nothing(tmp_path, monkeypatch):
+    from dash_app.buffer import RealtimeMetricsBuffer
+    from dash_app.licenses import LicensePool
+    from dash_app.recording import EventRecorder
+    from dash_app.sources.polling import ServerPoll
+    from dash_app.sources.servers import LMSTAT
+
+    monkeypatch.setenv("FAKE_LMUTIL_DIR", str(tmp_path))
+    lic01 = "27000@lic01"
+    pool = LicensePool({}, EventRecorder(RealtimeMetricsBuffer()))
+    poll = ServerPoll(LMSTAT, str(FAKE_LMUTIL), lic01, pool, time.time)
+    output = tmp_path / f"{lic01}.txt"
+    output.write_text(lmstat_output(lic01, [("ann", "ws-1", 2, START_A)]))
+    assert poll.poll(timeout=10)
+    assert len(pool.active_borrows()) == 2
+
+    for setup, expected in (
+        (lambda: (tmp_path / f"{lic01}.sleep").write_text("3"), "no answer within 1 s"),
+        (lambda: (tmp_path / f"{lic01}.exit").write_text("7"), "exit status 7"),
+        (lambda: output.write_text("lmutil - Copyright (c) 1989-2023 Flexera.\nsegmentation fault\n"), "unreadable output"),
+    ):
+        for leftover in (tmp_path / f"{lic01}.sleep", tmp_path / f"{lic01}.exit"):
+            leftover.unlink(missing_ok=True)
+        setup()
+        assert not poll.poll(timeout=1)
+        assert poll.health.state == "down"
+        assert len(pool.active_borrows()) == 2  # a failed poll returns nothing
+        assert expected in poll.health.last_error
+    assert poll.health.counters["returns"] == 0
+
+
+def test_sources_lists_the_api_the_demo_and_each_flexlm_log(make_app, tmp_path):
+    log_path = tmp_path / "lmgrd.log"
+    log_path.write_text("")
+    app = make_app(demo=True, demo_speed=0.01, flexlm_logs=(str(log_path),))
+    client = app.server.test_client()
+    client.post(
+        "/licenses/borrow",
+        json={"tool": "GreenHills Multi IDE", "user": "ann"},
+        headers={"Authorization": f"Bearer {TEST_TOKEN}"},
+    )
+    entries = {(e["kind"], e["name"]): e for e in client.get("/sources").get_json()["sources"]}
+    assert set(entries) == {("api", "/licenses"), ("demo", "demo traffic"), ("flexlm", str(log_path))}
+    assert entries[("api", "/licenses")]["counters"]["borrows"] == 1
+    assert entries[("api", "/licenses")]["state"] == "up"
+    assert set(entries[("flexlm", str(log_path))]) >= {"state", "last_ok", "last_error", "counters"}
