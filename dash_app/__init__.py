@@ -9,6 +9,7 @@ import dash
 
 from dash_app import config as config_module
 from dash_app import prometheus_metrics
+from dash_app.alerts.setup import build_alerts, read_rules
 from dash_app.analytics.service import CapacityService
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.callbacks import register_callbacks
@@ -20,9 +21,9 @@ from dash_app.recording import EventRecorder
 from dash_app.routes import register_routes
 from dash_app.sources.demo import DemoTraffic
 from dash_app.sources.flexlm import FlexLMFollower
-from dash_app.sources.health import SourceHealth
+from dash_app.sources.health import SourceHealth, sources_of
 from dash_app.sources.servers import build_poller
-from dash_app.state import DEMO, FLEXLM, POLLER, STORE, STREAM, AppState, Service, attach_state
+from dash_app.state import DELIVERIES, DEMO, FLEXLM, POLLER, STORE, STREAM, AppState, Service, attach_state
 from dash_app.store import SQLiteStore
 from dash_app.store.history import HistoryKeeper, stored_tool_names
 from dash_app.store.restore import restore_buffer
@@ -64,6 +65,13 @@ def build_state(config: Config) -> AppState:
     )
     restore_buffer(store, buffer)
     services: dict[str, Service] = {STORE: store}
+    api_source = SourceHealth("api", "/licenses")
+    # The alert rules ask for the sources per tick: those in `services` when they ask (all, once started).
+    alerts, deliveries = build_alerts(
+        config, read_rules(config), store, pool, recorder, lambda: sources_of(api_source, services), time.time
+    )
+    if deliveries is not None:
+        services[DELIVERIES] = deliveries
     if config.demo:
         services[DEMO] = DemoTraffic(pool, speed=config.demo_speed, backfill_hours=demo_backfill_hours(config, store))
     if config.flexlm_logs:
@@ -78,6 +86,7 @@ def build_state(config: Config) -> AppState:
         interval=config.stream_interval,
         max_clients=stream_capacity(config.threads),
         persisted=lambda: store.persisted,
+        on_tick=[lambda tick: alerts.on_tick(tick.now, tick.tools, tick.buffer_stats.get("persisted", True))],
     )
     return AppState(
         config=config,
@@ -86,11 +95,12 @@ def build_state(config: Config) -> AppState:
         pool=pool,
         store=store,
         history=history,
-        metrics_registry=prometheus_metrics.build_registry(pool, recorder),
+        metrics_registry=prometheus_metrics.build_registry(pool, recorder, alerts),
         stream=stream,
         analytics=CapacityService(store, pool, config),
         services=services,
-        api_source=SourceHealth("api", "/licenses"),
+        api_source=api_source,
+        alerts=alerts,
     )
 
 

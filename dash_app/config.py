@@ -121,6 +121,14 @@ SETTINGS = [
     Setting("lmutil", "DASH_APP_LMUTIL", str, "--lmutil", "the lmutil program (default: lmutil on PATH)"),
     Setting("rlmutil", "DASH_APP_RLMUTIL", str, "--rlmutil", "the rlmutil program (default: rlmutil on PATH)"),
     Setting("poll_seconds", "DASH_APP_POLL_SECONDS", float, "--poll-seconds", "seconds between polls of each license server", 1),
+    Setting("alerts_file", "DASH_APP_ALERTS", str, "--alerts", "JSON file of alert rules and where to notify (none by default)"),
+    Setting(
+        "public_url",
+        "DASH_APP_PUBLIC_URL",
+        str,
+        "--public-url",
+        "the dashboard's address as its users reach it, for links in alerts (default: http://HOST:PORT)",
+    ),
     Setting(
         "flexlm_logs",
         "DASH_APP_FLEXLM_LOGS",
@@ -162,6 +170,8 @@ class Config:
     lmutil: str = "lmutil"
     rlmutil: str = "rlmutil"
     poll_seconds: float = 30.0
+    alerts_file: str | None = None
+    public_url: str = ""
 
     @property
     def retention_seconds(self) -> float:

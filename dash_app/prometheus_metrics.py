@@ -15,6 +15,7 @@ from dash_app.events import BORROW, RETURN, Event
 from dash_app.state import get_state
 
 if TYPE_CHECKING:  # for the annotations only
+    from dash_app.alerts.engine import AlertEngine
     from dash_app.licenses import LicensePool
     from dash_app.recording import EventRecorder
 
@@ -85,12 +86,27 @@ class PoolCollector:
         yield counter
 
 
-def build_registry(pool: LicensePool, recorder: EventRecorder) -> CollectorRegistry:
-    """Return a registry for one app, with its event counters listening on `recorder`."""
+class AlertCollector:
+    """Yields license_alert_firing{rule,tool}: 1 for every alert firing now."""
+
+    def __init__(self, alerts: AlertEngine) -> None:
+        self.alerts = alerts
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("license_alert_firing", "Alerts firing now (1 each)", labels=["rule", "tool"])
+        for alert in self.alerts.firing():
+            family.add_metric([alert.rule, alert.subject or ""], 1)
+        yield family
+
+
+def build_registry(pool: LicensePool, recorder: EventRecorder, alerts: AlertEngine | None = None) -> CollectorRegistry:
+    """Return a registry for one app, with its event counters listening on `recorder` (and its alerts, if given)."""
     counters = EventCounters(pool.tools)
     recorder.add_listener(counters)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PoolCollector(pool, counters))
+    if alerts is not None:
+        registry.register(AlertCollector(alerts))
     return registry
 
 

@@ -3,6 +3,7 @@
 from flask import Flask
 
 from dash_app import prometheus_metrics, realtime_api, vendor
+from dash_app.alerts import api as alerts_api
 from dash_app.analytics import api as analytics_api
 from dash_app.licenses import api as licenses_api
 from dash_app.sources import api as sources_api
@@ -17,6 +18,7 @@ BLUEPRINTS = (
     prometheus_metrics.bp,  # /metrics
     sources_api.bp,  # /sources, /sources/flexlm
     analytics_api.bp,  # /analytics/capacity, /analytics/commit-advice
+    alerts_api.bp,  # /alerts
 )
 
 

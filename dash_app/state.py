@@ -12,6 +12,7 @@ from flask import Flask, current_app
 if TYPE_CHECKING:  # imported for the annotations only: these modules import nothing from here
     from prometheus_client import CollectorRegistry
 
+    from dash_app.alerts.engine import AlertEngine
     from dash_app.analytics.service import CapacityService
     from dash_app.buffer import RealtimeMetricsBuffer
     from dash_app.config import Config
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
 EXTENSION_KEY = "dash_app"
 
 # The names of the background services build_state may start, in start order.
-STORE, DEMO, FLEXLM, POLLER, STREAM = "store", "demo", "flexlm", "poller", "stream"
+STORE, DELIVERIES, DEMO, FLEXLM, POLLER, STREAM = "store", "deliveries", "demo", "flexlm", "poller", "stream"
 
 
 class Service(Protocol):
@@ -53,6 +54,7 @@ class AppState:
     analytics: CapacityService
     services: dict[str, Service]  # by name (STORE, DEMO, ...), in start order
     api_source: SourceHealth  # the REST API as a source of events: its counters
+    alerts: AlertEngine
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def service(self, name: str) -> Any:

@@ -8,7 +8,7 @@ from dash import no_update
 from dash_app.callbacks.capacity import is_capacity
 from dash_app.callbacks.legend import hidden_in
 from dash_app.callbacks.snapshots import GRIDS, OVERVIEW_FIGURES, TOOL_FIGURES, Snapshots
-from dash_app.callbacks.updates import component_update, figure_update, grid_update, rows_update
+from dash_app.callbacks.updates import component_update, digest, figure_update, grid_update, rows_update
 from dash_app.figures import autorange_limits
 from dash_app.layouts import parts
 from dash_app.layouts.controls import query_for_view, selected_tool, selected_window, time_zone
@@ -38,6 +38,7 @@ OUTPUTS = (
     + (("tool-table", "rowTransaction"),)
     + (("tool-info", "children"), ("events-table", "children"), ("render-state", "data"))
     + (("source-strip", "children"), ("source-strip", "is_open"))
+    + (("alerts-banner", "children"), ("alerts-banner", "is_open"), ("alerts-list", "children"))
 )
 
 
@@ -96,6 +97,7 @@ class PageUpdater:
         if had.get("source-strip") != strip:
             out[("source-strip", "children")], out[("source-strip", "is_open")] = strip, bool(strip)
         has["source-strip"] = strip
+        self._alerts(zone, had, has, out)
         # "updated" changes on every answer, which is how the browser-side status pill knows updates arrive;
         # "query" is the URL of this view, which the browser writes into its address bar.
         render_state = {
@@ -107,6 +109,22 @@ class PageUpdater:
         }
         out[("render-state", "data")] = render_state
         return out, render_state
+
+    def _alerts(self, zone, had, has, out):
+        """Open the alerts banner while any alert fires, and list the recent alerts; send them only when changed."""
+        engine = self.state.alerts
+        if not engine.rules:
+            return
+        firing = engine.firing()
+        banner = parts.alerts_banner_text(firing)
+        if had.get("alerts-banner") != banner:
+            out[("alerts-banner", "children")], out[("alerts-banner", "is_open")] = banner, bool(banner)
+        has["alerts-banner"] = banner
+        recent = engine.snapshot()["recent"]
+        signature = digest([zone, recent])
+        if had.get("alerts-list") != signature:
+            out[("alerts-list", "children")] = parts.alerts_table(recent, zone)
+        has["alerts-list"] = signature
 
     def __call__(self, _n_intervals, tool_value, window_value, zone_choice, browser_zone, seen, hidden, pathname=None):
         """The Dash callback: outputs in OUTPUTS order."""

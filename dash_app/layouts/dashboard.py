@@ -238,6 +238,23 @@ def stale_banner():
     return dbc.Alert(id="stale-banner", color="warning", is_open=False, class_name="stale-banner mb-3")
 
 
+def alerts_banner():
+    """Return the banner the refresh opens while any alert fires."""
+    return dbc.Alert(id="alerts-banner", color="warning", is_open=False, class_name="alerts-banner mb-3")
+
+
+def alerts_panel(shown):
+    """Return the panel of recent alerts (firing and resolved); hidden where no alert rules are configured."""
+    return html.Section(
+        dbc.Row(
+            dbc.Col(table_panel("Alerts", "firing and recently resolved, newest first", html.Div(id="alerts-list")), xs=12),
+            class_name=ROW_CLASS,
+        ),
+        id="alerts-section",
+        style=SHOWN if shown else HIDDEN,
+    )
+
+
 def source_strip():
     """Return the strip the refresh opens while a source of events (a license server, a log) is down."""
     return dbc.Alert(id="source-strip", color="danger", is_open=False, class_name="source-strip mb-3")
@@ -255,7 +272,17 @@ def layout(state):
                 [
                     stale_banner(),
                     source_strip(),
-                    html.Div([cards(total), overview(state.config.currency), tool_view(), activity()], id="live-page"),
+                    alerts_banner(),
+                    html.Div(
+                        [
+                            cards(total),
+                            overview(state.config.currency),
+                            tool_view(),
+                            activity(),
+                            alerts_panel(bool(state.alerts.rules)),
+                        ],
+                        id="live-page",
+                    ),
                     capacity_page(state.config.currency, tools),
                 ],
                 id="page",

@@ -243,3 +243,38 @@ def tool_rows(status, stats, currency=""):
             }
         )
     return rows
+
+
+ALERTS_NAMED = 3  # firing alerts the banner names; the rest are counted
+
+
+def alerts_banner_text(firing):
+    """Return the alerts banner's text for the firing Alerts (oldest first), or "" when none fires."""
+    if not firing:
+        return ""
+    named = "; ".join(alert.message for alert in firing[:ALERTS_NAMED])
+    more = f"; and {len(firing) - ALERTS_NAMED} more" if len(firing) > ALERTS_NAMED else ""
+    count = f"{len(firing)} alert{'s' if len(firing) != 1 else ''} firing"
+    return f"{count}: {named}{more}."
+
+
+def alerts_table(recent, zone="UTC"):
+    """Return the table of recent alerts (GET /alerts' `recent` entries, newest first), or a note that there are none."""
+    if not recent:
+        return html.Div("No alerts yet", className="empty-note")
+    now = time.time()
+    rows = [
+        html.Tr(
+            [
+                html.Td(html.Span(alert["state"], className=f"alert-state alert-{alert['state']}")),
+                html.Td(alert["rule"]),
+                html.Td(alert["tool"] or ""),
+                html.Td(alert["message"], className="alert-message"),
+                html.Td(since_text(parse_iso(alert["since"]), now, zone)),
+                html.Td(since_text(parse_iso(alert["resolved_at"]), now, zone) if alert["resolved_at"] else ""),
+            ]
+        )
+        for alert in recent
+    ]
+    head = html.Thead(html.Tr([html.Th(name) for name in ("State", "Rule", "Tool", "What", "Fired", "Resolved")]))
+    return html.Table([head, html.Tbody(rows)], className="table table-sm align-middle mb-0 alerts")

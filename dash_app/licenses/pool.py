@@ -271,12 +271,16 @@ class LicensePool:
     def observe_total(self, tool: str, issued: int) -> None:
         """Note the licenses a server issues for `tool`: its total when the tools file does not list it."""
         with self._lock:
-            self._issued[self._key(tool)] = issued
+            key = self._key(tool)
+            self._issued[key] = issued
+            self._note_tool(key)  # a feature nobody uses yet is a tool all the same
 
     def observe_expiry(self, tool: str, expiry: str) -> None:
         """Note when `tool`'s license expires, as its server says ("2026-12-31" or "permanent")."""
         with self._lock:
-            self._expiry[self._key(tool)] = expiry
+            key = self._key(tool)
+            self._expiry[key] = expiry
+            self._note_tool(key)
 
     def observe_failure(self, tool: str, user: str, reason: str, at: float) -> None:
         """Record a denial observed elsewhere."""

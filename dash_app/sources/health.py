@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +64,8 @@ class SourceHealth:
             }
 
 
-def _flexlm(state: AppState) -> list[dict[str, Any]]:
-    follower = state.service(FLEXLM)
+def _flexlm(services: Mapping[str, Any]) -> list[dict[str, Any]]:
+    follower = services.get(FLEXLM)
     if follower is None:
         return []
     entries = []
@@ -92,16 +93,21 @@ def _flexlm(state: AppState) -> list[dict[str, Any]]:
     return entries
 
 
-def list_sources(state: AppState) -> list[dict[str, Any]]:
-    """Return the JSON entries of every source the app has."""
-    entries = [state.api_source.as_dict()]
-    if state.service(DEMO) is not None:
+def sources_of(api_source: SourceHealth, services: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the JSON entries of every source: the REST API's record, and the services that bring events."""
+    entries = [api_source.as_dict()]
+    if services.get(DEMO) is not None:
         entries.append(SourceHealth("demo", "demo traffic").as_dict())
-    entries += _flexlm(state)
-    poller = state.service(POLLER)
+    entries += _flexlm(services)
+    poller = services.get(POLLER)
     if poller is not None:
         entries += [health.as_dict() for health in poller.health()]
     return entries
+
+
+def list_sources(state: AppState) -> list[dict[str, Any]]:
+    """Return the JSON entries of every source the app has (GET /sources)."""
+    return sources_of(state.api_source, state.services)
 
 
 def down_sources(state: AppState) -> list[dict[str, Any]]:

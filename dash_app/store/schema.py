@@ -125,10 +125,27 @@ def _v2_to_v3(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
 
 
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    """Alerts keep their state and history, and each notification's delivery, across restarts."""
+    # One row per firing of an alert (its key: rule + tool, checkout or source), from fired to resolved.
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS alerts (episode TEXT PRIMARY KEY, key TEXT NOT NULL, rule TEXT NOT NULL, "
+        "subject TEXT, tool TEXT, state TEXT NOT NULL, since REAL NOT NULL, fired_at REAL NOT NULL, resolved_at REAL, "
+        "value REAL, threshold REAL, message TEXT NOT NULL, notified_at REAL)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, fired_at)")
+    # Every delivery outcome: the channel is the URL with its secrets redacted.
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS alert_deliveries (at REAL NOT NULL, key TEXT NOT NULL, event TEXT NOT NULL, "
+        "channel TEXT NOT NULL, ok INTEGER NOT NULL, tries INTEGER NOT NULL, error TEXT)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS alert_deliveries_at ON alert_deliveries (at)")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 # MIGRATIONS[n] takes version n to n + 1.
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3)
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

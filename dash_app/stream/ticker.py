@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -112,8 +112,11 @@ class StreamTicker:
         resume_seconds: float = RESUME_SECONDS,
         lag_seconds: float = LAG_SECONDS,
         persisted: Callable[[], bool] | None = None,
+        on_tick: Sequence[Callable[[Tick], object]] = (),
     ) -> None:
         self.buffer = buffer
+        # Called with every tick, after its messages are queued: the alert rules read the same snapshot.
+        self.on_tick = list(on_tick)
         self.pool = pool
         self.persisted = persisted
         self.interval = interval
@@ -192,6 +195,11 @@ class StreamTicker:
                 self._forget(sub)
         for sub in stalled:
             self._drop(sub)
+        for listener in self.on_tick:
+            try:
+                listener(tick)
+            except Exception:  # a listener's fault must not stop the stream
+                log.exception("tick listener %r failed", listener)
         return tick
 
     def _take_tick(self) -> Tick:

@@ -1,0 +1,1 @@
+"""Alerts: rules over the shared snapshot, their state, and their notifications."""

@@ -1,0 +1,133 @@
+"""Which alert conditions hold at one tick: the rules applied to the tick's snapshot and the facts (facts.py).
+
+Only conditions that hold are returned; the engine treats every alert it tracks and does not see here as false.
+Keys name an alert: `rule|tool`, `rule|checkout id`, `rule|source name`, or the rule alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dash_app.alerts.facts import DenialWindow, OpenCheckouts, OverageLedger
+from dash_app.alerts.rules import (
+    DENIALS,
+    EXPIRES_WITHIN,
+    HELD_LONGER_THAN,
+    IN_USE_PERCENT,
+    NOT_PERSISTING,
+    OVERAGE_COST,
+    SOURCE_DOWN,
+    Rule,
+)
+from dash_app.timeutil import parse_iso
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A condition that holds now: its alert's key, rule and subject, value and threshold, and what to say."""
+
+    key: str
+    rule: Rule
+    subject: str | None  # the tool, the source, or None
+    value: float
+    threshold: float
+    text: str  # one line: what holds, for the notification and /alerts
+    since: float | None = None  # when it began to hold, where the facts know (a source's down_since)
+    tool: str | None = None  # the tool the dashboard link opens, if any
+
+
+@dataclass
+class Facts:
+    """Everything a tick's evaluation reads."""
+
+    now: float
+    tools: Sequence[Mapping[str, Any]]  # the pool's status entries (tick.tools)
+    persisted: bool
+    denials: DenialWindow
+    checkouts: OpenCheckouts
+    overage: OverageLedger | None
+    sources: Callable[[], list[dict[str, Any]]]  # GET /sources entries, asked only when a rule needs them
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def evaluate(rules: Iterable[Rule], facts: Facts) -> list[Observation]:
+    """Return an Observation for every alert whose condition holds now."""
+    out: list[Observation] = []
+    sources: list[dict[str, Any]] | None = None
+    for rule in rules:
+        kind = rule.kind
+        if kind == IN_USE_PERCENT:
+            above = rule.params["above"]
+            for entry in facts.tools:
+                total = entry["total"]
+                if not total or not rule.watches(entry["tool"]):
+                    continue
+                percent = 100.0 * entry["borrowed"] / total
+                if percent >= above:
+                    tool = entry["tool"]
+                    text = (
+                        f"{tool}: {entry['borrowed']} of {total} licenses in use ({_pct(percent)} %), at or above {_pct(above)} %"
+                    )
+                    out.append(Observation(f"{rule.name}|{tool}", rule, tool, percent, above, text, tool=tool))
+        elif kind == DENIALS:
+            within, count = rule.params["within_seconds"], rule.params["count"]
+            for tool, seen in facts.denials.counts_since(facts.now - within, facts.now).items():
+                if seen >= count and rule.watches(tool):
+                    text = f"{tool}: {seen} denials in the last {within:g} s (alert at {count:g})"
+                    out.append(Observation(f"{rule.name}|{tool}", rule, tool, seen, count, text, tool=tool))
+        elif kind == HELD_LONGER_THAN:
+            limit = rule.params["seconds"]
+            for borrowed_at, borrow_id, tool, user in facts.checkouts.started_before(facts.now - limit):
+                if rule.watches(tool):
+                    held = facts.now - borrowed_at
+                    text = f"{tool}: {user} has held a license for {held / 3600:.1f} h (limit {limit / 3600:g} h; {borrow_id})"
+                    out.append(Observation(f"{rule.name}|{borrow_id}", rule, tool, held, limit, text, tool=tool))
+        elif kind == OVERAGE_COST:
+            if facts.overage is None:
+                continue
+            above, period = rule.params["above"], rule.params["period"]
+            counts = facts.overage.counts(period, facts.now)
+            for entry in facts.tools:
+                tool = entry["tool"]
+                price = entry.get("overage_price_per_license")
+                if not price or not counts.get(tool) or not rule.watches(tool):
+                    continue
+                cost = counts[tool] * price
+                if cost > above:
+                    text = f"{tool}: overage cost this {period} {cost:,.2f} ({counts[tool]} overage borrows), above {above:,.2f}"
+                    out.append(Observation(f"{rule.name}|{tool}", rule, tool, cost, above, text, tool=tool))
+        elif kind == SOURCE_DOWN:
+            sources = facts.sources() if sources is None else sources
+            for source in sources:
+                if source["state"] != "down":
+                    continue
+                since = parse_iso(source["down_since"]) if source.get("down_since") else None
+                down_for = facts.now - since if since is not None else 0.0
+                name = source["name"]
+                error = f": {source['last_error']}" if source.get("last_error") else ""
+                text = f"{source['kind']} {name} is down{error}"
+                out.append(Observation(f"{rule.name}|{name}", rule, name, down_for, rule.for_seconds, text, since=since))
+        elif kind == EXPIRES_WITHIN:
+            days = rule.params["days"]
+            today = datetime.datetime.fromtimestamp(facts.now, datetime.UTC).date()
+            for entry in facts.tools:
+                expiry = entry.get("expiry")
+                if not expiry or expiry == "permanent" or not rule.watches(entry["tool"]):
+                    continue
+                left = (datetime.date.fromisoformat(expiry) - today).days
+                if left <= days:
+                    tool = entry["tool"]
+                    when = "expired" if left < 0 else f"expires in {left} days"
+                    text = f"{tool}: the license {when} ({expiry}; alert at {days:g} days)"
+                    out.append(Observation(f"{rule.name}|{tool}", rule, tool, float(left), days, text, tool=tool))
+        elif kind == NOT_PERSISTING:
+            if not facts.persisted:
+                text = "writes to the database are failing: new events are kept in memory only"
+                out.append(Observation(rule.name, rule, None, 1.0, 0.0, text))
+    return out

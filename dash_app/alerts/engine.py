@@ -1,0 +1,244 @@
+"""The alerts' state: each alert pending, firing or resolved, changed once per tick, stored, and notified.
+
+An alert whose condition holds is pending until it has held for its rule's `for_seconds`, then firing: notified once,
+again every `repeat_seconds` while it fires, and once when it resolves, which it does only after its condition has
+been false for `for_seconds` and at least one tick (no flapping). Notifications go to the delivery queue, never
+waited for; the state goes to the store through its writer, so a restart neither forgets a firing alert nor
+notifies it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dash_app.alerts.conditions import Facts, Observation, evaluate
+from dash_app.alerts.delivery import DeliveryRecord, Notification
+from dash_app.alerts.rules import AlertConfig, Rule
+from dash_app.timeutil import iso_utc
+
+if TYPE_CHECKING:
+    from dash_app.alerts.delivery import Deliveries
+    from dash_app.store.sqlite_store import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+PENDING, FIRING, RESOLVED = "pending", "firing", "resolved"
+RECENT = 50  # resolved alerts kept for GET /alerts and the page
+
+_SAVE = (
+    "INSERT OR REPLACE INTO alerts (episode, key, rule, subject, tool, state, since, fired_at, resolved_at, value, "
+    "threshold, message, notified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SAVE_DELIVERY = "INSERT INTO alert_deliveries (at, key, event, channel, ok, tries, error) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+@dataclass
+class Alert:
+    """One alert's state: its key, rule and subject, since when its condition holds, and what it last said."""
+
+    key: str
+    rule: str
+    subject: str | None
+    tool: str | None
+    state: str
+    since: float
+    value: float
+    threshold: float
+    message: str
+    episode: str = ""
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    notified_at: float | None = None
+    false_since: float | None = None  # the first tick its condition was seen false, while firing
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON shape GET /alerts lists."""
+        return {
+            "rule": self.rule,
+            "tool": self.subject,
+            "key": self.key,
+            "state": self.state,
+            "since": iso_utc(self.fired_at if self.fired_at is not None else self.since),
+            "resolved_at": iso_utc(self.resolved_at) if self.resolved_at is not None else None,
+            "value": self.value,
+            "threshold": self.threshold,
+            "message": self.message,
+        }
+
+
+class AlertEngine:
+    """Evaluates the rules on each tick's snapshot and moves every alert through pending, firing and resolved."""
+
+    def __init__(
+        self,
+        config: AlertConfig,
+        deliveries: Deliveries | None,
+        store: SQLiteStore | None,
+        public_url: str,
+        facts: Callable[[float, Sequence[Any], bool], Facts],
+    ) -> None:
+        self.config = config
+        self.rules = {rule.name: rule for rule in config.rules}
+        self.deliveries = deliveries
+        self.store = store
+        self.public_url = public_url.rstrip("/")
+        self._facts = facts  # (now, the tick's tool status, persisted) -> Facts
+        self._alerts: dict[str, Alert] = {}  # pending and firing, by key
+        self._recent: deque[Alert] = deque(maxlen=RECENT)  # resolved, newest last
+        self._lock = threading.Lock()
+        self._ticks = 0
+        if store is not None:
+            self._restore(store)
+
+    # -------------------------------------------------------------- restart
+
+    def _restore(self, store: SQLiteStore) -> None:
+        """Take the firing alerts and the recent history from the store: firing ones are not notified again."""
+        columns = "episode, key, rule, subject, tool, state, since, fired_at, resolved_at, value, threshold, message, notified_at"
+        for row in store.read(f"SELECT {columns} FROM alerts WHERE state = ? ORDER BY fired_at", (FIRING,)):
+            alert = _alert_of(row)
+            if alert.rule in self.rules:
+                self._alerts[alert.key] = alert
+            else:
+                # Its rule left the rules file: nobody asked to hear of it any more.
+                alert.state, alert.resolved_at = RESOLVED, alert.notified_at or alert.since
+                self._save(alert)
+                log.info("alert %s: its rule is gone from the rules file; resolved without a notification", alert.key)
+        rows = store.read(f"SELECT {columns} FROM alerts WHERE state = ? ORDER BY resolved_at DESC LIMIT ?", (RESOLVED, RECENT))
+        self._recent.extend(_alert_of(row) for row in reversed(rows))
+
+    # ----------------------------------------------------------------- ticks
+
+    def on_tick(self, now: float, tools: Sequence[Any], persisted: bool) -> None:
+        """Evaluate every rule on one tick's snapshot and move the alerts on (the stream ticker's listener)."""
+        if not self.rules:
+            return
+        observed = {o.key: o for o in evaluate(self.rules.values(), self._facts(now, tools, persisted))}
+        notifications: list[Notification] = []
+        with self._lock:
+            self._ticks += 1
+            for key, seen in observed.items():
+                alert = self._alerts.get(key)
+                if alert is None:
+                    alert = self._alerts[key] = _new_alert(seen, now)
+                alert.value, alert.threshold, alert.message, alert.false_since = seen.value, seen.threshold, seen.text, None
+                rule = seen.rule
+                if alert.state == PENDING and now - alert.since >= rule.for_seconds:
+                    alert.state, alert.fired_at, alert.notified_at, alert.episode = FIRING, now, now, uuid.uuid4().hex
+                    notifications.append(self._notification(alert, rule, "fire"))
+                    self._save(alert)
+                elif alert.state == FIRING and now - (alert.notified_at or now) >= self.config.repeat_seconds:
+                    alert.notified_at = now
+                    notifications.append(self._notification(alert, rule, "repeat"))
+                    self._save(alert)
+            for key in [key for key in self._alerts if key not in observed]:
+                alert = self._alerts[key]
+                if alert.state == PENDING:
+                    del self._alerts[key]
+                    continue
+                rule = self.rules[alert.rule]
+                if alert.false_since is None:
+                    alert.false_since = now  # false from this tick on; it resolves at a later tick at the earliest
+                elif now - alert.false_since >= rule.for_seconds:
+                    alert.state, alert.resolved_at = RESOLVED, now
+                    notifications.append(self._notification(alert, rule, "resolve"))
+                    self._save(alert)
+                    del self._alerts[key]
+                    self._recent.append(alert)
+        for notification in notifications:
+            if self.deliveries is not None and notification.urls:
+                self.deliveries.send(notification)
+
+    def _notification(self, alert: Alert, rule: Rule, event: str) -> Notification:
+        """Return what to send for `alert`: its rule, subject, value, threshold and a link to the dashboard's view."""
+        headline = {"fire": "FIRING", "repeat": "STILL FIRING", "resolve": "RESOLVED"}[event]
+        subject = f": {alert.subject}" if alert.subject else ""
+        link = self.public_url + "/" + (f"?tool={urllib.parse.quote_plus(alert.tool)}" if alert.tool else "")
+        state = "no longer holds" if event == "resolve" else "holds"
+        held = f", for {rule.for_seconds:g} s" if rule.for_seconds else ""
+        body = (
+            f"{alert.message}.\n"
+            f"Rule {rule.name} ({rule.kind}) {state}: value {alert.value:g}, threshold {alert.threshold:g}{held}. "
+            f"Firing since {iso_utc(alert.fired_at or alert.since)}.\n"
+            f"{link}"
+        )
+        return Notification(alert.key, event, f"[licenses] {headline} {rule.name}{subject}", body, rule.notify)
+
+    def _save(self, alert: Alert) -> None:
+        if self.store is not None:
+            self.store.submit(
+                _SAVE,
+                (
+                    alert.episode,
+                    alert.key,
+                    alert.rule,
+                    alert.subject,
+                    alert.tool,
+                    alert.state,
+                    alert.since,
+                    alert.fired_at,
+                    alert.resolved_at,
+                    alert.value,
+                    alert.threshold,
+                    alert.message,
+                    alert.notified_at,
+                ),
+            )
+
+    def on_delivery(self, record: DeliveryRecord) -> None:
+        """Keep a delivery's outcome in the store (the Deliveries' callback, from its worker threads)."""
+        if self.store is not None:
+            self.store.submit(
+                _SAVE_DELIVERY, (record.at, record.key, record.event, record.channel, int(record.ok), record.tries, record.error)
+            )
+
+    # ----------------------------------------------------------------- reads
+
+    def firing(self) -> list[Alert]:
+        """Return the firing alerts, oldest first."""
+        with self._lock:
+            return sorted((a for a in self._alerts.values() if a.state == FIRING), key=lambda a: (a.fired_at or 0, a.key))
+
+    def recent(self) -> list[Alert]:
+        """Return the resolved alerts kept, newest first."""
+        with self._lock:
+            return list(reversed(self._recent))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return GET /alerts: firing alerts, recent ones (firing and resolved, newest first) and recent deliveries."""
+        firing = self.firing()
+        recent = sorted([*firing, *self.recent()], key=lambda a: a.resolved_at or a.fired_at or 0, reverse=True)[:RECENT]
+        deliveries = self.deliveries.recent() if self.deliveries is not None else []
+        return {
+            "firing": [a.as_dict() for a in firing],
+            "recent": [a.as_dict() for a in recent],
+            "deliveries": [
+                {
+                    "key": d.key,
+                    "event": d.event,
+                    "channel": d.channel,
+                    "ok": d.ok,
+                    "tries": d.tries,
+                    "error": d.error,
+                    "at": iso_utc(d.at),
+                }
+                for d in deliveries
+            ],
+        }
+
+
+def _new_alert(seen: Observation, now: float) -> Alert:
+    since = seen.since if seen.since is not None and seen.since <= now else now
+    return Alert(seen.key, seen.rule.name, seen.subject, seen.tool, PENDING, since, seen.value, seen.threshold, seen.text)
+
+
+def _alert_of(row: Iterable[Any]) -> Alert:
+    episode, key, rule, subject, tool, state, since, fired_at, resolved_at, value, threshold, message, notified_at = row
+    return Alert(key, rule, subject, tool, state, since, value, threshold, message, episode, fired_at, resolved_at, notified_at)

@@ -1,0 +1,67 @@
+"""How build_state makes the alerts: the rules file, facts fed by the recorder, the delivery queue and the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dash_app.alerts.conditions import Facts
+from dash_app.alerts.delivery import Deliveries, check_url
+from dash_app.alerts.engine import AlertEngine
+from dash_app.alerts.facts import DenialWindow, OpenCheckouts, OverageLedger
+from dash_app.alerts.rules import DENIALS, OVERAGE_COST, AlertConfig, load_rules
+
+if TYPE_CHECKING:
+    from dash_app.config import Config
+    from dash_app.licenses.pool import LicensePool
+    from dash_app.recording import EventRecorder
+    from dash_app.store.sqlite_store import SQLiteStore
+
+
+def read_rules(config: Config) -> AlertConfig:
+    """Return the rules of `--alerts` (none without the flag); raise AlertRulesError for a file that cannot be used."""
+    return load_rules(config.alerts_file, check_url)
+
+
+def public_url(config: Config) -> str:
+    """Return the dashboard's address for links in notifications: `--public-url`, or where this server listens."""
+    if config.public_url:
+        return config.public_url
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return f"http://{host}:{config.port}"
+
+
+def build_alerts(
+    config: Config,
+    rules: AlertConfig,
+    store: SQLiteStore,
+    pool: LicensePool,
+    recorder: EventRecorder,
+    sources: Callable[[], list[dict[str, Any]]],
+    clock: Callable[[], float],
+) -> tuple[AlertEngine, Deliveries | None]:
+    """Return the engine, and the delivery queue to start as a service (None when no rule notifies anyone)."""
+    windows = [rule.params["within_seconds"] for rule in rules.rules if rule.kind == DENIALS]
+    denials = DenialWindow(max(windows, default=0.0))
+    checkouts = OpenCheckouts((b.borrowed_at, b.id, b.tool, b.user) for b in pool.active_borrows())
+    periods = [rule.params["period"] for rule in rules.rules if rule.kind == OVERAGE_COST]
+    overage = OverageLedger(periods, lambda start: overage_since(store, start), clock()) if periods else None
+    if rules.rules:
+        for listener in (denials, checkouts, overage):
+            if listener is not None:
+                recorder.add_listener(listener)
+
+    def facts(now: float, tools: Sequence[Any], persisted: bool) -> Facts:
+        return Facts(now, tools, persisted, denials, checkouts, overage, sources)
+
+    engine = AlertEngine(rules, None, store, public_url(config), facts)
+    if any(rule.notify for rule in rules.rules):
+        # The engine keeps every delivery's outcome; the queue tells it from its worker threads.
+        engine.deliveries = Deliveries(on_record=engine.on_delivery)
+    return engine, engine.deliveries
+
+
+def overage_since(store: SQLiteStore, start: float) -> dict[str, int]:
+    """Return {tool: overage borrows stored since `start`} (the sessions table keeps them --history-days)."""
+    rows = store.read("SELECT tool, COUNT(*) FROM borrows WHERE is_overage AND borrowed_at >= ? GROUP BY tool", (start,))
+    return {tool: count for tool, count in rows}
