@@ -93,9 +93,11 @@ class AlertCollector:
         self.alerts = alerts
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily("license_alert_firing", "Alerts firing now (1 each)", labels=["rule", "tool"])
-        for alert in self.alerts.firing():
-            family.add_metric([alert.rule, alert.subject or ""], 1)
+        family = GaugeMetricFamily("license_alert_firing", "Alerts firing now, by rule and tool", labels=["rule", "tool"])
+        # One sample per label set: a held_longer_than rule fires once per checkout, several of one tool add up.
+        counts = Counter((alert.rule, alert.subject or "") for alert in self.alerts.firing())
+        for (rule, tool), count in sorted(counts.items()):
+            family.add_metric([rule, tool], count)
         yield family
 
 

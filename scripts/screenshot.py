@@ -3,7 +3,7 @@
 
 Run: python scripts/screenshot.py [--out docs/screenshot.png] [--size 1920x1080] [--tool NAME] [--backfill 2]
                                   [--tools inventory.json | --estate 200] [--currency EUR] [--full-page]
-                                  [--path '/capacity?tool=NAME&window=86400']
+                                  [--path '/capacity?tool=NAME&window=86400'] [--server-arg=--alerts=rules.json ...]
 """
 
 import argparse
@@ -45,7 +45,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_server(port, backfill, db, tools_file=None, currency=None):
+def start_server(port, backfill, db, tools_file=None, currency=None, extra=()):
     """Start `python -m dash_app` with demo traffic (over `tools_file`'s inventory if given) and wait until it answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
     env.update({"DASH_APP_API_TOKEN": "screenshot-token-0123456789", "PYTHONPATH": str(ROOT)})
@@ -54,6 +54,7 @@ def start_server(port, backfill, db, tools_file=None, currency=None):
         command += ["--tools", str(Path(tools_file).resolve())]
     if currency:
         command += ["--currency", currency]
+    command += list(extra)
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -125,6 +126,9 @@ def main(argv=None):
     parser.add_argument("--estate", type=int, default=None, help="a generated inventory of this many tools")
     parser.add_argument("--currency", default=None, help="currency shown with costs")
     parser.add_argument("--full-page", action="store_true", help="the whole page, not just the first screen")
+    parser.add_argument(
+        "--server-arg", action="append", default=[], help="one more flag for the server, e.g. --server-arg=--alerts=rules.json"
+    )
     args = parser.parse_args(argv)
     width, height = (int(part) for part in args.size.lower().split("x"))
     port = free_port()
@@ -135,7 +139,7 @@ def main(argv=None):
 
             tools = Path(tmp) / "estate.json"
             tools.write_text(json.dumps(estate_inventory(args.estate)))
-        server = start_server(port, args.backfill, str(Path(tmp) / "screenshot.db"), tools, args.currency)
+        server = start_server(port, args.backfill, str(Path(tmp) / "screenshot.db"), tools, args.currency, args.server_arg)
         try:
             shoot(f"http://127.0.0.1:{port}{args.path}", args.out, width, height, tool=args.tool, full_page=args.full_page)
         finally:

@@ -96,7 +96,8 @@ def test_the_conditions_that_hold_are_those_a_brute_force_reading_finds(steps):
 def test_an_overage_budget_alert_resolves_when_its_period_ends():
     denials, checkouts = DenialWindow(0), OpenCheckouts()
     day = period_start("day", NOW)
-    overage = OverageLedger(["day"], lambda start: {"B": 1}, day + 3600)  # one overage borrow stored today
+    # The store holds one overage borrow of B today, none since tomorrow began.
+    overage = OverageLedger(["day"], lambda start: {"B": 1} if start == day else {}, day + 3600)
     recorder = EventRecorder(RealtimeMetricsBuffer(retention_seconds=4 * 86400), [denials, checkouts, overage])
     pool = LicensePool(parse_inventory(TOOLS), recorder)
     engine = AlertEngine(
@@ -107,3 +108,34 @@ def test_an_overage_budget_alert_resolves_when_its_period_ends():
     engine.on_tick(day + 86400, pool.status(), True)  # a new day: nothing spent yet; false from this tick
     engine.on_tick(day + 86401, pool.status(), True)
     assert engine.firing() == [] and [a.key for a in engine.recent()] == ["budget|B"]
+
+
+def test_after_a_restart_a_firing_alert_waits_for_its_source_to_say_how_it_is(tmp_path):
+    from dash_app.store import SQLiteStore
+
+    rules = parse_rules({"rules": [{"name": "down", "kind": "source_down"}]}, lambda url: None)
+    store = SQLiteStore(tmp_path / "a.db")
+    store.start()
+    sources = [{"kind": "lmstat", "name": "27000@lic01", "state": "down", "down_since": None, "last_error": "x"}]
+
+    def facts(now, tools, persisted):
+        return Facts(now, tools, persisted, DenialWindow(0), OpenCheckouts(), None, lambda: sources)
+
+    first = AlertEngine(rules, None, store, "http://x", facts, grace_seconds=30)
+    first.on_tick(NOW, [], True)
+    assert [a.key for a in first.firing()] == ["down|27000@lic01"]
+    assert store.flush()
+    # Restarted: the source counts as up until its first poll fails. Within the grace time that resolves nothing.
+    sources[0]["state"] = "up"
+    again = AlertEngine(rules, None, store, "http://x", facts, grace_seconds=30)
+    for second in (100, 101, 120, 129):
+        again.on_tick(NOW + second, [], True)
+    assert [a.key for a in again.firing()] == ["down|27000@lic01"]
+    sources[0]["state"] = "down"  # the poll failed: still the same firing alert, not a new one
+    again.on_tick(NOW + 130, [], True)
+    assert [(a.key, a.fired_at) for a in again.firing()] == [("down|27000@lic01", NOW)]
+    sources[0]["state"] = "up"  # seen since the restart: from now on it resolves as usual
+    again.on_tick(NOW + 131, [], True)
+    again.on_tick(NOW + 132, [], True)
+    assert again.firing() == []
+    store.stop()

@@ -104,6 +104,12 @@ def test_an_alert_fires_after_for_seconds_repeats_resolves_without_flapping_and_
         engine.on_tick(t0 + 1601, pool.status(), True)
         assert engine.firing() == []
         assert hook.wait_for(3)[2].body["title"] == f"[licenses] RESOLVED near-full: {GH}"
+        mails = smtp.wait_for(3)
+        assert [m.subject.split(" near-full")[0] for m in mails] == [
+            "[licenses] FIRING",
+            "[licenses] STILL FIRING",
+            "[licenses] RESOLVED",
+        ]
         body = get_state(app2).alerts.snapshot()
         assert body["firing"] == [] and body["recent"][0]["state"] == "resolved"
         assert body["recent"][0]["resolved_at"] is not None

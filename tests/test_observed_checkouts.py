@@ -103,3 +103,30 @@ def test_the_streams_borrow_events_carry_host_version_and_source():
     observed.apply([Checkout("DaVinciCfg", "ann", "ws-1", None, "5.0", "41", now - 10)], now)
     [event] = buffer.get_recent_events(60)["borrows"]
     assert (event["tool"], event["host"], event["version"], event["source"]) == ("Cfg", "ws-1", "5.0", "rlmstat")
+
+
+def test_after_a_restart_new_borrow_ids_never_repeat_a_restored_one():
+    pool = LicensePool(INVENTORY, EventRecorder(RealtimeMetricsBuffer()))
+    first = ObservedCheckouts(pool, "lmstat", "27000@lic01")
+    gone = Checkout("DaVinciCfg", "ann", "ws-1", None, "5.0", "h1", NOW - 60)
+    kept = Checkout("DaVinciCfg", "bob", "ws-2", None, "5.0", "h2", NOW - 60)
+    first.apply([gone, kept], NOW)
+    first.apply([kept], NOW + 1)  # ann's serial 1 is returned; bob's 2 stays
+    restarted = ObservedCheckouts(pool, "lmstat", "27000@lic01")
+    restarted.apply([kept._replace(licenses=2)], NOW + 2)  # bob now holds two: one new borrow
+    ids = [b.id for b in pool.active_borrows()]
+    assert len(ids) == len(set(ids)) == 2
+    restarted.apply([], NOW + 3)
+    assert pool.active_borrows() == [] and pool.tool_status("Cfg")["borrowed"] == 0
+
+
+def test_a_feature_served_by_two_servers_has_their_issued_licenses_summed_and_the_earliest_expiry():
+    pool = LicensePool(INVENTORY, EventRecorder(RealtimeMetricsBuffer()))
+    pool.observe_total("F", 10, "27000@lic01")
+    pool.observe_total("F", 10, "27000@lic02")
+    pool.observe_expiry("F", "permanent", "27000@lic01")
+    pool.observe_expiry("F", "2027-03-31", "27000@lic02")
+    entry = pool.tool_status("F")
+    assert (entry["total"], entry["available"], entry["expiry"]) == (20, 20, "2027-03-31")
+    pool.observe_total("F", 12, "27000@lic01")  # a poll later: lic01 issues more now
+    assert pool.tool_status("F")["total"] == 22

@@ -83,6 +83,7 @@ class AlertEngine:
         store: SQLiteStore | None,
         public_url: str,
         facts: Callable[[float, Sequence[Any], bool], Facts],
+        grace_seconds: float = 0.0,
     ) -> None:
         self.config = config
         self.rules = {rule.name: rule for rule in config.rules}
@@ -94,6 +95,11 @@ class AlertEngine:
         self._recent: deque[Alert] = deque(maxlen=RECENT)  # resolved, newest last
         self._lock = threading.Lock()
         self._ticks = 0
+        # After a restart, the facts start afresh (a server counts as up until its first poll fails): alerts that were
+        # firing are not resolved until this long after the first tick, unless their condition is seen again first.
+        self.grace_seconds = grace_seconds
+        self._grace_until: float | None = None
+        self._restored: set[str] = set()
         if store is not None:
             self._restore(store)
 
@@ -106,6 +112,7 @@ class AlertEngine:
             alert = _alert_of(row)
             if alert.rule in self.rules:
                 self._alerts[alert.key] = alert
+                self._restored.add(alert.key)
             else:
                 # Its rule left the rules file: nobody asked to hear of it any more.
                 alert.state, alert.resolved_at = RESOLVED, alert.notified_at or alert.since
@@ -124,7 +131,11 @@ class AlertEngine:
         notifications: list[Notification] = []
         with self._lock:
             self._ticks += 1
+            if self._grace_until is None:
+                self._grace_until = now + self.grace_seconds
+            warming = now < self._grace_until
             for key, seen in observed.items():
+                self._restored.discard(key)
                 alert = self._alerts.get(key)
                 if alert is None:
                     alert = self._alerts[key] = _new_alert(seen, now)
@@ -144,6 +155,9 @@ class AlertEngine:
                     del self._alerts[key]
                     continue
                 rule = self.rules[alert.rule]
+                if warming and key in self._restored:
+                    continue  # firing before the restart, and not yet seen either way since
+                self._restored.discard(key)
                 if alert.false_since is None:
                     alert.false_since = now  # false from this tick on; it resolves at a later tick at the earliest
                 elif now - alert.false_since >= rule.for_seconds:
@@ -213,12 +227,15 @@ class AlertEngine:
 
     def snapshot(self) -> dict[str, Any]:
         """Return GET /alerts: firing alerts, recent ones (firing and resolved, newest first) and recent deliveries."""
-        firing = self.firing()
-        recent = sorted([*firing, *self.recent()], key=lambda a: a.resolved_at or a.fired_at or 0, reverse=True)[:RECENT]
+        with self._lock:  # the dicts are built while no tick moves the alerts on
+            firing = sorted((a for a in self._alerts.values() if a.state == FIRING), key=lambda a: (a.fired_at or 0, a.key))
+            resolved = list(reversed(self._recent))
+            recent = sorted([*firing, *resolved], key=lambda a: a.resolved_at or a.fired_at or 0, reverse=True)[:RECENT]
+            firing_rows, recent_rows = [a.as_dict() for a in firing], [a.as_dict() for a in recent]
         deliveries = self.deliveries.recent() if self.deliveries is not None else []
         return {
-            "firing": [a.as_dict() for a in firing],
-            "recent": [a.as_dict() for a in recent],
+            "firing": firing_rows,
+            "recent": recent_rows,
             "deliveries": [
                 {
                     "key": d.key,

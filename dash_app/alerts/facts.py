@@ -37,6 +37,12 @@ class DenialWindow:
                         bisect.insort(ordered, event.ts)
                         self._times[event.tool] = deque(ordered)
 
+    def load(self, denials: Iterable[tuple[float, str]]) -> None:
+        """Take the stored denials (ts, tool) in time order, so a restart does not forget those of the window."""
+        with self._lock:
+            for ts, tool in denials:
+                self._times.setdefault(tool, deque()).append(ts)
+
     def counts_since(self, since: float, now: float) -> dict[str, int]:
         """Return {tool: denials at or after `since`} for every tool that has any; forget what is older than kept."""
         horizon = now - self.keep_seconds
@@ -76,13 +82,13 @@ class OpenCheckouts:
                     self._open.add(event.borrow_id)
                 elif event.kind == RETURN and event.borrow_id is not None:
                     self._open.discard(event.borrow_id)
+            if len(self._sorted) > 2 * len(self._open) + 64:
+                # Mostly returned entries behind an old open one: keep the list the size of what is open.
+                self._sorted = [entry for entry in self._sorted if entry[1] in self._open]
 
     def started_before(self, cutoff: float) -> Iterator[tuple[float, str, str, str]]:
         """Yield the open checkouts that started before `cutoff`, oldest first."""
         with self._lock:
-            # Returned entries at the front cost nothing later: drop them now.
-            while self._sorted and self._sorted[0][1] not in self._open:
-                self._sorted.pop(0)
             found = []
             for entry in self._sorted:
                 if entry[0] >= cutoff:
@@ -129,7 +135,8 @@ class OverageLedger:
         with self._lock:
             start, counts = self._periods[period]
             if period_start(period, now) != start:
+                # A new period: what the store holds since it began (borrows recorded since the rollover included).
                 start = period_start(period, now)
-                counts = {}
+                counts = dict(self._counts_since(start))
                 self._periods[period] = (start, counts)
             return dict(counts)

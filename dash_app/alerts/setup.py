@@ -43,6 +43,9 @@ def build_alerts(
     """Return the engine, and the delivery queue to start as a service (None when no rule notifies anyone)."""
     windows = [rule.params["within_seconds"] for rule in rules.rules if rule.kind == DENIALS]
     denials = DenialWindow(max(windows, default=0.0))
+    if windows:
+        since = clock() - denials.keep_seconds
+        denials.load(store.read("SELECT ts, tool FROM denials WHERE ts >= ? AND tool IS NOT NULL ORDER BY ts", (since,)))
     checkouts = OpenCheckouts((b.borrowed_at, b.id, b.tool, b.user) for b in pool.active_borrows())
     periods = [rule.params["period"] for rule in rules.rules if rule.kind == OVERAGE_COST]
     overage = OverageLedger(periods, lambda start: overage_since(store, start), clock()) if periods else None
@@ -54,7 +57,10 @@ def build_alerts(
     def facts(now: float, tools: Sequence[Any], persisted: bool) -> Facts:
         return Facts(now, tools, persisted, denials, checkouts, overage, sources)
 
-    engine = AlertEngine(rules, None, store, public_url(config), facts)
+    # Long enough after a restart for every source to have said how it is: a few ticks, and two polls of servers.
+    polled = bool(config.lmstat_servers or config.rlmstat_servers)
+    grace = 3 * config.stream_interval + (2 * config.poll_seconds if polled else 0.0) + 5.0
+    engine = AlertEngine(rules, None, store, public_url(config), facts, grace_seconds=grace)
     if any(rule.notify for rule in rules.rules):
         # The engine keeps every delivery's outcome; the queue tells it from its worker threads.
         engine.deliveries = Deliveries(on_record=engine.on_delivery)

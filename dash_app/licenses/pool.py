@@ -133,10 +133,10 @@ class LicensePool:
         # tools outside the inventory that a log source reported, in first-seen order (keys)
         self._observed: dict[str, None] = {}
         self._by_feature = {spec.feature: name for name, spec in self._specs.items() if spec.feature}
-        # What polled servers say of tools: licenses issued (the total of a tool the tools file does not list) and
-        # the expiry date of the license ("2026-12-31" or "permanent").
-        self._issued: dict[str, int] = {}
-        self._expiry: dict[str, str] = {}
+        # What polled servers say of tools, per server: licenses issued (their sum is the total of a tool the tools
+        # file does not list) and the expiry date of its license ("2026-12-31" or "permanent"; the earliest counts).
+        self._issued: dict[str, dict[str, int]] = {}
+        self._expiry: dict[str, dict[str, str]] = {}
         self._batches = threading.local()  # per thread: events held back by recording_batch()
         if store is not None:
             # A restart keeps active borrows and charges; the tools file may have changed the limits.
@@ -268,19 +268,26 @@ class LicensePool:
         """Record the end of a borrow observed elsewhere; raise UnknownBorrow when it is not active."""
         return self.return_license(borrow_id, at=at)
 
-    def observe_total(self, tool: str, issued: int) -> None:
-        """Note the licenses a server issues for `tool`: its total when the tools file does not list it."""
+    def observe_total(self, tool: str, issued: int, server: str = "") -> None:
+        """Note the licenses `server` issues of `tool`; their sum over servers is its total if the tools file lacks it."""
         with self._lock:
             key = self._key(tool)
-            self._issued[key] = issued
+            self._issued.setdefault(key, {})[f"{tool}|{server}"] = issued
             self._note_tool(key)  # a feature nobody uses yet is a tool all the same
 
-    def observe_expiry(self, tool: str, expiry: str) -> None:
-        """Note when `tool`'s license expires, as its server says ("2026-12-31" or "permanent")."""
+    def observe_expiry(self, tool: str, expiry: str, server: str = "") -> None:
+        """Note when `server`'s license of `tool` expires ("2026-12-31" or "permanent"); the earliest is the tool's."""
         with self._lock:
             key = self._key(tool)
-            self._expiry[key] = expiry
+            self._expiry.setdefault(key, {})[f"{tool}|{server}"] = expiry
             self._note_tool(key)
+
+    def _expiry_of(self, tool: str) -> str | None:
+        dates = self._expiry.get(tool)
+        if not dates:
+            return None
+        # ISO dates sort as text; "permanent" counts only when no server gives a date.
+        return min(dates.values(), key=lambda expiry: (expiry == "permanent", expiry))
 
     def observe_failure(self, tool: str, user: str, reason: str, at: float) -> None:
         """Record a denial observed elsewhere."""
@@ -328,7 +335,7 @@ class LicensePool:
         if spec is None:
             # A tool the tools file does not list (seen in a log, or dropped from the file): limits unknown, but for
             # the total its server issues, when a poll said it.
-            issued = self._issued.get(tool)
+            issued = sum(self._issued[tool].values()) if tool in self._issued else None
             return {
                 "tool": tool,
                 "total": issued,
@@ -343,7 +350,7 @@ class LicensePool:
                 "overage_price_per_license": None,
                 "current_overage_cost": None,
                 "total_cost": None,
-                "expiry": self._expiry.get(tool),
+                "expiry": self._expiry_of(tool),
             }
         overage_cost = charges * spec.overage_price_per_license
         return {
@@ -360,5 +367,5 @@ class LicensePool:
             "overage_price_per_license": spec.overage_price_per_license,
             "current_overage_cost": overage_cost,
             "total_cost": spec.commit_price + overage_cost,
-            "expiry": self._expiry.get(tool),
+            "expiry": self._expiry_of(tool),
         }

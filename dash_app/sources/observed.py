@@ -59,9 +59,10 @@ class ObservedCheckouts:
         self._restored.clear()
         for borrow in self.pool.active_borrows():
             if borrow.id.startswith(self.prefix):
-                digest = borrow.id[len(self.prefix) :].split("|", 1)[0]
+                digest, _, serial = borrow.id[len(self.prefix) :].partition("|")
                 self._restored.setdefault(digest, []).append(borrow.id)
-                self._serial += 1
+                # New ids continue after the highest restored one, so none is ever given twice.
+                self._serial = max(self._serial, int(serial) if serial.isdigit() else 0)
 
     @property
     def held(self) -> int:

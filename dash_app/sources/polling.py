@@ -62,7 +62,7 @@ class ServerPoll:
         for feature in report.features.values():
             tool = self.pool.tool_for_feature(feature.name)
             if feature.issued is not None:
-                self.pool.observe_total(tool, feature.issued)
+                self.pool.observe_total(tool, feature.issued, self.server)
             self.features[feature.name] = {
                 "tool": tool,
                 "vendor": feature.vendor,
@@ -72,7 +72,7 @@ class ServerPoll:
                 "error": feature.error,
             }
             if feature.expiry is not None:
-                self.pool.observe_expiry(tool, feature.expiry)
+                self.pool.observe_expiry(tool, feature.expiry, self.server)
         self.health.extra = {"features": dict(sorted(self.features.items())), "open_checkouts": self.observed.held}
         self.health.ok(started)
         return True

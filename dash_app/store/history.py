@@ -448,6 +448,9 @@ class HistoryKeeper:
                 conn.execute(
                     "UPDATE history_meta SET value = max(value, ?) WHERE key = 'pruned_rows_complete_after'", (forgotten,)
                 )
+            # Alert history goes with the rest: resolved alerts and delivery outcomes past the history time.
+            conn.execute("DELETE FROM alerts WHERE state = 'resolved' AND resolved_at < ?", (history_since,))
+            conn.execute("DELETE FROM alert_deliveries WHERE at < ?", (history_since,))
             conn.execute("DELETE FROM minute_stats WHERE minute < ?", (int(history_since // 60),))
             conn.execute("DELETE FROM hour_stats WHERE hour < ?", (int(history_since // 3600),))
         if sessions > 0 or denials > 0:

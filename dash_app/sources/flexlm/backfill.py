@@ -108,7 +108,8 @@ def main(argv=None):
     try:
         config = config_module.from_args(args)
         # The server's data path (pool, recorder, buffer, store, history), without the page, demo or followers.
-        config = config.replace(demo=False, flexlm_logs=())
+        # A one-off read of old logs: no live sources, and no alerts about what those logs held long ago.
+        config = config.replace(demo=False, flexlm_logs=(), lmstat_servers=(), rlmstat_servers=(), alerts_file=None)
         from dash_app import build_state
 
         state = build_state(config)
