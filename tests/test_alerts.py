@@ -272,3 +272,24 @@ def test_writes_failing_fire_not_persisting_and_its_end_resolves_it(start_server
         got = wait_titles(hook, ["[licenses] RESOLVED disk"], timeout=60)
         assert got == ["[licenses] FIRING disk", "[licenses] RESOLVED disk"]
         assert "writes to the database are failing" in hook.requests[0].body["message"]
+
+
+def test_denials_read_from_a_flexlm_log_fire_an_alert_that_resolves_when_they_age_out(start_server, tmp_path):
+    log = tmp_path / "lmgrd.log"
+    today = time.strftime("%m/%d/%Y", time.localtime()).lstrip("0").replace("/0", "/")
+    log.write_text(f"{time.strftime('%H:%M:%S')} (lmgrd) TIMESTAMP {today}\n")
+    with WebhookReceiver() as hook:
+        rules = write_rules(
+            tmp_path / "alerts.json",
+            [{"name": "denied", "kind": "denials", "tool": "MATLAB", "count": 2, "within_seconds": 10}],
+            [hook.url()],
+        )
+        server = start_server(DASH_APP_ALERTS=rules, DASH_APP_STREAM_INTERVAL="0.2", DASH_APP_FLEXLM_LOGS=str(log))
+        with open(log, "a") as fh:
+            for user in ("ann", "bob"):
+                now = time.strftime("%H:%M:%S")
+                fh.write(f'{now} (MLM) DENIED: "MATLAB" {user}@ws-1  (Licensed number of users already reached. (-4,342))\n')
+        got = wait_titles(hook, ["[licenses] FIRING denied: MATLAB", "[licenses] RESOLVED denied: MATLAB"])
+        assert got == ["[licenses] FIRING denied: MATLAB", "[licenses] RESOLVED denied: MATLAB"]
+        assert "2 denials in the last 10 s" in hook.requests[0].body["message"]
+        assert requests.get(server.url + "/alerts", timeout=5).json()["recent"][0]["state"] == "resolved"
