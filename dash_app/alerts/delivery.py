@@ -203,8 +203,11 @@ def redact(url: str) -> str:
     secrets.discard(REDACTED)
     secrets.discard("")
     _remember(secrets)
+    # Odd pieces are the delimiters themselves: a secret that is one delimiter (a password ":") leaves them alone.
     pieces = _URL_DELIMITERS.split(redacted)
-    redacted = "".join(REDACTED if piece and unquote(piece) in secrets else piece for piece in pieces)
+    redacted = "".join(
+        REDACTED if n % 2 == 0 and piece and unquote(piece) in secrets else piece for n, piece in enumerate(pieces)
+    )
     # A secret that spans delimiters (a token with '/' in it) is only found as a whole.
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 6:
