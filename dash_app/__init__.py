@@ -66,9 +66,9 @@ def build_state(config: Config) -> AppState:
     restore_buffer(store, buffer)
     services: dict[str, Service] = {STORE: store}
     api_source = SourceHealth("api", "/licenses")
-    # The alert rules ask for the sources per tick: those in `services` when they ask (all, once started).
+    # The alert rules ask for the down sources per tick: those in `services` when they ask (all, once started).
     alerts, deliveries = build_alerts(
-        config, read_rules(config), store, pool, recorder, lambda: sources_of(api_source, services), time.time
+        config, read_rules(config), store, pool, recorder, lambda: sources_of(api_source, services, only_down=True), time.time
     )
     if deliveries is not None:
         services[DELIVERIES] = deliveries

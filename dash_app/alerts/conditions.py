@@ -49,7 +49,7 @@ class Facts:
     denials: DenialWindow
     checkouts: OpenCheckouts
     overage: OverageLedger | None
-    sources: Callable[[], list[dict[str, Any]]]  # GET /sources entries, asked only when a rule needs them
+    sources: Callable[[], list[dict[str, Any]]]  # the down sources' GET /sources entries, asked only when a rule needs them
 
 
 def _pct(value: float) -> str:

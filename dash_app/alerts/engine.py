@@ -94,7 +94,6 @@ class AlertEngine:
         self._alerts: dict[str, Alert] = {}  # pending and firing, by key
         self._recent: deque[Alert] = deque(maxlen=RECENT)  # resolved, newest last
         self._lock = threading.Lock()
-        self._ticks = 0
         # After a restart, the facts start afresh (a server counts as up until its first poll fails): alerts that were
         # firing are not resolved until this long after the first tick, unless their condition is seen again first.
         self.grace_seconds = grace_seconds
@@ -130,7 +129,6 @@ class AlertEngine:
         observed = {o.key: o for o in evaluate(self.rules.values(), self._facts(now, tools, persisted))}
         notifications: list[Notification] = []
         with self._lock:
-            self._ticks += 1
             if self._grace_until is None:
                 self._grace_until = now + self.grace_seconds
             warming = now < self._grace_until
@@ -215,10 +213,21 @@ class AlertEngine:
 
     # ----------------------------------------------------------------- reads
 
+    def _firing(self) -> list[Alert]:
+        """Return the firing alerts, oldest first (with the lock held)."""
+        return sorted((a for a in self._alerts.values() if a.state == FIRING), key=lambda a: (a.fired_at or 0, a.key))
+
     def firing(self) -> list[Alert]:
         """Return the firing alerts, oldest first."""
         with self._lock:
-            return sorted((a for a in self._alerts.values() if a.state == FIRING), key=lambda a: (a.fired_at or 0, a.key))
+            return self._firing()
+
+    def rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Return GET /alerts' `firing` and `recent` (firing and resolved, newest first), built while no tick runs."""
+        with self._lock:
+            firing = self._firing()
+            recent = sorted([*firing, *self._recent], key=lambda a: a.resolved_at or a.fired_at or 0, reverse=True)[:RECENT]
+            return [a.as_dict() for a in firing], [a.as_dict() for a in recent]
 
     def recent(self) -> list[Alert]:
         """Return the resolved alerts kept, newest first."""
@@ -227,11 +236,7 @@ class AlertEngine:
 
     def snapshot(self) -> dict[str, Any]:
         """Return GET /alerts: firing alerts, recent ones (firing and resolved, newest first) and recent deliveries."""
-        with self._lock:  # the dicts are built while no tick moves the alerts on
-            firing = sorted((a for a in self._alerts.values() if a.state == FIRING), key=lambda a: (a.fired_at or 0, a.key))
-            resolved = list(reversed(self._recent))
-            recent = sorted([*firing, *resolved], key=lambda a: a.resolved_at or a.fired_at or 0, reverse=True)[:RECENT]
-            firing_rows, recent_rows = [a.as_dict() for a in firing], [a.as_dict() for a in recent]
+        firing_rows, recent_rows = self.rows()
         deliveries = self.deliveries.recent() if self.deliveries is not None else []
         return {
             "firing": firing_rows,

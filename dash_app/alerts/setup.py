@@ -10,6 +10,7 @@ from dash_app.alerts.delivery import Deliveries, check_url
 from dash_app.alerts.engine import AlertEngine
 from dash_app.alerts.facts import DenialWindow, OpenCheckouts, OverageLedger
 from dash_app.alerts.rules import DENIALS, OVERAGE_COST, AlertConfig, load_rules
+from dash_app.store.sessions import denial_times_since, overage_borrows_since
 
 if TYPE_CHECKING:
     from dash_app.config import Config
@@ -44,11 +45,10 @@ def build_alerts(
     windows = [rule.params["within_seconds"] for rule in rules.rules if rule.kind == DENIALS]
     denials = DenialWindow(max(windows, default=0.0))
     if windows:
-        since = clock() - denials.keep_seconds
-        denials.load(store.read("SELECT ts, tool FROM denials WHERE ts >= ? AND tool IS NOT NULL ORDER BY ts", (since,)))
+        denials.load(denial_times_since(store, clock() - denials.keep_seconds))
     checkouts = OpenCheckouts((b.borrowed_at, b.id, b.tool, b.user) for b in pool.active_borrows())
     periods = [rule.params["period"] for rule in rules.rules if rule.kind == OVERAGE_COST]
-    overage = OverageLedger(periods, lambda start: overage_since(store, start), clock()) if periods else None
+    overage = OverageLedger(periods, lambda start: overage_borrows_since(store, start), clock()) if periods else None
     if rules.rules:
         for listener in (denials, checkouts, overage):
             if listener is not None:
@@ -65,9 +65,3 @@ def build_alerts(
         # The engine keeps every delivery's outcome; the queue tells it from its worker threads.
         engine.deliveries = Deliveries(on_record=engine.on_delivery)
     return engine, engine.deliveries
-
-
-def overage_since(store: SQLiteStore, start: float) -> dict[str, int]:
-    """Return {tool: overage borrows stored since `start`} (the sessions table keeps them --history-days)."""
-    rows = store.read("SELECT tool, COUNT(*) FROM borrows WHERE is_overage AND borrowed_at >= ? GROUP BY tool", (start,))
-    return {tool: count for tool, count in rows}

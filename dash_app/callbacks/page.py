@@ -120,7 +120,7 @@ class PageUpdater:
         if had.get("alerts-banner") != banner:
             out[("alerts-banner", "children")], out[("alerts-banner", "is_open")] = banner, bool(banner)
         has["alerts-banner"] = banner
-        recent = engine.snapshot()["recent"]
+        _, recent = engine.rows()  # not snapshot(): a refresh has no use for the deliveries
         signature = digest([zone, recent])
         if had.get("alerts-list") != signature:
             out[("alerts-list", "children")] = parts.alerts_table(recent, zone)

@@ -93,15 +93,19 @@ def _flexlm(services: Mapping[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
-def sources_of(api_source: SourceHealth, services: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Return the JSON entries of every source: the REST API's record, and the services that bring events."""
-    entries = [api_source.as_dict()]
-    if services.get(DEMO) is not None:
+def sources_of(api_source: SourceHealth, services: Mapping[str, Any], only_down: bool = False) -> list[dict[str, Any]]:
+    """Return the JSON entries of every source (the REST API's, and the services that bring events), or the down ones.
+
+    `only_down` skips building the entries of sources that are up: a page refresh and an alert tick want only those,
+    and a polled server's entry carries all its features.
+    """
+    entries = [] if only_down else [api_source.as_dict()]
+    if services.get(DEMO) is not None and not only_down:
         entries.append(SourceHealth("demo", "demo traffic").as_dict())
-    entries += _flexlm(services)
+    entries += [entry for entry in _flexlm(services) if not only_down or entry["state"] == DOWN]
     poller = services.get(POLLER)
     if poller is not None:
-        entries += [health.as_dict() for health in poller.health()]
+        entries += [health.as_dict() for health in poller.health() if not only_down or health.state == DOWN]
     return entries
 
 
@@ -112,4 +116,4 @@ def list_sources(state: AppState) -> list[dict[str, Any]]:
 
 def down_sources(state: AppState) -> list[dict[str, Any]]:
     """Return the entries of the sources that are down now."""
-    return [entry for entry in list_sources(state) if entry["state"] == DOWN]
+    return sources_of(state.api_source, state.services, only_down=True)

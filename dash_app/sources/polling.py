@@ -1,10 +1,10 @@
 """Poll license servers with their vendors' status commands (lmstat, rlmstat), many at once, and diff each poll in.
 
-One scheduler thread starts a poll of every server each `poll_seconds` on a pool of worker threads; a server whose
-last poll is still running is skipped, never queued twice. A poll runs the command with a timeout of the interval,
-parses its output, and hands the checkouts to that server's ObservedCheckouts. A failed poll (non-zero exit, timeout,
-an unreachable server, output that is no status report) changes nothing in the pool: the server is marked down, and
-the next good poll is diffed against the last good one.
+One scheduler thread starts a round of polls of every server each `poll_seconds` on a pool of worker threads, and
+waits for the round to end before the next, so a server is never polled twice at once. A poll runs the command with
+a timeout of the interval, parses its output, and hands the checkouts to that server's ObservedCheckouts. A failed
+poll (non-zero exit, timeout, an unreachable server, output that is no status report) changes nothing in the pool:
+the server is marked down, and the next good poll is diffed against the last good one.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ class ServerPoll:
         self.observed = ObservedCheckouts(pool, kind.kind, server)
         self.health = SourceHealth(kind.kind, server)
         self.features: dict[str, dict[str, object]] = {}  # feature -> {"tool", "issued", "in_use", "expiry", "vendor"}
-        self.running = threading.Lock()  # held while a poll runs
 
     def poll(self, timeout: float) -> bool:
         """Run one poll; return True when it was good (the pool then matches the server)."""
@@ -138,10 +137,8 @@ class ServerPoller:
     def _run(self) -> None:
         while not self._stop.is_set():
             began = time.monotonic()
-            futures = []
-            for server in self.servers:
-                if server.running.acquire(blocking=False):
-                    futures.append(self._submit(server))
+            # A round waits for all its polls (each within its timeout), so a server is never polled twice at once.
+            futures = [self._submit(server) for server in self.servers]
             for future in futures:
                 future.result()
             with self._cond:
@@ -158,8 +155,6 @@ class ServerPoller:
             except Exception as exc:  # noqa: BLE001 - one server's surprise must not stop the others or this thread
                 log.exception("%s %s: poll crashed", server.kind.kind, server.server)
                 server.health.failed(self.clock(), f"{type(exc).__name__}: {exc}")
-            finally:
-                server.running.release()
 
         return self._executor.submit(run)
 

@@ -138,6 +138,18 @@ def load_denials(store: SQLiteStore, start: float, end: float, tools: Collection
     return _frame(store.scan(sql, _params(start, end, tools)), _DENIAL_RECORD, ("ts", "seq"))
 
 
+def overage_borrows_since(store: SQLiteStore, start: float) -> dict[str, int]:
+    """Return {tool: overage borrows stored with borrowed_at at or after `start`}."""
+    rows = store.read("SELECT tool, COUNT(*) FROM borrows WHERE is_overage AND borrowed_at >= ? GROUP BY tool", (start,))
+    return {tool: count for tool, count in rows}
+
+
+def denial_times_since(store: SQLiteStore, start: float) -> list[tuple[float, str]]:
+    """Return [(ts, tool)] of the stored denials at or after `start`, oldest first."""
+    rows = store.read("SELECT ts, tool FROM denials WHERE ts >= ? AND tool IS NOT NULL ORDER BY ts, rowid", (start,))
+    return [(ts, tool) for ts, tool in rows]
+
+
 def data_version(store: SQLiteStore) -> int:
     """Return a number that changes whenever the store's sessions or denials do (a cache key; never reused).
 
