@@ -62,7 +62,7 @@ def main():
 
         buffer = RealtimeMetricsBuffer(clock=FakeClock(end))
         began = time.perf_counter()
-        restored = restore_buffer(store, buffer)
+        restored, _position = restore_buffer(store, buffer)
         ours = time.perf_counter() - began
         assert restored == 210_000, restored
 

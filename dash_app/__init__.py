@@ -3,6 +3,7 @@
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dash
@@ -15,15 +16,16 @@ from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.callbacks import register_callbacks
 from dash_app.compression import register_compression
 from dash_app.config import Config
+from dash_app.eventlog.setup import PERSISTER, build_shared
 from dash_app.layouts import dashboard
 from dash_app.licenses import LicensePool, SeriesNames, load_inventory
 from dash_app.recording import EventRecorder
 from dash_app.routes import register_routes
 from dash_app.sources.demo import DemoTraffic
 from dash_app.sources.flexlm import FlexLMFollower
-from dash_app.sources.health import SourceHealth, sources_of
+from dash_app.sources.health import SourceHealth, down_of, sources_of
 from dash_app.sources.servers import build_poller
-from dash_app.state import DELIVERIES, DEMO, FLEXLM, POLLER, STORE, STREAM, AppState, Service, attach_state
+from dash_app.state import DELIVERIES, DEMO, FLEXLM, LEASE, LOG, POLLER, STORE, STREAM, AppState, Service, attach_state
 from dash_app.store import SQLiteStore
 from dash_app.store.history import HistoryKeeper, stored_tool_names
 from dash_app.store.restore import restore_buffer
@@ -35,8 +37,12 @@ log = logging.getLogger(__name__)
 ASSETS_FOLDER = str(Path(__file__).resolve().parent / "assets")
 
 
-def build_state(config: Config) -> AppState:
-    """Build everything the app holds for `config`: sources -> pool -> recorder -> buffer and store -> readers; not started."""
+def build_state(config: Config, lead: bool = True) -> AppState:
+    """Build everything the app holds for `config`: sources -> pool -> recorder -> buffer and store -> readers; not started.
+
+    `lead=False` is for a one-off command on a deployment's Redis (ingest-flexlm): it never takes the lease from the
+    servers, and writes the log to the store itself, which is safe beside the lease holder (each entry is stored once).
+    """
     specs = load_inventory(config.tools_file)
     store = SQLiteStore(config.db)
     # One rule for every aggregate: past --max-unknown-tools names outside the inventory share one series, so a
@@ -54,8 +60,6 @@ def build_state(config: Config) -> AppState:
         max_failures=config.max_failures,
         series_of=series,
     )
-    recorder = EventRecorder(buffer, listeners=[store])
-    pool = LicensePool(specs, recorder, store=store, series_of=series)
     # Raw events are kept an hour past the buffer's window; aggregates for the long history.
     history = HistoryKeeper(
         store,
@@ -63,22 +67,49 @@ def build_state(config: Config) -> AppState:
         history_seconds=config.history_days * 86400,
         series_of=series,
     )
-    restore_buffer(store, buffer)
     services: dict[str, Service] = {STORE: store}
     api_source = SourceHealth("api", "/licenses")
-    # The alert rules ask for the down sources per tick: those in `services` when they ask (all, once started).
+    # The sources: here, or with --redis in whichever process holds the lease (built afresh each time it takes it).
+    sources: dict[str, Callable[[LicensePool], Service]] = {}
+    if config.demo:
+        sources[DEMO] = lambda pool: DemoTraffic(pool, speed=config.demo_speed, backfill_hours=demo_backfill_hours(config, store))
+    if config.flexlm_logs:
+        sources[FLEXLM] = lambda pool: FlexLMFollower(config.flexlm_logs, pool, store)
+    if config.lmstat_servers or config.rlmstat_servers:
+        sources[POLLER] = lambda pool: build_poller(config, pool, time.time)  # type: ignore[assignment,return-value]
+    shared = None
+    if config.redis_url:
+        # The store is written by the lease holder's persister, from the log; this process's buffer by its follower.
+        recorder = EventRecorder(buffer)
+        shared = build_shared(config, specs, store, buffer, recorder, series, sources)
+        pool: LicensePool = shared.pool
+        services[LOG] = shared.follower
+    else:
+        recorder = EventRecorder(buffer, listeners=[store])
+        pool = LicensePool(specs, recorder, store=store, series_of=series)
+        restore_buffer(store, buffer)
+
+    def running() -> dict[str, Service]:
+        """The services running now: all of `services` once started, and with --redis the lease holder's sources."""
+        return services if shared is None else {**services, **shared.leadership.running}
+
+    # The alert rules ask for the down sources per tick.
     alerts, deliveries = build_alerts(
-        config, read_rules(config), store, pool, recorder, lambda: sources_of(api_source, services, only_down=True), time.time
+        config, read_rules(config), store, pool, recorder, lambda: down_of(api_source, shared, running()), time.time
     )
     if deliveries is not None:
         services[DELIVERIES] = deliveries
-    if config.demo:
-        services[DEMO] = DemoTraffic(pool, speed=config.demo_speed, backfill_hours=demo_backfill_hours(config, store))
-    if config.flexlm_logs:
-        services[FLEXLM] = FlexLMFollower(config.flexlm_logs, pool, store)
-    poller = build_poller(config, pool, time.time)
-    if poller is not None:
-        services[POLLER] = poller
+    if shared is not None:
+        alerts.leading = lambda: shared.leadership.leading
+        shared.describe_sources = lambda: sources_of(api_source, running())[1:]  # without this process's API entry
+        if lead:
+            services[LEASE] = shared.leadership
+        else:
+            services[PERSISTER] = shared.leadership.factories[PERSISTER]()
+    else:
+        for name, build in sources.items():
+            services[name] = build(pool)
+
     # The ticker starts last, so its first tick sees what the sources brought at start.
     stream = services[STREAM] = StreamTicker(
         buffer,
@@ -86,7 +117,7 @@ def build_state(config: Config) -> AppState:
         interval=config.stream_interval,
         max_clients=stream_capacity(config.threads),
         persisted=lambda: store.persisted,
-        on_tick=[lambda tick: alerts.on_tick(tick.now, tick.tools, tick.buffer_stats.get("persisted", True))],
+        on_tick=[lambda tick: alerts.on_tick(tick.now, tick.tools, tick.buffer_stats.get("persisted", True), tick.id)],
     )
     return AppState(
         config=config,
@@ -101,6 +132,7 @@ def build_state(config: Config) -> AppState:
         services=services,
         api_source=api_source,
         alerts=alerts,
+        shared=shared,
     )
 
 

@@ -6,6 +6,7 @@ import sys
 
 from dash_app import config as config_module
 from dash_app.alerts.setup import read_rules
+from dash_app.eventlog.setup import SharedLogError, open_redis
 from dash_app.licenses import InventoryError, load_inventory
 from dash_app.store import SQLiteStore, StoreError
 
@@ -30,6 +31,8 @@ def check_startup(config):
         store.check_writable()
     finally:
         store.close()
+    if config.redis_url:
+        open_redis(config).close()  # unreachable, or a wrong password: SharedLogError, one line
 
 
 def main(argv=None):
@@ -44,7 +47,7 @@ def main(argv=None):
     try:
         config = config_module.from_args(args)
         check_startup(config)
-    except (config_module.ConfigError, InventoryError, StoreError) as exc:
+    except (config_module.ConfigError, InventoryError, StoreError, SharedLogError) as exc:
         print(f"python -m dash_app: error: {exc}", file=sys.stderr)
         return 2
     from dash_app.serve import serve

@@ -32,6 +32,20 @@ def _list(text: object) -> tuple[str, ...]:
     return tuple(part for part in str(text).split(os.pathsep) if part)
 
 
+def _redis_url(text: object) -> str:
+    value = str(text).strip()
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"expected redis://HOST:PORT/DB (or rediss://, unix://), got {value!r}")
+    return value
+
+
+def _prefix(text: object) -> str:
+    value = str(text).strip()
+    if not value or len(value) > 64 or not all(ch.isalnum() or ch in "_-.:" for ch in value):
+        raise ValueError(f"expected up to 64 letters, digits or _-.: , got {text!r}")
+    return value
+
+
 def _servers(text: object) -> tuple[str, ...]:
     """Parse `PORT@HOST,PORT@HOST`: license servers as their vendors' tools name them."""
     servers = tuple(part.strip() for part in str(text).split(",") if part.strip())
@@ -130,6 +144,16 @@ SETTINGS = [
         "the dashboard's address as its users reach it, for links in alerts (default: http://HOST:PORT)",
     ),
     Setting(
+        "redis_url",
+        "DASH_APP_REDIS_URL",
+        _redis_url,
+        "--redis",
+        "Redis to share the event log and the pool through (several workers and hosts; none by default)",
+        metavar="URL",
+    ),
+    Setting("redis_prefix", "DASH_APP_REDIS_PREFIX", _prefix, "--redis-prefix", "prefix of this deployment's Redis keys"),
+    Setting("workers", "DASH_APP_WORKERS", int, "--workers", "server processes (more than one needs --redis)", 1),
+    Setting(
         "flexlm_logs",
         "DASH_APP_FLEXLM_LOGS",
         _list,
@@ -172,6 +196,9 @@ class Config:
     poll_seconds: float = 30.0
     alerts_file: str | None = None
     public_url: str = ""
+    redis_url: str | None = None
+    redis_prefix: str = "dash_app"
+    workers: int = 1
 
     @property
     def retention_seconds(self) -> float:
@@ -200,6 +227,12 @@ def _checked(config: Config) -> Config:
         if setting.minimum is not None and value is not None and value < setting.minimum:
             where = setting.flag or setting.env
             raise ConfigError(f"{where}: must be at least {setting.minimum:g}, got {value}")
+    if config.workers > 1 and not config.redis_url:
+        # Each worker would hold its own buffer and pool: two histories, and licenses granted twice.
+        raise ConfigError(
+            f"--workers: {config.workers} workers need --redis (DASH_APP_REDIS_URL), where they share the event log "
+            "and the pool; without it each worker would keep its own"
+        )
     return config
 
 

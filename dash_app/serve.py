@@ -17,7 +17,7 @@ WORKER_CONNECTIONS = 4096
 
 
 class DashboardServer(BaseApplication):
-    """One gthread worker: the buffer lives in that process, and each open stream holds a thread.
+    """gthread workers (one, or --workers on --redis): each holds a buffer, and each open stream holds a thread.
 
     The worker is HeadTimeoutWorker, gthread that reads request heads in its event loop under a total deadline
     (`header_timeout`), so clients that send half a request and hold it cost no thread.
@@ -31,7 +31,8 @@ class DashboardServer(BaseApplication):
         config = self.dashboard_config
         self.cfg.set("bind", [bind_address(config.host, config.port)])
         self.cfg.set("worker_class", WORKER_CLASS)
-        self.cfg.set("workers", 1)
+        # One worker holds the buffer and the pool; more share them through Redis (config refuses them otherwise).
+        self.cfg.set("workers", config.workers)
         self.cfg.set("threads", config.threads)
         self.cfg.set("worker_connections", max(WORKER_CONNECTIONS, config.threads * 2))
         # Streams are long requests; gthread's timeout only watches the worker's heartbeat.

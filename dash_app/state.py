@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
     from dash_app.analytics.service import CapacityService
     from dash_app.buffer import RealtimeMetricsBuffer
     from dash_app.config import Config
+    from dash_app.eventlog.setup import SharedLog
     from dash_app.licenses import LicensePool
     from dash_app.recording import EventRecorder
     from dash_app.sources.health import SourceHealth
@@ -25,8 +26,18 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
 
 EXTENSION_KEY = "dash_app"
 
-# The names of the background services build_state may start, in start order.
-STORE, DELIVERIES, DEMO, FLEXLM, POLLER, STREAM = "store", "deliveries", "demo", "flexlm", "poller", "stream"
+# The names of the background services build_state may start, in start order. With --redis, DEMO, FLEXLM and POLLER
+# run under LEASE in one process of the deployment (see AppState.service), and LOG follows the shared log.
+STORE, LOG, DELIVERIES, DEMO, FLEXLM, POLLER, LEASE, STREAM = (
+    "store",
+    "log",
+    "deliveries",
+    "demo",
+    "flexlm",
+    "poller",
+    "lease",
+    "stream",
+)
 
 
 class Service(Protocol):
@@ -55,11 +66,18 @@ class AppState:
     services: dict[str, Service]  # by name (STORE, DEMO, ...), in start order
     api_source: SourceHealth  # the REST API as a source of events: its counters
     alerts: AlertEngine
+    shared: SharedLog | None = None  # with --redis: the shared log this process follows
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def service(self, name: str) -> Any:
-        """Return the service called `name`, or None when this app does not run it."""
-        return self.services.get(name)
+        """Return the service called `name`, or None when this process does not run it (now)."""
+        return self.running_services().get(name)
+
+    def running_services(self) -> dict[str, Service]:
+        """Return the services this process runs now: its own, and with --redis the leader's while it holds the lease."""
+        if self.shared is None:
+            return self.services
+        return {**self.services, **self.shared.leadership.running}
 
     def stats_summary(self) -> dict[str, Any]:
         """Return the buffer's stats, plus whether writes reach the database right now."""

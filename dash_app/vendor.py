@@ -6,6 +6,8 @@ from pathlib import Path
 import flask_bootstrap
 from flask import Blueprint, Response, request, send_from_directory
 
+from dash_app.state import get_state
+
 BOOTSTRAP_CSS_DIR = Path(flask_bootstrap.__file__).resolve().parent / "static" / "bootstrap5" / "css"
 VENDOR_PREFIX = "/vendor/"
 # The files under /vendor/ change only with the package, so its version in the URL is their fingerprint.
@@ -35,4 +37,9 @@ def vendor_asset(filename: str) -> Response:
 
 @bp.get("/healthz")
 def healthz():
-    return {"status": "ok"}
+    shared = get_state().shared
+    if shared is None:
+        return {"status": "ok"}
+    # With --redis: reads still serve from memory, but writes fail and nothing new arrives while Redis is away.
+    body = {"status": "ok" if shared.healthy() else "degraded", **shared.status()}
+    return body, 200 if shared.healthy() else 503

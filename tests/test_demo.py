@@ -62,7 +62,7 @@ def test_demo_with_an_empty_tools_file_stays_off_quietly(make_app, tmp_path):
     demo = DemoTraffic(state.pool, backfill_hours=1, seed=1)
     demo.start()
     demo.stop()
-    assert demo.counts == {"borrows": 0, "returns": 0, "failures": 0}
+    assert demo.counts == {"borrows": 0, "returns": 0, "failures": 0, "unavailable": 0}
 
 
 def test_a_restart_over_the_same_database_does_not_backfill_a_second_past(make_app, tmp_path):

@@ -8,51 +8,10 @@ import time
 import pytest
 import requests
 
+from dash_app.testing.sse_client import SseClient
 from tests.stream_client import DELTA_KEYS, MESSAGE_KEYS, apply_delta, new_client, parse_iso, replayed, replayed_keys
 
 TOOL = "GreenHills Multi IDE"
-
-
-class SseClient:
-    """A real HTTP client on a stream: yields blocks and messages with their arrival times."""
-
-    def __init__(self, url, headers=None, timeout=10):
-        self.response = requests.get(url, headers=headers or {}, stream=True, timeout=(5, timeout))
-        self._chunks = self.response.iter_content(chunk_size=None)
-        self._pending = b""
-        self.raw_start = None
-
-    def next_block(self):
-        """Return the next block of lines (the text between blank lines)."""
-        while b"\n\n" not in self._pending:
-            chunk = next(self._chunks)
-            if self.raw_start is None:
-                self.raw_start = chunk
-            self._pending += chunk
-        block, self._pending = self._pending.split(b"\n\n", 1)
-        return block
-
-    def next_message(self, parse=True):
-        """Return the next message as {"id", "data", "at"}, skipping retry lines and comments."""
-        while True:
-            fields = {}
-            for line in self.next_block().split(b"\n"):
-                if line.startswith(b":"):
-                    continue
-                name, _, value = line.partition(b":")
-                fields[name.decode()] = value[1:] if value.startswith(b" ") else value
-            if "data" in fields:
-                data = json.loads(fields["data"]) if parse else None
-                return {"id": int(fields["id"]), "data": data, "at": time.monotonic()}
-
-    def close(self):
-        self.response.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def borrow(server, tool, user):
@@ -107,8 +66,11 @@ def test_stream_contract_cadence_and_a_rest_borrow(start_server):
         }
         assert data["buffer_stats"]["persisted"] is True
         assert [entry["tool"] for entry in data["tools"]] == [entry["tool"] for entry in status]
-    assert [m["id"] for m in messages] == list(range(messages[0]["id"], messages[0]["id"] + 4))
-    stamps = [parse_iso(m["data"]["timestamp"]) for m in messages]
+    # Ids are the ticks' times in ms, on boundaries of the (1 s) interval: every process of a deployment agrees on them.
+    assert [m["id"] for m in messages] == list(range(messages[0]["id"], messages[0]["id"] + 4000, 1000))
+    assert messages[0]["id"] % 1000 == 0
+    # From the second on, ticks are taken on the boundaries (the first may be the one taken when the server started).
+    stamps = [parse_iso(m["data"]["timestamp"]) for m in messages[1:]]
     for earlier, later in zip(stamps, stamps[1:]):
         assert abs(later - earlier - 1.0) <= 0.3
     for earlier, later in zip(messages[1:], messages[2:]):
@@ -166,11 +128,11 @@ def test_delta_stream_replays_to_the_full_stream_and_resumes_after_reconnect(sta
 
         # Offline for a couple of ticks while borrows happen, then back with Last-Event-ID.
         borrow(server, "CAN Bus Analyzer Pro", "carol")
-        full_at(last_id + 2)
+        full_at(last_id + 2000)
         with SseClient(url + "?delta=1", headers={"Last-Event-ID": str(last_id)}) as resumed:
             message = resumed.next_message()
         data = message["data"]
-        assert data["mode"] == "delta" and message["id"] >= last_id + 2
+        assert data["mode"] == "delta" and message["id"] >= last_id + 2000
         assert set(data["tool_metrics"]) == {TOOL, "CAN Bus Analyzer Pro"} and len(data["tool_metrics"][TOOL]) == 1
         assert [e["user"] for e in data["recent_events"]["borrows"]] == ["user1", "carol"]
         assert [e["tool"] for e in data["tools"]] == [TOOL, "CAN Bus Analyzer Pro"]
@@ -239,9 +201,9 @@ def test_hundred_clients_get_every_tick_while_one_stalls(start_server, tmp_path)
     assert errors == []
     for ids in received:
         assert len(ids) >= 9
-        assert ids == list(range(ids[0], ids[0] + len(ids)))
+        assert ids == list(range(ids[0], ids[0] + 1000 * len(ids), 1000))  # no tick missed (1 s apart, in ms)
     # Every reader saw the same ticks over the common span.
-    common = range(max(ids[0] for ids in received), min(ids[-1] for ids in received) + 1)
+    common = range(max(ids[0] for ids in received), min(ids[-1] for ids in received) + 1, 1000)
     assert len(common) >= 8
     assert all(set(common) <= set(ids) for ids in received)
 

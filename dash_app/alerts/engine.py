@@ -9,6 +9,7 @@ notifies it again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import urllib.parse
@@ -91,6 +92,9 @@ class AlertEngine:
         self.store = store
         self.public_url = public_url.rstrip("/")
         self._facts = facts  # (now, the tick's tool status, persisted) -> Facts
+        # With --redis every process evaluates the same log on the same ticks, so all show the same alerts; only the
+        # process holding the lease stores and notifies them (see eventlog.lease).
+        self.leading: Callable[[], bool] = lambda: True
         self._alerts: dict[str, Alert] = {}  # pending and firing, by key
         self._recent: deque[Alert] = deque(maxlen=RECENT)  # resolved, newest last
         self._lock = threading.Lock()
@@ -122,8 +126,12 @@ class AlertEngine:
 
     # ----------------------------------------------------------------- ticks
 
-    def on_tick(self, now: float, tools: Sequence[Any], persisted: bool) -> None:
-        """Evaluate every rule on one tick's snapshot and move the alerts on (the stream ticker's listener)."""
+    def on_tick(self, now: float, tools: Sequence[Any], persisted: bool, tick_id: int | None = None) -> None:
+        """Evaluate every rule on one tick's snapshot and move the alerts on (the stream ticker's listener).
+
+        With the tick's id, a firing's episode is named by its key and tick: every process of a deployment on Redis
+        names it alike, so the one that stores it after a change of lease holder updates the same row.
+        """
         if not self.rules:
             return
         observed = {o.key: o for o in evaluate(self.rules.values(), self._facts(now, tools, persisted))}
@@ -140,7 +148,8 @@ class AlertEngine:
                 alert.value, alert.threshold, alert.message, alert.false_since = seen.value, seen.threshold, seen.text, None
                 rule = seen.rule
                 if alert.state == PENDING and now - alert.since >= rule.for_seconds:
-                    alert.state, alert.fired_at, alert.notified_at, alert.episode = FIRING, now, now, uuid.uuid4().hex
+                    alert.state, alert.fired_at, alert.notified_at = FIRING, now, now
+                    alert.episode = episode_id(key, tick_id)
                     notifications.append(self._notification(alert, rule, "fire"))
                     self._save(alert)
                 elif alert.state == FIRING and now - (alert.notified_at or now) >= self.config.repeat_seconds:
@@ -164,6 +173,8 @@ class AlertEngine:
                     self._save(alert)
                     del self._alerts[key]
                     self._recent.append(alert)
+        if not self.leading():
+            return
         for notification in notifications:
             if self.deliveries is not None and notification.urls:
                 self.deliveries.send(notification)
@@ -184,7 +195,7 @@ class AlertEngine:
         return Notification(alert.key, event, f"[licenses] {headline} {rule.name}{subject}", body, rule.notify)
 
     def _save(self, alert: Alert) -> None:
-        if self.store is not None:
+        if self.store is not None and self.leading():
             self.store.submit(
                 _SAVE,
                 (
@@ -254,6 +265,13 @@ class AlertEngine:
                 for d in deliveries
             ],
         }
+
+
+def episode_id(key: str, tick_id: int | None) -> str:
+    """Return the id of a firing of alert `key` on tick `tick_id` (a random one without a tick)."""
+    if tick_id is None:
+        return uuid.uuid4().hex
+    return hashlib.sha256(f"{key}|{tick_id}".encode()).hexdigest()[:32]
 
 
 def _new_alert(seen: Observation, now: float) -> Alert:

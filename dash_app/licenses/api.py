@@ -3,6 +3,7 @@
 from flask import Blueprint, Response, jsonify, request
 
 from dash_app.licenses.pool import UNKNOWN_TOOL, BorrowDenied, LicensePool, UnknownBorrow
+from dash_app.licenses.shared_pool import PoolUnavailable
 from dash_app.state import get_state
 from dash_app.web import ApiError, json_body, name_field, require_token
 
@@ -28,6 +29,8 @@ def borrow() -> Response:
         source.count(denials=1)
         status = 404 if denied.reason == UNKNOWN_TOOL else 409
         raise ApiError(status, denied.reason, denied.detail) from None
+    except PoolUnavailable as down:
+        raise ApiError(503, "unavailable", str(down)) from None
     source.count(borrows=1)
     source.ok(granted.borrowed_at)
     return jsonify(granted.as_dict())
@@ -42,6 +45,8 @@ def return_license() -> Response:
         returned = _pool().return_license(borrow_id)
     except UnknownBorrow:
         raise ApiError(404, "unknown_borrow", f"id: no active borrow {borrow_id!r}") from None
+    except PoolUnavailable as down:
+        raise ApiError(503, "unavailable", str(down)) from None
     get_state().api_source.count(returns=1)
     return jsonify({"status": "ok", "tool": returned.tool})
 

@@ -35,13 +35,13 @@ class UnknownBorrow(KeyError):
     """The borrow id is unknown or already returned."""
 
 
-# Host and version are kept on the borrow's row (the session), returned or not, until pruning removes it. The row may
-# not be written yet (a batch's events are recorded after it ends), so this is an upsert like the writer's own: the
-# borrow event fills the rest, its source included, whichever comes first.
-_SAVE_DETAILS = (
-    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, host, version) "
-    "VALUES (?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT(id) DO UPDATE SET host = excluded.host, version = excluded.version"
-)
+def check_observed(tool: str, user: str, borrow_id: str | None, host: str | None, version: str | None) -> None:
+    """Raise InvalidName unless an observed borrow's names may be recorded."""
+    check_name("tool", tool)
+    check_name("user", user)
+    _check_details(host, version)
+    if borrow_id is not None:
+        check_name("id", borrow_id, any_length=True)
 
 
 def _check_details(host: str | None, version: str | None) -> None:
@@ -166,6 +166,11 @@ class LicensePool:
             if events:
                 self.recorder.record_many(events)
 
+    @contextmanager
+    def as_source(self) -> Iterator[None]:
+        """Mark this thread's borrows and returns as a source's (with --redis they are fenced by the lease)."""
+        yield
+
     def _record(self, event: Event) -> None:
         held = getattr(self._batches, "events", None)
         if held is None:
@@ -205,7 +210,6 @@ class LicensePool:
             if is_overage:
                 self._charges[tool] = self._charges.get(tool, 0) + 1
             self._record(borrow_event(tool, user, is_overage, borrow.id, ts, host, version))
-            self._save_details(borrow)
             return borrow
 
     def return_license(self, borrow_id: str, at: float | None = None) -> Borrow:
@@ -235,11 +239,7 @@ class LicensePool:
         version: str | None = None,
     ) -> Borrow:
         """Record a borrow granted elsewhere; is_overage follows the pool's rule (in use >= commit)."""
-        check_name("tool", tool)
-        check_name("user", user)
-        _check_details(host, version)
-        if borrow_id is not None:
-            check_name("id", borrow_id, any_length=True)
+        check_observed(tool, user, borrow_id, host, version)
         with self._lock:
             spec = self._specs.get(tool)
             key = tool if spec is not None else self._key(tool)
@@ -252,17 +252,7 @@ class LicensePool:
                 self._charges[tool] = self._charges.get(tool, 0) + 1
             self._note_tool(key)
             self._record(borrow_event(tool, user, is_overage, borrow.id, at, host, version))
-            self._save_details(borrow)
             return borrow
-
-    def _save_details(self, borrow: Borrow) -> None:
-        # Host and version are not part of an event: they live beside the borrow, so a restart and the session
-        # history keep them.
-        if (borrow.host or borrow.version) and self._store is not None:
-            self._store.submit(
-                _SAVE_DETAILS,
-                (borrow.id, borrow.tool, borrow.user, borrow.borrowed_at, borrow.is_overage, borrow.host, borrow.version),
-            )
 
     def observe_return(self, borrow_id: str, at: float) -> Borrow:
         """Record the end of a borrow observed elsewhere; raise UnknownBorrow when it is not active."""
@@ -289,8 +279,8 @@ class LicensePool:
         # ISO dates sort as text; "permanent" counts only when no server gives a date.
         return min(dates.values(), key=lambda expiry: (expiry == "permanent", expiry))
 
-    def observe_failure(self, tool: str, user: str, reason: str, at: float) -> None:
-        """Record a denial observed elsewhere."""
+    def observe_failure(self, tool: str, user: str, reason: str, at: float, event_id: str | None = None) -> None:
+        """Record a denial observed elsewhere (`event_id`, the log line it came from, matters with --redis only)."""
         check_name("tool", tool)
         check_name("user", user)
         check_name("reason", reason)

@@ -9,6 +9,7 @@ import threading
 import time
 
 from dash_app.licenses.pool import BorrowDenied, UnknownBorrow
+from dash_app.licenses.shared_pool import PoolUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class DemoTraffic:
         self._order = itertools.count()
         self._stop = threading.Event()
         self._thread = None
-        self.counts = {"borrows": 0, "returns": 0, "failures": 0}
+        self.counts = {"borrows": 0, "returns": 0, "failures": 0, "unavailable": 0}
         tools = pool.tools
         # Each person mostly uses one or two tools, and some tools are more popular than others.
         self._habits = {user: self.rng.sample(tools, k=min(len(tools), self.rng.choice((1, 2, 2, 3)))) for user in ROSTER}
@@ -90,7 +91,8 @@ class DemoTraffic:
         self._seed_schedule(start)
         if self.backfill_hours > 0:
             began = time.perf_counter()
-            self.run_until(now, backfill=True)
+            with self.pool.as_source():
+                self.run_until(now, backfill=True)
             log.info(
                 "demo backfill: %.1f h of traffic in %.1f s (%s)", self.backfill_hours, time.perf_counter() - began, self.counts
             )
@@ -124,6 +126,10 @@ class DemoTraffic:
             getattr(self, "_do_" + action)(when, payload, when if backfill else None)
 
     def _live(self, wall_start):
+        with self.pool.as_source():
+            self._play_live(wall_start)
+
+    def _play_live(self, wall_start):
         sim_start = wall_start
         while not self._stop.is_set():
             sim_now = sim_start + (self.clock() - wall_start) * self.speed
@@ -139,6 +145,9 @@ class DemoTraffic:
             borrow = self.pool.borrow(tool, user, at=at)
         except BorrowDenied:
             self.counts["failures"] += 1
+            return None
+        except PoolUnavailable:
+            self.counts["unavailable"] += 1  # Redis is away: this person simply did not get to ask
             return None
         self.counts["borrows"] += 1
         return borrow
@@ -170,6 +179,10 @@ class DemoTraffic:
             self.counts["returns"] += 1
         except UnknownBorrow:
             pass  # returned by someone else meanwhile (the REST API is open to the same pool)
+        except PoolUnavailable:
+            # Redis is away: try again a little later, so the license is not held for ever.
+            self._at(when + 5.0, "end", payload)
+            return
         if user in self._habits:
             self._at(when + self.rng.expovariate(1 / IDLE_MEAN), "start", user)
 

@@ -11,6 +11,7 @@ from dash_app.state import DEMO, FLEXLM, POLLER
 from dash_app.timeutil import iso_utc
 
 if TYPE_CHECKING:
+    from dash_app.eventlog.setup import SharedLog
     from dash_app.state import AppState
 
 UP, DOWN, CATCHING_UP = "up", "down", "catching_up"
@@ -111,9 +112,20 @@ def sources_of(api_source: SourceHealth, services: Mapping[str, Any], only_down:
 
 def list_sources(state: AppState) -> list[dict[str, Any]]:
     """Return the JSON entries of every source the app has (GET /sources)."""
-    return sources_of(state.api_source, state.services)
+    shared = state.shared
+    if shared is not None and not shared.leadership.leading:
+        # The sources run in the lease holder (--redis): show what it last said of them, beside this process's API.
+        return [state.api_source.as_dict(), *shared.sources]
+    return sources_of(state.api_source, state.running_services())
 
 
 def down_sources(state: AppState) -> list[dict[str, Any]]:
     """Return the entries of the sources that are down now."""
-    return sources_of(state.api_source, state.services, only_down=True)
+    return down_of(state.api_source, state.shared, state.running_services())
+
+
+def down_of(api_source: SourceHealth, shared: SharedLog | None, services: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the down sources among `services`, or with --redis in a process without the lease, the leader's."""
+    if shared is not None and not shared.leadership.leading:
+        return [entry for entry in shared.sources if entry["state"] == DOWN]
+    return sources_of(api_source, services, only_down=True)

@@ -30,6 +30,7 @@ BIN_LADDER = (60, 300, 3600, 7200, 21600, 86400)
 MAX_POINTS = 500
 AGGREGATE_EVERY_SECONDS = 5.0
 PRUNE_EVERY_SECONDS = 600.0
+OTHER_WRITERS_EVERY_SECONDS = 1.0  # how often to look whether another process wrote the file
 # How long the log of pruned rows keeps them: a copy that has not caught up in that time reads everything again.
 PRUNED_LOG_SECONDS = 86400.0
 _LOG_PRUNED = "INSERT INTO pruned_rows (stamp, tbl, row, at) SELECT ?, '{table}', rowid, ? FROM {table} WHERE {where}"
@@ -411,6 +412,10 @@ class HistoryKeeper:
             migrate_in_use_columns(store._connection(), series_of, raw_since=clock() - raw_keep_seconds)
         store.add_periodic(self.aggregate, AGGREGATE_EVERY_SECONDS)
         store.add_periodic(self.prune, PRUNE_EVERY_SECONDS)
+        # Another process may write the same file (with --redis, the lease holder; or ingest-flexlm): readers that
+        # cache on sessions_version or generation must see its writes too.
+        self._data_version: int | None = None
+        store.add_periodic(self.notice_other_writers, OTHER_WRITERS_EVERY_SECONDS)
 
     def aggregate(self, conn: sqlite3.Connection) -> None:
         """Fold events written since the last run into minute and hour rows."""
@@ -423,6 +428,14 @@ class HistoryKeeper:
                 raise
             self.generation += 1
 
+    def notice_other_writers(self, conn: sqlite3.Connection) -> None:
+        """Move the cache versions on when another connection committed to the file since the last look."""
+        (version,) = conn.execute("PRAGMA data_version").fetchone()
+        if self._data_version is not None and version != self._data_version:
+            self.store.sessions_changed()
+            self.generation += 1
+        self._data_version = version
+
     def prune(self, conn: sqlite3.Connection) -> None:
         """Delete raw events past the raw keep time; sessions, denials and aggregates past the history time.
 
@@ -433,10 +446,11 @@ class HistoryKeeper:
         now = self.clock()
         history_since = now - self.history_seconds
         with conn:
-            conn.execute("BEGIN")
+            # IMMEDIATE: the write lock first, so the stamp read next is the file's last (other processes write too).
+            conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM events WHERE ts < ?", (now - self.raw_keep_seconds,))
             # Deleted rows leave no stamp: the log tells copies of these tables (analytics.mirror) which went.
-            stamp = self.store.new_stamp()
+            stamp = self.store.new_stamp(conn)
             conn.execute(_LOG_PRUNED.format(table="borrows", where="returned_at < ?"), (stamp, now, history_since))
             # `returned_at < ?` leaves open sessions (NULL) alone; a range of the borrows_returned index.
             sessions = conn.execute("DELETE FROM borrows WHERE returned_at < ?", (history_since,)).rowcount

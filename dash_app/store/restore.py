@@ -13,19 +13,28 @@ log = logging.getLogger(__name__)
 _COLUMNS = ", ".join(Event._fields)
 
 
-def restore_buffer(store: SQLiteStore, buffer: RealtimeMetricsBuffer) -> int:
-    """Add the newest retained events of each kind (up to the buffer's caps) back into `buffer`; return the count."""
+def restore_buffer(store: SQLiteStore, buffer: RealtimeMetricsBuffer, log_name: str | None = None) -> tuple[int, str | None]:
+    """Add the newest retained events of each kind (up to the buffer's caps) back into `buffer`.
+
+    Return the count, and with `log_name` the position in that shared log the restored events reach (read in the
+    same transaction, so the entries after it are exactly those the buffer still lacks).
+    """
     began = time.perf_counter()
     since = buffer.clock() - buffer.retention_seconds
     caps = buffer.caps()
     restored = 0
-    for kind in KINDS:
-        rows = store.read(
-            f"SELECT {_COLUMNS} FROM events WHERE kind = ? AND ts >= ? ORDER BY ts DESC, rowid DESC LIMIT ?",
-            (kind, since, caps[kind]),
-        )
-        rows.reverse()
-        restored += buffer.restore(map(Event._make, rows))
+    position = None
+    with store.snapshot() as conn:
+        if log_name is not None:
+            row = conn.execute("SELECT entry_id FROM log_positions WHERE log = ?", (log_name,)).fetchone()
+            position = row[0] if row else None
+        for kind in KINDS:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE kind = ? AND ts >= ? ORDER BY ts DESC, rowid DESC LIMIT ?",
+                (kind, since, caps[kind]),
+            ).fetchall()
+            rows.reverse()
+            restored += buffer.restore(map(Event._make, rows))
     if restored:
         log.info("restored %d events from %s in %.2f s", restored, store.path, time.perf_counter() - began)
-    return restored
+    return restored, position

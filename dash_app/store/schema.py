@@ -142,10 +142,16 @@ def _v3_to_v4(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS alert_deliveries_at ON alert_deliveries (at)")
 
 
+def _v4_to_v5(conn: sqlite3.Connection) -> None:
+    """With --redis, the store remembers how far into the shared event log it has written, in the same transaction."""
+    # One row per log (the Redis Stream's key): the id of the last entry whose events are in this database.
+    conn.execute("CREATE TABLE IF NOT EXISTS log_positions (log TEXT PRIMARY KEY, entry_id TEXT NOT NULL)")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 # MIGRATIONS[n] takes version n to n + 1.
-MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4)
+MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

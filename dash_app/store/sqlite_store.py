@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from dash_app.events import BORROW, FAILURE, RETURN, Event
 from dash_app.store.schema import BASE_SCHEMA, SchemaTooNew, check_version, source_of, upgrade
@@ -23,9 +23,26 @@ if TYPE_CHECKING:  # for the annotations only: the store needs nothing of the li
 
 log = logging.getLogger(__name__)
 
-# What the writer's queue holds: the events of one record call, or one statement with its parameters.
+# What the writer's queue holds: the events of one record call, one statement with its parameters, or entries of the
+# shared event log (--redis).
 Statement: TypeAlias = tuple[str, Sequence[Any]]
-QueueItem: TypeAlias = list[Event] | Statement
+
+
+class LogEntries(NamedTuple):
+    """Entries of a shared event log, in order: each (entry id, its events); written once, whoever sends them."""
+
+    log: str  # the log's name (its Redis key)
+    entries: list[tuple[str, list[Event]]]
+
+
+QueueItem: TypeAlias = list[Event] | Statement | LogEntries
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """Return a Redis Stream entry id ("1700000000000-3") as a pair that sorts as the stream does."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
 
 # The tables of a version 0 file; `schema.upgrade` creates them in a new file and migrates them to the latest.
 SCHEMA = BASE_SCHEMA
@@ -33,12 +50,13 @@ SCHEMA = BASE_SCHEMA
 # A borrow and its return may reach the writer in either order (one source's batch can be recorded after another
 # thread returned one of its borrows), so both are upserts that leave the other's columns alone: the row ends the
 # same whichever comes first. Each row is one session, kept --history-days after its return (HistoryKeeper.prune);
-# its source follows from its id (schema.source_of), its host and version come from the pool's own upsert.
+# its source follows from its id (schema.source_of), its host and version from the borrow event.
 _INSERT_BORROW = (
-    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, source, changed) "
-    "VALUES (?, ?, ?, ?, ?, NULL, ?, ?) "
+    "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, source, changed, host, version) "
+    "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?) "
     "ON CONFLICT(id) DO UPDATE SET tool = excluded.tool, user = excluded.user, borrowed_at = excluded.borrowed_at, "
-    "is_overage = excluded.is_overage, source = excluded.source, changed = excluded.changed"
+    "is_overage = excluded.is_overage, source = excluded.source, changed = excluded.changed, host = excluded.host, "
+    "version = excluded.version"
 )
 _RETURN_BORROW = (
     "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, source, changed) "
@@ -138,6 +156,7 @@ class SQLiteStore:
         self.recreations = 0  # times the file was found deleted or replaced and written again
         self._tasks: list[list[Any]] = []  # [every_seconds, next_due, fn(conn)] run by the writer thread
         self._events_since: float | None = None  # earliest event time written since the last task run that asked
+        self.log_positions: dict[str, str] = {}  # log -> id of its last entry committed here (LogEntries)
 
     def _open(self) -> None:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -370,14 +389,76 @@ class SQLiteStore:
         # Events are grouped per statement, so a batch costs a few executemany calls, not one call per row.
         events: list[Event] = []
         statements: list[Statement] = []
+        logged: list[LogEntries] = []
         for item in batch:
             if isinstance(item, list):
                 events.extend(item)
+            elif isinstance(item, LogEntries):
+                logged.append(item)
             else:
                 statements.append(item)
-        stamp = self.new_stamp()
+        with self._conn_lock:
+            conn = self._connection()
+            # IMMEDIATE: the write lock is taken before the log positions are read, so two processes that send the
+            # same entries (a leader and the one that took over from it) cannot both write them.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                positions = self._take_new_entries(conn, logged, events)
+                self._write_rows(conn, events, statements)
+                conn.execute("COMMIT")
+            except BaseException:
+                # Any failure, not only SQLite's own, must leave no transaction open behind it.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self.log_positions.update(positions)
+            # Every event kind is a session's start or end or a denial; statements may change a session's details.
+            if events or statements:
+                self.sessions_changed()
+            if events:
+                earliest = min(e.ts for e in events)
+                self._events_since = earliest if self._events_since is None else min(self._events_since, earliest)
+
+    def _take_new_entries(self, conn: sqlite3.Connection, logged: list[LogEntries], events: list[Event]) -> dict[str, str]:
+        """Add to `events` those of the log entries not yet in the database, and move each log's position past them."""
+        positions: dict[str, str] = {}
+        for item in logged:
+            known = positions.get(item.log) or self._read_position(conn, item.log)
+            after = entry_key(known) if known else (-1, -1)
+            for entry_id, entry_events in item.entries:
+                if entry_key(entry_id) > after:
+                    events.extend(entry_events)
+                    after, known = entry_key(entry_id), entry_id
+            if known:
+                positions[item.log] = known
+        for log_name, entry_id in positions.items():
+            conn.execute(
+                "INSERT INTO log_positions (log, entry_id) VALUES (?, ?) "
+                "ON CONFLICT(log) DO UPDATE SET entry_id = excluded.entry_id",
+                (log_name, entry_id),
+            )
+        return positions
+
+    @staticmethod
+    def _read_position(conn: sqlite3.Connection, log_name: str) -> str | None:
+        row = conn.execute("SELECT entry_id FROM log_positions WHERE log = ?", (log_name,)).fetchone()
+        return row[0] if row else None
+
+    def log_position(self, log_name: str) -> str | None:
+        """Return the id of the last entry of the shared log `log_name` whose events are in the database, or None."""
+        with self._conn_lock:
+            return self._read_position(self._connection(), log_name)
+
+    def submit_entries(self, log_name: str, entries: list[tuple[str, list[Event]]]) -> None:
+        """Queue entries of a shared event log; each is written once, with the log's position, in one transaction."""
+        self._put(LogEntries(log_name, entries))
+
+    def _write_rows(self, conn: sqlite3.Connection, events: list[Event], statements: list[Statement]) -> None:
+        stamp = self.new_stamp(conn)
         borrows = [
-            (e.borrow_id, e.tool, e.user, e.ts, e.is_overage, source_of(e.borrow_id), stamp) for e in events if e.kind == BORROW
+            (e.borrow_id, e.tool, e.user, e.ts, e.is_overage, source_of(e.borrow_id), stamp, e.host, e.version)
+            for e in events
+            if e.kind == BORROW
         ]
         # A return written first keeps its borrow's time as its own until the borrow row arrives.
         returns = [(e.borrow_id, e.tool, e.user, e.ts, e.ts, source_of(e.borrow_id), stamp) for e in events if e.kind == RETURN]
@@ -386,33 +467,21 @@ class SQLiteStore:
         for e in events:
             if e.kind == BORROW and e.is_overage:
                 charges[e.tool] = charges.get(e.tool, 0) + 1
-        with self._conn_lock:
-            conn = self._connection()
-            conn.execute("BEGIN")
-            try:
-                conn.executemany(_INSERT_BORROW, borrows)
-                conn.executemany(_RETURN_BORROW, returns)
-                conn.executemany(_ADD_CHARGES, list(charges.items()))
-                conn.executemany(_INSERT_EVENT, events)  # an Event is a row of this table
-                conn.executemany(_INSERT_DENIAL, denials)  # in the same transaction as their events
-                for sql, params in statements:
-                    conn.execute(sql, params)
-                conn.execute("COMMIT")
-            except BaseException:
-                # Any failure, not only SQLite's own, must leave no transaction open behind it.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            # Every event kind is a session's start or end or a denial; statements may change a session's details.
-            if events or statements:
-                self.sessions_changed()
-            if events:
-                earliest = min(e.ts for e in events)
-                self._events_since = earliest if self._events_since is None else min(self._events_since, earliest)
+        conn.executemany(_INSERT_BORROW, borrows)
+        conn.executemany(_RETURN_BORROW, returns)
+        conn.executemany(_ADD_CHARGES, list(charges.items()))
+        conn.executemany(_INSERT_EVENT, events)  # an Event is a row of this table
+        conn.executemany(_INSERT_DENIAL, denials)  # in the same transaction as their events
+        for sql, params in statements:
+            conn.execute(sql, params)
 
-    def new_stamp(self) -> int:
-        """Return the stamp for the write transaction about to start (writer thread only; a failed one skips it)."""
-        self._stamp += 1
+    def new_stamp(self, conn: sqlite3.Connection) -> int:
+        """Return the stamp of the write transaction open on `conn` (writer thread; a failed one skips it).
+
+        Read under the write lock: another process writing the same file (with --redis, whichever holds the lease)
+        may have stamped rows since, and stamps must only go up for the copies that ask what changed since one.
+        """
+        self._stamp = max(self._stamp, int(conn.execute(LAST_STAMP_SQL).fetchone()[0])) + 1
         return self._stamp
 
     def sessions_changed(self) -> None:

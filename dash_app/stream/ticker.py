@@ -124,9 +124,10 @@ class StreamTicker:
         self.queue_size = max(4, math.ceil(lag_seconds / interval))
         self.dropped = 0
         self._history: deque[Tick] = deque(maxlen=max(2, math.ceil(resume_seconds / interval) + 1))
-        # Ids count ticks up from the start time in milliseconds: one apart per tick, and a restarted
-        # server never reuses an id an old client remembers, so a stale Last-Event-ID is simply not found.
-        self._next_id = int(time.time() * 1000)
+        # A tick's id is its time in milliseconds, on a wall-clock boundary of the interval: every process of a
+        # deployment (--redis) gives the same tick the same id, so a client that reconnects to another resumes with
+        # its Last-Event-ID; and a restarted server never reuses an id an old client remembers.
+        self._last_id = 0
         self._channels: dict[Variant, _Channel] = {}
         self._clients = 0
         self._lock = threading.Lock()
@@ -156,25 +157,25 @@ class StreamTicker:
                 self._drop(sub)
 
     def _run(self) -> None:
-        deadline = time.monotonic()
+        due = 0.0
         while True:
-            deadline += self.interval
-            if self._stopping.wait(max(0.0, deadline - time.monotonic())):
+            # The next boundary of the interval on the wall clock; a late tick skips to the next, never bursts. A
+            # wait that ends a little early (it runs on the monotonic clock) must not take the same boundary twice.
+            due = max((math.floor(time.time() / self.interval) + 1) * self.interval, due + self.interval)
+            if self._stopping.wait(max(0.0, due - time.time())):
                 return
             try:
-                self.tick()
+                self.tick(due)
             except Exception:  # one bad tick must not end the stream for everybody
                 log.exception("stream tick failed")
-            if time.monotonic() - deadline > self.interval:
-                deadline = time.monotonic()  # far behind (a suspended process): skip, do not burst
 
     # ---------------------------------------------------------------- ticks
 
-    def tick(self) -> Tick:
-        """Take one snapshot and queue its message for every client; return the Tick."""
+    def tick(self, at: float | None = None) -> Tick:
+        """Take one snapshot (the tick of boundary `at`, else of now) and queue its message for every client."""
         stalled: list[Subscription] = []
         with self._lock:
-            tick = self._take_tick()
+            tick = self._take_tick(at)
             previous = self._history[-2] if len(self._history) > 1 else None
             changes = None
             kind: FrameKind
@@ -202,18 +203,20 @@ class StreamTicker:
                 log.exception("tick listener %r failed", listener)
         return tick
 
-    def _take_tick(self) -> Tick:
+    def _take_tick(self, at: float | None = None) -> Tick:
         previous = self._history[-1] if self._history else None
-        tick = take_tick(self._next_id, self.buffer, self.pool, previous, self.persisted)
-        self._next_id += 1
+        boundary = at if at is not None else math.floor(time.time() / self.interval) * self.interval
+        # Ids only go up: a tick asked for within the same interval (at start, in tests) takes the next millisecond.
+        tick_id = max(round(boundary * 1000), self._last_id + 1)
+        tick = take_tick(tick_id, self.buffer, self.pool, previous, self.persisted)
+        self._last_id = tick_id
         self._history.append(tick)
         return tick
 
     def _tick_by_id(self, tick_id: int | None) -> Tick | None:
-        if tick_id is None or not self._history:
+        if tick_id is None:
             return None
-        index = tick_id - self._history[0].id
-        return self._history[index] if 0 <= index < len(self._history) else None
+        return next((tick for tick in reversed(self._history) if tick.id == tick_id), None)
 
     # ------------------------------------------------------------- clients
 

@@ -1,7 +1,7 @@
 """Helpers shared by the tests and the benchmarks: a fake clock, synthetic traffic, timing, and real servers."""
 
 from dash_app.testing.clock import FakeClock
-from dash_app.testing.servers import ROOT, TEST_TOKEN, ServerProcess, free_port, procfile_command
+from dash_app.testing.servers import ROOT, TEST_TOKEN, RedisServer, ServerProcess, free_port, procfile_command
 from dash_app.testing.traffic import (
     REASONS,
     TOOLS,
@@ -21,6 +21,7 @@ __all__ = [
     "TOOLS",
     "USERS",
     "FakeClock",
+    "RedisServer",
     "ServerProcess",
     "TrafficEvent",
     "feed",

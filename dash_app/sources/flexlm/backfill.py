@@ -10,6 +10,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dash_app import config as config_module
+from dash_app.eventlog.setup import SharedLogError
 from dash_app.licenses import InventoryError
 from dash_app.sources.flexlm.ingest import COUNTERS, LogIngest, source_id
 from dash_app.sources.tailing import LogTail
@@ -112,9 +113,13 @@ def main(argv=None):
         config = config.replace(demo=False, flexlm_logs=(), lmstat_servers=(), rlmstat_servers=(), alerts_file=None)
         from dash_app import build_state
 
-        state = build_state(config)
+        state = build_state(config, lead=False)
+        if state.shared is not None:
+            # With --redis the lines go through the shared log, so running servers see them at once; the fence keeps
+            # a live follower that lost the lease from writing, and this is a one-off read (its lines count once).
+            state.shared.pool.fence = lambda: ""
         state.start()
-    except (config_module.ConfigError, InventoryError, StoreError) as exc:
+    except (config_module.ConfigError, InventoryError, StoreError, SharedLogError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     began = time.perf_counter()
@@ -128,6 +133,9 @@ def main(argv=None):
         return 1
     finally:
         flushed = state.store.flush(timeout=FLUSH_TIMEOUT)
+        if state.shared is not None:
+            # This process writes the log to the store (a running lease holder may have written it first).
+            flushed = state.shared.wait_persisted(state.store, FLUSH_TIMEOUT) and flushed
         state.stop()
     seconds = time.perf_counter() - began
     if not flushed or not state.store.persisted:

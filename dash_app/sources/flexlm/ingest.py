@@ -267,7 +267,9 @@ class LogIngest:
             counts["returns"] += self._end(group, ts)
             self.last_event_at = ts
         elif kind == DENIED:
-            self.pool.observe_failure(self._tools.get(feature) or self._tool(feature), user, detail, ts)
+            # Its line names it, so a line read again (after a leader change, with --redis) counts once.
+            line_id = f"{self._id_prefix}{self.file_id}:{line_no}"
+            self.pool.observe_failure(self._tools.get(feature) or self._tool(feature), user, detail, ts, line_id)
             counts["denials"] += 1
             self.last_event_at = ts
         elif kind == QUEUED:

@@ -1,0 +1,89 @@
+"""The log follower: a background service that applies every new entry of the shared log to this process, in order."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from dash_app.eventlog.codec import decode_entry, raw_entries
+from dash_app.eventlog.reader import BLOCK_MS, LogReader
+from dash_app.events import Event
+from dash_app.store.sqlite_store import entry_key
+
+log = logging.getLogger(__name__)
+
+READ_COUNT = 200  # entries per read; a backfill's entry holds up to a batch's events
+
+
+class LogFollower(LogReader):
+    """Reads the stream from `start` and hands each entry's events to `apply(entry_id, events)`; tracks health."""
+
+    name = "log-follower"
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str,
+        start: str,
+        apply: Callable[[str, list[Event]], None],
+        on_idle: Callable[[], object] | None = None,
+        block_ms: int = BLOCK_MS,
+    ) -> None:
+        super().__init__(block_ms)
+        self.client = client
+        self.stream = stream
+        self.last_id = start
+        self.apply = apply
+        self.on_idle = on_idle  # called after each read, in this thread: side state that is not in the log
+        # Called before the first read, until it succeeds (it may move last_id back): what needs Redis to start.
+        self.prepare: Callable[[], None] | None = None
+        self.connected = True
+        self.last_error: str | None = None
+        self.down_since: float | None = None
+        self._applied = threading.Condition()
+
+    def step(self, block_ms: int | None = None) -> int:
+        """Read and apply what is new (waiting up to `block_ms` for it); return the number of entries applied."""
+        if self.prepare is not None:
+            self.prepare()
+            self.prepare = None
+        reply = self.client.xread({self.stream: self.last_id}, count=READ_COUNT, block=block_ms)
+        if not self.connected:
+            log.warning("shared log: Redis answers again after %.1f s", time.time() - (self.down_since or time.time()))
+        self.connected, self.last_error, self.down_since = True, None, None
+        applied = 0
+        for entry_id, fields in raw_entries(reply):
+            try:
+                self.apply(entry_id, decode_entry(fields))
+            except Exception:  # noqa: BLE001 - one entry this process cannot apply must not stop it for good
+                log.exception("shared log: entry %s could not be applied here; going on with the next", entry_id)
+            with self._applied:
+                self.last_id = entry_id
+                self._applied.notify_all()
+            applied += 1
+        if self.on_idle is not None:
+            self.on_idle()
+        return applied
+
+    def lost(self, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        if self.connected:
+            log.error("shared log: cannot read from Redis (%s); serving what this process holds", message)
+            self.down_since = time.time()
+        self.connected, self.last_error = False, message
+
+    def wait_applied(self, entry_id: str, timeout: float = 1.0) -> bool:
+        """Block until the entry `entry_id` is applied here (or `timeout` passes); return True when it is."""
+        wanted = entry_key(entry_id)
+        deadline = time.monotonic() + timeout
+        with self._applied:
+            while entry_key(self.last_id) < wanted:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._applied.wait(left)
+        return True

@@ -1,0 +1,220 @@
+"""How build_state wires the shared log (--redis): ledger, pool mirror, follower, persister and lease."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+import redis
+
+from dash_app.eventlog.connection import Keys, connect, redacted
+from dash_app.eventlog.follower import LogFollower
+from dash_app.eventlog.lease import Leadership
+from dash_app.eventlog.ledger import OpenBorrow, RedisLedger, Snapshot
+from dash_app.eventlog.persister import LogPersister
+from dash_app.events import Event
+from dash_app.licenses.shared_pool import SharedLicensePool
+from dash_app.store.restore import restore_buffer
+from dash_app.store.sqlite_store import entry_key
+from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS
+
+if TYPE_CHECKING:
+    from dash_app.buffer import RealtimeMetricsBuffer
+    from dash_app.config import Config
+    from dash_app.licenses.inventory import ToolSpec
+    from dash_app.licenses.pool import LicensePool
+    from dash_app.recording import EventRecorder
+    from dash_app.state import Service
+    from dash_app.store.sqlite_store import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+# The stream keeps entries this long past the buffer's window (and never drops one the store lacks).
+KEEP_MARGIN_SECONDS = 3600.0
+PERSISTER = "persister"  # the lease holder's service that writes the log to the store
+# How often side state that is not in the log (what polls say of totals and expiry, the leader's sources) is shared.
+SIDE_STATE_SECONDS = 1.0
+
+
+class SharedLogError(Exception):
+    """Redis cannot be used at start; the message is one line for the user (no password)."""
+
+
+def open_redis(config: Config) -> redis.Redis:
+    """Return a client for --redis, or raise SharedLogError when the server does not answer."""
+    assert config.redis_url
+    try:
+        client = connect(config.redis_url)
+        client.ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise SharedLogError(f"--redis {redacted(config.redis_url)}: {type(exc).__name__}: {exc}") from None
+    return client
+
+
+@dataclass
+class SharedLog:
+    """The parts of one process on the shared log: what the app reads to report on it."""
+
+    client: redis.Redis
+    keys: Keys
+    pool: SharedLicensePool
+    follower: LogFollower
+    leadership: Leadership
+    sources: list[dict[str, Any]]  # the leader's source entries, as last shared (the others show these)
+    # The leader's own source entries (its services' health), set by build_state.
+    describe_sources: Callable[[], list[dict[str, Any]]] = lambda: []
+
+    def healthy(self) -> bool:
+        """True while this process reads the log."""
+        return self.follower.connected
+
+    def wait_persisted(self, store: SQLiteStore, timeout: float) -> bool:
+        """Block until `store` holds every entry this process has applied (whoever writes it); True when it does."""
+        wanted = entry_key(self.follower.last_id)
+        deadline = time.monotonic() + timeout
+        while entry_key(store.log_position(self.keys.events) or "0-0") < wanted:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def status(self) -> dict[str, Any]:
+        """Return the shared log's state for /healthz and the stats."""
+        return {
+            "redis": "up" if self.follower.connected else "down",
+            "pid": os.getpid(),
+            "leader": self.leadership.leading,
+            "last_entry": self.follower.last_id,
+            "detail": self.follower.last_error,
+            "down_since": self.follower.down_since,
+        }
+
+
+def build_shared(
+    config: Config,
+    specs: dict[str, ToolSpec],
+    store: SQLiteStore,
+    buffer: RealtimeMetricsBuffer,
+    recorder: EventRecorder,
+    series_of: Callable[[str], str],
+    leader_services: Mapping[str, Callable[[LicensePool], Service]],
+) -> SharedLog:
+    """Return this process's pool on the shared log, its follower and its lease; the buffer is restored on the way.
+
+    Redis need not answer now: a worker that starts while it is away serves what the store holds, and its follower
+    takes the pool's state from Redis once it answers.
+    """
+    url = config.redis_url or ""
+    keys = Keys(config.redis_prefix)
+    ledger = RedisLedger(connect(url), keys)
+    pool = SharedLicensePool(specs, recorder, ledger, series_of=series_of)
+    restored, position = restore_buffer(store, buffer, log_name=keys.events)
+    # The buffer holds what the store held up to `position`; the pool's copy is taken from Redis at some entry. The
+    # follower starts at the earlier of the two and brings each part up from its own point.
+    buffer_from = entry_key(position or "0-0")
+    pool_from = [buffer_from]
+
+    def take_pool() -> None:
+        # The first process on a new Redis brings the pool's state from the store (an embedded deployment moving
+        # over); every process then takes its copy of the pool, and the entry it is at, in one step.
+        opened = [(b[0], pool._key(b[1]), *b[1:]) for b in store.load_open_borrows()]
+        if ledger.seed_once(opened, store.load_charges()):
+            log.info("shared log: the pool in Redis starts from the store (%d open borrows)", len(opened))
+        snapshot = ledger.snapshot()
+        pool.load(snapshot)
+        pool_from[0] = entry_key(snapshot.last_id)
+        follower.last_id = min(snapshot.last_id, follower.last_id, key=entry_key)
+
+    def apply(entry_id: str, events: list[Event]) -> None:
+        at = entry_key(entry_id)
+        if at > pool_from[0]:
+            pool.apply(events)
+        if at > buffer_from:
+            recorder.record_many(within_skew(events, time.time()))
+
+    follower = LogFollower(connect(url), keys.events, position or "0-0", apply)
+    try:
+        take_pool()
+    except redis.RedisError as exc:
+        # Until Redis answers, this process shows the open borrows the store holds; writes answer 503.
+        log.warning("shared log: Redis does not answer (%s); serving from the store until it does", exc)
+        pool.load(Snapshot("0-0", [open_borrow_of(row) for row in store.load_open_borrows()], store.load_charges()))
+        follower.prepare = take_pool
+    factories: dict[str, Callable[[], Service]] = {
+        PERSISTER: lambda: LogPersister(
+            connect(url), keys.events, store, config.retention_seconds + KEEP_MARGIN_SECONDS, ledger.forget_seen
+        )
+    }
+    for name, build in leader_services.items():
+        factories[name] = lambda build=build: build(pool)  # type: ignore[misc]
+    leadership = Leadership(connect(url), keys.lease, factories)
+    pool.wait_applied = follower.wait_applied
+    pool.fence = leadership.fence
+    shared = SharedLog(connect(url), keys, pool, follower, leadership, [])
+    follower.on_idle = _side_state_sharer(shared)
+    log.info("shared log on %s: %d events restored from the store, following from %s", redacted(url), restored, follower.last_id)
+    return shared
+
+
+def open_borrow_of(row: Sequence[Any]) -> OpenBorrow:
+    """Return the OpenBorrow of a row of SQLiteStore.load_open_borrows."""
+    borrow_id, tool, user, borrowed_at, is_overage, host, version = row
+    return OpenBorrow(borrow_id, tool, tool, user, borrowed_at, bool(is_overage), host, version)
+
+
+def within_skew(events: list[Event], now: float) -> list[Event]:
+    """Return `events` with times this host's buffer would refuse as future ones moved to `now`.
+
+    Another host's clock may run ahead of this one's: its events still count here (as the FlexLM reader treats a
+    log's clock skew), rather than being lost to this process.
+    """
+    limit = now + MAX_CLOCK_SKEW_SECONDS
+    if all(e.ts <= limit for e in events):
+        return events
+    log.warning("shared log: events up to %.1f s ahead of this host's clock; counted at its now", max(e.ts for e in events) - now)
+    return [e._replace(ts=now) if e.ts > limit else e for e in events]
+
+
+def _side_state_sharer(shared: SharedLog) -> Callable[[], None]:
+    """Return the follower's idle step: state that is not in the log, written by the leader and read by the others.
+
+    What polls said of totals and expiry dates, and the health of the sources: only the leader runs them.
+    """
+    due = [0.0]
+    published: dict[str, bytes] = {}
+    keys = shared.keys
+
+    def share() -> None:
+        now = time.monotonic()
+        if now < due[0]:
+            return
+        due[0] = now + SIDE_STATE_SECONDS
+        shared.pool.settle_doubts()
+        if shared.leadership.leading:
+            shared.sources = []
+            if not shared.client.exists(keys.seeded):
+                # Redis came back without its data (no append-only file): fill the pool in again from this
+                # process's copy, which holds every entry it applied, so limits hold from the next borrow on.
+                borrows, charges = shared.pool.open_state()
+                if shared.pool.ledger.seed_once(borrows, charges):
+                    log.error("shared log: Redis lost the pool; filled again from this process (%d open borrows)", len(borrows))
+            observed = orjson.dumps(shared.pool.observed(), option=orjson.OPT_SORT_KEYS)
+            if observed != published.get(keys.observed):
+                shared.client.set(keys.observed, observed)
+                published[keys.observed] = observed
+            # Health changes with every poll; it expires, so a dead leader's last word is not shown for ever.
+            shared.client.set(keys.sources, orjson.dumps(shared.describe_sources()), px=int(10 * SIDE_STATE_SECONDS * 1000))
+            return
+        raw_observed, raw_sources = cast(list[bytes | None], shared.client.mget([keys.observed, keys.sources]))
+        if raw_observed and raw_observed != published.get(keys.observed):
+            doc = orjson.loads(raw_observed)
+            shared.pool.load_observed(doc.get("issued", {}), doc.get("expiry", {}))
+            published[keys.observed] = raw_observed
+        shared.sources = orjson.loads(raw_sources) if raw_sources else []
+
+    return share

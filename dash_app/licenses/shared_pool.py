@@ -1,0 +1,331 @@
+"""The pool of a deployment on Redis (--redis): decisions in the ledger, counts read from this process's mirror.
+
+Every borrow, return and observed event is decided by the ledger's script in Redis, which appends its events to the
+shared log. This process's counts and open borrows change only when its log follower applies those events (`apply`),
+exactly as in every other process; a caller waits until its own entry is applied, so it reads its own writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+import redis
+
+from dash_app.eventlog.ledger import NotLeader, RedisLedger, Snapshot, open_borrow, ts_text
+from dash_app.events import BORROW, RETURN, SOURCE_FLEXLM, Event, check_name, source_of
+from dash_app.licenses.pool import (
+    EXHAUSTED,
+    MAX_OVERAGE,
+    UNKNOWN_TOOL,
+    Borrow,
+    BorrowDenied,
+    LicensePool,
+    UnknownBorrow,
+    _check_details,
+    check_observed,
+)
+
+if TYPE_CHECKING:
+    from dash_app.licenses.inventory import ToolSpec
+    from dash_app.recording import EventRecorder
+
+log = logging.getLogger(__name__)
+
+BATCH_LIMIT = 5000  # commands per script call: a backfill's batch is sent in steps this size
+RETRY_SECONDS = 0.2  # a source's batch is sent again after this while Redis is away and this process still leads
+APPLIED_TIMEOUT = 1.0  # longest a caller waits to see its own write in this process
+
+
+class PoolUnavailable(Exception):
+    """The shared pool cannot decide now (Redis is unreachable); nothing was granted or returned."""
+
+
+class _Batch:
+    """A source's commands held back by recording_batch, with what they do to the open borrows meanwhile."""
+
+    __slots__ = ("commands", "borrowed", "returned")
+
+    def __init__(self) -> None:
+        self.commands: list[list[Any]] = []
+        self.borrowed: set[str] = set()
+        self.returned: set[str] = set()
+
+
+class SharedLicensePool(LicensePool):
+    """A LicensePool whose rules are applied in Redis, so they hold across every process and host."""
+
+    def __init__(
+        self,
+        specs: Mapping[str, ToolSpec],
+        recorder: EventRecorder,
+        ledger: RedisLedger,
+        clock: Callable[[], float] = time.time,
+        series_of: Callable[[str], str] | None = None,
+    ) -> None:
+        super().__init__(specs, recorder, store=None, clock=clock, series_of=series_of)
+        self.ledger = ledger
+        # Set by the wiring once the follower and the lease exist.
+        self.wait_applied: Callable[[str, float], bool] = lambda entry_id, timeout: True
+        self.fence: Callable[[], str | None] = lambda: None
+        self._held = threading.local()
+        self._in_doubt: list[str] = []  # borrow ids whose outcome a lost answer hid (see settle_doubts)
+
+    # ------------------------------------------------------------- the mirror
+
+    def load(self, snapshot: Snapshot) -> None:
+        """Take the open borrows and charges of a ledger snapshot as this process's starting state."""
+        with self._lock:
+            self._active.clear()
+            self._borrowed = {tool: 0 for tool in self._specs}
+            for b in snapshot.active:
+                self._active[b.id] = Borrow(b.id, b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version)
+                key = self._key(b.tool)
+                self._borrowed[key] = self._borrowed.get(key, 0) + 1
+                self._note_tool(key)
+            self._charges = {tool: 0 for tool in self._specs} | snapshot.charges
+
+    def apply(self, events: Sequence[Event]) -> None:
+        """Change the counts as the log's events say (the follower calls this for every entry, in order)."""
+        with self._lock:
+            for e in events:
+                # Every event of the log names its tool; borrows and returns their id, borrows their user.
+                tool, borrow_id = cast(str, e.tool), cast(str, e.borrow_id)
+                if e.kind == BORROW:
+                    if borrow_id in self._active:
+                        continue
+                    key = self._key(tool)
+                    self._active[borrow_id] = Borrow(
+                        borrow_id, tool, cast(str, e.user), e.ts, bool(e.is_overage), e.host, e.version
+                    )
+                    self._borrowed[key] = self._borrowed.get(key, 0) + 1
+                    if e.is_overage:
+                        self._charges[tool] = self._charges.get(tool, 0) + 1
+                    self._note_tool(key)
+                elif e.kind == RETURN:
+                    borrow = self._active.pop(borrow_id, None)
+                    if borrow is not None:
+                        key = self._key(borrow.tool)
+                        self._borrowed[key] = self._borrowed.get(key, 0) - 1
+                elif e.reason != UNKNOWN_TOOL:
+                    self._note_tool(self._key(tool))
+
+    def load_observed(self, issued: Mapping[str, dict[str, int]], expiry: Mapping[str, dict[str, str]]) -> None:
+        """Take what the leader's polls say of issued counts and expiry dates (by counted tool, then tool|server)."""
+        with self._lock:
+            self._issued = {key: dict(values) for key, values in issued.items()}
+            self._expiry = {key: dict(values) for key, values in expiry.items()}
+            for key in (*issued, *expiry):
+                self._note_tool(key)
+
+    def observed(self) -> dict[str, Any]:
+        """Return this process's issued counts and expiry dates, as load_observed takes them."""
+        with self._lock:
+            return {
+                "issued": {k: dict(v) for k, v in self._issued.items()},
+                "expiry": {k: dict(v) for k, v in self._expiry.items()},
+            }
+
+    def open_state(self) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
+        """Return this process's open borrows (as RedisLedger.seed_once takes them) and overage charges."""
+        with self._lock:
+            borrows = [
+                (b.id, self._key(b.tool), b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version)
+                for b in self._active.values()
+            ]
+            return borrows, {tool: n for tool, n in self._charges.items() if n}
+
+    # ----------------------------------------------------------- decisions
+
+    def _send(self, commands: list[list[Any]], fence: str | None = None, once: str | None = None) -> list[str]:
+        """Have the ledger decide `commands`, wait until this process applied them, and return the answers."""
+        try:
+            entry, answers = self.ledger.apply(commands, fence, once)
+        except NotLeader:
+            raise PoolUnavailable("this process no longer runs the sources") from None
+        except redis.RedisError as exc:
+            raise PoolUnavailable(f"the shared pool (Redis) cannot be reached: {type(exc).__name__}: {exc}") from None
+        if entry is not None:
+            self.wait_applied(entry, APPLIED_TIMEOUT)
+        return answers
+
+    def _decision_fence(self) -> str | None:
+        """Return the fence of a decided borrow or return: the lease's token inside as_source(), else none."""
+        if not getattr(self._held, "source", False):
+            return None
+        fence = self.fence()
+        if fence is None:
+            raise PoolUnavailable("this process no longer runs the sources")
+        return fence
+
+    @contextmanager
+    def as_source(self) -> Iterator[None]:
+        """Fence this thread's borrows and returns with the lease: a source that lost it can decide nothing more."""
+        self._held.source = True
+        try:
+            yield
+        finally:
+            self._held.source = False
+
+    def borrow(
+        self, tool: str, user: str, at: float | None = None, host: str | None = None, version: str | None = None
+    ) -> Borrow:
+        """Grant a license of `tool` to `user` (decided in Redis); raise BorrowDenied, or PoolUnavailable."""
+        check_name("tool", tool)
+        check_name("user", user)
+        _check_details(host, version)
+        self._send_held()  # a source's earlier events go first
+        ts = self.clock() if at is None else at
+        fence = self._decision_fence()
+        spec = self._specs.get(tool)
+        if spec is None:
+            self._send([["f", tool, user, ts_text(ts), UNKNOWN_TOOL, None]], fence)
+            raise BorrowDenied(UNKNOWN_TOOL, f"no tool named {tool!r} in the pool")
+        borrow_id = uuid.uuid4().hex
+        command = ["b", tool, tool, user, ts_text(ts), borrow_id, host, version, spec.total, spec.commit_qty, spec.max_overage]
+        try:
+            (answer,) = self._send([command], fence, once=borrow_id)
+        except PoolUnavailable:
+            # The script may have run with its answer lost on the way: settled once Redis answers (settle_doubts).
+            with self._lock:
+                self._in_doubt.append(borrow_id)
+            raise
+        if answer == EXHAUSTED:
+            raise BorrowDenied(EXHAUSTED, f"all {spec.total} licenses of {tool!r} are borrowed")
+        if answer == MAX_OVERAGE:
+            raise BorrowDenied(MAX_OVERAGE, f"{tool!r} is at its maximum overage of {spec.max_overage}")
+        return Borrow(borrow_id, tool, user, ts, answer == "overage", host, version)
+
+    def settle_doubts(self) -> None:
+        """Return the borrows whose caller was told 503 but which Redis granted all the same (its answer was lost)."""
+        with self._lock:
+            doubts, self._in_doubt = self._in_doubt, []
+        for n, borrow_id in enumerate(doubts):
+            try:
+                answer = self.ledger.answer_of(borrow_id)
+                if answer is not None and answer[1][:1] in (["ok"], ["overage"]):
+                    self._send([["r", borrow_id, ts_text(self.clock())]])
+                    log.warning("borrow %s was granted while its caller was told 503; returned again", borrow_id)
+            except (PoolUnavailable, redis.RedisError):
+                with self._lock:
+                    self._in_doubt[:0] = doubts[n:]  # settled on a later try
+                return
+
+    def return_license(self, borrow_id: str, at: float | None = None) -> Borrow:
+        """End an active borrow (in Redis) and return it; raise UnknownBorrow, or PoolUnavailable."""
+        self._send_held()
+        ts = self.clock() if at is None else at
+        (answer,) = self._send([["r", borrow_id, ts_text(ts)]], self._decision_fence())
+        if answer == "unknown":
+            raise UnknownBorrow(borrow_id)
+        b = open_borrow(borrow_id, answer)
+        return Borrow(b.id, b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version)
+
+    # ------------------------------------------------ observed (the sources)
+
+    @contextmanager
+    def recording_batch(self) -> Iterator[None]:
+        """Hold back this thread's observed events and send them together when the block ends."""
+        if getattr(self._held, "batch", None) is not None:
+            yield
+            return
+        self._held.batch = _Batch()
+        try:
+            yield
+        finally:
+            try:
+                self._send_held()
+            finally:
+                self._held.batch = None
+
+    def _send_held(self) -> None:
+        batch: _Batch | None = getattr(self._held, "batch", None)
+        if batch is None or not batch.commands:
+            return
+        commands, batch.commands = batch.commands, []
+        batch.borrowed.clear()
+        batch.returned.clear()
+        for start in range(0, len(commands), BATCH_LIMIT):
+            self._send_fenced(commands[start : start + BATCH_LIMIT])
+
+    def _send_fenced(self, commands: list[list[Any]]) -> list[str]:
+        """Send a source's commands, again and again while Redis is away, for as long as this process leads.
+
+        Each try carries the same batch id, so a try whose answer was lost on the way is not applied twice.
+        """
+        once = uuid.uuid4().hex
+        while True:
+            fence = self.fence()
+            if fence is None:
+                raise NotLeader("this process no longer runs the sources; its successor reads them afresh")
+            try:
+                return self._send(commands, fence, once)
+            except PoolUnavailable:
+                time.sleep(RETRY_SECONDS)
+
+    def _observe(self, command: list[Any]) -> str | None:
+        batch: _Batch | None = getattr(self._held, "batch", None)
+        if batch is not None:
+            batch.commands.append(command)
+            return None
+        return self._send_fenced([command])[0]
+
+    def observe_borrow(
+        self,
+        tool: str,
+        user: str,
+        at: float,
+        borrow_id: str | None = None,
+        host: str | None = None,
+        version: str | None = None,
+    ) -> Borrow:
+        """Record a borrow granted elsewhere; is_overage follows the pool's rule, decided in Redis."""
+        check_observed(tool, user, borrow_id, host, version)
+        borrow_id = borrow_id or uuid.uuid4().hex
+        spec = self._specs.get(tool)
+        key = tool if spec is not None else self._key(tool)
+        commit = spec.commit_qty if spec is not None else -1
+        # A log line's borrow id names its line: read again (after a leader change), it must not count twice.
+        from_log = source_of(borrow_id) == SOURCE_FLEXLM
+        answer = self._observe(["o", key, tool, user, ts_text(at), borrow_id, host, version, commit, from_log])
+        batch: _Batch | None = getattr(self._held, "batch", None)
+        if batch is not None:
+            batch.borrowed.add(borrow_id)
+            batch.returned.discard(borrow_id)
+            with self._lock:  # as this process sees it now; the ledger decides when the batch is sent
+                over = spec is not None and self._borrowed.get(key, 0) >= commit
+        else:
+            over = answer == "overage"
+        return Borrow(borrow_id, tool, user, at, over, host, version)
+
+    def observe_return(self, borrow_id: str, at: float) -> Borrow:
+        """Record the end of a borrow observed elsewhere; raise UnknownBorrow when it is not active."""
+        batch: _Batch | None = getattr(self._held, "batch", None)
+        if batch is None:
+            answer = self._send_fenced([["r", borrow_id, ts_text(at)]])[0]
+            if answer == "unknown":
+                raise UnknownBorrow(borrow_id)
+            b = open_borrow(borrow_id, answer)
+            return Borrow(b.id, b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version)
+        # Queued whatever this process's copy says (it may not have applied the last batch yet): the ledger answers
+        # "unknown" for a borrow that is not open. Only one returned earlier in this same batch is surely unknown.
+        if borrow_id in batch.returned:
+            raise UnknownBorrow(borrow_id)
+        batch.commands.append(["r", borrow_id, ts_text(at)])
+        batch.returned.add(borrow_id)
+        batch.borrowed.discard(borrow_id)
+        with self._lock:
+            held = self._active.get(borrow_id)
+        return held if held is not None else Borrow(borrow_id, "", "", at, False)
+
+    def observe_failure(self, tool: str, user: str, reason: str, at: float, event_id: str | None = None) -> None:
+        """Record a denial observed elsewhere; one with an `event_id` (its log line) counts once, however often read."""
+        check_name("tool", tool)
+        check_name("user", user)
+        check_name("reason", reason)
+        self._observe(["f", tool, user, ts_text(at), reason, event_id])

@@ -1,0 +1,313 @@
+"""The pool on a real Redis, in this process: two pools on one ledger against the embedded pool as the reference."""
+
+import sqlite3
+import uuid
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.eventlog.connection import Keys, connect
+from dash_app.eventlog.follower import LogFollower
+from dash_app.eventlog.lease import Leadership
+from dash_app.eventlog.ledger import NotLeader, RedisLedger
+from dash_app.eventlog.persister import LogPersister
+from dash_app.licenses import LicensePool
+from dash_app.licenses.inventory import ToolSpec
+from dash_app.licenses.pool import BorrowDenied, UnknownBorrow
+from dash_app.licenses.shared_pool import PoolUnavailable, SharedLicensePool
+from dash_app.recording import EventRecorder
+from dash_app.store import SQLiteStore
+from dash_app.testing import RedisServer
+from dash_app.testing.clock import FakeClock
+
+SPECS = {
+    "Tight": ToolSpec("Tight", total=3, commit_qty=1, max_overage=1, commit_price=10.0, overage_price_per_license=2.0),
+    "Roomy": ToolSpec("Roomy", total=8, commit_qty=4, max_overage=4, commit_price=20.0, overage_price_per_license=3.0),
+}
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+class Process:
+    """One app process's data path on the shared log: its pool (a mirror), buffer and follower."""
+
+    def __init__(self, url, prefix, clock):
+        keys = Keys(prefix)
+        self.buffer = RealtimeMetricsBuffer(retention_seconds=3600, clock=clock)
+        self.pool = SharedLicensePool(SPECS, EventRecorder(self.buffer), RedisLedger(connect(url), keys), clock=clock)
+        self.pool.ledger.seed_once([], {})  # a new Redis: as the first process does at start
+        snapshot = self.pool.ledger.snapshot()
+        self.pool.load(snapshot)
+
+        def apply(entry_id, events):
+            self.pool.apply(events)
+            self.pool.recorder.record_many(events)
+
+        self.follower = LogFollower(connect(url), keys.events, snapshot.last_id, apply, block_ms=20)
+        self.pool.wait_applied = self.follower.wait_applied
+        self.pool.fence = lambda: ""  # unfenced: these tests send sources' batches without a lease
+        self.follower.start()
+
+    def stop(self):
+        self.follower.stop()
+
+
+def outcome(call, *args):
+    try:
+        borrow = call(*args)
+    except BorrowDenied as denied:
+        return ("denied", denied.reason)
+    except UnknownBorrow:
+        return ("unknown",)
+    return ("ok", None if borrow is None else borrow.is_overage)
+
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["borrow", "return", "observe", "observe_return", "failure", "batch"]),
+        st.sampled_from([0, 1]),  # which process
+        st.sampled_from(["Tight", "Roomy", "Nowhere"]),
+        st.integers(0, 30),  # which borrow to return (index into those granted so far)
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_two_processes_on_one_ledger_decide_as_one_embedded_pool(redis_url, ops):
+    clock = FakeClock(1_800_000_000.0)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    processes = [Process(redis_url, prefix, clock), Process(redis_url, prefix, clock)]
+    reference = LicensePool(SPECS, EventRecorder(RealtimeMetricsBuffer(retention_seconds=3600, clock=clock)), clock=clock)
+    granted = []
+    try:
+        for n, (op, which, tool, pick) in enumerate(ops):
+            clock.advance(1.0)
+            pool = processes[which].pool
+            if op == "borrow":
+                got = outcome(pool.borrow, tool, f"u{n}")
+                want = outcome(reference.borrow, tool, f"u{n}")
+                assert got == want
+                if got[0] == "ok":
+                    granted.append((pool.active_borrows(user=f"u{n}")[0].id, reference.active_borrows(user=f"u{n}")[0].id))
+            elif op in ("return", "observe_return") and granted:
+                shared_id, reference_id = granted[pick % len(granted)]
+                got = (
+                    outcome(pool.return_license, shared_id)
+                    if op == "return"
+                    else outcome(pool.observe_return, shared_id, clock())
+                )
+                assert got == outcome(reference.return_license, reference_id)
+            elif op == "observe":
+                borrow_id = f"flexlm|x|{n}"
+                got = pool.observe_borrow(tool, f"o{n}", clock(), borrow_id)
+                want = reference.observe_borrow(tool, f"o{n}", clock(), borrow_id)
+                assert got.is_overage == want.is_overage
+                granted.append((borrow_id, borrow_id))
+            elif op == "failure":
+                pool.observe_failure(tool, f"f{n}", "denied by server", clock())
+                reference.observe_failure(tool, f"f{n}", "denied by server", clock())
+            elif op == "batch":
+                # A source's batch: borrows and a return of one of them, sent as one script call.
+                with pool.recording_batch(), reference.recording_batch():
+                    for k in range(3):
+                        borrow_id = f"lmstat|s|{n}|{k}"
+                        pool.observe_borrow(tool, f"b{n}", clock(), borrow_id)
+                        reference.observe_borrow(tool, f"b{n}", clock(), borrow_id)
+                    pool.observe_return(f"lmstat|s|{n}|0", clock())
+                    reference.observe_return(f"lmstat|s|{n}|0", clock())
+                    with pytest.raises(UnknownBorrow):
+                        pool.observe_return(f"lmstat|s|{n}|0", clock())
+                    granted.extend((f"lmstat|s|{n}|{k}",) * 2 for k in (1, 2))
+        # Each process, once it has applied the log, shows what the one embedded pool shows.
+        last = max((p.pool.ledger.snapshot().last_id for p in processes[:1]), default="0-0")
+        for process in processes:
+            assert process.follower.wait_applied(last, timeout=5)
+            assert process.pool.status() == reference.status()
+            assert [(b.tool, b.user, b.is_overage) for b in process.pool.active_borrows()] == [
+                (b.tool, b.user, b.is_overage) for b in reference.active_borrows()
+            ]
+            assert process.buffer.get_stats_summary() == reference.recorder.buffer.get_stats_summary()
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def test_a_batch_sent_again_after_a_lost_answer_is_applied_once(redis_url):
+    ledger = RedisLedger(connect(redis_url), Keys(f"t{uuid.uuid4().hex[:12]}"))
+    ledger.seed_once([], {})
+    commands = [["o", "Roomy", "Roomy", "ann", "1800000000.5", "id-1", None, None, 4], ["f", "Roomy", "bob", "1800000001.0", "x"]]
+    first = ledger.apply(commands, once="batch-1")
+    again = ledger.apply(commands, once="batch-1")
+    assert again[0] == first[0] and first[1] == ["ok", "ok"]
+    assert ledger.client.xlen(ledger.keys.events) == 1
+    assert ledger.client.hget(ledger.keys.borrowed, "Roomy") == b"1"
+
+
+def test_a_fenced_batch_of_a_process_without_the_lease_changes_nothing(redis_url):
+    client = connect(redis_url)
+    keys = Keys(f"t{uuid.uuid4().hex[:12]}")
+    ledger = RedisLedger(client, keys)
+    ledger.seed_once([], {})
+    client.set(keys.lease, "someone-else")
+    with pytest.raises(NotLeader):
+        ledger.apply([["f", "Roomy", "bob", "1800000001.0", "x"]], fence="me")
+    assert client.xlen(keys.events) == 0
+    assert ledger.apply([["f", "Roomy", "bob", "1800000001.0", "x"]], fence="someone-else")[1] == ["ok"]
+
+
+def test_one_of_two_processes_leads_and_the_other_takes_over_when_it_stops(redis_url):
+    keys = Keys(f"t{uuid.uuid4().hex[:12]}")
+    started = []
+
+    class Service:
+        def __init__(self, name):
+            self.name = name
+
+        def start(self):
+            started.append(("start", self.name))
+
+        def stop(self):
+            started.append(("stop", self.name))
+
+    first = Leadership(connect(redis_url), keys.lease, {"sources": lambda: Service("first")})
+    second = Leadership(connect(redis_url), keys.lease, {"sources": lambda: Service("second")})
+    for leadership in (first, second):
+        leadership.step()
+        leadership.sync_services()
+    assert (first.leading, second.leading) == (True, False)
+    assert first.fence() == first.token and second.fence() is None
+    second.step()
+    second.sync_services()
+    assert started == [("start", "first")]
+    first.stop()  # gives the lease up at once
+    second.step()
+    second.sync_services()
+    assert second.leading and started == [("start", "first"), ("stop", "first"), ("start", "second")]
+    second.stop()
+    assert started[-1] == ("stop", "second")
+
+
+def test_two_persisters_sending_the_same_entries_store_them_once(redis_url, tmp_path):
+    client = connect(redis_url)
+    keys = Keys(f"t{uuid.uuid4().hex[:12]}")
+    ledger = RedisLedger(client, keys)
+    ledger.seed_once([], {})
+    for n in range(5):
+        ledger.apply([["o", "Roomy", "Roomy", f"u{n}", f"{1800000000 + n}.25", f"id-{n}", "ws-1", "2.0", 4]])
+    stores = [SQLiteStore(tmp_path / "shared.db"), SQLiteStore(tmp_path / "shared.db")]
+    for store in stores:
+        store.start()
+    try:
+        persisters = [LogPersister(client, keys.events, store, keep_seconds=3600) for store in stores]
+        for persister in persisters:
+            assert persister.step() == 5  # both read all five entries from the same (empty) position
+        for store in stores:
+            assert store.flush()
+        rows = sqlite3.connect(tmp_path / "shared.db").execute("SELECT borrow_id, ts, host FROM events ORDER BY ts").fetchall()
+        assert rows == [(f"id-{n}", 1800000000 + n + 0.25, "ws-1") for n in range(5)]
+        # A later start reads on from the stored position: nothing more to queue.
+        assert LogPersister(client, keys.events, stores[0], keep_seconds=3600).step() == 0
+    finally:
+        for store in stores:
+            store.stop()
+
+
+def test_a_follower_reports_redis_down_and_goes_on_where_it_stopped(tmp_path):
+    server = RedisServer(tmp_path)
+    seen = []
+    keys = Keys("f")
+    follower = LogFollower(connect(server.url), keys.events, "0-0", lambda entry_id, events: seen.extend(events))
+    ledger = RedisLedger(connect(server.url), keys)
+    try:
+        ledger.seed_once([], {})
+        ledger.apply([["f", "Roomy", "ann", "1800000000.0", "x"]])
+        assert follower.step() == 1
+        server.stop()
+        with pytest.raises(redis.RedisError):
+            follower.step()
+        server.start()
+        ledger.apply([["f", "Roomy", "bob", "1800000001.0", "x"]])
+        assert follower.step() == 1
+        assert [e.user for e in seen] == ["ann", "bob"]
+        assert seen[0].ts == 1800000000.0  # times come back exact
+    finally:
+        server.stop()
+
+
+def test_a_redis_that_lost_its_data_decides_nothing_until_the_leader_fills_it_again(redis_url):
+    clock = FakeClock(1_800_000_000.0)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    process = Process(redis_url, prefix, clock)
+    try:
+        keys = Keys(prefix)
+        held = [process.pool.borrow("Tight", f"u{n}") for n in range(2)]  # commit 1, max overage 1: full
+        with pytest.raises(BorrowDenied):
+            process.pool.borrow("Tight", "late")
+        client = connect(redis_url)
+        client.delete(*[key for key in client.keys(f"{prefix}:*") if key != keys.events.encode()])
+        # Counts gone: deciding now would grant past the limit, so nothing is decided.
+        with pytest.raises(PoolUnavailable):
+            process.pool.borrow("Tight", "late")
+        with pytest.raises(PoolUnavailable):
+            process.pool.return_license(held[0].id)
+        # The leader fills Redis again from its copy: the limit holds, and the open borrows can be returned.
+        borrows, charges = process.pool.open_state()
+        assert process.pool.ledger.seed_once(borrows, charges)
+        with pytest.raises(BorrowDenied):
+            process.pool.borrow("Tight", "late")
+        assert process.pool.return_license(held[0].id).user == "u0"
+        assert process.pool.status(tools={"Tight"})[0]["borrowed"] == 1
+    finally:
+        process.stop()
+
+
+def test_a_borrow_granted_while_its_caller_was_told_503_is_returned_once_redis_answers(redis_url):
+    clock = FakeClock(1_800_000_000.0)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    process = Process(redis_url, prefix, clock)
+    try:
+        # As if the answer to this borrow was lost on the way back: the script ran, the caller saw an error.
+        command = ["b", "Roomy", "Roomy", "ann", "1800000000.0", "lost-1", None, None, 8, 4, 4]
+        entry, _answers = process.pool.ledger.apply([command], once="lost-1")
+        assert process.follower.wait_applied(entry, 5)
+        process.pool._in_doubt.extend(["lost-1", "never-ran"])
+        process.pool.settle_doubts()
+        assert process.pool.active_borrows() == [] and process.pool._in_doubt == []
+        events = process.buffer.get_recent_events(3600 * 24 * 365)
+        assert [e["id"] for e in events["borrows"]] == ["lost-1"] and [e["id"] for e in events["returns"]] == ["lost-1"]
+    finally:
+        process.stop()
+
+
+def test_a_log_line_read_again_counts_once(redis_url):
+    clock = FakeClock(1_800_000_000.0)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    process = Process(redis_url, prefix, clock)
+    try:
+        pool = process.pool
+        for _ in range(2):  # the same lines twice, as a new leader reads what its predecessor had not checkpointed
+            with pool.recording_batch():
+                pool.observe_borrow("Roomy", "ann", clock(), "flexlm|lic|file:7")
+                pool.observe_return("flexlm|lic|file:7", clock() + 1)
+                pool.observe_failure("Roomy", "bob", "denied by server", clock(), "flexlm|lic|file:9")
+        stats = process.buffer.get_stats_summary()
+        assert (stats["borrow_count"], stats["return_count"], stats["failure_count"]) == (1, 1, 1)
+        # An id from a poll is not a line: the same id again, once returned, is a new checkout.
+        with pool.recording_batch():
+            pool.observe_borrow("Roomy", "cy", clock(), "lmstat|s|d|1")
+            pool.observe_return("lmstat|s|d|1", clock() + 1)
+        with pool.recording_batch():
+            pool.observe_borrow("Roomy", "cy", clock() + 2, "lmstat|s|d|1")
+        assert [b.id for b in pool.active_borrows()] == ["lmstat|s|d|1"]
+    finally:
+        process.stop()
