@@ -393,19 +393,27 @@ def test_several_workers_need_redis_and_share_it(redis_server, tmp_path):
     env = {"DASH_APP_WORKERS": "2", "DASH_APP_REDIS_URL": redis_server.url, "DASH_APP_DB": str(tmp_path / "w.db")}
     server = ServerProcess(env, tmp_path)
     try:
-        pids = set()
-        with requests.Session() as session:
-            session.headers.update(server.headers())
-            for i in range(200):
-                pids.add(health(server)[1]["pid"])
-                assert session.post(server.url + "/licenses/borrow", json={"tool": TOOL, "user": f"w{i}"}, timeout=5).ok
-                if len(pids) == 2 and i >= 10:
-                    break
-        assert len(pids) == 2
-        status = [requests.get(f"{server.url}/licenses/{TOOL}/status", timeout=5).json() for _ in range(20)]
-        assert len({entry["borrowed"] for entry in status}) == 1
+        for i in range(3):
+            response = requests.post(
+                server.url + "/licenses/borrow", json={"tool": TOOL, "user": f"w{i}"}, headers=server.headers()
+            )
+            assert response.status_code == 200
+        # One keep-alive connection stays with one worker: ask each new connection's worker what it counts, until
+        # both workers have answered (and applied the log, within milliseconds).
+        counted = {}
+        for _ in range(400):
+            with requests.Session() as session:
+                pid = health_of(session, server)["pid"]
+                counted[pid] = session.get(f"{server.url}/licenses/{TOOL}/status", timeout=5).json()["borrowed"]
+            if len(counted) == 2 and set(counted.values()) == {3}:
+                break
+        assert len(counted) == 2 and set(counted.values()) == {3}, counted
     finally:
         server.stop()
+
+
+def health_of(session, server):
+    return session.get(server.url + "/healthz", timeout=5).json()
 
 
 def test_ingest_flexlm_on_redis_reaches_a_running_server_and_the_store_once(cluster, redis_server, tmp_path):
