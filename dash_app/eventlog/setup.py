@@ -18,6 +18,7 @@ from dash_app.eventlog.lease import Leadership
 from dash_app.eventlog.ledger import OpenBorrow, RedisLedger, Snapshot
 from dash_app.eventlog.persister import LogPersister
 from dash_app.events import Event
+from dash_app.licenses.pool import Borrow
 from dash_app.licenses.shared_pool import SharedLicensePool
 from dash_app.store.restore import restore_buffer
 from dash_app.store.sqlite_store import entry_key
@@ -122,7 +123,10 @@ def build_shared(
     def take_pool() -> None:
         # The first process on a new Redis brings the pool's state from the store (an embedded deployment moving
         # over); every process then takes its copy of the pool, and the entry it is at, in one step.
-        opened = [(b[0], pool._key(b[1]), *b[1:]) for b in store.load_open_borrows()]
+        opened = pool.ledger_rows(
+            Borrow(id_, tool, user, at, bool(over), host, version)
+            for id_, tool, user, at, over, host, version in store.load_open_borrows()
+        )
         if ledger.seed_once(opened, store.load_charges()):
             log.info("shared log: the pool in Redis starts from the store (%d open borrows)", len(opened))
         snapshot = ledger.snapshot()

@@ -11,13 +11,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from dash_app.eventlog.ledger import NotLeader, RedisLedger, Snapshot, open_borrow, ts_text
+from dash_app.eventlog.ledger import NotLeader, OpenBorrow, RedisLedger, Snapshot, open_borrow, ts_text
 from dash_app.events import BORROW, RETURN, SOURCE_FLEXLM, Event, check_name, source_of
 from dash_app.licenses.pool import (
     EXHAUSTED,
@@ -44,6 +44,11 @@ APPLIED_TIMEOUT = 1.0  # longest a caller waits to see its own write in this pro
 
 class PoolUnavailable(Exception):
     """The shared pool cannot decide now (Redis is unreachable); nothing was granted or returned."""
+
+
+def _borrow_of(b: OpenBorrow) -> Borrow:
+    """Return the Borrow of a borrow as the ledger keeps it."""
+    return Borrow(b.id, b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version)
 
 
 class _Batch:
@@ -84,7 +89,7 @@ class SharedLicensePool(LicensePool):
             self._active.clear()
             self._borrowed = {tool: 0 for tool in self._specs}
             for b in snapshot.active:
-                self._active[b.id] = Borrow(b.id, b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version)
+                self._active[b.id] = _borrow_of(b)
                 key = self._key(b.tool)
                 self._borrowed[key] = self._borrowed.get(key, 0) + 1
                 self._note_tool(key)
@@ -131,14 +136,14 @@ class SharedLicensePool(LicensePool):
                 "expiry": {k: dict(v) for k, v in self._expiry.items()},
             }
 
+    def ledger_rows(self, borrows: Iterable[Borrow]) -> list[tuple[Any, ...]]:
+        """Return open borrows as RedisLedger.seed_once takes them: with the name each is counted under."""
+        return [(b.id, self._key(b.tool), b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version) for b in borrows]
+
     def open_state(self) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
         """Return this process's open borrows (as RedisLedger.seed_once takes them) and overage charges."""
         with self._lock:
-            borrows = [
-                (b.id, self._key(b.tool), b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version)
-                for b in self._active.values()
-            ]
-            return borrows, {tool: n for tool, n in self._charges.items() if n}
+            return self.ledger_rows(self._active.values()), {tool: n for tool, n in self._charges.items() if n}
 
     # ----------------------------------------------------------- decisions
 
@@ -223,8 +228,7 @@ class SharedLicensePool(LicensePool):
         (answer,) = self._send([["r", borrow_id, ts_text(ts)]], self._decision_fence())
         if answer == "unknown":
             raise UnknownBorrow(borrow_id)
-        b = open_borrow(borrow_id, answer)
-        return Borrow(b.id, b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version)
+        return _borrow_of(open_borrow(borrow_id, answer))
 
     # ------------------------------------------------ observed (the sources)
 
@@ -310,8 +314,7 @@ class SharedLicensePool(LicensePool):
             answer = self._send_fenced([["r", borrow_id, ts_text(at)]])[0]
             if answer == "unknown":
                 raise UnknownBorrow(borrow_id)
-            b = open_borrow(borrow_id, answer)
-            return Borrow(b.id, b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version)
+            return _borrow_of(open_borrow(borrow_id, answer))
         # Queued whatever this process's copy says (it may not have applied the last batch yet): the ledger answers
         # "unknown" for a borrow that is not open. Only one returned earlier in this same batch is surely unknown.
         if borrow_id in batch.returned:

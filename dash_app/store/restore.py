@@ -5,7 +5,7 @@ import time
 
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.events import KINDS, Event
-from dash_app.store.sqlite_store import SQLiteStore
+from dash_app.store.sqlite_store import SQLiteStore, read_position
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,7 @@ def restore_buffer(store: SQLiteStore, buffer: RealtimeMetricsBuffer, log_name: 
     position = None
     with store.snapshot() as conn:
         if log_name is not None:
-            row = conn.execute("SELECT entry_id FROM log_positions WHERE log = ?", (log_name,)).fetchone()
-            position = row[0] if row else None
+            position = read_position(conn, log_name)
         for kind in KINDS:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE kind = ? AND ts >= ? ORDER BY ts DESC, rowid DESC LIMIT ?",

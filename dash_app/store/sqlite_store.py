@@ -114,6 +114,12 @@ def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("COMMIT")
 
 
+def read_position(conn: sqlite3.Connection, log_name: str) -> str | None:
+    """Return the id of the last entry of the shared log `log_name` stored in the file on `conn`, or None."""
+    row = conn.execute("SELECT entry_id FROM log_positions WHERE log = ?", (log_name,)).fetchone()
+    return row[0] if row else None
+
+
 class StoreError(Exception):
     """The database cannot be opened or set up; the message is one line for the user."""
 
@@ -423,7 +429,7 @@ class SQLiteStore:
         """Add to `events` those of the log entries not yet in the database, and move each log's position past them."""
         positions: dict[str, str] = {}
         for item in logged:
-            known = positions.get(item.log) or self._read_position(conn, item.log)
+            known = positions.get(item.log) or read_position(conn, item.log)
             after = entry_key(known) if known else (-1, -1)
             for entry_id, entry_events in item.entries:
                 if entry_key(entry_id) > after:
@@ -439,15 +445,10 @@ class SQLiteStore:
             )
         return positions
 
-    @staticmethod
-    def _read_position(conn: sqlite3.Connection, log_name: str) -> str | None:
-        row = conn.execute("SELECT entry_id FROM log_positions WHERE log = ?", (log_name,)).fetchone()
-        return row[0] if row else None
-
     def log_position(self, log_name: str) -> str | None:
         """Return the id of the last entry of the shared log `log_name` whose events are in the database, or None."""
         with self._conn_lock:
-            return self._read_position(self._connection(), log_name)
+            return read_position(self._connection(), log_name)
 
     def submit_entries(self, log_name: str, entries: list[tuple[str, list[Event]]]) -> None:
         """Queue entries of a shared event log; each is written once, with the log's position, in one transaction."""
