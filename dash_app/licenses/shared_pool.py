@@ -147,15 +147,15 @@ class SharedLicensePool(LicensePool):
 
     # ----------------------------------------------------------- decisions
 
-    def _send(self, commands: list[list[Any]], fence: str | None = None, once: str | None = None) -> list[str]:
-        """Have the ledger decide `commands`, wait until this process applied them, and return the answers."""
+    def _send(self, commands: list[list[Any]], fence: str | None = None, once: str | None = None, wait: bool = True) -> list[str]:
+        """Have the ledger decide `commands`, wait until this process applied them (unless not `wait`), return answers."""
         try:
             entry, answers = self.ledger.apply(commands, fence, once)
         except NotLeader:
             raise PoolUnavailable("this process no longer runs the sources") from None
         except redis.RedisError as exc:
             raise PoolUnavailable(f"the shared pool (Redis) cannot be reached: {type(exc).__name__}: {exc}") from None
-        if entry is not None:
+        if entry is not None and wait:
             self.wait_applied(entry, APPLIED_TIMEOUT)
         return answers
 
@@ -214,7 +214,8 @@ class SharedLicensePool(LicensePool):
             try:
                 answer = self.ledger.answer_of(borrow_id)
                 if answer is not None and answer[1][:1] in (["ok"], ["overage"]):
-                    self._send([["r", borrow_id, ts_text(self.clock())]])
+                    # Sent from the follower's own thread: waiting for it to apply the entry would only stall it.
+                    self._send([["r", borrow_id, ts_text(self.clock())]], wait=False)
                     log.warning("borrow %s was granted while its caller was told 503; returned again", borrow_id)
             except (PoolUnavailable, redis.RedisError):
                 with self._lock:

@@ -160,8 +160,11 @@ class StreamTicker:
         due = 0.0
         while True:
             # The next boundary of the interval on the wall clock; a late tick skips to the next, never bursts. A
-            # wait that ends a little early (it runs on the monotonic clock) must not take the same boundary twice.
-            due = max((math.floor(time.time() / self.interval) + 1) * self.interval, due + self.interval)
+            # wait that ends a little early (it runs on the monotonic clock) must not take the same boundary twice,
+            # and a clock stepped back is followed, not waited out.
+            boundary = (math.floor(time.time() / self.interval) + 1) * self.interval
+            following = due + self.interval
+            due = following if 0 <= following - boundary <= self.interval * 1.001 else boundary
             if self._stopping.wait(max(0.0, due - time.time())):
                 return
             try:
