@@ -101,6 +101,7 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         services[DELIVERIES] = deliveries
     if shared is not None:
         alerts.leading = lambda: shared.leadership.leading
+        history.leading = lambda: shared.leadership.leading
         shared.describe_sources = lambda: sources_of(api_source, running())[1:]  # without this process's API entry
         if lead:
             services[LEASE] = shared.leadership

@@ -171,3 +171,20 @@ def test_lines_read_again_after_a_lost_position_do_not_count_open_borrows_twice(
     # In use is exact; borrows that came and went in the lines read again are recorded again (README).
     in_use = {e["tool"]: e["borrowed"] for e in state.pool.status() if e["tool"] in LIC01_STATUS}
     assert in_use == {tool: borrowed for tool, (_total, borrowed, _charges) in LIC01_STATUS.items()}
+
+
+def test_a_new_file_read_by_two_processes_without_a_saved_position_gives_the_same_ids(make_app, tmp_path):
+    # As when the process that holds the sources (--redis) dies before a new file's first position is stored: its
+    # successor reads the file from the start, and the shared log counts a line once only if its id is the same.
+    path = tmp_path / "lmgrd.log"
+    write(path, LIC01_LINES, mode="wb")
+    ids = []
+    for _ in range(2):
+        _app, state, _follower = follow(make_app, [path])
+        ids.append(sorted(b.id for b in state.pool.active_borrows()))
+    assert ids[0] and ids[0] == ids[1]
+    # Another file with the same first line is another file.
+    other = tmp_path / "other.log"
+    write(other, LIC01_LINES, mode="wb")
+    _app, state, _follower = follow(make_app, [other])
+    assert not set(ids[0]) & {b.id for b in state.pool.active_borrows()}

@@ -1,6 +1,9 @@
 """The pool on a real Redis, in this process: two pools on one ledger against the embedded pool as the reference."""
 
+import shutil
+import signal
 import sqlite3
+import time
 import uuid
 
 import pytest
@@ -14,6 +17,7 @@ from dash_app.eventlog.follower import LogFollower
 from dash_app.eventlog.lease import Leadership
 from dash_app.eventlog.ledger import NotLeader, RedisLedger
 from dash_app.eventlog.persister import LogPersister
+from dash_app.eventlog.setup import SharedLog
 from dash_app.licenses import LicensePool
 from dash_app.licenses.inventory import ToolSpec
 from dash_app.licenses.pool import BorrowDenied, UnknownBorrow
@@ -54,6 +58,7 @@ class Process:
         self.follower = LogFollower(connect(url), keys.events, snapshot.last_id, apply, block_ms=20)
         self.pool.wait_applied = self.follower.wait_applied
         self.pool.fence = lambda: ""  # unfenced: these tests send sources' batches without a lease
+        self.pool.known = lambda: self.follower.last_id
         self.follower.start()
 
     def stop(self):
@@ -271,22 +276,110 @@ def test_a_redis_that_lost_its_data_decides_nothing_until_the_leader_fills_it_ag
         process.stop()
 
 
-def test_a_borrow_granted_while_its_caller_was_told_503_is_returned_once_redis_answers(redis_url):
+def test_a_borrow_whose_answer_was_lost_is_returned_if_granted_and_never_granted_later(redis_url):
     clock = FakeClock(1_800_000_000.0)
     prefix = f"t{uuid.uuid4().hex[:12]}"
     process = Process(redis_url, prefix, clock)
     try:
-        # As if the answer to this borrow was lost on the way back: the script ran, the caller saw an error.
-        command = ["b", "Roomy", "Roomy", "ann", "1800000000.0", "lost-1", None, None, 8, 4, 4]
-        entry, _answers = process.pool.ledger.apply([command], once="lost-1")
-        assert process.follower.wait_applied(entry, 5)
-        process.pool._in_doubt.extend(["lost-1", "never-ran"])
+        ledger = process.pool.ledger
+
+        def command(borrow_id):
+            return ["b", "Roomy", "Roomy", "ann", "1800000000.0", borrow_id, None, None, 8, 4, 4]
+
+        # As if the answers to these were lost on the way back: the script ran, the caller saw an error. The answer
+        # key of the second one expired before Redis answered again.
+        for borrow_id in ("lost-1", "expired-1"):
+            entry, _answers = ledger.apply([command(borrow_id)], once=borrow_id)
+            assert process.follower.wait_applied(entry, 5)
+        connect(redis_url).delete(Keys(prefix).once("expired-1"))
+        process.pool._in_doubt.extend(["lost-1", "expired-1", "still-queued"])
         process.pool.settle_doubts()
         assert process.pool.active_borrows() == [] and process.pool._in_doubt == []
+        # The third request reaches Redis only now (it was still on its way): it grants nothing.
+        assert ledger.apply([command("still-queued")], once="still-queued") == (None, ["cancelled"])
+        assert process.pool.active_borrows() == []
         events = process.buffer.get_recent_events(3600 * 24 * 365)
-        assert [e["id"] for e in events["borrows"]] == ["lost-1"] and [e["id"] for e in events["returns"]] == ["lost-1"]
+        assert sorted(e["id"] for e in events["borrows"]) == sorted(e["id"] for e in events["returns"]) == ["expired-1", "lost-1"]
     finally:
         process.stop()
+
+
+def test_a_redis_back_from_an_older_copy_refuses_until_the_leader_fills_it_again(tmp_path):
+    server = RedisServer(tmp_path)
+    clock = FakeClock(1_800_000_000.0)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    process = Process(server.url, prefix, clock)
+    keys = Keys(prefix)
+    shared = SharedLog(
+        connect(server.url), keys, process.pool, process.follower, Leadership(connect(server.url), keys.lease, {}), []
+    )
+    try:
+        first = process.pool.borrow("Tight", "u0")
+        server.stop()  # its files are complete: the copy an operator (or a crash) may bring back later
+        shutil.copytree(server.dir, tmp_path / "older")
+        server.start()
+        reconnect(process.pool.ledger.client, shared.client)
+        second = process.pool.borrow("Tight", "u1")  # commit 1, max overage 1: Tight is full now
+        assert process.follower.wait_applied(process.pool.last_sent, 5)
+        server.stop(signal.SIGKILL)
+        shutil.rmtree(server.dir)
+        shutil.copytree(tmp_path / "older", server.dir)
+        server.start()
+        reconnect(process.pool.ledger.client, shared.client)
+        # Redis holds one borrow of Tight where two are open: deciding now would grant past the limit.
+        with pytest.raises(PoolUnavailable):
+            process.pool.borrow("Tight", "late")
+        shared.refill_lost_pool()  # the leader's next look, within a second
+        with pytest.raises(BorrowDenied):
+            process.pool.borrow("Tight", "late")
+        assert process.pool.return_license(second.id).user == "u1"
+        assert process.pool.status(tools={"Tight"})[0]["borrowed"] == 1
+        # New entries come after every one this process has read, so its follower applies them.
+        third = process.pool.borrow("Tight", "u2")
+        assert process.follower.wait_applied(process.pool.last_sent, 5)
+        assert sorted(b.id for b in process.pool.active_borrows()) == sorted([first.id, third.id])
+    finally:
+        process.stop()
+        server.stop()
+
+
+def reconnect(*clients):
+    """Drop the connections a restarted server closed: the next command opens a new one (clients never retry)."""
+    for client in clients:
+        client.connection_pool.disconnect()
+
+
+def test_a_lease_whose_renewals_stall_stops_leading_before_it_can_expire(redis_url):
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    leadership = Leadership(connect(redis_url), Keys(prefix).lease, {}, ttl=3.2, renew_every=0.1)
+    assert leadership.hold_seconds == pytest.approx(1.1)
+    leadership.step()  # taken; no thread renews it
+    assert leadership.leading and leadership.fence() == leadership.token
+    time.sleep(leadership.hold_seconds + 0.1)
+    assert not leadership.leading and leadership.fence() is None  # the key still holds, but a renewal is overdue
+    leadership.step()
+    assert leadership.leading
+
+
+def test_waiting_for_the_store_covers_this_process_s_own_entries_its_follower_has_not_read(redis_url, tmp_path):
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    keys = Keys(prefix)
+    buffer = RealtimeMetricsBuffer(retention_seconds=3600)
+    pool = SharedLicensePool(SPECS, EventRecorder(buffer), RedisLedger(connect(redis_url), keys))
+    pool.ledger.seed_once([], {})
+    follower = LogFollower(connect(redis_url), keys.events, "0-0", lambda entry_id, events: None)  # not started
+    shared = SharedLog(connect(redis_url), keys, pool, follower, Leadership(connect(redis_url), keys.lease, {}), [])
+    store = SQLiteStore(str(tmp_path / "db.sqlite"))
+    store.start()
+    persister = LogPersister(connect(redis_url), keys.events, store, 3600)
+    try:
+        pool.borrow("Roomy", "ann")
+        persister.start()
+        assert shared.wait_persisted(store, 10)
+        assert store.log_position(keys.events) == pool.last_sent
+    finally:
+        persister.stop()
+        store.stop()
 
 
 def test_a_log_line_read_again_counts_once(redis_url):

@@ -5,19 +5,25 @@ again every `repeat_seconds` while it fires, and once when it resolves, which it
 been false for `for_seconds` and at least one tick (no flapping). Notifications go to the delivery queue, never
 waited for; the state goes to the store through its writer, so a restart neither forgets a firing alert nor
 notifies it again.
+
+With --redis every process runs the engine, and only the lease holder stores and notifies. When the lease moves, the
+new holder reconciles with the store on its first tick as leader: a resolve it saw in the last HANDOVER_SECONDS while
+not leading is stored and sent if the store still has that alert firing, and an alert firing here either takes the
+stored firing row's episode (the old holder told everyone already) or is stored and sent as fired.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import threading
 import urllib.parse
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dash_app.alerts.conditions import Facts, Observation, evaluate
 from dash_app.alerts.delivery import DeliveryRecord, Notification
@@ -32,6 +38,10 @@ log = logging.getLogger(__name__)
 
 PENDING, FIRING, RESOLVED = "pending", "firing", "resolved"
 RECENT = 50  # resolved alerts kept for GET /alerts and the page
+# Resolves seen while not leading are kept this long for a takeover: a lease moves within seconds (TTL), so this is
+# ample, and a process that never leads keeps only a minute's worth.
+HANDOVER_SECONDS = 60.0
+KEYS_PER_READ = 500  # keys per `IN (...)` of a takeover's read: well under SQLite's limit on parameters
 
 _SAVE = (
     "INSERT OR REPLACE INTO alerts (episode, key, rule, subject, tool, state, since, fired_at, resolved_at, value, "
@@ -74,6 +84,15 @@ class Alert:
         }
 
 
+class _Stored(NamedTuple):
+    """The store's latest row of one alert key, as a takeover reads it."""
+
+    episode: str
+    state: str
+    fired_at: float
+    notified_at: float | None
+
+
 class AlertEngine:
     """Evaluates the rules on each tick's snapshot and moves every alert through pending, firing and resolved."""
 
@@ -93,8 +112,11 @@ class AlertEngine:
         self.public_url = public_url.rstrip("/")
         self._facts = facts  # (now, the tick's tool status, persisted) -> Facts
         # With --redis every process evaluates the same log on the same ticks, so all show the same alerts; only the
-        # process holding the lease stores and notifies them (see eventlog.lease).
+        # process holding the lease stores and notifies them (see eventlog.lease). Whatever fired or resolved while no
+        # process led is caught up on by the next holder's first tick as leader (_take_over).
         self.leading: Callable[[], bool] = lambda: True
+        self._led = False  # whether the last tick led: one that leads after one that did not takes over
+        self._held: list[tuple[float, Alert]] = []  # (tick time, alert) of resolves not sent while not leading
         self._alerts: dict[str, Alert] = {}  # pending and firing, by key
         self._recent: deque[Alert] = deque(maxlen=RECENT)  # resolved, newest last
         self._lock = threading.Lock()
@@ -134,8 +156,16 @@ class AlertEngine:
         """
         if not self.rules:
             return
-        observed = {o.key: o for o in evaluate(self.rules.values(), self._facts(now, tools, persisted))}
+        leading = self.leading()  # asked once: what a tick stores and what it sends must agree
         notifications: list[Notification] = []
+        if not leading:
+            self._led = False
+        elif not self._led:
+            taken = self._take_over(now, tick_id)
+            if taken is not None:  # else the store could not be read: tried again on the next tick
+                self._led = True
+                notifications.extend(taken)
+        observed = {o.key: o for o in evaluate(self.rules.values(), self._facts(now, tools, persisted))}
         with self._lock:
             if self._grace_until is None:
                 self._grace_until = now + self.grace_seconds
@@ -151,11 +181,13 @@ class AlertEngine:
                     alert.state, alert.fired_at, alert.notified_at = FIRING, now, now
                     alert.episode = episode_id(key, tick_id)
                     notifications.append(self._notification(alert, rule, "fire"))
-                    self._save(alert)
+                    if leading:
+                        self._save(alert)
                 elif alert.state == FIRING and now - (alert.notified_at or now) >= self.config.repeat_seconds:
                     alert.notified_at = now
                     notifications.append(self._notification(alert, rule, "repeat"))
-                    self._save(alert)
+                    if leading:
+                        self._save(alert)
             for key in [key for key in self._alerts if key not in observed]:
                 alert = self._alerts[key]
                 if alert.state == PENDING:
@@ -170,14 +202,88 @@ class AlertEngine:
                 elif now - alert.false_since >= rule.for_seconds:
                     alert.state, alert.resolved_at = RESOLVED, now
                     notifications.append(self._notification(alert, rule, "resolve"))
-                    self._save(alert)
+                    if leading:
+                        self._save(alert)
+                    else:
+                        # Kept for a takeover: the store may hold it firing, stored by a leader now gone.
+                        self._held.append((now, alert))
                     del self._alerts[key]
                     self._recent.append(alert)
-        if not self.leading():
+            if self._held:
+                self._held = [(at, alert) for at, alert in self._held if at >= now - HANDOVER_SECONDS]
+        if not leading:
             return
+        self._send(notifications)
+
+    def _send(self, notifications: Iterable[Notification]) -> None:
+        """Queue each notification that has channels for delivery."""
         for notification in notifications:
             if self.deliveries is not None and notification.urls:
                 self.deliveries.send(notification)
+
+    # -------------------------------------------------------------- takeover
+
+    def _take_over(self, now: float, tick_id: int | None) -> list[Notification] | None:
+        """Reconcile with the store on becoming the leader; return what to send, or None if the store cannot be read.
+
+        While no process led, alerts may have fired or resolved with nobody storing or notifying them, and this
+        process may have fired an alert on another tick than the old leader (so under another episode id).
+        """
+        with self._lock:
+            held = list(self._held)
+            firing = self._firing()
+        if not held and not firing:
+            return []  # nothing can differ from the store (a process leading from its first tick, usually)
+        try:
+            stored = self._stored(sorted({alert.key for _, alert in held} | {alert.key for alert in firing}))
+        except sqlite3.Error as exc:
+            log.warning("alerts: cannot read the store to take over from the last leader (%s); trying again", exc)
+            return None
+        notifications: list[Notification] = []
+        with self._lock:
+            for at, alert in held:
+                row = stored.get(alert.key)
+                if row is None or row.state != FIRING or row.fired_at >= at:
+                    # Never stored (no one was told it fired), or resolved by the old leader; a stored firing that
+                    # began after this resolve means the old leader lived past it, and stored it.
+                    continue
+                # The stored episode is the one everyone was told of: resolve that row, and say when it fired.
+                alert.episode, alert.fired_at = row.episode, row.fired_at
+                self._save(alert)
+                notifications.append(self._notification(alert, self.rules[alert.rule], "resolve"))
+                stored[alert.key] = row._replace(state=RESOLVED)
+            for alert in self._firing():
+                row = stored.get(alert.key)
+                if row is not None and row.state == FIRING:
+                    # Stored and notified by the old leader: go on with its row, and repeat when it would have.
+                    alert.episode, alert.fired_at = row.episode, row.fired_at
+                    alert.notified_at = row.notified_at if row.notified_at is not None else alert.notified_at
+                    continue
+                if row is not None and row.episode == alert.episode:
+                    alert.episode = episode_id(alert.key, tick_id)  # that firing is stored resolved: this is a new one
+                # Fired while no process led (or resolved by the old leader, not here): a missed fire is worse than a
+                # rare duplicate.
+                alert.notified_at = now
+                self._save(alert)
+                notifications.append(self._notification(alert, self.rules[alert.rule], "fire"))
+            self._held = []
+        return notifications
+
+    def _stored(self, keys: Sequence[str]) -> dict[str, _Stored]:
+        """Return the store's latest row (the last fired) of each of `keys` it has a row of."""
+        if self.store is None:
+            return {}
+        self.store.flush(timeout=1.0)  # this process's saves from an earlier lead may still be queued
+        latest: dict[str, _Stored] = {}
+        for start in range(0, len(keys), KEYS_PER_READ):
+            chunk = keys[start : start + KEYS_PER_READ]
+            sql = (
+                "SELECT key, episode, state, fired_at, notified_at FROM alerts "
+                f"WHERE key IN ({', '.join('?' * len(chunk))}) ORDER BY fired_at, rowid"
+            )
+            for key, episode, state, fired_at, notified_at in self.store.read(sql, chunk):
+                latest[key] = _Stored(episode, state, fired_at, notified_at)  # later rows replace earlier ones
+        return latest
 
     def _notification(self, alert: Alert, rule: Rule, event: str) -> Notification:
         """Return what to send for `alert`: its rule, subject, value, threshold and a link to the dashboard's view."""
@@ -195,7 +301,8 @@ class AlertEngine:
         return Notification(alert.key, event, f"[licenses] {headline} {rule.name}{subject}", body, rule.notify)
 
     def _save(self, alert: Alert) -> None:
-        if self.store is not None and self.leading():
+        """Queue `alert`'s row for the store (its callers save only while leading)."""
+        if self.store is not None:
             self.store.submit(
                 _SAVE,
                 (

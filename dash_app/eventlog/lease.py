@@ -62,8 +62,15 @@ class Leadership:
 
     @property
     def leading(self) -> bool:
-        """True while this process holds the lease."""
-        return self._renewed_at > 0
+        """True while this process holds the lease, renewed recently enough that nobody else can hold it yet."""
+        # A renewal stalled (a paused process, a call waiting for its timeout) ends the lead before the key could
+        # expire, as a failed one does: the leader's services and alerts then stop before a successor starts.
+        return self._renewed_at > 0 and time.monotonic() - self._renewed_at < self.hold_seconds
+
+    @property
+    def hold_seconds(self) -> float:
+        """How long after its last renewal this process still counts as leading."""
+        return self.ttl - self.renew_every - SOCKET_TIMEOUT
 
     def fence(self) -> str | None:
         """Return the token a source's batch is fenced with, or None when this process does not lead."""
@@ -107,7 +114,7 @@ class Leadership:
     def step(self) -> None:
         """Take or renew the lease (or notice it is lost); the services thread then starts or stops the services."""
         began = time.monotonic()  # the key's time to live counts from no earlier than this
-        was = self.leading
+        was = self._renewed_at > 0  # held at the last look (it may have lapsed since: see leading)
         try:
             # Renewing also takes back a lease this process still holds after giving it up (Redis was away).
             held = bool(self._renew(keys=[self.key], args=[self.token, int(self.ttl * 1000)])) or bool(
@@ -116,7 +123,7 @@ class Leadership:
         except redis.RedisError as exc:
             # Unsure whether the key still holds: give up while it surely does, so no two processes ever lead at
             # once; a call may take SOCKET_TIMEOUT to fail, and the next try comes renew_every later.
-            if was and time.monotonic() - self._renewed_at > self.ttl - self.renew_every - SOCKET_TIMEOUT:
+            if was and not self.leading:
                 log.warning("lease: cannot renew it (%s); this process stops its sources", exc)
                 self._renewed_at = 0.0
                 self._changed.set()
@@ -126,7 +133,7 @@ class Leadership:
         elif was:
             log.warning("lease: another process holds it now")
             self._renewed_at = 0.0
-        if self.leading != was or (self.leading and len(self.running) < len(self.factories)):
+        if (self._renewed_at > 0) != was or (self.leading and len(self.running) < len(self.factories)):
             self._changed.set()  # the services follow; one that failed to start is tried again
 
     def sync_services(self) -> None:

@@ -15,10 +15,15 @@ an `id`, count once per id for a day (a log line read again after a leader chang
 with "ok", "overage", a denial's reason, "unknown" (a return of no open borrow), "duplicate" (an observed id
 already open or already seen), or for a return the borrow it ended (JSON [key, tool, user, ts, is_overage, host,
 version]). It refuses everything (NOTSEEDED) while Redis has lost the pool, until the leader has filled it again.
+
+Every call carries the last entry its process has read. A stream that has not reached it came back from an older copy
+(a restart from a snapshot taken before the last writes): its counts are old, so the script throws the pool away and
+refuses, and the leader fills it in again from its own copy, as after a total loss.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +33,43 @@ import redis
 
 from dash_app.eventlog.connection import Keys
 
-_APPLY = """
+# True when the stream has not reached `known`, an entry some process has read: Redis restarted from an older copy.
+# Then the pool's keys are dropped and the stream is moved on past `known`, so no new entry can hide behind one a
+# process has read already; the leader fills the pool in again (its copy has every entry it read).
+_LOST = """
+local function id_of(text)
+  local ms, seq = string.match(text, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function behind(stream, known)
+  if known == '' then return false end
+  local last = '0-0'
+  if redis.call('EXISTS', stream) == 1 then
+    local info = redis.call('XINFO', 'STREAM', stream)
+    for n = 1, #info, 2 do if info[n] == 'last-generated-id' then last = info[n + 1] end end
+  end
+  local lm, ls = id_of(last)
+  local km, ks = id_of(known)
+  return lm < km or (lm == km and ls < ks)
+end
+local function lost(stream, known, seeded, active, borrowed, charges)
+  if not behind(stream, known) then return false end
+  if redis.call('EXISTS', stream) == 1 then
+    redis.call('XSETID', stream, known)
+  else
+    redis.call('XADD', stream, 'MAXLEN', '0', known, 'e', '[]')
+  end
+  redis.call('DEL', seeded, active, borrowed, charges)
+  return true
+end
+"""
+
+_APPLY = (
+    _LOST
+    + """
 local stream, active, borrowed, charges, lease, once, seeded, seen =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-if redis.call('EXISTS', seeded) == 0 then
+if redis.call('EXISTS', seeded) == 0 or lost(stream, ARGV[3], seeded, active, borrowed, charges) then
   -- A Redis that lost its data has no counts: deciding now would pass every limit. The leader fills it again.
   return redis.error_reply('NOTSEEDED the shared pool is being filled in again after Redis lost its data')
 end
@@ -106,10 +144,33 @@ if #events > 0 then entry = redis.call('XADD', stream, '*', 'e', cjson.encode(ev
 if once ~= '' then redis.call('SET', once, cjson.encode({entry, (#results == 1) and results or {}}), 'EX', 600) end
 return {entry, results}
 """
+)
 
-# Take the pool's state over from the store, once per Redis (a new one, or one that lost its data).
+# The leader's look, every second, whether Redis came back from an older copy; 1 when it did (and the pool is dropped).
+_CHECK = (
+    _LOST
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 and lost(KEYS[1], ARGV[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]) then return 1 end
+return 0
+"""
+)
+
+# Take the pool's state over (from the store, or the leader's copy), once per Redis (a new one, or one that lost its
+# data). The leader's copy is at entry ARGV[4]: while the stream holds a later entry, the copy lacks it, so not yet.
 _SEED = """
-if not redis.call('SET', KEYS[1], '1', 'NX') then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[4] ~= '' then
+  local last = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
+  if #last > 0 then
+    local lm, ls = string.match(last[1][1], '^(%d+)-(%d+)$')
+    local am, as = string.match(ARGV[4], '^(%d+)-(%d+)$')
+    lm, ls, am, as = tonumber(lm), tonumber(ls), tonumber(am), tonumber(as)
+    if lm > am or (lm == am and ls > as) then return -1 end
+  end
+end
+-- Whatever the pool's keys still hold is not to be trusted without the seeding that vouches for it.
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('SET', KEYS[1], ARGV[3])
 for _, b in ipairs(cjson.decode(ARGV[1])) do
   redis.call('HSET', KEYS[2], b[1], cjson.encode({b[2], b[3], b[4], b[5], b[6], b[7], b[8]}))
   redis.call('HINCRBY', KEYS[3], b[2], 1)
@@ -118,13 +179,24 @@ for tool, n in pairs(cjson.decode(ARGV[2])) do redis.call('HSET', KEYS[4], tool,
 return 1
 """
 
-# The pool's state and the id of the last entry that changed it, read in one step.
+# The pool's state, the id of the last entry that changed it and the seeding it comes from, read in one step.
 _SNAPSHOT = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local id = '0-0'
 if #last > 0 then id = last[1][1] end
-return {id, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
+return {id, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('GET', KEYS[4]) or ''}
 """
+
+# Settle a borrow whose answer was lost: a request not yet run is cancelled for good (its batch key answers for it);
+# 1 when the borrow is open all the same (granted while its caller was told 503).
+_SETTLE = """
+redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
+return redis.call('HEXISTS', KEYS[2], ARGV[1])
+"""
+
+
+# A borrow settled as never granted keeps its batch key this long: a request still on its way is refused meanwhile.
+CANCELLED_SECONDS = 3600
 
 
 def _text(value: bytes | str) -> str:
@@ -167,6 +239,7 @@ class Snapshot:
     last_id: str
     active: list[OpenBorrow]
     charges: dict[str, int]
+    seeding: str = ""  # which filling of the pool this state comes from (a new one when Redis lost its data)
 
 
 def ts_text(ts: float) -> str:
@@ -183,21 +256,24 @@ class RedisLedger:
         self._apply = client.register_script(_APPLY)
         self._seed = client.register_script(_SEED)
         self._snapshot = client.register_script(_SNAPSHOT)
+        self._check = client.register_script(_CHECK)
+        self._settle = client.register_script(_SETTLE)
 
     def apply(
-        self, commands: Sequence[Sequence[Any]], fence: str | None = None, once: str | None = None
+        self, commands: Sequence[Sequence[Any]], fence: str | None = None, once: str | None = None, known: str = ""
     ) -> tuple[str | None, list[str]]:
         """Decide `commands` in one step; return the id of the entry holding their events (None: no event) and answers.
 
         With `fence`, nothing is applied unless the lease holds that token (NotLeader). With `once` (a new id per
         batch), sending the same batch again after a lost answer applies nothing twice and gets the first answer.
-        Redis errors pass through.
+        `known` is the last entry the caller's process has read: a stream behind it lost data (NotSeeded). Redis
+        errors pass through.
         """
         k = self.keys
         try:
             entry, answers = self._apply(
                 keys=[k.events, k.active, k.borrowed, k.charges, k.lease, k.once(once) if once else "", k.seeded, k.seen],
-                args=[fence or "", orjson.dumps(list(commands))],
+                args=[fence or "", orjson.dumps(list(commands)), _known(known)],
             )
         except redis.ResponseError as exc:
             if str(exc).startswith("NOTLEADER"):
@@ -207,36 +283,49 @@ class RedisLedger:
             raise
         return (_text(entry) or None), [_text(a) for a in answers]
 
-    def seed_once(self, open_borrows: Iterable[Sequence[Any]], charges: Mapping[str, int]) -> bool:
-        """Put the store's open borrows and charges into a Redis that has no pool yet; return True if it had none.
+    def seed_once(self, open_borrows: Iterable[Sequence[Any]], charges: Mapping[str, int], at: str = "") -> bool:
+        """Put open borrows and charges into a Redis that has no pool yet; return True if it had none and took them.
 
-        `open_borrows` holds (id, key, tool, user, borrowed_at, is_overage, host, version) rows.
+        `open_borrows` holds (id, key, tool, user, borrowed_at, is_overage, host, version) rows. With `at` (the entry
+        a process's copy is at) nothing is taken while the stream holds a later entry: the copy lacks its events.
         """
         k = self.keys
         rows = [[b[0], b[1], b[2], b[3], ts_text(b[4]), bool(b[5]), b[6], b[7]] for b in open_borrows]
-        return bool(
-            self._seed(keys=[k.seeded, k.active, k.borrowed, k.charges], args=[orjson.dumps(rows), orjson.dumps(dict(charges))])
+        seeding = uuid.uuid4().hex
+        taken = self._seed(
+            keys=[k.seeded, k.active, k.borrowed, k.charges, k.events],
+            args=[orjson.dumps(rows), orjson.dumps(dict(charges)), seeding, _known(at)],
         )
+        return int(taken) == 1
+
+    def check(self, known: str) -> bool:
+        """Return True when the stream is behind `known` (Redis came back from an older copy); the pool is then dropped."""
+        k = self.keys
+        return bool(self._check(keys=[k.events, k.seeded, k.active, k.borrowed, k.charges], args=[_known(known)]))
+
+    def settle(self, borrow_id: str) -> bool:
+        """Settle a borrow whose answer was lost: it is never granted from now on; return True if it was (it is open)."""
+        k = self.keys
+        cancelled = orjson.dumps(["", ["cancelled"]])
+        return bool(self._settle(keys=[k.once(borrow_id), k.active], args=[borrow_id, cancelled, CANCELLED_SECONDS]))
 
     def forget_seen(self, before: float) -> None:
         """Drop ids of log lines seen before `before` (epoch seconds): a line is not read again after a day."""
         self.client.zremrangebyscore(self.keys.seen, "-inf", f"({int(before)}")
 
-    def answer_of(self, once: str) -> tuple[str | None, list[str]] | None:
-        """Return what the call sent with `once` answered, or None when it never ran (or was forgotten)."""
-        raw = self.client.get(self.keys.once(once))
-        if raw is None:
-            return None
-        entry, answers = orjson.loads(raw)
-        return (entry or None), [str(a) for a in answers]
-
     def snapshot(self) -> Snapshot:
         """Return the pool's state and the log entry it is at, read in one step."""
         k = self.keys
-        last_id, active, charges = self._snapshot(keys=[k.events, k.active, k.charges])
+        last_id, active, charges, seeding = self._snapshot(keys=[k.events, k.active, k.charges, k.seeded])
         borrows = [open_borrow(active[i].decode(), active[i + 1]) for i in range(0, len(active), 2)]
         return Snapshot(
             last_id.decode(),
             borrows,
             {charges[i].decode(): int(charges[i + 1]) for i in range(0, len(charges), 2)},
+            _text(seeding),
         )
+
+
+def _known(entry_id: str) -> str:
+    # "0-0" (nothing read yet) asks nothing of the stream.
+    return "" if entry_id in ("", "0-0") else entry_id

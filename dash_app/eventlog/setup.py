@@ -69,20 +69,38 @@ class SharedLog:
     sources: list[dict[str, Any]]  # the leader's source entries, as last shared (the others show these)
     # The leader's own source entries (its services' health), set by build_state.
     describe_sources: Callable[[], list[dict[str, Any]]] = lambda: []
+    # Takes this process's copy of the pool from Redis again (after the pool there was filled in again); follower only.
+    reload_pool: Callable[[], object] = lambda: None
 
     def healthy(self) -> bool:
         """True while this process reads the log."""
         return self.follower.connected
 
     def wait_persisted(self, store: SQLiteStore, timeout: float) -> bool:
-        """Block until `store` holds every entry this process has applied (whoever writes it); True when it does."""
-        wanted = entry_key(self.follower.last_id)
+        """Block until `store` holds every entry this process has applied or added (whoever writes it); True when so."""
+        # Its own last entries may not have reached its follower yet.
+        wanted = max(entry_key(self.follower.last_id), entry_key(self.pool.last_sent))
         deadline = time.monotonic() + timeout
         while entry_key(store.log_position(self.keys.events) or "0-0") < wanted:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
         return True
+
+    def refill_lost_pool(self) -> None:
+        """The leader's step: fill the pool in Redis again from this process's copy when Redis lost it.
+
+        Redis may come back empty (no append-only file), or from a copy older than the last entries read here; either
+        way this process's copy holds every entry it read, so limits hold again from the next borrow on. Run in the
+        follower's thread, so the copy is at the follower's last entry; while the stream holds later ones, it waits.
+        """
+        at = self.follower.last_id
+        if self.pool.ledger.check(at):
+            log.error("shared log: Redis came back from a copy older than entry %s; the pool is filled in again", at)
+        if not self.client.exists(self.keys.seeded):
+            borrows, charges = self.pool.open_state()
+            if self.pool.ledger.seed_once(borrows, charges, at):
+                log.error("shared log: Redis lost the pool; filled again from this process (%d open borrows)", len(borrows))
 
     def status(self) -> dict[str, Any]:
         """Return the shared log's state for /healthz and the stats."""
@@ -129,10 +147,15 @@ def build_shared(
         )
         if ledger.seed_once(opened, store.load_charges()):
             log.info("shared log: the pool in Redis starts from the store (%d open borrows)", len(opened))
+        snapshot = reload_pool()
+        follower.last_id = min(snapshot.last_id, follower.last_id, key=entry_key)
+
+    def reload_pool() -> Snapshot:
+        # Entries up to the snapshot's are in it; the follower applies to the pool only those after it.
         snapshot = ledger.snapshot()
         pool.load(snapshot)
         pool_from[0] = entry_key(snapshot.last_id)
-        follower.last_id = min(snapshot.last_id, follower.last_id, key=entry_key)
+        return snapshot
 
     def apply(entry_id: str, events: list[Event]) -> None:
         at = entry_key(entry_id)
@@ -159,7 +182,8 @@ def build_shared(
     leadership = Leadership(connect(url), keys.lease, factories)
     pool.wait_applied = follower.wait_applied
     pool.fence = leadership.fence
-    shared = SharedLog(connect(url), keys, pool, follower, leadership, [])
+    pool.known = lambda: follower.last_id
+    shared = SharedLog(connect(url), keys, pool, follower, leadership, [], reload_pool=reload_pool)
     follower.on_idle = _side_state_sharer(shared)
     log.info("shared log on %s: %d events restored from the store, following from %s", redacted(url), restored, follower.last_id)
     return shared
@@ -198,26 +222,30 @@ def _side_state_sharer(shared: SharedLog) -> Callable[[], None]:
         if now < due[0]:
             return
         due[0] = now + SIDE_STATE_SECONDS
-        shared.pool.settle_doubts()
-        if shared.leadership.leading:
+        pool = shared.pool
+        pool.settle_doubts()
+        leading = shared.leadership.leading
+        if leading:
+            shared.refill_lost_pool()
+        raw_observed, raw_sources, raw_seeding = cast(
+            list[bytes | None], shared.client.mget([keys.observed, keys.sources, keys.seeded])
+        )
+        if raw_seeding and raw_seeding.decode() != pool.seeding:
+            # The pool in Redis was filled in again (from the leader's copy): this copy follows it from now on.
+            shared.reload_pool()
+            log.warning("shared log: the pool in Redis was filled in again; this process took its copy afresh")
+        if leading:
             shared.sources = []
-            if not shared.client.exists(keys.seeded):
-                # Redis came back without its data (no append-only file): fill the pool in again from this
-                # process's copy, which holds every entry it applied, so limits hold from the next borrow on.
-                borrows, charges = shared.pool.open_state()
-                if shared.pool.ledger.seed_once(borrows, charges):
-                    log.error("shared log: Redis lost the pool; filled again from this process (%d open borrows)", len(borrows))
-            observed = orjson.dumps(shared.pool.observed(), option=orjson.OPT_SORT_KEYS)
+            observed = orjson.dumps(pool.observed(), option=orjson.OPT_SORT_KEYS)
             if observed != published.get(keys.observed):
                 shared.client.set(keys.observed, observed)
                 published[keys.observed] = observed
             # Health changes with every poll; it expires, so a dead leader's last word is not shown for ever.
             shared.client.set(keys.sources, orjson.dumps(shared.describe_sources()), px=int(10 * SIDE_STATE_SECONDS * 1000))
             return
-        raw_observed, raw_sources = cast(list[bytes | None], shared.client.mget([keys.observed, keys.sources]))
         if raw_observed and raw_observed != published.get(keys.observed):
             doc = orjson.loads(raw_observed)
-            shared.pool.load_observed(doc.get("issued", {}), doc.get("expiry", {}))
+            pool.load_observed(doc.get("issued", {}), doc.get("expiry", {}))
             published[keys.observed] = raw_observed
         shared.sources = orjson.loads(raw_sources) if raw_sources else []
 

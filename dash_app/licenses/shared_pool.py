@@ -30,6 +30,7 @@ from dash_app.licenses.pool import (
     _check_details,
     check_observed,
 )
+from dash_app.store.sqlite_store import entry_key
 
 if TYPE_CHECKING:
     from dash_app.licenses.inventory import ToolSpec
@@ -78,6 +79,9 @@ class SharedLicensePool(LicensePool):
         # Set by the wiring once the follower and the lease exist.
         self.wait_applied: Callable[[str, float], bool] = lambda entry_id, timeout: True
         self.fence: Callable[[], str | None] = lambda: None
+        self.known: Callable[[], str] = lambda: ""  # the last log entry this process has read (the follower's)
+        self.seeding = ""  # which filling of the pool in Redis this copy comes from (Snapshot.seeding)
+        self.last_sent = "0-0"  # the last log entry this process's own calls added
         self._held = threading.local()
         self._in_doubt: list[str] = []  # borrow ids whose outcome a lost answer hid (see settle_doubts)
 
@@ -86,6 +90,7 @@ class SharedLicensePool(LicensePool):
     def load(self, snapshot: Snapshot) -> None:
         """Take the open borrows and charges of a ledger snapshot as this process's starting state."""
         with self._lock:
+            self.seeding = snapshot.seeding
             self._active.clear()
             self._borrowed = {tool: 0 for tool in self._specs}
             for b in snapshot.active:
@@ -150,13 +155,16 @@ class SharedLicensePool(LicensePool):
     def _send(self, commands: list[list[Any]], fence: str | None = None, once: str | None = None, wait: bool = True) -> list[str]:
         """Have the ledger decide `commands`, wait until this process applied them (unless not `wait`), return answers."""
         try:
-            entry, answers = self.ledger.apply(commands, fence, once)
+            entry, answers = self.ledger.apply(commands, fence, once, self.known())
         except NotLeader:
             raise PoolUnavailable("this process no longer runs the sources") from None
         except redis.RedisError as exc:
             raise PoolUnavailable(f"the shared pool (Redis) cannot be reached: {type(exc).__name__}: {exc}") from None
-        if entry is not None and wait:
-            self.wait_applied(entry, APPLIED_TIMEOUT)
+        if entry is not None:
+            with self._lock:
+                self.last_sent = max(self.last_sent, entry, key=entry_key)
+            if wait:
+                self.wait_applied(entry, APPLIED_TIMEOUT)
         return answers
 
     def _decision_fence(self) -> str | None:
@@ -207,13 +215,13 @@ class SharedLicensePool(LicensePool):
         return Borrow(borrow_id, tool, user, ts, answer == "overage", host, version)
 
     def settle_doubts(self) -> None:
-        """Return the borrows whose caller was told 503 but which Redis granted all the same (its answer was lost)."""
+        """Settle the borrows whose caller was told 503: one Redis granted all the same (its answer was lost) is
+        returned, and one whose request is still on its way is cancelled, so it is never granted later."""
         with self._lock:
             doubts, self._in_doubt = self._in_doubt, []
         for n, borrow_id in enumerate(doubts):
             try:
-                answer = self.ledger.answer_of(borrow_id)
-                if answer is not None and answer[1][:1] in (["ok"], ["overage"]):
+                if self.ledger.settle(borrow_id):
                     # Sent from the follower's own thread: waiting for it to apply the entry would only stall it.
                     self._send([["r", borrow_id, ts_text(self.clock())]], wait=False)
                     log.warning("borrow %s was granted while its caller was told 503; returned again", borrow_id)

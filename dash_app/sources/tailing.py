@@ -3,7 +3,6 @@ start, from the position a checkpoint saved (store.checkpoints), so a restart re
 
 import logging
 import os
-import secrets
 import stat
 from io import BufferedReader
 
@@ -80,9 +79,10 @@ class LogTail:
             file_id, offset, line, day, last_tod = found
             self.ingest.start_file(file_id, line, day, last_tod)
         else:
-            # A file never seen: read it from its start, continuing the stream's dates.
+            # A file never seen: read it from its start, continuing the stream's dates. Its id is given with its first
+            # line (see _name_new_file).
             offset = 0
-            self.ingest.start_file(secrets.token_hex(4), 0)
+            self.ingest.start_file(None, 0)
         self.offset = offset
         fh.seek(offset)
         self._refresh_fingerprint()
@@ -167,7 +167,20 @@ class LogTail:
         self.offset += self._skipped + tail_bytes
         self._skipped = None
 
+    def _name_new_file(self):
+        """Name a file read from its start by what it is: its path, inode and first line (or first bytes).
+
+        A process that takes the sources over (--redis) before this file's first position reached the store reads
+        it from the start again; named alike, its lines give the same ids, and the shared log counts them once.
+        """
+        head = os.pread(self._file().fileno(), FINGERPRINT_BYTES, 0)
+        first = head.split(b"\n", 1)[0]
+        inode = self._identity[1] if self._identity else 0
+        self.ingest.start_file(fingerprint(f"{self.path}\0{inode}\0".encode() + first)[:8], self.ingest.line)
+
     def _consume(self, complete, nbytes):
+        if self.ingest.file_id is None:
+            self._name_new_file()  # its first line is complete now
         lines = _decode(complete).split("\n")
         lines.pop()  # the text after the last newline: empty
         self.ingest.feed(lines)

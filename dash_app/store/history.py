@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from dash_app.buffer import Bucket
+from dash_app.store.sqlite_store import UNAGGREGATED_SINCE
 from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS, iso_utc
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ OTHER_WRITERS_EVERY_SECONDS = 1.0  # how often to look whether another process w
 # How long the log of pruned rows keeps them: a copy that has not caught up in that time reads everything again.
 PRUNED_LOG_SECONDS = 86400.0
 _LOG_PRUNED = "INSERT INTO pruned_rows (stamp, tbl, row, at) SELECT ?, '{table}', rowid, ? FROM {table} WHERE {where}"
+_UNAGGREGATED = f"SELECT value FROM history_meta WHERE key = '{UNAGGREGATED_SINCE}'"
 
 # An aggregate being summed: [count, overage_count, {users}, returns, {reason: count}], by (tool, bin).
 Grouped: TypeAlias = dict[tuple[str, int], list[Any]]
@@ -406,6 +408,9 @@ class HistoryKeeper:
         self.clock = clock
         self.series_of = series_of  # tool name -> the series its aggregates are kept under (None: the name)
         self.generation = 0  # changes whenever the aggregates do, so readers can cache
+        # Whether this process keeps the file's history: with --redis only the lease holder aggregates and prunes
+        # (every process sharing the file would otherwise repeat the work, and fight over the write lock for it).
+        self.leading: Callable[[], bool] = lambda: True
         # A database from before the in-use columns gets them now, before the writer thread runs: so this is the
         # one place outside the writer that uses its connection (under its lock).
         with store._conn_lock:
@@ -418,14 +423,28 @@ class HistoryKeeper:
         store.add_periodic(self.notice_other_writers, OTHER_WRITERS_EVERY_SECONDS)
 
     def aggregate(self, conn: sqlite3.Connection) -> None:
-        """Fold events written since the last run into minute and hour rows."""
-        since = self.store.take_events_since()
-        if since is not None:
-            try:
-                rebuild_from(conn, since, self.series_of)
-            except Exception:
-                self.store.put_back_events_since(since)  # try that range again on the next run
-                raise
+        """Fold the events not yet aggregated, whichever process wrote them, into minute and hour rows."""
+        if not self.leading():
+            return
+        # A plain read first: most runs find nothing new, and must not take the write lock from the other processes.
+        if conn.execute(_UNAGGREGATED).fetchone() is None:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read again under the write lock: another process may have folded them in, or written earlier events,
+            # since. The mark goes in the transaction that rebuilds from it: a failure leaves it for the next run,
+            # and events written after it (by any process) mark the file again once the lock is released.
+            row = conn.execute(_UNAGGREGATED).fetchone()
+            if row is not None:
+                _rebuild(conn, row[0], self.series_of)
+                conn.execute("DELETE FROM history_meta WHERE key = ?", (UNAGGREGATED_SINCE,))
+            conn.execute("COMMIT")
+        except BaseException:
+            # Any failure, not only SQLite's own, must leave no transaction open behind it.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if row is not None:
             self.generation += 1
 
     def notice_other_writers(self, conn: sqlite3.Connection) -> None:
@@ -442,6 +461,8 @@ class HistoryKeeper:
         A session (a borrows row, host and version included) goes once returned before the history time; an open
         one stays.
         """
+        if not self.leading():
+            return
         self.aggregate(conn)  # fold in what was written since the last run before raw events go
         now = self.clock()
         history_since = now - self.history_seconds

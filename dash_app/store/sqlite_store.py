@@ -70,6 +70,15 @@ _ADD_CHARGES = (
 # An Event is a row of this table: its fields are the columns, in order.
 _INSERT_EVENT = f"INSERT INTO events ({', '.join(Event._fields)}) VALUES ({', '.join('?' * len(Event._fields))})"
 _INSERT_DENIAL = "INSERT INTO denials (ts, tool, user, reason, changed) VALUES (?, ?, ?, ?, ?)"
+# The earliest time of the events written and not yet folded into the long history (HistoryKeeper.aggregate). It is
+# kept in the file, in the transaction that writes the events, not in the writing process's memory: with --redis the
+# lease holder that aggregates may not be the process that wrote them (a leader killed before its next run, or
+# ingest-flexlm), and a crash between the write and the aggregation must not lose them from the history.
+UNAGGREGATED_SINCE = "unaggregated_since"
+_MARK_UNAGGREGATED = (
+    f"INSERT INTO history_meta (key, value) VALUES ('{UNAGGREGATED_SINCE}', ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = min(value, excluded.value)"
+)
 
 FLUSH_SECONDS = 0.2
 BATCH_LIMIT = 5000
@@ -161,7 +170,6 @@ class SQLiteStore:
         self.last_error: str | None = None
         self.recreations = 0  # times the file was found deleted or replaced and written again
         self._tasks: list[list[Any]] = []  # [every_seconds, next_due, fn(conn)] run by the writer thread
-        self._events_since: float | None = None  # earliest event time written since the last task run that asked
         self.log_positions: dict[str, str] = {}  # log -> id of its last entry committed here (LogEntries)
 
     def _open(self) -> None:
@@ -239,15 +247,6 @@ class SQLiteStore:
     def add_periodic(self, fn: Callable[[sqlite3.Connection], object], every_seconds: float) -> None:
         """Run `fn(conn)` in the writer thread every `every_seconds`, after the queued writes."""
         self._tasks.append([every_seconds, time.monotonic() + every_seconds, fn])
-
-    def put_back_events_since(self, since: float) -> None:
-        """Mark events from `since` as not yet taken, after a task failed to use them."""
-        self._events_since = since if self._events_since is None else min(self._events_since, since)
-
-    def take_events_since(self) -> float | None:
-        """Return the earliest event time written since the last call (writer thread only), or None."""
-        since, self._events_since = self._events_since, None
-        return since
 
     def on_events(self, events: Iterable[Event]) -> None:
         """Queue recorded events, and the pool state they change, as one item (an EventRecorder listener)."""
@@ -421,9 +420,6 @@ class SQLiteStore:
             # Every event kind is a session's start or end or a denial; statements may change a session's details.
             if events or statements:
                 self.sessions_changed()
-            if events:
-                earliest = min(e.ts for e in events)
-                self._events_since = earliest if self._events_since is None else min(self._events_since, earliest)
 
     def _take_new_entries(self, conn: sqlite3.Connection, logged: list[LogEntries], events: list[Event]) -> dict[str, str]:
         """Add to `events` those of the log entries not yet in the database, and move each log's position past them."""
@@ -472,6 +468,8 @@ class SQLiteStore:
         conn.executemany(_RETURN_BORROW, returns)
         conn.executemany(_ADD_CHARGES, list(charges.items()))
         conn.executemany(_INSERT_EVENT, events)  # an Event is a row of this table
+        if events:
+            conn.execute(_MARK_UNAGGREGATED, (min(e.ts for e in events),))  # committed with them, or not at all
         conn.executemany(_INSERT_DENIAL, denials)  # in the same transaction as their events
         for sql, params in statements:
             conn.execute(sql, params)
