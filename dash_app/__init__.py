@@ -12,6 +12,7 @@ from dash_app import config as config_module
 from dash_app import prometheus_metrics
 from dash_app.alerts.setup import build_alerts, read_rules
 from dash_app.analytics.service import CapacityService
+from dash_app.auth import register_auth
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.callbacks import register_callbacks
 from dash_app.compression import register_compression
@@ -171,6 +172,7 @@ def create_app(config: Config | dict | None = None) -> dash.Dash:
     )
     attach_state(app.server, state)
     register_routes(app.server)
+    register_auth(app.server, config)
     register_compression(app)
     end_streams_on_worker_exit(state.stream)
     app.layout = dashboard.layout(state)

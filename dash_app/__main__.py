@@ -1,6 +1,5 @@
 """Command line: `python -m dash_app` serves the dashboard."""
 
-import argparse
 import logging
 import sys
 
@@ -13,7 +12,7 @@ from dash_app.store import SQLiteStore, StoreError
 
 def build_parser():
     """Return the CLI parser; every flag overrides its DASH_APP_* environment variable."""
-    parser = argparse.ArgumentParser(
+    parser = config_module.OneLineParser(
         prog="python -m dash_app",
         description="Real-time license-usage dashboard.",
         epilog="Other command: python -m dash_app ingest-flexlm PATH... reads FlexNet debug logs into the database, then exits.",
@@ -33,6 +32,10 @@ def check_startup(config):
         store.close()
     if config.redis_url:
         open_redis(config).close()  # unreachable, or a wrong password: SharedLogError, one line
+    if config.auth == "oidc":
+        from dash_app.auth.oidc import check_issuer
+
+        check_issuer(config)  # unreachable or not an OpenID provider: one line
 
 
 def main(argv=None):

@@ -2,10 +2,11 @@
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,42 @@ def _servers(text: object) -> tuple[str, ...]:
         if not at or not port.isdigit() or not host or any(ch.isspace() or not ch.isprintable() for ch in host):
             raise ValueError(f"expected PORT@HOST, got {server!r}")
     return servers
+
+
+AUTH_MODES = ("none", "oidc", "proxy")
+
+
+def _auth_mode(text: object) -> str:
+    value = str(text).strip().lower()
+    if value not in AUTH_MODES:
+        raise ValueError(f"expected one of {', '.join(AUTH_MODES)}, got {text!r}")
+    return value
+
+
+def _http_url(text: object) -> str:
+    value = str(text).strip().rstrip("/")
+    if not value.startswith(("https://", "http://")) or "#" in value or "?" in value:
+        raise ValueError(f"expected an https:// URL without query or fragment, got {text!r}")
+    return value
+
+
+def _networks(text: object) -> tuple[str, ...]:
+    parts = tuple(part.strip() for part in str(text).split(",") if part.strip())
+    for part in parts:
+        ipaddress.ip_network(part, strict=False)  # ValueError names the bad one
+    return parts
+
+
+def _role_map(text: object) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        group, eq, role = part.rpartition("=")
+        if not eq or not group.strip() or role.strip() not in ("viewer", "analyst", "admin"):
+            raise ValueError(f"expected GROUP=viewer|analyst|admin, got {part!r}")
+        pairs.append((group.strip(), role.strip()))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -153,6 +190,49 @@ SETTINGS = [
     ),
     Setting("redis_prefix", "DASH_APP_REDIS_PREFIX", _prefix, "--redis-prefix", "prefix of this deployment's Redis keys"),
     Setting("workers", "DASH_APP_WORKERS", int, "--workers", "server processes (more than one needs --redis)", 1),
+    Setting("auth", "DASH_APP_AUTH", _auth_mode, "--auth", "who may read: none (everyone), oidc or proxy (see Who may look)"),
+    Setting("oidc_issuer", "DASH_APP_OIDC_ISSUER", _http_url, "--oidc-issuer", "OpenID Connect issuer URL (discovery)"),
+    Setting("oidc_client_id", "DASH_APP_OIDC_CLIENT_ID", str, "--oidc-client-id", "OpenID Connect client id"),
+    Setting("oidc_client_secret", "DASH_APP_OIDC_CLIENT_SECRET", str, None, "OpenID Connect client secret"),
+    Setting("oidc_scopes", "DASH_APP_OIDC_SCOPES", str, "--oidc-scopes", "scopes asked of the identity provider"),
+    Setting("oidc_roles_claim", "DASH_APP_OIDC_ROLES_CLAIM", str, "--oidc-roles-claim", "ID token claim holding roles or groups"),
+    Setting(
+        "proxy_user_header", "DASH_APP_PROXY_USER_HEADER", str, "--proxy-user-header", "header naming the user (--auth proxy)"
+    ),
+    Setting(
+        "proxy_groups_header",
+        "DASH_APP_PROXY_GROUPS_HEADER",
+        str,
+        "--proxy-groups-header",
+        "header listing the user's groups, comma-separated (--auth proxy)",
+    ),
+    Setting(
+        "trusted_proxies",
+        "DASH_APP_TRUSTED_PROXIES",
+        _networks,
+        "--trusted-proxy",
+        "address range whose user header is believed (--auth proxy; repeat for several)",
+        repeat=True,
+        metavar="CIDR",
+    ),
+    Setting(
+        "role_map",
+        "DASH_APP_ROLE_MAP",
+        _role_map,
+        "--role-map",
+        "groups or roles to map to a role, GROUP=ROLE,... (viewer, analyst, admin map to themselves)",
+    ),
+    Setting(
+        "pseudonymize_users",
+        "DASH_APP_PSEUDONYMIZE_USERS",
+        _bool,
+        "--pseudonymize-users",
+        "show readers below analyst stable pseudonyms instead of no user names",
+    ),
+    Setting("pseudonym_key", "DASH_APP_PSEUDONYM_KEY", str, None, "key of the pseudonyms (keep it secret and fixed)"),
+    Setting("secret_key", "DASH_APP_SECRET_KEY", str, None, "key that signs session cookies (random per run when unset)"),
+    Setting("session_hours", "DASH_APP_SESSION_HOURS", float, "--session-hours", "hours a sign-in lasts (--auth oidc)", 0.0001),
+    Setting("metrics_token", "DASH_APP_METRICS_TOKEN", str, "--metrics-token", "bearer token that may read /metrics"),
     Setting(
         "flexlm_logs",
         "DASH_APP_FLEXLM_LOGS",
@@ -199,6 +279,21 @@ class Config:
     redis_url: str | None = None
     redis_prefix: str = "dash_app"
     workers: int = 1
+    auth: str = "none"
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid profile"
+    oidc_roles_claim: str = "roles"
+    proxy_user_header: str = "X-Forwarded-User"
+    proxy_groups_header: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+    role_map: tuple[tuple[str, str], ...] = ()
+    pseudonymize_users: bool = False
+    pseudonym_key: str = ""
+    secret_key: str = ""
+    metrics_token: str = ""
+    session_hours: float = 8.0
 
     @property
     def retention_seconds(self) -> float:
@@ -218,10 +313,10 @@ def _checked(config: Config) -> Config:
             except ValueError as exc:
                 raise ConfigError(f"{setting.flag or setting.env}: {exc}") from None
             config = dataclasses.replace(config, **{setting.name: value})
-        if setting.parse is _servers and setting.repeat:
+        if setting.parse in (_servers, _networks) and setting.repeat:
             try:
-                for server in value:
-                    _servers(server)
+                for item in value:
+                    setting.parse(item)
             except ValueError as exc:
                 raise ConfigError(f"{setting.flag or setting.env}: {exc}") from None
         if setting.minimum is not None and value is not None and value < setting.minimum:
@@ -233,7 +328,30 @@ def _checked(config: Config) -> Config:
             f"--workers: {config.workers} workers need --redis (DASH_APP_REDIS_URL), where they share the event log "
             "and the pool; without it each worker would keep its own"
         )
+    _check_auth(config)
     return config
+
+
+def _check_auth(config: Config) -> None:
+    """Raise ConfigError when the sign-in settings cannot work together."""
+    if config.auth == "oidc":
+        for value, where in (
+            (config.oidc_issuer, "--oidc-issuer"),
+            (config.oidc_client_id, "--oidc-client-id"),
+            (config.oidc_client_secret, "DASH_APP_OIDC_CLIENT_SECRET"),
+        ):
+            if not value:
+                raise ConfigError(f"{where}: required with --auth oidc")
+        if "openid" not in config.oidc_scopes.split():
+            raise ConfigError(f"--oidc-scopes: must include openid, got {config.oidc_scopes!r}")
+    if config.auth == "proxy" and not config.trusted_proxies:
+        # Anybody could send the user header: only a proxy's word counts, so name the proxy.
+        raise ConfigError("--trusted-proxy: required with --auth proxy (the address range of the proxy that signs users in)")
+    if config.pseudonymize_users and len(config.pseudonym_key) < 16:
+        # A pseudonym must stay the same across restarts and workers, and must not be guessable from the name.
+        raise ConfigError("DASH_APP_PSEUDONYM_KEY: --pseudonymize-users needs a secret key of at least 16 characters")
+    if config.auth != "none" and config.workers > 1 and not config.secret_key:
+        raise ConfigError("DASH_APP_SECRET_KEY: several workers need one key to sign their session cookies")
 
 
 def from_env(environ: Mapping[str, str] | None = None, base: Config | None = None) -> Config:
@@ -264,6 +382,26 @@ def coerce(config: Config | Mapping[str, Any] | None) -> Config:
     return from_env().replace(**config)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line naming the flag (no usage block), with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Return `parse` with its ValueError's message kept for argparse (which would print a generic one)."""
+
+    def checked(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    checked.__name__ = getattr(parse, "__name__", "value")
+    return checked
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add one CLI flag per setting; flags left out keep the environment's value."""
     for setting in SETTINGS:
@@ -282,7 +420,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                 help=f"{setting.help} [{setting.env}]",
             )
         else:
-            parser.add_argument(setting.flag, dest=dest, type=setting.parse, default=None, help=f"{setting.help} [{setting.env}]")
+            parser.add_argument(
+                setting.flag, dest=dest, type=_flag_type(setting.parse), default=None, help=f"{setting.help} [{setting.env}]"
+            )
     return parser
 
 

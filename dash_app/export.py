@@ -4,6 +4,8 @@ import csv
 import io
 import json
 
+from dash_app import privacy
+from dash_app.auth.viewer import FULL, current_viewer
 from dash_app.store.history import minute_rows
 from dash_app.timeutil import iso_minute
 
@@ -15,8 +17,11 @@ EVENT_COLUMNS = ["timestamp", "type", "tool", "user", "id", "is_overage", "reaso
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def bucket_rows(state, window_seconds, tools=None):
-    """Return per-minute bucket rows, from the buffer inside its window and from SQLite beyond it."""
+def bucket_rows(state, window_seconds, tools=None, names=FULL):
+    """Return per-minute bucket rows, from the buffer inside its window and from SQLite beyond it.
+
+    Each row's `users` are as `names` shows them (the buffer's lists are shared: replaced, never changed in place).
+    """
     wanted = None if tools is None else set(tools)
     if window_seconds <= state.buffer.retention_seconds:
         metrics = state.buffer.aggregate_tool_metrics(window_seconds)
@@ -33,16 +38,19 @@ def bucket_rows(state, window_seconds, tools=None):
             for tool, minute, count, overage, users in minute_rows(state.store, since, wanted)
             if count
         ]
-    return [{key: row[key] for key in BUCKET_COLUMNS} for row in rows]
+    return [{key: row[key] for key in BUCKET_COLUMNS} for row in (privacy.bucket(r, names) for r in rows)]
 
 
-def event_rows(state, window_seconds, tools=None):
-    """Return the buffer's raw events of the window, oldest first, all kinds together."""
+def event_rows(state, window_seconds, tools=None, names=FULL):
+    """Return the buffer's raw events of the window, oldest first, all kinds together.
+
+    Users, hosts and borrow ids are as `names` shows them.
+    """
     events = state.buffer.get_recent_events(window_seconds)
     wanted = None if tools is None else set(tools)
     merged = [e for kind in ("borrows", "returns", "failures") for e in events[kind] if wanted is None or e["tool"] in wanted]
     merged.sort(key=lambda e: e["timestamp"])
-    return [{key: e.get(key) for key in EVENT_COLUMNS} for e in merged]
+    return [{key: e.get(key) for key in EVENT_COLUMNS} for e in (privacy.event(e, names) for e in merged)]
 
 
 def _cell(value):
@@ -63,12 +71,14 @@ def to_csv(rows, columns):
     return out.getvalue()
 
 
-def render(state, kind, fmt, window_seconds, tools=None):
-    """Return (text, filename, mimetype) of one export."""
+def render(state, kind, fmt, window_seconds, tools=None, names=None):
+    """Return (text, filename, mimetype) of one export; names as `names` shows them (by default, as the current reader may)."""
+    if names is None:
+        names = current_viewer().names
     if kind == "buckets":
-        rows, columns = bucket_rows(state, window_seconds, tools), BUCKET_COLUMNS
+        rows, columns = bucket_rows(state, window_seconds, tools, names), BUCKET_COLUMNS
     else:
-        rows, columns = event_rows(state, window_seconds, tools), EVENT_COLUMNS
+        rows, columns = event_rows(state, window_seconds, tools, names), EVENT_COLUMNS
     if not tools:
         scope = "all-tools"
     else:

@@ -2,7 +2,8 @@
 
 from flask import Blueprint, Response, jsonify, request
 
-from dash_app import export
+from dash_app import export, privacy
+from dash_app.auth.viewer import current_viewer
 from dash_app.state import get_state
 from dash_app.web import ApiError, query_number
 
@@ -14,7 +15,8 @@ def stats():
     state = get_state()
     window = query_number("window", default=60, minimum=1, maximum=state.config.retention_seconds)
     body = state.stats_summary()
-    body[f"recent_{window}s"] = state.buffer.get_recent_events(window)
+    # Users, hosts and borrow ids as the reader may see them (the events are the buffer's fresh copies).
+    body[f"recent_{window}s"] = privacy.recent_events(state.buffer.get_recent_events(window), current_viewer().names)
     return jsonify(body)
 
 
@@ -31,5 +33,5 @@ def export_data():
     longest = state.config.history_days * 86400 if kind == "buckets" else state.buffer.retention_seconds
     window = query_number("window", default=state.buffer.retention_seconds, minimum=60, maximum=longest)
     tools = request.args.getlist("tool") or None
-    text, filename, mimetype = export.render(state, kind, fmt, window, tools)
+    text, filename, mimetype = export.render(state, kind, fmt, window, tools, names=current_viewer().names)
     return Response(text, content_type=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -4,6 +4,7 @@
 Run: python scripts/screenshot.py [--out docs/screenshot.png] [--size 1920x1080] [--tool NAME] [--backfill 2]
                                   [--tools inventory.json | --estate 200] [--currency EUR] [--full-page]
                                   [--path '/capacity?tool=NAME&window=86400'] [--server-arg=--alerts=rules.json ...]
+                                  [--as vic:viewer]
 """
 
 import argparse
@@ -91,10 +92,16 @@ def grow_to_page(driver, width):
     time.sleep(1.0)  # the charts resize to the new viewport
 
 
-def shoot(url, out, width, height, tool=None, settle=3.0, full_page=False):
+def shoot(url, out, width, height, tool=None, settle=3.0, full_page=False, signed_in=None):
     """Open the page, optionally pick a tool, wait for data and save a PNG of the viewport (or the whole page)."""
     driver = browser(width, height)
     try:
+        if signed_in:
+            # As a sign-in proxy would: every request names the user and their groups (the server trusts loopback).
+            user, _, groups = signed_in.partition(":")
+            driver.execute_cdp_cmd("Network.enable", {})
+            headers = {"X-Forwarded-User": user, "X-Forwarded-Groups": groups}
+            driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": headers})
         driver.get(url)
         WebDriverWait(driver, 60).until(lambda d: d.execute_script(READY_JS))
         if tool:
@@ -129,7 +136,12 @@ def main(argv=None):
     parser.add_argument(
         "--server-arg", action="append", default=[], help="one more flag for the server, e.g. --server-arg=--alerts=rules.json"
     )
+    parser.add_argument(
+        "--as", dest="signed_in", default=None, help="USER:GROUPS: run with --auth proxy and read as this user, e.g. vic:viewer"
+    )
     args = parser.parse_args(argv)
+    if args.signed_in:
+        args.server_arg += ["--auth=proxy", "--trusted-proxy=127.0.0.1/32", "--proxy-groups-header=X-Forwarded-Groups"]
     width, height = (int(part) for part in args.size.lower().split("x"))
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,7 +153,8 @@ def main(argv=None):
             tools.write_text(json.dumps(estate_inventory(args.estate)))
         server = start_server(port, args.backfill, str(Path(tmp) / "screenshot.db"), tools, args.currency, args.server_arg)
         try:
-            shoot(f"http://127.0.0.1:{port}{args.path}", args.out, width, height, tool=args.tool, full_page=args.full_page)
+            url = f"http://127.0.0.1:{port}{args.path}"
+            shoot(url, args.out, width, height, tool=args.tool, full_page=args.full_page, signed_in=args.signed_in)
         finally:
             server.terminate()
             server.wait(timeout=15)

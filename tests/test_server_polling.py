@@ -117,7 +117,15 @@ def test_checkouts_appear_end_and_survive_a_failed_poll_and_a_restart(start_serv
         ("bob", "ws-18", "5.0", "lmstat"),
     ]
     # The export's events carry host, version and source (the stream's are the same dicts: test_observed_checkouts).
-    exported = requests.get(server.url + "/realtime/export?kind=events&format=json&window=3600", timeout=5).json()
+    # A poll's events reach the buffer together when its batch ends (pool.recording_batch), just after the pool
+    # shows its borrows: wait for that batch.
+    exported = wait_for(
+        lambda: (
+            len(e := requests.get(server.url + "/realtime/export?kind=events&format=json&window=3600", timeout=5).json()) == 3
+            and e
+        ),
+        "the poll's three events in the export",
+    )
     assert {(e["type"], e["user"], e["host"], e["source"]) for e in exported} == {
         ("borrow", "ann", "ws-17", "lmstat"),
         ("borrow", "bob", "ws-18", "lmstat"),

@@ -25,6 +25,39 @@ from dash_app.alerts.rules import (
 from dash_app.timeutil import parse_iso
 
 
+class HeldText(str):
+    """The text of a held_longer_than observation, which keeps apart the user and the borrow id it names.
+
+    The engine takes an observation's text onto its alert as it is, so GET /alerts can say it again, with `said_as`,
+    for a reader who may not see the user or the borrow id (an id of a log line or a poll names the client host).
+    A text read back from the store is a plain str.
+    """
+
+    tool: str
+    user: str
+    held: float
+    limit: float
+    borrow_id: str
+
+    def __new__(cls, tool: str, user: str, held: float, limit: float, borrow_id: str) -> HeldText:
+        text = super().__new__(cls, held_text(tool, user, held, limit, borrow_id))
+        text.tool, text.user, text.held, text.limit, text.borrow_id = tool, user, held, limit, borrow_id
+        return text
+
+    def __reduce__(self) -> tuple[type[HeldText], tuple[str, str, float, float, str]]:
+        return HeldText, (self.tool, self.user, self.held, self.limit, self.borrow_id)
+
+    def said_as(self, user: str | None, borrow_id: str | None) -> str:
+        """Return the text with `user` (None: "a user") and `borrow_id` in place of the real ones."""
+        return held_text(self.tool, user, self.held, self.limit, borrow_id)
+
+
+def held_text(tool: str, user: str | None, held: float, limit: float, borrow_id: str | None) -> str:
+    """Return what a held_longer_than alert says; a user not to be named is "a user"."""
+    who = "a user" if user is None else user
+    return f"{tool}: {who} has held a license for {held / 3600:.1f} h (limit {limit / 3600:g} h; {borrow_id})"
+
+
 @dataclass(frozen=True)
 class Observation:
     """A condition that holds now: its alert's key, rule and subject, value and threshold, and what to say."""
@@ -34,7 +67,7 @@ class Observation:
     subject: str | None  # the tool, the source, or None
     value: float
     threshold: float
-    text: str  # one line: what holds, for the notification and /alerts
+    text: str  # one line: what holds, for the notification and /alerts (a HeldText keeps the names it holds apart)
     since: float | None = None  # when it began to hold, where the facts know (a source's down_since)
     tool: str | None = None  # the tool the dashboard link opens, if any
 
@@ -86,7 +119,7 @@ def evaluate(rules: Iterable[Rule], facts: Facts) -> list[Observation]:
             for borrowed_at, borrow_id, tool, user in facts.checkouts.started_before(facts.now - limit):
                 if rule.watches(tool):
                     held = facts.now - borrowed_at
-                    text = f"{tool}: {user} has held a license for {held / 3600:.1f} h (limit {limit / 3600:g} h; {borrow_id})"
+                    text = HeldText(tool, user, held, limit, borrow_id)
                     out.append(Observation(f"{rule.name}|{borrow_id}", rule, tool, held, limit, text, tool=tool))
         elif kind == OVERAGE_COST:
             if facts.overage is None:

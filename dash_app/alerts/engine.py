@@ -25,9 +25,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from dash_app.alerts.conditions import Facts, Observation, evaluate
+from dash_app import privacy
+from dash_app.alerts.conditions import Facts, HeldText, Observation, evaluate, held_text
 from dash_app.alerts.delivery import DeliveryRecord, Notification
-from dash_app.alerts.rules import AlertConfig, Rule
+from dash_app.alerts.rules import HELD_LONGER_THAN, SOURCE_DOWN, AlertConfig, Rule
+from dash_app.auth.viewer import ANONYMOUS, Viewer
 from dash_app.timeutil import iso_utc
 
 if TYPE_CHECKING:
@@ -69,9 +71,13 @@ class Alert:
     notified_at: float | None = None
     false_since: float | None = None  # the first tick its condition was seen false, while firing
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the JSON shape GET /alerts lists."""
-        return {
+    def as_dict(self, viewer: Viewer = ANONYMOUS, kind: str | None = None) -> dict[str, Any]:
+        """Return the JSON shape GET /alerts lists, as `viewer` may see it; `kind` is its rule's (None: the rule is gone).
+
+        Readers without real names get a held_longer_than alert's user and borrow id as their Names show them, in
+        its message and key; readers who may not see the sources' details get only the kind of a source that is down.
+        """
+        row = {
             "rule": self.rule,
             "tool": self.subject,
             "key": self.key,
@@ -82,6 +88,19 @@ class Alert:
             "threshold": self.threshold,
             "message": self.message,
         }
+        if viewer.names.real and viewer.sees_sources:
+            return row
+        message: str | None = self.message
+        tool = self.subject
+        if kind == HELD_LONGER_THAN:
+            if not viewer.names.real:
+                message = _held_message(self, viewer)
+        elif kind == SOURCE_DOWN:
+            if not viewer.sees_sources:
+                message, tool = _down_message(self), None
+        elif kind is None:
+            message, tool = None, None  # its rule left the rules file: what its subject and message name is unknown
+        return {**row, "tool": tool, "key": shown_key(self.key, kind, viewer), "message": message}
 
 
 class _Stored(NamedTuple):
@@ -340,28 +359,45 @@ class AlertEngine:
         with self._lock:
             return self._firing()
 
-    def rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Return GET /alerts' `firing` and `recent` (firing and resolved, newest first), built while no tick runs."""
+    def rows(self, viewer: Viewer = ANONYMOUS) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Return GET /alerts' `firing` and `recent` (firing and resolved, newest first), built while no tick runs.
+
+        Each as `viewer` may see it (see Alert.as_dict); by default, everything.
+        """
         with self._lock:
             firing = self._firing()
             recent = sorted([*firing, *self._recent], key=lambda a: a.resolved_at or a.fired_at or 0, reverse=True)[:RECENT]
-            return [a.as_dict() for a in firing], [a.as_dict() for a in recent]
+            return (
+                [a.as_dict(viewer, self._kind(a.rule)) for a in firing],
+                [a.as_dict(viewer, self._kind(a.rule)) for a in recent],
+            )
+
+    def _kind(self, rule: str) -> str | None:
+        """Return the kind of rule `rule`, or None when it has left the rules file."""
+        found = self.rules.get(rule)
+        return found.kind if found is not None else None
 
     def recent(self) -> list[Alert]:
         """Return the resolved alerts kept, newest first."""
         with self._lock:
             return list(reversed(self._recent))
 
-    def snapshot(self) -> dict[str, Any]:
-        """Return GET /alerts: firing alerts, recent ones (firing and resolved, newest first) and recent deliveries."""
-        firing_rows, recent_rows = self.rows()
+    def snapshot(self, viewer: Viewer = ANONYMOUS) -> dict[str, Any]:
+        """Return GET /alerts: firing alerts, recent ones (firing and resolved, newest first) and recent deliveries.
+
+        Each as `viewer` may see it (by default, everything); the deliveries (channels, their errors) are the alerts'
+        configuration, left out for readers who may not see it.
+        """
+        firing_rows, recent_rows = self.rows(viewer)
+        if not viewer.sees_sources:
+            return {"firing": firing_rows, "recent": recent_rows}
         deliveries = self.deliveries.recent() if self.deliveries is not None else []
         return {
             "firing": firing_rows,
             "recent": recent_rows,
             "deliveries": [
                 {
-                    "key": d.key,
+                    "key": shown_key(d.key, self._kind(d.key.partition("|")[0]), viewer),
                     "event": d.event,
                     "channel": d.channel,
                     "ok": d.ok,
@@ -389,3 +425,47 @@ def _new_alert(seen: Observation, now: float) -> Alert:
 def _alert_of(row: Iterable[Any]) -> Alert:
     episode, key, rule, subject, tool, state, since, fired_at, resolved_at, value, threshold, message, notified_at = row
     return Alert(key, rule, subject, tool, state, since, value, threshold, message, episode, fired_at, resolved_at, notified_at)
+
+
+# ------------------------------------------------------------ as a reader sees it
+
+
+def shown_key(key: str, kind: str | None, viewer: Viewer) -> str:
+    """Return alert key `key` ("rule|subject") as `viewer` may see it: a borrow id or a hidden source name digested."""
+    rule, bar, subject = key.partition("|")
+    if not bar:
+        return key
+    names = viewer.names
+    if kind == HELD_LONGER_THAN:
+        return f"{rule}|{names.borrow_id(subject)}"
+    if (kind == SOURCE_DOWN and not viewer.sees_sources) or (kind is None and not (names.real and viewer.sees_sources)):
+        return f"{rule}|{privacy.digest(names, 'alert', subject)}"
+    return key
+
+
+def _held_message(alert: Alert, viewer: Viewer) -> str | None:
+    """Return a held_longer_than alert's message with its user and borrow id as `viewer` may see them, or None.
+
+    Its text keeps them (a HeldText) until a restart; one read back from the store gives its user back only when it is
+    exactly what the one template makes of this alert's tool, figures and borrow id (its key's subject).
+    """
+    names, text = viewer.names, alert.message
+    if isinstance(text, HeldText):
+        return text.said_as(privacy.user(text.user, names), names.borrow_id(text.borrow_id))
+    borrow_id, tool = alert.key.partition("|")[2], alert.subject
+    if not borrow_id or tool is None:
+        return None
+    head = f"{tool}: "
+    tail = held_text(tool, "", alert.value, alert.threshold, borrow_id)[len(head) :]
+    if not text.startswith(head) or not text.endswith(tail) or len(text) <= len(head) + len(tail):
+        return None
+    user = text[len(head) : len(text) - len(tail)]
+    return held_text(tool, privacy.user(user, names), alert.value, alert.threshold, names.borrow_id(borrow_id))
+
+
+def _down_message(alert: Alert) -> str:
+    """Return what a source_down alert says to readers who may not see the sources' details: the kind of source only."""
+    kind = alert.message.partition(" ")[0]  # "{kind} {name} is down...": kinds are single words
+    if alert.subject is not None and kind.isalnum() and alert.message.startswith(f"{kind} {alert.subject} is down"):
+        return f"a {kind} source is down"
+    return "a source is down"

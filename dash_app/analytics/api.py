@@ -2,8 +2,10 @@
 
 from flask import Blueprint, Response, jsonify, request
 
+from dash_app import privacy
 from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.analytics.service import CSV_COLUMNS, PeriodError, Report, period_of, table_rows
+from dash_app.auth.viewer import current_viewer
 from dash_app.export import to_csv
 from dash_app.state import get_state
 from dash_app.web import ApiError
@@ -43,8 +45,9 @@ def _csv(text: str, name: str) -> Response:
 def capacity() -> Response:
     report, fmt = _report()
     if fmt == "csv":
-        return _csv(to_csv(table_rows(report), CSV_COLUMNS), "capacity")
-    return jsonify({**report.period(), "tools": report.tools})
+        return _csv(to_csv(table_rows(report), CSV_COLUMNS), "capacity")  # no user names in its columns
+    # The report is cached and shared with the page: its top users are shown to this reader on a copy.
+    return jsonify({**report.period(), "tools": privacy.capacity_tools(report.tools, current_viewer().names)})
 
 
 @bp.get("/analytics/commit-advice")

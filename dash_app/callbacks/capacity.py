@@ -9,6 +9,7 @@ from dash import Input, Output, State, ctx, dcc, no_update
 
 from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.analytics.service import CSV_COLUMNS, iso, month_period, table_rows
+from dash_app.auth import viewer as readers
 from dash_app.export import to_csv
 from dash_app.figures import capacity as charts
 from dash_app.layouts.capacity import DEFAULT_PERIOD, PERIODS
@@ -87,6 +88,22 @@ def period_for(choice, start_date, end_date, now, zone, longest):
     seconds = int(choice) if str(choice).isdigit() else int(DEFAULT_PERIOD)
     end = float(int(now // 60) * 60)
     return end - min(seconds, longest), end
+
+
+USERS_HIDDEN = "User names are hidden for your role"
+
+
+def users_figure(top_users, names):
+    """Return the heaviest users' chart as a reader who sees names as `names` says may see it.
+
+    Pseudonyms stand for the users where names are not shown as they are; where none are shown, an empty chart says
+    so. The report's entries are the cache's: they are copied, never changed.
+    """
+    if names.real:
+        return charts.users_chart(top_users)
+    if names.mode == readers.HIDDEN:
+        return charts.empty_figure(USERS_HIDDEN)
+    return charts.users_chart([{**entry, "user": names.user(entry["user"])} for entry in top_users])
 
 
 def advice_text(advice, currency):
@@ -195,7 +212,7 @@ def register_capacity_callbacks(app, state):
             charts.duration_chart(detail["duration"], entry["commit"], entry["total"]),
             charts.cost_chart(advice, currency),
             charts.heatmap_chart(detail["heatmap"], zone),
-            charts.users_chart(entry["top_users"]),
+            users_figure(entry["top_users"], readers.current_viewer().names),
             charts.denials_chart(detail["denials"], detail["bin_seconds"], zone),
             query,
         )

@@ -1,10 +1,12 @@
 """One refresh of the page: cards, the visible section's charts and tables, sent as patches where they can be."""
 
+import threading
 import time
 from typing import Any
 
 from dash import no_update
 
+from dash_app.auth.viewer import FULL, Names, Viewer, current_viewer
 from dash_app.callbacks.capacity import is_capacity
 from dash_app.callbacks.legend import hidden_in
 from dash_app.callbacks.snapshots import GRIDS, OVERVIEW_FIGURES, TOOL_FIGURES, Snapshots
@@ -47,22 +49,48 @@ def _card_key(component_id, prop):
 
 
 class PageUpdater:
-    """Computes every output of one refresh for one tab from the shared snapshots and what that tab already has."""
+    """Computes every output of one refresh for one tab from the shared snapshots and what that tab already has.
+
+    Readers who see people's names differently (real, pseudonyms, none) get their own Snapshots, made on the first
+    refresh of such a reader: every row, figure, cache and signature of one holds names only as its readers see them.
+    """
 
     def __init__(self, state, clock=time.time):
         self.state = state
         self.clock = clock
         self.snapshots = Snapshots(state.buffer, state.pool, state.history, state.config.currency)
+        self._by_names: dict[Names, Snapshots] = {FULL: self.snapshots}
+        self._by_names_lock = threading.Lock()
 
-    def update(self, tool_value, window_value, seen, zone_choice=None, browser_zone=None, hidden=None):
-        """Return ({(id, prop): value or no_update}, the tab's new render state)."""
+    def snapshots_for(self, names: Names) -> Snapshots:
+        """Return the Snapshots of readers who see names as `names` says (at most one per way: three in all)."""
+        found = self._by_names.get(names)
+        if found is not None:
+            return found
+        with self._by_names_lock:
+            found = self._by_names.get(names)
+            if found is None:
+                state = self.state
+                found = Snapshots(state.buffer, state.pool, state.history, state.config.currency, names=names)
+                found.shown_tools = self.snapshots.shown_tools
+                self._by_names[names] = found
+            return found
+
+    def update(self, tool_value, window_value, seen, zone_choice=None, browser_zone=None, hidden=None, viewer=None):
+        """Return ({(id, prop): value or no_update}, the tab's new render state) for `viewer` (the request's reader)."""
+        viewer = viewer if isinstance(viewer, Viewer) else current_viewer()
+        names = viewer.names
+        snapshots = self.snapshots_for(names)
         now = self.clock()
         tool, window = selected_tool(tool_value), selected_window(window_value)
         zone = time_zone(zone_choice, browser_zone)
-        pool, tool, view = self.snapshots.get(tool, window, now, zone)
-        # The render state comes back from the browser: anything but what we sent counts as "nothing shown yet".
+        pool, tool, view = snapshots.get(tool, window, now, zone)
+        # The render state comes back from the browser: anything but what we sent counts as "nothing shown yet",
+        # and so do parts sent to a reader who saw names otherwise (the tab's reader signed in with another role).
         seen = seen if isinstance(seen, dict) else {}
         had = seen.get("parts") if isinstance(seen.get("parts"), dict) else {}
+        if seen.get("names") != names.mode:
+            had = {}
         has = dict(had)
         out: dict[tuple[str, str], Any] = dict.fromkeys(OUTPUTS, no_update)
         out[("buffer-size", "children")] = parts.number(self.state.buffer.get_stats_summary()["total_events"])
@@ -80,7 +108,7 @@ class PageUpdater:
                     part, had.get(output_id), time_range, hidden_in(hidden, output_id)
                 )
             elif output_id == "tool-table":
-                update = grid_update(part, had.get(output_id), self.snapshots.row_keys)
+                update = grid_update(part, had.get(output_id), snapshots.row_keys)
                 out[(output_id, "rowData")], out[(output_id, "rowTransaction")], has[output_id] = update
             elif output_id in GRIDS:
                 out[(output_id, "rowData")], has[output_id] = component_update(part, had.get(output_id))
@@ -89,19 +117,20 @@ class PageUpdater:
                 if values is not no_update:
                     out.update({key: values[_card_key(*key)] for key in VIEW_CARDS})
             elif output_id == "events-table":
-                update = rows_update(part, had.get(output_id), self.snapshots.row_keys, parts.EVENTS_ROWS_PATH)
+                update = rows_update(part, had.get(output_id), snapshots.row_keys, parts.EVENTS_ROWS_PATH)
                 out[(output_id, "children")], has[output_id] = update
             else:
                 out[(output_id, "children")], has[output_id] = component_update(part, had.get(output_id))
-        strip = parts.sources_down(down_sources(self.state), now)
+        strip = parts.sources_down(down_sources(self.state), now, detailed=viewer.sees_sources)
         if had.get("source-strip") != strip:
             out[("source-strip", "children")], out[("source-strip", "is_open")] = strip, bool(strip)
         has["source-strip"] = strip
-        self._alerts(zone, had, has, out)
+        self._alerts(zone, had, has, out, viewer)
         # "updated" changes on every answer, which is how the browser-side status pill knows updates arrive;
         # "query" is the URL of this view, which the browser writes into its address bar.
         render_state = {
             "mode": mode,
+            "names": names.mode,
             "view": [tool, window, zone],
             "updated": now,
             "query": query_for_view(tool, window, zone_choice),
@@ -110,20 +139,25 @@ class PageUpdater:
         out[("render-state", "data")] = render_state
         return out, render_state
 
-    def _alerts(self, zone, had, has, out):
-        """Open the alerts banner while any alert fires, and list the recent alerts; send them only when changed."""
+    def _alerts(self, zone, had, has, out, viewer):
+        """Open the alerts banner while any alert fires, and list the recent alerts; send them only when changed.
+
+        Both show each alert as the reader may see it (parts.alert_view); the list's signature is of what is shown.
+        """
         engine = self.state.alerts
         if not engine.rules:
             return
+        kinds = {name: rule.kind for name, rule in engine.rules.items()}
         firing = engine.firing()
-        banner = parts.alerts_banner_text(firing)
+        banner = parts.alerts_banner_text(firing, kinds, viewer.names, viewer.sees_sources)
         if had.get("alerts-banner") != banner:
             out[("alerts-banner", "children")], out[("alerts-banner", "is_open")] = banner, bool(banner)
         has["alerts-banner"] = banner
         _, recent = engine.rows()  # not snapshot(): a refresh has no use for the deliveries
-        signature = digest([zone, recent])
+        shown = parts.shown_alerts(recent, kinds, viewer.names, viewer.sees_sources)
+        signature = digest([zone, shown])
         if had.get("alerts-list") != signature:
-            out[("alerts-list", "children")] = parts.alerts_table(recent, zone)
+            out[("alerts-list", "children")] = parts.alerts_table(shown, zone)
         has["alerts-list"] = signature
 
     def __call__(self, _n_intervals, tool_value, window_value, zone_choice, browser_zone, seen, hidden, pathname=None):

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from dash_app import figures
+from dash_app.auth.viewer import FULL, Names
 from dash_app.buffer import MinuteFlow
 from dash_app.callbacks.updates import component_part, figure_part, plain
 from dash_app.callbacks.window_stats import (
@@ -54,12 +55,13 @@ class EventRows:
     """Table rows of events, each built once: an event never changes, and a live tick brings only a few new ones.
 
     Rows used during the current data version are kept, and those of the previous version, so views and tabs that
-    show the same events share them and the cache stays as small as the tables.
+    show the same events share them and the cache stays as small as the tables. Users show as `names` says.
     """
 
-    def __init__(self):
-        self._current = {}
-        self._previous = {}
+    def __init__(self, names: Names = FULL):
+        self.names = names
+        self._current: dict[tuple[Any, ...], Any] = {}
+        self._previous: dict[tuple[Any, ...], Any] = {}
 
     def next_version(self):
         """Forget rows no table used during the last two versions."""
@@ -82,7 +84,7 @@ class EventRows:
             )
             row = self._current.get(key) or self._previous.get(key)
             if row is None:
-                row = plain(parts.event_row(event, color, zone))
+                row = plain(parts.event_row(event, color, zone, self.names))
             self._current[key] = row
             out.append(row)
             keys.append(key)
@@ -239,25 +241,29 @@ class Snapshots:
 
     The data version is the buffer's version, the pool's counts and the current minute (windows slide by whole
     minutes), so ten tabs on the same tick share one build, and a quiet minute costs no rebuild at all.
+
+    One Snapshots serves one way of showing people's names (`names`): its rows and figures show users, hosts and
+    borrow ids as `names` says, so all its caches and signatures belong to readers of that kind alone.
     """
 
-    def __init__(self, buffer, pool, history=None, currency=""):
+    def __init__(self, buffer, pool, history=None, currency="", names: Names = FULL):
         self.buffer = buffer
         self.pool = pool
         self.history = history
         self.currency = currency
+        self.names = names
         self.shown_tools = SHOWN_TOOLS  # how many tools the overview's charts show by name
         # window -> (key, WindowData): each window's data, from the buffer or the stored history.
-        self._window_data_cache = {}
+        self._window_data_cache: dict[float, tuple[Any, WindowData]] = {}
         self._buffer_windows = BufferWindows(buffer)
         self._lock = threading.Lock()
         self._version: tuple[Any, ...] | None = None
         self._pool: PoolSnapshot | None = None
         self._views: dict[tuple[str | None, float, str], tuple[Any, dict[str, Any]]] = {}
-        self._rows = EventRows()
+        self._rows = EventRows(names)
         self._memo: dict[str, tuple[Any, ...]] = {}  # figure id -> (key of its inputs, its Part, the inputs)
         # Row keys of recently built tables by signature, so a tab's table can be patched row by row.
-        self._table_rows = {}
+        self._table_rows: dict[str, Any] = {}
 
     def get(self, tool, window, now, zone="UTC"):
         """Return (PoolSnapshot, tool, {output id: Part}) for the view of `tool` (None for all tools) over `window` s.
@@ -363,7 +369,7 @@ class Snapshots:
             ),
             "tool-table": self._grid(parts.tool_rows(pool.status, stats, self.currency), "tool"),
             "checkouts-table": component_part(
-                parts.checkout_rows(self.pool.active_borrows(), now, zone, limit=parts.OVERVIEW_CHECKOUTS)
+                parts.checkout_rows(self.pool.active_borrows(), now, zone, limit=parts.OVERVIEW_CHECKOUTS, names=self.names)
             ),
             "cards": self._cards(window, totals(stats), in_use_now, pool.pool_total, "all tools"),
             "events-table": self._events(pool, window, None, colors, zone),
@@ -376,7 +382,7 @@ class Snapshots:
         borrowed = entry["borrowed"] if entry else 0
         history = data.buckets.get(tool, [])
         return {
-            "tool-borrow-chart": figure_part(figures.tool_borrow_chart(tool, history, color, frame)),
+            "tool-borrow-chart": figure_part(figures.tool_borrow_chart(tool, history, color, frame, self.names)),
             "tool-commit-chart": figure_part(figures.tool_commit_chart(entry, frame.revision)),
             "tool-inuse-chart": figure_part(figures.tool_inuse_chart(tool, data.in_use.get(tool, []), limits, color, frame)),
             "tool-failure-chart": figure_part(
@@ -387,7 +393,9 @@ class Snapshots:
                 )
             ),
             "tool-info": component_part(parts.tool_info(tool, entry, color, self.currency)),
-            "checkouts-table": component_part(parts.checkout_rows(self.pool.active_borrows(tool=tool), now, frame.zone)),
+            "checkouts-table": component_part(
+                parts.checkout_rows(self.pool.active_borrows(tool=tool), now, frame.zone, names=self.names)
+            ),
             "cards": self._cards(window, stats.get(tool, EMPTY), borrowed, limits[1] if limits else 0, "this tool"),
             "events-table": self._events(pool, window, tool, {tool: color}, frame.zone),
         }

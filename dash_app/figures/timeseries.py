@@ -1,5 +1,6 @@
 """Charts over a time window, per minute (or per bin of the stored history): borrows, overage, failures, in use."""
 
+from dash_app.auth.viewer import FULL, HIDDEN
 from dash_app.figures.common import empty_figure, limit_line, rgba, time_axis
 from dash_app.figures.text import legend_name, name_list, plotly_text, trace_uid
 from dash_app.figures.theme import (
@@ -178,13 +179,22 @@ def reason_category(reason):
     return category.strip() if colon and category.strip() else reason
 
 
-def tool_borrow_chart(tool, buckets, color, frame):
-    """One tool's borrows per minute; hovering a bar shows its count, overage and users."""
+def tool_borrow_chart(tool, buckets, color, frame, names=FULL):
+    """One tool's borrows per minute; hovering a bar shows its count, overage and users.
+
+    The users are listed as `names` shows them (pseudonyms, or no list at all when names are hidden); their count
+    is always the real number of distinct users, an aggregate.
+    """
     if not buckets:
         return empty_figure("No borrows of this tool in this window", frame.revision)
     x = [frame.bucket(b["timestamp"]) for b in buckets]
     y = [b["count"] for b in buckets]
-    custom = [[len(b["users"]), b["overage_count"], name_list(b["users"], HOVER_USER_LIMIT)] for b in buckets]
+    listed = names.mode != HIDDEN
+    custom = [
+        [len(b["users"]), b["overage_count"], name_list(names.users(b["users"]), HOVER_USER_LIMIT) if listed else ""]
+        for b in buckets
+    ]
+    users_line = "<br>%{customdata[0]} users:<br>%{customdata[2]}" if listed else "<br>%{customdata[0]} users"
     trace = _minute_bar(
         plotly_text(tool),
         tool,
@@ -194,8 +204,7 @@ def tool_borrow_chart(tool, buckets, color, frame):
         frame,
         customdata=custom,
         hovertemplate=(
-            f"<b>%{{x|{frame.time_format}}}</b><br>%{{y}} borrows, %{{customdata[1]}} overage"
-            "<br>%{customdata[0]} users:<br>%{customdata[2]}<extra></extra>"
+            f"<b>%{{x|{frame.time_format}}}</b><br>%{{y}} borrows, %{{customdata[1]}} overage{users_line}<extra></extra>"
         ),
         showlegend=False,
     )

@@ -153,10 +153,12 @@ def tool_table(currency):
 def checkouts_table():
     """Return the `checkouts-table` grid: open checkouts, longest held first (all tools, or the selected one)."""
     text = {"filter": "agTextColumnFilter", "minWidth": 100, "flex": 1}
+    # Readers who may not see names get none (auth.viewer): a dash says so, as in the events table.
+    withheld = {"valueFormatter": {"function": "params.value ? params.value : '—'"}}
     columns = [
         {"field": "tool", "headerName": "Tool", **text, "minWidth": 160, "flex": 2},
-        {"field": "user", "headerName": "User", **text},
-        {"field": "host", "headerName": "Host", **text},
+        {"field": "user", "headerName": "User", **text, **withheld},
+        {"field": "host", "headerName": "Host", **text, **withheld},
         {"field": "version", "headerName": "Version", **text, "minWidth": 80},
         {"field": "since", "headerName": "Since", "minWidth": 90, "flex": 1, "sortable": False},
         # Sorted by the seconds held, shown as "3 h 05 min".

@@ -6,6 +6,16 @@ from zoneinfo import ZoneInfo
 
 from dash import html
 
+from dash_app.alerts.rules import (
+    DENIALS,
+    EXPIRES_WITHIN,
+    HELD_LONGER_THAN,
+    IN_USE_PERCENT,
+    NOT_PERSISTING,
+    OVERAGE_COST,
+    SOURCE_DOWN,
+)
+from dash_app.auth.viewer import FULL
 from dash_app.events import POLLED_SOURCES, source_of
 from dash_app.figures.theme import REASON_LABELS
 from dash_app.timeutil import parse_iso
@@ -97,8 +107,12 @@ def tool_info(tool, entry, color, currency=""):
 SOURCES_LISTED = 5  # sources named in the strip; the rest are counted
 
 
-def sources_down(down, now):
-    """Return the source strip's text for the sources that are down (their names are text, never markup), or ""."""
+def sources_down(down, now, detailed=True):
+    """Return the source strip's text for the sources that are down (their names are text, never markup), or "".
+
+    Without `detailed` (readers who may not see the sources' health details) only each source's kind is named:
+    no name (a log path, PORT@HOST) and no error.
+    """
     if not down:
         return ""
     shown = []
@@ -106,6 +120,9 @@ def sources_down(down, now):
         since = entry.get("down_since")
         minutes = int(max(0.0, now - parse_iso(since)) // 60) if since else None
         how_long = f" for {minutes} min" if minutes is not None else ""
+        if not detailed:
+            shown.append(f"{entry['kind']} source down{how_long}")
+            continue
         error = f" ({entry['last_error']})" if entry.get("last_error") else ""
         shown.append(f"{entry['kind']} {entry['name']} down{how_long}{error}")
     more = f"; and {len(down) - SOURCES_LISTED} more" if len(down) > SOURCES_LISTED else ""
@@ -140,15 +157,15 @@ def clock_time(epoch_seconds, zone="UTC"):
     return datetime.fromtimestamp(epoch_seconds, ZoneInfo(zone)).strftime("%H:%M:%S")
 
 
-def event_row(event, color, zone="UTC"):
-    """Return one table row for a buffer event dict: time (in `zone`), event, tool, user, overage or reason."""
+def event_row(event, color, zone="UTC", names=FULL):
+    """Return one table row for a buffer event dict: time (in `zone`), event, tool, user (as `names` shows it), detail."""
     stamp = event["timestamp"][11:19] if zone == "UTC" else clock_time(parse_iso(event["timestamp"]), zone)
     return html.Tr(
         [
             html.Td(stamp, className="text-nowrap font-monospace"),
             html.Td(html.Span(event["type"], className=_TYPE_BADGES[event["type"]])),
             html.Td([_dot(color), event["tool"] or "—"], className="text-nowrap"),
-            html.Td(event["user"] or "—"),
+            html.Td(names.user(event["user"]) or "—"),
             html.Td(_event_detail(event)),
         ]
     )
@@ -190,15 +207,19 @@ def since_text(epoch_seconds, now, zone="UTC"):
     return stamp_dt.strftime("%H:%M:%S" if stamp_dt.date() == today_dt.date() else "%b %d %H:%M")
 
 
-def checkout_rows(borrows, now, zone="UTC", limit=None):
-    """Return the checkouts table's rows for active Borrows, the longest held first (at most `limit`)."""
+def checkout_rows(borrows, now, zone="UTC", limit=None, names=FULL):
+    """Return the checkouts table's rows for active Borrows, the longest held first (at most `limit`).
+
+    User, host and id are as `names` shows them: the grid's row id reaches the browser even where no column shows
+    it, and the ids of log lines and polls name client hosts, so readers without real names get a digest.
+    """
     ordered = sorted(borrows, key=lambda b: (b.borrowed_at, b.id))[:limit]
     return [
         {
-            "id": b.id,
+            "id": names.borrow_id(b.id),
             "tool": b.tool,
-            "user": b.user,
-            "host": b.host or "",
+            "user": names.user(b.user),
+            "host": names.host(b.host) or "",
             "version": b.version or "",
             "since": since_text(b.borrowed_at, now, zone),
             "held": duration(now - b.borrowed_at),
@@ -248,11 +269,98 @@ def tool_rows(status, stats, currency=""):
 ALERTS_NAMED = 3  # firing alerts the banner names; the rest are counted
 
 
-def alerts_banner_text(firing):
-    """Return the alerts banner's text for the firing Alerts (oldest first), or "" when none fires."""
+# Kinds whose messages name only tools, counts and dates: every reader may read them as they are.
+PLAIN_KINDS = frozenset((IN_USE_PERCENT, DENIALS, OVERAGE_COST, EXPIRES_WITHIN, NOT_PERSISTING))
+_HELD_TEXT = " has held a license for "
+
+
+def _field(alert, name):
+    """Return a field of an Alert or of its GET /alerts dict (None when it has none)."""
+    return alert.get(name) if isinstance(alert, dict) else getattr(alert, name, None)
+
+
+def _subject(alert):
+    """Return an alert's subject (a tool, a source name, or None): an Alert's `subject`, its dict's `tool`."""
+    return alert.get("tool") if isinstance(alert, dict) else alert.subject
+
+
+def _held_user(alert, tool, borrow_id):
+    """Return the user a held_longer_than alert names: its own field, else read back from its message, else None."""
+    message = _field(alert, "message") or ""
+    user = _field(alert, "user") or getattr(message, "user", None)  # alerts.conditions.HeldText carries its user
+    if user is not None:
+        return user
+    head, tail = f"{tool}: ", f"; {borrow_id})"
+    if borrow_id is None or not message.startswith(head) or not message.endswith(tail):
+        return None
+    user, found, _rest = message[len(head) : -len(tail)].rpartition(_HELD_TEXT)
+    return user if found and user else None
+
+
+def _held_text(alert, names):
+    """Return a held_longer_than alert's message with its user and borrow id as `names` shows them, or None."""
+    rule, tool, key = _field(alert, "rule"), _subject(alert), _field(alert, "key") or ""
+    held, limit = _field(alert, "value"), _field(alert, "threshold")
+    borrow_id = _field(alert, "borrow_id") or getattr(_field(alert, "message"), "borrow_id", None)
+    if borrow_id is None and key.startswith(f"{rule}|"):
+        borrow_id = key[len(rule) + 1 :]  # the key is "rule|borrow id"; rule names have no "|"
+    if tool is None or borrow_id is None or not isinstance(held, (int, float)) or not isinstance(limit, (int, float)):
+        return None
+    user = names.user(_held_user(alert, tool, borrow_id)) or "a user"
+    return f"{tool}: {user}{_HELD_TEXT}{held / 3600:.1f} h (limit {limit / 3600:g} h; {names.borrow_id(borrow_id)})"
+
+
+def alert_view(alert, kind, names=FULL, sees_sources=True):
+    """Return (subject, message) of an alert (an Alert or its GET /alerts dict) as one reader may see them.
+
+    `kind` is its rule's kind (None when the rule is gone). Held-too-long messages name a user and a borrow id (which
+    names a client host): readers without real names get them as `names` shows them. Source-down messages name the
+    source and its error: readers who may not see the sources' details get only the kind of source. Messages of
+    kinds not known here are shown only to readers who may see everything.
+    """
+    rule, subject, message = _field(alert, "rule"), _subject(alert), _field(alert, "message") or ""
+    if kind in PLAIN_KINDS:
+        return subject, message
+    if kind == HELD_LONGER_THAN:
+        if names.real:
+            return subject, message
+        text = _held_text(alert, names)
+        if text is None:  # not the shape this module knows: say only which rule fires on which tool
+            text = f"{rule} on {subject}" if subject else str(rule)
+        return subject, text
+    if kind == SOURCE_DOWN:
+        if sees_sources:
+            return subject, message
+        source_kind = message.split(" ", 1)[0]  # "{kind} {name} is down...": kinds are single words
+        return None, f"a {source_kind} source is down" if source_kind.isalnum() else "a source is down"
+    if names.real and sees_sources:
+        return subject, message
+    return None, f"alert {rule}"
+
+
+def shown_alerts(recent, kinds, names=FULL, sees_sources=True):
+    """Return the GET /alerts `recent` entries with subject and message as one reader may see them, and no key."""
+    shown = []
+    for alert in recent:
+        subject, message = alert_view(alert, kinds.get(alert["rule"]), names, sees_sources)
+        row = {key: value for key, value in alert.items() if key not in ("key", "user", "borrow_id")}
+        shown.append({**row, "tool": subject, "message": message})
+    return shown
+
+
+def alerts_banner_text(firing, kinds=None, names=FULL, sees_sources=True):
+    """Return the alerts banner's text for the firing Alerts (oldest first), or "" when none fires.
+
+    `kinds` ({rule name: kind}) says how each alert's message may be shown to the reader (see alert_view); without
+    it the messages are shown as they are.
+    """
     if not firing:
         return ""
-    named = "; ".join(alert.message for alert in firing[:ALERTS_NAMED])
+    if kinds is None:
+        messages = [alert.message for alert in firing[:ALERTS_NAMED]]
+    else:
+        messages = [alert_view(alert, kinds.get(alert.rule), names, sees_sources)[1] for alert in firing[:ALERTS_NAMED]]
+    named = "; ".join(messages)
     more = f"; and {len(firing) - ALERTS_NAMED} more" if len(firing) > ALERTS_NAMED else ""
     count = f"{len(firing)} alert{'s' if len(firing) != 1 else ''} firing"
     return f"{count}: {named}{more}."

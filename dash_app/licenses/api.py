@@ -2,6 +2,8 @@
 
 from flask import Blueprint, Response, jsonify, request
 
+from dash_app import privacy
+from dash_app.auth.viewer import current_viewer
 from dash_app.licenses.pool import UNKNOWN_TOOL, BorrowDenied, LicensePool, UnknownBorrow
 from dash_app.licenses.shared_pool import PoolUnavailable
 from dash_app.state import get_state
@@ -68,4 +70,12 @@ def tool_status(tool: str) -> Response:
 def active_borrows() -> Response:
     user = request.args.get("user") or None
     tool = request.args.get("tool") or None
-    return jsonify([b.as_dict() for b in _pool().active_borrows(user=user, tool=tool)])
+    names = current_viewer().names
+    if names.real:
+        borrows = _pool().active_borrows(user=user, tool=tool)
+    else:
+        # `user` matches the name as this reader sees it (a pseudonym), so a real name cannot be probed; hidden: none.
+        borrows = _pool().active_borrows(tool=tool)
+        if user is not None:
+            borrows = [b for b in borrows if privacy.user(b.user, names) == user]
+    return jsonify([privacy.event(b.as_dict(), names) for b in borrows])

@@ -7,11 +7,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from types import FrameType
 
 from flask import Blueprint, Response, jsonify, request
 from gunicorn.workers.base import Worker
 
+from dash_app.auth.viewer import FULL, current_viewer
 from dash_app.events import name_problem
 from dash_app.state import get_state
 from dash_app.stream import sse
@@ -54,7 +56,9 @@ def end_streams_on_worker_exit(ticker: StreamTicker) -> None:
 @bp.get("/realtime/stream")
 def stream() -> Response:
     state = get_state()
-    variant = parse_variant(state.stream, state.config.retention_seconds)
+    # Who reads is settled now, in the request: the stream shows names as this reader may see them, for its whole life.
+    names = current_viewer().names
+    variant = replace(parse_variant(state.stream, state.config.retention_seconds), names=FULL if names.real else names)
     encoding = "gzip" if sse.accepts_gzip(request.headers.get("Accept-Encoding", "")) else None
     # The client's own socket, for hang-up checks and send timeouts; under HTTP/2 it would be shared, so leave it.
     sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Self, TypeAlias, cast
 
+from dash_app import privacy
+from dash_app.auth.viewer import FULL, Names
 from dash_app.buffer import Bucket
 from dash_app.timeutil import first_minute_at_or_after, iso_minute, iso_utc
 
@@ -89,13 +91,53 @@ def reuse_unchanged(old: ToolMetrics, new: ToolMetrics) -> ToolMetrics:
     return old if same else new
 
 
+class ShownBuckets:
+    """Buckets as one names mode (not real names) shows them, each shown once: a bucket is shared and never changes,
+    so the copy made for it on one tick serves every variant of the mode, on that tick and the next ones.
+
+    Kept by the ticker per names mode and used under its lock. A copy not used for a whole tick is let go; each
+    entry holds its bucket, so no other bucket can take its id while the entry lives.
+    """
+
+    def __init__(self, names: Names) -> None:
+        self.names = names
+        self._tick_id: int | None = None
+        self._now: dict[int, tuple[Bucket, Bucket]] = {}  # id(bucket) -> (bucket, shown copy), used on this tick
+        self._before: dict[int, tuple[Bucket, Bucket]] = {}  # the same, used on the tick before and not yet on this one
+
+    def tool_metrics(self, metrics: ToolMetrics, tick_id: int) -> ToolMetrics:
+        """Return {tool: [bucket, ...]} with each bucket's users as this mode shows them."""
+        if tick_id != self._tick_id:
+            self._tick_id, self._before, self._now = tick_id, self._now, {}
+        now, before = self._now, self._before
+        out: ToolMetrics = {}
+        for tool, buckets in metrics.items():
+            shown = []
+            for bucket in buckets:
+                entry = now.get(id(bucket))
+                if entry is None:
+                    entry = before.pop(id(bucket), None)
+                    if entry is None or entry[0] is not bucket:
+                        entry = (bucket, cast(Bucket, privacy.bucket(bucket, self.names)))
+                    now[id(bucket)] = entry
+                shown.append(entry[1])
+            out[tool] = shown
+        return out
+
+
 @dataclass(frozen=True)
 class Variant:
-    """What a client asked for: a lookback (None: the whole retention), a tool filter (None: all), delta mode."""
+    """What a client asked for: a lookback (None: the whole retention), a tool filter (None: all), delta mode; and how
+    its reader may see people's names (auth.viewer.Names: its mode and key), so each mode is serialized once per tick.
+
+    The messages are cut from the tick's shared data as it is; users, hosts and borrow ids are shown as `names` says
+    on the way out (on copies), so a reader of real names gets exactly the same message as ever.
+    """
 
     window: float | None = None
     tools: tuple[str, ...] | None = None
     delta: bool = False
+    names: Names = FULL
 
     def tool_metrics(self, tick: Tick) -> ToolMetrics:
         """Return the tick's buckets inside this variant's window and tool filter."""
@@ -117,25 +159,37 @@ class Variant:
             return tick.tools
         return [entry for entry in tick.tools if entry["tool"] in self.tools]
 
-    def full_message(self, tick: Tick) -> Message:
-        """Return the whole picture at `tick`."""
+    def shown_metrics(self, metrics: ToolMetrics, tick: Tick, shown: ShownBuckets | None = None) -> ToolMetrics:
+        """Return buckets of this variant with their users as its names mode shows them (through `shown`, if given)."""
+        if self.names.real:
+            return metrics
+        if shown is not None:
+            return shown.tool_metrics(metrics, tick.id)
+        return cast(ToolMetrics, privacy.tool_metrics(metrics, self.names))
+
+    def full_message(self, tick: Tick, shown: ShownBuckets | None = None) -> Message:
+        """Return the whole picture at `tick` (`shown`: the ticker's copies of buckets as this names mode shows them)."""
         return {
             "mode": "full",
             "timestamp": tick.timestamp,
             "tools": self.tool_status(tick),
             "rates": tick.rates,
-            "recent_events": tick.recent_events,
+            "recent_events": privacy.recent_events(tick.recent_events, self.names),
             "buffer_stats": tick.buffer_stats,
-            "tool_metrics": self.tool_metrics(tick),
+            "tool_metrics": self.shown_metrics(self.tool_metrics(tick), tick, shown),
         }
 
-    def delta_message(self, since: Tick, tick: Tick, changes: Changes | None = None) -> Message:
+    def delta_message(
+        self, since: Tick, tick: Tick, changes: Changes | None = None, shown: ShownBuckets | None = None
+    ) -> Message:
         """Return what a client holding the picture at tick `since` needs to hold the one at `tick`.
 
-        `changes` is Changes.between(since, tick), worked out once per tick for every delta variant.
+        `changes` is Changes.between(since, tick), worked out once per tick for every delta variant; `shown` as in
+        full_message.
         """
         if changes is None:
             changes = Changes.between(since, tick)
+        # Worked out on the shared data (buckets compare by identity), then shown as this reader may see them.
         metrics, expired = diff_metrics(self.tool_metrics(since), self.tool_metrics(tick))
         if changes.tools_full:
             tools = self.tool_status(tick)
@@ -149,10 +203,10 @@ class Variant:
             "tools": tools,
             "tools_full": changes.tools_full,
             "rates": tick.rates,
-            "recent_events": changes.recent_events,
+            "recent_events": privacy.recent_events(changes.recent_events, self.names),
             "recent_events_full": changes.recent_events_full,
             "buffer_stats": tick.buffer_stats,
-            "tool_metrics": metrics,
+            "tool_metrics": self.shown_metrics(metrics, tick, shown),
             "expired": expired,
         }
 

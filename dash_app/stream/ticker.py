@@ -13,9 +13,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from dash_app.stream import sse
-from dash_app.stream.snapshot import Changes, Message, Tick, Variant, take_tick
+from dash_app.stream.snapshot import Changes, Message, ShownBuckets, Tick, Variant, take_tick
 
 if TYPE_CHECKING:  # for the annotations only
+    from dash_app.auth.viewer import Names
     from dash_app.buffer import RealtimeMetricsBuffer
     from dash_app.licenses import LicensePool
 
@@ -129,6 +130,8 @@ class StreamTicker:
         # its Last-Event-ID; and a restarted server never reuses an id an old client remembers.
         self._last_id = 0
         self._channels: dict[Variant, _Channel] = {}
+        # Per names mode other than real names (a part of each Variant): its copies of the buckets, shared by its variants.
+        self._shown: dict[Names, ShownBuckets] = {}
         self._clients = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -150,6 +153,7 @@ class StreamTicker:
         with self._lock:
             subscribers = [sub for channel in self._channels.values() for sub in channel.subscribers]
             self._channels.clear()
+            self._shown.clear()
         for sub in subscribers:
             try:
                 sub.queue.put_nowait(None)
@@ -187,9 +191,9 @@ class StreamTicker:
                 if variant.delta and previous is not None:
                     # Pool status and recent events are the same for every variant: compare them once per tick.
                     changes = changes or Changes.between(previous, tick)
-                    kind, build = "delta", partial(variant.delta_message, previous, tick, changes)
+                    kind, build = "delta", partial(variant.delta_message, previous, tick, changes, self._shown_of(variant))
                 else:
-                    kind, build = "full", partial(variant.full_message, tick)
+                    kind, build = "full", partial(variant.full_message, tick, self._shown_of(variant))
                 for sub in channel.subscribers:
                     try:
                         sub.queue.put_nowait(channel.frame(tick.id, kind, build, sub.encoding))
@@ -248,12 +252,15 @@ class StreamTicker:
                 channel = self._channels[variant] = _Channel()
             sub = Subscription(self, variant, encoding, self.queue_size, on_drop)
             base = self._tick_by_id(last_event_id)
+            shown = self._shown_of(variant)
             if base is latest:
                 sub.first = None
             elif base is not None and variant.delta:
-                sub.first = channel.frame(latest.id, ("since", base.id), lambda: variant.delta_message(base, latest), encoding)
+                sub.first = channel.frame(
+                    latest.id, ("since", base.id), lambda: variant.delta_message(base, latest, shown=shown), encoding
+                )
             else:
-                sub.first = channel.frame(latest.id, "full", lambda: variant.full_message(latest), encoding)
+                sub.first = channel.frame(latest.id, "full", lambda: variant.full_message(latest, shown), encoding)
             channel.subscribers.add(sub)
             self._clients += 1
         return sub
@@ -274,6 +281,18 @@ class StreamTicker:
         channel.subscribers.discard(sub)
         if not channel.subscribers:
             del self._channels[sub.variant]
+            names = sub.variant.names
+            if names in self._shown and all(variant.names != names for variant in self._channels):
+                del self._shown[names]
+
+    def _shown_of(self, variant: Variant) -> ShownBuckets | None:
+        """Return the copies of buckets kept for `variant`'s names mode (None for real names: the buckets as they are)."""
+        if variant.names.real:
+            return None
+        shown = self._shown.get(variant.names)
+        if shown is None:
+            shown = self._shown[variant.names] = ShownBuckets(variant.names)
+        return shown
 
     def _drop(self, sub: Subscription) -> None:
         # Its thread may be blocked sending to a client that reads nothing: on_drop (a socket shutdown) frees it.

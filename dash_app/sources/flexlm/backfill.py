@@ -1,6 +1,5 @@
 """`python -m dash_app ingest-flexlm PATH...`: read FlexNet debug logs into the database once, then exit."""
 
-import argparse
 import logging
 import os
 import sys
@@ -23,7 +22,7 @@ FLUSH_TIMEOUT = 600
 
 def build_parser():
     """Return the parser of the ingest-flexlm command; the dashboard's flags (--db, --tools, ...) apply too."""
-    parser = argparse.ArgumentParser(
+    parser = config_module.OneLineParser(
         prog=PROG,
         description="Read FlexNet (FlexLM) debug logs into the dashboard's database once, then exit. "
         "Lines already read (by an earlier run or the live follower) are skipped.",

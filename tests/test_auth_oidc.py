@@ -1,0 +1,204 @@
+"""--auth oidc against a real OpenID Connect provider (oidc-provider on Node) and a real browser and server."""
+
+import hashlib
+import json
+import time
+
+import pytest
+import requests
+from selenium.webdriver.common.by import By
+
+from dash_app.auth.viewer import PSEUDONYM, Names
+from dash_app.testing import ServerProcess, free_port
+from dash_app.testing.oidc import LOGIN_FIELD, LOGOUT_SELECTOR, PASSWORD_FIELD, SUBMIT_SELECTOR, OidcProvider
+from dash_app.testing.sse_client import SseClient
+from tests.browser_helpers import GH, table_users
+from tests.test_server_polling import wait_for
+
+SECRET = "client-secret-for-tests-only"
+REAL_USER, REAL_HOST = "alice.realname", "ws-secret-host"
+ACCOUNTS = {
+    "alice": {"preferred_username": "alice", "name": "Alice Analyst", "roles": ["analyst"]},
+    "ada": {"preferred_username": "ada", "name": "Ada Admin", "roles": ["lic-admins"]},
+    "vic": {"preferred_username": "vic", "name": "Vic Viewer"},  # no role: a viewer
+}
+
+
+class Site:
+    """A provider and a dashboard server registered with each other."""
+
+    def __init__(self, tmp_path, **env):
+        port = free_port()
+        app = f"http://127.0.0.1:{port}"
+        client = {
+            "client_id": "dash",
+            "client_secret": SECRET,
+            "redirect_uris": [app + "/auth/callback"],
+            "post_logout_redirect_uris": [app + "/auth/signed-out"],
+        }
+        self.provider = OidcProvider(tmp_path, [client], ACCOUNTS)
+        settings = {
+            "DASH_APP_AUTH": "oidc",
+            "DASH_APP_OIDC_ISSUER": self.provider.issuer,
+            "DASH_APP_OIDC_CLIENT_ID": "dash",
+            "DASH_APP_OIDC_CLIENT_SECRET": SECRET,
+            "DASH_APP_OIDC_SCOPES": "openid profile roles",
+            "DASH_APP_ROLE_MAP": "lic-admins=admin",
+            "DASH_APP_PUBLIC_URL": app,
+        }
+        settings.update(env)
+        try:
+            self.server = ServerProcess(settings, tmp_path, port=port)
+        except Exception:
+            self.provider.stop()
+            raise
+        self.url = app
+
+    def stop(self):
+        self.server.stop()
+        self.provider.stop()
+
+
+@pytest.fixture
+def site(tmp_path):
+    sites = []
+
+    def start(**env):
+        sites.append(Site(tmp_path, **env))
+        return sites[-1]
+
+    yield start
+    for s in sites:
+        s.stop()
+
+
+def sign_in(driver, login):
+    """On the provider's login page: type the account id, any password, and submit."""
+    field = wait_for(lambda: driver.find_elements(By.NAME, LOGIN_FIELD), "the provider's login form")[0]
+    field.send_keys(login)
+    driver.find_element(By.NAME, PASSWORD_FIELD).send_keys("any password")
+    driver.find_element(By.CSS_SELECTOR, SUBMIT_SELECTOR).click()
+
+
+def bar_text(driver):
+    found = driver.find_elements(By.ID, "auth-user")
+    return found[0].text if found else ""
+
+
+def cookie_header(driver):
+    """The browser's cookies for the dashboard, as one Cookie header."""
+    return "; ".join(f"{c['name']}={c['value']}" for c in driver.get_cookies())
+
+
+def session_of(driver):
+    """A requests session carrying the browser's cookies for the dashboard."""
+    http = requests.Session()
+    for cookie in driver.get_cookies():
+        http.cookies.set(cookie["name"], cookie["value"])
+    return http
+
+
+def test_sign_in_shows_who_and_their_role_and_sign_out_ends_the_session(site, dash_duo):
+    s = site()
+    driver = dash_duo.driver
+    driver.get(s.url + "/")
+    assert driver.current_url.startswith(s.provider.issuer)  # sent to the provider to sign in
+    sign_in(driver, "alice")
+    wait_for(lambda: bar_text(driver) == "Signed in as alice · analyst", "the sign-in bar")
+    assert driver.current_url.rstrip("/") == s.url
+    dash_duo.wait_for_element("#tool-table", timeout=20)  # the page itself loaded, its callbacks answered
+    http = session_of(driver)
+    assert http.get(s.url + "/auth/me", timeout=5).json()["role"] == "analyst"
+    assert http.get(s.url + "/borrows", timeout=5).status_code == 200
+    # The sign-out form carries the session's CSRF token; without it, nothing happens.
+    assert http.post(s.url + "/auth/logout", data={"csrf": "forged"}, timeout=5).status_code == 403
+    assert http.get(s.url + "/borrows", timeout=5).status_code == 200
+
+    driver.find_element(By.ID, "auth-sign-out").click()
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, LOGOUT_SELECTOR), "the provider's sign-out page")[0].click()
+    wait_for(lambda: driver.current_url.startswith(s.url + "/auth/signed-out"), "the signed-out page")
+    assert driver.find_element(By.ID, "auth-message").text == "You are signed out."
+    assert session_of(driver).get(s.url + "/borrows", timeout=5).status_code == 401
+    driver.get(s.url + "/")
+    wait_for(lambda: driver.find_elements(By.NAME, LOGIN_FIELD), "the login form again (signed out at the provider too)")
+
+
+@pytest.mark.parametrize(("login", "role"), [("ada", "admin"), ("vic", "viewer")])
+def test_roles_come_from_the_id_token_and_the_role_map(site, dash_duo, login, role):
+    s = site()
+    dash_duo.driver.get(s.url + "/")
+    sign_in(dash_duo.driver, login)
+    wait_for(lambda: bar_text(dash_duo.driver) == f"Signed in as {login} · {role}", "the sign-in bar")
+    me = session_of(dash_duo.driver).get(s.url + "/auth/me", timeout=5).json()
+    assert (me["user"], me["role"], me["names"]) == (login, role, "real" if role != "viewer" else "hidden")
+
+
+def test_an_expired_session_needs_a_new_sign_in(site, dash_duo):
+    s = site(DASH_APP_SESSION_HOURS="0.001")  # 3.6 s
+    dash_duo.driver.get(s.url + "/")
+    sign_in(dash_duo.driver, "alice")
+    wait_for(lambda: bar_text(dash_duo.driver).startswith("Signed in as alice"), "the sign-in bar")
+    http = session_of(dash_duo.driver)
+    signed_in_at = time.monotonic()
+    assert http.get(s.url + "/borrows", timeout=5).status_code == 200
+    time.sleep(max(0.0, 3.6 - (time.monotonic() - signed_in_at)) + 0.5)
+    assert http.get(s.url + "/borrows", timeout=5).status_code == 401
+
+
+def test_after_sign_in_only_a_path_on_this_site_is_followed(site, dash_duo):
+    s = site()
+    dash_duo.driver.get(s.url + "/auth/login?next=//evil.example/steal")
+    sign_in(dash_duo.driver, "alice")
+    wait_for(lambda: dash_duo.driver.current_url.startswith(s.url), "the dashboard")
+    assert dash_duo.driver.current_url.rstrip("/") == s.url
+    dash_duo.driver.get(s.url + "/auth/login?next=/%3Ftool%3DMATLAB")
+    wait_for(lambda: "tool=MATLAB" in dash_duo.driver.current_url, "the page asked for")
+    assert dash_duo.driver.current_url.startswith(s.url + "/?tool=MATLAB")
+
+
+@pytest.mark.parametrize(("login", "sees_real_names"), [("vic", False), ("alice", True)])
+def test_privacy_mode_names_people_only_to_analysts_signed_in_through_the_provider(site, dash_duo, login, sees_real_names):
+    key = "pseudonym-key-for-tests-0123456789"
+    s = site(DASH_APP_PSEUDONYMIZE_USERS="1", DASH_APP_PSEUDONYM_KEY=key)
+    borrowed = requests.post(
+        s.url + "/licenses/borrow",
+        json={"tool": GH, "user": REAL_USER, "host": REAL_HOST},
+        headers=s.server.headers(),
+        timeout=5,
+    )
+    assert borrowed.status_code == 200, borrowed.text
+    # What the server shows readers below analyst: the same keyed digest, from the same key (auth.Readers).
+    pseudonym = Names(PSEUDONYM, hashlib.sha256(key.encode()).digest()).user(REAL_USER)
+    expected = REAL_USER if sees_real_names else pseudonym
+
+    dash_duo.driver.get(s.url + "/")
+    sign_in(dash_duo.driver, login)
+    wait_for(lambda: table_users(dash_duo) == [expected], f"{expected} in the events table")
+    http = session_of(dash_duo.driver)
+    reads = {
+        "page": dash_duo.driver.page_source,
+        "borrows": http.get(s.url + "/borrows", timeout=5).text,
+        "export": http.get(s.url + "/realtime/export?kind=events&format=csv&window=600", timeout=5).text,
+        "status": http.get(s.url + "/licenses/status", timeout=5).text,
+    }
+    with SseClient(s.url + "/realtime/stream", headers={"Cookie": cookie_header(dash_duo.driver)}) as stream:
+        reads["stream"] = json.dumps(stream.next_message()["data"])
+    for name in ("page", "borrows", "export", "stream"):  # the reads that name people ("status" counts only)
+        assert expected in reads[name], name
+    for name, text in reads.items():
+        assert sees_real_names or (REAL_USER not in text and REAL_HOST not in text), name
+    assert (REAL_HOST in reads["borrows"]) == sees_real_names
+
+
+def test_an_unreachable_issuer_ends_the_start_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from dash_app.testing import ROOT
+
+    command = [sys.executable, "-m", "dash_app", "--auth", "oidc", "--oidc-issuer", f"http://127.0.0.1:{free_port()}"]
+    env = {"DASH_APP_OIDC_CLIENT_ID": "dash", "DASH_APP_OIDC_CLIENT_SECRET": "s", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("python -m dash_app: error: --oidc-issuer:") and "does not answer" in line
