@@ -15,7 +15,8 @@ def build_parser():
     parser = config_module.OneLineParser(
         prog="python -m dash_app",
         description="Real-time license-usage dashboard.",
-        epilog="Other command: python -m dash_app ingest-flexlm PATH... reads FlexNet debug logs into the database, then exits.",
+        epilog="Other commands: python -m dash_app ingest-flexlm PATH... reads FlexNet debug logs into the database, "
+        "then exits; python -m dash_app db current|upgrade says the database's schema revision, or upgrades it.",
     )
     config_module.add_arguments(parser)
     return parser
@@ -45,6 +46,10 @@ def main(argv=None):
         from dash_app.sources.flexlm.backfill import main as ingest_flexlm
 
         return ingest_flexlm(argv[1:])
+    if argv[:1] == ["db"]:
+        from dash_app.store.db_command import main as db_command
+
+        return db_command(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dash_app.testing import TEST_TOKEN, ServerProcess
+from dash_app.testing import TEST_TOKEN, PostgresServer, ServerProcess
 
 
 @pytest.fixture
@@ -38,3 +38,10 @@ def make_app():
     yield make
     for app in apps:
         get_state(app).stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the whole session; a test that writes makes its own database with create_database."""
+    with PostgresServer() as server:
+        yield server

@@ -189,7 +189,6 @@ def test_thirty_day_history_is_downsampled_with_exact_sums(make_app):
             expected[tool][0] += count
             expected[tool][1] += 1
             expected[tool][2].update(users)
-    store.ensure_schema("SELECT 1")
     with store._conn_lock:
         columns = "tool, minute, count, overage_count, users, returns, failures"
         store._conn.executemany(f"INSERT INTO minute_stats ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)

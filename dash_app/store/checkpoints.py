@@ -10,14 +10,6 @@ from typing import IO, TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from dash_app.store.sqlite_store import SQLiteStore
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS flexlm_offsets (
-    file_id TEXT PRIMARY KEY, path TEXT NOT NULL, source TEXT NOT NULL,
-    fp_len INTEGER NOT NULL, fingerprint TEXT NOT NULL, offset INTEGER NOT NULL, line INTEGER NOT NULL,
-    day INTEGER, last_tod INTEGER, updated_at REAL NOT NULL
-);
-"""
-
 
 class Position(NamedTuple):
     """Where reading a file stopped: its id, byte offset and line number, and the log's date there (if known)."""
@@ -38,8 +30,7 @@ class Checkpoints:
     """The flexlm_offsets table: how far each file was read, found again by the file's first bytes."""
 
     def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
-        store.ensure_schema(SCHEMA)
+        self.store = store  # its table is one of store.tables, made when the database opens
 
     def find(self, fh: IO[bytes], size: int) -> Position | None:
         """Return the stored position of the file open as `fh` (of `size` bytes), or None for a file never seen."""

@@ -1,12 +1,12 @@
-"""The database's schema version (`PRAGMA user_version`) and the ordered migrations that upgrade a file in place.
+"""The schema versions of SQLite files from before the migrations were Alembic's, and how such files catch up.
 
-Version 0 is BASE_SCHEMA, the tables as they were before versions were recorded (such files have user_version 0).
-MIGRATIONS[n] upgrades version n to n + 1. At open, `upgrade` runs each one still due in a transaction of its own that
-also sets the new version, so a file is always at one version or the next, never between; every migration is also
-idempotent on its own (running it again changes nothing), and each logs one line when it upgrades a file that has
-data. A file whose version is newer than SCHEMA_VERSION is refused (SchemaTooNew), never downgraded.
+Files written before version 5 recorded theirs in `PRAGMA user_version` (0: before versions were recorded, the tables
+of BASE_SCHEMA). MIGRATIONS[n] upgrades version n to n + 1; the first Alembic revision (store.migrations)
+runs those still due on an older file, in its transaction, then the revisions after it apply to every database.
+Frozen: never edit BASE_SCHEMA or a migration here; a schema change is a new Alembic revision.
 
-Write the next change as a new function appended to MIGRATIONS; never edit BASE_SCHEMA or a migration once released.
+Every SQLite file also keeps its version in user_version (the head revision's number), so a release from before
+Alembic refuses a file that a newer one has changed.
 """
 
 from __future__ import annotations
@@ -152,11 +152,13 @@ Migration = Callable[[sqlite3.Connection], None]
 
 # MIGRATIONS[n] takes version n to n + 1.
 MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5)
-SCHEMA_VERSION = len(MIGRATIONS)
+LEGACY_VERSION = len(MIGRATIONS)  # the last version from before Alembic: its first revision is this schema
+# The schema version of this code: the head revision's number (revisions are named by their version, "0005", ...).
+SCHEMA_VERSION = 5
 
 
 class SchemaTooNew(Exception):
-    """The file was written by a newer version of the app; the message is one line."""
+    """The database was written by a newer version of the app; the message is one line."""
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -175,41 +177,32 @@ def check_version(conn: sqlite3.Connection) -> int:
     return version
 
 
-def upgrade(conn: sqlite3.Connection, name: str = "database") -> int:
-    """Bring the file on `conn` (autocommit mode) to SCHEMA_VERSION and return the version it had.
+def upgrade_legacy(conn: sqlite3.Connection, name: str = "database") -> int:
+    """Bring a file from before Alembic to LEGACY_VERSION inside the caller's transaction; return its version.
 
-    Raises SchemaTooNew for a newer file, before anything is written.
+    A new file (no tables yet) is left alone: the first revision creates its tables from store.tables.
     """
-    found = check_version(conn)
-    if found == SCHEMA_VERSION:
+    found = schema_version(conn)
+    if found >= LEGACY_VERSION:
         return found
-    fresh = conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name != 'alembic_version'").fetchone() is None:
+        return found
     if found == 0:
-        conn.executescript(BASE_SCHEMA)  # a new file, or one from before versions: the tables version 0 had
-    for version in range(found, SCHEMA_VERSION):
+        # executescript would commit the caller's transaction: one statement at a time instead.
+        for statement in BASE_SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    for version in range(found, LEGACY_VERSION):
         migration = MIGRATIONS[version]
         began = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have upgraded the file since we looked; the write lock settles it.
-            if schema_version(conn) != version:
-                conn.execute("ROLLBACK")
-                check_version(conn)
-                continue
-            migration(conn)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        if not fresh:
-            log.info(
-                "%s: schema upgraded from version %d to %d (%s) in %.2f s",
-                name,
-                version,
-                version + 1,
-                (migration.__doc__ or migration.__name__).strip().splitlines()[0],
-                time.perf_counter() - began,
-            )
+        migration(conn)
+        conn.execute(f"PRAGMA user_version = {version + 1}")
+        log.info(
+            "%s: schema upgraded from version %d to %d (%s) in %.2f s",
+            name,
+            version,
+            version + 1,
+            (migration.__doc__ or migration.__name__).strip().splitlines()[0],
+            time.perf_counter() - began,
+        )
     return found

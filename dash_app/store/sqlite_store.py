@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from dash_app.events import BORROW, FAILURE, RETURN, Event
-from dash_app.store.schema import BASE_SCHEMA, SchemaTooNew, check_version, source_of, upgrade
+from dash_app.store.migrate import check_sqlite, upgrade_sqlite
+from dash_app.store.schema import SchemaTooNew, source_of
 
 if TYPE_CHECKING:  # for the annotations only: the store needs nothing of the licenses package at run time
     from dash_app.licenses.inventory import ToolSpec
@@ -43,9 +44,6 @@ def entry_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
-
-# The tables of a version 0 file; `schema.upgrade` creates them in a new file and migrates them to the latest.
-SCHEMA = BASE_SCHEMA
 
 # A borrow and its return may reach the writer in either order (one source's batch can be recorded after another
 # thread returned one of its borrows), so both are upserts that leave the other's columns alone: the row ends the
@@ -138,6 +136,12 @@ class SQLiteStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
+        if "://" in self.path:
+            # The schema and `db copy` take a server already (store.migrate); the server's store is SQLite's for now.
+            raise StoreError(
+                "--db: this release keeps its data in a SQLite file; a database URL works with "
+                "`python -m dash_app db current|upgrade|copy` only"
+            )
         if self.path != ":memory:":
             parent = Path(self.path).expanduser().resolve().parent
             if not parent.is_dir():
@@ -177,10 +181,10 @@ class SQLiteStore:
         try:
             # Another process's short write must make ours wait, not fail.
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            check_version(conn)  # a newer file is refused before this code changes anything in it
+            check_sqlite(conn)  # a newer file is refused before this code changes anything in it
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            upgrade(conn, f"database {self.path}")  # the tables of a new file, or an older file's migrations
+            upgrade_sqlite(conn, f"database {self.path}")  # the tables of a new file, or an older file's revisions
         except BaseException:
             conn.close()
             raise
@@ -507,11 +511,6 @@ class SQLiteStore:
                 self.persisted, self.last_error = False, f"{type(exc).__name__}: {exc}"
 
     # ---------------------------------------------------------------- reads
-
-    def ensure_schema(self, sql: str) -> None:
-        """Run CREATE ... IF NOT EXISTS statements for a part of the app that keeps its own table."""
-        with self._conn_lock:
-            self._connection().executescript(sql)
 
     def read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         """Run a read query and return all rows; it sees what the writer has committed."""

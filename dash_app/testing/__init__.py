@@ -1,6 +1,7 @@
 """Helpers shared by the tests and the benchmarks: a fake clock, synthetic traffic, timing, and real servers."""
 
 from dash_app.testing.clock import FakeClock
+from dash_app.testing.postgres import PostgresServer
 from dash_app.testing.servers import ROOT, TEST_TOKEN, RedisServer, ServerProcess, free_port, procfile_command
 from dash_app.testing.traffic import (
     REASONS,
@@ -21,6 +22,7 @@ __all__ = [
     "TOOLS",
     "USERS",
     "FakeClock",
+    "PostgresServer",
     "RedisServer",
     "ServerProcess",
     "TrafficEvent",

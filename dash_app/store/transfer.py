@@ -1,0 +1,120 @@
+"""`db copy`: move a site's history from a SQLite file to a database server, table for table, in one transaction.
+
+The source is read as it is (a file from an earlier release is upgraded in a temporary copy first, never in place);
+the target is brought to the head revision and must hold no rows. Every row goes over in batches, the counts are
+compared before the commit, so a copy is whole or nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+
+from dash_app.store.history import migrate_in_use_columns
+from dash_app.store.migrate import (
+    DatabaseError,
+    connect_error,
+    head,
+    redacted,
+    server_engine,
+    sqlite_revision,
+    upgrade_server,
+)
+from dash_app.store.sqlite_store import SQLiteStore, StoreError
+from dash_app.store.tables import PRUNED_ROWS_COMPLETE_AFTER, history_meta, metadata
+
+BATCH_ROWS = 5000
+
+
+def _open_source(path: str) -> sqlite3.Connection:
+    uri = "file:" + urllib.parse.quote(str(Path(path).expanduser().resolve())) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        conn.execute("SELECT 1 FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise StoreError(f"database {path}: cannot read it ({exc})") from None
+    return conn
+
+
+def copy_history(source: str, target: str, progress: Callable[[str, int], None] = lambda table, rows: None) -> dict[str, int]:
+    """Copy every table of the SQLite file `source` into the empty database at URL `target`; return rows per table."""
+    if not Path(source).expanduser().is_file():
+        raise StoreError(f"database {source}: no such file")
+    with tempfile.TemporaryDirectory(prefix="dash-copy-") as scratch:
+        conn = _open_source(source)
+        try:
+            if sqlite_revision(conn) != head():
+                # Upgraded in a copy of its own: the site's file stays as it is, for the release that wrote it.
+                upgraded = str(Path(scratch) / "upgraded.db")
+                with closing(sqlite3.connect(upgraded)) as copy:
+                    conn.backup(copy)
+                conn.close()
+                SQLiteStore(upgraded).close()
+                with closing(sqlite3.connect(upgraded, isolation_level=None)) as copy:
+                    migrate_in_use_columns(copy)  # as the server's history keeper does at start
+                conn = _open_source(upgraded)
+            return _copy(conn, target, progress)
+        finally:
+            conn.close()
+
+
+def _copy(conn: sqlite3.Connection, target: str, progress: Callable[[str, int], None]) -> dict[str, int]:
+    upgrade_server(target)
+    engine = server_engine(target)
+    copied: dict[str, int] = {}
+    try:
+        with engine.begin() as connection:
+            for table in metadata.sorted_tables:
+                held = select(func.count()).select_from(table)
+                if table is history_meta:  # a new database's one seeded row is not history: the source's replaces it
+                    held = held.where(history_meta.c.key != PRUNED_ROWS_COMPLETE_AFTER)
+                if connection.execute(held).scalar_one():
+                    raise DatabaseError(
+                        f"database {redacted(target)}: table {table.name} has rows already; copy into an empty database"
+                    )
+            connection.execute(history_meta.delete())
+            for table in metadata.sorted_tables:
+                names = [column.name for column in table.columns]
+                quoted = ", ".join(f'"{name}"' for name in names)
+                # In the order they were written (rowid), so tables without a key read back as before.
+                order = "" if table.name in _WITHOUT_ROWID else " ORDER BY rowid"
+                cursor = conn.execute(f"SELECT {quoted} FROM {table.name}{order}")
+                count = 0
+                while rows := cursor.fetchmany(BATCH_ROWS):
+                    connection.execute(table.insert(), [dict(zip(names, row)) for row in rows])
+                    count += len(rows)
+                    progress(table.name, count)
+                written = connection.execute(select(func.count()).select_from(table)).scalar_one()
+                if written != count:
+                    raise DatabaseError(f"database {redacted(target)}: table {table.name} holds {written} rows of {count}")
+                copied[table.name] = count
+    except DBAPIError as exc:
+        raise connect_error(target, exc) from None
+    finally:
+        engine.dispose()
+    return copied
+
+
+# Tables SQLite keeps by their primary key alone (no rowid to order by).
+_WITHOUT_ROWID = frozenset(t.name for t in metadata.sorted_tables if t.dialect_options["sqlite"].get("with_rowid") is False)
+
+
+def summary(copied: dict[str, int], seconds: float) -> str:
+    """Return the line the command prints after a copy."""
+    busiest = ", ".join(f"{name} {rows:,}" for name, rows in sorted(copied.items(), key=lambda item: -item[1])[:4] if rows)
+    return f"copied {sum(copied.values()):,} rows of {len(copied)} tables in {seconds:.1f} s ({busiest or 'all empty'})"
+
+
+def timed_copy(source: str, target: str) -> str:
+    """Copy `source` to `target` and return the summary line."""
+    began = time.perf_counter()
+    copied = copy_history(source, target)
+    return summary(copied, time.perf_counter() - began)

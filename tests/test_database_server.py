@@ -1,0 +1,172 @@
+"""The schema's revisions on a real PostgreSQL server, and `db copy` of a SQLite history into one."""
+
+import subprocess
+import sys
+import uuid
+
+import psycopg
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
+
+from dash_app.store import SQLiteStore
+from dash_app.store.history import HistoryKeeper
+from dash_app.store.migrate import head
+from dash_app.store.tables import metadata
+from dash_app.testing import ROOT, free_port
+from tests.test_migrations import NOW, legacy_file, upgrade_at_once
+from tests.test_sessions_store import dump, make_pool
+
+PROG = "python -m dash_app db"
+
+
+def run_db(*args):
+    return subprocess.run([sys.executable, "-m", "dash_app", "db", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def new_database(postgres):
+    """Return the URL of a new, empty database on the session's server (as psycopg's plain URL, as users write it)."""
+    url = postgres.create_database(f"t_{uuid.uuid4().hex[:10]}")
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def rows_of(url):
+    """Every table's rows, sorted, as Python values."""
+    with psycopg.connect(url) as conn:
+        found = {}
+        for table in metadata.sorted_tables:
+            columns = ", ".join(f'"{c.name}"' for c in table.columns)
+            found[table.name] = sorted(conn.execute(f"SELECT {columns} FROM {table.name}").fetchall(), key=repr)
+        return found
+
+
+def test_upgrade_creates_every_table_on_postgresql_and_says_where_it_is(postgres):
+    url = new_database(postgres)
+    assert run_db("current", "--db", url).stdout == f"database {url}: empty; upgrade creates revision {head()}\n"
+    first = run_db("upgrade", "--db", url)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == f"database {url}: revision {head()} (head) (was: empty; upgrade creates revision {head()})\n"
+    assert run_db("upgrade", "--db", url).stdout == f"database {url}: revision {head()} (head)\n"
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        found = inspect(engine)
+        assert set(found.get_table_names()) == {t.name for t in metadata.sorted_tables} | {"alembic_version"}
+        for table in metadata.sorted_tables:
+            assert [c["name"] for c in found.get_columns(table.name)] == [c.name for c in table.columns], table.name
+        # Times keep their fraction of a second: double precision, not PostgreSQL's 4-byte real.
+        types = {c["name"]: c["type"] for c in found.get_columns("borrows")}
+        assert isinstance(types["borrowed_at"], DOUBLE_PRECISION)
+        assert {i["name"] for i in found.get_indexes("borrows")} == {
+            "borrows_open",
+            "borrows_returned",
+            "borrows_tool",
+            "borrows_changed",
+        }
+    finally:
+        engine.dispose()
+
+
+def test_several_processes_upgrade_one_database_once(postgres):
+    url = new_database(postgres)
+    results = upgrade_at_once(url)
+    assert [code for code, _, _ in results] == [0] * 4, results
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head(),)]
+
+
+def test_a_database_from_a_newer_release_or_an_unusable_server_ends_with_one_line(postgres):
+    url = new_database(postgres)
+    assert run_db("upgrade", "--db", url).returncode == 0
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    for action in ("current", "upgrade"):
+        result = run_db(action, "--db", url)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr == (
+            f"{PROG}: error: database {url}: its schema revision 0099 is newer than this app's ({head()}); "
+            "run the newer app, or point --db at another database\n"
+        )
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0099",)]
+
+    # Nobody listening, a database that does not exist, an unknown role: one line each, the password never shown.
+    for bad in (
+        f"postgresql://dash:s3cret-pw@127.0.0.1:{free_port()}/dash",
+        f"postgresql://dash:s3cret-pw@127.0.0.1:{postgres.port}/no_such_db",
+        f"postgresql://nobody:s3cret-pw@127.0.0.1:{postgres.port}/dash",
+    ):
+        result = run_db("upgrade", "--db", bad)
+        assert result.returncode == 2, result
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"{PROG}: error: database postgresql://") and "***" in line, line
+        assert "s3cret-pw" not in result.stderr + result.stdout
+    assert "only postgresql:// URLs" in run_db("current", "--db", "mysql://u:p@h/db").stderr
+
+
+def test_the_server_says_a_url_is_for_the_db_command_in_this_release(postgres, tmp_path):
+    url = new_database(postgres)
+    started = subprocess.run(
+        [sys.executable, "-m", "dash_app", "--db", url], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode == 2
+    [line] = started.stderr.splitlines()
+    assert "python -m dash_app db current|upgrade|copy" in line
+
+
+def write_history(path):
+    """A site's SQLite file as the server leaves it: sessions, denials, events, charges, aggregates."""
+    store = SQLiteStore(path)
+    HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * 86400, clock=lambda: NOW)
+    store.start()
+    try:
+        pool = make_pool(store)
+        kept = pool.borrow("Tight", "ann", at=NOW - 600, host="ws-1", version="2024.1")
+        pool.borrow("Tight", "bob", at=NOW - 500)
+        pool.borrow("Roomy", "cy", at=NOW - 400)
+        pool.return_license(kept.id, at=NOW - 300)
+        pool.observe_failure("Roomy", "dee", "queued", NOW - 200)
+        store.run_tasks_now()  # the history keeper folds the events into minute and hour rows
+    finally:
+        store.stop()
+
+
+def test_copy_moves_every_row_of_a_sqlite_history_and_leaves_the_file_alone(postgres, tmp_path):
+    source = tmp_path / "site.db"
+    write_history(source)
+    before = dump(source)
+    url = new_database(postgres)
+
+    result = run_db("copy", "--from", str(source), "--to", url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("copied ") and f" rows of {len(metadata.sorted_tables)} tables in " in result.stdout
+    assert dump(source) == before  # read, never written
+    copied = rows_of(url)
+    expected = {name: rows for name, rows in before.items() if name != "alembic_version"}
+    for name, rows in expected.items():
+        assert copied[name] == sorted((tuple(r) for r in rows), key=repr), name
+    assert copied["borrows"] and copied["denials"] and copied["events"] and copied["minute_stats"]
+
+    # Again, into the same database: refused, nothing added.
+    again = run_db("copy", "--from", str(source), "--to", url)
+    assert again.returncode == 2
+    [line] = again.stderr.splitlines()
+    assert line.startswith(f"{PROG}: error: database {url}: table ") and "has rows already" in line
+    assert rows_of(url) == copied
+
+
+def test_copy_takes_a_file_of_an_earlier_release_without_upgrading_it(postgres, tmp_path):
+    source = tmp_path / "v0.db"
+    legacy_file(source, 0)
+    before = dump(source)
+    url = new_database(postgres)
+    result = run_db("copy", "--from", str(source), "--to", url)
+    assert result.returncode == 0, result.stderr
+    assert dump(source) == before  # still version 0, for the release that wrote it
+    copied = rows_of(url)
+    assert [r[:4] for r in copied["borrows"]] == [("b-1", "MATLAB", "ann", NOW - 60)]
+    assert [(r[1], r[2], r[3]) for r in copied["denials"]] == [("MATLAB", "bob", "exhausted")]  # made by version 1
+
+    missing = run_db("copy", "--from", str(tmp_path / "none.db"), "--to", url)
+    assert (missing.returncode, missing.stderr) == (2, f"{PROG}: error: database {tmp_path / 'none.db'}: no such file\n")
+    wrong_way = run_db("copy", "--from", url, "--to", str(source))
+    assert wrong_way.returncode == 2 and "--from a SQLite file --to a postgresql:// URL" in wrong_way.stderr

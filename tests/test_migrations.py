@@ -1,0 +1,199 @@
+"""Versioned migrations (Alembic): new databases, files of every earlier release, newer files, the db command."""
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from dash_app.store import SQLiteStore, StoreError
+from dash_app.store.history import migrate_in_use_columns
+from dash_app.store.migrate import head
+from dash_app.store.schema import BASE_SCHEMA, MIGRATIONS, SCHEMA_VERSION
+from dash_app.testing import ROOT
+from tests.test_sessions_store import dump
+
+# The flexlm_offsets table as store.checkpoints made it before the tables had one definition (frozen here).
+OLD_CHECKPOINTS_TABLE = """
+CREATE TABLE IF NOT EXISTS flexlm_offsets (
+    file_id TEXT PRIMARY KEY, path TEXT NOT NULL, source TEXT NOT NULL,
+    fp_len INTEGER NOT NULL, fingerprint TEXT NOT NULL, offset INTEGER NOT NULL, line INTEGER NOT NULL,
+    day INTEGER, last_tod INTEGER, updated_at REAL NOT NULL
+);
+"""
+NOW = 1_800_000_000.0
+
+
+def legacy_file(path, version, run_by_server=False):
+    """Write a file as the release of schema `version` (before Alembic) left it, with a few rows."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(BASE_SCHEMA)
+    for migration in MIGRATIONS[:version]:
+        migration(conn)
+    conn.execute(f"PRAGMA user_version = {version}")
+    if run_by_server:  # and the rest a server of that release made at run time
+        conn.executescript(OLD_CHECKPOINTS_TABLE)
+        migrate_in_use_columns(conn)
+    borrow = "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at) VALUES (?, ?, ?, ?, ?, ?)"
+    conn.execute(borrow, ("b-1", "MATLAB", "ann", NOW - 60, 0, None))
+    conn.execute(
+        "INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage) VALUES (?, 'borrow', 'MATLAB', 'ann', 'b-1', 0)",
+        (NOW - 60,),
+    )
+    conn.execute(
+        "INSERT INTO events (ts, kind, tool, user, reason) VALUES (?, 'failure', 'MATLAB', 'bob', 'exhausted')", (NOW - 30,)
+    )
+    if version >= 1:  # that release kept denials in their own table (version 1 made it from the events)
+        conn.execute("INSERT INTO denials (ts, tool, user, reason) VALUES (?, 'MATLAB', 'bob', 'exhausted')", (NOW - 30,))
+    conn.execute("INSERT INTO charges VALUES ('MATLAB', 2)")
+    conn.close()
+
+
+def shape(path):
+    """Every table's columns and indexes as SQLite reports them (a primary key's NOT NULL aside, which SQLite ignores)."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'alembic_version'")]
+        found = {}
+        for table in tables:
+            columns = [
+                (name, kind, bool(notnull) and not pk, default, pk)
+                for _, name, kind, notnull, default, pk in conn.execute(f"PRAGMA table_info({table})")
+            ]
+            indexes = {}
+            for _, name, unique, origin, partial in conn.execute(f"PRAGMA index_list({table})"):
+                if origin == "c":  # made by CREATE INDEX (the others come with a primary key)
+                    cols = [c for _, _, c in conn.execute(f"PRAGMA index_info({name})")]
+                    indexes[name] = (cols, unique, partial)
+            found[table] = (columns, indexes)
+        return found
+    finally:
+        conn.close()
+
+
+def run_db(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "dash_app", "db", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def upgrade_at_once(db, processes=4):
+    """Start `processes` runs of `db upgrade --db DB` at once; return each one's (exit status, stdout, stderr)."""
+    command = [sys.executable, "-m", "dash_app", "db", "upgrade", "--db", db]
+    runs = [
+        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    return [(run.returncode, out, err) for run, (out, err) in zip(runs, outputs)]
+
+
+def test_a_new_database_has_the_tables_every_earlier_release_upgrades_to(tmp_path):
+    """The one definition (store.tables) makes what the frozen migrations made of a file, column for column."""
+    new = tmp_path / "new.db"
+    SQLiteStore(new).close()
+    legacy = tmp_path / "legacy.db"
+    legacy_file(legacy, len(MIGRATIONS), run_by_server=True)
+    assert shape(new) == shape(legacy)
+    # And the rows a migration seeded (every other table starts empty).
+    seeded = "SELECT * FROM history_meta ORDER BY key"
+    assert sqlite3.connect(new).execute(seeded).fetchall() == sqlite3.connect(legacy).execute(seeded).fetchall() != []
+    conn = sqlite3.connect(new)
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head(),)]
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+@pytest.mark.parametrize("version", range(len(MIGRATIONS) + 1))
+def test_a_file_of_each_earlier_release_is_upgraded_in_place_keeping_its_rows(tmp_path, version):
+    path = tmp_path / f"v{version}.db"
+    legacy_file(path, version)
+    store = SQLiteStore(path)
+    try:
+        assert store.read("SELECT id, tool, user, borrowed_at FROM borrows") == [("b-1", "MATLAB", "ann", NOW - 60)]
+        assert store.load_charges() == {"MATLAB": 2}
+        assert store.read("SELECT COUNT(*) FROM events") == [(2,)]
+        assert store.read("SELECT tool, user, reason FROM denials") == [("MATLAB", "bob", "exhausted")]
+    finally:
+        store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate_in_use_columns(conn)  # what the server's history keeper adds at start, filled from the inventory
+    conn.close()
+    new = tmp_path / "new.db"
+    SQLiteStore(new).close()
+    assert shape(path) == shape(new)
+    assert run_db("current", "--db", str(path)).stdout.strip() == f"database {path}: revision {head()} (head)"
+
+
+def test_a_failed_upgrade_leaves_the_file_as_it_was(tmp_path):
+    path = tmp_path / "v1.db"
+    legacy_file(path, 1)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE VIEW history_meta AS SELECT 'k' AS key, 1.0 AS value")  # version 2 writes into this table
+    conn.close()
+    before = dump(path)
+    with pytest.raises(StoreError) as failed:
+        SQLiteStore(path)
+    assert "history_meta" in str(failed.value) and "\n" not in str(failed.value)
+    assert dump(path) == before  # not half upgraded: no column, table or version of version 2 or the revisions
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (1,)
+
+
+def test_a_database_from_a_newer_release_is_refused_in_one_line_and_left_alone(tmp_path):
+    path = tmp_path / "newer.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    conn.close()
+    before = dump(path)
+    with pytest.raises(StoreError) as refused:
+        SQLiteStore(path)
+    assert str(refused.value) == (
+        f"database {path}: its schema revision 0099 is newer than this app's ({head()}); "
+        "run the newer app, or point --db at another database"
+    )
+    assert dump(path) == before
+    for command in (["current"], ["upgrade"]):
+        result = run_db(*command, "--db", str(path))
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr == f"python -m dash_app db: error: {refused.value}\n"
+    started = subprocess.run(
+        [sys.executable, "-m", "dash_app", "--db", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode == 2
+    assert started.stderr == f"python -m dash_app: error: {refused.value}\n"
+    assert dump(path) == before
+
+
+def test_the_db_command_says_the_revision_and_upgrades_by_hand(tmp_path):
+    path = tmp_path / "v2.db"
+    legacy_file(path, 2)
+    before = dump(path)
+    current = run_db("current", "--db", str(path))
+    assert (current.returncode, current.stdout) == (
+        0,
+        f"database {path}: schema version 2, from before revisions; upgrade due to {head()}\n",
+    )
+    assert dump(path) == before  # asking wrote nothing
+    upgraded = run_db("upgrade", "--db", str(path))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert (
+        upgraded.stdout
+        == f"database {path}: revision {head()} (head) (was: schema version 2, from before revisions; upgrade due to {head()})\n"
+    )
+    again = run_db("upgrade", "--db", str(path))
+    assert again.stdout == f"database {path}: revision {head()} (head)\n"
+
+    missing = tmp_path / "none.db"
+    result = run_db("current", "--db", str(missing))
+    assert (result.returncode, result.stderr) == (2, f"python -m dash_app db: error: database {missing}: no such file\n")
+    assert not missing.exists()  # asking about a file never makes one
+    fresh = run_db("upgrade", "--db", str(missing))
+    assert fresh.stdout == f"database {missing}: revision {head()} (head)\n"
+
+
+def test_several_processes_starting_on_one_old_file_upgrade_it_once(tmp_path):
+    path = tmp_path / "v0.db"
+    legacy_file(path, 0)
+    results = upgrade_at_once(str(path))
+    assert [code for code, _, _ in results] == [0] * 4, results
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head(),)]
+    assert conn.execute("SELECT tool, user, reason FROM denials").fetchall() == [("MATLAB", "bob", "exhausted")]
+    assert all(out.startswith(f"database {path}: revision {head()} (head)") for _, out, _ in results), results
