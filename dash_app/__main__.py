@@ -16,7 +16,8 @@ def build_parser():
         prog="python -m dash_app",
         description="Real-time license-usage dashboard.",
         epilog="Other commands: python -m dash_app ingest-flexlm PATH... reads FlexNet debug logs into the database, "
-        "then exits; python -m dash_app db current|upgrade says the database's schema revision, or upgrades it.",
+        "then exits; python -m dash_app db current|upgrade|copy says the database's schema revision, upgrades it, or copies a "
+        "SQLite history into PostgreSQL.",
     )
     config_module.add_arguments(parser)
     return parser

@@ -1,5 +1,6 @@
 """The schema's revisions on a real PostgreSQL server, and `db copy` of a SQLite history into one."""
 
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -170,3 +171,50 @@ def test_copy_takes_a_file_of_an_earlier_release_without_upgrading_it(postgres, 
     assert (missing.returncode, missing.stderr) == (2, f"{PROG}: error: database {tmp_path / 'none.db'}: no such file\n")
     wrong_way = run_db("copy", "--from", url, "--to", str(source))
     assert wrong_way.returncode == 2 and "--from a SQLite file --to a postgresql:// URL" in wrong_way.stderr
+
+
+def test_a_database_with_tables_of_its_own_is_never_upgraded_or_copied_into(postgres, tmp_path):
+    url = new_database(postgres)
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE events (id integer PRIMARY KEY, what text)")
+        conn.execute("INSERT INTO events VALUES (1, 'theirs')")
+    source = tmp_path / "site.db"
+    write_history(source)
+    for args in (("upgrade", "--db", url), ("copy", "--from", str(source), "--to", url)):
+        result = run_db(*args)
+        assert result.returncode == 2
+        assert (
+            result.stderr == f"{PROG}: error: database {url}: holds tables but no revision of this app; give an empty database\n"
+        )
+    with psycopg.connect(url) as conn:
+        names = {n for (n,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert names == {"events"} and conn.execute("SELECT * FROM events").fetchall() == [(1, "theirs")]
+
+
+def test_copy_of_a_file_upgraded_by_hand_before_the_server_filled_its_in_use_columns(postgres, tmp_path):
+    source = tmp_path / "v3.db"
+    legacy_file(source, 3)
+    minute = int((NOW - 3600) // 60)
+    conn = sqlite3.connect(source, isolation_level=None)
+    conn.execute("INSERT INTO minute_stats VALUES ('MATLAB', ?, 2, 0, '[\"ann\"]', 1, '{}')", (minute,))
+    conn.close()
+    assert run_db("upgrade", "--db", str(source)).returncode == 0  # at the head revision, without those columns yet
+    url = new_database(postgres)
+    result = run_db("copy", "--from", str(source), "--to", url)
+    assert result.returncode == 0, result.stderr
+    [row] = rows_of(url)["minute_stats"]
+    assert row[:7] == ("MATLAB", minute, 2, 0, '["ann"]', 1, "{}")
+    assert isinstance(row[7], int) and isinstance(row[9], int)  # peak and level_end: estimated, never a column name
+
+
+def test_copy_into_a_database_of_a_newer_release_ends_with_one_line(postgres, tmp_path):
+    url = new_database(postgres)
+    assert run_db("upgrade", "--db", url).returncode == 0
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    source = tmp_path / "site.db"
+    write_history(source)
+    result = run_db("copy", "--from", str(source), "--to", url)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"{PROG}: error: database {url}: its schema revision 0099 is newer")

@@ -8,7 +8,7 @@ import pytest
 
 from dash_app.store import SQLiteStore, StoreError
 from dash_app.store.history import migrate_in_use_columns
-from dash_app.store.migrate import head
+from dash_app.store.migrate import head, redacted
 from dash_app.store.schema import BASE_SCHEMA, MIGRATIONS, SCHEMA_VERSION
 from dash_app.testing import ROOT
 from tests.test_sessions_store import dump
@@ -50,7 +50,11 @@ def legacy_file(path, version, run_by_server=False):
 
 
 def shape(path):
-    """Every table's columns and indexes as SQLite reports them (a primary key's NOT NULL aside, which SQLite ignores)."""
+    """Every table's columns and indexes as SQLite reports them.
+
+    A primary key's NOT NULL is left out: new files declare it (the app never writes a NULL key), while files of
+    releases before Alembic said only TEXT PRIMARY KEY, which SQLite lets hold NULL.
+    """
     conn = sqlite3.connect(path)
     try:
         tables = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'alembic_version'")]
@@ -197,3 +201,38 @@ def test_several_processes_starting_on_one_old_file_upgrade_it_once(tmp_path):
     assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head(),)]
     assert conn.execute("SELECT tool, user, reason FROM denials").fetchall() == [("MATLAB", "bob", "exhausted")]
     assert all(out.startswith(f"database {path}: revision {head()} (head)") for _, out, _ in results), results
+
+
+def test_an_upgrade_that_waits_too_long_for_the_write_lock_ends_with_one_line(tmp_path):
+    path = tmp_path / "v2.db"
+    legacy_file(path, 2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's long write
+    try:
+        before = dump(path)
+        with pytest.raises(StoreError) as locked:
+            SQLiteStore(path)
+        assert str(locked.value) == f"database {path}: database is locked"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert dump(path) == before
+    SQLiteStore(path).close()  # and once the other write is over, the upgrade goes through
+    assert run_db("current", "--db", str(path)).stdout == f"database {path}: revision {head()} (head)\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://dash:s3cret@db:5432/licenses", "postgresql://dash:***@db:5432/licenses"),
+        ("postgresql://dash:p@ss@db/licenses", "postgresql://dash:***@db/licenses"),  # an @ the user did not encode
+        ("postgresql://dash@db/x?password=s3cret&sslmode=require", "postgresql://dash@db/x?password=***&sslmode=require"),
+        ("postgresql://db/x?sslpassword=s3cret", "postgresql://db/x?sslpassword=***"),
+        ("postgresql://dash:s3cret@db:54x2/x", "postgresql://dash:***@db:54x2/x"),
+    ],
+)
+def test_passwords_never_show_in_a_database_url(url, shown):
+    assert redacted(url) == shown
+    result = run_db("current", "--db", url)
+    assert result.returncode == 2 and "s3cret" not in result.stderr + result.stdout
+    assert len(result.stderr.splitlines()) == 1

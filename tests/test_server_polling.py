@@ -101,14 +101,21 @@ def start_polling(start_server, tmp_path, servers):
     return server, fakes
 
 
-START_A, START_B, START_C = start_time(50), start_time(40), start_time(5)
+def starts():
+    """Return three checkouts' starts (50, 40 and 5 minutes ago), as of now: a test takes them once, when it begins.
+
+    Not at import: a full run collects this module many minutes before it runs a test here, which would put the
+    checkouts outside the windows the tests read.
+    """
+    return start_time(50), start_time(40), start_time(5)
 
 
 def test_checkouts_appear_end_and_survive_a_failed_poll_and_a_restart(start_server, tmp_path):
+    start_a, start_b, start_c = starts()
     lic01 = "27000@lic01"
     fakes = tmp_path / "fake"
     fakes.mkdir()
-    (fakes / f"{lic01}.txt").write_text(lmstat_output(lic01, [("ann", "ws-17", 1, START_A), ("bob", "ws-18", 2, START_B)]))
+    (fakes / f"{lic01}.txt").write_text(lmstat_output(lic01, [("ann", "ws-17", 1, start_a), ("bob", "ws-18", 2, start_b)]))
     server, _ = start_polling(start_server, tmp_path, [lic01])
     held = wait_for(lambda: len(b := borrows_of(server, TOOL)) == 3 and b, "three borrows")
     assert sorted((b["user"], b["host"], b["version"], b["source"]) for b in held) == [
@@ -144,14 +151,14 @@ def test_checkouts_appear_end_and_survive_a_failed_poll_and_a_restart(start_serv
 
     # Back, with bob gone: bob's two licenses are returned, ann's checkout is the same borrow as before.
     ann_id = next(b["id"] for b in held if b["user"] == "ann")
-    (fakes / f"{lic01}.txt").write_text(lmstat_output(lic01, [("ann", "ws-17", 1, START_A)]))
+    (fakes / f"{lic01}.txt").write_text(lmstat_output(lic01, [("ann", "ws-17", 1, start_a)]))
     now_held = wait_for(lambda: len(b := borrows_of(server, TOOL)) == 1 and b, "bob's returns")
     assert [b["id"] for b in now_held] == [ann_id]
     assert polls_of(server.url, lic01)["state"] == "up"
 
     # A restart over the same database: ann still holds hers (not counted twice), cy came while the app was down.
     server.stop()
-    (fakes / f"{lic01}.txt").write_text(lmstat_output(lic01, [("ann", "ws-17", 1, START_A), ("cy", "ws-2", 1, START_C)]))
+    (fakes / f"{lic01}.txt").write_text(lmstat_output(lic01, [("ann", "ws-17", 1, start_a), ("cy", "ws-2", 1, start_c)]))
     again = start_server(
         DASH_APP_LMSTAT=lic01,
         DASH_APP_LMUTIL=str(FAKE_LMUTIL),
@@ -177,11 +184,12 @@ def test_checkouts_appear_end_and_survive_a_failed_poll_and_a_restart(start_serv
 
 
 def test_two_servers_of_the_same_feature_add_up_and_one_down_leaves_the_other(start_server, tmp_path):
+    start_a, start_b, start_c = starts()
     lic01, lic02 = "27000@lic01", "27001@lic02"
     fakes = tmp_path / "fake"
     fakes.mkdir()
-    (fakes / f"{lic01}.txt").write_text(lmstat_output(lic01, [("ann", "ws-1", 1, START_A)]))
-    (fakes / f"{lic02}.txt").write_text(lmstat_output(lic02, [("ann", "ws-1", 1, START_A), ("bob", "ws-2", 3, START_B)]))
+    (fakes / f"{lic01}.txt").write_text(lmstat_output(lic01, [("ann", "ws-1", 1, start_a)]))
+    (fakes / f"{lic02}.txt").write_text(lmstat_output(lic02, [("ann", "ws-1", 1, start_a), ("bob", "ws-2", 3, start_b)]))
     server, _ = start_polling(start_server, tmp_path, [lic01, lic02])
     wait_for(lambda: len(borrows_of(server, TOOL)) == 5, "five borrows from two servers")
     (fakes / f"{lic02}.txt").unlink()
@@ -193,6 +201,7 @@ def test_two_servers_of_the_same_feature_add_up_and_one_down_leaves_the_other(st
 
 
 def test_a_server_down_opens_the_pages_source_strip_and_its_return_closes_it(make_app, tmp_path, monkeypatch):
+    start_a, start_b, start_c = starts()
     from dash_app.callbacks.page import PageUpdater
     from dash_app.state import POLLER, get_state
 
@@ -211,7 +220,7 @@ def test_a_server_down_opens_the_pages_source_strip_and_its_return_closes_it(mak
     out, seen = updater.update("__all__", 3600, seen)
     assert out[("source-strip", "is_open")] is no_update  # unchanged: nothing sent again
 
-    (tmp_path / f"{lic09}.txt").write_text(lmstat_output(lic09, [("ann", "ws-1", 1, START_A)]))
+    (tmp_path / f"{lic09}.txt").write_text(lmstat_output(lic09, [("ann", "ws-1", 1, start_a)]))
     assert poller.wait_rounds(2)
     out, _ = updater.update("__all__", 3600, seen)
     assert (out[("source-strip", "children")], out[("source-strip", "is_open")]) == ("", False)
@@ -272,6 +281,7 @@ def test_an_rlm_server_is_polled_with_rlmutil_and_its_products_totals_and_expiry
 
 
 def test_a_slow_answer_a_failing_exit_or_unreadable_output_is_a_failed_poll_that_changes_nothing(tmp_path, monkeypatch):
+    start_a, start_b, start_c = starts()
     from dash_app.buffer import RealtimeMetricsBuffer
     from dash_app.licenses import LicensePool
     from dash_app.recording import EventRecorder
@@ -283,7 +293,7 @@ def test_a_slow_answer_a_failing_exit_or_unreadable_output_is_a_failed_poll_that
     pool = LicensePool({}, EventRecorder(RealtimeMetricsBuffer()))
     poll = ServerPoll(LMSTAT, str(FAKE_LMUTIL), lic01, pool, time.time)
     output = tmp_path / f"{lic01}.txt"
-    output.write_text(lmstat_output(lic01, [("ann", "ws-1", 2, START_A)]))
+    output.write_text(lmstat_output(lic01, [("ann", "ws-1", 2, start_a)]))
     assert poll.poll(timeout=10)
     assert len(pool.active_borrows()) == 2
 

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import urllib.parse
 from functools import cache
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, event, make_url, text
+from sqlalchemy import Connection, create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool, StaticPool
 
 from dash_app.store.schema import SCHEMA_VERSION, SchemaTooNew, check_version
 
+# Query parameters libpq takes secrets in, hidden like the password.
+SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "passfile"})
 # Every process that upgrades a PostgreSQL database takes this transaction-level advisory lock first (an arbitrary
 # number of ours), so several starting at once upgrade it once, as BEGIN IMMEDIATE does for a SQLite file.
 UPGRADE_LOCK = 80_502_017
@@ -95,13 +98,20 @@ def upgrade_sqlite(conn: sqlite3.Connection, name: str = "database") -> None:
     def _write_lock(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
-    with engine.connect() as connection:
-        connection.info["database"] = name
-        with connection.begin():
-            check_sqlite(conn)  # again, under the lock: another process may have upgraded it meanwhile
-            command.upgrade(alembic_config(connection), "head")
-            # For releases from before Alembic, which read only this: a file they do not know is refused.
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    # (SQLAlchemy also gives the connection its Python regexp() and floor(), which nothing here relies on.)
+    try:
+        with engine.connect() as connection:
+            connection.info["database"] = name
+            with connection.begin():
+                check_sqlite(conn)  # again, under the lock: another process may have upgraded it meanwhile
+                command.upgrade(alembic_config(connection), "head")
+                # For releases from before Alembic, which read only this: a file they do not know is refused.
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except DBAPIError as exc:
+        # SQLAlchemy's wrapper holds the statement on more lines: the store reports SQLite's own one-line error.
+        if isinstance(exc.orig, sqlite3.Error):
+            raise exc.orig from None
+        raise
     if before is not None:  # (files from before Alembic say what changed step by step: schema.upgrade_legacy)
         log.info("%s: schema upgraded from revision %s to %s", name, before, head())
 
@@ -112,11 +122,14 @@ def is_url(db: str) -> bool:
 
 
 def redacted(url: str) -> str:
-    """Return `url` with its password replaced by ***, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "the --db URL"
+    """Return `url` with its password (in the user part or the query) replaced by ***, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")  # the last @: a password may hold an unencoded one
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    query = [(k, "***" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in urllib.parse.parse_qsl(parts.query, True)]
+    netloc = f"{userinfo}@{hostport}" if at else hostport
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, urllib.parse.urlencode(query, safe="*"), ""))
 
 
 def server_engine(url: str) -> Engine:
@@ -128,8 +141,10 @@ def server_engine(url: str) -> Engine:
         if not parsed.drivername.startswith("postgresql"):
             raise DatabaseError(f"--db {redacted(url)}: only postgresql:// URLs (or a SQLite path) are supported")
         return create_engine(parsed, poolclass=NullPool)
+    except ImportError:
+        raise DatabaseError(f"--db {redacted(url)}: psycopg is not installed (pip install -r requirements.txt)") from None
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        raise DatabaseError(f"--db {redacted(url)}: not a database URL ({exc})") from None
+        raise DatabaseError(f"--db {redacted(url)}: not a database URL ({type(exc).__name__})") from None
 
 
 def connect_error(url: str, exc: DBAPIError) -> DatabaseError:
@@ -166,6 +181,11 @@ def upgrade_server(url: str) -> str | None:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
                 before = server_revision(connection)
                 check_revision(before)
+                if before is None and inspect(connection).get_table_names():
+                    # Not ours, or not yet: a mistyped URL must not get our tables among someone else's.
+                    raise DatabaseError(
+                        f"database {redacted(url)}: holds tables but no revision of this app; give an empty database"
+                    )
                 if before != head():
                     command.upgrade(alembic_config(connection), "head")
     except DBAPIError as exc:

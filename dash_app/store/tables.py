@@ -7,7 +7,7 @@ since writers insert whole rows (an Event is a row of `events`, field for field)
 
 from __future__ import annotations
 
-from sqlalchemy import REAL, Column, Index, Integer, MetaData, Table, Text, text
+from sqlalchemy import REAL, BigInteger, Column, Index, Integer, MetaData, Table, Text, text
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 from sqlalchemy.types import TypeEngine
 
@@ -17,6 +17,8 @@ from dash_app.events import SOURCE_POOL
 # would round them to minutes.
 Seconds: TypeEngine[float] = REAL().with_variant(DOUBLE_PRECISION(), "postgresql")
 Money = Seconds  # prices: plain doubles everywhere
+# Numbers that outgrow 32 bits (byte offsets into logs, write stamps, SQLite rowids): 8 bytes in PostgreSQL too.
+Big: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
 
@@ -44,7 +46,7 @@ borrows = Table(
     Column("source", Text, nullable=False, server_default=SOURCE_POOL),
     Column("host", Text),
     Column("version", Text),
-    Column("changed", Integer, nullable=False, server_default=text("0")),
+    Column("changed", Big, nullable=False, server_default=text("0")),
     Index(
         "borrows_open",
         "returned_at",
@@ -113,7 +115,7 @@ denials = Table(
     Column("tool", Text),
     Column("user", Text),
     Column("reason", Text),
-    Column("changed", Integer, nullable=False, server_default=text("0")),
+    Column("changed", Big, nullable=False, server_default=text("0")),
     Index("denials_ts", "ts"),
     Index("denials_changed", "changed"),
 )
@@ -122,9 +124,9 @@ denials = Table(
 pruned_rows = Table(
     "pruned_rows",
     metadata,
-    Column("stamp", Integer, nullable=False),
+    Column("stamp", Big, nullable=False),
     Column("tbl", Text, nullable=False),
-    Column("row", Integer, nullable=False),
+    Column("row", Big, nullable=False),
     Column("at", Seconds, nullable=False),
     Index("pruned_rows_stamp", "stamp"),
 )
@@ -189,8 +191,8 @@ flexlm_offsets = Table(
     Column("source", Text, nullable=False),
     Column("fp_len", Integer, nullable=False),
     Column("fingerprint", Text, nullable=False),
-    Column("offset", Integer, nullable=False),
-    Column("line", Integer, nullable=False),
+    Column("offset", Big, nullable=False),
+    Column("line", Big, nullable=False),
     Column("day", Integer),
     Column("last_tod", Integer),
     Column("updated_at", Seconds, nullable=False),

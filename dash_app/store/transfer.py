@@ -1,7 +1,8 @@
 """`db copy`: move a site's history from a SQLite file to a database server, table for table, in one transaction.
 
-The source is read as it is (a file from an earlier release is upgraded in a temporary copy first, never in place);
-the target is brought to the head revision and must hold no rows. Every row goes over in batches, the counts are
+The source is snapshotted into a temporary file (SQLite's online backup: one consistent state, even while a server
+writes it) and brought to the head revision there, never in place; the target is brought to the head revision and
+must hold no rows. Every row goes over in batches, the counts are
 compared before the commit, so a copy is whole or nothing.
 """
 
@@ -21,13 +22,13 @@ from sqlalchemy.exc import DBAPIError
 from dash_app.store.history import migrate_in_use_columns
 from dash_app.store.migrate import (
     DatabaseError,
+    check_sqlite,
     connect_error,
-    head,
     redacted,
     server_engine,
-    sqlite_revision,
     upgrade_server,
 )
+from dash_app.store.schema import SchemaTooNew
 from dash_app.store.sqlite_store import SQLiteStore, StoreError
 from dash_app.store.tables import PRUNED_ROWS_COMPLETE_AFTER, history_meta, metadata
 
@@ -49,25 +50,30 @@ def copy_history(source: str, target: str, progress: Callable[[str, int], None] 
     if not Path(source).expanduser().is_file():
         raise StoreError(f"database {source}: no such file")
     with tempfile.TemporaryDirectory(prefix="dash-copy-") as scratch:
-        conn = _open_source(source)
-        try:
-            if sqlite_revision(conn) != head():
-                # Upgraded in a copy of its own: the site's file stays as it is, for the release that wrote it.
-                upgraded = str(Path(scratch) / "upgraded.db")
-                with closing(sqlite3.connect(upgraded)) as copy:
+        # A snapshot first (SQLite's online backup: one consistent state, even while a server writes the file), then
+        # upgraded there: the site's file is only read, and stays as the release that wrote it left it.
+        snapshot = str(Path(scratch) / "snapshot.db")
+        with closing(_open_source(source)) as conn:
+            try:
+                check_sqlite(conn)  # a file from a newer release: refused under its own name
+                with closing(sqlite3.connect(snapshot)) as copy:
                     conn.backup(copy)
-                conn.close()
-                SQLiteStore(upgraded).close()
-                with closing(sqlite3.connect(upgraded, isolation_level=None)) as copy:
-                    migrate_in_use_columns(copy)  # as the server's history keeper does at start
-                conn = _open_source(upgraded)
+            except SchemaTooNew as exc:
+                raise StoreError(f"database {source}: {exc}") from None
+            except sqlite3.Error as exc:
+                raise StoreError(f"database {source}: cannot copy it ({exc}) to {scratch}") from None
+        SQLiteStore(snapshot).close()
+        with closing(sqlite3.connect(snapshot, isolation_level=None)) as copy:
+            migrate_in_use_columns(copy)  # as the server's history keeper does at start, for files from before them
+        with closing(_open_source(snapshot)) as conn:
             return _copy(conn, target, progress)
-        finally:
-            conn.close()
 
 
 def _copy(conn: sqlite3.Connection, target: str, progress: Callable[[str, int], None]) -> dict[str, int]:
-    upgrade_server(target)
+    try:
+        upgrade_server(target)
+    except SchemaTooNew as exc:
+        raise DatabaseError(f"database {redacted(target)}: {exc}") from None
     engine = server_engine(target)
     copied: dict[str, int] = {}
     try:
