@@ -17,7 +17,7 @@ from dash_app.testing.sse_client import SseClient
 from tests.flexlm_expected import LIC01, LIC01_EVENTS, LIC01_STATUS, RETENTION_HOURS, TOOLS_FILE
 from tests.stream_client import apply_delta, new_client, replayed, replayed_keys
 from tests.test_flexlm_backfill import ingest
-from tests.test_server_polling import FAKE_LMUTIL, START_A, START_B, lmstat_output, wait_for
+from tests.test_server_polling import FAKE_LMUTIL, lmstat_output, starts, wait_for
 
 TOOL = "GreenHills Multi IDE"
 
@@ -343,11 +343,12 @@ def test_redis_stopped_and_restarted_under_load(cluster, redis_server, tmp_path)
 
 
 def test_sources_run_in_one_process_and_move_when_it_dies(cluster, tmp_path):
+    start_a, start_b, _ = starts()
     server_name = "27000@lic01"
     fakes = tmp_path / "fake"
     fakes.mkdir()
     (fakes / f"{server_name}.txt").write_text(
-        lmstat_output(server_name, [("ann", "ws-17", 1, START_A), ("bob", "ws-18", 2, START_B)])
+        lmstat_output(server_name, [("ann", "ws-17", 1, start_a), ("bob", "ws-18", 2, start_b)])
     )
     tools = tmp_path / "tools.json"
     spec = {"tool": TOOL, "feature": "DaVinciCfg", "total": 20, "commit_qty": 10, "max_overage": 10}
@@ -370,7 +371,7 @@ def test_sources_run_in_one_process_and_move_when_it_dies(cluster, tmp_path):
     leader.stop(signal.SIGKILL)
     wait_for(lambda: health(other)[1]["leader"], "the survivor taking over the polls", timeout=15)
     # The new poller matches what is open: the same three borrows, none twice, and a change is seen.
-    (fakes / f"{server_name}.txt").write_text(lmstat_output(server_name, [("ann", "ws-17", 1, START_A)]))
+    (fakes / f"{server_name}.txt").write_text(lmstat_output(server_name, [("ann", "ws-17", 1, start_a)]))
     wait_for(lambda: borrowed(other) == 1, "bob's returns seen by the new leader")
     [left] = requests.get(other.url + "/borrows", timeout=5).json()
     assert left["user"] == "ann" and left["id"] in ids
