@@ -30,6 +30,7 @@ OPEN_PATHS = frozenset({"/healthz", "/_favicon.ico", "/favicon.ico"})
 # Machine writes: the bearer token decides (web.require_token), not a session.
 TOKEN_WRITES = frozenset({("POST", "/licenses/borrow"), ("POST", "/licenses/return")})
 ME_PATH = "/auth/me"
+SESSION_KEY = "who"  # the signed-in identity in the session cookie (auth.oidc): user, role, exp, csrf, id_token
 
 
 class Readers:
@@ -70,7 +71,7 @@ def register_auth(server: Flask, config: Config) -> Readers:
     proxy = ProxyIdentity(config.proxy_user_header, config.proxy_groups_header, config.trusted_proxies)
     role_map = dict(config.role_map)
     if config.auth == "oidc":
-        from dash_app.auth.oidc import SESSION_KEY, register_oidc
+        from dash_app.auth.oidc import register_oidc
 
         server.register_blueprint(register_oidc(server, config))
 
@@ -119,7 +120,7 @@ def _set(viewer: Viewer) -> None:
 def _me(config: Config) -> Response:
     """GET /auth/me: who is signed in, their role and how they see names (for the page's sign-in bar)."""
     viewer: Viewer = g.viewer
-    who = session.get("who") or {}
+    who = session.get(SESSION_KEY) or {}
     return jsonify(
         {
             "auth": config.auth,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-import urllib.parse
 from pathlib import Path
 
 from dash_app import config as config_module
@@ -19,13 +18,12 @@ from dash_app.store.migrate import (
     describe_server,
     head,
     is_url,
-    redacted,
     sqlite_revision,
     upgrade_server,
 )
 from dash_app.store.schema import SchemaTooNew, schema_version
 from dash_app.store.sqlite_store import SQLiteStore, StoreError
-from dash_app.store.transfer import timed_copy
+from dash_app.store.transfer import open_read_only, timed_copy
 
 PROG = "python -m dash_app db"
 
@@ -46,11 +44,7 @@ def build_parser() -> config_module.OneLineParser:
 
 def describe_file(path: str) -> str:
     """Return one line saying which revision the SQLite file at `path` has, and whether an upgrade is due."""
-    uri = "file:" + urllib.parse.quote(str(Path(path).expanduser().resolve())) + "?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True)
-    except sqlite3.Error:
-        raise StoreError(f"database {path}: no such file") from None
+    conn = open_read_only(path)
     try:
         check_sqlite(conn)
         revision = sqlite_revision(conn)
@@ -71,22 +65,14 @@ def describe_file(path: str) -> str:
 
 def describe(db: str) -> str:
     """Return the `current` line of a SQLite path or a server URL."""
-    if not is_url(db):
-        return describe_file(db)
-    try:
-        return describe_server(db)
-    except SchemaTooNew as exc:
-        raise DatabaseError(f"database {redacted(db)}: {exc}") from None
+    return describe_server(db) if is_url(db) else describe_file(db)
 
 
 def upgrade(db: str) -> str:
     """Upgrade the database and return the line saying where it is now (and where it was)."""
     if is_url(db):
         before = describe(db)
-        try:
-            upgrade_server(db)
-        except SchemaTooNew as exc:  # (describe has refused it already, unless a newer release came in between)
-            raise DatabaseError(f"database {redacted(db)}: {exc}") from None
+        upgrade_server(db)
     else:
         before = describe(db) if Path(db).expanduser().exists() else ""
         SQLiteStore(db).close()  # opening a store applies the revisions it lacks, as a server's start does

@@ -158,20 +158,21 @@ def server_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def check_revision(revision: str | None) -> None:
-    """Raise SchemaTooNew if `revision` was written by a newer release."""
+def check_revision(revision: str | None, url: str | None = None) -> None:
+    """Raise SchemaTooNew if `revision` was written by a newer release (DatabaseError naming the server at `url`)."""
     if revision is not None and revision not in known_revisions():
-        raise SchemaTooNew(
+        problem = (
             f"its schema revision {revision} is newer than this app's ({head()}); "
             "run the newer app, or point --db at another database"
         )
+        raise SchemaTooNew(problem) if url is None else DatabaseError(f"database {redacted(url)}: {problem}")
 
 
 def upgrade_server(url: str) -> str | None:
     """Bring the database at `url` to the head revision in one transaction; return the revision it had.
 
-    Raises SchemaTooNew for a database from a newer release and DatabaseError when the server cannot be used; in
-    both cases nothing is written.
+    Raises DatabaseError (one line) for a database from a newer release, one that is not ours, or a server that
+    cannot be used; nothing is written then.
     """
     engine = server_engine(url)
     try:
@@ -180,7 +181,7 @@ def upgrade_server(url: str) -> str | None:
             with connection.begin():
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
                 before = server_revision(connection)
-                check_revision(before)
+                check_revision(before, url)
                 if before is None and inspect(connection).get_table_names():
                     # Not ours, or not yet: a mistyped URL must not get our tables among someone else's.
                     raise DatabaseError(
@@ -207,7 +208,7 @@ def describe_server(url: str) -> str:
         raise connect_error(url, exc) from None
     finally:
         engine.dispose()
-    check_revision(revision)
+    check_revision(revision, url)
     name = f"database {redacted(url)}"
     if revision == head():
         return f"{name}: revision {revision} (head)"

@@ -96,12 +96,16 @@ LAST_STAMP_SQL = (
 )
 
 
+def file_uri(path: str, mode: str) -> str:
+    """Return the SQLite URI of the file at `path` opened in `mode` ("ro", "rw"): never a new empty file."""
+    return "file:" + urllib.parse.quote(str(Path(path).expanduser().resolve())) + f"?mode={mode}"
+
+
 def connect_reader(path: str) -> sqlite3.Connection:
     """Open a read-only connection to the database file at `path` (which must exist: never a new empty file)."""
     # mode=rw: a missing file (deleted, about to be written back) is an error, never a new empty database; and not
     # ro, since a reader of a WAL database may need to create the -shm file. query_only keeps it a reader.
-    uri = "file:" + urllib.parse.quote(str(Path(path).expanduser().resolve())) + "?mode=rw"
-    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    conn = sqlite3.connect(file_uri(path, "rw"), uri=True, check_same_thread=False, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA query_only=1")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 import time
-import urllib.parse
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -29,31 +27,31 @@ from dash_app.store.migrate import (
     upgrade_server,
 )
 from dash_app.store.schema import SchemaTooNew
-from dash_app.store.sqlite_store import SQLiteStore, StoreError
+from dash_app.store.sqlite_store import SQLiteStore, StoreError, file_uri
 from dash_app.store.tables import PRUNED_ROWS_COMPLETE_AFTER, history_meta, metadata
 
 BATCH_ROWS = 5000
 
 
-def _open_source(path: str) -> sqlite3.Connection:
-    uri = "file:" + urllib.parse.quote(str(Path(path).expanduser().resolve())) + "?mode=ro"
+def open_read_only(path: str) -> sqlite3.Connection:
+    """Open the SQLite file at `path` to read it only, or raise StoreError naming it."""
+    if not Path(path).expanduser().is_file():
+        raise StoreError(f"database {path}: no such file")
     try:
-        conn = sqlite3.connect(uri, uri=True)
+        conn = sqlite3.connect(file_uri(path, "ro"), uri=True)
         conn.execute("SELECT 1 FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
         raise StoreError(f"database {path}: cannot read it ({exc})") from None
     return conn
 
 
-def copy_history(source: str, target: str, progress: Callable[[str, int], None] = lambda table, rows: None) -> dict[str, int]:
+def copy_history(source: str, target: str) -> dict[str, int]:
     """Copy every table of the SQLite file `source` into the empty database at URL `target`; return rows per table."""
-    if not Path(source).expanduser().is_file():
-        raise StoreError(f"database {source}: no such file")
     with tempfile.TemporaryDirectory(prefix="dash-copy-") as scratch:
         # A snapshot first (SQLite's online backup: one consistent state, even while a server writes the file), then
         # upgraded there: the site's file is only read, and stays as the release that wrote it left it.
         snapshot = str(Path(scratch) / "snapshot.db")
-        with closing(_open_source(source)) as conn:
+        with closing(open_read_only(source)) as conn:
             try:
                 check_sqlite(conn)  # a file from a newer release: refused under its own name
                 with closing(sqlite3.connect(snapshot)) as copy:
@@ -65,15 +63,12 @@ def copy_history(source: str, target: str, progress: Callable[[str, int], None] 
         SQLiteStore(snapshot).close()
         with closing(sqlite3.connect(snapshot, isolation_level=None)) as copy:
             migrate_in_use_columns(copy)  # as the server's history keeper does at start, for files from before them
-        with closing(_open_source(snapshot)) as conn:
-            return _copy(conn, target, progress)
+        with closing(open_read_only(snapshot)) as conn:
+            return _copy(conn, target)
 
 
-def _copy(conn: sqlite3.Connection, target: str, progress: Callable[[str, int], None]) -> dict[str, int]:
-    try:
-        upgrade_server(target)
-    except SchemaTooNew as exc:
-        raise DatabaseError(f"database {redacted(target)}: {exc}") from None
+def _copy(conn: sqlite3.Connection, target: str) -> dict[str, int]:
+    upgrade_server(target)
     engine = server_engine(target)
     copied: dict[str, int] = {}
     try:
@@ -97,7 +92,6 @@ def _copy(conn: sqlite3.Connection, target: str, progress: Callable[[str, int], 
                 while rows := cursor.fetchmany(BATCH_ROWS):
                     connection.execute(table.insert(), [dict(zip(names, row)) for row in rows])
                     count += len(rows)
-                    progress(table.name, count)
                 written = connection.execute(select(func.count()).select_from(table)).scalar_one()
                 if written != count:
                     raise DatabaseError(f"database {redacted(target)}: table {table.name} holds {written} rows of {count}")
