@@ -8,8 +8,6 @@ cached and shared, and are never changed in place.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -105,8 +103,3 @@ def capacity_tools(entries: list[dict[str, Any]], names: Names) -> list[dict[str
         {**entry, "top_users": [{**top, "user": user(top["user"], names)} for top in entry.get("top_users") or ()]}
         for entry in entries
     ]
-
-
-def digest(names: Names, kind: str, value: str) -> str:
-    """Return a keyed digest of `value` (with the Names' key), for ids that must not be read but stay distinct."""
-    return hmac.new(names.key, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()[:16]

@@ -439,7 +439,7 @@ def shown_key(key: str, kind: str | None, viewer: Viewer) -> str:
     if kind == HELD_LONGER_THAN:
         return f"{rule}|{names.borrow_id(subject)}"
     if (kind == SOURCE_DOWN and not viewer.sees_sources) or (kind is None and not (names.real and viewer.sees_sources)):
-        return f"{rule}|{privacy.digest(names, 'alert', subject)}"
+        return f"{rule}|{names.digest('alert', subject)}"
     return key
 
 

@@ -53,6 +53,10 @@ class Names:
             return []
         return sorted({self.user(n) or "" for n in names})
 
+    def digest(self, kind: str, value: str) -> str:
+        """Return a keyed digest of `value`, for ids that must not be read but must stay distinct (16 hex digits)."""
+        return _digest(self.key, kind, value)[:16]
+
     def host(self, host: str | None) -> str | None:
         """Return the client host as this reader sees it: only readers of real names see hosts."""
         return host if self.mode == REAL else None
@@ -61,7 +65,7 @@ class Names:
         """Return a borrow id as this reader sees it: ids of log lines and polls name hosts, so others get a digest."""
         if borrow_id is None or self.mode == REAL:
             return borrow_id
-        return BORROW_ID_PREFIX + _digest(self.key, "borrow", borrow_id)[:16]
+        return BORROW_ID_PREFIX + self.digest("borrow", borrow_id)
 
 
 def _digest(key: bytes, kind: str, value: str) -> str:
