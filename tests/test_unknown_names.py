@@ -202,9 +202,10 @@ def flood(state, now, n=FLOOD, prefix="no such tool"):
         for i in range(n):
             with pytest.raises(BorrowDenied):
                 pool.borrow(f"{prefix} {i}", f"user {prefix} {i}", at=now - 3600 + (i + 1) * 3600 / (n + 1))
-        # The inventory's own traffic, among the flood.
+        # The inventory's own traffic, among the flood: half an hour back, so that a failure recorded afterwards never
+        # shares its minute (a minute is folded again whole, every tool in it).
         for i in range(10):
-            pool.borrow(INVENTORY_TOOL, f"engineer {i}", at=now - 30)
+            pool.borrow(INVENTORY_TOOL, f"engineer {i}", at=now - 1800)
 
 
 def stored_failures(store, table):
