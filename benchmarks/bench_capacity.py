@@ -36,14 +36,14 @@ def through_the_service(history: Any) -> None:
     from dash_app.config import Config
     from dash_app.licenses import LicensePool, load_inventory
     from dash_app.recording import EventRecorder
-    from dash_app.store import SQLiteStore
+    from dash_app.store import Store
     from dash_app.testing import estate_inventory
 
     sessions, denials, _specs, start, end = history
     with tempfile.TemporaryDirectory() as tmp:
         tools_file = Path(tmp) / "tools.json"
         tools_file.write_text(json.dumps(estate_inventory(200)))
-        store = SQLiteStore(str(Path(tmp) / "capacity.db"))
+        store = Store(str(Path(tmp) / "capacity.db"))
         # The rows the writer would have written, put in directly: writing 1,000,000 sessions through it is
         # bench_sessions.py's business.
         rows = [

@@ -29,7 +29,7 @@ from dash_app.events import borrow_event, failure_event, return_event
 from dash_app.sources.flexlm.ingest import LogIngest
 from dash_app.sources.flexlm.parse import LineParser
 from dash_app.sources.tailing import LogTail
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.store.checkpoints import Checkpoints
 
 FEATURES = {
@@ -232,7 +232,7 @@ def timed_into_buffer(run, path, repeat):
     best = None
     for _ in range(repeat):
         buffer = RealtimeMetricsBuffer()
-        store = SQLiteStore(":memory:")  # holds only the read position; every run starts at the file's beginning
+        store = Store(":memory:")  # holds only the read position; every run starts at the file's beginning
         store.start()
         gc.collect()
         began = time.perf_counter()

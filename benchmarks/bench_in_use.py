@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.events import Event
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper, bin_seconds_for, history_series, rebuild_from
 from dash_app.testing import FakeClock, timings
 from dash_app.timeutil import parse_iso
@@ -195,7 +195,7 @@ def replay_history(store, window, now):
 def bench_history(borrows_per_day):
     events, _level = traffic(END, seconds=86400, borrows=borrows_per_day)
     with tempfile.TemporaryDirectory() as folder:
-        store = SQLiteStore(Path(folder) / "bench.db")
+        store = Store(Path(folder) / "bench.db")
         HistoryKeeper(store, raw_keep_seconds=10**9, history_seconds=40 * 86400, clock=lambda: END)
         # 30 days of history: the same day of traffic laid down 30 times over, a day apart.
         rows = []
@@ -203,11 +203,12 @@ def bench_history(borrows_per_day):
             shift = (day - 29) * 86400
             rows.extend((e.ts + shift, e.kind, e.tool, e.user, e.borrow_id, e.is_overage, e.reason) for e in events)
         with store._conn_lock:
-            conn = store._conn
-            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            start = time.perf_counter()
-            rebuild_from(conn, END - 30 * 86400)
-            fold = time.perf_counter() - start
+            store._conn.executemany(
+                "INSERT INTO events (ts, kind, tool, user, borrow_id, is_overage, reason) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+        start = time.perf_counter()
+        rebuild_from(store, END - 30 * 86400)
+        fold = time.perf_counter() - start
         (minute_rows,) = store.read("SELECT count(*) FROM minute_stats")[0]
         (hour_rows,) = store.read("SELECT count(*) FROM hour_stats")[0]
         print(

@@ -12,7 +12,7 @@ from dash_app.events import Event, borrow_event, failure_event, return_event
 from dash_app.licenses import LicensePool, load_inventory
 from dash_app.recording import EventRecorder
 from dash_app.sources.demo import DemoTraffic
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper
 from dash_app.store.restore import restore_buffer
 from dash_app.testing import FakeClock, full_buffer_events
@@ -26,7 +26,7 @@ def used_bytes(store):
 
 def fill_store(path, end):
     """Write a full buffer's worth of events through the store's own writer."""
-    store = SQLiteStore(path)
+    store = Store(path)
     store.start()
     recorder = EventRecorder(RealtimeMetricsBuffer(clock=FakeClock(end)), listeners=[store])
     borrows = {}
@@ -58,7 +58,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "full.db"
         fill_store(path, end)
-        store = SQLiteStore(path)
+        store = Store(path)
 
         buffer = RealtimeMetricsBuffer(clock=FakeClock(end))
         began = time.perf_counter()
@@ -75,7 +75,7 @@ def main():
 
         # A day of demo traffic, written through the real pool, recorder and writer.
         path = Path(tmp) / "demo.db"
-        store = SQLiteStore(path)
+        store = Store(path)
         keeper = HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * 86400)
         store.start()
         pool = LicensePool(load_inventory(), EventRecorder(RealtimeMetricsBuffer(), listeners=[store]), store=store)

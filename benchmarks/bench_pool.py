@@ -14,7 +14,7 @@ from pathlib import Path
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.licenses import LicensePool, load_inventory
 from dash_app.recording import EventRecorder
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.testing import TEST_TOKEN, ServerProcess
 
 TOOL = "Vector - DaVinci Configurator SE"
@@ -91,7 +91,7 @@ def two_health_checks(conn):
 
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        store = SQLiteStore(Path(tmp) / "bench.db")
+        store = Store(Path(tmp) / "bench.db")
         store.start()
         ours = in_process(store)
         store.stop()

@@ -25,7 +25,7 @@ import pandas as pd
 
 from dash_app.events import Event, borrow_event, failure_event, return_event
 from dash_app.licenses.pool import _SAVE_DETAILS
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.store.sessions import DENIAL_COLUMNS, SESSION_COLUMNS, load_denials, load_sessions
 
 DAY = 86400.0
@@ -66,7 +66,7 @@ def history(sessions: int, denials: int, end: float, seed: int = 7) -> tuple[lis
 
 def write(path: str, events: list[Event], details: list[Details]) -> float:
     """Write the history through the store's writer thread; return the seconds it took."""
-    store = SQLiteStore(path)
+    store = Store(path)
     store.start()
     began = time.perf_counter()
     for i in range(0, len(events), CHUNK):
@@ -79,14 +79,14 @@ def write(path: str, events: list[Event], details: list[Details]) -> float:
     return took
 
 
-def baseline_sessions(store: SQLiteStore, start: float, end: float) -> pd.DataFrame:
+def baseline_sessions(store: Store, start: float, end: float) -> pd.DataFrame:
     """Every session row, filtered in Python: what a reader without the index and query would do."""
     rows = store.read("SELECT tool, user, host, version, source, borrowed_at, returned_at, is_overage, rowid FROM borrows")
     kept = [r for r in rows if r[5] < end and (r[6] is None or r[6] > start)]
     return pd.DataFrame.from_records(kept, columns=list(SESSION_COLUMNS))
 
 
-def baseline_denials(store: SQLiteStore, start: float, end: float) -> pd.DataFrame:
+def baseline_denials(store: Store, start: float, end: float) -> pd.DataFrame:
     rows = store.read("SELECT ts, tool, user, reason, rowid FROM denials")
     return pd.DataFrame.from_records([r for r in rows if start <= r[0] < end], columns=list(DENIAL_COLUMNS))
 
@@ -122,7 +122,7 @@ def main() -> None:
         print(f"{'read':<34} {'rows':>9} {'cold':>8} {'repeated':>9} {'baseline':>9}")
         for days in (7, 30):
             start = end - days * DAY
-            store = SQLiteStore(path)  # a new store: new connections with empty page caches
+            store = Store(path)  # a new store: new connections with empty page caches
             cold_s, sessions = timed(lambda: load_sessions(store, start, end))  # noqa: B023 - called at once
             cold_d, denials = timed(lambda: load_denials(store, start, end))  # noqa: B023
             warm_s = repeated(lambda: load_sessions(store, start, end))  # noqa: B023
@@ -145,7 +145,7 @@ def main() -> None:
             print(f"{f'load_sessions {days} d, quietest tool':<34} {len(frame):>9,} {cold_one:>7.3f}s {warm_one:>8.3f}s")
             store.close()
         # A week a month back: the returned_at range runs from its start to now.
-        store = SQLiteStore(path)
+        store = Store(path)
         start, stop = end - 28 * DAY, end - 21 * DAY
         cold_s, sessions = timed(lambda: load_sessions(store, start, stop))
         warm_s = repeated(lambda: load_sessions(store, start, stop))

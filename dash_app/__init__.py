@@ -27,7 +27,7 @@ from dash_app.sources.flexlm import FlexLMFollower
 from dash_app.sources.health import SourceHealth, down_of, sources_of
 from dash_app.sources.servers import build_poller
 from dash_app.state import DELIVERIES, DEMO, FLEXLM, LEASE, LOG, POLLER, STORE, STREAM, AppState, Service, attach_state
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper, stored_tool_names
 from dash_app.store.restore import restore_buffer
 from dash_app.stream import StreamTicker, stream_capacity
@@ -45,7 +45,7 @@ def build_state(config: Config, lead: bool = True) -> AppState:
     servers, and writes the log to the store itself, which is safe beside the lease holder (each entry is stored once).
     """
     specs = load_inventory(config.tools_file)
-    store = SQLiteStore(config.db)
+    store = Store(config.db)
     # One rule for every aggregate: past --max-unknown-tools names outside the inventory share one series, so a
     # flood of distinct names cannot grow the buffer's bins or the stored history. Names an earlier run charted on
     # their own (its stored history) keep their series, so a restart neither moves nor double counts them.
@@ -138,7 +138,7 @@ def build_state(config: Config, lead: bool = True) -> AppState:
     )
 
 
-def demo_backfill_hours(config: Config, store: SQLiteStore) -> float:
+def demo_backfill_hours(config: Config, store: Store) -> float:
     """Return the hours of demo history to make up at start: none when the database already holds recent events.
 
     A restart over the same database would otherwise add a second past on top of the first, and the licenses in use
@@ -147,7 +147,7 @@ def demo_backfill_hours(config: Config, store: SQLiteStore) -> float:
     if config.backfill_hours <= 0:
         return 0.0
     since = time.time() - config.backfill_hours * 3600
-    if store.read("SELECT 1 FROM events WHERE ts >= ? LIMIT 1", (since,)):
+    if store.read("SELECT 1 FROM events WHERE ts >= :since LIMIT 1", {"since": since}):
         log.info("demo backfill skipped: the database already holds events of the last %g h", config.backfill_hours)
         return 0.0
     return config.backfill_hours

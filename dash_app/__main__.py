@@ -7,7 +7,7 @@ from dash_app import config as config_module
 from dash_app.alerts.setup import read_rules
 from dash_app.eventlog.setup import SharedLogError, open_redis
 from dash_app.licenses import InventoryError, load_inventory
-from dash_app.store import SQLiteStore, StoreError
+from dash_app.store import Store, StoreError
 
 
 def build_parser():
@@ -27,7 +27,7 @@ def check_startup(config):
     """Fail fast, in this process, on a bad tools file or database, before the server forks its worker."""
     load_inventory(config.tools_file)
     read_rules(config)  # a bad rules file or notify URL: AlertRulesError, a ConfigError
-    store = SQLiteStore(config.db)
+    store = Store(config.db)
     try:
         store.check_writable()
     finally:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
     from dash_app.licenses import LicensePool
     from dash_app.recording import EventRecorder
     from dash_app.sources.health import SourceHealth
-    from dash_app.store import SQLiteStore
+    from dash_app.store import Store
     from dash_app.store.history import HistoryKeeper
     from dash_app.stream import StreamTicker
 
@@ -58,7 +58,7 @@ class AppState:
     buffer: RealtimeMetricsBuffer
     recorder: EventRecorder
     pool: LicensePool
-    store: SQLiteStore
+    store: Store
     history: HistoryKeeper
     metrics_registry: CollectorRegistry
     stream: StreamTicker

@@ -1,5 +1,7 @@
 """Shared fixtures: apps built per test, and real server processes on free loopback ports."""
 
+import itertools
+
 import pytest
 
 from dash_app.testing import TEST_TOKEN, PostgresServer, ServerProcess
@@ -45,3 +47,21 @@ def postgres():
     """A real PostgreSQL server for the whole session; a test that writes makes its own database with create_database."""
     with PostgresServer() as server:
         yield server
+
+
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def databases(request, tmp_path_factory):
+    """Make new, empty databases of one kind, as --db takes them: SQLite files, or databases on the session's server."""
+    if request.param == "sqlite":
+        return lambda: str(tmp_path_factory.mktemp("db") / "test.db")
+    server = request.getfixturevalue("postgres")
+    return lambda: server.create_database(f"test_{next(_database_numbers)}")
+
+
+@pytest.fixture
+def database(databases):
+    """A new, empty database for --db, of each kind in turn (the test runs once per kind)."""
+    return databases()

@@ -111,10 +111,10 @@ def test_an_overage_budget_alert_resolves_when_its_period_ends():
 
 
 def test_after_a_restart_a_firing_alert_waits_for_its_source_to_say_how_it_is(tmp_path):
-    from dash_app.store import SQLiteStore
+    from dash_app.store import Store
 
     rules = parse_rules({"rules": [{"name": "down", "kind": "source_down"}]}, lambda url: None)
-    store = SQLiteStore(tmp_path / "a.db")
+    store = Store(tmp_path / "a.db")
     store.start()
     sources = [{"kind": "lmstat", "name": "27000@lic01", "state": "down", "down_since": None, "last_error": "x"}]
 

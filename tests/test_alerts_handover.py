@@ -12,7 +12,7 @@ from dash_app.alerts.delivery import Deliveries, check_url
 from dash_app.alerts.engine import HANDOVER_SECONDS, AlertEngine, episode_id
 from dash_app.alerts.facts import DenialWindow, OpenCheckouts
 from dash_app.alerts.rules import parse_rules
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.testing.receivers import WebhookReceiver
 
 T = float(int(time.time()))
@@ -32,7 +32,7 @@ class Process:
     """One process of a deployment on Redis, as far as alerts go: its store, its delivery queue, its engine."""
 
     def __init__(self, db, rules, leads):
-        self.store = SQLiteStore(db)
+        self.store = Store(db)
         self.store.start()
         self.deliveries = Deliveries(workers=1)  # one worker: delivered in the order sent
         self.deliveries.start()

@@ -9,7 +9,7 @@ import psycopg
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper
 from dash_app.store.migrate import head
 from dash_app.store.tables import metadata
@@ -116,7 +116,7 @@ def test_the_server_says_a_url_is_for_the_db_command_in_this_release(postgres, t
 
 def write_history(path):
     """A site's SQLite file as the server leaves it: sessions, denials, events, charges, aggregates."""
-    store = SQLiteStore(path)
+    store = Store(path)
     HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * 86400, clock=lambda: NOW)
     store.start()
     try:

@@ -194,10 +194,10 @@ def test_a_deleted_or_replaced_database_file_is_written_again(make_app, tmp_path
 
 
 def test_a_database_locked_by_another_process_ends_with_one_line(tmp_path):
-    from dash_app.store import SQLiteStore
+    from dash_app.store import Store
 
     db = tmp_path / "locked.db"
-    SQLiteStore(str(db)).close()
+    Store(str(db)).close()
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:

@@ -10,9 +10,9 @@ import threading
 import pytest
 
 from dash_app.events import Event, borrow_event, failure_event, return_event
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
+from dash_app.store.database import UNAGGREGATED_SINCE
 from dash_app.store.history import HistoryKeeper
-from dash_app.store.sqlite_store import UNAGGREGATED_SINCE
 from dash_app.testing import ROOT, FakeClock
 
 NOW = 1_800_000_000.0 + 3 * 3600 + 41 * 60 + 7.25  # inside an hour, inside a minute
@@ -122,12 +122,12 @@ def keeper(store, clock, **kwargs):
 KILLED_LEADER = """
 import json, os, signal, sys
 from dash_app.events import Event
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.store import history
 
 history.AGGREGATE_EVERY_SECONDS = history.PRUNE_EVERY_SECONDS = 10**6
 path, now = sys.argv[1], float(sys.argv[2])
-store = SQLiteStore(path)
+store = Store(path)
 history.HistoryKeeper(store, raw_keep_seconds=3600, history_seconds=30 * 86400, clock=lambda: now)
 store.start()
 for batch in json.load(sys.stdin):
@@ -139,7 +139,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 def test_events_of_a_leader_killed_before_it_aggregated_reach_the_next_leaders_history(tmp_path):
     path = tmp_path / "shared.db"
-    SQLiteStore(path).close()  # the file exists, as the deployment's does
+    Store(path).close()  # the file exists, as the deployment's does
     events = traffic(seed=1, count=160, start=NOW - 50 * 60, seconds=45 * 60)  # across an hour's edge
     parts = batches(events, seed=1)
     killed = subprocess.run(
@@ -152,7 +152,7 @@ def test_events_of_a_leader_killed_before_it_aggregated_reach_the_next_leaders_h
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
-    store = SQLiteStore(path)
+    store = Store(path)
     history = keeper(store, FakeClock(NOW))
     store.start()
     try:
@@ -172,7 +172,7 @@ def test_a_process_that_does_not_lead_leaves_aggregating_and_pruning_to_the_lead
     path = tmp_path / "shared.db"
     clock = FakeClock(NOW)
     # Like ingest-flexlm beside a server: it writes events to the file, but does not hold the lease.
-    writer = SQLiteStore(path)
+    writer = Store(path)
     follower = keeper(writer, clock)
     follower.leading = lambda: False
     writer.start()
@@ -186,7 +186,7 @@ def test_a_process_that_does_not_lead_leaves_aggregating_and_pruning_to_the_lead
     assert writer.persisted
     assert follower.generation == generation
 
-    store = SQLiteStore(path)
+    store = Store(path)
     try:
         assert store.read("SELECT COUNT(*) FROM events") == [(len(old) + len(recent),)]  # nothing pruned
         assert store.read("SELECT COUNT(*) FROM minute_stats") == [(0,)]  # nothing aggregated
@@ -195,7 +195,7 @@ def test_a_process_that_does_not_lead_leaves_aggregating_and_pruning_to_the_lead
         store.close()
 
     # The lease holder (another process's store on the same file) folds them all in, then prunes raw events.
-    store = SQLiteStore(path)
+    store = Store(path)
     leader = keeper(store, clock)
     store.start()
     try:
@@ -209,7 +209,7 @@ def test_a_process_that_does_not_lead_leaves_aggregating_and_pruning_to_the_lead
 
 
 def test_leading_is_asked_at_each_run(tmp_path):
-    store = SQLiteStore(tmp_path / "h.db")
+    store = Store(tmp_path / "h.db")
     leads = [False]
     history = keeper(store, FakeClock(NOW))
     history.leading = lambda: leads[0]
@@ -229,7 +229,7 @@ def test_leading_is_asked_at_each_run(tmp_path):
 
 def test_the_embedded_app_aggregates_what_it_writes_late_events_included(tmp_path):
     """One process, no lease: the default keeper leads, and each run folds in what was written since the last."""
-    store = SQLiteStore(tmp_path / "h.db")
+    store = Store(tmp_path / "h.db")
     keeper(store, FakeClock(NOW))
     store.start()
     try:
@@ -252,7 +252,7 @@ def test_a_failed_aggregation_leaves_the_mark_for_the_next_run(tmp_path):
             raise RuntimeError("series unavailable")
         return tool
 
-    store = SQLiteStore(tmp_path / "h.db")
+    store = Store(tmp_path / "h.db")
     keeper(store, FakeClock(NOW), series_of=series_of)
     store.start()
     try:
@@ -273,9 +273,9 @@ def test_events_written_while_another_process_aggregates_are_never_lost(tmp_path
     """A writer's batches and the leader's runs interleave on one file; every event ends in the history."""
     path = tmp_path / "shared.db"
     clock = FakeClock(NOW)
-    writer = SQLiteStore(path)
+    writer = Store(path)
     keeper(writer, clock).leading = lambda: False
-    leader_store = SQLiteStore(path)
+    leader_store = Store(path)
     leader = keeper(leader_store, clock)
     writer.start()
     leader_store.start()
@@ -286,7 +286,7 @@ def test_events_written_while_another_process_aggregates_are_never_lost(tmp_path
         # The leader's aggregate, run as its writer thread runs it, as often as it can: a millisecond apart.
         while not done.wait(0.001):
             with leader_store._conn_lock:
-                leader.aggregate(leader_store._conn)
+                leader.aggregate()
             runs[0] += 1
 
     thread = threading.Thread(target=lead)

@@ -3,17 +3,15 @@
 import itertools
 import json
 import sqlite3
-import tempfile
 from bisect import bisect_left, bisect_right
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dash_app.events import Event
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.store.history import (
     HistoryKeeper,
     bin_seconds_for,
@@ -37,16 +35,15 @@ def fold(tool):
 
 
 @contextmanager
-def history_store(clock, series_of=fold):
-    """A real SQLiteStore in a new folder, with its writer thread and a HistoryKeeper that never prunes."""
-    with tempfile.TemporaryDirectory() as folder:
-        store = SQLiteStore(Path(folder) / "history.db")
-        keeper = HistoryKeeper(store, raw_keep_seconds=10**9, history_seconds=10**9, clock=clock, series_of=series_of)
-        store.start()
-        try:
-            yield store, keeper
-        finally:
-            store.stop()
+def history_store(db, clock, series_of=fold):
+    """A real Store on the new database `db`, with its writer thread and a HistoryKeeper that never prunes."""
+    store = Store(db)
+    keeper = HistoryKeeper(store, raw_keep_seconds=10**9, history_seconds=10**9, clock=clock, series_of=series_of)
+    store.start()
+    try:
+        yield store, keeper
+    finally:
+        store.stop()
 
 
 def write(store, events):
@@ -168,13 +165,13 @@ def as_events(batch):
     ]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(**SCENARIO)
-def test_stored_levels_match_a_brute_force_replay(batches):
+def test_stored_levels_match_a_brute_force_replay(databases, batches):
     """Batches written and folded one after another, later ones often reaching back before earlier ones."""
     clock = FakeClock(NOW)
     written = []
-    with history_store(clock) as (store, _keeper):
+    with history_store(databases(), clock) as (store, _keeper):
         for batch in batches:
             events = as_events(batch)
             write(store, events)
@@ -185,7 +182,7 @@ def test_stored_levels_match_a_brute_force_replay(batches):
             assert_series_match(store, replay, window, NOW)
 
 
-def test_spikes_to_the_total_show_in_the_two_hour_and_hour_bins():
+def test_spikes_to_the_total_show_in_the_two_hour_and_hour_bins(database):
     """A tool of total 10 at 3 in use hits 10 for 30 s nine times in 6 h: its bins say 10 at 30 d and at 7 d."""
     clock = FakeClock(NOW)
     tool = TOOLS[0]
@@ -195,7 +192,7 @@ def test_spikes_to_the_total_show_in_the_two_hour_and_hour_bins():
     for k, at in enumerate(spikes):
         events += [Event(at, "borrow", tool, "ci", f"s{k}-{i}", True, None) for i in range(7)]
         events += [Event(at + 30, "return", tool, "ci", f"s{k}-{i}", None, None) for i in range(7)]
-    with history_store(clock) as (store, _keeper):
+    with history_store(database, clock) as (store, _keeper):
         write(store, events)
         for window, size in ((30 * DAY, 7200), (7 * DAY, 3600), (DAY, 300)):
             got_size, series = history_series(store, window, now=NOW)
@@ -212,13 +209,13 @@ def test_spikes_to_the_total_show_in_the_two_hour_and_hour_bins():
                 if begin >= base:
                     assert p["avg_in_use"] == pytest.approx(3 + spikes_in * 7 * 30 / span)
         # The old view (the level at each bin's end) never saw them.
-        (ends,) = zip(*store.read("SELECT level_end FROM hour_stats WHERE tool = ?", (tool,)))
+        (ends,) = zip(*store.read("SELECT level_end FROM hour_stats WHERE tool = :tool", {"tool": tool}))
         assert set(ends) == {3}
 
 
-def test_a_license_held_without_events_fills_every_bin_of_the_window():
+def test_a_license_held_without_events_fills_every_bin_of_the_window(database):
     clock = FakeClock(NOW)
-    with history_store(clock) as (store, _keeper):
+    with history_store(database, clock) as (store, _keeper):
         write(store, [Event(NOW - 10 * DAY, "borrow", TOOLS[1], "u", "held", False, None)])
         size, series = history_series(store, 7 * DAY, now=NOW)
         points = series[TOOLS[1]]
@@ -230,18 +227,20 @@ def test_a_license_held_without_events_fills_every_bin_of_the_window():
         assert before == {}
 
 
-def test_an_old_event_arriving_after_its_raw_neighbours_were_pruned_moves_the_later_rows():
+def test_an_old_event_arriving_after_its_raw_neighbours_were_pruned_moves_the_later_rows(database):
     clock = FakeClock(NOW)
     tool = TOOLS[0]
-    with history_store(clock) as (store, _keeper):
+    with history_store(database, clock) as (store, _keeper):
         write(store, [Event(NOW - 5 * 3600 + 10, "borrow", tool, "u", "a", False, None)])
         write(store, [Event(NOW - 3 * 3600 + 10, "borrow", tool, "u", "b", False, None)])
         store.read("DELETE FROM events")  # pruned, as raw events are after the retention plus an hour
         # A FlexLM backfill brings an older borrow (and no return) after the fact.
         write(store, [Event(NOW - 6 * 3600 + 10, "borrow", tool, "u", "old", False, None)])
-        rows = store.read("SELECT minute, count, peak, level_end FROM minute_stats WHERE tool = ? ORDER BY minute", (tool,))
+        rows = store.read(
+            "SELECT minute, count, peak, level_end FROM minute_stats WHERE tool = :tool ORDER BY minute", {"tool": tool}
+        )
         assert [(count, peak, end) for _m, count, peak, end in rows] == [(1, 1, 1), (1, 2, 2), (1, 3, 3)]
-        hours = store.read("SELECT level_end FROM hour_stats WHERE tool = ? ORDER BY hour", (tool,))
+        hours = store.read("SELECT level_end FROM hour_stats WHERE tool = :tool ORDER BY hour", {"tool": tool})
         assert [end for (end,) in hours] == [1, 2, 3]
 
 
@@ -281,7 +280,7 @@ def test_migration_adds_the_columns_to_an_old_database_and_keeps_its_rows(tmp_pa
     conn.commit()
     conn.close()
 
-    store = SQLiteStore(db)
+    store = Store(db)
     try:
         HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * DAY, clock=FakeClock(NOW))
         for table in ("minute_stats", "hour_stats"):
@@ -307,7 +306,7 @@ def test_migration_adds_the_columns_to_an_old_database_and_keeps_its_rows(tmp_pa
         store.close()
 
     # The file opens again as it is.
-    store = SQLiteStore(db)
+    store = Store(db)
     try:
         HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * DAY, clock=FakeClock(NOW))
         assert store.read("SELECT peak, avg_in_use, level_end FROM minute_stats ORDER BY minute") == levels
@@ -315,19 +314,19 @@ def test_migration_adds_the_columns_to_an_old_database_and_keeps_its_rows(tmp_pa
         store.close()
 
 
-def test_rows_inserted_without_levels_are_estimated_when_read():
+def test_rows_inserted_without_levels_are_estimated_when_read(database):
     """A row written by an older version's code path (no levels) still reads, estimated from its counts."""
     clock = FakeClock(NOW)
     tool = TOOLS[0]
-    with history_store(clock) as (store, _keeper):
+    with history_store(database, clock) as (store, _keeper):
         minute = int((NOW - 3 * 3600) // 60)
         store.read(
             "INSERT INTO minute_stats (tool, minute, count, overage_count, users, returns, failures) "
-            "VALUES (?, ?, 4, 0, '[]', 1, '{}')",
-            (tool, minute),
+            "VALUES (:tool, :minute, 4, 0, '[]', 1, '{}')",
+            {"tool": tool, "minute": minute},
         )
-        with store._conn_lock:
-            rebuild_hours_from(store._conn, minute)
+        with store.writing() as conn:
+            rebuild_hours_from(conn, minute)
         _size, series = history_series(store, DAY, now=NOW)
         (first, *rest) = series[tool]
         # Estimated: 0 -> 3 (4 borrows, 1 return), a mean of 1.5 in its minute; the bin's minutes before it held 0.
@@ -335,5 +334,5 @@ def test_rows_inserted_without_levels_are_estimated_when_read():
         before, after = minute % 5, 4 - minute % 5
         assert first["avg_in_use"] == pytest.approx((before * 0 + 1.5 + after * 3) / 5)
         assert all(p["peak"] == 3 and p["avg_in_use"] == 3.0 for p in rest)
-        hour = store.read("SELECT peak, avg_in_use, level_end FROM hour_stats WHERE tool = ?", (tool,))
+        hour = store.read("SELECT peak, avg_in_use, level_end FROM hour_stats WHERE tool = :tool", {"tool": tool})
         assert hour == [(3, pytest.approx((minute % 60 * 0 + 1.5 + (59 - minute % 60) * 3) / 60), 3)]

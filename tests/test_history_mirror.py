@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from dash_app.analytics.mirror import HistoryMirror
-from dash_app.analytics.runners import FileSnapshots
+from dash_app.analytics.runners import FileSnapshots, snapshots_for
 from dash_app.events import borrow_event, failure_event, return_event
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper
 from dash_app.store.sessions import load_denials, load_sessions
 from dash_app.testing import FakeClock
@@ -53,13 +53,15 @@ def same_as_the_store(mirror, store, now):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=1, max_size=6))
-def test_the_copy_follows_writes_late_returns_and_prunes(tmp_path_factory, steps):
-    path = tmp_path_factory.mktemp("mirror") / "history.db"
+def test_the_copy_follows_writes_late_returns_and_prunes(databases, steps):
+    db = databases()
     clock = FakeClock(NOW)
-    store = SQLiteStore(path)
+    store = Store(db)
     HistoryKeeper(store, raw_keep_seconds=HOUR, history_seconds=HISTORY, clock=clock)
     store.start()
-    mirror = HistoryMirror(FileSnapshots(str(path)))
+    # Read as the analysis process reads it: on connections of its own, by path or URL.
+    snapshots = [snapshots_for(db), snapshots_for(db)]
+    mirror = HistoryMirror(snapshots[0])
     try:
         for writes, advance, prune, refresh in steps:
             events = []
@@ -82,15 +84,17 @@ def test_the_copy_follows_writes_late_returns_and_prunes(tmp_path_factory, steps
         mirror.refresh()
         same_as_the_store(mirror, store, clock())
         # A copy read from scratch is the same as the one kept up to date.
-        fresh = HistoryMirror(FileSnapshots(str(path)))
+        fresh = HistoryMirror(snapshots[1])
         fresh.refresh()
         same_as_the_store(fresh, store, clock())
     finally:
         store.stop()
+        for each in snapshots:
+            each.close()
 
 
-def test_a_refresh_reads_only_what_changed_and_nothing_when_nothing_did(tmp_path):
-    store = SQLiteStore(tmp_path / "h.db")
+def test_a_refresh_reads_only_what_changed_and_nothing_when_nothing_did(database):
+    store = Store(database)
     store.start()
     try:
         store.on_events([borrow_event("Roomy", f"u{n}", False, f"b{n}", NOW + n) for n in range(100)])
@@ -113,7 +117,7 @@ def test_a_refresh_reads_only_what_changed_and_nothing_when_nothing_did(tmp_path
 
 
 def test_an_in_memory_database_is_copied_through_the_stores_own_connection():
-    store = SQLiteStore(":memory:")
+    store = Store(":memory:")
     store.start()
     try:
         store.on_events([borrow_event("Roomy", "ann", True, "a", NOW), failure_event("Tight", "bob", "queued", NOW)])
@@ -128,7 +132,7 @@ def test_an_in_memory_database_is_copied_through_the_stores_own_connection():
 def test_a_replaced_file_is_read_again_whole(tmp_path):
     first, second = tmp_path / "first.db", tmp_path / "second.db"
     for path, user in ((first, "ann"), (second, "bob")):
-        store = SQLiteStore(path)
+        store = Store(path)
         store.start()
         store.on_events([borrow_event("Roomy", user, False, f"id-{user}", NOW)])
         assert store.flush()
@@ -148,9 +152,9 @@ def test_a_replaced_file_is_read_again_whole(tmp_path):
     assert mirror.load_sessions(NOW - 1, NOW + 1)["user"].tolist() == ["bob"]
 
 
-def test_a_copy_behind_the_log_of_pruned_rows_reads_everything_again(tmp_path):
+def test_a_copy_behind_the_log_of_pruned_rows_reads_everything_again(database):
     clock = FakeClock(NOW)
-    store = SQLiteStore(tmp_path / "h.db")
+    store = Store(database)
     HistoryKeeper(store, raw_keep_seconds=HOUR, history_seconds=HISTORY, clock=clock)
     store.start()
     try:
@@ -161,7 +165,7 @@ def test_a_copy_behind_the_log_of_pruned_rows_reads_everything_again(tmp_path):
         mirror.refresh()
         clock.advance(3 * DAY)
         store.run_tasks_now()  # ann's session goes, and its id is logged
-        assert store.read("SELECT tbl, row FROM pruned_rows") == [("borrows", 1)]
+        assert store.read('SELECT tbl, "row" FROM pruned_rows') == [("borrows", 1)]
         clock.advance(2 * DAY)
         store.on_events([borrow_event("Roomy", "cy", False, "c", NOW + 5 * DAY)])
         store.run_tasks_now()  # the log forgets that prune: a copy from before it cannot catch up from the log

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from dash_app.store import SQLiteStore, StoreError
+from dash_app.store import Store, StoreError
 from dash_app.store.history import migrate_in_use_columns
 from dash_app.store.migrate import head, redacted
 from dash_app.store.schema import BASE_SCHEMA, MIGRATIONS, SCHEMA_VERSION
@@ -92,7 +92,7 @@ def upgrade_at_once(db, processes=4):
 def test_a_new_database_has_the_tables_every_earlier_release_upgrades_to(tmp_path):
     """The one definition (store.tables) makes what the frozen migrations made of a file, column for column."""
     new = tmp_path / "new.db"
-    SQLiteStore(new).close()
+    Store(new).close()
     legacy = tmp_path / "legacy.db"
     legacy_file(legacy, len(MIGRATIONS), run_by_server=True)
     assert shape(new) == shape(legacy)
@@ -108,7 +108,7 @@ def test_a_new_database_has_the_tables_every_earlier_release_upgrades_to(tmp_pat
 def test_a_file_of_each_earlier_release_is_upgraded_in_place_keeping_its_rows(tmp_path, version):
     path = tmp_path / f"v{version}.db"
     legacy_file(path, version)
-    store = SQLiteStore(path)
+    store = Store(path)
     try:
         assert store.read("SELECT id, tool, user, borrowed_at FROM borrows") == [("b-1", "MATLAB", "ann", NOW - 60)]
         assert store.load_charges() == {"MATLAB": 2}
@@ -120,7 +120,7 @@ def test_a_file_of_each_earlier_release_is_upgraded_in_place_keeping_its_rows(tm
     migrate_in_use_columns(conn)  # what the server's history keeper adds at start, filled from the inventory
     conn.close()
     new = tmp_path / "new.db"
-    SQLiteStore(new).close()
+    Store(new).close()
     assert shape(path) == shape(new)
     assert run_db("current", "--db", str(path)).stdout.strip() == f"database {path}: revision {head()} (head)"
 
@@ -133,7 +133,7 @@ def test_a_failed_upgrade_leaves_the_file_as_it_was(tmp_path):
     conn.close()
     before = dump(path)
     with pytest.raises(StoreError) as failed:
-        SQLiteStore(path)
+        Store(path)
     assert "history_meta" in str(failed.value) and "\n" not in str(failed.value)
     assert dump(path) == before  # not half upgraded: no column, table or version of version 2 or the revisions
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (1,)
@@ -141,13 +141,13 @@ def test_a_failed_upgrade_leaves_the_file_as_it_was(tmp_path):
 
 def test_a_database_from_a_newer_release_is_refused_in_one_line_and_left_alone(tmp_path):
     path = tmp_path / "newer.db"
-    SQLiteStore(path).close()
+    Store(path).close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("UPDATE alembic_version SET version_num = '0099'")
     conn.close()
     before = dump(path)
     with pytest.raises(StoreError) as refused:
-        SQLiteStore(path)
+        Store(path)
     assert str(refused.value) == (
         f"database {path}: its schema revision 0099 is newer than this app's ({head()}); "
         "run the newer app, or point --db at another database"
@@ -211,13 +211,13 @@ def test_an_upgrade_that_waits_too_long_for_the_write_lock_ends_with_one_line(tm
     try:
         before = dump(path)
         with pytest.raises(StoreError) as locked:
-            SQLiteStore(path)
+            Store(path)
         assert str(locked.value) == f"database {path}: database is locked"
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     assert dump(path) == before
-    SQLiteStore(path).close()  # and once the other write is over, the upgrade goes through
+    Store(path).close()  # and once the other write is over, the upgrade goes through
     assert run_db("current", "--db", str(path)).stdout == f"database {path}: revision {head()} (head)\n"
 
 

@@ -13,6 +13,8 @@ import requests
 
 from dash_app.state import get_state
 from dash_app.store.history import MAX_POINTS, history_series, rebuild_hours_from
+from dash_app.store.tables import minute_stats
+from dash_app.testing import PostgresServer, free_port
 from dash_app.timeutil import parse_iso
 
 TOOLS = ["Vector - DaVinci Configurator SE", "GreenHills Multi IDE", "CAN Bus Analyzer Pro"]
@@ -70,8 +72,8 @@ class Traffic:
             t.join()
 
 
-def test_kill_9_restart_keeps_buckets_status_and_counting(start_server, tmp_path):
-    db = tmp_path / "restart.db"
+def test_kill_9_restart_keeps_buckets_status_and_counting(start_server, database):
+    db = database
     server = start_server(DASH_APP_DB=db)
     with Traffic(server):
         time.sleep(2)
@@ -111,8 +113,8 @@ def test_kill_9_restart_keeps_buckets_status_and_counting(start_server, tmp_path
     assert tool_status["borrowed"] == status[TOOLS[0]]["borrowed"] + 1
 
 
-def test_export_csv_round_trip_equals_the_buckets(make_app):
-    state = get_state(make_app())
+def test_export_csv_round_trip_equals_the_buckets(make_app, database):
+    state = get_state(make_app(db=database))
     now = time.time()
     rng = random.Random(4)
     for n in range(400):
@@ -172,8 +174,8 @@ def test_export_rejects_bad_parameters(make_app):
         assert response.status_code == 400 and response.get_json()["detail"].startswith(field + ":")
 
 
-def test_thirty_day_history_is_downsampled_with_exact_sums(make_app):
-    state = get_state(make_app())
+def test_thirty_day_history_is_downsampled_with_exact_sums(make_app, database):
+    state = get_state(make_app(db=database))
     store = state.store
     now = time.time()
     rng = random.Random(9)
@@ -189,10 +191,10 @@ def test_thirty_day_history_is_downsampled_with_exact_sums(make_app):
             expected[tool][0] += count
             expected[tool][1] += 1
             expected[tool][2].update(users)
-    with store._conn_lock:
-        columns = "tool, minute, count, overage_count, users, returns, failures"
-        store._conn.executemany(f"INSERT INTO minute_stats ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        rebuild_hours_from(store._conn, first_minute)
+    with store.writing() as conn:
+        columns = ("tool", "minute", "count", "overage_count", "users", "returns", "failures")
+        conn.execute(minute_stats.insert(), [dict(zip(columns, row)) for row in rows])
+        rebuild_hours_from(conn, first_minute)
 
     for window in (86400, 604800, 2592000):
         size, series = history_series(store, window, now=now)
@@ -210,8 +212,8 @@ def test_thirty_day_history_is_downsampled_with_exact_sums(make_app):
                 assert sum(p["count"] for p in points) == brute
 
 
-def test_events_reach_history_through_the_writer(make_app, tmp_path):
-    app = make_app(db=str(tmp_path / "h.db"))
+def test_events_reach_history_through_the_writer(make_app, database):
+    app = make_app(db=database)
     state = get_state(app)
     for n in range(5):
         state.pool.borrow(TOOLS[1], f"u{n}")
@@ -222,7 +224,7 @@ def test_events_reach_history_through_the_writer(make_app, tmp_path):
     assert set(series[TOOLS[1]][-1]["users"]) <= {f"u{n}" for n in range(5)}
 
 
-def test_a_full_database_keeps_serving_from_memory_and_recovers(make_app, tmp_path):
+def test_a_full_sqlite_file_keeps_serving_from_memory_and_recovers(make_app, tmp_path):
     app = make_app(db=str(tmp_path / "full.db"))
     state = get_state(app)
     client = app.server.test_client()
@@ -255,20 +257,68 @@ def test_retention_and_caps_are_configurable(make_app):
     assert state.buffer.get_stats_summary()["retention_hours"] == 0.5
 
 
-@pytest.mark.parametrize("db", ["/nonexistent-folder/x.db", "/"])
-def test_bad_db_path_is_one_line(db):
+def test_a_lost_database_server_keeps_serving_from_memory_and_catches_up(make_app):
+    """PostgreSQL stopped under the app: answers go on from memory with persisted false, and every event is written
+    once it is back."""
+    with PostgresServer() as server:  # its own: this test stops it
+        state = get_state(make_app(db=server.create_database("lost")))
+        client = state_client(state)
+        state.pool.borrow(TOOLS[0], "first")
+        assert state.store.flush(5)
+        server.kill()
+        for n in range(20):
+            borrow = state.pool.borrow(TOOLS[1], f"u{n}")
+            state.pool.return_license(borrow.id)
+        deadline = time.time() + 15
+        while state.stats_summary()["persisted"] and time.time() < deadline:
+            time.sleep(0.05)
+        body = client.get("/realtime/stats").get_json()
+        assert body["persisted"] is False and body["borrow_count"] == 21 and body["return_count"] == 20
+        assert "OperationalError" in state.store.last_error and "dash@" not in state.store.last_error
+        server.restart()
+        assert state.store.flush(30)
+        assert state.stats_summary()["persisted"] is True
+        assert state.store.read("SELECT count(*) FROM events")[0][0] == 41
+        assert state.store.read("SELECT count(*) FROM borrows WHERE returned_at IS NULL")[0][0] == 1
+        state.stop()
+
+
+def run_with_db(db):
+    """Start the server with `--db db` and return (exit status, stderr lines): it must end before serving."""
     import subprocess
     import sys
 
     from dash_app.testing import ROOT
 
     result = subprocess.run([sys.executable, "-m", "dash_app", "--db", db], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("python -m dash_app: error: database")
+    return result.returncode, result.stderr.strip().splitlines()
 
 
-def test_a_graceful_stop_writes_everything_queued(start_server, tmp_path):
-    db = tmp_path / "graceful.db"
+@pytest.mark.parametrize("db", ["/nonexistent-folder/x.db", "/"])
+def test_bad_db_path_is_one_line(db):
+    status, lines = run_with_db(db)
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("python -m dash_app: error: database")
+
+
+def test_an_unusable_database_server_is_one_line_with_the_password_hidden(postgres):
+    url = postgres.url_for("dash")
+    cases = {
+        "unreachable": (f"postgresql://dash:s3cret@127.0.0.1:{free_port()}/dash", "Connection refused"),
+        "no such database": (
+            url.replace("dash@", "dash:s3cret@").rsplit("/", 1)[0] + "/nosuch",
+            'database "nosuch" does not exist',
+        ),
+        "no such user": (url.replace("dash@", "nobody:s3cret@"), 'role "nobody" does not exist'),
+    }
+    for what, (db, reason) in cases.items():
+        status, lines = run_with_db(db)
+        assert status == 2 and len(lines) == 1, what
+        assert lines[0].startswith("python -m dash_app: error: database postgresql") and reason in lines[0], what
+        assert "s3cret" not in lines[0] and ":***@" in lines[0], what
+
+
+def test_a_graceful_stop_writes_everything_queued(start_server, database):
+    db = database
     server = start_server(DASH_APP_DB=db)
     with requests.Session() as session:
         session.headers.update(server.headers())
@@ -294,9 +344,9 @@ def test_export_of_a_non_ascii_tool_names_the_file_in_ascii(make_app, tmp_path):
     assert "工具 Pro" in response.get_data(as_text=True)
 
 
-def test_a_return_recorded_before_its_borrow_still_ends_it_in_the_store(make_app, tmp_path):
+def test_a_return_recorded_before_its_borrow_still_ends_it_in_the_store(make_app, database):
     """A log source holds its batch's events back; a REST return of one of its borrows is recorded at once."""
-    db = str(tmp_path / "race.db")
+    db = database
     state = get_state(make_app(db=db))
     pool = state.pool
     observed, returned = threading.Event(), threading.Event()
@@ -315,7 +365,7 @@ def test_a_return_recorded_before_its_borrow_still_ends_it_in_the_store(make_app
     returned.set()
     source.join()
     assert state.store.flush(5)
-    [(borrowed_at, returned_at, user)] = state.store.read("SELECT borrowed_at, returned_at, user FROM borrows")
+    [(borrowed_at, returned_at, user)] = state.store.read('SELECT borrowed_at, returned_at, "user" FROM borrows')
     assert returned_at is not None and returned_at >= borrowed_at and user == "ann"
     state.stop()
     restarted = get_state(make_app(db=db))

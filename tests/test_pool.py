@@ -11,7 +11,7 @@ from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.licenses import BorrowDenied, LicensePool, UnknownBorrow
 from dash_app.licenses.inventory import parse_inventory
 from dash_app.recording import EventRecorder
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.testing import ROOT
 
 # "Tight" has room past commit + max_overage, so max_overage is reachable before exhausted.
@@ -111,7 +111,7 @@ def test_rules_charges_and_status_match_reference(ops):
 
 
 def test_restart_keeps_borrows_and_charges_and_takes_new_limits(tmp_path):
-    store = SQLiteStore(tmp_path / "pool.db")
+    store = Store(tmp_path / "pool.db")
     store.start()
     pool, _ = make_pool(store)
     kept = [pool.borrow("Tight", f"user{n}") for n in range(4)]  # two in commit, two overage
@@ -119,7 +119,7 @@ def test_restart_keeps_borrows_and_charges_and_takes_new_limits(tmp_path):
     store.stop()
 
     changed = [dict(INVENTORY[0], total=10, commit_qty=5, max_overage=5)] + INVENTORY[1:]
-    store = SQLiteStore(tmp_path / "pool.db")
+    store = Store(tmp_path / "pool.db")
     store.start()
     pool, _ = make_pool(store, changed)
     status = pool.tool_status("Tight")
@@ -131,12 +131,12 @@ def test_restart_keeps_borrows_and_charges_and_takes_new_limits(tmp_path):
 
 
 def test_unlisted_tool_with_restored_borrows_shows_with_unknown_limits(tmp_path):
-    store = SQLiteStore(tmp_path / "pool.db")
+    store = Store(tmp_path / "pool.db")
     store.start()
     pool, _ = make_pool(store)
     pool.borrow("Flexible", "ann")
     store.stop()
-    store = SQLiteStore(tmp_path / "pool.db")
+    store = Store(tmp_path / "pool.db")
     pool, _ = make_pool(store, INVENTORY[:2])
     entry = pool.tool_status("Flexible")
     assert entry["borrowed"] == 1 and entry["total"] is None and entry["available"] is None

@@ -80,7 +80,7 @@ def make_estate(make_app, tmp_path):
     state.alerts.on_tick(time.time() + 7200, state.pool.status(), True)
     state.store.flush()
     with state.store._conn_lock:  # fold the events into the stored minutes now, not on the writer's next round
-        state.history.aggregate(state.store._connection())
+        state.history.aggregate()
     return app, state, {"kept": kept, "gone": gone, "other": other}
 
 

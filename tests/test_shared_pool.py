@@ -23,7 +23,7 @@ from dash_app.licenses.inventory import ToolSpec
 from dash_app.licenses.pool import BorrowDenied, UnknownBorrow
 from dash_app.licenses.shared_pool import PoolUnavailable, SharedLicensePool
 from dash_app.recording import EventRecorder
-from dash_app.store import SQLiteStore
+from dash_app.store import Store
 from dash_app.testing import RedisServer
 from dash_app.testing.clock import FakeClock
 
@@ -209,7 +209,7 @@ def test_two_persisters_sending_the_same_entries_store_them_once(redis_url, tmp_
     ledger.seed_once([], {})
     for n in range(5):
         ledger.apply([["o", "Roomy", "Roomy", f"u{n}", f"{1800000000 + n}.25", f"id-{n}", "ws-1", "2.0", 4]])
-    stores = [SQLiteStore(tmp_path / "shared.db"), SQLiteStore(tmp_path / "shared.db")]
+    stores = [Store(tmp_path / "shared.db"), Store(tmp_path / "shared.db")]
     for store in stores:
         store.start()
     try:
@@ -369,7 +369,7 @@ def test_waiting_for_the_store_covers_this_process_s_own_entries_its_follower_ha
     pool.ledger.seed_once([], {})
     follower = LogFollower(connect(redis_url), keys.events, "0-0", lambda entry_id, events: None)  # not started
     shared = SharedLog(connect(redis_url), keys, pool, follower, Leadership(connect(redis_url), keys.lease, {}), [])
-    store = SQLiteStore(str(tmp_path / "db.sqlite"))
+    store = Store(str(tmp_path / "db.sqlite"))
     store.start()
     persister = LogPersister(connect(redis_url), keys.events, store, 3600)
     try:

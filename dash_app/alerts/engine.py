@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import threading
 import urllib.parse
 import uuid
@@ -25,16 +24,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from sqlalchemy import bindparam, text
+
 from dash_app import privacy
 from dash_app.alerts.conditions import Facts, HeldText, Observation, evaluate, held_text
 from dash_app.alerts.delivery import DeliveryRecord, Notification
 from dash_app.alerts.rules import HELD_LONGER_THAN, SOURCE_DOWN, AlertConfig, Rule
 from dash_app.auth.viewer import ANONYMOUS, Viewer
+from dash_app.store import tables
+from dash_app.store.database import DATABASE_ERRORS, upsert
 from dash_app.timeutil import iso_utc
 
 if TYPE_CHECKING:
     from dash_app.alerts.delivery import Deliveries
-    from dash_app.store.sqlite_store import SQLiteStore
+    from dash_app.store.database import Store
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +48,12 @@ RECENT = 50  # resolved alerts kept for GET /alerts and the page
 HANDOVER_SECONDS = 60.0
 KEYS_PER_READ = 500  # keys per `IN (...)` of a takeover's read: well under SQLite's limit on parameters
 
-_SAVE = (
-    "INSERT OR REPLACE INTO alerts (episode, key, rule, subject, tool, state, since, fired_at, resolved_at, value, "
-    "threshold, message, notified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_SAVE_DELIVERY = "INSERT INTO alert_deliveries (at, key, event, channel, ok, tries, error) VALUES (?, ?, ?, ?, ?, ?, ?)"
+# The columns of an alerts row, in the order _alert_of takes them.
+_COLUMNS = "episode, key, rule, subject, tool, state, since, fired_at, resolved_at, value, threshold, message, notified_at"
+# The rows of some keys, oldest firing first (a takeover keeps the last of each).
+_LATEST = text(
+    "SELECT key, episode, state, fired_at, notified_at FROM alerts WHERE key IN :keys ORDER BY fired_at, rowid"
+).bindparams(bindparam("keys", expanding=True))
 
 
 @dataclass
@@ -119,7 +123,7 @@ class AlertEngine:
         self,
         config: AlertConfig,
         deliveries: Deliveries | None,
-        store: SQLiteStore | None,
+        store: Store | None,
         public_url: str,
         facts: Callable[[float, Sequence[Any], bool], Facts],
         grace_seconds: float = 0.0,
@@ -149,10 +153,9 @@ class AlertEngine:
 
     # -------------------------------------------------------------- restart
 
-    def _restore(self, store: SQLiteStore) -> None:
+    def _restore(self, store: Store) -> None:
         """Take the firing alerts and the recent history from the store: firing ones are not notified again."""
-        columns = "episode, key, rule, subject, tool, state, since, fired_at, resolved_at, value, threshold, message, notified_at"
-        for row in store.read(f"SELECT {columns} FROM alerts WHERE state = ? ORDER BY fired_at", (FIRING,)):
+        for row in store.read(f"SELECT {_COLUMNS} FROM alerts WHERE state = :state ORDER BY fired_at", {"state": FIRING}):
             alert = _alert_of(row)
             if alert.rule in self.rules:
                 self._alerts[alert.key] = alert
@@ -162,7 +165,10 @@ class AlertEngine:
                 alert.state, alert.resolved_at = RESOLVED, alert.notified_at or alert.since
                 self._save(alert)
                 log.info("alert %s: its rule is gone from the rules file; resolved without a notification", alert.key)
-        rows = store.read(f"SELECT {columns} FROM alerts WHERE state = ? ORDER BY resolved_at DESC LIMIT ?", (RESOLVED, RECENT))
+        rows = store.read(
+            f"SELECT {_COLUMNS} FROM alerts WHERE state = :state ORDER BY resolved_at DESC LIMIT :n",
+            {"state": RESOLVED, "n": RECENT},
+        )
         self._recent.extend(_alert_of(row) for row in reversed(rows))
 
     # ----------------------------------------------------------------- ticks
@@ -255,7 +261,7 @@ class AlertEngine:
             return []  # nothing can differ from the store (a process leading from its first tick, usually)
         try:
             stored = self._stored(sorted({alert.key for _, alert in held} | {alert.key for alert in firing}))
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("alerts: cannot read the store to take over from the last leader (%s); trying again", exc)
             return None
         notifications: list[Notification] = []
@@ -296,11 +302,7 @@ class AlertEngine:
         latest: dict[str, _Stored] = {}
         for start in range(0, len(keys), KEYS_PER_READ):
             chunk = keys[start : start + KEYS_PER_READ]
-            sql = (
-                "SELECT key, episode, state, fired_at, notified_at FROM alerts "
-                f"WHERE key IN ({', '.join('?' * len(chunk))}) ORDER BY fired_at, rowid"
-            )
-            for key, episode, state, fired_at, notified_at in self.store.read(sql, chunk):
+            for key, episode, state, fired_at, notified_at in self.store.read(_LATEST, {"keys": chunk}):
                 latest[key] = _Stored(episode, state, fired_at, notified_at)  # later rows replace earlier ones
         return latest
 
@@ -323,29 +325,24 @@ class AlertEngine:
         """Queue `alert`'s row for the store (its callers save only while leading)."""
         if self.store is not None:
             self.store.submit(
-                _SAVE,
-                (
-                    alert.episode,
-                    alert.key,
-                    alert.rule,
-                    alert.subject,
-                    alert.tool,
-                    alert.state,
-                    alert.since,
-                    alert.fired_at,
-                    alert.resolved_at,
-                    alert.value,
-                    alert.threshold,
-                    alert.message,
-                    alert.notified_at,
-                ),
+                upsert(self.store.dialect, tables.alerts, ["episode"]),
+                {name: getattr(alert, name) for name in _COLUMNS.split(", ")},
             )
 
     def on_delivery(self, record: DeliveryRecord) -> None:
         """Keep a delivery's outcome in the store (the Deliveries' callback, from its worker threads)."""
         if self.store is not None:
             self.store.submit(
-                _SAVE_DELIVERY, (record.at, record.key, record.event, record.channel, int(record.ok), record.tries, record.error)
+                tables.alert_deliveries.insert(),
+                {
+                    "at": record.at,
+                    "key": record.key,
+                    "event": record.event,
+                    "channel": record.channel,
+                    "ok": int(record.ok),
+                    "tries": record.tries,
+                    "error": record.error,
+                },
             )
 
     # ----------------------------------------------------------------- reads

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from dash_app.config import Config
     from dash_app.licenses.pool import LicensePool
     from dash_app.recording import EventRecorder
-    from dash_app.store.sqlite_store import SQLiteStore
+    from dash_app.store.database import Store
 
 
 def read_rules(config: Config) -> AlertConfig:
@@ -35,7 +35,7 @@ def public_url(config: Config) -> str:
 def build_alerts(
     config: Config,
     rules: AlertConfig,
-    store: SQLiteStore,
+    store: Store,
     pool: LicensePool,
     recorder: EventRecorder,
     sources: Callable[[], list[dict[str, Any]]],

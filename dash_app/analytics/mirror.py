@@ -14,7 +14,6 @@ session; frames handed to the analyses have the shapes `store.sessions.load_sess
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -22,22 +21,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Connection
 
+from dash_app.store.database import last_stamp, tuples
 from dash_app.store.sessions import DENIAL_COLUMNS, SESSION_COLUMNS
-from dash_app.store.sqlite_store import LAST_STAMP_SQL
 
-# A read transaction on the database: SQLiteStore.snapshot, or FileSnapshots in a process of its own.
-Snapshots = Callable[[], AbstractContextManager[sqlite3.Connection]]
+# A read transaction on the database: Store.snapshot, or Snapshots in a process of its own (analytics.runners).
+Snapshots = Callable[[], AbstractContextManager[Connection]]
 
 _OPEN = -math.inf  # an open session's returned_at in the rows (SQLite keeps no NaN)
 
+# {indexed}: SQLite's NOT INDEXED for the first read (see refresh), nothing elsewhere.
 _SESSIONS_SQL = (
-    "SELECT rowid, tool, user, borrowed_at, ifnull(returned_at, :open), is_overage FROM borrows {indexed} WHERE changed > :since"
+    'SELECT rowid, tool, "user", borrowed_at, coalesce(returned_at, :open), is_overage FROM borrows {indexed} '
+    "WHERE changed > :since"
 )
-_DENIALS_SQL = "SELECT rowid, ts, tool, user, ifnull(reason, '') FROM denials {indexed} WHERE changed > :since"
-_NEWEST_SQL = LAST_STAMP_SQL
+_DENIALS_SQL = "SELECT rowid, ts, tool, \"user\", coalesce(reason, '') FROM denials {indexed} WHERE changed > :since"
 _COMPLETE_SQL = "SELECT value FROM history_meta WHERE key = 'pruned_rows_complete_after'"
-_PRUNED_SQL = "SELECT tbl, row FROM pruned_rows WHERE stamp > :since"
+_PRUNED_SQL = 'SELECT tbl, "row" FROM pruned_rows WHERE stamp > :since'
 
 _SESSION_ROW = np.dtype(
     [
@@ -109,19 +110,19 @@ class HistoryMirror:
     def refresh(self) -> bool:
         """Read what changed since the last refresh; return True when the copy changed."""
         with self._snapshots() as conn:
-            (newest,) = conn.execute(_NEWEST_SQL).fetchone()
+            newest = last_stamp(conn)
             if self.stamp >= 0 and newest <= self.stamp:
                 return False
-            (complete_after,) = conn.execute(_COMPLETE_SQL).fetchone()
+            complete_after = conn.exec_driver_sql(_COMPLETE_SQL).scalar_one()
             if self.stamp >= 0 and self.stamp < complete_after:
                 self.reset()  # the log of pruned rows no longer reaches back to our last read
             first = self.stamp < 0
             # The first read takes the whole table in its own order; later ones a range of the `changed` index.
-            indexed = "NOT INDEXED" if first else ""
+            indexed = "NOT INDEXED" if first and conn.dialect.name == "sqlite" else ""
             params = {"since": self.stamp, "open": _OPEN}
-            sessions = conn.execute(_SESSIONS_SQL.format(indexed=indexed), params).fetchall()
-            denials = conn.execute(_DENIALS_SQL.format(indexed=indexed), params).fetchall()
-            pruned = [] if first else conn.execute(_PRUNED_SQL, params).fetchall()
+            sessions = tuples(conn, _SESSIONS_SQL.format(indexed=indexed), params)
+            denials = tuples(conn, _DENIALS_SQL.format(indexed=indexed), params)
+            pruned = [] if first else tuples(conn, _PRUNED_SQL, params)
         if pruned:
             # Rows deleted since our last read go first: a row id the database gave again since is in the delta.
             for table, name in ((self.sessions, "borrows"), (self.denials, "denials")):

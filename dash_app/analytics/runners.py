@@ -13,19 +13,19 @@ import logging
 import multiprocessing
 import os
 import signal
-import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
+
+from sqlalchemy import Connection as SQLConnection
+from sqlalchemy import Engine
 
 from dash_app.analytics.jobs import JOBS
 from dash_app.analytics.mirror import HistoryMirror
-from dash_app.store.sqlite_store import connect_reader, read_transaction
-
-if TYPE_CHECKING:
-    from dash_app.store.sqlite_store import SQLiteStore
+from dash_app.store.database import Store, connect_reader, sqlite_engine
+from dash_app.store.migrate import is_url
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Runner(Protocol):
 class InProcessRunner:
     """Runs analyses in this process, over a mirror read through the store's own connections."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.mirror = HistoryMirror(store.snapshot)
         self._lock = threading.Lock()
 
@@ -81,28 +81,56 @@ class FileSnapshots:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._conn: sqlite3.Connection | None = None
+        self._engine: Engine | None = None
         self._identity: tuple[int, int] | None = None
         self.replaced = False  # set when the file changed identity since the last snapshot; the reader clears it
 
     @contextmanager
-    def __call__(self) -> Iterator[sqlite3.Connection]:
+    def __call__(self) -> Iterator[SQLConnection]:
         st = os.stat(self.path)  # FileNotFoundError while the writer puts a deleted file back: the query fails
         identity = (st.st_dev, st.st_ino)
-        if self._conn is None or identity != self._identity:
-            if self._conn is not None:
-                self._conn.close()
+        if self._engine is None or identity != self._identity:
+            if self._engine is not None:
+                self._engine.dispose()
                 self.replaced = True
-            self._conn, self._identity = connect_reader(self.path), identity
-        with read_transaction(self._conn) as conn:
+            self._engine, self._identity = sqlite_engine(lambda: connect_reader(self.path)), identity
+        with self._engine.connect() as conn, conn.begin():
             yield conn
+
+    def close(self) -> None:
+        """Close the connection to the file."""
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+class ServerSnapshots:
+    """Read transactions on a database server, each on one snapshot of it (repeatable read)."""
+
+    replaced = False  # a server's database is never swapped under its readers as a file can be
+
+    def __init__(self, url: str) -> None:
+        self._store = Store(url)  # opens (and checks the revision of) the database as the serving process did
+
+    @contextmanager
+    def __call__(self) -> Iterator[SQLConnection]:
+        with self._store.snapshot() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Close the connections to the server."""
+        self._store.close()
+
+
+def snapshots_for(where: str) -> FileSnapshots | ServerSnapshots:
+    """Return read transactions on the database at `where`: a file's path, or a server's URL."""
+    return ServerSnapshots(where) if is_url(where) else FileSnapshots(where)
 
 
 def _serve(conn: Connection, path: str) -> None:
     """The analysis process: keep a mirror of `path` and answer (job, params) requests on `conn` until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then closes the pipe
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[analysis]: %(message)s")
-    snapshots = FileSnapshots(path)
+    snapshots = snapshots_for(path)
     mirror = HistoryMirror(snapshots)
 
     def refresh() -> None:
@@ -144,7 +172,7 @@ def _serve(conn: Connection, path: str) -> None:
 
 
 class AnalysisProcess:
-    """Runs analyses in a spawned child process over its own copy of the database file at `path`."""
+    """Runs analyses in a spawned child process over its own copy of the database at `path` (a file, or a URL)."""
 
     def __init__(self, path: str) -> None:
         self.path = path

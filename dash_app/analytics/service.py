@@ -18,7 +18,7 @@ from dash_app.store.sessions import data_version
 if TYPE_CHECKING:
     from dash_app.config import Config
     from dash_app.licenses.pool import LicensePool
-    from dash_app.store.sqlite_store import SQLiteStore
+    from dash_app.store.database import Store
 
 DEFAULT_WINDOW = 7 * 86400
 # Reports kept: every period and tool filter the page and API use within one data version, and a few more.
@@ -107,7 +107,7 @@ class CapacityService:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         pool: LicensePool,
         config: Config,
         clock: Callable[[], float] = time.time,
@@ -116,7 +116,7 @@ class CapacityService:
         self.store, self.pool, self.config, self.clock = store, pool, config, clock
         # A database file is analysed in a process of its own (runners.py says why); an in-memory one here.
         self.runner: Runner = runner or (
-            InProcessRunner(store) if store.path == ":memory:" else AnalysisProcess(store.reader_path)
+            InProcessRunner(store) if store.path == ":memory:" else AnalysisProcess(store.reader_path or store.path)
         )
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()

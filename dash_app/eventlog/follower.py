@@ -12,7 +12,7 @@ import redis
 from dash_app.eventlog.codec import decode_entry, raw_entries
 from dash_app.eventlog.reader import BLOCK_MS, LogReader
 from dash_app.events import Event
-from dash_app.store.sqlite_store import entry_key
+from dash_app.store.database import entry_key
 
 log = logging.getLogger(__name__)
 

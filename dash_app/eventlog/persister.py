@@ -10,7 +10,7 @@ import redis
 
 from dash_app.eventlog.codec import decode_entry, raw_entries
 from dash_app.eventlog.reader import LogReader
-from dash_app.store.sqlite_store import SQLiteStore, entry_key
+from dash_app.store.database import Store, entry_key
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class LogPersister(LogReader):
         self,
         client: redis.Redis,
         stream: str,
-        store: SQLiteStore,
+        store: Store,
         keep_seconds: float,
         forget_seen: Callable[[float], None] | None = None,
     ) -> None:

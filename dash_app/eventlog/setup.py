@@ -20,8 +20,8 @@ from dash_app.eventlog.persister import LogPersister
 from dash_app.events import Event
 from dash_app.licenses.pool import Borrow
 from dash_app.licenses.shared_pool import SharedLicensePool
+from dash_app.store.database import entry_key
 from dash_app.store.restore import restore_buffer
-from dash_app.store.sqlite_store import entry_key
 from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from dash_app.licenses.pool import LicensePool
     from dash_app.recording import EventRecorder
     from dash_app.state import Service
-    from dash_app.store.sqlite_store import SQLiteStore
+    from dash_app.store.database import Store
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class SharedLog:
         """True while this process reads the log."""
         return self.follower.connected
 
-    def wait_persisted(self, store: SQLiteStore, timeout: float) -> bool:
+    def wait_persisted(self, store: Store, timeout: float) -> bool:
         """Block until `store` holds every entry this process has applied or added (whoever writes it); True when so."""
         # Its own last entries may not have reached its follower yet.
         wanted = max(entry_key(self.follower.last_id), entry_key(self.pool.last_sent))
@@ -117,7 +117,7 @@ class SharedLog:
 def build_shared(
     config: Config,
     specs: dict[str, ToolSpec],
-    store: SQLiteStore,
+    store: Store,
     buffer: RealtimeMetricsBuffer,
     recorder: EventRecorder,
     series_of: Callable[[str], str],
@@ -190,7 +190,7 @@ def build_shared(
 
 
 def open_borrow_of(row: Sequence[Any]) -> OpenBorrow:
-    """Return the OpenBorrow of a row of SQLiteStore.load_open_borrows."""
+    """Return the OpenBorrow of a row of Store.load_open_borrows."""
     borrow_id, tool, user, borrowed_at, is_overage, host, version = row
     return OpenBorrow(borrow_id, tool, tool, user, borrowed_at, bool(is_overage), host, version)
 

@@ -15,7 +15,7 @@ from dash_app.timeutil import iso_utc
 if TYPE_CHECKING:  # for the annotations only
     from dash_app.licenses.inventory import ToolSpec
     from dash_app.recording import EventRecorder
-    from dash_app.store import SQLiteStore
+    from dash_app.store import Store
 
 EXHAUSTED = "exhausted"
 MAX_OVERAGE = "max_overage"
@@ -115,7 +115,7 @@ class LicensePool:
         self,
         specs: Mapping[str, ToolSpec],
         recorder: EventRecorder,
-        store: SQLiteStore | None = None,
+        store: Store | None = None,
         clock: Callable[[], float] = time.time,
         series_of: Callable[[str], str] | None = None,
     ) -> None:

@@ -30,7 +30,7 @@ from dash_app.licenses.pool import (
     _check_details,
     check_observed,
 )
-from dash_app.store.sqlite_store import entry_key
+from dash_app.store.database import entry_key
 
 if TYPE_CHECKING:
     from dash_app.licenses.inventory import ToolSpec

@@ -1,5 +1,5 @@
 """SQLite persistence of events and pool state."""
 
-from dash_app.store.sqlite_store import SQLiteStore, StoreError
+from dash_app.store.database import Store, StoreError
 
-__all__ = ["SQLiteStore", "StoreError"]
+__all__ = ["Store", "StoreError"]

@@ -7,8 +7,13 @@ import os
 import time
 from typing import IO, TYPE_CHECKING, NamedTuple
 
+from sqlalchemy import select
+
+from dash_app.store.database import upsert
+from dash_app.store.tables import flexlm_offsets
+
 if TYPE_CHECKING:
-    from dash_app.store.sqlite_store import SQLiteStore
+    from dash_app.store.database import Store
 
 
 class Position(NamedTuple):
@@ -29,13 +34,14 @@ def fingerprint(data: bytes) -> str:
 class Checkpoints:
     """The flexlm_offsets table: how far each file was read, found again by the file's first bytes."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store  # its table is one of store.tables, made when the database opens
 
     def find(self, fh: IO[bytes], size: int) -> Position | None:
         """Return the stored position of the file open as `fh` (of `size` bytes), or None for a file never seen."""
+        o = flexlm_offsets.c
         rows = self.store.read(
-            "SELECT file_id, fp_len, fingerprint, offset, line, day, last_tod FROM flexlm_offsets ORDER BY updated_at DESC"
+            select(o.file_id, o.fp_len, o.fingerprint, o.offset, o.line, o.day, o.last_tod).order_by(o.updated_at.desc())
         )
         prefixes: dict[int, str] = {}
         for file_id, fp_len, digest, offset, line, day, last_tod in rows:
@@ -50,19 +56,17 @@ class Checkpoints:
     def save(self, path: str, source: str, fp_len: int, digest: str, position: Position) -> None:
         """Queue a file's position; it is written after the events of the lines before it (one writer, in order)."""
         self.store.submit(
-            "INSERT OR REPLACE INTO flexlm_offsets "
-            "(file_id, path, source, fp_len, fingerprint, offset, line, day, last_tod, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                position.file_id,
-                path,
-                source,
-                fp_len,
-                digest,
-                position.offset,
-                position.line,
-                position.day,
-                position.last_tod,
-                time.time(),
-            ),
+            upsert(self.store.dialect, flexlm_offsets, ["file_id"]),
+            {
+                "file_id": position.file_id,
+                "path": path,
+                "source": source,
+                "fp_len": fp_len,
+                "fingerprint": digest,
+                "offset": position.offset,
+                "line": position.line,
+                "day": position.day,
+                "last_tod": position.last_tod,
+                "updated_at": time.time(),
+            },
         )

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from dash_app import config as config_module
+from dash_app.store.database import Store, StoreError
 from dash_app.store.migrate import (
     DatabaseError,
     check_sqlite,
@@ -22,7 +23,6 @@ from dash_app.store.migrate import (
     upgrade_server,
 )
 from dash_app.store.schema import SchemaTooNew, schema_version
-from dash_app.store.sqlite_store import SQLiteStore, StoreError
 from dash_app.store.transfer import open_read_only, timed_copy
 
 PROG = "python -m dash_app db"
@@ -75,7 +75,7 @@ def upgrade(db: str) -> str:
         upgrade_server(db)
     else:
         before = describe(db) if Path(db).expanduser().exists() else ""
-        SQLiteStore(db).close()  # opening a store applies the revisions it lacks, as a server's start does
+        Store(db).close()  # opening a store applies the revisions it lacks, as a server's start does
     after = describe(db)
     return after if not before or before == after else f"{after} (was: {before.split(': ', 1)[1]})"
 

@@ -14,15 +14,19 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from sqlalchemy import Connection, text
+
 from dash_app.buffer import Bucket
-from dash_app.store.sqlite_store import UNAGGREGATED_SINCE
+from dash_app.store import tables
+from dash_app.store.database import UNAGGREGATED_SINCE, run, tuples, upsert, wrapped
 from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS, iso_utc
 
 if TYPE_CHECKING:
-    from dash_app.store.sqlite_store import SQLiteStore
+    from dash_app.store.database import Store
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,10 @@ PRUNE_EVERY_SECONDS = 600.0
 OTHER_WRITERS_EVERY_SECONDS = 1.0  # how often to look whether another process wrote the file
 # How long the log of pruned rows keeps them: a copy that has not caught up in that time reads everything again.
 PRUNED_LOG_SECONDS = 86400.0
-_LOG_PRUNED = "INSERT INTO pruned_rows (stamp, tbl, row, at) SELECT ?, '{table}', rowid, ? FROM {table} WHERE {where}"
+_LOG_PRUNED = "INSERT INTO pruned_rows (stamp, tbl, \"row\", at) SELECT :stamp, '{table}', rowid, :now FROM {table} WHERE {where}"
 _UNAGGREGATED = f"SELECT value FROM history_meta WHERE key = '{UNAGGREGATED_SINCE}'"
+# What moves when another connection commits (HistoryKeeper.notice_other_writers), per database.
+_DATA_VERSION = {"sqlite": "PRAGMA data_version", "postgresql": "SELECT pg_snapshot_xmax(pg_current_snapshot())::text"}
 
 # An aggregate being summed: [count, overage_count, {users}, returns, {reason: count}], by (tool, bin).
 Grouped: TypeAlias = dict[tuple[str, int], list[Any]]
@@ -63,32 +69,38 @@ def estimated_levels(start: int, count: int, returns: int) -> Levels:
 
 
 def _upsert(
-    conn: sqlite3.Connection,
+    conn: Connection,
     table: str,
     unit: str,
     grouped: Mapping[tuple[str, int], list[Any]],
     levels: Mapping[tuple[str, int], Levels],
 ) -> None:
-    conn.executemany(
-        f"INSERT OR REPLACE INTO {table} (tool, {unit}, count, overage_count, users, returns, failures, "
-        "peak, avg_in_use, level_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    if not grouped:
+        return
+    conn.execute(
+        upsert(conn.dialect.name, tables.metadata.tables[table], ["tool", unit]),
         [
-            (
-                tool,
-                key,
-                row[0],
-                row[1],
-                json.dumps(sorted(row[2])),
-                row[3],
-                json.dumps(row[4], sort_keys=True),
-                *levels[(tool, key)],
+            dict(
+                zip(
+                    ("tool", unit, "count", "overage_count", "users", "returns", "failures", "peak", "avg_in_use", "level_end"),
+                    (
+                        tool,
+                        key,
+                        row[0],
+                        row[1],
+                        json.dumps(sorted(row[2])),
+                        row[3],
+                        json.dumps(row[4], sort_keys=True),
+                        *levels[(tool, key)],
+                    ),
+                )
             )
             for (tool, key), row in grouped.items()
         ],
     )
 
 
-Query: TypeAlias = Callable[[str, Sequence[Any]], Iterable[Any]]  # conn.execute or SQLiteStore.read
+Query: TypeAlias = Callable[[str, Mapping[str, Any]], Iterable[Any]]  # partial(run, conn), or Store.read
 
 
 def _level_before(query: Query, table: str, unit: str, tool: str, before: int) -> int:
@@ -97,7 +109,8 @@ def _level_before(query: Query, table: str, unit: str, tool: str, before: int) -
     level = 0
     # Newest first, stopping at the first row that knows its level: one row, unless rows predate the columns.
     for count, returns, end in query(
-        f"SELECT count, returns, level_end FROM {table} WHERE tool = ? AND {unit} < ? ORDER BY {unit} DESC", (tool, before)
+        f"SELECT count, returns, level_end FROM {table} WHERE tool = :tool AND {unit} < :before ORDER BY {unit} DESC",
+        {"tool": tool, "before": before},
     ):
         if end is not None:
             level = end
@@ -147,18 +160,13 @@ class _LevelWalk:
         self.minute = None
 
 
-def rebuild_from(conn: sqlite3.Connection, since_ts: float, series_of: Callable[[str], str] | None = None) -> None:
+def rebuild_from(store: "Store", since_ts: float, series_of: Callable[[str], str] | None = None) -> None:
     """Recompute the minute and hour rows, keyed by `series_of(tool)`, from raw events at and after `since_ts`'s minute."""
-    conn.execute("BEGIN")
-    try:
+    with store.writing() as conn:
         _rebuild(conn, since_ts, series_of)
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
 
 
-def _rebuild(conn: sqlite3.Connection, since_ts: float, series_of: Callable[[str], str] | None) -> None:
+def _rebuild(conn: Connection, since_ts: float, series_of: Callable[[str], str] | None) -> None:
     first_minute = int(since_ts // 60)
     # Each event goes straight into its (series, minute) row and its series' walk, so memory follows the rows, not
     # the events.
@@ -191,9 +199,11 @@ def _rebuild(conn: sqlite3.Connection, since_ts: float, series_of: Callable[[str
                 previous_end[series] = end
             row = pending[series] = next(stored[series], None)
 
-    for ts, kind, tool, user, is_overage, reason in conn.execute(
-        "SELECT ts, kind, tool, user, is_overage, reason FROM events WHERE ts >= ? AND tool IS NOT NULL ORDER BY ts, rowid",
-        (first_minute * 60,),
+    query = partial(run, conn)
+    for ts, kind, tool, user, is_overage, reason in query(
+        'SELECT ts, kind, tool, "user", is_overage, reason FROM events WHERE ts >= :since AND tool IS NOT NULL '
+        "ORDER BY ts, rowid",
+        {"since": first_minute * 60},
     ):
         if series_of is not None:
             tool = series_of(tool)
@@ -215,14 +225,14 @@ def _rebuild(conn: sqlite3.Connection, since_ts: float, series_of: Callable[[str
             step = 0
         walk = walks.get(tool)
         if walk is None:
-            start = _level_before(conn.execute, "minute_stats", "minute", tool, first_minute)
+            start = _level_before(query, "minute_stats", "minute", tool, first_minute)
             walk = walks[tool] = _LevelWalk(start)
             previous_end[tool] = start
             stored[tool] = iter(
-                conn.execute(
+                query(
                     "SELECT minute, count, returns, peak, avg_in_use, level_end FROM minute_stats "
-                    "WHERE tool = ? AND minute >= ? ORDER BY minute",
-                    (tool, first_minute),
+                    "WHERE tool = :tool AND minute >= :first ORDER BY minute",
+                    {"tool": tool, "first": first_minute},
                 ).fetchall()
             )
             pending[tool] = next(stored[tool], None)
@@ -236,17 +246,19 @@ def _rebuild(conn: sqlite3.Connection, since_ts: float, series_of: Callable[[str
         for minute, figures in walk.done.items():
             levels[(series, minute)] = figures
     _upsert(conn, "minute_stats", "minute", grouped, levels)
-    conn.executemany(
-        "UPDATE minute_stats SET peak = ?, avg_in_use = ?, level_end = ? WHERE tool = ? AND minute = ?",
-        [(*figures, series, minute) for (series, minute), figures in moved.items()],
-    )
+    if moved:
+        conn.execute(
+            text("UPDATE minute_stats SET peak = :p, avg_in_use = :a, level_end = :e WHERE tool = :tool AND minute = :m"),
+            [{"p": p, "a": a, "e": e, "tool": series, "m": minute} for (series, minute), (p, a, e) in moved.items()],
+        )
     # Only the series with new events have hours to redo; the others' minute rows did not change.
     rebuild_hours_from(conn, first_minute, tools=walks)
 
 
-def _hours_of(conn: sqlite3.Connection, tool: str, hour_start: int) -> tuple[Grouped, dict[tuple[str, int], Levels]]:
+def _hours_of(conn: Connection, tool: str, hour_start: int) -> tuple[Grouped, dict[tuple[str, int], Levels]]:
     """Return one series' hour aggregates and Levels from its minute rows, from the hour starting at minute `hour_start`."""
-    level = _level_before(conn.execute, "minute_stats", "minute", tool, hour_start)
+    query = partial(run, conn)
+    level = _level_before(query, "minute_stats", "minute", tool, hour_start)
     grouped: Grouped = {}
     levels: dict[tuple[str, int], Levels] = {}
     hour = -1
@@ -258,10 +270,10 @@ def _hours_of(conn: sqlite3.Connection, tool: str, hour_start: int) -> tuple[Gro
             rest = hour * 60 + 60 - next_minute
             levels[(tool, hour)] = (max(peak, level) if rest else peak, (area + level * rest) / 60, level)
 
-    for minute, count, overage, users, returns, failures, row_peak, row_average, row_end in conn.execute(
+    for minute, count, overage, users, returns, failures, row_peak, row_average, row_end in query(
         "SELECT minute, count, overage_count, users, returns, failures, peak, avg_in_use, level_end FROM minute_stats "
-        "WHERE tool = ? AND minute >= ? ORDER BY minute",
-        (tool, hour_start),
+        "WHERE tool = :tool AND minute >= :first ORDER BY minute",
+        {"tool": tool, "first": hour_start},
     ):
         if minute // 60 != hour:
             finish()
@@ -290,11 +302,11 @@ def _hours_of(conn: sqlite3.Connection, tool: str, hour_start: int) -> tuple[Gro
     return grouped, levels
 
 
-def rebuild_hours_from(conn: sqlite3.Connection, first_minute: int, tools: Iterable[str] | None = None) -> None:
+def rebuild_hours_from(conn: Connection, first_minute: int, tools: Iterable[str] | None = None) -> None:
     """Recompute the hour rows from the minute rows, from the hour that holds `first_minute` on (of `tools` only, when given)."""
     hour_start = (first_minute // 60) * 60
     if tools is None:
-        tools = [tool for (tool,) in conn.execute("SELECT DISTINCT tool FROM minute_stats WHERE minute >= ?", (hour_start,))]
+        tools = [tool for (tool,) in run(conn, "SELECT DISTINCT tool FROM minute_stats WHERE minute >= :h", {"h": hour_start})]
     grouped: Grouped = {}
     levels: dict[tuple[str, int], Levels] = {}
     # One primary-key range per tool: the whole table is never scanned, however long the history.
@@ -308,8 +320,9 @@ def rebuild_hours_from(conn: sqlite3.Connection, first_minute: int, tools: Itera
 def migrate_in_use_columns(
     conn: sqlite3.Connection, series_of: Callable[[str], str] | None = None, raw_since: float | None = None
 ) -> bool:
-    """Give minute_stats and hour_stats the in-use columns when they lack them, filling the rows; True when it did.
+    """Give a SQLite file's minute_stats and hour_stats the in-use columns it lacks, filling the rows; True when it did.
 
+    `conn` is the file's sqlite3 connection in autocommit mode (other databases were made with the columns).
     Idempotent. Rows stored before are estimated from their counts (estimated_levels, walked forward per series from
     0); then the minutes that raw events still cover whole (those from `raw_since` on, when pruning keeps every event
     since then; else from the minute after the oldest event's) are rebuilt from them exactly, and the hour rows get
@@ -324,71 +337,72 @@ def migrate_in_use_columns(
     if not added:
         return False
     began = time.perf_counter()
-    conn.execute("BEGIN")
-    try:
+    with wrapped(conn) as connection, connection.begin():
         for table, missing in added.items():
             for name in missing:
                 kind = dict(LEVEL_COLUMNS)[name]
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-        _fill_minute_levels(conn)
-        (oldest,) = conn.execute("SELECT MIN(ts) FROM events").fetchone()
-        if oldest is not None:
-            # The oldest raw event's minute may have lost its earlier events to pruning, unless it starts after the
-            # pruning's edge; the next minute is whole anyway.
-            whole = int(oldest // 60) * 60
-            if raw_since is None or whole < raw_since:
-                whole = min(whole + 60, math.ceil(raw_since / 60) * 60) if raw_since is not None else whole + 60
-            _rebuild(conn, whole, series_of)
-        _fill_hour_levels(conn)
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+                connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        _fill_levels(connection, series_of, raw_since)
     log.info("added in-use columns to the stored history in %.2f s", time.perf_counter() - began)
     return True
 
 
-def _fill_minute_levels(conn: sqlite3.Connection) -> None:
-    tools = [tool for (tool,) in conn.execute("SELECT DISTINCT tool FROM minute_stats WHERE level_end IS NULL")]
+def _fill_levels(conn: Connection, series_of: Callable[[str], str] | None, raw_since: float | None) -> None:
+    _fill_minute_levels(conn)
+    oldest = conn.exec_driver_sql("SELECT MIN(ts) FROM events").scalar()
+    if oldest is not None:
+        # The oldest raw event's minute may have lost its earlier events to pruning, unless it starts after the
+        # pruning's edge; the next minute is whole anyway.
+        whole = int(oldest // 60) * 60
+        if raw_since is None or whole < raw_since:
+            whole = min(whole + 60, math.ceil(raw_since / 60) * 60) if raw_since is not None else whole + 60
+        _rebuild(conn, whole, series_of)
+    _fill_hour_levels(conn)
+
+
+_SET_LEVELS = "UPDATE {table} SET peak = :p, avg_in_use = :a, level_end = :e WHERE tool = :tool AND {unit} = :at"
+
+
+def _fill_minute_levels(conn: Connection) -> None:
+    tools = [tool for (tool,) in run(conn, "SELECT DISTINCT tool FROM minute_stats WHERE level_end IS NULL")]
     for tool in tools:
         level = 0
         updates = []
-        for minute, count, returns, end in conn.execute(
-            "SELECT minute, count, returns, level_end FROM minute_stats WHERE tool = ? ORDER BY minute", (tool,)
+        for minute, count, returns, end in run(
+            conn, "SELECT minute, count, returns, level_end FROM minute_stats WHERE tool = :tool ORDER BY minute", {"tool": tool}
         ).fetchall():
             if end is not None:
                 level = end
                 continue
-            figures = estimated_levels(level, count, returns)
-            updates.append((*figures, tool, minute))
+            p, a, e = figures = estimated_levels(level, count, returns)
+            updates.append({"p": p, "a": a, "e": e, "tool": tool, "at": minute})
             level = figures[2]
-        conn.executemany("UPDATE minute_stats SET peak = ?, avg_in_use = ?, level_end = ? WHERE tool = ? AND minute = ?", updates)
+        if updates:
+            conn.execute(text(_SET_LEVELS.format(table="minute_stats", unit="minute")), updates)
 
 
-def _fill_hour_levels(conn: sqlite3.Connection) -> None:
-    for tool, first_hour in conn.execute(
-        "SELECT tool, MIN(hour) FROM hour_stats WHERE level_end IS NULL GROUP BY tool"
-    ).fetchall():
+def _fill_hour_levels(conn: Connection) -> None:
+    for tool, first_hour in run(conn, "SELECT tool, MIN(hour) FROM hour_stats WHERE level_end IS NULL GROUP BY tool").fetchall():
         _grouped, levels = _hours_of(conn, tool, first_hour * 60)
         known = dict(levels)
         updates = []
-        level = _level_before(conn.execute, "hour_stats", "hour", tool, first_hour)
-        for (hour,) in conn.execute(
-            "SELECT hour FROM hour_stats WHERE tool = ? AND hour >= ? ORDER BY hour", (tool, first_hour)
-        ).fetchall():
+        level = _level_before(partial(run, conn), "hour_stats", "hour", tool, first_hour)
+        later = "SELECT hour FROM hour_stats WHERE tool = :tool AND hour >= :first ORDER BY hour"
+        for (hour,) in run(conn, later, {"tool": tool, "first": first_hour}).fetchall():
             # An hour whose minute rows are all pruned keeps the level it was entered with.
-            figures = known.get((tool, hour), (level, float(level), level))
-            updates.append((*figures, tool, hour))
+            p, a, e = figures = known.get((tool, hour), (level, float(level), level))
+            updates.append({"p": p, "a": a, "e": e, "tool": tool, "at": hour})
             level = figures[2]
-        conn.executemany("UPDATE hour_stats SET peak = ?, avg_in_use = ?, level_end = ? WHERE tool = ? AND hour = ?", updates)
+        if updates:
+            conn.execute(text(_SET_LEVELS.format(table="hour_stats", unit="hour")), updates)
 
 
-def stored_tool_names(store: "SQLiteStore", limit: int | None = None) -> list[str]:
+def stored_tool_names(store: "Store", limit: int | None = None) -> list[str]:
     """Return the tool (series) names of the stored hourly history, the earliest seen first, at most `limit` of them."""
     sql = "SELECT tool FROM hour_stats GROUP BY tool ORDER BY MIN(hour), tool"
     if limit is None:
         return [tool for (tool,) in store.read(sql)]
-    return [tool for (tool,) in store.read(sql + " LIMIT ?", (limit,))]
+    return [tool for (tool,) in store.read(sql + " LIMIT :limit", {"limit": limit})]
 
 
 class HistoryKeeper:
@@ -396,7 +410,7 @@ class HistoryKeeper:
 
     def __init__(
         self,
-        store: "SQLiteStore",
+        store: "Store",
         raw_keep_seconds: float,
         history_seconds: float,
         clock: Callable[[], float] = time.time,
@@ -411,51 +425,48 @@ class HistoryKeeper:
         # Whether this process keeps the file's history: with --redis only the lease holder aggregates and prunes
         # (every process sharing the file would otherwise repeat the work, and fight over the write lock for it).
         self.leading: Callable[[], bool] = lambda: True
-        # A database from before the in-use columns gets them now, before the writer thread runs: so this is the
+        # A SQLite file from before the in-use columns gets them now, before the writer thread runs: so this is the
         # one place outside the writer that uses its connection (under its lock).
-        with store._conn_lock:
-            migrate_in_use_columns(store._connection(), series_of, raw_since=clock() - raw_keep_seconds)
+        if not store.server:
+            with store._conn_lock:
+                migrate_in_use_columns(store._connection(), series_of, raw_since=clock() - raw_keep_seconds)
         store.add_periodic(self.aggregate, AGGREGATE_EVERY_SECONDS)
         store.add_periodic(self.prune, PRUNE_EVERY_SECONDS)
-        # Another process may write the same file (with --redis, the lease holder; or ingest-flexlm): readers that
+        # Another process may write the same database (with --redis, the lease holder; or ingest-flexlm): readers that
         # cache on sessions_version or generation must see its writes too.
         self._data_version: int | None = None
         store.add_periodic(self.notice_other_writers, OTHER_WRITERS_EVERY_SECONDS)
 
-    def aggregate(self, conn: sqlite3.Connection) -> None:
+    def aggregate(self) -> None:
         """Fold the events not yet aggregated, whichever process wrote them, into minute and hour rows."""
         if not self.leading():
             return
         # A plain read first: most runs find nothing new, and must not take the write lock from the other processes.
-        if conn.execute(_UNAGGREGATED).fetchone() is None:
+        if not self.store.read(_UNAGGREGATED):
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.store.writing() as conn:
             # Read again under the write lock: another process may have folded them in, or written earlier events,
             # since. The mark goes in the transaction that rebuilds from it: a failure leaves it for the next run,
-            # and events written after it (by any process) mark the file again once the lock is released.
-            row = conn.execute(_UNAGGREGATED).fetchone()
-            if row is not None:
-                _rebuild(conn, row[0], self.series_of)
-                conn.execute("DELETE FROM history_meta WHERE key = ?", (UNAGGREGATED_SINCE,))
-            conn.execute("COMMIT")
-        except BaseException:
-            # Any failure, not only SQLite's own, must leave no transaction open behind it.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        if row is not None:
+            # and events written after it (by any process) mark the database again once the lock is released.
+            since = conn.execute(text(_UNAGGREGATED)).scalar()
+            if since is not None:
+                _rebuild(conn, since, self.series_of)
+                conn.execute(text("DELETE FROM history_meta WHERE key = :key"), {"key": UNAGGREGATED_SINCE})
+        if since is not None:
             self.generation += 1
 
-    def notice_other_writers(self, conn: sqlite3.Connection) -> None:
-        """Move the cache versions on when another connection committed to the file since the last look."""
-        (version,) = conn.execute("PRAGMA data_version").fetchone()
+    def notice_other_writers(self) -> None:
+        """Move the cache versions on when another connection committed to the database since the last look."""
+        # SQLite counts the commits of other connections to the file; PostgreSQL's next transaction id moves with
+        # every writing transaction (ours too, and those of other databases on the server: a cache read again for
+        # nothing now and then, never a stale one).
+        version = self.store.read(_DATA_VERSION[self.store.dialect])[0][0]
         if self._data_version is not None and version != self._data_version:
             self.store.sessions_changed()
             self.generation += 1
         self._data_version = version
 
-    def prune(self, conn: sqlite3.Connection) -> None:
+    def prune(self) -> None:
         """Delete raw events past the raw keep time; sessions, denials and aggregates past the history time.
 
         A session (a borrows row, host and version included) goes once returned before the history time; an open
@@ -463,31 +474,33 @@ class HistoryKeeper:
         """
         if not self.leading():
             return
-        self.aggregate(conn)  # fold in what was written since the last run before raw events go
+        self.aggregate()  # fold in what was written since the last run before raw events go
         now = self.clock()
         history_since = now - self.history_seconds
-        with conn:
-            # IMMEDIATE: the write lock first, so the stamp read next is the file's last (other processes write too).
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM events WHERE ts < ?", (now - self.raw_keep_seconds,))
-            # Deleted rows leave no stamp: the log tells copies of these tables (analytics.mirror) which went.
-            stamp = self.store.new_stamp(conn)
-            conn.execute(_LOG_PRUNED.format(table="borrows", where="returned_at < ?"), (stamp, now, history_since))
-            # `returned_at < ?` leaves open sessions (NULL) alone; a range of the borrows_returned index.
-            sessions = conn.execute("DELETE FROM borrows WHERE returned_at < ?", (history_since,)).rowcount
-            conn.execute(_LOG_PRUNED.format(table="denials", where="ts < ?"), (stamp, now, history_since))
-            denials = conn.execute("DELETE FROM denials WHERE ts < ?", (history_since,)).rowcount
-            (forgotten,) = conn.execute("SELECT MAX(stamp) FROM pruned_rows WHERE at < ?", (now - PRUNED_LOG_SECONDS,)).fetchone()
+        with self.store.writing() as conn:
+            query = partial(run, conn)
+            query("DELETE FROM events WHERE ts < :t", {"t": now - self.raw_keep_seconds})
+            # Deleted rows leave no stamp: the log tells copies of these tables (analytics.mirror) which went. The
+            # stamp is read under the write lock, so it is the database's last (other processes write too).
+            logged = {"stamp": self.store.new_stamp(conn), "now": now, "t": history_since}
+            query(_LOG_PRUNED.format(table="borrows", where="returned_at < :t"), logged)
+            # `returned_at < :t` leaves open sessions (NULL) alone; a range of the borrows_returned index.
+            sessions = query("DELETE FROM borrows WHERE returned_at < :t", {"t": history_since}).rowcount
+            query(_LOG_PRUNED.format(table="denials", where="ts < :t"), logged)
+            denials = query("DELETE FROM denials WHERE ts < :t", {"t": history_since}).rowcount
+            forgotten = query("SELECT MAX(stamp) FROM pruned_rows WHERE at < :t", {"t": now - PRUNED_LOG_SECONDS}).scalar()
             if forgotten is not None:
-                conn.execute("DELETE FROM pruned_rows WHERE stamp <= ?", (forgotten,))
-                conn.execute(
-                    "UPDATE history_meta SET value = max(value, ?) WHERE key = 'pruned_rows_complete_after'", (forgotten,)
+                query("DELETE FROM pruned_rows WHERE stamp <= :f", {"f": forgotten})
+                query(
+                    "UPDATE history_meta SET value = CASE WHEN value < :f THEN :f ELSE value END "
+                    "WHERE key = 'pruned_rows_complete_after'",
+                    {"f": float(forgotten)},
                 )
             # Alert history goes with the rest: resolved alerts and delivery outcomes past the history time.
-            conn.execute("DELETE FROM alerts WHERE state = 'resolved' AND resolved_at < ?", (history_since,))
-            conn.execute("DELETE FROM alert_deliveries WHERE at < ?", (history_since,))
-            conn.execute("DELETE FROM minute_stats WHERE minute < ?", (int(history_since // 60),))
-            conn.execute("DELETE FROM hour_stats WHERE hour < ?", (int(history_since // 3600),))
+            query("DELETE FROM alerts WHERE state = 'resolved' AND resolved_at < :t", {"t": history_since})
+            query("DELETE FROM alert_deliveries WHERE at < :t", {"t": history_since})
+            query("DELETE FROM minute_stats WHERE minute < :m", {"m": int(history_since // 60)})
+            query("DELETE FROM hour_stats WHERE hour < :h", {"h": int(history_since // 3600)})
         if sessions > 0 or denials > 0:
             self.store.sessions_changed()
         self.generation += 1
@@ -507,7 +520,7 @@ def bin_seconds_for(window_seconds: float) -> int:
     return BIN_LADDER[-1]
 
 
-def _series_names(store: "SQLiteStore") -> list[str]:
+def _series_names(store: "Store") -> list[str]:
     """Return every series with stored hours, one primary-key step per name (no scan of the table)."""
     return [
         tool
@@ -520,7 +533,7 @@ def _series_names(store: "SQLiteStore") -> list[str]:
 
 
 def history_series(
-    store: "SQLiteStore", window_seconds: float, now: float | None = None, tools: Iterable[str] | None = None
+    store: "Store", window_seconds: float, now: float | None = None, tools: Iterable[str] | None = None
 ) -> tuple[int, dict[str, list[HistoryPoint]]]:
     """Return (bin_seconds, {tool: [point, ...]}) for a long window, from the stored aggregates, oldest bin first.
 
@@ -542,23 +555,27 @@ def history_series(
         wanted = set(tools)
         names = [tool for tool in names if tool in wanted]
     series: dict[str, list[HistoryPoint]] = {}
-    for tool in names:
-        last = store.read(
-            f"SELECT level_end FROM {table} WHERE tool = ? AND {unit_name} < ? ORDER BY {unit_name} DESC LIMIT 1",
-            (tool, first_unit),
-        )
-        level = last[0][0] if last else 0
-        if level is None:
-            level = _level_before(store.read, table, unit_name, tool, first_unit)
-        # Rows up to now, and events stamped a few seconds ahead of it (a clock ahead of ours).
-        rows = store.read(
-            f"SELECT {unit_name}, count, overage_count, users, returns, failures, peak, avg_in_use, level_end "
-            f"FROM {table} WHERE tool = ? AND {unit_name} >= ? AND {unit_name} <= ? ORDER BY {unit_name}",
-            (tool, first_unit, int((now + MAX_CLOCK_SKEW_SECONDS) // unit)),
-        )
-        points = _bins(rows, level, start, size, unit, max(int(now // unit), rows[-1][0] if rows else 0))
-        if points:
-            series[tool] = points
+    # One read transaction for every series: the chart shows one committed state, and the writer goes on meanwhile.
+    with store.snapshot() as conn:
+        query = partial(run, conn)
+        for tool in names:
+            last = query(
+                f"SELECT level_end FROM {table} WHERE tool = :tool AND {unit_name} < :first ORDER BY {unit_name} DESC LIMIT 1",
+                {"tool": tool, "first": first_unit},
+            ).fetchall()
+            level = last[0][0] if last else 0
+            if level is None:
+                level = _level_before(query, table, unit_name, tool, first_unit)
+            # Rows up to now, and events stamped a few seconds ahead of it (a clock ahead of ours).
+            rows = tuples(
+                conn,
+                f"SELECT {unit_name}, count, overage_count, users, returns, failures, peak, avg_in_use, level_end "
+                f"FROM {table} WHERE tool = :tool AND {unit_name} >= :first AND {unit_name} <= :last ORDER BY {unit_name}",
+                {"tool": tool, "first": first_unit, "last": int((now + MAX_CLOCK_SKEW_SECONDS) // unit)},
+            )
+            points = _bins(rows, level, start, size, unit, max(int(now // unit), rows[-1][0] if rows else 0))
+            if points:
+                series[tool] = points
     return size, series
 
 
@@ -614,13 +631,14 @@ def _bins(rows: list[Any], level: int, start: int, size: int, unit: int, last_un
 
 
 def minute_rows(
-    store: "SQLiteStore", since_ts: float, tools: Collection[str] | None = None
+    store: "Store", since_ts: float, tools: Collection[str] | None = None
 ) -> list[tuple[str, int, int, int, list[str]]]:
     """Return stored minute rows (tool, minute, count, overage_count, users) from `since_ts`'s minute on."""
     first = int(since_ts // 60)
     if since_ts > first * 60:
         first += 1  # the minute must start inside the window, as in the buffer
     rows = store.read(
-        "SELECT tool, minute, count, overage_count, users FROM minute_stats WHERE minute >= ? ORDER BY tool, minute", (first,)
+        "SELECT tool, minute, count, overage_count, users FROM minute_stats WHERE minute >= :first ORDER BY tool, minute",
+        {"first": first},
     )
     return [(t, m, c, o, json.loads(u)) for t, m, c, o, u in rows if tools is None or t in tools]

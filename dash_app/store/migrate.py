@@ -28,6 +28,8 @@ SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "passfile"})
 # Every process that upgrades a PostgreSQL database takes this transaction-level advisory lock first (an arbitrary
 # number of ours), so several starting at once upgrade it once, as BEGIN IMMEDIATE does for a SQLite file.
 UPGRADE_LOCK = 80_502_017
+CONNECT_TIMEOUT_SECONDS = 5
+POOL_TIMEOUT_SECONDS = 10  # how long a reader waits for a free connection before its request fails
 
 
 class DatabaseError(Exception):
@@ -132,15 +134,30 @@ def redacted(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, urllib.parse.urlencode(query, safe="*"), ""))
 
 
-def server_engine(url: str) -> Engine:
-    """Return an engine for a database server's URL (postgresql:// is served by psycopg 3), or raise DatabaseError."""
+def server_engine(url: str, pool_size: int = 0, max_overflow: int = 0) -> Engine:
+    """Return an engine for a database server's URL (postgresql:// is served by psycopg 3), or raise DatabaseError.
+
+    With `pool_size`, connections are pooled (and checked before each use, so one the server dropped is replaced);
+    without, each is opened and closed with its use (the commands, which run once).
+    """
     try:
         parsed = make_url(url)
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
         if not parsed.drivername.startswith("postgresql"):
             raise DatabaseError(f"--db {redacted(url)}: only postgresql:// URLs (or a SQLite path) are supported")
-        return create_engine(parsed, poolclass=NullPool)
+        # An unreachable host must end in a clear line, not a wait of minutes (the URL may say otherwise).
+        connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        if pool_size:
+            return create_engine(
+                parsed,
+                connect_args=connect_args,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_pre_ping=True,
+                pool_timeout=POOL_TIMEOUT_SECONDS,
+            )
+        return create_engine(parsed, connect_args=connect_args, poolclass=NullPool)
     except ImportError:
         raise DatabaseError(f"--db {redacted(url)}: psycopg is not installed (pip install -r requirements.txt)") from None
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:

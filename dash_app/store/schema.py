@@ -98,7 +98,7 @@ def _v0_to_v1(conn: sqlite3.Connection) -> None:
 
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
     """Sessions and denials carry the write that last changed them, and prunes log what they delete, for copies."""
-    # `changed` is the writer's transaction stamp (SQLiteStore: one number per committed write, increasing), so a
+    # `changed` is the writer's transaction stamp (Store: one number per committed write, increasing), so a
     # reader that holds a copy reads only the rows changed since the stamp it has seen (analytics.mirror). Rows from
     # before this version keep 0: a copy's first read takes every row anyway.
     for table in ("borrows", "denials"):
@@ -154,7 +154,7 @@ Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5)
 LEGACY_VERSION = len(MIGRATIONS)  # the last version from before Alembic: its first revision is this schema
 # The schema version of this code: the head revision's number (revisions are named by their version, "0005", ...).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class SchemaTooNew(Exception):

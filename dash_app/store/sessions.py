@@ -15,16 +15,16 @@ load_denials: ts (float64), tool, user, reason (object: str), seq (int64, record
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import TextClause, bindparam, text
 
 if TYPE_CHECKING:
-    from dash_app.store.sqlite_store import SQLiteStore
+    from dash_app.store.database import Store
 
 SESSION_COLUMNS = ("tool", "user", "host", "version", "source", "borrowed_at", "returned_at", "is_overage", "seq")
 DENIAL_COLUMNS = ("ts", "tool", "user", "reason", "seq")
@@ -51,11 +51,11 @@ CONVERT_ROWS = 50_000
 # An open session's returned_at in the query's rows (SQLite keeps no NaN); it becomes NaN in the frame.
 _OPEN = -math.inf
 
-_SESSION_SELECT = "SELECT tool, user, {details}, borrowed_at, {returned}, is_overage, rowid FROM borrows "
+_SESSION_SELECT = 'SELECT tool, "user", {details}, borrowed_at, {returned}, is_overage, rowid FROM borrows '
 _DETAILS = "host, version, source"
 # Without details the three columns come back as NULL: a third fewer strings to make, for analyses that need none.
 _NO_DETAILS = "NULL, NULL, NULL"
-_TOOLS_FILTER = " AND tool IN (SELECT value FROM json_each(:tools))"
+_TOOLS_FILTER = " AND tool IN :tools"
 # Two ranges of the borrows_returned index (borrows_tool with a tools filter), never a scan of the table: returned
 # sessions by `returned_at > start` (the index also holds borrowed_at, so `borrowed_at < end` is checked without
 # reading the row), and open sessions, whose returned_at is NULL, by `returned_at IS NULL`. `OR` in one WHERE would
@@ -68,21 +68,26 @@ _SESSIONS_SQL = (
     + "WHERE returned_at IS NULL AND borrowed_at < :end{tools}"
 )
 # When the period reaches back over (nearly) every stored session, one pass over the table in its own order costs
-# less than fetching each row by its index entry.
+# less than fetching each row by its index entry ({indexed}: SQLite's NOT INDEXED says so; PostgreSQL's planner sees
+# it by itself).
 _ALL_SESSIONS_SQL = (
-    _SESSION_SELECT.format(returned="ifnull(returned_at, :open)", details="{details}")
-    + "NOT INDEXED WHERE borrowed_at < :end AND (returned_at IS NULL OR returned_at > :start)"
+    _SESSION_SELECT.format(returned="coalesce(returned_at, :open)", details="{details}")
+    + "{indexed} WHERE borrowed_at < :end AND (returned_at IS NULL OR returned_at > :start)"
 )
 _WHOLE = 0.9  # the share of the stored returns' time span a period must cover for the one pass
-_DENIALS_SQL = "SELECT ts, tool, user, reason, rowid FROM denials WHERE ts >= :start AND ts < :end{tools}"
-_DENIAL_TOOLS_FILTER = " AND tool IN (SELECT value FROM json_each(:tools))"
+_DENIALS_SQL = 'SELECT ts, tool, "user", reason, rowid FROM denials WHERE ts >= :start AND ts < :end{tools}'
 
 
 def _params(start: float, end: float, tools: Collection[str] | None) -> dict[str, Any]:
     params: dict[str, Any] = {"start": float(start), "end": float(end), "open": _OPEN}
     if tools is not None:
-        params["tools"] = json.dumps(sorted(set(tools)))
+        params["tools"] = sorted(set(tools))
     return params
+
+
+def _statement(sql: str, tools: Collection[str] | None) -> TextClause:
+    """Return `sql` as a statement; with `tools`, :tools expands to one parameter per name."""
+    return text(sql).bindparams(bindparam("tools", expanding=True)) if tools is not None else text(sql)
 
 
 def _frame(rows: Sequence[Any], record: np.dtype[Any], order: tuple[str, str]) -> pd.DataFrame:
@@ -102,7 +107,7 @@ def _frame(rows: Sequence[Any], record: np.dtype[Any], order: tuple[str, str]) -
 
 
 def load_sessions(
-    store: SQLiteStore, start: float, end: float, tools: Collection[str] | None = None, details: bool = True
+    store: Store, start: float, end: float, tools: Collection[str] | None = None, details: bool = True
 ) -> pd.DataFrame:
     """Return the sessions overlapping [start, end): borrowed before `end`, and open or returned after `start`.
 
@@ -114,14 +119,14 @@ def load_sessions(
     if tools is not None:
         sql = _SESSIONS_SQL.format(tools=_TOOLS_FILTER, details="{details}")
     elif _covers_nearly_all(store, start):
-        sql = _ALL_SESSIONS_SQL
+        sql = _ALL_SESSIONS_SQL.replace("{indexed}", "NOT INDEXED" if store.dialect == "sqlite" else "")
     else:
         sql = _SESSIONS_SQL.format(tools="", details="{details}")
     sql = sql.replace("{details}", _DETAILS if details else _NO_DETAILS)
-    return _frame(store.scan(sql, _params(start, end, tools)), _SESSION_RECORD, ("borrowed_at", "seq"))
+    return _frame(store.scan(_statement(sql, tools), _params(start, end, tools)), _SESSION_RECORD, ("borrowed_at", "seq"))
 
 
-def _covers_nearly_all(store: SQLiteStore, start: float) -> bool:
+def _covers_nearly_all(store: Store, start: float) -> bool:
     """Return True when `returned_at > start` holds for nearly every stored return (two index look-ups)."""
     # Two subqueries: each is one step to an end of the index (both in one SELECT would walk all of it).
     [(first, last)] = store.scan("SELECT (SELECT MIN(returned_at) FROM borrows), (SELECT MAX(returned_at) FROM borrows)")
@@ -130,27 +135,29 @@ def _covers_nearly_all(store: SQLiteStore, start: float) -> bool:
     return bool(start <= first + (1 - _WHOLE) * (last - first))
 
 
-def load_denials(store: SQLiteStore, start: float, end: float, tools: Collection[str] | None = None) -> pd.DataFrame:
+def load_denials(store: Store, start: float, end: float, tools: Collection[str] | None = None) -> pd.DataFrame:
     """Return the denials (failed borrows) at times in [start, end), of `tools` only when given."""
     if tools is not None and not tools:
         return _frame([], _DENIAL_RECORD, ("ts", "seq"))
-    sql = _DENIALS_SQL.format(tools=_DENIAL_TOOLS_FILTER if tools is not None else "")
-    return _frame(store.scan(sql, _params(start, end, tools)), _DENIAL_RECORD, ("ts", "seq"))
+    sql = _DENIALS_SQL.format(tools=_TOOLS_FILTER if tools is not None else "")
+    return _frame(store.scan(_statement(sql, tools), _params(start, end, tools)), _DENIAL_RECORD, ("ts", "seq"))
 
 
-def overage_borrows_since(store: SQLiteStore, start: float) -> dict[str, int]:
+def overage_borrows_since(store: Store, start: float) -> dict[str, int]:
     """Return {tool: overage borrows stored with borrowed_at at or after `start`}."""
-    rows = store.read("SELECT tool, COUNT(*) FROM borrows WHERE is_overage AND borrowed_at >= ? GROUP BY tool", (start,))
+    rows = store.read(
+        "SELECT tool, COUNT(*) FROM borrows WHERE is_overage = 1 AND borrowed_at >= :start GROUP BY tool", {"start": start}
+    )
     return {tool: count for tool, count in rows}
 
 
-def denial_times_since(store: SQLiteStore, start: float) -> list[tuple[float, str]]:
+def denial_times_since(store: Store, start: float) -> list[tuple[float, str]]:
     """Return [(ts, tool)] of the stored denials at or after `start`, oldest first."""
-    rows = store.read("SELECT ts, tool FROM denials WHERE ts >= ? AND tool IS NOT NULL ORDER BY ts, rowid", (start,))
+    rows = store.read("SELECT ts, tool FROM denials WHERE ts >= :start AND tool IS NOT NULL ORDER BY ts, rowid", {"start": start})
     return [(ts, tool) for ts, tool in rows]
 
 
-def data_version(store: SQLiteStore) -> int:
+def data_version(store: Store) -> int:
     """Return a number that changes whenever the store's sessions or denials do (a cache key; never reused).
 
     It moves after every committed write of events or checkout details, and after a prune that removed any.

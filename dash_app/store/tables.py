@@ -7,8 +7,13 @@ since writers insert whole rows (an Event is a row of `events`, field for field)
 
 from __future__ import annotations
 
-from sqlalchemy import REAL, BigInteger, Column, Index, Integer, MetaData, Table, Text, text
+from typing import Any
+
+from sqlalchemy import REAL, BigInteger, Column, Identity, Index, Integer, MetaData, Table, Text, text
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateColumn
+from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.types import TypeEngine
 
 from dash_app.events import SOURCE_POOL
@@ -21,6 +26,29 @@ Money = Seconds  # prices: plain doubles everywhere
 Big: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
+
+# Readers refer to a row by its `rowid`: the order rows were written in (a session's `seq`), and what the log of
+# pruned rows names. SQLite gives every ordinary table one implicitly; other databases get a column of that name,
+# numbered by the database, which SQLite's CREATE TABLE leaves out (its own stands in for it).
+IMPLICIT_IN_SQLITE = "implicit_in_sqlite"
+
+
+def _rowid() -> Column[int]:
+    return Column("rowid", Big, Identity(), nullable=False, info={IMPLICIT_IN_SQLITE: True})
+
+
+@compiles(CreateColumn, "sqlite")
+def _sqlite_column(element: CreateColumn[Any], compiler: DDLCompiler, **kw: Any) -> str | None:
+    """Leave the `rowid` column out of SQLite's CREATE TABLE (SQLAlchemy skips a column compiled to None)."""
+    if element.element.info.get(IMPLICIT_IN_SQLITE):
+        return None
+    return compiler.visit_create_column(element, **kw)
+
+
+def row_tables() -> list[Table]:
+    """Return the tables whose rows have a `rowid` column of their own outside SQLite."""
+    return [t for t in metadata.sorted_tables if "rowid" in t.c and t.c.rowid.info.get(IMPLICIT_IN_SQLITE)]
+
 
 tools = Table(
     "tools",
@@ -47,6 +75,7 @@ borrows = Table(
     Column("host", Text),
     Column("version", Text),
     Column("changed", Big, nullable=False, server_default=text("0")),
+    _rowid(),
     Index(
         "borrows_open",
         "returned_at",
@@ -79,6 +108,7 @@ events = Table(
     Column("reason", Text),
     Column("host", Text),
     Column("version", Text),
+    _rowid(),
     Index("events_kind_ts", "kind", "ts"),
     Index("events_ts", "ts"),
 )
@@ -116,6 +146,7 @@ denials = Table(
     Column("user", Text),
     Column("reason", Text),
     Column("changed", Big, nullable=False, server_default=text("0")),
+    _rowid(),
     Index("denials_ts", "ts"),
     Index("denials_changed", "changed"),
 )
@@ -158,6 +189,7 @@ alerts = Table(
     Column("threshold", Seconds),
     Column("message", Text, nullable=False),
     Column("notified_at", Seconds),
+    _rowid(),
     Index("alerts_state", "state", "fired_at"),
 )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
+from dash_app.store.database import Store, StoreError, file_uri
 from dash_app.store.history import migrate_in_use_columns
 from dash_app.store.migrate import (
     DatabaseError,
@@ -27,7 +28,6 @@ from dash_app.store.migrate import (
     upgrade_server,
 )
 from dash_app.store.schema import SchemaTooNew
-from dash_app.store.sqlite_store import SQLiteStore, StoreError, file_uri
 from dash_app.store.tables import PRUNED_ROWS_COMPLETE_AFTER, history_meta, metadata
 
 BATCH_ROWS = 5000
@@ -60,7 +60,7 @@ def copy_history(source: str, target: str) -> dict[str, int]:
                 raise StoreError(f"database {source}: {exc}") from None
             except sqlite3.Error as exc:
                 raise StoreError(f"database {source}: cannot copy it ({exc}) to {scratch}") from None
-        SQLiteStore(snapshot).close()
+        Store(snapshot).close()
         with closing(sqlite3.connect(snapshot, isolation_level=None)) as copy:
             migrate_in_use_columns(copy)  # as the server's history keeper does at start, for files from before them
         with closing(open_read_only(snapshot)) as conn:

@@ -130,6 +130,8 @@ class PostgresServer:
                 "\n# dash_app.testing.PostgresServer\n"
                 "listen_addresses = '127.0.0.1'\n"
                 f"port = {self.port}\n"
+                # Every test's app holds a pool of its own until it stops; the default 100 is too few for a busy run.
+                "max_connections = 300\n"
                 # Its own socket directory: Debian's /var/run/postgresql may be missing or belong to another cluster.
                 f"unix_socket_directories = '{self.dir}'\n"
             )
