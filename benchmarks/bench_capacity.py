@@ -32,6 +32,7 @@ def through_the_service(history: Any) -> None:
 
     from dash_app.analytics.runners import InProcessRunner
     from dash_app.analytics.service import CapacityService
+    from dash_app.analytics.synthetic import store_history
     from dash_app.buffer import RealtimeMetricsBuffer
     from dash_app.config import Config
     from dash_app.licenses import LicensePool, load_inventory
@@ -39,39 +40,14 @@ def through_the_service(history: Any) -> None:
     from dash_app.store import Store
     from dash_app.testing import estate_inventory
 
-    sessions, denials, _specs, start, end = history
+    _sessions, _denials, _specs, start, end = history
     with tempfile.TemporaryDirectory() as tmp:
         tools_file = Path(tmp) / "tools.json"
         tools_file.write_text(json.dumps(estate_inventory(200)))
         store = Store(str(Path(tmp) / "capacity.db"))
         # The rows the writer would have written, put in directly: writing 1,000,000 sessions through it is
         # bench_sessions.py's business.
-        rows = [
-            (f"s{seq}", tool, user, borrowed, int(overage), None if returned != returned else returned, "pool", host, version)
-            for seq, tool, user, borrowed, overage, returned, host, version in zip(
-                sessions["seq"],
-                sessions["tool"],
-                sessions["user"],
-                sessions["borrowed_at"],
-                sessions["is_overage"],
-                sessions["returned_at"],
-                sessions["host"],
-                sessions["version"],
-            )
-        ]
-        with store._conn_lock:
-            conn = store._connection()
-            conn.execute("BEGIN")
-            conn.executemany(
-                "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at, source, host, version) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                sorted(rows, key=lambda row: int(row[0][1:])),
-            )
-            conn.executemany(
-                "INSERT INTO denials (ts, tool, user, reason) VALUES (?, ?, ?, ?)",
-                zip(denials["ts"], denials["tool"], denials["user"], denials["reason"]),
-            )
-            conn.execute("COMMIT")
+        store_history(store, history)
         pool = LicensePool(load_inventory(str(tools_file)), EventRecorder(RealtimeMetricsBuffer()))
         config = Config(history_days=31)
         service = CapacityService(store, pool, config, clock=lambda: end)  # a file: analyses run in a process

@@ -3,6 +3,7 @@
 import functools
 import hmac
 import json
+import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -12,6 +13,9 @@ from werkzeug.exceptions import HTTPException
 
 from dash_app.events import name_problem
 from dash_app.state import get_state
+from dash_app.store.database import DATABASE_DOWN, one_line
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_CALLBACK_BODY_BYTES = 1024 * 1024  # Dash's callback requests carry the page's inputs and state
@@ -62,6 +66,9 @@ def register_request_guards(server: Flask) -> None:
     # The server reads a chunked body while the app asks for it: a malformed one surfaces here, mid-request.
     server.register_error_handler(ParseException, _malformed_body)
     server.register_error_handler(NoMoreData, _malformed_body)
+    # A read the database cannot answer now (a server gone, a file being written back): 503, never a traceback.
+    for kind in DATABASE_DOWN:
+        server.register_error_handler(kind, _database_down)
 
 
 def check_callback_payload(body: object) -> None:
@@ -87,6 +94,14 @@ def _http_error(exc: HTTPException) -> Response:
         return error_response(413, "body_too_large", f"body: at most {request.max_content_length} bytes")
     name = (exc.name or "error").lower().replace(" ", "_")
     return error_response(exc.code or 500, name, exc.description or name)
+
+
+def _database_down(exc: Exception) -> Response:
+    detail = one_line(exc)
+    log.warning("a read failed, the database being unavailable: %s", detail)
+    response = error_response(503, "database_unavailable", f"database: unavailable ({detail}); try again shortly")
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _malformed_body(_exc: Exception) -> Response:

@@ -18,9 +18,9 @@ def iso(epoch):
 
 
 @pytest.fixture
-def fed(make_app, tmp_path):
+def fed(make_app, database):
     """An app whose store holds two hours of GreenHills sessions: 12 licenses for an hour, 3 of them an hour more."""
-    app = make_app(db=str(tmp_path / "capacity.db"))
+    app = make_app(db=database)
     state = get_state(app)
     start = (time.time() // HOUR - 5) * HOUR
     held = [state.pool.borrow(GH, f"user{n}", at=start + n) for n in range(12)]

@@ -10,9 +10,9 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 
 from dash_app.store import Store
-from dash_app.store.history import HistoryKeeper
+from dash_app.store.history import HistoryKeeper, history_series
 from dash_app.store.migrate import head
-from dash_app.store.tables import metadata
+from dash_app.store.tables import IMPLICIT_IN_SQLITE, metadata, row_tables
 from dash_app.testing import ROOT, free_port
 from tests.test_migrations import NOW, legacy_file, upgrade_at_once
 from tests.test_sessions_store import dump, make_pool
@@ -31,11 +31,11 @@ def new_database(postgres):
 
 
 def rows_of(url):
-    """Every table's rows, sorted, as Python values."""
+    """Every table's rows, sorted, as Python values (without the row ids SQLite keeps implicitly)."""
     with psycopg.connect(url) as conn:
         found = {}
         for table in metadata.sorted_tables:
-            columns = ", ".join(f'"{c.name}"' for c in table.columns)
+            columns = ", ".join(f'"{c.name}"' for c in table.columns if not c.info.get(IMPLICIT_IN_SQLITE))
             found[table.name] = sorted(conn.execute(f"SELECT {columns} FROM {table.name}").fetchall(), key=repr)
         return found
 
@@ -104,14 +104,24 @@ def test_a_database_from_a_newer_release_or_an_unusable_server_ends_with_one_lin
     assert "only postgresql:// URLs" in run_db("current", "--db", "mysql://u:p@h/db").stderr
 
 
-def test_the_server_says_a_url_is_for_the_db_command_in_this_release(postgres, tmp_path):
+def test_a_database_at_revision_5_gets_row_ids_numbered_in_the_order_written(postgres):
     url = new_database(postgres)
-    started = subprocess.run(
-        [sys.executable, "-m", "dash_app", "--db", url], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert started.returncode == 2
-    [line] = started.stderr.splitlines()
-    assert "python -m dash_app db current|upgrade|copy" in line
+    assert run_db("upgrade", "--db", url).returncode == 0
+    with psycopg.connect(url) as conn:  # as revision 5 made it: no rowid columns
+        for table in row_tables():
+            conn.execute(f"ALTER TABLE {table.name} DROP COLUMN rowid")
+        conn.execute("UPDATE alembic_version SET version_num = '0005'")
+        for n in range(3):
+            conn.execute(
+                "INSERT INTO denials (ts, tool, \"user\", reason, changed) VALUES (%s, 'Tight', %s, 'queued', 1)",
+                (NOW + n, f"u{n}"),
+            )
+    result = run_db("upgrade", "--db", url)
+    assert result.returncode == 0 and result.stdout.endswith(f"(was: revision 0005; upgrade due to {head()})\n"), result
+    with psycopg.connect(url) as conn:
+        assert conn.execute('SELECT "user", rowid FROM denials ORDER BY ts').fetchall() == [("u0", 1), ("u1", 2), ("u2", 3)]
+        conn.execute("INSERT INTO denials (ts, tool, \"user\", reason, changed) VALUES (0, 'Tight', 'later', 'queued', 2)")
+        assert conn.execute("SELECT rowid FROM denials WHERE \"user\" = 'later'").fetchall() == [(4,)]
 
 
 def write_history(path):
@@ -153,6 +163,24 @@ def test_copy_moves_every_row_of_a_sqlite_history_and_leaves_the_file_alone(post
     [line] = again.stderr.splitlines()
     assert line.startswith(f"{PROG}: error: database {url}: table ") and "has rows already" in line
     assert rows_of(url) == copied
+
+    # The server takes the copy over where the file left it: open sessions, the history, and rows numbered on.
+    store = Store(url)
+    try:
+        assert [row[:3] for row in store.load_open_borrows()] == [
+            (b[0], b[1], b[2]) for b in sorted(before["borrows"], key=lambda b: b[3]) if b[5] is None
+        ]
+        assert set(history_series(store, 86400, now=NOW)[1]) == {"Tight", "Roomy"}
+        store.start()
+        make_pool(store).observe_failure("Roomy", "late", "queued", NOW)
+        assert store.flush()
+        [(copied_last, new)] = store.read(
+            "SELECT (SELECT MAX(rowid) FROM denials WHERE \"user\" <> 'late'), "
+            "(SELECT rowid FROM denials WHERE \"user\" = 'late')"
+        )
+        assert new > copied_last
+    finally:
+        store.stop()
 
 
 def test_copy_takes_a_file_of_an_earlier_release_without_upgrading_it(postgres, tmp_path):

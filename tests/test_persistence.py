@@ -261,8 +261,9 @@ def test_a_lost_database_server_keeps_serving_from_memory_and_catches_up(make_ap
     """PostgreSQL stopped under the app: answers go on from memory with persisted false, and every event is written
     once it is back."""
     with PostgresServer() as server:  # its own: this test stops it
-        state = get_state(make_app(db=server.create_database("lost")))
-        client = state_client(state)
+        app = make_app(db=server.create_database("lost"))
+        state = get_state(app)
+        client = app.server.test_client()
         state.pool.borrow(TOOLS[0], "first")
         assert state.store.flush(5)
         server.kill()
@@ -275,6 +276,10 @@ def test_a_lost_database_server_keeps_serving_from_memory_and_catches_up(make_ap
         body = client.get("/realtime/stats").get_json()
         assert body["persisted"] is False and body["borrow_count"] == 21 and body["return_count"] == 20
         assert "OperationalError" in state.store.last_error and "dash@" not in state.store.last_error
+        # What only the database can answer says so in JSON, the rest is served from memory.
+        response = client.get("/realtime/export?format=json&window=86400")
+        assert response.status_code == 503 and response.get_json()["error"] == "database_unavailable"
+        assert client.get("/realtime/export?format=json&window=3600").status_code == 200
         server.restart()
         assert state.store.flush(30)
         assert state.stats_summary()["persisted"] is True

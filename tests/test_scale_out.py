@@ -2,16 +2,18 @@
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 
 import pytest
 import requests
+from sqlalchemy import text
 
+from dash_app.store import Store
 from dash_app.testing import ROOT, RedisServer, ServerProcess
 from dash_app.testing.sse_client import SseClient
 from tests.flexlm_expected import LIC01, LIC01_EVENTS, LIC01_STATUS, RETENTION_HOURS, TOOLS_FILE
@@ -31,12 +33,20 @@ def redis_server(tmp_path):
 
 
 @pytest.fixture
-def cluster(tmp_path, redis_server):
-    """Start app processes on the test's Redis and one shared SQLite file; all are stopped after the test."""
+def shared_db(request, tmp_path):
+    """The database the cluster shares: a SQLite file, or (parametrised indirectly) one on the session's PostgreSQL."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return str(tmp_path / "shared.db")
+    return request.getfixturevalue("postgres").create_database(f"shared_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def cluster(tmp_path, redis_server, shared_db):
+    """Start app processes on the test's Redis and one shared database; all are stopped after the test."""
     processes = []
 
     def start(**env):
-        settings = {"DASH_APP_REDIS_URL": redis_server.url, "DASH_APP_DB": str(tmp_path / "shared.db")}
+        settings = {"DASH_APP_REDIS_URL": redis_server.url, "DASH_APP_DB": shared_db}
         settings.update({k: str(v) for k, v in env.items()})
         process = ServerProcess(settings, tmp_path)
         processes.append(process)
@@ -70,14 +80,15 @@ def caught_up(*servers):
     return wait_for(same, "every process at the same entry of the log")
 
 
-def stored_events(db_path):
-    """Return the events in the shared SQLite file, and its position in the log."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+def stored_events(db):
+    """Return the events in the shared database, and its position in the log."""
+    store = Store(db)
     try:
-        rows = conn.execute("SELECT kind, borrow_id, user, tool FROM events").fetchall()
-        position = conn.execute("SELECT entry_id FROM log_positions").fetchall()
+        with store.snapshot() as conn:
+            rows = [tuple(r) for r in conn.execute(text('SELECT kind, borrow_id, "user", tool FROM events'))]
+            position = [tuple(r) for r in conn.execute(text("SELECT entry_id FROM log_positions"))]
     finally:
-        conn.close()
+        store.close()
     return rows, position
 
 
@@ -130,7 +141,7 @@ def test_a_borrow_through_one_process_shows_in_the_others_status_stream_and_page
     assert sorted(body["leader"] for _, body in states) == [False, True]
 
 
-def test_concurrent_borrows_split_over_two_processes_hold_every_invariant(cluster, tmp_path):
+def test_concurrent_borrows_split_over_two_processes_hold_every_invariant(cluster, tmp_path, shared_db):
     """The pool test's 8 threads x 2,000 attempts, half through each process: the limits hold across both."""
     tools = tmp_path / "small.json"
     tools.write_text(
@@ -203,12 +214,13 @@ def test_concurrent_borrows_split_over_two_processes_hold_every_invariant(cluste
     assert peaks["borrowed"] <= 5 and peaks["overage"] <= 3  # commit + max_overage stops at 5, in both processes
     assert outcomes["fail"] > 0
     # The store holds every event once.
-    rows = persisted(tmp_path / "shared.db", entry)
+    rows = persisted(shared_db, entry)
     kinds = Counter(kind for kind, *_ in rows)
     assert kinds == {"borrow": outcomes["ok"], "return": outcomes["returned"], "failure": outcomes["fail"]}
 
 
-def test_exports_match_after_a_burst_and_a_killed_process_loses_nothing_acknowledged(cluster, tmp_path):
+@pytest.mark.parametrize("shared_db", ["sqlite", "postgresql"], indirect=True)
+def test_exports_match_after_a_burst_and_a_killed_process_loses_nothing_acknowledged(cluster, shared_db):
     a, b = cluster(), cluster()
     acknowledged = []  # (kind, borrow id) of every write that answered 200
     lock = threading.Lock()
@@ -244,7 +256,7 @@ def test_exports_match_after_a_burst_and_a_killed_process_loses_nothing_acknowle
     burst(other, "after", 20)
     wait_for(lambda: health(other)[1]["leader"], "the survivor taking the lease", timeout=15)
     entry = caught_up(other)
-    rows = persisted(tmp_path / "shared.db", entry)
+    rows = persisted(shared_db, entry)
     stored = Counter((kind, borrow_id) for kind, borrow_id, _user, _tool in rows if kind in ("borrow", "return"))
     for op in acknowledged:
         assert stored[op] == 1, op  # stored, and stored once
@@ -281,7 +293,7 @@ def test_a_stream_client_moved_to_another_process_resumes_with_one_delta(cluster
     assert {"v1", "v2"} <= users
 
 
-def test_redis_stopped_and_restarted_under_load(cluster, redis_server, tmp_path):
+def test_redis_stopped_and_restarted_under_load(cluster, redis_server, tmp_path, shared_db):
     a, b = cluster(), cluster()
     ledger = []  # (server, status, borrow id or None, kind) of every write
     lock = threading.Lock()
@@ -329,7 +341,7 @@ def test_redis_stopped_and_restarted_under_load(cluster, redis_server, tmp_path)
             t.join()
     entry = caught_up(a, b)
     # Every acknowledged write is in both processes and in the store, once.
-    rows = persisted(tmp_path / "shared.db", entry)
+    rows = persisted(shared_db, entry)
     stored = Counter((kind, borrow_id) for kind, borrow_id, _user, _tool in rows)
     exported = Counter((e["type"], e.get("id")) for e in events_export(a))
     assert exported == Counter((e["type"], e.get("id")) for e in events_export(b))
@@ -417,10 +429,10 @@ def health_of(session, server):
     return session.get(server.url + "/healthz", timeout=5).json()
 
 
-def test_ingest_flexlm_on_redis_reaches_a_running_server_and_the_store_once(cluster, redis_server, tmp_path):
+def test_ingest_flexlm_on_redis_reaches_a_running_server_and_the_store_once(cluster, redis_server, tmp_path, shared_db):
     keep = {"DASH_APP_RETENTION_HOURS": RETENTION_HOURS, "DASH_APP_HISTORY_DAYS": RETENTION_HOURS / 24 + 1}
     server = cluster(DASH_APP_TOOLS=TOOLS_FILE, **keep)
-    env = {"DASH_APP_REDIS_URL": redis_server.url, "DASH_APP_DB": str(tmp_path / "shared.db")}
+    env = {"DASH_APP_REDIS_URL": redis_server.url, "DASH_APP_DB": shared_db}
     env.update({k: str(v) for k, v in keep.items()})
     done = ingest(LIC01, "--tools", TOOLS_FILE, env=env)
     assert done.returncode == 0, done.stderr
@@ -429,7 +441,7 @@ def test_ingest_flexlm_on_redis_reaches_a_running_server_and_the_store_once(clus
     entries = {e["tool"]: e for e in requests.get(server.url + "/licenses/status", timeout=5).json()}
     got = {tool: (entries[tool]["total"], entries[tool]["borrowed"], entries[tool]["overage_borrows"]) for tool in LIC01_STATUS}
     assert got == LIC01_STATUS
-    rows, _position = stored_events(tmp_path / "shared.db")
+    rows, _position = stored_events(shared_db)
     assert len(rows) == LIC01_EVENTS
     again = ingest(LIC01, "--tools", TOOLS_FILE, env=env)
     assert again.returncode == 0 and "total: 0 lines" in again.stdout, again.stdout + again.stderr

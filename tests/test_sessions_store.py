@@ -508,3 +508,23 @@ def test_an_in_memory_store_reads_the_same_shapes():
         assert list(SESSION_DTYPES) == list(SESSION_COLUMNS) and list(DENIAL_DTYPES) == list(DENIAL_COLUMNS)
     finally:
         store.stop()
+
+
+def test_others_version_moves_for_another_processes_commits_and_not_for_our_own(database):
+    """What the history keeper watches to drop its caches: commits by other stores (processes) on the database."""
+    ours, other = Store(database), Store(database)
+    ours.start()
+    other.start()
+    try:
+        first = ours.others_version()
+        ours.on_events([borrow_event("Roomy", "ann", False, "a", NOW)])
+        assert ours.flush()
+        assert ours.others_version() == first  # our own commit
+        other.on_events([borrow_event("Roomy", "bob", False, "b", NOW)])
+        assert other.flush()
+        moved = ours.others_version()
+        assert moved != first
+        assert ours.others_version() == moved  # nothing since
+    finally:
+        ours.stop()
+        other.stop()

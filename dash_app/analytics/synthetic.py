@@ -11,7 +11,7 @@ start >= commit). Rows come in (borrowed_at, seq) order, as the store's `load_se
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,9 @@ _HOSTS = np.array([f"ws{n:03d}.lab" for n in range(400)] + [None] * 200, dtype=o
 _VERSIONS = np.array(["2023.2", "2024.1", "2025.1", None], dtype=object)
 _SOURCES = np.array(["api", "api", "api", "flexlm", "flexlm"], dtype=object)
 _REASONS = np.array(["exhausted"] * 4 + ["max_overage"], dtype=object)
+
+if TYPE_CHECKING:
+    from dash_app.store import Store
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -147,3 +150,48 @@ def _levels(tool: Ints, borrowed: Floats, returned: Floats, n_tools: int) -> Int
         users=[],
     )
     return _levels_before(data, n_tools)
+
+
+STORE_CHUNK = 50_000  # rows per transaction when a history is put into a store
+
+
+def store_history(store: Store, history: SyntheticHistory) -> None:
+    """Put `history`'s sessions and denials into `store`'s database directly, as the writer would have left them.
+
+    Sessions go in `seq` order, so the database numbers them in the order the store's readers sort ties by.
+    """
+    from dash_app.store import tables
+
+    sessions, denials = history.sessions.sort_values("seq"), history.denials
+    session_rows = [
+        {
+            "id": f"s{seq}",
+            "tool": tool,
+            "user": user,
+            "borrowed_at": float(borrowed),
+            "is_overage": int(overage),
+            "returned_at": None if returned != returned else float(returned),
+            "source": "pool",
+            "host": host,
+            "version": version,
+            "changed": 1,
+        }
+        for seq, tool, user, borrowed, overage, returned, host, version in zip(
+            sessions["seq"],
+            sessions["tool"],
+            sessions["user"],
+            sessions["borrowed_at"],
+            sessions["is_overage"],
+            sessions["returned_at"],
+            sessions["host"],
+            sessions["version"],
+        )
+    ]
+    denial_rows = [
+        {"ts": float(ts), "tool": tool, "user": user, "reason": reason, "changed": 1}
+        for ts, tool, user, reason in zip(denials["ts"], denials["tool"], denials["user"], denials["reason"])
+    ]
+    for table, rows in ((tables.borrows, session_rows), (tables.denials, denial_rows)):
+        for i in range(0, len(rows), STORE_CHUNK):
+            with store.writing() as conn:
+                conn.execute(table.insert(), rows[i : i + STORE_CHUNK])

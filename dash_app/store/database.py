@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from sqlalchemy import Connection, Engine, Row, Table, case, create_engine, event, func, select, text
+from sqlalchemy import Connection, Engine, Table, case, create_engine, event, func, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -145,6 +145,10 @@ def _writes(dialect: str) -> SimpleNamespace:
     )
 
 
+# A server's transaction ids (others_version): this transaction's, and the next one to be given.
+_OWN_XID = text("SELECT pg_current_xact_id()::text::bigint")
+_NEXT_XID = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+
 # The newest stamp in a database (Store.new_stamp): of the rows, of the prunes' log, and of what the log forgot.
 _LAST_STAMPS = select(
     func.coalesce(select(func.max(t.borrows.c.changed)).scalar_subquery(), 0),
@@ -234,7 +238,8 @@ def tuples(conn: Connection, statement: Executable | str, params: Params | None 
     For long reads: the columns read this way (numbers, text) need none of SQLAlchemy's per-row processing, which
     would double the time of a month of sessions.
     """
-    return run(conn, statement, params).cursor.fetchall()  # type: ignore[no-any-return]
+    rows: list[tuple[Any, ...]] = run(conn, statement, params).cursor.fetchall()
+    return rows
 
 
 def read_position(conn: Connection, log_name: str) -> str | None:
@@ -289,6 +294,11 @@ class Store:
         self.recreations = 0  # times the file was found deleted or replaced and written again
         self._tasks: list[list[Any]] = []  # [every_seconds, next_due, fn()] run by the writer thread
         self.log_positions: dict[str, str] = {}  # log -> id of its last entry committed here (LogEntries)
+        # A server's transaction ids of our own writes not yet looked past, for others_version().
+        self._xids_lock = threading.Lock()
+        self._own_xids: set[int] = set()
+        self._xmax_seen: int | None = None
+        self._others = 0
 
     def _open(self) -> None:
         if self.server:
@@ -358,7 +368,30 @@ class Store:
                 with conn.begin():
                     if self.server:
                         conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK)))
+                        # This transaction's id, so that others_version() can tell our commits from other processes'.
+                        xid = conn.execute(_OWN_XID).scalar_one()
+                        with self._xids_lock:
+                            self._own_xids.add(xid)
                     yield conn
+
+    def others_version(self) -> int:
+        """Return a number that moves when another connection (another process) has committed since the last call.
+
+        SQLite counts the other connections' commits to the file itself (PRAGMA data_version). On a server, the next
+        transaction id moves with every writing transaction; those between the last look and now that were not this
+        store's own (writing() notes each) were another's: another process's, or another database's on the same
+        server (a cache read again for nothing, never a stale one).
+        """
+        if not self.server:
+            return int(self.read("PRAGMA data_version")[0][0])
+        xmax = int(self.read(_NEXT_XID)[0][0])
+        with self._xids_lock:
+            previous, self._xmax_seen = self._xmax_seen, xmax
+            own = {x for x in self._own_xids if x < xmax}
+            self._own_xids -= own
+        if previous is not None and xmax - previous > len({x for x in own if x >= previous}):
+            self._others += 1
+        return self._others
 
     # ------------------------------------------------------------ lifecycle
 
@@ -678,7 +711,7 @@ class Store:
 
     # ---------------------------------------------------------------- reads
 
-    def read(self, statement: Executable | str, params: Params | Sequence[Any] | None = None) -> list[Row[Any]]:
+    def read(self, statement: Executable | str, params: Params | Sequence[Any] | None = None) -> list[Any]:
         """Run a short statement and return its rows; it sees what the writer has committed (see `run` for strings).
 
         Whatever it changes is committed at once: a test or a check by hand may delete rows or set a PRAGMA with it.
@@ -693,7 +726,7 @@ class Store:
                 return self._fetch(conn, statement, params)
 
     @staticmethod
-    def _fetch(conn: Connection, statement: Executable | str, params: Params | Sequence[Any] | None) -> list[Row[Any]]:
+    def _fetch(conn: Connection, statement: Executable | str, params: Params | Sequence[Any] | None) -> list[Any]:
         result = run(conn, statement, params)
         rows = list(result.fetchall()) if result.returns_rows else []
         conn.commit()
@@ -721,16 +754,21 @@ class Store:
                 with conn.begin():
                     yield conn
             return
-        readers = self._readers
-        if readers is None or self._conn is None:
-            # In memory; or the file is being written back (see _recreate): read the one we hold.
+        own: Connection | None = None
+        if self._readers is not None and self._conn is not None:
+            try:
+                own = self._readers.connect()
+            except DATABASE_DOWN:
+                pass  # the file is gone, about to be written back (see _check_file): read the copy we hold
+        if own is None:
+            # In memory, or during a recreation: the writer's connection, the writer waiting until the block ends.
             with self._conn_lock:
                 self._connection()
                 with self.engine.connect() as conn, conn.begin():
                     yield conn
             return
-        with readers.connect() as conn, conn.begin():
-            yield conn
+        with own, own.begin():
+            yield own
 
     def _drop_readers(self) -> None:
         readers, self._readers = self._readers, None
@@ -765,7 +803,7 @@ class Store:
             .where(b.returned_at.is_(None))
             .order_by(b.borrowed_at)
         )
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [tuple(row) for row in rows]
 
     def load_charges(self) -> dict[str, int]:
         """Return {tool: overage_borrows}."""

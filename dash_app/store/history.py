@@ -40,8 +40,6 @@ OTHER_WRITERS_EVERY_SECONDS = 1.0  # how often to look whether another process w
 PRUNED_LOG_SECONDS = 86400.0
 _LOG_PRUNED = "INSERT INTO pruned_rows (stamp, tbl, \"row\", at) SELECT :stamp, '{table}', rowid, :now FROM {table} WHERE {where}"
 _UNAGGREGATED = f"SELECT value FROM history_meta WHERE key = '{UNAGGREGATED_SINCE}'"
-# What moves when another connection commits (HistoryKeeper.notice_other_writers), per database.
-_DATA_VERSION = {"sqlite": "PRAGMA data_version", "postgresql": "SELECT pg_snapshot_xmax(pg_current_snapshot())::text"}
 
 # An aggregate being summed: [count, overage_count, {users}, returns, {reason: count}], by (tool, bin).
 Grouped: TypeAlias = dict[tuple[str, int], list[Any]]
@@ -456,11 +454,8 @@ class HistoryKeeper:
             self.generation += 1
 
     def notice_other_writers(self) -> None:
-        """Move the cache versions on when another connection committed to the database since the last look."""
-        # SQLite counts the commits of other connections to the file; PostgreSQL's next transaction id moves with
-        # every writing transaction (ours too, and those of other databases on the server: a cache read again for
-        # nothing now and then, never a stale one).
-        version = self.store.read(_DATA_VERSION[self.store.dialect])[0][0]
+        """Move the cache versions on when another process committed to the database since the last look."""
+        version = self.store.others_version()
         if self._data_version is not None and version != self._data_version:
             self.store.sessions_changed()
             self.generation += 1

@@ -38,7 +38,7 @@ def _rowid() -> Column[int]:
 
 
 @compiles(CreateColumn, "sqlite")
-def _sqlite_column(element: CreateColumn[Any], compiler: DDLCompiler, **kw: Any) -> str | None:
+def _sqlite_column(element: CreateColumn, compiler: DDLCompiler, **kw: Any) -> str | None:
     """Leave the `rowid` column out of SQLite's CREATE TABLE (SQLAlchemy skips a column compiled to None)."""
     if element.element.info.get(IMPLICIT_IN_SQLITE):
         return None

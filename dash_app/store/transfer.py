@@ -14,7 +14,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from dash_app.store.database import Store, StoreError, file_uri
@@ -92,6 +92,11 @@ def _copy(conn: sqlite3.Connection, target: str) -> dict[str, int]:
                 while rows := cursor.fetchmany(BATCH_ROWS):
                     connection.execute(table.insert(), [dict(zip(names, row)) for row in rows])
                     count += len(rows)
+                if "rowid" in table.c and count:
+                    # Rows went over with their SQLite rowids (the prunes' log names them): new ones are numbered on.
+                    connection.execute(
+                        text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'rowid'), MAX(rowid)) FROM {table.name}")
+                    )
                 written = connection.execute(select(func.count()).select_from(table)).scalar_one()
                 if written != count:
                     raise DatabaseError(f"database {redacted(target)}: table {table.name} holds {written} rows of {count}")
