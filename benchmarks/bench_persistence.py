@@ -27,7 +27,6 @@ from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.events import Event, borrow_event, failure_event, return_event
 from dash_app.recording import EventRecorder
 from dash_app.store import Store
-from dash_app.store.database import UNAGGREGATED_SINCE, _event_row, _writes
 from dash_app.store.restore import restore_buffer
 from dash_app.testing import FakeClock, PostgresServer, full_buffer_events
 
@@ -67,34 +66,12 @@ def write_through_the_writer(db: str, events: list[Event], end: float) -> float:
 
 
 def write_one_transaction_each(db: str, events: list[Event]) -> float:
-    """Baseline: the writer's statements for each event, in a transaction of its own; return the seconds taken."""
+    """Baseline: the writer's own work for each event, in a transaction of its own; return the seconds taken."""
     store = Store(db)
-    writes = _writes(store.dialect)
     began = time.perf_counter()
     for event in events:
         with store.writing() as conn:
-            stamp = store.new_stamp(conn)
-            if event.kind == "borrow":
-                row = {
-                    "id": event.borrow_id,
-                    "tool": event.tool,
-                    "user": event.user,
-                    "borrowed_at": event.ts,
-                    "is_overage": int(bool(event.is_overage)),
-                    "returned_at": None,
-                    "source": "pool",
-                    "changed": stamp,
-                    "host": None,
-                    "version": None,
-                }
-                conn.execute(writes.borrow, row)
-            elif event.kind == "return":
-                conn.execute(writes.returned, {"id": event.borrow_id, "returned_at": event.ts, "changed": stamp})
-            else:
-                denial = {"ts": event.ts, "tool": event.tool, "user": event.user, "reason": event.reason, "changed": stamp}
-                conn.execute(writes.denial, denial)
-            conn.execute(writes.event, _event_row(event))
-            conn.execute(writes.mark, {"key": UNAGGREGATED_SINCE, "value": event.ts})
+            store._write_rows(conn, [event], [])
     seconds = time.perf_counter() - began
     store.close()
     return seconds
@@ -107,8 +84,9 @@ def naive_restore(store: Store, buffer: RealtimeMetricsBuffer) -> None:
         recorder.record(Event(*row))
 
 
-def capacity_query(db: str, history: Any, folder: Path) -> tuple[float, float, int]:
-    """Return (cold report in the analysis process, report in this process, tools) over the 30 days of `history`."""
+def capacity_query(db: str, history: Any, folder: Path) -> tuple[float, float, float, int]:
+    """Return the seconds of the 30-day report: in a new analysis process (which first reads the history), in it with
+    its copy current, and in this process reading the store; and the tools reported."""
     from dash_app.analytics.runners import InProcessRunner
     from dash_app.analytics.service import CapacityService
     from dash_app.config import Config
@@ -127,12 +105,15 @@ def capacity_query(db: str, history: Any, folder: Path) -> tuple[float, float, i
         report = service.report(start, end)  # the process starts, reads the history into its copy, analyses
         cold = time.perf_counter() - began
         began = time.perf_counter()
+        service.report(start, end - 1)  # another period (not cached), the copy current
+        current = time.perf_counter() - began
+        began = time.perf_counter()
         CapacityService(store, pool, config, clock=lambda: end, runner=InProcessRunner(store)).report(start, end)
         in_process = time.perf_counter() - began
     finally:
         service.stop()
         store.close()
-    return cold, in_process, len(report.tools)
+    return cold, current, in_process, len(report.tools)
 
 
 def measure(db: str, events: list[Event], end: float) -> dict[str, float]:
@@ -171,10 +152,8 @@ def main() -> None:
     kinds = [args.only] if args.only else ["sqlite", "postgresql"]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        server = PostgresServer() if "postgresql" in kinds else None
+        server = PostgresServer() if "postgresql" in kinds else None  # started, in a temporary directory
         try:
-            if server is not None:
-                server.start()
             for kind in kinds:
                 fresh = (lambda name: str(folder / f"{name}.db")) if kind == "sqlite" else server.create_database  # type: ignore[union-attr]
                 figures = measure(fresh("full"), events, end)
@@ -186,7 +165,7 @@ def main() -> None:
                 store_history(store, history)
                 store.close()
                 figures["fill"] = time.perf_counter() - began
-                figures["cold"], figures["in_process"], figures["tools"] = capacity_query(db, history, folder)
+                figures["cold"], figures["current"], figures["in_process"], figures["tools"] = capacity_query(db, history, folder)
                 results[kind] = figures
         finally:
             if server is not None:
@@ -202,7 +181,8 @@ def main() -> None:
     row(f"baseline: one transaction per event ({BASELINE_EVENTS:,} events)", "writer_baseline", ",.0f", "/s")
     row("restore of a full 6 h buffer (target <= 3 s)", "restore", ".2f", "s")
     row("baseline: replay every row as an event", "restore_baseline", ".2f", "s")
-    row(f"30-day capacity report, {args.sessions:,} sessions: analysis process, cold", "cold", ".2f", "s")
+    row(f"30-day capacity report, {args.sessions:,} sessions: new analysis process", "cold", ".2f", "s")
+    row("the same, its copy current (target <= 3 s)", "current", ".2f", "s")
     row("baseline: in this process, reading the store each time", "in_process", ".2f", "s")
     row("(setup) the sessions and denials put in directly", "fill", ".1f", "s")
     if args.size_day:

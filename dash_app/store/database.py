@@ -28,7 +28,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import QueuePool, StaticPool
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
 
 from dash_app.events import BORROW, FAILURE, RETURN, Event
 from dash_app.store import tables as t
@@ -90,7 +90,7 @@ _data_versions = itertools.count(1)
 
 # Errors of the database itself (disk full, locked, connection lost, pool exhausted), as opposed to a bad item: the
 # writer keeps the same items for the next try.
-DATABASE_DOWN: tuple[type[BaseException], ...] = (
+DATABASE_DOWN: tuple[type[Exception], ...] = (
     sqlite3.OperationalError,
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
@@ -145,6 +145,44 @@ def _writes(dialect: str) -> SimpleNamespace:
     )
 
 
+# The columns each writer statement is given, in the table's order (the order SQLAlchemy compiles an INSERT's in).
+_COLUMNS = {
+    "borrow": ("id", "tool", "user", "borrowed_at", "is_overage", "returned_at", "source", "host", "version", "changed"),
+    "returned": ("id", "tool", "user", "borrowed_at", "is_overage", "returned_at", "source", "changed"),
+    "charge": ("tool", "overage_borrows"),
+    "event": EVENT_FIELDS,  # an Event is a row of `events`: its fields are the columns, in order
+    "denial": ("ts", "tool", "user", "reason", "changed"),
+    "mark": ("key", "value"),
+    "position": ("log", "entry_id"),
+}
+
+
+class Prepared:
+    """A writer statement compiled once for one database, executed with many rows of plain tuples.
+
+    A batch holds thousands of rows: SQLAlchemy's processing of each row's parameters would cost more than the
+    database's own work, so the statement is compiled here once (positional parameters, `columns` in order) and the
+    rows go to the driver's executemany as they are.
+    """
+
+    def __init__(self, statement: ClauseElement, dialect: Any, columns: Sequence[str]) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        if not compiled.positional or list(compiled.positiontup or ()) != list(columns):
+            raise ValueError(f"{statement}: compiled with parameters {compiled.positiontup}, not {list(columns)}")
+        self.sql = str(compiled)
+
+    def run(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Execute the statement once per row, in order (nothing for no rows)."""
+        if rows:
+            conn.exec_driver_sql(self.sql, list(rows))
+
+
+def prepared_writes(dialect: Any) -> dict[str, Prepared]:
+    """Return the writer's statements compiled for `dialect` (an engine's), by name."""
+    writes = vars(_writes(dialect.name))
+    return {name: Prepared(writes[name], dialect, columns) for name, columns in _COLUMNS.items()}
+
+
 # A server's transaction ids (others_version): this transaction's, and the next one to be given.
 _OWN_XID = text("SELECT pg_current_xact_id()::text::bigint")
 _NEXT_XID = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
@@ -161,14 +199,6 @@ _LAST_STAMPS = select(
 def last_stamp(conn: Connection) -> int:
     """Return the newest write stamp of the database on `conn`."""
     return int(max(conn.execute(_LAST_STAMPS).one()))
-
-
-def _event_row(e: Event) -> dict[str, Any]:
-    """Return the `events` row of `e` (its fields are the columns), flags as integers: PostgreSQL takes no bool there."""
-    row = dict(zip(EVENT_FIELDS, e))
-    if e.is_overage is not None:
-        row["is_overage"] = int(e.is_overage)
-    return row
 
 
 def file_uri(path: str, mode: str) -> str:
@@ -313,6 +343,7 @@ class Store:
     def _open_server(self) -> None:
         upgrade_server(self.path)  # a newer, foreign or unreachable database ends here, in one line
         self.engine = server_engine(self.path, pool_size=SERVER_POOL_SIZE, max_overflow=SERVER_POOL_OVERFLOW)
+        self._prepared = prepared_writes(self.engine.dialect)
 
     def _open_file(self) -> None:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -328,6 +359,7 @@ class Store:
             raise
         self._conn = conn
         self.engine = sqlite_engine(self._connection)
+        self._prepared = prepared_writes(self.engine.dialect)
         if self.path != ":memory:":
             self._readers = sqlite_engine(lambda: connect_reader(self.reader_path), pooled=True)
             st = os.stat(self.path)
@@ -610,8 +642,7 @@ class Store:
                     after, known = entry_key(entry_id), entry_id
             if known:
                 positions[item.log] = known
-        if positions:
-            conn.execute(_writes(self.dialect).position, [{"log": k, "entry_id": v} for k, v in positions.items()])
+        self._prepared["position"].run(conn, list(positions.items()))
         return positions
 
     def log_position(self, log_name: str) -> str | None:
@@ -624,56 +655,29 @@ class Store:
         self._put(LogEntries(log_name, entries))
 
     def _write_rows(self, conn: Connection, events: list[Event], statements: list[Statement]) -> None:
-        writes = _writes(self.dialect)
+        writes = self._prepared
         stamp = self.new_stamp(conn)
         borrows, returns, denials = [], [], []
         charges: dict[str | None, int] = {}  # by tool, keyed like Event.tool (a borrow's is never None)
         for e in events:
             if e.kind == BORROW:
-                borrows.append(
-                    {
-                        "id": e.borrow_id,
-                        "tool": e.tool,
-                        "user": e.user,
-                        "borrowed_at": e.ts,
-                        "is_overage": int(e.is_overage or 0),
-                        "returned_at": None,
-                        "source": source_of(e.borrow_id),
-                        "changed": stamp,
-                        "host": e.host,
-                        "version": e.version,
-                    }
-                )
+                source = source_of(e.borrow_id)
+                borrows.append((e.borrow_id, e.tool, e.user, e.ts, e.is_overage, None, source, e.host, e.version, stamp))
                 if e.is_overage:
                     charges[e.tool] = charges.get(e.tool, 0) + 1
             elif e.kind == RETURN:
                 # A return written first keeps its borrow's time as its own until the borrow row arrives.
-                returns.append(
-                    {
-                        "id": e.borrow_id,
-                        "tool": e.tool,
-                        "user": e.user,
-                        "borrowed_at": e.ts,
-                        "is_overage": 0,
-                        "returned_at": e.ts,
-                        "source": source_of(e.borrow_id),
-                        "changed": stamp,
-                    }
-                )
+                returns.append((e.borrow_id, e.tool, e.user, e.ts, 0, e.ts, source_of(e.borrow_id), stamp))
             elif e.kind == FAILURE:
-                denials.append({"ts": e.ts, "tool": e.tool, "user": e.user, "reason": e.reason, "changed": stamp})
-        if borrows:
-            conn.execute(writes.borrow, borrows)
-        if returns:
-            conn.execute(writes.returned, returns)
-        if charges:
-            conn.execute(writes.charge, [{"tool": tool, "overage_borrows": n} for tool, n in charges.items()])
+                denials.append((e.ts, e.tool, e.user, e.reason, stamp))
+        writes["borrow"].run(conn, borrows)
+        writes["returned"].run(conn, returns)
+        writes["charge"].run(conn, list(charges.items()))
+        writes["event"].run(conn, events)
         if events:
-            conn.execute(writes.event, [_event_row(e) for e in events])
-            # committed with them, or not at all
-            conn.execute(writes.mark, {"key": UNAGGREGATED_SINCE, "value": min(e.ts for e in events)})
-        if denials:
-            conn.execute(writes.denial, denials)  # in the same transaction as their events
+            # Committed with them, or not at all.
+            writes["mark"].run(conn, [(UNAGGREGATED_SINCE, min(e.ts for e in events))])
+        writes["denial"].run(conn, denials)  # in the same transaction as their events
         for statement, params in statements:
             conn.execute(statement, params)
 
@@ -706,8 +710,10 @@ class Store:
                 with self._conn_lock:
                     fn()
             except Exception as exc:  # noqa: BLE001 - a periodic task's failure must not end the writer
-                log.error("database maintenance %s failed: %s", getattr(fn, "__name__", fn), exc, exc_info=exc)
-                self.persisted, self.last_error = False, one_line(exc)
+                message = one_line(exc)
+                if message != self.last_error:  # once per distinct failure, not every second while a server is away
+                    log.error("database maintenance %s failed: %s", getattr(fn, "__name__", fn), message, exc_info=exc)
+                self.persisted, self.last_error = False, message
 
     # ---------------------------------------------------------------- reads
 

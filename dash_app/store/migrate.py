@@ -148,16 +148,19 @@ def server_engine(url: str, pool_size: int = 0, max_overflow: int = 0) -> Engine
             raise DatabaseError(f"--db {redacted(url)}: only postgresql:// URLs (or a SQLite path) are supported")
         # An unreachable host must end in a clear line, not a wait of minutes (the URL may say otherwise).
         connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        # Positional parameters (%s), as SQLite's are (?): the store's writer compiles its statements once and hands
+        # rows to the driver as tuples (database.Prepared).
         if pool_size:
             return create_engine(
                 parsed,
+                paramstyle="format",
                 connect_args=connect_args,
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 pool_pre_ping=True,
                 pool_timeout=POOL_TIMEOUT_SECONDS,
             )
-        return create_engine(parsed, connect_args=connect_args, poolclass=NullPool)
+        return create_engine(parsed, paramstyle="format", connect_args=connect_args, poolclass=NullPool)
     except ImportError:
         raise DatabaseError(f"--db {redacted(url)}: psycopg is not installed (pip install -r requirements.txt)") from None
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:

@@ -138,12 +138,12 @@ def main(argv=None):
         state.stop()
     seconds = time.perf_counter() - began
     if not flushed or not state.store.persisted:
-        print(f"{PROG}: error: not everything was written to {config.db}: {state.store.last_error}", file=sys.stderr)
+        print(f"{PROG}: error: not everything was written to {state.store.name}: {state.store.last_error}", file=sys.stderr)
         return 1
     rate = totals["lines"] / seconds if seconds > 0 else 0.0
     print(
         f"total: {summary_line(totals, seconds)}; {rate:,.0f} lines/s; "
-        f"{totals['open_borrows']:,} licenses still checked out; written to {config.db}"
+        f"{totals['open_borrows']:,} licenses still checked out; written to {state.store.name}"
     )
     return 0
 
