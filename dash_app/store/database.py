@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from dash_app.events import BORROW, FAILURE, RETURN, Event
 from dash_app.store import tables as t
@@ -167,8 +168,10 @@ class Prepared:
 
     def __init__(self, statement: ClauseElement, dialect: Any, columns: Sequence[str]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-        if not compiled.positional or list(compiled.positiontup or ()) != list(columns):
-            raise ValueError(f"{statement}: compiled with parameters {compiled.positiontup}, not {list(columns)}")
+        assert isinstance(compiled, SQLCompiler)  # a DML statement's
+        order = list(compiled.positiontup or ()) if compiled.positional else None
+        if order != list(columns):
+            raise ValueError(f"{statement}: compiled with parameters {order}, not {list(columns)}")
         self.sql = str(compiled)
 
     def run(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
