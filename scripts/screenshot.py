@@ -132,6 +132,7 @@ def main(argv=None):
     parser.add_argument("--path", default="/", help="the page's path and query, e.g. '/capacity?window=86400'")
     parser.add_argument("--estate", type=int, default=None, help="a generated inventory of this many tools")
     parser.add_argument("--currency", default=None, help="currency shown with costs")
+    parser.add_argument("--db", default=None, help="the server's --db (default: a new SQLite file), e.g. postgresql://...")
     parser.add_argument("--full-page", action="store_true", help="the whole page, not just the first screen")
     parser.add_argument(
         "--server-arg", action="append", default=[], help="one more flag for the server, e.g. --server-arg=--alerts=rules.json"
@@ -151,7 +152,8 @@ def main(argv=None):
 
             tools = Path(tmp) / "estate.json"
             tools.write_text(json.dumps(estate_inventory(args.estate)))
-        server = start_server(port, args.backfill, str(Path(tmp) / "screenshot.db"), tools, args.currency, args.server_arg)
+        db = args.db or str(Path(tmp) / "screenshot.db")
+        server = start_server(port, args.backfill, db, tools, args.currency, args.server_arg)
         try:
             url = f"http://127.0.0.1:{port}{args.path}"
             shoot(url, args.out, width, height, tool=args.tool, full_page=args.full_page, signed_in=args.signed_in)
