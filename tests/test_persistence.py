@@ -314,6 +314,7 @@ def test_an_unusable_database_server_is_one_line_with_the_password_hidden(postgr
             'database "nosuch" does not exist',
         ),
         "no such user": (url.replace("dash@", "nobody:s3cret@"), 'role "nobody" does not exist'),
+        "wrong password": (postgres.password_url_for("dash", "s3cret"), "password authentication failed"),
     }
     for what, (db, reason) in cases.items():
         status, lines = run_with_db(db)

@@ -18,6 +18,8 @@ from dash_app.testing.servers import free_port
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 USER = "dash"
+# A role that must give its password (every other connects without one): for tests of wrong credentials.
+PASSWORD_USER, PASSWORD = "dash_pw", "right-password"
 START_TIMEOUT = 60  # seconds; generous because initdb and the first start are slow on a small, busy machine
 
 
@@ -67,6 +69,7 @@ class PostgresServer:
             self._initdb()
             self.start()
             self._client("createdb", database)
+            self._client("psql", "-d", database, "-c", f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
         except BaseException:
             self.stop()
             raise
@@ -124,6 +127,9 @@ class PostgresServer:
         )  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{done.stdout}{done.stderr}")
+        # The first line that matches decides: PASSWORD_USER's password is checked, everyone else is trusted.
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
         # In the config file rather than on pg_ctl's command line, so that every start, and a restart, uses them.
         with open(self.data_dir / "postgresql.conf", "a") as conf:
             conf.write(
@@ -164,6 +170,10 @@ class PostgresServer:
     def url_for(self, database: str) -> str:
         """Return the SQLAlchemy URL (psycopg 3 driver) of `database` on this server."""
         return f"postgresql+psycopg://{USER}@127.0.0.1:{self.port}/{database}"
+
+    def password_url_for(self, database: str, password: str) -> str:
+        """Return the URL of `database` as PASSWORD_USER with `password` (the right one is PASSWORD)."""
+        return f"postgresql://{PASSWORD_USER}:{password}@127.0.0.1:{self.port}/{database}"
 
     def dsn_for(self, database: str) -> str:
         """Return the plain libpq URL of `database` on this server, as psycopg.connect() and psql take it."""
