@@ -347,7 +347,7 @@ def test_the_base_schema_is_the_one_files_without_a_version_have():
 
     try:
         old = subprocess.run(
-            ["git", "show", "e2009c2:dash_app/store/database.py"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "show", "e2009c2:dash_app/store/sqlite_store.py"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("no git history here")
