@@ -97,9 +97,9 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _database_down(exc: Exception) -> Response:
-    detail = one_line(exc)
-    log.warning("a read failed, the database being unavailable: %s", detail)
-    response = error_response(503, "database_unavailable", f"database: unavailable ({detail}); try again shortly")
+    # The driver's words (host, user) are for the log, not for whoever asked.
+    log.warning("a read failed, the database being unavailable: %s", one_line(exc))
+    response = error_response(503, "database_unavailable", "database: unavailable; try again shortly")
     response.headers["Retry-After"] = "5"
     return response
 

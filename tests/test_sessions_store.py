@@ -528,3 +528,27 @@ def test_others_version_moves_for_another_processes_commits_and_not_for_our_own(
     finally:
         ours.stop()
         other.stop()
+
+
+def test_a_write_whose_commit_answer_was_lost_is_not_written_again(postgres):
+    """The writer asks the server whether an interrupted transaction committed before it writes its items again."""
+    store = Store(postgres.create_database("unsettled"))
+    try:
+        first = [borrow_event("Roomy", "ann", True, "a", NOW), failure_event("Roomy", "bob", "queued", NOW)]
+        later = [borrow_event("Roomy", "cy", True, "c", NOW + 1)]
+        assert store._write_what_can_be([first]) == []
+        committed = store.read("SELECT pg_current_xact_id()::text::bigint")[0][0] - 1  # the write's own id
+        # As if the connection had dropped while that commit's answer was on the way, with one more item queued since.
+        store._unsettled = (committed, 1)
+        assert store._write_what_can_be([first, later]) == [later]  # the first is in, the later one still to write
+        assert store._write_what_can_be([later]) == []
+        assert store.read("SELECT COUNT(*) FROM events")[0][0] == 3  # nothing twice
+        assert store.load_charges() == {"Roomy": 2}
+        # A transaction that did not commit: its items are written again.
+        with store.engine.connect() as conn:
+            aborted = conn.exec_driver_sql("SELECT pg_current_xact_id()::text::bigint").scalar_one()
+            conn.rollback()
+        store._unsettled = (aborted, 1)
+        assert store._write_what_can_be([later]) == [] and store.read("SELECT COUNT(*) FROM events")[0][0] == 4
+    finally:
+        store.close()

@@ -187,8 +187,18 @@ def prepared_writes(dialect: Any) -> dict[str, Prepared]:
 
 
 # A server's transaction ids (others_version): this transaction's, and the next one to be given.
+# A server: each write transaction counts itself in history_meta (Store.others_version) and notes its transaction id
+# (Store._settle: did a commit whose answer was lost go through?).
+WRITE_COUNT = "write_count"
+_COUNT_WRITE = text(
+    f"INSERT INTO history_meta (key, value) VALUES ('{WRITE_COUNT}', 1) "
+    "ON CONFLICT (key) DO UPDATE SET value = history_meta.value + 1 RETURNING value"
+)
+_READ_COUNT = f"SELECT value FROM history_meta WHERE key = '{WRITE_COUNT}'"
 _OWN_XID = text("SELECT pg_current_xact_id()::text::bigint")
-_NEXT_XID = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+_XID_STATUS = "SELECT pg_xact_status(CAST(CAST(:xid AS text) AS xid8))"
+# How long a server's writer waits for the write lock (another process's transaction) before it retries later.
+LOCK_TIMEOUT = "10s"
 
 # The newest stamp in a database (Store.new_stamp): of the rows, of the prunes' log, and of what the log forgot.
 _LAST_STAMPS = select(
@@ -230,7 +240,8 @@ def sqlite_engine(creator: Callable[[], sqlite3.Connection], pooled: bool = Fals
     leaves BEGIN to the driver, and ours, in autocommit mode, says nothing.
     """
     if pooled:
-        engine = create_engine("sqlite://", creator=creator, poolclass=QueuePool, pool_size=4, max_overflow=16)
+        # No limit on how many: a long read must never wait for another, nor fall back to the writer's connection.
+        engine = create_engine("sqlite://", creator=creator, poolclass=QueuePool, pool_size=4, max_overflow=-1)
     else:
         engine = create_engine("sqlite://", creator=creator, poolclass=StaticPool)
 
@@ -327,21 +338,28 @@ class Store:
         self.recreations = 0  # times the file was found deleted or replaced and written again
         self._tasks: list[list[Any]] = []  # [every_seconds, next_due, fn()] run by the writer thread
         self.log_positions: dict[str, str] = {}  # log -> id of its last entry committed here (LogEntries)
-        # A server's transaction ids of our own writes not yet looked past, for others_version().
-        self._xids_lock = threading.Lock()
-        self._own_xids: set[int] = set()
-        self._xmax_seen: int | None = None
+        # A server: the write counts of our own commits not yet looked past (others_version), and the last write
+        # transaction's (id, items) while it is unknown whether its commit went through (_settle).
+        self._counts_lock = threading.Lock()
+        self._own_counts: set[int] = set()
+        self._count_seen: int | None = None
         self._others = 0
+        self._attempt: int | None = None
+        self._unsettled: tuple[int, int] | None = None
 
     def _open(self) -> None:
         if self.server:
             self._open_server()
         else:
             self._open_file()
-        with self.engine.connect() as conn:
-            # The stamp of the last committed write: rows of sessions and denials carry the stamp of the write that
-            # last changed them, so readers that keep a copy can ask for what changed since.
-            self._stamp = last_stamp(conn)  # stamps only go up, across restarts too
+        try:
+            with self.engine.connect() as conn:
+                # The stamp of the last committed write: rows of sessions and denials carry the stamp of the write
+                # that last changed them, so readers that keep a copy can ask for what changed since.
+                self._stamp = last_stamp(conn)  # stamps only go up, across restarts too
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def _open_server(self) -> None:
         upgrade_server(self.path)  # a newer, foreign or unreachable database ends here, in one line
@@ -395,36 +413,42 @@ class Store:
         still true at the commit. Any failure rolls the whole block back.
         """
         with self._conn_lock:
+            self._attempt = None  # set once this transaction has an id; a failure before that committed nothing
             if not self.server:
                 self._connection()  # not during a recreation
             with self.engine.connect() as conn:
                 if not self.server:
                     conn.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+                count = None
                 with conn.begin():
                     if self.server:
+                        # A process that stopped holding the lock, or a server gone quiet: an error to retry, no hang.
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                         conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK)))
-                        # This transaction's id, so that others_version() can tell our commits from other processes'.
-                        xid = conn.execute(_OWN_XID).scalar_one()
-                        with self._xids_lock:
-                            self._own_xids.add(xid)
+                        count = int(conn.execute(_COUNT_WRITE).scalar_one())
+                        self._attempt = conn.execute(_OWN_XID).scalar_one()
                     yield conn
+                self._attempt = None  # committed
+                if count is not None:
+                    with self._counts_lock:
+                        self._own_counts.add(count)
 
     def others_version(self) -> int:
         """Return a number that moves when another connection (another process) has committed since the last call.
 
-        SQLite counts the other connections' commits to the file itself (PRAGMA data_version). On a server, the next
-        transaction id moves with every writing transaction; those between the last look and now that were not this
-        store's own (writing() notes each) were another's: another process's, or another database's on the same
-        server (a cache read again for nothing, never a stale one).
+        SQLite counts the other connections' commits to the file itself (PRAGMA data_version). On a server, every
+        write transaction adds one to the database's write count under the write lock (writing()); the counts since
+        the last look that were not this store's own commits were another's.
         """
         if not self.server:
             return int(self.read("PRAGMA data_version")[0][0])
-        xmax = int(self.read(_NEXT_XID)[0][0])
-        with self._xids_lock:
-            previous, self._xmax_seen = self._xmax_seen, xmax
-            own = {x for x in self._own_xids if x < xmax}
-            self._own_xids -= own
-        if previous is not None and xmax - previous > len({x for x in own if x >= previous}):
+        rows = self.read(_READ_COUNT)
+        count = int(rows[0][0]) if rows else 0
+        with self._counts_lock:
+            previous, self._count_seen = self._count_seen, count
+            own = {c for c in self._own_counts if c <= count}
+            self._own_counts -= own
+        if previous is not None and count - previous > len({c for c in own if c > previous}):
             self._others += 1
         return self._others
 
@@ -585,10 +609,18 @@ class Store:
 
     def _write_what_can_be(self, batch: list[QueueItem]) -> list[QueueItem]:
         """Write the batch in one transaction and return the items left unwritten (none, normally)."""
+        if self._unsettled is not None:
+            settled = self._settle(batch)
+            if settled:
+                return batch[settled:]  # the writer comes back for the rest at once
         try:
             self._write(batch)
             return []
         except DATABASE_DOWN:
+            if self.server and self._attempt is not None:
+                # The connection failed inside the transaction, maybe while its commit was on the way: whether those
+                # items are in the database is asked before they are written again (_settle).
+                self._unsettled = (self._attempt, len(batch))
             raise  # the database itself fails (disk full, locked, gone): the same items will go once it is back
         except Exception as exc:
             if len(batch) == 1:
@@ -603,6 +635,30 @@ class Store:
                     self._failed(item_exc)
                     left.append(item)
             return left
+
+    def _settle(self, batch: list[QueueItem]) -> int:
+        """Return how many of the batch's first items an earlier, interrupted transaction did commit (0 if it did not).
+
+        Raises when the server cannot say yet (it is still away, or the transaction is still open there).
+        """
+        assert self._unsettled is not None
+        xid, items = self._unsettled
+        status = self.read(_XID_STATUS, {"xid": xid})[0][0]
+        if status == "in progress":
+            raise sa_exc.OperationalError(_XID_STATUS, {"xid": xid}, RuntimeError("the last write is still open"))
+        self._unsettled = None
+        if status != "committed":
+            return 0
+        log.warning("database %s: a write whose answer was lost had gone through; it is not written again", self.name)
+        committed = batch[:items]
+        for item in committed:
+            if isinstance(item, LogEntries):
+                with self.engine.connect() as conn:
+                    position = read_position(conn, item.log)
+                if position is not None:
+                    self.log_positions[item.log] = position
+        self.sessions_changed()
+        return len(committed)
 
     def _failed(self, exc: BaseException) -> None:
         message = one_line(exc)
@@ -768,7 +824,9 @@ class Store:
             try:
                 own = self._readers.connect()
             except DATABASE_DOWN:
-                pass  # the file is gone, about to be written back (see _check_file): read the copy we hold
+                if os.path.exists(self.path):
+                    raise
+                # The file is gone, about to be written back (see _check_file): read the copy we hold.
         if own is None:
             # In memory, or during a recreation: the writer's connection, the writer waiting until the block ends.
             with self._conn_lock:

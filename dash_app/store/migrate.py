@@ -29,6 +29,14 @@ SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "passfile"})
 # number of ours), so several starting at once upgrade it once, as BEGIN IMMEDIATE does for a SQLite file.
 UPGRADE_LOCK = 80_502_017
 CONNECT_TIMEOUT_SECONDS = 5
+# libpq settings: a connect timeout, and TCP keepalives that find a dead peer within about half a minute.
+CONNECTION_DEFAULTS = {
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 POOL_TIMEOUT_SECONDS = 10  # how long a reader waits for a free connection before its request fails
 
 
@@ -125,13 +133,18 @@ def is_url(db: str) -> bool:
 
 def redacted(url: str) -> str:
     """Return `url` with its password (in the user part or the query) replaced by ***, for messages and logs."""
-    parts = urllib.parse.urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")  # the last @: a password may hold an unencoded one
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    # The user part ends at the last @: a password may hold an unencoded @, /, ? or #. (An @ in the query makes more
+    # of the URL look like the user part: more is hidden then, never less.)
+    userinfo, at, location = rest.rpartition("@")
     if at and ":" in userinfo:
         userinfo = userinfo.split(":", 1)[0] + ":***"
+    parts = urllib.parse.urlsplit("//" + location)
     query = [(k, "***" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in urllib.parse.parse_qsl(parts.query, True)]
-    netloc = f"{userinfo}@{hostport}" if at else hostport
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, urllib.parse.urlencode(query, safe="*"), ""))
+    where = urllib.parse.urlunsplit(("", parts.netloc, parts.path, urllib.parse.urlencode(query, safe="*"), ""))
+    return f"{scheme}://{userinfo}{at}{where.removeprefix('//')}"
 
 
 def server_engine(url: str, pool_size: int = 0, max_overflow: int = 0) -> Engine:
@@ -146,8 +159,9 @@ def server_engine(url: str, pool_size: int = 0, max_overflow: int = 0) -> Engine
             parsed = parsed.set(drivername="postgresql+psycopg")
         if not parsed.drivername.startswith("postgresql"):
             raise DatabaseError(f"--db {redacted(url)}: only postgresql:// URLs (or a SQLite path) are supported")
-        # An unreachable host must end in a clear line, not a wait of minutes (the URL may say otherwise).
-        connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        # An unreachable host, or one that goes quiet without closing the connection, must end in an error, not a
+        # wait of minutes (the URL's own settings win).
+        connect_args = {key: value for key, value in CONNECTION_DEFAULTS.items() if key not in parsed.query}
         # Positional parameters (%s), as SQLite's are (?): the store's writer compiles its statements once and hands
         # rows to the driver as tuples (database.Prepared).
         if pool_size:
