@@ -552,3 +552,28 @@ def test_a_write_whose_commit_answer_was_lost_is_not_written_again(postgres):
         assert store._write_what_can_be([later]) == [] and store.read("SELECT COUNT(*) FROM events")[0][0] == 4
     finally:
         store.close()
+
+
+def test_a_write_lock_held_elsewhere_ends_in_a_retry_not_a_hang(postgres):
+    """Another process holding the database's write lock (stopped mid-transaction): the writer says so and goes on."""
+    import time
+
+    import psycopg
+
+    from dash_app.store.database import WRITE_LOCK
+
+    store = Store(postgres.create_database("held"))
+    store.start()
+    try:
+        with psycopg.connect(postgres.dsn_for("held")) as holder:
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))  # held until this transaction ends
+            store.on_events([borrow_event("Roomy", "ann", False, "a", NOW)])
+            deadline = time.monotonic() + 30
+            while store.persisted and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not store.persisted and "lock timeout" in store.last_error
+            holder.rollback()
+        assert store.flush(30) and store.persisted
+        assert store.read("SELECT COUNT(*) FROM events")[0][0] == 1
+    finally:
+        store.stop()
