@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from sqlalchemy import Connection, Engine, Table, case, create_engine, event, func, select, text
@@ -115,7 +114,7 @@ def upsert(dialect: str, table: Table, keys: Sequence[str], replace: Sequence[st
 
 
 @cache
-def _writes(dialect: str) -> SimpleNamespace:
+def _writes(dialect: str) -> dict[str, Any]:
     """Return the writer's statements in `dialect`, made once."""
     # A borrow and its return may reach the writer in either order (one source's batch can be recorded after another
     # thread returned one of its borrows), so both are upserts that leave the other's columns alone: the row ends the
@@ -135,15 +134,15 @@ def _writes(dialect: str) -> SimpleNamespace:
     mark = mark.on_conflict_do_update(
         index_elements=["key"], set_={"value": case((mark.excluded.value < stored, mark.excluded.value), else_=stored)}
     )
-    return SimpleNamespace(
-        borrow=borrow,
-        returned=returned,
-        charge=charge,
-        event=t.events.insert(),
-        denial=t.denials.insert(),
-        mark=mark,
-        position=upsert(dialect, t.log_positions, ["log"]),
-    )
+    return {
+        "borrow": borrow,
+        "returned": returned,
+        "charge": charge,
+        "event": t.events.insert(),
+        "denial": t.denials.insert(),
+        "mark": mark,
+        "position": upsert(dialect, t.log_positions, ["log"]),
+    }
 
 
 # The columns each writer statement is given, in the table's order (the order SQLAlchemy compiles an INSERT's in).
@@ -182,7 +181,7 @@ class Prepared:
 
 def prepared_writes(dialect: Any) -> dict[str, Prepared]:
     """Return the writer's statements compiled for `dialect` (an engine's), by name."""
-    writes = vars(_writes(dialect.name))
+    writes = _writes(dialect.name)
     return {name: Prepared(writes[name], dialect, columns) for name, columns in _COLUMNS.items()}
 
 
@@ -653,8 +652,7 @@ class Store:
         committed = batch[:items]
         for item in committed:
             if isinstance(item, LogEntries):
-                with self.engine.connect() as conn:
-                    position = read_position(conn, item.log)
+                position = self.log_position(item.log)
                 if position is not None:
                     self.log_positions[item.log] = position
         self.sessions_changed()
