@@ -3,6 +3,7 @@
 import html
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -14,19 +15,18 @@ from dash_app.testing import ROOT
 README_MAX_LINES = 250  # issue #28: the README says what it is and how to run it; the rest is the site
 
 
+def build(root, out):
+    """Run `mkdocs build --strict` as scripts/test does, in `root`, into `out`."""
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)]
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """Build the site once, as scripts/test does (--strict), into a temporary folder."""
+    """Build the site once into a temporary folder."""
     out = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = build(ROOT, out)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -34,6 +34,15 @@ def site(tmp_path_factory):
 def test_readme_stays_short():
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES
+
+
+def test_readme_and_contributing_link_to_files_that_exist():
+    for page in ("README.md", "CONTRIBUTING.md"):
+        targets = re.findall(r"\]\(([^)#\s]+)[^)]*\)", (ROOT / page).read_text(encoding="utf-8"))
+        local = [target for target in targets if "://" not in target]
+        assert local, page
+        missing = [target for target in local if not (ROOT / target).exists()]
+        assert not missing, f"{page} links to missing files: {missing}"
 
 
 def test_configuration_reference_lists_every_setting(site):
@@ -65,3 +74,18 @@ def test_docs_name_only_settings_that_exist():
     for page in pages:
         named = set(re.findall(r"DASH_APP_[A-Z_]*[A-Z]", page.read_text(encoding="utf-8")))
         assert named <= known, f"{page.name} names unknown settings: {sorted(named - known)}"
+
+
+def test_strict_build_fails_on_a_broken_link_or_a_page_outside_the_nav(tmp_path):
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    shutil.copy(ROOT / "mkdocs.yml", copy)
+    shutil.copytree(ROOT / "docs", copy / "docs")
+    shutil.copytree(ROOT / "docs_hooks", copy / "docs_hooks")
+    with open(copy / "docs" / "index.md", "a", encoding="utf-8") as handle:
+        handle.write("\n[gone](no-such-page.md) [gone](api.md#no-such-heading) [root](/metrics)\n")
+    (copy / "docs" / "orphan.md").write_text("# Not in the nav\n", encoding="utf-8")
+    result = build(copy, tmp_path / "site")
+    assert result.returncode != 0
+    for warning in ("'no-such-page.md'", "'#no-such-heading'", "absolute link '/metrics'", "- orphan.md"):
+        assert warning in result.stderr, warning
