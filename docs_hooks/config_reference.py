@@ -46,9 +46,15 @@ def _meaning(help_text: str, minimum: float | None) -> str:
     return f"{help_text}; at least {minimum:g}"
 
 
+def _field_default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
 def reference_table() -> str:
     """Return the Markdown table of every setting: flag, environment variable, default and meaning."""
-    defaults = {field.name: field.default for field in dataclasses.fields(Config)}
+    defaults = {field.name: _field_default(field) for field in dataclasses.fields(Config)}
     rows = ["| flag | environment | default | meaning |", "| --- | --- | --- | --- |"]
     for setting in SETTINGS:
         default = defaults[setting.name]
