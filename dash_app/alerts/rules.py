@@ -66,9 +66,11 @@ class AlertConfig:
     delivery_deadline_seconds: float = DEFAULT_DELIVERY_DEADLINE_SECONDS
 
 
-def _number(where: str, name: str, value: Any, *, whole: bool = False) -> float:
+def _number(where: str, name: str, value: Any, *, whole: bool = False, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise AlertRulesError(f"{where}: '{name}' must be a number, at least 0")
+        raise AlertRulesError(f"{where}: '{name}' must be a number, {'more than' if positive else 'at least'} 0")
+    if positive and value == 0:
+        raise AlertRulesError(f"{where}: '{name}' must be a number, more than 0")
     if whole and value != int(value):
         raise AlertRulesError(f"{where}: '{name}' must be a whole number")
     return float(value)
@@ -97,10 +99,11 @@ def parse_rules(data: Any, check_url: Callable[[str], str | None], where: str = 
     if repeat <= 0:
         raise AlertRulesError(f"{where}: 'repeat_seconds' must be more than 0")
     deadline = _number(
-        where, "delivery_deadline_seconds", data.get("delivery_deadline_seconds", DEFAULT_DELIVERY_DEADLINE_SECONDS)
+        where,
+        "delivery_deadline_seconds",
+        data.get("delivery_deadline_seconds", DEFAULT_DELIVERY_DEADLINE_SECONDS),
+        positive=True,
     )
-    if deadline <= 0:
-        raise AlertRulesError(f"{where}: 'delivery_deadline_seconds' must be more than 0")
     entries = data.get("rules")
     if not isinstance(entries, list):
         raise AlertRulesError(f"{where}: 'rules' must be a list")
