@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dash_app.alerts.delivery import Deliveries, DeliveryRecord, Notification, check_url, redact
-from dash_app.testing.receivers import SmtpReceiver, WebhookReceiver
+from dash_app.testing.receivers import SmtpReceiver, TricklingReceiver, WebhookReceiver
 from dash_app.testing.servers import free_port
 
 KEY = "near-full|GreenHills Multi IDE"
@@ -39,6 +39,14 @@ def deliveries():
     yield start
     for queue in started:
         queue.stop()
+
+
+def wait_until(condition, timeout: float = WAIT) -> None:
+    """Poll `condition` until it holds; fail the test if it does not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def dead_url() -> str:
@@ -81,7 +89,7 @@ def test_email_arrives_with_subject_and_body(deliveries):
 def test_dead_channels_are_retried_with_backoff_and_given_up_while_a_good_one_is_delivered_at_once(deliveries):
     dead = dead_url()
     with WebhookReceiver(status=500) as failing, WebhookReceiver() as good:
-        queue, records = deliveries(tries=3, first_backoff=0.05, max_backoff=0.08, workers=2, clock=time.monotonic)
+        queue, records = deliveries(tries=3, first_backoff=0.05, max_backoff=0.08, clock=time.monotonic)
         queue.send(notification(dead, failing.url(), good.url()))
         assert queue.wait_idle(WAIT)
         # Three tries reached the failing webhook, and no more came once it was given up.
@@ -105,26 +113,70 @@ def test_dead_channels_are_retried_with_backoff_and_given_up_while_a_good_one_is
     assert "500" in by_channel[failing.url()][0].error
 
 
-def test_a_retry_waiting_for_its_backoff_holds_no_worker(deliveries):
+def test_a_retry_waiting_for_its_backoff_holds_up_no_other_channel(deliveries):
     with WebhookReceiver() as good:
-        queue, records = deliveries(tries=2, first_backoff=0.05, workers=1)
+        queue, records = deliveries(tries=2, first_backoff=3600.0, max_backoff=3600.0)
         queue.send(notification(dead_url()))
+        wait_until(lambda: len(records) == 1)
         queue.send(notification(good.url()))
-        assert queue.wait_idle(WAIT)
-    # One worker: had it waited out the back-off, the dead channel's second try would come before the good delivery.
-    assert [(r.ok, r.tries) for r in records] == [(False, 1), (True, 1), (False, 2)]
+        good.wait_for(1, WAIT)
+        wait_until(lambda: len(records) == 2)
+    assert [(r.ok, r.tries) for r in records] == [(False, 1), (True, 1)]
+    assert records[0].error.endswith("retrying in 3600s")
 
 
 def test_each_url_is_its_own_job_and_recent_is_newest_first(deliveries):
     with WebhookReceiver() as a, WebhookReceiver() as b:
-        queue, records = deliveries(workers=1)
+        queue, records = deliveries()
         queue.send(notification(a.url("/1"), b.url("/2")))
         queue.send(Notification(KEY, "resolve", "resolved", "back to normal", (a.url("/3"),)))
         assert queue.wait_idle(WAIT)
-        assert [r.path for r in a.requests] == ["/1", "/3"]
+        assert sorted(r.path for r in a.requests) == ["/1", "/3"]
         assert [r.path for r in b.requests] == ["/2"]
     assert [(r.event, r.channel) for r in queue.recent()] == [(r.event, r.channel) for r in reversed(records)]
     assert len(queue.recent(limit=2)) == 2
+
+
+def test_a_channel_gets_its_notifications_in_the_order_sent_even_when_one_is_retried(deliveries):
+    with WebhookReceiver(first=(500,)) as hook:
+        queue, records = deliveries(first_backoff=0.2)
+        queue.send(Notification(KEY, "fire", "fired", "over the threshold", (hook.url(),)))
+        queue.send(Notification(KEY, "resolve", "resolved", "back to normal", (hook.url(),)))
+        assert queue.wait_idle(WAIT)
+        # The resolve waited behind the fire's retry: a channel never says "resolved" before "fired".
+        assert [r.body["title"] for r in hook.requests] == ["fired", "fired", "resolved"]
+    assert [(r.event, r.ok, r.tries) for r in records] == [("fire", False, 1), ("fire", True, 2), ("resolve", True, 1)]
+
+
+def test_a_trickling_channel_holds_up_no_other_and_each_of_its_tries_is_cut_at_the_deadline(deliveries):
+    with TricklingReceiver(interval=2.0) as slow, WebhookReceiver() as healthy:
+        queue, records = deliveries(tries=2, first_backoff=0.05, deadline=3.0)
+        # More notifications to the trickling channel than the old queue had workers, then one to a healthy channel.
+        for n in range(4):
+            queue.send(Notification(f"slow-{n}", "fire", f"slow {n}", "trickled", (slow.url(),)))
+        slow.wait_for(1, WAIT)
+        queue.send(notification(healthy.url()))
+        [delivered] = healthy.wait_for(1, 10.0)
+        # It went out while the trickling channel's first try was still hanging.
+        assert all(end.at > delivered.at for end in slow.ends)
+
+        # Each try of the trickling channel ends at its deadline, is retried once, and is given up; then the next
+        # notification to that channel is tried: its notifications go out one at a time, in order.
+        ends = slow.wait_for_ends(2, WAIT)
+        first, retry, next_one = slow.wait_for(3, WAIT)
+        assert [r.body["title"] for r in (first, retry, next_one)] == ["slow 0", "slow 0", "slow 1"]
+        # The try was cut from our side while the receiver was still trickling: no read timeout would have ended it.
+        assert ends[0].at - first.at >= 2.0 and ends[0].sent >= 2
+        queue.stop(timeout=0)
+        # Stopping cuts the try in flight too: its connection and its thread end.
+        slow.wait_for_ends(3, WAIT)
+        wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("alert-delivery")])
+    slow_records = [(r.key, r.ok, r.tries, r.error) for r in records if r.key.startswith("slow")]
+    assert slow_records[:2] == [
+        ("slow-0", False, 1, "no answer within the delivery deadline of 3s; retrying in 0.05s"),
+        ("slow-0", False, 2, "no answer within the delivery deadline of 3s; gave up"),
+    ]
+    assert [(r.key, r.ok) for r in records if r.key == KEY] == [(KEY, True)]
 
 
 def test_an_on_record_that_raises_neither_stops_the_worker_nor_loses_the_record(caplog):
@@ -134,7 +186,7 @@ def test_an_on_record_that_raises_neither_stops_the_worker_nor_loses_the_record(
         calls.append(record)
         raise RuntimeError("store is down")
 
-    queue = Deliveries(on_record, workers=1)
+    queue = Deliveries(on_record)
     queue.start()
     try:
         with WebhookReceiver() as hook:

@@ -35,6 +35,7 @@ EXAMPLE = {
 def test_the_issues_example_is_read_as_written():
     config = parse_rules(EXAMPLE, accept_all)
     assert config.repeat_seconds == 3600
+    assert config.delivery_deadline_seconds == 15  # the default
     by_name = {rule.name: rule for rule in config.rules}
     assert [rule.kind for rule in config.rules] == [
         "in_use_percent",
@@ -75,6 +76,11 @@ def bad(**change):
         ({"notify": ["nonsense://x"], "rules": []}, "alerts: notify URL 1 cannot be used: not a URL apprise knows"),
         (bad(notify=["json://ok", "nonsense://secret@x"]), "rule 1 ('near-full'): notify URL 2 cannot be used"),
         ({"repeat_seconds": 0, "rules": []}, "'repeat_seconds' must be more than 0"),
+        ({"delivery_deadline_seconds": 0, "rules": []}, "alerts: 'delivery_deadline_seconds' must be a number, more than 0"),
+        ({"delivery_deadline_seconds": -3, "rules": []}, "'delivery_deadline_seconds' must be a number, more than 0"),
+        ({"delivery_deadline_seconds": "15s", "rules": []}, "'delivery_deadline_seconds' must be a number, more than 0"),
+        ({"delivery_deadline_seconds": None, "rules": []}, "'delivery_deadline_seconds' must be a number, more than 0"),
+        ({"delivery_deadline_seconds": True, "rules": []}, "'delivery_deadline_seconds' must be a number, more than 0"),
     ],
 )
 def test_a_bad_file_is_refused_with_one_line_naming_the_rule_and_field(data, message):
@@ -105,6 +111,20 @@ def test_the_command_line_refuses_a_bad_file_with_exit_status_2(tmp_path):
             [sys.executable, "-m", "dash_app", "--alerts", str(path)], capture_output=True, text=True, timeout=60
         ).stderr
     )
+
+
+def test_the_delivery_deadline_is_read_from_the_file():
+    assert parse_rules({**EXAMPLE, "delivery_deadline_seconds": 2.5}, accept_all).delivery_deadline_seconds == 2.5
+
+
+def test_the_command_line_refuses_a_bad_delivery_deadline_with_exit_status_2(tmp_path):
+    path = tmp_path / "alerts.json"
+    path.write_text(json.dumps({**EXAMPLE, "delivery_deadline_seconds": 0}))
+    done = subprocess.run([sys.executable, "-m", "dash_app", "--alerts", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"python -m dash_app: error: alerts {path}: 'delivery_deadline_seconds' must be a number, more than 0"
+    ]
 
 
 def test_no_file_means_no_rules():

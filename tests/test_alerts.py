@@ -14,7 +14,7 @@ import requests
 from dash_app.callbacks.page import PageUpdater
 from dash_app.state import get_state
 from dash_app.testing import TEST_TOKEN
-from dash_app.testing.receivers import SmtpReceiver, WebhookReceiver
+from dash_app.testing.receivers import SmtpReceiver, TricklingReceiver, WebhookReceiver
 
 GH = "GreenHills Multi IDE"  # total 15 in the bundled tools file
 PUBLIC = "https://licenses.example.com"
@@ -125,6 +125,40 @@ def test_an_alert_fires_after_for_seconds_repeats_resolves_without_flapping_and_
         assert hook_events == ["fire", "repeat", "resolve"]  # each delivered once, by whichever app sent it
         assert dead_rows >= 1
         assert episodes == [("resolved", True, True)]  # (True == 1: SQLite's answer passes too)
+
+
+def test_a_trickling_channel_delays_no_other_and_its_tries_end_at_the_rules_files_deadline(make_app, tmp_path):
+    with TricklingReceiver(interval=2.0) as slow, WebhookReceiver() as healthy:
+        path = tmp_path / "alerts.json"
+        rules = [{"name": f"near-full-{n}", "kind": "in_use_percent", "tool": GH, "above": 90} for n in range(4)]
+        path.write_text(json.dumps({"notify": [slow.url(), healthy.url()], "delivery_deadline_seconds": 3, "rules": rules}))
+        app = make_app(alerts_file=str(path), stream_interval=3600)
+        state = get_state(app)
+        for n in range(14):
+            state.pool.borrow(GH, f"user{n}")
+        # One tick fires four alerts: four notifications to each channel, more than the old queue had workers.
+        state.alerts.on_tick(time.time(), state.pool.status(), True)
+
+        # The healthy channel gets all four while the trickling one still hangs on its first try.
+        delivered = healthy.wait_for(4, 10.0)
+        assert len(slow.requests) == 1
+        assert all(end.at > delivered[-1].at for end in slow.ends)
+        # That try is cut at the file's deadline (3 s, not the default 15 s) and kept as failed, to be retried.
+        slow.wait_for_ends(1, 30)
+
+        def slow_rows():
+            assert state.store.flush()
+            return state.store.read(
+                "SELECT ok, error FROM alert_deliveries WHERE channel = :channel ORDER BY at", {"channel": slow.url()}
+            )
+
+        deadline = time.monotonic() + 30
+        while not slow_rows():
+            assert time.monotonic() < deadline, "the cut try was not stored"
+            time.sleep(0.05)
+        [(ok, error)] = slow_rows()[:1]
+        assert not ok
+        assert error == "no answer within the delivery deadline of 3s; retrying in 1s"
 
 
 def test_the_page_shows_a_banner_while_an_alert_fires_and_lists_recent_alerts(make_app, tmp_path):

@@ -34,7 +34,7 @@ class Process:
     def __init__(self, db, rules, leads):
         self.store = Store(db)
         self.store.start()
-        self.deliveries = Deliveries(workers=1)  # one worker: delivered in the order sent
+        self.deliveries = Deliveries()  # one channel: delivered in the order sent
         self.deliveries.start()
         self.engine = AlertEngine(rules, self.deliveries, self.store, "http://x", facts)
         self.leads = leads  # whether it holds the lease now; tests hand it over by setting this

@@ -1,29 +1,36 @@
-"""Delivery of alert notifications through apprise: one job per channel, retried with back-off, secrets kept out of logs.
+"""Delivery of alert notifications through apprise: a queue per channel, tries bounded by a deadline, secrets kept out of logs.
 
-Every URL of a notification is its own job, so a dead channel never delays another. A failed try is put on a heap of
-due times watched by one timer thread, which hands it back to the workers when its back-off has passed: no worker
-waits out a back-off. Channels are shown, stored and logged only through `redact`, and a filter on apprise's logger
-blanks the secrets of every URL seen here out of apprise's own log lines.
+Every URL of a notification is a job on its channel's queue (one per URL), worked through in order by the channel's
+own thread, so a slow or dead channel never delays another and one channel never has two tries at once. A try runs in
+a thread of its own; when the deadline passes its connections are shut down from outside, which ends even a try that
+a server keeps alive one byte at a time. Channels are shown, stored and logged only through `redact`, and a filter on
+apprise's logger blanks the secrets of every URL seen here out of apprise's own log lines.
 """
 
 from __future__ import annotations
 
-import heapq
+import contextlib
+import contextvars
+import errno
 import itertools
 import logging
-import queue
 import re
+import socket
+import sys
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote, unquote
 
 import apprise
+
+from dash_app.alerts.rules import DEFAULT_DELIVERY_DEADLINE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,8 @@ REDACTED = "***"
 RECENT_KEPT = 200
 # Secrets remembered for scrubbing log lines; a rules file holds a handful, tests may make thousands.
 _SECRETS_KEPT = 4096
+# How often a try cut at its deadline is cut again while its thread has not ended (a connection it was still opening).
+_RECUT_SECONDS = 0.5
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
 # Query parameters whose values are credentials by their name (apprise's pass=, token=, apikey=, ...).
@@ -137,8 +146,10 @@ def _captured() -> Iterator[list[tuple[int, str]]]:
 
 
 def _asset() -> apprise.AppriseAsset:
-    """Return apprise's settings for one use: nothing on disk, sends in the calling thread."""
-    return apprise.AppriseAsset(storage_mode="memory", async_mode=False, app_id="license-dashboard")
+    """Return apprise's settings for one use: nothing on disk, sends in the calling thread, no deadline of its own."""
+    # With a service_timeout apprise sends from a pool thread and only stops waiting for it at the timeout, leaving the
+    # thread stuck on a trickling server; without one it sends here, under the deadline that Deliveries enforces.
+    return apprise.AppriseAsset(storage_mode="memory", async_mode=False, app_id="license-dashboard", service_timeout=0)
 
 
 def _probe(url: str) -> tuple[apprise.NotifyBase | None, list[tuple[int, str]]]:
@@ -237,6 +248,68 @@ def check_url(url: str) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------------------------------------ bounding a try
+
+
+class _TryGuard:
+    """The connections one try opened, kept so that they can be shut down from another thread at its deadline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._cut = False
+
+    def connecting(self, sock: Any) -> None:
+        """Keep a duplicate of `sock` as it connects; once cut, refuse the connection instead."""
+        with self._lock:
+            if self._cut:
+                raise OSError(errno.ETIMEDOUT, "the alert delivery's deadline has passed")
+            # A duplicate, not `sock`: TLS wraps a connected socket by detaching it, but both descriptors name one
+            # connection, and shutting either down ends the reads and writes blocked on the other.
+            self._sockets.append(socket.fromfd(sock.fileno(), sock.family, sock.type))
+
+    def cut(self) -> None:
+        """Shut down every connection of the try, so its blocked reads and writes end at once, and refuse new ones."""
+        with self._lock:
+            self._cut = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # not connected (yet), or already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close the duplicates; a try still running after this can open no connection."""
+        with self._lock:
+            self._cut = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()
+
+
+# The guard of the try running in this context; a context var, so that it follows a try into any pool thread that
+# runs part of it in a copy of its context.
+_guard: contextvars.ContextVar[_TryGuard | None] = contextvars.ContextVar("alert_delivery_guard", default=None)
+_hook_lock = threading.Lock()
+_hook_added = False
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Hand every socket a delivery try connects to that try's guard (whatever library of apprise's connects it)."""
+    if event == "socket.connect":
+        guard = _guard.get()
+        if guard is not None:
+            guard.connecting(args[0])
+
+
+def _add_audit_hook() -> None:
+    """Add `_audit` to the process's audit hooks, once: it is the one place that sees each connection apprise makes."""
+    global _hook_added
+    with _hook_lock:
+        if not _hook_added:
+            sys.addaudithook(_audit)
+            _hook_added = True
+
+
 # ------------------------------------------------------------------------------------------------ the delivery queue
 
 
@@ -248,10 +321,21 @@ class _Job:
     url: str
     channel: str
     tries: int = 0
+    due: float = 0.0  # the time.monotonic() before which its next try waits (its back-off)
+
+
+@dataclass
+class _Channel:
+    """One destination URL: its jobs in the order sent, the one thread working through them, and the try in flight."""
+
+    url: str
+    jobs: deque[_Job] = field(default_factory=deque)
+    thread: threading.Thread | None = None
+    guard: _TryGuard | None = None
 
 
 class Deliveries:
-    """A queue that delivers notifications through apprise on worker threads, retrying failed channels with back-off."""
+    """Delivers notifications through apprise, a queue and a thread per channel, each try bounded by `deadline` seconds."""
 
     def __init__(
         self,
@@ -260,69 +344,70 @@ class Deliveries:
         tries: int = 5,
         first_backoff: float = 1.0,
         max_backoff: float = 60.0,
-        workers: int = 4,
+        deadline: float = DEFAULT_DELIVERY_DEADLINE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if tries < 1 or workers < 1:
-            raise ValueError("tries and workers must be at least 1")
+        if tries < 1:
+            raise ValueError("tries must be at least 1")
         if first_backoff <= 0 or max_backoff < first_backoff:
             raise ValueError("need 0 < first_backoff <= max_backoff")
+        if not deadline > 0:
+            raise ValueError("deadline must be more than 0")
         self._on_record = on_record
         self._tries = tries
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
-        self._workers = workers
+        self._deadline = deadline
         self._clock = clock
-        self._ready: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        # One condition guards the retry heap, the count of unfinished jobs and the run state.
+        # One condition guards the channels, the count of unfinished jobs and the run state.
         self._cond = threading.Condition()
-        self._due: list[tuple[float, int, _Job]] = []
-        self._order = itertools.count()  # breaks ties between equal due times, so jobs are never compared
+        self._channels: dict[str, _Channel] = {}  # only channels with jobs or a thread
+        self._names = itertools.count(1)
         self._pending = 0
         self._dropped = 0
         self._started = False
         self._stopping = False
         self._recent: deque[DeliveryRecord] = deque(maxlen=RECENT_KEPT)
         self._recent_lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Start the worker threads and the retry timer (once, and not after stop; other calls do nothing)."""
+        """Start delivering (once, and not after stop; other calls do nothing)."""
+        with self._cond:
+            if self._started or self._stopping:
+                return
+        # apprise loads its plugins on first use; do it here, once, rather than in several threads at the same time.
+        _probe("json://localhost")
+        _add_audit_hook()
         with self._cond:
             if self._started or self._stopping:
                 return
             self._started = True
-        # apprise loads its plugins on first use; do it here, once, rather than in several workers at the same time.
-        _probe("json://localhost")
-        self._threads = [threading.Thread(target=self._timer, name="alert-delivery-timer", daemon=True)]
-        self._threads += [
-            threading.Thread(target=self._work, name=f"alert-delivery-{n}", daemon=True) for n in range(self._workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+            for channel in self._channels.values():
+                self._run(channel)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the workers and the timer; notifications not yet delivered are dropped with a log line."""
+        """Stop delivering: tries in flight get `timeout` seconds, then are cut; what is undelivered is dropped and logged."""
         with self._cond:
             if self._stopping:
                 return
             self._stopping = True
-            waiting = [job for _, _, job in self._due]
-            self._due.clear()
             self._cond.notify_all()
-        for job in waiting:
-            self._drop(job)
-        for _ in range(self._workers):
-            self._ready.put(None)
+            if not self._started:
+                # No thread ever ran: whatever was sent is still queued.
+                for channel in self._channels.values():
+                    self._drop_all(channel)
+            threads = [channel.thread for channel in self._channels.values() if channel.thread is not None]
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        busy = [thread.name for thread in self._threads if thread.is_alive()]
-        if not self._threads:
-            # Never started: whatever was sent is still in the queue, behind no worker.
-            while not self._ready.empty():
-                if (queued := self._ready.get_nowait()) is not None:
-                    self._drop(queued)
+        if any(thread.is_alive() for thread in threads):
+            with self._cond:
+                guards = [channel.guard for channel in self._channels.values() if channel.guard is not None]
+            for guard in guards:
+                guard.cut()
+            for thread in threads:
+                thread.join(_RECUT_SECONDS)
+        busy = [thread.name for thread in threads if thread.is_alive()]
         with self._cond:
             dropped = self._dropped
         if dropped:
@@ -331,7 +416,7 @@ class Deliveries:
             log.warning("alert deliveries stopped with a try still running in %s", ", ".join(busy))
 
     def send(self, notification: Notification) -> None:
-        """Queue one delivery job per URL of `notification`; never blocks."""
+        """Queue one delivery job per URL of `notification` on that URL's channel; never blocks."""
         for url in notification.urls:
             job = _Job(notification, url, redact(url))
             with self._cond:
@@ -341,7 +426,9 @@ class Deliveries:
                     )
                     continue
                 self._pending += 1
-            self._ready.put(job)
+                channel = self._channels.setdefault(url, _Channel(url))
+                channel.jobs.append(job)
+                self._run(channel)
 
     def recent(self, limit: int = 50) -> list[DeliveryRecord]:
         """Return the latest delivery records, newest first."""
@@ -355,67 +442,121 @@ class Deliveries:
 
     # -------------------------------------------------------------------------------------------- the threads
 
-    def _timer(self) -> None:
-        """Hand each failed job back to the workers when its back-off has passed."""
+    def _run(self, channel: _Channel) -> None:
+        """Start `channel`'s thread if it has jobs and none (called holding the condition)."""
+        if channel.thread is None and channel.jobs and self._started and not self._stopping:
+            channel.thread = threading.Thread(
+                target=self._work, args=(channel,), name=f"alert-delivery-{next(self._names)}", daemon=True
+            )
+            channel.thread.start()
+
+    def _work(self, channel: _Channel) -> None:
+        """Try `channel`'s jobs in order until it has none; nothing a job does ends the thread."""
+        try:
+            while (job := self._next(channel)) is not None:
+                try:
+                    finished = self._try(channel, job)
+                except Exception:
+                    # Only a bug here gets this far (a try's own failures are records): keep the thread, lose the job.
+                    log.exception("alert delivery of %s to %s failed unexpectedly", job.notification.key, job.channel)
+                    finished = True
+                if finished:
+                    with self._cond:
+                        channel.jobs.popleft()
+                        self._pending -= 1
+                        self._cond.notify_all()
+        finally:
+            with self._cond:
+                if channel.thread is threading.current_thread():
+                    # Only an unexpected error leaves jobs here: a new thread takes them on.
+                    channel.thread = None
+                    if channel.jobs and not self._stopping:
+                        log.error("alert delivery thread for %s ended unexpectedly; starting another", channel.jobs[0].channel)
+                    self._run(channel)
+
+    def _next(self, channel: _Channel) -> _Job | None:
+        """Return the channel's first job once its back-off has passed; None once it has none or the queue stops."""
         with self._cond:
-            while not self._stopping:
-                now = time.monotonic()
-                while self._due and self._due[0][0] <= now:
-                    self._ready.put(heapq.heappop(self._due)[2])
-                self._cond.wait(self._due[0][0] - now if self._due else None)
+            while True:
+                if self._stopping:
+                    self._drop_all(channel)
+                if not channel.jobs:
+                    channel.thread = None
+                    if self._channels.get(channel.url) is channel:
+                        del self._channels[channel.url]
+                    return None
+                wait = channel.jobs[0].due - time.monotonic()
+                if wait <= 0:
+                    return channel.jobs[0]
+                # Later jobs of this channel wait too: a channel's notifications arrive in the order they were sent.
+                self._cond.wait(wait)
 
-    def _work(self) -> None:
-        """Try jobs until stopped; nothing a job does ends the thread."""
-        while (job := self._ready.get()) is not None:
-            try:
-                with self._cond:
-                    stopping = self._stopping
-                if stopping:
-                    self._drop(job)
-                else:
-                    self._try(job)
-            except Exception:
-                # Only a bug here gets this far (a try's own failures are records): keep the thread, lose the job.
-                log.exception("alert delivery of %s to %s failed unexpectedly", job.notification.key, job.channel)
-                self._finish()
-
-    def _try(self, job: _Job) -> None:
-        """Make one try of `job`, then record it and finish the job or schedule its retry."""
+    def _try(self, channel: _Channel, job: _Job) -> bool:
+        """Make one try of `job` and record it; return True when the job is finished, False when it is to be retried."""
         job.tries += 1
-        ok, error, permanent = self._deliver(job)
+        ok, error, permanent = self._bounded(channel, job)
         n = job.notification
         at = self._clock()
         if ok:
             log.info("alert %s %s delivered to %s (try %d)", n.event, n.key, job.channel, job.tries)
             self._record(DeliveryRecord(n.key, n.event, job.channel, True, job.tries, None, at))
-            self._finish()
-        elif permanent or job.tries >= self._tries:
+            return True
+        if permanent or job.tries >= self._tries:
             log.error(
                 "alert %s %s not delivered to %s, gave up after %d tries: %s", n.event, n.key, job.channel, job.tries, error
             )
             self._record(DeliveryRecord(n.key, n.event, job.channel, False, job.tries, f"{error}; gave up", at))
-            self._finish()
-        else:
-            delay = min(self._first_backoff * 2 ** (job.tries - 1), self._max_backoff)
-            log.warning(
-                "alert %s %s not delivered to %s (try %d of %d), retrying in %gs: %s",
-                n.event,
-                n.key,
-                job.channel,
-                job.tries,
-                self._tries,
-                delay,
-                error,
-            )
-            self._record(DeliveryRecord(n.key, n.event, job.channel, False, job.tries, f"{error}; retrying in {delay:g}s", at))
+            return True
+        delay = min(self._first_backoff * 2 ** (job.tries - 1), self._max_backoff)
+        log.warning(
+            "alert %s %s not delivered to %s (try %d of %d), retrying in %gs: %s",
+            n.event,
+            n.key,
+            job.channel,
+            job.tries,
+            self._tries,
+            delay,
+            error,
+        )
+        self._record(DeliveryRecord(n.key, n.event, job.channel, False, job.tries, f"{error}; retrying in {delay:g}s", at))
+        job.due = time.monotonic() + delay
+        return False
+
+    def _bounded(self, channel: _Channel, job: _Job) -> tuple[bool, str | None, bool]:
+        """Run `_deliver(job)` in a thread of its own; at the deadline cut its connections and wait for it to end."""
+        guard = _TryGuard()
+        outcome: list[tuple[bool, str | None, bool]] = []
+
+        def attempt() -> None:
+            _guard.set(guard)  # in this new thread's own context, which ends with it
+            outcome.append(self._deliver(job))
+
+        thread = threading.Thread(target=attempt, name=f"{threading.current_thread().name}-try", daemon=True)
+        with self._cond:
+            channel.guard = guard
+        try:
+            thread.start()
+            thread.join(self._deadline)
+            if not thread.is_alive():
+                return outcome[0] if outcome else (False, "the try ended without an answer", False)
+            guard.cut()
+            warned = False
+            # The channel's next try waits for this one to end: never two tries at once on one channel.
+            while thread.is_alive():
+                thread.join(_RECUT_SECONDS)
+                with self._cond:
+                    if self._stopping:
+                        break  # a daemon thread that can open no connection any more; stop() says it was left
+                if thread.is_alive():
+                    if not warned:
+                        log.warning("alert delivery to %s still running after its deadline was cut; waiting", job.channel)
+                        warned = True
+                    guard.cut()  # a connection that was still being opened when the deadline passed
+            return False, f"no answer within the delivery deadline of {self._deadline:g}s", False
+        finally:
             with self._cond:
-                if self._stopping:
-                    self._dropped += 1
-                    self._pending -= 1
-                    self._cond.notify_all()
-                    return
-                heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), job))
-                self._cond.notify_all()
+                channel.guard = None
+            guard.close()
 
     def _deliver(self, job: _Job) -> tuple[bool, str | None, bool]:
         """Send `job` once through a fresh apprise object; return (delivered, why not, whether retrying is pointless)."""
@@ -448,22 +589,17 @@ class Deliveries:
             except Exception:
                 log.exception("alert delivery record of %s to %s was not taken by on_record", record.key, record.channel)
 
-    def _finish(self) -> None:
-        """Count one job as done, waking wait_idle."""
-        with self._cond:
-            self._pending -= 1
-            self._cond.notify_all()
-
-    def _drop(self, job: _Job) -> None:
-        """Give up `job` because the queue is stopping."""
-        log.info(
-            "alert %s %s to %s dropped at stop after %d tries",
-            job.notification.event,
-            job.notification.key,
-            job.channel,
-            job.tries,
-        )
-        with self._cond:
+    def _drop_all(self, channel: _Channel) -> None:
+        """Give up every job of `channel` because the queue is stopping (called holding the condition)."""
+        while channel.jobs:
+            job = channel.jobs.popleft()
+            log.info(
+                "alert %s %s to %s dropped at stop after %d tries",
+                job.notification.event,
+                job.notification.key,
+                job.channel,
+                job.tries,
+            )
             self._dropped += 1
             self._pending -= 1
-            self._cond.notify_all()
+        self._cond.notify_all()

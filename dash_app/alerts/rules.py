@@ -14,6 +14,8 @@ IN_USE_PERCENT, DENIALS, HELD_LONGER_THAN = "in_use_percent", "denials", "held_l
 OVERAGE_COST, SOURCE_DOWN, EXPIRES_WITHIN, NOT_PERSISTING = "overage_cost", "source_down", "expires_within", "not_persisting"
 PERIODS = ("day", "week", "month")
 DEFAULT_REPEAT_SECONDS = 3600.0
+# How long one try of delivering a notification to one channel may take in all (connecting, sending, the answer).
+DEFAULT_DELIVERY_DEADLINE_SECONDS = 15.0
 
 # Each kind's fields: (name, required, check); `tool` and `for_seconds` are handled for every kind that has them.
 _NUMBER, _COUNT, _PERIOD = "number", "count", "period"
@@ -56,16 +58,19 @@ class Rule:
 
 @dataclass(frozen=True)
 class AlertConfig:
-    """The whole file: the rules and how often a firing alert is notified again."""
+    """The whole file: the rules, how often a firing alert is notified again, and how long a delivery try may take."""
 
     rules: tuple[Rule, ...] = ()
     repeat_seconds: float = DEFAULT_REPEAT_SECONDS
     notify: tuple[str, ...] = field(default_factory=tuple)
+    delivery_deadline_seconds: float = DEFAULT_DELIVERY_DEADLINE_SECONDS
 
 
-def _number(where: str, name: str, value: Any, *, whole: bool = False) -> float:
+def _number(where: str, name: str, value: Any, *, whole: bool = False, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise AlertRulesError(f"{where}: '{name}' must be a number, at least 0")
+        raise AlertRulesError(f"{where}: '{name}' must be a number, {'more than' if positive else 'at least'} 0")
+    if positive and value == 0:
+        raise AlertRulesError(f"{where}: '{name}' must be a number, more than 0")
     if whole and value != int(value):
         raise AlertRulesError(f"{where}: '{name}' must be a whole number")
     return float(value)
@@ -86,13 +91,19 @@ def parse_rules(data: Any, check_url: Callable[[str], str | None], where: str = 
     """Return the AlertConfig of a parsed rules document, or raise AlertRulesError naming what is wrong."""
     if not isinstance(data, dict):
         raise AlertRulesError(f"{where}: expected a JSON object with 'rules'")
-    unknown = set(data) - {"notify", "repeat_seconds", "rules"}
+    unknown = set(data) - {"notify", "repeat_seconds", "delivery_deadline_seconds", "rules"}
     if unknown:
         raise AlertRulesError(f"{where}: unknown key '{sorted(unknown)[0]}'")
     notify = _urls(where, data.get("notify", []), check_url)
     repeat = _number(where, "repeat_seconds", data.get("repeat_seconds", DEFAULT_REPEAT_SECONDS))
     if repeat <= 0:
         raise AlertRulesError(f"{where}: 'repeat_seconds' must be more than 0")
+    deadline = _number(
+        where,
+        "delivery_deadline_seconds",
+        data.get("delivery_deadline_seconds", DEFAULT_DELIVERY_DEADLINE_SECONDS),
+        positive=True,
+    )
     entries = data.get("rules")
     if not isinstance(entries, list):
         raise AlertRulesError(f"{where}: 'rules' must be a list")
@@ -104,7 +115,7 @@ def parse_rules(data: Any, check_url: Callable[[str], str | None], where: str = 
             raise AlertRulesError(f"{where}: rule {n + 1}: the name '{rule.name}' is used twice")
         names.add(rule.name)
         rules.append(rule)
-    return AlertConfig(tuple(rules), repeat, notify)
+    return AlertConfig(tuple(rules), repeat, notify, deadline)
 
 
 def _rule(where: str, entry: Any, notify: tuple[str, ...], check_url: Callable[[str], str | None]) -> Rule:

@@ -63,5 +63,5 @@ def build_alerts(
     engine = AlertEngine(rules, None, store, public_url(config), facts, grace_seconds=grace)
     if any(rule.notify for rule in rules.rules):
         # The engine keeps every delivery's outcome; the queue tells it from its worker threads.
-        engine.deliveries = Deliveries(on_record=engine.on_delivery)
+        engine.deliveries = Deliveries(on_record=engine.on_delivery, deadline=rules.delivery_deadline_seconds)
     return engine, engine.deliveries

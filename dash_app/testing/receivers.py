@@ -1,6 +1,6 @@
-"""Real local receivers of alert notifications for tests and benchmarks: a webhook (HTTP) server and an SMTP server.
+"""Real local receivers of alert notifications for tests and benchmarks: webhook (HTTP) servers and an SMTP server.
 
-Both listen on 127.0.0.1 only, record what arrives, let a test wait on a condition for it, and stop cleanly as
+All listen on 127.0.0.1 only, record what arrives, let a test wait on a condition for it, and stop cleanly as
 context managers. aiosmtpd is a test dependency (requirements-test.txt): import this module from tests only.
 """
 
@@ -9,8 +9,13 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
+import itertools
 import json
+import select
 import threading
+import time
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -59,6 +64,7 @@ class WebhookRequest:
     headers: dict[str, str]
     body: Any  # the parsed JSON, or None when the body was not JSON
     raw: bytes
+    at: float  # when it arrived (time.monotonic())
 
 
 class _WebhookServer(ThreadingHTTPServer):
@@ -73,7 +79,7 @@ class _WebhookServer(ThreadingHTTPServer):
 
 
 class _WebhookHandler(BaseHTTPRequestHandler):
-    """Records each POST and answers with the receiver's current status."""
+    """Records each POST and lets the receiver answer it."""
 
     server: _WebhookServer
 
@@ -85,10 +91,8 @@ class _WebhookHandler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         receiver = self.server.receiver
-        receiver._inbox.add(WebhookRequest(self.path, dict(self.headers.items()), body, raw))
-        self.send_response(receiver.status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        receiver._inbox.add(WebhookRequest(self.path, dict(self.headers.items()), body, raw, time.monotonic()))
+        receiver._answer(self)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep request lines out of the test output."""
@@ -97,14 +101,25 @@ class _WebhookHandler(BaseHTTPRequestHandler):
 class WebhookReceiver:
     """A real HTTP server on a free 127.0.0.1 port, in a thread, recording every POST (path, headers, parsed JSON)."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, first: Iterable[int] = ()) -> None:
         # What every request is answered with; set it to 500 (any time) to make the channel fail.
         self.status = status
+        # Statuses for the first requests, in order, before `status` (e.g. (500,): the first try fails, a retry works).
+        self._first = deque(first)
+        self._first_lock = threading.Lock()
         self._inbox = _Inbox()
         self._server = _WebhookServer(self)
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"webhook-{self.port}", daemon=True)
         self._thread.start()
+
+    def _answer(self, handler: _WebhookHandler) -> None:
+        """Answer one recorded request, from its handler thread."""
+        with self._first_lock:
+            status = self._first.popleft() if self._first else self.status
+        handler.send_response(status)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
 
     def url(self, path: str = "/hook") -> str:
         """Return the apprise json:// URL that posts to `path` on this receiver."""
@@ -130,6 +145,81 @@ class WebhookReceiver:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class TrickleEnd:
+    """How one connection to a TricklingReceiver ended: when the client closed it, and how many bytes it had got."""
+
+    at: float  # time.monotonic()
+    sent: int
+
+
+class TricklingReceiver(WebhookReceiver):
+    """A webhook that records each POST, then answers one byte every `interval` seconds and never finishes.
+
+    The answer starts as a 200 would and goes on in one endless header line, so no client that waits for the answer
+    ever has it, and no read timeout longer than `interval` ever fires; only the client closing ends it.
+    """
+
+    _ANSWER = b"HTTP/1.1 200 OK\r\nX-Trickle: "
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self._ends = _Inbox()
+        self._stopping = threading.Event()
+        super().__init__()
+
+    def _answer(self, handler: _WebhookHandler) -> None:
+        """Send the answer a byte at a time until the client closes the connection or the receiver stops."""
+        conn = handler.connection
+        answer = itertools.chain(self._ANSWER, itertools.repeat(ord(".")))
+        sent = 0
+        while True:
+            try:
+                conn.sendall(bytes([next(answer)]))
+            except OSError:
+                break
+            sent += 1
+            if self._closed_within(conn, self.interval):
+                break
+        if not self._stopping.is_set():
+            self._ends.add(TrickleEnd(time.monotonic(), sent))
+        handler.close_connection = True
+
+    def _closed_within(self, conn: Any, seconds: float) -> bool:
+        """Wait up to `seconds`; return True as soon as the client closed `conn` or the receiver is stopping."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            if self._stopping.is_set():
+                return True
+            # Short slices, so that stop() is not held up by a connection that waits for its next byte.
+            readable, _, _ = select.select([conn], [], [], min(left, 0.1))
+            if readable:
+                try:
+                    if not conn.recv(1024):
+                        return True
+                except OSError:
+                    return True
+        return False
+
+    def url(self, path: str = "/trickle") -> str:
+        """Return the apprise json:// URL that posts to `path` on this receiver."""
+        return super().url(path)
+
+    @property
+    def ends(self) -> list[TrickleEnd]:
+        """Return how the connections closed by their clients so far ended, oldest first."""
+        return self._ends.items()
+
+    def wait_for_ends(self, n: int, timeout: float = 10.0) -> list[TrickleEnd]:
+        """Return the first `n` ends once the client closed that many connections; raise TimeoutError if not within `timeout`."""
+        return self._ends.wait_for(n, timeout, "closed trickling connections")
+
+    def stop(self) -> None:
+        """End the trickling answers, then stop serving."""
+        self._stopping.set()
+        super().stop()
 
 
 # ---------------------------------------------------------------------------------------------------------- SMTP
