@@ -3,8 +3,26 @@
 import itertools
 
 import pytest
+from dash.testing.application_runners import ThreadedRunner
 
 from dash_app.testing import TEST_TOKEN, PostgresServer, ServerProcess
+from dash_app.testing.servers import free_port
+
+
+@pytest.fixture(autouse=True)
+def _dash_duo_on_a_free_port(monkeypatch):
+    """Start dash_duo's app on a free port.
+
+    Dash numbers its ports from 58050 in every process, so two pytest processes (xdist workers, or two checkouts
+    tested at once) would start apps on the same port, and a browser could read the other process's app.
+    """
+    start = ThreadedRunner.start
+
+    def start_on_free_port(self, app, start_timeout=3, **kwargs):
+        kwargs.setdefault("port", free_port())
+        return start(self, app, start_timeout, **kwargs)
+
+    monkeypatch.setattr(ThreadedRunner, "start", start_on_free_port)
 
 
 @pytest.fixture
