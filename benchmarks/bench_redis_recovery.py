@@ -5,13 +5,15 @@ Run: python benchmarks/bench_redis_recovery.py [KILLS]   (needs Debian's redis-s
 One deployment of two workers (the Procfile's gunicorn, DASH_APP_WORKERS=2) on a real redis-server, four client
 threads borrowing and returning through it. Redis is killed with SIGKILL and started again on the same port, KILLS
 times (10 by default); for each kill the figure is the time from Redis answering PING again to the first write
-(borrow or return) answered 200, and to the moment every client thread has had one (both workers accept writes).
+(borrow or return) sent after that and answered 200, and to the moment every client thread has had one (both
+workers accept writes).
 
 Baseline, in the same run: the same deployment on a Redis that keeps an append-only file synced on every write, so
 it comes back with all its data and the workers need only reconnect; what is measured is the same. The figures of
 the empty restarts (`--appendonly no --save ""`: a cache-only Redis, or a failover to a replica that missed the last
 writes) minus the baseline's are what rebuilding the pool costs. After the last kill every acknowledged open borrow is
-returned: a 404 there is an acknowledged borrow the pool lost.
+returned: a 404 there (or at a first return) is an acknowledged borrow the pool lost. BENCH_KEEP_LOG=1 prints the
+servers' logs (what each worker did on each kill).
 """
 
 import json
@@ -38,7 +40,7 @@ class Load:
     def __init__(self, server: ServerProcess) -> None:
         self.server = server
         self.lock = threading.Lock()
-        self.accepted: list[tuple[float, int]] = []  # (monotonic time of a 200 answer, thread)
+        self.accepted: list[tuple[float, float, int]] = []  # (monotonic times a write was sent and answered 200, thread)
         self.open: set[str] = set()  # acknowledged borrows not returned
         self.lost: set[str] = set()  # acknowledged borrows a return found unknown
         self.borrows = 0  # acknowledged borrows
@@ -53,6 +55,7 @@ class Load:
             i = 0
             while not self.stop.is_set():
                 i += 1
+                sent = time.monotonic()
                 try:
                     r = session.post(self.server.url + "/licenses/borrow", json={"tool": TOOL, "user": f"u{n}"}, timeout=10)
                 except requests.RequestException:
@@ -62,7 +65,7 @@ class Load:
                     continue
                 borrow_id = r.json()["id"]
                 with self.lock:
-                    self.accepted.append((time.monotonic(), n))
+                    self.accepted.append((sent, time.monotonic(), n))
                     self.open.add(borrow_id)
                     self.borrows += 1
                 if i % 3 == 0:
@@ -71,6 +74,7 @@ class Load:
                 # again until it answers 200, or 404 (it had been applied).
                 first_try = True
                 while not self.stop.is_set():
+                    sent = time.monotonic()
                     try:
                         r = session.post(self.server.url + "/licenses/return", json={"id": borrow_id}, timeout=10)
                     except requests.RequestException:
@@ -78,7 +82,7 @@ class Load:
                     if r.status_code in (200, 404):
                         with self.lock:
                             if r.status_code == 200:
-                                self.accepted.append((time.monotonic(), n))
+                                self.accepted.append((sent, time.monotonic(), n))
                             elif first_try:
                                 self.lost.add(borrow_id)  # acknowledged, and unknown at the first return
                             self.open.discard(borrow_id)
@@ -87,8 +91,9 @@ class Load:
                     time.sleep(0.01)
 
     def since(self, t0: float) -> list[tuple[float, int]]:
+        """Return (when answered, thread) of the writes sent at or after `t0` and accepted."""
         with self.lock:
-            return [(t, n) for t, n in self.accepted if t >= t0]
+            return [(t, n) for sent, t, n in self.accepted if sent >= t0]
 
     def close(self) -> None:
         self.stop.set()

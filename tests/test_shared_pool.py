@@ -412,3 +412,21 @@ def test_a_log_line_read_again_counts_once(redis_url):
         assert [b.id for b in pool.active_borrows()] == ["lmstat|s|d|1"]
     finally:
         process.stop()
+
+
+def test_a_borrow_its_process_has_not_applied_is_not_acknowledged_and_is_settled(redis_url):
+    """An answer counts once the answering process holds the entry: only then could it hand it back to an empty Redis."""
+    clock = FakeClock(1_800_000_000.0)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    process = Process(redis_url, prefix, clock)
+    process.follower.stop()  # this process reads the log no more: it cannot hold what it adds
+    try:
+        with pytest.raises(PoolUnavailable):
+            process.pool.borrow("Roomy", "ann")
+        [doubt] = process.pool._in_doubt
+        ledger = process.pool.ledger
+        assert ledger.snapshot().active[0].id == doubt  # granted in Redis all the same
+        process.pool.settle_doubts()
+        assert ledger.snapshot().active == []  # told 503, so returned again: no license is held by nobody
+    finally:
+        process.stop()

@@ -81,7 +81,8 @@ class SharedLicensePool(LicensePool):
         self.wait_applied: Callable[[str, float, int | None], bool] = lambda entry_id, timeout, epoch: True
         self.log_epoch: Callable[[], int | None] = lambda: None  # the follower's epoch (LogFollower.wait_applied)
         self.fence: Callable[[], str | None] = lambda: None
-        self.known: Callable[[], str] = lambda: ""  # the last log entry this process has read (the follower's)
+        # The last log entry this process has read, added or seen in the store (Recovery.known).
+        self.known: Callable[[], str] = lambda: ""
         self.seeding = ""  # which filling of the pool in Redis this copy comes from (Snapshot.seeding)
         self.last_sent = "0-0"  # the last log entry this process's own calls added
         self._held = threading.local()
