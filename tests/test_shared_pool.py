@@ -17,6 +17,7 @@ from dash_app.eventlog.follower import LogFollower
 from dash_app.eventlog.lease import Leadership
 from dash_app.eventlog.ledger import NotLeader, RedisLedger
 from dash_app.eventlog.persister import LogPersister
+from dash_app.eventlog.recovery import Recovery
 from dash_app.eventlog.setup import SharedLog
 from dash_app.licenses import LicensePool
 from dash_app.licenses.inventory import ToolSpec
@@ -44,6 +45,7 @@ class Process:
     """One app process's data path on the shared log: its pool (a mirror), buffer and follower."""
 
     def __init__(self, url, prefix, clock):
+        self.url = url
         keys = Keys(prefix)
         self.buffer = RealtimeMetricsBuffer(retention_seconds=3600, clock=clock)
         self.pool = SharedLicensePool(SPECS, EventRecorder(self.buffer), RedisLedger(connect(url), keys), clock=clock)
@@ -60,6 +62,12 @@ class Process:
         self.pool.fence = lambda: ""  # unfenced: these tests send sources' batches without a lease
         self.pool.known = lambda: self.follower.last_id
         self.follower.start()
+
+    def recovery(self, store):
+        """Return this process's part in rebuilding the pool should Redis lose it, on `store` (not called by itself)."""
+        ledger = self.pool.ledger
+        reload = lambda: self.pool.load(ledger.snapshot())  # noqa: E731
+        return Recovery(connect(self.url), ledger.keys, ledger, self.pool, self.follower, store, reload, "p")
 
     def stop(self):
         self.follower.stop()
@@ -304,32 +312,31 @@ def test_a_borrow_whose_answer_was_lost_is_returned_if_granted_and_never_granted
         process.stop()
 
 
-def test_a_redis_back_from_an_older_copy_refuses_until_the_leader_fills_it_again(tmp_path):
+def test_a_redis_back_from_an_older_copy_refuses_until_the_pool_is_rebuilt(tmp_path):
     server = RedisServer(tmp_path)
     clock = FakeClock(1_800_000_000.0)
     prefix = f"t{uuid.uuid4().hex[:12]}"
     process = Process(server.url, prefix, clock)
-    keys = Keys(prefix)
-    shared = SharedLog(
-        connect(server.url), keys, process.pool, process.follower, Leadership(connect(server.url), keys.lease, {}), []
-    )
+    store = Store(tmp_path / "db.sqlite")
+    store.start()
+    recovery = process.recovery(store)
     try:
         first = process.pool.borrow("Tight", "u0")
         server.stop()  # its files are complete: the copy an operator (or a crash) may bring back later
         shutil.copytree(server.dir, tmp_path / "older")
         server.start()
-        reconnect(process.pool.ledger.client, shared.client)
+        reconnect(process.pool.ledger.client, recovery.client)
         second = process.pool.borrow("Tight", "u1")  # commit 1, max overage 1: Tight is full now
         assert process.follower.wait_applied(process.pool.last_sent, 5)
         server.stop(signal.SIGKILL)
         shutil.rmtree(server.dir)
         shutil.copytree(tmp_path / "older", server.dir)
         server.start()
-        reconnect(process.pool.ledger.client, shared.client)
+        reconnect(process.pool.ledger.client, recovery.client)
         # Redis holds one borrow of Tight where two are open: deciding now would grant past the limit.
         with pytest.raises(PoolUnavailable):
             process.pool.borrow("Tight", "late")
-        shared.refill_lost_pool()  # the leader's next look, within a second
+        recovery.check()  # what the follower does when Redis answers again, and every second
         with pytest.raises(BorrowDenied):
             process.pool.borrow("Tight", "late")
         assert process.pool.return_license(second.id).user == "u1"
@@ -340,6 +347,7 @@ def test_a_redis_back_from_an_older_copy_refuses_until_the_leader_fills_it_again
         assert sorted(b.id for b in process.pool.active_borrows()) == sorted([first.id, third.id])
     finally:
         process.stop()
+        store.stop()
         server.stop()
 
 
@@ -402,5 +410,23 @@ def test_a_log_line_read_again_counts_once(redis_url):
         with pool.recording_batch():
             pool.observe_borrow("Roomy", "cy", clock() + 2, "lmstat|s|d|1")
         assert [b.id for b in pool.active_borrows()] == ["lmstat|s|d|1"]
+    finally:
+        process.stop()
+
+
+def test_a_borrow_its_process_has_not_applied_is_not_acknowledged_and_is_settled(redis_url):
+    """An answer counts once the answering process holds the entry: only then could it hand it back to an empty Redis."""
+    clock = FakeClock(1_800_000_000.0)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    process = Process(redis_url, prefix, clock)
+    process.follower.stop()  # this process reads the log no more: it cannot hold what it adds
+    try:
+        with pytest.raises(PoolUnavailable):
+            process.pool.borrow("Roomy", "ann")
+        [doubt] = process.pool._in_doubt
+        ledger = process.pool.ledger
+        assert ledger.snapshot().active[0].id == doubt  # granted in Redis all the same
+        process.pool.settle_doubts()
+        assert ledger.snapshot().active == []  # told 503, so returned again: no license is held by nobody
     finally:
         process.stop()

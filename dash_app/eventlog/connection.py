@@ -64,6 +64,21 @@ class Keys:
         return f"{self.prefix}:observed"
 
     @property
+    def members(self) -> str:
+        """Sorted set: tokens of the processes that follow the log, scored by when (Redis's clock, ms) each last said so."""
+        return f"{self.prefix}:members"
+
+    @property
+    def tails(self) -> str:
+        """Hash: process token -> the entries it applied that the store may lack (JSON), while the pool is rebuilt."""
+        return f"{self.prefix}:tails"
+
+    @property
+    def rebuild(self) -> str:
+        """The token of the one process rebuilding the pool after Redis lost data, with a time to live."""
+        return f"{self.prefix}:rebuild"
+
+    @property
     def sources(self) -> str:
         """The leader's source health (JSON), for every process's /sources and page."""
         return f"{self.prefix}:sources"

@@ -14,11 +14,11 @@ A command is a list, sent as JSON:
 an `id`, count once per id for a day (a log line read again after a leader change). The script answers each command
 with "ok", "overage", a denial's reason, "unknown" (a return of no open borrow), "duplicate" (an observed id
 already open or already seen), or for a return the borrow it ended (JSON [key, tool, user, ts, is_overage, host,
-version]). It refuses everything (NOTSEEDED) while Redis has lost the pool, until the leader has filled it again.
+version]). It refuses everything (NOTSEEDED) while Redis has lost the pool, until it is rebuilt (eventlog.recovery).
 
-Every call carries the last entry its process has read. A stream that has not reached it came back from an older copy
-(a restart from a snapshot taken before the last writes): its counts are old, so the script throws the pool away and
-refuses, and the leader fills it in again from its own copy, as after a total loss.
+Every call carries the last entry its process has read (or its store holds, if later). A stream that has not reached
+it came back from an older copy (a restart from a snapshot taken before the last writes): its counts are old, so the
+script throws the pool away and refuses, and the pool is rebuilt as after a total loss.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import redis
 
 from dash_app.eventlog.connection import Keys
 
-# True when the stream has not reached `known`, an entry some process has read: Redis restarted from an older copy.
-# Then the pool's keys are dropped and the stream is moved on past `known`, so no new entry can hide behind one a
-# process has read already; the leader fills the pool in again (its copy has every entry it read).
+# True when the stream has not reached `known`, an entry some process has read (or the store holds): Redis restarted
+# from an older copy. Then the pool's keys are dropped, and nothing is appended until the pool is rebuilt (see
+# eventlog.recovery), which puts the missing entries back under their ids and moves the stream on past `known`.
 _LOST = """
 local function id_of(text)
   local ms, seq = string.match(text, '^(%d+)-(%d+)$')
@@ -54,11 +54,6 @@ local function behind(stream, known)
 end
 local function lost(stream, known, seeded, active, borrowed, charges)
   if not behind(stream, known) then return false end
-  if redis.call('EXISTS', stream) == 1 then
-    redis.call('XSETID', stream, known)
-  else
-    redis.call('XADD', stream, 'MAXLEN', '0', known, 'e', '[]')
-  end
   redis.call('DEL', seeded, active, borrowed, charges)
   return true
 end
@@ -146,7 +141,8 @@ return {entry, results}
 """
 )
 
-# The leader's look, every second, whether Redis came back from an older copy; 1 when it did (and the pool is dropped).
+# Every process's look, when Redis answers again and every second, whether Redis came back from an older copy; 1 when
+# it did (and the pool is dropped).
 _CHECK = (
     _LOST
     + """
@@ -155,17 +151,38 @@ return 0
 """
 )
 
-# Take the pool's state over (from the store, or the leader's copy), once per Redis (a new one, or one that lost its
-# data). The leader's copy is at entry ARGV[4]: while the stream holds a later entry, the copy lacks it, so not yet.
+# Fill the pool (from the store, and after a loss from the entries the processes applied that the store lacks), once
+# per Redis (a new one, or one that lost its data). ARGV[4] holds those entries ([id, field e], in order): each is
+# appended under its own id when above the stream's last id (an older copy holds the lower ones already), so every
+# process reads each entry once and the store skips those it has. The stream's last id is then moved to ARGV[5] when
+# below it: no new entry can take an id some process or the store has already seen.
 _SEED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if ARGV[4] ~= '' then
-  local last = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
-  if #last > 0 then
-    local lm, ls = string.match(last[1][1], '^(%d+)-(%d+)$')
-    local am, as = string.match(ARGV[4], '^(%d+)-(%d+)$')
-    lm, ls, am, as = tonumber(lm), tonumber(ls), tonumber(am), tonumber(as)
-    if lm > am or (lm == am and ls > as) then return -1 end
+local function id_of(text)
+  local ms, seq = string.match(text, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function above(a, b)
+  local am, as = id_of(a)
+  local bm, bs = id_of(b)
+  return am > bm or (am == bm and as > bs)
+end
+local last = '0-0'
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[5])
+  for n = 1, #info, 2 do if info[n] == 'last-generated-id' then last = info[n + 1] end end
+end
+for _, e in ipairs(cjson.decode(ARGV[4])) do
+  if above(e[1], last) then
+    redis.call('XADD', KEYS[5], e[1], 'e', e[2])
+    last = e[1]
+  end
+end
+if ARGV[5] ~= '' and above(ARGV[5], last) then
+  if redis.call('EXISTS', KEYS[5]) == 1 then
+    redis.call('XSETID', KEYS[5], ARGV[5])
+  else
+    redis.call('XADD', KEYS[5], 'MAXLEN', '0', ARGV[5], 'e', '[]')
   end
 end
 -- Whatever the pool's keys still hold is not to be trusted without the seeding that vouches for it.
@@ -177,6 +194,17 @@ for _, b in ipairs(cjson.decode(ARGV[1])) do
 end
 for tool, n in pairs(cjson.decode(ARGV[2])) do redis.call('HSET', KEYS[4], tool, n) end
 return 1
+"""
+
+# A process says it follows the log (scored by Redis's clock, so hosts' clocks do not matter); the members heard from
+# in the last ARGV[2] ms are returned.
+_MEMBERS = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
 # The pool's state, the id of the last entry that changed it and the seeding it comes from, read in one step.
@@ -258,6 +286,7 @@ class RedisLedger:
         self._snapshot = client.register_script(_SNAPSHOT)
         self._check = client.register_script(_CHECK)
         self._settle = client.register_script(_SETTLE)
+        self._members = client.register_script(_MEMBERS)
 
     def apply(
         self, commands: Sequence[Sequence[Any]], fence: str | None = None, once: str | None = None, known: str = ""
@@ -283,20 +312,33 @@ class RedisLedger:
             raise
         return (_text(entry) or None), [_text(a) for a in answers]
 
-    def seed_once(self, open_borrows: Iterable[Sequence[Any]], charges: Mapping[str, int], at: str = "") -> bool:
+    def seed_once(
+        self,
+        open_borrows: Iterable[Sequence[Any]],
+        charges: Mapping[str, int],
+        entries: Sequence[tuple[str, str]] = (),
+        floor: str = "",
+    ) -> bool:
         """Put open borrows and charges into a Redis that has no pool yet; return True if it had none and took them.
 
-        `open_borrows` holds (id, key, tool, user, borrowed_at, is_overage, host, version) rows. With `at` (the entry
-        a process's copy is at) nothing is taken while the stream holds a later entry: the copy lacks its events.
+        `open_borrows` holds (id, key, tool, user, borrowed_at, is_overage, host, version) rows. `entries` are log
+        entries (id, field e) to put back into the stream under their ids, in order (those above its last id), and
+        `floor` an id the stream's last id is moved to when below it. The rows must already include what the
+        entries do: they are appended as they were, not decided again.
         """
         k = self.keys
         rows = [[b[0], b[1], b[2], b[3], ts_text(b[4]), bool(b[5]), b[6], b[7]] for b in open_borrows]
         seeding = uuid.uuid4().hex
         taken = self._seed(
             keys=[k.seeded, k.active, k.borrowed, k.charges, k.events],
-            args=[orjson.dumps(rows), orjson.dumps(dict(charges)), seeding, _known(at)],
+            args=[orjson.dumps(rows), orjson.dumps(dict(charges)), seeding, orjson.dumps(list(entries)), _known(floor)],
         )
         return int(taken) == 1
+
+    def members(self, token: str, within_seconds: float) -> set[str]:
+        """Say that the process `token` follows the log; return the tokens of those that said so within the time."""
+        ms = int(within_seconds * 1000)
+        return {_text(m) for m in self._members(keys=[self.keys.members], args=[token, ms])}
 
     def check(self, known: str) -> bool:
         """Return True when the stream is behind `known` (Redis came back from an older copy); the pool is then dropped."""

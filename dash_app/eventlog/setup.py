@@ -17,8 +17,8 @@ from dash_app.eventlog.follower import LogFollower
 from dash_app.eventlog.lease import Leadership
 from dash_app.eventlog.ledger import OpenBorrow, RedisLedger, Snapshot
 from dash_app.eventlog.persister import LogPersister
+from dash_app.eventlog.recovery import Recovery
 from dash_app.events import Event
-from dash_app.licenses.pool import Borrow
 from dash_app.licenses.shared_pool import SharedLicensePool
 from dash_app.store.database import entry_key
 from dash_app.store.restore import restore_buffer
@@ -69,8 +69,8 @@ class SharedLog:
     sources: list[dict[str, Any]]  # the leader's source entries, as last shared (the others show these)
     # The leader's own source entries (its services' health), set by build_state.
     describe_sources: Callable[[], list[dict[str, Any]]] = lambda: []
-    # Takes this process's copy of the pool from Redis again (after the pool there was filled in again); follower only.
-    reload_pool: Callable[[], object] = lambda: None
+    # Notices that Redis lost data and rebuilds the pool; set by build_shared.
+    recovery: Recovery | None = None
 
     def healthy(self) -> bool:
         """True while this process reads the log."""
@@ -86,21 +86,6 @@ class SharedLog:
                 return False
             time.sleep(0.05)
         return True
-
-    def refill_lost_pool(self) -> None:
-        """The leader's step: fill the pool in Redis again from this process's copy when Redis lost it.
-
-        Redis may come back empty (no append-only file), or from a copy older than the last entries read here; either
-        way this process's copy holds every entry it read, so limits hold again from the next borrow on. Run in the
-        follower's thread, so the copy is at the follower's last entry; while the stream holds later ones, it waits.
-        """
-        at = self.follower.last_id
-        if self.pool.ledger.check(at):
-            log.error("shared log: Redis came back from a copy older than entry %s; the pool is filled in again", at)
-        if not self.client.exists(self.keys.seeded):
-            borrows, charges = self.pool.open_state()
-            if self.pool.ledger.seed_once(borrows, charges, at):
-                log.error("shared log: Redis lost the pool; filled again from this process (%d open borrows)", len(borrows))
 
     def status(self) -> dict[str, Any]:
         """Return the shared log's state for /healthz and the stats."""
@@ -139,14 +124,10 @@ def build_shared(
     pool_from = [buffer_from]
 
     def take_pool() -> None:
-        # The first process on a new Redis brings the pool's state from the store (an embedded deployment moving
-        # over); every process then takes its copy of the pool, and the entry it is at, in one step.
-        opened = pool.ledger_rows(
-            Borrow(id_, tool, user, at, bool(over), host, version)
-            for id_, tool, user, at, over, host, version in store.load_open_borrows()
-        )
-        if ledger.seed_once(opened, store.load_charges()):
-            log.info("shared log: the pool in Redis starts from the store (%d open borrows)", len(opened))
+        # The first process on a new Redis (or one that lost its data) brings the pool's state from the store, with
+        # what the other processes hold that the store lacks; every process then takes its copy of the pool, and the
+        # entry it is at, in one step.
+        recovery.check()
         snapshot = reload_pool()
         follower.last_id = min(snapshot.last_id, follower.last_id, key=entry_key)
 
@@ -165,6 +146,8 @@ def build_shared(
             recorder.record_many(within_skew(events, time.time()))
 
     follower = LogFollower(connect(url), keys.events, position or "0-0", apply)
+    leadership = Leadership(connect(url), keys.lease, {})
+    recovery = Recovery(connect(url), keys, ledger, pool, follower, store, reload_pool, leadership.token)
     try:
         take_pool()
     except redis.RedisError as exc:
@@ -179,12 +162,14 @@ def build_shared(
     }
     for name, build in leader_services.items():
         factories[name] = lambda build=build: build(pool)  # type: ignore[misc]
-    leadership = Leadership(connect(url), keys.lease, factories)
+    leadership.factories.update(factories)
     pool.wait_applied = follower.wait_applied
+    pool.log_epoch = lambda: follower.epoch
     pool.fence = leadership.fence
-    pool.known = lambda: follower.last_id
-    shared = SharedLog(connect(url), keys, pool, follower, leadership, [], reload_pool=reload_pool)
+    pool.known = recovery.known
+    shared = SharedLog(connect(url), keys, pool, follower, leadership, [], recovery=recovery)
     follower.on_idle = _side_state_sharer(shared)
+    follower.on_reconnect = recovery.check
     log.info("shared log on %s: %d events restored from the store, following from %s", redacted(url), restored, follower.last_id)
     return shared
 
@@ -223,17 +208,12 @@ def _side_state_sharer(shared: SharedLog) -> Callable[[], None]:
             return
         due[0] = now + SIDE_STATE_SECONDS
         pool = shared.pool
+        if shared.recovery is not None:
+            shared.recovery.heartbeat()
+            shared.recovery.check()
         pool.settle_doubts()
         leading = shared.leadership.leading
-        if leading:
-            shared.refill_lost_pool()
-        raw_observed, raw_sources, raw_seeding = cast(
-            list[bytes | None], shared.client.mget([keys.observed, keys.sources, keys.seeded])
-        )
-        if raw_seeding and raw_seeding.decode() != pool.seeding:
-            # The pool in Redis was filled in again (from the leader's copy): this copy follows it from now on.
-            shared.reload_pool()
-            log.warning("shared log: the pool in Redis was filled in again; this process took its copy afresh")
+        raw_observed, raw_sources = cast(list[bytes | None], shared.client.mget([keys.observed, keys.sources]))
         if leading:
             shared.sources = []
             observed = orjson.dumps(pool.observed(), option=orjson.OPT_SORT_KEYS)

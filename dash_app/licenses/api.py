@@ -7,9 +7,18 @@ from dash_app.auth.viewer import current_viewer
 from dash_app.licenses.pool import UNKNOWN_TOOL, BorrowDenied, LicensePool, UnknownBorrow
 from dash_app.licenses.shared_pool import PoolUnavailable
 from dash_app.state import get_state
-from dash_app.web import ApiError, json_body, name_field, require_token
+from dash_app.web import ApiError, error_response, json_body, name_field, require_token
 
 bp = Blueprint("licenses", __name__)
+
+# Seconds a client waits before trying a write again while the shared pool cannot decide (Redis away or rebuilding).
+UNAVAILABLE_RETRY_SECONDS = 1
+
+
+def _unavailable(down: PoolUnavailable) -> Response:
+    response = error_response(503, "unavailable", str(down))
+    response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
+    return response
 
 
 def _pool() -> LicensePool:
@@ -32,7 +41,7 @@ def borrow() -> Response:
         status = 404 if denied.reason == UNKNOWN_TOOL else 409
         raise ApiError(status, denied.reason, denied.detail) from None
     except PoolUnavailable as down:
-        raise ApiError(503, "unavailable", str(down)) from None
+        return _unavailable(down)
     source.count(borrows=1)
     source.ok(granted.borrowed_at)
     return jsonify(granted.as_dict())
@@ -48,7 +57,7 @@ def return_license() -> Response:
     except UnknownBorrow:
         raise ApiError(404, "unknown_borrow", f"id: no active borrow {borrow_id!r}") from None
     except PoolUnavailable as down:
-        raise ApiError(503, "unavailable", str(down)) from None
+        return _unavailable(down)
     get_state().api_source.count(returns=1)
     return jsonify({"status": "ok", "tool": returned.tool})
 

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 5000  # commands per script call: a backfill's batch is sent in steps this size
 RETRY_SECONDS = 0.2  # a source's batch is sent again after this while Redis is away and this process still leads
-APPLIED_TIMEOUT = 1.0  # longest a caller waits to see its own write in this process
+# Longest a caller waits to see its own write in this process; a borrow or return not seen by then answers 503.
+APPLIED_TIMEOUT = 2.0
 
 
 class PoolUnavailable(Exception):
@@ -77,9 +78,11 @@ class SharedLicensePool(LicensePool):
         super().__init__(specs, recorder, store=None, clock=clock, series_of=series_of)
         self.ledger = ledger
         # Set by the wiring once the follower and the lease exist.
-        self.wait_applied: Callable[[str, float], bool] = lambda entry_id, timeout: True
+        self.wait_applied: Callable[[str, float, int | None], bool] = lambda entry_id, timeout, epoch: True
+        self.log_epoch: Callable[[], int | None] = lambda: None  # the follower's epoch (LogFollower.wait_applied)
         self.fence: Callable[[], str | None] = lambda: None
-        self.known: Callable[[], str] = lambda: ""  # the last log entry this process has read (the follower's)
+        # The last log entry this process has read, added or seen in the store (Recovery.known).
+        self.known: Callable[[], str] = lambda: ""
         self.seeding = ""  # which filling of the pool in Redis this copy comes from (Snapshot.seeding)
         self.last_sent = "0-0"  # the last log entry this process's own calls added
         self._held = threading.local()
@@ -152,8 +155,21 @@ class SharedLicensePool(LicensePool):
 
     # ----------------------------------------------------------- decisions
 
-    def _send(self, commands: list[list[Any]], fence: str | None = None, once: str | None = None, wait: bool = True) -> list[str]:
-        """Have the ledger decide `commands`, wait until this process applied them (unless not `wait`), return answers."""
+    def _send(
+        self,
+        commands: list[list[Any]],
+        fence: str | None = None,
+        once: str | None = None,
+        wait: bool = True,
+        acknowledged: bool = False,
+    ) -> list[str]:
+        """Have the ledger decide `commands`, wait until this process applied them (unless not `wait`), return answers.
+
+        With `acknowledged` (a borrow or return the caller is told of), the answer counts only once this process has
+        applied its entry: then, should Redis lose it, this process hands it back (eventlog.recovery). If it cannot
+        (Redis failed first, or the follower lags past APPLIED_TIMEOUT), PoolUnavailable: the caller is told 503.
+        """
+        epoch = self.log_epoch()  # read before the entry exists: a failure after this one may have lost it
         try:
             entry, answers = self.ledger.apply(commands, fence, once, self.known())
         except NotLeader:
@@ -163,8 +179,8 @@ class SharedLicensePool(LicensePool):
         if entry is not None:
             with self._lock:
                 self.last_sent = max(self.last_sent, entry, key=entry_key)
-            if wait:
-                self.wait_applied(entry, APPLIED_TIMEOUT)
+            if wait and not self.wait_applied(entry, APPLIED_TIMEOUT, epoch) and acknowledged:
+                raise PoolUnavailable("the shared pool (Redis) failed before this write was kept; it may not have been applied")
         return answers
 
     def _decision_fence(self) -> str | None:
@@ -202,7 +218,7 @@ class SharedLicensePool(LicensePool):
         borrow_id = uuid.uuid4().hex
         command = ["b", tool, tool, user, ts_text(ts), borrow_id, host, version, spec.total, spec.commit_qty, spec.max_overage]
         try:
-            (answer,) = self._send([command], fence, once=borrow_id)
+            (answer,) = self._send([command], fence, once=borrow_id, acknowledged=True)
         except PoolUnavailable:
             # The script may have run with its answer lost on the way: settled once Redis answers (settle_doubts).
             with self._lock:
@@ -234,7 +250,7 @@ class SharedLicensePool(LicensePool):
         """End an active borrow (in Redis) and return it; raise UnknownBorrow, or PoolUnavailable."""
         self._send_held()
         ts = self.clock() if at is None else at
-        (answer,) = self._send([["r", borrow_id, ts_text(ts)]], self._decision_fence())
+        (answer,) = self._send([["r", borrow_id, ts_text(ts)]], self._decision_fence(), acknowledged=True)
         if answer == "unknown":
             raise UnknownBorrow(borrow_id)
         return _borrow_of(open_borrow(borrow_id, answer))

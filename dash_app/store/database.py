@@ -862,17 +862,28 @@ class Store:
 
     def load_open_borrows(self) -> list[tuple[str, str, str, float, int, str | None, str | None]]:
         """Return [(id, tool, user, borrowed_at, is_overage, host, version)] of borrows not yet returned."""
-        b = t.borrows.c
-        rows = self.read(
-            select(b.id, b.tool, b.user, b.borrowed_at, b.is_overage, b.host, b.version)
-            .where(b.returned_at.is_(None))
-            .order_by(b.borrowed_at)
-        )
-        return [tuple(row) for row in rows]
+        return [tuple(row) for row in self.read(_OPEN_BORROWS)]
 
     def load_charges(self) -> dict[str, int]:
         """Return {tool: overage_borrows}."""
-        return {tool: n for tool, n in self.read(select(t.charges.c.tool, t.charges.c.overage_borrows))}
+        return {tool: n for tool, n in self.read(_CHARGES)}
+
+    def load_pool_state(self, log_name: str) -> tuple[list[tuple[Any, ...]], dict[str, int], str | None]:
+        """Return the open borrows, the charges and the position in the shared log `log_name` they are at, read at once."""
+        with self.snapshot() as conn:
+            position = read_position(conn, log_name)
+            borrows = tuples(conn, _OPEN_BORROWS)
+            charges = dict(tuples(conn, _CHARGES))
+        return borrows, charges, position
+
+
+_b = t.borrows.c
+_OPEN_BORROWS = (
+    select(_b.id, _b.tool, _b.user, _b.borrowed_at, _b.is_overage, _b.host, _b.version)
+    .where(_b.returned_at.is_(None))
+    .order_by(_b.borrowed_at)
+)
+_CHARGES = select(t.charges.c.tool, t.charges.c.overage_borrows)
 
 
 def one_line(exc: BaseException) -> str:

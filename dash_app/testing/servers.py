@@ -95,13 +95,16 @@ class ServerProcess:
 class RedisServer:
     """A real redis-server (Debian's) on a free loopback port, with its files in `tmp_path`; stop() ends it.
 
-    It keeps an append-only file synced on every write, so a restart (stop, then start) loses nothing acknowledged.
+    By default it keeps an append-only file synced on every write, so a restart (stop, then start) loses nothing
+    acknowledged. With `persistent=False` it keeps nothing (`--appendonly no --save ""`): a cache-only Redis that comes
+    back empty after a kill, or from whatever dump.rdb the test left in its directory (save_snapshot).
     """
 
-    def __init__(self, tmp_path: Path, port: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, port: int | None = None, persistent: bool = True) -> None:
         self.dir = tmp_path / "redis"
         self.dir.mkdir(exist_ok=True)
         self.port = port or free_port()
+        self.persistent = persistent
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
@@ -115,7 +118,7 @@ class RedisServer:
                 "--bind", "127.0.0.1",
                 "--port", str(self.port),
                 "--dir", str(self.dir),
-                "--appendonly", "yes",
+                "--appendonly", "yes" if self.persistent else "no",
                 "--appendfsync", "always",
                 "--save", "",
                 "--protected-mode", "yes",
@@ -137,6 +140,13 @@ class RedisServer:
                 pass
             time.sleep(0.05)
         raise RuntimeError("redis-server did not answer PING")
+
+    def save_snapshot(self) -> None:
+        """Write the data as it is now to dump.rdb (SAVE): the older copy a later start loads when it keeps no AOF."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=15) as sock:
+            sock.sendall(b"SAVE\r\n")
+            if not sock.recv(64).startswith(b"+OK"):
+                raise RuntimeError("redis-server did not SAVE")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the server (SIGTERM: it finishes writing its files first) and wait for it."""
