@@ -74,7 +74,8 @@ def timings(fn: Callable[[], object], repeat: int) -> list[float]:
 
 def p95(values: Sequence[float]) -> float:
     """Return the 95th percentile of `values` (the value itself when there is only one)."""
-    return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+    # Inclusive: the default method extrapolates past the largest value when there are few of them.
+    return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) > 1 else values[0]
 
 
 _PRODUCTS = (
