@@ -320,8 +320,8 @@ def alert_view(alert, kind, names=FULL, sees_sources=True):
     `kind` is its rule's kind (None when the rule is gone). Held-too-long messages name a user and a borrow id (which
     names a client host): readers without real names get them as `names` shows them. Source-down messages name the
     source and its error's kind: readers without real names get nothing more (conditions.down_said), and readers who
-    may not see the sources' details no log's path. Messages of
-    kinds not known here are shown only to readers who may see everything.
+    may not see the sources' details no log's path. Messages of kinds not known here are shown only to readers who may
+    see everything.
     """
     rule, subject, message = _field(alert, "rule"), _subject(alert), _field(alert, "message") or ""
     if kind in PLAIN_KINDS:

@@ -20,14 +20,9 @@ COUNTERS = ("polls", "borrows", "returns", "denials", "malformed")
 
 # An error's kind is a short phrase of ours that quotes nothing a source printed, so every reader and every alert
 # recipient may be told it; its detail (a poll's last output line may be a checkout line: user and client host) is not.
-TIMEOUT, CANNOT_RUN, OUTPUT_UNREADABLE, SERVER_DOWN, CRASHED = (
-    "timeout",
-    "cannot run",
-    "output unreadable",
-    "server down",
-    "crashed",
-)
-CANNOT_OPEN, NOT_A_FILE, READING_FAILED = "cannot open", "not a regular file", "reading failed"
+TIMEOUT, CANNOT_RUN, CRASHED = "timeout", "cannot run", "crashed"  # a poll's; and exit_status(N)
+OUTPUT_UNREADABLE, SERVER_DOWN = "output unreadable", "server down"  # a poll's answer: no report, or one saying so
+CANNOT_OPEN, NOT_A_FILE, READING_FAILED = "cannot open", "not a regular file", "reading failed"  # a FlexLM log's
 ERROR_KINDS = frozenset({TIMEOUT, CANNOT_RUN, OUTPUT_UNREADABLE, SERVER_DOWN, CRASHED, CANNOT_OPEN, NOT_A_FILE, READING_FAILED})
 _EXIT_STATUS = re.compile(r"exit status -?\d+")
 
@@ -64,13 +59,6 @@ class SourceError:
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON shape of GET /sources' `error`."""
         return {"kind": self.kind, "server": self.server, "detail": self.detail}
-
-
-def error_text(error: Mapping[str, Any] | None) -> str | None:
-    """Return the whole text of a GET /sources `error` (its `last_error`), or None."""
-    if not error:
-        return None
-    return f"{error['kind']}: {error['detail']}" if error.get("detail") else str(error["kind"])
 
 
 @dataclass
@@ -142,7 +130,7 @@ def _flexlm(services: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "name": log["path"],
                 "state": state_name,
                 "last_ok": log["last_event_at"],
-                "last_error": error_text(log.get("error")),
+                "last_error": SourceError(**log["error"]).text if log.get("error") else None,
                 "error": log.get("error"),
                 "down_since": None,
                 "counters": {
