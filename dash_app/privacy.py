@@ -1,5 +1,8 @@
 """What a read route shows its reader of people: the shared shapes, with user names, hosts and borrow ids as seen.
 
+The sources' errors are shown by Viewer: their whole text (a poll's last output line may be a checkout line, user and
+client host included) to admins of real names only, their kind and license server to everyone else.
+
 The builders these shapes come from (events.public_event, Borrow.as_dict, the buffer's buckets, the capacity report)
 keep every name for every caller; a route passes their output through these functions with its reader's Names
 (dash_app.auth.viewer). Each returns its input itself for a reader of real names, else a copy: buckets and reports are
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dash_app.auth.viewer import HIDDEN, Names
+from dash_app.auth.viewer import HIDDEN, Names, Viewer
 
 # A pseudonym is an HMAC: the same few names come back on every tick, so each is worked out once per Names.
 PSEUDONYMS_KEPT = 65536
@@ -103,3 +106,38 @@ def capacity_tools(entries: list[dict[str, Any]], names: Names) -> list[dict[str
         {**entry, "top_users": [{**top, "user": user(top["user"], names)} for top in entry.get("top_users") or ()]}
         for entry in entries
     ]
+
+
+# What a reader who may not see the sources' details sees of each (as the page's source strip says it): its kind,
+# whether it is up and since when, and its error in brief. Names (a log's path), counters and features are admins' only.
+SOURCE_FIELDS = ("kind", "state", "down_since")
+
+
+def source_error(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Return a GET /sources `error` without its detail: its kind and license server, for readers of no whole error."""
+    return {"kind": error["kind"], "server": error.get("server")} if error else None
+
+
+def sources(entries: list[dict[str, Any]], viewer: Viewer) -> list[dict[str, Any]]:
+    """Return GET /sources entries as `viewer` may see them: whole, without their errors' detail, or in brief."""
+    if viewer.sees_errors:
+        return entries
+    shown = []
+    for entry in entries:
+        error = source_error(entry.get("error"))
+        if viewer.sees_sources:
+            shown.append({**entry, "last_error": error and error["kind"], "error": error})
+        else:
+            shown.append({**{key: entry.get(key) for key in SOURCE_FIELDS}, "error": error})
+    return shown
+
+
+def flexlm_logs(snapshot: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    """Return GET /sources/flexlm's body with each log's error as `viewer` may see it (its kind only, or whole)."""
+    if viewer.sees_errors:
+        return snapshot
+    logs = []
+    for entry in snapshot["logs"]:
+        error = source_error(entry.get("error"))
+        logs.append({**entry, "error": error, **({"state": f"error: {error['kind']}"} if error else {})})
+    return {**snapshot, "logs": logs}

@@ -139,3 +139,18 @@ def test_after_a_restart_a_firing_alert_waits_for_its_source_to_say_how_it_is(tm
     again.on_tick(NOW + 132, [], True)
     assert again.firing() == []
     store.stop()
+
+
+def test_a_source_down_alert_says_the_errors_kind_and_never_its_own_words():
+    rules = parse_rules({"rules": [{"name": "down", "kind": "source_down"}]}, lambda url: None)
+    line = "alice.realname ws-secret-host ws-secret-host (v5.0) (lic01/27000 4200), start Sun 12/6 9:30"
+    error = {"kind": "exit status 1", "server": "27000@lic01", "detail": line}
+    polled = {"kind": "lmstat", "name": "27000@lic01", "state": "down", "last_error": f"exit status 1: {line}", "error": error}
+    # An entry of an older leader (--redis) has no structured error: its last_error is never said.
+    older = {"kind": "rlmstat", "name": "5053@rlm01", "state": "down", "last_error": f"exit status 1: {line}"}
+    facts = Facts(NOW, [], True, DenialWindow(0), OpenCheckouts(), None, lambda: [polled, older])
+    said = {seen.key: seen.text for seen in evaluate(rules.rules, facts)}
+    assert said == {
+        "down|27000@lic01": "lmstat 27000@lic01 is down: exit status 1",
+        "down|5053@rlm01": "rlmstat 5053@rlm01 is down",
+    }

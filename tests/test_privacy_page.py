@@ -365,13 +365,21 @@ def test_alert_views_hide_users_and_ids_and_sources_by_reader(names):
         0.0,
         60.0,
         0.0,
-        "lmstat 27000@lic-secret is down: refused",
+        f"lmstat 27000@lic-secret is down: exit status 1: {REAL_USER} {REAL_HOST}",  # as an older release said it
     )
-    assert parts.alert_view(source, SOURCE_DOWN, FULL, sees_sources=False) == (None, "a lmstat source is down")
-    assert parts.alert_view(source, SOURCE_DOWN, names, sees_sources=True) == ("27000@lic-secret", source.message)
+    # A source's error reaches readers below admins of real names as its kind and license server, never its own words.
+    said = "lmstat 27000@lic-secret is down: exit status 1"
+    assert parts.alert_view(source, SOURCE_DOWN, FULL, sees_sources=False) == (None, said)
+    assert parts.alert_view(source, SOURCE_DOWN, names, sees_sources=True) == ("27000@lic-secret", said)
+    assert parts.alert_view(source, SOURCE_DOWN, FULL, sees_sources=True) == ("27000@lic-secret", source.message)
     assert parts.alert_view(source, None, names, sees_sources=True) == (None, "alert down")
     shown = parts.shown_alerts([source.as_dict(), held_alert().as_dict()], kinds, names, sees_sources=False)
-    assert "lic-secret" not in json.dumps(shown) and REAL_USER not in json.dumps(shown) and REAL_HOST not in json.dumps(shown)
+    assert REAL_USER not in json.dumps(shown) and REAL_HOST not in json.dumps(shown) and said in json.dumps(shown)
+    # A log's path is no server: only readers of the sources' details see it.
+    log = Alert("down|/var/log/lmgrd.log", "down", "/var/log/lmgrd.log", None, "firing", 0.0, 60.0, 0.0, "")
+    log.message = "flexlm /var/log/lmgrd.log is down: reading failed"
+    assert parts.alert_view(log, SOURCE_DOWN, FULL, sees_sources=False) == (None, "a flexlm source is down: reading failed")
+    assert parts.alert_view(log, SOURCE_DOWN, names, sees_sources=True) == ("/var/log/lmgrd.log", log.message)
     assert parts.alerts_banner_text([held_alert()], kinds, FULL, True) == f"1 alert firing: {held_alert().message}."
 
 

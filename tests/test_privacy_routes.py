@@ -182,7 +182,9 @@ def test_real_names_readers_see_names_and_only_admins_see_sources(estate):
         if admin:
             assert any(s["name"].endswith(LOG_NAME) for s in sources)
         else:
-            assert all(set(s) == {"kind", "state"} for s in sources)
+            # The kind, the state and since when, and an error in brief (none here: the log is not there yet).
+            assert all(set(s) == {"kind", "state", "down_since", "error"} for s in sources)
+            assert all(s["error"] is None for s in sources)
 
 
 @pytest.mark.parametrize("reader", NAMELESS_READERS)
@@ -257,7 +259,7 @@ def test_viewers_never_see_real_names_hosts_or_borrow_ids(estate, reader):
     down = next(a for a in alerts["firing"] if a["rule"] == "down")
     assert (down["message"], down["tool"]) == ("a flexlm source is down", None)
     sources = got["sources"].get_json()["sources"]
-    assert all(set(s) == {"kind", "state"} for s in sources)
+    assert all(set(s) == {"kind", "state", "down_since", "error"} for s in sources)
 
 
 def test_alerts_read_back_from_the_store_are_said_again_or_hidden(make_app, tmp_path):

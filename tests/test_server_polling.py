@@ -300,7 +300,7 @@ def test_a_slow_answer_a_failing_exit_or_unreadable_output_is_a_failed_poll_that
     for setup, expected in (
         (lambda: (tmp_path / f"{lic01}.sleep").write_text("3"), "no answer within 1 s"),
         (lambda: (tmp_path / f"{lic01}.exit").write_text("7"), "exit status 7"),
-        (lambda: output.write_text("lmutil - Copyright (c) 1989-2023 Flexera.\nsegmentation fault\n"), "unreadable output"),
+        (lambda: output.write_text("lmutil - Copyright (c) 1989-2023 Flexera.\nsegmentation fault\n"), "output unreadable"),
     ):
         for leftover in (tmp_path / f"{lic01}.sleep", tmp_path / f"{lic01}.exit"):
             leftover.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from dash_app.alerts.rules import (
     SOURCE_DOWN,
     Rule,
 )
+from dash_app.sources.health import is_error_kind, is_server_name
 from dash_app.timeutil import parse_iso
 
 
@@ -56,6 +57,32 @@ def held_text(tool: str, user: str | None, held: float, limit: float, borrow_id:
     """Return what a held_longer_than alert says; a user not to be named is "a user"."""
     who = "a user" if user is None else user
     return f"{tool}: {who} has held a license for {held / 3600:.1f} h (limit {limit / 3600:g} h; {borrow_id})"
+
+
+def down_text(kind: str, name: str, error_kind: str | None) -> str:
+    """Return what a source_down alert says: the source and its error's kind, never the error's own words.
+
+    Its recipients are no signed-in readers, and a poll's last output line may be a checkout line (user, client host).
+    """
+    return f"{kind} {name} is down" + (f": {error_kind}" if error_kind else "")
+
+
+def down_said(message: str, name: str | None, named: bool) -> str:
+    """Return a source_down alert's message as said again to a reader, from what down_text makes of it only.
+
+    `named` readers may see every source's name; others see a license server's PORT@HOST but no log's path. Of the
+    error, only one of our kinds is said: a message stored by an older release may quote a poll's output after it.
+    """
+    kind = message.partition(" ")[0]  # kinds are single words
+    head = f"{kind} {name} is down"
+    if name is None or not kind.isalnum() or not message.startswith(head):
+        return "a source is down"
+    rest = message[len(head) :]
+    error = rest[2:].partition(": ")[0] if rest.startswith(": ") else None  # the kind, without words that follow it
+    error = error if error and is_error_kind(error) else None
+    if named or is_server_name(name):
+        return down_text(kind, name, error)
+    return f"a {kind} source is down" + (f": {error}" if error else "")
 
 
 @dataclass(frozen=True)
@@ -143,8 +170,7 @@ def evaluate(rules: Iterable[Rule], facts: Facts) -> list[Observation]:
                 since = parse_iso(source["down_since"]) if source.get("down_since") else None
                 down_for = facts.now - since if since is not None else 0.0
                 name = source["name"]
-                error = f": {source['last_error']}" if source.get("last_error") else ""
-                text = f"{source['kind']} {name} is down{error}"
+                text = down_text(source["kind"], name, (source.get("error") or {}).get("kind"))
                 out.append(Observation(f"{rule.name}|{name}", rule, name, down_for, rule.for_seconds, text, since=since))
         elif kind == EXPIRES_WITHIN:
             days = rule.params["days"]

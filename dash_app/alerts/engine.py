@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import bindparam, text
 
 from dash_app import privacy
-from dash_app.alerts.conditions import Facts, HeldText, Observation, evaluate, held_text
+from dash_app.alerts.conditions import Facts, HeldText, Observation, down_said, evaluate, held_text
 from dash_app.alerts.delivery import DeliveryRecord, Notification
 from dash_app.alerts.rules import HELD_LONGER_THAN, SOURCE_DOWN, AlertConfig, Rule
 from dash_app.auth.viewer import ANONYMOUS, Viewer
@@ -79,7 +79,8 @@ class Alert:
         """Return the JSON shape GET /alerts lists, as `viewer` may see it; `kind` is its rule's (None: the rule is gone).
 
         Readers without real names get a held_longer_than alert's user and borrow id as their Names show them, in
-        its message and key; readers who may not see the sources' details get only the kind of a source that is down.
+        its message and key; a source_down alert says only the source and its error's kind to them, and readers who may
+        not see the sources' details get no log's path.
         """
         row = {
             "rule": self.rule,
@@ -100,8 +101,9 @@ class Alert:
             if not viewer.names.real:
                 message = _held_message(self, viewer)
         elif kind == SOURCE_DOWN:
+            message = down_said(self.message, self.subject, viewer.sees_sources)
             if not viewer.sees_sources:
-                message, tool = _down_message(self), None
+                tool = None
         elif kind is None:
             message, tool = None, None  # its rule left the rules file: what its subject and message name is unknown
         return {**row, "tool": tool, "key": shown_key(self.key, kind, viewer), "message": message}
@@ -458,11 +460,3 @@ def _held_message(alert: Alert, viewer: Viewer) -> str | None:
         return None
     user = text[len(head) : len(text) - len(tail)]
     return held_text(tool, privacy.user(user, names), alert.value, alert.threshold, names.borrow_id(borrow_id))
-
-
-def _down_message(alert: Alert) -> str:
-    """Return what a source_down alert says to readers who may not see the sources' details: the kind of source only."""
-    kind = alert.message.partition(" ")[0]  # "{kind} {name} is down...": kinds are single words
-    if alert.subject is not None and kind.isalnum() and alert.message.startswith(f"{kind} {alert.subject} is down"):
-        return f"a {kind} source is down"
-    return "a source is down"

@@ -88,6 +88,11 @@ class Viewer:
         """True when this reader may see the sources' health details and the alerts' configuration."""
         return self.role == ADMIN
 
+    @property
+    def sees_errors(self) -> bool:
+        """True when this reader may read the sources' errors in full: a poll's output may name a user and a host."""
+        return self.role == ADMIN and self.names.real
+
 
 # Without --auth: everyone may see everything (names as --pseudonymize-users says); also outside a request.
 ANONYMOUS = Viewer(None, ADMIN)

@@ -6,6 +6,7 @@ from typing import Any
 
 from dash import no_update
 
+from dash_app import privacy
 from dash_app.auth.viewer import FULL, Names, Viewer, current_viewer
 from dash_app.callbacks.capacity import is_capacity
 from dash_app.callbacks.legend import hidden_in
@@ -121,7 +122,7 @@ class PageUpdater:
                 out[(output_id, "children")], has[output_id] = update
             else:
                 out[(output_id, "children")], has[output_id] = component_update(part, had.get(output_id))
-        strip = parts.sources_down(down_sources(self.state), now, detailed=viewer.sees_sources)
+        strip = parts.sources_down(privacy.sources(down_sources(self.state), viewer), now, detailed=viewer.sees_sources)
         if had.get("source-strip") != strip:
             out[("source-strip", "children")], out[("source-strip", "is_open")] = strip, bool(strip)
         has["source-strip"] = strip

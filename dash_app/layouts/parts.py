@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 from dash import html
 
+from dash_app.alerts.conditions import down_said
 from dash_app.alerts.rules import (
     DENIALS,
     EXPIRES_WITHIN,
@@ -110,8 +111,9 @@ SOURCES_LISTED = 5  # sources named in the strip; the rest are counted
 def sources_down(down, now, detailed=True):
     """Return the source strip's text for the sources that are down (their names are text, never markup), or "".
 
-    Without `detailed` (readers who may not see the sources' health details) only each source's kind is named:
-    no name (a log path, PORT@HOST) and no error.
+    `down` are GET /sources entries as the reader may see them (dash_app.privacy.sources). Without `detailed` (readers
+    who may not see the sources' health details) a source is named by its kind, and by its license server when its
+    error says which, and its error by its kind: no log path, no error's own words.
     """
     if not down:
         return ""
@@ -121,7 +123,9 @@ def sources_down(down, now, detailed=True):
         minutes = int(max(0.0, now - parse_iso(since)) // 60) if since else None
         how_long = f" for {minutes} min" if minutes is not None else ""
         if not detailed:
-            shown.append(f"{entry['kind']} source down{how_long}")
+            error = entry.get("error") or {}
+            named = f"{entry['kind']} {error['server']}" if error.get("server") else f"{entry['kind']} source"
+            shown.append(f"{named} down{how_long}" + (f" ({error['kind']})" if error else ""))
             continue
         error = f" ({entry['last_error']})" if entry.get("last_error") else ""
         shown.append(f"{entry['kind']} {entry['name']} down{how_long}{error}")
@@ -315,8 +319,9 @@ def alert_view(alert, kind, names=FULL, sees_sources=True):
 
     `kind` is its rule's kind (None when the rule is gone). Held-too-long messages name a user and a borrow id (which
     names a client host): readers without real names get them as `names` shows them. Source-down messages name the
-    source and its error: readers who may not see the sources' details get only the kind of source. Messages of
-    kinds not known here are shown only to readers who may see everything.
+    source and its error's kind: readers without real names get nothing more (conditions.down_said), and readers who
+    may not see the sources' details no log's path. Messages of kinds not known here are shown only to readers who may
+    see everything.
     """
     rule, subject, message = _field(alert, "rule"), _subject(alert), _field(alert, "message") or ""
     if kind in PLAIN_KINDS:
@@ -329,10 +334,9 @@ def alert_view(alert, kind, names=FULL, sees_sources=True):
             text = f"{rule} on {subject}" if subject else str(rule)
         return subject, text
     if kind == SOURCE_DOWN:
-        if sees_sources:
+        if sees_sources and names.real:
             return subject, message
-        source_kind = message.split(" ", 1)[0]  # "{kind} {name} is down...": kinds are single words
-        return None, f"a {source_kind} source is down" if source_kind.isalnum() else "a source is down"
+        return (subject if sees_sources else None), down_said(message, subject, sees_sources)
     if names.real and sees_sources:
         return subject, message
     return None, f"alert {rule}"

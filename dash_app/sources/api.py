@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from dash_app import privacy
 from dash_app.auth.viewer import current_viewer
 from dash_app.sources.flexlm import COUNTERS, follower_of
 from dash_app.sources.health import list_sources
@@ -13,27 +14,21 @@ from dash_app.web import ApiError
 bp = Blueprint("sources", __name__)
 
 
-# What a reader who may not see the sources' details sees of each: its kind and whether it is up. Names, paths, errors
-# (a poll's last error may quote a checkout line, user and host included), counters and features are admins' only.
-PUBLIC_FIELDS = ("kind", "state")
-
-
 @bp.get("/sources")
 def sources() -> Response:
-    entries = list_sources(get_state())
-    if not current_viewer().sees_sources:
-        entries = [{key: entry.get(key) for key in PUBLIC_FIELDS} for entry in entries]
-    return jsonify({"sources": entries})
+    """Every source and how it is doing, as the reader may see it (dash_app.privacy.sources)."""
+    return jsonify({"sources": privacy.sources(list_sources(get_state()), current_viewer())})
 
 
 @bp.get("/sources/flexlm")
 def flexlm_status() -> Response:
     """Every followed FlexLM log in detail (position, rotations, counters), with totals; for admins only."""
-    if not current_viewer().sees_sources:
+    viewer = current_viewer()
+    if not viewer.sees_sources:
         raise ApiError(403, "forbidden", "the FlexLM logs' details are shown to admins only")
     follower = follower_of(get_state())
     if follower is None:
         totals = dict.fromkeys(COUNTERS, 0)
         totals["open_borrows"] = 0
         return jsonify({"enabled": False, "logs": [], "totals": totals})
-    return jsonify(follower.snapshot())
+    return jsonify(privacy.flexlm_logs(follower.snapshot(), viewer))

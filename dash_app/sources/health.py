@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,48 @@ if TYPE_CHECKING:
 UP, DOWN, CATCHING_UP = "up", "down", "catching_up"
 COUNTERS = ("polls", "borrows", "returns", "denials", "malformed")
 
+# An error's kind is a short phrase of ours that quotes nothing a source printed, so every reader and every alert
+# recipient may be told it; its detail (a poll's last output line may be a checkout line: user and client host) is not.
+TIMEOUT, CANNOT_RUN, CRASHED = "timeout", "cannot run", "crashed"  # a poll's; and exit_status(N)
+OUTPUT_UNREADABLE, SERVER_DOWN = "output unreadable", "server down"  # a poll's answer: no report, or one saying so
+CANNOT_OPEN, NOT_A_FILE, READING_FAILED = "cannot open", "not a regular file", "reading failed"  # a FlexLM log's
+ERROR_KINDS = frozenset({TIMEOUT, CANNOT_RUN, OUTPUT_UNREADABLE, SERVER_DOWN, CRASHED, CANNOT_OPEN, NOT_A_FILE, READING_FAILED})
+_EXIT_STATUS = re.compile(r"exit status -?\d+")
+
+
+def exit_status(code: int) -> str:
+    """Return the error kind of a command that ended with exit status `code`."""
+    return f"exit status {code}"
+
+
+def is_error_kind(text: str) -> bool:
+    """True when `text` is one of our error kinds, not a source's own words."""
+    return text in ERROR_KINDS or _EXIT_STATUS.fullmatch(text) is not None
+
+
+def is_server_name(name: str | None) -> bool:
+    """True when a source's name is a license server's PORT@HOST (a FlexLM log's name is its path, admins' only)."""
+    port, at, host = (name or "").partition("@")
+    return bool(at) and port.isdigit() and bool(host)
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """What went wrong with a source: its kind, the license server (None for a log file), and the source's own words."""
+
+    kind: str  # one of ERROR_KINDS or an exit_status()
+    server: str | None = None
+    detail: str = ""  # one line as the source said it: shown to admins of real names only
+
+    @property
+    def text(self) -> str:
+        """Return the whole one-line error: its kind, then its detail."""
+        return f"{self.kind}: {self.detail}" if self.detail else self.kind
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON shape of GET /sources' `error`."""
+        return {"kind": self.kind, "server": self.server, "detail": self.detail}
+
 
 @dataclass
 class SourceHealth:
@@ -26,7 +69,7 @@ class SourceHealth:
     name: str  # the log path, PORT@HOST, ...
     state: str = UP
     last_ok: float | None = None
-    last_error: str | None = None
+    error: SourceError | None = None
     down_since: float | None = None
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     extra: dict[str, Any] = field(default_factory=dict)  # what a kind adds (a server's features and their expiry)
@@ -43,12 +86,18 @@ class SourceHealth:
         with self._lock:
             self.state, self.last_ok, self.down_since = UP, at, None
 
-    def failed(self, at: float, error: str) -> None:
+    @property
+    def last_error(self) -> str | None:
+        """Return the last error's whole text, or None."""
+        error = self.error
+        return error.text if error is not None else None
+
+    def failed(self, at: float, error: SourceError) -> None:
         """Note a failure at `at`: the source is down since its first failure in a row."""
         with self._lock:
             if self.state != DOWN:
                 self.down_since = at
-            self.state, self.last_error = DOWN, error
+            self.state, self.error = DOWN, error
 
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON shape GET /sources lists."""
@@ -59,6 +108,7 @@ class SourceHealth:
                 "state": self.state,
                 "last_ok": iso_utc(self.last_ok) if self.last_ok is not None else None,
                 "last_error": self.last_error,
+                "error": self.error.as_dict() if self.error is not None else None,
                 "down_since": iso_utc(self.down_since) if self.down_since is not None else None,
                 "counters": dict(self.counters),
                 **self.extra,
@@ -80,7 +130,8 @@ def _flexlm(services: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "name": log["path"],
                 "state": state_name,
                 "last_ok": log["last_event_at"],
-                "last_error": log["state"][len("error: ") :] if log["state"].startswith("error") else None,
+                "last_error": SourceError(**log["error"]).text if log.get("error") else None,
+                "error": log.get("error"),
                 "down_since": None,
                 "counters": {
                     "polls": 0,

@@ -18,7 +18,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dash_app.licenses.pool import LicensePool
-from dash_app.sources.health import SourceHealth
+from dash_app.sources.health import (
+    CANNOT_RUN,
+    CRASHED,
+    OUTPUT_UNREADABLE,
+    SERVER_DOWN,
+    TIMEOUT,
+    SourceError,
+    SourceHealth,
+    exit_status,
+)
 from dash_app.sources.observed import ObservedCheckouts
 from dash_app.sources.status import StatusReport, UnparsableOutput
 
@@ -53,7 +62,7 @@ class ServerPoll:
         try:
             report = self._ask(timeout, started)
         except PollFailed as failed:
-            self.health.failed(started, str(failed))
+            self.health.failed(started, failed.error)
             log.warning("%s %s: poll failed: %s", self.kind.kind, self.server, failed)
             return False
         applied = self.observed.apply(report.checkouts, started)
@@ -81,24 +90,28 @@ class ServerPoll:
         try:
             done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            raise PollFailed(f"no answer within {timeout:g} s") from None
+            raise PollFailed(SourceError(TIMEOUT, self.server, f"no answer within {timeout:g} s")) from None
         except OSError as exc:
-            raise PollFailed(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+            raise PollFailed(SourceError(CANNOT_RUN, self.server, f"{argv[0]}: {exc.strerror or exc}")) from None
         output = done.stdout[:MAX_OUTPUT_BYTES].decode("utf-8", "replace")
         if done.returncode != 0:
             last = _last_line(output) or _last_line(done.stderr.decode("utf-8", "replace"))
-            raise PollFailed(f"exit status {done.returncode}" + (f": {last}" if last else ""))
+            raise PollFailed(SourceError(exit_status(done.returncode), self.server, last))
         try:
             report = self.kind.parse(output, now)
         except UnparsableOutput as exc:
-            raise PollFailed(f"unreadable output: {exc}") from None
+            raise PollFailed(SourceError(OUTPUT_UNREADABLE, self.server, str(exc))) from None
         if not report.up:
-            raise PollFailed(report.error or "server down")
+            raise PollFailed(SourceError(SERVER_DOWN, self.server, report.error or ""))
         return report
 
 
 class PollFailed(Exception):
-    """A poll that tells nothing about what is held; the message is one line for GET /sources."""
+    """A poll that tells nothing about what is held: the error's kind, and one line of detail for admins."""
+
+    def __init__(self, error: SourceError) -> None:
+        super().__init__(error.text)
+        self.error = error
 
 
 def _last_line(text: str) -> str:
@@ -154,7 +167,7 @@ class ServerPoller:
                 server.poll(timeout=self.poll_seconds)
             except Exception as exc:  # noqa: BLE001 - one server's surprise must not stop the others or this thread
                 log.exception("%s %s: poll crashed", server.kind.kind, server.server)
-                server.health.failed(self.clock(), f"{type(exc).__name__}: {exc}")
+                server.health.failed(self.clock(), SourceError(CRASHED, server.server, f"{type(exc).__name__}: {exc}"))
 
         return self._executor.submit(run)
 

@@ -6,6 +6,7 @@ import os
 import stat
 from io import BufferedReader
 
+from dash_app.sources.health import CANNOT_OPEN, NOT_A_FILE, READING_FAILED, SourceError
 from dash_app.store.checkpoints import Position, fingerprint
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class LogTail:
         self.checkpoints = checkpoints
         self.store = store
         self.state = "waiting"
+        self.error: SourceError | None = None  # while the state is "error: ...": its kind apart from its detail
         self.offset = 0
         self.size = 0
         self.rotations = 0
@@ -60,15 +62,15 @@ class LogTail:
         try:
             fh = open(self.path, "rb")
         except FileNotFoundError:
-            self.state = "waiting"
+            self.state, self.error = "waiting", None
             return False
         except OSError as exc:
-            self._report(f"cannot open: {exc.strerror or exc}")
+            self._report(SourceError(CANNOT_OPEN, None, str(exc.strerror or exc)))
             return False
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
             fh.close()
-            self._report("not a regular file")
+            self._report(SourceError(NOT_A_FILE))
             return False
         self._fh, self._identity, self._partial, self._skipped = fh, (st.st_dev, st.st_ino), b"", None
         self.size, self.fp_len, self.fingerprint = st.st_size, 0, ""
@@ -86,23 +88,23 @@ class LogTail:
         self.offset = offset
         fh.seek(offset)
         self._refresh_fingerprint()
-        self.state = "following"
+        self.state, self.error = "following", None
         return True
 
     def fail(self, exc):
         """Close after an unexpected error; the next poll opens the file again at the saved position."""
-        problem = f"reading failed: {exc}"
+        problem = SourceError(READING_FAILED, None, str(exc))  # an exception's text may quote a line: user, host
         if problem != self._problem:
-            log.exception("log %s: %s", self.path, problem)
+            log.exception("log %s: %s", self.path, problem.text)
         self._problem = problem
-        self.state = f"error: {problem}"
+        self.state, self.error = f"error: {problem.text}", problem
         self.close()
 
     def _report(self, problem):
         if problem != self._problem:
-            log.error("log %s: %s", self.path, problem)
+            log.error("log %s: %s", self.path, problem.text)
         self._problem = problem
-        self.state = f"error: {problem}"
+        self.state, self.error = f"error: {problem.text}", problem
 
     @property
     def waiting_line(self):

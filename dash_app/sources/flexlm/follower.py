@@ -93,6 +93,7 @@ class FlexLMFollower:
                 {
                     "path": tail.path,
                     "state": tail.state,
+                    "error": tail.error.as_dict() if tail.error is not None else None,
                     "offset": tail.offset,
                     "size": tail.size,
                     "rotations": tail.rotations,
