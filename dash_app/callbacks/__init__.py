@@ -8,33 +8,20 @@ from dash_app.callbacks.legend import LEGEND_CHARTS, LEGEND_JS
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
 from dash_app.layouts.controls import view_from_query
 
-# Runs in the browser, so it still tells the truth when the server stops answering: the age of the last update.
-# Three missed refreshes open the stale banner and dim the page; the next update closes it. An update also
-# writes its view's query into the address bar, in place (no history entry per refresh).
-CONNECTION_STATUS_JS = """
-function(renderState, _n, interval, tzChoice) {
-    var ctx = window.dash_clientside.callback_context;
-    var mark = window.__dashAppLastUpdate || (window.__dashAppLastUpdate = {at: null});
-    var now = Date.now();
-    if (renderState && ctx.triggered.some(function (t) { return t.prop_id === 'render-state.data'; })) {
-        mark.at = now;
-        var query = renderState.query || '';
-        if (!window.location.pathname.endsWith('/capacity') && window.location.search !== query) {
-            window.history.replaceState(window.history.state, '', window.location.pathname + query);
-        }
+# Each refresh's answer hands the server's time of its data to assets/liveness.js, which judges the page's freshness
+# on its own timer (a Dash callback cannot: none runs while a refresh hangs), and writes its view's query into the
+# address bar, in place (no history entry per refresh).
+LAST_ANSWER_JS = """
+function(renderState) {
+    if (!renderState || typeof renderState.updated !== 'number') {
+        return window.dash_clientside.no_update;
     }
-    if (mark.at === null) {
-        return ['Connecting…', 'status-pill status-waiting', '', false, 'page'];
+    var query = renderState.query || '';
+    if (!window.location.pathname.endsWith('/capacity') && window.location.search !== query) {
+        window.history.replaceState(window.history.state, '', window.location.pathname + query);
     }
-    var age = Math.max(0, Math.round((now - mark.at) / 1000));
-    if (now - mark.at <= 3 * interval + 1000) {
-        return ['Live · updated ' + age + ' s ago', 'status-pill status-live', '', false, 'page'];
-    }
-    var options = {hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false};
-    if (tzChoice === 'UTC') { options.timeZone = 'UTC'; }
-    var since = new Date(mark.at).toLocaleTimeString('en-GB', options) + (tzChoice === 'UTC' ? ' UTC' : '');
-    return ['No updates for ' + age + ' s', 'status-pill status-stale', 'No data since ' + since + '; retrying',
-            true, 'page page-stale'];
+    var view = renderState.view || [];
+    return JSON.stringify({at: renderState.updated, zone: view[2] || null});
 }
 """
 
@@ -59,19 +46,7 @@ def register_callbacks(app, state):
         State("legend-hidden", "data"),
         State("url", "pathname"),
     )(updater.__call__)
-    app.clientside_callback(
-        CONNECTION_STATUS_JS,
-        Output("connection-status", "children"),
-        Output("connection-status", "className"),
-        Output("stale-banner", "children"),
-        Output("stale-banner", "is_open"),
-        # `class_name`: dbc prefers it over `className`, so writing `className` would change nothing.
-        Output("page", "class_name"),
-        Input("render-state", "data"),
-        Input("refresh", "n_intervals"),
-        State("refresh", "interval"),
-        State("tz-select", "value"),
-    )
+    app.clientside_callback(LAST_ANSWER_JS, Output("last-answer", "children"), Input("render-state", "data"))
     app.clientside_callback(BROWSER_TZ_JS, Output("browser-tz", "data"), Input("url", "pathname"))
     app.clientside_callback(
         LEGEND_JS,

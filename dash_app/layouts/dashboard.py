@@ -1,5 +1,7 @@
 """The dashboard page: a navbar with the controls, metric cards, the overview and tool sections, recent events."""
 
+from typing import Any
+
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
@@ -39,8 +41,7 @@ def status_pill():
         # Badge puts a colour outside Bootstrap's names into its inline style; a CSS variable lets each
         # status class (see assets/style.css) choose the background.
         color="var(--status-bg)",
-        # `className`, not `class_name`: the clientside callback writes `className`, and Badge prefers
-        # `class_name` when both are set, so an initial `class_name` would hide every later status.
+        # assets/liveness.js sets the text and swaps the status class on its own timer; no callback writes them.
         className="status-pill status-waiting",
     )
 
@@ -235,9 +236,17 @@ def activity():
     )
 
 
-def stale_banner():
-    """Return the banner the status callback opens when refreshes stop arriving."""
-    return dbc.Alert(id="stale-banner", color="warning", is_open=False, class_name="stale-banner mb-3")
+def stale_slot():
+    """Return the place where assets/liveness.js shows the `stale-banner` while the server does not answer."""
+    # Empty for React: the script owns what goes in it, so no re-render takes its banner away.
+    return html.Div(id="stale-slot")
+
+
+def last_answer(refresh_ms):
+    """Return the hidden element that holds the server's time of the newest answer, and the refresh interval."""
+    # A clientside callback writes each answer's time here; assets/liveness.js reads it on its own timer.
+    interval: dict[str, Any] = {"data-refresh-ms": str(refresh_ms)}  # a data-* name is no Python keyword
+    return html.Div(id="last-answer", hidden=True, **interval)
 
 
 def alerts_banner():
@@ -272,7 +281,7 @@ def layout(state):
             header(tools),
             dbc.Container(
                 [
-                    stale_banner(),
+                    stale_slot(),
                     source_strip(),
                     alerts_banner(),
                     html.Div(
@@ -293,6 +302,7 @@ def layout(state):
                 class_name="page",
             ),
             dcc.Interval(id="refresh", interval=state.config.refresh_ms),
+            last_answer(state.config.refresh_ms),
             # The view lives in the URL (?tool=&window=&tz=): read once on load, then rewritten in place.
             dcc.Location(id="url", refresh=False),
             # The browser's time zone, read on load.
