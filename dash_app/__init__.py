@@ -17,6 +17,7 @@ from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.callbacks import register_callbacks
 from dash_app.compression import register_compression
 from dash_app.config import Config
+from dash_app.dash_routes import register_dash_routes
 from dash_app.eventlog.setup import PERSISTER, build_shared
 from dash_app.layouts import dashboard
 from dash_app.licenses import LicensePool, SeriesNames, load_inventory
@@ -177,6 +178,7 @@ def create_app(config: Config | dict | None = None) -> dash.Dash:
     end_streams_on_worker_exit(state.stream)
     app.layout = dashboard.layout(state)
     register_callbacks(app, state)
+    register_dash_routes(app)  # last: it reads every route and callback
 
     state.start()
     return app

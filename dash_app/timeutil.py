@@ -6,6 +6,10 @@ from datetime import datetime
 
 # Events further in the future than this are refused: clocks drift, but not by minutes.
 MAX_CLOCK_SKEW_SECONDS = 5.0
+# The instants a query may name: from the store's epoch (it counts seconds since 1970-01-01 UTC) to the last second
+# an ISO 8601 four-digit year can write. Past either end a period cannot be stored, looked up or written back.
+EARLIEST_EPOCH = 0.0
+LATEST_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 def to_epoch(timestamp: object, now: float) -> float:
@@ -48,6 +52,18 @@ def parse_iso(text: str) -> float:
     if parsed.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone")
     return parsed.timestamp()
+
+
+def instant_problem(epoch_seconds: float) -> str | None:
+    """Return why `epoch_seconds` is no instant a query may name (outside EARLIEST_EPOCH..LATEST_EPOCH), or None."""
+    if EARLIEST_EPOCH <= epoch_seconds <= LATEST_EPOCH:  # NaN fails it too
+        return None
+    return f"must be between {iso_second(EARLIEST_EPOCH)} and {iso_second(LATEST_EPOCH)}"
+
+
+def iso_second(epoch_seconds: float) -> str:
+    """Format epoch seconds as `YYYY-MM-DDTHH:MM:SSZ`, truncated to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.floor(epoch_seconds)))
 
 
 def first_minute_at_or_after(epoch_seconds: float) -> int:

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, Response, jsonify, request
 from gunicorn.http.errors import NoMoreData, ParseException
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from dash_app.events import name_problem
 from dash_app.state import get_state
@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 MAX_CALLBACK_BODY_BYTES = 1024 * 1024  # Dash's callback requests carry the page's inputs and state
 DASH_ROUTES_PREFIX = "/_dash-"
-CALLBACK_ROUTE = "/_dash-update-component"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,11 +57,9 @@ def register_request_guards(server: Flask) -> None:
             # Werkzeug cuts a chunked body at the limit without a word; one byte more means it was too large.
             if len(request.get_data(cache=True)) >= limit and request.environ["wsgi.input"].read(1):
                 raise ApiError(413, "body_too_large", f"body: at most {limit} bytes")
-        if request.method == "POST" and request.path == CALLBACK_ROUTE:
-            check_callback_payload(request.get_json(silent=True))  # parsed once; Dash reads the cached body
 
     server.register_error_handler(ApiError, lambda exc: error_response(exc.status, exc.error, exc.detail))
-    server.register_error_handler(HTTPException, _http_error)
+    server.register_error_handler(HTTPException, http_error)
     # The server reads a chunked body while the app asks for it: a malformed one surfaces here, mid-request.
     server.register_error_handler(ParseException, _malformed_body)
     server.register_error_handler(NoMoreData, _malformed_body)
@@ -71,29 +68,16 @@ def register_request_guards(server: Flask) -> None:
         server.register_error_handler(kind, _database_down)
 
 
-def check_callback_payload(body: object) -> None:
-    """Raise ApiError 400 unless `body` has the shape of a Dash callback request (Dash itself would crash on it)."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_input", "body: expected a JSON object")
-    if not isinstance(body.get("output"), str):
-        raise ApiError(400, "invalid_input", "output: must be a string")
-    if not isinstance(body.get("outputs"), (dict, list)):
-        raise ApiError(400, "invalid_input", "outputs: must be an object or a list")
-    for field in ("inputs", "changedPropIds", "state"):
-        if not isinstance(body.get(field, []), list):
-            raise ApiError(400, "invalid_input", f"{field}: must be a list")
-    for field in ("inputs", "state"):
-        for item in body.get(field, []):
-            items = item if isinstance(item, list) else [item]  # pattern-matching inputs come as lists
-            if not all(isinstance(i, dict) and "id" in i and isinstance(i.get("property"), str) for i in items):
-                raise ApiError(400, "invalid_input", f"{field}: each entry needs an id and a property")
-
-
-def _http_error(exc: HTTPException) -> Response:
+def http_error(exc: HTTPException) -> Response:
+    """Answer a Werkzeug HTTP error (404, 405, ...) as JSON; a 405 says in Allow which methods the path takes."""
     if exc.code == 413:
         return error_response(413, "body_too_large", f"body: at most {request.max_content_length} bytes")
     name = (exc.name or "error").lower().replace(" ", "_")
-    return error_response(exc.code or 500, name, exc.description or name)
+    response = error_response(exc.code or 500, name, exc.description or name)
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        # OPTIONS is answered on every path, so naming it says nothing.
+        response.headers["Allow"] = ", ".join(sorted(set(exc.valid_methods) - {"OPTIONS"}))
+    return response
 
 
 def _database_down(exc: Exception) -> Response:

@@ -8,12 +8,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dash_app.analytics.capacity import Spec
 from dash_app.analytics.runners import AnalysisProcess, InProcessRunner, Runner
 from dash_app.store.sessions import data_version
+from dash_app.timeutil import EARLIEST_EPOCH, instant_problem
+from dash_app.timeutil import iso_second as iso
 
 if TYPE_CHECKING:
     from dash_app.config import Config
@@ -39,7 +41,11 @@ def parse_time(field: str, text: str) -> float:
         raise PeriodError(f"{field}: not an ISO 8601 time") from None
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise PeriodError(f"{field}: must name its time zone (for example 2026-11-01T00:00:00Z)")
-    return moment.timestamp()
+    seconds = moment.timestamp()
+    problem = instant_problem(seconds)  # 0001-01-01T00:00:00+14:00 parses, but is in the year 0 in UTC
+    if problem is not None:
+        raise PeriodError(f"{field}: {problem}")
+    return seconds
 
 
 def period_of(args: Mapping[str, str], now: float, longest: float, default_window: float = DEFAULT_WINDOW) -> tuple[float, float]:
@@ -62,6 +68,8 @@ def period_of(args: Mapping[str, str], now: float, longest: float, default_windo
         if not math.isfinite(window) or not 60 <= window <= longest:
             raise PeriodError(f"window: must be between 60 and {int(longest)} seconds")
         start = end - window
+        if instant_problem(start) is not None:
+            raise PeriodError(f"to: with this window the period starts before {iso(EARLIEST_EPOCH)}")
     if start >= end:
         raise PeriodError("from: must be before to (and before now)")
     if end - start > longest + 86400:
@@ -95,11 +103,6 @@ class Report:
     def period(self) -> dict[str, str]:
         """Return the period as the API shows it: ISO times in UTC."""
         return {"from": iso(self.start), "to": iso(self.end)}
-
-
-def iso(epoch: float) -> str:
-    """Return `YYYY-MM-DDTHH:MM:SSZ` of epoch seconds."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class CapacityService:

@@ -1,7 +1,7 @@
 """Callbacks of the Capacity view: which view the address shows, the period's figures, one tool's curves, the CSV."""
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo
 
@@ -16,9 +16,14 @@ from dash_app.layouts.capacity import DEFAULT_PERIOD, PERIODS
 from dash_app.layouts.controls import time_zone
 from dash_app.layouts.dashboard import HIDDEN, SHOWN
 from dash_app.layouts.parts import money
+from dash_app.timeutil import EARLIEST_EPOCH, LATEST_EPOCH
+from dash_app.web import ApiError
 
 CAPACITY_PATH = "/capacity"
 PERIOD_VALUES = {value for value, _ in PERIODS}
+# The days a range may name: those the store's instants fall on; the last day's period ends at the next midnight.
+FIRST_DATE = datetime.fromtimestamp(EARLIEST_EPOCH, UTC).date()
+LAST_DATE = datetime.fromtimestamp(LATEST_EPOCH, UTC).date() - timedelta(days=1)
 
 # Writes the Capacity view's query into the address bar in place, while the address is the Capacity view's.
 CAPACITY_QUERY_JS = """
@@ -42,7 +47,7 @@ def view_from_query(search, tools):
     first = {key: values[0] for key, values in query.items()}
     tool = first.get("tool") if first.get("tool") in tools else None
     start_date, end_date = first.get("from"), first.get("to")
-    if start_date and end_date and _date(start_date) and _date(end_date) and start_date <= end_date:
+    if start_date and end_date and _stored_date(start_date) and _stored_date(end_date) and start_date <= end_date:
         return "range", start_date, end_date, tool
     choice = first.get("period") or first.get("window") or DEFAULT_PERIOD
     return (choice if choice in PERIOD_VALUES and choice != "range" else DEFAULT_PERIOD), None, None, tool
@@ -67,6 +72,28 @@ def _date(text):
         return datetime.strptime(text[:10], "%Y-%m-%d").date()
     except (TypeError, ValueError):
         return None
+
+
+def _stored_date(text):
+    day = _date(text)
+    return day if day is not None and FIRST_DATE <= day <= LAST_DATE else None
+
+
+def checked_period(choice, start_date, end_date):
+    """Return the period choice the controls' values make, or raise ApiError 400 for values the controls cannot send.
+
+    A choice that is no period's falls back to the default; a date the picker holds but no store can (year 9999) is
+    refused, naming the control.
+    """
+    if choice is not None and not isinstance(choice, str):
+        raise ApiError(400, "invalid_input", "capacity-period: must be one of the periods")
+    for value in (start_date, end_date):
+        if value is not None and not isinstance(value, str):
+            raise ApiError(400, "invalid_input", "capacity-range: dates must be text, as YYYY-MM-DD")
+    choice = choice if choice in PERIOD_VALUES else DEFAULT_PERIOD
+    if choice == "range" and any(_date(value) and not _stored_date(value) for value in (start_date, end_date)):
+        raise ApiError(400, "invalid_input", f"capacity-range: dates must be between {FIRST_DATE} and {LAST_DATE}")
+    return choice
 
 
 def period_for(choice, start_date, end_date, now, zone, longest):
@@ -179,7 +206,9 @@ def register_capacity_callbacks(app, state):
         """Run (or take from the cache) the period's report and the picked tool's curves."""
         if not is_capacity(pathname):
             return (no_update,) * 12
-        choice = choice if choice in PERIOD_VALUES else DEFAULT_PERIOD
+        choice = checked_period(choice, start_date, end_date)
+        if tool is not None and not isinstance(tool, str):
+            raise ApiError(400, "invalid_input", "capacity-tool: must be a tool name")
         zone = time_zone(tz_choice, browser_zone)
         range_box = SHOWN if choice == "range" else HIDDEN
         query = query_for(choice, start_date, end_date, tool)
@@ -237,7 +266,7 @@ def register_capacity_callbacks(app, state):
     def download(_clicks, choice, start_date, end_date, tz_choice, browser_zone):
         """Send the table of the period as CSV."""
         zone = time_zone(tz_choice, browser_zone)
-        choice = choice if choice in PERIOD_VALUES else DEFAULT_PERIOD
+        choice = checked_period(choice, start_date, end_date)
         period = period_for(choice, start_date, end_date, time.time(), zone, service.longest)
         if period is None:
             return no_update
