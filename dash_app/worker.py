@@ -56,6 +56,8 @@ MAX_CHUNK_LINE = 1024
 # closing, so unread request bytes do not turn the close into a reset that truncates the response (RFC 9112 9.6).
 LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 64 * 1024
+# Connections accepted at most per wake-up of the loop, so a burst of them does not keep the loop from the rest.
+ACCEPT_BATCH = 64
 # Out of file descriptors: stop accepting this long, rather than end the worker and its in-memory buffer.
 ACCEPT_PAUSE_SECONDS = 0.5
 # Descriptors kept beyond the connections: the SQLite database, logs, pipes, the listening sockets.
@@ -302,6 +304,14 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         super().set_accept_enabled(enabled)
 
     def accept(self, listener):
+        # Several a wake-up, as nginx's multi_accept: after a burst of connections (held clients cut at their
+        # deadline all reconnect at once) one accept per pass of the loop would keep the page's in the queue longer.
+        for _ in range(ACCEPT_BATCH):
+            if not self.accept_one(listener):
+                break
+
+    def accept_one(self, listener):
+        """Accept one connection and start reading its request; return whether to go on accepting now."""
         try:
             client_sock, client_addr = listener.accept()
         except OSError as exc:
@@ -311,7 +321,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
                 self.set_accept_enabled(False)
             elif exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
-            return
+            return False
         self.nr_conns += 1
         deadline = time.monotonic() + self.header_timeout
         conn = HeadConn(self.cfg, client_sock, client_addr, listener.getsockname(), deadline, self.linger)
@@ -322,6 +332,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         if self.nr_conns >= self.worker_connections:
             # gthread would stop accepting now, and new clients would wait in the listen queue for a free slot.
             self.shed_oldest(conn)
+        return self.nr_conns < self.worker_connections
 
     def shed_oldest(self, newest):
         """Close the oldest connection still sending its request (else lingering, else kept alive), to keep accepting."""
