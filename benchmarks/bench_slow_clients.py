@@ -114,7 +114,7 @@ def run_loaded(server, seconds, partial, streams, bodies):
     try:
         if not ready.wait(timeout=300):
             raise RuntimeError("the slow clients did not start")
-        clients = json_get(server.port, "/realtime/stream/clients")["clients"]
+        clients = json_get(server.port, "/realtime/stream/clients")["clients"] if streams else 0
         latencies, failed = measure(server.port, seconds)
         stop.set()
         counts = receiver.recv() if receiver.poll(60) else {}
