@@ -85,11 +85,6 @@ def dashboard_config(app):
     return config
 
 
-def header_timeout_for(app) -> float:
-    """Return the header timeout of the app gunicorn serves."""
-    return dashboard_config(app).header_timeout
-
-
 def head_end(data: bytearray, start: int = 0) -> int:
     """Return the index just past the blank line that ends a request head in `data` (searched from `start`), or -1."""
     # A bare-LF blank line counts too: gunicorn's parser rejects it, at once rather than at the deadline.
