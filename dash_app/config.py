@@ -147,6 +147,14 @@ SETTINGS = [
         0.5,
     ),
     Setting(
+        "max_connections",
+        "DASH_APP_MAX_CONNECTIONS",
+        int,
+        "--max-connections",
+        "connections held open at once; past it the oldest not yet sent a whole request is closed",
+        16,
+    ),
+    Setting(
         "currency", "DASH_APP_CURRENCY", _currency, "--currency", "currency shown with every cost, e.g. EUR (none by default)"
     ),
     Setting(
@@ -272,6 +280,7 @@ class Config:
     history_days: float = 30.0
     max_unknown_tools: int = 50
     header_timeout: float = 10.0
+    max_connections: int = 10_000
     currency: str = ""
     billing_days: int = 30
     flexlm_logs: tuple[str, ...] = ()

@@ -10,16 +10,14 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-# gthread with a deadline on request heads; the Procfile names the same class (see dash_app/worker.py for why).
+# gthread that reads whole requests under a deadline; the Procfile names the same class (see dash_app/worker.py).
 WORKER_CLASS = "dash_app.worker.HeadTimeoutWorker"
-# Connections one worker may hold: streams, kept-alive and slow clients cost a descriptor each, not a thread.
-WORKER_CONNECTIONS = 4096
 
 
 class DashboardServer(BaseApplication):
     """gthread workers (one, or --workers on --redis): each holds a buffer, and each open stream holds a thread.
 
-    The worker is HeadTimeoutWorker, gthread that reads request heads in its event loop under a total deadline
+    The worker is HeadTimeoutWorker, gthread that reads whole requests in its event loop under a total deadline
     (`header_timeout`), so clients that send half a request and hold it cost no thread.
     """
 
@@ -34,7 +32,8 @@ class DashboardServer(BaseApplication):
         # One worker holds the buffer and the pool; more share them through Redis (config refuses them otherwise).
         self.cfg.set("workers", config.workers)
         self.cfg.set("threads", config.threads)
-        self.cfg.set("worker_connections", max(WORKER_CONNECTIONS, config.threads * 2))
+        # Streams, kept-alive and slow clients cost a descriptor each, not a thread; the worker takes the same figure.
+        self.cfg.set("worker_connections", config.max_connections)
         # Streams are long requests; gthread's timeout only watches the worker's heartbeat.
         self.cfg.set("timeout", 60)
         self.cfg.set("graceful_timeout", 5)

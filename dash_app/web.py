@@ -43,12 +43,17 @@ def error_response(status: int, error: str, detail: str) -> Response:
     return response
 
 
+def body_limit(path: str) -> int:
+    """Return the most body bytes a request to `path` may carry (the server reads no more before the app answers)."""
+    return MAX_CALLBACK_BODY_BYTES if path.startswith(DASH_ROUTES_PREFIX) else MAX_BODY_BYTES
+
+
 def register_request_guards(server: Flask) -> None:
     """Limit every request's body before it is read, and answer every HTTP error as JSON."""
 
     @server.before_request
     def limit_body() -> None:
-        limit = MAX_CALLBACK_BODY_BYTES if request.path.startswith(DASH_ROUTES_PREFIX) else MAX_BODY_BYTES
+        limit = body_limit(request.path)
         # Checked on the header first, so a large body is refused unread; a chunked body is cut at the limit.
         request.max_content_length = limit
         if request.content_length is not None and request.content_length > limit:

@@ -1,38 +1,44 @@
-"""The gunicorn worker class of `python -m dash_app` and the Procfile: gthread, with a deadline on every request head.
+"""The gunicorn worker class of `python -m dash_app` and the Procfile: gthread, with a deadline on every request.
 
 Why a worker of our own: gunicorn's gthread worker gives a connection a thread as soon as its first byte arrives,
-and that thread then waits, with no time limit, for the rest of the request line and headers. A few hundred
-clients that send half a request and hold it take every thread, and the page and the API wait for as long as they
-are held. gunicorn has no setting for it, and the thread pool is the only place requests are served.
+and that thread then waits, with no time limit, for the rest of the request: its line, headers and body. A few
+hundred clients that send half a request and hold it take every thread, and the page and the API wait for as long
+as they are held. gunicorn has no setting for it, and the thread pool is the only place requests are served.
 
-So this worker reads each request head in its event loop, with non-blocking reads, and hands the connection to a
-thread only once the blank line that ends the head has arrived: a held partial request costs a file descriptor and
-a few KB, never a thread. Every head has a total deadline, `header_timeout` seconds (`--header-timeout`,
-`DASH_APP_HEADER_TIMEOUT`, default 10) from the accept, or on a kept-alive connection from the first byte of its
-next request: a client still short of its blank line then is closed, however it paces its bytes. Once the head is
-parsed the deadline is lifted, so request bodies and long SSE streams are not limited by it. Idle kept-alive
-connections wait in the loop as before, for gunicorn's `keepalive` (2 s).
+So this worker reads each request in its event loop, with non-blocking reads, and hands the connection to a thread
+only once the whole request has arrived: the head up to its blank line, then a body of the Content-Length it
+announces or a chunked body up to its last chunk, as long as the body is within what the route accepts (64 KiB,
+1 MiB for Dash's callbacks; a larger one is handed over at once, and the app refuses it unread). A held partial
+request costs a file descriptor and its bytes, never a thread. Every request has one total deadline,
+`header_timeout` seconds (`--header-timeout`, `DASH_APP_HEADER_TIMEOUT`, default 10) from the accept, or on a
+kept-alive connection from the first byte of its next request: a client still short of its blank line then is
+closed, and one still short of its body is answered 408, however it paces its bytes. Responses and long SSE
+streams are not limited by it. Idle kept-alive connections wait in the loop as before, for gunicorn's `keepalive`.
 
-A head that cannot be read in the loop (gunicorn's own TLS, HTTP/2 prior knowledge, a request pipelined behind
-another, a head over 64 KiB) is read by its thread as gthread does, with every read bounded by what is left of the
-same deadline. A connection closed after its response lingers in the loop, not in a blocking read on the loop's
-thread, so a client that never closes its end cannot stall the loop. And the worker raises its soft limit on file
-descriptors to what `worker_connections` needs, and pauses accepting when it runs out of them instead of dying
-with the buffer.
+The worker holds up to `max_connections` connections (`--max-connections`, default 10,000) and raises its soft
+limit on file descriptors to match. At the limit it does not stop accepting, which would leave new clients (the
+page's among them) in the listen queue until a held one times out: it closes the oldest connection that has not
+yet sent a whole request (else the oldest lingering or idle kept-alive one) and logs one line per burst of them.
 
-This bounds slow request heads; it does not make the server safe to expose on its own (slow request bodies still
-hold a thread, up to the 64 KiB the API accepts): the production setup puts nginx in front (see `deploy/`).
+A request that cannot be read in the loop (gunicorn's own TLS, HTTP/2 prior knowledge, a request pipelined behind
+another, a head over 64 KiB) is read by its thread as gthread does, its head under what is left of the same
+deadline. A connection closed after its response lingers in the loop, not in a blocking read on the loop's thread,
+so a client that never closes its end cannot stall the loop. An over-long request line is answered 414, and
+too-large headers 431, with the API's JSON error body rather than gunicorn's HTML page.
 """
 
 import errno
+import json
 import resource
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from functools import partial
+from urllib.parse import urlsplit
 
 from gunicorn import util
-from gunicorn.http.errors import NoMoreData
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine, NoMoreData
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.http2 import negotiation
@@ -40,37 +46,122 @@ from gunicorn.workers import gthread
 
 # One read of a head in the loop; a head is usually under 1 KB.
 HEAD_READ_SIZE = 16 * 1024
+# One read of a body in the loop: bodies go up to the route's limit (1 MiB for Dash's callbacks).
+BODY_READ_SIZE = 64 * 1024
 # A head not complete at this size goes on in a thread, still under its deadline: buffers in the loop stay small.
 MAX_LOOP_HEAD = 64 * 1024
+# A chunk-size line longer than this is not one a client means: the thread's parser refuses it.
+MAX_CHUNK_LINE = 1024
 # After a response with "Connection: close": how long, and how much, to read what the client still sends before
 # closing, so unread request bytes do not turn the close into a reset that truncates the response (RFC 9112 9.6).
 LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 64 * 1024
+# Connections accepted at most per wake-up of the loop, so a burst of them does not keep the loop from the rest.
+ACCEPT_BATCH = 64
 # Out of file descriptors: stop accepting this long, rather than end the worker and its in-memory buffer.
 ACCEPT_PAUSE_SECONDS = 0.5
-# Descriptors kept beyond worker_connections: the SQLite database, logs, pipes, the listening sockets.
+# Descriptors kept beyond the connections: the SQLite database, logs, pipes, the listening sockets.
 SPARE_DESCRIPTORS = 128
+# At the connection limit, one log line per this many seconds however many connections are closed for it.
+SHED_LOG_SECONDS = 10.0
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# The body a request will have, as the loop reads it: none (hand it over now), or chunked up to its last chunk.
+NO_BODY = -1
+CHUNKED = -2
 
 
 class HeadTimeout(NoMoreData):
     """The client did not finish its request head before the deadline (gunicorn closes it like a hang-up)."""
 
 
-def header_timeout_for(app) -> float:
-    """Return the header timeout of the app gunicorn serves: its dashboard Config, else the environment's."""
+def dashboard_config(app):
+    """Return the Config of the app gunicorn serves: its dashboard Config, else the environment's."""
     config = getattr(app, "dashboard_config", None)
     if config is None:
         # The Procfile's gunicorn: dash_app.wsgi reads its configuration from the environment, and so does this.
         from dash_app.config import from_env
 
         config = from_env()
-    return config.header_timeout
+    return config
 
 
-def head_complete(data: bytearray, start: int = 0) -> bool:
-    """Return True when `data` holds a blank line at or after `start`, the end of a request head."""
+def head_end(data: bytearray, start: int = 0) -> int:
+    """Return the index just past the blank line that ends a request head in `data` (searched from `start`), or -1."""
     # A bare-LF blank line counts too: gunicorn's parser rejects it, at once rather than at the deadline.
-    return data.find(b"\n\r\n", start) >= 0 or data.find(b"\n\n", start) >= 0
+    ends = [i + n for i, n in ((data.find(b"\n\r\n", start), 3), (data.find(b"\n\n", start), 2)) if i >= 0]
+    return min(ends) if ends else -1
+
+
+def json_error(status: int, reason: str, error: str, detail: str) -> bytes:
+    """Return a whole HTTP/1.1 response that closes the connection, with the API's JSON error body."""
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def body_plan(head: bytes, body_limit: Callable[[str], int]) -> tuple[int, int, bool]:
+    """Return the body's length (or NO_BODY, CHUNKED), its route's limit, and whether the client awaits 100 Continue.
+
+    Only what the loop needs to know how long to wait: gunicorn's parser in the thread still reads and checks the
+    head, so anything unusual here (two lengths, an unknown coding, a bare LF) is NO_BODY and the parser answers it.
+    """
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or b"\n" in head.replace(b"\r\n", b""):
+        return NO_BODY, 0, False
+    target = parts[1].decode("latin-1")
+    path = target.split("?", 1)[0] if target.startswith("/") else urlsplit(target).path
+    lengths, codings, expect = set(), [], False
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        name, value = name.strip().lower(), value.strip()
+        if name == b"content-length":
+            lengths.add(value)
+        elif name == b"transfer-encoding":
+            codings += [c.strip().lower() for c in value.split(b",")]
+        elif name == b"expect":
+            expect = value.lower() == b"100-continue" and parts[2] == b"HTTP/1.1"
+    limit = body_limit(path)
+    if codings:
+        return (CHUNKED if codings == [b"chunked"] else NO_BODY), limit, expect
+    if len(lengths) != 1:
+        return NO_BODY, limit, False
+    length = lengths.pop()
+    if not length.isdigit() or int(length) > limit:
+        return NO_BODY, limit, False  # the parser refuses a bad length, the app a body over its limit (unread)
+    return int(length), limit, expect and int(length) > 0
+
+
+def chunked_end(data: bytearray, pos: int, size_left: int) -> tuple[int | None, int, int]:
+    """Walk complete chunks of a chunked body from `pos`; return (index past its end or None, next pos, size left).
+
+    The end is -1 when the body is malformed or over `size_left` bytes: the thread's parser and the app answer it.
+    """
+    while True:
+        eol = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE)
+        if eol < 0:
+            return (-1 if len(data) - pos >= MAX_CHUNK_LINE else None), pos, size_left
+        size_text = bytes(data[pos:eol]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return -1, pos, size_left
+        if size == 0:
+            # The last chunk, then trailer fields up to a blank line (usually none).
+            if data[eol + 2 : eol + 4] == b"\r\n":
+                return eol + 4, pos, size_left
+            trailers = data.find(b"\r\n\r\n", eol)
+            return (trailers + 4 if trailers >= 0 else None), pos, size_left
+        if size > size_left:
+            return -1, pos, size_left
+        if len(data) < eol + 2 + size + 2:
+            return None, pos, size_left
+        pos, size_left = eol + 2 + size + 2, size_left - size
 
 
 class DeadlineUnreader(SocketUnreader):
@@ -101,7 +192,7 @@ class DeadlineUnreader(SocketUnreader):
 
 
 class HeadConn(gthread.TConn):
-    """A gthread connection with the bytes of its head read so far and the deadline for the rest."""
+    """A gthread connection with the bytes of its request read so far and the deadline for the rest."""
 
     def __init__(self, cfg, sock, client, server, deadline, linger):
         super().__init__(cfg, sock, client, server)
@@ -109,6 +200,15 @@ class HeadConn(gthread.TConn):
         self.head_deadline = deadline
         self.head_timed_out = False
         self._linger = linger
+        self.new_request()
+
+    def new_request(self):
+        """Forget the previous request's reading state: the next one starts with its head."""
+        self.head_end = -1  # index past the head's blank line, once it has come
+        self.request_end: int | None = None  # index past the body, once known
+        self.chunk_pos = 0  # a chunked body: where its next chunk starts
+        self.chunk_room = 0  # a chunked body: bytes it may still carry
+        self.sent_continue = False
 
     def init(self):
         if self.initialized:
@@ -131,7 +231,7 @@ class HeadConn(gthread.TConn):
         unreader.deadline = self.head_deadline
 
     def lift_head_deadline(self):
-        """The head is parsed: the body and the response are not bound by its deadline."""
+        """The head is parsed: the response is not bound by its deadline (the body was read in the loop)."""
         self.head_deadline = None
         if isinstance(self.parser, RequestParser) and isinstance(self.parser.unreader, DeadlineUnreader):
             self.parser.unreader.lift()
@@ -145,26 +245,36 @@ class HeadConn(gthread.TConn):
 
 
 class HeadTimeoutWorker(gthread.ThreadWorker):
-    """gthread that reads request heads in its event loop under a total deadline (see the module docstring)."""
+    """gthread that reads whole requests in its event loop under a total deadline (see the module docstring)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.header_timeout = 10.0
-        # Connections whose head is being read in the loop, in deadline order (each gets now + header_timeout).
+        self.body_limit: Callable[[str], int] = lambda _path: 0
+        # Connections whose request is being read in the loop, in deadline order (each gets now + header_timeout).
         self.heads = {}
         # Closed connections draining what their client still sends: socket -> deadline, in deadline order.
         self.lingering = {}
         self._accept_paused_until = 0.0
         self._stop_deadline = None
+        self._shed = 0
+        self._shed_logged_at = float("-inf")
 
     def init_process(self):
-        self.header_timeout = header_timeout_for(self.app)
+        # Imported here, after the fork: the app's modules load in the worker, as serve.py's load() does.
+        from dash_app.web import body_limit
+
+        config = dashboard_config(self.app)
+        self.header_timeout = config.header_timeout
+        self.body_limit = body_limit
+        self.worker_connections = config.max_connections
+        self.max_keepalived = max(0, self.worker_connections - self.cfg.threads)
         self.raise_descriptor_limit()
         super().init_process()
 
     def raise_descriptor_limit(self):
-        """Raise the soft limit on open files to what worker_connections needs (as nginx's worker_rlimit_nofile)."""
-        needed = int(self.cfg.worker_connections) + SPARE_DESCRIPTORS
+        """Raise the soft limit on open files to what the connections need (as nginx's worker_rlimit_nofile)."""
+        needed = int(self.worker_connections) + SPARE_DESCRIPTORS
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY or soft >= needed:
             return
@@ -176,6 +286,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             pass
         if soft < needed:
             self.worker_connections = max(1, soft - SPARE_DESCRIPTORS)
+            self.max_keepalived = max(0, self.worker_connections - self.cfg.threads)
             self.log.warning("Open-file limit %d: serving at most %d connections", soft, self.worker_connections)
 
     def reads_heads(self, conn):
@@ -188,6 +299,14 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         super().set_accept_enabled(enabled)
 
     def accept(self, listener):
+        # Several a wake-up, as nginx's multi_accept: after a burst of connections (held clients cut at their
+        # deadline all reconnect at once) one accept per pass of the loop would keep the page's in the queue longer.
+        for _ in range(ACCEPT_BATCH):
+            if not self.accept_one(listener):
+                break
+
+    def accept_one(self, listener):
+        """Accept one connection and start reading its request; return whether to go on accepting now."""
         try:
             client_sock, client_addr = listener.accept()
         except OSError as exc:
@@ -197,7 +316,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
                 self.set_accept_enabled(False)
             elif exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
-            return
+            return False
         self.nr_conns += 1
         deadline = time.monotonic() + self.header_timeout
         conn = HeadConn(self.cfg, client_sock, client_addr, listener.getsockname(), deadline, self.linger)
@@ -205,12 +324,47 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             self.wait_for_head(conn)
         else:
             self.enqueue_req(conn)  # gthread's own path; the thread's reads of the head keep this deadline
+        if self.nr_conns >= self.worker_connections:
+            # gthread would stop accepting now, and new clients would wait in the listen queue for a free slot.
+            self.shed_oldest(conn)
+        return self.nr_conns < self.worker_connections
+
+    def shed_oldest(self, newest):
+        """Close the oldest connection still sending its request (else lingering, else kept alive), to keep accepting."""
+        if self.heads and next(iter(self.heads)) is not newest:
+            conn = next(iter(self.heads))
+            self.forget_head(conn)
+            self.nr_conns -= 1
+            conn.head_timed_out = True
+            conn.close()
+        elif self.lingering:
+            self.end_linger(next(iter(self.lingering)))
+        elif self.keepalived_conns:
+            conn = self.keepalived_conns.popleft()
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+            self.nr_conns -= 1
+            conn.close()
+        else:
+            return  # every connection is being served: gthread stops accepting until one ends
+        self._shed += 1
+        now = time.monotonic()
+        if now - self._shed_logged_at >= SHED_LOG_SECONDS:
+            self.log.warning(
+                "Connection limit reached (%d, --max-connections): closing the oldest connections that have not sent "
+                "a whole request; %d closed since the last such line",
+                self.worker_connections,
+                self._shed,
+            )
+            self._shed, self._shed_logged_at = 0, now
 
     def on_client_socket_readable(self, conn, client):
         if not self.reads_heads(conn):
             super().on_client_socket_readable(conn, client)
             return
-        # A kept-alive connection's next request: its head has header_timeout from this first byte.
+        # A kept-alive connection's next request: it has header_timeout from this first byte.
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
         conn.head_deadline = time.monotonic() + self.header_timeout
@@ -218,16 +372,17 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         self.on_head_readable(conn, client)
 
     def wait_for_head(self, conn):
-        """Read the connection's head in the loop from now on."""
+        """Read the connection's request in the loop from now on."""
         if self._stop_deadline is not None:
             conn.head_deadline = min(conn.head_deadline, self._stop_deadline)
+        conn.new_request()
         self.heads[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_head_readable, conn))
 
     def on_head_readable(self, conn, _client):
-        """Take what the client sent; once the head is complete, hand the connection to a thread."""
+        """Take what the client sent; once the request is complete, hand the connection to a thread."""
         try:
-            data = conn.sock.recv(HEAD_READ_SIZE)
+            data = conn.sock.recv(HEAD_READ_SIZE if conn.head_end < 0 else BODY_READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -237,13 +392,46 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             self.nr_conns -= 1
             conn.close()
             return
-        start = max(0, len(conn.head) - 2)
         conn.head += data
-        if head_complete(conn.head, start) or len(conn.head) >= MAX_LOOP_HEAD:
+        if self.request_complete(conn, len(data)):
             self.forget_head(conn)
             # The bytes are in conn.head, not on the socket: gthread must not wait for the socket to be readable.
             conn.data_ready = True
             self.enqueue_req(conn)
+
+    def request_complete(self, conn, received):
+        """Return True when the thread can take the request: all of it read, or something the parser should answer."""
+        if conn.head_end < 0:
+            end = head_end(conn.head, max(0, len(conn.head) - received - 2))
+            if end < 0:
+                line_limit = self.cfg.limit_request_line
+                # An over-long request line or head: the parser answers it at once (414, 431).
+                over_line = line_limit > 0 and len(conn.head) > line_limit + 2 and b"\n" not in conn.head
+                return over_line or len(conn.head) >= MAX_LOOP_HEAD
+            conn.head_end = end
+            length, limit, expect = body_plan(bytes(conn.head[:end]), self.body_limit)
+            if length == NO_BODY:
+                return True
+            if length == CHUNKED:
+                conn.chunk_pos, conn.chunk_room = end, limit
+            else:
+                conn.request_end = end + length
+            if expect and not self.request_complete(conn, 0):
+                # The client waits for this before sending its body; gunicorn's own comes later, when it has it.
+                self.send_quietly(conn, CONTINUE)
+                conn.sent_continue = True
+        if conn.request_end is None:
+            conn.request_end, conn.chunk_pos, conn.chunk_room = chunked_end(conn.head, conn.chunk_pos, conn.chunk_room)
+            if conn.request_end == -1:
+                return True
+        return conn.request_end is not None and len(conn.head) >= conn.request_end
+
+    def send_quietly(self, conn, data):
+        """Send a short answer from the loop (it fits the socket's empty buffer); a client gone is not an error."""
+        try:
+            conn.sock.send(data)
+        except OSError:
+            pass
 
     def forget_head(self, conn):
         self.heads.pop(conn, None)
@@ -266,11 +454,30 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
 
     def handle_request(self, req, conn):
         conn.lift_head_deadline()
+        if conn.sent_continue:
+            req._expected_100_continue = False  # the loop sent it, and the client has sent its body since
         return super().handle_request(req, conn)
 
     def handle_h2c_upgrade(self, conn, req, settings):
         conn.lift_head_deadline()
         return super().handle_h2c_upgrade(conn, req, settings)
+
+    def handle_error(self, req, client, addr, exc):
+        # The API's clients read JSON errors; gunicorn writes an HTML page for these two.
+        if isinstance(exc, LimitRequestLine):
+            detail = f"request line: longer than {self.cfg.limit_request_line} bytes"
+            response = json_error(414, "URI Too Long", "request_line_too_long", detail)
+        elif isinstance(exc, LimitRequestHeaders):
+            detail = f"headers: at most {self.cfg.limit_request_fields} fields of {self.cfg.limit_request_field_size} bytes"
+            response = json_error(431, "Request Header Fields Too Large", "headers_too_large", detail)
+        else:
+            super().handle_error(req, client, addr, exc)
+            return
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        try:
+            util.write_nonblock(client, response)
+        except OSError:
+            self.log.debug("Failed to send error message.")
 
     def linger(self, conn):
         """Close after a response: send FIN now, then read and drop what the client still sends, in the loop."""
@@ -282,6 +489,8 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         except (OSError, ValueError, KeyError):
             util.close(sock)
             return
+        # Counted as a connection: it holds a descriptor until it ends.
+        self.nr_conns += 1
         self.lingering[sock] = time.monotonic() + LINGER_SECONDS
 
     def on_linger_readable(self, drained, sock):
@@ -296,7 +505,8 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             self.end_linger(sock)
 
     def end_linger(self, sock):
-        self.lingering.pop(sock, None)
+        if self.lingering.pop(sock, None) is not None:
+            self.nr_conns -= 1
         try:
             self.poller.unregister(sock)
         except (KeyError, ValueError, OSError):
@@ -304,7 +514,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         util.close(sock)
 
     def wait_for_and_dispatch_events(self, timeout):
-        # Wake up for the first deadline, so a head or a linger ends on time rather than at the next 1 s tick.
+        # Wake up for the first deadline, so a request or a linger ends on time rather than at the next 1 s tick.
         now = time.monotonic()
         if self.heads:
             timeout = min(timeout, next(iter(self.heads)).head_deadline - now)
@@ -316,7 +526,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         super().murder_pending()
         now = time.monotonic()
         if not self.alive and self._stop_deadline is None:
-            # Stopping: a head in progress gets as long as a kept-alive connection does (and the order stays sorted).
+            # Stopping: a request in progress gets as long as a kept-alive connection does (the order stays sorted).
             self._stop_deadline = now + gthread.STOP_KEEPALIVE_LINGER
             for conn in self.heads:
                 conn.head_deadline = min(conn.head_deadline, self._stop_deadline)
@@ -326,9 +536,16 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
                 break
             self.forget_head(conn)
             self.nr_conns -= 1
-            conn.head_timed_out = True
-            conn.close()
-            self.log.debug("Closed %s: no complete request head within %.1f s", conn.client, self.header_timeout)
+            if conn.head_end >= 0:
+                # A whole head and part of its body: the client is told why, then the close lingers as usual.
+                detail = f"body: not complete within {self.header_timeout:g} s of the request's start"
+                self.send_quietly(conn, json_error(408, "Request Timeout", "request_timeout", detail))
+                conn.close(graceful=True)
+                self.log.debug("Answered %s 408: no complete request body within %.1f s", conn.client, self.header_timeout)
+            else:
+                conn.head_timed_out = True
+                conn.close()
+                self.log.debug("Closed %s: no complete request head within %.1f s", conn.client, self.header_timeout)
         while self.lingering:
             sock, deadline = next(iter(self.lingering.items()))
             if deadline > now:

@@ -1,5 +1,6 @@
-"""Slow clients against real servers: the header deadline of our gunicorn worker, and nginx in front (deploy/run)."""
+"""Slow clients against real servers: the request deadline of our gunicorn worker, and nginx in front (deploy/run)."""
 
+import json
 import select
 import time
 
@@ -8,6 +9,7 @@ import requests
 
 from dash_app.testing.slow_clients import (
     PARTIAL_HEAD,
+    SLOW_BODY,
     PartialClients,
     StreamClients,
     connect,
@@ -128,16 +130,16 @@ def test_the_deadline_ends_with_the_head(start_server):
         head, _ = read_response(sock)
         assert head.startswith(b"HTTP/1.1 200")
 
-    # A body that takes longer than the deadline, after a whole head, is not cut.
+    # A body in pieces, all inside the same deadline as its head, is served.
     body = b'{"tool": "GreenHills Multi IDE", "user": "slow-body"}'
     with connect(server.port) as sock:
         sock.sendall(
             b"POST /licenses/borrow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {server.token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         )
-        for start in range(0, len(body), 11):
-            time.sleep(0.4)
-            sock.sendall(body[start : start + 11])
+        for start in range(0, len(body), 20):
+            time.sleep(0.1)
+            sock.sendall(body[start : start + 20])
         head, reply = read_response(sock)
         assert head.startswith(b"HTTP/1.1 200"), head + reply
 
@@ -171,6 +173,119 @@ def test_clients_holding_their_end_after_the_response_do_not_stall_the_server(st
     finally:
         for sock in holders:
             sock.close()
+
+
+def read_json_error(sock, timeout=5.0):
+    """Return (status, JSON body) of one error response, checking it is JSON and closes the connection."""
+    head, body = read_response(sock, timeout)
+    lines = head.lower().split(b"\r\n")
+    assert b"content-type: application/json" in lines and b"connection: close" in lines, head
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+def test_slow_bodies_hold_no_thread(start_server):
+    # Thirty clients that send a whole head and part of its body, against twenty threads: gthread read each body in
+    # a thread of its own, with no deadline, and the page waited behind them.
+    server = start_server(DASH_APP_THREADS=20, DASH_APP_HEADER_TIMEOUT=60)
+    clients = PartialClients(server.port, 30, request=SLOW_BODY)
+    try:
+        for _ in range(3):
+            page = requests.get(server.url + "/", timeout=5)
+            assert page.status_code == 200 and "License usage" in page.text
+        assert requests.get(server.url + "/licenses/status", timeout=5).status_code == 200
+        assert clients.held() == 30 and clients.cuts == 0
+    finally:
+        clients.close()
+
+
+def test_a_slow_body_is_answered_408_at_the_deadline(start_server):
+    server = start_server(DASH_APP_HEADER_TIMEOUT=HEADER_TIMEOUT)
+    with connect(server.port) as sock:
+        sock.sendall(SLOW_BODY)
+        start = time.monotonic()
+        status, body = read_json_error(sock, timeout=PATIENCE)
+        assert time.monotonic() - start >= 0.9 * HEADER_TIMEOUT
+        assert status == 408 and body["error"] == "request_timeout" and body["detail"].startswith("body: ")
+        assert wait_closed(sock, PATIENCE) is not None
+    assert requests.get(server.url + "/licenses/status", timeout=5).status_code == 200
+
+
+def test_bodies_read_by_the_loop_reach_the_app_whole(start_server):
+    server = start_server()
+    auth = f"Authorization: Bearer {server.token}\r\n".encode()
+    post = b"POST /licenses/borrow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + auth
+
+    # Chunked, its chunks split across sends.
+    body = b'{"tool": "GreenHills Multi IDE", "user": "chunked"}'
+    wire = b"18\r\n" + body[:24] + b"\r\n%x;ext=1\r\n" % (len(body) - 24) + body[24:] + b"\r\n0\r\n\r\n"
+    with connect(server.port) as sock:
+        sock.sendall(post + b"Transfer-Encoding: chunked\r\n\r\n")
+        for start in range(0, len(wire), 7):
+            sock.sendall(wire[start : start + 7])
+            time.sleep(0.02)
+        head, reply = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 200"), head + reply
+        assert json.loads(reply)["user"] == "chunked"
+
+    # Expect: 100-continue: one 100 Continue, then the body is sent, then the answer.
+    body = b'{"tool": "GreenHills Multi IDE", "user": "expecting"}'
+    with connect(server.port) as sock:
+        sock.sendall(post + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sock.settimeout(5)
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = sock.recv(1)
+            assert chunk, interim
+            interim += chunk
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        head, reply = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 200") and json.loads(reply)["user"] == "expecting", head + reply
+
+    # Over the route's limit: refused unread, at once.
+    with connect(server.port) as sock:
+        sock.sendall(post + b"Content-Length: 1000000\r\n\r\n{")
+        head, reply = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 413") and json.loads(reply)["error"] == "body_too_large", head + reply
+
+
+def test_past_the_connection_limit_the_oldest_held_are_closed_and_the_page_served(start_server):
+    # Sixty held partial requests against a limit of forty: gthread stopped accepting at forty, and the page's
+    # connection waited in the listen queue until a held one timed out (here after a minute).
+    server = start_server(DASH_APP_MAX_CONNECTIONS=40, DASH_APP_THREADS=8, DASH_APP_HEADER_TIMEOUT=60)
+    clients = PartialClients(server.port, 60)
+    try:
+        for _ in range(3):
+            page = requests.get(server.url + "/", timeout=5)
+            assert page.status_code == 200 and "License usage" in page.text
+        deadline = time.monotonic() + PATIENCE
+        while clients.cuts < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert clients.cuts >= 20 and clients.held() < 40
+        # One line for the burst, not one per connection closed.
+        logged = [line for line in server.log_path.read_text().splitlines() if "Connection limit reached" in line]
+        assert len(logged) == 1 and "--max-connections" in logged[0], logged
+    finally:
+        clients.close()
+
+
+@pytest.mark.parametrize("kind", ["procfile", "module"])
+def test_over_long_request_lines_and_headers_are_answered_in_json(launch, kind):
+    server = launch(kind)
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /licenses/status?" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, body = read_json_error(sock)
+        assert status == 414 and body["error"] == "request_line_too_long" and body["detail"].startswith("request line:")
+    # Never finished: answered once the line is over the limit, not at the deadline.
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /licenses/status?" + b"a" * 70_000)
+        status, body = read_json_error(sock)
+        assert status == 414
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /licenses/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n")
+        status, body = read_json_error(sock)
+        assert status == 431 and body["error"] == "headers_too_large" and body["detail"].startswith("headers:")
+    assert requests.get(server.url + "/licenses/status", timeout=5).status_code == 200
 
 
 def test_production_setup_serves_page_and_api_while_slow_clients_and_streams_are_held(tmp_path):

@@ -22,6 +22,12 @@ from dash_app.testing.servers import ROOT, TEST_TOKEN, free_port
 
 # What a slow client sends and then holds: a request line and part of its headers, never the blank line.
 PARTIAL_HEAD = b"GET /licenses/status HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow"
+# What a slow body sends and then holds: a whole head of a callback request (no token needed; the app reads its
+# body before anything else) and the first bytes of its body.
+SLOW_BODY = (
+    b"POST /_dash-update-component HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 1000\r\n\r\n{"output": "slow'
+)
 STREAM_REQUEST = b"GET /realtime/stream?delta=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n\r\n"
 
 
@@ -173,15 +179,19 @@ def ready_chunks(selector: selectors.BaseSelector, stop: threading.Event) -> Ite
 
 
 class PartialClients:
-    """`count` connections that each send a partial request head and hold it; reopened when the server cuts them.
+    """`count` connections that each send part of a request (`request`) and hold it; reopened when the server cuts them.
 
-    Run keeps them held (and counts the cuts) until close(); held() tells how many are open now.
+    Run keeps them held (and counts the cuts, and the cuts the server answered) until close(); held() tells how many
+    are open now.
     """
 
-    def __init__(self, port: int, count: int, reopen: bool = False) -> None:
+    def __init__(self, port: int, count: int, reopen: bool = False, request: bytes = PARTIAL_HEAD) -> None:
         self.port = port
         self.reopen = reopen
+        self.request = request
         self.cuts = 0
+        self.answers: dict[socket.socket, bytes] = {}  # what the server sent before a close, by connection
+        self.answered: list[bytes] = []  # those of the connections it has closed
         self._selector = selectors.DefaultSelector()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -193,7 +203,7 @@ class PartialClients:
 
     def _open(self):
         sock = connect(self.port)
-        sock.sendall(PARTIAL_HEAD)
+        sock.sendall(self.request)
         sock.setblocking(False)
         with self._lock:
             self._socks.add(sock)
@@ -203,10 +213,12 @@ class PartialClients:
         # A held connection only becomes readable when the server answers or closes it: count that as a cut.
         for sock, data in ready_chunks(self._selector, self._stop):
             if data:
+                self.answers[sock] = (self.answers.get(sock, b"") + data)[:65536]
                 continue  # a 408 or 400 before the close; the close follows
             with self._lock:
                 self._selector.unregister(sock)
                 self._socks.discard(sock)
+            self.answered.append(self.answers.pop(sock, b""))
             sock.close()
             self.cuts += 1
             if self.reopen and not self._stop.is_set():
