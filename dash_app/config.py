@@ -360,8 +360,8 @@ def _check_auth(config: Config) -> None:
         raise ConfigError("DASH_APP_SECRET_KEY: several workers need one key to sign their session cookies")
 
 
-def from_env(environ: Mapping[str, str] | None = None, base: Config | None = None) -> Config:
-    """Return a Config with the environment's DASH_APP_* variables over `base` (or the defaults)."""
+def _env_changes(environ: Mapping[str, str] | None) -> dict[str, Any]:
+    """Return the settings the environment's DASH_APP_* variables give, parsed but not yet checked together."""
     environ = os.environ if environ is None else environ
     changes: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -372,7 +372,12 @@ def from_env(environ: Mapping[str, str] | None = None, base: Config | None = Non
             changes[setting.name] = setting.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{setting.env}: {exc}") from None
-    return (base or Config()).replace(**changes)
+    return changes
+
+
+def from_env(environ: Mapping[str, str] | None = None, base: Config | None = None) -> Config:
+    """Return a Config with the environment's DASH_APP_* variables over `base` (or the defaults)."""
+    return (base or Config()).replace(**_env_changes(environ))
 
 
 def coerce(config: Config | Mapping[str, Any] | None) -> Config:
@@ -385,7 +390,8 @@ def coerce(config: Config | Mapping[str, Any] | None) -> Config:
     unknown = set(config) - known
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
-    return from_env().replace(**config)
+    # Checked once, after the given settings are over the environment's: either may satisfy the other.
+    return Config().replace(**{**_env_changes(None), **config})
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -434,6 +440,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def from_args(namespace: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
     """Return the Config given by the environment with the parsed CLI flags over it."""
-    config = from_env(environ)
-    changes = {s.name: getattr(namespace, s.name) for s in SETTINGS if getattr(namespace, s.name, None) is not None}
-    return config.replace(**changes)
+    flags = {s.name: getattr(namespace, s.name) for s in SETTINGS if getattr(namespace, s.name, None) is not None}
+    # Flags win first, then the settings are checked against each other once: an environment's DASH_APP_AUTH=proxy
+    # is complete with a --trusted-proxy flag, and a flag's --auth none needs nothing the environment left out.
+    return Config().replace(**{**_env_changes(environ), **flags})
