@@ -81,6 +81,15 @@ def _networks(text: object) -> tuple[str, ...]:
     return parts
 
 
+def header_name(text: object) -> str:
+    """Parse an HTTP header name of letters, digits and - ("" for none)."""
+    value = str(text).strip()
+    # nginx and gunicorn drop a name with _ (a client could spell X_User for X-User); anything else is no header name.
+    if value and not all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in value):
+        raise ValueError(f"expected a header name of letters, digits and -, got {text!r}")
+    return value
+
+
 def _role_map(text: object) -> tuple[tuple[str, str], ...]:
     pairs = []
     for part in (p.strip() for p in str(text).split(",")):
@@ -203,12 +212,16 @@ SETTINGS = [
     Setting("oidc_scopes", "DASH_APP_OIDC_SCOPES", str, "--oidc-scopes", "scopes asked of the identity provider"),
     Setting("oidc_roles_claim", "DASH_APP_OIDC_ROLES_CLAIM", str, "--oidc-roles-claim", "ID token claim holding roles or groups"),
     Setting(
-        "proxy_user_header", "DASH_APP_PROXY_USER_HEADER", str, "--proxy-user-header", "header naming the user (--auth proxy)"
+        "proxy_user_header",
+        "DASH_APP_PROXY_USER_HEADER",
+        header_name,
+        "--proxy-user-header",
+        "header naming the user (--auth proxy)",
     ),
     Setting(
         "proxy_groups_header",
         "DASH_APP_PROXY_GROUPS_HEADER",
-        str,
+        header_name,
         "--proxy-groups-header",
         "header listing the user's groups, comma-separated (--auth proxy)",
     ),
