@@ -19,6 +19,7 @@ TOOL = "GreenHills Multi IDE"
 CLIENT = "127.0.0.2"
 # Sign-in cookies the sign-in service knows: ann, an analyst; guest, let through but named as nobody.
 ANN, GUEST = "signin=ann", "signin=guest"
+SIGN_IN_PAGE = "https://auth.example/oauth2/start"
 
 
 class SignInService:
@@ -49,8 +50,8 @@ class SignInService:
 
 
 def request(port, path, headers=(), method="GET", body=b"", source=CLIENT):
-    """Send one request from `source` with `headers` (name, value) exactly as spelled; return (status, body)."""
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close", f"Content-Length: {len(body)}"]
+    """Send one request from `source` with `headers` (name, value) exactly as spelled; return (status, body, head)."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close", f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in headers]
     with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as sock:
         sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + body)
@@ -58,7 +59,7 @@ def request(port, path, headers=(), method="GET", body=b"", source=CLIENT):
         while chunk := sock.recv(65536):
             data += chunk
     head, _, payload = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), payload
+    return int(head.split()[1]), payload, head.decode("latin-1")
 
 
 def spellings(name):
@@ -79,6 +80,7 @@ def production(request, tmp_path_factory):
     service = SignInService()
     try:
         args = ["--auth", "proxy", "--trusted-proxy", "127.0.0.1/32", "--auth-request", service.url, *flags]
+        args += ["--auth-signin", SIGN_IN_PAGE]
         env = {} if flags else {"DASH_APP_PROXY_GROUPS_HEADER": groups_header}
         server = start_production(tmp_path_factory.mktemp("production"), *args, **env)
     except BaseException:
@@ -92,7 +94,7 @@ def production(request, tmp_path_factory):
 
 
 def me(port, *headers):
-    status, body = request(port, "/auth/me", headers)
+    status, body, _ = request(port, "/auth/me", headers)
     return status, json.loads(body) if status == 200 else None
 
 
@@ -101,8 +103,9 @@ def test_identity_headers_a_client_sends_are_never_believed(production):
     forged = [
         (name, "admin") for name in [*spellings(user_header), *spellings(groups_header), "X-Forwarded-User", "X-Forwarded-Groups"]
     ]
-    # Not signed in: the sign-in service says no, whatever the client claims.
-    assert me(server.port, *forged)[0] == 401
+    # Not signed in: the sign-in service says no, whatever the client claims, and nginx sends the person to sign in.
+    status, _, head = request(server.port, "/auth/me?x=1", forged)
+    assert status == 302 and f"\r\nLocation: {SIGN_IN_PAGE}?rd=http://127.0.0.1:{server.port}/auth/me?x=1\r\n" in head + "\r\n"
     # Let through by the sign-in service but named as nobody: the client's own word does not name anyone.
     for header in forged:
         assert me(server.port, ("Cookie", GUEST), header)[0] == 401, header
@@ -122,16 +125,17 @@ def test_the_write_api_and_the_health_check_need_no_sign_in(production):
     assert request(server.port, "/licenses/borrow", headers, method="POST", body=body)[0] == 200
     assert request(server.port, "/licenses/borrow", headers[:1], method="POST", body=body)[0] == 401  # the token counts
     assert request(server.port, "/borrows", [("Cookie", ANN)])[0] == 200
-    # Past the sign-in step, no identity either: a forged header there names no one.
+    # Past the sign-in step (or let through by it as nobody), a forged header names no one either.
     for path in ("/metrics", "/licenses/borrow", "/healthz/"):
-        assert request(server.port, path, [(production[1], "admin"), ("X-Forwarded-User", "admin")])[0] == 401, path
+        forged = [("Cookie", GUEST), (production[1], "admin"), ("X-Forwarded-User", "admin")]
+        assert request(server.port, path, forged)[0] == 401, path
 
 
 def test_a_flag_over_the_environment_decides_what_nginx_enforces(tmp_path):
     # DASH_APP_AUTH=proxy in the environment, --auth none given: the flag wins, so no sign-in step is needed.
     server = start_production(tmp_path, "--auth", "none", DASH_APP_AUTH="proxy")
     try:
-        status, body = request(server.port, "/auth/me", [("X-Forwarded-User", "admin")])
+        status, body, _ = request(server.port, "/auth/me", [("X-Forwarded-User", "admin")])
         assert status == 200 and json.loads(body)["auth"] == "none" and json.loads(body)["user"] is None
     finally:
         assert server.stop() == 0
@@ -147,6 +151,7 @@ def test_a_flag_over_the_environment_decides_what_nginx_enforces(tmp_path):
         (["--auth", "proxy", "--auth-request", "http://127.0.0.1:4180/oauth2/auth"], {}, "--trusted-proxy: required"),
         (["--auth", "proxy", "--trusted-proxy", "127.0.0.1/32", "--auth-request", "http://x/a;b"], {}, "--auth-request:"),
         (["--proxy-user-header", "X_Remote_User"], {}, "--proxy-user-header:"),
+        (["--auth-signin", "https://auth.example/oauth2/start"], {}, "--auth-signin: only with --auth-request"),
     ],
 )
 def test_settings_nginx_cannot_enforce_end_with_one_line(tmp_path, args, env, line):
