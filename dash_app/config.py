@@ -81,6 +81,15 @@ def _networks(text: object) -> tuple[str, ...]:
     return parts
 
 
+def header_name(text: object) -> str:
+    """Parse an HTTP header name of letters, digits and - ("" for none)."""
+    value = str(text).strip()
+    # nginx and gunicorn drop a name with _ (a client could spell X_User for X-User); anything else is no header name.
+    if value and not all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in value):
+        raise ValueError(f"expected a header name of letters, digits and -, got {text!r}")
+    return value
+
+
 def _role_map(text: object) -> tuple[tuple[str, str], ...]:
     pairs = []
     for part in (p.strip() for p in str(text).split(",")):
@@ -211,12 +220,16 @@ SETTINGS = [
     Setting("oidc_scopes", "DASH_APP_OIDC_SCOPES", str, "--oidc-scopes", "scopes asked of the identity provider"),
     Setting("oidc_roles_claim", "DASH_APP_OIDC_ROLES_CLAIM", str, "--oidc-roles-claim", "ID token claim holding roles or groups"),
     Setting(
-        "proxy_user_header", "DASH_APP_PROXY_USER_HEADER", str, "--proxy-user-header", "header naming the user (--auth proxy)"
+        "proxy_user_header",
+        "DASH_APP_PROXY_USER_HEADER",
+        header_name,
+        "--proxy-user-header",
+        "header naming the user (--auth proxy)",
     ),
     Setting(
         "proxy_groups_header",
         "DASH_APP_PROXY_GROUPS_HEADER",
-        str,
+        header_name,
         "--proxy-groups-header",
         "header listing the user's groups, comma-separated (--auth proxy)",
     ),
@@ -369,8 +382,8 @@ def _check_auth(config: Config) -> None:
         raise ConfigError("DASH_APP_SECRET_KEY: several workers need one key to sign their session cookies")
 
 
-def from_env(environ: Mapping[str, str] | None = None, base: Config | None = None) -> Config:
-    """Return a Config with the environment's DASH_APP_* variables over `base` (or the defaults)."""
+def _env_changes(environ: Mapping[str, str] | None) -> dict[str, Any]:
+    """Return the settings the environment's DASH_APP_* variables give, parsed but not yet checked together."""
     environ = os.environ if environ is None else environ
     changes: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -381,7 +394,12 @@ def from_env(environ: Mapping[str, str] | None = None, base: Config | None = Non
             changes[setting.name] = setting.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{setting.env}: {exc}") from None
-    return (base or Config()).replace(**changes)
+    return changes
+
+
+def from_env(environ: Mapping[str, str] | None = None, base: Config | None = None) -> Config:
+    """Return a Config with the environment's DASH_APP_* variables over `base` (or the defaults)."""
+    return (base or Config()).replace(**_env_changes(environ))
 
 
 def coerce(config: Config | Mapping[str, Any] | None) -> Config:
@@ -394,7 +412,8 @@ def coerce(config: Config | Mapping[str, Any] | None) -> Config:
     unknown = set(config) - known
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
-    return from_env().replace(**config)
+    # Checked once, after the given settings are over the environment's: either may satisfy the other.
+    return Config().replace(**{**_env_changes(None), **config})
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -443,6 +462,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def from_args(namespace: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
     """Return the Config given by the environment with the parsed CLI flags over it."""
-    config = from_env(environ)
-    changes = {s.name: getattr(namespace, s.name) for s in SETTINGS if getattr(namespace, s.name, None) is not None}
-    return config.replace(**changes)
+    flags = {s.name: getattr(namespace, s.name) for s in SETTINGS if getattr(namespace, s.name, None) is not None}
+    # Flags win first, then the settings are checked against each other once: an environment's DASH_APP_AUTH=proxy
+    # is complete with a --trusted-proxy flag, and a flag's --auth none needs nothing the environment left out.
+    return Config().replace(**{**_env_changes(environ), **flags})

@@ -3,14 +3,19 @@
 import hashlib
 import json
 import time
+from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from selenium.webdriver.common.by import By
 
+from dash_app.auth.oidc import safe_next
 from dash_app.auth.viewer import PSEUDONYM, Names
 from dash_app.testing import ServerProcess, free_port
 from dash_app.testing.oidc import LOGIN_FIELD, LOGOUT_SELECTOR, PASSWORD_FIELD, SUBMIT_SELECTOR, OidcProvider
+from dash_app.testing.receivers import WebhookReceiver
 from dash_app.testing.sse_client import SseClient
 from tests.browser_helpers import GH, table_users
 from tests.test_server_polling import wait_for
@@ -145,15 +150,68 @@ def test_an_expired_session_needs_a_new_sign_in(site, dash_duo):
     assert http.get(s.url + "/borrows", timeout=5).status_code == 401
 
 
+# Return targets a browser would follow to another site (EVIL), had they been kept: a tab, a vertical tab, a form feed
+# or a newline between the slashes (browsers drop some), a backslash, percent-encoded slashes the server decodes.
+OFF_SITE = [
+    "//EVIL/steal",
+    "/%09/EVIL/x",
+    "/%0B/EVIL/x",
+    "/%0C/EVIL/x",
+    "/%0A/EVIL/x",
+    "%09//EVIL/x",
+    "/%5CEVIL/x",
+    "/%2F/EVIL/x",
+    "/%252F%252FEVIL/x",
+    "/%E3%80%80/EVIL/x",
+    "http://EVIL/x",
+    "http:/EVIL/x",
+]
+
+
+def at_sign_in(url, s):
+    return url.startswith(s.provider.issuer) or url.startswith((s.url + "/auth/login", s.url + "/auth/callback"))
+
+
 def test_after_sign_in_only_a_path_on_this_site_is_followed(site, dash_duo):
     s = site()
-    dash_duo.driver.get(s.url + "/auth/login?next=//evil.example/steal")
-    sign_in(dash_duo.driver, "alice")
-    wait_for(lambda: dash_duo.driver.current_url.startswith(s.url), "the dashboard")
-    assert dash_duo.driver.current_url.rstrip("/") == s.url
-    dash_duo.driver.get(s.url + "/auth/login?next=/%3Ftool%3DMATLAB")
-    wait_for(lambda: "tool=MATLAB" in dash_duo.driver.current_url, "the page asked for")
-    assert dash_duo.driver.current_url.startswith(s.url + "/?tool=MATLAB")
+    driver = dash_duo.driver
+    driver.get(s.url + "/auth/login?next=/%3Ftool%3DMATLAB")
+    sign_in(driver, "alice")
+    wait_for(lambda: "tool=MATLAB" in driver.current_url, "the page asked for")
+    assert driver.current_url.startswith(s.url + "/?tool=MATLAB")
+    with WebhookReceiver() as other:  # another site, really there: a browser sent to it would stay on it
+        evil = urlsplit(other.url()).netloc
+        for target in OFF_SITE:
+            # Signed in at the provider already: the sign-in comes straight back, to wherever the return target says.
+            driver.get(s.url + "/auth/login?next=" + target.replace("EVIL", evil))
+            wait_for(lambda: not at_sign_in(driver.current_url, s), f"the end of the sign-in from next={target}")
+            assert driver.current_url.rstrip("/") == s.url, target
+
+
+def browser_resolves(target, page="https://dash.example:8443/history?x=1"):
+    """Where a browser goes from `page` for a Location of `target` (WHATWG URL parsing, special scheme)."""
+    # It strips leading and trailing C0 controls and spaces, removes tabs and newlines anywhere, reads \\ as /.
+    cleaned = target.strip("".join(map(chr, range(0x21)))).replace("\t", "").replace("\n", "").replace("\r", "")
+    return urlsplit(urljoin(page, cleaned.replace("\\", "/")))
+
+
+PIECES = ["/", "\\", "\t", "\n", "\r", "\x0b", "\x0c", "\x00", " ", "\u3000", "\u00a0", "\u2028", "\ufeff"]
+PIECES += ["%2F", "%2f", "%5C", "%09", "%0A", "%25", "evil.example", ":", "https:", "//", "@", "?", "#", ".", "x", "é"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.text(), st.lists(st.sampled_from(PIECES), max_size=12).map("".join)))
+def test_a_return_target_kept_stays_on_this_site_in_a_browser_and_after_the_server_decodes_it(target):
+    kept = safe_next(target)
+    assert kept.startswith("/")
+    for form in (kept, unquote(kept)):  # the server decodes the path it is sent: that must stay here too
+        where = browser_resolves(form)
+        assert (where.scheme, where.netloc) == ("https", "dash.example:8443"), (target, kept)
+
+
+@given(st.from_regex(r"/[A-Za-z0-9._~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@/-]*(\?[A-Za-z0-9=&%._-]*)?", fullmatch=True))
+def test_a_plain_path_on_this_site_is_kept_as_it_is(target):
+    assert safe_next(target) == target
 
 
 @pytest.mark.parametrize(("login", "sees_real_names"), [("vic", False), ("alice", True)])

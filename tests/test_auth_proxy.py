@@ -2,6 +2,7 @@
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 import requests
 
 from dash_app.testing import ROOT, TEST_TOKEN
+from dash_app.testing.slow_clients import start_module_server
 
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 TOOL = "GreenHills Multi IDE"
@@ -119,6 +121,25 @@ def test_a_real_server_behind_a_proxy(start_server):
     assert requests.get(other.url + "/borrows", headers={"X-Forwarded-User": "ann"}, timeout=5).status_code == 401
 
 
+@pytest.mark.parametrize("kind", ["procfile", "module"])
+def test_a_user_header_spelled_with_underscores_names_no_one(start_server, tmp_path, kind):
+    # X_Forwarded_User and X-Forwarded-User are the same WSGI variable: the server drops the spelling with _,
+    # so a client that a proxy passes it through from cannot name itself with it.
+    env = {"DASH_APP_AUTH": "proxy", "DASH_APP_TRUSTED_PROXIES": "127.0.0.1/32"}
+    server = start_server(**env) if kind == "procfile" else start_module_server(tmp_path, **env)
+    try:
+        for name, status in [("X_Forwarded_User", 401), ("x_forwarded_user", 401), ("X-Forwarded-User", 200)]:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(f"GET /auth/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{name}: admin\r\n\r\n".encode())
+                head = b""
+                while chunk := sock.recv(65536):
+                    head += chunk
+            assert head.startswith(f"HTTP/1.1 {status} ".encode()), (name, head[:200])
+    finally:
+        if kind == "module":
+            server.stop()
+
+
 @pytest.mark.parametrize(
     ("args", "line"),
     [
@@ -128,6 +149,8 @@ def test_a_real_server_behind_a_proxy(start_server):
         (["--pseudonymize-users"], "DASH_APP_PSEUDONYM_KEY: --pseudonymize-users needs a secret key"),
         (["--trusted-proxy", "10.0.0.0/33"], "--trusted-proxy:"),
         (["--role-map", "lic=owner"], "--role-map: expected GROUP=viewer|analyst|admin"),
+        (["--proxy-user-header", "X_Remote_User"], "--proxy-user-header: expected a header name of letters, digits and -"),
+        (["--proxy-groups-header", "X-Groups;"], "--proxy-groups-header: expected a header name"),
     ],
 )
 def test_auth_settings_that_cannot_work_end_with_one_line(args, line):

@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 import requests
 from authlib.integrations.base_client.errors import OAuthError
@@ -30,9 +30,21 @@ log = logging.getLogger(__name__)
 
 def safe_next(target: str | None) -> str:
     """Return `target` if it is a path on this site, else "/": a sign-in must not send anyone to another site."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or any(c in target for c in "\r\n\\"):
+    # A browser drops tabs and newlines, trims controls and spaces and reads a backslash as a slash before it resolves a Location,
+    # so "/\t/evil.example" goes to evil.example: a target with any such character is refused, not cleaned. The same
+    # holds for its decoded path, which the server sees and may send back in a redirect of its own.
+    if not target or not target.startswith("/") or target.startswith("//") or not _plain(target):
+        return "/"
+    parts = urlsplit(target)
+    path = unquote(parts.path)
+    if parts.scheme or parts.netloc or not path.startswith("/") or path.startswith("//") or not _plain(path):
         return "/"
     return target
+
+
+def _plain(text: str) -> bool:
+    """True when `text` has no control, space (of any kind), invisible format character or backslash."""
+    return all(ch.isprintable() and not ch.isspace() and ch != "\\" for ch in text)
 
 
 def user_name(claims: dict[str, Any]) -> str:

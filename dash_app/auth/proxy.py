@@ -1,6 +1,10 @@
 """--auth proxy: a sign-in proxy in front (oauth2-proxy, nginx auth_request) names the user in a header.
 
 The header is believed only from the proxy's own addresses (--trusted-proxy): from anywhere else anybody could send it.
+Its name is letters, digits and - (config.header_name): WSGI gives X_Forwarded_User and X-Forwarded-User the same
+variable, and the servers in front drop a client's spelling with _ (gunicorn's header_map "drop", its default; nginx's
+underscores_in_headers off), so only the proxy's own header is read here. The proxy must replace (or clear) every
+identity header a client sends: deploy/run's nginx does (deploy/nginx.conf).
 """
 
 from __future__ import annotations
