@@ -152,7 +152,7 @@ SETTINGS = [
         "DASH_APP_HEADER_TIMEOUT",
         float,
         "--header-timeout",
-        "seconds a client has to send its whole request head",
+        "seconds a client has to send its whole request (head, and a body up to the route's limit)",
         0.5,
     ),
     Setting(
