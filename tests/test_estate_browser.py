@@ -66,11 +66,13 @@ def tools_file(tmp_path, tools):
 
 
 def test_a_hidden_tool_stays_hidden_through_data_changes_and_window_changes(dash_duo, make_app):
-    app = make_app(refresh_ms=300)
+    app = make_app()
     state = get_state(app)
     feed(state)
     dash_duo.start_server(app)
-    until(lambda: [t["name"] for t in traces(dash_duo, "borrow-chart")] == [GH, legend_name(VECTOR)], timeout=10)
+    # The first load fetches and starts plotly.js: on a busy machine (the suite runs in three processes) that alone
+    # can take many seconds, so this first wait is long.
+    until(lambda: [t["name"] for t in traces(dash_duo, "borrow-chart")] == [GH, legend_name(VECTOR)], timeout=30)
 
     # The legend lists the traces in order: hide GreenHills.
     click_legend(dash_duo, "borrow-chart", 0)
