@@ -34,7 +34,7 @@ TIME_RANGES = (
 )
 DEFAULT_TIME_RANGE = 1800
 TIME_RANGE_SECONDS = frozenset(r.seconds for r in TIME_RANGES)
-SHORT_LABELS = {r.seconds: r.short for r in TIME_RANGES}
+SHORT_LABELS: dict[float, str] = {r.seconds: r.short for r in TIME_RANGES}
 
 # The time-zone control: the browser's own zone (the default) or UTC; `tz=UTC` in the URL picks UTC.
 LOCAL_TIME = "local"
