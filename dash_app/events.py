@@ -1,12 +1,11 @@
 """The one event type that every source, the recorder, the buffer, the store and the stream share, and the name rule.
 
 An Event is a named tuple whose fields are, in order, the columns of the store's `events` table, so a stored row is
-an Event and an Event is a row. Its `ts` is epoch seconds (UTC) once recorded; the buffer's own add methods also
-accept an aware datetime, or None for now.
+an Event and an Event is a row. Its `ts` is epoch seconds (UTC); the buffer's own add methods also accept an aware
+datetime, or None for now, and turn them into epoch seconds before they make the Event.
 """
 
 import re
-from datetime import datetime
 from typing import Any, NamedTuple
 
 from dash_app.timeutil import iso_utc
@@ -18,7 +17,7 @@ KINDS = (BORROW, RETURN, FAILURE)
 class Event(NamedTuple):
     """One borrow, return or failure; fields a kind does not use are None."""
 
-    ts: Any  # float epoch seconds; a datetime or None only on the way into the buffer
+    ts: float  # epoch seconds (UTC)
     kind: str
     tool: str | None
     user: str | None
@@ -34,7 +33,7 @@ def borrow_event(
     user: str,
     is_overage: bool,
     borrow_id: str,
-    ts: float | datetime | None,
+    ts: float,
     host: str | None = None,
     version: str | None = None,
 ) -> Event:
@@ -42,12 +41,12 @@ def borrow_event(
     return Event(ts, BORROW, tool, user, borrow_id, bool(is_overage), None, host, version)
 
 
-def return_event(borrow_id: str, user: str | None, tool: str | None, ts: float | datetime | None) -> Event:
+def return_event(borrow_id: str, user: str | None, tool: str | None, ts: float) -> Event:
     """Return the event of a return; the buffer fills a missing tool and user from the borrow it still holds."""
     return Event(ts, RETURN, tool, user, borrow_id, None, None)
 
 
-def failure_event(tool: str, user: str, reason: str, ts: float | datetime | None) -> Event:
+def failure_event(tool: str, user: str, reason: str, ts: float) -> Event:
     """Return the event of a borrow that could not be granted."""
     return Event(ts, FAILURE, tool, user, None, None, reason)
 

@@ -3,11 +3,16 @@
 import csv
 import io
 import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from dash_app import privacy
-from dash_app.auth.viewer import FULL, current_viewer
+from dash_app.auth.viewer import FULL, Names, current_viewer
 from dash_app.store.history import minute_rows
 from dash_app.timeutil import iso_minute
+
+if TYPE_CHECKING:
+    from dash_app.state import AppState
 
 FORMATS = ("csv", "json")
 KINDS = ("buckets", "events")
@@ -17,7 +22,9 @@ EVENT_COLUMNS = ["timestamp", "type", "tool", "user", "id", "is_overage", "reaso
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def bucket_rows(state, window_seconds, tools=None, names=FULL):
+def bucket_rows(
+    state: "AppState", window_seconds: float, tools: Collection[str] | None = None, names: Names = FULL
+) -> list[dict[str, Any]]:
     """Return per-minute bucket rows, from the buffer inside its window and from SQLite beyond it.
 
     Each row's `users` are as `names` shows them (the buffer's lists are shared: replaced, never changed in place).
@@ -41,7 +48,9 @@ def bucket_rows(state, window_seconds, tools=None, names=FULL):
     return [{key: row[key] for key in BUCKET_COLUMNS} for row in (privacy.bucket(r, names) for r in rows)]
 
 
-def event_rows(state, window_seconds, tools=None, names=FULL):
+def event_rows(
+    state: "AppState", window_seconds: float, tools: Collection[str] | None = None, names: Names = FULL
+) -> list[dict[str, Any]]:
     """Return the buffer's raw events of the window, oldest first, all kinds together.
 
     Users, hosts and borrow ids are as `names` shows them.
@@ -53,7 +62,7 @@ def event_rows(state, window_seconds, tools=None, names=FULL):
     return [{key: e.get(key) for key in EVENT_COLUMNS} for e in (privacy.event(e, names) for e in merged)]
 
 
-def _cell(value):
+def _cell(value: object) -> object:
     if isinstance(value, list):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
@@ -61,7 +70,7 @@ def _cell(value):
     return "" if value is None else value
 
 
-def to_csv(rows, columns):
+def to_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """Render rows as CSV text with a header line; lists become JSON arrays."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -71,7 +80,14 @@ def to_csv(rows, columns):
     return out.getvalue()
 
 
-def render(state, kind, fmt, window_seconds, tools=None, names=None):
+def render(
+    state: "AppState",
+    kind: str,
+    fmt: str,
+    window_seconds: float,
+    tools: Sequence[str] | None = None,
+    names: Names | None = None,
+) -> tuple[str, str, str]:
     """Return (text, filename, mimetype) of one export; names as `names` shows them (by default, as the current reader may)."""
     if names is None:
         names = current_viewer().names

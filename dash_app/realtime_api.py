@@ -11,7 +11,7 @@ bp = Blueprint("realtime", __name__)
 
 
 @bp.get("/realtime/stats")
-def stats():
+def stats() -> Response:
     state = get_state()
     window = query_number("window", default=60, minimum=1, maximum=state.config.retention_seconds)
     body = state.stats_summary()
@@ -21,7 +21,7 @@ def stats():
 
 
 @bp.get("/realtime/export")
-def export_data():
+def export_data() -> Response:
     state = get_state()
     fmt = request.args.get("format", "csv")
     if fmt not in export.FORMATS:

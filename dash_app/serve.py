@@ -1,8 +1,14 @@
 """Run the app under gunicorn's threaded worker, in this process tree, from a Config."""
 
 import atexit
+from typing import TYPE_CHECKING
 
 from gunicorn.app.base import BaseApplication
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from dash_app.config import Config
 
 
 def bind_address(host: str, port: int) -> str:
@@ -21,11 +27,11 @@ class DashboardServer(BaseApplication):
     (`header_timeout`), so clients that send half a request and hold it cost no thread.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: "Config") -> None:
         self.dashboard_config = config
         super().__init__()
 
-    def load_config(self):
+    def load_config(self) -> None:
         config = self.dashboard_config
         self.cfg.set("bind", [bind_address(config.host, config.port)])
         self.cfg.set("worker_class", WORKER_CLASS)
@@ -41,7 +47,7 @@ class DashboardServer(BaseApplication):
         # Several servers may run side by side (tests, benchmarks); none needs the control socket.
         self.cfg.set("control_socket_disable", True)
 
-    def load(self):
+    def load(self) -> "Flask":
         # Built in the worker, after the fork, so background threads live where requests are served.
         from dash_app import create_app
         from dash_app.state import get_state
@@ -54,6 +60,6 @@ class DashboardServer(BaseApplication):
         return app.server
 
 
-def serve(config) -> None:
+def serve(config: "Config") -> None:
     """Serve until interrupted."""
     DashboardServer(config).run()

@@ -2,6 +2,7 @@
 
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import flask_bootstrap
 from flask import Blueprint, Response, request, send_from_directory
@@ -36,7 +37,7 @@ def vendor_asset(filename: str) -> Response:
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> dict[str, Any] | tuple[dict[str, Any], int]:
     shared = get_state().shared
     if shared is None:
         return {"status": "ok"}

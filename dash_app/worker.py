@@ -35,6 +35,7 @@ import socket
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gunicorn import util
@@ -43,6 +44,9 @@ from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.http2 import negotiation
 from gunicorn.workers import gthread
+
+if TYPE_CHECKING:
+    from dash_app.config import Config
 
 # One read of a head in the loop; a head is usually under 1 KB.
 HEAD_READ_SIZE = 16 * 1024
@@ -74,7 +78,7 @@ class HeadTimeout(NoMoreData):
     """The client did not finish its request head before the deadline (gunicorn closes it like a hang-up)."""
 
 
-def dashboard_config(app):
+def dashboard_config(app: object) -> "Config":
     """Return the Config of the app gunicorn serves: its dashboard Config, else the environment's."""
     config = getattr(app, "dashboard_config", None)
     if config is None:
@@ -167,10 +171,10 @@ def chunked_end(data: bytearray, pos: int, size_left: int) -> tuple[int | None, 
 class DeadlineUnreader(SocketUnreader):
     """gunicorn's socket reader, with each read bounded by what is left of `deadline` while one is set."""
 
-    deadline = None
+    deadline: float | None = None
     timed_out = False
 
-    def chunk(self, size_hint=None):
+    def chunk(self, size_hint: int | None = None) -> bytes:
         if self.deadline is None:
             return super().chunk(size_hint)
         remaining = self.deadline - time.monotonic()
@@ -184,7 +188,7 @@ class DeadlineUnreader(SocketUnreader):
         self.timed_out = True
         raise HeadTimeout(self.buf.getvalue())
 
-    def lift(self):
+    def lift(self) -> None:
         """Drop the deadline and make the socket blocking again, as gthread's handlers expect."""
         if self.deadline is not None:
             self.deadline = None
@@ -194,7 +198,15 @@ class DeadlineUnreader(SocketUnreader):
 class HeadConn(gthread.TConn):
     """A gthread connection with the bytes of its request read so far and the deadline for the rest."""
 
-    def __init__(self, cfg, sock, client, server, deadline, linger):
+    def __init__(
+        self,
+        cfg: Any,
+        sock: socket.socket,
+        client: Any,
+        server: Any,
+        deadline: float | None,
+        linger: Callable[["HeadConn"], None],
+    ) -> None:
         super().__init__(cfg, sock, client, server)
         self.head = bytearray()
         self.head_deadline = deadline
@@ -202,7 +214,12 @@ class HeadConn(gthread.TConn):
         self._linger = linger
         self.new_request()
 
-    def new_request(self):
+    def read_deadline(self) -> float:
+        """Return the head's deadline, which every connection whose request the loop reads has."""
+        assert self.head_deadline is not None, "a connection read in the loop has a deadline"
+        return self.head_deadline
+
+    def new_request(self) -> None:
         """Forget the previous request's reading state: the next one starts with its head."""
         self.head_end = -1  # index past the head's blank line, once it has come
         self.request_end: int | None = None  # index past the body, once known
@@ -210,13 +227,13 @@ class HeadConn(gthread.TConn):
         self.chunk_room = 0  # a chunked body: bytes it may still carry
         self.sent_continue = False
 
-    def init(self):
+    def init(self) -> None:
         if self.initialized:
             return
         super().init()
         self.arm_head()
 
-    def arm_head(self):
+    def arm_head(self) -> None:
         """Give the HTTP/1 parser the bytes read in the loop and the head's deadline (in the request's thread)."""
         if not isinstance(self.parser, RequestParser):
             return  # HTTP/2: frames, not a head
@@ -230,13 +247,13 @@ class HeadConn(gthread.TConn):
             self.head.clear()
         unreader.deadline = self.head_deadline
 
-    def lift_head_deadline(self):
+    def lift_head_deadline(self) -> None:
         """The head is parsed: the response is not bound by its deadline (the body was read in the loop)."""
         self.head_deadline = None
         if isinstance(self.parser, RequestParser) and isinstance(self.parser.unreader, DeadlineUnreader):
             self.parser.unreader.lift()
 
-    def close(self, graceful=False):
+    def close(self, graceful: bool = False) -> None:
         if graceful and not self.head_timed_out:
             # gthread drains a closing socket in a blocking read on the loop's thread: linger in the loop instead.
             self._linger(self)
@@ -247,20 +264,20 @@ class HeadConn(gthread.TConn):
 class HeadTimeoutWorker(gthread.ThreadWorker):
     """gthread that reads whole requests in its event loop under a total deadline (see the module docstring)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = 10.0
         self.body_limit: Callable[[str], int] = lambda _path: 0
         # Connections whose request is being read in the loop, in deadline order (each gets now + header_timeout).
-        self.heads = {}
+        self.heads: dict[HeadConn, None] = {}
         # Closed connections draining what their client still sends: socket -> deadline, in deadline order.
-        self.lingering = {}
+        self.lingering: dict[socket.socket, float] = {}
         self._accept_paused_until = 0.0
-        self._stop_deadline = None
+        self._stop_deadline: float | None = None
         self._shed = 0
         self._shed_logged_at = float("-inf")
 
-    def init_process(self):
+    def init_process(self) -> None:
         # Imported here, after the fork: the app's modules load in the worker, as serve.py's load() does.
         from dash_app.web import body_limit
 
@@ -272,7 +289,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         self.raise_descriptor_limit()
         super().init_process()
 
-    def raise_descriptor_limit(self):
+    def raise_descriptor_limit(self) -> None:
         """Raise the soft limit on open files to what the connections need (as nginx's worker_rlimit_nofile)."""
         needed = int(self.worker_connections) + SPARE_DESCRIPTORS
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -289,23 +306,23 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             self.max_keepalived = max(0, self.worker_connections - self.cfg.threads)
             self.log.warning("Open-file limit %d: serving at most %d connections", soft, self.worker_connections)
 
-    def reads_heads(self, conn):
+    def reads_heads(self, conn: HeadConn) -> bool:
         """Return True when the loop can read this connection's head: plain HTTP/1, not TLS or HTTP/2 preface."""
         return not self.cfg.is_ssl and not negotiation.prior_knowledge_allowed(self.cfg, conn.client)
 
-    def set_accept_enabled(self, enabled):
+    def set_accept_enabled(self, enabled: bool) -> None:
         if enabled and time.monotonic() < self._accept_paused_until:
             return
         super().set_accept_enabled(enabled)
 
-    def accept(self, listener):
+    def accept(self, listener: socket.socket) -> None:
         # Several a wake-up, as nginx's multi_accept: after a burst of connections (held clients cut at their
         # deadline all reconnect at once) one accept per pass of the loop would keep the page's in the queue longer.
         for _ in range(ACCEPT_BATCH):
             if not self.accept_one(listener):
                 break
 
-    def accept_one(self, listener):
+    def accept_one(self, listener: socket.socket) -> bool:
         """Accept one connection and start reading its request; return whether to go on accepting now."""
         try:
             client_sock, client_addr = listener.accept()
@@ -329,7 +346,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             self.shed_oldest(conn)
         return self.nr_conns < self.worker_connections
 
-    def shed_oldest(self, newest):
+    def shed_oldest(self, newest: HeadConn) -> None:
         """Close the oldest connection still sending its request (else lingering, else kept alive), to keep accepting."""
         if self.heads and next(iter(self.heads)) is not newest:
             conn = next(iter(self.heads))
@@ -360,7 +377,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             )
             self._shed, self._shed_logged_at = 0, now
 
-    def on_client_socket_readable(self, conn, client):
+    def on_client_socket_readable(self, conn: HeadConn, client: socket.socket) -> None:
         if not self.reads_heads(conn):
             super().on_client_socket_readable(conn, client)
             return
@@ -371,15 +388,15 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         self.wait_for_head(conn)
         self.on_head_readable(conn, client)
 
-    def wait_for_head(self, conn):
+    def wait_for_head(self, conn: HeadConn) -> None:
         """Read the connection's request in the loop from now on."""
         if self._stop_deadline is not None:
-            conn.head_deadline = min(conn.head_deadline, self._stop_deadline)
+            conn.head_deadline = min(conn.read_deadline(), self._stop_deadline)
         conn.new_request()
         self.heads[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_head_readable, conn))
 
-    def on_head_readable(self, conn, _client):
+    def on_head_readable(self, conn: HeadConn, _client: socket.socket) -> None:
         """Take what the client sent; once the request is complete, hand the connection to a thread."""
         try:
             data = conn.sock.recv(HEAD_READ_SIZE if conn.head_end < 0 else BODY_READ_SIZE)
@@ -399,7 +416,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             conn.data_ready = True
             self.enqueue_req(conn)
 
-    def request_complete(self, conn, received):
+    def request_complete(self, conn: HeadConn, received: int) -> bool:
         """Return True when the thread can take the request: all of it read, or something the parser should answer."""
         if conn.head_end < 0:
             end = head_end(conn.head, max(0, len(conn.head) - received - 2))
@@ -426,21 +443,21 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
                 return True
         return conn.request_end is not None and len(conn.head) >= conn.request_end
 
-    def send_quietly(self, conn, data):
+    def send_quietly(self, conn: HeadConn, data: bytes) -> None:
         """Send a short answer from the loop (it fits the socket's empty buffer); a client gone is not an error."""
         try:
             conn.sock.send(data)
         except OSError:
             pass
 
-    def forget_head(self, conn):
+    def forget_head(self, conn: HeadConn) -> None:
         self.heads.pop(conn, None)
         try:
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
             pass
 
-    def handle(self, conn):
+    def handle(self, conn: HeadConn) -> Any:
         if conn.head_deadline is None:
             # A request read ahead behind the previous one: its head gets the same time, from now.
             conn.head_deadline = time.monotonic() + self.header_timeout
@@ -452,17 +469,17 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             conn.head_timed_out = True
         return result
 
-    def handle_request(self, req, conn):
+    def handle_request(self, req: Any, conn: HeadConn) -> Any:
         conn.lift_head_deadline()
         if conn.sent_continue:
             req._expected_100_continue = False  # the loop sent it, and the client has sent its body since
         return super().handle_request(req, conn)
 
-    def handle_h2c_upgrade(self, conn, req, settings):
+    def handle_h2c_upgrade(self, conn: HeadConn, req: Any, settings: Any) -> Any:
         conn.lift_head_deadline()
         return super().handle_h2c_upgrade(conn, req, settings)
 
-    def handle_error(self, req, client, addr, exc):
+    def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
         # The API's clients read JSON errors; gunicorn writes an HTML page for these two.
         if isinstance(exc, LimitRequestLine):
             detail = f"request line: longer than {self.cfg.limit_request_line} bytes"
@@ -479,7 +496,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         except OSError:
             self.log.debug("Failed to send error message.")
 
-    def linger(self, conn):
+    def linger(self, conn: HeadConn) -> None:
         """Close after a response: send FIN now, then read and drop what the client still sends, in the loop."""
         sock = conn.sock
         try:
@@ -493,7 +510,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         self.nr_conns += 1
         self.lingering[sock] = time.monotonic() + LINGER_SECONDS
 
-    def on_linger_readable(self, drained, sock):
+    def on_linger_readable(self, drained: list[int], sock: socket.socket) -> None:
         try:
             data = sock.recv(HEAD_READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -504,7 +521,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         if not data or drained[0] >= LINGER_MAX_BYTES:
             self.end_linger(sock)
 
-    def end_linger(self, sock):
+    def end_linger(self, sock: socket.socket) -> None:
         if self.lingering.pop(sock, None) is not None:
             self.nr_conns -= 1
         try:
@@ -513,26 +530,26 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             pass
         util.close(sock)
 
-    def wait_for_and_dispatch_events(self, timeout):
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
         # Wake up for the first deadline, so a request or a linger ends on time rather than at the next 1 s tick.
         now = time.monotonic()
         if self.heads:
-            timeout = min(timeout, next(iter(self.heads)).head_deadline - now)
+            timeout = min(timeout, next(iter(self.heads)).read_deadline() - now)
         if self.lingering:
             timeout = min(timeout, next(iter(self.lingering.values())) - now)
         super().wait_for_and_dispatch_events(max(0.0, timeout))
 
-    def murder_pending(self):
+    def murder_pending(self) -> None:
         super().murder_pending()
         now = time.monotonic()
         if not self.alive and self._stop_deadline is None:
             # Stopping: a request in progress gets as long as a kept-alive connection does (the order stays sorted).
             self._stop_deadline = now + gthread.STOP_KEEPALIVE_LINGER
             for conn in self.heads:
-                conn.head_deadline = min(conn.head_deadline, self._stop_deadline)
+                conn.head_deadline = min(conn.read_deadline(), self._stop_deadline)
         while self.heads:
             conn = next(iter(self.heads))
-            if conn.head_deadline > now:
+            if conn.read_deadline() > now:
                 break
             self.forget_head(conn)
             self.nr_conns -= 1
@@ -552,7 +569,7 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
                 break
             self.end_linger(sock)
 
-    def run(self):
+    def run(self) -> None:
         try:
             super().run()
         finally:

@@ -268,17 +268,17 @@ class RealtimeMetricsBuffer:
         self, tool: str, user: str, is_overage: bool, borrow_id: str, timestamp: float | datetime | None = None
     ) -> bool:
         """Record a granted borrow; return False when it is already older than the retention window."""
-        return self.add_events((borrow_event(tool, user, is_overage, borrow_id, timestamp),)) == 1
+        return self.add_events((borrow_event(tool, user, is_overage, borrow_id, to_epoch(timestamp, self.clock())),)) == 1
 
     def add_return(
         self, borrow_id: str, user: str | None = None, timestamp: float | datetime | None = None, tool: str | None = None
     ) -> bool:
         """Record a return; tool and user default to those of the matching borrow, if it is retained."""
-        return self.add_events((return_event(borrow_id, user, tool, timestamp),)) == 1
+        return self.add_events((return_event(borrow_id, user, tool, to_epoch(timestamp, self.clock())),)) == 1
 
     def add_failure(self, tool: str, user: str, reason: str, timestamp: float | datetime | None = None) -> bool:
         """Record a borrow that could not be granted, with its reason."""
-        return self.add_events((failure_event(tool, user, reason, timestamp),)) == 1
+        return self.add_events((failure_event(tool, user, reason, to_epoch(timestamp, self.clock())),)) == 1
 
     def add_events(self, events: Iterable[Event]) -> int:
         """Add events in order, under one lock; return how many were kept.

@@ -1,5 +1,7 @@
 """Dash callbacks, registered on each app by the factory."""
 
+from typing import TYPE_CHECKING, Any
+
 from dash import Input, Output, State, ctx, no_update
 
 from dash_app.callbacks.capacity import is_capacity, register_capacity_callbacks
@@ -7,6 +9,11 @@ from dash_app.callbacks.downloads import register_download_callback
 from dash_app.callbacks.legend import LEGEND_CHARTS, LEGEND_JS
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
 from dash_app.layouts.controls import view_from_query
+
+if TYPE_CHECKING:
+    from dash import Dash
+
+    from dash_app.state import AppState
 
 # Each refresh's answer hands the server's time of its data to assets/liveness.js, which judges the page's freshness
 # on its own timer (a Dash callback cannot: none runs while a refresh hangs), and writes its view's query into the
@@ -32,7 +39,7 @@ function(_pathname) {
 """
 
 
-def register_callbacks(app, state):
+def register_callbacks(app: "Dash", state: "AppState") -> PageUpdater:
     """Wire the page's callbacks to `state`'s buffer and pool."""
     updater = PageUpdater(state)
     app.callback(
@@ -63,7 +70,7 @@ def register_callbacks(app, state):
         Input("tool-table", "cellClicked"),
         State("url", "pathname"),
     )
-    def navigate(search, clicked, pathname):
+    def navigate(search: object, clicked: object, pathname: object) -> tuple[Any, Any, Any]:
         """Open the view the URL names on load, and a tool's view when its row in the tool table is clicked."""
         if is_capacity(pathname):
             return no_update, no_update, no_update  # the Capacity view reads its own query
@@ -79,7 +86,7 @@ def register_callbacks(app, state):
     return updater
 
 
-def known_tools(state):
+def known_tools(state: "AppState") -> set[str]:
     """Return every tool a view can be opened for: the pool's, and names only the buffer holds."""
     tools = {entry["tool"] for entry in state.pool.status()}
     tools.update(state.buffer.series_stamps())  # the names only: no buckets built for this

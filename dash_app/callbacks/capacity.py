@@ -1,7 +1,9 @@
 """Callbacks of the Capacity view: which view the address shows, the period's figures, one tool's curves, the CSV."""
 
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo
 
@@ -18,6 +20,12 @@ from dash_app.layouts.dashboard import HIDDEN, SHOWN
 from dash_app.layouts.parts import money
 from dash_app.timeutil import EARLIEST_EPOCH, LATEST_EPOCH
 from dash_app.web import ApiError
+
+if TYPE_CHECKING:
+    from dash import Dash
+
+    from dash_app.figures.common import Figure
+    from dash_app.state import AppState
 
 CAPACITY_PATH = "/capacity"
 PERIOD_VALUES = {value for value, _ in PERIODS}
@@ -36,12 +44,12 @@ function(query) {
 """
 
 
-def is_capacity(pathname):
+def is_capacity(pathname: object) -> bool:
     """Return whether an address path is the Capacity view's."""
     return isinstance(pathname, str) and pathname.rstrip("/").endswith(CAPACITY_PATH)
 
 
-def view_from_query(search, tools):
+def view_from_query(search: object, tools: Collection[str]) -> tuple[str, str | None, str | None, str | None]:
     """Return (period choice, start date, end date, tool) from a /capacity query; bad values fall back to the defaults."""
     query = parse_qs(search[1:] if isinstance(search, str) and search.startswith("?") else "", max_num_fields=20)
     first = {key: values[0] for key, values in query.items()}
@@ -53,9 +61,9 @@ def view_from_query(search, tools):
     return (choice if choice in PERIOD_VALUES and choice != "range" else DEFAULT_PERIOD), None, None, tool
 
 
-def query_for(choice, start_date, end_date, tool):
+def query_for(choice: str, start_date: str | None, end_date: str | None, tool: str | None) -> str:
     """Return the /capacity query that opens this view."""
-    params = {}
+    params: dict[str, str] = {}
     if tool:
         params["tool"] = tool
     if choice == "range" and start_date and end_date:
@@ -67,19 +75,21 @@ def query_for(choice, start_date, end_date, tool):
     return "?" + urlencode(params) if params else ""
 
 
-def _date(text):
+def _date(text: object) -> date | None:
+    if not isinstance(text, str):
+        return None
     try:
         return datetime.strptime(text[:10], "%Y-%m-%d").date()
     except (TypeError, ValueError):
         return None
 
 
-def _stored_date(text):
+def _stored_date(text: object) -> date | None:
     day = _date(text)
     return day if day is not None and FIRST_DATE <= day <= LAST_DATE else None
 
 
-def checked_period(choice, start_date, end_date):
+def checked_period(choice: object, start_date: object, end_date: object) -> str:
     """Return the period choice the controls' values make, or raise ApiError 400 for values the controls cannot send.
 
     A choice that is no period's falls back to the default; a date the picker holds but no store can (year 9999) is
@@ -96,7 +106,9 @@ def checked_period(choice, start_date, end_date):
     return choice
 
 
-def period_for(choice, start_date, end_date, now, zone, longest):
+def period_for(
+    choice: str, start_date: str | None, end_date: str | None, now: float, zone: str, longest: float
+) -> tuple[float, float] | None:
     """Return [start, end) of a period choice in the viewer's zone; a window ends at the start of the current minute."""
     tz = ZoneInfo(zone)
     if choice == "this-month":
@@ -120,7 +132,7 @@ def period_for(choice, start_date, end_date, now, zone, longest):
 USERS_HIDDEN = "User names are hidden for your role"
 
 
-def users_figure(top_users, names):
+def users_figure(top_users: Sequence[Mapping[str, Any]], names: readers.Names) -> "Figure":
     """Return the heaviest users' chart as a reader who sees names as `names` says may see it.
 
     Pseudonyms stand for the users where names are not shown as they are; where none are shown, an empty chart says
@@ -133,7 +145,7 @@ def users_figure(top_users, names):
     return charts.users_chart([{**entry, "user": names.user(entry["user"])} for entry in top_users])
 
 
-def advice_text(advice, currency):
+def advice_text(advice: Mapping[str, Any] | None, currency: str) -> str:
     """Return what the commit advice says, as a line of text: the best commit and the saving over the period."""
     if advice is None:
         return "No tool picked."
@@ -149,12 +161,12 @@ def advice_text(advice, currency):
     )
 
 
-def register_capacity_callbacks(app, state):
+def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
     """Wire the Capacity view to `state`'s analytics."""
     service = state.analytics
     currency = state.config.currency
 
-    def known_tools():
+    def known_tools() -> set[str]:
         return {entry["tool"] for entry in state.pool.status()}
 
     @app.callback(
@@ -169,7 +181,7 @@ def register_capacity_callbacks(app, state):
         Input("capacity-table", "cellClicked"),
         State("url", "search"),
     )
-    def route(pathname, clicked, search):
+    def route(pathname: object, clicked: object, search: object) -> tuple[Any, ...]:
         """Show the view the address names (live or Capacity); open a tool when its row is clicked."""
         if ctx.triggered_id == "capacity-table":
             tool = clicked.get("rowId") if isinstance(clicked, dict) else None
@@ -202,7 +214,15 @@ def register_capacity_callbacks(app, state):
         Input("browser-tz", "data"),
         State("url", "pathname"),
     )
-    def update(choice, start_date, end_date, tool, tz_choice, browser_zone, pathname):
+    def update(
+        choice: object,
+        start_date: str | None,
+        end_date: str | None,
+        tool: object,
+        tz_choice: object,
+        browser_zone: object,
+        pathname: object,
+    ) -> Sequence[Any]:
         """Run (or take from the cache) the period's report and the picked tool's curves."""
         if not is_capacity(pathname):
             return (no_update,) * 12
@@ -263,7 +283,9 @@ def register_capacity_callbacks(app, state):
         State("browser-tz", "data"),
         prevent_initial_call=True,
     )
-    def download(_clicks, choice, start_date, end_date, tz_choice, browser_zone):
+    def download(
+        _clicks: object, choice: object, start_date: str | None, end_date: str | None, tz_choice: object, browser_zone: object
+    ) -> Any:
         """Send the table of the period as CSV."""
         zone = time_zone(tz_choice, browser_zone)
         choice = checked_period(choice, start_date, end_date)

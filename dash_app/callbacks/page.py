@@ -2,7 +2,8 @@
 
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from dash import no_update
 
@@ -17,6 +18,9 @@ from dash_app.layouts import parts
 from dash_app.layouts.controls import query_for_view, selected_tool, selected_window, time_zone
 from dash_app.layouts.dashboard import HIDDEN, SHOWN
 from dash_app.sources.health import down_sources
+
+if TYPE_CHECKING:
+    from dash_app.state import AppState
 
 # Card values and hints a view builds (its "cards" part), in output order; the overage value's class is a prop.
 VIEW_CARDS = (
@@ -45,7 +49,7 @@ OUTPUTS = (
 )
 
 
-def _card_key(component_id, prop):
+def _card_key(component_id: str, prop: str) -> str:
     return f"{component_id}-class" if prop == "className" else component_id
 
 
@@ -56,7 +60,7 @@ class PageUpdater:
     refresh of such a reader: every row, figure, cache and signature of one holds names only as its readers see them.
     """
 
-    def __init__(self, state, clock=time.time):
+    def __init__(self, state: "AppState", clock: Callable[[], float] = time.time) -> None:
         self.state = state
         self.clock = clock
         self.snapshots = Snapshots(state.buffer, state.pool, state.history, state.config.currency)
@@ -77,7 +81,16 @@ class PageUpdater:
                 self._by_names[names] = found
             return found
 
-    def update(self, tool_value, window_value, seen, zone_choice=None, browser_zone=None, hidden=None, viewer=None):
+    def update(
+        self,
+        tool_value: object,
+        window_value: object,
+        seen: object,
+        zone_choice: object = None,
+        browser_zone: object = None,
+        hidden: object = None,
+        viewer: object = None,
+    ) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:
         """Return ({(id, prop): value or no_update}, the tab's new render state) for `viewer` (the request's reader)."""
         viewer = viewer if isinstance(viewer, Viewer) else current_viewer()
         names = viewer.names
@@ -89,8 +102,8 @@ class PageUpdater:
         # The render state comes back from the browser: anything but what we sent counts as "nothing shown yet",
         # and so do parts sent to a reader who saw names otherwise (the tab's reader signed in with another role).
         seen = seen if isinstance(seen, dict) else {}
-        had = seen.get("parts") if isinstance(seen.get("parts"), dict) else {}
-        if seen.get("names") != names.mode:
+        had = seen.get("parts")
+        if not isinstance(had, dict) or seen.get("names") != names.mode:
             had = {}
         has = dict(had)
         out: dict[tuple[str, str], Any] = dict.fromkeys(OUTPUTS, no_update)
@@ -109,8 +122,8 @@ class PageUpdater:
                     part, had.get(output_id), time_range, hidden_in(hidden, output_id)
                 )
             elif output_id == "tool-table":
-                update = grid_update(part, had.get(output_id), snapshots.row_keys)
-                out[(output_id, "rowData")], out[(output_id, "rowTransaction")], has[output_id] = update
+                grid = grid_update(part, had.get(output_id), snapshots.row_keys)
+                out[(output_id, "rowData")], out[(output_id, "rowTransaction")], has[output_id] = grid
             elif output_id in GRIDS:
                 out[(output_id, "rowData")], has[output_id] = component_update(part, had.get(output_id))
             elif output_id == "cards":
@@ -140,7 +153,9 @@ class PageUpdater:
         out[("render-state", "data")] = render_state
         return out, render_state
 
-    def _alerts(self, zone, had, has, out, viewer):
+    def _alerts(
+        self, zone: str, had: dict[str, Any], has: dict[str, Any], out: dict[tuple[str, str], Any], viewer: Viewer
+    ) -> None:
         """Open the alerts banner while any alert fires, and list the recent alerts; send them only when changed.
 
         Both show each alert as the reader may see it (parts.alert_view); the list's signature is of what is shown.
@@ -161,7 +176,17 @@ class PageUpdater:
             out[("alerts-list", "children")] = parts.alerts_table(shown, zone)
         has["alerts-list"] = signature
 
-    def __call__(self, _n_intervals, tool_value, window_value, zone_choice, browser_zone, seen, hidden, pathname=None):
+    def __call__(
+        self,
+        _n_intervals: object,
+        tool_value: object,
+        window_value: object,
+        zone_choice: object,
+        browser_zone: object,
+        seen: object,
+        hidden: object,
+        pathname: object = None,
+    ) -> list[Any]:
         """The Dash callback: outputs in OUTPUTS order."""
         if is_capacity(pathname):
             # The live view is hidden: nothing is built, but the answer still says the server is there.

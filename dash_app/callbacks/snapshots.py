@@ -1,13 +1,14 @@
 """Each view's figures, tables and cards, built once per change of the data and shared by every open tab."""
 
 import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dash_app import figures
 from dash_app.auth.viewer import FULL, Names
 from dash_app.buffer import MinuteFlow
-from dash_app.callbacks.updates import component_part, figure_part, plain
+from dash_app.callbacks.updates import Part, component_part, figure_part, plain
 from dash_app.callbacks.window_stats import (
     EMPTY,
     SHOWN_TOOLS,
@@ -18,10 +19,18 @@ from dash_app.callbacks.window_stats import (
     top_tools,
     totals,
 )
+from dash_app.figures.timeseries import Level
 from dash_app.layouts import parts
 from dash_app.layouts.controls import SHORT_LABELS, tool_options
 from dash_app.store.history import bin_seconds_for
 from dash_app.timeutil import parse_iso
+
+if TYPE_CHECKING:
+    from dash_app.buffer import RealtimeMetricsBuffer
+    from dash_app.figures import Frame
+    from dash_app.figures.common import Figure
+    from dash_app.licenses.pool import LicensePool
+    from dash_app.store.history import HistoryKeeper
 
 # How many recent tables' row keys are kept: enough for every view and window in use over a few ticks.
 TABLES_KEPT = 64
@@ -35,15 +44,17 @@ GRIDS = ("tool-table", "checkouts-table")
 class PoolSnapshot:
     """What one data version says about the tools: status entries, every known tool and its own colour."""
 
-    status: list
-    by_tool: dict
-    tools: list
-    colors: dict
-    options: object  # Part of the tool-filter options
+    status: list[dict[str, Any]]
+    by_tool: dict[str, dict[str, Any]]
+    tools: list[str]
+    colors: dict[str, str]
+    options: Part  # of the tool-filter options
     pool_total: int  # licenses in the whole pool
 
 
-def recent_events(buffer, window, tool=None, rows=parts.EVENT_ROWS):
+def recent_events(
+    buffer: "RealtimeMetricsBuffer", window: float, tool: str | None = None, rows: int = parts.EVENT_ROWS
+) -> list[dict[str, Any]]:
     """Return the newest `rows` events of the window (of `tool` only, when given), newest first."""
     recent = buffer.get_recent_events(window, limit=rows, tool=tool)
     events = [e for kind in recent.values() for e in kind]
@@ -58,16 +69,18 @@ class EventRows:
     show the same events share them and the cache stays as small as the tables. Users show as `names` says.
     """
 
-    def __init__(self, names: Names = FULL):
+    def __init__(self, names: Names = FULL) -> None:
         self.names = names
         self._current: dict[tuple[Any, ...], Any] = {}
         self._previous: dict[tuple[Any, ...], Any] = {}
 
-    def next_version(self):
+    def next_version(self) -> None:
         """Forget rows no table used during the last two versions."""
         self._previous, self._current = self._current, {}
 
-    def rows(self, events, colors, zone):
+    def rows(
+        self, events: Iterable[Mapping[str, Any]], colors: Mapping[str, str], zone: str
+    ) -> tuple[list[Any], list[tuple[Any, ...]]]:
         """Return the plain-JSON rows of `events` (times in `zone`) and their keys, in their order."""
         out, keys = [], []
         for event in events:
@@ -91,10 +104,12 @@ class EventRows:
         return out, keys
 
 
-def history_window(history, window, now):
+def history_window(history: "HistoryKeeper", window: float, now: float) -> WindowData:
     """Return the WindowData of a long window from the stored aggregates."""
     size, series = history.series(window, now=now)
-    buckets, flows, in_use = {}, {}, {}
+    buckets: dict[str, list[Any]] = {}
+    flows: dict[str, list[MinuteFlow]] = {}
+    in_use: dict[str, list[Level]] = {}
     for tool, points in series.items():
         with_borrows = [p for p in points if p["count"]]
         if with_borrows:
@@ -126,7 +141,7 @@ class _Series(NamedTuple):
 SUMMED = ("count", "overage_count")
 
 
-def _add_buckets(sums, buckets, sign):
+def _add_buckets(sums: dict[str, dict[str, int]], buckets: Iterable[Mapping[str, Any]] | None, sign: int) -> None:
     """Add (sign 1) or take away (sign -1) one series' buckets from the per-bin sums; bins at 0 are dropped."""
     for b in buckets or ():
         stamp = b["timestamp"]
@@ -140,7 +155,7 @@ def _add_buckets(sums, buckets, sign):
                     del column[stamp]
 
 
-def _moved_on(entry, now):
+def _moved_on(entry: _Series, now: float) -> _Series:
     """Return `entry` with its current minute's average carried on to `now` at its level, which has not changed since."""
     start, peak, average = entry.in_use[-1]
     elapsed, added = entry.read_at - start, now - entry.read_at
@@ -159,11 +174,12 @@ class BufferWindows:
     refresh reads a few series, not all.
     """
 
-    def __init__(self, buffer):
+    def __init__(self, buffer: "RealtimeMetricsBuffer") -> None:
         self.buffer = buffer
-        self._cache = {}  # window -> (minute, {series: _Series}, {bucket key: {timestamp: sum over series}})
+        # window -> (minute, {series: _Series}, {bucket key: {timestamp: sum over series}})
+        self._cache: dict[float, tuple[int, dict[str, _Series], dict[str, dict[str, int]]]] = {}
 
-    def get(self, window, now, levels_now):
+    def get(self, window: float, now: float, levels_now: Mapping[str, int]) -> WindowData:
         """Return the WindowData of `window` (1-minute bins) with `levels_now` ({tool: in use now})."""
         stamps = self.buffer.series_stamps()
         minute = int(now // 60)
@@ -198,7 +214,7 @@ class BufferWindows:
                 last = bins[-1] if bins else None
                 live = last is not None and last.minute == minute * 60 and not (last.peak == last.average == last.end)
                 tool_flows = flows.get(tool, [])
-                parts = [buckets.get(tool), [f for f in tool_flows if f.failures], levels]
+                parts: list[Any] = [buckets.get(tool), [f for f in tool_flows if f.failures], levels]
                 if old is not None:
                     _add_buckets(sums, old.buckets, -1)
                 _add_buckets(sums, parts[0], 1)
@@ -229,7 +245,7 @@ class BufferWindows:
         )
 
 
-def _identity(value):
+def _identity(value: object) -> object:
     """A mapping of lists stands for its items' identities; anything else for itself."""
     if isinstance(value, dict):
         return tuple(sorted((key, id(item)) for key, item in value.items()))
@@ -246,7 +262,14 @@ class Snapshots:
     borrow ids as `names` says, so all its caches and signatures belong to readers of that kind alone.
     """
 
-    def __init__(self, buffer, pool, history=None, currency="", names: Names = FULL):
+    def __init__(
+        self,
+        buffer: "RealtimeMetricsBuffer",
+        pool: "LicensePool",
+        history: "HistoryKeeper | None" = None,
+        currency: str = "",
+        names: Names = FULL,
+    ) -> None:
         self.buffer = buffer
         self.pool = pool
         self.history = history
@@ -265,7 +288,9 @@ class Snapshots:
         # Row keys of recently built tables by signature, so a tab's table can be patched row by row.
         self._table_rows: dict[str, Any] = {}
 
-    def get(self, tool, window, now, zone="UTC"):
+    def get(
+        self, tool: str | None, window: float, now: float, zone: str = "UTC"
+    ) -> tuple[PoolSnapshot, str | None, dict[str, Any]]:
         """Return (PoolSnapshot, tool, {output id: Part}) for the view of `tool` (None for all tools) over `window` s.
 
         A tool no source has reported gets the overview (and None back), so no text builds a view of its own.
@@ -296,7 +321,7 @@ class Snapshots:
                 view = self._views[(tool, window, zone)] = (data, built)
             return pool, tool, view[1]
 
-    def _window_data(self, window, now, pool):
+    def _window_data(self, window: float, now: float, pool: PoolSnapshot) -> WindowData:
         """Return the WindowData of a window: the buffer's, or the stored history's."""
         key: tuple[Any, ...]
         if window <= self.buffer.retention_seconds or self.history is None:
@@ -314,7 +339,7 @@ class Snapshots:
             cached = self._window_data_cache[window] = (key, history_window(self.history, window, now))
         return cached[1]
 
-    def _build_pool(self, status):
+    def _build_pool(self, status: list[dict[str, Any]]) -> PoolSnapshot:
         known = [entry["tool"] for entry in status]
         seen = set(known)
         # Tools the buffer holds but the pool does not know (a log source, a test feeding the buffer) come last.
@@ -329,7 +354,7 @@ class Snapshots:
             pool_total=sum(entry["total"] or 0 for entry in status),
         )
 
-    def _cards(self, window, stats, in_use, of_total, scope):
+    def _cards(self, window: float, stats: ToolStats, in_use: int, of_total: int, scope: str) -> Part:
         """Return the cards' values and hints for counts over the window."""
         span = SHORT_LABELS.get(window, f"{window // 60} min")
         minutes = window / 60
@@ -350,7 +375,9 @@ class Snapshots:
             }
         )
 
-    def _build_overview(self, pool, window, frame, data, stats, now):
+    def _build_overview(
+        self, pool: PoolSnapshot, window: float, frame: "Frame", data: WindowData, stats: dict[str, ToolStats], now: float
+    ) -> dict[str, Part]:
         shown = top_tools(stats, pool.tools, self.shown_tools)
         colors = figures.tool_colors(pool.tools, shown)
         totals_by_tool = {entry["tool"]: entry["total"] for entry in pool.status}
@@ -375,7 +402,16 @@ class Snapshots:
             "events-table": self._events(pool, window, None, colors, zone),
         }
 
-    def _build_tool(self, pool, tool, window, frame, data, stats, now):
+    def _build_tool(
+        self,
+        pool: PoolSnapshot,
+        tool: str,
+        window: float,
+        frame: "Frame",
+        data: WindowData,
+        stats: dict[str, ToolStats],
+        now: float,
+    ) -> dict[str, Part]:
         color = pool.colors[tool]
         entry = pool.by_tool.get(tool)
         limits = (entry["commit"], entry["total"]) if entry and entry["commit"] is not None else None
@@ -400,7 +436,7 @@ class Snapshots:
             "events-table": self._events(pool, window, tool, {tool: color}, frame.zone),
         }
 
-    def _memoized(self, figure_id, inputs, build):
+    def _memoized(self, figure_id: str, inputs: tuple[Any, ...], build: Callable[[], "Figure"]) -> Part:
         """Return the Part of `figure_id` built by `build`, reusing the last one when its inputs are the same objects.
 
         `inputs` is a tuple of plain values and per-series mappings; the mappings' lists are compared by identity,
@@ -415,7 +451,7 @@ class Snapshots:
         self._memo[figure_id] = (key, part, inputs)
         return part
 
-    def _events(self, pool, window, tool, colors, zone):
+    def _events(self, pool: PoolSnapshot, window: float, tool: str | None, colors: Mapping[str, str], zone: str) -> Part:
         colors = {**pool.colors, **colors}
         rows, keys = self._rows.rows(recent_events(self.buffer, window, tool), colors, zone)
         part = component_part(parts.events_table(rows, zone))
@@ -424,7 +460,7 @@ class Snapshots:
         self._table_rows[part.sig] = keys
         return part
 
-    def _grid(self, rows, key):
+    def _grid(self, rows: Sequence[Mapping[str, Any]], key: str) -> Part:
         """Return the Part of a grid's rows, keeping them by `key` so a tab's grid can get only the rows that changed."""
         part = component_part(rows)
         if len(self._table_rows) >= TABLES_KEPT:
@@ -432,7 +468,7 @@ class Snapshots:
         self._table_rows[part.sig] = {row[key]: row for row in rows}
         return part
 
-    def row_keys(self, signature):
+    def row_keys(self, signature: str) -> Any:
         """Return the row keys of a recently built table, or None; under the lock that guards their writes."""
         with self._lock:
             return self._table_rows.get(signature)

@@ -1,17 +1,22 @@
 """Send only what changed: signatures of built outputs, and the Patch (or no_update) that brings a tab up to date."""
 
 import hashlib
-from collections import namedtuple
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 from dash import Patch, no_update
 from dash.development.base_component import Component
 
-Part = namedtuple("Part", "value sig")
-Part.__doc__ = "One built output (plain JSON-ready value) and its signature; figures carry one per trace."
+
+class Part(NamedTuple):
+    """One built output (plain JSON-ready value) and its signature; figures carry one per trace."""
+
+    value: Any
+    sig: Any  # a digest; a figure's is {"layout": digest, "traces": [digest, ...]}
 
 
-def plain(value):
+def plain(value: Any) -> Any:
     """Return `value` with Dash components turned into their JSON dicts, so responses serialise in one fast pass."""
     if isinstance(value, Component):
         data = value.to_plotly_json()
@@ -22,41 +27,41 @@ def plain(value):
     return value
 
 
-def digest(value):
+def digest(value: Any) -> str:
     """Return a short, stable signature of a JSON-ready value."""
     return hashlib.blake2b(orjson.dumps(value, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
 
 
-def _without_range(layout):
+def _without_range(layout: dict[str, Any]) -> dict[str, Any]:
     xaxis = layout.get("xaxis")
     if not xaxis or "autorangeoptions" not in xaxis:
         return layout
     return dict(layout, xaxis={k: v for k, v in xaxis.items() if k != "autorangeoptions"})
 
 
-def component_part(component):
+def component_part(component: Any) -> Part:
     """Return the Part of a component (or list of them)."""
     value = plain(component)
     return Part(value, digest(value))
 
 
-def figure_part(figure):
+def figure_part(figure: Mapping[str, Any]) -> Part:
     """Return the Part of a figure dict: a signature for its layout (the moving time range left out) and each trace."""
     sig = {"layout": digest(_without_range(figure["layout"])), "traces": [digest(trace) for trace in figure["data"]]}
     return Part(figure, sig)
 
 
-def has_time_range(figure):
+def has_time_range(figure: Mapping[str, Any]) -> bool:
     """Return whether the figure's x axis follows the time window."""
     return "autorangeoptions" in figure["layout"].get("xaxis", {})
 
 
-def _shown_as(trace, hidden):
+def _shown_as(trace: Mapping[str, Any], hidden: Collection[str]) -> dict[str, Any]:
     """Return `trace` with `visible` set from the tab's hidden uids (the shared built trace is not changed)."""
     return dict(trace, visible="legendonly" if trace.get("uid") in hidden else True)
 
 
-def _dressed(figure, time_range, hidden):
+def _dressed(figure: Mapping[str, Any], time_range: Mapping[str, int], hidden: Collection[str]) -> dict[str, Any]:
     """Return a shallow copy of `figure` with the tab's time range on its x axis and its hidden traces hidden."""
     layout = figure["layout"]
     if has_time_range(figure):
@@ -64,7 +69,9 @@ def _dressed(figure, time_range, hidden):
     return dict(figure, layout=layout, data=[_shown_as(trace, hidden) for trace in figure["data"]])
 
 
-def figure_update(part, seen, time_range, hidden=frozenset()):
+def figure_update(
+    part: Part, seen: object, time_range: Mapping[str, int], hidden: Collection[str] = frozenset()
+) -> tuple[Any, dict[str, Any] | None]:
     """Return (output, what the tab then has) for a figure Part, given what the tab has (`seen`, or None).
 
     A new layout or trace count sends the whole figure; otherwise a Patch carries the changed traces, the moved
@@ -72,38 +79,40 @@ def figure_update(part, seen, time_range, hidden=frozenset()):
     Every trace sent carries `visible` from `hidden`, so a legend entry the user hid stays hidden.
     """
     figure, sig = part
-    seen = seen if isinstance(seen, dict) and isinstance(seen.get("traces"), list) else None
+    known = seen if isinstance(seen, dict) and isinstance(seen.get("traces"), list) else None
     ranged = has_time_range(figure)
     hidden_list = sorted(hidden)
     now_seen = {"layout": sig["layout"], "traces": sig["traces"], "range": time_range if ranged else None, "hidden": hidden_list}
-    if not seen or seen.get("layout") != sig["layout"] or len(seen.get("traces", ())) != len(sig["traces"]):
+    if not known or known.get("layout") != sig["layout"] or len(known.get("traces", ())) != len(sig["traces"]):
         return _dressed(figure, time_range, hidden), now_seen
     patch = Patch()
     changed = False
-    restyle = seen.get("hidden") != hidden_list
-    for index, (old, new) in enumerate(zip(seen["traces"], sig["traces"])):
+    restyle = known.get("hidden") != hidden_list
+    for index, (old, new) in enumerate(zip(known["traces"], sig["traces"])):
         if old != new:
             patch["data"][index] = _shown_as(figure["data"][index], hidden)
             changed = True
         elif restyle:
             patch["data"][index]["visible"] = "legendonly" if figure["data"][index].get("uid") in hidden else True
             changed = True
-    if ranged and seen.get("range") != time_range:
+    if ranged and known.get("range") != time_range:
         patch["layout"]["xaxis"]["autorangeoptions"] = time_range
         changed = True
     if not changed:
-        return no_update, seen
+        return no_update, known
     return patch.to_plotly_json(), now_seen
 
 
-def component_update(part, seen):
+def component_update(part: Part, seen: object) -> tuple[Any, Any]:
     """Return (output, what the tab then has) for a component Part: no_update when the tab already has it."""
     if seen == part.sig:
         return no_update, seen
     return part.value, part.sig
 
 
-def rows_update(part, seen, row_keys_of, path):
+def rows_update(
+    part: Part, seen: object, row_keys_of: Callable[[str], Sequence[Any] | None], path: Sequence[str | int]
+) -> tuple[Any, Any]:
     """Return (output, what the tab then has) for a table Part whose rows sit at `path`, newest first.
 
     `row_keys_of(signature)` gives a built table's row keys (None when forgotten). When the tab's table is this one
@@ -130,14 +139,14 @@ def rows_update(part, seen, row_keys_of, path):
     return part.value, part.sig
 
 
-def plain_rows(value, path):
+def plain_rows(value: Any, path: Sequence[str | int]) -> Any:
     """Return the rows found at `path` in a plain component value."""
     for key in path:
         value = value[key]
     return value
 
 
-def grid_update(part, seen, rows_of):
+def grid_update(part: Part, seen: object, rows_of: Callable[[str], Mapping[Any, dict[str, Any]] | None]) -> tuple[Any, Any, Any]:
     """Return (rowData, rowTransaction, what the tab then has) for a grid's rows Part, given the tab's signature.
 
     `rows_of(signature)` gives a built grid's rows by id (None when forgotten). When the tab's grid is one of those,

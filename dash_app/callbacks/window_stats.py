@@ -5,12 +5,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from dash_app.buffer import Bucket, MinuteFlow
+from dash_app.figures.timeseries import Level
 
 # Charts show this many tools by name; the rest share one "Other tools" series. The palette has as many colours.
 SHOWN_TOOLS = 10
-
-# (bin start in epoch s, peak in use within the bin, time-weighted average in use over the bin)
-InUseBin = tuple[int, int, float]
 
 
 @dataclass(frozen=True)
@@ -20,7 +18,7 @@ class WindowData:
     bin_seconds: int
     buckets: Mapping[str, list[Bucket]]  # tool -> bins with borrows
     flows: Mapping[str, list[MinuteFlow]]  # tool -> bins with any activity (empty when `sums` and `failing` are given)
-    in_use: Mapping[str, list[InUseBin]]  # tool -> bins where licenses were in use
+    in_use: Mapping[str, list[Level]]  # tool -> bins where licenses were in use
     sums: Mapping[str, "ToolStats"] | None = None  # tool -> its window's counts, when computed with the data
     failing: Mapping[str, list[MinuteFlow]] | None = None  # tool -> its bins with failures, when computed with the data
     bucket_sums: Mapping[str, Mapping[str, int]] | None = None  # "count" / "overage_count" -> {bin: sum over tools}
@@ -54,7 +52,7 @@ def tool_stats(status: Sequence[Mapping[str, Any]], data: WindowData) -> dict[st
     return stats
 
 
-def series_stats(flows: Sequence[MinuteFlow], in_use: Sequence[InUseBin]) -> ToolStats:
+def series_stats(flows: Sequence[MinuteFlow], in_use: Sequence[Level]) -> ToolStats:
     """Return one series' counts over its flows and its highest peak in use."""
     return ToolStats(
         borrows=sum(f.borrows for f in flows),

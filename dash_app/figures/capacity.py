@@ -1,6 +1,9 @@
 """Charts of the Capacity view: the duration curve, the hour-of-week heatmap, cost against commit, top users, denials."""
 
-from dash_app.figures.common import empty_figure, limit_line
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dash_app.figures.common import Figure, empty_figure, limit_line
 from dash_app.figures.text import axis_time, plotly_text
 from dash_app.figures.theme import (
     COMMIT_LINE_COLOR,
@@ -18,7 +21,7 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 BEST_COLOR = "#2f9e66"
 
 
-def duration_chart(points, commit, total):
+def duration_chart(points: Sequence[Mapping[str, Any]], commit: int | None, total: int | None) -> Figure:
     """Licenses held against the share of the period's time they were held at least: the load-duration curve."""
     if not points or all(p["licenses"] == 0 for p in points):
         return empty_figure("No licenses of this tool in use in this period")
@@ -56,12 +59,12 @@ def duration_chart(points, commit, total):
     return {"data": [trace], "layout": layout}
 
 
-def heatmap_chart(cells, zone):
+def heatmap_chart(cells: Sequence[Mapping[str, Any]], zone: str) -> Figure:
     """Mean licenses in use per weekday and hour of day (peak in the hover), in the viewer's time zone."""
     if not cells or all(cell["peak"] == 0 for cell in cells):
         return empty_figure("No licenses of this tool in use in this period")
-    mean = [[None] * 24 for _ in range(7)]
-    peak = [[None] * 24 for _ in range(7)]
+    mean: list[list[float | None]] = [[None] * 24 for _ in range(7)]
+    peak: list[list[int | None]] = [[None] * 24 for _ in range(7)]
     for cell in cells:
         mean[cell["weekday"]][cell["hour"]] = None if cell["mean"] is None else round(cell["mean"], 2)
         peak[cell["weekday"]][cell["hour"]] = cell["peak"]
@@ -85,7 +88,7 @@ def heatmap_chart(cells, zone):
     return {"data": [trace], "layout": layout}
 
 
-def cost_chart(advice, currency=""):
+def cost_chart(advice: Mapping[str, Any] | None, currency: str = "") -> Figure:
     """The period's cost for each commit: commit price share plus overage, with the current and the best commit marked."""
     if not advice or not advice.get("curve"):
         reason = (advice or {}).get("reason") or "No prices are known for this tool"
@@ -131,7 +134,7 @@ def cost_chart(advice, currency=""):
     return {"data": [trace, *marks], "layout": layout}
 
 
-def users_chart(top_users):
+def users_chart(top_users: Sequence[Mapping[str, Any]]) -> Figure:
     """License-hours of the heaviest users, largest first."""
     if not top_users:
         return empty_figure("Nobody held this tool in this period")
@@ -151,7 +154,7 @@ def users_chart(top_users):
     return {"data": [trace], "layout": layout}
 
 
-def denials_chart(bins, bin_seconds, zone="UTC"):
+def denials_chart(bins: Sequence[Mapping[str, Any]], bin_seconds: int, zone: str = "UTC") -> Figure:
     """Denials of the tool per bin over the period."""
     if not bins or not any(b["count"] for b in bins):
         return empty_figure("No denials of this tool in this period")

@@ -1,10 +1,14 @@
 """Pieces every figure builder uses: the time frame, the time axis and the empty state."""
 
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 from dash_app.figures.text import axis_time, bucket_time, utc_offset
 from dash_app.figures.theme import GRID_COLOR, MUTED_COLOR, base_layout
 from dash_app.timeutil import first_minute_at_or_after
+
+# A Plotly figure as the plain JSON dict Dash sends: {"data": [trace, ...], "layout": {...}}.
+Figure: TypeAlias = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -21,22 +25,22 @@ class Frame:
     bin_seconds: int = 60
     zone: str = "UTC"
 
-    def time(self, epoch_seconds):
+    def time(self, epoch_seconds: float) -> str:
         """Return the axis string of an instant in the frame's zone."""
         return axis_time(epoch_seconds, self.zone)
 
-    def bucket(self, iso_minute):
+    def bucket(self, iso_minute: str) -> str:
         """Return the axis string of a bucket's ISO UTC timestamp in the frame's zone."""
         return bucket_time(iso_minute, self.zone)
 
     @property
-    def bins(self):
+    def bins(self) -> range:
         """The start (epoch s) of every bin the window touches, oldest first."""
         size = self.bin_seconds
         return range(int(self.start // size) * size, int(self.end // size) * size + 1, size)
 
     @property
-    def per_bin(self):
+    def per_bin(self) -> str:
         """The bin as a rate's unit: "min", "5 min", "h", "2 h"."""
         if self.bin_seconds < 3600:
             minutes = self.bin_seconds // 60
@@ -45,27 +49,27 @@ class Frame:
         return "h" if hours == 1 else f"{hours} h"
 
     @property
-    def bar_width_ms(self):
+    def bar_width_ms(self) -> int:
         """Bar width: five sixths of a bin, so neighbouring bars stay apart."""
         return self.bin_seconds * 1000 * 5 // 6
 
     @property
-    def time_format(self):
+    def time_format(self) -> str:
         """The d3 format of a time in hovers: with the date once the window spans more than a day."""
         return "%H:%M" if self.end - self.start <= 86400 else "%b %d %H:%M"
 
     @property
-    def first_minute(self):
+    def first_minute(self) -> int:
         """Index of the first whole minute in the window (epoch seconds // 60)."""
         return first_minute_at_or_after(self.start)
 
     @property
-    def current_minute(self):
+    def current_minute(self) -> int:
         """Index of the minute that holds `end`."""
         return int(self.end // 60)
 
 
-def autorange_limits(start, end, zone="UTC"):
+def autorange_limits(start: float, end: float, zone: str = "UTC") -> dict[str, int]:
     """Return the autorangeoptions that pin a date axis to epoch seconds `start`..`end`, as wall times in `zone`.
 
     Given in milliseconds: Plotly uses these limits unconverted, and a date axis counts wall-time milliseconds.
@@ -76,7 +80,7 @@ def autorange_limits(start, end, zone="UTC"):
     }
 
 
-def time_axis(frame):
+def time_axis(frame: Frame) -> dict[str, Any]:
     """Return a date axis that shows exactly the frame until the user zooms, and again after a double-click.
 
     The window is given as autorange limits, not as `range`: Plotly keeps a user's zoom across updates only
@@ -93,7 +97,7 @@ def time_axis(frame):
     }
 
 
-def empty_figure(message, revision=""):
+def empty_figure(message: str, revision: str = "") -> Figure:
     """Return a figure with no axes that says `message` in its middle."""
     return {
         "data": [],
@@ -117,13 +121,13 @@ def empty_figure(message, revision=""):
     }
 
 
-def rgba(hex_color, alpha):
+def rgba(hex_color: str, alpha: float) -> str:
     """Return `#rrggbb` as an rgba() string with `alpha`."""
     red, green, blue = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({red},{green},{blue},{alpha})"
 
 
-def limit_line(y, label, color, dash):
+def limit_line(y: float, label: str, color: str, dash: str) -> dict[str, Any]:
     """Return a labelled horizontal line across the plot at `y` (a commit, a total)."""
     return {
         "type": "line",

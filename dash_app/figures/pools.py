@@ -1,12 +1,15 @@
 """Charts of the pool as it is now: utilisation per tool and one tool's commit."""
 
-from dash_app.figures.common import empty_figure
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dash_app.figures.common import Figure, empty_figure
 from dash_app.figures.text import legend_name, trace_uid
 from dash_app.figures.theme import AVAILABLE_COLOR, IN_COMMIT_COLOR, OVERAGE_COLOR, base_layout, value_axis
 from dash_app.figures.timeseries import OTHER_TOOLS
 
 
-def split_usage(entry):
+def split_usage(entry: Mapping[str, Any]) -> tuple[int, int, int]:
     """Return (in commit, overage, available) of a pool status entry; a tool without known limits is all in commit."""
     borrowed = entry["borrowed"]
     if entry.get("commit") is None:
@@ -15,14 +18,14 @@ def split_usage(entry):
     return in_commit, borrowed - in_commit, max(entry["total"] - borrowed, 0)
 
 
-def _capacity(entry):
+def _capacity(entry: Mapping[str, Any]) -> int:
     return entry["total"] if entry.get("total") is not None else entry["borrowed"]
 
 
 _SEGMENTS = (("In commit", IN_COMMIT_COLOR), ("Overage", OVERAGE_COLOR), ("Available", AVAILABLE_COLOR))
 
 
-def utilization_chart(status, shown=None):
+def utilization_chart(status: Sequence[Mapping[str, Any]], shown: Sequence[str] | None = None) -> Figure:
     """One stacked bar per shown tool, then one for all others: in commit, overage, available, from pool.status().
 
     `shown` lists the tools with a bar of their own (every tool when None), in order.
@@ -32,7 +35,7 @@ def utilization_chart(status, shown=None):
     by_tool = {entry["tool"]: entry for entry in status}
     order = [t for t in shown if t in by_tool] if shown is not None else list(by_tool)
     names = [legend_name(tool) for tool in order]
-    parts = [split_usage(by_tool[tool]) for tool in order]
+    parts: list[tuple[int, ...]] = [split_usage(by_tool[tool]) for tool in order]
     totals = [_capacity(by_tool[tool]) for tool in order]
     rest = [entry for entry in status if entry["tool"] not in set(order)]
     if rest:
@@ -67,7 +70,7 @@ def utilization_chart(status, shown=None):
     return {"data": traces, "layout": layout}
 
 
-def tool_commit_chart(entry, revision=""):
+def tool_commit_chart(entry: Mapping[str, Any] | None, revision: str = "") -> Figure:
     """A ring of one tool's licenses now: in commit, overage and available, with the count in use in its middle."""
     if entry is None or entry.get("total") is None or entry.get("commit") is None:
         return empty_figure("No limits are known for this tool", revision)

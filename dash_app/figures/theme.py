@@ -1,5 +1,8 @@
 """The dashboard's look in one place: tool colours, meaning colours, fonts and the layout every chart starts from."""
 
+from collections.abc import Iterable
+from typing import Any
+
 # Tools get these in inventory order; reds, ambers and greens are left out because they carry meaning below.
 TOOL_PALETTE = (
     "#3b6fd8",  # blue
@@ -34,7 +37,7 @@ MUTED_COLOR = "#6c757d"
 GRID_COLOR = "#edf0f3"
 
 
-def tool_colors(tools, shown=()):
+def tool_colors(tools: Iterable[str], shown: Iterable[str] = ()) -> dict[str, str]:
     """Return {tool: colour}: each tool's own colour by its place in `tools`, with the `shown` ones kept distinct.
 
     A tool's own colour is the palette's entry at its index, so it does not change as data changes. Past the
@@ -56,14 +59,14 @@ def tool_colors(tools, shown=()):
     return colors
 
 
-def reason_color(reason):
+def reason_color(reason: str) -> str:
     """Return the colour of a failure reason."""
     return REASON_COLORS.get(reason, OTHER_REASON_COLOR)
 
 
-def base_layout(**overrides):
+def base_layout(**overrides: Any) -> dict[str, Any]:
     """Return the layout every chart shares, with `overrides` on top."""
-    layout = {
+    layout: dict[str, Any] = {
         "font": {"family": FONT_FAMILY, "size": 12, "color": TEXT_COLOR},
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
@@ -86,9 +89,9 @@ def base_layout(**overrides):
     return layout
 
 
-def value_axis(title=None, top=None, **extra):
+def value_axis(title: str | None = None, top: float | None = None, **extra: Any) -> dict[str, Any]:
     """Return a count axis from zero with a light grid; `top` (the largest value) keeps small scales to whole ticks."""
-    axis = {
+    axis: dict[str, Any] = {
         "rangemode": "tozero",
         "gridcolor": GRID_COLOR,
         "zeroline": False,

@@ -1,7 +1,11 @@
 """Charts over a time window, per minute (or per bin of the stored history): borrows, overage, failures, in use."""
 
-from dash_app.auth.viewer import FULL, HIDDEN
-from dash_app.figures.common import empty_figure, limit_line, rgba, time_axis
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from dash_app.auth.viewer import FULL, HIDDEN, Names
+from dash_app.buffer import MinuteFlow
+from dash_app.figures.common import Figure, Frame, empty_figure, limit_line, rgba, time_axis
 from dash_app.figures.text import legend_name, name_list, plotly_text, trace_uid
 from dash_app.figures.theme import (
     COMMIT_LINE_COLOR,
@@ -25,10 +29,17 @@ OTHER_KEY = "\0other tools"
 NAMED_VALUE = "%{fullData.name}: %{y}<extra></extra>"
 META_VALUE = "%{meta}: %{y}<extra></extra>"
 
+# {tool: its bins with borrows}: the buffer's Buckets, or the stored history's points with the same keys.
+Buckets: TypeAlias = Mapping[str, Sequence[Mapping[str, Any]]]
+# (bin start in epoch s, peak in use within the bin, time-weighted average in use over the bin)
+Level: TypeAlias = tuple[int, int, float]
 
-def _minute_bar(name, key, x, y, color, frame, **extra):
+
+def _minute_bar(
+    name: str, key: str, x: Sequence[Any], y: Sequence[Any], color: str | None, frame: Frame, **extra: Any
+) -> dict[str, Any]:
     # offset=0 puts each bar over the bin it counts, starting at the bin's first second.
-    trace = {
+    trace: dict[str, Any] = {
         "type": "bar",
         "name": name,
         "uid": trace_uid(key),
@@ -42,7 +53,7 @@ def _minute_bar(name, key, x, y, color, frame, **extra):
     return trace
 
 
-def _stacked_top(traces):
+def _stacked_top(traces: Iterable[Mapping[str, Any]]) -> float:
     totals: dict[str, float] = {}  # x (a bin's time) -> the stack's height there
     for trace in traces:
         for x, y in zip(trace["x"], trace["y"]):
@@ -50,7 +61,7 @@ def _stacked_top(traces):
     return max(totals.values(), default=0)
 
 
-def _stacked_layout(frame, y_title, traces):
+def _stacked_layout(frame: Frame, y_title: str, traces: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return base_layout(
         barmode="stack",
         bargap=0,
@@ -61,7 +72,13 @@ def _stacked_layout(frame, y_title, traces):
     )
 
 
-def _summed(buckets_by_tool, tools, key, shown=(), total=None):
+def _summed(
+    buckets_by_tool: Buckets,
+    tools: Iterable[str],
+    key: str,
+    shown: Iterable[str] = (),
+    total: Mapping[str, int] | None = None,
+) -> list[tuple[str, int]]:
     """Return sorted (bin, sum) over `tools`; with `total` ({bin: sum over every tool}), as it less the `shown` tools."""
     if total is not None:
         rest = dict(total)
@@ -82,7 +99,16 @@ def _summed(buckets_by_tool, tools, key, shown=(), total=None):
     return sorted(totals.items())
 
 
-def _per_tool_bars(buckets_by_tool, shown, colors, frame, key, y_title, empty_message, total=None):
+def _per_tool_bars(
+    buckets_by_tool: Buckets,
+    shown: Sequence[str],
+    colors: Mapping[str, str],
+    frame: Frame,
+    key: str,
+    y_title: str,
+    empty_message: str,
+    total: Mapping[str, int] | None = None,
+) -> Figure:
     """One stacked series per shown tool (in `shown`'s order), then one for every other tool together.
 
     `total` ({bin: sum over every tool}), when the caller keeps it, saves summing the other tools here.
@@ -110,14 +136,26 @@ def _per_tool_bars(buckets_by_tool, shown, colors, frame, key, y_title, empty_me
     return {"data": traces, "layout": _stacked_layout(frame, y_title, traces)}
 
 
-def borrow_chart(buckets_by_tool, shown, colors, frame, total=None):
+def borrow_chart(
+    buckets_by_tool: Buckets,
+    shown: Sequence[str],
+    colors: Mapping[str, str],
+    frame: Frame,
+    total: Mapping[str, int] | None = None,
+) -> Figure:
     """Borrows per bin, one stacked series per shown tool and one for the others, from aggregate_tool_metrics buckets."""
     return _per_tool_bars(
         buckets_by_tool, shown, colors, frame, "count", f"borrows / {frame.per_bin}", "No borrows in this window", total
     )
 
 
-def overage_chart(buckets_by_tool, shown, colors, frame, total=None):
+def overage_chart(
+    buckets_by_tool: Buckets,
+    shown: Sequence[str],
+    colors: Mapping[str, str],
+    frame: Frame,
+    total: Mapping[str, int] | None = None,
+) -> Figure:
     """Overage checkouts per bin, stacked like the borrow chart, with its own legend."""
     return _per_tool_bars(
         buckets_by_tool,
@@ -131,7 +169,9 @@ def overage_chart(buckets_by_tool, shown, colors, frame, total=None):
     )
 
 
-def failure_chart(flows_by_tool, frame, empty_message="No failed borrows in this window"):
+def failure_chart(
+    flows_by_tool: Mapping[str, Iterable[MinuteFlow]], frame: Frame, empty_message: str = "No failed borrows in this window"
+) -> Figure:
     """Failed borrows per bin, summed over tools, one stacked series per reason, from get_minute_flows.
 
     Hovering a bar names the tools behind it, busiest first: for unknown-tool failures, the names asked for.
@@ -165,7 +205,7 @@ def failure_chart(flows_by_tool, frame, empty_message="No failed borrows in this
     return {"data": traces, "layout": _stacked_layout(frame, f"failures / {frame.per_bin}", traces)}
 
 
-def _busiest(counts, limit=HOVER_TOOL_LIMIT):
+def _busiest(counts: Mapping[str, int], limit: int = HOVER_TOOL_LIMIT) -> str:
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     lines = [f"{plotly_text(name)} ({count})" for name, count in ranked[:limit]]
     if len(ranked) > limit:
@@ -173,13 +213,15 @@ def _busiest(counts, limit=HOVER_TOOL_LIMIT):
     return "<br>".join(lines)
 
 
-def reason_category(reason):
+def reason_category(reason: str) -> str:
     """Return a failure reason's category: log sources give "exhausted: <server text> (<code>)"."""
     category, colon, _detail = reason.partition(":")
     return category.strip() if colon and category.strip() else reason
 
 
-def tool_borrow_chart(tool, buckets, color, frame, names=FULL):
+def tool_borrow_chart(
+    tool: str, buckets: Sequence[Mapping[str, Any]], color: str | None, frame: Frame, names: Names = FULL
+) -> Figure:
     """One tool's borrows per minute; hovering a bar shows its count, overage and users.
 
     The users are listed as `names` shows them (pseudonyms, or no list at all when names are hidden); their count
@@ -219,7 +261,7 @@ def tool_borrow_chart(tool, buckets, color, frame, names=FULL):
     return {"data": [trace], "layout": layout}
 
 
-def _levels(bins, frame):
+def _levels(bins: Iterable[Level], frame: Frame) -> tuple[list[str], list[int], list[float]]:
     """Return (x, peaks, averages) on every bin of the frame from [(bin start, peak, average)]; bins not listed hold 0."""
     by_start = {start: (peak, average) for start, peak, average in bins}
     starts = list(frame.bins)
@@ -229,8 +271,18 @@ def _levels(bins, frame):
     return [frame.time(s) for s in starts] + [frame.time(frame.end)], peaks + peaks[-1:], averages + averages[-1:]
 
 
-def _step_line(name, key, x, y, color, customdata, hovertemplate, fill=False, meta=None):
-    trace = {
+def _step_line(
+    name: str,
+    key: str,
+    x: Sequence[Any],
+    y: Sequence[Any],
+    color: str | None,
+    customdata: Sequence[Any],
+    hovertemplate: str,
+    fill: bool = False,
+    meta: str | None = None,
+) -> dict[str, Any]:
+    trace: dict[str, Any] = {
         "type": "scatter",
         "mode": "lines",
         "name": name,
@@ -241,14 +293,20 @@ def _step_line(name, key, x, y, color, customdata, hovertemplate, fill=False, me
         "customdata": customdata,
         "hovertemplate": hovertemplate,
     }
-    if fill:
+    if fill and color is not None:
         trace.update(fill="tozeroy", fillcolor=rgba(color, 0.15))
     if meta is not None:
         trace["meta"] = meta
     return trace
 
 
-def inuse_chart(in_use_by_tool, shown, colors, totals, frame):
+def inuse_chart(
+    in_use_by_tool: Mapping[str, Sequence[Level]],
+    shown: Sequence[str],
+    colors: Mapping[str, str],
+    totals: Mapping[str, int | None],
+    frame: Frame,
+) -> Figure:
     """Peak share of each shown tool's total in use per bin, and the highest share among the other tools.
 
     `in_use_by_tool` is {tool: [(bin start, peak, average)]}, `totals` {tool: total}; tools without a known total
@@ -273,11 +331,10 @@ def inuse_chart(in_use_by_tool, shown, colors, totals, frame):
             )
         )
     shown_set = set(shown)
-    rest = [t for t in in_use_by_tool if t not in shown_set and totals.get(t)]
+    rest = [(t, total) for t in in_use_by_tool if t not in shown_set and (total := totals.get(t))]
     if rest:
         best: dict[int, tuple[float, str, int, int]] = {}  # bin start -> (share, tool, peak, total)
-        for tool in rest:
-            total = totals[tool]
+        for tool, total in rest:
             for start, peak, _average in in_use_by_tool[tool]:
                 share = 100 * peak / total
                 if start not in best or share > best[start][0]:
@@ -309,7 +366,7 @@ def inuse_chart(in_use_by_tool, shown, colors, totals, frame):
     return {"data": traces, "layout": layout}
 
 
-def tool_inuse_chart(tool, bins, limits, color, frame):
+def tool_inuse_chart(tool: str, bins: Sequence[Level], limits: tuple[int, int] | None, color: str, frame: Frame) -> Figure:
     """Licenses of one tool in use over the window: each bin's peak (average in the hover), with commit and total lines.
 
     `bins` is [(bin start, peak, average)], `limits` is (commit, total) or None.

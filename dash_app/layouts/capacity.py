@@ -1,5 +1,8 @@
 """The Capacity view at /capacity: a period, every tool's figures in a grid, and one tool's curves."""
 
+from collections.abc import Iterable
+
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
@@ -17,12 +20,12 @@ PERIODS = (
 DEFAULT_PERIOD = "604800"
 
 
-def chart(graph_id, title, hint):
+def chart(graph_id: str, title: str, hint: str) -> dbc.Card:
     """Return a titled card around one of the view's charts, empty until a tool is picked."""
     return chart_panel(graph_id, title, hint, placeholder="Pick a tool")
 
 
-def capacity_table(currency):
+def capacity_table(currency: str) -> dag.AgGrid:
     """Return the `capacity-table` grid: every tool's figures for the period, sortable and filterable."""
     money = f" ({currency})" if currency else ""
     number = {"filter": "agNumberColumnFilter", "type": "rightAligned", "minWidth": 95, "flex": 1}
@@ -52,7 +55,7 @@ def capacity_table(currency):
     return grid("capacity-table", columns, "tool", selectable=True)
 
 
-def controls(tools):
+def controls(tools: Iterable[str]) -> dbc.Row:
     """Return the period picker, the date range it opens, the tool picker and the CSV download."""
     return dbc.Row(
         [
@@ -112,7 +115,7 @@ def controls(tools):
     )
 
 
-def capacity_page(currency, tools):
+def capacity_page(currency: str, tools: Iterable[str]) -> html.Section:
     """Return the Capacity view, hidden until the address is /capacity."""
     return html.Section(
         [

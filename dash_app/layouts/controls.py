@@ -2,7 +2,7 @@
 
 import functools
 import zoneinfo
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode
 
@@ -34,7 +34,7 @@ TIME_RANGES = (
 )
 DEFAULT_TIME_RANGE = 1800
 TIME_RANGE_SECONDS = frozenset(r.seconds for r in TIME_RANGES)
-SHORT_LABELS = {r.seconds: r.short for r in TIME_RANGES}
+SHORT_LABELS: dict[float, str] = {r.seconds: r.short for r in TIME_RANGES}
 
 # The time-zone control: the browser's own zone (the default) or UTC; `tz=UTC` in the URL picks UTC.
 LOCAL_TIME = "local"
@@ -45,19 +45,19 @@ ALL_TOOLS = "__all__"
 ALL_TOOLS_LABEL = "All tools"
 
 
-def tool_options(tools):
+def tool_options(tools: Iterable[str]) -> list[dict[str, str]]:
     """Return the tool-filter options: "All tools", then every tool by name."""
     return [{"label": ALL_TOOLS_LABEL, "value": ALL_TOOLS}] + [{"label": tool, "value": tool} for tool in tools]
 
 
-def tz_dropdown():
+def tz_dropdown() -> dcc.Dropdown:
     """Return the `tz-select` dropdown: the browser's time zone or UTC."""
     return dcc.Dropdown(
         id="tz-select", options=TZ_OPTIONS, value=LOCAL_TIME, clearable=False, searchable=False, className="control-tz"
     )
 
 
-def time_range_dropdown():
+def time_range_dropdown() -> dcc.Dropdown:
     """Return the `time-range` dropdown."""
     return dcc.Dropdown(
         id="time-range",
@@ -69,7 +69,7 @@ def time_range_dropdown():
     )
 
 
-def tool_dropdown(tools):
+def tool_dropdown(tools: Iterable[str]) -> dcc.Dropdown:
     """Return the `tool-filter` dropdown with "All tools" selected; typing filters the tools."""
     return dcc.Dropdown(
         id="tool-filter",
@@ -82,7 +82,7 @@ def tool_dropdown(tools):
     )
 
 
-def selected_window(value):
+def selected_window(value: object) -> float:
     """Return the window in seconds for a `time-range` value, the default for an unknown number.
 
     Anything but a number is no value the dropdown can send: a 400, not a crash.
@@ -92,7 +92,7 @@ def selected_window(value):
     return value if value in TIME_RANGE_SECONDS else DEFAULT_TIME_RANGE
 
 
-def selected_tool(value):
+def selected_tool(value: object) -> str | None:
     """Return the selected tool, or None for "All tools"; anything but text is refused with a 400."""
     if value is not None and not isinstance(value, str):
         raise ApiError(400, "invalid_input", "tool-filter: must be a tool name")

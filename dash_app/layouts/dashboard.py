@@ -1,7 +1,9 @@
 """The dashboard page: a navbar with the controls, metric cards, the overview and tool sections, recent events."""
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
@@ -9,11 +11,14 @@ from dash_app.layouts.capacity import capacity_page
 from dash_app.layouts.controls import time_range_dropdown, tool_dropdown, tz_dropdown
 from dash_app.layouts.panels import ROW_CLASS, chart_panel, grid, panel_row, table_panel
 
+if TYPE_CHECKING:
+    from dash_app.state import AppState
+
 HIDDEN = {"display": "none"}
 SHOWN: dict[str, str] = {}
 
 
-def metric_card(card_id, label, hint):
+def metric_card(card_id: str, label: str, hint: str) -> dbc.Card:
     """Return one metric card; the callback fills the elements `card_id` and `card_id`-hint."""
     return dbc.Card(
         dbc.CardBody(
@@ -27,12 +32,12 @@ def metric_card(card_id, label, hint):
     )
 
 
-def control(label, dropdown):
+def control(label: str, dropdown: dcc.Dropdown) -> dbc.Label:
     """Return a dropdown with its label in front; the label wraps it, so clicking the word opens the dropdown."""
     return dbc.Label([html.Span(label, className="control-label"), dropdown], class_name="control mb-0")
 
 
-def status_pill():
+def status_pill() -> dbc.Badge:
     """Return the connection-status badge as it is before the first update."""
     return dbc.Badge(
         "Connecting…",
@@ -46,13 +51,13 @@ def status_pill():
     )
 
 
-def download_button(label, button_id):
+def download_button(label: str, button_id: str) -> dbc.Button:
     """Return one small outline button for the dark header that downloads the selected tool's buckets."""
     hint = "Per-minute buckets of the selected tool and window"
     return dbc.Button(label, id=button_id, size="sm", outline=True, color="light", class_name="btn-download", title=hint)
 
 
-def download_buttons():
+def download_buttons() -> dbc.Stack:
     """Return the two download buttons and the `download` component that saves their file."""
     return dbc.Stack(
         [
@@ -65,7 +70,7 @@ def download_buttons():
     )
 
 
-def controls(tools):
+def controls(tools: Iterable[str]) -> dbc.Row:
     """Return the tool and window dropdowns and the downloads, each full width on a phone and in one line above."""
     return dbc.Row(
         [
@@ -79,7 +84,7 @@ def controls(tools):
     )
 
 
-def header(tools):
+def header(tools: Iterable[str]) -> dbc.Navbar:
     """Return the navbar: title, connection status and controls; one line on a wide screen, stacked below."""
     brand = html.Div(
         [
@@ -121,7 +126,7 @@ def header(tools):
     )
 
 
-def cards(total_licenses):
+def cards(total_licenses: int) -> dbc.Row:
     """Return the six metric cards: six across on a laptop, three on a tablet, two on a phone."""
     specs = (
         ("borrow-rate", "Borrows", "per minute"),
@@ -134,7 +139,7 @@ def cards(total_licenses):
     return dbc.Row([dbc.Col(metric_card(*spec), xs=6, md=4, xl=2) for spec in specs], class_name=ROW_CLASS)
 
 
-def tool_table(currency):
+def tool_table(currency: str) -> dag.AgGrid:
     """Return the `tool-table` grid: every tool, sortable and filterable; a click on a row opens that tool."""
     cost = f"Overage cost ({currency})" if currency else "Overage cost"
     number = {"filter": "agNumberColumnFilter", "type": "rightAligned", "minWidth": 105, "flex": 1}
@@ -151,7 +156,7 @@ def tool_table(currency):
     return grid("tool-table", columns, "tool", selectable=True)
 
 
-def checkouts_table():
+def checkouts_table() -> dag.AgGrid:
     """Return the `checkouts-table` grid: open checkouts, longest held first (all tools, or the selected one)."""
     text = {"filter": "agTextColumnFilter", "minWidth": 100, "flex": 1}
     # Readers who may not see names get none (auth.viewer): a dash says so, as in the events table.
@@ -178,7 +183,7 @@ def checkouts_table():
     return grid("checkouts-table", columns, "id", filters=False, localeText={"noRowsToShow": "No open checkouts"})
 
 
-def overview(currency):
+def overview(currency: str) -> html.Section:
     """Return the all-tools section: in use and utilisation, borrows and overage, then every tool and denials."""
     return html.Section(
         [
@@ -205,7 +210,7 @@ def overview(currency):
     )
 
 
-def tool_view():
+def tool_view() -> html.Section:
     """Return the one-tool section, hidden until a tool is picked: its summary card and four charts."""
     return html.Section(
         [
@@ -226,7 +231,7 @@ def tool_view():
     )
 
 
-def activity():
+def activity() -> html.Section:
     """Return the open checkouts beside the recent-events table."""
     return html.Section(
         panel_row(
@@ -236,25 +241,25 @@ def activity():
     )
 
 
-def stale_slot():
+def stale_slot() -> html.Div:
     """Return the place where assets/liveness.js shows the `stale-banner` while the server does not answer."""
     # Empty for React: the script owns what goes in it, so no re-render takes its banner away.
     return html.Div(id="stale-slot")
 
 
-def last_answer(refresh_ms):
+def last_answer(refresh_ms: int) -> html.Div:
     """Return the hidden element that holds the server's time of the newest answer, and the refresh interval."""
     # A clientside callback writes each answer's time here; assets/liveness.js reads it on its own timer.
     interval: dict[str, Any] = {"data-refresh-ms": str(refresh_ms)}  # a data-* name is no Python keyword
     return html.Div(id="last-answer", hidden=True, **interval)
 
 
-def alerts_banner():
+def alerts_banner() -> dbc.Alert:
     """Return the banner the refresh opens while any alert fires."""
     return dbc.Alert(id="alerts-banner", color="warning", is_open=False, class_name="alerts-banner mb-3")
 
 
-def alerts_panel(shown):
+def alerts_panel(shown: bool) -> html.Section:
     """Return the panel of recent alerts (firing and resolved); hidden where no alert rules are configured."""
     return html.Section(
         dbc.Row(
@@ -266,12 +271,12 @@ def alerts_panel(shown):
     )
 
 
-def source_strip():
+def source_strip() -> dbc.Alert:
     """Return the strip the refresh opens while a source of events (a license server, a log) is down."""
     return dbc.Alert(id="source-strip", color="danger", is_open=False, class_name="source-strip mb-3")
 
 
-def layout(state):
+def layout(state: "AppState") -> html.Div:
     """Return the page for `state`'s pool, refreshed every config.refresh_ms by the `refresh` interval."""
     status = state.pool.status()
     tools = [entry["tool"] for entry in status]

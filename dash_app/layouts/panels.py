@@ -1,8 +1,12 @@
 """Pieces every view's layout is made of: titled panels around charts and tables, and rows of two of them."""
 
+from collections.abc import Sequence
+from typing import Any
+
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 from dash import dcc, html
+from dash.development.base_component import Component
 
 from dash_app.figures import empty_figure
 
@@ -18,19 +22,19 @@ GRAPH_CONFIG: dcc.Graph.Config = {
 ROW_CLASS = "g-3 mb-3"
 
 
-def panel_header(title, hint):
+def panel_header(title: str, hint: str) -> dbc.CardHeader:
     """Return a panel's card header: a small title and a muted hint beside it."""
     return dbc.CardHeader(
         [html.H3(title, className="panel-title"), html.Span(hint, className="panel-hint")], class_name="panel-head"
     )
 
 
-def table_panel(title, hint, body):
+def table_panel(title: str, hint: str, body: Component) -> dbc.Card:
     """Return a titled card around a table."""
     return dbc.Card([panel_header(title, hint), dbc.CardBody(body, class_name="panel-body")], class_name="h-100")
 
 
-def panel_row(left, right, split=(7, 5), breakpoint="xl"):
+def panel_row(left: Component, right: Component, split: tuple[int, int] = (7, 5), breakpoint: str = "xl") -> dbc.Row:
     """Return a row of two panels, side by side from `breakpoint` (xl: 1200 px, lg: 992 px) and stacked below it."""
     # A 7/5 split needs the xl width before the narrower panel's labels fit; halves fit from lg.
     return dbc.Row(
@@ -39,12 +43,19 @@ def panel_row(left, right, split=(7, 5), breakpoint="xl"):
     )
 
 
-def grid(grid_id, columns, row_id, selectable=False, filters=True, **options):
+def grid(
+    grid_id: str,
+    columns: Sequence[dict[str, Any]],
+    row_id: str,
+    selectable: bool = False,
+    filters: bool = True,
+    **options: Any,
+) -> dag.AgGrid:
     """Return a dash-ag-grid that fills its card: sortable, resizable, rows matched by `row_id` across refreshes.
 
     Matching rows by id keeps the user's sort, filter and scroll position when the rows are sent again.
     """
-    grid_options = {"animateRows": False, **options}
+    grid_options: dict[str, Any] = {"animateRows": False, **options}
     if selectable:
         grid_options["rowSelection"] = {"mode": "singleRow", "checkboxes": False}
     return dag.AgGrid(
@@ -59,7 +70,14 @@ def grid(grid_id, columns, row_id, selectable=False, filters=True, **options):
     )
 
 
-def chart_panel(graph_id, title, hint, size="regular", long_legend=False, placeholder="Waiting for data…"):
+def chart_panel(
+    graph_id: str,
+    title: str,
+    hint: str,
+    size: str = "regular",
+    long_legend: bool = False,
+    placeholder: str = "Waiting for data…",
+) -> dbc.Card:
     """Return a titled card around the graph `graph_id`, showing `placeholder` until the first update."""
     return dbc.Card(
         [

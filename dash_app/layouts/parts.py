@@ -1,10 +1,13 @@
 """Pieces of the page that callbacks rebuild: metric values, the tool summary, the tables' rows."""
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeAlias
 from zoneinfo import ZoneInfo
 
 from dash import html
+from dash.development.base_component import Component
 
 from dash_app.alerts.conditions import down_said
 from dash_app.alerts.rules import (
@@ -16,10 +19,18 @@ from dash_app.alerts.rules import (
     OVERAGE_COST,
     SOURCE_DOWN,
 )
-from dash_app.auth.viewer import FULL
+from dash_app.auth.viewer import FULL, Names
 from dash_app.events import POLLED_SOURCES, source_of
 from dash_app.figures.theme import REASON_LABELS
 from dash_app.timeutil import parse_iso
+
+if TYPE_CHECKING:
+    from dash_app.alerts.engine import Alert
+    from dash_app.callbacks.window_stats import ToolStats
+    from dash_app.licenses.pool import Borrow
+
+# An Alert, or its entry in GET /alerts.
+AlertLike: TypeAlias = "Alert | dict[str, Any]"
 
 # The events table shows this many of the newest events.
 EVENT_ROWS = 50
@@ -33,21 +44,21 @@ OVERAGE_MIN_BORROWS = 20
 OVERVIEW_CHECKOUTS = 50
 
 
-def number(value):
+def number(value: float) -> str:
     """Format a count or rate for a card: thousands separated, one decimal only when there is one."""
     if isinstance(value, float) and not value.is_integer():
         return f"{value:,.1f}"
     return f"{int(value):,}"
 
 
-def money(amount, currency):
+def money(amount: float, currency: str) -> str:
     """Format an amount of money with the configured currency (none when unset): "1,500 EUR"."""
     rounded = round(amount, 2)
     text = f"{rounded:,.2f}" if isinstance(rounded, float) and not rounded.is_integer() else f"{int(rounded):,}"
     return f"{text} {currency}" if currency else text
 
 
-def overage_class(percent, borrows=OVERAGE_MIN_BORROWS):
+def overage_class(percent: float, borrows: int = OVERAGE_MIN_BORROWS) -> str:
     """Return the card value's class for an overage share of `borrows`: warning above 15 %, danger above 30 %."""
     if borrows < OVERAGE_MIN_BORROWS:
         return "card-value"
@@ -58,18 +69,18 @@ def overage_class(percent, borrows=OVERAGE_MIN_BORROWS):
     return "card-value"
 
 
-def _dot(color):
+def _dot(color: str | None) -> html.Span:
     return html.Span(className="tool-dot", style={"backgroundColor": color or "#adb5bd"})
 
 
-def _stat(label, value, note=None):
-    children = [html.Div(label, className="stat-label"), html.Div(value, className="stat-value")]
+def _stat(label: str, value: str, note: str | None = None) -> html.Div:
+    children: list[Component] = [html.Div(label, className="stat-label"), html.Div(value, className="stat-value")]
     if note:
         children.append(html.Div(note, className="stat-note"))
     return html.Div(children, className="stat")
 
 
-def tool_info(tool, entry, color, currency=""):
+def tool_info(tool: str, entry: Mapping[str, Any] | None, color: str | None, currency: str = "") -> list[Component]:
     """Return the tool summary: name, total, commit, max overage, prices, the overage charged to date and the expiry."""
     title = html.H2([_dot(color), html.Span(tool)], className="tool-title")
     expiry = [_stat("License expires", _expiry_text(entry["expiry"]))] if entry and entry.get("expiry") else []
@@ -108,7 +119,7 @@ def tool_info(tool, entry, color, currency=""):
 SOURCES_LISTED = 5  # sources named in the strip; the rest are counted
 
 
-def sources_down(down, now, detailed=True):
+def sources_down(down: Sequence[Mapping[str, Any]], now: float, detailed: bool = True) -> str:
     """Return the source strip's text for the sources that are down (their names are text, never markup), or "".
 
     `down` are GET /sources entries as the reader may see them (dash_app.privacy.sources). Without `detailed` (readers
@@ -133,12 +144,12 @@ def sources_down(down, now, detailed=True):
     return "Sources down, their licenses shown as last seen: " + "; ".join(shown) + more + ". See /sources."
 
 
-def _expiry_text(expiry):
+def _expiry_text(expiry: str) -> str:
     """Return a license expiry as the page says it: the date, or "never"."""
     return "never (permanent)" if expiry == "permanent" else expiry
 
 
-def _event_detail(event):
+def _event_detail(event: Mapping[str, Any]) -> html.Span | str:
     if event["type"] == "borrow":
         return html.Span("overage", className="badge text-bg-warning") if event["is_overage"] else ""
     if event["type"] == "failure":
@@ -149,19 +160,19 @@ def _event_detail(event):
 _TYPE_BADGES = {"borrow": "badge text-bg-primary", "return": "badge text-bg-secondary", "failure": "badge text-bg-danger"}
 
 
-def events_head(zone):
+def events_head(zone: str) -> html.Thead:
     """Return the events table's header row, naming the time zone of its times."""
     return html.Thead(html.Tr([html.Th(text) for text in (f"Time ({zone})", "Event", "Tool", "User", "Overage / reason")]))
 
 
-def clock_time(epoch_seconds, zone="UTC"):
+def clock_time(epoch_seconds: float, zone: str = "UTC") -> str:
     """Return `HH:MM:SS` of an instant in `zone`."""
     if zone == "UTC":
         return time.strftime("%H:%M:%S", time.gmtime(epoch_seconds))
     return datetime.fromtimestamp(epoch_seconds, ZoneInfo(zone)).strftime("%H:%M:%S")
 
 
-def event_row(event, color, zone="UTC", names=FULL):
+def event_row(event: Mapping[str, Any], color: str | None, zone: str = "UTC", names: Names = FULL) -> html.Tr:
     """Return one table row for a buffer event dict: time (in `zone`), event, tool, user (as `names` shows it), detail."""
     stamp = event["timestamp"][11:19] if zone == "UTC" else clock_time(parse_iso(event["timestamp"]), zone)
     return html.Tr(
@@ -179,14 +190,15 @@ def event_row(event, color, zone="UTC", names=FULL):
 EVENTS_ROWS_PATH = ("props", "children", 1, "props", "children")
 
 
-def events_table(rows, zone="UTC"):
+def events_table(rows: Sequence[Any], zone: str = "UTC") -> html.Div | html.Table:
     """Return the recent-activity table around `rows` (newest first), or a note that there were none."""
+    # Rows are html.Tr, or their plain JSON (callbacks/updates.plain), which Dash's own types do not name.
     if not rows:
         return html.Div("No activity in this window", className="empty-note")
     return html.Table([events_head(zone), html.Tbody(rows)], className="table table-sm table-hover align-middle mb-0 events")
 
 
-def duration(seconds):
+def duration(seconds: float) -> str:
     """Return a held-for time to the minute: "<1 min", "12 min", "3 h 05 min", "2 d 4 h"."""
     minutes = int(seconds // 60)
     if minutes < 1:
@@ -200,7 +212,7 @@ def duration(seconds):
     return f"{days} d {hours} h"
 
 
-def since_text(epoch_seconds, now, zone="UTC"):
+def since_text(epoch_seconds: float, now: float, zone: str = "UTC") -> str:
     """Return when a checkout began: the time today, or the date and time before."""
     if zone == "UTC":
         stamp, today = time.gmtime(epoch_seconds), time.gmtime(now)
@@ -211,7 +223,9 @@ def since_text(epoch_seconds, now, zone="UTC"):
     return stamp_dt.strftime("%H:%M:%S" if stamp_dt.date() == today_dt.date() else "%b %d %H:%M")
 
 
-def checkout_rows(borrows, now, zone="UTC", limit=None, names=FULL):
+def checkout_rows(
+    borrows: Iterable["Borrow"], now: float, zone: str = "UTC", limit: int | None = None, names: Names = FULL
+) -> list[dict[str, Any]]:
     """Return the checkouts table's rows for active Borrows, the longest held first (at most `limit`).
 
     User, host and id are as `names` shows them: the grid's row id reaches the browser even where no column shows
@@ -238,7 +252,7 @@ def checkout_rows(borrows, now, zone="UTC", limit=None, names=FULL):
 SOURCE_LABELS = {"flexlm": "FlexLM log", "pool": "REST API"}
 
 
-def source_label(borrow_id):
+def source_label(borrow_id: str) -> str:
     """Return where a borrow was seen, as the checkouts table says it: a polled server, a FlexLM log or the API."""
     source = source_of(borrow_id)
     if source in POLLED_SOURCES:
@@ -246,7 +260,7 @@ def source_label(borrow_id):
     return SOURCE_LABELS.get(source, source)
 
 
-def tool_rows(status, stats, currency=""):
+def tool_rows(status: Iterable[Mapping[str, Any]], stats: Mapping[str, "ToolStats"], currency: str = "") -> list[dict[str, Any]]:
     """Return the tool table's rows: one per tool, with in use, total, the window's peak, denials and overage."""
     rows = []
     for entry in status:
@@ -278,17 +292,17 @@ PLAIN_KINDS = frozenset((IN_USE_PERCENT, DENIALS, OVERAGE_COST, EXPIRES_WITHIN, 
 _HELD_TEXT = " has held a license for "
 
 
-def _field(alert, name):
+def _field(alert: AlertLike, name: str) -> Any:
     """Return a field of an Alert or of its GET /alerts dict (None when it has none)."""
     return alert.get(name) if isinstance(alert, dict) else getattr(alert, name, None)
 
 
-def _subject(alert):
+def _subject(alert: AlertLike) -> str | None:
     """Return an alert's subject (a tool, a source name, or None): an Alert's `subject`, its dict's `tool`."""
     return alert.get("tool") if isinstance(alert, dict) else alert.subject
 
 
-def _held_user(alert, tool, borrow_id):
+def _held_user(alert: AlertLike, tool: str, borrow_id: str | None) -> str | None:
     """Return the user a held_longer_than alert names: its own field, else read back from its message, else None."""
     message = _field(alert, "message") or ""
     user = _field(alert, "user") or getattr(message, "user", None)  # alerts.conditions.HeldText carries its user
@@ -301,7 +315,7 @@ def _held_user(alert, tool, borrow_id):
     return user if found and user else None
 
 
-def _held_text(alert, names):
+def _held_text(alert: AlertLike, names: Names) -> str | None:
     """Return a held_longer_than alert's message with its user and borrow id as `names` shows them, or None."""
     rule, tool, key = _field(alert, "rule"), _subject(alert), _field(alert, "key") or ""
     held, limit = _field(alert, "value"), _field(alert, "threshold")
@@ -314,7 +328,7 @@ def _held_text(alert, names):
     return f"{tool}: {user}{_HELD_TEXT}{held / 3600:.1f} h (limit {limit / 3600:g} h; {names.borrow_id(borrow_id)})"
 
 
-def alert_view(alert, kind, names=FULL, sees_sources=True):
+def alert_view(alert: AlertLike, kind: str | None, names: Names = FULL, sees_sources: bool = True) -> tuple[str | None, str]:
     """Return (subject, message) of an alert (an Alert or its GET /alerts dict) as one reader may see them.
 
     `kind` is its rule's kind (None when the rule is gone). Held-too-long messages name a user and a borrow id (which
@@ -342,7 +356,9 @@ def alert_view(alert, kind, names=FULL, sees_sources=True):
     return None, f"alert {rule}"
 
 
-def shown_alerts(recent, kinds, names=FULL, sees_sources=True):
+def shown_alerts(
+    recent: Iterable[dict[str, Any]], kinds: Mapping[str, str], names: Names = FULL, sees_sources: bool = True
+) -> list[dict[str, Any]]:
     """Return the GET /alerts `recent` entries with subject and message as one reader may see them, and no key."""
     shown = []
     for alert in recent:
@@ -352,7 +368,9 @@ def shown_alerts(recent, kinds, names=FULL, sees_sources=True):
     return shown
 
 
-def alerts_banner_text(firing, kinds=None, names=FULL, sees_sources=True):
+def alerts_banner_text(
+    firing: Sequence["Alert"], kinds: Mapping[str, str] | None = None, names: Names = FULL, sees_sources: bool = True
+) -> str:
     """Return the alerts banner's text for the firing Alerts (oldest first), or "" when none fires.
 
     `kinds` ({rule name: kind}) says how each alert's message may be shown to the reader (see alert_view); without
@@ -370,7 +388,7 @@ def alerts_banner_text(firing, kinds=None, names=FULL, sees_sources=True):
     return f"{count}: {named}{more}."
 
 
-def alerts_table(recent, zone="UTC"):
+def alerts_table(recent: Sequence[Mapping[str, Any]], zone: str = "UTC") -> html.Div | html.Table:
     """Return the table of recent alerts (GET /alerts' `recent` entries, newest first), or a note that there are none."""
     if not recent:
         return html.Div("No alerts yet", className="empty-note")

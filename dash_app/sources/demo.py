@@ -7,8 +7,10 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
-from dash_app.licenses.pool import BorrowDenied, UnknownBorrow
+from dash_app.licenses.pool import Borrow, BorrowDenied, LicensePool, UnknownBorrow
 from dash_app.licenses.shared_pool import PoolUnavailable
 
 log = logging.getLogger(__name__)
@@ -64,16 +66,23 @@ BURST_MEAN_GAP = 12 * MINUTE  # a CI pipeline or a team deadline, now and then
 class DemoTraffic:
     """A discrete-event simulation of a few dozen users; a background service once started."""
 
-    def __init__(self, pool, speed=1.0, backfill_hours=0.0, seed=None, clock=time.time):
+    def __init__(
+        self,
+        pool: LicensePool,
+        speed: float = 1.0,
+        backfill_hours: float = 0.0,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.pool = pool
         self.speed = speed
         self.backfill_hours = backfill_hours
         self.clock = clock
         self.rng = random.Random(seed)
-        self._queue = []
+        self._queue: list[tuple[float, int, str, Any]] = []  # (when, order, action, its payload), a heap
         self._order = itertools.count()
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self.counts = {"borrows": 0, "returns": 0, "failures": 0, "unavailable": 0}
         tools = pool.tools
         # Each person mostly uses one or two tools, and some tools are more popular than others.
@@ -81,7 +90,7 @@ class DemoTraffic:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self):
+    def start(self) -> None:
         """Backfill, then play live traffic in a daemon thread."""
         if not self.pool.tools:
             log.warning("demo traffic is off: the tools file lists no tools")
@@ -99,7 +108,7 @@ class DemoTraffic:
         self._thread = threading.Thread(target=self._live, args=(now,), name="demo-traffic", daemon=True)
         self._thread.start()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop the live thread."""
         self._stop.set()
         if self._thread is not None:
@@ -107,7 +116,7 @@ class DemoTraffic:
 
     # ----------------------------------------------------------- simulation
 
-    def _seed_schedule(self, start):
+    def _seed_schedule(self, start: float) -> None:
         for user in ROSTER:
             self._at(start + self.rng.uniform(0, 3 * MINUTE), "start", user)
         self._at(start + self.rng.expovariate(1 / BURST_MEAN_GAP), "burst", None)
@@ -116,20 +125,20 @@ class DemoTraffic:
             if borrow.user in self._habits or borrow.user.startswith(CI_PREFIX):
                 self._at(start + self.rng.uniform(0, HOLD_MEDIAN), "end", (borrow.id, None))
 
-    def _at(self, when, action, payload):
+    def _at(self, when: float, action: str, payload: Any) -> None:
         heapq.heappush(self._queue, (when, next(self._order), action, payload))
 
-    def run_until(self, sim_end, backfill=False):
+    def run_until(self, sim_end: float, backfill: bool = False) -> None:
         """Play every scheduled action up to `sim_end`; backfilled ones carry their simulated time."""
         while self._queue and self._queue[0][0] <= sim_end and not self._stop.is_set():
             when, _, action, payload = heapq.heappop(self._queue)
             getattr(self, "_do_" + action)(when, payload, when if backfill else None)
 
-    def _live(self, wall_start):
+    def _live(self, wall_start: float) -> None:
         with self.pool.as_source():
             self._play_live(wall_start)
 
-    def _play_live(self, wall_start):
+    def _play_live(self, wall_start: float) -> None:
         sim_start = wall_start
         while not self._stop.is_set():
             sim_now = sim_start + (self.clock() - wall_start) * self.speed
@@ -140,7 +149,7 @@ class DemoTraffic:
             wait = (self._queue[0][0] - sim_now) / self.speed if self._queue else 0.5
             self._stop.wait(min(max(wait, 0.01), 0.5))
 
-    def _borrow(self, tool, user, at):
+    def _borrow(self, tool: str, user: str, at: float | None) -> Borrow | None:
         try:
             borrow = self.pool.borrow(tool, user, at=at)
         except BorrowDenied:
@@ -152,11 +161,11 @@ class DemoTraffic:
         self.counts["borrows"] += 1
         return borrow
 
-    def _do_start(self, when, user, at):
+    def _do_start(self, when: float, user: str, at: float | None) -> None:
         # attempt 0 is the first try; a denied person tries again a couple of times, then gives up for a while.
         self._do_attempt(when, (user, self.rng.choice(self._habits[user]), 0), at)
 
-    def _do_attempt(self, when, payload, at):
+    def _do_attempt(self, when: float, payload: tuple[str, str, int], at: float | None) -> None:
         user, tool, attempt = payload
         if self.rng.random() < 0.01:
             tool_asked = self.rng.choice(MISTYPED_TOOLS)
@@ -172,7 +181,7 @@ class DemoTraffic:
         else:
             self._at(when + self.rng.expovariate(1 / IDLE_MEAN), "start", user)
 
-    def _do_end(self, when, payload, at):
+    def _do_end(self, when: float, payload: tuple[str, str | None], at: float | None) -> None:
         borrow_id, user = payload
         try:
             self.pool.return_license(borrow_id, at=at)
@@ -186,7 +195,7 @@ class DemoTraffic:
         if user in self._habits:
             self._at(when + self.rng.expovariate(1 / IDLE_MEAN), "start", user)
 
-    def _do_burst(self, when, _payload, at):
+    def _do_burst(self, when: float, _payload: None, at: float | None) -> None:
         # A pipeline fans out: many runners ask for one tool within a minute or two.
         tool = self.rng.choice(self.pool.tools)
         for _ in range(self.rng.randint(8, 22)):
@@ -194,7 +203,7 @@ class DemoTraffic:
             self._at(when + self.rng.uniform(0, 2 * MINUTE), "runner", (runner, tool))
         self._at(when + self.rng.expovariate(1 / BURST_MEAN_GAP), "burst", None)
 
-    def _do_runner(self, when, payload, at):
+    def _do_runner(self, when: float, payload: tuple[str, str], at: float | None) -> None:
         runner, tool = payload
         borrow = self._borrow(tool, runner, at)
         if borrow is not None:

@@ -4,10 +4,16 @@ start, from the position a checkpoint saved (store.checkpoints), so a restart re
 import logging
 import os
 import stat
+from collections.abc import Callable
 from io import BufferedReader
+from typing import TYPE_CHECKING
 
 from dash_app.sources.health import CANNOT_OPEN, NOT_A_FILE, READING_FAILED, SourceError
-from dash_app.store.checkpoints import Position, fingerprint
+from dash_app.store.checkpoints import Checkpoints, Position, fingerprint
+
+if TYPE_CHECKING:
+    from dash_app.sources.flexlm.ingest import LogIngest
+    from dash_app.store.database import Store
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +23,7 @@ MAX_LINE_BYTES = 1 << 20  # a "line" longer than this is not a log line; it is d
 BACKPRESSURE_LINES = 50_000  # after this many lines, wait for the store's writer so a catch-up cannot fill memory
 
 
-def _decode(data):
+def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -25,7 +31,7 @@ def _decode(data):
         return "\n".join(_decode_line(part) for part in data.split(b"\n"))
 
 
-def _decode_line(raw):
+def _decode_line(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -35,7 +41,7 @@ def _decode_line(raw):
 class LogTail:
     """Reads one path's complete lines into a LogIngest, like `tail -F`: across rotation, truncation and a late start."""
 
-    def __init__(self, path, ingest, checkpoints, store):
+    def __init__(self, path: str, ingest: "LogIngest", checkpoints: Checkpoints, store: "Store") -> None:
         self.path = os.path.abspath(path)
         self.ingest = ingest
         self.checkpoints = checkpoints
@@ -49,15 +55,15 @@ class LogTail:
         self.fp_len = 0
         self.fingerprint = ""
         self._fh: BufferedReader | None = None
-        self._identity = None
+        self._identity: tuple[int, int] | None = None
         self._partial = b""
-        self._skipped = None  # bytes of an over-long line dropped so far, while its newline is still to come
-        self._problem = None
+        self._skipped: int | None = None  # bytes of an over-long line dropped so far, while its newline is still to come
+        self._problem: SourceError | None = None
         self._unflushed = 0
 
     # --------------------------------------------------------------- opening
 
-    def open(self):
+    def open(self) -> bool:
         """Open the path and seek to where it was left; return False while it does not exist (yet)."""
         try:
             fh = open(self.path, "rb")
@@ -91,7 +97,7 @@ class LogTail:
         self.state, self.error = "following", None
         return True
 
-    def fail(self, exc):
+    def fail(self, exc: BaseException) -> None:
         """Close after an unexpected error; the next poll opens the file again at the saved position."""
         problem = SourceError(READING_FAILED, None, str(exc))  # an exception's text may quote a line: user, host
         if problem != self._problem:
@@ -100,18 +106,18 @@ class LogTail:
         self.state, self.error = f"error: {problem.text}", problem
         self.close()
 
-    def _report(self, problem):
+    def _report(self, problem: SourceError) -> None:
         if problem != self._problem:
             log.error("log %s: %s", self.path, problem.text)
         self._problem = problem
         self.state, self.error = f"error: {problem.text}", problem
 
     @property
-    def waiting_line(self):
+    def waiting_line(self) -> bool:
         """Whether the file ends in a line without its newline yet (left for the next read)."""
         return bool(self._partial) or self._skipped is not None
 
-    def close(self):
+    def close(self) -> None:
         """Close the file (the position is already saved)."""
         if self._fh is not None:
             self._fh.close()
@@ -123,19 +129,20 @@ class LogTail:
             raise ValueError(f"log {self.path} is not open")
         return self._fh
 
-    def _save_position(self):
+    def _save_position(self) -> None:
         ingest = self.ingest
+        assert ingest.file_id is not None, "a file's position is saved once its first line has named it"
         position = Position(ingest.file_id, self.offset, ingest.line, ingest.parser.day, ingest.parser.last_tod)
         self.checkpoints.save(self.path, ingest.source, self.fp_len, self.fingerprint, position)
 
-    def _refresh_fingerprint(self):
+    def _refresh_fingerprint(self) -> None:
         if self.fp_len < FINGERPRINT_BYTES:
             head = os.pread(self._file().fileno(), FINGERPRINT_BYTES, 0)
             self.fp_len, self.fingerprint = len(head), fingerprint(head)
 
     # --------------------------------------------------------------- reading
 
-    def read_available(self, progress=None):
+    def read_available(self, progress: Callable[[int], object] | None = None) -> int:
         """Read and apply every complete line written so far; return the number of bytes read."""
         total = 0
         while True:
@@ -165,11 +172,12 @@ class LogTail:
                 # The position stays at the line's start until its end is read, so a restart skips it again.
                 self._skipped, self._partial = len(self._partial), b""
 
-    def _end_skip(self, tail_bytes):
+    def _end_skip(self, tail_bytes: int) -> None:
+        assert self._skipped is not None, "called only while an over-long line is being dropped"
         self.offset += self._skipped + tail_bytes
         self._skipped = None
 
-    def _name_new_file(self):
+    def _name_new_file(self) -> None:
         """Name a file read from its start by what it is: its path, inode and first line (or first bytes).
 
         A process that takes the sources over (--redis) before this file's first position reached the store reads
@@ -180,7 +188,7 @@ class LogTail:
         inode = self._identity[1] if self._identity else 0
         self.ingest.start_file(fingerprint(f"{self.path}\0{inode}\0".encode() + first)[:8], self.ingest.line)
 
-    def _consume(self, complete, nbytes):
+    def _consume(self, complete: bytes, nbytes: int) -> None:
         if self.ingest.file_id is None:
             self._name_new_file()  # its first line is complete now
         lines = _decode(complete).split("\n")
@@ -199,7 +207,7 @@ class LogTail:
             # Undated lines are not applied yet: keep the old position until they are.
             self._save_position()
 
-    def finish(self):
+    def finish(self) -> None:
         """Apply a last line without a newline (its writer has moved on) and date what is still undated."""
         if self._skipped is not None:
             self._end_skip(0)
@@ -208,13 +216,13 @@ class LogTail:
             self._consume(partial + b"\n", len(partial))
         self.settle()
 
-    def settle(self):
+    def settle(self) -> None:
         """Date lines still waiting for a date line from the file's modification time, then save the position."""
         if self.ingest.pending and self._fh is not None:
             self.ingest.resolve_undated(os.fstat(self._fh.fileno()).st_mtime)
             self._save_position()
 
-    def poll(self):
+    def poll(self) -> int:
         """Read what is new; notice rotation and truncation; return the number of bytes read."""
         if self._fh is None and not self.open():
             return 0

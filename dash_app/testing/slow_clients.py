@@ -201,7 +201,7 @@ class PartialClients:
         self._thread = threading.Thread(target=self._watch, name="partial-clients", daemon=True)
         self._thread.start()
 
-    def _open(self):
+    def _open(self) -> None:
         sock = connect(self.port)
         sock.sendall(self.request)
         sock.setblocking(False)
@@ -209,7 +209,7 @@ class PartialClients:
             self._socks.add(sock)
             self._selector.register(sock, selectors.EVENT_READ)
 
-    def _watch(self):
+    def _watch(self) -> None:
         # A held connection only becomes readable when the server answers or closes it: count that as a cut.
         for sock, data in ready_chunks(self._selector, self._stop):
             if data:
@@ -266,7 +266,7 @@ class StreamClients:
         self._thread = threading.Thread(target=self._read, name="stream-clients", daemon=True)
         self._thread.start()
 
-    def _read(self):
+    def _read(self) -> None:
         for sock, data in ready_chunks(self._selector, self._stop):
             if not data:
                 self._selector.unregister(sock)

@@ -4,12 +4,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from dash_app.sources.flexlm.ingest import COUNTERS, LogIngest, source_id
 from dash_app.sources.tailing import LogTail
 from dash_app.state import FLEXLM
 from dash_app.store.checkpoints import Checkpoints
 from dash_app.timeutil import iso_utc
+
+if TYPE_CHECKING:
+    from dash_app.licenses.pool import LicensePool
+    from dash_app.state import AppState
+    from dash_app.store.database import Store
 
 log = logging.getLogger(__name__)
 
@@ -19,28 +26,28 @@ POLL_SECONDS = 0.25
 class FlexLMFollower:
     """A background service that follows each configured debug log and feeds the pool; see GET /sources/flexlm."""
 
-    def __init__(self, paths, pool, store, poll_seconds=POLL_SECONDS):
+    def __init__(self, paths: Iterable[str], pool: "LicensePool", store: "Store", poll_seconds: float = POLL_SECONDS) -> None:
         self.pool = pool
         self.store = store
         self.poll_seconds = poll_seconds
         checkpoints = Checkpoints(store)
-        self.tails = []
+        self.tails: list[LogTail] = []
         for path in dict.fromkeys(os.path.abspath(p) for p in paths):
             ingest = LogIngest(pool, source_id(path), name=path)
             self.tails.append(LogTail(path, ingest, checkpoints, store))
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
         self._pass_started = 0
         self._idle_pass = 0
 
-    def start(self):
+    def start(self) -> None:
         """Start following in a daemon thread; existing lines are read first, from where the last run stopped."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="flexlm-follower", daemon=True)
             self._thread.start()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop following; the position reached is already queued for the store."""
         self._stop.set()
         if self._thread is not None:
@@ -48,7 +55,7 @@ class FlexLMFollower:
         for tail in self.tails:
             tail.close()
 
-    def wait_idle(self, timeout=10):
+    def wait_idle(self, timeout: float = 10) -> bool:
         """Block until a full pass over the logs that began after this call found nothing new; return True if one did."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -60,7 +67,7 @@ class FlexLMFollower:
                 self._cond.wait(left)
         return True
 
-    def _run(self):
+    def _run(self) -> None:
         while not self._stop.is_set():
             with self._cond:
                 self._pass_started += 1
@@ -77,7 +84,7 @@ class FlexLMFollower:
                     self._cond.notify_all()
                 self._stop.wait(self.poll_seconds)
 
-    def snapshot(self):
+    def snapshot(self) -> dict[str, Any]:
         """Return the JSON-ready state and counters of every followed log, with totals."""
         logs = []
         totals = dict.fromkeys(COUNTERS, 0)
@@ -106,6 +113,6 @@ class FlexLMFollower:
         return {"enabled": True, "logs": logs, "totals": totals}
 
 
-def follower_of(state):
+def follower_of(state: "AppState") -> "FlexLMFollower | None":
     """Return the app's FlexLMFollower, or None when no log is configured."""
     return state.service(FLEXLM)

@@ -9,13 +9,20 @@ import logging
 import os
 import re
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from dash_app.events import InvalidName
 from dash_app.licenses.pool import UnknownBorrow
-from dash_app.sources.flexlm.parse import DATE, DENIED, DEQUEUED, DOWN, IN, MALFORMED, OUT, QUEUED, LineParser
+from dash_app.sources.flexlm.parse import DATE, DENIED, DEQUEUED, DOWN, IN, OUT, QUEUED, LineParser, Record
+
+if TYPE_CHECKING:
+    from dash_app.licenses.pool import LicensePool
 
 log = logging.getLogger(__name__)
+
+# (vendor, feature, user, host) of open borrows.
+OpenKey: TypeAlias = tuple[str | None, str, str, str]
 
 COUNTERS = (
     "lines",
@@ -35,7 +42,7 @@ MALFORMED_LOGGED = 5
 _ROTATED_SUFFIX = re.compile(r"\.\d+$")
 
 
-def source_id(path):
+def source_id(path: str) -> str:
     """Return the id of the log stream `path` belongs to; rotated copies (`PATH.1`, `PATH.2`) share it."""
     stem = _ROTATED_SUFFIX.sub("", os.path.realpath(path))
     return hashlib.sha1(stem.encode("utf-8", "surrogateescape")).hexdigest()[:8]
@@ -44,32 +51,33 @@ def source_id(path):
 class LogIngest:
     """Applies one log stream's records to the pool: IN ends the oldest matching OUT, a daemon restart ends all of its vendor."""
 
-    def __init__(self, pool, source, name=None, clock=time.time):
+    def __init__(self, pool: "LicensePool", source: str, name: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.pool = pool
         self.source = source
         self.name = name or source
         self.clock = clock
         self.parser = LineParser()
         self.counts = dict.fromkeys(COUNTERS, 0)
-        self.open = {}  # (vendor, feature, user, host) -> list of borrow-id groups, oldest first (rarely more than one)
-        self.pending = []  # (line number, record) read before the log's date is known
-        self.file_id = None
+        # (vendor, feature, user, host) -> list of borrow-id groups, oldest first (rarely more than one)
+        self.open: dict[OpenKey, list[tuple[str, ...]]] = {}
+        self.pending: list[tuple[int, Record]] = []  # (line number, record) read before the log's date is known
+        self.file_id: str | None = None
         self.line = 0
-        self.last_event_at = None
-        self.reference_time = None  # when the file was last written: dates undated lines if no date line comes
+        self.last_event_at: float | None = None
+        self.reference_time: float | None = None  # when the file was last written: dates undated lines if no date line comes
         self.open_borrows = 0  # licenses checked out in this log and not yet seen returned
-        self._tools = {}
+        self._tools: dict[str, str] = {}
         # Borrow ids are self-describing and deterministic, `flexlm|source|vendor|feature|host|file:line`:
         # the same line always gives the same id, and a restart rebuilds which IN line ends which borrow
         # from the pool's active borrows alone.
         self._id_prefix = f"{ID_PREFIX}|{source}|"
-        self._restored = {}  # base id -> (file id, line) of borrows still open at start
-        self._replayed = set()  # restored borrows whose OUT line lies ahead in the current file
+        self._restored: dict[str, tuple[str, int]] = {}  # base id -> (file id, line) of borrows still open at start
+        self._replayed: set[str] = set()  # restored borrows whose OUT line lies ahead in the current file
         self._restore_open()
 
     # ------------------------------------------------------------ ids and restart
 
-    def _restore_open(self):
+    def _restore_open(self) -> None:
         groups: dict[str, list[Any]] = {}  # base id -> [open key, (borrowed_at, line), [ids]]
         for borrow in self.pool.active_borrows():
             parts = borrow.id.split("|")
@@ -86,7 +94,7 @@ class LogIngest:
             self.open.setdefault(key, []).append(tuple(sorted(ids, key=len)))
             self.open_borrows += len(ids)
 
-    def _born_after(self, group, line_no):
+    def _born_after(self, group: tuple[str, ...], line_no: int) -> bool:
         # While lines after the last saved position are read again (after a crash), a restored borrow
         # whose OUT line is still ahead does not exist yet at this line.
         place = self._restored.get(group[0])
@@ -94,19 +102,19 @@ class LogIngest:
 
     # ------------------------------------------------------------------- lines
 
-    def start_file(self, file_id, line, day=None, last_tod=None):
+    def start_file(self, file_id: str | None, line: int, day: int | None = None, last_tod: int | None = None) -> None:
         """Continue with a file: its id, the line number reached, and the date there when known."""
         self.file_id, self.line = file_id, line
         if day is not None:
             self.parser.day, self.parser.last_tod = day, last_tod
         self._replayed = {base for base, (f, n) in self._restored.items() if f == file_id and n > line}
 
-    def feed(self, lines):
+    def feed(self, lines: Sequence[str]) -> None:
         """Parse and apply complete lines, in order; their events reach the buffer and the store as one batch."""
         with self.pool.recording_batch():
             self._feed(lines)
 
-    def _feed(self, lines):
+    def _feed(self, lines: Sequence[str]) -> None:
         parse = self.parser.parse
         pending = self.pending
         apply = self._apply
@@ -127,7 +135,7 @@ class LogIngest:
                     record = parse(line)
                     if record is None:
                         continue
-                    if record is MALFORMED:
+                    if isinstance(record, str):  # MALFORMED
                         self._malformed(line_no, line)
                         continue
                     kind, ts, _tod, vendor, feature, user, host, count, _detail = record
@@ -143,7 +151,7 @@ class LogIngest:
                     if not (fast and count == 1 and ts <= now):
                         apply(line_no, record, now)
                     elif kind == OUT:
-                        group = (f"{id_prefix}{vendor}|{feature}|{host}{id_file}{line_no}",)
+                        group: tuple[str, ...] = (f"{id_prefix}{vendor}|{feature}|{host}{id_file}{line_no}",)
                         observe_borrow(tools.get(feature) or self._tool(feature), user, ts, group[0], host or None)
                         key = (vendor, feature, user, host)
                         groups = open_groups.get(key)
@@ -186,7 +194,7 @@ class LogIngest:
             counts["lines"] += len(lines)
             self.line = line_no
 
-    def resolve_undated(self, reference):
+    def resolve_undated(self, reference: float) -> None:
         """Date lines still waiting for a date line as if the last of them was written at or before `reference`."""
         if not self.pending or self.parser.day is not None:
             return
@@ -194,7 +202,7 @@ class LogIngest:
         last = self._resolve_pending(self.clock())
         self.parser.anchor(last)  # go on from the last undated line's date and time
 
-    def _resolve_pending(self, now):
+    def _resolve_pending(self, now: float) -> float:
         pending = self.pending[:]
         self.pending.clear()  # in place: feed() holds this list
         epochs = self.parser.backdate([record[2] for _, record in pending])
@@ -202,24 +210,25 @@ class LogIngest:
             self._apply(line_no, (record[0], ts) + record[2:], now)
         return epochs[-1]
 
-    def skip_line(self, text):
+    def skip_line(self, text: str) -> None:
         """Count a line that was too long to be a debug-log line."""
         self.line += 1
         self._malformed(self.line, text)
 
-    def _malformed(self, line_no, line):
+    def _malformed(self, line_no: int, line: str) -> None:
         self.counts["malformed"] += 1
         if self.counts["malformed"] <= MALFORMED_LOGGED:
             log.warning("%s line %d is not a FlexNet debug-log line; skipped: %r", self.name, line_no, line[:200])
 
-    def _tool(self, feature):
+    def _tool(self, feature: str) -> str:
         tool = self._tools.get(feature)
         if tool is None:
             tool = self._tools[feature] = self.pool.tool_for_feature(feature)
         return tool
 
-    def _apply(self, line_no, record, now):
+    def _apply(self, line_no: int, record: Record, now: float) -> None:
         kind, ts, _tod, vendor, feature, user, host, count, detail = record
+        assert ts is not None, "only dated records are applied"
         if ts > now:
             # The server's clock or time zone is ahead of ours; the buffer refuses the future.
             ts = now
@@ -289,7 +298,7 @@ class LogIngest:
         elif kind != DATE:
             raise ValueError(f"unknown record kind {kind!r}")
 
-    def _end(self, group, ts):
+    def _end(self, group: tuple[str, ...], ts: float) -> int:
         self.open_borrows -= len(group)
         ended = 0
         for borrow_id in group:

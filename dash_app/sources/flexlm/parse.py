@@ -13,10 +13,14 @@
 import re
 import time
 from datetime import date, datetime
+from typing import Any, TypeAlias
 
 # Record kinds.
 OUT, IN, DENIED, QUEUED, DEQUEUED, DOWN, DATE = "OUT", "IN", "DENIED", "QUEUED", "DEQUEUED", "DOWN", "DATE"
 MALFORMED = "MALFORMED"
+# (kind, ts, tod, vendor, feature, user, host, count, detail): feature, user and host are text in a license event's
+# record and None in a DOWN or DATE record; detail is a DENIED record's reason.
+Record: TypeAlias = tuple[str, float | None, int, str | None, Any, Any, Any, int, Any]
 ALL_VENDORS = None  # the vendor of a DOWN record when lmgrd itself stopped or started
 
 # A time that goes back by more than this is the next day; an hour and a minute lets the
@@ -64,7 +68,7 @@ DENIAL_CATEGORIES = (
 OTHER_DENIAL = "denied"
 
 
-def denial_category(code, text):
+def denial_category(code: int | None, text: str) -> str:
     """Return the dashboard failure reason for a FlexNet error number and text."""
     lowered = text.lower()
     for category, codes, _phrases in DENIAL_CATEGORIES:
@@ -76,7 +80,7 @@ def denial_category(code, text):
     return OTHER_DENIAL
 
 
-def denial_reason(tail):
+def denial_reason(tail: str) -> str:
     """Return the failure reason of a DENIED line's tail: `category: text (major,minor)`."""
     found = None
     for match in _REASON.finditer(tail):
@@ -91,7 +95,7 @@ def denial_reason(tail):
     return OTHER_DENIAL
 
 
-def vendor_name(daemon):
+def vendor_name(daemon: str) -> str:
     """Return the vendor daemon's name without the `_n` of a forked copy."""
     return _FORKED.sub("", daemon) if "_" in daemon else daemon
 
@@ -99,53 +103,54 @@ def vendor_name(daemon):
 class LineParser:
     """Parses the lines of one log in order; it keeps the log's current date between lines."""
 
-    def __init__(self, day=None, last_tod=None):
+    def __init__(self, day: int | None = None, last_tod: int | None = None) -> None:
         self.day = day  # proleptic ordinal of the log's current local date, None until known
         self.last_tod = last_tod
-        self._tods = {}
+        self._tods: dict[str, int] = {}
         self._bases: list[float] = []  # epoch of each local hour of `day`
-        self._bases_day = None
+        self._bases_day: int | None = None
 
     # --------------------------------------------------------------- dates
 
-    def epoch(self, day, tod):
+    def epoch(self, day: int, tod: int) -> float:
         """Return the epoch seconds of local time `tod` seconds into proleptic day `day`."""
         bases = self._bases if day == self._bases_day else self._hour_bases(day)
         return bases[tod // 3600] + tod % 3600
 
-    def _hour_bases(self, day):
+    def _hour_bases(self, day: int) -> list[float]:
         d = date.fromordinal(day)
         # One mktime per hour of the day, so daylight-saving days come out right.
         self._bases = [time.mktime((d.year, d.month, d.day, h, 0, 0, 0, 0, -1)) for h in range(24)]
         self._bases_day = day
         return self._bases
 
-    def _tod(self, text):
+    def _tod(self, text: str) -> int:
         tod = self._tods.get(text)
         if tod is None:
             h, m, s = text.split(":")
             tod = self._tods[text] = int(h) % 24 * 3600 + int(m) * 60 + int(s)
         return tod
 
-    def _advance(self, tod):
+    def _advance(self, tod: int) -> None:
         # Called for every line with a plain time: a big step back is midnight.
         last = self.last_tod
         if self.day is not None and last is not None and tod < last - ROLLOVER_BACKSTEP:
             self.day += 1
         self.last_tod = tod
 
-    def _set_date(self, day, tod):
+    def _set_date(self, day: int, tod: int) -> None:
         self.day, self.last_tod = day, tod
 
-    def anchor(self, epoch_seconds):
+    def anchor(self, epoch_seconds: float) -> None:
         """Take the date from a moment (for a log with no date line yet): its local date and time."""
         local = time.localtime(epoch_seconds)
         day = date(local.tm_year, local.tm_mon, local.tm_mday).toordinal()
         self._set_date(day, local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec)
 
-    def backdate(self, tods):
+    def backdate(self, tods: list[int]) -> list[float]:
         """Return epochs for earlier undated times `tods` (in log order), counting days back from the current date."""
         day, later = self.day, self.last_tod
+        assert day is not None and later is not None, "backdate needs the current date (see anchor)"
         out = [0.0] * len(tods)
         for i in range(len(tods) - 1, -1, -1):
             tod = tods[i]
@@ -155,7 +160,7 @@ class LineParser:
             later = tod
         return out
 
-    def _stamp(self, stamp):
+    def _stamp(self, stamp: str) -> tuple[float | None, int]:
         """Return (ts, tod) for a time field, updating the current date."""
         if len(stamp) <= 8:
             tod = self._tod(stamp)
@@ -163,14 +168,15 @@ class LineParser:
             return (self.epoch(self.day, tod) if self.day is not None else None), tod
         parsed = datetime.fromisoformat(stamp)
         tod = parsed.hour * 3600 + parsed.minute * 60 + parsed.second
-        self._set_date(parsed.date().toordinal(), tod)
+        day = parsed.date().toordinal()
+        self._set_date(day, tod)
         if parsed.tzinfo is None:
-            return self.epoch(self.day, tod) + parsed.microsecond / 1e6, tod
+            return self.epoch(day, tod) + parsed.microsecond / 1e6, tod
         return parsed.timestamp(), tod
 
     # --------------------------------------------------------------- lines
 
-    def parse(self, line):
+    def parse(self, line: str) -> Record | str | None:
         """Return the record of one line, None for a line without one, or MALFORMED."""
         m = _PLAIN_EVENT.match(line)
         if m is not None:
@@ -217,7 +223,9 @@ class LineParser:
             return self._event(ts, tod, daemon, verb, quoted if quoted is not None else bare, user, "", tail)
         return self._message(ts, tod, daemon, message)
 
-    def _event(self, ts, tod, daemon, verb, feature, user, host, tail):
+    def _event(
+        self, ts: float | None, tod: int, daemon: str, verb: str, feature: str, user: str, host: str, tail: str | None
+    ) -> Record | str:
         vendor = vendor_name(daemon)
         count, detail = 1, None
         if tail:
@@ -241,7 +249,7 @@ class LineParser:
             verb = DENIED
         return (verb, ts, tod, vendor, feature, user, host, count, detail)
 
-    def _message(self, ts, tod, daemon, message):
+    def _message(self, ts: float | None, tod: int, daemon: str, message: str) -> Record | None:
         if message.startswith("TIMESTAMP"):
             d = _SLASH_DATE.search(message)
             return self._date_record(ts, tod, daemon, d and _ordinal(int(d.group(3)), int(d.group(1)), int(d.group(2))))
@@ -270,21 +278,21 @@ class LineParser:
             return (DOWN, ts, tod, vendor_name(daemon), None, None, None, 0, None)
         return None
 
-    def _date_from(self, tod, day):
+    def _date_from(self, tod: int, day: int | None) -> None:
         if day is not None:
             self._set_date(day, tod)
 
-    def _recompute(self, ts, tod):
+    def _recompute(self, ts: float | None, tod: int) -> float | None:
         return self.epoch(self.day, tod) if self.day is not None else ts
 
-    def _date_record(self, ts, tod, daemon, day):
+    def _date_record(self, ts: float | None, tod: int, daemon: str, day: int | None) -> Record | None:
         if day is None:
             return None
         self._set_date(day, tod)
         return (DATE, self.epoch(day, tod), tod, vendor_name(daemon), None, None, None, 0, None)
 
 
-def _ordinal(year, month, day):
+def _ordinal(year: int, month: int, day: int) -> int | None:
     try:
         return date(year, month, day).toordinal()
     except ValueError:
