@@ -1,6 +1,6 @@
 """Benchmark the capacity analytics: capacity + commit_advice for 200 tools, 1,000,000 sessions and 50,000 denials over 30 days.
 
-The history comes from `dash_app.analytics.synthetic.synthetic_history` (seeded; the specs are `estate_inventory(200)`).
+The history comes from `dash_app.testing.synthetic.synthetic_history` (seeded; the specs are `estate_inventory(200)`).
 Ours is timed on its first call in the process and as the best of three. The baseline, in the same process, is the
 straightforward per-tool Python loop: one pass over every row to group the sessions and denials by tool, then for each
 tool a sorted list of +1/-1 events walked level by level, a heap of return times walked in (borrowed_at, seq) order for
@@ -20,8 +20,8 @@ import time
 from typing import Any
 
 from dash_app.analytics import NO_SPEC, Spec, capacity, commit_advice
-from dash_app.analytics.synthetic import synthetic_history
 from dash_app.testing import p95, timings
+from dash_app.testing.synthetic import synthetic_history
 
 
 def through_the_service(history: Any) -> None:
@@ -32,13 +32,13 @@ def through_the_service(history: Any) -> None:
 
     from dash_app.analytics.runners import InProcessRunner
     from dash_app.analytics.service import CapacityService
-    from dash_app.analytics.synthetic import store_history
     from dash_app.buffer import RealtimeMetricsBuffer
     from dash_app.config import Config
     from dash_app.licenses import LicensePool, load_inventory
     from dash_app.recording import EventRecorder
     from dash_app.store import Store
     from dash_app.testing import estate_inventory
+    from dash_app.testing.synthetic import store_history
 
     _sessions, _denials, _specs, start, end = history
     with tempfile.TemporaryDirectory() as tmp:

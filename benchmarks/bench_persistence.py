@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--size-day", action="store_true", help="also the SQLite size of a day of demo traffic")
     args = parser.parse_args()
 
-    from dash_app.analytics.synthetic import store_history, synthetic_history
+    from dash_app.testing.synthetic import store_history, synthetic_history
 
     end = time.time()
     events = buffer_events(end)

@@ -169,7 +169,6 @@ def create_app(config: Config | dict | None = None) -> dash.Dash:
         title="License usage",
         # Dash documents None as "leave the tab title alone" but annotates the parameter as str.
         update_title=None,  # type: ignore[arg-type]
-        external_stylesheets=["/vendor/bootstrap.min.css"],
     )
     attach_state(app.server, state)
     register_routes(app.server)

@@ -17,7 +17,8 @@ def build_parser():
         description="Real-time license-usage dashboard.",
         epilog="Other commands: python -m dash_app ingest-flexlm PATH... reads FlexNet debug logs into the database, "
         "then exits; python -m dash_app db current|upgrade|copy says the database's schema revision, upgrades it, or copies a "
-        "SQLite history into PostgreSQL.",
+        "SQLite history into PostgreSQL; python -m dash_app demo-history [--days 30] writes weeks of made-up sessions "
+        "for the Capacity view.",
     )
     config_module.add_arguments(parser)
     return parser
@@ -51,6 +52,10 @@ def main(argv=None):
         from dash_app.store.db_command import main as db_command
 
         return db_command(argv[1:])
+    if argv[:1] == ["demo-history"]:
+        from dash_app.testing.demo_history import main as demo_history
+
+        return demo_history(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

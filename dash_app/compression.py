@@ -3,8 +3,8 @@
 What a response gets:
 
 - Dash's fingerprinted bundles (`/_dash-component-suites/<pkg>/<name>.v<version>m<mtime>.js`), the assets Dash links
-  with `?m=<mtime>`, its favicon linked with `?v=<dash version>` and the vendor CSS linked with `?v=<Bootstrap-Flask
-  version>` are cached by browsers for a year (`public, max-age=31536000, immutable`): their URL changes with them.
+  with `?m=<mtime>` (Bootstrap's CSS among them) and its favicon linked with `?v=<dash version>` are cached by
+  browsers for a year (`public, max-age=31536000, immutable`): their URL changes with them.
 - Bundles the page loads later by a fixed URL (plotly.min.js, which dash-renderer fetches from
   `.../plotly/package_data/plotly.min.js`, and the chunks dcc and other component packages load on demand) are
   redirected to their fingerprinted URL, so they are cached for a year too while an upgrade still reaches every
@@ -28,8 +28,6 @@ from dash.fingerprint import build_fingerprint, check_fingerprint
 from flask import Flask, Request, Response, g, redirect, request
 from flask_compress import Compress
 from werkzeug.wrappers import Response as BaseResponse
-
-from dash_app import vendor
 
 EXTENSION = "dash_app.compression"
 ONE_YEAR = 31536000
@@ -105,10 +103,6 @@ def register_compression(app: dash.Dash) -> None:
     dynamic = Compress(server)
     dynamic.cache = None  # data differs on every request: nothing to keep
     server.extensions[EXTENSION] = cache
-    # The page links the vendor CSS by a URL that names its version, so it can be cached for a year.
-    app.config.external_stylesheets = [
-        vendor.versioned(sheet) if isinstance(sheet, str) else sheet for sheet in app.config.external_stylesheets
-    ]
 
     @server.before_request
     def fingerprint_fixed_urls() -> BaseResponse | None:
@@ -130,7 +124,7 @@ def register_compression(app: dash.Dash) -> None:
             response.headers["Cache-Control"] = REVALIDATE
         if response.status_code != 200 or response.mimetype not in COMPRESSED_TYPES:
             return response
-        # A file (assets, vendor CSS: sent by Flask in passthrough) or a bundle named for its content is the same
+        # A file (assets: sent by Flask in passthrough) or a bundle named for its content is the same
         # bytes on every request: compress it once. Any other stream (the SSE) is sent as it is made, untouched.
         is_file = response.direct_passthrough
         if is_file or response.cache_control.immutable:

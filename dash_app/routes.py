@@ -11,7 +11,7 @@ from dash_app.stream import routes as stream_routes
 from dash_app.web import register_request_guards
 
 BLUEPRINTS = (
-    vendor.bp,  # /vendor/<file>, /healthz
+    vendor.bp,  # /healthz
     licenses_api.bp,  # /licenses/*, /borrows
     realtime_api.bp,  # /realtime/stats, /realtime/export
     stream_routes.bp,  # /realtime/stream, /realtime/stream/clients

@@ -1,39 +1,16 @@
-"""Serve Bootstrap's CSS from the installed Bootstrap-Flask package, so the page needs no CDN; and /healthz."""
+"""The page's Bootstrap (a copy of its CSS in assets/, which Dash links before style.css) and /healthz."""
 
-from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
-import flask_bootstrap
-from flask import Blueprint, Response, request, send_from_directory
+from flask import Blueprint
 
 from dash_app.state import get_state
 
-BOOTSTRAP_CSS_DIR = Path(flask_bootstrap.__file__).resolve().parent / "static" / "bootstrap5" / "css"
-VENDOR_PREFIX = "/vendor/"
-# The files under /vendor/ change only with the package, so its version in the URL is their fingerprint.
-VERSION = version("Bootstrap-Flask")
-ONE_YEAR = 31536000
+# Bootstrap 5.3.8's own bootstrap.min.css (MIT, its header kept) and its source map, as Bootstrap-Flask 2.6.0 shipped
+# them: Dash links every stylesheet in assets/ in name order, so it comes before style.css, which builds on it.
+BOOTSTRAP_CSS = "/assets/bootstrap.min.css"
 
 bp = Blueprint("site", __name__)
-
-
-def versioned(url: str) -> str:
-    """Return `url` with this Bootstrap-Flask version as `?v=` if it names a file under /vendor/, else `url` unchanged."""
-    if url.startswith(VENDOR_PREFIX) and "?" not in url:
-        return f"{url}?v={VERSION}"
-    return url
-
-
-@bp.get("/vendor/<path:filename>")
-def vendor_asset(filename: str) -> Response:
-    # A new Bootstrap-Flask comes with a new URL, so what a versioned URL names never changes. An old or unversioned
-    # URL still works, but is checked again (ETag) before each use.
-    current = request.args.get("v") == VERSION
-    response = send_from_directory(BOOTSTRAP_CSS_DIR, filename, max_age=ONE_YEAR if current else None)
-    if current:
-        response.cache_control.immutable = True
-    return response
 
 
 @bp.get("/healthz")

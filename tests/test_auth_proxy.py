@@ -16,7 +16,7 @@ AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 TOOL = "GreenHills Multi IDE"
 # Open with auth on: files with no data, the health check, the way in.
 OPEN = {"/healthz", "/_favicon.ico", "/favicon.ico", "/auth/login", "/auth/callback", "/auth/logout", "/auth/signed-out"}
-OPEN_PREFIXES = ("/_dash-component-suites/", "/assets/", "/vendor/", "/static/")
+OPEN_PREFIXES = ("/_dash-component-suites/", "/assets/", "/static/")
 
 
 def proxy_app(make_app, **config):

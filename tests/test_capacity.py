@@ -27,7 +27,7 @@ from dash_app.analytics import (
     hour_of_week,
 )
 from dash_app.analytics.capacity import _levels_before, _prepare
-from dash_app.analytics.synthetic import synthetic_history
+from dash_app.testing.synthetic import synthetic_history
 
 BASE = 1_700_000_000.0
 TOOLS = ["A", "B", "C"]

@@ -120,7 +120,7 @@ def test_responses_are_compressed_as_the_client_accepts(start_server):
             assert requests.post(server.url + "/licenses/borrow", json=body, headers=server.headers(), timeout=5).ok
     links = page_links(server)
     renderer = next(url for url in links if "dash_renderer" in url)
-    vendor_css = next(url for url in links if url.startswith("/vendor/"))
+    bootstrap_css = next(url for url in links if url.startswith("/assets/bootstrap.min.css?m="))
     plotly = requests.head(server.url + PLOTLY, timeout=5).headers["Location"]
     # (method, path, body): the same bytes on every request where `same` is True.
     routes = [
@@ -130,8 +130,8 @@ def test_responses_are_compressed_as_the_client_accepts(start_server):
         ("POST", "/_dash-update-component", first_refresh_body(server), False),
         ("GET", renderer, None, True),
         ("GET", plotly, None, True),
-        ("GET", vendor_css, None, True),
-        ("GET", "/vendor/bootstrap.min.css", None, True),
+        ("GET", bootstrap_css, None, True),
+        ("GET", "/assets/bootstrap.min.css", None, True),
         ("GET", "/licenses/status", None, True),
         ("GET", "/realtime/export?format=json&kind=events", None, True),
         ("GET", "/realtime/export?format=csv&kind=events", None, True),
@@ -170,8 +170,10 @@ def test_static_bundles_are_cached_for_a_year_and_the_page_and_data_are_not(star
     page = requests.get(server.url + "/", timeout=10)
     assert page.headers["Cache-Control"] == "no-cache"
     links = page_links(server)
-    assert any(url.startswith("/assets/style.css?m=") for url in links)
-    assert any(re.fullmatch(r"/vendor/bootstrap\.min\.css\?v=[\w.]+", url) for url in links)
+    # Bootstrap's CSS, from assets/, comes before style.css, which builds on it.
+    sheets = [url.split("?")[0] for url in links if url.endswith(".css") or ".css?" in url]
+    assert sheets == ["/assets/bootstrap.min.css", "/assets/style.css"], sheets
+    assert all(re.fullmatch(r"/assets/[\w.]+\.css\?m=[\d.]+", url) for url in links if ".css" in url)
     assert any(url.startswith("/_favicon.ico?v=") for url in links)
     # Every script and stylesheet the page names, and what it loads later by a fixed URL (plotly, dcc's chunks).
     for path in links + [PLOTLY, ASYNC_GRAPH]:
@@ -186,7 +188,7 @@ def test_static_bundles_are_cached_for_a_year_and_the_page_and_data_are_not(star
         assert re.search(r"\.v[\w-]+m\d+\.", hop.headers["Location"]), hop.headers["Location"]
 
     # Unversioned URLs still answer, but are revalidated.
-    for path in ("/vendor/bootstrap.min.css", "/vendor/bootstrap.min.css?v=0.0.1", "/assets/style.css"):
+    for path in ("/assets/bootstrap.min.css", "/assets/style.css"):
         response = requests.get(server.url + path, timeout=10)
         assert response.status_code == 200 and not long_lived(response), (path, response.headers.get("Cache-Control"))
     for path in ("/_dash-layout", "/_dash-dependencies", "/licenses/status", "/realtime/stats", "/healthz"):

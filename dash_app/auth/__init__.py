@@ -25,7 +25,7 @@ from dash_app.auth.viewer import ANALYST, FULL, HIDDEN, PSEUDONYM, Names, Viewer
 from dash_app.config import Config
 
 # Open to everyone: files that hold no data, the health check, and the way in.
-OPEN_PREFIXES = ("/_dash-component-suites/", "/assets/", "/vendor/", "/auth/")
+OPEN_PREFIXES = ("/_dash-component-suites/", "/assets/", "/auth/")
 OPEN_PATHS = frozenset({"/healthz", "/_favicon.ico", "/favicon.ico"})
 # Machine writes: the bearer token decides (web.require_token), not a session.
 TOKEN_WRITES = frozenset({("POST", "/licenses/borrow"), ("POST", "/licenses/return")})

@@ -5,9 +5,11 @@ from __future__ import annotations
 from flask import Response
 from markupsafe import Markup, escape
 
+from dash_app.vendor import BOOTSTRAP_CSS
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · License usage</title><link rel="stylesheet" href="/vendor/bootstrap.min.css"></head>
+<title>{title} · License usage</title><link rel="stylesheet" href="{stylesheet}"></head>
 <body class="bg-light"><main class="container py-5" style="max-width: 32rem">
 <h1 class="h4 mb-3">{title}</h1><p id="auth-message">{message}</p>{extra}</main></body></html>"""
 
@@ -23,5 +25,5 @@ def page(title: str, message: str | Markup, retry: bool = False, form: tuple[str
         ).format(action, csrf, button)
     if retry:
         extra += Markup('<a id="auth-sign-in" class="btn btn-primary" href="/auth/login">Sign in</a>')
-    body = _PAGE.format(title=escape(title), message=escape(message), extra=extra)
+    body = _PAGE.format(stylesheet=BOOTSTRAP_CSS, title=escape(title), message=escape(message), extra=extra)
     return Response(body, mimetype="text/html", headers={"Cache-Control": "no-store"})

@@ -1,17 +1,19 @@
-"""A seeded synthetic history (sessions, denials, specs) in the shapes the store hands the analytics: for tests and benchmarks.
+"""A seeded synthetic history (sessions, denials, specs) in the shapes the store hands the analytics: tests, benchmarks, demos.
 
-The tools are `dash_app.testing.estate_inventory(tools)`; bigger pools draw more sessions. Starts fall mostly in working
-hours and on weekdays, at whole seconds (so simultaneous starts happen); durations are log-normal (minutes to a day).
-A few sessions in a thousand started before the period and are held at its start; those running at `end` are open
-(returned_at NaN); one in two hundred has zero length. A draw that would start with its pool full is refused, as the
-pool would refuse it, so in_use never passes a tool's total; the refused draws inside the period are the denials
-(topped up with uniform ones when there are too few). `is_overage` follows the pool's rule (the level just before the
-start >= commit). Rows come in (borrowed_at, seq) order, as the store's `load_sessions` returns them.
+The tools are a tools-file inventory's (`estate_inventory(tools)` for `synthetic_history`); bigger pools draw more
+sessions. Starts fall mostly in working hours and on weekdays, at whole seconds (so simultaneous starts happen);
+durations are log-normal (minutes to a day). A few sessions in a thousand started before the period and are held at
+its start; those running at `end` are open (returned_at NaN); one in two hundred has zero length. A draw that would
+start with its pool full is refused, as the pool would refuse it, so in_use never passes a tool's total; the refused
+draws inside the period are the denials (topped up with uniform ones when there are too few). `is_overage` follows the
+pool's rule (the level just before the start >= commit). Rows come in (borrowed_at, seq) order, as the store's
+`load_sessions` returns them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +29,8 @@ _SOURCES = np.array(["api", "api", "api", "flexlm", "flexlm"], dtype=object)
 _REASONS = np.array(["exhausted"] * 4 + ["max_overage"], dtype=object)
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from dash_app.store import Store
 
 Floats = npt.NDArray[np.float64]
@@ -45,11 +49,17 @@ class SyntheticHistory(NamedTuple):
 
 def synthetic_history(days: int, tools: int, sessions: int, denials: int, seed: int = 1, end: float = END) -> SyntheticHistory:
     """Return `sessions` sessions and `denials` denials of `tools` inventory tools over the `days` days before `end`."""
-    from dash_app.testing.traffic import estate_inventory  # test helpers: not imported by the app itself
+    from dash_app.testing.traffic import estate_inventory
 
+    return inventory_history(estate_inventory(tools), days, sessions, denials, seed, end)
+
+
+def inventory_history(
+    inventory: Sequence[Mapping[str, Any]], days: int, sessions: int, denials: int, seed: int = 1, end: float = END
+) -> SyntheticHistory:
+    """Return `sessions` sessions and `denials` denials of a tools-file inventory's tools over the `days` days before `end`."""
     rng = np.random.default_rng(seed)
     start = end - days * DAY
-    inventory = estate_inventory(tools)
     specs = specs_from_tools(inventory)
     names = np.array([t["tool"] for t in inventory], dtype=object)
     totals = np.array([t["total"] for t in inventory], dtype=np.int64)
@@ -133,7 +143,8 @@ def _draw(
     duration[crossing] = (start - borrowed[crossing]) + np.round(rng.lognormal(np.log(1800), 1.0, int(crossing.sum()))) + 1
     returned = borrowed + duration
     returned[returned > end] = np.nan
-    order = np.lexsort((rng.random(n), borrowed))
+    # Starts are whole seconds: a random fraction of one orders simultaneous starts at random (lexsort costs 10x).
+    order = np.argsort(borrowed + 0.5 * rng.random(n))
     return tool[order].astype(np.int64), borrowed[order], returned[order]
 
 
@@ -152,46 +163,51 @@ def _levels(tool: Ints, borrowed: Floats, returned: Floats, n_tools: int) -> Int
     return _levels_before(data, n_tools)
 
 
-STORE_CHUNK = 50_000  # rows per transaction when a history is put into a store
+STORE_CHUNK = 50_000  # rows handed to the driver at once: a chunk's tuples, not the whole history's, are in memory
 
 
 def store_history(store: Store, history: SyntheticHistory) -> None:
-    """Put `history`'s sessions and denials into `store`'s database directly, as the writer would have left them.
+    """Put `history`'s sessions and denials into `store`'s database in one transaction, as the writer would have left them."""
+    with store.writing() as conn:
+        write_history(store, conn, history)
+    store.sessions_changed()
 
-    Sessions go in `seq` order, so the database numbers them in the order the store's readers sort ties by.
+
+def write_history(store: Store, conn: Connection, history: SyntheticHistory) -> None:
+    """Insert `history`'s rows on `conn` (a `store.writing()` block) with the writer's own statements, under one stamp.
+
+    Sessions go in `seq` order, so the database numbers them in the order the store's readers sort ties by; their
+    ids count up, so the primary key's index grows at its end.
     """
-    from dash_app.store import tables
+    from dash_app.events import SOURCE_POOL
+    from dash_app.store.database import prepared_writes
 
+    writes = prepared_writes(conn.dialect)
+    stamp = store.new_stamp(conn)
     sessions, denials = history.sessions.sort_values("seq"), history.denials
-    session_rows = [
-        {
-            "id": f"s{seq}",
-            "tool": tool,
-            "user": user,
-            "borrowed_at": float(borrowed),
-            "is_overage": int(overage),
-            "returned_at": None if returned != returned else float(returned),
-            "source": "pool",
-            "host": host,
-            "version": version,
-            "changed": 1,
-        }
-        for seq, tool, user, borrowed, overage, returned, host, version in zip(
-            sessions["seq"],
-            sessions["tool"],
-            sessions["user"],
-            sessions["borrowed_at"],
-            sessions["is_overage"],
-            sessions["returned_at"],
-            sessions["host"],
-            sessions["version"],
+    for i in range(0, len(sessions), STORE_CHUNK):
+        part = sessions.iloc[i : i + STORE_CHUNK]
+        returned = [None if r != r else r for r in part["returned_at"].tolist()]  # NaN: still open
+        n = len(part)
+        # The columns of the writer's "borrow" statement, in its order (database._COLUMNS).
+        writes["borrow"].run(
+            conn,
+            list(
+                zip(
+                    [f"demo-{seq:09d}" for seq in part["seq"].tolist()],
+                    part["tool"].tolist(),
+                    part["user"].tolist(),
+                    part["borrowed_at"].tolist(),
+                    part["is_overage"].astype(int).tolist(),
+                    returned,
+                    [SOURCE_POOL] * n,
+                    part["host"].tolist(),
+                    part["version"].tolist(),
+                    [stamp] * n,
+                )
+            ),
         )
-    ]
-    denial_rows = [
-        {"ts": float(ts), "tool": tool, "user": user, "reason": reason, "changed": 1}
-        for ts, tool, user, reason in zip(denials["ts"], denials["tool"], denials["user"], denials["reason"])
-    ]
-    for table, rows in ((tables.borrows, session_rows), (tables.denials, denial_rows)):
-        for i in range(0, len(rows), STORE_CHUNK):
-            with store.writing() as conn:
-                conn.execute(table.insert(), rows[i : i + STORE_CHUNK])
+    for i in range(0, len(denials), STORE_CHUNK):
+        part = denials.iloc[i : i + STORE_CHUNK]
+        rows = zip(part["ts"].tolist(), part["tool"].tolist(), part["user"].tolist(), part["reason"].tolist())
+        writes["denial"].run(conn, [(*row, stamp) for row in rows])
