@@ -8,8 +8,7 @@ import random
 import threading
 import time
 
-from dash_app.licenses.pool import BorrowDenied, UnknownBorrow
-from dash_app.licenses.shared_pool import PoolUnavailable
+from dash_app.licenses.pool import BorrowDenied, PoolUnavailable, UnknownBorrow
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import os
 import stat
 from io import BufferedReader
 
-from dash_app.sources.health import CANNOT_OPEN, NOT_A_FILE, READING_FAILED, SourceError
+from dash_app.sources.errors import CANNOT_OPEN, NOT_A_FILE, READING_FAILED, SourceError
 from dash_app.store.checkpoints import Position, fingerprint
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,9 @@ import os
 import threading
 import time
 
+from dash_app.services import FLEXLM
 from dash_app.sources.flexlm.ingest import COUNTERS, LogIngest, source_id
 from dash_app.sources.tailing import LogTail
-from dash_app.state import FLEXLM
 from dash_app.store.checkpoints import Checkpoints
 from dash_app.timeutil import iso_utc
 
