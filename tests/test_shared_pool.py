@@ -18,7 +18,7 @@ from dash_app.eventlog.lease import Leadership
 from dash_app.eventlog.ledger import NotLeader, RedisLedger
 from dash_app.eventlog.persister import LogPersister
 from dash_app.eventlog.recovery import Recovery
-from dash_app.eventlog.setup import SharedLog
+from dash_app.eventlog.shared import SharedLog
 from dash_app.eventlog.shared_pool import SharedLicensePool
 from dash_app.licenses import LicensePool
 from dash_app.licenses.inventory import ToolSpec
