@@ -28,7 +28,7 @@ from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.events import borrow_event, failure_event, return_event
 from dash_app.sources.flexlm.ingest import LogIngest
 from dash_app.sources.flexlm.parse import LineParser
-from dash_app.sources.tailing import LogTail
+from dash_app.sources.flexlm.tailing import LogTail
 from dash_app.store import Store
 from dash_app.store.checkpoints import Checkpoints
 

@@ -30,8 +30,8 @@ from dash_app.callbacks.page import OUTPUTS
 from dash_app.eventlog.connection import Keys, connect
 from dash_app.eventlog.follower import LogFollower
 from dash_app.eventlog.ledger import RedisLedger
+from dash_app.eventlog.shared_pool import SharedLicensePool
 from dash_app.licenses import LicensePool, load_inventory
-from dash_app.licenses.shared_pool import SharedLicensePool
 from dash_app.recording import EventRecorder
 from dash_app.stream.ticker import stream_capacity
 from dash_app.testing import RedisServer, ServerProcess, estate_inventory, p95

@@ -18,16 +18,17 @@ from dash_app.callbacks import register_callbacks
 from dash_app.compression import register_compression
 from dash_app.config import Config
 from dash_app.dash_routes import register_dash_routes
-from dash_app.eventlog.setup import PERSISTER, build_shared
+from dash_app.eventlog.setup import build_shared
 from dash_app.layouts import dashboard
 from dash_app.licenses import LicensePool, SeriesNames, load_inventory
 from dash_app.recording import EventRecorder
 from dash_app.routes import register_routes
+from dash_app.services import DELIVERIES, DEMO, FLEXLM, LEASE, LOG, PERSISTER, POLLER, STORE, STREAM, Service
 from dash_app.sources.demo import DemoTraffic
 from dash_app.sources.flexlm import FlexLMFollower
 from dash_app.sources.health import SourceHealth, down_of, sources_of
 from dash_app.sources.servers import build_poller
-from dash_app.state import DELIVERIES, DEMO, FLEXLM, LEASE, LOG, POLLER, STORE, STREAM, AppState, Service, attach_state
+from dash_app.state import AppState, attach_state
 from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper, stored_tool_names
 from dash_app.store.restore import restore_buffer
@@ -62,13 +63,6 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         max_failures=config.max_failures,
         series_of=series,
     )
-    # Raw events are kept an hour past the buffer's window; aggregates for the long history.
-    history = HistoryKeeper(
-        store,
-        raw_keep_seconds=config.retention_seconds + 3600,
-        history_seconds=config.history_days * 86400,
-        series_of=series,
-    )
     services: dict[str, Service] = {STORE: store}
     api_source = SourceHealth("api", "/licenses")
     # The sources: here, or with --redis in whichever process holds the lease (built afresh each time it takes it).
@@ -83,7 +77,18 @@ def build_state(config: Config, lead: bool = True) -> AppState:
     if config.redis_url:
         # The store is written by the lease holder's persister, from the log; this process's buffer by its follower.
         recorder = EventRecorder(buffer)
-        shared = build_shared(config, specs, store, buffer, recorder, series, sources)
+        shared = build_shared(
+            config,
+            specs,
+            store,
+            buffer,
+            recorder,
+            series,
+            sources,
+            # The leader's sources, for the other processes (without this process's API entry).
+            describe_sources=lambda leader_services: sources_of(api_source, leader_services)[1:],
+            lead=lead,
+        )
         pool: LicensePool = shared.pool
         services[LOG] = shared.follower
     else:
@@ -95,16 +100,34 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         """The services running now: all of `services` once started, and with --redis the lease holder's sources."""
         return services if shared is None else {**services, **shared.leadership.running}
 
+    leadership = shared.leadership if shared is not None else None
+
+    def leading() -> bool:
+        """Whether this process keeps the history and sends alerts: with --redis, only while it holds the lease."""
+        return leadership is None or leadership.leading
+
+    # Raw events are kept an hour past the buffer's window; aggregates for the long history.
+    history = HistoryKeeper(
+        store,
+        raw_keep_seconds=config.retention_seconds + 3600,
+        history_seconds=config.history_days * 86400,
+        series_of=series,
+        leading=leading,
+    )
     # The alert rules ask for the down sources per tick.
     alerts, deliveries = build_alerts(
-        config, read_rules(config), store, pool, recorder, lambda: down_of(api_source, shared, running()), time.time
+        config,
+        read_rules(config),
+        store,
+        pool,
+        recorder,
+        lambda: down_of(api_source, shared, running()),
+        time.time,
+        leading=leading,
     )
     if deliveries is not None:
         services[DELIVERIES] = deliveries
     if shared is not None:
-        alerts.leading = lambda: shared.leadership.leading
-        history.leading = lambda: shared.leadership.leading
-        shared.describe_sources = lambda: sources_of(api_source, running())[1:]  # without this process's API entry
         if lead:
             services[LEASE] = shared.leadership
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
@@ -16,38 +16,16 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
     from dash_app.analytics.service import CapacityService
     from dash_app.buffer import RealtimeMetricsBuffer
     from dash_app.config import Config
-    from dash_app.eventlog.setup import SharedLog
+    from dash_app.eventlog.shared import SharedLog
     from dash_app.licenses import LicensePool
     from dash_app.recording import EventRecorder
+    from dash_app.services import Service
     from dash_app.sources.health import SourceHealth
     from dash_app.store import Store
     from dash_app.store.history import HistoryKeeper
     from dash_app.stream import StreamTicker
 
 EXTENSION_KEY = "dash_app"
-
-# The names of the background services build_state may start, in start order. With --redis, DEMO, FLEXLM and POLLER
-# run under LEASE in one process of the deployment (see AppState.service), and LOG follows the shared log.
-STORE, LOG, DELIVERIES, DEMO, FLEXLM, POLLER, LEASE, STREAM = (
-    "store",
-    "log",
-    "deliveries",
-    "demo",
-    "flexlm",
-    "poller",
-    "lease",
-    "stream",
-)
-
-
-class Service(Protocol):
-    """A background part of the app: started once with the app, stopped once when it ends."""
-
-    def start(self) -> None:
-        """Start the service's thread(s)."""
-
-    def stop(self) -> None:
-        """Stop them, finishing what is under way."""
 
 
 @dataclass
@@ -69,7 +47,7 @@ class AppState:
     shared: SharedLog | None = None  # with --redis: the shared log this process follows
     _stopped: threading.Event = field(default_factory=threading.Event)
 
-    def service(self, name: str) -> Any:
+    def service(self, name: str) -> Service | None:
         """Return the service called `name`, or None when this process does not run it (now)."""
         return self.running_services().get(name)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from dash.testing.wait import until
 
-from dash_app.state import POLLER, get_state
+from dash_app.services import POLLER
+from dash_app.state import get_state
 
 FAKE_LMUTIL = Path(__file__).parent / "fixtures" / "fake_lmutil"
 GH = "GreenHills Multi IDE"  # total 15 in the bundled tools file

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 from selenium.webdriver.common.by import By
 
-from dash_app.auth import SESSION_KEY
+from dash_app.auth.cookie import SESSION_KEY
 from dash_app.auth.oidc import safe_next
 from dash_app.auth.viewer import PSEUDONYM, Names
 from dash_app.testing import ServerProcess, free_port

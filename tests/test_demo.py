@@ -66,7 +66,7 @@ def test_demo_with_an_empty_tools_file_stays_off_quietly(make_app, tmp_path):
 
 
 def test_a_restart_over_the_same_database_does_not_backfill_a_second_past(make_app, tmp_path):
-    from dash_app.state import DEMO
+    from dash_app.services import DEMO
 
     db = str(tmp_path / "demo.db")
     first = get_state(make_app(db=db, demo=True, backfill_hours=1))

@@ -105,7 +105,7 @@ def test_a_flexlm_line_with_a_bad_name_is_malformed_and_the_rest_is_read(make_ap
 
 def test_a_long_flexlm_line_is_skipped_up_to_its_newline(make_app, tmp_path):
     from dash_app.sources.flexlm import follower_of
-    from dash_app.sources.tailing import MAX_LINE_BYTES
+    from dash_app.sources.flexlm.tailing import MAX_LINE_BYTES
 
     log_path = tmp_path / "lmgrd.log"
     today = time.strftime("%m/%d/%Y")

@@ -203,7 +203,8 @@ def test_two_servers_of_the_same_feature_add_up_and_one_down_leaves_the_other(st
 def test_a_server_down_opens_the_pages_source_strip_and_its_return_closes_it(make_app, tmp_path, monkeypatch):
     start_a, start_b, start_c = starts()
     from dash_app.callbacks.page import PageUpdater
-    from dash_app.state import POLLER, get_state
+    from dash_app.services import POLLER
+    from dash_app.state import get_state
 
     lic09 = "27000@lic09"
     monkeypatch.setenv("FAKE_LMUTIL_DIR", str(tmp_path))  # no output file yet: the server cannot be reached

@@ -18,11 +18,11 @@ from dash_app.eventlog.lease import Leadership
 from dash_app.eventlog.ledger import NotLeader, RedisLedger
 from dash_app.eventlog.persister import LogPersister
 from dash_app.eventlog.recovery import Recovery
-from dash_app.eventlog.setup import SharedLog
+from dash_app.eventlog.shared import SharedLog
+from dash_app.eventlog.shared_pool import SharedLicensePool
 from dash_app.licenses import LicensePool
 from dash_app.licenses.inventory import ToolSpec
-from dash_app.licenses.pool import BorrowDenied, UnknownBorrow
-from dash_app.licenses.shared_pool import PoolUnavailable, SharedLicensePool
+from dash_app.licenses.pool import BorrowDenied, PoolUnavailable, UnknownBorrow
 from dash_app.recording import EventRecorder
 from dash_app.store import Store
 from dash_app.testing import RedisServer

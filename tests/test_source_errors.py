@@ -9,7 +9,8 @@ import pytest
 import requests
 
 from dash_app.auth.viewer import ADMIN, PSEUDONYM, VIEWER, Names, Viewer
-from dash_app.state import FLEXLM, POLLER, get_state
+from dash_app.services import FLEXLM, POLLER
+from dash_app.state import get_state
 from dash_app.testing import ServerProcess
 from dash_app.testing.receivers import SmtpReceiver
 from tests.test_privacy_page import as_reader, refresh

@@ -22,7 +22,7 @@ from dash_app.alerts.rules import (
     SOURCE_DOWN,
     Rule,
 )
-from dash_app.sources.health import is_error_kind, is_server_name
+from dash_app.sources.errors import is_error_kind, is_server_name
 from dash_app.timeutil import parse_iso
 
 

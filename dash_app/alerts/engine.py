@@ -129,6 +129,7 @@ class AlertEngine:
         public_url: str,
         facts: Callable[[float, Sequence[Any], bool], Facts],
         grace_seconds: float = 0.0,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
         self.rules = {rule.name: rule for rule in config.rules}
@@ -139,7 +140,7 @@ class AlertEngine:
         # With --redis every process evaluates the same log on the same ticks, so all show the same alerts; only the
         # process holding the lease stores and notifies them (see eventlog.lease). Whatever fired or resolved while no
         # process led is caught up on by the next holder's first tick as leader (_take_over).
-        self.leading: Callable[[], bool] = lambda: True
+        self.leading = leading
         self._led = False  # whether the last tick led: one that leads after one that did not takes over
         self._held: list[tuple[float, Alert]] = []  # (tick time, alert) of resolves not sent while not leading
         self._alerts: dict[str, Alert] = {}  # pending and firing, by key

@@ -40,8 +40,12 @@ def build_alerts(
     recorder: EventRecorder,
     sources: Callable[[], list[dict[str, Any]]],
     clock: Callable[[], float],
+    leading: Callable[[], bool] = lambda: True,
 ) -> tuple[AlertEngine, Deliveries | None]:
-    """Return the engine, and the delivery queue to start as a service (None when no rule notifies anyone)."""
+    """Return the engine, and the delivery queue to start as a service (None when no rule notifies anyone).
+
+    `leading` says whether this process stores and sends alerts (with --redis, the lease holder only).
+    """
     windows = [rule.params["within_seconds"] for rule in rules.rules if rule.kind == DENIALS]
     denials = DenialWindow(max(windows, default=0.0))
     if windows:
@@ -60,7 +64,7 @@ def build_alerts(
     # Long enough after a restart for every source to have said how it is: a few ticks, and two polls of servers.
     polled = bool(config.lmstat_servers or config.rlmstat_servers)
     grace = 3 * config.stream_interval + (2 * config.poll_seconds if polled else 0.0) + 5.0
-    engine = AlertEngine(rules, None, store, public_url(config), facts, grace_seconds=grace)
+    engine = AlertEngine(rules, None, store, public_url(config), facts, grace_seconds=grace, leading=leading)
     if any(rule.notify for rule in rules.rules):
         # The engine keeps every delivery's outcome; the queue tells it from its worker threads.
         engine.deliveries = Deliveries(on_record=engine.on_delivery, deadline=rules.delivery_deadline_seconds)

@@ -19,6 +19,8 @@ from urllib.parse import quote
 from flask import Flask, g, jsonify, redirect, request, session
 from werkzeug.wrappers import Response
 
+from dash_app.auth.cookie import SESSION_KEY
+from dash_app.auth.oidc import register_oidc
 from dash_app.auth.proxy import ProxyIdentity
 from dash_app.auth.roles import role_of
 from dash_app.auth.viewer import ANALYST, FULL, HIDDEN, PSEUDONYM, Names, Viewer, rank
@@ -30,7 +32,6 @@ OPEN_PATHS = frozenset({"/healthz", "/_favicon.ico", "/favicon.ico"})
 # Machine writes: the bearer token decides (web.require_token), not a session.
 TOKEN_WRITES = frozenset({("POST", "/licenses/borrow"), ("POST", "/licenses/return")})
 ME_PATH = "/auth/me"
-SESSION_KEY = "who"  # the signed-in identity in the session cookie (auth.oidc): user, role, exp, csrf, id_token
 
 
 class Readers:
@@ -71,8 +72,6 @@ def register_auth(server: Flask, config: Config) -> Readers:
     proxy = ProxyIdentity(config.proxy_user_header, config.proxy_groups_header, config.trusted_proxies)
     role_map = dict(config.role_map)
     if config.auth == "oidc":
-        from dash_app.auth.oidc import register_oidc
-
         server.register_blueprint(register_oidc(server, config))
 
     def identify() -> Viewer | None:

@@ -20,7 +20,7 @@ from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, Flask, Response, redirect, request, session
 from markupsafe import escape
 
-from dash_app.auth import SESSION_KEY
+from dash_app.auth.cookie import SESSION_KEY
 from dash_app.auth.pages import page
 from dash_app.auth.roles import claim_values, role_of
 from dash_app.config import Config, ConfigError

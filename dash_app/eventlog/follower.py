@@ -33,6 +33,8 @@ class LogFollower(LogReader):
         apply: Callable[[str, list[Event]], None],
         on_idle: Callable[[], object] | None = None,
         block_ms: int = BLOCK_MS,
+        prepare: Callable[[], None] | None = None,
+        on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(block_ms)
         self.client = client
@@ -41,9 +43,9 @@ class LogFollower(LogReader):
         self.apply = apply
         self.on_idle = on_idle  # called after each read, in this thread: side state that is not in the log
         # Called before the first read, until it succeeds (it may move last_id back): what needs Redis to start.
-        self.prepare: Callable[[], None] | None = None
+        self.prepare = prepare
         # Called before the first read after a failed one (Redis answers again): it may have lost data meanwhile.
-        self.on_reconnect: Callable[[], None] | None = None
+        self.on_reconnect = on_reconnect
         # The entries applied here that the store may not hold yet, (id, field e), oldest first: should Redis lose
         # them, they are put back from here (see recovery). Trimmed to the store's position (trim_tail).
         self.tail: deque[tuple[str, bytes]] = deque()

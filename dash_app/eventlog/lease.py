@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 import redis
 
 from dash_app.eventlog.connection import SOCKET_TIMEOUT
-from dash_app.state import Service
+from dash_app.services import Service
 
 log = logging.getLogger(__name__)
 

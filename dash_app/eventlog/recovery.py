@@ -28,9 +28,9 @@ from dash_app.eventlog.codec import FIELD, decode_entry
 from dash_app.eventlog.connection import Keys
 from dash_app.eventlog.follower import LogFollower
 from dash_app.eventlog.ledger import RedisLedger
+from dash_app.eventlog.shared_pool import SharedLicensePool
 from dash_app.events import BORROW, RETURN
 from dash_app.licenses.pool import Borrow
-from dash_app.licenses.shared_pool import SharedLicensePool
 from dash_app.store.database import Store, entry_key
 
 log = logging.getLogger(__name__)

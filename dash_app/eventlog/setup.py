@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -18,8 +16,10 @@ from dash_app.eventlog.lease import Leadership
 from dash_app.eventlog.ledger import OpenBorrow, RedisLedger, Snapshot
 from dash_app.eventlog.persister import LogPersister
 from dash_app.eventlog.recovery import Recovery
+from dash_app.eventlog.shared import SharedLog, no_sources
+from dash_app.eventlog.shared_pool import SharedLicensePool
 from dash_app.events import Event
-from dash_app.licenses.shared_pool import SharedLicensePool
+from dash_app.services import PERSISTER
 from dash_app.store.database import entry_key
 from dash_app.store.restore import restore_buffer
 from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS
@@ -30,14 +30,13 @@ if TYPE_CHECKING:
     from dash_app.licenses.inventory import ToolSpec
     from dash_app.licenses.pool import LicensePool
     from dash_app.recording import EventRecorder
-    from dash_app.state import Service
+    from dash_app.services import Service
     from dash_app.store.database import Store
 
 log = logging.getLogger(__name__)
 
 # The stream keeps entries this long past the buffer's window (and never drops one the store lacks).
 KEEP_MARGIN_SECONDS = 3600.0
-PERSISTER = "persister"  # the lease holder's service that writes the log to the store
 # How often side state that is not in the log (what polls say of totals and expiry, the leader's sources) is shared.
 SIDE_STATE_SECONDS = 1.0
 
@@ -57,48 +56,6 @@ def open_redis(config: Config) -> redis.Redis:
     return client
 
 
-@dataclass
-class SharedLog:
-    """The parts of one process on the shared log: what the app reads to report on it."""
-
-    client: redis.Redis
-    keys: Keys
-    pool: SharedLicensePool
-    follower: LogFollower
-    leadership: Leadership
-    sources: list[dict[str, Any]]  # the leader's source entries, as last shared (the others show these)
-    # The leader's own source entries (its services' health), set by build_state.
-    describe_sources: Callable[[], list[dict[str, Any]]] = lambda: []
-    # Notices that Redis lost data and rebuilds the pool; set by build_shared.
-    recovery: Recovery | None = None
-
-    def healthy(self) -> bool:
-        """True while this process reads the log."""
-        return self.follower.connected
-
-    def wait_persisted(self, store: Store, timeout: float) -> bool:
-        """Block until `store` holds every entry this process has applied or added (whoever writes it); True when so."""
-        # Its own last entries may not have reached its follower yet.
-        wanted = max(entry_key(self.follower.last_id), entry_key(self.pool.last_sent))
-        deadline = time.monotonic() + timeout
-        while entry_key(store.log_position(self.keys.events) or "0-0") < wanted:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    def status(self) -> dict[str, Any]:
-        """Return the shared log's state for /healthz and the stats."""
-        return {
-            "redis": "up" if self.follower.connected else "down",
-            "pid": os.getpid(),
-            "leader": self.leadership.leading,
-            "last_entry": self.follower.last_id,
-            "detail": self.follower.last_error,
-            "down_since": self.follower.down_since,
-        }
-
-
 def build_shared(
     config: Config,
     specs: dict[str, ToolSpec],
@@ -107,29 +64,47 @@ def build_shared(
     recorder: EventRecorder,
     series_of: Callable[[str], str],
     leader_services: Mapping[str, Callable[[LicensePool], Service]],
+    describe_sources: Callable[[Mapping[str, Service]], list[dict[str, Any]]] = no_sources,
+    lead: bool = True,
 ) -> SharedLog:
     """Return this process's pool on the shared log, its follower and its lease; the buffer is restored on the way.
 
     Redis need not answer now: a worker that starts while it is away serves what the store holds, and its follower
-    takes the pool's state from Redis once it answers.
+    takes the pool's state from Redis once it answers. `describe_sources` lists the leader's sources' health for the
+    others; `lead=False` (a one-off backfill) sends its batches unfenced, so they count whoever holds the lease.
     """
     url = config.redis_url or ""
     keys = Keys(config.redis_prefix)
     ledger = RedisLedger(connect(url), keys)
-    pool = SharedLicensePool(specs, recorder, ledger, series_of=series_of)
+    # The pool, the follower, the lease and the recovery each need another: the late-bound calls below reach the
+    # one built after them, and none runs before build_shared returns.
+    pool = SharedLicensePool(
+        specs,
+        recorder,
+        ledger,
+        series_of=series_of,
+        wait_applied=lambda entry_id, timeout, epoch: follower.wait_applied(entry_id, timeout, epoch),
+        log_epoch=lambda: follower.epoch,
+        fence=(lambda: leadership.fence()) if lead else _unfenced,
+        known=lambda: recovery.known(),
+    )
     restored, position = restore_buffer(store, buffer, log_name=keys.events)
     # The buffer holds what the store held up to `position`; the pool's copy is taken from Redis at some entry. The
     # follower starts at the earlier of the two and brings each part up from its own point.
     buffer_from = entry_key(position or "0-0")
     pool_from = [buffer_from]
+    taken = [False]
 
     def take_pool() -> None:
         # The first process on a new Redis (or one that lost its data) brings the pool's state from the store, with
         # what the other processes hold that the store lacks; every process then takes its copy of the pool, and the
         # entry it is at, in one step.
+        if taken[0]:
+            return
         recovery.check()
         snapshot = reload_pool()
         follower.last_id = min(snapshot.last_id, follower.last_id, key=entry_key)
+        taken[0] = True
 
     def reload_pool() -> Snapshot:
         # Entries up to the snapshot's are in it; the follower applies to the pool only those after it.
@@ -145,16 +120,16 @@ def build_shared(
         if at > buffer_from:
             recorder.record_many(within_skew(events, time.time()))
 
-    follower = LogFollower(connect(url), keys.events, position or "0-0", apply)
-    leadership = Leadership(connect(url), keys.lease, {})
-    recovery = Recovery(connect(url), keys, ledger, pool, follower, store, reload_pool, leadership.token)
-    try:
-        take_pool()
-    except redis.RedisError as exc:
-        # Until Redis answers, this process shows the open borrows the store holds; writes answer 503.
-        log.warning("shared log: Redis does not answer (%s); serving from the store until it does", exc)
-        pool.load(Snapshot("0-0", [open_borrow_of(row) for row in store.load_open_borrows()], store.load_charges()))
-        follower.prepare = take_pool
+    # Before its first read the follower takes the pool, unless that was done here (Redis answered at start).
+    follower = LogFollower(
+        connect(url),
+        keys.events,
+        position or "0-0",
+        apply,
+        on_idle=lambda: share(),
+        prepare=take_pool,
+        on_reconnect=lambda: recovery.check(),
+    )
     factories: dict[str, Callable[[], Service]] = {
         PERSISTER: lambda: LogPersister(
             connect(url), keys.events, store, config.retention_seconds + KEEP_MARGIN_SECONDS, ledger.forget_seen
@@ -162,16 +137,23 @@ def build_shared(
     }
     for name, build in leader_services.items():
         factories[name] = lambda build=build: build(pool)  # type: ignore[misc]
-    leadership.factories.update(factories)
-    pool.wait_applied = follower.wait_applied
-    pool.log_epoch = lambda: follower.epoch
-    pool.fence = leadership.fence
-    pool.known = recovery.known
-    shared = SharedLog(connect(url), keys, pool, follower, leadership, [], recovery=recovery)
-    follower.on_idle = _side_state_sharer(shared)
-    follower.on_reconnect = recovery.check
+    leadership = Leadership(connect(url), keys.lease, factories)
+    recovery = Recovery(connect(url), keys, ledger, pool, follower, store, reload_pool, leadership.token)
+    shared = SharedLog(connect(url), keys, pool, follower, leadership, [], describe_sources, recovery=recovery)
+    share = _side_state_sharer(shared)
+    try:
+        take_pool()
+    except redis.RedisError as exc:
+        # Until Redis answers, this process shows the open borrows the store holds; writes answer 503.
+        log.warning("shared log: Redis does not answer (%s); serving from the store until it does", exc)
+        pool.load(Snapshot("0-0", [open_borrow_of(row) for row in store.load_open_borrows()], store.load_charges()))
     log.info("shared log on %s: %d events restored from the store, following from %s", redacted(url), restored, follower.last_id)
     return shared
+
+
+def _unfenced() -> str:
+    """Return the empty fence: a one-off backfill's batches count whoever holds the lease."""
+    return ""
 
 
 def open_borrow_of(row: Sequence[Any]) -> OpenBorrow:
@@ -221,7 +203,11 @@ def _side_state_sharer(shared: SharedLog) -> Callable[[], None]:
                 shared.client.set(keys.observed, observed)
                 published[keys.observed] = observed
             # Health changes with every poll; it expires, so a dead leader's last word is not shown for ever.
-            shared.client.set(keys.sources, orjson.dumps(shared.describe_sources()), px=int(10 * SIDE_STATE_SECONDS * 1000))
+            shared.client.set(
+                keys.sources,
+                orjson.dumps(shared.describe_sources(shared.leadership.running)),
+                px=int(10 * SIDE_STATE_SECONDS * 1000),
+            )
             return
         if raw_observed and raw_observed != published.get(keys.observed):
             doc = orjson.loads(raw_observed)

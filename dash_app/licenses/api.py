@@ -4,8 +4,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from dash_app import privacy
 from dash_app.auth.viewer import current_viewer
-from dash_app.licenses.pool import UNKNOWN_TOOL, BorrowDenied, LicensePool, UnknownBorrow
-from dash_app.licenses.shared_pool import PoolUnavailable
+from dash_app.licenses.pool import UNKNOWN_TOOL, BorrowDenied, LicensePool, PoolUnavailable, UnknownBorrow
 from dash_app.state import get_state
 from dash_app.web import ApiError, error_response, json_body, name_field, require_token
 

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dash_app.events import Event, borrow_event, check_name, failure_event, return_event, source_of
 from dash_app.timeutil import iso_utc
@@ -15,11 +15,23 @@ from dash_app.timeutil import iso_utc
 if TYPE_CHECKING:  # for the annotations only
     from dash_app.licenses.inventory import ToolSpec
     from dash_app.recording import EventRecorder
-    from dash_app.store import Store
 
 EXHAUSTED = "exhausted"
 MAX_OVERAGE = "max_overage"
 UNKNOWN_TOOL = "unknown_tool"
+
+
+class PoolStore(Protocol):
+    """What the pool asks of the store at start (Store): it keeps the inventory, and gives back what was open."""
+
+    def save_tools(self, specs: Mapping[str, ToolSpec]) -> None:
+        """Replace the stored inventory with `specs`."""
+
+    def load_open_borrows(self) -> list[tuple[str, str, str, float, int, str | None, str | None]]:
+        """Return [(id, tool, user, borrowed_at, is_overage, host, version)] of borrows not yet returned."""
+
+    def load_charges(self) -> dict[str, int]:
+        """Return {tool: overage_borrows}."""
 
 
 class BorrowDenied(Exception):
@@ -33,6 +45,10 @@ class BorrowDenied(Exception):
 
 class UnknownBorrow(KeyError):
     """The borrow id is unknown or already returned."""
+
+
+class PoolUnavailable(Exception):
+    """A pool cannot decide now (the shared pool's Redis is unreachable); nothing was granted or returned."""
 
 
 def check_observed(tool: str, user: str, borrow_id: str | None, host: str | None, version: str | None) -> None:
@@ -115,7 +131,7 @@ class LicensePool:
         self,
         specs: Mapping[str, ToolSpec],
         recorder: EventRecorder,
-        store: Store | None = None,
+        store: PoolStore | None = None,
         clock: Callable[[], float] = time.time,
         series_of: Callable[[str], str] | None = None,
     ) -> None:

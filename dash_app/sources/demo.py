@@ -10,8 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dash_app.licenses.pool import Borrow, BorrowDenied, LicensePool, UnknownBorrow
-from dash_app.licenses.shared_pool import PoolUnavailable
+from dash_app.licenses.pool import Borrow, BorrowDenied, LicensePool, PoolUnavailable, UnknownBorrow
 
 log = logging.getLogger(__name__)
 

@@ -18,16 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dash_app.licenses.pool import LicensePool
-from dash_app.sources.health import (
-    CANNOT_RUN,
-    CRASHED,
-    OUTPUT_UNREADABLE,
-    SERVER_DOWN,
-    TIMEOUT,
-    SourceError,
-    SourceHealth,
-    exit_status,
-)
+from dash_app.sources.errors import CANNOT_RUN, CRASHED, OUTPUT_UNREADABLE, SERVER_DOWN, TIMEOUT, SourceError, exit_status
+from dash_app.sources.health import SourceHealth
 from dash_app.sources.observed import ObservedCheckouts
 from dash_app.sources.status import StatusReport, UnparsableOutput
 

@@ -413,6 +413,7 @@ class HistoryKeeper:
         history_seconds: float,
         clock: Callable[[], float] = time.time,
         series_of: Callable[[str], str] | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.raw_keep_seconds = raw_keep_seconds
@@ -422,7 +423,7 @@ class HistoryKeeper:
         self.generation = 0  # changes whenever the aggregates do, so readers can cache
         # Whether this process keeps the file's history: with --redis only the lease holder aggregates and prunes
         # (every process sharing the file would otherwise repeat the work, and fight over the write lock for it).
-        self.leading: Callable[[], bool] = lambda: True
+        self.leading = leading
         # A SQLite file from before the in-use columns gets them now, before the writer thread runs: so this is the
         # one place outside the writer that uses its connection (under its lock).
         if not store.server:

@@ -8,11 +8,12 @@ import time
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from dash_app import build_state
 from dash_app import config as config_module
 from dash_app.eventlog.setup import SharedLogError
 from dash_app.licenses import InventoryError
 from dash_app.sources.flexlm.ingest import COUNTERS, LogIngest, source_id
-from dash_app.sources.tailing import LogTail
+from dash_app.sources.flexlm.tailing import LogTail
 from dash_app.store import StoreError
 from dash_app.store.checkpoints import Checkpoints
 
@@ -110,13 +111,9 @@ def main(argv=None):
         # The server's data path (pool, recorder, buffer, store, history), without the page, demo or followers.
         # A one-off read of old logs: no live sources, and no alerts about what those logs held long ago.
         config = config.replace(demo=False, flexlm_logs=(), lmstat_servers=(), rlmstat_servers=(), alerts_file=None)
-        from dash_app import build_state
-
+        # With --redis the lines go through the shared log, so running servers see them at once, unfenced: the fence
+        # keeps a live follower that lost the lease from writing, and this is a one-off read (its lines count once).
         state = build_state(config, lead=False)
-        if state.shared is not None:
-            # With --redis the lines go through the shared log, so running servers see them at once; the fence keeps
-            # a live follower that lost the lease from writing, and this is a one-off read (its lines count once).
-            state.shared.pool.fence = lambda: ""
         state.start()
     except (config_module.ConfigError, InventoryError, StoreError, SharedLogError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -5,17 +5,16 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from dash_app.services import FLEXLM, ServiceHolder
 from dash_app.sources.flexlm.ingest import COUNTERS, LogIngest, source_id
-from dash_app.sources.tailing import LogTail
-from dash_app.state import FLEXLM
+from dash_app.sources.flexlm.tailing import LogTail
 from dash_app.store.checkpoints import Checkpoints
 from dash_app.timeutil import iso_utc
 
 if TYPE_CHECKING:
     from dash_app.licenses.pool import LicensePool
-    from dash_app.state import AppState
     from dash_app.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -113,6 +112,6 @@ class FlexLMFollower:
         return {"enabled": True, "logs": logs, "totals": totals}
 
 
-def follower_of(state: "AppState") -> "FlexLMFollower | None":
+def follower_of(state: ServiceHolder) -> "FlexLMFollower | None":
     """Return the app's FlexLMFollower, or None when no log is configured."""
-    return state.service(FLEXLM)
+    return cast("FlexLMFollower | None", state.service(FLEXLM))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from io import BufferedReader
 from typing import TYPE_CHECKING
 
-from dash_app.sources.health import CANNOT_OPEN, NOT_A_FILE, READING_FAILED, SourceError
+from dash_app.sources.errors import CANNOT_OPEN, NOT_A_FILE, READING_FAILED, SourceError
 from dash_app.store.checkpoints import Checkpoints, Position, fingerprint
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from dash_app.licenses.pool import (
     Borrow,
     BorrowDenied,
     LicensePool,
+    PoolUnavailable,
     UnknownBorrow,
     _check_details,
     check_observed,
@@ -42,10 +43,6 @@ BATCH_LIMIT = 5000  # commands per script call: a backfill's batch is sent in st
 RETRY_SECONDS = 0.2  # a source's batch is sent again after this while Redis is away and this process still leads
 # Longest a caller waits to see its own write in this process; a borrow or return not seen by then answers 503.
 APPLIED_TIMEOUT = 2.0
-
-
-class PoolUnavailable(Exception):
-    """The shared pool cannot decide now (Redis is unreachable); nothing was granted or returned."""
 
 
 def _borrow_of(b: OpenBorrow) -> Borrow:
@@ -74,15 +71,18 @@ class SharedLicensePool(LicensePool):
         ledger: RedisLedger,
         clock: Callable[[], float] = time.time,
         series_of: Callable[[str], str] | None = None,
+        wait_applied: Callable[[str, float, int | None], bool] = lambda entry_id, timeout, epoch: True,
+        log_epoch: Callable[[], int | None] = lambda: None,
+        fence: Callable[[], str | None] = lambda: None,
+        known: Callable[[], str] = lambda: "",
     ) -> None:
         super().__init__(specs, recorder, store=None, clock=clock, series_of=series_of)
         self.ledger = ledger
-        # Set by the wiring once the follower and the lease exist.
-        self.wait_applied: Callable[[str, float, int | None], bool] = lambda entry_id, timeout, epoch: True
-        self.log_epoch: Callable[[], int | None] = lambda: None  # the follower's epoch (LogFollower.wait_applied)
-        self.fence: Callable[[], str | None] = lambda: None
-        # The last log entry this process has read, added or seen in the store (Recovery.known).
-        self.known: Callable[[], str] = lambda: ""
+        # From the follower and the lease (the defaults: no follower, no lease).
+        self.wait_applied = wait_applied  # LogFollower.wait_applied
+        self.log_epoch = log_epoch  # the follower's epoch (LogFollower.wait_applied)
+        self.fence = fence  # the lease's token a source's batch is fenced with; "" for unfenced (a one-off backfill)
+        self.known = known  # the last log entry this process has read, added or seen in the store (Recovery.known)
         self.seeding = ""  # which filling of the pool in Redis this copy comes from (Snapshot.seeding)
         self.last_sent = "0-0"  # the last log entry this process's own calls added
         self._held = threading.local()
