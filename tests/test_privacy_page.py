@@ -94,20 +94,25 @@ def refresh(client, tool="__all__", window=1800, seen=None):
 # ------------------------------------------------------------------------------------------------ browser
 
 
+PAGE_JSON = """
+    const plots = [...document.querySelectorAll('.js-plotly-plot')].map(gd => gd.data || []);
+    const grids = [];
+    for (const id of ['checkouts-table', 'tool-table']) {
+        let api;
+        try { api = window.dash_ag_grid.getApi(id); } catch (e) { return null; }  // not initialised yet
+        const rows = [];
+        api.forEachNode(node => rows.push({id: node.id, data: node.data}));
+        grids.push(rows);
+    }
+    return JSON.stringify({plots, grids});
+"""
+
+
 def page_json(dash_duo):
-    """Everything the browser holds of the page's figures and grids, as one text."""
-    return dash_duo.driver.execute_script(
-        """
-        const plots = [...document.querySelectorAll('.js-plotly-plot')].map(gd => gd.data || []);
-        const grids = ['checkouts-table', 'tool-table'].map(id => {
-            const api = window.dash_ag_grid && window.dash_ag_grid.getApi(id);
-            const rows = [];
-            if (api) { api.forEachNode(node => rows.push({id: node.id, data: node.data})); }
-            return rows;
-        });
-        return JSON.stringify({plots, grids});
-        """
-    )
+    """Everything the browser holds of the page's figures and grids, as one text, once both grids are initialised."""
+    # A page just loaded draws its charts before ag-grid has set up both grids: wait for them, or a grid's rows
+    # would be left out of what the test reads.
+    return until(lambda: dash_duo.driver.execute_script(PAGE_JSON), timeout=15)
 
 
 def test_a_viewer_with_pseudonyms_sees_them_and_never_the_real_name_or_host(dash_duo, make_app):
