@@ -30,6 +30,8 @@ KINDS: dict[str, dict[str, tuple[bool, str]]] = {
 }
 # Kinds that are about tools (and so take `tool`: a name or "*").
 TOOL_KINDS = (IN_USE_PERCENT, DENIALS, HELD_LONGER_THAN, OVERAGE_COST, EXPIRES_WITHIN)
+# Kinds whose messages name only tools, counts and dates: every reader may read them as they are.
+PLAIN_KINDS = frozenset((IN_USE_PERCENT, DENIALS, OVERAGE_COST, EXPIRES_WITHIN, NOT_PERSISTING))
 
 
 class AlertRulesError(ConfigError):

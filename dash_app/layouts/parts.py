@@ -10,15 +10,7 @@ from dash import html
 from dash.development.base_component import Component
 
 from dash_app.alerts.conditions import down_said
-from dash_app.alerts.rules import (
-    DENIALS,
-    EXPIRES_WITHIN,
-    HELD_LONGER_THAN,
-    IN_USE_PERCENT,
-    NOT_PERSISTING,
-    OVERAGE_COST,
-    SOURCE_DOWN,
-)
+from dash_app.alerts.rules import HELD_LONGER_THAN, PLAIN_KINDS, SOURCE_DOWN
 from dash_app.auth.viewer import FULL, Names
 from dash_app.events import POLLED_SOURCES, source_of
 from dash_app.figures.theme import REASON_LABELS
@@ -286,9 +278,6 @@ def tool_rows(status: Iterable[Mapping[str, Any]], stats: Mapping[str, "ToolStat
 
 ALERTS_NAMED = 3  # firing alerts the banner names; the rest are counted
 
-
-# Kinds whose messages name only tools, counts and dates: every reader may read them as they are.
-PLAIN_KINDS = frozenset((IN_USE_PERCENT, DENIALS, OVERAGE_COST, EXPIRES_WITHIN, NOT_PERSISTING))
 _HELD_TEXT = " has held a license for "
 
 
