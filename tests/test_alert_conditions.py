@@ -111,6 +111,7 @@ def test_an_overage_budget_alert_resolves_when_its_period_ends():
 
 
 def test_after_a_restart_a_firing_alert_waits_for_its_source_to_say_how_it_is(tmp_path):
+    from dash_app.alerts.storage import AlertStorage
     from dash_app.store import Store
 
     rules = parse_rules({"rules": [{"name": "down", "kind": "source_down"}]}, lambda url: None)
@@ -121,13 +122,13 @@ def test_after_a_restart_a_firing_alert_waits_for_its_source_to_say_how_it_is(tm
     def facts(now, tools, persisted):
         return Facts(now, tools, persisted, DenialWindow(0), OpenCheckouts(), None, lambda: sources)
 
-    first = AlertEngine(rules, None, store, "http://x", facts, grace_seconds=30)
+    first = AlertEngine(rules, None, AlertStorage(store), "http://x", facts, grace_seconds=30)
     first.on_tick(NOW, [], True)
     assert [a.key for a in first.firing()] == ["down|27000@lic01"]
     assert store.flush()
     # Restarted: the source counts as up until its first poll fails. Within the grace time that resolves nothing.
     sources[0]["state"] = "up"
-    again = AlertEngine(rules, None, store, "http://x", facts, grace_seconds=30)
+    again = AlertEngine(rules, None, AlertStorage(store), "http://x", facts, grace_seconds=30)
     for second in (100, 101, 120, 129):
         again.on_tick(NOW + second, [], True)
     assert [a.key for a in again.firing()] == ["down|27000@lic01"]

@@ -17,7 +17,7 @@ from dash_app.figures.theme import REASON_LABELS
 from dash_app.timeutil import parse_iso
 
 if TYPE_CHECKING:
-    from dash_app.alerts.engine import Alert
+    from dash_app.alerts.alert import Alert
     from dash_app.callbacks.window_stats import ToolStats
     from dash_app.licenses.pool import Borrow
 
