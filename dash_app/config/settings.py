@@ -225,8 +225,15 @@ class Config:
         return _checked(dataclasses.replace(self, **changes))
 
 
+def _declared(field: "dataclasses.Field[Any]") -> Setting:
+    """Return the Setting a Config field was declared with, named after the field."""
+    if _KEY not in field.metadata:
+        raise TypeError(f"Config.{field.name}: declare it with setting() or listed(), which give its variable and flag")
+    return dataclasses.replace(field.metadata[_KEY], name=field.name)
+
+
 # Every setting, in the order of the declarations above (the configuration reference's order).
-SETTINGS = [dataclasses.replace(f.metadata[_KEY], name=f.name) for f in dataclasses.fields(Config)]
+SETTINGS = [_declared(field) for field in dataclasses.fields(Config)]
 
 
 def _checked(config: Config) -> Config:
