@@ -18,7 +18,7 @@ from dash_app.callbacks.window_stats import (
     top_tools,
     totals,
 )
-from dash_app.layouts import parts
+from dash_app.layouts import parts, tables
 from dash_app.layouts.controls import SHORT_LABELS, tool_options
 from dash_app.store.history import bin_seconds_for
 
@@ -50,7 +50,7 @@ class PoolSnapshot:
 
 
 def recent_events(
-    buffer: "RealtimeMetricsBuffer", window: float, tool: str | None = None, rows: int = parts.EVENT_ROWS
+    buffer: "RealtimeMetricsBuffer", window: float, tool: str | None = None, rows: int = tables.EVENT_ROWS
 ) -> list[dict[str, Any]]:
     """Return the newest `rows` events of the window (of `tool` only, when given), newest first."""
     recent = buffer.get_recent_events(window, limit=rows, tool=tool)
@@ -94,7 +94,7 @@ class EventRows:
             )
             row = self._current.get(key) or self._previous.get(key)
             if row is None:
-                row = plain(parts.event_row(event, color, zone, self.names))
+                row = plain(tables.event_row(event, color, zone, self.names))
             self._current[key] = row
             out.append(row)
             keys.append(key)
@@ -250,9 +250,9 @@ class Snapshots:
                 (frame.revision, frame.first_minute, data.failing),
                 lambda: figures.failure_chart(data.failing if data.failing is not None else data.flows, frame),
             ),
-            "tool-table": self._grid(parts.tool_rows(pool.status, stats, self.currency), "tool"),
+            "tool-table": self._grid(tables.tool_rows(pool.status, stats, self.currency), "tool"),
             "checkouts-table": component_part(
-                parts.checkout_rows(self.pool.active_borrows(), now, zone, limit=parts.OVERVIEW_CHECKOUTS, names=self.names)
+                tables.checkout_rows(self.pool.active_borrows(), now, zone, limit=tables.OVERVIEW_CHECKOUTS, names=self.names)
             ),
             "cards": self._cards(window, totals(stats), in_use_now, pool.pool_total, "all tools"),
             "events-table": self._events(pool, window, None, colors, zone),
@@ -286,7 +286,7 @@ class Snapshots:
             ),
             "tool-info": component_part(parts.tool_info(tool, entry, color, self.currency)),
             "checkouts-table": component_part(
-                parts.checkout_rows(self.pool.active_borrows(tool=tool), now, frame.zone, names=self.names)
+                tables.checkout_rows(self.pool.active_borrows(tool=tool), now, frame.zone, names=self.names)
             ),
             "cards": self._cards(window, stats.get(tool, EMPTY), borrowed, limits[1] if limits else 0, "this tool"),
             "events-table": self._events(pool, window, tool, {tool: color}, frame.zone),
@@ -310,7 +310,7 @@ class Snapshots:
     def _events(self, pool: PoolSnapshot, window: float, tool: str | None, colors: Mapping[str, str], zone: str) -> Part:
         colors = {**pool.colors, **colors}
         rows, keys = self._rows.rows(recent_events(self.buffer, window, tool), colors, zone)
-        part = component_part(parts.events_table(rows, zone))
+        part = component_part(tables.events_table(rows, zone))
         if len(self._table_rows) >= TABLES_KEPT:
             del self._table_rows[next(iter(self._table_rows))]  # the oldest; dicts keep insertion order
         self._table_rows[part.sig] = keys
