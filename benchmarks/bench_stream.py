@@ -333,7 +333,7 @@ def main():
         print()
         print(
             f"{'mode':<5} {'clients':>7} | {'shared ms/tick':>14} {'% core':>6} {'B/client/s':>11} | "
-            f"{'per-client ms/tick':>18} {'% core':>6} {'B/client/s':>11} | {'ratio':>6}"
+            f"{'baseline ms/tick':>18} {'% core':>6} {'B/client/s':>11} | {'ratio':>6}"
         )
         rows = {}
         for mode, query in (("full", ""), ("delta", "?delta=1")):
