@@ -1,4 +1,4 @@
-"""Benchmark one dashboard refresh with a full buffer, through Dash's own HTTP route, against a naive rebuild.
+"""Benchmark one dashboard refresh with a full buffer, through Dash's own HTTP route, against a rebuild from NumPy columns.
 
 Run: python benchmarks/bench_dashboard.py
 
