@@ -121,29 +121,29 @@ class BufferOnly:
     def tool_for_feature(self, feature):
         return feature
 
-    def observe_borrow(self, tool, user, at, borrow_id=None):
+    def observe_borrow(self, tool, user, at, borrow_id=None, host=None, version=None):
         # Like the pool, remember whose borrow it is, so the return event carries its tool and user.
         self.open[borrow_id] = (tool, user)
-        self.held.append(borrow_event(tool, user, False, borrow_id, at))
+        self.held.append(borrow_event(tool, user, False, borrow_id, at, host, version))
 
     def observe_return(self, borrow_id, at):
         tool, user = self.open.pop(borrow_id, (None, None))
         self.held.append(return_event(borrow_id, user, tool, at))
 
-    def observe_failure(self, tool, user, reason, at):
+    def observe_failure(self, tool, user, reason, at, event_id=None):
         self.held.append(failure_event(tool, user, reason, at))
 
 
 class Discard(BufferOnly):
     """The pool's observe_* interface doing nothing: the cost of reading, parsing and matching alone."""
 
-    def observe_borrow(self, tool, user, at, borrow_id=None):
+    def observe_borrow(self, tool, user, at, borrow_id=None, host=None, version=None):
         pass
 
     def observe_return(self, borrow_id, at):
         pass
 
-    def observe_failure(self, tool, user, reason, at):
+    def observe_failure(self, tool, user, reason, at, event_id=None):
         pass
 
 
