@@ -50,7 +50,9 @@ def through_the_service(history: Any) -> None:
         store_history(store, history)
         pool = LicensePool(load_inventory(str(tools_file)), EventRecorder(RealtimeMetricsBuffer()))
         config = Config(history_days=31)
-        service = CapacityService(store, pool, config, clock=lambda: end)  # a file: analyses run in a process
+        service = CapacityService(
+            store, pool, history_days=config.history_days, billing_days=config.billing_days, clock=lambda: end
+        )  # a file: analyses run in a process
         started = time.perf_counter()
         service.warm()
         service.report(end - 3600, end)  # waits for the process to read the history
@@ -62,17 +64,40 @@ def through_the_service(history: Any) -> None:
         colds = []
         for _ in range(3):
             started = time.perf_counter()
-            CapacityService(store, pool, config, clock=lambda: end, runner=service.runner).report(start, end)
+            CapacityService(
+                store,
+                pool,
+                history_days=config.history_days,
+                billing_days=config.billing_days,
+                clock=lambda: end,
+                runner=service.runner,
+            ).report(start, end)
             colds.append(time.perf_counter() - started)
         alone, beside = live_refresh_beside(
-            lambda: CapacityService(store, pool, config, clock=lambda: end, runner=service.runner).report(start, end)
+            lambda: CapacityService(
+                store,
+                pool,
+                history_days=config.history_days,
+                billing_days=config.billing_days,
+                clock=lambda: end,
+                runner=service.runner,
+            ).report(start, end)
         )
         in_process = InProcessRunner(store)
         started = time.perf_counter()
-        CapacityService(store, pool, config, clock=lambda: end, runner=in_process).report(start, end)
+        CapacityService(
+            store, pool, history_days=config.history_days, billing_days=config.billing_days, clock=lambda: end, runner=in_process
+        ).report(start, end)
         in_process_cold = time.perf_counter() - started
         _, beside_in_process = live_refresh_beside(
-            lambda: CapacityService(store, pool, config, clock=lambda: end, runner=InProcessRunner(store)).report(start, end)
+            lambda: CapacityService(
+                store,
+                pool,
+                history_days=config.history_days,
+                billing_days=config.billing_days,
+                clock=lambda: end,
+                runner=InProcessRunner(store),
+            ).report(start, end)
         )
         service.stop()
         store.close()

@@ -154,7 +154,7 @@ class ColumnTicker:
         """Tick once a second while a client listens."""
         number, deadline = 0, time.monotonic()
         while True:
-            deadline += self.state.config.stream_interval
+            deadline += self.state.stream.interval
             time.sleep(max(0.0, deadline - time.monotonic()))
             if not self.clients:
                 continue

@@ -29,7 +29,7 @@ from dash_app.sources.demo import DemoTraffic
 from dash_app.sources.flexlm import FlexLMFollower
 from dash_app.sources.health import SourceHealth, down_of, sources_of
 from dash_app.sources.servers import build_poller
-from dash_app.state import AppState, attach_state
+from dash_app.state import AppState, WebSettings, attach_state
 from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper, stored_tool_names
 from dash_app.store.restore import restore_buffer
@@ -149,7 +149,13 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         on_tick=[lambda tick: alerts.on_tick(tick.now, tick.tools, tick.buffer_stats.get("persisted", True), tick.id)],
     )
     return AppState(
-        config=config,
+        settings=WebSettings(
+            currency=config.currency,
+            refresh_ms=config.refresh_ms,
+            retention_seconds=config.retention_seconds,
+            history_days=config.history_days,
+            api_token=config.api_token,
+        ),
         buffer=buffer,
         recorder=recorder,
         pool=pool,
@@ -157,7 +163,7 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         history=history,
         metrics_registry=prometheus_metrics.build_registry(pool, recorder, alerts),
         stream=stream,
-        analytics=CapacityService(store, pool, config),
+        analytics=CapacityService(store, pool, history_days=config.history_days, billing_days=config.billing_days),
         services=services,
         api_source=api_source,
         alerts=alerts,

@@ -13,7 +13,7 @@ bp = Blueprint("realtime", __name__)
 @bp.get("/realtime/stats")
 def stats() -> Response:
     state = get_state()
-    window = query_number("window", default=60, minimum=1, maximum=state.config.retention_seconds)
+    window = query_number("window", default=60, minimum=1, maximum=state.settings.retention_seconds)
     body = state.stats_summary()
     # Users, hosts and borrow ids as the reader may see them (the events are the buffer's fresh copies).
     body[f"recent_{window}s"] = privacy.recent_events(state.buffer.get_recent_events(window), current_viewer().names)
@@ -30,7 +30,7 @@ def export_data() -> Response:
     if kind not in export.KINDS:
         raise ApiError(400, "invalid_query", "kind: must be buckets or events")
     # Buckets reach back through the stored history; raw events only through the buffer's window.
-    longest = state.config.history_days * 86400 if kind == "buckets" else state.buffer.retention_seconds
+    longest = state.settings.history_days * 86400 if kind == "buckets" else state.buffer.retention_seconds
     window = query_number("window", default=state.buffer.retention_seconds, minimum=60, maximum=longest)
     tools = request.args.getlist("tool") or None
     text, filename, mimetype = export.render(state, kind, fmt, window, tools, names=current_viewer().names)

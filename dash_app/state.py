@@ -15,7 +15,6 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
     from dash_app.alerts.engine import AlertEngine
     from dash_app.analytics.service import CapacityService
     from dash_app.buffer import RealtimeMetricsBuffer
-    from dash_app.config import Config
     from dash_app.eventlog.shared import SharedLog
     from dash_app.licenses import LicensePool
     from dash_app.recording import EventRecorder
@@ -28,11 +27,22 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
 EXTENSION_KEY = "dash_app"
 
 
+@dataclass(frozen=True)
+class WebSettings:
+    """The settings the routes and the page read at request time; the rest of the Config stays with create_app."""
+
+    currency: str
+    refresh_ms: int
+    retention_seconds: float
+    history_days: float
+    api_token: str | None = field(repr=False)  # the write token: never in a repr or a log line
+
+
 @dataclass
 class AppState:
     """Everything one app holds, built by build_state and reachable with get_state()."""
 
-    config: Config
+    settings: WebSettings
     buffer: RealtimeMetricsBuffer
     recorder: EventRecorder
     pool: LicensePool

@@ -102,7 +102,7 @@ def require_token(view: Callable[P, R]) -> Callable[P, R | Response]:
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
-        token = get_state().config.api_token
+        token = get_state().settings.api_token
         if token is None:  # create_app always sets one
             raise RuntimeError("no API token is configured")
         expected = token.encode()

@@ -18,7 +18,6 @@ from dash_app.timeutil import EARLIEST_EPOCH, instant_problem
 from dash_app.timeutil import iso_second as iso
 
 if TYPE_CHECKING:
-    from dash_app.config import Config
     from dash_app.licenses.pool import LicensePool
     from dash_app.store.database import Store
 
@@ -112,11 +111,13 @@ class CapacityService:
         self,
         store: Store,
         pool: LicensePool,
-        config: Config,
+        history_days: float,
+        billing_days: int,
         clock: Callable[[], float] = time.time,
         runner: Runner | None = None,
     ) -> None:
-        self.store, self.pool, self.config, self.clock = store, pool, config, clock
+        self.store, self.pool, self.clock = store, pool, clock
+        self.history_days, self.billing_days = history_days, billing_days
         # A database file is analysed in a process of its own (runners.py says why); an in-memory one here.
         self.runner: Runner = runner or (
             InProcessRunner(store) if store.path == ":memory:" else AnalysisProcess(store.reader_path or store.path)
@@ -137,7 +138,7 @@ class CapacityService:
     @property
     def longest(self) -> float:
         """The longest period the history holds, in seconds."""
-        return self.config.history_days * 86400
+        return self.history_days * 86400
 
     def specs(self) -> dict[str, Spec]:
         """Return each tool's limits and prices from the pool's inventory (None where it has none)."""
@@ -179,7 +180,7 @@ class CapacityService:
             specs = self.specs()
             if wanted is not None:
                 specs = {tool: spec for tool, spec in specs.items() if tool in wanted}
-            days = self.config.billing_days
+            days = self.billing_days
             rows, advice = self.runner.run("report", start=start, end=end, tools=wanted, specs=specs, billing_days=days)
             return Report(start, end, days, rows, advice)
 

@@ -164,7 +164,7 @@ def advice_text(advice: Mapping[str, Any] | None, currency: str) -> str:
 def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
     """Wire the Capacity view to `state`'s analytics."""
     service = state.analytics
-    currency = state.config.currency
+    currency = state.settings.currency
 
     def known_tools() -> set[str]:
         return {entry["tool"] for entry in state.pool.status()}

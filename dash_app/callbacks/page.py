@@ -63,7 +63,7 @@ class PageUpdater:
     def __init__(self, state: "AppState", clock: Callable[[], float] = time.time) -> None:
         self.state = state
         self.clock = clock
-        self.snapshots = Snapshots(state.buffer, state.pool, state.history, state.config.currency)
+        self.snapshots = Snapshots(state.buffer, state.pool, state.history, state.settings.currency)
         self._by_names: dict[Names, Snapshots] = {FULL: self.snapshots}
         self._by_names_lock = threading.Lock()
 
@@ -76,7 +76,7 @@ class PageUpdater:
             found = self._by_names.get(names)
             if found is None:
                 state = self.state
-                found = Snapshots(state.buffer, state.pool, state.history, state.config.currency, names=names)
+                found = Snapshots(state.buffer, state.pool, state.history, state.settings.currency, names=names)
                 found.shown_tools = self.snapshots.shown_tools
                 self._by_names[names] = found
             return found

@@ -292,22 +292,22 @@ def layout(state: "AppState") -> html.Div:
                     html.Div(
                         [
                             cards(total),
-                            overview(state.config.currency),
+                            overview(state.settings.currency),
                             tool_view(),
                             activity(),
                             alerts_panel(bool(state.alerts.rules)),
                         ],
                         id="live-page",
                     ),
-                    capacity_page(state.config.currency, tools),
+                    capacity_page(state.settings.currency, tools),
                 ],
                 id="page",
                 fluid=True,
                 tag="main",
                 class_name="page",
             ),
-            dcc.Interval(id="refresh", interval=state.config.refresh_ms),
-            last_answer(state.config.refresh_ms),
+            dcc.Interval(id="refresh", interval=state.settings.refresh_ms),
+            last_answer(state.settings.refresh_ms),
             # The view lives in the URL (?tool=&window=&tz=): read once on load, then rewritten in place.
             dcc.Location(id="url", refresh=False),
             # The browser's time zone, read on load.

@@ -58,7 +58,7 @@ def stream() -> Response:
     state = get_state()
     # Who reads is settled now, in the request: the stream shows names as this reader may see them, for its whole life.
     names = current_viewer().names
-    variant = replace(parse_variant(state.stream, state.config.retention_seconds), names=FULL if names.real else names)
+    variant = replace(parse_variant(state.stream, state.settings.retention_seconds), names=FULL if names.real else names)
     encoding = "gzip" if sse.accepts_gzip(request.headers.get("Accept-Encoding", "")) else None
     # The client's own socket, for hang-up checks and send timeouts; under HTTP/2 it would be shared, so leave it.
     sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
