@@ -3,7 +3,7 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dash_app.buffer import RealtimeMetricsBuffer, metrics_buffer
+from dash_app.buffer import RealtimeMetricsBuffer, event_log
 from dash_app.testing import FakeClock
 from tests.buffer_reference import ReferenceBuffer
 from tests.buffer_scenarios import START, TOOLS, USERS, WINDOWS, check_same, replay, timestamp_offset
@@ -45,12 +45,12 @@ def test_buffer_matches_reference(retention, n_tools, n_users, caps, ops):
 @given(**SCENARIO, bulk=st.sampled_from([1, 2, 3]))
 def test_bulk_eviction_matches_reference(retention, n_tools, n_users, caps, ops, bulk):
     """The same, with whole-minute eviction used for chunks of one, two or three events, so it runs often."""
-    original = metrics_buffer.BULK_EVICTION
-    metrics_buffer.BULK_EVICTION = bulk
+    original = event_log.BULK_EVICTION
+    event_log.BULK_EVICTION = bulk
     try:
         run_against_reference(retention, n_tools, n_users, caps, ops)
     finally:
-        metrics_buffer.BULK_EVICTION = original
+        event_log.BULK_EVICTION = original
 
 
 def run_against_reference(retention, n_tools, n_users, caps, ops):
