@@ -9,7 +9,7 @@ from typing import Any
 from dash_app.buffer.core import Bin
 from dash_app.buffer.event_log import EventLog
 from dash_app.buffer.eviction import Eviction
-from dash_app.events import BORROW, FAILURE, RETURN, Event, borrow_event, failure_event, return_event
+from dash_app.events import BORROW, FAILURE, RETURN, Event
 from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS, to_epoch
 
 # Sizes at which the name caches start afresh: they only save memory and time, so forgetting is always safe,
@@ -31,7 +31,12 @@ class Ingest(Eviction):
         """Record a granted borrow; return False when it is already older than the retention window."""
         with self._lock:
             now = self.clock()
-            return self._pend(now, borrow_event(tool, user, is_overage, borrow_id, to_epoch(timestamp, now)))
+            ts = self._admitted(now, timestamp)
+            if ts is None:
+                return False
+            # The Event's fields, in order (see dash_app.events.borrow_event); built without NamedTuple's argument handling.
+            self._queue(now, _new_event(Event, (ts, BORROW, tool, user, borrow_id, bool(is_overage), None, None, None)))
+            return True
 
     def add_return(
         self, borrow_id: str, user: str | None = None, timestamp: float | datetime | None = None, tool: str | None = None
@@ -39,13 +44,21 @@ class Ingest(Eviction):
         """Record a return; tool and user default to those of the matching borrow, if it is retained."""
         with self._lock:
             now = self.clock()
-            return self._pend(now, return_event(borrow_id, user, tool, to_epoch(timestamp, now)))
+            ts = self._admitted(now, timestamp)
+            if ts is None:
+                return False
+            self._queue(now, _new_event(Event, (ts, RETURN, tool, user, borrow_id, None, None, None, None)))
+            return True
 
     def add_failure(self, tool: str, user: str, reason: str, timestamp: float | datetime | None = None) -> bool:
         """Record a borrow that could not be granted, with its reason."""
         with self._lock:
             now = self.clock()
-            return self._pend(now, failure_event(tool, user, reason, to_epoch(timestamp, now)))
+            ts = self._admitted(now, timestamp)
+            if ts is None:
+                return False
+            self._queue(now, _new_event(Event, (ts, FAILURE, tool, user, None, None, reason, None, None)))
+            return True
 
     def add_events(self, events: Iterable[Event]) -> int:
         """Add events in order, under one lock; return how many were kept.
@@ -65,15 +78,20 @@ class Ingest(Eviction):
             latest = now + MAX_CLOCK_SKEW_SECONDS
             return self._add_all(zip(repeat(now), [e for e in events if e.ts <= latest]))
 
-    def _pend(self, now: float, event: Event) -> bool:
-        """Queue one checked event added at `now`, unless it is already past retention; add the batch once it is full."""
-        if event[0] < now - self.retention_seconds:
-            return False
+    def _admitted(self, now: float, timestamp: float | datetime | None) -> float | None:
+        """Return the epoch seconds of an event added at `now`, or None when it is already past retention."""
+        too_old = now - self.retention_seconds
+        if type(timestamp) is float and too_old <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS:
+            return timestamp  # the common case, checked in one step (NaN fails the comparison)
+        ts = to_epoch(timestamp, now)
+        return ts if ts >= too_old else None
+
+    def _queue(self, now: float, event: Event) -> None:
+        """Queue one checked event added at `now`; add the batch once it is full."""
         pending = self._pending
         pending.append((now, event))
         if len(pending) >= PENDING_LIMIT:
             self._flush()
-        return True
 
     def _flush(self) -> None:
         """Add the pending events, each as of the time it was added at."""
