@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dash_app import build_state
-from dash_app.buffer import RealtimeMetricsBuffer, event_log, ingest
+from dash_app.buffer import RealtimeMetricsBuffer, ingest
 from dash_app.callbacks.snapshots import Snapshots
 from dash_app.config import Config
 from dash_app.events import failure_event
@@ -20,7 +20,7 @@ from dash_app.store.history import history_series
 from dash_app.stream.snapshot import take_tick
 from dash_app.testing import FakeClock
 from tests.buffer_reference import ReferenceBuffer
-from tests.buffer_scenarios import START, USERS, WINDOWS, check_same, replay, timestamp_offset
+from tests.buffer_scenarios import START, USERS, WINDOWS, check_same, chunked, replay, small_chunks, timestamp_offset
 
 FLOOD = 20_000
 LIMIT = 50  # the default of --max-unknown-tools
@@ -161,14 +161,10 @@ def test_folded_bins_match_a_reference_that_folds_names(retention, caps, limit, 
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(**FOLDING, bulk=st.sampled_from([1, 2, 3]))
-def test_folded_bins_match_the_reference_with_whole_minute_eviction(retention, caps, limit, order, ops, bulk):
-    original = event_log.BULK_EVICTION
-    event_log.BULK_EVICTION = bulk
-    try:
+@given(**FOLDING, **small_chunks)
+def test_folded_bins_match_the_reference_with_whole_minute_eviction(retention, caps, limit, order, ops, bulk, pending):
+    with chunked(bulk, pending):
         run_folding(retention, caps, limit, order, ops)
-    finally:
-        event_log.BULK_EVICTION = original
 
 
 # ------------------------------------------------- the whole data path, SQLite included
