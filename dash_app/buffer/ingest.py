@@ -29,36 +29,17 @@ class Ingest(Eviction):
         self, tool: str, user: str, is_overage: bool, borrow_id: str, timestamp: float | datetime | None = None
     ) -> bool:
         """Record a granted borrow; return False when it is already older than the retention window."""
-        with self._lock:
-            now = self.clock()
-            ts = self._admitted(now, timestamp)
-            if ts is None:
-                return False
-            # The Event's fields, in order (see dash_app.events.borrow_event); built without NamedTuple's argument handling.
-            self._queue(now, _new_event(Event, (ts, BORROW, tool, user, borrow_id, bool(is_overage), None, None, None)))
-            return True
+        return self._add_one(timestamp, BORROW, tool, user, borrow_id, bool(is_overage), None)
 
     def add_return(
         self, borrow_id: str, user: str | None = None, timestamp: float | datetime | None = None, tool: str | None = None
     ) -> bool:
         """Record a return; tool and user default to those of the matching borrow, if it is retained."""
-        with self._lock:
-            now = self.clock()
-            ts = self._admitted(now, timestamp)
-            if ts is None:
-                return False
-            self._queue(now, _new_event(Event, (ts, RETURN, tool, user, borrow_id, None, None, None, None)))
-            return True
+        return self._add_one(timestamp, RETURN, tool, user, borrow_id, None, None)
 
     def add_failure(self, tool: str, user: str, reason: str, timestamp: float | datetime | None = None) -> bool:
         """Record a borrow that could not be granted, with its reason."""
-        with self._lock:
-            now = self.clock()
-            ts = self._admitted(now, timestamp)
-            if ts is None:
-                return False
-            self._queue(now, _new_event(Event, (ts, FAILURE, tool, user, None, None, reason, None, None)))
-            return True
+        return self._add_one(timestamp, FAILURE, tool, user, None, None, reason)
 
     def add_events(self, events: Iterable[Event]) -> int:
         """Add events in order, under one lock; return how many were kept.
@@ -78,20 +59,32 @@ class Ingest(Eviction):
             latest = now + MAX_CLOCK_SKEW_SECONDS
             return self._add_all(zip(repeat(now), [e for e in events if e.ts <= latest]))
 
-    def _admitted(self, now: float, timestamp: float | datetime | None) -> float | None:
-        """Return the epoch seconds of an event added at `now`, or None when it is already past retention."""
-        too_old = now - self.retention_seconds
-        if type(timestamp) is float and too_old <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS:
-            return timestamp  # the common case, checked in one step (NaN fails the comparison)
-        ts = to_epoch(timestamp, now)
-        return ts if ts >= too_old else None
-
-    def _queue(self, now: float, event: Event) -> None:
-        """Queue one checked event added at `now`; add the batch once it is full."""
-        pending = self._pending
-        pending.append((now, event))
-        if len(pending) >= PENDING_LIMIT:
-            self._flush()
+    def _add_one(
+        self,
+        timestamp: float | datetime | None,
+        kind: str,
+        tool: str | None,
+        user: str | None,
+        borrow_id: str | None,
+        is_overage: bool | None,
+        reason: str | None,
+    ) -> bool:
+        """Queue one event (the fields of dash_app.events' borrow_event, return_event or failure_event); False if too old."""
+        with self._lock:
+            now = self.clock()
+            too_old = now - self.retention_seconds
+            if type(timestamp) is float and too_old <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS:
+                ts = timestamp  # the common case, checked in one step (NaN fails the comparison)
+            else:
+                ts = to_epoch(timestamp, now)
+                if ts < too_old:
+                    return False
+            pending = self._pending
+            # Built without NamedTuple's argument handling, in Event's field order.
+            pending.append((now, _new_event(Event, (ts, kind, tool, user, borrow_id, is_overage, reason, None, None))))
+            if len(pending) >= PENDING_LIMIT:
+                self._flush()
+            return True
 
     def _flush(self) -> None:
         """Add the pending events, each as of the time it was added at."""
