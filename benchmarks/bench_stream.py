@@ -4,12 +4,16 @@ Run: python benchmarks/bench_stream.py [--seconds 8]
 
 The server is the real one (gunicorn gthread, one worker) in a child process, with a full buffer
 (as in bench_buffer.py) and live traffic through the pool at the full buffer's own rate. The baseline is
-served by the same process at /baseline/stream: every client builds and serializes its own payload each tick.
+served by the same process at /baseline/stream, built competently: every event kept as NumPy columns as it comes,
+one shared tick a second whose per-minute buckets are found by np.unique over (tool, minute) and rebuilt only where
+a minute's count changed, each message serialized once per tick and mode and sent to every client. Its buckets are
+checked against the buffer's before the live traffic starts.
 """
 
 import argparse
 import http.client
 import json
+import math
 import os
 import random
 import socket
@@ -19,7 +23,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
+from dash_app.stream import sse
+from dash_app.stream.snapshot import RATES_SECONDS, RECENT_LIMIT, RECENT_SECONDS
 from dash_app.testing import ROOT, TOOLS, USERS, feed, free_port, full_buffer_events
+from dash_app.timeutil import iso_minute, iso_utc
 
 # The full buffer holds 100,000 borrows, 100,000 returns and 10,000 failures of 6 h; live traffic keeps that rate.
 LIVE_PER_SECOND = {"borrow": 100_000 / 21600, "return": 100_000 / 21600, "failure": 10_000 / 21600}
@@ -39,8 +48,7 @@ def serve(port):
     from dash_app.config import Config
     from dash_app.serve import DashboardServer
     from dash_app.state import get_state
-    from dash_app.stream import sse
-    from dash_app.stream.snapshot import Variant, take_tick
+    from dash_app.testing.columns import EventColumns
 
     class BenchServer(DashboardServer):
         def load(self):
@@ -48,28 +56,24 @@ def serve(port):
 
             app = create_app(self.dashboard_config)
             state = get_state(app)
-            feed(state.buffer, full_buffer_events(time.time()))
+            history = full_buffer_events(time.time())
+            feed(state.buffer, history)
+            columns = EventColumns(TOOLS)
+            columns.feed(history)  # the buffer was fed directly; what the pool records from now on reaches both
+            state.recorder.add_listener(columns)
+            ticker = ColumnTicker(state, columns)
+            retention = state.buffer.retention_seconds
+            metrics, _changed, _expired = ticker.metrics(state.buffer.clock())
+            assert metrics == state.buffer.aggregate_tool_metrics(retention), "the baseline's buckets differ from ours"
             threading.Thread(target=live_traffic, args=(state.pool,), daemon=True).start()
+            threading.Thread(target=ticker.run, daemon=True).start()
 
             @app.server.get("/baseline/stream")
             def baseline_stream():
-                variant = Variant(delta=request.args.get("delta") == "1")
-                return Response(per_client_stream(state, variant), content_type="text/event-stream")
+                return Response(ticker.stream(request.args.get("delta") == "1"), content_type="text/event-stream")
 
             print("READY", os.getpid(), flush=True)
             return app.server
-
-    def per_client_stream(state, variant):
-        # The obvious design: each client's own loop reads the buffer and serializes its own message.
-        yield sse.RETRY
-        previous, number, deadline = None, 0, time.monotonic()
-        while True:
-            tick = take_tick(number, state.buffer, state.pool)
-            message = variant.delta_message(previous, tick) if variant.delta and previous else variant.full_message(tick)
-            yield sse.event(number, message)
-            previous, number = tick, number + 1
-            deadline += state.config.stream_interval
-            time.sleep(max(0.0, deadline - time.monotonic()))
 
     config = Config(port=port, db=":memory:", demo=False, api_token="bench-token-0123456789", threads=256)
     BenchServer(config).run()
@@ -93,6 +97,113 @@ def live_traffic(pool):
                     pool.observe_return(borrowed.pop(rng.randrange(len(borrowed))), at=time.time())
                 elif kind == "failure":
                     pool.observe_failure(rng.choice(TOOLS), rng.choice(USERS), "exhausted", at=time.time())
+
+
+class ColumnTicker:
+    """The baseline's ticker: one tick a second for every client, its buckets from the NumPy columns."""
+
+    def __init__(self, state, columns):
+        self.state, self.columns = state, columns
+        self.keys = np.zeros(0, dtype=np.int64)  # the last tick's (tool code << 32 | minute) cells, sorted
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.buckets = {}  # cell -> its bucket, rebuilt only when its count changes
+        self.tick = None  # (id, {tool: buckets}, {tool: changed buckets}, {tool: expired timestamps}, the rest)
+        self.messages = {}  # (tick id, delta) -> serialized message, built once for every client
+        self.clients = 0
+        self.changed = threading.Condition()
+
+    def metrics(self, now):
+        """Return ({tool: buckets}, {tool: changed buckets}, {tool: expired timestamps}) of the window ending `now`."""
+        first = math.ceil((now - self.state.buffer.retention_seconds) / 60)
+        borrows = self.columns.window("borrow", first * 60, math.inf)
+        cells = (borrows["tool"] << 32) | (borrows["ts"] // 60).astype(np.int64)
+        keys, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+        overage = np.bincount(inverse, weights=borrows["overage"], minlength=len(keys)).astype(np.int64)
+        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        same = (at < len(self.keys)) & (self.keys[at] == keys) & (self.counts[at] == counts) if len(self.keys) else None
+        fresh = np.flatnonzero(~same) if same is not None else np.arange(len(keys))
+        # Distinct users of the changed cells: one np.unique over (cell, user) pairs.
+        n_users = max(len(self.columns.users.names), 1)
+        picked = np.isin(inverse, fresh)
+        pairs = np.unique(inverse[picked] * n_users + borrows["user"][picked])
+        cell_of = pairs // n_users
+        starts, ends = np.searchsorted(cell_of, fresh), np.searchsorted(cell_of, fresh, side="right")
+        names, tools = self.columns.users.names, self.columns.tools.names
+        changed = {}
+        key_list, count_list, overage_list = keys.tolist(), counts.tolist(), overage.tolist()
+        for n, k in enumerate(fresh.tolist()):
+            users = sorted(names[u] for u in (pairs[starts[n] : ends[n]] % n_users).tolist())
+            key = key_list[k]
+            bucket = self.buckets[key] = {
+                "timestamp": iso_minute(key & 0xFFFFFFFF),
+                "count": count_list[k],
+                "users": users,
+                "overage_count": overage_list[k],
+            }
+            changed.setdefault(tools[key >> 32], []).append(bucket)
+        expired = {}
+        for key in self.keys[np.isin(self.keys, keys, invert=True)].tolist():
+            expired.setdefault(tools[key >> 32], []).append(self.buckets.pop(key)["timestamp"])
+        self.keys, self.counts = keys, counts
+        per_tool = {}
+        for key in key_list:
+            per_tool.setdefault(tools[key >> 32], []).append(self.buckets[key])
+        return {tool: per_tool[tool] for tool in sorted(per_tool)}, changed, expired
+
+    def run(self):
+        """Tick once a second while a client listens."""
+        number, deadline = 0, time.monotonic()
+        while True:
+            deadline += self.state.config.stream_interval
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            if not self.clients:
+                continue
+            now = self.state.buffer.clock()
+            metrics, changed, expired = self.metrics(now)
+            rest = {
+                "timestamp": iso_utc(now),
+                "tools": self.state.pool.status(),
+                "rates": self.state.buffer.get_rates(RATES_SECONDS),
+                "recent_events": self.state.buffer.get_recent_events(RECENT_SECONDS, limit=RECENT_LIMIT),
+                "buffer_stats": self.state.buffer.get_stats_summary(),
+            }
+            with self.changed:
+                number += 1
+                self.tick = (number, metrics, changed, expired, rest)
+                self.messages = {}
+                self.changed.notify_all()
+
+    def message(self, tick, delta):
+        """Return the serialized message of `tick` (full, or the delta from the tick before), built once per tick."""
+        number, metrics, changed, expired, rest = tick
+        with self.changed:
+            sent = self.messages.get((number, delta))
+            if sent is None:
+                if delta:
+                    payload = {"mode": "delta", **rest, "tools_full": True, "recent_events_full": True}
+                    payload.update(tool_metrics=changed, expired=expired)
+                else:
+                    payload = {"mode": "full", **rest, "tool_metrics": metrics}
+                sent = self.messages[(number, delta)] = sse.event(number, payload)
+            return sent
+
+    def stream(self, delta):
+        """Yield one client's stream: the retry line, a full message, then a message each tick."""
+        yield sse.RETRY
+        with self.changed:
+            self.clients += 1
+        try:
+            seen = None
+            while True:
+                with self.changed:
+                    while self.tick is None or self.tick[0] == seen:
+                        self.changed.wait()
+                    tick = self.tick
+                yield self.message(tick, delta and seen is not None)
+                seen = tick[0]
+        finally:
+            with self.changed:
+                self.clients -= 1
 
 
 # ------------------------------------------------------------------ client side (this process)
@@ -222,7 +333,7 @@ def main():
         print()
         print(
             f"{'mode':<5} {'clients':>7} | {'shared ms/tick':>14} {'% core':>6} {'B/client/s':>11} | "
-            f"{'per-client ms/tick':>18} {'% core':>6} {'B/client/s':>11} | {'ratio':>6}"
+            f"{'baseline ms/tick':>18} {'% core':>6} {'B/client/s':>11} | {'ratio':>6}"
         )
         rows = {}
         for mode, query in (("full", ""), ("delta", "?delta=1")):

@@ -92,6 +92,7 @@ def child(names, max_unknown_tools, seconds, db, every_hour=False):
     state.store.run_tasks_now(timeout=3600)  # what the writer does within 5 s: fold into minute and hour rows
     out["aggregate_s"] = time.perf_counter() - began - out["record_s"]
     out["rss_recorded"] = rss_mb()
+    (out["denials"],) = state.store.read("SELECT COUNT(*) FROM denials")[0]  # folded or not, every failure is kept
 
     # Open the long views as the dashboard does (one tab switching 24 h, 7 d, 30 d); their data stays cached.
     snapshots = Snapshots(state.buffer, pool, state.history)
@@ -156,6 +157,28 @@ def run_child(names, max_unknown_tools, seconds, timeout, every_hour=False):
         return figures
 
 
+def print_ratios(results):
+    """Print, per number of names measured both ways, what folding saves against the baseline (folding off).
+
+    Both runs must have kept every failure: folding merges series, it never drops an event.
+    """
+    lines = []
+    for (names, label), folded in sorted(results.items()):
+        off = results.get((names, "off"))
+        if label != f"max {FOLDED}" or off is None:
+            continue
+        if folded["denials"] != off["denials"]:
+            sys.exit(f"{names:,} names: {folded['denials']:,} failures kept folded, {off['denials']:,} not folded")
+        cpu = f"CPU/s {off['cpu'] / folded['cpu']:.1f}x" if "cpu" in off and "cpu" in folded else "CPU not measured"
+        lines.append(
+            f"{names:>9,} names: folding off takes {off['rss_peak'] / folded['rss_peak']:.1f}x the peak RSS, {cpu}, "
+            f"{off['views_s'] / max(folded['views_s'], 1e-3):.1f}x the views' time; both kept {off['denials']:,} failures"
+        )
+    if lines:
+        print("\nbaseline (folding off) against folding on, same names in the same run:")
+        print("\n".join(lines))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -202,6 +225,7 @@ def main():
     )
     print(header)
     print("-" * len(header))
+    results = {}
     for names, limit, every_hour in runs:
         label = f"max {limit}" if limit != NO_FOLDING else ("off, before" if every_hour else "off")
         seconds = args.seconds if limit != NO_FOLDING or names <= args.baseline_cpu_up_to else 0
@@ -209,7 +233,7 @@ def main():
         if figures is None:
             print(f"{names:>9,} {label:>12} | did not finish within {BASELINE_TIMEOUT} s", flush=True)
             continue
-        f = figures
+        results[names, label] = f = figures
         cpu = f"{f['cpu']:>5.1f}% {f['cpu_tab']:>9.1f}%" if seconds else f"{'not measured':>17}"
         print(
             f"{names:>9,} {label:>12} | {f['rss_idle']:>8.0f} {f['rss_recorded']:>8.0f} {f['rss_views']:>8.0f} "
@@ -217,6 +241,7 @@ def main():
             f"{f['record_s']:>6.1f} {f['aggregate_s']:>6.1f} {f['views_s']:>6.1f}",
             flush=True,
         )
+    print_ratios(results)
     print("\nmax 50: folding on (the default --max-unknown-tools); off: --max-unknown-tools 1000000000; off, before:")
     print("also every tool's hour rows redone on each aggregation, as before this change (the current hour's rows of")
     print("every name), instead of only the hours of the series with new events.")

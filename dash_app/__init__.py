@@ -3,8 +3,9 @@
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import dash
 
@@ -68,7 +69,9 @@ def build_state(config: Config, lead: bool = True) -> AppState:
     # The sources: here, or with --redis in whichever process holds the lease (built afresh each time it takes it).
     sources: dict[str, Callable[[LicensePool], Service]] = {}
     if config.demo:
-        sources[DEMO] = lambda pool: DemoTraffic(pool, speed=config.demo_speed, backfill_hours=demo_backfill_hours(config, store))
+        sources[DEMO] = lambda pool: DemoTraffic(
+            pool, speed=config.demo_speed, backfill_hours=demo_backfill_hours(config.backfill_hours, store)
+        )
     if config.flexlm_logs:
         sources[FLEXLM] = lambda pool: FlexLMFollower(config.flexlm_logs, pool, store)
     if config.lmstat_servers or config.rlmstat_servers:
@@ -162,22 +165,22 @@ def build_state(config: Config, lead: bool = True) -> AppState:
     )
 
 
-def demo_backfill_hours(config: Config, store: Store) -> float:
-    """Return the hours of demo history to make up at start: none when the database already holds recent events.
+def demo_backfill_hours(hours: float, store: Store) -> float:
+    """Return the hours of demo history to make up at start (`hours`): none when the database already holds recent events.
 
     A restart over the same database would otherwise add a second past on top of the first, and the licenses in use
     rebuilt from both would pass the pools' totals.
     """
-    if config.backfill_hours <= 0:
+    if hours <= 0:
         return 0.0
-    since = time.time() - config.backfill_hours * 3600
+    since = time.time() - hours * 3600
     if store.read("SELECT 1 FROM events WHERE ts >= :since LIMIT 1", {"since": since}):
-        log.info("demo backfill skipped: the database already holds events of the last %g h", config.backfill_hours)
+        log.info("demo backfill skipped: the database already holds events of the last %g h", hours)
         return 0.0
-    return config.backfill_hours
+    return hours
 
 
-def create_app(config: Config | dict | None = None) -> dash.Dash:
+def create_app(config: Config | Mapping[str, Any] | None = None) -> dash.Dash:
     """Build the Dash app; `config` is a Config, a dict of Config fields, or None for the environment."""
     config = config_module.coerce(config)
     if not config.api_token:

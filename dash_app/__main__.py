@@ -2,15 +2,17 @@
 
 import logging
 import sys
+from collections.abc import Sequence
 
 from dash_app import config as config_module
 from dash_app.alerts.setup import read_rules
+from dash_app.config import Config
 from dash_app.eventlog.setup import SharedLogError, open_redis
 from dash_app.licenses import InventoryError, load_inventory
 from dash_app.store import Store, StoreError
 
 
-def build_parser():
+def build_parser() -> config_module.OneLineParser:
     """Return the CLI parser; every flag overrides its DASH_APP_* environment variable."""
     parser = config_module.OneLineParser(
         prog="python -m dash_app",
@@ -24,7 +26,7 @@ def build_parser():
     return parser
 
 
-def check_startup(config):
+def check_startup(config: Config) -> None:
     """Fail fast, in this process, on a bad tools file or database, before the server forks its worker."""
     load_inventory(config.tools_file)
     read_rules(config)  # a bad rules file or notify URL: AlertRulesError, a ConfigError
@@ -38,11 +40,11 @@ def check_startup(config):
     if config.auth == "oidc":
         from dash_app.auth.oidc import check_issuer
 
-        check_issuer(config)  # unreachable or not an OpenID provider: one line
+        check_issuer(config.oidc_issuer)  # unreachable or not an OpenID provider: one line
 
 
-def main(argv=None):
-    """Parse flags, then serve; configuration errors end with one line and exit status 2."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse flags, then serve; return the exit status: 2, after one line on stderr, for a bad flag or setting."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ingest-flexlm"]:
         from dash_app.sources.flexlm.backfill import main as ingest_flexlm
@@ -56,7 +58,10 @@ def main(argv=None):
         from dash_app.testing.demo_history import main as demo_history
 
         return demo_history(argv[1:])
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a bad flag (its one line already printed), or --help
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = config_module.from_args(args)

@@ -16,7 +16,7 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-# gthread that reads whole requests under a deadline; the Procfile names the same class (see dash_app/worker.py).
+# gthread that reads whole requests under a deadline; the Procfile names the same class (see dash_app/worker/).
 WORKER_CLASS = "dash_app.worker.HeadTimeoutWorker"
 
 

@@ -1,9 +1,8 @@
 """MkDocs hook: the configuration reference's table, built from `dash_app.config` when the site is built."""
 
-import dataclasses
 from typing import Any
 
-from dash_app.config import SETTINGS, Config
+from dash_app.config import SETTINGS
 
 MARKER = "<!-- config-reference -->"
 PAGE = "configuration.md"
@@ -46,22 +45,14 @@ def _meaning(help_text: str, minimum: float | None) -> str:
     return f"{help_text}; at least {minimum:g}"
 
 
-def _field_default(field: dataclasses.Field) -> Any:
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return field.default
-
-
 def reference_table() -> str:
     """Return the Markdown table of every setting: flag, environment variable, default and meaning."""
-    defaults = {field.name: _field_default(field) for field in dataclasses.fields(Config)}
     rows = ["| flag | environment | default | meaning |", "| --- | --- | --- | --- |"]
     for setting in SETTINGS:
-        default = defaults[setting.name]
         cells = (
-            _flag(setting.flag, default, setting.repeat, setting.metavar),
+            _flag(setting.flag, setting.default, setting.repeat, setting.metavar),
             _code(setting.env),
-            _default(default),
+            _default(setting.default),
             _meaning(setting.help, setting.minimum),
         )
         rows.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")

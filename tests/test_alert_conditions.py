@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from dash_app.alerts.conditions import Facts, evaluate
 from dash_app.alerts.engine import AlertEngine
 from dash_app.alerts.facts import DenialWindow, OpenCheckouts, OverageLedger, period_start
-from dash_app.alerts.rules import parse_rules
+from dash_app.alerts.rules import KINDS, parse_rules
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.events import BORROW, FAILURE, RETURN
 from dash_app.licenses import LicensePool
@@ -111,6 +111,7 @@ def test_an_overage_budget_alert_resolves_when_its_period_ends():
 
 
 def test_after_a_restart_a_firing_alert_waits_for_its_source_to_say_how_it_is(tmp_path):
+    from dash_app.alerts.storage import AlertStorage
     from dash_app.store import Store
 
     rules = parse_rules({"rules": [{"name": "down", "kind": "source_down"}]}, lambda url: None)
@@ -121,13 +122,13 @@ def test_after_a_restart_a_firing_alert_waits_for_its_source_to_say_how_it_is(tm
     def facts(now, tools, persisted):
         return Facts(now, tools, persisted, DenialWindow(0), OpenCheckouts(), None, lambda: sources)
 
-    first = AlertEngine(rules, None, store, "http://x", facts, grace_seconds=30)
+    first = AlertEngine(rules, None, AlertStorage(store), "http://x", facts, grace_seconds=30)
     first.on_tick(NOW, [], True)
     assert [a.key for a in first.firing()] == ["down|27000@lic01"]
     assert store.flush()
     # Restarted: the source counts as up until its first poll fails. Within the grace time that resolves nothing.
     sources[0]["state"] = "up"
-    again = AlertEngine(rules, None, store, "http://x", facts, grace_seconds=30)
+    again = AlertEngine(rules, None, AlertStorage(store), "http://x", facts, grace_seconds=30)
     for second in (100, 101, 120, 129):
         again.on_tick(NOW + second, [], True)
     assert [a.key for a in again.firing()] == ["down|27000@lic01"]
@@ -154,3 +155,46 @@ def test_a_source_down_alert_says_the_errors_kind_and_never_its_own_words():
         "down|27000@lic01": "lmstat 27000@lic01 is down: exit status 1",
         "down|5053@rlm01": "rlmstat 5053@rlm01 is down",
     }
+
+
+def test_a_rule_of_every_kind_is_evaluated_and_the_down_sources_are_asked_for_once_a_tick():
+    asked = []
+    sources = [{"kind": "lmstat", "name": "27000@lic01", "state": "down", "down_since": None, "error": {"kind": "timeout"}}]
+    every = [
+        {"name": "in-use", "kind": "in_use_percent", "above": 0},
+        {"name": "denials", "kind": "denials", "count": 1, "within_seconds": 60},
+        {"name": "held", "kind": "held_longer_than", "seconds": 60},
+        {"name": "budget", "kind": "overage_cost", "above": 0, "period": "day"},
+        {"name": "down", "kind": "source_down"},
+        {"name": "down-too", "kind": "source_down", "for_seconds": 60},
+        {"name": "expiring", "kind": "expires_within", "days": 30},
+        {"name": "disk", "kind": "not_persisting"},
+    ]
+    rules = parse_rules({"rules": every}, lambda url: None)
+    assert {rule.kind for rule in rules.rules} == set(KINDS)
+    denials, checkouts = DenialWindow(60), OpenCheckouts([(NOW - 120, "b1", "A", "u1")])
+    denials.load([(NOW - 1, "A")])
+    overage = OverageLedger(["day"], lambda start: {"B": 1}, NOW)
+    status = [{"tool": "A", "total": 4, "borrowed": 1, "expiry": "2000-01-01"}, {"tool": "B", "total": 2, "borrowed": 0}]
+    status[1]["overage_price_per_license"] = 300
+
+    def down():
+        asked.append(1)
+        return sources
+
+    facts = Facts(NOW, status, False, denials, checkouts, overage, down)
+    keys = [o.key for o in evaluate(rules.rules, facts)]
+    assert keys == [
+        "in-use|A",
+        "in-use|B",
+        "denials|A",
+        "held|b1",
+        "budget|B",
+        "down|27000@lic01",
+        "down-too|27000@lic01",
+        "expiring|A",
+        "disk",
+    ]
+    assert asked == [1]
+    evaluate(rules.rules, facts)
+    assert asked == [1, 1]  # asked again on the next tick: what is down changes

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dash_app.alerts.delivery import Deliveries, DeliveryRecord, Notification, check_url, redact
+from dash_app.alerts.delivery import Deliveries, DeliveryRecord, Notification
+from dash_app.alerts.redaction import check_url, redact
 from dash_app.testing.receivers import SmtpReceiver, TricklingReceiver, WebhookReceiver
 from dash_app.testing.servers import free_port
 

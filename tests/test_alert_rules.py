@@ -103,10 +103,10 @@ def test_the_command_line_refuses_a_bad_file_with_exit_status_2(tmp_path):
     missing = subprocess.run(
         [sys.executable, "-m", "dash_app", "--alerts", str(tmp_path / "none.json")], capture_output=True, text=True, timeout=60
     )
-    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert missing.returncode == 2 and f"alerts {tmp_path / 'none.json'}: not found" in missing.stderr
     path.write_text("{not json")
     assert (
-        "not JSON (line 1"
+        "invalid JSON at line 1:"
         in subprocess.run(
             [sys.executable, "-m", "dash_app", "--alerts", str(path)], capture_output=True, text=True, timeout=60
         ).stderr

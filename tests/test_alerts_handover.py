@@ -8,10 +8,12 @@ import time
 import pytest
 
 from dash_app.alerts.conditions import Facts
-from dash_app.alerts.delivery import Deliveries, check_url
+from dash_app.alerts.delivery import Deliveries
 from dash_app.alerts.engine import HANDOVER_SECONDS, AlertEngine, episode_id
 from dash_app.alerts.facts import DenialWindow, OpenCheckouts
+from dash_app.alerts.redaction import check_url
 from dash_app.alerts.rules import parse_rules
+from dash_app.alerts.storage import AlertStorage
 from dash_app.store import Store
 from dash_app.testing.receivers import WebhookReceiver
 
@@ -36,9 +38,9 @@ class Process:
         self.store.start()
         self.deliveries = Deliveries()  # one channel: delivered in the order sent
         self.deliveries.start()
-        self.engine = AlertEngine(rules, self.deliveries, self.store, "http://x", facts)
         self.leads = leads  # whether it holds the lease now; tests hand it over by setting this
-        self.engine.leading = lambda: self.leads
+        storage = AlertStorage(self.store)
+        self.engine = AlertEngine(rules, self.deliveries, storage, "http://x", facts, leading=lambda: self.leads)
 
     def tick(self, at, failing):
         """Run the tick at `at` (its id from its time, as the ticker's are), with the database failing or not."""

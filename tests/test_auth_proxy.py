@@ -3,13 +3,12 @@
 import os
 import re
 import socket
-import subprocess
-import sys
 
 import pytest
 import requests
 
-from dash_app.testing import ROOT, TEST_TOKEN
+from dash_app.__main__ import main
+from dash_app.testing import TEST_TOKEN
 from dash_app.testing.slow_clients import start_module_server
 
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
@@ -153,11 +152,9 @@ def test_a_user_header_spelled_with_underscores_names_no_one(start_server, tmp_p
         (["--proxy-groups-header", "X-Groups;"], "--proxy-groups-header: expected a header name"),
     ],
 )
-def test_auth_settings_that_cannot_work_end_with_one_line(args, line):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "dash_app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 2
-    [message] = result.stderr.strip().splitlines()
+def test_auth_settings_that_cannot_work_end_with_one_line(args, line, monkeypatch, capsys):
+    for name in [k for k in os.environ if k.startswith("DASH_APP_")]:
+        monkeypatch.delenv(name)
+    assert main(args) == 2  # in this process: the subject is the command line (test_app runs the real one)
+    [message] = capsys.readouterr().err.strip().splitlines()
     assert line in message

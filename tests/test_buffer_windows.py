@@ -4,7 +4,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dash_app.buffer import RealtimeMetricsBuffer
-from dash_app.callbacks.snapshots import BufferWindows
+from dash_app.callbacks.window_data import BufferWindows
 from dash_app.testing import FakeClock
 
 START = 1_800_000_000.0

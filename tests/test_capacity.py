@@ -26,7 +26,7 @@ from dash_app.analytics import (
     empty_sessions,
     hour_of_week,
 )
-from dash_app.analytics.capacity import _levels_before, _prepare
+from dash_app.analytics.levels import levels_before, prepare
 from dash_app.testing.synthetic import synthetic_history
 
 BASE = 1_700_000_000.0
@@ -305,8 +305,8 @@ def test_capacity_does_not_depend_on_row_order_or_on_prefiltering(history, rng):
 def test_the_level_before_each_start_matches_the_reference(history):
     # commit_advice only sees these levels as a multiset; each session's own level is what the generator's is_overage uses.
     sessions, _denials, _specs, start, end = history
-    names, data = _prepare(frame(sessions), start, end, ())
-    levels = _levels_before(data, len(names))
+    names, data = prepare(frame(sessions), start, end, ())
+    levels = levels_before(data, len(names))
     got = sorted(
         (names[c], b, q, level)
         for c, b, q, level in zip(data.code.tolist(), data.borrowed.tolist(), data.seq.tolist(), levels.tolist())

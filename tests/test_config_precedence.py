@@ -9,6 +9,8 @@ import pytest
 from dash_app import config as config_module
 from dash_app.__main__ import build_parser, main
 from dash_app.config import SETTINGS, ConfigError
+from dash_app.config import settings as declared
+from dash_app.config.parsers import parse_bool
 
 BY_NAME = {s.name: s for s in SETTINGS}
 REDIS = "redis://127.0.0.1:6379/0"  # never connected to: the loader only reads it
@@ -45,8 +47,8 @@ def argv_of(flags):
     argv = []
     for name, text in flags.items():
         setting = BY_NAME[name]
-        if setting.parse is config_module._bool:
-            argv.append(setting.flag if config_module._bool(text) else "--no-" + setting.flag[2:])
+        if setting.parse is parse_bool:
+            argv.append(setting.flag if parse_bool(text) else "--no-" + setting.flag[2:])
         else:
             argv += [setting.flag, text]
     return argv
@@ -65,7 +67,7 @@ def has_flag(name):
 def checked_settings():
     """Every setting the cross-setting checks read (config.X in _checked and _check_auth)."""
     names = set()
-    for function in (config_module._checked, config_module._check_auth):
+    for function in (declared._checked, declared._check_auth):
         for node in ast.walk(ast.parse(inspect.getsource(function))):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "config":
                 names.add(node.attr)

@@ -8,7 +8,7 @@ from dash._no_update import NoUpdate
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
 from dash_app.callbacks.snapshots import recent_events
 from dash_app.figures.text import bucket_time, legend_name
-from dash_app.layouts import parts
+from dash_app.layouts import parts, tables
 from dash_app.state import get_state
 from dash_app.testing import FakeClock
 
@@ -241,12 +241,12 @@ def test_events_table_shows_time_type_tool_user_and_detail(make_app):
     app, state = fed_app(make_app)
     state.buffer.add_failure(GH, "<b>x</b>", "exhausted")
     events = recent_events(state.buffer, 1800)
-    table = parts.events_table([parts.event_row(e, "#000000") for e in events])
+    table = tables.events_table([tables.event_row(e, "#000000") for e in events])
     rows = table.children[1].children
     cells = rows[0].children
     assert cells[1].children.children == "failure"
     assert cells[2].children[1] == GH and cells[3].children == "<b>x</b>" and cells[4].children == "Pool exhausted"
-    assert parts.events_table([]).children == "No activity in this window"
+    assert tables.events_table([]).children == "No activity in this window"
 
 
 def test_overage_card_turns_amber_above_15_and_red_above_30():

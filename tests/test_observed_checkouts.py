@@ -120,6 +120,18 @@ def test_after_a_restart_new_borrow_ids_never_repeat_a_restored_one():
     assert pool.active_borrows() == [] and pool.tool_status("Cfg")["borrowed"] == 0
 
 
+def test_after_a_restart_an_empty_field_and_a_missing_one_are_two_checkouts():
+    """A display "" and no display are different checkouts: after a restart each finds its own borrow again."""
+    pool = LicensePool(INVENTORY, EventRecorder(RealtimeMetricsBuffer()))
+    without = Checkout("MULTI", "ann", "ws-2", None, None, "lic01/27000 101", NOW - 60)
+    empty = without._replace(display="")
+    ObservedCheckouts(pool, "lmstat", "27000@lic01").apply([without, empty], NOW)
+    before = {b.id for b in pool.active_borrows()}
+    applied = ObservedCheckouts(pool, "lmstat", "27000@lic01").apply([without, empty], NOW + 1)
+    assert (applied.borrows, applied.returns) == (0, 0)
+    assert {b.id for b in pool.active_borrows()} == before
+
+
 def test_a_feature_served_by_two_servers_has_their_issued_licenses_summed_and_the_earliest_expiry():
     pool = LicensePool(INVENTORY, EventRecorder(RealtimeMetricsBuffer()))
     pool.observe_total("F", 10, "27000@lic01")

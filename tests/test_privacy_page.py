@@ -19,7 +19,7 @@ from dash_app.auth.viewer import ADMIN, ANALYST, FULL, HIDDEN, PSEUDONYM, VIEWER
 from dash_app.callbacks import page as page_module
 from dash_app.callbacks.capacity import USERS_HIDDEN
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
-from dash_app.layouts import parts
+from dash_app.layouts import parts, tables
 from dash_app.state import get_state
 from dash_app.testing import TEST_TOKEN
 from dash_app.timeutil import iso_utc
@@ -400,15 +400,15 @@ def test_checkout_and_event_rows_show_names_as_the_reader_may_see_them():
             False,
         )
 
-    (row,) = parts.checkout_rows([Borrow()], 60.0, names=NO_NAMES)
+    (row,) = tables.checkout_rows([Borrow()], 60.0, names=NO_NAMES)
     assert (row["id"], row["user"], row["host"], row["source"]) == (
         NO_NAMES.borrow_id(Borrow.id),
         None,
         "",
         "27000@lic01 (lmstat)",
     )
-    (row,) = parts.checkout_rows([Borrow()], 60.0)
+    (row,) = tables.checkout_rows([Borrow()], 60.0)
     assert (row["id"], row["user"], row["host"]) == (Borrow.id, REAL_USER, REAL_HOST)
     event = {"timestamp": "2027-01-15T07:41:00Z", "type": "borrow", "tool": GH, "user": REAL_USER, "is_overage": False}
-    assert REAL_USER not in json.dumps(parts.event_row(event, "#000", names=PSEUDONYMS).to_plotly_json(), default=str)
-    assert PSEUDONYMS.user(REAL_USER) in str(parts.event_row(event, "#000", names=PSEUDONYMS))
+    assert REAL_USER not in json.dumps(tables.event_row(event, "#000", names=PSEUDONYMS).to_plotly_json(), default=str)
+    assert PSEUDONYMS.user(REAL_USER) in str(tables.event_row(event, "#000", names=PSEUDONYMS))

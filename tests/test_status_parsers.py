@@ -271,6 +271,15 @@ def test_rlm_unreadable_usage_line_is_counted():
     assert len(report.checkouts) == 5
 
 
+def test_rlm_pool_count_of_other_digits_is_counted_not_fatal():
+    """A pool count that str.isdigit() takes and int() does not ("²") is a malformed line, not a crashed poll."""
+    text = "rlm status on h (port 5053), up 1d\nartisan license pool status on h (port 41987)\nsculpt v3.1\n"
+    text += "count: ², # reservations: 0, inuse: 1, exp: 31-dec-2026\n"
+    report = parse_rlmstat(text, at(2026, 1, 2), UTC)
+    assert report.malformed == 1
+    assert report.features == {}
+
+
 # ---------------------------------------------------------------------------------------------------- generated reports
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")

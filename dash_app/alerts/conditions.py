@@ -6,8 +6,10 @@ Keys name an alert: `rule|tool`, `rule|checkout id`, `rule|source name`, or the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,75 +120,94 @@ def _pct(value: float) -> str:
 
 def evaluate(rules: Iterable[Rule], facts: Facts) -> list[Observation]:
     """Return an Observation for every alert whose condition holds now."""
-    out: list[Observation] = []
-    sources: list[dict[str, Any]] | None = None
-    for rule in rules:
-        kind = rule.kind
-        if kind == IN_USE_PERCENT:
-            above = rule.params["above"]
-            for entry in facts.tools:
-                total = entry["total"]
-                if not total or not rule.watches(entry["tool"]):
-                    continue
-                percent = 100.0 * entry["borrowed"] / total
-                if percent >= above:
-                    tool = entry["tool"]
-                    text = (
-                        f"{tool}: {entry['borrowed']} of {total} licenses in use ({_pct(percent)} %), at or above {_pct(above)} %"
-                    )
-                    out.append(Observation(f"{rule.name}|{tool}", rule, tool, percent, above, text, tool=tool))
-        elif kind == DENIALS:
-            within, count = rule.params["within_seconds"], rule.params["count"]
-            for tool, seen in facts.denials.counts_since(facts.now - within, facts.now).items():
-                if seen >= count and rule.watches(tool):
-                    text = f"{tool}: {seen} denials in the last {within:g} s (alert at {count:g})"
-                    out.append(Observation(f"{rule.name}|{tool}", rule, tool, seen, count, text, tool=tool))
-        elif kind == HELD_LONGER_THAN:
-            limit = rule.params["seconds"]
-            for borrowed_at, borrow_id, tool, user in facts.checkouts.started_before(facts.now - limit):
-                if rule.watches(tool):
-                    held = facts.now - borrowed_at
-                    text = HeldText(tool, user, held, limit, borrow_id)
-                    out.append(Observation(f"{rule.name}|{borrow_id}", rule, tool, held, limit, text, tool=tool))
-        elif kind == OVERAGE_COST:
-            if facts.overage is None:
-                continue
-            above, period = rule.params["above"], rule.params["period"]
-            counts = facts.overage.counts(period, facts.now)
-            for entry in facts.tools:
-                tool = entry["tool"]
-                price = entry.get("overage_price_per_license")
-                if not price or not counts.get(tool) or not rule.watches(tool):
-                    continue
-                cost = counts[tool] * price
-                if cost > above:
-                    text = f"{tool}: overage cost this {period} {cost:,.2f} ({counts[tool]} overage borrows), above {above:,.2f}"
-                    out.append(Observation(f"{rule.name}|{tool}", rule, tool, cost, above, text, tool=tool))
-        elif kind == SOURCE_DOWN:
-            sources = facts.sources() if sources is None else sources
-            for source in sources:
-                if source["state"] != "down":
-                    continue
-                since = parse_iso(source["down_since"]) if source.get("down_since") else None
-                down_for = facts.now - since if since is not None else 0.0
-                name = source["name"]
-                text = down_text(source["kind"], name, (source.get("error") or {}).get("kind"))
-                out.append(Observation(f"{rule.name}|{name}", rule, name, down_for, rule.for_seconds, text, since=since))
-        elif kind == EXPIRES_WITHIN:
-            days = rule.params["days"]
-            today = datetime.datetime.fromtimestamp(facts.now, datetime.UTC).date()
-            for entry in facts.tools:
-                expiry = entry.get("expiry")
-                if not expiry or expiry == "permanent" or not rule.watches(entry["tool"]):
-                    continue
-                left = (datetime.date.fromisoformat(expiry) - today).days
-                if left <= days:
-                    tool = entry["tool"]
-                    when = "expired" if left < 0 else f"expires in {left} days"
-                    text = f"{tool}: the license {when} ({expiry}; alert at {days:g} days)"
-                    out.append(Observation(f"{rule.name}|{tool}", rule, tool, float(left), days, text, tool=tool))
-        elif kind == NOT_PERSISTING:
-            if not facts.persisted:
-                text = "writes to the database are failing: new events are kept in memory only"
-                out.append(Observation(rule.name, rule, None, 1.0, 0.0, text))
-    return out
+    # The down sources are asked for once per evaluation, however many source_down rules read them.
+    facts = dataclasses.replace(facts, sources=functools.cache(facts.sources))
+    return [observation for rule in rules for observation in _CONDITIONS[rule.kind](rule, facts)]
+
+
+def _in_use_percent(rule: Rule, facts: Facts) -> Iterator[Observation]:
+    above = rule.params["above"]
+    for entry in facts.tools:
+        total, tool = entry["total"], entry["tool"]
+        if not total or not rule.watches(tool):
+            continue
+        percent = 100.0 * entry["borrowed"] / total
+        if percent >= above:
+            text = f"{tool}: {entry['borrowed']} of {total} licenses in use ({_pct(percent)} %), at or above {_pct(above)} %"
+            yield Observation(f"{rule.name}|{tool}", rule, tool, percent, above, text, tool=tool)
+
+
+def _denials(rule: Rule, facts: Facts) -> Iterator[Observation]:
+    within, count = rule.params["within_seconds"], rule.params["count"]
+    for tool, seen in facts.denials.counts_since(facts.now - within, facts.now).items():
+        if seen >= count and rule.watches(tool):
+            text = f"{tool}: {seen} denials in the last {within:g} s (alert at {count:g})"
+            yield Observation(f"{rule.name}|{tool}", rule, tool, seen, count, text, tool=tool)
+
+
+def _held_longer_than(rule: Rule, facts: Facts) -> Iterator[Observation]:
+    limit = rule.params["seconds"]
+    for borrowed_at, borrow_id, tool, user in facts.checkouts.started_before(facts.now - limit):
+        if rule.watches(tool):
+            held = facts.now - borrowed_at
+            text = HeldText(tool, user, held, limit, borrow_id)
+            yield Observation(f"{rule.name}|{borrow_id}", rule, tool, held, limit, text, tool=tool)
+
+
+def _overage_cost(rule: Rule, facts: Facts) -> Iterator[Observation]:
+    if facts.overage is None:
+        return
+    above, period = rule.params["above"], rule.params["period"]
+    counts = facts.overage.counts(period, facts.now)
+    for entry in facts.tools:
+        tool = entry["tool"]
+        price = entry.get("overage_price_per_license")
+        if not price or not counts.get(tool) or not rule.watches(tool):
+            continue
+        cost = counts[tool] * price
+        if cost > above:
+            text = f"{tool}: overage cost this {period} {cost:,.2f} ({counts[tool]} overage borrows), above {above:,.2f}"
+            yield Observation(f"{rule.name}|{tool}", rule, tool, cost, above, text, tool=tool)
+
+
+def _source_down(rule: Rule, facts: Facts) -> Iterator[Observation]:
+    for source in facts.sources():
+        if source["state"] != "down":
+            continue
+        since = parse_iso(source["down_since"]) if source.get("down_since") else None
+        down_for = facts.now - since if since is not None else 0.0
+        name = source["name"]
+        text = down_text(source["kind"], name, (source.get("error") or {}).get("kind"))
+        yield Observation(f"{rule.name}|{name}", rule, name, down_for, rule.for_seconds, text, since=since)
+
+
+def _expires_within(rule: Rule, facts: Facts) -> Iterator[Observation]:
+    days = rule.params["days"]
+    today = datetime.datetime.fromtimestamp(facts.now, datetime.UTC).date()
+    for entry in facts.tools:
+        expiry, tool = entry.get("expiry"), entry["tool"]
+        if not expiry or expiry == "permanent" or not rule.watches(tool):
+            continue
+        left = (datetime.date.fromisoformat(expiry) - today).days
+        if left <= days:
+            when = "expired" if left < 0 else f"expires in {left} days"
+            text = f"{tool}: the license {when} ({expiry}; alert at {days:g} days)"
+            yield Observation(f"{rule.name}|{tool}", rule, tool, float(left), days, text, tool=tool)
+
+
+def _not_persisting(rule: Rule, facts: Facts) -> Iterator[Observation]:
+    if not facts.persisted:
+        text = "writes to the database are failing: new events are kept in memory only"
+        yield Observation(rule.name, rule, None, 1.0, 0.0, text)
+
+
+# Each kind's condition: the observations of one rule of that kind at one tick.
+_CONDITIONS: dict[str, Callable[[Rule, Facts], Iterator[Observation]]] = {
+    IN_USE_PERCENT: _in_use_percent,
+    DENIALS: _denials,
+    HELD_LONGER_THAN: _held_longer_than,
+    OVERAGE_COST: _overage_cost,
+    SOURCE_DOWN: _source_down,
+    EXPIRES_WITHIN: _expires_within,
+    NOT_PERSISTING: _not_persisting,
+}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dash_app.config import ConfigError
+from dash_app.jsonfile import read_json
 
 IN_USE_PERCENT, DENIALS, HELD_LONGER_THAN = "in_use_percent", "denials", "held_longer_than"
 OVERAGE_COST, SOURCE_DOWN, EXPIRES_WITHIN, NOT_PERSISTING = "overage_cost", "source_down", "expires_within", "not_persisting"
@@ -30,6 +30,8 @@ KINDS: dict[str, dict[str, tuple[bool, str]]] = {
 }
 # Kinds that are about tools (and so take `tool`: a name or "*").
 TOOL_KINDS = (IN_USE_PERCENT, DENIALS, HELD_LONGER_THAN, OVERAGE_COST, EXPIRES_WITHIN)
+# Kinds whose messages name only tools, counts and dates: every reader may read them as they are.
+PLAIN_KINDS = frozenset((IN_USE_PERCENT, DENIALS, OVERAGE_COST, EXPIRES_WITHIN, NOT_PERSISTING))
 
 
 class AlertRulesError(ConfigError):
@@ -159,13 +161,5 @@ def load_rules(path: str | None, check_url: Callable[[str], str | None]) -> Aler
     """Read and check the rules file at `path` (None: no rules, no alerts)."""
     if not path:
         return AlertConfig()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise AlertRulesError(f"alerts {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AlertRulesError(f"alerts {path}: cannot read it ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise AlertRulesError(f"alerts {path}: not JSON (line {exc.lineno}: {exc.msg})") from None
+    data = read_json(path, f"alerts {path}", AlertRulesError)
     return parse_rules(data, check_url, f"alerts {path}")

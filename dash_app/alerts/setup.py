@@ -6,10 +6,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dash_app.alerts.conditions import Facts
-from dash_app.alerts.delivery import Deliveries, check_url
+from dash_app.alerts.delivery import Deliveries
 from dash_app.alerts.engine import AlertEngine
 from dash_app.alerts.facts import DenialWindow, OpenCheckouts, OverageLedger
+from dash_app.alerts.redaction import check_url
 from dash_app.alerts.rules import DENIALS, OVERAGE_COST, AlertConfig, load_rules
+from dash_app.alerts.storage import AlertStorage
 from dash_app.store.sessions import denial_times_since, overage_borrows_since
 
 if TYPE_CHECKING:
@@ -64,8 +66,10 @@ def build_alerts(
     # Long enough after a restart for every source to have said how it is: a few ticks, and two polls of servers.
     polled = bool(config.lmstat_servers or config.rlmstat_servers)
     grace = 3 * config.stream_interval + (2 * config.poll_seconds if polled else 0.0) + 5.0
-    engine = AlertEngine(rules, None, store, public_url(config), facts, grace_seconds=grace, leading=leading)
+    storage = AlertStorage(store)
+    deliveries = None
     if any(rule.notify for rule in rules.rules):
-        # The engine keeps every delivery's outcome; the queue tells it from its worker threads.
-        engine.deliveries = Deliveries(on_record=engine.on_delivery, deadline=rules.delivery_deadline_seconds)
-    return engine, engine.deliveries
+        # Every delivery's outcome is stored; the queue hands it over from its worker threads.
+        deliveries = Deliveries(on_record=storage.save_delivery, deadline=rules.delivery_deadline_seconds)
+    engine = AlertEngine(rules, deliveries, storage, public_url(config), facts, grace_seconds=grace, leading=leading)
+    return engine, deliveries

@@ -9,13 +9,11 @@ from dash_app.analytics.capacity import (
     Spec,
     capacity,
     commit_advice,
-    denials_over_time,
-    duration_curve,
     empty_denials,
     empty_sessions,
-    hour_of_week,
     specs_from_tools,
 )
+from dash_app.analytics.profiles import denials_over_time, duration_curve, hour_of_week
 
 __all__ = [
     "COVERAGE_PERCENTS",

@@ -37,13 +37,10 @@ ME_PATH = "/auth/me"
 class Readers:
     """Builds the Viewer of an identity: its role, and how names are shown to it (one Names per mode, one key)."""
 
-    def __init__(self, config: Config) -> None:
-        # The pseudonyms' key (fixed, so pseudonyms last across restarts and workers); without one, ids shown to
-        # readers without names are digested with a key of this run.
-        key = (config.pseudonym_key or config.secret_key or secrets.token_hex(32)).encode()
-        self.below_analyst = Names(PSEUDONYM if config.pseudonymize_users else HIDDEN, hashlib.sha256(key).digest())
+    def __init__(self, key: bytes, pseudonymize: bool) -> None:
+        self.below_analyst = Names(PSEUDONYM if pseudonymize else HIDDEN, hashlib.sha256(key).digest())
         # Without --auth everyone may see everything but the names: --pseudonymize-users hides those from everyone.
-        self.anonymous = Viewer(None, "admin", self.below_analyst if config.pseudonymize_users else FULL)
+        self.anonymous = Viewer(None, "admin", self.below_analyst if pseudonymize else FULL)
         self.nobody = Viewer(None, "viewer", self.below_analyst)  # not signed in: what the open routes may show
 
     def of(self, user: str, role: str) -> Viewer:
@@ -53,7 +50,10 @@ class Readers:
 
 def register_auth(server: Flask, config: Config) -> Readers:
     """Add the guard (and with --auth oidc the sign-in routes) to `server`; return how readers are built."""
-    readers = Readers(config)
+    # The pseudonyms' key (fixed, so pseudonyms last across restarts and workers); without one, ids shown to
+    # readers without names are digested with a key of this run.
+    key = (config.pseudonym_key or config.secret_key or secrets.token_hex(32)).encode()
+    readers = Readers(key, config.pseudonymize_users)
     server.config.update(
         SESSION_COOKIE_NAME="license_dashboard_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -67,12 +67,23 @@ def register_auth(server: Flask, config: Config) -> Readers:
     server.secret_key = config.secret_key or secrets.token_bytes(32)
     if config.auth == "none":
         server.before_request(lambda: _set(readers.anonymous))
-        server.add_url_rule(ME_PATH, "auth_me", lambda: _me(config))
+        server.add_url_rule(ME_PATH, "auth_me", lambda: _me(config.auth))
         return readers
     proxy = ProxyIdentity(config.proxy_user_header, config.proxy_groups_header, config.trusted_proxies)
     role_map = dict(config.role_map)
     if config.auth == "oidc":
-        server.register_blueprint(register_oidc(server, config))
+        oidc = register_oidc(
+            server,
+            issuer=config.oidc_issuer,
+            client_id=config.oidc_client_id,
+            client_secret=config.oidc_client_secret,
+            scopes=config.oidc_scopes,
+            roles_claim=config.oidc_roles_claim,
+            role_map=role_map,
+            public_url=config.public_url,
+            session_hours=config.session_hours,
+        )
+        server.register_blueprint(oidc)
 
     def identify() -> Viewer | None:
         if config.auth == "proxy":
@@ -108,7 +119,7 @@ def register_auth(server: Flask, config: Config) -> Readers:
         response.status_code = 401
         return response
 
-    server.add_url_rule(ME_PATH, "auth_me", lambda: _me(config))
+    server.add_url_rule(ME_PATH, "auth_me", lambda: _me(config.auth))
     return readers
 
 
@@ -116,17 +127,17 @@ def _set(viewer: Viewer) -> None:
     g.viewer = viewer
 
 
-def _me(config: Config) -> Response:
+def _me(auth: str) -> Response:
     """GET /auth/me: who is signed in, their role and how they see names (for the page's sign-in bar)."""
     viewer: Viewer = g.viewer
     who = session.get(SESSION_KEY) or {}
     return jsonify(
         {
-            "auth": config.auth,
+            "auth": auth,
             "user": viewer.user,
             "role": viewer.role,
             "names": viewer.names.mode,
-            "csrf": who.get("csrf") if config.auth == "oidc" else None,
+            "csrf": who.get("csrf") if auth == "oidc" else None,
         }
     )
 

@@ -11,6 +11,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
@@ -23,7 +24,7 @@ from markupsafe import escape
 from dash_app.auth.cookie import SESSION_KEY
 from dash_app.auth.pages import page
 from dash_app.auth.roles import claim_values, role_of
-from dash_app.config import Config, ConfigError
+from dash_app.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +57,33 @@ def user_name(claims: dict[str, Any]) -> str:
     return "unknown"
 
 
-def register_oidc(server: Flask, config: Config) -> Blueprint:
+def register_oidc(
+    server: Flask,
+    *,
+    issuer: str,
+    client_id: str,
+    client_secret: str,
+    scopes: str,
+    roles_claim: str,
+    role_map: Mapping[str, str],
+    public_url: str,
+    session_hours: float,
+) -> Blueprint:
     """Register the identity provider with Authlib and return the sign-in routes' blueprint."""
     oauth = OAuth(server)
     oauth.register(
         "idp",
-        client_id=config.oidc_client_id,
-        client_secret=config.oidc_client_secret,
-        server_metadata_url=f"{config.oidc_issuer}/.well-known/openid-configuration",
+        client_id=client_id,
+        client_secret=client_secret,
+        server_metadata_url=f"{issuer}/.well-known/openid-configuration",
         # PKCE (S256) on top of the client secret: a stolen code cannot be redeemed without this session's verifier.
-        client_kwargs={"scope": config.oidc_scopes, "code_challenge_method": "S256"},
+        client_kwargs={"scope": scopes, "code_challenge_method": "S256"},
     )
     client: Any = oauth.create_client("idp")
-    role_map = dict(config.role_map)
     bp = Blueprint("auth", __name__)
 
     def base_url() -> str:
-        return (config.public_url or request.host_url).rstrip("/")
+        return (public_url or request.host_url).rstrip("/")
 
     @bp.get("/auth/login")
     def login() -> Any:
@@ -89,13 +100,13 @@ def register_oidc(server: Flask, config: Config) -> Blueprint:
             return page("Sign-in failed", f"The identity provider said: {exc.error}.", retry=True), 401
         claims = dict(token.get("userinfo") or {})
         user = user_name(claims)
-        role = role_of(claim_values(claims.get(config.oidc_roles_claim)), role_map)
+        role = role_of(claim_values(claims.get(roles_claim)), role_map)
         session.clear()  # a new session for a new sign-in: nothing from before carries over
         session.permanent = True
         session[SESSION_KEY] = {
             "user": user,
             "role": role,
-            "exp": time.time() + config.session_hours * 3600,
+            "exp": time.time() + session_hours * 3600,
             "csrf": secrets.token_urlsafe(24),
             "id_token": token.get("id_token", ""),
         }
@@ -123,7 +134,7 @@ def register_oidc(server: Flask, config: Config) -> Blueprint:
         end = client.load_server_metadata().get("end_session_endpoint")
         if not end:
             return redirect("/auth/signed-out")
-        query = {"post_logout_redirect_uri": f"{base_url()}/auth/signed-out", "client_id": config.oidc_client_id}
+        query = {"post_logout_redirect_uri": f"{base_url()}/auth/signed-out", "client_id": client_id}
         if who.get("id_token"):
             query["id_token_hint"] = who["id_token"]
         return redirect(f"{end}?{urlencode(query)}")
@@ -135,15 +146,14 @@ def register_oidc(server: Flask, config: Config) -> Blueprint:
     return bp
 
 
-def check_issuer(config: Config) -> None:
+def check_issuer(issuer: str) -> None:
     """Raise ConfigError unless the issuer's discovery document answers and names this issuer (checked at start)."""
-
-    url = f"{config.oidc_issuer}/.well-known/openid-configuration"
+    url = f"{issuer}/.well-known/openid-configuration"
     try:
         response = requests.get(url, timeout=10)
         response.raise_for_status()
-        issuer = response.json().get("issuer", "")
+        named = response.json().get("issuer", "")
     except (requests.RequestException, ValueError) as exc:
         raise ConfigError(f"--oidc-issuer: {url} does not answer with a discovery document: {type(exc).__name__}") from None
-    if issuer.rstrip("/") != config.oidc_issuer:
-        raise ConfigError(f"--oidc-issuer: the provider names itself {issuer!r}, not {config.oidc_issuer!r}")
+    if named.rstrip("/") != issuer:
+        raise ConfigError(f"--oidc-issuer: the provider names itself {named!r}, not {issuer!r}")

@@ -1,13 +1,12 @@
 """The "Download CSV" and "Download JSON" buttons: the selected tool's and window's buckets, as a file."""
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dash import Input, Output, State, ctx, dcc, no_update
 
 from dash_app import export
-from dash_app.auth.viewer import Names, current_viewer
+from dash_app.auth.viewer import current_viewer
 from dash_app.layouts.controls import selected_tool, selected_window
 
 if TYPE_CHECKING:
@@ -16,26 +15,6 @@ if TYPE_CHECKING:
     from dash_app.state import AppState
 
 BUTTON_FORMATS = {"download-csv": "csv", "download-json": "json"}
-MIMETYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8"}
-
-
-def render_buckets(
-    state: "AppState", fmt: str, window_seconds: float, tools: Sequence[str] | None, names: Names
-) -> tuple[str, str, str]:
-    """Return (text, filename, mimetype) of the buckets' export, with each bin's users as `names` shows them."""
-    if names.real:
-        return export.render(state, "buckets", fmt, window_seconds, tools)
-    rows = [{**row, "users": names.users(row["users"])} for row in export.bucket_rows(state, window_seconds, tools)]
-    if not tools:
-        scope = "all-tools"
-    else:
-        scope = "-".join("".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in t) for t in tools)[:80]
-    filename = f"licenses-buckets-{scope}-{int(window_seconds)}s.{fmt}"
-    if fmt == "csv":
-        text = export.to_csv(rows, export.BUCKET_COLUMNS)
-    else:
-        text = json.dumps(rows, ensure_ascii=False)
-    return text, filename, MIMETYPES[fmt]
 
 
 def register_download_callback(app: "Dash", state: "AppState") -> Callable[..., Any]:
@@ -54,8 +33,9 @@ def register_download_callback(app: "Dash", state: "AppState") -> Callable[..., 
         if fmt is None:
             return no_update
         tool = selected_tool(tool_value)
-        text, filename, mimetype = render_buckets(
-            state, fmt, selected_window(window_value), [tool] if tool is not None else None, current_viewer().names
+        tools = [tool] if tool is not None else None
+        text, filename, mimetype = export.render(
+            state, "buckets", fmt, selected_window(window_value), tools, current_viewer().names
         )
         return dcc.send_string(text, filename, type=mimetype.split(";")[0])
 

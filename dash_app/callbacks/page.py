@@ -14,7 +14,7 @@ from dash_app.callbacks.legend import hidden_in
 from dash_app.callbacks.snapshots import GRIDS, OVERVIEW_FIGURES, TOOL_FIGURES, Snapshots
 from dash_app.callbacks.updates import component_update, digest, figure_update, grid_update, rows_update
 from dash_app.figures import autorange_limits
-from dash_app.layouts import parts
+from dash_app.layouts import parts, tables
 from dash_app.layouts.controls import query_for_view, selected_tool, selected_window, time_zone
 from dash_app.layouts.dashboard import HIDDEN, SHOWN
 from dash_app.sources.health import down_sources
@@ -131,7 +131,7 @@ class PageUpdater:
                 if values is not no_update:
                     out.update({key: values[_card_key(*key)] for key in VIEW_CARDS})
             elif output_id == "events-table":
-                update = rows_update(part, had.get(output_id), snapshots.row_keys, parts.EVENTS_ROWS_PATH)
+                update = rows_update(part, had.get(output_id), snapshots.row_keys, tables.EVENTS_ROWS_PATH)
                 out[(output_id, "children")], has[output_id] = update
             else:
                 out[(output_id, "children")], has[output_id] = component_update(part, had.get(output_id))

@@ -3,27 +3,24 @@
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from dash_app import figures
 from dash_app.auth.viewer import FULL, Names
-from dash_app.buffer import MinuteFlow
 from dash_app.callbacks.updates import Part, component_part, figure_part, plain
+from dash_app.callbacks.window_data import BufferWindows, history_window
 from dash_app.callbacks.window_stats import (
     EMPTY,
     SHOWN_TOOLS,
     ToolStats,
     WindowData,
-    series_stats,
     tool_stats,
     top_tools,
     totals,
 )
-from dash_app.figures.timeseries import Level
-from dash_app.layouts import parts
+from dash_app.layouts import parts, tables
 from dash_app.layouts.controls import SHORT_LABELS, tool_options
 from dash_app.store.history import bin_seconds_for
-from dash_app.timeutil import parse_iso
 
 if TYPE_CHECKING:
     from dash_app.buffer import RealtimeMetricsBuffer
@@ -53,7 +50,7 @@ class PoolSnapshot:
 
 
 def recent_events(
-    buffer: "RealtimeMetricsBuffer", window: float, tool: str | None = None, rows: int = parts.EVENT_ROWS
+    buffer: "RealtimeMetricsBuffer", window: float, tool: str | None = None, rows: int = tables.EVENT_ROWS
 ) -> list[dict[str, Any]]:
     """Return the newest `rows` events of the window (of `tool` only, when given), newest first."""
     recent = buffer.get_recent_events(window, limit=rows, tool=tool)
@@ -97,152 +94,11 @@ class EventRows:
             )
             row = self._current.get(key) or self._previous.get(key)
             if row is None:
-                row = plain(parts.event_row(event, color, zone, self.names))
+                row = plain(tables.event_row(event, color, zone, self.names))
             self._current[key] = row
             out.append(row)
             keys.append(key)
         return out, keys
-
-
-def history_window(history: "HistoryKeeper", window: float, now: float) -> WindowData:
-    """Return the WindowData of a long window from the stored aggregates."""
-    size, series = history.series(window, now=now)
-    buckets: dict[str, list[Any]] = {}
-    flows: dict[str, list[MinuteFlow]] = {}
-    in_use: dict[str, list[Level]] = {}
-    for tool, points in series.items():
-        with_borrows = [p for p in points if p["count"]]
-        if with_borrows:
-            buckets[tool] = with_borrows
-        starts = [int(parse_iso(p["timestamp"])) for p in points]
-        flows[tool] = [
-            MinuteFlow(start, p["count"], p["overage_count"], p["returns"], p["failures"]) for start, p in zip(starts, points)
-        ]
-        levels = [(start, p["peak"], p["avg_in_use"]) for start, p in zip(starts, points) if p["peak"]]
-        if levels:
-            in_use[tool] = levels
-    return WindowData(size, buckets, flows, in_use)
-
-
-class _Series(NamedTuple):
-    """One series' part of a buffer window, with what it was read at."""
-
-    stamp: int  # the buffer's stamp of the series when read
-    level: int  # in use then
-    buckets: list | None
-    failing: list  # its MinuteFlows with failures (the others are only kept as counts, in stats)
-    in_use: list  # (minute, peak, average) where something was in use
-    stats: ToolStats
-    moving: bool  # its current minute had events: that minute's average moves on as time passes
-    read_at: float  # when it was read
-
-
-# Bucket counts summed over all series per bin, so a chart's "other tools" is the sum less the shown ones.
-SUMMED = ("count", "overage_count")
-
-
-def _add_buckets(sums: dict[str, dict[str, int]], buckets: Iterable[Mapping[str, Any]] | None, sign: int) -> None:
-    """Add (sign 1) or take away (sign -1) one series' buckets from the per-bin sums; bins at 0 are dropped."""
-    for b in buckets or ():
-        stamp = b["timestamp"]
-        for key in SUMMED:
-            if b[key]:
-                column = sums[key]
-                left = column.get(stamp, 0) + sign * b[key]
-                if left:
-                    column[stamp] = left
-                else:
-                    del column[stamp]
-
-
-def _moved_on(entry: _Series, now: float) -> _Series:
-    """Return `entry` with its current minute's average carried on to `now` at its level, which has not changed since."""
-    start, peak, average = entry.in_use[-1]
-    elapsed, added = entry.read_at - start, now - entry.read_at
-    if added <= 0 or elapsed + added <= 0:
-        return entry
-    carried = (average * elapsed + entry.level * added) / (elapsed + added)
-    return entry._replace(in_use=[*entry.in_use[:-1], (start, peak, carried)], read_at=now)
-
-
-class BufferWindows:
-    """Windows the buffer holds, kept per series and read again only for the series that changed.
-
-    A series is read again when the buffer's stamp of it moved (an add, eviction or expiry in its bins) or its count
-    in use changed, and its levels when its current minute had events (their average runs up to now); every series is
-    read again when the window slides to a new minute. With 200 tools a live tick changes two or three of them, so a
-    refresh reads a few series, not all.
-    """
-
-    def __init__(self, buffer: "RealtimeMetricsBuffer") -> None:
-        self.buffer = buffer
-        # window -> (minute, {series: _Series}, {bucket key: {timestamp: sum over series}})
-        self._cache: dict[float, tuple[int, dict[str, _Series], dict[str, dict[str, int]]]] = {}
-
-    def get(self, window: float, now: float, levels_now: Mapping[str, int]) -> WindowData:
-        """Return the WindowData of `window` (1-minute bins) with `levels_now` ({tool: in use now})."""
-        stamps = self.buffer.series_stamps()
-        minute = int(now // 60)
-        cached = self._cache.get(window)
-        if cached is not None and cached[0] == minute:
-            kept, sums = cached[1], cached[2]
-        else:
-            # Borrows and overage per bin summed over all series, kept up to date by the changed series' differences.
-            kept, sums = {}, {key: {} for key in SUMMED}
-        names = set(stamps) | {tool for tool, level in levels_now.items() if level}
-        per_series = {tool: entry for tool, entry in kept.items() if tool in names}
-        for tool in kept.keys() - per_series.keys():
-            _add_buckets(sums, kept[tool].buckets, -1)
-        changed = [
-            tool
-            for tool in names
-            if (entry := per_series.get(tool)) is None
-            or entry.stamp != stamps.get(tool, 0)
-            or entry.level != levels_now.get(tool, 0)
-        ]
-        for tool, entry in per_series.items():
-            if entry.moving and tool not in changed:
-                per_series[tool] = _moved_on(entry, now)
-        if changed:
-            buckets = self.buffer.aggregate_tool_metrics(window, tools=changed)
-            flows = self.buffer.get_minute_flows(window, tools=changed)
-            in_use = self.buffer.in_use_series(window, levels_now, tools=changed)
-            for tool in changed:
-                old = per_series.get(tool)
-                bins = in_use.get(tool, ())
-                levels = [(b.minute, b.peak, b.average) for b in bins if b.peak]
-                last = bins[-1] if bins else None
-                live = last is not None and last.minute == minute * 60 and not (last.peak == last.average == last.end)
-                tool_flows = flows.get(tool, [])
-                parts: list[Any] = [buckets.get(tool), [f for f in tool_flows if f.failures], levels]
-                if old is not None:
-                    _add_buckets(sums, old.buckets, -1)
-                _add_buckets(sums, parts[0], 1)
-                if old is not None:
-                    # A part equal to the cached one keeps the cached object, so charts built from it can be reused.
-                    parts = [before if before == after else after for before, after in zip(old[2:5], parts)]
-                tool_buckets, failing, levels = parts
-                per_series[tool] = _Series(
-                    stamps.get(tool, 0),
-                    levels_now.get(tool, 0),
-                    tool_buckets,
-                    failing,
-                    levels,
-                    series_stats(tool_flows, levels),
-                    live,
-                    now,
-                )
-        self._cache[window] = (minute, per_series, sums)
-        return WindowData(
-            60,
-            buckets={tool: entry.buckets for tool, entry in per_series.items() if entry.buckets},
-            # Every minute's flows of 200 tools would be 70,000 objects for the collector to scan: only counts are kept.
-            flows={},
-            in_use={tool: entry.in_use for tool, entry in per_series.items() if entry.in_use},
-            sums={tool: entry.stats for tool, entry in per_series.items()},
-            failing={tool: entry.failing for tool, entry in per_series.items() if entry.failing},
-            bucket_sums=sums,
-        )
 
 
 def _identity(value: object) -> object:
@@ -394,9 +250,9 @@ class Snapshots:
                 (frame.revision, frame.first_minute, data.failing),
                 lambda: figures.failure_chart(data.failing if data.failing is not None else data.flows, frame),
             ),
-            "tool-table": self._grid(parts.tool_rows(pool.status, stats, self.currency), "tool"),
+            "tool-table": self._grid(tables.tool_rows(pool.status, stats, self.currency), "tool"),
             "checkouts-table": component_part(
-                parts.checkout_rows(self.pool.active_borrows(), now, zone, limit=parts.OVERVIEW_CHECKOUTS, names=self.names)
+                tables.checkout_rows(self.pool.active_borrows(), now, zone, limit=tables.OVERVIEW_CHECKOUTS, names=self.names)
             ),
             "cards": self._cards(window, totals(stats), in_use_now, pool.pool_total, "all tools"),
             "events-table": self._events(pool, window, None, colors, zone),
@@ -430,7 +286,7 @@ class Snapshots:
             ),
             "tool-info": component_part(parts.tool_info(tool, entry, color, self.currency)),
             "checkouts-table": component_part(
-                parts.checkout_rows(self.pool.active_borrows(tool=tool), now, frame.zone, names=self.names)
+                tables.checkout_rows(self.pool.active_borrows(tool=tool), now, frame.zone, names=self.names)
             ),
             "cards": self._cards(window, stats.get(tool, EMPTY), borrowed, limits[1] if limits else 0, "this tool"),
             "events-table": self._events(pool, window, tool, {tool: color}, frame.zone),
@@ -454,7 +310,7 @@ class Snapshots:
     def _events(self, pool: PoolSnapshot, window: float, tool: str | None, colors: Mapping[str, str], zone: str) -> Part:
         colors = {**pool.colors, **colors}
         rows, keys = self._rows.rows(recent_events(self.buffer, window, tool), colors, zone)
-        part = component_part(parts.events_table(rows, zone))
+        part = component_part(tables.events_table(rows, zone))
         if len(self._table_rows) >= TABLES_KEPT:
             del self._table_rows[next(iter(self._table_rows))]  # the oldest; dicts keep insertion order
         self._table_rows[part.sig] = keys

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from dash_app.buffer import Bucket, MinuteFlow
-from dash_app.figures.timeseries import Level
+from dash_app.figures.in_use import Level
 
 # Charts show this many tools by name; the rest share one "Other tools" series. The palette has as many colours.
 SHOWN_TOOLS = 10

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import redis
+
+from dash_app.background import BackgroundThread
 
 log = logging.getLogger(__name__)
 
@@ -20,32 +21,28 @@ class LogReader:
 
     def __init__(self, block_ms: int = BLOCK_MS) -> None:
         self.block_ms = block_ms  # also how long stop() may wait for the thread
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = BackgroundThread(self._run, self.name)
 
     def start(self) -> None:
         """Start reading in a daemon thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
+        self._thread.start()
 
     def stop(self) -> None:
         """Stop reading (within one read's block time)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._thread.stop()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        stopping = self._thread.stopping
+        while not stopping.is_set():
             # Whatever goes wrong, this thread goes on: it is this process's only reader of the log.
             try:
                 self.step(self.block_ms)
             except redis.RedisError as exc:
                 self.lost(exc)
-                self._stop.wait(RETRY_SECONDS)
+                stopping.wait(RETRY_SECONDS)
             except Exception:  # noqa: BLE001 - logged; the same entries are read again
                 log.exception("%s: a step failed", self.name)
-                self._stop.wait(RETRY_SECONDS)
+                stopping.wait(RETRY_SECONDS)
 
     def step(self, block_ms: int | None = None) -> int:
         """Read and handle what is new, waiting up to `block_ms` for it; return the number of entries handled."""

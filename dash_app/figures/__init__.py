@@ -1,6 +1,7 @@
 """Pure figure builders: plain data in, Plotly figure dicts out (no Dash, no buffer, no clock)."""
 
 from dash_app.figures.common import Frame, autorange_limits, empty_figure
+from dash_app.figures.in_use import inuse_chart, tool_inuse_chart
 from dash_app.figures.pools import tool_commit_chart, utilization_chart
 from dash_app.figures.theme import tool_colors
 from dash_app.figures.timeseries import (
@@ -8,10 +9,8 @@ from dash_app.figures.timeseries import (
     OTHER_TOOLS,
     borrow_chart,
     failure_chart,
-    inuse_chart,
     overage_chart,
     tool_borrow_chart,
-    tool_inuse_chart,
 )
 
 __all__ = [

@@ -1,17 +1,15 @@
-"""Charts over a time window, per minute (or per bin of the stored history): borrows, overage, failures, in use."""
+"""Bar charts over a time window, per minute (or per bin of the stored history): borrows, overage and failures."""
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from dash_app.auth.viewer import FULL, HIDDEN, Names
 from dash_app.buffer import MinuteFlow
-from dash_app.figures.common import Figure, Frame, empty_figure, limit_line, rgba, time_axis
+from dash_app.figures.common import Figure, Frame, empty_figure, time_axis
 from dash_app.figures.text import legend_name, name_list, plotly_text, trace_uid
 from dash_app.figures.theme import (
-    COMMIT_LINE_COLOR,
     OTHER_TOOLS_COLOR,
     REASON_LABELS,
-    TOTAL_LINE_COLOR,
     base_layout,
     reason_color,
     value_axis,
@@ -29,10 +27,18 @@ OTHER_KEY = "\0other tools"
 NAMED_VALUE = "%{fullData.name}: %{y}<extra></extra>"
 META_VALUE = "%{meta}: %{y}<extra></extra>"
 
+# Per bucket key a per-tool bar chart counts: what its axis counts, and what an empty window says.
+BAR_KINDS = {
+    "count": ("borrows", "No borrows in this window"),
+    "overage_count": ("overage borrows", "No overage checkouts in this window"),
+}
+
 # {tool: its bins with borrows}: the buffer's Buckets, or the stored history's points with the same keys.
 Buckets: TypeAlias = Mapping[str, Sequence[Mapping[str, Any]]]
-# (bin start in epoch s, peak in use within the bin, time-weighted average in use over the bin)
-Level: TypeAlias = tuple[int, int, float]
+# {tool: its colour}
+Colors: TypeAlias = Mapping[str, str]
+# {bin: a bucket key's sum over every tool}, when the caller keeps it (None: summed here)
+BinSums: TypeAlias = Mapping[str, int] | None
 
 
 def _minute_bar(
@@ -102,14 +108,12 @@ def _summed(
 def _per_tool_bars(
     buckets_by_tool: Buckets,
     shown: Sequence[str],
-    colors: Mapping[str, str],
+    colors: Colors,
     frame: Frame,
     key: str,
-    y_title: str,
-    empty_message: str,
-    total: Mapping[str, int] | None = None,
+    total: BinSums = None,
 ) -> Figure:
-    """One stacked series per shown tool (in `shown`'s order), then one for every other tool together.
+    """One stacked series per shown tool (in `shown`'s order), then one for every other tool together, of bucket `key`.
 
     `total` ({bin: sum over every tool}), when the caller keeps it, saves summing the other tools here.
     """
@@ -131,42 +135,20 @@ def _per_tool_bars(
         x = [frame.bucket(stamp) for stamp, _ in summed]
         y = [count for _, count in summed]
         traces.append(_minute_bar(name, OTHER_KEY, x, y, OTHER_TOOLS_COLOR, frame, hovertemplate=NAMED_VALUE))
+    what, empty_message = BAR_KINDS[key]
     if not traces:
         return empty_figure(empty_message, frame.revision)
-    return {"data": traces, "layout": _stacked_layout(frame, y_title, traces)}
+    return {"data": traces, "layout": _stacked_layout(frame, f"{what} / {frame.per_bin}", traces)}
 
 
-def borrow_chart(
-    buckets_by_tool: Buckets,
-    shown: Sequence[str],
-    colors: Mapping[str, str],
-    frame: Frame,
-    total: Mapping[str, int] | None = None,
-) -> Figure:
+def borrow_chart(buckets_by_tool: Buckets, shown: Sequence[str], colors: Colors, frame: Frame, total: BinSums = None) -> Figure:
     """Borrows per bin, one stacked series per shown tool and one for the others, from aggregate_tool_metrics buckets."""
-    return _per_tool_bars(
-        buckets_by_tool, shown, colors, frame, "count", f"borrows / {frame.per_bin}", "No borrows in this window", total
-    )
+    return _per_tool_bars(buckets_by_tool, shown, colors, frame, "count", total)
 
 
-def overage_chart(
-    buckets_by_tool: Buckets,
-    shown: Sequence[str],
-    colors: Mapping[str, str],
-    frame: Frame,
-    total: Mapping[str, int] | None = None,
-) -> Figure:
+def overage_chart(buckets_by_tool: Buckets, shown: Sequence[str], colors: Colors, frame: Frame, total: BinSums = None) -> Figure:
     """Overage checkouts per bin, stacked like the borrow chart, with its own legend."""
-    return _per_tool_bars(
-        buckets_by_tool,
-        shown,
-        colors,
-        frame,
-        "overage_count",
-        f"overage borrows / {frame.per_bin}",
-        "No overage checkouts in this window",
-        total,
-    )
+    return _per_tool_bars(buckets_by_tool, shown, colors, frame, "overage_count", total)
 
 
 def failure_chart(
@@ -257,150 +239,5 @@ def tool_borrow_chart(
         uirevision=frame.revision,
         xaxis=time_axis(frame),
         yaxis=value_axis(f"borrows / {frame.per_bin}", top=max(y)),
-    )
-    return {"data": [trace], "layout": layout}
-
-
-def _levels(bins: Iterable[Level], frame: Frame) -> tuple[list[str], list[int], list[float]]:
-    """Return (x, peaks, averages) on every bin of the frame from [(bin start, peak, average)]; bins not listed hold 0."""
-    by_start = {start: (peak, average) for start, peak, average in bins}
-    starts = list(frame.bins)
-    peaks = [by_start.get(start, (0, 0.0))[0] for start in starts]
-    averages = [round(by_start.get(start, (0, 0.0))[1], 1) for start in starts]
-    # One more point at the window's end, so the last bin's step reaches the right edge.
-    return [frame.time(s) for s in starts] + [frame.time(frame.end)], peaks + peaks[-1:], averages + averages[-1:]
-
-
-def _step_line(
-    name: str,
-    key: str,
-    x: Sequence[Any],
-    y: Sequence[Any],
-    color: str | None,
-    customdata: Sequence[Any],
-    hovertemplate: str,
-    fill: bool = False,
-    meta: str | None = None,
-) -> dict[str, Any]:
-    trace: dict[str, Any] = {
-        "type": "scatter",
-        "mode": "lines",
-        "name": name,
-        "uid": trace_uid(key),
-        "x": x,
-        "y": y,
-        "line": {"shape": "hv", "color": color, "width": 2},
-        "customdata": customdata,
-        "hovertemplate": hovertemplate,
-    }
-    if fill and color is not None:
-        trace.update(fill="tozeroy", fillcolor=rgba(color, 0.15))
-    if meta is not None:
-        trace["meta"] = meta
-    return trace
-
-
-def inuse_chart(
-    in_use_by_tool: Mapping[str, Sequence[Level]],
-    shown: Sequence[str],
-    colors: Mapping[str, str],
-    totals: Mapping[str, int | None],
-    frame: Frame,
-) -> Figure:
-    """Peak share of each shown tool's total in use per bin, and the highest share among the other tools.
-
-    `in_use_by_tool` is {tool: [(bin start, peak, average)]}, `totals` {tool: total}; tools without a known total
-    cannot have a share and are left out.
-    """
-    traces = []
-    for tool in shown:
-        total = totals.get(tool)
-        if not total or tool not in in_use_by_tool:
-            continue
-        x, peaks, averages = _levels(in_use_by_tool[tool], frame)
-        traces.append(
-            _step_line(
-                legend_name(tool),
-                tool,
-                x,
-                [round(100 * p / total, 1) for p in peaks],
-                colors.get(tool),
-                [[p, total, a] for p, a in zip(peaks, averages)],
-                "%{meta}: peak %{customdata[0]} of %{customdata[1]} (%{y} %), average %{customdata[2]}<extra></extra>",
-                meta=plotly_text(tool),
-            )
-        )
-    shown_set = set(shown)
-    rest = [(t, total) for t in in_use_by_tool if t not in shown_set and (total := totals.get(t))]
-    if rest:
-        best: dict[int, tuple[float, str, int, int]] = {}  # bin start -> (share, tool, peak, total)
-        for tool, total in rest:
-            for start, peak, _average in in_use_by_tool[tool]:
-                share = 100 * peak / total
-                if start not in best or share > best[start][0]:
-                    best[start] = (share, tool, peak, total)
-        starts = list(frame.bins)
-        rows = [best.get(start, (0.0, "", 0, 0)) for start in starts]
-        rows.append(rows[-1])
-        traces.append(
-            _step_line(
-                f"{OTHER_TOOLS} ({len(rest)}), highest",
-                OTHER_KEY,
-                [frame.time(s) for s in starts] + [frame.time(frame.end)],
-                [round(share, 1) for share, *_ in rows],
-                OTHER_TOOLS_COLOR,
-                [[plotly_text(tool) or "none", peak, total] for _, tool, peak, total in rows],
-                "%{customdata[0]}: peak %{customdata[1]} of %{customdata[2]} (%{y} %)<extra>other tools</extra>",
-            )
-        )
-    if not traces:
-        return empty_figure("No licenses in use in this window", frame.revision)
-    top = max(max(t["y"]) for t in traces)
-    layout = base_layout(
-        hovermode="x unified",
-        uirevision=frame.revision,
-        shapes=[limit_line(100, "total", TOTAL_LINE_COLOR, "dot")],
-        xaxis=time_axis(frame),
-        yaxis=value_axis(f"peak in use, % of total / {frame.per_bin}", range=[0, max(110, top * 1.08)], autorange=False),
-    )
-    return {"data": traces, "layout": layout}
-
-
-def tool_inuse_chart(tool: str, bins: Sequence[Level], limits: tuple[int, int] | None, color: str, frame: Frame) -> Figure:
-    """Licenses of one tool in use over the window: each bin's peak (average in the hover), with commit and total lines.
-
-    `bins` is [(bin start, peak, average)], `limits` is (commit, total) or None.
-    """
-    if not any(peak for _, peak, _ in bins):
-        return empty_figure("No licenses of this tool in use in this window", frame.revision)
-    x, peaks, averages = _levels(bins, frame)
-    trace = _step_line(
-        plotly_text(tool),
-        tool,
-        x,
-        peaks,
-        color,
-        averages,
-        f"<b>%{{x|{frame.time_format}}}</b><br>peak %{{y}} in use, average %{{customdata}}<extra></extra>",
-        fill=True,
-    )
-    trace["showlegend"] = False
-    shapes = []
-    top = max(peaks)
-    if limits is not None:
-        commit, total = limits
-        shapes = [
-            limit_line(commit, f"commit {commit}", COMMIT_LINE_COLOR, "dash"),
-            limit_line(total, f"total {total}", TOTAL_LINE_COLOR, "dot"),
-        ]
-        top = max(top, total)
-    layout = base_layout(
-        hovermode="closest",
-        showlegend=False,
-        uirevision=frame.revision,
-        shapes=shapes,
-        xaxis=time_axis(frame),
-        # Room above the total line for its label.
-        yaxis=value_axis(f"peak in use / {frame.per_bin}", range=[0, top * 1.15 + 1], autorange=False),
     )
     return {"data": [trace], "layout": layout}

@@ -1,47 +1,29 @@
-"""Pieces of the page that callbacks rebuild: metric values, the tool summary, the tables' rows."""
+"""Pieces of the page that callbacks rebuild: card values, the tool summary, the sources strip and the alerts."""
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
-from zoneinfo import ZoneInfo
 
 from dash import html
 from dash.development.base_component import Component
 
 from dash_app.alerts.conditions import down_said
-from dash_app.alerts.rules import (
-    DENIALS,
-    EXPIRES_WITHIN,
-    HELD_LONGER_THAN,
-    IN_USE_PERCENT,
-    NOT_PERSISTING,
-    OVERAGE_COST,
-    SOURCE_DOWN,
-)
+from dash_app.alerts.rules import HELD_LONGER_THAN, PLAIN_KINDS, SOURCE_DOWN
 from dash_app.auth.viewer import FULL, Names
-from dash_app.events import POLLED_SOURCES, source_of
-from dash_app.figures.theme import REASON_LABELS
+from dash_app.layouts.tables import since_text, tool_dot
 from dash_app.timeutil import parse_iso
 
 if TYPE_CHECKING:
-    from dash_app.alerts.engine import Alert
-    from dash_app.callbacks.window_stats import ToolStats
-    from dash_app.licenses.pool import Borrow
+    from dash_app.alerts.alert import Alert
 
 # An Alert, or its entry in GET /alerts.
 AlertLike: TypeAlias = "Alert | dict[str, Any]"
-
-# The events table shows this many of the newest events.
-EVENT_ROWS = 50
 
 # Overage share of the window's borrows above which the card turns amber, then red; below OVERAGE_MIN_BORROWS
 # borrows the share is shown with its counts but not coloured, so a handful of borrows does not read as an alarm.
 OVERAGE_WARNING_PERCENT = 15
 OVERAGE_DANGER_PERCENT = 30
 OVERAGE_MIN_BORROWS = 20
-# The overview's checkouts table lists this many of the longest-held checkouts.
-OVERVIEW_CHECKOUTS = 50
 
 
 def number(value: float) -> str:
@@ -69,10 +51,6 @@ def overage_class(percent: float, borrows: int = OVERAGE_MIN_BORROWS) -> str:
     return "card-value"
 
 
-def _dot(color: str | None) -> html.Span:
-    return html.Span(className="tool-dot", style={"backgroundColor": color or "#adb5bd"})
-
-
 def _stat(label: str, value: str, note: str | None = None) -> html.Div:
     children: list[Component] = [html.Div(label, className="stat-label"), html.Div(value, className="stat-value")]
     if note:
@@ -82,7 +60,7 @@ def _stat(label: str, value: str, note: str | None = None) -> html.Div:
 
 def tool_info(tool: str, entry: Mapping[str, Any] | None, color: str | None, currency: str = "") -> list[Component]:
     """Return the tool summary: name, total, commit, max overage, prices, the overage charged to date and the expiry."""
-    title = html.H2([_dot(color), html.Span(tool)], className="tool-title")
+    title = html.H2([tool_dot(color), html.Span(tool)], className="tool-title")
     expiry = [_stat("License expires", _expiry_text(entry["expiry"]))] if entry and entry.get("expiry") else []
     if entry is None or entry.get("commit") is None:
         borrowed = entry["borrowed"] if entry else 0
@@ -149,146 +127,8 @@ def _expiry_text(expiry: str) -> str:
     return "never (permanent)" if expiry == "permanent" else expiry
 
 
-def _event_detail(event: Mapping[str, Any]) -> html.Span | str:
-    if event["type"] == "borrow":
-        return html.Span("overage", className="badge text-bg-warning") if event["is_overage"] else ""
-    if event["type"] == "failure":
-        return REASON_LABELS.get(event["reason"], event["reason"])
-    return ""
-
-
-_TYPE_BADGES = {"borrow": "badge text-bg-primary", "return": "badge text-bg-secondary", "failure": "badge text-bg-danger"}
-
-
-def events_head(zone: str) -> html.Thead:
-    """Return the events table's header row, naming the time zone of its times."""
-    return html.Thead(html.Tr([html.Th(text) for text in (f"Time ({zone})", "Event", "Tool", "User", "Overage / reason")]))
-
-
-def clock_time(epoch_seconds: float, zone: str = "UTC") -> str:
-    """Return `HH:MM:SS` of an instant in `zone`."""
-    if zone == "UTC":
-        return time.strftime("%H:%M:%S", time.gmtime(epoch_seconds))
-    return datetime.fromtimestamp(epoch_seconds, ZoneInfo(zone)).strftime("%H:%M:%S")
-
-
-def event_row(event: Mapping[str, Any], color: str | None, zone: str = "UTC", names: Names = FULL) -> html.Tr:
-    """Return one table row for a buffer event dict: time (in `zone`), event, tool, user (as `names` shows it), detail."""
-    stamp = event["timestamp"][11:19] if zone == "UTC" else clock_time(parse_iso(event["timestamp"]), zone)
-    return html.Tr(
-        [
-            html.Td(stamp, className="text-nowrap font-monospace"),
-            html.Td(html.Span(event["type"], className=_TYPE_BADGES[event["type"]])),
-            html.Td([_dot(color), event["tool"] or "—"], className="text-nowrap"),
-            html.Td(names.user(event["user"]) or "—"),
-            html.Td(_event_detail(event)),
-        ]
-    )
-
-
-# Where events_table keeps its rows: Table > [Thead, Tbody] > rows.
-EVENTS_ROWS_PATH = ("props", "children", 1, "props", "children")
-
-
-def events_table(rows: Sequence[Any], zone: str = "UTC") -> html.Div | html.Table:
-    """Return the recent-activity table around `rows` (newest first), or a note that there were none."""
-    # Rows are html.Tr, or their plain JSON (callbacks/updates.plain), which Dash's own types do not name.
-    if not rows:
-        return html.Div("No activity in this window", className="empty-note")
-    return html.Table([events_head(zone), html.Tbody(rows)], className="table table-sm table-hover align-middle mb-0 events")
-
-
-def duration(seconds: float) -> str:
-    """Return a held-for time to the minute: "<1 min", "12 min", "3 h 05 min", "2 d 4 h"."""
-    minutes = int(seconds // 60)
-    if minutes < 1:
-        return "<1 min"
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes:02d} min"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
-
-
-def since_text(epoch_seconds: float, now: float, zone: str = "UTC") -> str:
-    """Return when a checkout began: the time today, or the date and time before."""
-    if zone == "UTC":
-        stamp, today = time.gmtime(epoch_seconds), time.gmtime(now)
-        same_day = stamp[:3] == today[:3]
-        return time.strftime("%H:%M:%S" if same_day else "%b %d %H:%M", stamp)
-    tz = ZoneInfo(zone)
-    stamp_dt, today_dt = datetime.fromtimestamp(epoch_seconds, tz), datetime.fromtimestamp(now, tz)
-    return stamp_dt.strftime("%H:%M:%S" if stamp_dt.date() == today_dt.date() else "%b %d %H:%M")
-
-
-def checkout_rows(
-    borrows: Iterable["Borrow"], now: float, zone: str = "UTC", limit: int | None = None, names: Names = FULL
-) -> list[dict[str, Any]]:
-    """Return the checkouts table's rows for active Borrows, the longest held first (at most `limit`).
-
-    User, host and id are as `names` shows them: the grid's row id reaches the browser even where no column shows
-    it, and the ids of log lines and polls name client hosts, so readers without real names get a digest.
-    """
-    ordered = sorted(borrows, key=lambda b: (b.borrowed_at, b.id))[:limit]
-    return [
-        {
-            "id": names.borrow_id(b.id),
-            "tool": b.tool,
-            "user": names.user(b.user),
-            "host": names.host(b.host) or "",
-            "version": b.version or "",
-            "since": since_text(b.borrowed_at, now, zone),
-            "held": duration(now - b.borrowed_at),
-            "held_s": int(now - b.borrowed_at),
-            "overage": "overage" if b.is_overage else "",
-            "source": source_label(b.id),
-        }
-        for b in ordered
-    ]
-
-
-SOURCE_LABELS = {"flexlm": "FlexLM log", "pool": "REST API"}
-
-
-def source_label(borrow_id: str) -> str:
-    """Return where a borrow was seen, as the checkouts table says it: a polled server, a FlexLM log or the API."""
-    source = source_of(borrow_id)
-    if source in POLLED_SOURCES:
-        return f"{borrow_id.split('|', 2)[1]} ({source})"  # lmstat|PORT@HOST|...
-    return SOURCE_LABELS.get(source, source)
-
-
-def tool_rows(status: Iterable[Mapping[str, Any]], stats: Mapping[str, "ToolStats"], currency: str = "") -> list[dict[str, Any]]:
-    """Return the tool table's rows: one per tool, with in use, total, the window's peak, denials and overage."""
-    rows = []
-    for entry in status:
-        tool = entry["tool"]
-        s = stats[tool]
-        total = entry["total"]
-        price = entry.get("overage_price_per_license")
-        rows.append(
-            {
-                "tool": tool,
-                "in_use": entry["borrowed"],
-                "total": total,
-                "use_pct": round(100 * entry["borrowed"] / total) if total else None,
-                "peak": s.peak,
-                "denials": s.failures,
-                "borrows": s.borrows,
-                "overage_borrows": s.overage,
-                "overage_cost": s.overage * price if price is not None else None,
-            }
-        )
-    return rows
-
-
 ALERTS_NAMED = 3  # firing alerts the banner names; the rest are counted
 
-
-# Kinds whose messages name only tools, counts and dates: every reader may read them as they are.
-PLAIN_KINDS = frozenset((IN_USE_PERCENT, DENIALS, OVERAGE_COST, EXPIRES_WITHIN, NOT_PERSISTING))
 _HELD_TEXT = " has held a license for "
 
 

@@ -1,12 +1,12 @@
 """The tools file: which tools the pool has, with their limits and prices."""
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dash_app.events import name_problem
+from dash_app.jsonfile import read_json
 
 DEFAULT_TOOLS_FILE = Path(__file__).resolve().parent / "default_tools.json"
 
@@ -33,14 +33,7 @@ class ToolSpec:
 def load_inventory(path: str | os.PathLike[str] | None = None) -> dict[str, ToolSpec]:
     """Read and check a tools file (the bundled one when `path` is None); return {tool: ToolSpec}."""
     path = Path(path) if path else DEFAULT_TOOLS_FILE
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InventoryError(f"tools file {path}: not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"tools file {path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InventoryError(f"tools file {path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    raw = read_json(path, f"tools file {path}", InventoryError)
     return parse_inventory(raw, source=f"tools file {path}")
 
 

@@ -36,8 +36,17 @@ CheckoutKey = tuple[Any, ...]  # Checkout.key(): what identifies a checkout from
 
 def checkout_digest(key: CheckoutKey) -> str:
     """Return a short, stable digest of a checkout's key, for its borrow ids (so a restart can match them again)."""
-    text = "\x1f".join("" if part is None else repr(part) if isinstance(part, float) else str(part) for part in key)
+    text = "\x1f".join(_digest_text(part) for part in key)
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def _digest_text(part: object) -> str:
+    # None as before, "" apart from it (a checkout may show an empty display): two checkouts never share a digest.
+    if part is None:
+        return ""
+    if part == "":
+        return "\x00"
+    return repr(part) if isinstance(part, float) else str(part)
 
 
 class ObservedCheckouts:
@@ -71,40 +80,15 @@ class ObservedCheckouts:
 
     def apply(self, checkouts: Iterable[Checkout], now: float) -> Applied:
         """Record the difference between the last good poll and `checkouts` (a good poll at `now`) on the pool."""
-        # Keys are plain tuples, hashed by Python: a digest is worked out only for a checkout not seen before.
-        wanted: dict[CheckoutKey, int] = {}
-        first: dict[CheckoutKey, Checkout] = {}
-        for checkout in checkouts:
-            key = checkout[:KEY_FIELDS]
-            count = wanted.get(key)
-            if count is None:
-                first[key] = checkout
-                count = 0
-            wanted[key] = count + max(checkout.licenses, 1)
-        held = self._held
+        wanted, first = _count(checkouts)
         if self._restored:
-            for key in wanted:
-                if key not in held:
-                    ids = self._restored.pop(checkout_digest(key), None)
-                    if ids is not None:
-                        held[key] = ids
-            # Whatever no checkout claimed ended while we were not looking.
-            for ids in self._restored.values():
-                held[("(ended while the dashboard was down)", ids[0])] = ids
-            self._restored.clear()
+            self._claim_restored(wanted)
+        held = self._held
         applied = Applied()
         with self.pool.recording_batch():
             # Returns first: a server that moved a license from one user to another never shows both at once.
             for key in [key for key, ids in held.items() if len(ids) > wanted.get(key, 0)]:
-                ids = held[key]
-                for _ in range(len(ids) - wanted.get(key, 0)):
-                    try:
-                        self.pool.observe_return(ids.pop(), now)
-                        applied.returns += 1
-                    except UnknownBorrow:
-                        pass  # returned by someone else (an admin's DELETE): nothing to undo
-                if not ids:
-                    del held[key]
+                self._return(key, wanted.get(key, 0), now, applied)
             for key, count in wanted.items():
                 ids = held.get(key)
                 if ids is not None and len(ids) >= count:
@@ -115,6 +99,31 @@ class ObservedCheckouts:
                 if not ids:
                     del held[key]
         return applied
+
+    def _claim_restored(self, wanted: dict[CheckoutKey, int]) -> None:
+        """Give the borrows kept from before a restart to the checkouts of this poll that they were; end the others."""
+        held = self._held
+        for key in wanted:
+            if key not in held:
+                ids = self._restored.pop(checkout_digest(key), None)
+                if ids is not None:
+                    held[key] = ids
+        # Whatever no checkout claimed ended while we were not looking.
+        for ids in self._restored.values():
+            held[("(ended while the dashboard was down)", ids[0])] = ids
+        self._restored.clear()
+
+    def _return(self, key: CheckoutKey, keep: int, now: float, applied: Applied) -> None:
+        """Return the borrows of `key` past the first `keep`, newest first."""
+        ids = self._held[key]
+        for _ in range(len(ids) - keep):
+            try:
+                self.pool.observe_return(ids.pop(), now)
+                applied.returns += 1
+            except UnknownBorrow:
+                pass  # returned by someone else (an admin's DELETE): nothing to undo
+        if not ids:
+            del self._held[key]
 
     def _borrow(self, key: CheckoutKey, checkout: Checkout, count: int, ids: list[str], now: float, applied: Applied) -> None:
         """Add borrows to `ids` until it holds `count`: the licenses of `checkout` not yet in the pool."""
@@ -132,3 +141,18 @@ class ObservedCheckouts:
                 return
             ids.append(borrow_id)
             applied.borrows += 1
+
+
+def _count(checkouts: Iterable[Checkout]) -> tuple[dict[CheckoutKey, int], dict[CheckoutKey, Checkout]]:
+    """Return the licenses a poll shows per checkout key, and each key's first checkout."""
+    # Keys are plain tuples, hashed by Python: a digest is worked out only for a checkout not seen before.
+    wanted: dict[CheckoutKey, int] = {}
+    first: dict[CheckoutKey, Checkout] = {}
+    for checkout in checkouts:
+        key = checkout[:KEY_FIELDS]
+        count = wanted.get(key)
+        if count is None:
+            first[key] = checkout
+            count = 0
+        wanted[key] = count + max(checkout.licenses, 1)
+    return wanted, first

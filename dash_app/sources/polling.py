@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from dash_app.background import BackgroundThread
 from dash_app.licenses.pool import LicensePool
 from dash_app.sources.errors import CANNOT_RUN, CRASHED, OUTPUT_UNREADABLE, SERVER_DOWN, TIMEOUT, SourceError, exit_status
 from dash_app.sources.health import SourceHealth
@@ -118,29 +119,26 @@ class ServerPoller:
         self.servers = list(servers)
         self.poll_seconds = poll_seconds
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = BackgroundThread(self._run, "server-poller", join_seconds=poll_seconds + 5)
         self._executor: ThreadPoolExecutor | None = None
         self._rounds = 0
         self._cond = threading.Condition()
 
     def start(self) -> None:
         """Start the scheduler thread; the first round of polls starts at once."""
-        if self._thread is None and self.servers:
+        if not self._thread.started and self.servers:
             self._executor = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(self.servers)), thread_name_prefix="poll")
-            self._thread = threading.Thread(target=self._run, name="server-poller", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         """Stop polling; polls under way finish (each within its timeout)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.poll_seconds + 5)
+        self._thread.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        stopping = self._thread.stopping
+        while not stopping.is_set():
             began = time.monotonic()
             # A round waits for all its polls (each within its timeout), so a server is never polled twice at once.
             futures = [self._submit(server) for server in self.servers]
@@ -149,7 +147,7 @@ class ServerPoller:
             with self._cond:
                 self._rounds += 1
                 self._cond.notify_all()
-            self._stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - began)))
+            stopping.wait(max(0.0, self.poll_seconds - (time.monotonic() - began)))
 
     def _submit(self, server: ServerPoll) -> Future[None]:
         assert self._executor is not None

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from dash_app.background import BackgroundThread
 from dash_app.stream import sse
 from dash_app.stream.snapshot import Changes, Message, ShownBuckets, Tick, Variant, take_tick
 
@@ -134,22 +135,19 @@ class StreamTicker:
         self._shown: dict[Names, ShownBuckets] = {}
         self._clients = 0
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = BackgroundThread(self._run, "stream-ticker")
+        self._stopping = self._thread.stopping
 
     # ----------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         """Take the first tick now, then tick in a daemon thread."""
         self.tick()
-        self._thread = threading.Thread(target=self._run, name="stream-ticker", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop ticking and end every open stream."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._thread.stop()
         with self._lock:
             subscribers = [sub for channel in self._channels.values() for sub in channel.subscribers]
             self._channels.clear()

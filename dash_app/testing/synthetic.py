@@ -19,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from dash_app.analytics.capacity import DENIAL_COLUMNS, SESSION_COLUMNS, Spec, _levels_before, _Sessions, specs_from_tools
+from dash_app.analytics.capacity import DENIAL_COLUMNS, SESSION_COLUMNS, Spec, specs_from_tools
+from dash_app.analytics.levels import Sessions, levels_before
 
 DAY = 86400.0
 END = 1_800_000_000.0
@@ -151,7 +152,7 @@ def _draw(
 def _levels(tool: Ints, borrowed: Floats, returned: Floats, n_tools: int) -> Ints:
     """Return the level just before each session's start, the sessions' row order being their recorded order."""
     n = len(tool)
-    data = _Sessions(
+    data = Sessions(
         code=tool,
         borrowed=borrowed,
         returned=np.where(np.isnan(returned), np.inf, returned),
@@ -160,7 +161,7 @@ def _levels(tool: Ints, borrowed: Floats, returned: Floats, n_tools: int) -> Int
         user=np.zeros(n, dtype=np.int64),
         users=[],
     )
-    return _levels_before(data, n_tools)
+    return levels_before(data, n_tools)
 
 
 STORE_CHUNK = 50_000  # rows handed to the driver at once: a chunk's tuples, not the whole history's, are in memory

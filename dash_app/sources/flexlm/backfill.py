@@ -1,9 +1,12 @@
 """`python -m dash_app ingest-flexlm PATH...`: read FlexNet debug logs into the database once, then exit."""
 
+import argparse
 import logging
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -17,11 +20,15 @@ from dash_app.sources.flexlm.tailing import LogTail
 from dash_app.store import StoreError
 from dash_app.store.checkpoints import Checkpoints
 
+if TYPE_CHECKING:
+    from dash_app.licenses.pool import LicensePool
+    from dash_app.store.database import Store
+
 PROG = "python -m dash_app ingest-flexlm"
 FLUSH_TIMEOUT = 600
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ingest-flexlm command; the dashboard's flags (--db, --tools, ...) apply too."""
     parser = config_module.OneLineParser(
         prog=PROG,
@@ -35,7 +42,7 @@ def build_parser():
     return parser
 
 
-def path_problem(path):
+def path_problem(path: str) -> str | None:
     """Return why `path` cannot be read as a log, or None."""
     if not os.path.exists(path):
         return "no such file"
@@ -48,7 +55,7 @@ def path_problem(path):
     return None
 
 
-def summary_line(counts, seconds):
+def summary_line(counts: Mapping[str, int], seconds: float) -> str:
     """Return one line with the counters of an ingest."""
     return (
         f"{counts['lines']:,} lines: {counts['borrows']:,} borrows, {counts['returns']:,} returns, "
@@ -58,7 +65,9 @@ def summary_line(counts, seconds):
     )
 
 
-def backfill(paths, pool, store, out=sys.stdout, err=sys.stderr):
+def backfill(
+    paths: Sequence[str], pool: "LicensePool", store: "Store", out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> dict[str, int]:
     """Ingest `paths` in order into `pool`; rotated copies of one log share their open borrows. Return the totals."""
     checkpoints = Checkpoints(store)
     streams: dict[str, LogIngest] = {}  # by source: rotated copies of one log share it
@@ -97,7 +106,7 @@ def backfill(paths, pool, store, out=sys.stdout, err=sys.stderr):
     return totals
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; a bad path or setting ends with one line on stderr and exit status 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
+from dash_app.background import BackgroundThread
 from dash_app.services import FLEXLM, ServiceHolder
 from dash_app.sources.flexlm.ingest import COUNTERS, LogIngest, source_id
 from dash_app.sources.flexlm.tailing import LogTail
@@ -34,23 +35,18 @@ class FlexLMFollower:
         for path in dict.fromkeys(os.path.abspath(p) for p in paths):
             ingest = LogIngest(pool, source_id(path), name=path)
             self.tails.append(LogTail(path, ingest, checkpoints, store))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = BackgroundThread(self._run, "flexlm-follower", join_seconds=10)
         self._cond = threading.Condition()
         self._pass_started = 0
         self._idle_pass = 0
 
     def start(self) -> None:
         """Start following in a daemon thread; existing lines are read first, from where the last run stopped."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="flexlm-follower", daemon=True)
-            self._thread.start()
+        self._thread.start()
 
     def stop(self) -> None:
         """Stop following; the position reached is already queued for the store."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._thread.stop()
         for tail in self.tails:
             tail.close()
 
@@ -67,7 +63,8 @@ class FlexLMFollower:
         return True
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        stopping = self._thread.stopping
+        while not stopping.is_set():
             with self._cond:
                 self._pass_started += 1
                 this_pass = self._pass_started
@@ -81,7 +78,7 @@ class FlexLMFollower:
                 with self._cond:
                     self._idle_pass = this_pass
                     self._cond.notify_all()
-                self._stop.wait(self.poll_seconds)
+                stopping.wait(self.poll_seconds)
 
     def snapshot(self) -> dict[str, Any]:
         """Return the JSON-ready state and counters of every followed log, with totals."""

@@ -73,6 +73,15 @@ class LogIngest:
         self._id_prefix = f"{ID_PREFIX}|{source}|"
         self._restored: dict[str, tuple[str, int]] = {}  # base id -> (file id, line) of borrows still open at start
         self._replayed: set[str] = set()  # restored borrows whose OUT line lies ahead in the current file
+        self._appliers: dict[str, Callable[[int, Record, float], None]] = {
+            OUT: self._apply_out,
+            IN: self._apply_in,
+            DENIED: self._apply_denied,
+            QUEUED: self._apply_queued,
+            DEQUEUED: self._apply_dequeued,
+            DOWN: self._apply_down,
+            DATE: self._apply_date,
+        }
         self._restore_open()
 
     # ------------------------------------------------------------ ids and restart
@@ -125,7 +134,7 @@ class LogIngest:
         fast = not self._replayed
         open_groups = self.open
         tools = self._tools
-        observe_borrow, observe_return = self.pool.observe_borrow, self.pool.observe_return
+        observe_borrow = self.pool.observe_borrow
         id_prefix, id_file = self._id_prefix, f"|{self.file_id}:"
         borrows = returns = unmatched = 0
         try:
@@ -140,11 +149,7 @@ class LogIngest:
                         continue
                     kind, ts, _tod, vendor, feature, user, host, count, _detail = record
                     if ts is None:
-                        pending.append((line_no, record))
-                        if len(pending) >= MAX_PENDING:
-                            log.warning("%s: no date line in %d lines; dating them from the file's time", self.name, len(pending))
-                            self.line = line_no
-                            self.resolve_undated(self.reference_time or now)
+                        self._hold(line_no, record, now)
                         continue
                     if pending:
                         self._resolve_pending(now)  # this line gave the date
@@ -163,21 +168,11 @@ class LogIngest:
                         borrows += 1
                         self.last_event_at = ts
                     elif kind == IN:
-                        key = (vendor, feature, user, host)
-                        groups = open_groups.get(key)
-                        if not groups:
+                        taken = self._take_oldest((vendor, feature, user, host))
+                        if taken is None:
                             unmatched += 1  # checked out before this log began
                             continue
-                        group = groups.pop(0)
-                        if not groups:
-                            del open_groups[key]
-                        self.open_borrows -= len(group)
-                        for borrow_id in group:
-                            try:
-                                observe_return(borrow_id, ts)
-                                returns += 1
-                            except UnknownBorrow:
-                                pass  # already ended elsewhere
+                        returns += self._end(taken, ts)
                         self.last_event_at = ts
                     else:
                         apply(line_no, record, now)
@@ -193,6 +188,14 @@ class LogIngest:
             counts["unmatched_returns"] += unmatched
             counts["lines"] += len(lines)
             self.line = line_no
+
+    def _hold(self, line_no: int, record: Record, now: float) -> None:
+        """Keep an undated record until a date line comes; past MAX_PENDING, date them from the file's time."""
+        self.pending.append((line_no, record))
+        if len(self.pending) >= MAX_PENDING:
+            log.warning("%s: no date line in %d lines; dating them from the file's time", self.name, len(self.pending))
+            self.line = line_no
+            self.resolve_undated(self.reference_time or now)
 
     def resolve_undated(self, reference: float) -> None:
         """Date lines still waiting for a date line as if the last of them was written at or before `reference`."""
@@ -227,76 +230,99 @@ class LogIngest:
         return tool
 
     def _apply(self, line_no: int, record: Record, now: float) -> None:
-        kind, ts, _tod, vendor, feature, user, host, count, detail = record
+        kind, ts = record[0], record[1]
         assert ts is not None, "only dated records are applied"
         if ts > now:
             # The server's clock or time zone is ahead of ours; the buffer refuses the future.
             ts = now
             self.counts["clock_skew"] += 1
-        counts = self.counts
-        if kind == OUT:
-            base = f"{self._id_prefix}{vendor}|{feature}|{host}|{self.file_id}:{line_no}"
-            if self._replayed and base in self._replayed:
-                self._replayed.discard(base)  # read again after a crash: it is already counted
-                return
-            group = (base,) if count == 1 else (base, *(f"{base}#{k}" for k in range(1, count)))
-            tool = self._tools.get(feature) or self._tool(feature)
-            observe = self.pool.observe_borrow
-            for borrow_id in group:
-                observe(tool, user, ts, borrow_id, host or None)
-            key = (vendor, feature, user, host)
-            groups = self.open.get(key)
-            if groups is None:
-                groups = self.open[key] = []
-            if self._replayed:
-                # Keep file order: ahead of restored borrows whose OUT line comes later.
-                at = next((i for i, g in enumerate(groups) if self._born_after(g, line_no)), len(groups))
-                groups.insert(at, group)
-            else:
-                groups.append(group)
-            self.open_borrows += count
-            counts["borrows"] += count
-            self.last_event_at = ts
-        elif kind == IN:
-            key = (vendor, feature, user, host)
-            groups = self.open.get(key)
-            group = None
-            if groups:
-                if not self._replayed:
-                    group = groups.pop(0)
-                else:
-                    group = next((g for g in groups if not self._born_after(g, line_no)), None)
-                    if group is not None:
-                        groups.remove(group)
-                if not groups:
-                    del self.open[key]
-            if group is None:
-                counts["unmatched_returns"] += 1  # checked out before this log began
-                return
-            counts["returns"] += self._end(group, ts)
-            self.last_event_at = ts
-        elif kind == DENIED:
-            # Its line names it, so a line read again (after a leader change, with --redis) counts once.
-            line_id = f"{self._id_prefix}{self.file_id}:{line_no}"
-            self.pool.observe_failure(self._tools.get(feature) or self._tool(feature), user, detail, ts, line_id)
-            counts["denials"] += 1
-            self.last_event_at = ts
-        elif kind == QUEUED:
-            counts["queued"] += 1
-        elif kind == DEQUEUED:
-            counts["dequeued"] += 1
-        elif kind == DOWN:
-            # The vendor daemon (or lmgrd with all of them) stopped or started afresh: nothing is checked out any more.
-            for key in [k for k in self.open if vendor is None or k[0] == vendor]:
-                groups = self.open.pop(key)
-                later = [g for g in groups if self._replayed and self._born_after(g, line_no)]
-                if later:
-                    self.open[key] = later
-                for group in groups:
-                    if group not in later:
-                        counts["ended_by_restart"] += self._end(group, ts)
-        elif kind != DATE:
+        handle = self._appliers.get(kind)
+        if handle is None:
             raise ValueError(f"unknown record kind {kind!r}")
+        handle(line_no, record, ts)
+
+    def _apply_out(self, line_no: int, record: Record, ts: float) -> None:
+        _kind, _ts, _tod, vendor, feature, user, host, count, _detail = record
+        base = f"{self._id_prefix}{vendor}|{feature}|{host}|{self.file_id}:{line_no}"
+        if self._replayed and base in self._replayed:
+            self._replayed.discard(base)  # read again after a crash: it is already counted
+            return
+        group = (base,) if count == 1 else (base, *(f"{base}#{k}" for k in range(1, count)))
+        tool = self._tools.get(feature) or self._tool(feature)
+        observe = self.pool.observe_borrow
+        for borrow_id in group:
+            observe(tool, user, ts, borrow_id, host or None)
+        groups = self.open.setdefault((vendor, feature, user, host), [])
+        if self._replayed:
+            # Keep file order: ahead of restored borrows whose OUT line comes later.
+            at = next((i for i, g in enumerate(groups) if self._born_after(g, line_no)), len(groups))
+            groups.insert(at, group)
+        else:
+            groups.append(group)
+        self.open_borrows += count
+        self.counts["borrows"] += count
+        self.last_event_at = ts
+
+    def _apply_in(self, line_no: int, record: Record, ts: float) -> None:
+        _kind, _ts, _tod, vendor, feature, user, host, _count, _detail = record
+        key = (vendor, feature, user, host)
+        group = self._take_oldest(key) if not self._replayed else self._take_born(key, line_no)
+        if group is None:
+            self.counts["unmatched_returns"] += 1  # checked out before this log began
+            return
+        self.counts["returns"] += self._end(group, ts)
+        self.last_event_at = ts
+
+    def _apply_denied(self, line_no: int, record: Record, ts: float) -> None:
+        _kind, _ts, _tod, _vendor, feature, user, _host, _count, detail = record
+        # Its line names it, so a line read again (after a leader change, with --redis) counts once.
+        line_id = f"{self._id_prefix}{self.file_id}:{line_no}"
+        self.pool.observe_failure(self._tools.get(feature) or self._tool(feature), user, detail, ts, line_id)
+        self.counts["denials"] += 1
+        self.last_event_at = ts
+
+    def _apply_queued(self, _line_no: int, _record: Record, _ts: float) -> None:
+        self.counts["queued"] += 1
+
+    def _apply_dequeued(self, _line_no: int, _record: Record, _ts: float) -> None:
+        self.counts["dequeued"] += 1
+
+    def _apply_down(self, line_no: int, record: Record, ts: float) -> None:
+        # The vendor daemon (or lmgrd with all of them) stopped or started afresh: nothing is checked out any more.
+        vendor = record[3]
+        for key in [k for k in self.open if vendor is None or k[0] == vendor]:
+            groups = self.open.pop(key)
+            later = [g for g in groups if self._replayed and self._born_after(g, line_no)]
+            if later:
+                self.open[key] = later
+            for group in groups:
+                if group not in later:
+                    self.counts["ended_by_restart"] += self._end(group, ts)
+
+    def _apply_date(self, _line_no: int, _record: Record, _ts: float) -> None:
+        pass  # a date line only dates the lines after it (the parser keeps the date)
+
+    def _take_oldest(self, key: OpenKey) -> tuple[str, ...] | None:
+        """Remove and return the oldest open borrow group of `key`, or None when it has none."""
+        groups = self.open.get(key)
+        if not groups:
+            return None
+        group = groups.pop(0)
+        if not groups:
+            del self.open[key]
+        return group
+
+    def _take_born(self, key: OpenKey, line_no: int) -> tuple[str, ...] | None:
+        """Like _take_oldest, while lines are read again: the oldest group that already exists at `line_no`."""
+        groups = self.open.get(key)
+        if not groups:
+            return None
+        group = next((g for g in groups if not self._born_after(g, line_no)), None)
+        if group is not None:
+            groups.remove(group)
+        if not groups:
+            del self.open[key]
+        return group
 
     def _end(self, group: tuple[str, ...], ts: float) -> int:
         self.open_borrows -= len(group)

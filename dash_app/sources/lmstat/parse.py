@@ -101,7 +101,14 @@ class StartTimes:
         self._limit = now + _AHEAD
         self._tz = tz
         self._year = datetime.datetime.fromtimestamp(now, tz).year
-        self.cache: dict[str, float | None] = {}  # the start text as printed -> its epoch seconds
+        self._cache: dict[str, float | None] = {}  # the start text as printed -> its epoch seconds
+
+    def stamp(self, text: str, month: str, day: str, hour: str, minute: str) -> float | None:
+        """Return the epoch seconds of start time `text` (its parts as printed), worked out on its first sight only."""
+        stamp = self._cache.get(text, _UNSEEN)
+        if stamp is _UNSEEN:
+            stamp = self._cache[text] = self.resolve(int(month), int(day), int(hour), int(minute))
+        return stamp
 
     def resolve(self, month: int, day: int, hour: int, minute: int) -> float | None:
         """Return the latest moment with this month, day and time not more than a day after the poll (None if no date)."""
@@ -166,162 +173,201 @@ class _Open:
         self.uncounted = False
         self.held = 0  # licenses of the checkout lines read, the in-use figure of an uncounted feature
 
+    def read_counts(self, rest: str) -> bool:
+        """Take the counts from what follows "Users of FEATURE:"; return False if they cannot be read."""
+        totals = _TOTALS.match(rest)
+        if totals is not None:
+            self.issued, self.in_use = int(totals.group(1)), int(totals.group(2))
+        elif rest.startswith("(Uncounted"):
+            self.uncounted = True
+        elif rest.startswith("(Error:"):
+            self.error = rest[1:].rstrip(")").strip()
+        elif rest.startswith("Cannot get users of"):
+            self.error = rest
+        else:
+            return rest == "None"  # "Users of F: None": lmstat's way to say nobody uses it, no counts
+        return True
+
     def feature(self) -> Feature:
         in_use = self.held if self.uncounted else self.in_use
         return Feature(self.name, self.vendor, self.issued, in_use, self.expiry, self.error)
 
 
+def _merged(old: Feature | None, new: Feature) -> Feature:
+    """Return one row for a feature listed twice (two vendor daemons): the counts added up."""
+    if old is None:
+        return new
+    return Feature(
+        new.name,
+        old.vendor or new.vendor,
+        _add(old.issued, new.issued),
+        _add(old.in_use, new.in_use),
+        later_expiry(old.expiry, new.expiry),
+        old.error or new.error,
+    )
+
+
+class _Reader:
+    """One lmstat output being read, line by line: what the lines so far have said, and the feature block open."""
+
+    def __init__(self, now: float, tz: datetime.tzinfo | None) -> None:
+        self.report = StatusReport(up=True)
+        self.checkouts = self.report.checkouts
+        self.times = StartTimes(now, tz)
+        self.seen = False  # a status report at all: a server status, a vendor daemon or a feature line
+        self.down: str | None = None  # "lmgrd is not running: ..." / "Error getting status: ..."
+        self.server_error: str | None = None  # a server line of a triad that could not be reached
+        self.servers_up = 0
+        self.in_vendors = False  # between "Vendor daemon status" and the features
+        self.section_vendor: str | None = None  # "Users of features served by VENDOR:"
+        self.cur: _Open | None = None
+        self.malformed = 0
+
+    def read(self, text: str) -> StatusReport:
+        """Read every line of `text`; return the report they make."""
+        checkout, users_of, feature_line, header = self.checkout, self.users_of, self.feature_line, self.header
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            # The commonest line by far: a checkout. The substring tests are cheap and rule the regex out for the others.
+            at = line.find(", start ")
+            if at < 0 and " queued for " in line:
+                at = line.find(" queued for ")
+            if at > 0 and not line.startswith("Users of "):
+                checkout(line, at)
+            elif line.startswith("Users of "):
+                users_of(line)
+            elif self.cur is not None:
+                feature_line(self.cur, line)
+            else:
+                header(line)
+        self.close()
+        return self.finish()
+
+    def checkout(self, line: str, at: int) -> None:
+        """Read a checkout line (or a queued one), its ", start " or " queued for " at `at`."""
+        cur = self.cur
+        if cur is None:  # a checkout before any feature line: no feature to give it
+            self.malformed += 1
+            return
+        m = _PLAIN_USE.match(line)
+        if m is not None:
+            user, host, display, version, handle, start, mo, d, h, mi, n = m.groups()
+        else:
+            who, version, handle = split_head(line[:at])
+            user, host, display = split_who(who)
+            if line[at] != ",":
+                self.queued(cur, line, at, Checkout(cur.name, user, host, display, version, handle, None, 1, cur.vendor))
+                return
+            s = _START.match(line, at + 8)
+            if s is None:
+                self.malformed += 1
+                return
+            start, mo, d, h, mi, n = s.groups()
+        stamp = self.times.stamp(start, mo, d, h, mi)
+        count = int(n) if n is not None else 1
+        if stamp is None or count > MAX_COUNT:
+            self.malformed += 1
+            return
+        self.checkouts.append(Checkout(cur.name, user, host, display, version, handle, stamp, count, cur.vendor))
+        cur.held += count
+
+    def queued(self, cur: _Open, line: str, at: int, waiting: Checkout) -> None:
+        """Read the " queued for N licenses" at `at` of a line waiting for a license (`waiting`, its count aside)."""
+        q = _QUEUED.fullmatch(line, at)
+        count = int(q.group(1)) if q is not None else MAX_COUNT + 1
+        if count > MAX_COUNT:
+            self.malformed += 1
+            return
+        self.report.queued.append(waiting._replace(licenses=count))
+
+    def users_of(self, line: str) -> None:
+        """Read a "Users of ..." line: a feature's header, or the start of a vendor's features."""
+        self.seen = True
+        self.in_vendors = False
+        if line.startswith("Users of features served by ") and line.endswith(":"):
+            self.close()
+            self.cur = None
+            self.section_vendor = line[len("Users of features served by ") : -1].strip() or None
+            return
+        m = _USERS_OF.fullmatch(line)
+        if m is None:
+            self.malformed += 1
+            return
+        self.close()
+        vendor = self.section_vendor
+        if vendor is None and len(self.report.vendors) == 1:
+            vendor = next(iter(self.report.vendors))
+        self.cur = _Open(m.group(1), vendor)
+        if not self.cur.read_counts(m.group(2)):
+            self.malformed += 1
+
+    def feature_line(self, cur: _Open, line: str) -> None:
+        """Read a line of a feature's block other than a checkout: its detail line, a reservation, or a description."""
+        if line[0] == '"':
+            m = _DETAIL.fullmatch(line)
+            if m is not None:
+                cur.vendor = m.group(3)
+                if m.group(4) is not None:
+                    cur.expiry = later_expiry(cur.expiry, parse_expiry(m.group(4)))
+                return
+        if line[0].isdigit() and _RESERVATION.match(line):
+            self.report.reservations.append(line)
+        # Everything else in a feature block describes the license: "floating license", "vendor_string: ...".
+
+    def header(self, line: str) -> None:
+        """Read a line of the header: the servers and the vendor daemons."""
+        if line.startswith("License server status:"):
+            self.seen = True
+        elif line.startswith("lmgrd is not running:") or line.startswith("Error getting status:"):
+            self.seen = True
+            self.down = self.down or line
+        elif line.startswith("Vendor daemon status"):
+            self.seen = True
+            self.in_vendors = True
+        elif line.startswith("Feature usage info"):
+            self.seen = True
+            self.in_vendors = False
+        elif ": " in line and not line.startswith("License file(s)"):
+            self.daemon(line)
+
+    def daemon(self, line: str) -> None:
+        """Read "NAME: STATE": a vendor daemon's state, or a license server's."""
+        name, _, state = line.partition(": ")
+        if " " in name:
+            return
+        if self.in_vendors:
+            # "UP v11.19.0", or "The desired vendor daemon is down. (-97,121)" and the other reasons a daemon gives
+            self.report.vendors[name] = (state[2:].strip() or "UP") if state.startswith("UP") else "down"
+        elif state.startswith("license server UP"):
+            self.servers_up += 1
+        elif "Cannot connect" in state or "(-" in state:
+            self.server_error = self.server_error or line
+
+    def close(self) -> None:
+        """Add the feature whose block is open to the report."""
+        cur = self.cur
+        if cur is not None:
+            features = self.report.features
+            features[cur.name] = _merged(features.get(cur.name), cur.feature())
+
+    def finish(self) -> StatusReport:
+        """Return the report, down if the server could not be reached; raise UnparsableOutput if it is no report."""
+        report = self.report
+        report.malformed = self.malformed
+        if not self.seen:
+            raise UnparsableOutput("no lmstat report: expected 'License server status:', 'Users of ...' or a server error line")
+        failed = self.down or self.server_error
+        if not report.features and not any(v != "down" for v in report.vendors) and self.servers_up == 0 and failed:
+            report.up = False
+            report.error = failed
+        return report
+
+
 def parse_lmstat(text: str, now: float, tz: datetime.tzinfo | None = None) -> StatusReport:
     """Parse the output of `lmutil lmstat -a -c PORT@HOST` polled at `now`, its times printed in `tz` (None: local)."""
-    report = StatusReport(up=True)
-    features = report.features
-    checkouts = report.checkouts
-    times = StartTimes(now, tz)
-    cache = times.cache
-    start_match = _START.match
-    plain_match = _PLAIN_USE.match
-    make_checkout = Checkout
-
-    seen = False  # a status report at all: a server status, a vendor daemon or a feature line
-    down: str | None = None  # "lmgrd is not running: ..." / "Error getting status: ..."
-    server_error: str | None = None  # a server line of a triad that could not be reached
-    servers_up = 0
-    in_vendors = False  # between "Vendor daemon status" and the features
-    section_vendor: str | None = None  # "Users of features served by VENDOR:"
-    cur: _Open | None = None
-    malformed = 0
-
-    def close() -> None:
-        if cur is not None:
-            old = features.get(cur.name)
-            new = cur.feature()
-            if old is not None:  # the same name again (two vendor daemons): one row, the counts added up
-                new = Feature(
-                    new.name,
-                    old.vendor or new.vendor,
-                    _add(old.issued, new.issued),
-                    _add(old.in_use, new.in_use),
-                    later_expiry(old.expiry, new.expiry),
-                    old.error or new.error,
-                )
-            features[cur.name] = new
-
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        # The commonest line by far: a checkout. The substring tests are cheap and rule the regex out for the others.
-        at = line.find(", start ")
-        if at < 0 and " queued for " in line:
-            at = line.find(" queued for ")
-        if at > 0 and not line.startswith("Users of "):
-            if cur is None:  # a checkout before any feature line: no feature to give it
-                malformed += 1
-                continue
-            m = plain_match(line)
-            if m is not None:
-                user, host, display, version, handle, start, mo, d, h, mi, n = m.groups()
-            else:
-                who, version, handle = split_head(line[:at])
-                user, host, display = split_who(who)
-                if line[at] != ",":
-                    q = _QUEUED.fullmatch(line, at)
-                    count = int(q.group(1)) if q is not None else MAX_COUNT + 1
-                    if count > MAX_COUNT:
-                        malformed += 1
-                        continue
-                    report.queued.append(make_checkout(cur.name, user, host, display, version, handle, None, count, cur.vendor))
-                    continue
-                s = start_match(line, at + 8)
-                if s is None:
-                    malformed += 1
-                    continue
-                start, mo, d, h, mi, n = s.groups()
-            stamp = cache.get(start, _UNSEEN)
-            if stamp is _UNSEEN:
-                stamp = cache[start] = times.resolve(int(mo), int(d), int(h), int(mi))
-            count = int(n) if n is not None else 1
-            if stamp is None or count > MAX_COUNT:
-                malformed += 1
-                continue
-            checkouts.append(make_checkout(cur.name, user, host, display, version, handle, stamp, count, cur.vendor))
-            cur.held += count
-            continue
-        if line.startswith("Users of "):
-            seen = True
-            in_vendors = False
-            if line.startswith("Users of features served by ") and line.endswith(":"):
-                close()
-                cur = None
-                section_vendor = line[len("Users of features served by ") : -1].strip() or None
-                continue
-            m = _USERS_OF.fullmatch(line)
-            if m is None:
-                malformed += 1
-                continue
-            close()
-            vendor = section_vendor
-            if vendor is None and len(report.vendors) == 1:
-                vendor = next(iter(report.vendors))
-            cur = _Open(m.group(1), vendor)
-            rest = m.group(2)
-            totals = _TOTALS.match(rest)
-            if totals is not None:
-                cur.issued, cur.in_use = int(totals.group(1)), int(totals.group(2))
-            elif rest.startswith("(Uncounted"):
-                cur.uncounted = True
-            elif rest.startswith("(Error:"):
-                cur.error = rest[1:].rstrip(")").strip()
-            elif rest.startswith("Cannot get users of"):
-                cur.error = rest
-            elif rest != "None":  # "Users of F: None": lmstat's way to say nobody uses it, no counts
-                malformed += 1
-            continue
-        if cur is not None:
-            if line[0] == '"':
-                m = _DETAIL.fullmatch(line)
-                if m is not None:
-                    cur.vendor = m.group(3)
-                    if m.group(4) is not None:
-                        cur.expiry = later_expiry(cur.expiry, parse_expiry(m.group(4)))
-                    continue
-            if line[0].isdigit() and _RESERVATION.match(line):
-                report.reservations.append(line)
-            # Everything else in a feature block describes the license: "floating license", "vendor_string: ...".
-            continue
-        # The header: the servers and the vendor daemons.
-        if line.startswith("License server status:"):
-            seen = True
-        elif line.startswith("lmgrd is not running:") or line.startswith("Error getting status:"):
-            seen = True
-            down = down or line
-        elif line.startswith("Vendor daemon status"):
-            seen = True
-            in_vendors = True
-        elif line.startswith("Feature usage info"):
-            seen = True
-            in_vendors = False
-        elif ": " in line and not line.startswith("License file(s)"):
-            name, _, state = line.partition(": ")
-            if " " in name:
-                continue
-            if in_vendors:
-                if state.startswith("UP"):
-                    report.vendors[name] = state[2:].strip() or "UP"
-                else:  # "The desired vendor daemon is down. (-97,121)" and the other reasons a daemon gives
-                    report.vendors[name] = "down"
-            elif state.startswith("license server UP"):
-                servers_up += 1
-            elif "Cannot connect" in state or "(-" in state:
-                server_error = server_error or line
-    close()
-    report.malformed = malformed
-    if not seen:
-        raise UnparsableOutput("no lmstat report: expected 'License server status:', 'Users of ...' or a server error line")
-    if not features and not any(v != "down" for v in report.vendors) and servers_up == 0 and (down or server_error):
-        report.up = False
-        report.error = down or server_error
-    return report
+    return _Reader(now, tz).read(text)
 
 
 def _add(a: int | None, b: int | None) -> int | None:

@@ -43,120 +43,162 @@ _VERSION = re.compile(r"(\S+) software version (v\S+)")
 _UNCOUNTED = ("0", "uncounted", "UNCOUNTED", "unlimited")
 
 
+class _Pool:
+    """One product's licenses over all its pools (versions, expiry dates), added up."""
+
+    __slots__ = ("vendor", "issued", "in_use", "expiry")
+
+    def __init__(self, vendor: str | None, issued: int | None, in_use: int, expiry: str | None) -> None:
+        self.vendor, self.issued, self.in_use, self.expiry = vendor, issued, in_use, expiry
+
+    def add(self, issued: int | None, in_use: int, expiry: str | None) -> None:
+        """Add another pool of the same product: its licenses add to the others."""
+        self.issued = issued if self.issued is None else self.issued if issued is None else self.issued + issued
+        self.in_use += in_use
+        self.expiry = later_expiry(self.expiry, expiry)
+
+
+def _issued(count: str) -> int | None:
+    """Return a pool's "count:" as a number, None for an uncounted pool; raise ValueError if it is neither."""
+    if count in _UNCOUNTED:
+        return None
+    if not count.isdigit():
+        raise ValueError(count)
+    return int(count)
+
+
+class _Reader:
+    """One rlmstat output being read, line by line: what the lines so far have said, and the block being read."""
+
+    def __init__(self, now: float, tz: datetime.tzinfo | None) -> None:
+        self.report = StatusReport(up=True)
+        self.times = StartTimes(now, tz)
+        self.pools: dict[str, _Pool] = {}  # by product
+        self.seen = False
+        self.isv: str | None = None  # the ISV whose block is being read
+        self.section = ""  # "ISV servers", "ISV server", "license pool", "license usage"
+        self.product: str | None = None  # the pool line just read, waiting for its counts
+        self.error_lines: list[str] = []  # 'Error connecting to "rlm" server' and its reasons
+        self.malformed = 0
+        self._in_section = {"ISV servers": self.isv_row, "ISV server": self.isv_version, "license pool": self.pool_line}
+
+    def read(self, text: str) -> StatusReport:
+        """Read every line of `text`; return the report they make."""
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line:
+                self.line(line)
+        return self.finish()
+
+    def line(self, line: str) -> None:
+        """Read one line (stripped, not empty)."""
+        if self.error_lines and not self.seen:
+            self.error_reason(line)
+        elif self.section == "license usage" and " at " in line and "(handle: " in line:
+            self.usage(line)
+        elif line.startswith("-----"):
+            self.section = "ISV servers" if "ISV servers" in line else ""
+        elif line.startswith("rlm status on "):
+            self.seen = True
+        elif line.startswith("Error connecting to ") or line.startswith("Communications error"):
+            self.connect_error(line)
+        elif (m := _SECTION.match(line)) is not None:
+            self.seen = True
+            self.isv, self.section, self.product = m.group(1), m.group(2), None
+            self.report.vendors.setdefault(self.isv, "UP")
+        elif (read := self._in_section.get(self.section)) is not None:
+            read(line)
+
+    def error_reason(self, line: str) -> None:
+        """Read a line after 'Error connecting to "rlm" server': a reason, or rlmutil's own explanation."""
+        if line.startswith("This error usually means"):
+            self.error_lines.append("")  # the explanation that follows is rlmutil's, not the server's
+        elif self.error_lines[-1] and not line.startswith("Connection attempted"):
+            self.error_lines.append(line)
+
+    def connect_error(self, line: str) -> None:
+        """Read a connect error: the rlm server's (the server is down) or one ISV server's."""
+        if not self.seen and (line.startswith("Communications error") or '"rlm"' in line):
+            self.error_lines.append(line)
+        elif '"' in line:  # one ISV server cannot be reached, the rlm server can
+            self.report.vendors[line.split('"')[1]] = "down"
+
+    def usage(self, line: str) -> None:
+        """Read a usage line: one checkout."""
+        m = _USAGE.fullmatch(line)
+        if m is None:
+            self.malformed += 1
+            return
+        stamp = self.times.stamp(m.group("start"), m.group("mo"), m.group("d"), m.group("h"), m.group("mi"))
+        count = int(m.group("n"))
+        if stamp is None or count > MAX_COUNT:
+            self.malformed += 1
+            return
+        product, user, host, version, handle = m.group("product", "user", "host", "ver", "handle")
+        self.report.checkouts.append(Checkout(product, user, host, None, version, handle, stamp, count, self.isv))
+
+    def isv_row(self, line: str) -> None:
+        """Read a row of the ISV servers table: name, port, running, restarts."""
+        row = _ISV_ROW.fullmatch(line)
+        if row is not None:
+            self.seen = True
+            if row.group(3) == "No":
+                self.report.vendors[row.group(1)] = "down"
+            else:
+                self.report.vendors.setdefault(row.group(1), "UP")
+
+    def isv_version(self, line: str) -> None:
+        """Read a line of an ISV server's status: its software version, if it is up."""
+        v = _VERSION.match(line)
+        vendors, isv = self.report.vendors, self.isv
+        if v is not None and isv is not None and v.group(1) == isv and vendors.get(isv) != "down":
+            vendors[isv] = v.group(2)
+
+    def pool_line(self, line: str) -> None:
+        """Read a line of a license pool block: a pool ("product vVERSION"), or its counts."""
+        if line.startswith("count:"):
+            self.pool_counts(line)
+        elif not line.startswith("obsolete:"):
+            p = _POOL.fullmatch(line)
+            self.product = p.group(1) if p is not None else None
+            if p is None:
+                self.malformed += 1
+
+    def pool_counts(self, line: str) -> None:
+        """Read the "count: ..." line of the pool just named."""
+        c = _COUNTS.fullmatch(line)
+        product = self.product
+        if c is None or product is None:
+            self.malformed += 1
+            return
+        try:
+            issued = _issued(c.group(1))
+        except ValueError:
+            self.malformed += 1
+            return
+        in_use, expiry = int(c.group(3)), parse_expiry(c.group(4))
+        pool = self.pools.get(product)
+        if pool is None:
+            self.pools[product] = _Pool(self.isv, issued, in_use, expiry)
+        else:
+            pool.add(issued, in_use, expiry)
+        self.product = None
+
+    def finish(self) -> StatusReport:
+        """Return the report, or a down one if the rlm server could not be reached; raise UnparsableOutput if neither."""
+        report = self.report
+        report.malformed = self.malformed
+        for name, pool in self.pools.items():
+            report.features[name] = Feature(name, pool.vendor, pool.issued, pool.in_use, pool.expiry)
+        if self.seen:
+            return report
+        if self.error_lines:
+            return StatusReport(up=False, error="; ".join(line for line in self.error_lines if line))
+        raise UnparsableOutput(
+            "no rlmstat report: expected 'rlm status on HOST', a license pool or usage block, or a connect error"
+        )
+
+
 def parse_rlmstat(text: str, now: float, tz: datetime.tzinfo | None = None) -> StatusReport:
     """Parse the output of `rlmutil rlmstat -a -c PORT@HOST` polled at `now`, its times printed in `tz` (None: local)."""
-    report = StatusReport(up=True)
-    times = StartTimes(now, tz)
-    cache = times.cache
-    checkouts = report.checkouts
-    vendors = report.vendors
-    pools: dict[str, list] = {}  # product -> [vendor, issued, in_use, expiry, uncounted pools only]
-    seen = False
-    isv: str | None = None  # the ISV whose block is being read
-    section = ""  # "ISV servers", "license pool", "license usage"
-    product: str | None = None  # the pool line just read, waiting for its counts
-    error_lines: list[str] = []  # 'Error connecting to "rlm" server' and its reasons
-    malformed = 0
-
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if error_lines and not seen:
-            if line.startswith("This error usually means"):
-                error_lines.append("")  # the explanation that follows is rlmutil's, not the server's
-            elif error_lines[-1] and not line.startswith("Connection attempted"):
-                error_lines.append(line)
-            continue
-        if section == "license usage" and " at " in line and "(handle: " in line:
-            m = _USAGE.fullmatch(line)
-            if m is None:
-                malformed += 1
-                continue
-            start = m.group("start")
-            if start in cache:
-                stamp = cache[start]
-            else:
-                stamp = cache[start] = times.resolve(int(m.group("mo")), int(m.group("d")), int(m.group("h")), int(m.group("mi")))
-            count = int(m.group("n"))
-            if stamp is None or count > MAX_COUNT:
-                malformed += 1
-                continue
-            checkouts.append(
-                Checkout(
-                    m.group("product"),
-                    m.group("user"),
-                    m.group("host"),
-                    None,
-                    m.group("ver"),
-                    m.group("handle"),
-                    stamp,
-                    count,
-                    isv,
-                )
-            )
-            continue
-        if line.startswith("-----"):
-            section = "ISV servers" if "ISV servers" in line else ""
-            continue
-        if line.startswith("rlm status on "):
-            seen = True
-            continue
-        if line.startswith("Error connecting to ") or line.startswith("Communications error"):
-            if not seen and (line.startswith("Communications error") or '"rlm"' in line):
-                error_lines.append(line)
-            elif '"' in line:  # one ISV server cannot be reached, the rlm server can
-                vendors[line.split('"')[1]] = "down"
-            continue
-        m = _SECTION.match(line)
-        if m is not None:
-            seen = True
-            isv, section, product = m.group(1), m.group(2), None
-            vendors.setdefault(isv, "UP")
-            continue
-        if section == "ISV servers":
-            row = _ISV_ROW.fullmatch(line)
-            if row is not None:
-                seen = True
-                if row.group(3) == "No":
-                    vendors[row.group(1)] = "down"
-                else:
-                    vendors.setdefault(row.group(1), "UP")
-            continue
-        if section == "ISV server":
-            v = _VERSION.match(line)
-            if v is not None and isv is not None and v.group(1) == isv and vendors.get(isv) != "down":
-                vendors[isv] = v.group(2)
-            continue
-        if section == "license pool":
-            if line.startswith("count:"):
-                c = _COUNTS.fullmatch(line)
-                if c is None or product is None:
-                    malformed += 1
-                    continue
-                issued = None if c.group(1) in _UNCOUNTED else int(c.group(1)) if c.group(1).isdigit() else -1
-                if issued == -1:
-                    malformed += 1
-                    continue
-                pool = pools.get(product)
-                if pool is None:
-                    pools[product] = [isv, issued, int(c.group(3)), parse_expiry(c.group(4))]
-                else:  # another pool of the same product: its licenses add to the others
-                    pool[1] = issued if pool[1] is None else pool[1] if issued is None else pool[1] + issued
-                    pool[2] += int(c.group(3))
-                    pool[3] = later_expiry(pool[3], parse_expiry(c.group(4)))
-                product = None
-            elif not line.startswith("obsolete:"):
-                p = _POOL.fullmatch(line)
-                product = p.group(1) if p is not None else None
-                if p is None:
-                    malformed += 1
-            continue
-    report.malformed = malformed
-    for name, (vendor, issued, in_use, expiry) in pools.items():
-        report.features[name] = Feature(name, vendor, issued, in_use, expiry)
-    if seen:
-        return report
-    if error_lines:
-        return StatusReport(up=False, error="; ".join(line for line in error_lines if line))
-    raise UnparsableOutput("no rlmstat report: expected 'rlm status on HOST', a license pool or usage block, or a connect error")
+    return _Reader(now, tz).read(text)

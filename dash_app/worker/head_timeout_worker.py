@@ -1,34 +1,6 @@
-"""The gunicorn worker class of `python -m dash_app` and the Procfile: gthread, with a deadline on every request.
-
-Why a worker of our own: gunicorn's gthread worker gives a connection a thread as soon as its first byte arrives,
-and that thread then waits, with no time limit, for the rest of the request: its line, headers and body. A few
-hundred clients that send half a request and hold it take every thread, and the page and the API wait for as long
-as they are held. gunicorn has no setting for it, and the thread pool is the only place requests are served.
-
-So this worker reads each request in its event loop, with non-blocking reads, and hands the connection to a thread
-only once the whole request has arrived: the head up to its blank line, then a body of the Content-Length it
-announces or a chunked body up to its last chunk, as long as the body is within what the route accepts (64 KiB,
-1 MiB for Dash's callbacks; a larger one is handed over at once, and the app refuses it unread). A held partial
-request costs a file descriptor and its bytes, never a thread. Every request has one total deadline,
-`header_timeout` seconds (`--header-timeout`, `DASH_APP_HEADER_TIMEOUT`, default 10) from the accept, or on a
-kept-alive connection from the first byte of its next request: a client still short of its blank line then is
-closed, and one still short of its body is answered 408, however it paces its bytes. Responses and long SSE
-streams are not limited by it. Idle kept-alive connections wait in the loop as before, for gunicorn's `keepalive`.
-
-The worker holds up to `max_connections` connections (`--max-connections`, default 10,000) and raises its soft
-limit on file descriptors to match. At the limit it does not stop accepting, which would leave new clients (the
-page's among them) in the listen queue until a held one times out: it closes the oldest connection that has not
-yet sent a whole request (else the oldest lingering or idle kept-alive one) and logs one line per burst of them.
-
-A request that cannot be read in the loop (gunicorn's own TLS, HTTP/2 prior knowledge, a request pipelined behind
-another, a head over 64 KiB) is read by its thread as gthread does, its head under what is left of the same
-deadline. A connection closed after its response lingers in the loop, not in a blocking read on the loop's thread,
-so a client that never closes its end cannot stall the loop. An over-long request line is answered 414, and
-too-large headers 431, with the API's JSON error body rather than gunicorn's HTML page.
-"""
+"""HeadTimeoutWorker: gthread that reads whole requests in its event loop under a total deadline (see dash_app.worker)."""
 
 import errno
-import json
 import resource
 import selectors
 import socket
@@ -36,14 +8,14 @@ import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from gunicorn import util
-from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine, NoMoreData
-from gunicorn.http.parser import RequestParser
-from gunicorn.http.unreader import SocketUnreader
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 from gunicorn.http2 import negotiation
 from gunicorn.workers import gthread
+
+from dash_app.worker.deadline_connection import HeadConn
+from dash_app.worker.request_framing import CHUNKED, CONTINUE, NO_BODY, body_plan, chunked_end, head_end, json_error
 
 if TYPE_CHECKING:
     from dash_app.config import Config
@@ -54,8 +26,6 @@ HEAD_READ_SIZE = 16 * 1024
 BODY_READ_SIZE = 64 * 1024
 # A head not complete at this size goes on in a thread, still under its deadline: buffers in the loop stay small.
 MAX_LOOP_HEAD = 64 * 1024
-# A chunk-size line longer than this is not one a client means: the thread's parser refuses it.
-MAX_CHUNK_LINE = 1024
 # After a response with "Connection: close": how long, and how much, to read what the client still sends before
 # closing, so unread request bytes do not turn the close into a reset that truncates the response (RFC 9112 9.6).
 LINGER_SECONDS = 2.0
@@ -68,14 +38,6 @@ ACCEPT_PAUSE_SECONDS = 0.5
 SPARE_DESCRIPTORS = 128
 # At the connection limit, one log line per this many seconds however many connections are closed for it.
 SHED_LOG_SECONDS = 10.0
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# The body a request will have, as the loop reads it: none (hand it over now), or chunked up to its last chunk.
-NO_BODY = -1
-CHUNKED = -2
-
-
-class HeadTimeout(NoMoreData):
-    """The client did not finish its request head before the deadline (gunicorn closes it like a hang-up)."""
 
 
 def dashboard_config(app: object) -> "Config":
@@ -87,178 +49,6 @@ def dashboard_config(app: object) -> "Config":
 
         config = from_env()
     return config
-
-
-def head_end(data: bytearray, start: int = 0) -> int:
-    """Return the index just past the blank line that ends a request head in `data` (searched from `start`), or -1."""
-    # A bare-LF blank line counts too: gunicorn's parser rejects it, at once rather than at the deadline.
-    ends = [i + n for i, n in ((data.find(b"\n\r\n", start), 3), (data.find(b"\n\n", start), 2)) if i >= 0]
-    return min(ends) if ends else -1
-
-
-def json_error(status: int, reason: str, error: str, detail: str) -> bytes:
-    """Return a whole HTTP/1.1 response that closes the connection, with the API's JSON error body."""
-    body = json.dumps({"error": error, "detail": detail}).encode()
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
-
-
-def body_plan(head: bytes, body_limit: Callable[[str], int]) -> tuple[int, int, bool]:
-    """Return the body's length (or NO_BODY, CHUNKED), its route's limit, and whether the client awaits 100 Continue.
-
-    Only what the loop needs to know how long to wait: gunicorn's parser in the thread still reads and checks the
-    head, so anything unusual here (two lengths, an unknown coding, a bare LF) is NO_BODY and the parser answers it.
-    """
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or b"\n" in head.replace(b"\r\n", b""):
-        return NO_BODY, 0, False
-    target = parts[1].decode("latin-1")
-    path = target.split("?", 1)[0] if target.startswith("/") else urlsplit(target).path
-    lengths, codings, expect = set(), [], False
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon:
-            continue
-        name, value = name.strip().lower(), value.strip()
-        if name == b"content-length":
-            lengths.add(value)
-        elif name == b"transfer-encoding":
-            codings += [c.strip().lower() for c in value.split(b",")]
-        elif name == b"expect":
-            expect = value.lower() == b"100-continue" and parts[2] == b"HTTP/1.1"
-    limit = body_limit(path)
-    if codings:
-        return (CHUNKED if codings == [b"chunked"] else NO_BODY), limit, expect
-    if len(lengths) != 1:
-        return NO_BODY, limit, False
-    length = lengths.pop()
-    if not length.isdigit() or int(length) > limit:
-        return NO_BODY, limit, False  # the parser refuses a bad length, the app a body over its limit (unread)
-    return int(length), limit, expect and int(length) > 0
-
-
-def chunked_end(data: bytearray, pos: int, size_left: int) -> tuple[int | None, int, int]:
-    """Walk complete chunks of a chunked body from `pos`; return (index past its end or None, next pos, size left).
-
-    The end is -1 when the body is malformed or over `size_left` bytes: the thread's parser and the app answer it.
-    """
-    while True:
-        eol = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE)
-        if eol < 0:
-            return (-1 if len(data) - pos >= MAX_CHUNK_LINE else None), pos, size_left
-        size_text = bytes(data[pos:eol]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            return -1, pos, size_left
-        if size == 0:
-            # The last chunk, then trailer fields up to a blank line (usually none).
-            if data[eol + 2 : eol + 4] == b"\r\n":
-                return eol + 4, pos, size_left
-            trailers = data.find(b"\r\n\r\n", eol)
-            return (trailers + 4 if trailers >= 0 else None), pos, size_left
-        if size > size_left:
-            return -1, pos, size_left
-        if len(data) < eol + 2 + size + 2:
-            return None, pos, size_left
-        pos, size_left = eol + 2 + size + 2, size_left - size
-
-
-class DeadlineUnreader(SocketUnreader):
-    """gunicorn's socket reader, with each read bounded by what is left of `deadline` while one is set."""
-
-    deadline: float | None = None
-    timed_out = False
-
-    def chunk(self, size_hint: int | None = None) -> bytes:
-        if self.deadline is None:
-            return super().chunk(size_hint)
-        remaining = self.deadline - time.monotonic()
-        if remaining > 0:
-            # Set before every read, so a client dribbling a byte at a time still meets the same deadline.
-            self.sock.settimeout(remaining)
-            try:
-                return super().chunk(size_hint)
-            except TimeoutError:
-                pass
-        self.timed_out = True
-        raise HeadTimeout(self.buf.getvalue())
-
-    def lift(self) -> None:
-        """Drop the deadline and make the socket blocking again, as gthread's handlers expect."""
-        if self.deadline is not None:
-            self.deadline = None
-            self.sock.settimeout(None)
-
-
-class HeadConn(gthread.TConn):
-    """A gthread connection with the bytes of its request read so far and the deadline for the rest."""
-
-    def __init__(
-        self,
-        cfg: Any,
-        sock: socket.socket,
-        client: Any,
-        server: Any,
-        deadline: float | None,
-        linger: Callable[["HeadConn"], None],
-    ) -> None:
-        super().__init__(cfg, sock, client, server)
-        self.head = bytearray()
-        self.head_deadline = deadline
-        self.head_timed_out = False
-        self._linger = linger
-        self.new_request()
-
-    def read_deadline(self) -> float:
-        """Return the head's deadline, which every connection whose request the loop reads has."""
-        assert self.head_deadline is not None, "a connection read in the loop has a deadline"
-        return self.head_deadline
-
-    def new_request(self) -> None:
-        """Forget the previous request's reading state: the next one starts with its head."""
-        self.head_end = -1  # index past the head's blank line, once it has come
-        self.request_end: int | None = None  # index past the body, once known
-        self.chunk_pos = 0  # a chunked body: where its next chunk starts
-        self.chunk_room = 0  # a chunked body: bytes it may still carry
-        self.sent_continue = False
-
-    def init(self) -> None:
-        if self.initialized:
-            return
-        super().init()
-        self.arm_head()
-
-    def arm_head(self) -> None:
-        """Give the HTTP/1 parser the bytes read in the loop and the head's deadline (in the request's thread)."""
-        if not isinstance(self.parser, RequestParser):
-            return  # HTTP/2: frames, not a head
-        unreader = self.parser.unreader
-        if not isinstance(unreader, DeadlineUnreader):
-            replacement = DeadlineUnreader(unreader.sock, unreader.mxchunk)
-            replacement.unread(unreader.take_buffered())
-            self.parser.unreader = unreader = replacement
-        if self.head:
-            unreader.unread(bytes(self.head))
-            self.head.clear()
-        unreader.deadline = self.head_deadline
-
-    def lift_head_deadline(self) -> None:
-        """The head is parsed: the response is not bound by its deadline (the body was read in the loop)."""
-        self.head_deadline = None
-        if isinstance(self.parser, RequestParser) and isinstance(self.parser.unreader, DeadlineUnreader):
-            self.parser.unreader.lift()
-
-    def close(self, graceful: bool = False) -> None:
-        if graceful and not self.head_timed_out:
-            # gthread drains a closing socket in a blocking read on the loop's thread: linger in the loop instead.
-            self._linger(self)
-        else:
-            util.close(self.sock)
 
 
 class HeadTimeoutWorker(gthread.ThreadWorker):
