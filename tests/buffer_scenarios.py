@@ -1,9 +1,11 @@
 """The buffer's property scenarios: a fixed start, names, windows, and replaying operations on the buffer and its reference."""
 
+import contextlib
 import itertools
 
 from hypothesis import strategies as st
 
+from dash_app.buffer import event_log, ingest
 from dash_app.timeutil import iso_utc, parse_iso
 
 START = 1_800_000_000.0  # a minute edge: 1_800_000_000 / 60 is whole
@@ -20,6 +22,20 @@ offset = st.one_of(
 )
 fresh = st.just(0.0)
 timestamp_offset = st.one_of(fresh, fresh, offset)
+# Whole-minute eviction for chunks of one, two or three events, so it runs often; and batches of adds one by one
+# that are added when they reach one, two or three events, or only at the next read.
+small_chunks = {"bulk": st.sampled_from([1, 2, 3]), "pending": st.sampled_from([1, 2, 3, ingest.PENDING_LIMIT])}
+
+
+@contextlib.contextmanager
+def chunked(bulk, pending):
+    """Run a block with whole-minute eviction from `bulk` events on, and batches of `pending` adds (for new buffers)."""
+    original = event_log.BULK_EVICTION, ingest.PENDING_LIMIT
+    event_log.BULK_EVICTION, ingest.PENDING_LIMIT = bulk, pending
+    try:
+        yield
+    finally:
+        event_log.BULK_EVICTION, ingest.PENDING_LIMIT = original
 
 
 def check_same(real, ref, window, recent_seconds, tools=TOOLS, per_tool=TOOLS[:2]):

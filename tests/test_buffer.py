@@ -182,3 +182,17 @@ def test_rates_count_the_last_minute_and_overage_share(clock):
     assert buf.get_rates(60) == {"borrow_per_min": 3, "return_per_min": 1, "failure_per_min": 1, "overage_percent": 33.3}
     clock.advance(3600)
     assert buf.get_rates(60) == {"borrow_per_min": 0, "return_per_min": 0, "failure_per_min": 0, "overage_percent": 0}
+
+
+def test_adds_one_by_one_take_effect_as_of_when_they_were_made(clock):
+    """A return finds its borrow as the buffer stood at the return, though both wait in a batch until a read."""
+    buf = RealtimeMetricsBuffer(retention_seconds=300, clock=clock)
+    assert buf.add_borrow("GreenHills Multi IDE", "ann", False, "b1")
+    clock.advance(200)
+    assert buf.add_return("b1")  # the borrow is retained now: the return takes its tool and user
+    clock.advance(200)  # the borrow is past retention from here on, the return is not
+    assert buf.add_failure("GreenHills Multi IDE", "bob", "exhausted")
+    returns = buf.get_recent_events(600)["returns"]
+    assert [(e["tool"], e["user"]) for e in returns] == [("GreenHills Multi IDE", "ann")]
+    assert buf.get_minute_flows(600)["GreenHills Multi IDE"][0].returns == 1
+    assert buf.get_recent_events(600)["borrows"] == []

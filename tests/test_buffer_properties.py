@@ -3,10 +3,10 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dash_app.buffer import RealtimeMetricsBuffer, metrics_buffer
+from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.testing import FakeClock
 from tests.buffer_reference import ReferenceBuffer
-from tests.buffer_scenarios import START, TOOLS, USERS, WINDOWS, check_same, replay, timestamp_offset
+from tests.buffer_scenarios import START, TOOLS, USERS, WINDOWS, check_same, chunked, replay, small_chunks, timestamp_offset
 
 operation = st.one_of(
     st.tuples(st.just("borrow"), st.integers(0, 2), st.integers(0, 4), st.booleans(), timestamp_offset),
@@ -42,15 +42,11 @@ def test_buffer_matches_reference(retention, n_tools, n_users, caps, ops):
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(**SCENARIO, bulk=st.sampled_from([1, 2, 3]))
-def test_bulk_eviction_matches_reference(retention, n_tools, n_users, caps, ops, bulk):
-    """The same, with whole-minute eviction used for chunks of one, two or three events, so it runs often."""
-    original = metrics_buffer.BULK_EVICTION
-    metrics_buffer.BULK_EVICTION = bulk
-    try:
+@given(**SCENARIO, **small_chunks)
+def test_bulk_eviction_matches_reference(retention, n_tools, n_users, caps, ops, bulk, pending):
+    """The same, with whole-minute eviction for chunks of one to three events and adds one by one in small batches."""
+    with chunked(bulk, pending):
         run_against_reference(retention, n_tools, n_users, caps, ops)
-    finally:
-        metrics_buffer.BULK_EVICTION = original
 
 
 def run_against_reference(retention, n_tools, n_users, caps, ops):

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dash_app.buffer import InUseBin, RealtimeMetricsBuffer, metrics_buffer
+from dash_app.buffer import InUseBin, RealtimeMetricsBuffer, event_log
 from dash_app.testing import FakeClock
 from tests.buffer_reference import ReferenceBuffer
-from tests.buffer_scenarios import START
+from tests.buffer_scenarios import START, chunked, small_chunks
 
 TOOLS = ["Vector - DaVinci Configurator SE", "GreenHills Multi IDE", "typo one", "typo two"]
 OTHER = "(other unknown tools)"
@@ -182,20 +182,16 @@ def test_in_use_series_matches_a_brute_force_replay(retention, caps, ops):
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(**SCENARIO, bulk=st.sampled_from([1, 2, 3]))
-def test_in_use_series_matches_with_whole_minute_evictions(retention, caps, ops, bulk):
-    """The same, with whole-minute eviction used for chunks of one, two or three events, so it runs often."""
-    original = metrics_buffer.BULK_EVICTION
-    metrics_buffer.BULK_EVICTION = bulk
-    try:
+@given(**SCENARIO, **small_chunks)
+def test_in_use_series_matches_with_whole_minute_evictions(retention, caps, ops, bulk, pending):
+    """The same, with whole-minute eviction for chunks of one to three events and adds one by one in small batches."""
+    with chunked(bulk, pending):
         run_scenario(retention, caps, ops)
-    finally:
-        metrics_buffer.BULK_EVICTION = original
 
 
 @pytest.mark.parametrize("bulk", [1, 32])
 def test_borrows_evicted_by_the_cap_from_cached_minutes_that_keep_their_returns(bulk, monkeypatch):
-    monkeypatch.setattr(metrics_buffer, "BULK_EVICTION", bulk)
+    monkeypatch.setattr(event_log, "BULK_EVICTION", bulk)
     clock = FakeClock(START + 30)
     real = RealtimeMetricsBuffer(21600, 12, 1000, 10, clock=clock)
     ref = ReferenceBuffer(21600, 12, 1000, 10, clock=clock)

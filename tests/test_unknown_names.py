@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dash_app import build_state
-from dash_app.buffer import RealtimeMetricsBuffer, metrics_buffer
+from dash_app.buffer import RealtimeMetricsBuffer, ingest
 from dash_app.callbacks.snapshots import Snapshots
 from dash_app.config import Config
 from dash_app.events import failure_event
@@ -20,7 +20,7 @@ from dash_app.store.history import history_series
 from dash_app.stream.snapshot import take_tick
 from dash_app.testing import FakeClock
 from tests.buffer_reference import ReferenceBuffer
-from tests.buffer_scenarios import START, USERS, WINDOWS, check_same, replay, timestamp_offset
+from tests.buffer_scenarios import START, USERS, WINDOWS, check_same, chunked, replay, small_chunks, timestamp_offset
 
 FLOOD = 20_000
 LIMIT = 50  # the default of --max-unknown-tools
@@ -111,8 +111,8 @@ def test_name_caches_stay_bounded_however_many_distinct_names_arrive():
     clock = FakeClock(START)
     buffer = RealtimeMetricsBuffer(clock=clock, max_failures=100, series_of=SeriesNames([], 5))
     buffer.add_events([failure_event(f"t{i}", f"u{i}", "unknown_tool", START) for i in range(30_000)])
-    assert len(buffer._tool_keys) <= metrics_buffer.TOOL_KEY_LIMIT + 1
-    assert len(buffer._interned) <= metrics_buffer.INTERN_LIMIT + 1
+    assert len(buffer._tool_keys) <= ingest.TOOL_KEY_LIMIT + 1
+    assert len(buffer._interned) <= ingest.INTERN_LIMIT + 1
     # The five admitted names' failures were evicted with the oldest; the last 100 are all folded.
     assert list(buffer._bins) == [OTHER_UNKNOWN_TOOLS]
     assert buffer.get_minute_flows(600)[OTHER_UNKNOWN_TOOLS][0].failures == {"unknown_tool": 100}
@@ -161,14 +161,10 @@ def test_folded_bins_match_a_reference_that_folds_names(retention, caps, limit, 
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(**FOLDING, bulk=st.sampled_from([1, 2, 3]))
-def test_folded_bins_match_the_reference_with_whole_minute_eviction(retention, caps, limit, order, ops, bulk):
-    original = metrics_buffer.BULK_EVICTION
-    metrics_buffer.BULK_EVICTION = bulk
-    try:
+@given(**FOLDING, **small_chunks)
+def test_folded_bins_match_the_reference_with_whole_minute_eviction(retention, caps, limit, order, ops, bulk, pending):
+    with chunked(bulk, pending):
         run_folding(retention, caps, limit, order, ops)
-    finally:
-        metrics_buffer.BULK_EVICTION = original
 
 
 # ------------------------------------------------- the whole data path, SQLite included
