@@ -187,12 +187,12 @@ def replay(
     borrows: list[tuple[Any, ...]], charges: dict[str, int], entries: list[tuple[str, str]]
 ) -> tuple[list[Borrow], dict[str, int]]:
     """Return the open borrows and charges after `entries` (id, field e) on top of the store's borrows and charges."""
-    opened = {row[0]: Borrow(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6]) for row in borrows}
+    opened = {row[0]: Borrow.of_row(row) for row in borrows}
     charged = dict(charges)
     for _entry_id, text in entries:
         for e in decode_entry({FIELD: text.encode()}):
             if e.kind == BORROW and e.borrow_id is not None and e.borrow_id not in opened and e.tool and e.user:
-                opened[e.borrow_id] = Borrow(e.borrow_id, e.tool, e.user, e.ts, bool(e.is_overage), e.host, e.version)
+                opened[e.borrow_id] = Borrow.of_event(e)
                 if e.is_overage:
                     charged[e.tool] = charged.get(e.tool, 0) + 1
             elif e.kind == RETURN:

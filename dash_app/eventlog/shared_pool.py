@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 
 from dash_app.eventlog.ledger import NotLeader, OpenBorrow, RedisLedger, Snapshot, open_borrow, ts_text
-from dash_app.events import BORROW, RETURN, SOURCE_FLEXLM, Event, check_name, source_of
+from dash_app.events import BORROW, RETURN, SOURCE_FLEXLM, Event, source_of
 from dash_app.licenses.pool import (
     EXHAUSTED,
     MAX_OVERAGE,
@@ -28,8 +28,6 @@ from dash_app.licenses.pool import (
     LicensePool,
     PoolUnavailable,
     UnknownBorrow,
-    _check_details,
-    check_observed,
 )
 from dash_app.store.database import entry_key
 
@@ -113,9 +111,7 @@ class SharedLicensePool(LicensePool):
                     if borrow_id in self._active:
                         continue
                     key = self._key(tool)
-                    self._active[borrow_id] = Borrow(
-                        borrow_id, tool, cast(str, e.user), e.ts, bool(e.is_overage), e.host, e.version
-                    )
+                    self._active[borrow_id] = Borrow.of_event(e)
                     self._borrowed[key] = self._borrowed.get(key, 0) + 1
                     if e.is_overage:
                         self._charges[tool] = self._charges.get(tool, 0) + 1
@@ -201,13 +197,8 @@ class SharedLicensePool(LicensePool):
         finally:
             self._held.source = False
 
-    def borrow(
-        self, tool: str, user: str, at: float | None = None, host: str | None = None, version: str | None = None
-    ) -> Borrow:
-        """Grant a license of `tool` to `user` (decided in Redis); raise BorrowDenied, or PoolUnavailable."""
-        check_name("tool", tool)
-        check_name("user", user)
-        _check_details(host, version)
+    def _grant(self, tool: str, user: str, at: float | None, host: str | None, version: str | None) -> Borrow:
+        """Decide a borrow in Redis; raise BorrowDenied, or PoolUnavailable."""
         self._send_held()  # a source's earlier events go first
         ts = self.clock() if at is None else at
         fence = self._decision_fence()
@@ -304,17 +295,10 @@ class SharedLicensePool(LicensePool):
             return None
         return self._send_fenced([command])[0]
 
-    def observe_borrow(
-        self,
-        tool: str,
-        user: str,
-        at: float,
-        borrow_id: str | None = None,
-        host: str | None = None,
-        version: str | None = None,
+    def _record_observed(
+        self, tool: str, user: str, at: float, borrow_id: str | None, host: str | None, version: str | None
     ) -> Borrow:
-        """Record a borrow granted elsewhere; is_overage follows the pool's rule, decided in Redis."""
-        check_observed(tool, user, borrow_id, host, version)
+        """Send an observed borrow to the ledger; is_overage follows the pool's rule, decided in Redis."""
         borrow_id = borrow_id or uuid.uuid4().hex
         spec = self._specs.get(tool)
         key = tool if spec is not None else self._key(tool)
@@ -351,9 +335,6 @@ class SharedLicensePool(LicensePool):
             held = self._active.get(borrow_id)
         return held if held is not None else Borrow(borrow_id, "", "", at, False)
 
-    def observe_failure(self, tool: str, user: str, reason: str, at: float, event_id: str | None = None) -> None:
-        """Record a denial observed elsewhere; one with an `event_id` (its log line) counts once, however often read."""
-        check_name("tool", tool)
-        check_name("user", user)
-        check_name("reason", reason)
+    def _record_failure(self, tool: str, user: str, reason: str, at: float, event_id: str | None) -> None:
+        """Send an observed denial to the ledger; one with an `event_id` (its log line) counts once, however often read."""
         self._observe(["f", tool, user, ts_text(at), reason, event_id])
