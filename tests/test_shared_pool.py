@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.eventlog.connection import Keys, connect
 from dash_app.eventlog.follower import LogFollower
-from dash_app.eventlog.lease import Leadership
+from dash_app.eventlog.lease import Leadership, Lease
 from dash_app.eventlog.ledger import NotLeader, RedisLedger
 from dash_app.eventlog.persister import LogPersister
 from dash_app.eventlog.recovery import Recovery
@@ -192,13 +192,13 @@ def test_one_of_two_processes_leads_and_the_other_takes_over_when_it_stops(redis
         def stop(self):
             started.append(("stop", self.name))
 
-    first = Leadership(connect(redis_url), keys.lease, {"sources": lambda: Service("first")})
-    second = Leadership(connect(redis_url), keys.lease, {"sources": lambda: Service("second")})
+    first = Leadership(Lease(connect(redis_url), keys.lease), {"sources": lambda: Service("first")})
+    second = Leadership(Lease(connect(redis_url), keys.lease), {"sources": lambda: Service("second")})
     for leadership in (first, second):
         leadership.step()
         leadership.sync_services()
     assert (first.leading, second.leading) == (True, False)
-    assert first.fence() == first.token and second.fence() is None
+    assert first.lease.fence() == first.lease.token and second.lease.fence() is None
     second.step()
     second.sync_services()
     assert started == [("start", "first")]
@@ -359,14 +359,36 @@ def reconnect(*clients):
 
 def test_a_lease_whose_renewals_stall_stops_leading_before_it_can_expire(redis_url):
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    leadership = Leadership(connect(redis_url), Keys(prefix).lease, {}, ttl=3.2, renew_every=0.1)
-    assert leadership.hold_seconds == pytest.approx(1.1)
-    leadership.step()  # taken; no thread renews it
-    assert leadership.leading and leadership.fence() == leadership.token
-    time.sleep(leadership.hold_seconds + 0.1)
-    assert not leadership.leading and leadership.fence() is None  # the key still holds, but a renewal is overdue
-    leadership.step()
-    assert leadership.leading
+    lease = Lease(connect(redis_url), Keys(prefix).lease, ttl=3.2, renew_every=0.1)
+    assert lease.hold_seconds == pytest.approx(1.1)
+    lease.step()  # taken; no thread renews it
+    assert lease.leading and lease.fence() == lease.token
+    time.sleep(lease.hold_seconds + 0.1)
+    assert not lease.leading and lease.fence() is None  # the key still holds, but a renewal is overdue
+    lease.step()
+    assert lease.leading
+
+
+def test_a_lease_is_renewed_and_given_up_only_by_its_holder_and_expires_when_the_holder_dies(redis_url):
+    client = connect(redis_url)
+    key = Keys(f"t{uuid.uuid4().hex[:12]}").lease
+    first, second = (Lease(connect(redis_url), key, ttl=2.5, renew_every=0.1) for _ in range(2))
+    assert first.step() and not second.step()  # first takes it; second sees it held
+    client.pexpire(key, 300)
+    assert not first.step() and client.pttl(key) > 1000  # renewed to its full time to live by its holder
+    second.release()  # not its holder: the key stays
+    assert client.get(key) == first.token.encode()
+    # The holder dies (renews no more): the key expires and the other takes it.
+    deadline = time.monotonic() + 10
+    while not second.step():
+        assert time.monotonic() < deadline, "the lease of a dead holder never expired"
+        time.sleep(0.05)
+    assert second.fence() == second.token and client.get(key) == second.token.encode()
+    assert first.step() and not first.leading  # back: another holds it now, so it renews nothing and leads no more
+    first.release()
+    assert client.get(key) == second.token.encode()
+    second.release()
+    assert client.get(key) is None
 
 
 def test_waiting_for_the_store_covers_this_process_s_own_entries_its_follower_has_not_read(redis_url, tmp_path):
@@ -376,7 +398,7 @@ def test_waiting_for_the_store_covers_this_process_s_own_entries_its_follower_ha
     pool = SharedLicensePool(SPECS, EventRecorder(buffer), RedisLedger(connect(redis_url), keys))
     pool.ledger.seed_once([], {})
     follower = LogFollower(connect(redis_url), keys.events, "0-0", lambda entry_id, events: None)  # not started
-    shared = SharedLog(connect(redis_url), keys, pool, follower, Leadership(connect(redis_url), keys.lease, {}), [])
+    shared = SharedLog(connect(redis_url), keys, pool, follower, Leadership(Lease(connect(redis_url), keys.lease), {}), [])
     store = Store(str(tmp_path / "db.sqlite"))
     store.start()
     persister = LogPersister(connect(redis_url), keys.events, store, 3600)

@@ -23,6 +23,8 @@ from typing import Any, cast
 
 import orjson
 import redis
+from redis.exceptions import LockNotOwnedError
+from redis.lock import Lock
 
 from dash_app.eventlog.codec import FIELD, decode_entry
 from dash_app.eventlog.connection import Keys
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MEMBER_SECONDS = 5.0  # a process not heard from for this long is not waited for (each says so every second)
 GATHER_SECONDS = 1.5  # longest the rebuilder waits for the processes it knew to hand in their tails
-LOCK_SECONDS = 10.0  # the rebuild lock's time to live: a rebuilder that dies frees it after this
+LOCK_SECONDS = 10.0  # the rebuild lock's time to live (by default): a rebuilder that dies frees it after this
 POLL_SECONDS = 0.02
 FLUSH_SECONDS = 1.0  # how long a process waits for its store to write what its persister had queued
 
@@ -60,6 +62,7 @@ class Recovery:
         store: Store,
         reload_pool: Callable[[], object],
         token: str,
+        lock_seconds: float = LOCK_SECONDS,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -69,6 +72,7 @@ class Recovery:
         self.store = store
         self.reload_pool = reload_pool
         self.token = token
+        self.lock_seconds = lock_seconds
         self.members: set[str] = set()  # the other processes on the log, as last heard (before Redis lost them)
         self.stored = "0-0"  # the store's position in the log, as last read
         self.rebuilds = 0  # pools this process rebuilt
@@ -113,14 +117,16 @@ class Recovery:
         tail = [[entry_id, raw.decode()] for entry_id, raw in self.follower.tail]
         self.client.hset(self.keys.tails, self.token, orjson.dumps({"known": self.known(), "entries": tail}))
         self.ledger.members(self.token, MEMBER_SECONDS)
+        # The rebuild lock: only its holder rebuilds and releases it; a holder that dies frees it after lock_seconds.
+        lock = Lock(self.client, self.keys.rebuild, timeout=self.lock_seconds, thread_local=False)
         while self.client.get(self.keys.seeded) is None:
-            if self.client.set(self.keys.rebuild, self.token, nx=True, px=int(LOCK_SECONDS * 1000)):
+            if lock.acquire(blocking=False, token=self.token):
                 try:
                     self.rebuild()
                 finally:
-                    self.client.delete(self.keys.rebuild)
+                    _release(lock)
                 continue
-            if time.monotonic() - began > LOCK_SECONDS:
+            if time.monotonic() - began > self.lock_seconds:
                 log.error("shared log: the pool in Redis is still not rebuilt; trying again")
                 return  # the next check tries again (the lock has expired by then if its holder died)
             time.sleep(POLL_SECONDS)
@@ -181,6 +187,14 @@ class Recovery:
                 f"{len(waiting)} processes" if waiting else "processes this one did not know of",
                 GATHER_SECONDS,
             )
+
+
+def _release(lock: Lock) -> None:
+    """Release the rebuild lock if this process still holds it (a rebuild slower than its time to live lost it)."""
+    try:
+        lock.release()
+    except LockNotOwnedError:
+        log.warning("shared log: the rebuild outlasted its lock (%.0f s)", lock.timeout or 0)
 
 
 def replay(

@@ -12,7 +12,7 @@ import redis
 
 from dash_app.eventlog.connection import Keys, connect, redacted
 from dash_app.eventlog.follower import LogFollower
-from dash_app.eventlog.lease import Leadership
+from dash_app.eventlog.lease import Leadership, Lease
 from dash_app.eventlog.ledger import OpenBorrow, RedisLedger, Snapshot
 from dash_app.eventlog.persister import LogPersister
 from dash_app.eventlog.recovery import Recovery
@@ -76,6 +76,7 @@ def build_shared(
     url = config.redis_url or ""
     keys = Keys(config.redis_prefix)
     ledger = RedisLedger(connect(url), keys)
+    lease = Lease(connect(url), keys.lease)
     # The pool, the follower, the lease and the recovery each need another: the late-bound calls below reach the
     # one built after them, and none runs before build_shared returns.
     pool = SharedLicensePool(
@@ -85,7 +86,7 @@ def build_shared(
         series_of=series_of,
         wait_applied=lambda entry_id, timeout, epoch: follower.wait_applied(entry_id, timeout, epoch),
         log_epoch=lambda: follower.epoch,
-        fence=(lambda: leadership.fence()) if lead else _unfenced,
+        fence=lease.fence if lead else _unfenced,
         known=lambda: recovery.known(),
     )
     restored, position = restore_buffer(store, buffer, log_name=keys.events)
@@ -137,8 +138,8 @@ def build_shared(
     }
     for name, build in leader_services.items():
         factories[name] = lambda build=build: build(pool)  # type: ignore[misc]
-    leadership = Leadership(connect(url), keys.lease, factories)
-    recovery = Recovery(connect(url), keys, ledger, pool, follower, store, reload_pool, leadership.token)
+    leadership = Leadership(lease, factories)
+    recovery = Recovery(connect(url), keys, ledger, pool, follower, store, reload_pool, lease.token)
     shared = SharedLog(connect(url), keys, pool, follower, leadership, [], describe_sources, recovery=recovery)
     share = _side_state_sharer(shared)
     try:
