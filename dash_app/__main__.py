@@ -34,7 +34,7 @@ def check_startup(config):
     finally:
         store.close()
     if config.redis_url:
-        open_redis(config).close()  # unreachable, or a wrong password: SharedLogError, one line
+        open_redis(config.redis_url).close()  # unreachable, or a wrong password: SharedLogError, one line
     if config.auth == "oidc":
         from dash_app.auth.oidc import check_issuer
 

@@ -17,6 +17,7 @@ from dash_app.eventlog.follower import LogFollower
 from dash_app.eventlog.lease import Leadership, Lease
 from dash_app.eventlog.ledger import NotLeader, RedisLedger
 from dash_app.eventlog.persister import LogPersister
+from dash_app.eventlog.progress import LogProgress
 from dash_app.eventlog.recovery import Recovery
 from dash_app.eventlog.shared import SharedLog
 from dash_app.eventlog.shared_pool import SharedLicensePool
@@ -48,26 +49,27 @@ class Process:
         self.url = url
         keys = Keys(prefix)
         self.buffer = RealtimeMetricsBuffer(retention_seconds=3600, clock=clock)
-        self.pool = SharedLicensePool(SPECS, EventRecorder(self.buffer), RedisLedger(connect(url), keys), clock=clock)
-        self.pool.ledger.seed_once([], {})  # a new Redis: as the first process does at start
-        snapshot = self.pool.ledger.snapshot()
+        ledger = RedisLedger(connect(url), keys)
+        ledger.seed_once([], {})  # a new Redis: as the first process does at start
+        snapshot = ledger.snapshot()
+        self.progress = LogProgress(snapshot.last_id)
+        # Unfenced: these tests send sources' batches without a lease.
+        self.pool = SharedLicensePool(
+            SPECS, EventRecorder(self.buffer), ledger, clock=clock, progress=self.progress, fence=lambda: ""
+        )
         self.pool.load(snapshot)
 
         def apply(entry_id, events):
             self.pool.apply(events)
             self.pool.recorder.record_many(events)
 
-        self.follower = LogFollower(connect(url), keys.events, snapshot.last_id, apply, block_ms=20)
-        self.pool.wait_applied = self.follower.wait_applied
-        self.pool.fence = lambda: ""  # unfenced: these tests send sources' batches without a lease
-        self.pool.known = lambda: self.follower.last_id
+        self.follower = LogFollower(connect(url), keys.events, self.progress, apply, block_ms=20)
         self.follower.start()
 
     def recovery(self, store):
         """Return this process's part in rebuilding the pool should Redis lose it, on `store` (not called by itself)."""
         ledger = self.pool.ledger
-        reload = lambda: self.pool.load(ledger.snapshot())  # noqa: E731
-        return Recovery(connect(self.url), ledger.keys, ledger, self.pool, self.follower, store, reload, "p")
+        return Recovery(connect(self.url), ledger.keys, ledger, self.pool, self.progress, store, "p")
 
     def stop(self):
         self.follower.stop()
@@ -144,7 +146,7 @@ def test_two_processes_on_one_ledger_decide_as_one_embedded_pool(redis_url, ops)
         # Each process, once it has applied the log, shows what the one embedded pool shows.
         last = max((p.pool.ledger.snapshot().last_id for p in processes[:1]), default="0-0")
         for process in processes:
-            assert process.follower.wait_applied(last, timeout=5)
+            assert process.progress.wait_applied(last, timeout=5)
             assert process.pool.status() == reference.status()
             assert [(b.tool, b.user, b.is_overage) for b in process.pool.active_borrows()] == [
                 (b.tool, b.user, b.is_overage) for b in reference.active_borrows()
@@ -239,7 +241,7 @@ def test_a_follower_reports_redis_down_and_goes_on_where_it_stopped(tmp_path):
     server = RedisServer(tmp_path)
     seen = []
     keys = Keys("f")
-    follower = LogFollower(connect(server.url), keys.events, "0-0", lambda entry_id, events: seen.extend(events))
+    follower = LogFollower(connect(server.url), keys.events, LogProgress(), lambda entry_id, events: seen.extend(events))
     ledger = RedisLedger(connect(server.url), keys)
     try:
         ledger.seed_once([], {})
@@ -298,7 +300,7 @@ def test_a_borrow_whose_answer_was_lost_is_returned_if_granted_and_never_granted
         # key of the second one expired before Redis answered again.
         for borrow_id in ("lost-1", "expired-1"):
             entry, _answers = ledger.apply([command(borrow_id)], once=borrow_id)
-            assert process.follower.wait_applied(entry, 5)
+            assert process.progress.wait_applied(entry, 5)
         connect(redis_url).delete(Keys(prefix).once("expired-1"))
         process.pool._in_doubt.extend(["lost-1", "expired-1", "still-queued"])
         process.pool.settle_doubts()
@@ -327,7 +329,7 @@ def test_a_redis_back_from_an_older_copy_refuses_until_the_pool_is_rebuilt(tmp_p
         server.start()
         reconnect(process.pool.ledger.client, recovery.client)
         second = process.pool.borrow("Tight", "u1")  # commit 1, max overage 1: Tight is full now
-        assert process.follower.wait_applied(process.pool.last_sent, 5)
+        assert process.progress.wait_applied(process.pool.last_sent, 5)
         server.stop(signal.SIGKILL)
         shutil.rmtree(server.dir)
         shutil.copytree(tmp_path / "older", server.dir)
@@ -343,7 +345,7 @@ def test_a_redis_back_from_an_older_copy_refuses_until_the_pool_is_rebuilt(tmp_p
         assert process.pool.status(tools={"Tight"})[0]["borrowed"] == 1
         # New entries come after every one this process has read, so its follower applies them.
         third = process.pool.borrow("Tight", "u2")
-        assert process.follower.wait_applied(process.pool.last_sent, 5)
+        assert process.progress.wait_applied(process.pool.last_sent, 5)
         assert sorted(b.id for b in process.pool.active_borrows()) == sorted([first.id, third.id])
     finally:
         process.stop()
@@ -397,7 +399,7 @@ def test_waiting_for_the_store_covers_this_process_s_own_entries_its_follower_ha
     buffer = RealtimeMetricsBuffer(retention_seconds=3600)
     pool = SharedLicensePool(SPECS, EventRecorder(buffer), RedisLedger(connect(redis_url), keys))
     pool.ledger.seed_once([], {})
-    follower = LogFollower(connect(redis_url), keys.events, "0-0", lambda entry_id, events: None)  # not started
+    follower = LogFollower(connect(redis_url), keys.events, LogProgress(), lambda entry_id, events: None)  # not started
     shared = SharedLog(connect(redis_url), keys, pool, follower, Leadership(Lease(connect(redis_url), keys.lease), {}), [])
     store = Store(str(tmp_path / "db.sqlite"))
     store.start()
