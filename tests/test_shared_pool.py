@@ -454,3 +454,22 @@ def test_a_borrow_its_process_has_not_applied_is_not_acknowledged_and_is_settled
         assert ledger.snapshot().active == []  # told 503, so returned again: no license is held by nobody
     finally:
         process.stop()
+
+
+def test_a_process_taking_its_first_copy_of_the_pool_does_not_count_it_as_a_rebuild(redis_url, tmp_path, caplog):
+    keys = Keys(f"t{uuid.uuid4().hex[:12]}")
+    ledger = RedisLedger(connect(redis_url), keys)
+    ledger.seed_once([], {})  # filled by the first process
+    ledger.apply([["o", "Roomy", "Roomy", "ann", "1800000000.5", "id-1", None, None, 4]])
+    progress = LogProgress()
+    pool = SharedLicensePool(SPECS, EventRecorder(RealtimeMetricsBuffer(retention_seconds=3600)), ledger, progress=progress)
+    store = Store(tmp_path / "db.sqlite")
+    store.start()
+    try:
+        recovery = Recovery(connect(redis_url), keys, ledger, pool, progress, store, "second")
+        with caplog.at_level("WARNING", logger="dash_app.eventlog.recovery"):
+            recovery.take_first_copy()  # what a second process does at start
+        assert [b.id for b in pool.active_borrows()] == ["id-1"]
+        assert caplog.records == [] and progress.epoch == 0  # nothing was lost: nobody's wait is cut short
+    finally:
+        store.stop()

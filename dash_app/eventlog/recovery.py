@@ -99,8 +99,9 @@ class Recovery:
         seeding = cast(bytes | None, self.client.get(self.keys.seeded))
         if seeding is None:
             self.recover()
-        elif seeding.decode() != self.pool.seeding:
-            # The pool in Redis was filled in again (by another process): this copy follows it from now on.
+        elif self.pool.seeding and seeding.decode() != self.pool.seeding:
+            # The pool in Redis was filled in again (by another process): this copy follows it from now on. (A process
+            # that has no copy yet is not told so: take_first_copy takes it next.)
             self.progress.data_lost()
             self.reload_pool()
             log.warning("shared log: the pool in Redis was rebuilt; this process took its copy afresh")
