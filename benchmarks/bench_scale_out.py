@@ -5,9 +5,11 @@ Run: python benchmarks/bench_scale_out.py   (needs Debian's redis-server and wrk
 
 Four figures, each beside its baseline from the same run:
 1. Events per second through the shared log, in batches as a log backfill sends them (5,000 events per script
-   call), until a second process has applied them all; baseline: the embedded pool's in-process hand-off.
+   call), until a second process has applied them all; baseline: the same events through a bare Redis stream (XADD
+   of each batch as JSON, XREAD by a second connection: no decisions); the embedded pool's hand-off beside them.
 2. Dashboard refreshes per second (a new tab's full refresh, POST /_dash-update-component, 200 tools, the buffer
-   holding the events of 1.), driven by wrk: 1, 2 and 4 workers on Redis; baseline: one embedded worker.
+   holding the events of 1.), driven by wrk: 1, 2 and 4 workers on Redis; baseline: one embedded worker (a system
+   property: what --redis costs one worker, and what more workers add).
 3. Stream clients held: the streams a deployment with --threads 32 per worker keeps open, 1, 2 and 4 workers.
 4. Borrow to visible: from a REST borrow on one process until another process's stream (1 s ticks) shows it, p50
    and p95; baseline: the same process's own stream, read at the same time.
@@ -22,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import psutil
 import requests
 
@@ -30,6 +33,7 @@ from dash_app.callbacks.page import OUTPUTS
 from dash_app.eventlog.connection import Keys, connect
 from dash_app.eventlog.follower import LogFollower
 from dash_app.eventlog.ledger import RedisLedger
+from dash_app.eventlog.progress import LogProgress
 from dash_app.eventlog.shared_pool import SharedLicensePool
 from dash_app.licenses import LicensePool, load_inventory
 from dash_app.recording import EventRecorder
@@ -77,15 +81,15 @@ def log_throughput(url, specs, ops):
         if applied[0] >= len(ops):
             done.set()
 
-    other = LogFollower(connect(url), keys.events, "0-0", count)
+    other = LogFollower(connect(url), keys.events, LogProgress(), count)
     other.start()
     buffer = RealtimeMetricsBuffer(retention_seconds=6 * 3600, max_borrows=BORROWS, max_returns=BORROWS)
-    pool = SharedLicensePool(specs, EventRecorder(buffer), RedisLedger(connect(url), keys))
+    progress = LogProgress()
+    # Unfenced: a one-off backfill, as ingest-flexlm sends it.
+    pool = SharedLicensePool(specs, EventRecorder(buffer), RedisLedger(connect(url), keys), progress=progress, fence=lambda: "")
     pool.ledger.seed_once([], {})  # a new Redis, as the first server fills it at start
-    pool.fence = lambda: ""  # a one-off backfill, as ingest-flexlm sends it
-    mine = LogFollower(connect(url), keys.events, "0-0", lambda entry_id, events: pool.apply(events))
+    mine = LogFollower(connect(url), keys.events, progress, lambda entry_id, events: pool.apply(events))
     mine.start()
-    pool.wait_applied = mine.wait_applied
     began = time.perf_counter()
     play(pool, ops)
     done.wait(120)
@@ -98,6 +102,35 @@ def log_throughput(url, specs, ops):
     began = time.perf_counter()
     play(local, ops)
     return shared, time.perf_counter() - began
+
+
+def raw_stream(url, ops):
+    """Baseline: the seconds until a second connection has read every event of `ops` through a bare Redis stream.
+
+    What one writes first to move events between processes: each BATCH of events as one orjson entry (XADD), read
+    with XREAD as it comes; no limits decided, no counts kept, nothing applied. Ours minus this is what the ledger's
+    script and the followers cost.
+    """
+    stream = "bench:raw"
+    done = threading.Event()
+
+    def read():
+        client, last, seen = connect(url), "0-0", 0
+        while seen < len(ops):
+            for _stream, entries in client.xread({stream: last}, count=200, block=1000) or []:
+                for entry_id, fields in entries:
+                    seen += len(orjson.loads(fields[b"e"]))
+                    last = entry_id
+        done.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    client = connect(url)
+    began = time.perf_counter()
+    for start in range(0, len(ops), BATCH):
+        client.xadd(stream, {"e": orjson.dumps(ops[start : start + BATCH])})
+    done.wait(120)
+    return time.perf_counter() - began
 
 
 def refresh_body(server):
@@ -240,7 +273,9 @@ def main():
         shared, local = log_throughput(redis_server.url, specs, ops)
         print(f"events through the log ({len(ops):,} in batches of {BATCH:,}, until another process applied them)")
         print(f"  Redis Streams:                     {len(ops) / shared:10,.0f} events/s  ({shared:.2f} s)")
-        print(f"  baseline, embedded hand-off:       {len(ops) / local:10,.0f} events/s  ({local:.2f} s)")
+        raw = raw_stream(redis_server.url, ops)
+        print(f"  baseline, a bare stream (XADD/XREAD): {len(ops) / raw:7,.0f} events/s  ({raw:.2f} s)  ours {raw / shared:.2f}x")
+        print(f"  in one process, embedded hand-off: {len(ops) / local:10,.0f} events/s  ({local:.2f} s)")
         last_entry = RedisLedger(connect(redis_server.url), Keys("dash_app")).snapshot().last_id
 
         env = {
@@ -270,7 +305,8 @@ def main():
         embedded = ServerProcess(env, workdir)
         servers.append(embedded)
         wait_idle(embedded)
-        print(f"  baseline, 1 embedded worker: {refreshes_per_second(embedded, workdir):7.1f} refreshes/s")
+        alone = refreshes_per_second(embedded, workdir)
+        print(f"  baseline, 1 embedded worker: {alone:7.1f} refreshes/s   (1 worker on Redis: {rates[1] / alone:.2f}x)")
         embedded.stop()
         servers.remove(embedded)
 
@@ -280,7 +316,7 @@ def main():
         other, own, in_status = borrow_to_visible(*pair, roomy)
         print("borrow to visible in a stream (1 s ticks: both processes tick on the same wall-clock boundaries)")
         print(f"  on another process:          {ms(other)}")
-        print(f"  baseline, the same process:  {ms(own)}")
+        print(f"  baseline, the same process:  {ms(own)}   p50 ratio {statistics.median(other) / statistics.median(own):.2f}x")
         print(f"  in another process's /borrows, from the borrow's answer: {ms(in_status)}")
     finally:
         for server in servers:

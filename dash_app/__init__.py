@@ -81,7 +81,9 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         # The store is written by the lease holder's persister, from the log; this process's buffer by its follower.
         recorder = EventRecorder(buffer)
         shared = build_shared(
-            config,
+            config.redis_url,
+            config.redis_prefix,
+            config.retention_seconds,
             specs,
             store,
             buffer,

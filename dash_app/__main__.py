@@ -36,7 +36,7 @@ def check_startup(config: Config) -> None:
     finally:
         store.close()
     if config.redis_url:
-        open_redis(config).close()  # unreachable, or a wrong password: SharedLogError, one line
+        open_redis(config.redis_url).close()  # unreachable, or a wrong password: SharedLogError, one line
     if config.auth == "oidc":
         from dash_app.auth.oidc import check_issuer
 

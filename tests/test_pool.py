@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.licenses import BorrowDenied, LicensePool, UnknownBorrow
 from dash_app.licenses.inventory import parse_inventory
+from dash_app.licenses.pool import Borrow
 from dash_app.recording import EventRecorder
 from dash_app.store import Store
 from dash_app.testing import ROOT
@@ -163,3 +164,12 @@ def test_bad_tools_files_end_with_one_line_and_non_zero_exit(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2, name
         assert len(lines) == 1 and lines[0].startswith("python -m dash_app: error: tools file") and message in lines[0], lines
+
+
+def test_a_borrow_is_equal_by_what_the_pool_decided_not_by_where_it_is_used():
+    first = Borrow("id-1", "Tight", "ann", 1_800_000_000.0, False, host="ws-1", version="2.0")
+    again = Borrow("id-1", "Tight", "ann", 1_800_000_000.0, False)
+    assert first == again and hash(first) == hash(again) and len({first, again}) == 1
+    assert first != Borrow("id-1", "Tight", "ann", 1_800_000_000.0, True)
+    assert repr(again) == "Borrow(id='id-1', tool='Tight', user='ann', borrowed_at=1800000000.0, is_overage=False)"
+    assert Borrow.of_row(("id-1", "Tight", "ann", 1_800_000_000.0, 0, "ws-1", "2.0")).as_dict()["host"] == "ws-1"

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.eventlog.connection import Keys, connect
 from dash_app.eventlog.follower import LogFollower
-from dash_app.eventlog.lease import Leadership
+from dash_app.eventlog.lease import Leadership, Lease
 from dash_app.eventlog.ledger import NotLeader, RedisLedger
 from dash_app.eventlog.persister import LogPersister
+from dash_app.eventlog.progress import LogProgress
 from dash_app.eventlog.recovery import Recovery
 from dash_app.eventlog.shared import SharedLog
 from dash_app.eventlog.shared_pool import SharedLicensePool
@@ -48,26 +49,27 @@ class Process:
         self.url = url
         keys = Keys(prefix)
         self.buffer = RealtimeMetricsBuffer(retention_seconds=3600, clock=clock)
-        self.pool = SharedLicensePool(SPECS, EventRecorder(self.buffer), RedisLedger(connect(url), keys), clock=clock)
-        self.pool.ledger.seed_once([], {})  # a new Redis: as the first process does at start
-        snapshot = self.pool.ledger.snapshot()
+        ledger = RedisLedger(connect(url), keys)
+        ledger.seed_once([], {})  # a new Redis: as the first process does at start
+        snapshot = ledger.snapshot()
+        self.progress = LogProgress(snapshot.last_id)
+        # Unfenced: these tests send sources' batches without a lease.
+        self.pool = SharedLicensePool(
+            SPECS, EventRecorder(self.buffer), ledger, clock=clock, progress=self.progress, fence=lambda: ""
+        )
         self.pool.load(snapshot)
 
         def apply(entry_id, events):
             self.pool.apply(events)
             self.pool.recorder.record_many(events)
 
-        self.follower = LogFollower(connect(url), keys.events, snapshot.last_id, apply, block_ms=20)
-        self.pool.wait_applied = self.follower.wait_applied
-        self.pool.fence = lambda: ""  # unfenced: these tests send sources' batches without a lease
-        self.pool.known = lambda: self.follower.last_id
+        self.follower = LogFollower(connect(url), keys.events, self.progress, apply, block_ms=20)
         self.follower.start()
 
     def recovery(self, store):
         """Return this process's part in rebuilding the pool should Redis lose it, on `store` (not called by itself)."""
         ledger = self.pool.ledger
-        reload = lambda: self.pool.load(ledger.snapshot())  # noqa: E731
-        return Recovery(connect(self.url), ledger.keys, ledger, self.pool, self.follower, store, reload, "p")
+        return Recovery(connect(self.url), ledger.keys, ledger, self.pool, self.progress, store, "p")
 
     def stop(self):
         self.follower.stop()
@@ -144,7 +146,7 @@ def test_two_processes_on_one_ledger_decide_as_one_embedded_pool(redis_url, ops)
         # Each process, once it has applied the log, shows what the one embedded pool shows.
         last = max((p.pool.ledger.snapshot().last_id for p in processes[:1]), default="0-0")
         for process in processes:
-            assert process.follower.wait_applied(last, timeout=5)
+            assert process.progress.wait_applied(last, timeout=5)
             assert process.pool.status() == reference.status()
             assert [(b.tool, b.user, b.is_overage) for b in process.pool.active_borrows()] == [
                 (b.tool, b.user, b.is_overage) for b in reference.active_borrows()
@@ -192,13 +194,13 @@ def test_one_of_two_processes_leads_and_the_other_takes_over_when_it_stops(redis
         def stop(self):
             started.append(("stop", self.name))
 
-    first = Leadership(connect(redis_url), keys.lease, {"sources": lambda: Service("first")})
-    second = Leadership(connect(redis_url), keys.lease, {"sources": lambda: Service("second")})
+    first = Leadership(Lease(connect(redis_url), keys.lease), {"sources": lambda: Service("first")})
+    second = Leadership(Lease(connect(redis_url), keys.lease), {"sources": lambda: Service("second")})
     for leadership in (first, second):
         leadership.step()
         leadership.sync_services()
     assert (first.leading, second.leading) == (True, False)
-    assert first.fence() == first.token and second.fence() is None
+    assert first.lease.fence() == first.lease.token and second.lease.fence() is None
     second.step()
     second.sync_services()
     assert started == [("start", "first")]
@@ -239,7 +241,7 @@ def test_a_follower_reports_redis_down_and_goes_on_where_it_stopped(tmp_path):
     server = RedisServer(tmp_path)
     seen = []
     keys = Keys("f")
-    follower = LogFollower(connect(server.url), keys.events, "0-0", lambda entry_id, events: seen.extend(events))
+    follower = LogFollower(connect(server.url), keys.events, LogProgress(), lambda entry_id, events: seen.extend(events))
     ledger = RedisLedger(connect(server.url), keys)
     try:
         ledger.seed_once([], {})
@@ -298,7 +300,7 @@ def test_a_borrow_whose_answer_was_lost_is_returned_if_granted_and_never_granted
         # key of the second one expired before Redis answered again.
         for borrow_id in ("lost-1", "expired-1"):
             entry, _answers = ledger.apply([command(borrow_id)], once=borrow_id)
-            assert process.follower.wait_applied(entry, 5)
+            assert process.progress.wait_applied(entry, 5)
         connect(redis_url).delete(Keys(prefix).once("expired-1"))
         process.pool._in_doubt.extend(["lost-1", "expired-1", "still-queued"])
         process.pool.settle_doubts()
@@ -327,7 +329,7 @@ def test_a_redis_back_from_an_older_copy_refuses_until_the_pool_is_rebuilt(tmp_p
         server.start()
         reconnect(process.pool.ledger.client, recovery.client)
         second = process.pool.borrow("Tight", "u1")  # commit 1, max overage 1: Tight is full now
-        assert process.follower.wait_applied(process.pool.last_sent, 5)
+        assert process.progress.wait_applied(process.pool.last_sent, 5)
         server.stop(signal.SIGKILL)
         shutil.rmtree(server.dir)
         shutil.copytree(tmp_path / "older", server.dir)
@@ -343,7 +345,7 @@ def test_a_redis_back_from_an_older_copy_refuses_until_the_pool_is_rebuilt(tmp_p
         assert process.pool.status(tools={"Tight"})[0]["borrowed"] == 1
         # New entries come after every one this process has read, so its follower applies them.
         third = process.pool.borrow("Tight", "u2")
-        assert process.follower.wait_applied(process.pool.last_sent, 5)
+        assert process.progress.wait_applied(process.pool.last_sent, 5)
         assert sorted(b.id for b in process.pool.active_borrows()) == sorted([first.id, third.id])
     finally:
         process.stop()
@@ -359,14 +361,36 @@ def reconnect(*clients):
 
 def test_a_lease_whose_renewals_stall_stops_leading_before_it_can_expire(redis_url):
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    leadership = Leadership(connect(redis_url), Keys(prefix).lease, {}, ttl=3.2, renew_every=0.1)
-    assert leadership.hold_seconds == pytest.approx(1.1)
-    leadership.step()  # taken; no thread renews it
-    assert leadership.leading and leadership.fence() == leadership.token
-    time.sleep(leadership.hold_seconds + 0.1)
-    assert not leadership.leading and leadership.fence() is None  # the key still holds, but a renewal is overdue
-    leadership.step()
-    assert leadership.leading
+    lease = Lease(connect(redis_url), Keys(prefix).lease, ttl=3.2, renew_every=0.1)
+    assert lease.hold_seconds == pytest.approx(1.1)
+    lease.step()  # taken; no thread renews it
+    assert lease.leading and lease.fence() == lease.token
+    time.sleep(lease.hold_seconds + 0.1)
+    assert not lease.leading and lease.fence() is None  # the key still holds, but a renewal is overdue
+    lease.step()
+    assert lease.leading
+
+
+def test_a_lease_is_renewed_and_given_up_only_by_its_holder_and_expires_when_the_holder_dies(redis_url):
+    client = connect(redis_url)
+    key = Keys(f"t{uuid.uuid4().hex[:12]}").lease
+    first, second = (Lease(connect(redis_url), key, ttl=2.5, renew_every=0.1) for _ in range(2))
+    assert first.step() and not second.step()  # first takes it; second sees it held
+    client.pexpire(key, 300)
+    assert not first.step() and client.pttl(key) > 1000  # renewed to its full time to live by its holder
+    second.release()  # not its holder: the key stays
+    assert client.get(key) == first.token.encode()
+    # The holder dies (renews no more): the key expires and the other takes it.
+    deadline = time.monotonic() + 10
+    while not second.step():
+        assert time.monotonic() < deadline, "the lease of a dead holder never expired"
+        time.sleep(0.05)
+    assert second.fence() == second.token and client.get(key) == second.token.encode()
+    assert first.step() and not first.leading  # back: another holds it now, so it renews nothing and leads no more
+    first.release()
+    assert client.get(key) == second.token.encode()
+    second.release()
+    assert client.get(key) is None
 
 
 def test_waiting_for_the_store_covers_this_process_s_own_entries_its_follower_has_not_read(redis_url, tmp_path):
@@ -375,8 +399,8 @@ def test_waiting_for_the_store_covers_this_process_s_own_entries_its_follower_ha
     buffer = RealtimeMetricsBuffer(retention_seconds=3600)
     pool = SharedLicensePool(SPECS, EventRecorder(buffer), RedisLedger(connect(redis_url), keys))
     pool.ledger.seed_once([], {})
-    follower = LogFollower(connect(redis_url), keys.events, "0-0", lambda entry_id, events: None)  # not started
-    shared = SharedLog(connect(redis_url), keys, pool, follower, Leadership(connect(redis_url), keys.lease, {}), [])
+    follower = LogFollower(connect(redis_url), keys.events, LogProgress(), lambda entry_id, events: None)  # not started
+    shared = SharedLog(connect(redis_url), keys, pool, follower, Leadership(Lease(connect(redis_url), keys.lease), {}), [])
     store = Store(str(tmp_path / "db.sqlite"))
     store.start()
     persister = LogPersister(connect(redis_url), keys.events, store, 3600)
@@ -430,3 +454,22 @@ def test_a_borrow_its_process_has_not_applied_is_not_acknowledged_and_is_settled
         assert ledger.snapshot().active == []  # told 503, so returned again: no license is held by nobody
     finally:
         process.stop()
+
+
+def test_a_process_taking_its_first_copy_of_the_pool_does_not_count_it_as_a_rebuild(redis_url, tmp_path, caplog):
+    keys = Keys(f"t{uuid.uuid4().hex[:12]}")
+    ledger = RedisLedger(connect(redis_url), keys)
+    ledger.seed_once([], {})  # filled by the first process
+    ledger.apply([["o", "Roomy", "Roomy", "ann", "1800000000.5", "id-1", None, None, 4]])
+    progress = LogProgress()
+    pool = SharedLicensePool(SPECS, EventRecorder(RealtimeMetricsBuffer(retention_seconds=3600)), ledger, progress=progress)
+    store = Store(tmp_path / "db.sqlite")
+    store.start()
+    try:
+        recovery = Recovery(connect(redis_url), keys, ledger, pool, progress, store, "second")
+        with caplog.at_level("WARNING", logger="dash_app.eventlog.recovery"):
+            recovery.take_first_copy()  # what a second process does at start
+        assert [b.id for b in pool.active_borrows()] == ["id-1"]
+        assert caplog.records == [] and progress.epoch == 0  # nothing was lost: nobody's wait is cut short
+    finally:
+        store.stop()

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
 import redis
+from redis.exceptions import LockNotOwnedError
+from redis.lock import Lock
 
 from dash_app.eventlog.codec import FIELD, decode_entry
 from dash_app.eventlog.connection import Keys
-from dash_app.eventlog.follower import LogFollower
-from dash_app.eventlog.ledger import RedisLedger
+from dash_app.eventlog.ledger import RedisLedger, Snapshot
+from dash_app.eventlog.progress import LogProgress, later
 from dash_app.eventlog.shared_pool import SharedLicensePool
 from dash_app.events import BORROW, RETURN
 from dash_app.licenses.pool import Borrow
@@ -37,45 +39,30 @@ log = logging.getLogger(__name__)
 
 MEMBER_SECONDS = 5.0  # a process not heard from for this long is not waited for (each says so every second)
 GATHER_SECONDS = 1.5  # longest the rebuilder waits for the processes it knew to hand in their tails
-LOCK_SECONDS = 10.0  # the rebuild lock's time to live: a rebuilder that dies frees it after this
+LOCK_SECONDS = 10.0  # the rebuild lock's time to live (by default): a rebuilder that dies frees it after this
 POLL_SECONDS = 0.02
 FLUSH_SECONDS = 1.0  # how long a process waits for its store to write what its persister had queued
 
 
-def later(a: str, b: str) -> str:
-    """Return the later of two entry ids."""
-    return a if entry_key(a) >= entry_key(b) else b
-
-
+@dataclass
 class Recovery:
     """One process's part in noticing that Redis lost data and in rebuilding the pool (see the module's doc)."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        keys: Keys,
-        ledger: RedisLedger,
-        pool: SharedLicensePool,
-        follower: LogFollower,
-        store: Store,
-        reload_pool: Callable[[], object],
-        token: str,
-    ) -> None:
-        self.client = client
-        self.keys = keys
-        self.ledger = ledger
-        self.pool = pool
-        self.follower = follower
-        self.store = store
-        self.reload_pool = reload_pool
-        self.token = token
-        self.members: set[str] = set()  # the other processes on the log, as last heard (before Redis lost them)
-        self.stored = "0-0"  # the store's position in the log, as last read
-        self.rebuilds = 0  # pools this process rebuilt
+    client: redis.Redis
+    keys: Keys
+    ledger: RedisLedger
+    pool: SharedLicensePool
+    progress: LogProgress  # the follower's: where this process is in the log, and its tail
+    store: Store
+    token: str  # this process's name among the others (its lease token)
+    lock_seconds: float = LOCK_SECONDS  # the rebuild lock's time to live
+    members: set[str] = field(default_factory=set, init=False)  # the others on the log, as last heard
+    rebuilds: int = field(default=0, init=False)  # pools this process rebuilt
+    _taken: bool = field(default=False, init=False)  # this process has taken its first copy of the pool
 
     def known(self) -> str:
         """Return the last entry this process has read, added or seen stored: a stream behind it lost data."""
-        return later(later(self.follower.last_id, self.pool.last_sent), self.stored)
+        return self.progress.known()
 
     def heartbeat(self) -> None:
         """Say this process follows the log, note the others, and drop from the tail what the store holds now."""
@@ -83,8 +70,27 @@ class Recovery:
         self._read_stored()
 
     def _read_stored(self) -> None:
-        self.stored = later(self.store.log_position(self.keys.events) or "0-0", self.stored)
-        self.follower.trim_tail(self.stored)
+        self.progress.note_stored(self.store.log_position(self.keys.events))
+
+    def reload_pool(self) -> Snapshot:
+        """Take this process's copy of the pool from Redis; the follower applies to it only the entries after it."""
+        snapshot = self.ledger.snapshot()
+        self.pool.load(snapshot)
+        return snapshot
+
+    def take_first_copy(self) -> None:
+        """Take this process's first copy of the pool, and the entry it is at, in one step (until it succeeds).
+
+        The first process on a new Redis (or one that lost its data) brings the pool's state from the store, with
+        what the other processes hold that the store lacks. The follower reads on from the earlier of the snapshot's
+        entry and where it stood (the buffer's point): each part is brought up from its own.
+        """
+        if self._taken:
+            return
+        self.check()
+        snapshot = self.reload_pool()
+        self.progress.applied = min(snapshot.last_id, self.progress.applied, key=entry_key)
+        self._taken = True
 
     def check(self) -> None:
         """Rebuild the pool if Redis lost it (or came back behind); take this process's copy afresh if another did."""
@@ -93,16 +99,17 @@ class Recovery:
         seeding = cast(bytes | None, self.client.get(self.keys.seeded))
         if seeding is None:
             self.recover()
-        elif seeding.decode() != self.pool.seeding:
-            # The pool in Redis was filled in again (by another process): this copy follows it from now on.
-            self.follower.data_lost()
+        elif self.pool.seeding and seeding.decode() != self.pool.seeding:
+            # The pool in Redis was filled in again (by another process): this copy follows it from now on. (A process
+            # that has no copy yet is not told so: take_first_copy takes it next.)
+            self.progress.data_lost()
             self.reload_pool()
             log.warning("shared log: the pool in Redis was rebuilt; this process took its copy afresh")
 
     def recover(self) -> None:
         """Hand in this process's tail, rebuild the pool if no other process does, and take the new pool's copy."""
         began = time.monotonic()
-        self.follower.data_lost()
+        self.progress.data_lost()
         # What this process's persister queued from the old stream is in the store before the rebuild reads it.
         if not self.store.flush(FLUSH_SECONDS):
             log.warning(
@@ -110,17 +117,19 @@ class Recovery:
             )
         flushed = time.monotonic() - began
         self._read_stored()
-        tail = [[entry_id, raw.decode()] for entry_id, raw in self.follower.tail]
+        tail = [[entry_id, raw.decode()] for entry_id, raw in self.progress.tail]
         self.client.hset(self.keys.tails, self.token, orjson.dumps({"known": self.known(), "entries": tail}))
         self.ledger.members(self.token, MEMBER_SECONDS)
+        # The rebuild lock: only its holder rebuilds and releases it; a holder that dies frees it after lock_seconds.
+        lock = Lock(self.client, self.keys.rebuild, timeout=self.lock_seconds, thread_local=False)
         while self.client.get(self.keys.seeded) is None:
-            if self.client.set(self.keys.rebuild, self.token, nx=True, px=int(LOCK_SECONDS * 1000)):
+            if lock.acquire(blocking=False, token=self.token):
                 try:
                     self.rebuild()
                 finally:
-                    self.client.delete(self.keys.rebuild)
+                    _release(lock)
                 continue
-            if time.monotonic() - began > LOCK_SECONDS:
+            if time.monotonic() - began > self.lock_seconds:
                 log.error("shared log: the pool in Redis is still not rebuilt; trying again")
                 return  # the next check tries again (the lock has expired by then if its holder died)
             time.sleep(POLL_SECONDS)
@@ -168,7 +177,7 @@ class Recovery:
         """Wait until every process heard from lately has handed in its tail (or GATHER_SECONDS passed)."""
         deadline = time.monotonic() + GATHER_SECONDS
         # A process that knows of no other, on a log the store has entries of, cannot tell who may hold some.
-        blind = not self.members and self.stored != "0-0"
+        blind = not self.members and self.progress.stored != "0-0"
         while True:
             handed = {t.decode() for t in cast(list[bytes], self.client.hkeys(self.keys.tails))}
             waiting = (self.members | self.ledger.members(self.token, MEMBER_SECONDS)) - handed - {self.token}
@@ -183,16 +192,24 @@ class Recovery:
             )
 
 
+def _release(lock: Lock) -> None:
+    """Release the rebuild lock if this process still holds it (a rebuild slower than its time to live lost it)."""
+    try:
+        lock.release()
+    except LockNotOwnedError:
+        log.warning("shared log: the rebuild outlasted its lock (%.0f s)", lock.timeout or 0)
+
+
 def replay(
     borrows: list[tuple[Any, ...]], charges: dict[str, int], entries: list[tuple[str, str]]
 ) -> tuple[list[Borrow], dict[str, int]]:
     """Return the open borrows and charges after `entries` (id, field e) on top of the store's borrows and charges."""
-    opened = {row[0]: Borrow(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6]) for row in borrows}
+    opened = {row[0]: Borrow.of_row(row) for row in borrows}
     charged = dict(charges)
     for _entry_id, text in entries:
         for e in decode_entry({FIELD: text.encode()}):
             if e.kind == BORROW and e.borrow_id is not None and e.borrow_id not in opened and e.tool and e.user:
-                opened[e.borrow_id] = Borrow(e.borrow_id, e.tool, e.user, e.ts, bool(e.is_overage), e.host, e.version)
+                opened[e.borrow_id] = Borrow.of_event(e)
                 if e.is_overage:
                     charged[e.tool] = charged.get(e.tool, 0) + 1
             elif e.kind == RETURN:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -12,9 +13,10 @@ import redis
 
 from dash_app.eventlog.connection import Keys, connect, redacted
 from dash_app.eventlog.follower import LogFollower
-from dash_app.eventlog.lease import Leadership
+from dash_app.eventlog.lease import Leadership, Lease
 from dash_app.eventlog.ledger import OpenBorrow, RedisLedger, Snapshot
 from dash_app.eventlog.persister import LogPersister
+from dash_app.eventlog.progress import LogProgress
 from dash_app.eventlog.recovery import Recovery
 from dash_app.eventlog.shared import SharedLog, no_sources
 from dash_app.eventlog.shared_pool import SharedLicensePool
@@ -26,7 +28,6 @@ from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS
 
 if TYPE_CHECKING:
     from dash_app.buffer import RealtimeMetricsBuffer
-    from dash_app.config import Config
     from dash_app.licenses.inventory import ToolSpec
     from dash_app.licenses.pool import LicensePool
     from dash_app.recording import EventRecorder
@@ -45,19 +46,20 @@ class SharedLogError(Exception):
     """Redis cannot be used at start; the message is one line for the user (no password)."""
 
 
-def open_redis(config: Config) -> redis.Redis:
-    """Return a client for --redis, or raise SharedLogError when the server does not answer."""
-    assert config.redis_url
+def open_redis(url: str) -> redis.Redis:
+    """Return a client for --redis `url`, or raise SharedLogError when the server does not answer."""
     try:
-        client = connect(config.redis_url)
+        client = connect(url)
         client.ping()
     except (redis.RedisError, ValueError) as exc:
-        raise SharedLogError(f"--redis {redacted(config.redis_url)}: {type(exc).__name__}: {exc}") from None
+        raise SharedLogError(f"--redis {redacted(url)}: {type(exc).__name__}: {exc}") from None
     return client
 
 
 def build_shared(
-    config: Config,
+    url: str,
+    prefix: str,
+    retention_seconds: float,
     specs: dict[str, ToolSpec],
     store: Store,
     buffer: RealtimeMetricsBuffer,
@@ -67,82 +69,52 @@ def build_shared(
     describe_sources: Callable[[Mapping[str, Service]], list[dict[str, Any]]] = no_sources,
     lead: bool = True,
 ) -> SharedLog:
-    """Return this process's pool on the shared log, its follower and its lease; the buffer is restored on the way.
+    """Return this process's pool on the shared log (--redis `url`, keys under `prefix`), its follower and its lease.
 
-    Redis need not answer now: a worker that starts while it is away serves what the store holds, and its follower
-    takes the pool's state from Redis once it answers. `describe_sources` lists the leader's sources' health for the
-    others; `lead=False` (a one-off backfill) sends its batches unfenced, so they count whoever holds the lease.
+    The buffer is restored on the way. Redis need not answer now: a worker that starts while it is away serves what
+    the store holds, and its follower takes the pool's state from Redis once it answers. `describe_sources` lists the
+    leader's sources' health for the others; `lead=False` (a one-off backfill) sends its batches unfenced, so they
+    count whoever holds the lease. The stream keeps entries `retention_seconds` (the buffer's window) and a margin.
     """
-    url = config.redis_url or ""
-    keys = Keys(config.redis_prefix)
+    keys = Keys(prefix)
     ledger = RedisLedger(connect(url), keys)
-    # The pool, the follower, the lease and the recovery each need another: the late-bound calls below reach the
-    # one built after them, and none runs before build_shared returns.
-    pool = SharedLicensePool(
-        specs,
-        recorder,
-        ledger,
-        series_of=series_of,
-        wait_applied=lambda entry_id, timeout, epoch: follower.wait_applied(entry_id, timeout, epoch),
-        log_epoch=lambda: follower.epoch,
-        fence=(lambda: leadership.fence()) if lead else _unfenced,
-        known=lambda: recovery.known(),
-    )
+    lease = Lease(connect(url), keys.lease)
     restored, position = restore_buffer(store, buffer, log_name=keys.events)
     # The buffer holds what the store held up to `position`; the pool's copy is taken from Redis at some entry. The
     # follower starts at the earlier of the two and brings each part up from its own point.
+    progress = LogProgress(position or "0-0")
+    pool = SharedLicensePool(
+        specs, recorder, ledger, series_of=series_of, progress=progress, fence=lease.fence if lead else _unfenced
+    )
+    recovery = Recovery(connect(url), keys, ledger, pool, progress, store, lease.token)
     buffer_from = entry_key(position or "0-0")
-    pool_from = [buffer_from]
-    taken = [False]
-
-    def take_pool() -> None:
-        # The first process on a new Redis (or one that lost its data) brings the pool's state from the store, with
-        # what the other processes hold that the store lacks; every process then takes its copy of the pool, and the
-        # entry it is at, in one step.
-        if taken[0]:
-            return
-        recovery.check()
-        snapshot = reload_pool()
-        follower.last_id = min(snapshot.last_id, follower.last_id, key=entry_key)
-        taken[0] = True
-
-    def reload_pool() -> Snapshot:
-        # Entries up to the snapshot's are in it; the follower applies to the pool only those after it.
-        snapshot = ledger.snapshot()
-        pool.load(snapshot)
-        pool_from[0] = entry_key(snapshot.last_id)
-        return snapshot
 
     def apply(entry_id: str, events: list[Event]) -> None:
-        at = entry_key(entry_id)
-        if at > pool_from[0]:
-            pool.apply(events)
-        if at > buffer_from:
+        pool.apply_entry(entry_id, events)
+        if entry_key(entry_id) > buffer_from:
             recorder.record_many(within_skew(events, time.time()))
 
+    def persister() -> Service:
+        return LogPersister(connect(url), keys.events, store, retention_seconds + KEEP_MARGIN_SECONDS, ledger.forget_seen)
+
+    factories: dict[str, Callable[[], Service]] = {PERSISTER: persister}
+    factories.update({name: partial(build, pool) for name, build in leader_services.items()})
+    leadership = Leadership(lease, factories)
+    sources: list[dict[str, Any]] = []  # the leader's sources, as last shared: SharedLog.sources
+    sharer = SideStateSharer(connect(url), keys, pool, recovery, leadership, describe_sources, sources)
     # Before its first read the follower takes the pool, unless that was done here (Redis answered at start).
     follower = LogFollower(
         connect(url),
         keys.events,
-        position or "0-0",
+        progress,
         apply,
-        on_idle=lambda: share(),
-        prepare=take_pool,
-        on_reconnect=lambda: recovery.check(),
+        on_idle=sharer.step,
+        prepare=recovery.take_first_copy,
+        on_reconnect=recovery.check,
     )
-    factories: dict[str, Callable[[], Service]] = {
-        PERSISTER: lambda: LogPersister(
-            connect(url), keys.events, store, config.retention_seconds + KEEP_MARGIN_SECONDS, ledger.forget_seen
-        )
-    }
-    for name, build in leader_services.items():
-        factories[name] = lambda build=build: build(pool)  # type: ignore[misc]
-    leadership = Leadership(connect(url), keys.lease, factories)
-    recovery = Recovery(connect(url), keys, ledger, pool, follower, store, reload_pool, leadership.token)
-    shared = SharedLog(connect(url), keys, pool, follower, leadership, [], describe_sources, recovery=recovery)
-    share = _side_state_sharer(shared)
+    shared = SharedLog(connect(url), keys, pool, follower, leadership, sources, describe_sources, recovery=recovery)
     try:
-        take_pool()
+        recovery.take_first_copy()
     except redis.RedisError as exc:
         # Until Redis answers, this process shows the open borrows the store holds; writes answer 503.
         log.warning("shared log: Redis does not answer (%s); serving from the store until it does", exc)
@@ -175,44 +147,56 @@ def within_skew(events: list[Event], now: float) -> list[Event]:
     return [e._replace(ts=now) if e.ts > limit else e for e in events]
 
 
-def _side_state_sharer(shared: SharedLog) -> Callable[[], None]:
-    """Return the follower's idle step: state that is not in the log, written by the leader and read by the others.
+class SideStateSharer:
+    """The follower's idle step: state that is not in the log, written by the leader and read by the others.
 
     What polls said of totals and expiry dates, and the health of the sources: only the leader runs them.
     """
-    due = [0.0]
-    published: dict[str, bytes] = {}
-    keys = shared.keys
 
-    def share() -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        pool: SharedLicensePool,
+        recovery: Recovery,
+        leadership: Leadership,
+        describe_sources: Callable[[Mapping[str, Service]], list[dict[str, Any]]],
+        sources: list[dict[str, Any]],
+    ) -> None:
+        self.client, self.keys, self.pool, self.recovery = client, keys, pool, recovery
+        self.leadership = leadership
+        self.describe_sources = describe_sources
+        self.sources = sources  # filled in place with the leader's source entries (SharedLog.sources)
+        self._due = 0.0
+        self._published: dict[str, bytes] = {}
+
+    def step(self) -> None:
+        """Share or take the side state, at most every SIDE_STATE_SECONDS; heartbeat and check the log meanwhile."""
         now = time.monotonic()
-        if now < due[0]:
+        if now < self._due:
             return
-        due[0] = now + SIDE_STATE_SECONDS
-        pool = shared.pool
-        if shared.recovery is not None:
-            shared.recovery.heartbeat()
-            shared.recovery.check()
-        pool.settle_doubts()
-        leading = shared.leadership.leading
-        raw_observed, raw_sources = cast(list[bytes | None], shared.client.mget([keys.observed, keys.sources]))
+        self._due = now + SIDE_STATE_SECONDS
+        keys, published = self.keys, self._published
+        self.recovery.heartbeat()
+        self.recovery.check()
+        self.pool.settle_doubts()
+        leading = self.leadership.leading
+        raw_observed, raw_sources = cast(list[bytes | None], self.client.mget([keys.observed, keys.sources]))
         if leading:
-            shared.sources = []
-            observed = orjson.dumps(pool.observed(), option=orjson.OPT_SORT_KEYS)
+            self.sources.clear()
+            observed = orjson.dumps(self.pool.observed(), option=orjson.OPT_SORT_KEYS)
             if observed != published.get(keys.observed):
-                shared.client.set(keys.observed, observed)
+                self.client.set(keys.observed, observed)
                 published[keys.observed] = observed
             # Health changes with every poll; it expires, so a dead leader's last word is not shown for ever.
-            shared.client.set(
+            self.client.set(
                 keys.sources,
-                orjson.dumps(shared.describe_sources(shared.leadership.running)),
+                orjson.dumps(self.describe_sources(self.leadership.running)),
                 px=int(10 * SIDE_STATE_SECONDS * 1000),
             )
             return
         if raw_observed and raw_observed != published.get(keys.observed):
             doc = orjson.loads(raw_observed)
-            pool.load_observed(doc.get("issued", {}), doc.get("expiry", {}))
+            self.pool.load_observed(doc.get("issued", {}), doc.get("expiry", {}))
             published[keys.observed] = raw_observed
-        shared.sources = orjson.loads(raw_sources) if raw_sources else []
-
-    return share
+        self.sources[:] = orjson.loads(raw_sources) if raw_sources else []

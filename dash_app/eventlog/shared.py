@@ -36,10 +36,11 @@ class SharedLog:
     pool: SharedLicensePool
     follower: LogFollower
     leadership: Leadership
-    sources: list[dict[str, Any]]  # the leader's source entries, as last shared (the others show these)
+    # The leader's source entries, as last shared (the others show these); SideStateSharer fills this list in place.
+    sources: list[dict[str, Any]]
     # The entries of the leader's sources (their health), given the services it runs: shared with the others.
     describe_sources: Callable[[Mapping[str, Service]], list[dict[str, Any]]] = no_sources
-    # Notices that Redis lost data and rebuilds the pool; set by build_shared.
+    # Notices that Redis lost data and rebuilds the pool (build_shared gives it).
     recovery: Recovery | None = None
 
     def healthy(self) -> bool:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 
 from dash_app.eventlog.ledger import NotLeader, OpenBorrow, RedisLedger, Snapshot, open_borrow, ts_text
-from dash_app.events import BORROW, RETURN, SOURCE_FLEXLM, Event, check_name, source_of
+from dash_app.eventlog.progress import LogProgress
+from dash_app.events import BORROW, RETURN, SOURCE_FLEXLM, Event, source_of
 from dash_app.licenses.pool import (
     EXHAUSTED,
     MAX_OVERAGE,
@@ -28,8 +29,6 @@ from dash_app.licenses.pool import (
     LicensePool,
     PoolUnavailable,
     UnknownBorrow,
-    _check_details,
-    check_observed,
 )
 from dash_app.store.database import entry_key
 
@@ -71,20 +70,17 @@ class SharedLicensePool(LicensePool):
         ledger: RedisLedger,
         clock: Callable[[], float] = time.time,
         series_of: Callable[[str], str] | None = None,
-        wait_applied: Callable[[str, float, int | None], bool] = lambda entry_id, timeout, epoch: True,
-        log_epoch: Callable[[], int | None] = lambda: None,
+        progress: LogProgress | None = None,
         fence: Callable[[], str | None] = lambda: None,
-        known: Callable[[], str] = lambda: "",
     ) -> None:
         super().__init__(specs, recorder, store=None, clock=clock, series_of=series_of)
         self.ledger = ledger
-        # From the follower and the lease (the defaults: no follower, no lease).
-        self.wait_applied = wait_applied  # LogFollower.wait_applied
-        self.log_epoch = log_epoch  # the follower's epoch (LogFollower.wait_applied)
-        self.fence = fence  # the lease's token a source's batch is fenced with; "" for unfenced (a one-off backfill)
-        self.known = known  # the last log entry this process has read, added or seen in the store (Recovery.known)
+        # This process's place in the log, which its follower moves on; without one (no follower) no write waits.
+        self._follows = progress is not None
+        self.progress = progress or LogProgress()
+        self.fence = fence  # Lease.fence: the token a source's batch is fenced with; "" for unfenced (a backfill)
         self.seeding = ""  # which filling of the pool in Redis this copy comes from (Snapshot.seeding)
-        self.last_sent = "0-0"  # the last log entry this process's own calls added
+        self._snapshot_at = (0, 0)  # the entry the last snapshot taken is at (its key): it holds those up to it
         self._held = threading.local()
         self._in_doubt: list[str] = []  # borrow ids whose outcome a lost answer hid (see settle_doubts)
 
@@ -94,6 +90,7 @@ class SharedLicensePool(LicensePool):
         """Take the open borrows and charges of a ledger snapshot as this process's starting state."""
         with self._lock:
             self.seeding = snapshot.seeding
+            self._snapshot_at = entry_key(snapshot.last_id)
             self._active.clear()
             self._borrowed = {tool: 0 for tool in self._specs}
             for b in snapshot.active:
@@ -102,6 +99,16 @@ class SharedLicensePool(LicensePool):
                 self._borrowed[key] = self._borrowed.get(key, 0) + 1
                 self._note_tool(key)
             self._charges = {tool: 0 for tool in self._specs} | snapshot.charges
+
+    @property
+    def last_sent(self) -> str:
+        """The last log entry this process's own calls added."""
+        return self.progress.sent
+
+    def apply_entry(self, entry_id: str, events: Sequence[Event]) -> None:
+        """Apply the log entry `entry_id` unless the snapshot this copy was loaded from already holds it."""
+        if entry_key(entry_id) > self._snapshot_at:
+            self.apply(events)
 
     def apply(self, events: Sequence[Event]) -> None:
         """Change the counts as the log's events say (the follower calls this for every entry, in order)."""
@@ -113,9 +120,7 @@ class SharedLicensePool(LicensePool):
                     if borrow_id in self._active:
                         continue
                     key = self._key(tool)
-                    self._active[borrow_id] = Borrow(
-                        borrow_id, tool, cast(str, e.user), e.ts, bool(e.is_overage), e.host, e.version
-                    )
+                    self._active[borrow_id] = Borrow.of_event(e)
                     self._borrowed[key] = self._borrowed.get(key, 0) + 1
                     if e.is_overage:
                         self._charges[tool] = self._charges.get(tool, 0) + 1
@@ -169,17 +174,16 @@ class SharedLicensePool(LicensePool):
         applied its entry: then, should Redis lose it, this process hands it back (eventlog.recovery). If it cannot
         (Redis failed first, or the follower lags past APPLIED_TIMEOUT), PoolUnavailable: the caller is told 503.
         """
-        epoch = self.log_epoch()  # read before the entry exists: a failure after this one may have lost it
+        epoch = self.progress.epoch  # read before the entry exists: a failure after this one may have lost it
         try:
-            entry, answers = self.ledger.apply(commands, fence, once, self.known())
+            entry, answers = self.ledger.apply(commands, fence, once, self.progress.known())
         except NotLeader:
             raise PoolUnavailable("this process no longer runs the sources") from None
         except redis.RedisError as exc:
             raise PoolUnavailable(f"the shared pool (Redis) cannot be reached: {type(exc).__name__}: {exc}") from None
         if entry is not None:
-            with self._lock:
-                self.last_sent = max(self.last_sent, entry, key=entry_key)
-            if wait and not self.wait_applied(entry, APPLIED_TIMEOUT, epoch) and acknowledged:
+            self.progress.mark_sent(entry)
+            if wait and self._follows and not self.progress.wait_applied(entry, APPLIED_TIMEOUT, epoch) and acknowledged:
                 raise PoolUnavailable("the shared pool (Redis) failed before this write was kept; it may not have been applied")
         return answers
 
@@ -201,13 +205,8 @@ class SharedLicensePool(LicensePool):
         finally:
             self._held.source = False
 
-    def borrow(
-        self, tool: str, user: str, at: float | None = None, host: str | None = None, version: str | None = None
-    ) -> Borrow:
-        """Grant a license of `tool` to `user` (decided in Redis); raise BorrowDenied, or PoolUnavailable."""
-        check_name("tool", tool)
-        check_name("user", user)
-        _check_details(host, version)
+    def _grant(self, tool: str, user: str, at: float | None, host: str | None, version: str | None) -> Borrow:
+        """Decide a borrow in Redis; raise BorrowDenied, or PoolUnavailable."""
         self._send_held()  # a source's earlier events go first
         ts = self.clock() if at is None else at
         fence = self._decision_fence()
@@ -304,17 +303,10 @@ class SharedLicensePool(LicensePool):
             return None
         return self._send_fenced([command])[0]
 
-    def observe_borrow(
-        self,
-        tool: str,
-        user: str,
-        at: float,
-        borrow_id: str | None = None,
-        host: str | None = None,
-        version: str | None = None,
+    def _record_observed(
+        self, tool: str, user: str, at: float, borrow_id: str | None, host: str | None, version: str | None
     ) -> Borrow:
-        """Record a borrow granted elsewhere; is_overage follows the pool's rule, decided in Redis."""
-        check_observed(tool, user, borrow_id, host, version)
+        """Send an observed borrow to the ledger; is_overage follows the pool's rule, decided in Redis."""
         borrow_id = borrow_id or uuid.uuid4().hex
         spec = self._specs.get(tool)
         key = tool if spec is not None else self._key(tool)
@@ -351,9 +343,6 @@ class SharedLicensePool(LicensePool):
             held = self._active.get(borrow_id)
         return held if held is not None else Borrow(borrow_id, "", "", at, False)
 
-    def observe_failure(self, tool: str, user: str, reason: str, at: float, event_id: str | None = None) -> None:
-        """Record a denial observed elsewhere; one with an `event_id` (its log line) counts once, however often read."""
-        check_name("tool", tool)
-        check_name("user", user)
-        check_name("reason", reason)
+    def _record_failure(self, tool: str, user: str, reason: str, at: float, event_id: str | None) -> None:
+        """Send an observed denial to the ledger; one with an `event_id` (its log line) counts once, however often read."""
         self._observe(["f", tool, user, ts_text(at), reason, event_id])

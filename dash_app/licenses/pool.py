@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from dash_app.events import Event, borrow_event, check_name, failure_event, return_event, source_of
 from dash_app.timeutil import iso_utc
@@ -67,51 +68,34 @@ def _check_details(host: str | None, version: str | None) -> None:
         check_name("version", version)
 
 
+@dataclass(slots=True, unsafe_hash=True)
 class Borrow:
     """One active borrow; read-only by convention."""
 
-    # A plain class with slots: log sources create one per OUT line, and a frozen dataclass costs four times as much.
-    __slots__ = ("id", "tool", "user", "borrowed_at", "is_overage", "host", "version")
-
+    # Not frozen: log sources create one per OUT line, and a frozen dataclass's __init__ costs four times as much.
+    # Equal and hashed by what the pool decided; where the license is used does not make it another borrow.
     id: str
     tool: str
     user: str
     borrowed_at: float  # epoch seconds
     is_overage: bool
-    host: str | None  # the machine the license is used on, where the source says
-    version: str | None  # the tool's version, where the source says
+    host: str | None = field(default=None, compare=False, repr=False)  # the machine it is used on, if said
+    version: str | None = field(default=None, compare=False, repr=False)  # the tool's version, if said
 
-    def __init__(
-        self,
-        id: str,
-        tool: str,
-        user: str,
-        borrowed_at: float,
-        is_overage: bool,
-        host: str | None = None,
-        version: str | None = None,
-    ) -> None:
-        self.id = id
-        self.tool = tool
-        self.user = user
-        self.borrowed_at = borrowed_at
-        self.is_overage = is_overage
-        self.host = host
-        self.version = version
+    @classmethod
+    def of_row(cls, row: Sequence[Any]) -> Borrow:
+        """Return the Borrow of a stored row (id, tool, user, borrowed_at, is_overage, host, version)."""
+        borrow_id, tool, user, borrowed_at, is_overage, host, version = row
+        return cls(borrow_id, tool, user, borrowed_at, bool(is_overage), host, version)
 
-    def _fields(self) -> tuple[str, str, str, float, bool]:
-        return (self.id, self.tool, self.user, self.borrowed_at, self.is_overage)
-
-    def __eq__(self, other: object) -> bool:
-        return self._fields() == other._fields() if type(other) is Borrow else NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return "Borrow(id={!r}, tool={!r}, user={!r}, borrowed_at={!r}, is_overage={!r})".format(*self._fields())
+    @classmethod
+    def of_event(cls, event: Event) -> Borrow:
+        """Return the Borrow a borrow event opens (its tool, user and id are set)."""
+        tool, user, borrow_id = cast(str, event.tool), cast(str, event.user), cast(str, event.borrow_id)
+        return cls(borrow_id, tool, user, event.ts, bool(event.is_overage), event.host, event.version)
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the JSON shape a borrow has in the API."""
         return {
             "id": self.id,
             "tool": self.tool,
@@ -157,9 +141,10 @@ class LicensePool:
         if store is not None:
             # A restart keeps active borrows and charges; the tools file may have changed the limits.
             store.save_tools(self._specs)
-            for borrow_id, tool, user, borrowed_at, is_overage, host, version in store.load_open_borrows():
-                self._active[borrow_id] = Borrow(borrow_id, tool, user, borrowed_at, bool(is_overage), host, version)
-                key = self._key(tool)
+            for row in store.load_open_borrows():
+                borrow = Borrow.of_row(row)
+                self._active[borrow.id] = borrow
+                key = self._key(borrow.tool)
                 self._borrowed[key] = self._borrowed.get(key, 0) + 1
                 self._note_tool(key)
             for tool, count in store.load_charges().items():
@@ -206,8 +191,12 @@ class LicensePool:
         check_name("tool", tool)
         check_name("user", user)
         _check_details(host, version)
+        return self._grant(tool, user, at, host, version)
+
+    def _grant(self, tool: str, user: str, at: float | None, host: str | None, version: str | None) -> Borrow:
+        """Decide a borrow whose names are checked (what borrow does once its input is known good)."""
         with self._lock:
-            ts = self.clock() if at is None else at
+            ts = self.clock() if at is None else at  # read under the lock: events are recorded in time order
             spec = self._specs.get(tool)
             if spec is None:
                 self._record(failure_event(tool, user, UNKNOWN_TOOL, ts))
@@ -256,6 +245,12 @@ class LicensePool:
     ) -> Borrow:
         """Record a borrow granted elsewhere; is_overage follows the pool's rule (in use >= commit)."""
         check_observed(tool, user, borrow_id, host, version)
+        return self._record_observed(tool, user, at, borrow_id, host, version)
+
+    def _record_observed(
+        self, tool: str, user: str, at: float, borrow_id: str | None, host: str | None, version: str | None
+    ) -> Borrow:
+        """Record an observed borrow whose names are checked."""
         with self._lock:
             spec = self._specs.get(tool)
             key = tool if spec is not None else self._key(tool)
@@ -296,10 +291,14 @@ class LicensePool:
         return min(dates.values(), key=lambda expiry: (expiry == "permanent", expiry))
 
     def observe_failure(self, tool: str, user: str, reason: str, at: float, event_id: str | None = None) -> None:
-        """Record a denial observed elsewhere (`event_id`, the log line it came from, matters with --redis only)."""
+        """Record a denial observed elsewhere; one with an `event_id` (its log line) counts once with --redis."""
         check_name("tool", tool)
         check_name("user", user)
         check_name("reason", reason)
+        self._record_failure(tool, user, reason, at, event_id)
+
+    def _record_failure(self, tool: str, user: str, reason: str, at: float, event_id: str | None) -> None:
+        """Record an observed denial whose names are checked (`event_id` matters to the shared pool only)."""
         with self._lock:
             self._note_tool(self._key(tool))
             self._record(failure_event(tool, user, reason, at))
