@@ -99,7 +99,7 @@ def capacity_query(db: str, history: Any, folder: Path) -> tuple[float, float, f
     pool = LicensePool(load_inventory(str(tools_file)), EventRecorder(RealtimeMetricsBuffer()))
     config = Config(history_days=31)
     store = Store(db)
-    service = CapacityService(store, pool, config, clock=lambda: end)  # a file or a server: a process of its own
+    service = CapacityService(store, pool, history_days=config.history_days, billing_days=config.billing_days, clock=lambda: end)  # a file or a server: a process of its own
     try:
         began = time.perf_counter()
         report = service.report(start, end)  # the process starts, reads the history into its copy, analyses
@@ -108,7 +108,7 @@ def capacity_query(db: str, history: Any, folder: Path) -> tuple[float, float, f
         service.report(start, end - 1)  # another period (not cached), the copy current
         current = time.perf_counter() - began
         began = time.perf_counter()
-        CapacityService(store, pool, config, clock=lambda: end, runner=InProcessRunner(store)).report(start, end)
+        CapacityService(store, pool, history_days=config.history_days, billing_days=config.billing_days, clock=lambda: end, runner=InProcessRunner(store)).report(start, end)
         in_process = time.perf_counter() - began
     finally:
         service.stop()
