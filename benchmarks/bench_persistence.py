@@ -198,6 +198,7 @@ def used_bytes(store: Store) -> int:
 def size_of_a_day() -> None:
     """Print the SQLite size of a day of demo traffic, and after the raw events past 7 h are pruned."""
     from dash_app.licenses import LicensePool, load_inventory
+    from dash_app.licenses.pool_storage import PoolStorage
     from dash_app.sources.demo import DemoTraffic
     from dash_app.store.history import HistoryKeeper
 
@@ -205,7 +206,7 @@ def size_of_a_day() -> None:
         store = Store(Path(tmp) / "demo.db")
         keeper = HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * 86400)
         store.start()
-        pool = LicensePool(load_inventory(), EventRecorder(RealtimeMetricsBuffer(), listeners=[store]), store=store)
+        pool = LicensePool(load_inventory(), EventRecorder(RealtimeMetricsBuffer(), listeners=[store]), store=PoolStorage(store))
         demo = DemoTraffic(pool, backfill_hours=24, seed=1)
         demo._seed_schedule(time.time() - 86400)
         demo.run_until(time.time(), backfill=True)

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.store import Store, StoreError
 from dash_app.store.history import migrate_in_use_columns
 from dash_app.store.migrate import head, redacted
@@ -111,7 +112,7 @@ def test_a_file_of_each_earlier_release_is_upgraded_in_place_keeping_its_rows(tm
     store = Store(path)
     try:
         assert store.read("SELECT id, tool, user, borrowed_at FROM borrows") == [("b-1", "MATLAB", "ann", NOW - 60)]
-        assert store.load_charges() == {"MATLAB": 2}
+        assert PoolStorage(store).load_charges() == {"MATLAB": 2}
         assert store.read("SELECT COUNT(*) FROM events") == [(2,)]
         assert store.read("SELECT tool, user, reason FROM denials") == [("MATLAB", "bob", "exhausted")]
     finally:
