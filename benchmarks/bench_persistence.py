@@ -6,8 +6,8 @@ For a SQLite file and for a PostgreSQL server (Debian's, started in a temporary 
   time through the recorder into the batched writer, timed until the last is committed. Baselines, in the same
   process, each on a database of its own: what one would write first, the same rows in batches of the writer's
   size (5,000 events a transaction) through SQLAlchemy Core's usual executemany (a list of dicts a statement), the
-  stored rows asserted equal to the writer's; and the writer's own work with one transaction per event, as a
-  writer without batching would.
+  stored rows asserted equal to the writer's; the writer's statements alone on those batches (no recorder, no
+  queue); and the writer's own work with one transaction per event, as a writer without batching would.
 - restore: the newest rows of each kind into the buffer (restore_buffer); baseline, every row replayed as an event.
 - capacity: 30 days of 200 tools (synthetic_history) in the database, then the capacity report over all 30 days
   through CapacityService: once cold in the analysis process (which reads the history into its copy first), and
@@ -132,6 +132,19 @@ def write_core_executemany(db: str, events: list[Event]) -> float:
     return seconds
 
 
+def write_batches_directly(db: str, events: list[Event]) -> float:
+    """The writer's own statements alone, on the same batches as the Core baseline (no recorder, no queue); the seconds."""
+    from dash_app.store.writer_thread import BATCH_LIMIT
+
+    store = Store(db)
+    began = time.perf_counter()
+    for i in range(0, len(events), BATCH_LIMIT):
+        store._write([events[i : i + BATCH_LIMIT]])
+    seconds = time.perf_counter() - began
+    store.close()
+    return seconds
+
+
 # What both ways of writing must leave in the database (the write stamps and the writer's own marks aside).
 STORED = {
     "borrows": 'SELECT id, tool, "user", borrowed_at, is_overage, returned_at, source, host, version FROM borrows ORDER BY id',
@@ -234,6 +247,9 @@ def main() -> None:
                 core = fresh("core")
                 figures["writer_core"] = len(events) / write_core_executemany(core, events)
                 assert stored_rows(core) == stored_rows(full), "the baseline must store what the writer stores"
+                direct = fresh("direct")
+                figures["writer_direct"] = len(events) / write_batches_directly(direct, events)
+                assert stored_rows(direct) == stored_rows(full)
                 baseline = events[:BASELINE_EVENTS]
                 figures["writer_baseline"] = len(baseline) / write_one_transaction_each(fresh("baseline"), baseline)
                 db = fresh("capacity")
@@ -255,11 +271,11 @@ def main() -> None:
         print(f"{label:<{width}} " + "".join(f"{format(results[k][key], fmt):>11} {unit:<2}" for k in kinds))
 
     row("writes: 210,000 events recorded one by one, batched writer", "writer", ",.0f", "/s")
+    row("the writer's statements alone, 5,000 events a transaction", "writer_direct", ",.0f", "/s")
     row("baseline: SQLAlchemy Core executemany, 5,000 events a transaction", "writer_core", ",.0f", "/s")
-    print(
-        f"{'  the batched writer, times the Core baseline':<{width}} "
-        + "".join(f"{results[k]['writer'] / results[k]['writer_core']:>11.2f} x " for k in kinds)
-    )
+    for label, key in (("the batched writer", "writer"), ("its statements alone", "writer_direct")):
+        ratios = "".join(f"{results[k][key] / results[k]['writer_core']:>11.2f} x " for k in kinds)
+        print(f"{'  ' + label + ', times the Core baseline':<{width}} {ratios}")
     row(f"baseline: one transaction per event ({BASELINE_EVENTS:,} events)", "writer_baseline", ",.0f", "/s")
     row("restore of a full 6 h buffer (target <= 3 s)", "restore", ".2f", "s")
     row("baseline: replay every row as an event", "restore_baseline", ".2f", "s")
