@@ -3,8 +3,11 @@
 For a SQLite file and for a PostgreSQL server (Debian's, started in a temporary directory as the tests start it):
 
 - writes: a full 6 h buffer's events (100,000 borrows, 100,000 returns, 10,000 failures) recorded one call at a
-  time through the recorder into the batched writer, timed until the last is committed. Baseline, in the same
-  process and database: the same statements with one transaction per event, as a writer without batching would.
+  time through the recorder into the batched writer, timed until the last is committed. Baselines, in the same
+  process, each on a database of its own: what one would write first, the same rows in batches of the writer's
+  size (5,000 events a transaction) through SQLAlchemy Core's usual executemany (a list of dicts a statement), the
+  stored rows asserted equal to the writer's; the writer's statements alone on those batches (no recorder, no
+  queue); and the writer's own work with one transaction per event, as a writer without batching would.
 - restore: the newest rows of each kind into the buffer (restore_buffer); baseline, every row replayed as an event.
 - capacity: 30 days of 200 tools (synthetic_history) in the database, then the capacity report over all 30 days
   through CapacityService: once cold in the analysis process (which reads the history into its copy first), and
@@ -77,6 +80,89 @@ def write_one_transaction_each(db: str, events: list[Event]) -> float:
     return seconds
 
 
+def write_core_executemany(db: str, events: list[Event]) -> float:
+    """Baseline: the same rows through SQLAlchemy Core's executemany (dicts), 5,000 events a transaction; the seconds."""
+    from dash_app.events import source_of
+    from dash_app.store.batch_writes import _writes
+    from dash_app.store.writer_thread import BATCH_LIMIT
+
+    store = Store(db)
+    writes = _writes(store.dialect)
+    began = time.perf_counter()
+    for i in range(0, len(events), BATCH_LIMIT):
+        batch = events[i : i + BATCH_LIMIT]
+        charges: dict[str | None, int] = {}
+        for e in batch:
+            if e.kind == "borrow" and e.is_overage:
+                charges[e.tool] = charges.get(e.tool, 0) + 1
+        changed = i // BATCH_LIMIT + 1
+        rows: dict[str, list[dict[str, Any]]] = {
+            "borrow": [
+                {"id": e.borrow_id, "tool": e.tool, "user": e.user, "borrowed_at": e.ts, "is_overage": e.is_overage}
+                | {
+                    "returned_at": None,
+                    "source": source_of(e.borrow_id),
+                    "host": e.host,
+                    "version": e.version,
+                    "changed": changed,
+                }
+                for e in batch
+                if e.kind == "borrow"
+            ],
+            "returned": [
+                {"id": e.borrow_id, "tool": e.tool, "user": e.user, "borrowed_at": e.ts, "is_overage": 0, "returned_at": e.ts}
+                | {"source": source_of(e.borrow_id), "changed": changed}
+                for e in batch
+                if e.kind == "return"
+            ],
+            "charge": [{"tool": tool, "overage_borrows": n} for tool, n in charges.items()],
+            "event": [e._asdict() for e in batch],
+            "denial": [
+                {"ts": e.ts, "tool": e.tool, "user": e.user, "reason": e.reason, "changed": changed}
+                for e in batch
+                if e.kind == "failure"
+            ],
+        }
+        with store.engine.begin() as conn:
+            for name, params in rows.items():
+                if params:
+                    conn.execute(writes[name], params)
+    seconds = time.perf_counter() - began
+    store.close()
+    return seconds
+
+
+def write_batches_directly(db: str, events: list[Event]) -> float:
+    """The writer's own statements alone, on the same batches as the Core baseline (no recorder, no queue); the seconds."""
+    from dash_app.store.writer_thread import BATCH_LIMIT
+
+    store = Store(db)
+    began = time.perf_counter()
+    for i in range(0, len(events), BATCH_LIMIT):
+        store._write([events[i : i + BATCH_LIMIT]])
+    seconds = time.perf_counter() - began
+    store.close()
+    return seconds
+
+
+# What both ways of writing must leave in the database (the write stamps and the writer's own marks aside).
+STORED = {
+    "borrows": 'SELECT id, tool, "user", borrowed_at, is_overage, returned_at, source, host, version FROM borrows ORDER BY id',
+    "charges": "SELECT tool, overage_borrows FROM charges ORDER BY tool",
+    "events": 'SELECT ts, kind, tool, "user", borrow_id, is_overage, reason, host, version FROM events ORDER BY rowid',
+    "denials": 'SELECT ts, tool, "user", reason FROM denials ORDER BY rowid',
+}
+
+
+def stored_rows(db: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Return every row the writes leave in the database `db`, table by table."""
+    store = Store(db)
+    try:
+        return {table: [tuple(row) for row in store.scan(sql)] for table, sql in STORED.items()}
+    finally:
+        store.close()
+
+
 def naive_restore(store: Store, buffer: RealtimeMetricsBuffer) -> None:
     """Baseline: read every stored row in time order and replay it as an event through a recorder."""
     recorder = EventRecorder(buffer)
@@ -99,7 +185,9 @@ def capacity_query(db: str, history: Any, folder: Path) -> tuple[float, float, f
     pool = LicensePool(load_inventory(str(tools_file)), EventRecorder(RealtimeMetricsBuffer()))
     config = Config(history_days=31)
     store = Store(db)
-    service = CapacityService(store, pool, history_days=config.history_days, billing_days=config.billing_days, clock=lambda: end)  # a file or a server: a process of its own
+    service = CapacityService(
+        store, pool, history_days=config.history_days, billing_days=config.billing_days, clock=lambda: end
+    )  # a file or a server: a process of its own
     try:
         began = time.perf_counter()
         report = service.report(start, end)  # the process starts, reads the history into its copy, analyses
@@ -108,7 +196,14 @@ def capacity_query(db: str, history: Any, folder: Path) -> tuple[float, float, f
         service.report(start, end - 1)  # another period (not cached), the copy current
         current = time.perf_counter() - began
         began = time.perf_counter()
-        CapacityService(store, pool, history_days=config.history_days, billing_days=config.billing_days, clock=lambda: end, runner=InProcessRunner(store)).report(start, end)
+        CapacityService(
+            store,
+            pool,
+            history_days=config.history_days,
+            billing_days=config.billing_days,
+            clock=lambda: end,
+            runner=InProcessRunner(store),
+        ).report(start, end)
         in_process = time.perf_counter() - began
     finally:
         service.stop()
@@ -156,7 +251,14 @@ def main() -> None:
         try:
             for kind in kinds:
                 fresh = (lambda name: str(folder / f"{name}.db")) if kind == "sqlite" else server.create_database  # type: ignore[union-attr]
-                figures = measure(fresh("full"), events, end)
+                full = fresh("full")
+                figures = measure(full, events, end)
+                core = fresh("core")
+                figures["writer_core"] = len(events) / write_core_executemany(core, events)
+                assert stored_rows(core) == stored_rows(full), "the baseline must store what the writer stores"
+                direct = fresh("direct")
+                figures["writer_direct"] = len(events) / write_batches_directly(direct, events)
+                assert stored_rows(direct) == stored_rows(full)
                 baseline = events[:BASELINE_EVENTS]
                 figures["writer_baseline"] = len(baseline) / write_one_transaction_each(fresh("baseline"), baseline)
                 db = fresh("capacity")
@@ -178,6 +280,11 @@ def main() -> None:
         print(f"{label:<{width}} " + "".join(f"{format(results[k][key], fmt):>11} {unit:<2}" for k in kinds))
 
     row("writes: 210,000 events recorded one by one, batched writer", "writer", ",.0f", "/s")
+    row("the writer's statements alone, 5,000 events a transaction", "writer_direct", ",.0f", "/s")
+    row("baseline: SQLAlchemy Core executemany, 5,000 events a transaction", "writer_core", ",.0f", "/s")
+    for label, key in (("the batched writer", "writer"), ("its statements alone", "writer_direct")):
+        ratios = "".join(f"{results[k][key] / results[k]['writer_core']:>11.2f} x " for k in kinds)
+        print(f"{'  ' + label + ', times the Core baseline':<{width}} {ratios}")
     row(f"baseline: one transaction per event ({BASELINE_EVENTS:,} events)", "writer_baseline", ",.0f", "/s")
     row("restore of a full 6 h buffer (target <= 3 s)", "restore", ".2f", "s")
     row("baseline: replay every row as an event", "restore_baseline", ".2f", "s")
@@ -198,6 +305,7 @@ def used_bytes(store: Store) -> int:
 def size_of_a_day() -> None:
     """Print the SQLite size of a day of demo traffic, and after the raw events past 7 h are pruned."""
     from dash_app.licenses import LicensePool, load_inventory
+    from dash_app.licenses.pool_storage import PoolStorage
     from dash_app.sources.demo import DemoTraffic
     from dash_app.store.history import HistoryKeeper
 
@@ -205,7 +313,7 @@ def size_of_a_day() -> None:
         store = Store(Path(tmp) / "demo.db")
         keeper = HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * 86400)
         store.start()
-        pool = LicensePool(load_inventory(), EventRecorder(RealtimeMetricsBuffer(), listeners=[store]), store=store)
+        pool = LicensePool(load_inventory(), EventRecorder(RealtimeMetricsBuffer(), listeners=[store]), store=PoolStorage(store))
         demo = DemoTraffic(pool, backfill_hours=24, seed=1)
         demo._seed_schedule(time.time() - 86400)
         demo.run_until(time.time(), backfill=True)

@@ -22,6 +22,7 @@ from dash_app.dash_routes import register_dash_routes
 from dash_app.eventlog.setup import build_shared
 from dash_app.layouts import dashboard
 from dash_app.licenses import LicensePool, SeriesNames, load_inventory
+from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.recording import EventRecorder
 from dash_app.routes import register_routes
 from dash_app.services import DELIVERIES, DEMO, FLEXLM, LEASE, LOG, PERSISTER, POLLER, STORE, STREAM, Service
@@ -98,7 +99,7 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         services[LOG] = shared.follower
     else:
         recorder = EventRecorder(buffer, listeners=[store])
-        pool = LicensePool(specs, recorder, store=store, series_of=series)
+        pool = LicensePool(specs, recorder, store=PoolStorage(store), series_of=series)
         restore_buffer(store, buffer)
 
     def running() -> dict[str, Service]:

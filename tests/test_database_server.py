@@ -9,6 +9,7 @@ import psycopg
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 
+from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper, history_series
 from dash_app.store.migrate import head
@@ -167,7 +168,7 @@ def test_copy_moves_every_row_of_a_sqlite_history_and_leaves_the_file_alone(post
     # The server takes the copy over where the file left it: open sessions, the history, and rows numbered on.
     store = Store(url)
     try:
-        assert [row[:3] for row in store.load_open_borrows()] == [
+        assert [row[:3] for row in PoolStorage(store).load_open_borrows()] == [
             (b[0], b[1], b[2]) for b in sorted(before["borrows"], key=lambda b: b[3]) if b[5] is None
         ]
         assert set(history_series(store, 86400, now=NOW)[1]) == {"Tight", "Roomy"}

@@ -9,6 +9,7 @@ import pytest
 
 from dash_app.__main__ import main
 from dash_app.licenses import load_inventory
+from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.state import get_state
 
 DAY = 86400
@@ -41,7 +42,7 @@ def test_the_server_shows_the_days_written(make_app, database, capsys):
     assert written > 1000 and "written to " in out
 
     app = make_app(db=database)
-    assert get_state(app).store.load_open_borrows() == []  # every session ended by now: the pool starts empty
+    assert PoolStorage(get_state(app).store).load_open_borrows() == []  # every session ended by now: the pool starts empty
     client = app.server.test_client()
     now = time.time()
     body = client.get(f"/analytics/capacity?from={iso(now - 3 * DAY - 60)}&to={iso(now)}").get_json()

@@ -17,7 +17,6 @@ from dash_app.store.history import (
     bin_seconds_for,
     estimated_levels,
     history_series,
-    migrate_in_use_columns,
     rebuild_hours_from,
 )
 from dash_app.testing import FakeClock
@@ -275,14 +274,18 @@ def test_migration_adds_the_columns_to_an_old_database_and_keeps_its_rows(tmp_pa
         (tool, int(recent // 3600), 1, 0, json.dumps(["cy"]), 0, "{}"),
     ]
     conn.executemany("INSERT INTO hour_stats VALUES (?, ?, ?, ?, ?, ?, ?)", hour_rows)
+    # Pruning may have cut into the oldest raw event's minute: that one keeps its stored row (it has none here).
+    conn.execute("INSERT INTO events VALUES (?, 'failure', ?, 'cy', NULL, NULL, 'exhausted')", (recent - 60, tool))
     conn.execute("INSERT INTO events VALUES (?, 'borrow', ?, 'cy', 'c1', 0, NULL)", (recent, tool))
     conn.execute("INSERT INTO events VALUES (?, 'return', ?, 'cy', 'c1', NULL, NULL)", (recent + 15, tool))
     conn.commit()
     conn.close()
 
-    store = Store(db)
+    store = Store(db)  # revision 7 adds the columns, estimated, and leaves the minutes raw events cover to the keeper
     try:
-        HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * DAY, clock=FakeClock(NOW))
+        estimated = store.read("SELECT peak, avg_in_use, level_end FROM minute_stats ORDER BY minute")
+        assert estimated[2] == estimated_levels(2, 1, 0)
+        HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * DAY, clock=FakeClock(NOW)).aggregate()
         for table in ("minute_stats", "hour_stats"):
             columns = [row[1] for row in store.read(f"PRAGMA table_info({table})")]
             assert columns[-3:] == ["peak", "avg_in_use", "level_end"]
@@ -297,9 +300,7 @@ def test_migration_adds_the_columns_to_an_old_database_and_keeps_its_rows(tmp_pa
         hours = store.read("SELECT hour, count, peak, avg_in_use, level_end FROM hour_stats ORDER BY hour")
         assert hours[0][:2] == (old_minute // 60, 3) and hours[0][2] == 2 and hours[0][4] == 2
         assert hours[1][2:] == (3, pytest.approx(2 + 15 / 3600), 2)
-        # Idempotent: nothing left to add.
-        with store._conn_lock:
-            assert migrate_in_use_columns(store._conn) is False
+        assert store.read("SELECT key FROM history_meta WHERE key = 'unaggregated_since'") == []  # rebuilt once
         _size, series = history_series(store, 7 * DAY, now=NOW)
         assert max(p["peak"] for p in series[tool]) == 3
     finally:

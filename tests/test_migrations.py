@@ -5,10 +5,13 @@ import subprocess
 import sys
 
 import pytest
+from alembic import command as alembic_command
+from sqlalchemy import create_engine, inspect, text
 
+from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.store import Store, StoreError
-from dash_app.store.history import migrate_in_use_columns
-from dash_app.store.migrate import head, redacted
+from dash_app.store.history import HistoryKeeper
+from dash_app.store.migrate import alembic_config, head, redacted, server_engine
 from dash_app.store.schema import BASE_SCHEMA, MIGRATIONS, SCHEMA_VERSION
 from dash_app.testing import ROOT
 from tests.test_sessions_store import dump
@@ -20,6 +23,12 @@ CREATE TABLE IF NOT EXISTS flexlm_offsets (
     fp_len INTEGER NOT NULL, fingerprint TEXT NOT NULL, offset INTEGER NOT NULL, line INTEGER NOT NULL,
     day INTEGER, last_tod INTEGER, updated_at REAL NOT NULL
 );
+"""
+# The in-use columns a server of the releases before revision 7 added to a file at start (frozen here).
+OLD_LEVEL_COLUMNS = """
+ALTER TABLE minute_stats ADD COLUMN peak INTEGER; ALTER TABLE minute_stats ADD COLUMN avg_in_use REAL;
+ALTER TABLE minute_stats ADD COLUMN level_end INTEGER; ALTER TABLE hour_stats ADD COLUMN peak INTEGER;
+ALTER TABLE hour_stats ADD COLUMN avg_in_use REAL; ALTER TABLE hour_stats ADD COLUMN level_end INTEGER;
 """
 NOW = 1_800_000_000.0
 
@@ -33,7 +42,7 @@ def legacy_file(path, version, run_by_server=False):
     conn.execute(f"PRAGMA user_version = {version}")
     if run_by_server:  # and the rest a server of that release made at run time
         conn.executescript(OLD_CHECKPOINTS_TABLE)
-        migrate_in_use_columns(conn)
+        conn.executescript(OLD_LEVEL_COLUMNS)
     borrow = "INSERT INTO borrows (id, tool, user, borrowed_at, is_overage, returned_at) VALUES (?, ?, ?, ?, ?, ?)"
     conn.execute(borrow, ("b-1", "MATLAB", "ann", NOW - 60, 0, None))
     conn.execute(
@@ -111,14 +120,11 @@ def test_a_file_of_each_earlier_release_is_upgraded_in_place_keeping_its_rows(tm
     store = Store(path)
     try:
         assert store.read("SELECT id, tool, user, borrowed_at FROM borrows") == [("b-1", "MATLAB", "ann", NOW - 60)]
-        assert store.load_charges() == {"MATLAB": 2}
+        assert PoolStorage(store).load_charges() == {"MATLAB": 2}
         assert store.read("SELECT COUNT(*) FROM events") == [(2,)]
         assert store.read("SELECT tool, user, reason FROM denials") == [("MATLAB", "bob", "exhausted")]
     finally:
         store.close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    migrate_in_use_columns(conn)  # what the server's history keeper adds at start, filled from the inventory
-    conn.close()
     new = tmp_path / "new.db"
     Store(new).close()
     assert shape(path) == shape(new)
@@ -240,3 +246,72 @@ def test_passwords_never_show_in_a_database_url(url, shown):
     result = run_db("current", "--db", url)
     assert result.returncode == 2 and "s3cret" not in result.stderr + result.stdout
     assert len(result.stderr.splitlines()) == 1
+
+
+def upgrade_to(db, revision):
+    """Bring the database `db` (a SQLite path or a server's URL) to `revision`, as the release whose head it was did."""
+    engine = server_engine(db) if "://" in db else create_engine(f"sqlite:///{db}")
+    try:
+        with engine.begin() as connection:
+            connection.info["database"] = db
+            alembic_command.upgrade(alembic_config(connection), revision)
+            if "://" not in db:
+                connection.exec_driver_sql(f"PRAGMA user_version = {int(revision)}")
+    finally:
+        engine.dispose()
+
+
+def level_columns(store):
+    return {table: [c["name"] for c in inspect(store.engine).get_columns(table)][-3:] for table in ("minute_stats", "hour_stats")}
+
+
+def test_revision_7_gives_a_file_at_revision_6_the_in_use_columns_estimated_then_rebuilt_from_its_events(tmp_path):
+    """A file upgraded to revision 6 before its server added the in-use columns (`db upgrade`) gets them on open."""
+    path = tmp_path / "v6.db"
+    legacy_file(path, len(MIGRATIONS))
+    upgrade_to(str(path), "0006")
+    minute = int((NOW - 7200) // 60)
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert "peak" not in {row[1] for row in conn.execute("PRAGMA table_info(minute_stats)")}
+    conn.execute("INSERT INTO minute_stats VALUES ('MATLAB', ?, 3, 0, '[\"ann\"]', 1, '{}')", (minute,))
+    conn.execute("INSERT INTO hour_stats VALUES ('MATLAB', ?, 3, 0, '[\"ann\"]', 1, '{}')", (minute // 60,))
+    conn.execute("INSERT INTO events (ts, kind, tool, user, borrow_id) VALUES (?, 'return', 'MATLAB', 'ann', 'b-1')", (NOW + 10,))
+    conn.close()
+    store = Store(path)
+    try:
+        assert store.read("SELECT version_num FROM alembic_version") == [("0007",)] == [(head(),)]
+        assert level_columns(store) == {table: ["peak", "avg_in_use", "level_end"] for table in ("minute_stats", "hour_stats")}
+        # Estimated from the counts, walked from 0: 3 borrows and 1 return leave 2 in use.
+        assert store.read("SELECT peak, avg_in_use, level_end FROM minute_stats") == [(2, 1.0, 2)]
+        assert store.read("SELECT count, peak, level_end FROM hour_stats") == [(3, 2, 2)]
+        # The raw events from the minute after the oldest one's are left to the keeper, which knows the series names;
+        # the oldest minute (legacy_file's borrow and failure) may have lost events to pruning: it is not rebuilt.
+        assert store.read("SELECT value FROM history_meta WHERE key = 'unaggregated_since'") == [(NOW,)]
+        HistoryKeeper(store, raw_keep_seconds=7 * 3600, history_seconds=30 * 86400, clock=lambda: NOW).aggregate()
+        rows = store.read("SELECT minute, count, returns, peak, avg_in_use, level_end FROM minute_stats ORDER BY minute")
+        # The return's minute, walked from the level before it (2): 2 for 10 s, then 1.
+        assert rows == [(minute, 3, 1, 2, 1.0, 2), (int(NOW // 60), 0, 1, 2, pytest.approx(70 / 60), 1)]
+        assert store.read("SELECT key FROM history_meta WHERE key = 'unaggregated_since'") == []
+    finally:
+        store.close()
+    new = tmp_path / "new.db"
+    Store(new).close()
+    assert shape(path) == shape(new)
+
+
+def test_revision_7_leaves_a_server_database_at_revision_6_as_it_was(postgres):
+    """A PostgreSQL database always had the in-use columns: revision 7 only moves it on, its rows untouched."""
+    url = postgres.create_database("at_revision_6")
+    upgrade_to(url, "0006")
+    engine = server_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO minute_stats VALUES ('MATLAB', 5, 3, 0, '[]', 1, '{}', 2, 1.5, 2)"))
+        conn.execute(text("INSERT INTO events (ts, kind, tool) VALUES (:ts, 'failure', 'MATLAB')"), {"ts": NOW})
+    engine.dispose()
+    store = Store(url)
+    try:
+        assert store.read("SELECT version_num FROM alembic_version") == [("0007",)] == [(head(),)]
+        assert store.read("SELECT * FROM minute_stats") == [("MATLAB", 5, 3, 0, "[]", 1, "{}", 2, 1.5, 2)]
+        assert store.read("SELECT key FROM history_meta WHERE key = 'unaggregated_since'") == []
+    finally:
+        store.close()

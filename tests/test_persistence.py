@@ -61,6 +61,16 @@ class Traffic:
                         self.acked.append((time.monotonic(), kind, borrow_id))
                 time.sleep(0.005)
 
+    def wait_for_acked(self, n, older_than=0.0, timeout=60.0):
+        """Wait until more than `n` answers arrived at least `older_than` seconds ago (a loaded machine answers slower)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if sum(1 for at, _kind, _id in self.acked if at < time.monotonic() - older_than) > n:
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"fewer than {n} answers in {timeout} s")
+
     def __enter__(self):
         for t in self.threads:
             t.start()
@@ -75,8 +85,8 @@ class Traffic:
 def test_kill_9_restart_keeps_buckets_status_and_counting(start_server, database):
     db = database
     server = start_server(DASH_APP_DB=db)
-    with Traffic(server):
-        time.sleep(2)
+    with Traffic(server) as traffic:
+        traffic.wait_for_acked(100)  # (borrows and returns: more than 50 borrows)
     time.sleep(1.0)  # more than the writer's flush interval
     before = snapshot(server)
     assert sum(row["count"] for row in before[0]) > 50
@@ -87,7 +97,7 @@ def test_kill_9_restart_keeps_buckets_status_and_counting(start_server, database
 
     # Now kill in the middle of traffic: all that was answered a second before the kill survives.
     with Traffic(server) as traffic:
-        time.sleep(2.5)
+        traffic.wait_for_acked(50, older_than=1.0)
         killed_at = time.monotonic()
         server.stop(signal.SIGKILL)
     old_enough = {(kind, i) for at, kind, i in traffic.acked if at < killed_at - 1.0}

@@ -11,6 +11,7 @@ from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.licenses import BorrowDenied, LicensePool, UnknownBorrow
 from dash_app.licenses.inventory import parse_inventory
 from dash_app.licenses.pool import Borrow
+from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.recording import EventRecorder
 from dash_app.store import Store
 from dash_app.testing import ROOT
@@ -26,7 +27,7 @@ INVENTORY = [
 def make_pool(store=None, inventory=INVENTORY):
     buffer = RealtimeMetricsBuffer()
     recorder = EventRecorder(buffer, listeners=[store] if store else [])
-    return LicensePool(parse_inventory(inventory), recorder, store=store), buffer
+    return LicensePool(parse_inventory(inventory), recorder, store=PoolStorage(store) if store else None), buffer
 
 
 def reference_outcome(spec, borrowed):

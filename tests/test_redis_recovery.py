@@ -12,6 +12,7 @@ import signal
 import pytest
 import requests
 
+from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.store import Store
 from dash_app.testing import RedisServer
 from tests.test_scale_out import TOOL, caught_up, cluster, leader_and_other, persisted, shared_db  # noqa: F401
@@ -43,7 +44,7 @@ def open_ids(server):
 def open_in_store(db):
     store = Store(db)
     try:
-        return {row[0] for row in store.load_open_borrows()}
+        return {row[0] for row in PoolStorage(store).load_open_borrows()}
     finally:
         store.close()
 

@@ -12,6 +12,7 @@ from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.events import borrow_event, failure_event, return_event
 from dash_app.licenses import BorrowDenied, LicensePool
 from dash_app.licenses.inventory import parse_inventory
+from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.recording import EventRecorder
 from dash_app.sources import flexlm
 from dash_app.state import get_state
@@ -55,7 +56,7 @@ def store(database):
 
 def make_pool(store, clock=None):
     recorder = EventRecorder(RealtimeMetricsBuffer(clock=clock or FakeClock(NOW)), listeners=[store])
-    return LicensePool(parse_inventory(INVENTORY), recorder, store=store, clock=clock or FakeClock(NOW))
+    return LicensePool(parse_inventory(INVENTORY), recorder, store=PoolStorage(store), clock=clock or FakeClock(NOW))
 
 
 def flexlm_id(n):
@@ -369,7 +370,7 @@ def test_an_unversioned_file_is_upgraded_in_place_keeping_every_row(tmp_path, ca
         assert store.read("SELECT id, tool, user, borrowed_at, is_overage, returned_at FROM borrows ORDER BY rowid") == borrows
         assert store.read("SELECT * FROM events ORDER BY rowid") == [(*e, None, None) for e in events]  # host, version
         assert store.read("SELECT name FROM sqlite_master WHERE name = 'checkout_details'") == []  # moved into borrows
-        assert store.load_charges() == {"Tight": 1}
+        assert PoolStorage(store).load_charges() == {"Tight": 1}
         assert store.read("SELECT COUNT(*) FROM minute_stats") == [(1,)]
 
         frame = load_sessions(store, NOW - DAY, NOW)
@@ -539,16 +540,16 @@ def test_a_write_whose_commit_answer_was_lost_is_not_written_again(postgres):
         assert store._write_what_can_be([first]) == []
         committed = store.read("SELECT pg_current_xact_id()::text::bigint")[0][0] - 1  # the write's own id
         # As if the connection had dropped while that commit's answer was on the way, with one more item queued since.
-        store._unsettled = (committed, 1)
+        store.commits.unsettled = (committed, 1)
         assert store._write_what_can_be([first, later]) == [later]  # the first is in, the later one still to write
         assert store._write_what_can_be([later]) == []
         assert store.read("SELECT COUNT(*) FROM events")[0][0] == 3  # nothing twice
-        assert store.load_charges() == {"Roomy": 2}
+        assert PoolStorage(store).load_charges() == {"Roomy": 2}
         # A transaction that did not commit: its items are written again.
         with store.engine.connect() as conn:
             aborted = conn.exec_driver_sql("SELECT pg_current_xact_id()::text::bigint").scalar_one()
             conn.rollback()
-        store._unsettled = (aborted, 1)
+        store.commits.unsettled = (aborted, 1)
         assert store._write_what_can_be([later]) == [] and store.read("SELECT COUNT(*) FROM events")[0][0] == 4
     finally:
         store.close()

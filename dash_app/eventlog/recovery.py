@@ -33,6 +33,7 @@ from dash_app.eventlog.progress import LogProgress, later
 from dash_app.eventlog.shared_pool import SharedLicensePool
 from dash_app.events import BORROW, RETURN
 from dash_app.licenses.pool import Borrow
+from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.store.database import Store, entry_key
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class Recovery:
     def rebuild(self) -> None:
         """Fill the pool from the store and every tail handed in (this process holds the rebuild lock)."""
         self._gather()
-        borrows, charges, position = self.store.load_pool_state(self.keys.events)
+        borrows, charges, position = PoolStorage(self.store).load_pool_state(self.keys.events)
         after = entry_key(position or "0-0")
         entries: dict[str, str] = {}
         floor = position or "0-0"

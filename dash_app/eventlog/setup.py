@@ -21,6 +21,7 @@ from dash_app.eventlog.recovery import Recovery
 from dash_app.eventlog.shared import SharedLog, no_sources
 from dash_app.eventlog.shared_pool import SharedLicensePool
 from dash_app.events import Event
+from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.services import PERSISTER
 from dash_app.store.database import entry_key
 from dash_app.store.restore import restore_buffer
@@ -118,7 +119,8 @@ def build_shared(
     except redis.RedisError as exc:
         # Until Redis answers, this process shows the open borrows the store holds; writes answer 503.
         log.warning("shared log: Redis does not answer (%s); serving from the store until it does", exc)
-        pool.load(Snapshot("0-0", [open_borrow_of(row) for row in store.load_open_borrows()], store.load_charges()))
+        stored = PoolStorage(store)
+        pool.load(Snapshot("0-0", [open_borrow_of(row) for row in stored.load_open_borrows()], stored.load_charges()))
     log.info("shared log on %s: %d events restored from the store, following from %s", redacted(url), restored, follower.last_id)
     return shared
 
@@ -129,7 +131,7 @@ def _unfenced() -> str:
 
 
 def open_borrow_of(row: Sequence[Any]) -> OpenBorrow:
-    """Return the OpenBorrow of a row of Store.load_open_borrows."""
+    """Return the OpenBorrow of a row of PoolStorage.load_open_borrows."""
     borrow_id, tool, user, borrowed_at, is_overage, host, version = row
     return OpenBorrow(borrow_id, tool, tool, user, borrowed_at, bool(is_overage), host, version)
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import REAL, BigInteger, Column, Identity, Index, Integer, MetaData, Table, Text, text
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.schema import CreateColumn
+from sqlalchemy.schema import CreateColumn, SchemaItem
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.types import TypeEngine
 
@@ -50,31 +50,38 @@ def row_tables() -> list[Table]:
     return [t for t in metadata.sorted_tables if "rowid" in t.c and t.c.rowid.info.get(IMPLICIT_IN_SQLITE)]
 
 
-tools = Table(
-    "tools",
-    metadata,
-    Column("tool", Text, primary_key=True),
-    Column("total", Integer),
-    Column("commit_qty", Integer),
-    Column("max_overage", Integer),
-    Column("commit_price", Money),
-    Column("overage_price_per_license", Money),
+# The column types a table's spec names.
+_TYPES: dict[str, Any] = {"text": Text, "int": Integer, "big": Big, "seconds": Seconds, "money": Money}
+
+
+def _column(entry: str) -> Column[Any]:
+    """Return the column of one spec entry: "name type", then `key` (in the primary key), `required` (NOT NULL), `=default`."""
+    name, kind, *flags = entry.split()
+    default = next((flag[1:] for flag in flags if flag.startswith("=")), None)
+    return Column(
+        name,
+        _TYPES[kind],
+        primary_key="key" in flags,
+        nullable=not {"key", "required"} & set(flags),
+        # A number is the default as SQL; anything else a string.
+        server_default=text(default) if default is not None and default.isdigit() else default,
+    )
+
+
+def _table(name: str, columns: str, *items: SchemaItem, **options: Any) -> Table:
+    """Return the table `name` with the comma-separated `columns` (see _column) in order, then `items` and `options`."""
+    return Table(name, metadata, *(_column(entry) for entry in columns.split(",")), *items, **options)
+
+
+tools = _table(
+    "tools", "tool text key, total int, commit_qty int, max_overage int, commit_price money, overage_price_per_license money"
 )
 
 # One row per checkout session, open or returned; `changed` is the stamp of the write that last changed it.
-borrows = Table(
+borrows = _table(
     "borrows",
-    metadata,
-    Column("id", Text, primary_key=True),
-    Column("tool", Text, nullable=False),
-    Column("user", Text, nullable=False),
-    Column("borrowed_at", Seconds, nullable=False),
-    Column("is_overage", Integer, nullable=False),
-    Column("returned_at", Seconds),
-    Column("source", Text, nullable=False, server_default=SOURCE_POOL),
-    Column("host", Text),
-    Column("version", Text),
-    Column("changed", Big, nullable=False, server_default=text("0")),
+    "id text key, tool text required, user text required, borrowed_at seconds required, is_overage int required, "
+    f"returned_at seconds, source text required ={SOURCE_POOL}, host text, version text, changed big required =0",
     _rowid(),
     Index(
         "borrows_open",
@@ -88,26 +95,13 @@ borrows = Table(
     Index("borrows_changed", "changed"),
 )
 
-charges = Table(
-    "charges",
-    metadata,
-    Column("tool", Text, primary_key=True),
-    Column("overage_borrows", Integer, nullable=False),
-)
+charges = _table("charges", "tool text key, overage_borrows int required")
 
 # The raw events of the last --retention hours, as the buffer holds them (restore on start, export).
-events = Table(
+events = _table(
     "events",
-    metadata,
-    Column("ts", Seconds, nullable=False),
-    Column("kind", Text, nullable=False),
-    Column("tool", Text),
-    Column("user", Text),
-    Column("borrow_id", Text),
-    Column("is_overage", Integer),
-    Column("reason", Text),
-    Column("host", Text),
-    Column("version", Text),
+    "ts seconds required, kind text required, tool text, user text, borrow_id text, is_overage int, reason text, host text, "
+    "version text",
     _rowid(),
     Index("events_kind_ts", "kind", "ts"),
     Index("events_ts", "ts"),
@@ -116,21 +110,12 @@ events = Table(
 
 def _stats(name: str, period: str) -> Table:
     """Return a table of per-tool aggregates, one row per `period` (minute or hour) as an integer."""
-    return Table(
+    # peak, avg_in_use, level_end: licenses in use during the period (the most, the time-weighted mean, and at its
+    # end: store.levels); files from before them get them from revision 7.
+    return _table(
         name,
-        metadata,
-        Column("tool", Text, primary_key=True),
-        Column(period, Integer, primary_key=True),
-        Column("count", Integer, nullable=False),
-        Column("overage_count", Integer, nullable=False),
-        Column("users", Text, nullable=False),
-        Column("returns", Integer, nullable=False),
-        Column("failures", Text, nullable=False),
-        # Licenses in use during the period: the most, the time-weighted mean, and at its end (history.LEVEL_COLUMNS;
-        # files from before them get them filled in by history.migrate_in_use_columns, which needs the inventory).
-        Column("peak", Integer),
-        Column("avg_in_use", Seconds),
-        Column("level_end", Integer),
+        f"tool text key, {period} int key, count int required, overage_count int required, users text required, "
+        "returns int required, failures text required, peak int, avg_in_use seconds, level_end int",
         sqlite_with_rowid=False,
     )
 
@@ -138,94 +123,49 @@ def _stats(name: str, period: str) -> Table:
 minute_stats = _stats("minute_stats", "minute")
 hour_stats = _stats("hour_stats", "hour")
 
-denials = Table(
+denials = _table(
     "denials",
-    metadata,
-    Column("ts", Seconds),
-    Column("tool", Text),
-    Column("user", Text),
-    Column("reason", Text),
-    Column("changed", Big, nullable=False, server_default=text("0")),
+    "ts seconds, tool text, user text, reason text, changed big required =0",
     _rowid(),
     Index("denials_ts", "ts"),
     Index("denials_changed", "changed"),
 )
 
 # Rows a prune deleted, under its own stamp, so a reader's copy removes them too (analytics.mirror).
-pruned_rows = Table(
+pruned_rows = _table(
     "pruned_rows",
-    metadata,
-    Column("stamp", Big, nullable=False),
-    Column("tbl", Text, nullable=False),
-    Column("row", Big, nullable=False),
-    Column("at", Seconds, nullable=False),
+    "stamp big required, tbl text required, row big required, at seconds required",
     Index("pruned_rows_stamp", "stamp"),
 )
 
 # The one row every database starts with (schema version 2 seeded it): the newest stamp the prunes' log has lost.
 PRUNED_ROWS_COMPLETE_AFTER = "pruned_rows_complete_after"
 
-history_meta = Table(
-    "history_meta",
-    metadata,
-    Column("key", Text, primary_key=True),
-    Column("value", Seconds, nullable=False),
-)
+history_meta = _table("history_meta", "key text key, value seconds required")
 
 # One row per firing of an alert (rule + tool, checkout or source), from fired to resolved.
-alerts = Table(
+alerts = _table(
     "alerts",
-    metadata,
-    Column("episode", Text, primary_key=True),
-    Column("key", Text, nullable=False),
-    Column("rule", Text, nullable=False),
-    Column("subject", Text),
-    Column("tool", Text),
-    Column("state", Text, nullable=False),
-    Column("since", Seconds, nullable=False),
-    Column("fired_at", Seconds, nullable=False),
-    Column("resolved_at", Seconds),
-    Column("value", Seconds),
-    Column("threshold", Seconds),
-    Column("message", Text, nullable=False),
-    Column("notified_at", Seconds),
+    "episode text key, key text required, rule text required, subject text, tool text, state text required, "
+    "since seconds required, fired_at seconds required, resolved_at seconds, value seconds, threshold seconds, "
+    "message text required, notified_at seconds",
     _rowid(),
     Index("alerts_state", "state", "fired_at"),
 )
 
-alert_deliveries = Table(
+alert_deliveries = _table(
     "alert_deliveries",
-    metadata,
-    Column("at", Seconds, nullable=False),
-    Column("key", Text, nullable=False),
-    Column("event", Text, nullable=False),
-    Column("channel", Text, nullable=False),
-    Column("ok", Integer, nullable=False),
-    Column("tries", Integer, nullable=False),
-    Column("error", Text),
+    "at seconds required, key text required, event text required, channel text required, ok int required, "
+    "tries int required, error text",
     Index("alert_deliveries_at", "at"),
 )
 
 # With --redis: the id of the last entry of each shared log whose events are in this database.
-log_positions = Table(
-    "log_positions",
-    metadata,
-    Column("log", Text, primary_key=True),
-    Column("entry_id", Text, nullable=False),
-)
+log_positions = _table("log_positions", "log text key, entry_id text required")
 
 # How far each followed FlexLM debug log was read, the file found again by its first bytes (store.checkpoints).
-flexlm_offsets = Table(
+flexlm_offsets = _table(
     "flexlm_offsets",
-    metadata,
-    Column("file_id", Text, primary_key=True),
-    Column("path", Text, nullable=False),
-    Column("source", Text, nullable=False),
-    Column("fp_len", Integer, nullable=False),
-    Column("fingerprint", Text, nullable=False),
-    Column("offset", Big, nullable=False),
-    Column("line", Big, nullable=False),
-    Column("day", Integer),
-    Column("last_tod", Integer),
-    Column("updated_at", Seconds, nullable=False),
+    "file_id text key, path text required, source text required, fp_len int required, fingerprint text required, "
+    "offset big required, line big required, day int, last_tod int, updated_at seconds required",
 )

@@ -18,7 +18,6 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from dash_app.store.database import Store, StoreError, file_uri
-from dash_app.store.history import migrate_in_use_columns
 from dash_app.store.migrate import (
     DatabaseError,
     check_sqlite,
@@ -60,9 +59,7 @@ def copy_history(source: str, target: str) -> dict[str, int]:
                 raise StoreError(f"database {source}: {exc}") from None
             except sqlite3.Error as exc:
                 raise StoreError(f"database {source}: cannot copy it ({exc}) to {scratch}") from None
-        Store(snapshot).close()
-        with closing(sqlite3.connect(snapshot, isolation_level=None)) as copy:
-            migrate_in_use_columns(copy)  # as the server's history keeper does at start, for files from before them
+        Store(snapshot).close()  # upgraded: the in-use columns of files from before them included (revision 7)
         with closing(open_read_only(snapshot)) as conn:
             return _copy(conn, target)
 
