@@ -6,11 +6,13 @@ import sys
 
 import pytest
 
+from dash_app.__main__ import main
 from dash_app.store import Store, StoreError
 from dash_app.store.history import migrate_in_use_columns
 from dash_app.store.migrate import head, redacted
 from dash_app.store.schema import BASE_SCHEMA, MIGRATIONS, SCHEMA_VERSION
 from dash_app.testing import ROOT
+from dash_app.testing.commands import run_main
 from tests.test_sessions_store import dump
 
 # The flexlm_offsets table as store.checkpoints made it before the tables had one definition (frozen here).
@@ -75,8 +77,9 @@ def shape(path):
         conn.close()
 
 
-def run_db(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "dash_app", "db", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+def run_db(*args):
+    """`python -m dash_app db ARGS`, in this process: its exit status and output (upgrade_at_once runs the module)."""
+    return run_main(main, ["db", *args])
 
 
 def upgrade_at_once(db, processes=4):
