@@ -80,6 +80,14 @@ def site(tmp_path):
         s.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_site(tmp_path_factory):
+    """One provider and server with the default settings for the tests that change neither (each test's browser is new)."""
+    s = Site(tmp_path_factory.mktemp("site"))
+    yield s
+    s.stop()
+
+
 def sign_in(driver, login):
     """On the provider's login page: type the account id, any password, and submit."""
     field = wait_for(lambda: driver.find_elements(By.NAME, LOGIN_FIELD), "the provider's login form")[0]
@@ -106,8 +114,8 @@ def session_of(driver):
     return http
 
 
-def test_sign_in_shows_who_and_their_role_and_sign_out_ends_the_session(site, dash_duo):
-    s = site()
+def test_sign_in_shows_who_and_their_role_and_sign_out_ends_the_session(shared_site, dash_duo):
+    s = shared_site
     driver = dash_duo.driver
     driver.get(s.url + "/")
     assert driver.current_url.startswith(s.provider.issuer)  # sent to the provider to sign in
@@ -132,8 +140,8 @@ def test_sign_in_shows_who_and_their_role_and_sign_out_ends_the_session(site, da
 
 
 @pytest.mark.parametrize(("login", "role"), [("ada", "admin"), ("vic", "viewer")])
-def test_roles_come_from_the_id_token_and_the_role_map(site, dash_duo, login, role):
-    s = site()
+def test_roles_come_from_the_id_token_and_the_role_map(shared_site, dash_duo, login, role):
+    s = shared_site
     dash_duo.driver.get(s.url + "/")
     sign_in(dash_duo.driver, login)
     wait_for(lambda: bar_text(dash_duo.driver) == f"Signed in as {login} · {role}", "the sign-in bar")
@@ -186,8 +194,8 @@ def at_sign_in(url, s):
     return url.startswith(s.provider.issuer) or url.startswith((s.url + "/auth/login", s.url + "/auth/callback"))
 
 
-def test_after_sign_in_only_a_path_on_this_site_is_followed(site, dash_duo):
-    s = site()
+def test_after_sign_in_only_a_path_on_this_site_is_followed(shared_site, dash_duo):
+    s = shared_site
     driver = dash_duo.driver
     driver.get(s.url + "/auth/login?next=/%3Ftool%3DMATLAB")
     sign_in(driver, "alice")
