@@ -1,8 +1,6 @@
 """The pool's borrow rules, charges and status against a brute-force reference."""
 
 import json
-import subprocess
-import sys
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +10,7 @@ from dash_app.licenses import BorrowDenied, LicensePool, UnknownBorrow
 from dash_app.licenses.inventory import parse_inventory
 from dash_app.recording import EventRecorder
 from dash_app.store import Store
-from dash_app.testing import ROOT
+from dash_app.testing.commands import run_refused
 
 # "Tight" has room past commit + max_overage, so max_overage is reachable before exhausted.
 INVENTORY = [
@@ -144,7 +142,7 @@ def test_unlisted_tool_with_restored_borrows_shows_with_unknown_limits(tmp_path)
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "dash_app", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return run_refused(args)
 
 
 def test_bad_tools_files_end_with_one_line_and_non_zero_exit(tmp_path):

@@ -21,3 +21,23 @@ def run_main(main: Callable[[list[str]], int | None], argv: Sequence[str]) -> su
             if isinstance(exc.code, str):
                 print(exc.code, file=err)
     return subprocess.CompletedProcess(list(argv), status or 0, out.getvalue(), err.getvalue())
+
+
+def run_refused(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run `python -m dash_app ARGV` in this process for arguments it must refuse before serving: what it returned and printed.
+
+    Should it accept them instead, it would serve here until stopped: serving raises AssertionError, so such a test
+    fails at once rather than hanging.
+    """
+    from dash_app import serve as serve_module
+    from dash_app.__main__ import main
+
+    def refuse_to_serve(config: object) -> None:
+        raise AssertionError(f"python -m dash_app {' '.join(argv)} was accepted and went on to serve")
+
+    original = serve_module.serve
+    serve_module.serve = refuse_to_serve  # type: ignore[assignment]
+    try:
+        return run_main(main, argv)
+    finally:
+        serve_module.serve = original
