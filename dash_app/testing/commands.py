@@ -36,7 +36,7 @@ def run_refused(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         raise AssertionError(f"python -m dash_app {' '.join(argv)} was accepted and went on to serve")
 
     original = serve_module.serve
-    serve_module.serve = refuse_to_serve  # type: ignore[assignment]
+    serve_module.serve = refuse_to_serve
     try:
         return run_main(main, argv)
     finally:
