@@ -79,6 +79,30 @@ def databases(request, tmp_path_factory):
     return lambda: server.create_database(f"test_{next(_database_numbers)}")
 
 
+@pytest.fixture(scope="session")
+def postgres_template_at_head(postgres):
+    """The name of a database on the session's server that Store() has brought to the newest revision, and left."""
+    from dash_app.store import Store
+
+    Store(postgres.create_database("at_head")).close()
+    return "at_head"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def databases_at_head(request, tmp_path_factory):
+    """Make new databases of one kind with the newest schema and no rows: what Store() makes of an empty one, at once.
+
+    For tests that make many (a property's examples) and whose subject is not the upgrade: a SQLite file is upgraded
+    by Store() as it opens (quickly), a PostgreSQL database is a copy of one upgraded before (CREATE DATABASE ...
+    TEMPLATE), which spares each example the revisions' round trips to the server.
+    """
+    if request.param == "sqlite":
+        return lambda: str(tmp_path_factory.mktemp("db") / "test.db")
+    server = request.getfixturevalue("postgres")
+    template = request.getfixturevalue("postgres_template_at_head")
+    return lambda: server.create_database(f"test_{next(_database_numbers)}", template=template)
+
+
 @pytest.fixture
 def database(databases):
     """A new, empty database for --db, of each kind in turn (the test runs once per kind)."""

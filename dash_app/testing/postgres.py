@@ -179,9 +179,9 @@ class PostgresServer:
         """Return the plain libpq URL of `database` on this server, as psycopg.connect() and psql take it."""
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """Create database `name` (owned by `dash`) and return its SQLAlchemy URL."""
-        self._client("createdb", name)
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create database `name` (owned by `dash`), a copy of database `template` if given; return its SQLAlchemy URL."""
+        self._client("createdb", *(["--template", template] if template else []), name)
         return self.url_for(name)
 
     def _postmaster_pid(self) -> int | None:
