@@ -2,8 +2,6 @@
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -14,7 +12,8 @@ import requests
 from sqlalchemy import text
 
 from dash_app.store import Store
-from dash_app.testing import ROOT, RedisServer, ServerProcess
+from dash_app.testing import RedisServer, ServerProcess
+from dash_app.testing.commands import run_refused
 from dash_app.testing.sse_client import SseClient
 from tests.flexlm_expected import LIC01, LIC01_EVENTS, LIC01_STATUS, RETENTION_HOURS, TOOLS_FILE
 from tests.stream_client import apply_delta, new_client, replayed, replayed_keys
@@ -390,14 +389,12 @@ def test_sources_run_in_one_process_and_move_when_it_dies(cluster, tmp_path):
 
 
 def test_several_workers_need_redis_and_share_it(redis_server, tmp_path):
-    command = [sys.executable, "-m", "dash_app", "--workers", "2", "--db", str(tmp_path / "x.db"), "--port", "0"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    args = ["--workers", "2", "--db", str(tmp_path / "x.db"), "--port", "0"]
+    result = run_refused(args)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert "--workers" in line and "--redis" in line
-    unreachable = subprocess.run(
-        [*command, "--redis", "redis://:secret@127.0.0.1:1/0"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    unreachable = run_refused([*args, "--redis", "redis://:secret@127.0.0.1:1/0"])
     assert unreachable.returncode == 2
     [line] = unreachable.stderr.strip().splitlines()
     assert "--redis" in line and "secret" not in line
