@@ -2,18 +2,44 @@
 
 import contextlib
 import io
+import logging
 import subprocess
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 
-def run_main(main: Callable[[list[str]], int | None], argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+@contextlib.contextmanager
+def _logs_to(stream: io.StringIO, level: int) -> Iterator[None]:
+    """Write this thread's log records of `level` and above to `stream`, as the command's own process would to stderr."""
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    # Other tests' leftover threads log in this process too; the command's process would hold only its own.
+    here = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == here)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(old_level, level))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def run_main(
+    main: Callable[[list[str]], int | None], argv: Sequence[str], log_level: int = logging.WARNING
+) -> subprocess.CompletedProcess[str]:
     """Run `main(argv)` as `sys.exit(main())` would end it: return its exit status and what it printed to each stream.
 
     The same code as the subprocess runs, without a new interpreter importing the package: for tests whose subject is
-    the command's own work and messages (a test that needs processes of its own, or the entry point, runs them).
+    the command's own work and messages (a test that needs processes of its own, or the entry point, runs them). Log
+    records of `log_level` and above land in stderr, as they would there: WARNING is Python's default without a
+    logging setup (the db command's), INFO what the server's command line sets up.
     """
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _logs_to(err, log_level):
         try:
             status = main(list(argv))
         except SystemExit as exc:  # argparse's usage errors (status 2), or a sys.exit() in the command
@@ -38,6 +64,6 @@ def run_refused(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     original = serve_module.serve
     serve_module.serve = refuse_to_serve
     try:
-        return run_main(main, argv)
+        return run_main(main, argv, log_level=logging.INFO)
     finally:
         serve_module.serve = original
