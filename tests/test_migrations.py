@@ -12,7 +12,7 @@ from dash_app.store.history import migrate_in_use_columns
 from dash_app.store.migrate import head, redacted
 from dash_app.store.schema import BASE_SCHEMA, MIGRATIONS, SCHEMA_VERSION
 from dash_app.testing import ROOT
-from dash_app.testing.commands import run_main
+from dash_app.testing.commands import run_main, run_refused
 from tests.test_sessions_store import dump
 
 # The flexlm_offsets table as store.checkpoints made it before the tables had one definition (frozen here).
@@ -160,9 +160,7 @@ def test_a_database_from_a_newer_release_is_refused_in_one_line_and_left_alone(t
         result = run_db(*command, "--db", str(path))
         assert result.returncode == 2 and result.stdout == ""
         assert result.stderr == f"python -m dash_app db: error: {refused.value}\n"
-    started = subprocess.run(
-        [sys.executable, "-m", "dash_app", "--db", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    started = run_refused(["--db", str(path)])
     assert started.returncode == 2
     assert started.stderr == f"python -m dash_app: error: {refused.value}\n"
     assert dump(path) == before
