@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import time
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -270,15 +271,14 @@ def test_privacy_mode_names_people_only_to_analysts_signed_in_through_the_provid
     assert (REAL_HOST in reads["borrows"]) == sees_real_names
 
 
-def test_an_unreachable_issuer_ends_the_start_with_one_line(tmp_path):
-    import subprocess
-    import sys
+def test_an_unreachable_issuer_ends_the_start_with_one_line(monkeypatch):
+    from dash_app.testing.commands import run_refused
 
-    from dash_app.testing import ROOT
-
-    command = [sys.executable, "-m", "dash_app", "--auth", "oidc", "--oidc-issuer", f"http://127.0.0.1:{free_port()}"]
-    env = {"DASH_APP_OIDC_CLIENT_ID": "dash", "DASH_APP_OIDC_CLIENT_SECRET": "s", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    for name in [k for k in os.environ if k.startswith("DASH_APP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DASH_APP_OIDC_CLIENT_ID", "dash")
+    monkeypatch.setenv("DASH_APP_OIDC_CLIENT_SECRET", "s")
+    result = run_refused(["--auth", "oidc", "--oidc-issuer", f"http://127.0.0.1:{free_port()}"])
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("python -m dash_app: error: --oidc-issuer:") and "does not answer" in line
