@@ -8,6 +8,32 @@ from dash.testing.application_runners import ThreadedRunner
 from dash_app.testing import TEST_TOKEN, PostgresServer, ServerProcess
 from dash_app.testing.servers import free_port
 
+# The modules that take longest, longest first (estimated from full runs' durations; refresh from a --durations=0 run).
+# xdist hands whole modules to its workers in collection order (scripts/test: --dist loadfile --no-loadscope-reorder):
+# the long ones start first and the short ones fill in at the end, instead of a long module left to run alone last.
+LONGEST_FIRST = (
+    "test_scale_out.py",
+    "test_slow_clients.py",
+    "test_auth_oidc.py",
+    "test_estate_browser.py",
+    "test_persistence.py",
+    "test_dashboard_browser.py",
+    "test_privacy_page.py",
+    "test_history_browser.py",
+    "test_history_mirror.py",
+    "test_history_in_use.py",
+    "test_database_server.py",
+    "test_migrations.py",
+    "test_api.py",
+    "test_status_parsers.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Put the longest modules first, in LONGEST_FIRST's order; the others follow as collected (a stable sort)."""
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(autouse=True)
 def _dash_duo_on_a_free_port(monkeypatch):
