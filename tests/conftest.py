@@ -6,7 +6,7 @@ import pytest
 from dash.testing.application_runners import ThreadedRunner
 
 from dash_app.testing import TEST_TOKEN, PostgresServer, ServerProcess
-from dash_app.testing.servers import free_port
+from dash_app.testing.servers import free_port, stop_all
 
 # The modules that take longest, longest first (estimated from full runs' durations; refresh from a --durations=0 run).
 # xdist hands whole modules to its workers in collection order (scripts/test: --dist loadfile --no-loadscope-reorder):
@@ -62,8 +62,7 @@ def start_server(tmp_path):
         return server
 
     yield start
-    for server in servers:
-        server.stop()
+    stop_all(servers)
 
 
 @pytest.fixture

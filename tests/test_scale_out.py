@@ -14,6 +14,7 @@ from sqlalchemy import text
 from dash_app.store import Store
 from dash_app.testing import RedisServer, ServerProcess
 from dash_app.testing.commands import run_refused
+from dash_app.testing.servers import stop_all
 from dash_app.testing.sse_client import SseClient
 from tests.flexlm_expected import LIC01, LIC01_EVENTS, LIC01_STATUS, RETENTION_HOURS, TOOLS_FILE
 from tests.stream_client import apply_delta, new_client, replayed, replayed_keys
@@ -52,8 +53,7 @@ def cluster(tmp_path, redis_server, shared_db):
         return process
 
     yield start
-    for process in processes:
-        process.stop()
+    stop_all(processes)
 
 
 def health(server):
