@@ -6,7 +6,33 @@ import pytest
 from dash.testing.application_runners import ThreadedRunner
 
 from dash_app.testing import TEST_TOKEN, PostgresServer, ServerProcess
-from dash_app.testing.servers import free_port
+from dash_app.testing.servers import free_port, stop_all
+
+# The modules that take longest, longest first (estimated from full runs' durations; refresh from a --durations=0 run).
+# xdist hands whole modules to its workers in collection order (scripts/test: --dist loadfile --no-loadscope-reorder):
+# the long ones start first and the short ones fill in at the end, instead of a long module left to run alone last.
+LONGEST_FIRST = (
+    "test_scale_out.py",
+    "test_slow_clients.py",
+    "test_auth_oidc.py",
+    "test_estate_browser.py",
+    "test_persistence.py",
+    "test_dashboard_browser.py",
+    "test_privacy_page.py",
+    "test_history_browser.py",
+    "test_history_mirror.py",
+    "test_history_in_use.py",
+    "test_database_server.py",
+    "test_migrations.py",
+    "test_api.py",
+    "test_status_parsers.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Put the longest modules first, in LONGEST_FIRST's order; the others follow as collected (a stable sort)."""
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +62,7 @@ def start_server(tmp_path):
         return server
 
     yield start
-    for server in servers:
-        server.stop()
+    stop_all(servers)
 
 
 @pytest.fixture
@@ -77,6 +102,30 @@ def databases(request, tmp_path_factory):
         return lambda: str(tmp_path_factory.mktemp("db") / "test.db")
     server = request.getfixturevalue("postgres")
     return lambda: server.create_database(f"test_{next(_database_numbers)}")
+
+
+@pytest.fixture(scope="session")
+def postgres_template_at_head(postgres):
+    """The name of a database on the session's server that Store() has brought to the newest revision, and left."""
+    from dash_app.store import Store
+
+    Store(postgres.create_database("at_head")).close()
+    return "at_head"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def databases_at_head(request, tmp_path_factory):
+    """Make new databases of one kind with the newest schema and no rows: what Store() makes of an empty one, at once.
+
+    For tests that make many (a property's examples) and whose subject is not the upgrade: a SQLite file is upgraded
+    by Store() as it opens (quickly), a PostgreSQL database is a copy of one upgraded before (CREATE DATABASE ...
+    TEMPLATE), which spares each example the revisions' round trips to the server.
+    """
+    if request.param == "sqlite":
+        return lambda: str(tmp_path_factory.mktemp("db") / "test.db")
+    server = request.getfixturevalue("postgres")
+    template = request.getfixturevalue("postgres_template_at_head")
+    return lambda: server.create_database(f"test_{next(_database_numbers)}", template=template)
 
 
 @pytest.fixture

@@ -1,12 +1,11 @@
 """The alert rules file: the issue's example is read as written, and every bad file is refused naming what is wrong."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from dash_app.alerts.rules import AlertRulesError, load_rules, parse_rules
+from dash_app.testing.commands import run_refused
 
 
 def accept_all(url):
@@ -94,23 +93,16 @@ def test_a_bad_file_is_refused_with_one_line_naming_the_rule_and_field(data, mes
 def test_the_command_line_refuses_a_bad_file_with_exit_status_2(tmp_path):
     path = tmp_path / "alerts.json"
     path.write_text(json.dumps({"rules": [{"name": "x", "kind": "nope"}]}))
-    done = subprocess.run([sys.executable, "-m", "dash_app", "--alerts", str(path)], capture_output=True, text=True, timeout=60)
+    done = run_refused(["--alerts", str(path)])
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"python -m dash_app: error: alerts {path}: rule 1 ('x'): unknown kind 'nope'; known: in_use_percent, denials, "
         "held_longer_than, overage_cost, source_down, expires_within, not_persisting"
     ]
-    missing = subprocess.run(
-        [sys.executable, "-m", "dash_app", "--alerts", str(tmp_path / "none.json")], capture_output=True, text=True, timeout=60
-    )
+    missing = run_refused(["--alerts", str(tmp_path / "none.json")])
     assert missing.returncode == 2 and f"alerts {tmp_path / 'none.json'}: not found" in missing.stderr
     path.write_text("{not json")
-    assert (
-        "invalid JSON at line 1:"
-        in subprocess.run(
-            [sys.executable, "-m", "dash_app", "--alerts", str(path)], capture_output=True, text=True, timeout=60
-        ).stderr
-    )
+    assert "invalid JSON at line 1:" in run_refused(["--alerts", str(path)]).stderr
 
 
 def test_the_delivery_deadline_is_read_from_the_file():
@@ -120,7 +112,7 @@ def test_the_delivery_deadline_is_read_from_the_file():
 def test_the_command_line_refuses_a_bad_delivery_deadline_with_exit_status_2(tmp_path):
     path = tmp_path / "alerts.json"
     path.write_text(json.dumps({**EXAMPLE, "delivery_deadline_seconds": 0}))
-    done = subprocess.run([sys.executable, "-m", "dash_app", "--alerts", str(path)], capture_output=True, text=True, timeout=60)
+    done = run_refused(["--alerts", str(path)])
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"python -m dash_app: error: alerts {path}: 'delivery_deadline_seconds' must be a number, more than 0"

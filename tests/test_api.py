@@ -155,7 +155,7 @@ def test_prometheus_metrics(client):
 
 
 def test_real_server_rest_flow_and_concurrency(start_server, tmp_path):
-    """8 threads x 2,000 borrow/return attempts on a small pool, over real HTTP."""
+    """8 threads x 500 borrow/return attempts on a small pool, over real HTTP."""
     tools = tmp_path / "small.json"
     tools.write_text(
         '[{"tool": "Small", "total": 6, "commit_qty": 2, "max_overage": 3, "commit_price": 10, "overage_price_per_license": 1}]'
@@ -180,7 +180,9 @@ def test_real_server_rest_flow_and_concurrency(start_server, tmp_path):
         ok = fail = returned = 0
         with requests.Session() as session:
             session.headers.update(server.headers())
-            for i in range(2000):
+            # 8 threads wanting up to 2 licenses each contend for 5 from the first round: 4,000 requests are thousands of
+            # contended grants and refusals, which is what the limits are proven on (more only repeats them).
+            for i in range(500):
                 if mine and (i % 3 == 2 or len(mine) > 1):
                     r = session.post(server.url + "/licenses/return", json={"id": mine.pop(0)}, timeout=10)
                     assert r.status_code == 200

@@ -9,6 +9,7 @@ import requests
 
 from dash_app.state import get_state
 from dash_app.testing import ROOT, free_port
+from dash_app.testing.commands import run_refused
 from tests.listening import listening_addresses
 
 
@@ -40,9 +41,7 @@ def test_procfile_server_serves_page_and_health(start_server):
 
 
 def test_cli_rejects_bad_values_with_one_line():
-    result = subprocess.run(
-        [sys.executable, "-m", "dash_app", "--stream-interval", "0"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    result = run_refused(["--stream-interval", "0"])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["python -m dash_app: error: --stream-interval: must be at least 0.05, got 0.0"]
 

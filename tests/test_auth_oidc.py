@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import time
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -80,6 +81,14 @@ def site(tmp_path):
         s.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_site(tmp_path_factory):
+    """One provider and server with the default settings for the tests that change neither (each test's browser is new)."""
+    s = Site(tmp_path_factory.mktemp("site"))
+    yield s
+    s.stop()
+
+
 def sign_in(driver, login):
     """On the provider's login page: type the account id, any password, and submit."""
     field = wait_for(lambda: driver.find_elements(By.NAME, LOGIN_FIELD), "the provider's login form")[0]
@@ -106,8 +115,8 @@ def session_of(driver):
     return http
 
 
-def test_sign_in_shows_who_and_their_role_and_sign_out_ends_the_session(site, dash_duo):
-    s = site()
+def test_sign_in_shows_who_and_their_role_and_sign_out_ends_the_session(shared_site, dash_duo):
+    s = shared_site
     driver = dash_duo.driver
     driver.get(s.url + "/")
     assert driver.current_url.startswith(s.provider.issuer)  # sent to the provider to sign in
@@ -132,8 +141,8 @@ def test_sign_in_shows_who_and_their_role_and_sign_out_ends_the_session(site, da
 
 
 @pytest.mark.parametrize(("login", "role"), [("ada", "admin"), ("vic", "viewer")])
-def test_roles_come_from_the_id_token_and_the_role_map(site, dash_duo, login, role):
-    s = site()
+def test_roles_come_from_the_id_token_and_the_role_map(shared_site, dash_duo, login, role):
+    s = shared_site
     dash_duo.driver.get(s.url + "/")
     sign_in(dash_duo.driver, login)
     wait_for(lambda: bar_text(dash_duo.driver) == f"Signed in as {login} · {role}", "the sign-in bar")
@@ -186,8 +195,8 @@ def at_sign_in(url, s):
     return url.startswith(s.provider.issuer) or url.startswith((s.url + "/auth/login", s.url + "/auth/callback"))
 
 
-def test_after_sign_in_only_a_path_on_this_site_is_followed(site, dash_duo):
-    s = site()
+def test_after_sign_in_only_a_path_on_this_site_is_followed(shared_site, dash_duo):
+    s = shared_site
     driver = dash_duo.driver
     driver.get(s.url + "/auth/login?next=/%3Ftool%3DMATLAB")
     sign_in(driver, "alice")
@@ -262,15 +271,14 @@ def test_privacy_mode_names_people_only_to_analysts_signed_in_through_the_provid
     assert (REAL_HOST in reads["borrows"]) == sees_real_names
 
 
-def test_an_unreachable_issuer_ends_the_start_with_one_line(tmp_path):
-    import subprocess
-    import sys
+def test_an_unreachable_issuer_ends_the_start_with_one_line(monkeypatch):
+    from dash_app.testing.commands import run_refused
 
-    from dash_app.testing import ROOT
-
-    command = [sys.executable, "-m", "dash_app", "--auth", "oidc", "--oidc-issuer", f"http://127.0.0.1:{free_port()}"]
-    env = {"DASH_APP_OIDC_CLIENT_ID": "dash", "DASH_APP_OIDC_CLIENT_SECRET": "s", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    for name in [k for k in os.environ if k.startswith("DASH_APP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DASH_APP_OIDC_CLIENT_ID", "dash")
+    monkeypatch.setenv("DASH_APP_OIDC_CLIENT_SECRET", "s")
+    result = run_refused(["--auth", "oidc", "--oidc-issuer", f"http://127.0.0.1:{free_port()}"])
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("python -m dash_app: error: --oidc-issuer:") and "does not answer" in line

@@ -1,8 +1,6 @@
 """The schema's revisions on a real PostgreSQL server, and `db copy` of a SQLite history into one."""
 
 import sqlite3
-import subprocess
-import sys
 import uuid
 
 import psycopg
@@ -14,15 +12,11 @@ from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper, history_series
 from dash_app.store.migrate import head
 from dash_app.store.tables import IMPLICIT_IN_SQLITE, metadata, row_tables
-from dash_app.testing import ROOT, free_port
-from tests.test_migrations import NOW, legacy_file, upgrade_at_once
+from dash_app.testing import free_port
+from tests.test_migrations import NOW, legacy_file, run_db, upgrade_at_once
 from tests.test_sessions_store import dump, make_pool
 
 PROG = "python -m dash_app db"
-
-
-def run_db(*args):
-    return subprocess.run([sys.executable, "-m", "dash_app", "db", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def new_database(postgres):

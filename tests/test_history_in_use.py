@@ -166,11 +166,11 @@ def as_events(batch):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(**SCENARIO)
-def test_stored_levels_match_a_brute_force_replay(databases, batches):
+def test_stored_levels_match_a_brute_force_replay(databases_at_head, batches):
     """Batches written and folded one after another, later ones often reaching back before earlier ones."""
     clock = FakeClock(NOW)
     written = []
-    with history_store(databases(), clock) as (store, _keeper):
+    with history_store(databases_at_head(), clock) as (store, _keeper):
         for batch in batches:
             events = as_events(batch)
             write(store, events)

@@ -53,8 +53,8 @@ def same_as_the_store(mirror, store, now):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=1, max_size=6))
-def test_the_copy_follows_writes_late_returns_and_prunes(databases, steps):
-    db = databases()
+def test_the_copy_follows_writes_late_returns_and_prunes(databases_at_head, steps):
+    db = databases_at_head()
     clock = FakeClock(NOW)
     store = Store(db)
     HistoryKeeper(store, raw_keep_seconds=HOUR, history_seconds=HISTORY, clock=clock)

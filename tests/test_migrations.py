@@ -8,12 +8,14 @@ import pytest
 from alembic import command as alembic_command
 from sqlalchemy import create_engine, inspect, text
 
+from dash_app.__main__ import main
 from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.store import Store, StoreError
 from dash_app.store.history import HistoryKeeper
 from dash_app.store.migrate import alembic_config, head, redacted, server_engine
 from dash_app.store.schema import BASE_SCHEMA, MIGRATIONS, SCHEMA_VERSION
 from dash_app.testing import ROOT
+from dash_app.testing.commands import run_main, run_refused
 from tests.test_sessions_store import dump
 
 # The flexlm_offsets table as store.checkpoints made it before the tables had one definition (frozen here).
@@ -84,8 +86,9 @@ def shape(path):
         conn.close()
 
 
-def run_db(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "dash_app", "db", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+def run_db(*args):
+    """`python -m dash_app db ARGS`, in this process: its exit status and output (upgrade_at_once runs the module)."""
+    return run_main(main, ["db", *args])
 
 
 def upgrade_at_once(db, processes=4):
@@ -163,9 +166,7 @@ def test_a_database_from_a_newer_release_is_refused_in_one_line_and_left_alone(t
         result = run_db(*command, "--db", str(path))
         assert result.returncode == 2 and result.stdout == ""
         assert result.stderr == f"python -m dash_app db: error: {refused.value}\n"
-    started = subprocess.run(
-        [sys.executable, "-m", "dash_app", "--db", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    started = run_refused(["--db", str(path)])
     assert started.returncode == 2
     assert started.stderr == f"python -m dash_app: error: {refused.value}\n"
     assert dump(path) == before

@@ -300,12 +300,9 @@ def test_a_lost_database_server_keeps_serving_from_memory_and_catches_up(make_ap
 
 def run_with_db(db):
     """Start the server with `--db db` and return (exit status, stderr lines): it must end before serving."""
-    import subprocess
-    import sys
+    from dash_app.testing.commands import run_refused
 
-    from dash_app.testing import ROOT
-
-    result = subprocess.run([sys.executable, "-m", "dash_app", "--db", db], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = run_refused(["--db", db])
     return result.returncode, result.stderr.strip().splitlines()
 
 

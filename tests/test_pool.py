@@ -1,8 +1,6 @@
 """The pool's borrow rules, charges and status against a brute-force reference."""
 
 import json
-import subprocess
-import sys
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +12,7 @@ from dash_app.licenses.pool import Borrow
 from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.recording import EventRecorder
 from dash_app.store import Store
-from dash_app.testing import ROOT
+from dash_app.testing.commands import run_refused
 
 # "Tight" has room past commit + max_overage, so max_overage is reachable before exhausted.
 INVENTORY = [
@@ -146,7 +144,7 @@ def test_unlisted_tool_with_restored_borrows_shows_with_unknown_limits(tmp_path)
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "dash_app", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return run_refused(args)
 
 
 def test_bad_tools_files_end_with_one_line_and_non_zero_exit(tmp_path):

@@ -2,8 +2,6 @@
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -14,7 +12,9 @@ import requests
 from sqlalchemy import text
 
 from dash_app.store import Store
-from dash_app.testing import ROOT, RedisServer, ServerProcess
+from dash_app.testing import RedisServer, ServerProcess
+from dash_app.testing.commands import run_refused
+from dash_app.testing.servers import stop_all
 from dash_app.testing.sse_client import SseClient
 from tests.flexlm_expected import LIC01, LIC01_EVENTS, LIC01_STATUS, RETENTION_HOURS, TOOLS_FILE
 from tests.stream_client import apply_delta, new_client, replayed, replayed_keys
@@ -53,8 +53,7 @@ def cluster(tmp_path, redis_server, shared_db):
         return process
 
     yield start
-    for process in processes:
-        process.stop()
+    stop_all(processes)
 
 
 def health(server):
@@ -142,7 +141,7 @@ def test_a_borrow_through_one_process_shows_in_the_others_status_stream_and_page
 
 
 def test_concurrent_borrows_split_over_two_processes_hold_every_invariant(cluster, tmp_path, shared_db):
-    """The pool test's 8 threads x 2,000 attempts, half through each process: the limits hold across both."""
+    """The API test's 8 threads x 500 attempts, half through each process: the limits hold across both."""
     tools = tmp_path / "small.json"
     tools.write_text(
         '[{"tool": "Small", "total": 6, "commit_qty": 2, "max_overage": 3, "commit_price": 10, "overage_price_per_license": 1}]'
@@ -169,7 +168,7 @@ def test_concurrent_borrows_split_over_two_processes_hold_every_invariant(cluste
         try:
             with requests.Session() as session:
                 session.headers.update(a.headers())
-                for i in range(2000):
+                for i in range(500):
                     server = servers[(n + i) % 2]  # every thread alternates between the processes
                     if mine and (i % 3 == 2 or len(mine) > 1):
                         r = session.post(server.url + "/licenses/return", json={"id": mine.pop(0)}, timeout=10)
@@ -390,14 +389,12 @@ def test_sources_run_in_one_process_and_move_when_it_dies(cluster, tmp_path):
 
 
 def test_several_workers_need_redis_and_share_it(redis_server, tmp_path):
-    command = [sys.executable, "-m", "dash_app", "--workers", "2", "--db", str(tmp_path / "x.db"), "--port", "0"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    args = ["--workers", "2", "--db", str(tmp_path / "x.db"), "--port", "0"]
+    result = run_refused(args)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert "--workers" in line and "--redis" in line
-    unreachable = subprocess.run(
-        [*command, "--redis", "redis://:secret@127.0.0.1:1/0"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    unreachable = run_refused([*args, "--redis", "redis://:secret@127.0.0.1:1/0"])
     assert unreachable.returncode == 2
     [line] = unreachable.stderr.strip().splitlines()
     assert "--redis" in line and "secret" not in line

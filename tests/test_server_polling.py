@@ -4,8 +4,6 @@ nothing, a restart counts nothing twice, and two servers of the same feature add
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import requests
 from dash import no_update
 
 from dash_app.testing import TEST_TOKEN
+from dash_app.testing.commands import run_refused
 
 FAKE_LMUTIL = Path(__file__).parent / "fixtures" / "fake_lmutil"
 FAKE_RLMUTIL = Path(__file__).parent / "fixtures" / "fake_rlmutil"
@@ -238,7 +237,7 @@ def test_a_server_down_opens_the_pages_source_strip_and_its_return_closes_it(mak
     ],
 )
 def test_bad_server_flags_get_one_line_and_exit_status_2(args, message):
-    done = subprocess.run([sys.executable, "-m", "dash_app", *args], capture_output=True, text=True, timeout=60)
+    done = run_refused(args)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"python -m dash_app: error: {message}"]
 

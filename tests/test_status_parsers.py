@@ -431,7 +431,9 @@ def expected(vendors, features):
     return report
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# Each example is a whole report (vendors, features of every kind, their checkouts, queues and reservations): 100 of them
+# are thousands of rendered lines read back.
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(reports())
 def test_rendered_reports_read_back_exactly(generated):
     now, vendors, features = generated

@@ -179,9 +179,9 @@ class PostgresServer:
         """Return the plain libpq URL of `database` on this server, as psycopg.connect() and psql take it."""
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """Create database `name` (owned by `dash`) and return its SQLAlchemy URL."""
-        self._client("createdb", name)
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create database `name` (owned by `dash`), a copy of database `template` if given; return its SQLAlchemy URL."""
+        self._client("createdb", *(["--template", template] if template else []), name)
         return self.url_for(name)
 
     def _postmaster_pid(self) -> int | None:
@@ -212,11 +212,14 @@ class PostgresServer:
         for lock in (self.data_dir / "postmaster.pid", self.dir / f".s.PGSQL.{self.port}.lock"):
             lock.unlink(missing_ok=True)
 
-    def _shutdown(self) -> None:
-        """Stop the server cleanly (fast mode: sessions are ended, a checkpoint is written); SIGKILL it if that fails."""
+    def _shutdown(self, mode: str = "fast") -> None:
+        """Stop the server (fast mode: sessions are ended, a checkpoint is written); SIGKILL it if that fails.
+
+        Immediate mode skips the checkpoint, for a server whose files are thrown away next.
+        """
         if self._postmaster_pid() is None:
             return
-        done = self._tool("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30")
+        done = self._tool("pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "30")
         if done.returncode != 0:
             self.kill()
 
@@ -230,7 +233,8 @@ class PostgresServer:
         if not self.dir.exists():
             return
         if self.data_dir.exists():
-            self._shutdown()
+            # No checkpoint: the files are removed next, and a session's worth of databases takes long to write out.
+            self._shutdown("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "PostgresServer":

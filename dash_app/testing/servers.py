@@ -80,16 +80,29 @@ class ServerProcess:
         """Return the Authorization header of the server's API token."""
         return {"Authorization": f"Bearer {self.token}"}
 
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` to the server's process group, if it still runs, without waiting: stop() then waits for it."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+
     def stop(self, sig: int | None = None) -> None:
         """Send `sig` (SIGTERM by default) to the server's process group and wait; SIGKILL it after 10 s."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, sig or signal.SIGTERM)
+            self.signal(sig or signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+
+def stop_all(servers: list[ServerProcess]) -> None:
+    """Stop servers (SIGTERM) all at once: each shuts down as it would alone, and the caller waits for the slowest only."""
+    for server in servers:
+        server.signal()
+    for server in servers:
+        server.stop()
 
 
 class RedisServer:
