@@ -74,6 +74,8 @@ class ServerProcess:
             except requests.RequestException:
                 pass
             time.sleep(0.1)
+        # Not ready: stop it here, for the caller never gets the object whose stop() would.
+        self.stop(signal.SIGKILL)
         raise RuntimeError(f"server did not become ready:\n{self.log_path.read_text()}")
 
     def headers(self) -> dict[str, str]:
