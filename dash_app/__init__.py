@@ -76,7 +76,15 @@ def build_state(config: Config, lead: bool = True) -> AppState:
     if config.flexlm_logs:
         sources[FLEXLM] = lambda pool: FlexLMFollower(config.flexlm_logs, pool, store)
     if config.lmstat_servers or config.rlmstat_servers:
-        sources[POLLER] = lambda pool: build_poller(config, pool, time.time)  # type: ignore[assignment,return-value]
+        sources[POLLER] = lambda pool: build_poller(  # type: ignore[assignment,return-value]
+            pool,
+            time.time,
+            lmutil=config.lmutil,
+            lmstat_servers=config.lmstat_servers,
+            rlmutil=config.rlmutil,
+            rlmstat_servers=config.rlmstat_servers,
+            poll_seconds=config.poll_seconds,
+        )
     shared = None
     if config.redis_url:
         # The store is written by the lease holder's persister, from the log; this process's buffer by its follower.

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from dash_app.config import Config
 from dash_app.licenses.pool import LicensePool
 from dash_app.sources.lmstat import parse_lmstat
 from dash_app.sources.polling import PollKind, ServerPoll, ServerPoller
@@ -15,8 +14,17 @@ LMSTAT = PollKind("lmstat", lambda utility, server: [utility, "lmstat", "-a", "-
 RLMSTAT = PollKind("rlmstat", lambda utility, server: [utility, "rlmstat", "-a", "-c", server], parse_rlmstat)
 
 
-def build_poller(config: Config, pool: LicensePool, clock: Callable[[], float]) -> ServerPoller | None:
-    """Return a poller of every configured lmstat and rlmstat server, or None when there is none."""
-    servers = [ServerPoll(LMSTAT, config.lmutil, server, pool, clock) for server in dict.fromkeys(config.lmstat_servers)]
-    servers += [ServerPoll(RLMSTAT, config.rlmutil, server, pool, clock) for server in dict.fromkeys(config.rlmstat_servers)]
-    return ServerPoller(servers, config.poll_seconds, clock) if servers else None
+def build_poller(
+    pool: LicensePool,
+    clock: Callable[[], float],
+    *,
+    lmutil: str,
+    lmstat_servers: Sequence[str],
+    rlmutil: str,
+    rlmstat_servers: Sequence[str],
+    poll_seconds: float,
+) -> ServerPoller | None:
+    """Return a poller of every lmstat and rlmstat server named (each once), or None when there is none."""
+    servers = [ServerPoll(LMSTAT, lmutil, server, pool, clock) for server in dict.fromkeys(lmstat_servers)]
+    servers += [ServerPoll(RLMSTAT, rlmutil, server, pool, clock) for server in dict.fromkeys(rlmstat_servers)]
+    return ServerPoller(servers, poll_seconds, clock) if servers else None
