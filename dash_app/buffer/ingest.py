@@ -108,22 +108,25 @@ class Ingest(Eviction):
         # meanwhile wait for the next flush.
         popleft = pending.popleft
         entries = [popleft() for _ in range(len(pending))]
+        add_borrow, add_return, retention = self._add_borrow, self._add_return, self.retention_seconds
         was = math.nan
+        self._hot = {}
         try:
             for now, kind, ts, tool, user, borrow_id, is_overage, reason in entries:
                 if now != was:
                     was = now
-                    if now - self.retention_seconds > self._oldest_bound:
+                    if now - retention > self._oldest_bound:
                         self._expire(now)
                 # Each was checked against its own time when queued: it is kept.
                 if kind == BORROW:
-                    self._add_borrow(ts, tool, user, borrow_id, is_overage, None, None)
+                    add_borrow(ts, tool, user, borrow_id, is_overage, None, None)
                 elif kind == RETURN:
-                    self._add_return(ts, tool, user, borrow_id)
+                    add_return(ts, tool, user, borrow_id)
                 else:
                     self._add_failure(ts, tool, user, reason)
         finally:
             self._version += len(entries)
+            self._hot = {}
 
     def _settle(self, now: float) -> None:
         """Add what is pending, apply retention and trim every log to its cap: the state every read sees."""
@@ -136,6 +139,7 @@ class Ingest(Eviction):
         lowest = -math.inf
         latest = too_old = was = math.nan
         kept = 0
+        self._hot = {}
         try:
             for now, e in timed:
                 if now != was:
@@ -159,6 +163,7 @@ class Ingest(Eviction):
                 kept += 1
         finally:
             self._version += kept
+            self._hot = {}
         return kept
 
     def _add_borrow(
@@ -171,9 +176,16 @@ class Ingest(Eviction):
         is_overage = True if overage else False
         event = (ts, BORROW, tool, user, borrow_id, is_overage, None, host, version)
         borrows = self._borrows
-        self._log(borrows, event)
+        items = borrows.items
+        if items and ts >= items[-1][0]:
+            items.append(event)  # the common case of _log, inline
+            if ts < self._oldest_bound:
+                self._oldest_bound = ts
+        else:
+            self._log(borrows, event)
         self._open_borrows[borrow_id] = event
-        b = self._touched_bin(key, ts)
+        hot = self._hot.get(key)
+        b = hot[1] if hot is not None and hot[0] == ts // 60 else self._touched_bin(key, ts)
         b.count += 1
         if is_overage:
             b.overage += 1
@@ -197,7 +209,9 @@ class Ingest(Eviction):
         returns = self._returns
         self._log(returns, (ts, RETURN, tool, user, borrow_id, None, None, None, None))
         if key is not None:
-            self._touched_bin(key, ts).returns += 1
+            hot = self._hot.get(key)
+            b = hot[1] if hot is not None and hot[0] == ts // 60 else self._touched_bin(key, ts)
+            b.returns += 1
         if len(returns.items) - returns.head > returns.limit:
             self._evict(returns, returns.over_cap())
 
@@ -228,6 +242,8 @@ class Ingest(Eviction):
         """Return `key`'s bin of `ts`'s minute, stamped as changed, for a borrow or return being added.
 
         Its level figures are worked out when read; a minute that cached in-use rows cover is noted to be redone.
+        The bin is remembered in `_hot` until the batch ends, so the batch's later adds to it skip the stamp and the
+        note: no read comes between them, and eviction (which may drop bins) forgets `_hot`.
         """
         minute = int(ts // 60)
         bins = self._bins.get(key)
@@ -237,6 +253,7 @@ class Ingest(Eviction):
         if minute < self._sealed:
             self._mark(key, minute)
         self._stamps[key] = self._next_stamp()
+        self._hot[key] = (minute, b)
         return b
 
     def _intern(self, text: str | None) -> str | None:
