@@ -62,7 +62,7 @@ class Eviction(MinuteBins):
         Every minute before the new oldest event has lost all its events of this kind, so those bins are cleared
         at once; only events of the new oldest event's own minute are undone one by one.
         """
-        self._hot = {}  # bins may go: the batch being added must look its bins up again
+        self._hot.clear()  # bins may go: the batch being added must look its bins up again
         chunk = log.pop_front(n)
         if n < log.bulk:
             for event in chunk:

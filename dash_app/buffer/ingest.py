@@ -19,6 +19,8 @@ TOOL_KEY_LIMIT = 4096
 # Events added one by one wait in a batch of at most this many until it is added in one loop, or a read comes.
 PENDING_LIMIT = 512
 
+Entry = tuple[Any, ...]  # (time added at, kind, ts, tool, user, borrow_id, is_overage, reason, host, version)
+
 
 class Ingest(Eviction):
     """The buffer's writes; every read first adds what is pending and applies retention and the caps (`_settle`).
@@ -39,7 +41,7 @@ class Ingest(Eviction):
             if timestamp is None:
                 return False
         pending = self._pending
-        pending.append((now, BORROW, timestamp, tool, user, borrow_id, is_overage, None))
+        pending.append((now, BORROW, timestamp, tool, user, borrow_id, is_overage, None, None, None))
         if len(pending) >= PENDING_LIMIT:
             self._flush_full()
         return True
@@ -54,7 +56,7 @@ class Ingest(Eviction):
             if timestamp is None:
                 return False
         pending = self._pending
-        pending.append((now, RETURN, timestamp, tool, user, borrow_id, None, None))
+        pending.append((now, RETURN, timestamp, tool, user, borrow_id, None, None, None, None))
         if len(pending) >= PENDING_LIMIT:
             self._flush_full()
         return True
@@ -67,7 +69,7 @@ class Ingest(Eviction):
             if timestamp is None:
                 return False
         pending = self._pending
-        pending.append((now, FAILURE, timestamp, tool, user, None, None, reason))
+        pending.append((now, FAILURE, timestamp, tool, user, None, None, reason, None, None))
         if len(pending) >= PENDING_LIMIT:
             self._flush_full()
         return True
@@ -102,31 +104,11 @@ class Ingest(Eviction):
     def _flush(self) -> None:
         """Add the pending events, each as of the time it was added at (the caller holds the lock)."""
         pending = self._pending
-        if not pending:
-            return
-        # Only the lock's holder takes from the left, so the first len() entries are there to take; adds queued
-        # meanwhile wait for the next flush.
-        popleft = pending.popleft
-        entries = [popleft() for _ in range(len(pending))]
-        add_borrow, add_return, retention = self._add_borrow, self._add_return, self.retention_seconds
-        was = math.nan
-        self._hot = {}
-        try:
-            for now, kind, ts, tool, user, borrow_id, is_overage, reason in entries:
-                if now != was:
-                    was = now
-                    if now - retention > self._oldest_bound:
-                        self._expire(now)
-                # Each was checked against its own time when queued: it is kept.
-                if kind == BORROW:
-                    add_borrow(ts, tool, user, borrow_id, is_overage, None, None)
-                elif kind == RETURN:
-                    add_return(ts, tool, user, borrow_id)
-                else:
-                    self._add_failure(ts, tool, user, reason)
-        finally:
-            self._version += len(entries)
-            self._hot = {}
+        if pending:
+            # Only the lock's holder takes from the left, so the first len() entries are there to take; adds
+            # queued meanwhile wait for the next flush.
+            popleft = pending.popleft
+            self._add_entries([popleft() for _ in range(len(pending))])
 
     def _settle(self, now: float) -> None:
         """Add what is pending, apply retention and trim every log to its cap: the state every read sees."""
@@ -138,82 +120,96 @@ class Ingest(Eviction):
         """Add each event as of the time paired with it (retention applied first); return how many were kept."""
         lowest = -math.inf
         latest = too_old = was = math.nan
-        kept = 0
-        self._hot = {}
+        entries: list[Entry] = []
         try:
             for now, e in timed:
                 if now != was:
                     was, latest, too_old = now, now + MAX_CLOCK_SKEW_SECONDS, now - self.retention_seconds
-                    if too_old > self._oldest_bound:
-                        self._expire(now)
                 ts = e.ts
                 if type(ts) is not float or not lowest < ts <= latest:
                     ts = to_epoch(ts, now)
                 kind = e.kind
                 if kind != BORROW and kind != RETURN and kind != FAILURE:
                     raise ValueError(f"unknown event type {kind!r}")
-                if ts < too_old:
-                    continue
-                if kind == BORROW:
-                    self._add_borrow(ts, e.tool, e.user, e.borrow_id, e.is_overage, e.host, e.version)
-                elif kind == RETURN:
-                    self._add_return(ts, e.tool, e.user, e.borrow_id)
-                else:
-                    self._add_failure(ts, e.tool, e.user, e.reason)
-                kept += 1
+                if ts >= too_old:
+                    entries.append((now, kind, ts, e.tool, e.user, e.borrow_id, e.is_overage, e.reason, e.host, e.version))
         finally:
-            self._version += kept
+            self._add_entries(entries)  # the events before a bad one stay added
+        return len(entries)
+
+    def _add_entries(self, entries: list[Entry]) -> None:
+        """Add entries in order, each into its log and its series' bin, retention applied as of each one's time.
+
+        One loop with the borrow and return inline: this is where every event added one by one is paid for.
+        """
+        retention, intern, tool_key = self.retention_seconds, self._interned.get, self._tool_keys.get
+        borrows, returns, opened = self._borrows, self._returns, self._open_borrows
+        borrowed, returned = borrows.items, returns.items
+        hot: dict[str, tuple[int, Bin]] = {}
+        self._hot = hot
+        event: Raw
+        was = math.nan
+        try:
+            for now, kind, ts, tool, user, borrow_id, is_overage, reason, host, version in entries:
+                if now != was:
+                    was = now
+                    if now - retention > self._oldest_bound:
+                        self._expire(now)
+                if kind == BORROW:
+                    # One shared string per distinct tool/user name keeps a full buffer small; the event keeps the
+                    # exact name, its minute bin is the name's series.
+                    tool, key = tool_key(tool) or self._tool_key(tool)
+                    who: Any = intern(user) or self._intern(user)  # a borrow's user is a name
+                    is_overage = True if is_overage else False
+                    event = (ts, BORROW, tool, who, borrow_id, is_overage, None, host, version)
+                    if borrowed and ts >= borrowed[-1][0]:
+                        borrowed.append(event)  # the common case of _log, inline
+                    else:
+                        self._log(borrows, event)
+                    opened[borrow_id] = event
+                    found = hot.get(key)
+                    b = found[1] if found is not None and found[0] == ts // 60 else self._touched_bin(key, ts)
+                    b.count += 1
+                    b.overage += is_overage
+                    users = b.users
+                    users[who] = users.get(who, 0) + 1
+                    b.bucket = None
+                    if len(borrowed) - borrows.head > borrows.limit:
+                        self._evict(borrows, borrows.over_cap())
+                elif kind == RETURN:
+                    if tool is None or user is None:
+                        tool, user = self._borrowed_by(borrow_id, tool, user)
+                    tool, key = tool_key(tool) or self._tool_key(tool)
+                    user = intern(user) or self._intern(user)
+                    event = (ts, RETURN, tool, user, borrow_id, None, None, None, None)
+                    if returned and ts >= returned[-1][0]:
+                        returned.append(event)  # the common case of _log, inline
+                    else:
+                        self._log(returns, event)
+                    if key is not None:
+                        found = hot.get(key)
+                        b = found[1] if found is not None and found[0] == ts // 60 else self._touched_bin(key, ts)
+                        b.returns += 1
+                    if len(returned) - returns.head > returns.limit:
+                        self._evict(returns, returns.over_cap())
+                else:
+                    self._add_failure(ts, tool, user, reason)
+                if ts < self._oldest_bound:
+                    self._oldest_bound = ts
+        finally:
+            self._version += len(entries)
             self._hot = {}
-        return kept
 
-    def _add_borrow(
-        self, ts: float, name: Any, who: Any, borrow_id: Any, overage: Any, host: str | None, version: str | None
-    ) -> None:
-        # One shared string per distinct tool/user name keeps a full buffer small; the event keeps the exact name,
-        # its minute bin is the name's series.
-        tool, key = self._tool_keys.get(name) or self._tool_key(name)
-        user: Any = self._interned.get(who) or self._intern(who)  # a borrow's user is a name
-        is_overage = True if overage else False
-        event = (ts, BORROW, tool, user, borrow_id, is_overage, None, host, version)
+    def _borrowed_by(self, borrow_id: Any, tool: Any, user: Any) -> tuple[Any, Any]:
+        """Return a return's tool and user, each defaulting to that of its borrow when the borrow is retained."""
         borrows = self._borrows
-        items = borrows.items
-        if items and ts >= items[-1][0]:
-            items.append(event)  # the common case of _log, inline
-            if ts < self._oldest_bound:
-                self._oldest_bound = ts
-        else:
-            self._log(borrows, event)
-        self._open_borrows[borrow_id] = event
-        hot = self._hot.get(key)
-        b = hot[1] if hot is not None and hot[0] == ts // 60 else self._touched_bin(key, ts)
-        b.count += 1
-        if is_overage:
-            b.overage += 1
-        users = b.users
-        users[user] = users.get(user, 0) + 1
-        b.bucket = None
-        if len(borrows.items) - borrows.head > borrows.limit:
-            self._evict(borrows, borrows.over_cap())
-
-    def _add_return(self, ts: float, tool: Any, user: Any, borrow_id: Any) -> None:
-        if tool is None or user is None:
-            borrows = self._borrows
-            if borrows.over_cap() > 0:
-                self._evict(borrows, borrows.over_cap())  # the lookup must not find a borrow past the cap
-            borrow = self._open_borrows.get(borrow_id)
-            if borrow is not None:
-                tool = borrow[2] if tool is None else tool
-                user = borrow[3] if user is None else user
-        tool, key = self._tool_keys.get(tool) or self._tool_key(tool)
-        user = self._interned.get(user) or self._intern(user)
-        returns = self._returns
-        self._log(returns, (ts, RETURN, tool, user, borrow_id, None, None, None, None))
-        if key is not None:
-            hot = self._hot.get(key)
-            b = hot[1] if hot is not None and hot[0] == ts // 60 else self._touched_bin(key, ts)
-            b.returns += 1
-        if len(returns.items) - returns.head > returns.limit:
-            self._evict(returns, returns.over_cap())
+        if borrows.over_cap() > 0:
+            self._evict(borrows, borrows.over_cap())  # the lookup must not find a borrow past the cap
+        borrow = self._open_borrows.get(borrow_id)
+        if borrow is not None:
+            tool = borrow[2] if tool is None else tool
+            user = borrow[3] if user is None else user
+        return tool, user
 
     def _add_failure(self, ts: float, name: Any, who: Any, why: Any) -> None:
         tool, key = self._tool_keys.get(name) or self._tool_key(name)
