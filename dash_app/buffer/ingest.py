@@ -35,41 +35,36 @@ class Ingest(Eviction):
         self, tool: str, user: str, is_overage: bool, borrow_id: str, timestamp: float | datetime | None = None
     ) -> bool:
         """Record a granted borrow; return False when it is already older than the retention window."""
+        return self._queue(timestamp, BORROW, tool, user, borrow_id, is_overage, None)
+
+    def add_return(
+        self, borrow_id: str, user: str | None = None, timestamp: float | datetime | None = None, tool: str | None = None
+    ) -> bool:
+        """Record a return; tool and user default to those of the matching borrow, if it is retained."""
+        return self._queue(timestamp, RETURN, tool, user, borrow_id, None, None)
+
+    def add_failure(self, tool: str, user: str, reason: str, timestamp: float | datetime | None = None) -> bool:
+        """Record a borrow that could not be granted, with its reason."""
+        return self._queue(timestamp, FAILURE, tool, user, None, None, reason)
+
+    def _queue(
+        self,
+        timestamp: float | datetime | None,
+        kind: str,
+        tool: str | None,
+        user: str | None,
+        borrow_id: str | None,
+        is_overage: bool | None,
+        reason: str | None,
+    ) -> bool:
+        """Queue one add (the fields of dash_app.events' borrow_event, return_event or failure_event); False if too old."""
         now = self.clock()
         if not (type(timestamp) is float and now - self.retention_seconds <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS):
             timestamp = self._checked(timestamp, now)  # the common case is checked in one step (NaN fails it)
             if timestamp is None:
                 return False
         pending = self._pending
-        pending.append((now, BORROW, timestamp, tool, user, borrow_id, is_overage, None, None, None))
-        if len(pending) >= PENDING_LIMIT:
-            self._flush_full()
-        return True
-
-    def add_return(
-        self, borrow_id: str, user: str | None = None, timestamp: float | datetime | None = None, tool: str | None = None
-    ) -> bool:
-        """Record a return; tool and user default to those of the matching borrow, if it is retained."""
-        now = self.clock()
-        if not (type(timestamp) is float and now - self.retention_seconds <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS):
-            timestamp = self._checked(timestamp, now)
-            if timestamp is None:
-                return False
-        pending = self._pending
-        pending.append((now, RETURN, timestamp, tool, user, borrow_id, None, None, None, None))
-        if len(pending) >= PENDING_LIMIT:
-            self._flush_full()
-        return True
-
-    def add_failure(self, tool: str, user: str, reason: str, timestamp: float | datetime | None = None) -> bool:
-        """Record a borrow that could not be granted, with its reason."""
-        now = self.clock()
-        if not (type(timestamp) is float and now - self.retention_seconds <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS):
-            timestamp = self._checked(timestamp, now)
-            if timestamp is None:
-                return False
-        pending = self._pending
-        pending.append((now, FAILURE, timestamp, tool, user, None, None, reason, None, None))
+        pending.append((now, kind, timestamp, tool, user, borrow_id, is_overage, reason, None, None))
         if len(pending) >= PENDING_LIMIT:
             self._flush_full()
         return True
