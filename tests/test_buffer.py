@@ -1,5 +1,6 @@
 """Unit tests of the buffer contract's edges, and a concurrency test."""
 
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -124,7 +125,20 @@ def test_returned_buckets_do_not_change_under_later_adds(clock):
     assert buf.aggregate_tool_metrics(60)["T"][0]["count"] == 2
 
 
-def test_concurrent_writers_and_readers_end_with_exact_totals():
+@pytest.fixture(params=[None, 1e-6], ids=["default-switching", "switching-every-microsecond"])
+def switching(request):
+    """Run a test as threads usually switch, then switching about every microsecond (between any two steps of an add)."""
+    previous = sys.getswitchinterval()
+    if request.param is not None:
+        sys.setswitchinterval(request.param)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def test_concurrent_writers_and_readers_end_with_exact_totals(switching):
+    # Adds one by one queue without the lock; readers and full batches take from the queue under it.
     buf = RealtimeMetricsBuffer()
     writers, per_writer = 6, 3000
     stop = threading.Event()

@@ -4,12 +4,13 @@ import itertools
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from dash_app.buffer.event_log import EventLog
+from dash_app.buffer.event_log import EventLog, Raw
 from dash_app.buffer.rows import Bucket, InUseBin
-from dash_app.events import BORROW, FAILURE, RETURN, Event
+from dash_app.events import BORROW, FAILURE, RETURN
 
 DEFAULT_RETENTION_SECONDS = 21600
 DEFAULT_MAX_BORROWS = 100_000
@@ -102,16 +103,19 @@ class BufferCore:
         self._borrows = EventLog(BORROW, max_borrows)
         self._returns = EventLog(RETURN, max_returns)
         self._failures = EventLog(FAILURE, max_failures)
-        # Events added one by one wait here, each with the time it was added at, until the next read or a full batch.
-        self._pending: list[tuple[float, Event]] = []
+        # Events added one by one wait here, as (time added at, kind, ts, tool, user, borrow_id, is_overage, reason),
+        # until the next read or a full batch. Writers append without the lock and only a holder of the lock takes
+        # from the left: deque.append and popleft are atomic under the GIL, so no add is lost or taken twice.
+        self._pending: deque[tuple[Any, ...]] = deque()
         self._bins: dict[str, dict[int, Bin]] = {}  # series -> {minute: Bin}; a series is a tool name unless folded
         # series -> the number of its latest change (an add, eviction or expiry in one of its bins), so readers can
         # rebuild only the series that changed since they last looked (series_stamps).
         self._stamps: dict[str, int] = {}
+        self._hot: dict[str, tuple[int, Bin]] = {}  # series -> (minute, bin) stamped in the batch being added
         self._next_stamp = itertools.count(1).__next__
         self._minutes: dict[str, list[int]] = {}  # series -> sorted list of minute indexes present in _bins[series]
         # borrow id -> the retained borrow event; keyed like Event.borrow_id, though a borrow always has one
-        self._open_borrows: dict[str | None, Event] = {}
+        self._open_borrows: dict[str | None, Raw] = {}
         self._interned: dict[str | None, str] = {}  # None is looked up (a return's missing user), never stored
         self._series_of = series_of
         # tool name -> (shared name, series), a bounded cache; None stays None (a return of an unknown borrow).

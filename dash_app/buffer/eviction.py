@@ -5,9 +5,9 @@ from bisect import bisect_left
 from typing import Any
 
 from dash_app.buffer.core import Bin
-from dash_app.buffer.event_log import EventLog
+from dash_app.buffer.event_log import EventLog, Raw
 from dash_app.buffer.minute_bins import MinuteBins
-from dash_app.events import BORROW, RETURN, Event
+from dash_app.events import BORROW, RETURN
 
 
 def _uncount_borrow(b: Bin, user: Any, is_overage: bool | None) -> None:
@@ -62,6 +62,7 @@ class Eviction(MinuteBins):
         Every minute before the new oldest event has lost all its events of this kind, so those bins are cleared
         at once; only events of the new oldest event's own minute are undone one by one.
         """
+        self._hot.clear()  # bins may go: the batch being added must look its bins up again
         chunk = log.pop_front(n)
         if n < log.bulk:
             for event in chunk:
@@ -77,8 +78,8 @@ class Eviction(MinuteBins):
         if log.kind == BORROW:
             opened = self._open_borrows
             for event in chunk[:split]:
-                if opened.get(event.borrow_id) is event:
-                    del opened[event.borrow_id]
+                if opened.get(event[4]) is event:
+                    del opened[event[4]]
         self._clear_before(log.kind, boundary)
         self._version += 1
 
@@ -111,7 +112,7 @@ class Eviction(MinuteBins):
                 del self._minutes[tool]
                 del self._bins[tool]
 
-    def _forget_in_minute(self, kind: str, minute: int, events: list[Event]) -> None:
+    def _forget_in_minute(self, kind: str, minute: int, events: list[Raw]) -> None:
         """Undo events that all fall in `minute`, settling each touched bin once rather than once per event."""
         if kind != BORROW and kind != RETURN:
             for event in events:
@@ -121,16 +122,16 @@ class Eviction(MinuteBins):
         opened = self._open_borrows
         touched: dict[str, Bin] = {}
         for event in events:
-            key = self._key(event.tool)
+            key = self._key(event[2])
             if key is None:
                 continue  # a return of an unknown borrow is in no bin
             b = touched.get(key)
             if b is None:
                 b = touched[key] = bins[key][minute]
             if kind == BORROW:
-                if opened.get(event.borrow_id) is event:
-                    del opened[event.borrow_id]
-                _uncount_borrow(b, event.user, event.is_overage)
+                if opened.get(event[4]) is event:
+                    del opened[event[4]]
+                _uncount_borrow(b, event[3], event[5])
             else:
                 b.returns -= 1
         for key, b in touched.items():
@@ -138,22 +139,22 @@ class Eviction(MinuteBins):
             self._mark(key, minute)
             self._drop_bin_if_empty(key, minute * 60, b)
 
-    def _forget(self, event: Event) -> None:
+    def _forget(self, event: Raw) -> None:
         """Undo one event in its bin."""
         self._version += 1
         ts, kind, tool = event[:3]
-        if kind == BORROW and self._open_borrows.get(event.borrow_id) is event:
-            del self._open_borrows[event.borrow_id]
+        if kind == BORROW and self._open_borrows.get(event[4]) is event:
+            del self._open_borrows[event[4]]
         key = self._key(tool)
         if key is None:
             return
         b = self._existing_bin(key, ts)
         if kind == BORROW:
-            _uncount_borrow(b, event.user, event.is_overage)
+            _uncount_borrow(b, event[3], event[5])
         elif kind == RETURN:
             b.returns -= 1
         else:
-            reason: Any = event.reason  # a failure's reason is a name
+            reason: Any = event[6]  # a failure's reason is a name
             left = b.failures[reason] - 1
             if left:
                 b.failures[reason] = left

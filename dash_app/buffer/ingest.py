@@ -1,13 +1,13 @@
 """Adding events: one by one into a pending batch, or many at once, each into its log and its series' minute bin."""
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from itertools import repeat
 from typing import Any
 
 from dash_app.buffer.core import Bin
-from dash_app.buffer.event_log import EventLog
+from dash_app.buffer.event_log import EventLog, Raw
 from dash_app.buffer.eviction import Eviction
 from dash_app.events import BORROW, FAILURE, RETURN, Event
 from dash_app.timeutil import MAX_CLOCK_SKEW_SECONDS, to_epoch
@@ -19,27 +19,55 @@ TOOL_KEY_LIMIT = 4096
 # Events added one by one wait in a batch of at most this many until it is added in one loop, or a read comes.
 PENDING_LIMIT = 512
 
-_new_event = tuple.__new__  # builds an Event from a tuple without NamedTuple.__new__'s argument handling (hot path)
+Entry = tuple[Any, ...]  # (time added at, kind, ts, tool, user, borrow_id, is_overage, reason, host, version)
 
 
 class Ingest(Eviction):
-    """The buffer's writes; every read first adds what is pending and applies retention and the caps (`_settle`)."""
+    """The buffer's writes; every read first adds what is pending and applies retention and the caps (`_settle`).
+
+    An add one by one takes no lock: it checks its timestamp against the clock and appends a plain tuple to the
+    pending deque (atomic under the GIL). Whoever holds the lock next (a read, add_events, or the add that fills the
+    batch) takes the pending entries from the left and adds each as of the time it was added at, so the state every
+    read sees is the one the adds would have made one at a time under the lock, in the order they were queued.
+    """
 
     def add_borrow(
         self, tool: str, user: str, is_overage: bool, borrow_id: str, timestamp: float | datetime | None = None
     ) -> bool:
         """Record a granted borrow; return False when it is already older than the retention window."""
-        return self._add_one(timestamp, BORROW, tool, user, borrow_id, bool(is_overage), None)
+        return self._queue(timestamp, BORROW, tool, user, borrow_id, is_overage, None)
 
     def add_return(
         self, borrow_id: str, user: str | None = None, timestamp: float | datetime | None = None, tool: str | None = None
     ) -> bool:
         """Record a return; tool and user default to those of the matching borrow, if it is retained."""
-        return self._add_one(timestamp, RETURN, tool, user, borrow_id, None, None)
+        return self._queue(timestamp, RETURN, tool, user, borrow_id, None, None)
 
     def add_failure(self, tool: str, user: str, reason: str, timestamp: float | datetime | None = None) -> bool:
         """Record a borrow that could not be granted, with its reason."""
-        return self._add_one(timestamp, FAILURE, tool, user, None, None, reason)
+        return self._queue(timestamp, FAILURE, tool, user, None, None, reason)
+
+    def _queue(
+        self,
+        timestamp: float | datetime | None,
+        kind: str,
+        tool: str | None,
+        user: str | None,
+        borrow_id: str | None,
+        is_overage: bool | None,
+        reason: str | None,
+    ) -> bool:
+        """Queue one add (the fields of dash_app.events' borrow_event, return_event or failure_event); False if too old."""
+        now = self.clock()
+        if not (type(timestamp) is float and now - self.retention_seconds <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS):
+            timestamp = self._checked(timestamp, now)  # the common case is checked in one step (NaN fails it)
+            if timestamp is None:
+                return False
+        pending = self._pending
+        pending.append((now, kind, timestamp, tool, user, borrow_id, is_overage, reason, None, None))
+        if len(pending) >= PENDING_LIMIT:
+            self._flush_full()
+        return True
 
     def add_events(self, events: Iterable[Event]) -> int:
         """Add events in order, under one lock; return how many were kept.
@@ -59,38 +87,23 @@ class Ingest(Eviction):
             latest = now + MAX_CLOCK_SKEW_SECONDS
             return self._add_all(zip(repeat(now), [e for e in events if e.ts <= latest]))
 
-    def _add_one(
-        self,
-        timestamp: float | datetime | None,
-        kind: str,
-        tool: str | None,
-        user: str | None,
-        borrow_id: str | None,
-        is_overage: bool | None,
-        reason: str | None,
-    ) -> bool:
-        """Queue one event (the fields of dash_app.events' borrow_event, return_event or failure_event); False if too old."""
+    def _checked(self, timestamp: object, now: float) -> float | None:
+        """Return an add's timestamp as epoch seconds, or None when it is older than the retention (ValueError if bad)."""
+        ts = to_epoch(timestamp, now)
+        return None if ts < now - self.retention_seconds else ts
+
+    def _flush_full(self) -> None:
         with self._lock:
-            now = self.clock()
-            too_old = now - self.retention_seconds
-            if type(timestamp) is float and too_old <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS:
-                ts = timestamp  # the common case, checked in one step (NaN fails the comparison)
-            else:
-                ts = to_epoch(timestamp, now)
-                if ts < too_old:
-                    return False
-            pending = self._pending
-            # Built without NamedTuple's argument handling, in Event's field order.
-            pending.append((now, _new_event(Event, (ts, kind, tool, user, borrow_id, is_overage, reason, None, None))))
-            if len(pending) >= PENDING_LIMIT:
-                self._flush()
-            return True
+            self._flush()
 
     def _flush(self) -> None:
-        """Add the pending events, each as of the time it was added at."""
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self._add_all(pending)
+        """Add the pending events, each as of the time it was added at (the caller holds the lock)."""
+        pending = self._pending
+        if pending:
+            # Only the lock's holder takes from the left, so the first len() entries are there to take; adds
+            # queued meanwhile wait for the next flush.
+            popleft = pending.popleft
+            self._add_entries([popleft() for _ in range(len(pending))])
 
     def _settle(self, now: float) -> None:
         """Add what is pending, apply retention and trim every log to its cap: the state every read sees."""
@@ -100,78 +113,105 @@ class Ingest(Eviction):
 
     def _add_all(self, timed: Iterable[tuple[float, Event]]) -> int:
         """Add each event as of the time paired with it (retention applied first); return how many were kept."""
-        adders: dict[str, Callable[[float, Event], None]] = {
-            BORROW: self._add_borrow,
-            RETURN: self._add_return,
-            FAILURE: self._add_failure,
-        }
         lowest = -math.inf
         latest = too_old = was = math.nan
-        kept = 0
+        entries: list[Entry] = []
         try:
             for now, e in timed:
                 if now != was:
                     was, latest, too_old = now, now + MAX_CLOCK_SKEW_SECONDS, now - self.retention_seconds
-                    if too_old > self._oldest_bound:
-                        self._expire(now)
                 ts = e.ts
                 if type(ts) is not float or not lowest < ts <= latest:
                     ts = to_epoch(ts, now)
-                add = adders.get(e.kind)
-                if add is None:
-                    raise ValueError(f"unknown event type {e.kind!r}")
+                kind = e.kind
+                if kind != BORROW and kind != RETURN and kind != FAILURE:
+                    raise ValueError(f"unknown event type {kind!r}")
                 if ts >= too_old:
-                    add(ts, e)
-                    kept += 1
+                    entries.append((now, kind, ts, e.tool, e.user, e.borrow_id, e.is_overage, e.reason, e.host, e.version))
         finally:
-            self._version += kept
-        return kept
+            self._add_entries(entries)  # the events before a bad one stay added
+        return len(entries)
 
-    def _add_borrow(self, ts: float, e: Event) -> None:
-        # One shared string per distinct tool/user name keeps a full buffer small; the event keeps the exact name,
-        # its minute bin is the name's series.
-        tool, key = self._tool_keys.get(e.tool) or self._tool_key(e.tool)
-        user: Any = self._interned.get(e.user) or self._intern(e.user)  # a borrow's user is a name
-        is_overage = True if e.is_overage else False
-        event = _new_event(Event, (ts, BORROW, tool, user, e.borrow_id, is_overage, None, e.host, e.version))
+    def _add_entries(self, entries: list[Entry]) -> None:
+        """Add entries in order, each into its log and its series' bin, retention applied as of each one's time.
+
+        One loop with the borrow and return inline: this is where every event added one by one is paid for.
+        """
+        retention, intern, tool_key = self.retention_seconds, self._interned.get, self._tool_keys.get
+        borrows, returns, opened = self._borrows, self._returns, self._open_borrows
+        borrowed, returned = borrows.items, returns.items
+        hot: dict[str, tuple[int, Bin]] = {}
+        self._hot = hot
+        event: Raw
+        was = math.nan
+        try:
+            for now, kind, ts, tool, user, borrow_id, is_overage, reason, host, version in entries:
+                if now != was:
+                    was = now
+                    if now - retention > self._oldest_bound:
+                        self._expire(now)
+                if kind == BORROW:
+                    # One shared string per distinct tool/user name keeps a full buffer small; the event keeps the
+                    # exact name, its minute bin is the name's series.
+                    tool, key = tool_key(tool) or self._tool_key(tool)
+                    who: Any = intern(user) or self._intern(user)  # a borrow's user is a name
+                    is_overage = True if is_overage else False
+                    event = (ts, BORROW, tool, who, borrow_id, is_overage, None, host, version)
+                    if borrowed and ts >= borrowed[-1][0]:
+                        borrowed.append(event)  # the common case of _log, inline
+                    else:
+                        self._log(borrows, event)
+                    opened[borrow_id] = event
+                    found = hot.get(key)
+                    b = found[1] if found is not None and found[0] == ts // 60 else self._touched_bin(key, ts)
+                    b.count += 1
+                    b.overage += is_overage
+                    users = b.users
+                    users[who] = users.get(who, 0) + 1
+                    b.bucket = None
+                    if len(borrowed) - borrows.head > borrows.limit:
+                        self._evict(borrows, borrows.over_cap())
+                elif kind == RETURN:
+                    if tool is None or user is None:
+                        tool, user = self._borrowed_by(borrow_id, tool, user)
+                    tool, key = tool_key(tool) or self._tool_key(tool)
+                    user = intern(user) or self._intern(user)
+                    event = (ts, RETURN, tool, user, borrow_id, None, None, None, None)
+                    if returned and ts >= returned[-1][0]:
+                        returned.append(event)  # the common case of _log, inline
+                    else:
+                        self._log(returns, event)
+                    if key is not None:
+                        found = hot.get(key)
+                        b = found[1] if found is not None and found[0] == ts // 60 else self._touched_bin(key, ts)
+                        b.returns += 1
+                    if len(returned) - returns.head > returns.limit:
+                        self._evict(returns, returns.over_cap())
+                else:
+                    self._add_failure(ts, tool, user, reason)
+                if ts < self._oldest_bound:
+                    self._oldest_bound = ts
+        finally:
+            self._version += len(entries)
+            self._hot = {}
+
+    def _borrowed_by(self, borrow_id: Any, tool: Any, user: Any) -> tuple[Any, Any]:
+        """Return a return's tool and user, each defaulting to that of its borrow when the borrow is retained."""
         borrows = self._borrows
-        self._log(borrows, event)
-        self._open_borrows[e.borrow_id] = event
-        b = self._touched_bin(key, ts)
-        b.count += 1
-        if is_overage:
-            b.overage += 1
-        users = b.users
-        users[user] = users.get(user, 0) + 1
-        b.bucket = None
-        if len(borrows.items) - borrows.head > borrows.limit:
-            self._evict(borrows, borrows.over_cap())
+        if borrows.over_cap() > 0:
+            self._evict(borrows, borrows.over_cap())  # the lookup must not find a borrow past the cap
+        borrow = self._open_borrows.get(borrow_id)
+        if borrow is not None:
+            tool = borrow[2] if tool is None else tool
+            user = borrow[3] if user is None else user
+        return tool, user
 
-    def _add_return(self, ts: float, e: Event) -> None:
-        borrow_id, user, tool = e.borrow_id, e.user, e.tool
-        if tool is None or user is None:
-            borrows = self._borrows
-            if borrows.over_cap() > 0:
-                self._evict(borrows, borrows.over_cap())  # the lookup must not find a borrow past the cap
-            borrow = self._open_borrows.get(borrow_id)
-            if borrow is not None:
-                tool = borrow.tool if tool is None else tool
-                user = borrow.user if user is None else user
-        tool, key = self._tool_keys.get(tool) or self._tool_key(tool)
-        user = self._interned.get(user) or self._intern(user)
-        returns = self._returns
-        self._log(returns, _new_event(Event, (ts, RETURN, tool, user, borrow_id, None, None, None, None)))
-        if key is not None:
-            self._touched_bin(key, ts).returns += 1
-        if len(returns.items) - returns.head > returns.limit:
-            self._evict(returns, returns.over_cap())
-
-    def _add_failure(self, ts: float, e: Event) -> None:
-        tool, key = self._tool_keys.get(e.tool) or self._tool_key(e.tool)
-        user = self._intern(e.user)
-        reason: Any = self._intern(e.reason)  # a failure's reason is a name
+    def _add_failure(self, ts: float, name: Any, who: Any, why: Any) -> None:
+        tool, key = self._tool_keys.get(name) or self._tool_key(name)
+        user = self._intern(who)
+        reason: Any = self._intern(why)  # a failure's reason is a name
         failures = self._failures
-        self._log(failures, _new_event(Event, (ts, FAILURE, tool, user, None, None, reason, None, None)))
+        self._log(failures, (ts, FAILURE, tool, user, None, None, reason, None, None))
         if key is not None:
             counts = self._bin(key, ts).failures
             counts[reason] = counts.get(reason, 0) + 1
@@ -179,7 +219,7 @@ class Ingest(Eviction):
         if len(failures.items) - failures.head > failures.limit:
             self._evict(failures, failures.over_cap())
 
-    def _log(self, log: EventLog, event: Event) -> None:
+    def _log(self, log: EventLog, event: Raw) -> None:
         """Put an event in its log, in time order."""
         items, ts = log.items, event[0]
         if not items or ts >= items[-1][0]:
@@ -193,6 +233,8 @@ class Ingest(Eviction):
         """Return `key`'s bin of `ts`'s minute, stamped as changed, for a borrow or return being added.
 
         Its level figures are worked out when read; a minute that cached in-use rows cover is noted to be redone.
+        The bin is remembered in `_hot` until the batch ends, so the batch's later adds to it skip the stamp and the
+        note: no read comes between them, and eviction (which may drop bins) forgets `_hot`.
         """
         minute = int(ts // 60)
         bins = self._bins.get(key)
@@ -202,6 +244,7 @@ class Ingest(Eviction):
         if minute < self._sealed:
             self._mark(key, minute)
         self._stamps[key] = self._next_stamp()
+        self._hot[key] = (minute, b)
         return b
 
     def _intern(self, text: str | None) -> str | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from dash_app.buffer.ingest import Ingest
 from dash_app.buffer.rows import Bucket, MinuteFlow
-from dash_app.events import BORROW, FAILURE, RETURN, public_event
+from dash_app.events import BORROW, FAILURE, RETURN, Event, public_event
 from dash_app.timeutil import first_minute_at_or_after, iso_utc
 
 
@@ -39,10 +39,11 @@ class Reads(Ingest):
                 # Only a series that collects other names needs each event's name mapped; the rest compare as is.
                 series_of = self._key if tool in self._merged else None
                 borrows, returns, failures = (log.since_of(cutoff, tool, limit, series_of) for log in logs)
+        new = tuple.__new__  # a stored event is a plain tuple in Event's field order
         return {
-            "borrows": [public_event(e) for e in borrows],
-            "returns": [public_event(e) for e in returns],
-            "failures": [public_event(e) for e in failures],
+            "borrows": [public_event(new(Event, e)) for e in borrows],
+            "returns": [public_event(new(Event, e)) for e in returns],
+            "failures": [public_event(new(Event, e)) for e in failures],
         }
 
     def get_rates(self, seconds: float = 60) -> dict[str, float]:
@@ -55,7 +56,7 @@ class Reads(Ingest):
             returns = len(self._returns.since(cutoff))
             failures = len(self._failures.since(cutoff))
         per_minute = 60.0 / seconds
-        overage = sum(1 for e in borrows if e.is_overage)
+        overage = sum(1 for e in borrows if e[5])  # is_overage
         return {
             "borrow_per_min": round(len(borrows) * per_minute, 1),
             "return_per_min": round(returns * per_minute, 1),
