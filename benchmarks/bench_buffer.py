@@ -256,7 +256,7 @@ def main():
     print("Full buffer: 100,000 borrows + 100,000 returns over 6 h, 10,000 failures, 6 tools, 300 users (CPU times)")
     print(f"ingest one by one, bare list append  {event_count / bare_seconds:>12,.0f} events/s   (a tuple an event)")
     print(
-        f"ingest one by one, bare dict append  {event_count / dict_seconds:>12,.0f} events/s   (a dict an event: the first release's floor)"
+        f"ingest one by one, bare dict append  {event_count / dict_seconds:>12,.0f} events/s   (a dict an event, the first floor)"
     )
     print(f"ingest one by one, the buffer        {event_count / ingest_seconds:>12,.0f} events/s   (first read included)")
     print(f"ingest, buffer / bare tuple append   {bare_seconds / ingest_seconds:>12.2f} x    (target >= 0.4)")
