@@ -3,7 +3,8 @@ that match no callback, unknown component files."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dash
@@ -128,3 +129,19 @@ def _property(entry: dict[str, Any]) -> object:
     prop = entry.get("property")
     # An output that other callbacks may also set (allow_duplicate) carries "@<hash>" after its property.
     return prop.split("@", 1)[0] if isinstance(prop, str) else prop
+
+
+def warm_on_first_page(app: dash.Dash, warm: Callable[[], None]) -> None:
+    """Call `warm` once, when a browser first asks for the page's layout (the Capacity view's analyses start then).
+
+    A server that only answers the API (a scale-out worker behind the page's, a test) never starts the analysis process
+    and its second copy of the history; one that serves the page starts it while the person looks at the overview.
+    """
+    layout_path = app.config.routes_pathname_prefix + "_dash-layout"
+    done = threading.Event()
+
+    @app.server.before_request
+    def warm_once() -> None:
+        if not done.is_set() and request.path == layout_path:
+            done.set()
+            warm()

@@ -50,13 +50,15 @@ class DashboardServer(BaseApplication):
     def load(self) -> "Flask":
         # Built in the worker, after the fork, so background threads live where requests are served.
         from dash_app import create_app
+        from dash_app.dash_routes import warm_on_first_page
         from dash_app.state import get_state
 
         app = create_app(self.dashboard_config)
         state = get_state(app)
         # When the worker exits, stop the services so the SQLite writer flushes what is queued.
         atexit.register(state.stop)
-        state.analytics.warm()  # the analysis process reads the history now, not at the first query
+        # The analysis process reads the history once the page is first asked for, not at the first query.
+        warm_on_first_page(app, state.analytics.warm)
         return app.server
 
 

@@ -8,6 +8,7 @@ import atexit
 import logging
 
 from dash_app import create_app
+from dash_app.dash_routes import warm_on_first_page
 from dash_app.state import get_state
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -16,4 +17,5 @@ app = create_app()
 server = app.server
 # When the worker exits, stop the services so the SQLite writer flushes what is queued.
 atexit.register(get_state(app).stop)
-get_state(app).analytics.warm()  # the analysis process reads the history now, not at the first query
+# The analysis process reads the history once the page is first asked for, not at the first query.
+warm_on_first_page(app, get_state(app).analytics.warm)
