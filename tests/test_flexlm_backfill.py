@@ -9,10 +9,11 @@ import time
 import requests
 
 from dash_app import config as config_module
-from dash_app.__main__ import build_parser
+from dash_app.__main__ import build_parser, main
 from dash_app.sources.flexlm import follower_of
 from dash_app.state import get_state
 from dash_app.testing import ROOT
+from dash_app.testing.commands import run_main
 from tests.flexlm_expected import (
     LIC01,
     LIC01_BUCKETS,
@@ -38,6 +39,11 @@ def ingest(*args, env=None):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
     environment.update(env or {})
     return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+
+
+def ingest_here(*args):
+    """Run the command's main(argv) in this process: for its refusals, whose subject is the messages, not the process."""
+    return run_main(main, ["ingest-flexlm", *map(str, args)])
 
 
 def rotated_pair(tmp_path):
@@ -95,7 +101,7 @@ def test_backfill_reads_rotated_logs_once_and_the_follower_goes_on(tmp_path, mak
 def test_bad_paths_end_with_one_line_and_write_nothing(tmp_path):
     db = tmp_path / "dash.db"
     for path, problem in ((tmp_path / "missing.log", "no such file"), (tmp_path, "is a directory")):
-        result = ingest(LIC01, path, "--db", db)
+        result = ingest_here(LIC01, path, "--db", db)
         assert result.returncode == 2
         assert result.stderr.splitlines() == [f"{PROG}: error: {path}: {problem}"]
         assert result.stdout == ""
@@ -103,7 +109,7 @@ def test_bad_paths_end_with_one_line_and_write_nothing(tmp_path):
 
 
 def test_bad_settings_end_with_one_line(tmp_path):
-    result = ingest(LIC01, "--db", tmp_path / "no" / "such" / "dash.db")
+    result = ingest_here(LIC01, "--db", tmp_path / "no" / "such" / "dash.db")
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(f"{PROG}: error: database ")
 
