@@ -10,6 +10,7 @@ import requests
 from dash_app.state import get_state
 from dash_app.testing import ROOT, free_port
 from dash_app.testing.commands import run_refused
+from dash_app.testing.servers import group_processes
 from tests.listening import listening_addresses
 
 
@@ -33,30 +34,17 @@ def test_each_app_gets_its_own_buffer(make_app):
     assert get_state(second).buffer.get_stats_summary()["total_events"] == 0
 
 
-def processes_in_group(pgid):
-    """Return the ids of the live processes in process group `pgid` (a server's master, worker and analysis process)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(pid))
-    return found
-
-
 def test_procfile_server_serves_page_and_health_and_starts_the_analysis_process_with_the_page(start_server):
     server = start_server()
     assert requests.get(server.url + "/healthz", timeout=5).json() == {"status": "ok"}
     page = requests.get(server.url + "/", timeout=5)
     assert page.status_code == 200 and "License usage" in page.text
     # Serving the API and the page's HTML starts no analysis process: gunicorn's master and its worker only.
-    assert len(processes_in_group(server.process.pid)) == 2
+    assert len(group_processes(server.process.pid)) == 2
     # The page's first layout request starts it, so it reads the history while the person looks at the overview.
     assert requests.get(server.url + "/_dash-layout", timeout=5).status_code == 200
     deadline = time.monotonic() + 30
-    while len(processes_in_group(server.process.pid)) < 3:
+    while len(group_processes(server.process.pid)) < 3:
         assert time.monotonic() < deadline, "no analysis process after the page's layout was asked for"
         time.sleep(0.05)
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from dash_app.testing.servers import free_port
+from dash_app.testing.servers import free_port, group_processes
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 USER = "dash"
@@ -30,19 +30,6 @@ def postgres_bin_dir() -> Path:
         raise RuntimeError(f"no PostgreSQL under {POSTGRES_ROOT} (install Debian's postgresql package)")
     # Sorted as numbers, so that 10 comes after 9.
     return max(majors, key=lambda bin_dir: int(bin_dir.parent.name))
-
-
-def _group_alive(pgid: int) -> bool:
-    """Return whether any process of process group `pgid` is still running (zombies count as ended)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # The command name (field 2) may hold spaces and parentheses: split after its closing one.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
 
 
 class PostgresServer:
@@ -203,7 +190,7 @@ class PostgresServer:
         if pgid is not None and pgid != os.getpgrp():
             os.killpg(pgid, signal.SIGKILL)
             deadline = time.monotonic() + 15
-            while _group_alive(pgid):
+            while group_processes(pgid):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"PostgreSQL's processes (group {pgid}) outlived SIGKILL")
                 time.sleep(0.05)

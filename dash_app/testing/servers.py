@@ -24,6 +24,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def group_processes(pgid: int) -> list[int]:
+    """Return the ids of the running processes of process group `pgid` (zombies count as ended)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces and parentheses: split after its closing one.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def procfile_command() -> str:
     """Return the Procfile's web command line."""
     line = (ROOT / "Procfile").read_text().strip()
