@@ -3,6 +3,7 @@
 import time
 
 from dash.testing.wait import until
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 
 from dash_app.figures.text import bucket_time
@@ -94,6 +95,14 @@ def wait_for_points(dash_duo, graph_id, expected, timeout=10):
     until(shown, timeout=timeout, msg=f"{graph_id} never showed {expected}")
 
 
+# Whether the element on top at the centre of arguments[0] is that element (or inside it): a click there reaches it.
+ON_TOP_JS = """
+const r = arguments[0].getBoundingClientRect();
+const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+return top !== null && (top === arguments[0] || arguments[0].contains(top));
+"""
+
+
 def click_legend(dash_duo, graph_id, index):
     """Click a legend entry the way a person does: scrolled into the middle of the screen, clear of the header."""
     entry = dash_duo.find_elements(f"#{graph_id} .legend .traces .legendtoggle")[index]
@@ -102,4 +111,14 @@ def click_legend(dash_duo, graph_id, index):
     width = dash_duo.driver.get_window_size()["width"]
     dash_duo.driver.set_window_size(width, max(int(top) + 400, 1000))
     dash_duo.driver.execute_script("window.scrollTo(0, 0)")
-    entry.click()
+
+    def clear_to_click():
+        # The resize makes Plotly draw the (responsive) chart again: the entry may move or be drawn anew, so it is
+        # clicked once the element on top at its centre is the entry itself.
+        try:
+            entries = dash_duo.find_elements(f"#{graph_id} .legend .traces .legendtoggle")
+            return len(entries) > index and dash_duo.driver.execute_script(ON_TOP_JS, entries[index]) and entries[index]
+        except StaleElementReferenceException:
+            return False
+
+    until(clear_to_click, timeout=10, msg=f"legend entry {index} of {graph_id} never clear to click").click()

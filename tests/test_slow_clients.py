@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 
+from dash_app.testing import ServerProcess
 from dash_app.testing.slow_clients import (
     PARTIAL_HEAD,
     SLOW_BODY,
@@ -25,21 +26,36 @@ HEADER_TIMEOUT = 1.0
 PATIENCE = 10.0
 
 
-@pytest.fixture
-def launch(tmp_path, start_server):
-    """Start a server the way `kind` says: the Procfile's line, or `python -m dash_app`."""
-    started = []
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """Return the module's server of `kind` with a 1 s request deadline, started when first asked for.
 
-    def launch(kind, **env):
-        if kind == "procfile":
-            return start_server(**env)
-        server = start_module_server(tmp_path, **env)
-        started.append(server)
-        return server
+    The tests that use it each close what they opened, and a connection they leave half-sent is cut within the
+    second: one server per kind serves them all, instead of one start (seconds of CPU) per test.
+    """
+    started = {}
 
-    yield launch
-    for server in started:
-        server.stop()
+    def server(kind):
+        if kind not in started:
+            tmp = tmp_path_factory.mktemp(f"quick-{kind}")
+            env = {"DASH_APP_HEADER_TIMEOUT": HEADER_TIMEOUT, "DASH_APP_STREAM_INTERVAL": 0.25}
+            if kind == "procfile":
+                started[kind] = ServerProcess({k: str(v) for k, v in env.items()}, tmp)
+            else:
+                started[kind] = start_module_server(tmp, **env)
+        return started[kind]
+
+    yield server
+    for process in started.values():
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def few_threads(tmp_path_factory):
+    """A server with 8 threads and a 60 s deadline: held clients that took a thread each would leave none free."""
+    server = ServerProcess({"DASH_APP_THREADS": "8", "DASH_APP_HEADER_TIMEOUT": "60"}, tmp_path_factory.mktemp("few"))
+    yield server
+    server.stop()
 
 
 def read_response(sock, timeout=5.0):
@@ -58,8 +74,8 @@ def read_response(sock, timeout=5.0):
 
 
 @pytest.mark.parametrize("kind", ["procfile", "module"])
-def test_a_partial_head_is_closed_at_the_header_timeout(launch, kind):
-    server = launch(kind, DASH_APP_HEADER_TIMEOUT=HEADER_TIMEOUT)
+def test_a_partial_head_is_closed_at_the_header_timeout(quick, kind):
+    server = quick(kind)
     partial = connect(server.port)
     partial.sendall(PARTIAL_HEAD)
     silent = connect(server.port)
@@ -75,8 +91,8 @@ def test_a_partial_head_is_closed_at_the_header_timeout(launch, kind):
         silent.close()
 
 
-def test_a_client_dribbling_its_head_is_cut_at_the_deadline(start_server):
-    server = start_server(DASH_APP_HEADER_TIMEOUT=HEADER_TIMEOUT)
+def test_a_client_dribbling_its_head_is_cut_at_the_deadline(quick):
+    server = quick("procfile")
     sock = connect(server.port)
     try:
         sock.sendall(b"GET /licenses/status HTTP/1.1\r\n")
@@ -100,10 +116,10 @@ def test_a_client_dribbling_its_head_is_cut_at_the_deadline(start_server):
         sock.close()
 
 
-def test_partial_heads_hold_no_thread(start_server):
+def test_partial_heads_hold_no_thread(few_threads):
     # Eight threads, six of them streaming (all streams may take), and fifty held partial requests: gthread would
     # give each partial request a thread of its own, and wait on it.
-    server = start_server(DASH_APP_THREADS=8, DASH_APP_HEADER_TIMEOUT=60)
+    server = few_threads
     streams = StreamClients(server.port, 6)
     clients = None
     try:
@@ -119,8 +135,8 @@ def test_partial_heads_hold_no_thread(start_server):
                 opened.close()
 
 
-def test_the_deadline_ends_with_the_head(start_server):
-    server = start_server(DASH_APP_HEADER_TIMEOUT=HEADER_TIMEOUT, DASH_APP_STREAM_INTERVAL=0.25)
+def test_the_deadline_ends_with_the_head(quick):
+    server = quick("procfile")
 
     # A head in three pieces, all inside the deadline, is served.
     with connect(server.port) as sock:
@@ -159,9 +175,9 @@ def test_the_deadline_ends_with_the_head(start_server):
     assert len(ids) >= 6 and ids == list(range(ids[0], ids[0] + 250 * len(ids), 250))  # every 0.25 s tick, in ms
 
 
-def test_clients_holding_their_end_after_the_response_do_not_stall_the_server(start_server):
+def test_clients_holding_their_end_after_the_response_do_not_stall_the_server(quick):
     # gthread drained each closing connection in a blocking read of up to 2 s on its event loop's thread.
-    server = start_server()
+    server = quick("procfile")
     holders = [connect(server.port) for _ in range(6)]
     try:
         for sock in holders:
@@ -183,10 +199,10 @@ def read_json_error(sock, timeout=5.0):
     return int(head.split(b" ")[1]), json.loads(body)
 
 
-def test_slow_bodies_hold_no_thread(start_server):
-    # Thirty clients that send a whole head and part of its body, against twenty threads: gthread read each body in
+def test_slow_bodies_hold_no_thread(few_threads):
+    # Thirty clients that send a whole head and part of its body, against eight threads: gthread read each body in
     # a thread of its own, with no deadline, and the page waited behind them.
-    server = start_server(DASH_APP_THREADS=20, DASH_APP_HEADER_TIMEOUT=60)
+    server = few_threads
     clients = PartialClients(server.port, 30, request=SLOW_BODY)
     try:
         for _ in range(3):
@@ -198,8 +214,8 @@ def test_slow_bodies_hold_no_thread(start_server):
         clients.close()
 
 
-def test_a_slow_body_is_answered_408_at_the_deadline(start_server):
-    server = start_server(DASH_APP_HEADER_TIMEOUT=HEADER_TIMEOUT)
+def test_a_slow_body_is_answered_408_at_the_deadline(quick):
+    server = quick("procfile")
     with connect(server.port) as sock:
         sock.sendall(SLOW_BODY)
         start = time.monotonic()
@@ -210,8 +226,8 @@ def test_a_slow_body_is_answered_408_at_the_deadline(start_server):
     assert requests.get(server.url + "/licenses/status", timeout=5).status_code == 200
 
 
-def test_bodies_read_by_the_loop_reach_the_app_whole(start_server):
-    server = start_server()
+def test_bodies_read_by_the_loop_reach_the_app_whole(quick):
+    server = quick("procfile")
     auth = f"Authorization: Bearer {server.token}\r\n".encode()
     post = b"POST /licenses/borrow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + auth
 
@@ -270,8 +286,8 @@ def test_past_the_connection_limit_the_oldest_held_are_closed_and_the_page_serve
 
 
 @pytest.mark.parametrize("kind", ["procfile", "module"])
-def test_over_long_request_lines_and_headers_are_answered_in_json(launch, kind):
-    server = launch(kind)
+def test_over_long_request_lines_and_headers_are_answered_in_json(quick, kind):
+    server = quick(kind)
     with connect(server.port) as sock:
         sock.sendall(b"GET /licenses/status?" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         status, body = read_json_error(sock)

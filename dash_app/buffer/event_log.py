@@ -51,8 +51,9 @@ class EventLog:
         start = self.head
         chunk = self.items[start : start + n]
         self.head = start + n
-        # Compact now and then so the list does not grow without bound.
-        if self.head >= 4096 and self.head * 2 >= len(self.items):
+        # Compact now and then so the list does not grow without bound, and always once nothing is left: the adds
+        # take a non-empty list's last item for a retained event.
+        if self.head == len(self.items) or (self.head >= 4096 and self.head * 2 >= len(self.items)):
             del self.items[: self.head]
             self.head = 0
         return chunk

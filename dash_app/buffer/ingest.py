@@ -189,8 +189,8 @@ class Ingest(Eviction):
                         self._evict(returns, returns.over_cap())
                 else:
                     self._add_failure(ts, tool, user, reason)
-                if ts < self._oldest_bound:
-                    self._oldest_bound = ts
+                # No bound to lower: an event appended after a log's last one is no older than that one, which is
+                # retained (a log emptied by eviction is cleared), and _log lowers it for the rest.
         finally:
             self._version += len(entries)
             self._hot = {}
@@ -198,8 +198,9 @@ class Ingest(Eviction):
     def _borrowed_by(self, borrow_id: Any, tool: Any, user: Any) -> tuple[Any, Any]:
         """Return a return's tool and user, each defaulting to that of its borrow when the borrow is retained."""
         borrows = self._borrows
-        if borrows.over_cap() > 0:
-            self._evict(borrows, borrows.over_cap())  # the lookup must not find a borrow past the cap
+        excess = len(borrows.items) - borrows.head - borrows.cap
+        if excess > 0:
+            self._evict(borrows, excess)  # the lookup must not find a borrow past the cap
         borrow = self._open_borrows.get(borrow_id)
         if borrow is not None:
             tool = borrow[2] if tool is None else tool

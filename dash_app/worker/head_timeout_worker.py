@@ -1,9 +1,12 @@
 """HeadTimeoutWorker: gthread that reads whole requests in its event loop under a total deadline (see dash_app.worker)."""
 
+import atexit
 import errno
+import os
 import resource
 import selectors
 import socket
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -77,7 +80,21 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         self.worker_connections = config.max_connections
         self.max_keepalived = max(0, self.worker_connections - self.cfg.threads)
         self.raise_descriptor_limit()
-        super().init_process()
+        super().init_process()  # its last step runs the loop, until the worker is told to stop
+        self.exit_after_clean_stop()
+
+    def exit_after_clean_stop(self) -> None:
+        """End the process now that the loop has stopped cleanly: the exit handlers run, the interpreter's teardown not.
+
+        The handlers stop the app's services (the SQLite writer flushes what is queued) and flush the logs. Tearing
+        down an interpreter that holds Dash, pandas and the buffer frees every object one by one: about a second for
+        nothing, on every restart and deploy. A loop that ended in an exception never gets here and exits as usual.
+        """
+        self.log.info("Worker exiting (pid: %s)", self.pid)
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
 
     def raise_descriptor_limit(self) -> None:
         """Raise the soft limit on open files to what the connections need (as nginx's worker_rlimit_nofile)."""
@@ -360,9 +377,20 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
             self.end_linger(sock)
 
     def run(self) -> None:
+        # Python's C signal handler writes a byte to PIPE (gunicorn set it as the wakeup fd) on every signal: watching
+        # it ends the loop's wait at once, so a SIGTERM stops the worker now rather than after up to a second.
+        self.poller.register(self.PIPE[0], selectors.EVENT_READ, self.drain_wakeups)
         try:
             super().run()
         finally:
             for sock in list(self.lingering):
                 util.close(sock)
             self.lingering.clear()
+
+    def drain_wakeups(self, pipe: int) -> None:
+        """Read the signal bytes waiting in the wakeup pipe (the handlers have run, or run next)."""
+        try:
+            while os.read(pipe, 4096):
+                pass
+        except BlockingIOError:
+            pass
