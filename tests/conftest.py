@@ -132,3 +132,22 @@ def databases_at_head(request, tmp_path_factory):
 def database(databases):
     """A new, empty database for --db, of each kind in turn (the test runs once per kind)."""
     return databases()
+
+
+def pytest_setup_options():
+    """Chromium for dash_duo without the services a test never uses: each would spend CPU the suite needs."""
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    for flag in (
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--disable-sync",
+        "--no-first-run",
+        "--mute-audio",
+        "--disable-features=Translate,OptimizationHints,MediaRouter,InterestFeedContentSuggestions,AutofillServerCommunication",
+    ):
+        options.add_argument(flag)
+    return options
