@@ -164,7 +164,7 @@ def as_events(batch):
     ]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(**SCENARIO)
 def test_stored_levels_match_a_brute_force_replay(databases_at_head, batches):
     """Batches written and folded one after another, later ones often reaching back before earlier ones."""

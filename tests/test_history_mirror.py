@@ -51,7 +51,7 @@ def same_as_the_store(mirror, store, now):
             assert_frame_equal(mirror.load_denials(start, end, tools), expected, check_index_type=False)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=1, max_size=6))
 def test_the_copy_follows_writes_late_returns_and_prunes(databases_at_head, steps):
     db = databases_at_head()

@@ -433,7 +433,7 @@ def expected(vendors, features):
 
 # Each example is a whole report (vendors, features of every kind, their checkouts, queues and reservations): 100 of them
 # are thousands of rendered lines read back.
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(reports())
 def test_rendered_reports_read_back_exactly(generated):
     now, vendors, features = generated
@@ -483,7 +483,7 @@ def test_garbage_raises_nothing_but_unparsable(garbage, now):
         assert isinstance(report, StatusReport)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(reports(), st.lists(lines, max_size=5), st.randoms(use_true_random=False))
 def test_garbage_inside_a_report_never_raises(generated, garbage, random):
     now, vendors, features = generated
