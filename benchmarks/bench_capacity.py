@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from dash_app.analytics import NO_SPEC, Spec, capacity, commit_advice
+from dash_app.analytics.capacity import capacity, commit_advice
+from dash_app.analytics.spec import NO_SPEC, Spec
 from dash_app.testing import p95, timings
 from dash_app.testing.synthetic import synthetic_history
 

@@ -15,18 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dash_app.analytics import (
-    SESSION_COLUMNS,
-    Spec,
-    capacity,
-    commit_advice,
-    denials_over_time,
-    duration_curve,
-    empty_denials,
-    empty_sessions,
-    hour_of_week,
-)
+from dash_app.analytics.capacity import SESSION_COLUMNS, capacity, commit_advice, empty_denials, empty_sessions
 from dash_app.analytics.levels import levels_before, prepare
+from dash_app.analytics.profiles import denials_over_time, duration_curve, hour_of_week
+from dash_app.analytics.spec import Spec
 from dash_app.testing.synthetic import synthetic_history
 
 BASE = 1_700_000_000.0

@@ -19,8 +19,9 @@ from dash_app.state import get_state
 from dash_app.store import Store, StoreError
 from dash_app.store import schema as schema_module
 from dash_app.store.history import HistoryKeeper
+from dash_app.store.history_counts import data_version
 from dash_app.store.schema import BASE_SCHEMA, FLEXLM_ID_PREFIX, MIGRATIONS, SCHEMA_VERSION
-from dash_app.store.sessions import DENIAL_COLUMNS, SESSION_COLUMNS, data_version, load_denials, load_sessions
+from dash_app.store.sessions import DENIAL_COLUMNS, SESSION_COLUMNS, load_denials, load_sessions
 from dash_app.testing import TEST_TOKEN, FakeClock
 from tests.test_flexlm_follow import LIC01_LINES, follow, write
 

@@ -12,7 +12,7 @@ from dash_app.alerts.facts import DenialWindow, OpenCheckouts, OverageLedger
 from dash_app.alerts.redaction import check_url
 from dash_app.alerts.rules import DENIALS, OVERAGE_COST, AlertConfig, load_rules
 from dash_app.alerts.storage import AlertStorage
-from dash_app.store.sessions import denial_times_since, overage_borrows_since
+from dash_app.store.history_counts import denial_times_since, overage_borrows_since
 
 if TYPE_CHECKING:
     from dash_app.config import Config

@@ -16,13 +16,14 @@ The sessions as arrays and their levels are computed in levels.py; one tool's cu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dash_app.analytics.levels import Factorized, Floats, check_period, levels_before, prepare, select, time_per_level
+from dash_app.analytics.spec import NO_SPEC, Spec
 
 SESSION_COLUMNS = ("tool", "user", "host", "version", "source", "borrowed_at", "returned_at", "is_overage", "seq")
 DENIAL_COLUMNS = ("ts", "tool", "user", "reason", "seq")
@@ -30,37 +31,6 @@ COVERAGE_PERCENTS = (50, 90, 95, 99)
 TOP_USERS = 10
 # Two costs closer than this (relative) are a tie, so float noise never picks a larger commit than an equal smaller one.
 _TIE = 1e-9
-
-
-class Spec(NamedTuple):
-    """A tool's inventory entry: pool size, committed licenses, their price per billing period, the price of an overage borrow."""
-
-    total: int | None
-    commit: int | None
-    commit_price: float | None
-    overage_price: float | None
-
-
-NO_SPEC = Spec(None, None, None, None)
-
-
-def specs_from_tools(tools: Iterable[Mapping[str, Any]]) -> dict[str, Spec]:
-    """Return the specs of a tools-file inventory (`tool`, `total`, `commit_qty`, `commit_price`, `overage_price_per_license`)."""
-
-    def number(entry: Mapping[str, Any], key: str) -> float | None:
-        value = entry.get(key)
-        return None if value is None else float(value)
-
-    def count(entry: Mapping[str, Any], key: str) -> int | None:
-        value = entry.get(key)
-        return None if value is None else int(value)
-
-    return {
-        str(t["tool"]): Spec(
-            count(t, "total"), count(t, "commit_qty"), number(t, "commit_price"), number(t, "overage_price_per_license")
-        )
-        for t in tools
-    }
 
 
 def empty_sessions() -> pd.DataFrame:

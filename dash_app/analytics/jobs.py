@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dash_app.analytics.capacity import Spec, capacity, commit_advice
+from dash_app.analytics.capacity import capacity, commit_advice
 from dash_app.analytics.mirror import HistoryMirror
 from dash_app.analytics.profiles import denials_over_time, duration_curve, hour_of_week
+from dash_app.analytics.spec import Spec
 
 
 def report(

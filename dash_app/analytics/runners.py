@@ -17,15 +17,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection as SQLConnection
 from sqlalchemy import Engine
 
-from dash_app.analytics.jobs import JOBS
-from dash_app.analytics.mirror import HistoryMirror
 from dash_app.store.database import Store, connect_reader, sqlite_engine
 from dash_app.store.migrate import is_url
+
+if TYPE_CHECKING:
+    from dash_app.analytics.mirror import HistoryMirror
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,13 @@ class InProcessRunner:
     """Runs analyses in this process, over a mirror read through the store's own connections."""
 
     def __init__(self, store: Store) -> None:
-        self.mirror = HistoryMirror(store.snapshot)
+        # The analyses (and pandas) are imported by the process that runs them, here or in _serve: a serving process
+        # whose database is a file never loads them (half a second at every start, and tens of MB a worker).
+        from dash_app.analytics.jobs import JOBS
+        from dash_app.analytics.mirror import HistoryMirror
+
+        self.jobs = JOBS
+        self.mirror: HistoryMirror = HistoryMirror(store.snapshot)
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -68,7 +75,7 @@ class InProcessRunner:
         with self._lock:
             self.mirror.refresh()
             try:
-                return JOBS[job](self.mirror, **params)
+                return self.jobs[job](self.mirror, **params)
             except ValueError as exc:
                 raise AnalysisFailed(str(exc)) from None
 
@@ -130,6 +137,9 @@ def _serve(conn: Connection, path: str) -> None:
     """The analysis process: keep a mirror of `path` and answer (job, params) requests on `conn` until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then closes the pipe
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[analysis]: %(message)s")
+    from dash_app.analytics.jobs import JOBS
+    from dash_app.analytics.mirror import HistoryMirror
+
     snapshots = snapshots_for(path)
     mirror = HistoryMirror(snapshots)
 

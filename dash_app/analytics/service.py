@@ -11,9 +11,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dash_app.analytics.capacity import Spec
 from dash_app.analytics.runners import AnalysisProcess, InProcessRunner, Runner
-from dash_app.store.sessions import data_version
+from dash_app.analytics.spec import Spec
+from dash_app.store.history_counts import data_version
 from dash_app.timeutil import EARLIEST_EPOCH, instant_problem
 from dash_app.timeutil import iso_second as iso
 

@@ -141,25 +141,3 @@ def load_denials(store: Store, start: float, end: float, tools: Collection[str] 
         return _frame([], _DENIAL_RECORD, ("ts", "seq"))
     sql = _DENIALS_SQL.format(tools=_TOOLS_FILTER if tools is not None else "")
     return _frame(store.scan(_statement(sql, tools), _params(start, end, tools)), _DENIAL_RECORD, ("ts", "seq"))
-
-
-def overage_borrows_since(store: Store, start: float) -> dict[str, int]:
-    """Return {tool: overage borrows stored with borrowed_at at or after `start`}."""
-    rows = store.read(
-        "SELECT tool, COUNT(*) FROM borrows WHERE is_overage = 1 AND borrowed_at >= :start GROUP BY tool", {"start": start}
-    )
-    return {tool: count for tool, count in rows}
-
-
-def denial_times_since(store: Store, start: float) -> list[tuple[float, str]]:
-    """Return [(ts, tool)] of the stored denials at or after `start`, oldest first."""
-    rows = store.read("SELECT ts, tool FROM denials WHERE ts >= :start AND tool IS NOT NULL ORDER BY ts, rowid", {"start": start})
-    return [(ts, tool) for ts, tool in rows]
-
-
-def data_version(store: Store) -> int:
-    """Return a number that changes whenever the store's sessions or denials do (a cache key; never reused).
-
-    It moves after every committed write of events or checkout details, and after a prune that removed any.
-    """
-    return store.sessions_version

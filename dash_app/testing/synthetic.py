@@ -19,8 +19,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from dash_app.analytics.capacity import DENIAL_COLUMNS, SESSION_COLUMNS, Spec, specs_from_tools
+from dash_app.analytics.capacity import DENIAL_COLUMNS, SESSION_COLUMNS
 from dash_app.analytics.levels import Sessions, levels_before
+from dash_app.analytics.spec import Spec, specs_from_tools
 
 DAY = 86400.0
 END = 1_800_000_000.0
