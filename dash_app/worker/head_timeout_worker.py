@@ -87,8 +87,9 @@ class HeadTimeoutWorker(gthread.ThreadWorker):
         """End the process now that the loop has stopped cleanly: the exit handlers run, the interpreter's teardown not.
 
         The handlers stop the app's services (the SQLite writer flushes what is queued) and flush the logs. Tearing
-        down an interpreter that holds Dash, pandas and the buffer frees every object one by one: about a second for
-        nothing, on every restart and deploy. A loop that ended in an exception never gets here and exits as usual.
+        down an interpreter that holds Dash and the buffer frees every object one by one: about a second for nothing,
+        on every restart and deploy. A loop that ended in an exception never gets here and exits as usual. (gunicorn's
+        worker_exit server hook, which the Procfile and `python -m dash_app` do not set, is not called.)
         """
         self.log.info("Worker exiting (pid: %s)", self.pid)
         atexit._run_exitfuncs()
