@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dash_app.analytics.capacity import DENIAL_COLUMNS, SESSION_COLUMNS
 from dash_app.events import Event, borrow_event, failure_event, return_event
 from dash_app.store import Store
-from dash_app.store.sessions import DENIAL_COLUMNS, SESSION_COLUMNS, load_denials, load_sessions
+from dash_app.store.sessions import load_denials, load_sessions
 
 DAY = 86400.0
 TOOLS = [f"Tool {i:03d}" for i in range(200)]

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from dash_app.analytics.capacity import DENIAL_COLUMNS, SESSION_COLUMNS
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.events import borrow_event, failure_event, return_event
 from dash_app.licenses import BorrowDenied, LicensePool
@@ -21,7 +22,7 @@ from dash_app.store import schema as schema_module
 from dash_app.store.history import HistoryKeeper
 from dash_app.store.history_counts import data_version
 from dash_app.store.schema import BASE_SCHEMA, FLEXLM_ID_PREFIX, MIGRATIONS, SCHEMA_VERSION
-from dash_app.store.sessions import DENIAL_COLUMNS, SESSION_COLUMNS, load_denials, load_sessions
+from dash_app.store.sessions import load_denials, load_sessions
 from dash_app.testing import TEST_TOKEN, FakeClock
 from tests.test_flexlm_follow import LIC01_LINES, follow, write
 

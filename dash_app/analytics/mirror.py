@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
+from dash_app.analytics.capacity import DENIAL_COLUMNS, SESSION_COLUMNS
 from dash_app.store.database import last_stamp, tuples
-from dash_app.store.sessions import DENIAL_COLUMNS, SESSION_COLUMNS
 
 # A read transaction on the database: Store.snapshot, or Snapshots in a process of its own (analytics.runners).
 Snapshots = Callable[[], AbstractContextManager[Connection]]

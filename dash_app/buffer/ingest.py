@@ -198,7 +198,7 @@ class Ingest(Eviction):
     def _borrowed_by(self, borrow_id: Any, tool: Any, user: Any) -> tuple[Any, Any]:
         """Return a return's tool and user, each defaulting to that of its borrow when the borrow is retained."""
         borrows = self._borrows
-        excess = len(borrows.items) - borrows.head - borrows.cap
+        excess = borrows.over_cap()
         if excess > 0:
             self._evict(borrows, excess)  # the lookup must not find a borrow past the cap
         borrow = self._open_borrows.get(borrow_id)

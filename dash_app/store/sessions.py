@@ -26,8 +26,6 @@ from sqlalchemy import TextClause, bindparam, text
 if TYPE_CHECKING:
     from dash_app.store.database import Store
 
-SESSION_COLUMNS = ("tool", "user", "host", "version", "source", "borrowed_at", "returned_at", "is_overage", "seq")
-DENIAL_COLUMNS = ("ts", "tool", "user", "reason", "seq")
 
 _TEXT = np.dtype(object)
 # One record per row, converted by numpy in one pass (far cheaper than pandas inferring each column).
