@@ -4,6 +4,8 @@ import itertools
 
 import pytest
 from dash.testing.application_runners import ThreadedRunner
+from dash.testing.composite import DashComposite
+from selenium.common.exceptions import WebDriverException
 
 from dash_app.testing import TEST_TOKEN, PostgresServer, ServerProcess
 from dash_app.testing.servers import free_port, stop_all
@@ -132,6 +134,74 @@ def databases_at_head(request, tmp_path_factory):
 def database(databases):
     """A new, empty database for --db, of each kind in turn (the test runs once per kind)."""
     return databases()
+
+
+class _Chromium:
+    """The one Chromium of this test process, shared by its browser tests: starting one costs a core-second or more."""
+
+    driver = None
+    size: dict[str, int] = {}
+
+
+class OneChromiumComposite(DashComposite):
+    """dash_duo on the test process's one Chromium: each test gets a new tab, with no cookies, cache or overrides.
+
+    A tab is a clean page for everything a test sets: emulation (time zone, device metrics) belongs to the tab, the
+    window size is set back, and cookies (which ignore the port, so two servers' would meet) and the cache are cleared.
+    """
+
+    def get_webdriver(self):
+        driver = _Chromium.driver
+        if driver is None:
+            driver = _Chromium.driver = super().get_webdriver()
+            _Chromium.size = driver.get_window_size()
+        driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+        driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+        driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": self.download_path})
+        driver.set_window_size(_Chromium.size["width"], _Chromium.size["height"])
+        driver.get_log("browser")  # what earlier tests' pages logged is not this test's
+        return driver
+
+    def __exit__(self, exc_type, exc_val, traceback):
+        driver = self.driver
+        try:
+            # A new tab, and the test's one closed: its page stops calling a server that is about to stop.
+            used = driver.current_window_handle
+            driver.switch_to.new_window("tab")
+            fresh = driver.current_window_handle
+            driver.switch_to.window(used)
+            driver.close()
+            driver.switch_to.window(fresh)
+        except WebDriverException:
+            _Chromium.driver = None  # a browser that cannot open a tab is not kept for the next test
+            driver.quit()
+
+
+@pytest.fixture(scope="session")
+def _one_chromium():
+    """Quit the test process's Chromium at the end of the session."""
+    yield
+    if _Chromium.driver is not None:
+        _Chromium.driver.quit()
+        _Chromium.driver = None
+
+
+@pytest.fixture
+def dash_duo(request, dash_thread_server, tmpdir, _one_chromium):
+    """dash.testing's dash_duo, on the test process's one Chromium (see OneChromiumComposite)."""
+    with OneChromiumComposite(
+        server=dash_thread_server,
+        browser=request.config.getoption("webdriver"),
+        remote=request.config.getoption("remote"),
+        remote_url=request.config.getoption("remote_url"),
+        headless=request.config.getoption("headless"),
+        options=request.config.hook.pytest_setup_options(),
+        download_path=tmpdir.mkdir("download").strpath,
+        percy_assets_root=request.config.getoption("percy_assets"),
+        percy_finalize=request.config.getoption("nopercyfinalize"),
+        pause=request.config.getoption("pause"),
+    ) as dc:
+        yield dc
 
 
 def pytest_setup_options():
