@@ -45,11 +45,12 @@ def test_one_vendor_daemon_every_kind_of_line():
     assert report == StatusReport(
         up=True,
         features={
-            "SOLVER_CORE": Feature("SOLVER_CORE", "cadmosd", 40, 13, "2026-12-31"),
-            "MESHER": Feature("MESHER", "cadmosd", 5, 2, "permanent"),
-            "POST_VIEW": Feature("POST_VIEW", "cadmosd", 1, 0),
-            "SOLVER_HPC": Feature("SOLVER_HPC", "cadmosd", 256, 64, "permanent"),  # expiry: 1-jan-0
-            "PLUGIN_SDK": Feature("PLUGIN_SDK", "cadmosd", None, 1, "2025-06-30"),  # uncounted: in use as listed
+            "SOLVER_CORE": Feature("SOLVER_CORE", "cadmosd", 40, 13, "2026-12-31", listed=13),
+            "MESHER": Feature("MESHER", "cadmosd", 5, 2, "permanent", queued=4, listed=2),
+            "POST_VIEW": Feature("POST_VIEW", "cadmosd", 1, 0, listed=0),
+            # expiry: 1-jan-0; in use: 64 checked out and 33 reserved (FlexNet counts reservations in use)
+            "SOLVER_HPC": Feature("SOLVER_HPC", "cadmosd", 256, 97, "permanent", reserved=33, listed=97),
+            "PLUGIN_SDK": Feature("PLUGIN_SDK", "cadmosd", None, 1, "2025-06-30", listed=1),  # uncounted: in use as listed
             "LEGACY_IO": Feature("LEGACY_IO", "cadmosd", error="Error: 2 licenses, unsupported by licensed server"),
         },
         checkouts=[
@@ -80,8 +81,8 @@ def test_two_vendor_daemons_one_down():
     assert report == StatusReport(
         up=True,
         features={
-            "GEO_MODEL": Feature("GEO_MODEL", "geotekd", 12, 4, "2025-08-15"),
-            "GEO_VIEWER": Feature("GEO_VIEWER", "geotekd", 30, 0),
+            "GEO_MODEL": Feature("GEO_MODEL", "geotekd", 12, 4, "2025-08-15", listed=4),
+            "GEO_VIEWER": Feature("GEO_VIEWER", "geotekd", 30, 0, listed=0),
             "PLOTRIX_PRO": Feature("PLOTRIX_PRO", "plotrixd", error="Cannot get users of PLOTRIX_PRO: " + down),
             "PLOTRIX_LITE": Feature("PLOTRIX_LITE", "plotrixd", error="Cannot get users of PLOTRIX_LITE: " + down),
         },
@@ -104,8 +105,8 @@ def test_triad_with_one_server_down_older_format():
     assert report == StatusReport(
         up=True,
         features={
-            "FLUX_3D": Feature("FLUX_3D", "fluxd", 20, 7, None),
-            "FLUX_2D": Feature("FLUX_2D", "fluxd", 1, 1, "permanent"),  # expiry: 01-jan-0000
+            "FLUX_3D": Feature("FLUX_3D", "fluxd", 20, 11, None, reserved=4, queued=2, listed=11),
+            "FLUX_2D": Feature("FLUX_2D", "fluxd", 2, 2, "permanent", reserved=1, listed=2),  # expiry: 01-jan-0000
         },
         checkouts=[
             co("qsato", "srv-calc3", "/dev/tty", "12.0", "101", at(2025, 12, 1, 8, 59), 4),
@@ -116,6 +117,7 @@ def test_triad_with_one_server_down_older_format():
         queued=[co("tchen", "wks41", "wks41", "12.0", "404", None, 2)],
         reservations=["4 RESERVATIONs for GROUP thermal (fx-b/27020)", "1 RESERVATION for HOST wks12 (fx-b/27020)"],
         vendors={"fluxd": "v11.13.1"},
+        unreachable=["fx-c"],
     )
 
 
@@ -142,8 +144,10 @@ def test_unreadable_checkout_and_feature_lines_are_counted_not_fatal():
     report = lmstat("lic04_malformed_lines.txt", at(2025, 1, 14, 10, 5))
     assert report.malformed == 3
     assert [(c.user, c.feature) for c in report.checkouts] == [("akowalski", "SOLVER_CORE"), ("xu", "MESHER")]
-    assert report.features["SOLVER_CORE"] == Feature("SOLVER_CORE", "cadmosd", 40, 2, "2026-12-31")
-    assert report.features["MESHER"] == Feature("MESHER", "cadmosd")
+    # Two lines of SOLVER_CORE could not be read: its section lists 1 of its 2 in use, and is not whole.
+    assert report.features["SOLVER_CORE"] == Feature("SOLVER_CORE", "cadmosd", 40, 2, "2026-12-31", listed=1)
+    assert not report.features["SOLVER_CORE"].consistent
+    assert report.features["MESHER"] == Feature("MESHER", "cadmosd", listed=1)
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", (FIXTURES / "lmstat" / "garbage.txt").read_text(), "Users of\n    , start\n"])
@@ -173,8 +177,13 @@ def test_start_times_read_in_the_servers_zone():
         (at(2025, 1, 14, 10, 2), "Mon 12/30 23:58", at(2024, 12, 30, 23, 58)),  # last year
         (at(2025, 12, 31, 23, 0), "Thu 1/1 0:30", at(2026, 1, 1, 0, 30)),  # a server clock ahead, over New Year
         (at(2025, 1, 14, 10, 2), "Wed 1/15 10:00", at(2025, 1, 15, 10, 0)),  # not more than a day ahead
-        (at(2025, 1, 14, 10, 2), "Wed 1/15 10:30", at(2024, 1, 15, 10, 30)),  # more than a day ahead: a year ago
+        (at(2025, 1, 14, 10, 2), "Mon 1/15 10:30", at(2024, 1, 15, 10, 30)),  # more than a day ahead: a year ago
         (at(2025, 3, 1, 12, 0), "Thu 2/29 9:00", at(2024, 2, 29, 9, 0)),  # back to the leap year
+        # The printed weekday picks the year: 12/30/2024 was a Monday, 12/30/2023 a Saturday.
+        (at(2025, 1, 2, 9, 0), "Sat 12/30 9:00", at(2023, 12, 30, 9, 0)),
+        (at(2025, 1, 14, 10, 2), "Wed 1/15 10:30", at(2020, 1, 15, 10, 30)),  # a day ahead is too far: 2020's Wednesday
+        (at(2025, 3, 1, 12, 0), "Fri 2/29 9:00", at(2024, 2, 29, 9, 0)),  # no year near falls on it: as without one
+        (at(2025, 1, 2, 9, 0), "Xyz 12/30 9:00", at(2024, 12, 30, 9, 0)),  # no weekday read: the latest
     ],
 )
 def test_yearless_start_times(now, start, expected):
@@ -198,10 +207,10 @@ def test_rlm_v12_one_isv():
     assert report == StatusReport(
         up=True,
         features={
-            "sculpt": Feature("sculpt", "artisan", 25, 6, "2026-12-31"),
-            "sculpt_render": Feature("sculpt_render", "artisan", 100, 16, "permanent"),
-            "paint_addon": Feature("paint_addon", "artisan", None, 1, "2026-02-28"),
-            "sculpt_beta": Feature("sculpt_beta", "artisan", 5, 0, "permanent"),
+            "sculpt": Feature("sculpt", "artisan", 25, 6, "2026-12-31", reserved=2, listed=6),
+            "sculpt_render": Feature("sculpt_render", "artisan", 100, 16, "permanent", listed=16),
+            "paint_addon": Feature("paint_addon", "artisan", None, 1, "2026-02-28", listed=1),
+            "sculpt_beta": Feature("sculpt_beta", "artisan", 5, 0, "permanent", listed=0),
         },
         checkouts=[
             co("sculpt", "mjovanovic", "studio-14", "3a1", at(2025, 12, 2, 9, 12)),
@@ -224,8 +233,8 @@ def test_rlm_v15_two_isvs_one_down():
     assert report == StatusReport(
         up=True,
         features={
-            "lumen_studio": Feature("lumen_studio", "lumen", 14, 4, "permanent"),
-            "lumen_cli": Feature("lumen_cli", "lumen", None, 2, "permanent"),
+            "lumen_studio": Feature("lumen_studio", "lumen", 14, 4, "permanent", listed=4),
+            "lumen_cli": Feature("lumen_cli", "lumen", None, 2, "permanent", listed=2),
         },
         checkouts=[
             co("lumen_studio", "kim.soyeon", "LT-0931", "2025.10", "1c4", at(2026, 1, 2, 8, 3)),
@@ -409,10 +418,12 @@ def expected(vendors, features):
         expiry = f["expiry"] if not f["detail"] or not isinstance(f["expiry"], datetime.date) else f["expiry"].isoformat()
         expiry = expiry if f["detail"] else None
         held = sum(use[-1] for use in f["uses"])
+        reserved = sum(n for n, _kind, _who in f["reservations"])
+        queued = sum(use[-1] for use in f["queued"])
         if f["kind"] == "counted":
-            feature = Feature(f["name"], vendor, f["issued"], f["in_use"], expiry)
+            feature = Feature(f["name"], vendor, f["issued"], f["in_use"], expiry, None, reserved, queued, held + reserved)
         elif f["kind"] == "uncounted":
-            feature = Feature(f["name"], vendor, None, held, expiry)
+            feature = Feature(f["name"], vendor, None, held, expiry, listed=held)
         else:
             feature = Feature(
                 f["name"], vendor, None, None, expiry, f"Error: {f['issued']} licenses, unsupported by licensed server"

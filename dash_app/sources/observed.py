@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,16 +79,27 @@ class ObservedCheckouts:
         """Licenses held by this server's checkouts, as of the last good poll."""
         return sum(len(ids) for ids in self._held.values()) + sum(len(ids) for ids in self._restored.values())
 
-    def apply(self, checkouts: Iterable[Checkout], now: float) -> Applied:
-        """Record the difference between the last good poll and `checkouts` (a good poll at `now`) on the pool."""
+    def held_features(self) -> set[str]:
+        """Return the features this server's last good poll saw checkouts of."""
+        return {key[0] for key in self._held}
+
+    def apply(self, checkouts: Iterable[Checkout], now: float, only: AbstractSet[str] | None = None) -> Applied:
+        """Record the difference between the last good poll and `checkouts` (a good poll at `now`) on the pool.
+
+        With `only`, the poll is whole for those features alone: the others keep their last-known checkouts, and
+        the borrows kept from before a restart that no checkout claims wait for a whole poll to be ended.
+        """
+        if only is not None:
+            checkouts = [checkout for checkout in checkouts if checkout.feature in only]
         wanted, first = _count(checkouts)
         if self._restored:
-            self._claim_restored(wanted)
+            self._claim_restored(wanted, final=only is None)
         held = self._held
         applied = Applied()
         with self.pool.recording_batch():
             # Returns first: a server that moved a license from one user to another never shows both at once.
-            for key in [key for key, ids in held.items() if len(ids) > wanted.get(key, 0)]:
+            gone = [key for key, ids in held.items() if len(ids) > wanted.get(key, 0) and (only is None or key[0] in only)]
+            for key in gone:
                 self._return(key, wanted.get(key, 0), now, applied)
             for key, count in wanted.items():
                 ids = held.get(key)
@@ -100,14 +112,16 @@ class ObservedCheckouts:
                     del held[key]
         return applied
 
-    def _claim_restored(self, wanted: dict[CheckoutKey, int]) -> None:
-        """Give the borrows kept from before a restart to the checkouts of this poll that they were; end the others."""
+    def _claim_restored(self, wanted: dict[CheckoutKey, int], final: bool) -> None:
+        """Give the borrows kept from before a restart to the checkouts of this poll that they were; end the others if `final`."""
         held = self._held
         for key in wanted:
             if key not in held:
                 ids = self._restored.pop(checkout_digest(key), None)
                 if ids is not None:
                     held[key] = ids
+        if not final:
+            return  # a feature this poll did not show whole may hold the others still
         # Whatever no checkout claimed ended while we were not looking.
         for ids in self._restored.values():
             held[("(ended while the dashboard was down)", ids[0])] = ids
