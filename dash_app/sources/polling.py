@@ -135,7 +135,7 @@ class ServerPoll:
             raise PollFailed(SourceError(OUTPUT_UNREADABLE, self.server, detail)) from None
         except OSError as exc:
             raise PollFailed(SourceError(CANNOT_RUN, self.server, f"{argv[0]}: {exc.strerror or exc}")) from None
-        output = done.stdout.decode("utf-8", "replace")
+        output = str(done.stdout, "utf-8", "replace")
         if done.returncode != 0:
             last = _last_line(output) or _last_line(done.stderr.decode("utf-8", "replace"))
             raise PollFailed(SourceError(exit_status(done.returncode), self.server, last))

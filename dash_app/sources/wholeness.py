@@ -45,6 +45,7 @@ class Wholeness:
         vendors, features = report.vendors, report.features
         # Checkouts under no section with counts (an RLM product with usage lines and no pool): nothing to check them by.
         unchecked = {checkout.feature for checkout in report.checkouts}.difference(features)
+        shown = frozenset(features)  # a missing feature is missing "the same way" only from answers showing the same others
         for name in dict.fromkeys([*features, *known, *held, *unchecked]):
             feature = features.get(name)
             vendor = feature.vendor if feature is not None else known.get(name)
@@ -54,8 +55,11 @@ class Wholeness:
                 self._keep(verdict, name, DOWN, f"{name}: {feature.error}")
             elif feature is not None and feature.consistent or name in unchecked:
                 self._apply(verdict, name)
+            elif not features:
+                # No feature section at all: no count of the server's, however often it comes.
+                self._keep(verdict, name, DEGRADED, f"{name}: not in the answer")
             else:
-                self._gap(verdict, name, feature)
+                self._gap(verdict, name, feature, shown)
         verdict.reasons += [f"{member}: cannot be reached" for member in report.unreachable]
         return verdict
 
@@ -65,15 +69,15 @@ class Wholeness:
         verdict.states[name] = (UP, None)
 
     def _keep(self, verdict: Verdict, name: str, state: str, reason: str) -> None:
-        self._gaps.pop(name, None)  # a daemon down is no count of the server's: it never confirms a gap
+        self._gaps.pop(name, None)  # a daemon down, or no section at all, is no count of the server's: never confirmed
         verdict.kept.add(name)
         verdict.states[name] = (state, reason)
         verdict.reasons.append(reason)
 
-    def _gap(self, verdict: Verdict, name: str, feature: Feature | None) -> None:
+    def _gap(self, verdict: Verdict, name: str, feature: Feature | None, shown: frozenset[str]) -> None:
         """A section missing, or one whose lines do not add up: kept, unless the very same gap has lasted `confirm` polls."""
         if feature is None:
-            gap: tuple[object, ...] = ("absent",)
+            gap: tuple[object, ...] = ("absent", shown)
             reason = f"{name}: not in the answer"
         else:
             gap = (feature.in_use, feature.listed)
