@@ -1,10 +1,11 @@
 """Poll license servers with their vendors' status commands (lmstat, rlmstat), many at once, and diff each poll in.
 
 One scheduler thread starts a round of polls of every server each `poll_seconds` on a pool of worker threads, and
-waits for the round to end before the next, so a server is never polled twice at once. A poll runs the command with
-a timeout of the interval, parses its output, and hands the checkouts to that server's ObservedCheckouts. A failed
-poll (non-zero exit, timeout, an unreachable server, output that is no status report) changes nothing in the pool:
-the server is marked down, and the next good poll is diffed against the last good one.
+waits for the round to end before the next, so a server is never polled twice at once. A poll runs the command in a
+process group of its own with a timeout of the interval, reads at most `max_bytes` of its output, parses it, and
+hands the checkouts of the features shown whole (wholeness.py) to that server's ObservedCheckouts. A failed poll
+(non-zero exit, timeout, too much output, an unreachable server, output that is no status report) changes nothing in
+the pool: the server is marked down, and the next good poll is diffed against the last good one.
 """
 
 from __future__ import annotations
