@@ -89,6 +89,20 @@ def test_a_cut_off_answer_returns_nothing_and_names_what_is_missing(answers):
     )
 
 
+def test_after_a_restart_a_cut_off_first_poll_ends_none_of_the_borrows_kept(answers):
+    first, pool = server_poll()
+    answers(LIC01)
+    assert first.poll(timeout=10)
+    # A restart: a new poller of the same server over the pool (restored from the store), its first answer cut off.
+    again = ServerPoll(LMSTAT, str(FIXTURES / "fake_lmutil"), SERVER, pool, time.time)
+    answers(up_to(LIC01, "Users of POST_VIEW"))
+    assert again.poll(timeout=10)
+    assert (again.health.counters["returns"], len(pool.active_borrows())) == (0, 80)
+    answers(LIC01)
+    assert again.poll(timeout=10)
+    assert (again.health.counters["borrows"], again.health.counters["returns"]) == (0, 0)
+
+
 def test_a_gap_that_lasts_confirm_polls_is_taken_as_the_servers_count(answers):
     poll, pool = server_poll(confirm=3)
     answers(LIC01)

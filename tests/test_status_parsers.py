@@ -247,6 +247,38 @@ def test_rlm_v15_two_isvs_one_down():
     )
 
 
+def test_rlm_public_answer_adds_up():
+    """A real rlmstat -a answer (CONVERGE's csci ISV): one handle listed twice, 29 + 27 + 37 = the pool's 93 in use."""
+    report = rlmstat("rlm_v12_converge_public.txt", at(2021, 11, 3, 12, 48))
+    assert report.malformed == 0
+    assert report.features["converge_super"] == Feature("converge_super", "csci", 1000, 93, "2022-01-31", listed=93)
+    assert all(feature.consistent for feature in report.features.values())
+    assert [(c.user, c.licenses) for c in report.checkouts] == [("asdj13", 29), ("cddcp2", 27), ("asdj13", 37)]
+
+
+def test_rlm_shared_handles_count_once_and_token_lines_are_read():
+    """Handles sharing a license (by user and host; at most 2 a license) count as the pool's inuse does."""
+    report = rlmstat("rlm_v12_shared_and_tokens.txt", at(2021, 11, 3, 12, 48))
+    assert report.malformed == 0
+    features = report.features
+    assert (features["converge_gui"].in_use, features["converge_gui"].listed) == (1, 1)
+    assert (features["converge_tecplot"].in_use, features["converge_tecplot"].listed) == (2, 2)
+    assert features["converge_token"].tokens == "maps to: converge_super v3.0 (4 tokens)"
+    gui = [c for c in report.checkouts if c.feature == "converge_gui"]
+    # One checkout for the two handles: the first start, no handle (the group outlives each of them).
+    assert gui == [
+        Checkout("converge_gui", "asdj13", "myserver.example.com", None, "1.0", None, at(2021, 11, 1, 9, 1), 1, "csci")
+    ]
+
+
+def test_flexnet_token_feature_names_its_products():
+    report = lmstat("msc_tokens_public.txt", at(2024, 3, 11, 14, 2))
+    assert report.malformed == 0
+    assert report.features["MSCONE"].tokens == "ADAMS_Car_Plugin, ADAMS_View"
+    assert report.features["MSCONE"].consistent  # 5 + 1 + 5 + 1 + 5 + 1 = 18 in use
+    assert {c.user for c in report.checkouts} == {"ABCDKK"}
+
+
 @pytest.mark.parametrize(
     "name, error",
     [

@@ -68,6 +68,7 @@ class ServerPoll:
         self.max_bytes = max_bytes
         self.observed = ObservedCheckouts(pool, kind.kind, server)
         self.wholeness = Wholeness(confirm)
+        self._restoring_polls = 0  # polls since the start that met borrows kept from before it
         self.health = SourceHealth(kind.kind, server)
         self.features: dict[str, dict[str, object]] = {}  # feature -> {"tool", "issued", "in_use", "expiry", "vendor", ...}
 
@@ -83,7 +84,9 @@ class ServerPoll:
             return False
         known = {name: info.get("vendor") for name, info in self.features.items()}
         verdict = self.wholeness.judge(report, known, self.observed.held_features())  # type: ignore[arg-type]
-        applied = self.observed.apply(report.checkouts, started, verdict.applied if verdict.kept else None)
+        applied = self.observed.apply(
+            report.checkouts, started, verdict.applied if verdict.kept else None, self._endable(verdict)
+        )
         self.health.count(borrows=applied.borrows, returns=applied.returns, malformed=applied.malformed + report.malformed)
         for feature in report.features.values():
             tool = self.pool.tool_for_feature(feature.name)
@@ -103,6 +106,16 @@ class ServerPoll:
             if feature.expiry is not None:
                 self.pool.observe_expiry(tool, feature.expiry, self.server)
         return self._judged(verdict, report, started)
+
+    def _endable(self, verdict: Verdict) -> set[str] | None:
+        """Return the tools whose borrows from before a restart this poll may end (None: all of them)."""
+        if not self.observed.restoring:
+            return None
+        self._restoring_polls += 1
+        if self._restoring_polls >= self.wholeness.confirm and not verdict.kept:
+            return None  # `confirm` answers without their features: those ended while the dashboard was down
+        tool = self.pool.tool_for_feature
+        return {tool(name) for name in verdict.applied} - {tool(name) for name in verdict.kept}
 
     def _judged(self, verdict: Verdict, report: StatusReport, started: float) -> bool:
         """Note each feature's state and the source's health from the verdict; return False if no feature was usable."""
