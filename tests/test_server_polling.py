@@ -235,7 +235,7 @@ def test_a_server_down_opens_the_pages_source_strip_and_its_return_closes_it(mak
         (["--rlmstat", "5053@"], "--rlmstat: expected PORT@HOST, got '5053@'"),
         (["--poll-seconds", "0.5"], "--poll-seconds: must be at least 1, got 0.5"),
         (["--poll-confirm", "0"], "--poll-confirm: must be at least 1, got 0"),
-        (["--poll-max-bytes", "100"], "--poll-max-bytes: must be at least 1024, got 100"),
+        (["--poll-max-bytes", "0"], "--poll-max-bytes: must be at least 1, got 0"),
     ],
 )
 def test_bad_server_flags_get_one_line_and_exit_status_2(args, message):

@@ -152,7 +152,7 @@ class Config:
         "--poll-max-bytes",
         "the most output one poll reads; a larger answer is a failed poll",
         int,
-        1024,
+        1,
     )
     alerts_file: str | None = setting(
         None, "DASH_APP_ALERTS", "--alerts", "JSON file of alert rules and where to notify (none by default)"
