@@ -16,6 +16,7 @@ import pytest
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.licenses import LicensePool
 from dash_app.recording import EventRecorder
+from dash_app.sources.command import run_bounded
 from dash_app.sources.polling import ServerPoll, ServerPoller
 from dash_app.sources.servers import LMSTAT, RLMSTAT
 
@@ -316,3 +317,10 @@ def test_stop_while_a_round_is_being_submitted_never_submits_to_a_shut_executor(
         threading.excepthook = previous
         release.set()
     assert crashed == []
+
+
+def test_a_command_is_given_its_standard_input_and_one_that_ignores_it_is_no_failure():
+    """What DSLicSrv -admin needs: its commands on standard input; a command that exits unread is no broken pipe."""
+    done = run_bounded(["sh", "-c", "read line; echo got $line; echo note >&2"], 10, 1024, stdin=b"connect lic01 4085\n")
+    assert (done.returncode, bytes(done.stdout), done.stderr) == (0, b"got connect lic01 4085\n", b"note\n")
+    assert run_bounded(["sh", "-c", "exit 4"], 10, 1024, stdin=b"x" * 100).returncode == 4

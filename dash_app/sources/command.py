@@ -48,8 +48,11 @@ def run_bounded(argv: Sequence[str], timeout: float, max_bytes: int, stdin: byte
     try:
         if proc.stdin is not None:
             # Small (a few commands): it fits the pipe's buffer, so writing it cannot block on a command that reads late.
-            with proc.stdin:
-                proc.stdin.write(stdin or b"")
+            try:
+                with proc.stdin:
+                    proc.stdin.write(stdin or b"")
+            except BrokenPipeError:
+                pass  # it ended without reading them: its exit status and output say why
         deadline = time.monotonic() + timeout
         stdout, stderr = _read(proc, deadline, max_bytes)
         try:
