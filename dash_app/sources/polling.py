@@ -82,8 +82,8 @@ class ServerPoll:
             self.health.failed(started, failed.error)
             log.warning("%s %s: poll failed: %s", self.kind.kind, self.server, failed)
             return False
-        known = {name: info.get("vendor") for name, info in self.features.items()}
-        verdict = self.wholeness.judge(report, known, self.observed.held_features())  # type: ignore[arg-type]
+        known = {name: vendor if isinstance(vendor := info.get("vendor"), str) else None for name, info in self.features.items()}
+        verdict = self.wholeness.judge(report, known, self.observed.held_features())
         applied = self.observed.apply(
             report.checkouts, started, verdict.applied if verdict.kept else None, self._endable(verdict)
         )
