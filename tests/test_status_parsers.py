@@ -271,6 +271,15 @@ def test_rlm_shared_handles_count_once_and_token_lines_are_read():
     ]
 
 
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_rlm_a_token_line_before_or_after_its_counts_is_read(where):
+    counts = "count: 0, # reservations: 0, inuse: 0, exp: permanent"
+    block = [counts, "Token-based license"] if where == "after" else ["Token-based license", counts]
+    text = "\n".join(["rlm status on h (port 5053), up 1d", "isv license pool status on h (port 41987)", "tok v1.0", *block])
+    report = parse_rlmstat(text + "\n", at(2026, 1, 2), UTC)
+    assert (report.malformed, report.features["tok"].tokens) == (0, "token-based")
+
+
 def test_flexnet_token_feature_names_its_products():
     report = lmstat("msc_tokens_public.txt", at(2024, 3, 11, 14, 2))
     assert report.malformed == 0

@@ -89,6 +89,7 @@ class _Reader:
         self.section = ""  # "ISV servers", "ISV server", "license pool", "license usage"
         self.product: str | None = None  # the pool line just read, waiting for its counts
         self.token_of: _Pool | None = None  # the pool whose "Token-based license" lines are being read
+        self.tokens_ahead: list[str] = []  # a "Token-based license" line before its pool's counts
         self.error_lines: list[str] = []  # 'Error connecting to "rlm" server' and its reasons
         self.malformed = 0
         self._in_section = {"ISV servers": self.isv_row, "ISV server": self.isv_version, "license pool": self.pool_line}
@@ -169,9 +170,9 @@ class _Reader:
         """Read a line of a license pool block: a pool ("product vVERSION"), its counts, or its token mapping."""
         if line.startswith("count:"):
             self.pool_counts(line)
-        elif line.startswith("Token-based license") and self.token_of is not None:
-            mapping = line[len("Token-based license") :].strip(" ,:;")
-            self.token_of.tokens += [mapping] if mapping else []
+        elif line.startswith("Token-based license"):
+            mapping = line[len("Token-based license") :].strip(" ,:;") or "token-based"
+            (self.token_of.tokens if self.token_of is not None else self.tokens_ahead).append(mapping)
         elif not line.startswith("obsolete:"):
             p = _POOL.fullmatch(line)
             if p is None and self.token_of is not None and "token" in line.lower():
@@ -202,6 +203,8 @@ class _Reader:
             pool.add(issued, in_use, expiry, reserved)
         self.product = None
         self.token_of = pool
+        pool.tokens += self.tokens_ahead
+        self.tokens_ahead = []
 
     def finish(self) -> StatusReport:
         """Return the report, or a down one if the rlm server could not be reached; raise UnparsableOutput if neither."""
