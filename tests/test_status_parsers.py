@@ -503,6 +503,8 @@ lmstat_like = st.sampled_from(
         '"X" v1, vendor: x, expiry: 31-feb-2026',
         "Users of features served by :",
         "\t3 RESERVATIONs for",
+        "\t" + "9" * 5000 + " RESERVATIONs for USER u (lic01/27000)",
+        "    u h d MSCONE:x (v1.0) (lic01/27000 5), start Mon 1/1 0:00",
         "lmgrd is not running: ",
         "vendor: UP",
     ]
@@ -519,6 +521,8 @@ rlmstat_like = st.sampled_from(
         "--------- ISV servers ----------",
         "a 1 No 0",
         'Error connecting to "rlm" server',
+        "Token-based license, maps to: p v1 (2 tokens)",
+        "p v1: u@h 1/0 at 01/01 00:00  (handle: 2)",
     ]
 )
 

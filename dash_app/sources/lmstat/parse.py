@@ -262,7 +262,7 @@ class _Reader:
                 return
         if line[0].isdigit() and (r := _RESERVATION.match(line)) is not None:
             self.report.reservations.append(line)
-            cur.reserved += min(int(r.group(1)), MAX_COUNT)
+            cur.reserved += min(int(r.group(1)[:9]), MAX_COUNT)  # [:9]: int() refuses thousands of digits
         # Everything else in a feature block describes the license: "floating license", "vendor_string: ...".
 
     def header(self, line: str) -> None:
