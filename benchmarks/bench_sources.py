@@ -73,13 +73,14 @@ def generate(features, checkouts, now, seed=7):
             start = now - datetime.timedelta(minutes=rng.randrange(7 * 1440))
             count = rng.choice([1, 1, 1, 1, 2, 4, 16])
             held.append((rng.choice(users), f"ws-{rng.randrange(2000):04d}", start, count))
-        in_use = sum(h[3] for h in held)
+        reserved = 2 if held and i % 50 == 0 else 0
+        in_use = sum(h[3] for h in held) + reserved  # FlexNet counts reservations in use
         out += [f"Users of {name}:  (Total of {in_use + 10} licenses issued;  Total of {in_use} licenses in use)", ""]
         if held:
             expiry = "permanent(no expiration date)" if i % 3 == 0 else f"{1 + i % 28}-{MONTHS[i % 12]}-{2026 + i % 3}"
             out += ["  ", f'"{name}" v2024.1, vendor: {vendors[i % 2]}, expiry: {expiry}', "  floating license", ""]
-            if i % 50 == 0:
-                out.append("\t2 RESERVATIONs for HOST_GROUP cluster_a (lic01/27000)")
+            if reserved:
+                out.append(f"\t{reserved} RESERVATIONs for HOST_GROUP cluster_a (lic01/27000)")
             for user, host, start, count in held:
                 handle += 1
                 when = f"{DAYS[start.weekday()]} {start.month}/{start.day} {start.hour}:{start:%M}"
@@ -119,7 +120,7 @@ def baseline_parse(text, now, tz):
     report = StatusReport(up=True)
     when = datetime.datetime.fromtimestamp(now, tz)
     feature = vendor = section = None
-    rows = {}  # feature -> [vendor, issued, in use, expiry, error]
+    rows = {}  # feature -> [vendor, issued, in use, expiry, error, reserved, queued, licenses listed]
     for raw in text.splitlines():
         line = raw.strip()
         if ", start " in line and feature is not None:
@@ -129,10 +130,12 @@ def baseline_parse(text, now, tz):
             report.checkouts.append(
                 Checkout(feature, user, host, display, m.group(2), m.group(3), start, int(m.group(5) or 1), vendor)
             )
+            rows[feature][7] += int(m.group(5) or 1)
         elif " queued for " in line and feature is not None:
             m = B_QUEUED.fullmatch(line)
             user, host, display = split_who(m.group(1))
             report.queued.append(Checkout(feature, user, host, display, m.group(2), m.group(3), None, int(m.group(4)), vendor))
+            rows[feature][6] += int(m.group(4))
         elif line.startswith("Users of "):
             if m := B_SERVED.fullmatch(line):
                 section = m.group(1)
@@ -141,11 +144,11 @@ def baseline_parse(text, now, tz):
             feature, rest = m.group(1), m.group(2)
             vendor = section or (next(iter(report.vendors)) if len(report.vendors) == 1 else None)
             if totals := B_TOTALS.fullmatch(rest):
-                rows[feature] = [vendor, int(totals.group(1)), int(totals.group(2)), None, None]
+                rows[feature] = [vendor, int(totals.group(1)), int(totals.group(2)), None, None, 0, 0, 0]
             elif rest.startswith("(Uncounted"):
-                rows[feature] = [vendor, None, 0, None, None]
+                rows[feature] = [vendor, None, 0, None, None, 0, 0, 0]
             else:
-                rows[feature] = [vendor, None, None, None, rest.strip("()")]
+                rows[feature] = [vendor, None, None, None, rest.strip("()"), 0, 0, 0]
         elif line.startswith('"') and feature is not None:
             m = B_DETAIL.fullmatch(line)
             vendor = rows[feature][0] = m.group(3)
@@ -153,12 +156,15 @@ def baseline_parse(text, now, tz):
                 rows[feature][3] = parse_expiry(m.group(4))
         elif B_RESERVATION.fullmatch(line):
             report.reservations.append(line)
+            if feature is not None:
+                rows[feature][5] += int(line.split(" ", 1)[0])
         elif line.startswith(("lmgrd is not running:", "Error getting status:")):
             report.up, report.error = False, line
         elif feature is None and (m := B_VENDOR.fullmatch(line)) and " license server " not in line:
             report.vendors[m.group(1)] = (m.group(3) or "UP") if m.group(2) == "UP" else "down"
-    for name, (vendor, issued, in_use, expiry, error) in rows.items():
-        report.features[name] = Feature(name, vendor, issued, in_use, expiry, error)
+    for name, (vendor, issued, in_use, expiry, error, reserved, queued, held) in rows.items():
+        listed = None if error is not None else held + reserved  # FlexNet counts reservations in use
+        report.features[name] = Feature(name, vendor, issued, in_use, expiry, error, reserved, queued, listed)
     return report
 
 

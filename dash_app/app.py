@@ -84,6 +84,8 @@ def build_state(config: Config, lead: bool = True) -> AppState:
             rlmutil=config.rlmutil,
             rlmstat_servers=config.rlmstat_servers,
             poll_seconds=config.poll_seconds,
+            poll_confirm=config.poll_confirm,
+            poll_max_bytes=config.poll_max_bytes,
         )
     shared = None
     if config.redis_url:

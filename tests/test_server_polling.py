@@ -234,6 +234,8 @@ def test_a_server_down_opens_the_pages_source_strip_and_its_return_closes_it(mak
         (["--lmstat", "nonsense"], "--lmstat: expected PORT@HOST, got 'nonsense'"),
         (["--rlmstat", "5053@"], "--rlmstat: expected PORT@HOST, got '5053@'"),
         (["--poll-seconds", "0.5"], "--poll-seconds: must be at least 1, got 0.5"),
+        (["--poll-confirm", "0"], "--poll-confirm: must be at least 1, got 0"),
+        (["--poll-max-bytes", "0"], "--poll-max-bytes: must be at least 1, got 0"),
     ],
 )
 def test_bad_server_flags_get_one_line_and_exit_status_2(args, message):
@@ -253,6 +255,9 @@ def test_servers_come_from_repeated_flags_or_a_comma_separated_variable():
     environ = {"DASH_APP_RLMSTAT": "5053@rlm01, 5053@rlm02", "DASH_APP_RLMUTIL": "/opt/rlm/rlmutil"}
     env = from_args(parser.parse_args([]), environ=environ)
     assert (env.rlmstat_servers, env.rlmutil, env.poll_seconds) == (("5053@rlm01", "5053@rlm02"), "/opt/rlm/rlmutil", 30.0)
+    assert (env.poll_confirm, env.poll_max_bytes) == (3, 32 << 20)
+    limits = from_args(parser.parse_args(["--poll-confirm", "5"]), environ={"DASH_APP_POLL_MAX_BYTES": "1048576"})
+    assert (limits.poll_confirm, limits.poll_max_bytes) == (5, 1 << 20)
 
 
 def test_an_rlm_server_is_polled_with_rlmutil_and_its_products_totals_and_expiry_come_from_it(start_server, tmp_path):

@@ -45,11 +45,12 @@ def test_one_vendor_daemon_every_kind_of_line():
     assert report == StatusReport(
         up=True,
         features={
-            "SOLVER_CORE": Feature("SOLVER_CORE", "cadmosd", 40, 13, "2026-12-31"),
-            "MESHER": Feature("MESHER", "cadmosd", 5, 2, "permanent"),
-            "POST_VIEW": Feature("POST_VIEW", "cadmosd", 1, 0),
-            "SOLVER_HPC": Feature("SOLVER_HPC", "cadmosd", 256, 64, "permanent"),  # expiry: 1-jan-0
-            "PLUGIN_SDK": Feature("PLUGIN_SDK", "cadmosd", None, 1, "2025-06-30"),  # uncounted: in use as listed
+            "SOLVER_CORE": Feature("SOLVER_CORE", "cadmosd", 40, 13, "2026-12-31", listed=13),
+            "MESHER": Feature("MESHER", "cadmosd", 5, 2, "permanent", queued=4, listed=2),
+            "POST_VIEW": Feature("POST_VIEW", "cadmosd", 1, 0, listed=0),
+            # expiry: 1-jan-0; in use: 64 checked out and 33 reserved (FlexNet counts reservations in use)
+            "SOLVER_HPC": Feature("SOLVER_HPC", "cadmosd", 256, 97, "permanent", reserved=33, listed=97),
+            "PLUGIN_SDK": Feature("PLUGIN_SDK", "cadmosd", None, 1, "2025-06-30", listed=1),  # uncounted: in use as listed
             "LEGACY_IO": Feature("LEGACY_IO", "cadmosd", error="Error: 2 licenses, unsupported by licensed server"),
         },
         checkouts=[
@@ -80,8 +81,8 @@ def test_two_vendor_daemons_one_down():
     assert report == StatusReport(
         up=True,
         features={
-            "GEO_MODEL": Feature("GEO_MODEL", "geotekd", 12, 4, "2025-08-15"),
-            "GEO_VIEWER": Feature("GEO_VIEWER", "geotekd", 30, 0),
+            "GEO_MODEL": Feature("GEO_MODEL", "geotekd", 12, 4, "2025-08-15", listed=4),
+            "GEO_VIEWER": Feature("GEO_VIEWER", "geotekd", 30, 0, listed=0),
             "PLOTRIX_PRO": Feature("PLOTRIX_PRO", "plotrixd", error="Cannot get users of PLOTRIX_PRO: " + down),
             "PLOTRIX_LITE": Feature("PLOTRIX_LITE", "plotrixd", error="Cannot get users of PLOTRIX_LITE: " + down),
         },
@@ -104,8 +105,8 @@ def test_triad_with_one_server_down_older_format():
     assert report == StatusReport(
         up=True,
         features={
-            "FLUX_3D": Feature("FLUX_3D", "fluxd", 20, 7, None),
-            "FLUX_2D": Feature("FLUX_2D", "fluxd", 1, 1, "permanent"),  # expiry: 01-jan-0000
+            "FLUX_3D": Feature("FLUX_3D", "fluxd", 20, 11, None, reserved=4, queued=2, listed=11),
+            "FLUX_2D": Feature("FLUX_2D", "fluxd", 2, 2, "permanent", reserved=1, listed=2),  # expiry: 01-jan-0000
         },
         checkouts=[
             co("qsato", "srv-calc3", "/dev/tty", "12.0", "101", at(2025, 12, 1, 8, 59), 4),
@@ -116,6 +117,7 @@ def test_triad_with_one_server_down_older_format():
         queued=[co("tchen", "wks41", "wks41", "12.0", "404", None, 2)],
         reservations=["4 RESERVATIONs for GROUP thermal (fx-b/27020)", "1 RESERVATION for HOST wks12 (fx-b/27020)"],
         vendors={"fluxd": "v11.13.1"},
+        unreachable=["fx-c"],
     )
 
 
@@ -142,8 +144,10 @@ def test_unreadable_checkout_and_feature_lines_are_counted_not_fatal():
     report = lmstat("lic04_malformed_lines.txt", at(2025, 1, 14, 10, 5))
     assert report.malformed == 3
     assert [(c.user, c.feature) for c in report.checkouts] == [("akowalski", "SOLVER_CORE"), ("xu", "MESHER")]
-    assert report.features["SOLVER_CORE"] == Feature("SOLVER_CORE", "cadmosd", 40, 2, "2026-12-31")
-    assert report.features["MESHER"] == Feature("MESHER", "cadmosd")
+    # Two lines of SOLVER_CORE could not be read: its section lists 1 of its 2 in use, and is not whole.
+    assert report.features["SOLVER_CORE"] == Feature("SOLVER_CORE", "cadmosd", 40, 2, "2026-12-31", listed=1)
+    assert not report.features["SOLVER_CORE"].consistent
+    assert report.features["MESHER"] == Feature("MESHER", "cadmosd", listed=1)
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", (FIXTURES / "lmstat" / "garbage.txt").read_text(), "Users of\n    , start\n"])
@@ -173,8 +177,13 @@ def test_start_times_read_in_the_servers_zone():
         (at(2025, 1, 14, 10, 2), "Mon 12/30 23:58", at(2024, 12, 30, 23, 58)),  # last year
         (at(2025, 12, 31, 23, 0), "Thu 1/1 0:30", at(2026, 1, 1, 0, 30)),  # a server clock ahead, over New Year
         (at(2025, 1, 14, 10, 2), "Wed 1/15 10:00", at(2025, 1, 15, 10, 0)),  # not more than a day ahead
-        (at(2025, 1, 14, 10, 2), "Wed 1/15 10:30", at(2024, 1, 15, 10, 30)),  # more than a day ahead: a year ago
+        (at(2025, 1, 14, 10, 2), "Mon 1/15 10:30", at(2024, 1, 15, 10, 30)),  # more than a day ahead: a year ago
         (at(2025, 3, 1, 12, 0), "Thu 2/29 9:00", at(2024, 2, 29, 9, 0)),  # back to the leap year
+        # The printed weekday picks the year: 12/30/2024 was a Monday, 12/30/2023 a Saturday.
+        (at(2025, 1, 2, 9, 0), "Sat 12/30 9:00", at(2023, 12, 30, 9, 0)),
+        (at(2025, 1, 14, 10, 2), "Wed 1/15 10:30", at(2020, 1, 15, 10, 30)),  # a day ahead is too far: 2020's Wednesday
+        (at(2025, 3, 1, 12, 0), "Fri 2/29 9:00", at(2024, 2, 29, 9, 0)),  # no year near falls on it: as without one
+        (at(2025, 1, 2, 9, 0), "Xyz 12/30 9:00", at(2024, 12, 30, 9, 0)),  # no weekday read: the latest
     ],
 )
 def test_yearless_start_times(now, start, expected):
@@ -198,10 +207,10 @@ def test_rlm_v12_one_isv():
     assert report == StatusReport(
         up=True,
         features={
-            "sculpt": Feature("sculpt", "artisan", 25, 6, "2026-12-31"),
-            "sculpt_render": Feature("sculpt_render", "artisan", 100, 16, "permanent"),
-            "paint_addon": Feature("paint_addon", "artisan", None, 1, "2026-02-28"),
-            "sculpt_beta": Feature("sculpt_beta", "artisan", 5, 0, "permanent"),
+            "sculpt": Feature("sculpt", "artisan", 25, 6, "2026-12-31", reserved=2, listed=6),
+            "sculpt_render": Feature("sculpt_render", "artisan", 100, 16, "permanent", listed=16),
+            "paint_addon": Feature("paint_addon", "artisan", None, 1, "2026-02-28", listed=1),
+            "sculpt_beta": Feature("sculpt_beta", "artisan", 5, 0, "permanent", listed=0),
         },
         checkouts=[
             co("sculpt", "mjovanovic", "studio-14", "3a1", at(2025, 12, 2, 9, 12)),
@@ -224,8 +233,8 @@ def test_rlm_v15_two_isvs_one_down():
     assert report == StatusReport(
         up=True,
         features={
-            "lumen_studio": Feature("lumen_studio", "lumen", 14, 4, "permanent"),
-            "lumen_cli": Feature("lumen_cli", "lumen", None, 2, "permanent"),
+            "lumen_studio": Feature("lumen_studio", "lumen", 14, 4, "permanent", listed=4),
+            "lumen_cli": Feature("lumen_cli", "lumen", None, 2, "permanent", listed=2),
         },
         checkouts=[
             co("lumen_studio", "kim.soyeon", "LT-0931", "2025.10", "1c4", at(2026, 1, 2, 8, 3)),
@@ -236,6 +245,47 @@ def test_rlm_v15_two_isvs_one_down():
         ],
         vendors={"lumen": "v15.2", "strata": "down"},
     )
+
+
+def test_rlm_public_answer_adds_up():
+    """A real rlmstat -a answer (CONVERGE's csci ISV): one handle listed twice, 29 + 27 + 37 = the pool's 93 in use."""
+    report = rlmstat("rlm_v12_converge_public.txt", at(2021, 11, 3, 12, 48))
+    assert report.malformed == 0
+    assert report.features["converge_super"] == Feature("converge_super", "csci", 1000, 93, "2022-01-31", listed=93)
+    assert all(feature.consistent for feature in report.features.values())
+    assert [(c.user, c.licenses) for c in report.checkouts] == [("asdj13", 29), ("cddcp2", 27), ("asdj13", 37)]
+
+
+def test_rlm_shared_handles_count_once_and_token_lines_are_read():
+    """Handles sharing a license (by user and host; at most 2 a license) count as the pool's inuse does."""
+    report = rlmstat("rlm_v12_shared_and_tokens.txt", at(2021, 11, 3, 12, 48))
+    assert report.malformed == 0
+    features = report.features
+    assert (features["converge_gui"].in_use, features["converge_gui"].listed) == (1, 1)
+    assert (features["converge_tecplot"].in_use, features["converge_tecplot"].listed) == (2, 2)
+    assert features["converge_token"].tokens == "maps to: converge_super v3.0 (4 tokens)"
+    gui = [c for c in report.checkouts if c.feature == "converge_gui"]
+    # One checkout for the two handles: the first start, no handle (the group outlives each of them).
+    assert gui == [
+        Checkout("converge_gui", "asdj13", "myserver.example.com", None, "1.0", None, at(2021, 11, 1, 9, 1), 1, "csci")
+    ]
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_rlm_a_token_line_before_or_after_its_counts_is_read(where):
+    counts = "count: 0, # reservations: 0, inuse: 0, exp: permanent"
+    block = [counts, "Token-based license"] if where == "after" else ["Token-based license", counts]
+    text = "\n".join(["rlm status on h (port 5053), up 1d", "isv license pool status on h (port 41987)", "tok v1.0", *block])
+    report = parse_rlmstat(text + "\n", at(2026, 1, 2), UTC)
+    assert (report.malformed, report.features["tok"].tokens) == (0, "token-based")
+
+
+def test_flexnet_token_feature_names_its_products():
+    report = lmstat("msc_tokens_public.txt", at(2024, 3, 11, 14, 2))
+    assert report.malformed == 0
+    assert report.features["MSCONE"].tokens == "ADAMS_Car_Plugin, ADAMS_View"
+    assert report.features["MSCONE"].consistent  # 5 + 1 + 5 + 1 + 5 + 1 = 18 in use
+    assert {c.user for c in report.checkouts} == {"ABCDKK"}
 
 
 @pytest.mark.parametrize(
@@ -409,10 +459,12 @@ def expected(vendors, features):
         expiry = f["expiry"] if not f["detail"] or not isinstance(f["expiry"], datetime.date) else f["expiry"].isoformat()
         expiry = expiry if f["detail"] else None
         held = sum(use[-1] for use in f["uses"])
+        reserved = sum(n for n, _kind, _who in f["reservations"])
+        queued = sum(use[-1] for use in f["queued"])
         if f["kind"] == "counted":
-            feature = Feature(f["name"], vendor, f["issued"], f["in_use"], expiry)
+            feature = Feature(f["name"], vendor, f["issued"], f["in_use"], expiry, None, reserved, queued, held + reserved)
         elif f["kind"] == "uncounted":
-            feature = Feature(f["name"], vendor, None, held, expiry)
+            feature = Feature(f["name"], vendor, None, held, expiry, listed=held)
         else:
             feature = Feature(
                 f["name"], vendor, None, None, expiry, f"Error: {f['issued']} licenses, unsupported by licensed server"
@@ -451,6 +503,8 @@ lmstat_like = st.sampled_from(
         '"X" v1, vendor: x, expiry: 31-feb-2026',
         "Users of features served by :",
         "\t3 RESERVATIONs for",
+        "\t" + "9" * 5000 + " RESERVATIONs for USER u (lic01/27000)",
+        "    u h d MSCONE:x (v1.0) (lic01/27000 5), start Mon 1/1 0:00",
         "lmgrd is not running: ",
         "vendor: UP",
     ]
@@ -467,6 +521,8 @@ rlmstat_like = st.sampled_from(
         "--------- ISV servers ----------",
         "a 1 No 0",
         'Error connecting to "rlm" server',
+        "Token-based license, maps to: p v1 (2 tokens)",
+        "p v1: u@h 1/0 at 01/01 00:00  (handle: 2)",
     ]
 )
 

@@ -138,6 +138,22 @@ class Config:
     poll_seconds: float = setting(
         30.0, "DASH_APP_POLL_SECONDS", "--poll-seconds", "seconds between polls of each license server", float, 1
     )
+    poll_confirm: int = setting(
+        3,
+        "DASH_APP_POLL_CONFIRM",
+        "--poll-confirm",
+        "polls in a row a feature's same gap between in-use and listed licenses must last to be taken as the server's count",
+        int,
+        1,
+    )
+    poll_max_bytes: int = setting(
+        32 << 20,
+        "DASH_APP_POLL_MAX_BYTES",
+        "--poll-max-bytes",
+        "the most output one poll reads; a larger answer is a failed poll",
+        int,
+        1,
+    )
     alerts_file: str | None = setting(
         None, "DASH_APP_ALERTS", "--alerts", "JSON file of alert rules and where to notify (none by default)"
     )

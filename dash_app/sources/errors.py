@@ -10,8 +10,11 @@ from typing import Any
 # recipient may be told it; its detail (a poll's last output line may be a checkout line: user and client host) is not.
 TIMEOUT, CANNOT_RUN, CRASHED = "timeout", "cannot run", "crashed"  # a poll's; and exit_status(N)
 OUTPUT_UNREADABLE, SERVER_DOWN = "output unreadable", "server down"  # a poll's answer: no report, or one saying so
+INCOMPLETE = "incomplete answer"  # a poll's answer that is not whole: features missing or not adding up, a member down
 CANNOT_OPEN, NOT_A_FILE, READING_FAILED = "cannot open", "not a regular file", "reading failed"  # a FlexLM log's
-ERROR_KINDS = frozenset({TIMEOUT, CANNOT_RUN, OUTPUT_UNREADABLE, SERVER_DOWN, CRASHED, CANNOT_OPEN, NOT_A_FILE, READING_FAILED})
+ERROR_KINDS = frozenset(
+    {TIMEOUT, CANNOT_RUN, OUTPUT_UNREADABLE, SERVER_DOWN, INCOMPLETE, CRASHED, CANNOT_OPEN, NOT_A_FILE, READING_FAILED}
+)
 _EXIT_STATUS = re.compile(r"exit status -?\d+")
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from dash_app.eventlog.shared import SharedLog
     from dash_app.services import Service
 
-UP, DOWN, CATCHING_UP = "up", "down", "catching_up"
+UP, DOWN, CATCHING_UP, DEGRADED = "up", "down", "catching_up", "degraded"
 COUNTERS = ("polls", "borrows", "returns", "denials", "malformed")
 
 
@@ -43,6 +43,11 @@ class SourceHealth:
         """Note a success at `at`: the source is up."""
         with self._lock:
             self.state, self.last_ok, self.down_since = UP, at, None
+
+    def degraded(self, at: float, error: SourceError) -> None:
+        """Note a poll at `at` applied only in part: the source is degraded, `error` says why (it is not down)."""
+        with self._lock:
+            self.state, self.last_ok, self.down_since, self.error = DEGRADED, at, None, error
 
     @property
     def last_error(self) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ class Applied:
     malformed: int = 0  # checkouts refused by the pool (a name it does not accept)
 
 
+_ENDED = "(ended while the dashboard was down)"  # the key of restored borrows no poll claimed: returned at once
 CheckoutKey = tuple[Any, ...]  # Checkout.key(): what identifies a checkout from one poll to the next
 
 
@@ -59,6 +61,7 @@ class ObservedCheckouts:
         self._held: dict[CheckoutKey, list[str]] = {}  # key -> borrow ids, oldest first
         # Borrows the pool kept from before a restart, by the digest in their ids, until a poll claims or ends them.
         self._restored: dict[str, list[str]] = {}
+        self._restored_tools: dict[str, str] = {}  # a restored borrow's digest -> its tool
         self._serial = 0
         self.restore()
 
@@ -66,10 +69,12 @@ class ObservedCheckouts:
         """Take this server's open borrows from the pool (restored from the store at start) as the last poll."""
         self._held.clear()
         self._restored.clear()
+        self._restored_tools.clear()
         for borrow in self.pool.active_borrows():
             if borrow.id.startswith(self.prefix):
                 digest, _, serial = borrow.id[len(self.prefix) :].partition("|")
                 self._restored.setdefault(digest, []).append(borrow.id)
+                self._restored_tools[digest] = borrow.tool
                 # New ids continue after the highest restored one, so none is ever given twice.
                 self._serial = max(self._serial, int(serial) if serial.isdigit() else 0)
 
@@ -78,16 +83,43 @@ class ObservedCheckouts:
         """Licenses held by this server's checkouts, as of the last good poll."""
         return sum(len(ids) for ids in self._held.values()) + sum(len(ids) for ids in self._restored.values())
 
-    def apply(self, checkouts: Iterable[Checkout], now: float) -> Applied:
-        """Record the difference between the last good poll and `checkouts` (a good poll at `now`) on the pool."""
+    def held_features(self) -> set[str]:
+        """Return the features this server's last good poll saw checkouts of."""
+        return {key[0] for key in self._held}
+
+    @property
+    def restoring(self) -> bool:
+        """True while borrows kept from before a restart wait for a poll to claim or end them."""
+        return bool(self._restored)
+
+    def apply(
+        self,
+        checkouts: Iterable[Checkout],
+        now: float,
+        only: AbstractSet[str] | None = None,
+        endable: AbstractSet[str] | None = None,
+    ) -> Applied:
+        """Record the difference between the last good poll and `checkouts` (a good poll at `now`) on the pool.
+
+        With `only`, the poll is whole for those features alone: the others keep their last-known checkouts. Of the
+        borrows kept from before a restart that no checkout claims, only those of the tools in `endable` (all when
+        None) are ended; the others wait for a poll that shows their feature whole.
+        """
+        if only is not None:
+            checkouts = [checkout for checkout in checkouts if checkout.feature in only]
         wanted, first = _count(checkouts)
         if self._restored:
-            self._claim_restored(wanted)
+            self._claim_restored(wanted, endable)
         held = self._held
         applied = Applied()
         with self.pool.recording_batch():
             # Returns first: a server that moved a license from one user to another never shows both at once.
-            for key in [key for key, ids in held.items() if len(ids) > wanted.get(key, 0)]:
+            gone = [
+                key
+                for key, ids in held.items()
+                if len(ids) > wanted.get(key, 0) and (only is None or key[0] in only or key[0] == _ENDED)
+            ]
+            for key in gone:
                 self._return(key, wanted.get(key, 0), now, applied)
             for key, count in wanted.items():
                 ids = held.get(key)
@@ -100,7 +132,7 @@ class ObservedCheckouts:
                     del held[key]
         return applied
 
-    def _claim_restored(self, wanted: dict[CheckoutKey, int]) -> None:
+    def _claim_restored(self, wanted: dict[CheckoutKey, int], endable: AbstractSet[str] | None) -> None:
         """Give the borrows kept from before a restart to the checkouts of this poll that they were; end the others."""
         held = self._held
         for key in wanted:
@@ -108,10 +140,11 @@ class ObservedCheckouts:
                 ids = self._restored.pop(checkout_digest(key), None)
                 if ids is not None:
                     held[key] = ids
-        # Whatever no checkout claimed ended while we were not looking.
-        for ids in self._restored.values():
-            held[("(ended while the dashboard was down)", ids[0])] = ids
-        self._restored.clear()
+        # Whatever no checkout claimed ended while we were not looking, if this poll shows its tool whole.
+        for digest, ids in list(self._restored.items()):
+            if endable is None or self._restored_tools.get(digest) in endable:
+                held[(_ENDED, ids[0])] = ids
+                del self._restored[digest]
 
     def _return(self, key: CheckoutKey, keep: int, now: float, applied: Applied) -> None:
         """Return the borrows of `key` past the first `keep`, newest first."""

@@ -1,33 +1,45 @@
 """Poll license servers with their vendors' status commands (lmstat, rlmstat), many at once, and diff each poll in.
 
 One scheduler thread starts a round of polls of every server each `poll_seconds` on a pool of worker threads, and
-waits for the round to end before the next, so a server is never polled twice at once. A poll runs the command with
-a timeout of the interval, parses its output, and hands the checkouts to that server's ObservedCheckouts. A failed
-poll (non-zero exit, timeout, an unreachable server, output that is no status report) changes nothing in the pool:
-the server is marked down, and the next good poll is diffed against the last good one.
+waits for the round to end before the next, so a server is never polled twice at once. A poll runs the command in a
+process group of its own with a timeout of the interval, reads at most `max_bytes` of its output, parses it, and
+hands the checkouts of the features shown whole (wholeness.py) to that server's ObservedCheckouts. A failed poll
+(non-zero exit, timeout, too much output, an unreachable server, output that is no status report) changes nothing in
+the pool: the server is marked down, and the next good poll is diffed against the last good one.
 """
 
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dash_app.background import BackgroundThread
 from dash_app.licenses.pool import LicensePool
-from dash_app.sources.errors import CANNOT_RUN, CRASHED, OUTPUT_UNREADABLE, SERVER_DOWN, TIMEOUT, SourceError, exit_status
+from dash_app.sources.command import CommandTimeout, OutputTooLarge, run_bounded
+from dash_app.sources.errors import (
+    CANNOT_RUN,
+    CRASHED,
+    INCOMPLETE,
+    OUTPUT_UNREADABLE,
+    SERVER_DOWN,
+    TIMEOUT,
+    SourceError,
+    exit_status,
+)
 from dash_app.sources.health import SourceHealth
 from dash_app.sources.observed import ObservedCheckouts
 from dash_app.sources.status import StatusReport, UnparsableOutput
+from dash_app.sources.wholeness import DOWN, Verdict, Wholeness
 
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 16  # polls at once; a poll mostly waits for the server, so threads are cheap here
-MAX_OUTPUT_BYTES = 64 << 20  # an lmstat of thousands of checkouts is a few MB; more is not a status report
+MAX_OUTPUT_BYTES = 32 << 20  # --poll-max-bytes' default: an lmstat of thousands of checkouts is a few MB
+CONFIRM_POLLS = 3  # --poll-confirm's default
 
 
 @dataclass(frozen=True)
@@ -42,14 +54,26 @@ class PollKind:
 class ServerPoll:
     """One server: the command to run, its last good poll (as pool borrows) and its health."""
 
-    def __init__(self, kind: PollKind, utility: str, server: str, pool: LicensePool, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        kind: PollKind,
+        utility: str,
+        server: str,
+        pool: LicensePool,
+        clock: Callable[[], float],
+        confirm: int = CONFIRM_POLLS,
+        max_bytes: int = MAX_OUTPUT_BYTES,
+    ) -> None:
         self.kind, self.utility, self.server, self.pool, self.clock = kind, utility, server, pool, clock
+        self.max_bytes = max_bytes
         self.observed = ObservedCheckouts(pool, kind.kind, server)
+        self.wholeness = Wholeness(confirm)
+        self._restoring_polls = 0  # polls since the start that met borrows kept from before it
         self.health = SourceHealth(kind.kind, server)
-        self.features: dict[str, dict[str, object]] = {}  # feature -> {"tool", "issued", "in_use", "expiry", "vendor"}
+        self.features: dict[str, dict[str, object]] = {}  # feature -> {"tool", "issued", "in_use", "expiry", "vendor", ...}
 
     def poll(self, timeout: float) -> bool:
-        """Run one poll; return True when it was good (the pool then matches the server)."""
+        """Run one poll; return True when it was good (the pool then matches the server, for the features shown whole)."""
         started = self.clock()
         self.health.count(polls=1)
         try:
@@ -58,7 +82,11 @@ class ServerPoll:
             self.health.failed(started, failed.error)
             log.warning("%s %s: poll failed: %s", self.kind.kind, self.server, failed)
             return False
-        applied = self.observed.apply(report.checkouts, started)
+        known = {name: vendor if isinstance(vendor := info.get("vendor"), str) else None for name, info in self.features.items()}
+        verdict = self.wholeness.judge(report, known, self.observed.held_features())
+        applied = self.observed.apply(
+            report.checkouts, started, verdict.applied if verdict.kept else None, self._endable(verdict)
+        )
         self.health.count(borrows=applied.borrows, returns=applied.returns, malformed=applied.malformed + report.malformed)
         for feature in report.features.values():
             tool = self.pool.tool_for_feature(feature.name)
@@ -69,24 +97,59 @@ class ServerPoll:
                 "vendor": feature.vendor,
                 "issued": feature.issued,
                 "in_use": feature.in_use,
+                "reserved": feature.reserved,
+                "queued": feature.queued,
                 "expiry": feature.expiry,
                 "error": feature.error,
+                **({"tokens": feature.tokens} if feature.tokens is not None else {}),
             }
             if feature.expiry is not None:
                 self.pool.observe_expiry(tool, feature.expiry, self.server)
+        return self._judged(verdict, report, started)
+
+    def _endable(self, verdict: Verdict) -> set[str] | None:
+        """Return the tools whose borrows from before a restart this poll may end (None: all of them)."""
+        if not self.observed.restoring:
+            return None
+        self._restoring_polls += 1
+        if self._restoring_polls >= self.wholeness.confirm and not verdict.kept:
+            return None  # `confirm` answers without their features: those ended while the dashboard was down
+        tool = self.pool.tool_for_feature
+        return {tool(name) for name in verdict.applied} - {tool(name) for name in verdict.kept}
+
+    def _judged(self, verdict: Verdict, report: StatusReport, started: float) -> bool:
+        """Note each feature's state and the source's health from the verdict; return False if no feature was usable."""
+        for name, (state, reason) in verdict.states.items():
+            info = self.features.get(name)
+            if info is None:
+                continue  # a feature of checkouts with no section (RLM usage without a pool): nothing more to say
+            if name in verdict.applied and name not in report.features:
+                del self.features[name]  # missing from `confirm` answers in a row: no longer one of the server's features
+                continue
+            info["state"], info["reason"] = state, reason
         self.health.extra = {"features": dict(sorted(self.features.items())), "open_checkouts": self.observed.held}
-        self.health.ok(started)
+        if verdict.down:
+            kind = SERVER_DOWN if all(state == DOWN for state, _ in verdict.states.values()) else INCOMPLETE
+            self.health.failed(started, SourceError(kind, self.server, "; ".join(verdict.reasons)))
+            return False
+        if verdict.reasons:
+            self.health.degraded(started, SourceError(INCOMPLETE, self.server, "; ".join(verdict.reasons)))
+        else:
+            self.health.ok(started)
         return True
 
     def _ask(self, timeout: float, now: float) -> StatusReport:
         argv = self.kind.command(self.utility, self.server)
         try:
-            done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
+            done = run_bounded(argv, timeout, self.max_bytes)
+        except CommandTimeout:
             raise PollFailed(SourceError(TIMEOUT, self.server, f"no answer within {timeout:g} s")) from None
+        except OutputTooLarge:
+            detail = f"output larger than {self.max_bytes} bytes"
+            raise PollFailed(SourceError(OUTPUT_UNREADABLE, self.server, detail)) from None
         except OSError as exc:
             raise PollFailed(SourceError(CANNOT_RUN, self.server, f"{argv[0]}: {exc.strerror or exc}")) from None
-        output = done.stdout[:MAX_OUTPUT_BYTES].decode("utf-8", "replace")
+        output = str(done.stdout, "utf-8", "replace")
         if done.returncode != 0:
             last = _last_line(output) or _last_line(done.stderr.decode("utf-8", "replace"))
             raise PollFailed(SourceError(exit_status(done.returncode), self.server, last))
@@ -123,6 +186,9 @@ class ServerPoller:
         self._executor: ThreadPoolExecutor | None = None
         self._rounds = 0
         self._cond = threading.Condition()
+        # Submitting a poll and closing the executor take turns: a poll is never submitted to a shut executor.
+        self._submitting = threading.Lock()
+        self._closed = False
 
     def start(self) -> None:
         """Start the scheduler thread; the first round of polls starts at once."""
@@ -131,7 +197,9 @@ class ServerPoller:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop polling; polls under way finish (each within its timeout)."""
+        """Stop polling; polls under way finish (each within its timeout), none starts after this."""
+        with self._submitting:
+            self._closed = True
         self._thread.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
@@ -141,15 +209,24 @@ class ServerPoller:
         while not stopping.is_set():
             began = time.monotonic()
             # A round waits for all its polls (each within its timeout), so a server is never polled twice at once.
-            futures = [self._submit(server) for server in self.servers]
+            futures = []
+            for server in self.servers:
+                future = self._submit(server)
+                if future is None:
+                    return  # stopped while this round was being submitted
+                futures.append(future)
             for future in futures:
-                future.result()
+                try:
+                    future.result()
+                except CancelledError:
+                    return  # stop() cancelled the polls not yet begun
             with self._cond:
                 self._rounds += 1
                 self._cond.notify_all()
             stopping.wait(max(0.0, self.poll_seconds - (time.monotonic() - began)))
 
-    def _submit(self, server: ServerPoll) -> Future[None]:
+    def _submit(self, server: ServerPoll) -> Future[None] | None:
+        """Submit one poll of `server`; return None once the poller is stopped."""
         assert self._executor is not None
 
         def run() -> None:
@@ -159,7 +236,8 @@ class ServerPoller:
                 log.exception("%s %s: poll crashed", server.kind.kind, server.server)
                 server.health.failed(self.clock(), SourceError(CRASHED, server.server, f"{type(exc).__name__}: {exc}"))
 
-        return self._executor.submit(run)
+        with self._submitting:
+            return None if self._closed else self._executor.submit(run)
 
     def wait_rounds(self, rounds: int = 1, timeout: float = 30) -> bool:
         """Block until `rounds` more full rounds of polls have finished; return True if they did (tests)."""

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from dash_app.licenses.pool import LicensePool
 from dash_app.sources.lmstat import parse_lmstat
-from dash_app.sources.polling import PollKind, ServerPoll, ServerPoller
+from dash_app.sources.polling import CONFIRM_POLLS, MAX_OUTPUT_BYTES, PollKind, ServerPoll, ServerPoller
 from dash_app.sources.rlm import parse_rlmstat
 
 # The exact commands: `lmutil lmstat -a -c PORT@HOST` is what FlexNet's own docs and most monitors run.
@@ -23,8 +23,11 @@ def build_poller(
     rlmutil: str,
     rlmstat_servers: Sequence[str],
     poll_seconds: float,
+    poll_confirm: int = CONFIRM_POLLS,
+    poll_max_bytes: int = MAX_OUTPUT_BYTES,
 ) -> ServerPoller | None:
     """Return a poller of every lmstat and rlmstat server named (each once), or None when there is none."""
-    servers = [ServerPoll(LMSTAT, lmutil, server, pool, clock) for server in dict.fromkeys(lmstat_servers)]
-    servers += [ServerPoll(RLMSTAT, rlmutil, server, pool, clock) for server in dict.fromkeys(rlmstat_servers)]
+    limits = {"confirm": poll_confirm, "max_bytes": poll_max_bytes}
+    servers = [ServerPoll(LMSTAT, lmutil, server, pool, clock, **limits) for server in dict.fromkeys(lmstat_servers)]
+    servers += [ServerPoll(RLMSTAT, rlmutil, server, pool, clock, **limits) for server in dict.fromkeys(rlmstat_servers)]
     return ServerPoller(servers, poll_seconds, clock) if servers else None

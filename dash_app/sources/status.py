@@ -41,6 +41,17 @@ class Feature:
     in_use: int | None = None
     expiry: str | None = None  # ISO date "2026-12-31", "permanent", or None when not shown
     error: str | None = None
+    reserved: int = 0  # licenses set aside by reservations (FlexNet counts them in use; RLM's "# reservations")
+    queued: int = 0  # licenses requested by checkouts waiting in the queue (never in use)
+    # What the server's in-use figure should be by its own lines (checkouts, and reservations where the server counts
+    # them), as the parser counts them; None when the parser cannot tell (the section is then taken as whole).
+    listed: int | None = None
+    tokens: str | None = None  # a token-based product: what its tokens map to, as the server printed it
+
+    @property
+    def consistent(self) -> bool:
+        """True when the server's in-use figure agrees with the lines listed (or there is no figure to check)."""
+        return self.in_use is None or self.listed is None or self.in_use == self.listed
 
 
 @dataclass
@@ -55,6 +66,7 @@ class StatusReport:
     reservations: list[str] = field(default_factory=list)  # reservation lines as the server wrote them
     vendors: dict[str, str] = field(default_factory=dict)  # vendor daemon -> "UP", "down" or the version it says
     malformed: int = 0  # lines that looked like checkouts or features but could not be read
+    unreachable: list[str] = field(default_factory=list)  # members of a redundant triad that could not be reached
 
 
 class UnparsableOutput(ValueError):

@@ -38,12 +38,8 @@ from __future__ import annotations
 import datetime
 import re
 
+from dash_app.sources.lmstat.dates import StartTimes, later_expiry, parse_expiry
 from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
-
-_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
-_DAY = 86400.0
-# The latest a yearless start time may fall after the poll: a server clock a little ahead of ours, or in a zone ahead.
-_AHEAD = _DAY
 
 _USERS_OF = re.compile(r"Users of (\S+?):\s+(.*)")
 _TOTALS = re.compile(r"\(Total of (\d+) (?:borrowable )?licenses? issued;\s+Total of (\d+) licenses? in use\)")
@@ -57,73 +53,9 @@ _PLAIN_USE = re.compile(
     r"(\S+) (\S+) (\S+) \(v([^()\s]+)\) \(([^()\s/]+/\d+ \d+)\), start "
     r"(\w+ (\d{1,2})/(\d{1,2}) (\d{1,2}):(\d\d))(?:, (\d+) licenses?)?"
 )
-_RESERVATION = re.compile(r"\d+ RESERVATIONs? for ")
-_EXPIRY = re.compile(r"(\d{1,2})-([A-Za-z]{3})-(\d{1,4})")
-_UNSEEN = float("-inf")  # no start time is this: marks a start text not yet in the cache (None there: no such date)
+_RESERVATION = re.compile(r"(\d+) RESERVATIONs? for ")
 # No real checkout holds more licenses than this in one line; more is a misread line, not a count.
 MAX_COUNT = 1_000_000
-
-
-def parse_expiry(text: str) -> str | None:
-    """Return an expiry as printed ("31-dec-2026", "permanent(no expiration date)", "1-jan-0") as ISO date or "permanent"."""
-    text = text.strip()
-    if text.lower().startswith("permanent"):
-        return "permanent"
-    m = _EXPIRY.match(text)
-    if m is None:
-        return None
-    day, month, year = int(m.group(1)), _MONTHS.get(m.group(2).lower()), int(m.group(3))
-    if month is None:
-        return None
-    if year == 0:  # both FlexNet and RLM write a year of 0 for a license that never expires
-        return "permanent"
-    if year < 100:  # old two-digit years ("31-dec-99")
-        year += 1900
-    try:
-        return datetime.date(year, month, day).isoformat()
-    except ValueError:
-        return None
-
-
-def later_expiry(a: str | None, b: str | None) -> str | None:
-    """Return the later of two expiries (ISO dates or "permanent"), None counting as unknown."""
-    if a is None or b == "permanent":
-        return b if b is not None else a
-    if b is None or a == "permanent":
-        return a
-    return max(a, b)
-
-
-class StartTimes:
-    """Epoch seconds of the yearless start times a server prints, each distinct time worked out once per poll."""
-
-    def __init__(self, now: float, tz: datetime.tzinfo | None) -> None:
-        self._limit = now + _AHEAD
-        self._tz = tz
-        self._year = datetime.datetime.fromtimestamp(now, tz).year
-        self._cache: dict[str, float | None] = {}  # the start text as printed -> its epoch seconds
-
-    def stamp(self, text: str, month: str, day: str, hour: str, minute: str) -> float | None:
-        """Return the epoch seconds of start time `text` (its parts as printed), worked out on its first sight only."""
-        stamp = self._cache.get(text, _UNSEEN)
-        if stamp is _UNSEEN:
-            stamp = self._cache[text] = self.resolve(int(month), int(day), int(hour), int(minute))
-        return stamp
-
-    def resolve(self, month: int, day: int, hour: int, minute: int) -> float | None:
-        """Return the latest moment with this month, day and time not more than a day after the poll (None if no date)."""
-        # From next year down: the first one not past the limit is the latest. Feb 29 looks back to a leap year.
-        for year in range(self._year + 1, self._year - 8, -1):
-            try:
-                moment = datetime.datetime(year, month, day, hour, minute, tzinfo=self._tz)
-            except ValueError:
-                if month == 2 and day == 29:
-                    continue
-                return None
-            stamp = moment.timestamp()  # naive (tz None) is read as this machine's local time
-            if stamp <= self._limit:
-                return stamp
-        return None
 
 
 def split_head(head: str) -> tuple[str, str | None, str | None]:
@@ -161,7 +93,7 @@ def split_who(who: str) -> tuple[str, str | None, str | None]:
 class _Open:
     """The feature whose block is being read: its counts as the header line says, its detail lines' vendor and expiry."""
 
-    __slots__ = ("name", "vendor", "issued", "in_use", "expiry", "error", "uncounted", "held")
+    __slots__ = ("name", "vendor", "issued", "in_use", "expiry", "error", "uncounted", "held", "reserved", "queued", "tokens")
 
     def __init__(self, name: str, vendor: str | None) -> None:
         self.name = name
@@ -172,6 +104,9 @@ class _Open:
         self.error: str | None = None
         self.uncounted = False
         self.held = 0  # licenses of the checkout lines read, the in-use figure of an uncounted feature
+        self.reserved = 0  # licenses of its "N RESERVATIONs for ..." lines: FlexNet counts them in use
+        self.queued = 0
+        self.tokens: set[str] | None = None  # the products its checkouts name ("FEATURE:PRODUCT"): a token feature
 
     def read_counts(self, rest: str) -> bool:
         """Take the counts from what follows "Users of FEATURE:"; return False if they cannot be read."""
@@ -190,7 +125,11 @@ class _Open:
 
     def feature(self) -> Feature:
         in_use = self.held if self.uncounted else self.in_use
-        return Feature(self.name, self.vendor, self.issued, in_use, self.expiry, self.error)
+        listed = None if self.error is not None else self.held + self.reserved
+        tokens = ", ".join(sorted(self.tokens)) if self.tokens else None
+        return Feature(
+            self.name, self.vendor, self.issued, in_use, self.expiry, self.error, self.reserved, self.queued, listed, tokens
+        )
 
 
 def _merged(old: Feature | None, new: Feature) -> Feature:
@@ -204,6 +143,10 @@ def _merged(old: Feature | None, new: Feature) -> Feature:
         _add(old.in_use, new.in_use),
         later_expiry(old.expiry, new.expiry),
         old.error or new.error,
+        old.reserved + new.reserved,
+        old.queued + new.queued,
+        _add(old.listed, new.listed) if old.listed is not None and new.listed is not None else None,
+        ", ".join(filter(None, (old.tokens, new.tokens))) or None,
     )
 
 
@@ -257,6 +200,10 @@ class _Reader:
         else:
             who, version, handle = split_head(line[:at])
             user, host, display = split_who(who)
+            if who.count(" ") >= 3 and who.rpartition(" ")[2].startswith(cur.name + ":"):
+                # "user host display FEATURE:PRODUCT": a token feature, its tokens drawn for PRODUCT
+                cur.tokens = cur.tokens or set()
+                cur.tokens.add(who.rpartition(" ")[2][len(cur.name) + 1 :])
             if line[at] != ",":
                 self.queued(cur, line, at, Checkout(cur.name, user, host, display, version, handle, None, 1, cur.vendor))
                 return
@@ -281,6 +228,7 @@ class _Reader:
             self.malformed += 1
             return
         self.report.queued.append(waiting._replace(licenses=count))
+        cur.queued += count
 
     def users_of(self, line: str) -> None:
         """Read a "Users of ..." line: a feature's header, or the start of a vendor's features."""
@@ -312,8 +260,9 @@ class _Reader:
                 if m.group(4) is not None:
                     cur.expiry = later_expiry(cur.expiry, parse_expiry(m.group(4)))
                 return
-        if line[0].isdigit() and _RESERVATION.match(line):
+        if line[0].isdigit() and (r := _RESERVATION.match(line)) is not None:
             self.report.reservations.append(line)
+            cur.reserved += min(int(r.group(1)[:9]), MAX_COUNT)  # [:9]: int() refuses thousands of digits
         # Everything else in a feature block describes the license: "floating license", "vendor_string: ...".
 
     def header(self, line: str) -> None:
@@ -344,6 +293,7 @@ class _Reader:
             self.servers_up += 1
         elif "Cannot connect" in state or "(-" in state:
             self.server_error = self.server_error or line
+            self.report.unreachable.append(name)  # a triad member: the answer may still be whole
 
     def close(self) -> None:
         """Add the feature whose block is open to the report."""

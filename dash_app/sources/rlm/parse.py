@@ -28,7 +28,9 @@ from __future__ import annotations
 import datetime
 import re
 
-from dash_app.sources.lmstat.parse import MAX_COUNT, StartTimes, later_expiry, parse_expiry
+from dash_app.sources.lmstat.dates import StartTimes, later_expiry, parse_expiry
+from dash_app.sources.lmstat.parse import MAX_COUNT
+from dash_app.sources.rlm.sharing import shared
 from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
 
 _USAGE = re.compile(
@@ -46,16 +48,24 @@ _UNCOUNTED = ("0", "uncounted", "UNCOUNTED", "unlimited")
 class _Pool:
     """One product's licenses over all its pools (versions, expiry dates), added up."""
 
-    __slots__ = ("vendor", "issued", "in_use", "expiry")
+    __slots__ = ("vendor", "issued", "in_use", "expiry", "reserved", "tokens")
 
-    def __init__(self, vendor: str | None, issued: int | None, in_use: int, expiry: str | None) -> None:
-        self.vendor, self.issued, self.in_use, self.expiry = vendor, issued, in_use, expiry
+    def __init__(self, vendor: str | None, issued: int | None, in_use: int, expiry: str | None, reserved: int) -> None:
+        self.vendor, self.issued, self.in_use, self.expiry, self.reserved = vendor, issued, in_use, expiry, reserved
+        self.tokens: list[str] = []  # a token-based product's mapping, as printed
 
-    def add(self, issued: int | None, in_use: int, expiry: str | None) -> None:
+    def add(self, issued: int | None, in_use: int, expiry: str | None, reserved: int) -> None:
         """Add another pool of the same product: its licenses add to the others."""
         self.issued = issued if self.issued is None else self.issued if issued is None else self.issued + issued
         self.in_use += in_use
+        self.reserved += reserved
         self.expiry = later_expiry(self.expiry, expiry)
+
+    def feature(self, name: str, listed: int) -> Feature:
+        """Return the product's Feature; a token-based one's in use is counted in tokens, which no usage line shows."""
+        tokens = "; ".join(self.tokens) if self.tokens else None
+        checked = None if tokens is not None else listed
+        return Feature(name, self.vendor, self.issued, self.in_use, self.expiry, None, self.reserved, 0, checked, tokens)
 
 
 def _issued(count: str) -> int | None:
@@ -78,6 +88,8 @@ class _Reader:
         self.isv: str | None = None  # the ISV whose block is being read
         self.section = ""  # "ISV servers", "ISV server", "license pool", "license usage"
         self.product: str | None = None  # the pool line just read, waiting for its counts
+        self.token_of: _Pool | None = None  # the pool whose "Token-based license" lines are being read
+        self.tokens_ahead: list[str] = []  # a "Token-based license" line before its pool's counts
         self.error_lines: list[str] = []  # 'Error connecting to "rlm" server' and its reasons
         self.malformed = 0
         self._in_section = {"ISV servers": self.isv_row, "ISV server": self.isv_version, "license pool": self.pool_line}
@@ -155,12 +167,19 @@ class _Reader:
             vendors[isv] = v.group(2)
 
     def pool_line(self, line: str) -> None:
-        """Read a line of a license pool block: a pool ("product vVERSION"), or its counts."""
+        """Read a line of a license pool block: a pool ("product vVERSION"), its counts, or its token mapping."""
         if line.startswith("count:"):
             self.pool_counts(line)
+        elif line.startswith("Token-based license"):
+            mapping = line[len("Token-based license") :].strip(" ,:;") or "token-based"
+            (self.token_of.tokens if self.token_of is not None else self.tokens_ahead).append(mapping)
         elif not line.startswith("obsolete:"):
             p = _POOL.fullmatch(line)
+            if p is None and self.token_of is not None and "token" in line.lower():
+                self.token_of.tokens.append(line)  # a line of the mapping: "product vVERSION (N tokens)"
+                return
             self.product = p.group(1) if p is not None else None
+            self.token_of = None
             if p is None:
                 self.malformed += 1
 
@@ -176,20 +195,33 @@ class _Reader:
         except ValueError:
             self.malformed += 1
             return
-        in_use, expiry = int(c.group(3)), parse_expiry(c.group(4))
+        in_use, expiry, reserved = int(c.group(3)), parse_expiry(c.group(4)), int(c.group(2))
         pool = self.pools.get(product)
         if pool is None:
-            self.pools[product] = _Pool(self.isv, issued, in_use, expiry)
+            pool = self.pools[product] = _Pool(self.isv, issued, in_use, expiry, reserved)
         else:
-            pool.add(issued, in_use, expiry)
+            pool.add(issued, in_use, expiry, reserved)
         self.product = None
+        self.token_of = pool
+        pool.tokens += self.tokens_ahead
+        self.tokens_ahead = []
 
     def finish(self) -> StatusReport:
         """Return the report, or a down one if the rlm server could not be reached; raise UnparsableOutput if neither."""
         report = self.report
         report.malformed = self.malformed
+        uses: dict[str, list[Checkout]] = {}
+        for checkout in report.checkouts:
+            uses.setdefault(checkout.feature, []).append(checkout)
+        merged = False
         for name, pool in self.pools.items():
-            report.features[name] = Feature(name, pool.vendor, pool.issued, pool.in_use, pool.expiry)
+            held = uses.get(name, [])
+            if sum(checkout.licenses for checkout in held) > pool.in_use and not pool.tokens:
+                uses[name] = held = shared(held, pool.in_use)
+                merged = True
+            report.features[name] = pool.feature(name, sum(checkout.licenses for checkout in held))
+        if merged:
+            report.checkouts = [checkout for held in uses.values() for checkout in held]
         if self.seen:
             return report
         if self.error_lines:

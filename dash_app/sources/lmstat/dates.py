@@ -1,0 +1,84 @@
+"""Dates as license servers print them: expiry dates, and start times without a year (lmstat, rlmstat)."""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+_WEEKDAYS = {d: i for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
+_DAY = 86400.0
+# The latest a yearless start time may fall after the poll: a server clock a little ahead of ours, or in a zone ahead.
+_AHEAD = _DAY
+_EXPIRY = re.compile(r"(\d{1,2})-([A-Za-z]{3})-(\d{1,4})")
+_UNSEEN = float("-inf")  # no start time is this: marks a start text not yet in the cache (None there: no such date)
+
+
+def parse_expiry(text: str) -> str | None:
+    """Return an expiry as printed ("31-dec-2026", "permanent(no expiration date)", "1-jan-0") as ISO date or "permanent"."""
+    text = text.strip()
+    if text.lower().startswith("permanent"):
+        return "permanent"
+    m = _EXPIRY.match(text)
+    if m is None:
+        return None
+    day, month, year = int(m.group(1)), _MONTHS.get(m.group(2).lower()), int(m.group(3))
+    if month is None:
+        return None
+    if year == 0:  # both FlexNet and RLM write a year of 0 for a license that never expires
+        return "permanent"
+    if year < 100:  # old two-digit years ("31-dec-99")
+        year += 1900
+    try:
+        return datetime.date(year, month, day).isoformat()
+    except ValueError:
+        return None
+
+
+def later_expiry(a: str | None, b: str | None) -> str | None:
+    """Return the later of two expiries (ISO dates or "permanent"), None counting as unknown."""
+    if a is None or b == "permanent":
+        return b if b is not None else a
+    if b is None or a == "permanent":
+        return a
+    return max(a, b)
+
+
+class StartTimes:
+    """Epoch seconds of the yearless start times a server prints, each distinct time worked out once per poll."""
+
+    def __init__(self, now: float, tz: datetime.tzinfo | None) -> None:
+        self._limit = now + _AHEAD
+        self._tz = tz
+        self._year = datetime.datetime.fromtimestamp(now, tz).year
+        self._cache: dict[str, float | None] = {}  # the start text as printed -> its epoch seconds
+
+    def stamp(self, text: str, month: str, day: str, hour: str, minute: str) -> float | None:
+        """Return the epoch seconds of start time `text` (its parts as printed), worked out on its first sight only."""
+        stamp = self._cache.get(text, _UNSEEN)
+        if stamp is _UNSEEN:
+            weekday = _WEEKDAYS.get(text[:3].lower())
+            stamp = self._cache[text] = self.resolve(int(month), int(day), int(hour), int(minute), weekday)
+        return stamp
+
+    def resolve(self, month: int, day: int, hour: int, minute: int, weekday: int | None = None) -> float | None:
+        """Return the latest moment with this month, day and time not more than a day after the poll (None if no date).
+
+        With a `weekday` (lmstat prints "Tue 12/20 8:01"), the latest such moment that falls on it, if one does.
+        """
+        # From next year down: the first one not past the limit is the latest. Feb 29 looks back to a leap year.
+        latest = None
+        for year in range(self._year + 1, self._year - 8, -1):
+            try:
+                moment = datetime.datetime(year, month, day, hour, minute, tzinfo=self._tz)
+            except ValueError:
+                if month == 2 and day == 29:
+                    continue
+                return None
+            stamp = moment.timestamp()  # naive (tz None) is read as this machine's local time
+            if stamp > self._limit:
+                continue
+            if weekday is None or moment.weekday() == weekday:
+                return stamp
+            latest = stamp if latest is None else latest
+        return latest  # no year puts it on that weekday: the latest moment, as without one
