@@ -22,6 +22,7 @@ OTHER_TOOLS_COLOR = "#aab2bd"
 
 IN_COMMIT_COLOR = "#2f9e66"
 OVERAGE_COLOR = "#f08c00"
+RESERVED_COLOR = "#7c5cbf"  # held for someone, not in use: apart from both the greens and oranges and the grey
 AVAILABLE_COLOR = "#dfe3e8"
 COMMIT_LINE_COLOR = "#2f9e66"
 TOTAL_LINE_COLOR = "#868e96"

@@ -64,6 +64,7 @@ class ServerPoll:
             tool = self.pool.tool_for_feature(feature.name)
             if feature.issued is not None:
                 self.pool.observe_total(tool, feature.issued, self.server)
+            self.pool.observe_queue(tool, feature.reserved, feature.queued, self.server)
             self.features[feature.name] = {
                 "tool": tool,
                 "vendor": feature.vendor,

@@ -41,6 +41,8 @@ class Feature:
     in_use: int | None = None
     expiry: str | None = None  # ISO date "2026-12-31", "permanent", or None when not shown
     error: str | None = None
+    reserved: int = 0
+    queued: int = 0
 
 
 @dataclass
