@@ -5,7 +5,15 @@ from typing import Any
 
 from dash_app.figures.common import Figure, empty_figure
 from dash_app.figures.text import legend_name, trace_uid
-from dash_app.figures.theme import AVAILABLE_COLOR, IN_COMMIT_COLOR, OVERAGE_COLOR, RESERVED_COLOR, base_layout, value_axis
+from dash_app.figures.theme import (
+    AVAILABLE_COLOR,
+    IN_COMMIT_COLOR,
+    OVERAGE_COLOR,
+    RESERVED_COLOR,
+    RESERVED_PATTERN,
+    base_layout,
+    value_axis,
+)
 from dash_app.figures.timeseries import OTHER_TOOLS
 
 
@@ -72,7 +80,7 @@ def utilization_chart(status: Sequence[Mapping[str, Any]], shown: Sequence[str] 
                 # Shares of each tool's total, so a 2-license tool and the sum of 190 others read on one scale.
                 "x": [round(100 * p[index] / total, 1) if total else 0 for p, total in zip(parts, totals)],
                 "customdata": [[count, total] for count, total in zip(counts, totals)],
-                "marker": {"color": color, "line": {"width": 0}},
+                "marker": {"color": color, "line": {"width": 0}, **({"pattern": RESERVED_PATTERN} if index == _RESERVED else {})},
                 "hovertemplate": "%{y}<br>%{fullData.name}: %{customdata[0]} of %{customdata[1]}<extra></extra>",
             }
         )
@@ -100,7 +108,11 @@ def tool_commit_chart(entry: Mapping[str, Any] | None, revision: str = "") -> Fi
         "direction": "clockwise",
         "labels": [_SEGMENTS[n][0] for n in segments],
         "values": [values[n] for n in segments],
-        "marker": {"colors": [_SEGMENTS[n][1] for n in segments], "line": {"color": "#ffffff", "width": 2}},
+        "marker": {
+            "colors": [_SEGMENTS[n][1] for n in segments],
+            "line": {"color": "#ffffff", "width": 2},
+            "pattern": {**RESERVED_PATTERN, "shape": [RESERVED_PATTERN["shape"] if n == _RESERVED else "" for n in segments]},
+        },
         "textinfo": "none",
         "hovertemplate": "%{label}: %{value}<extra></extra>",
     }
