@@ -221,3 +221,20 @@ def test_a_server_with_nothing_reserved_or_queued_any_more_stops_counting():
     assert (pool.tool_status("Tight")["reserved"], pool.tool_status("Tight")["queued"]) == (1, 3)
     pool.observe_queue("Tight", 0, 0, "27001@lic02")
     assert [pool.tool_status("Tight")[k] for k in ("reserved", "queued", "available")] == [0, 0, 6]
+
+
+def test_what_a_server_no_longer_lists_stops_counting_and_other_servers_word_stands():
+    pool, _ = make_pool()
+    for server in ("27000@lic01", "27001@lic02"):
+        pool.observe_total("Polled", 4, server)
+        pool.observe_expiry("Polled", "2027-01-31" if server.endswith("01") else "2027-06-30", server)
+        pool.observe_queue("Polled", 1, 2, server)
+        pool.observe_queue("Tight", 2, 0, server)
+    pool.observe_listed("27000@lic01", ["Tight"])  # lic01's poll lists Tight, no longer Polled
+    polled, tight = pool.tool_status("Polled"), pool.tool_status("Tight")
+    assert [polled[k] for k in ("total", "reserved", "queued", "available", "expiry")] == [4, 1, 2, 3, "2027-06-30"]
+    assert (tight["reserved"], tight["available"]) == (4, 2)
+    pool.observe_listed("27001@lic02", [])
+    polled = pool.tool_status("Polled")
+    assert [polled[k] for k in ("total", "reserved", "queued", "available", "expiry")] == [None, 0, 0, None, None]
+    assert pool.tool_status("Tight")["reserved"] == 2

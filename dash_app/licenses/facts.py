@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 PERMANENT = "permanent"
@@ -33,6 +33,17 @@ class ServerFacts:
         said = self.queues.get(key)
         if said is not None and said.pop(source, None) is not None and not said:
             del self.queues[key]
+
+    def keep_only(self, server: str, sources: Collection[str]) -> None:
+        """Drop what `server` said of any tool but `sources` ("tool|server"): a feature its last poll no longer lists."""
+        suffix = f"|{server}"
+        facts: tuple[dict[str, dict[str, Any]], ...] = (self.issued, self.expiry, self.queues)
+        for by_tool in facts:
+            for key, said in list(by_tool.items()):
+                for source in [s for s in said if s.endswith(suffix) and s not in sources]:
+                    del said[source]
+                if not said:
+                    del by_tool[key]
 
     def total(self, key: str) -> int | None:
         """Return the licenses the servers issue of `key`, summed, or None when no server said."""

@@ -291,6 +291,11 @@ class LicensePool:
             self._facts.set_queue(key, f"{tool}|{server}", max(reserved, 0), max(queued, 0))
             self._note_tool(key)
 
+    def observe_listed(self, server: str, tools: Collection[str]) -> None:
+        """Forget the totals, expiry, reservations and queues `server` gave tools other than `tools` (those it lists now)."""
+        with self._lock:
+            self._facts.keep_only(server, {f"{tool}|{server}" for tool in tools})
+
     def observe_failure(self, tool: str, user: str, reason: str, at: float, event_id: str | None = None) -> None:
         """Record a denial observed elsewhere; one with an `event_id` (its log line) counts once with --redis."""
         check_name("tool", tool)
