@@ -64,6 +64,8 @@ class PoolCollector:
             "total": GaugeMetricFamily("license_total", "Licenses in the pool", labels=["tool"]),
             "commit": GaugeMetricFamily("license_commit", "Prepaid (commit) licenses", labels=["tool"]),
             "overage": GaugeMetricFamily("license_overage", "Licenses borrowed past the commit now", labels=["tool"]),
+            "reserved": GaugeMetricFamily("license_reserved", "Licenses the servers reserve now", labels=["tool"]),
+            "queued": GaugeMetricFamily("license_queued", "Licenses users are queued for now", labels=["tool"]),
         }
         for entry in self.pool.status():
             for key, family in gauges.items():

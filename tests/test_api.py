@@ -154,6 +154,22 @@ def test_prometheus_metrics(client):
     assert "script" not in text
 
 
+def test_reserved_and_queued_show_in_status_and_metrics_beside_what_is_in_use(client):
+    c, state = client
+    state.pool.borrow(TOOL, "alice")
+    state.pool.observe_queue(TOOL, 2, 3, "27000@lic01")
+    state.pool.observe_queue(TOOL, 1, 0, "27001@lic02")
+    entry = c.get(f"/licenses/{quote(TOOL)}/status").get_json()
+    assert (entry["borrowed"], entry["reserved"], entry["queued"], entry["available"], entry["total"]) == (1, 3, 3, 11, 15)
+    listed = {e["tool"]: e for e in c.get("/licenses/status").get_json()}
+    assert listed[TOOL] == entry
+    assert (listed["CAN Bus Analyzer Pro"]["reserved"], listed["CAN Bus Analyzer Pro"]["queued"]) == (0, 0)
+    text = c.get("/metrics").get_data(as_text=True)
+    assert f'license_reserved{{tool="{TOOL}"}} 3.0' in text and f'license_queued{{tool="{TOOL}"}} 3.0' in text
+    assert 'license_reserved{tool="CAN Bus Analyzer Pro"} 0.0' in text
+    assert 'license_queued{tool="CAN Bus Analyzer Pro"} 0.0' in text
+
+
 def test_real_server_rest_flow_and_concurrency(start_server, tmp_path):
     """8 threads x 500 borrow/return attempts on a small pool, over real HTTP."""
     tools = tmp_path / "small.json"

@@ -73,10 +73,22 @@ def test_overview_shows_numbers_follows_the_window_and_keeps_zoom(dash_duo, make
     assert dash_duo.get_logs() == []
 
 
+# The widths of the pool bar's reserved segments as drawn, by bar ({} when there is no reserved segment).
+RESERVED_WIDTHS_JS = """
+const gd = document.querySelector('#utilization-chart .js-plotly-plot');
+if (!gd || !gd.data) return null;
+const i = gd.data.findIndex(t => t.name === 'Reserved');
+if (i < 0) return {};
+const points = gd.querySelectorAll('g.barlayer g.trace.bars')[i].querySelectorAll('g.point path');
+return Object.fromEntries([...points].map((p, n) => [gd.data[i].y[n], p.getBoundingClientRect().width]));
+"""
+
+
 def test_tool_view_shows_each_tools_full_history_across_switches(dash_duo, make_app):
     app = make_app()
     state = get_state(app)
     feed(state)
+    state.pool.observe_queue(GH, 2, 3, "27000@lic01")  # a polled server reserves two of GreenHills, three wait
     dash_duo.start_server(app)
     dash_duo.wait_for_text_to_equal("#active-licenses", "8", timeout=10)
 
@@ -88,10 +100,14 @@ def test_tool_view_shows_each_tools_full_history_across_switches(dash_duo, make_
     dash_duo.wait_for_contains_text("#tool-info", "COMMIT\n10")  # the labels are set in capitals by CSS
     info = dash_duo.find_element("#tool-info").text
     assert GH in info and "TOTAL\n15" in info and "MAX OVERAGE\n5" in info and "COST TO DATE\n8,000" in info
+    assert "RESERVED\n2" in info and "QUEUED\n3" in info
     until(lambda: (figure(dash_duo, "tool-inuse-chart") or {"traces": [{}]})["traces"][0].get("y", [None])[-1] == 4, timeout=10)
 
     dash_duo.select_dcc_dropdown("#tool-filter", value=VECTOR)
     wait_for_points(dash_duo, "tool-borrow-chart", history_points(state, VECTOR))
+    dash_duo.wait_for_contains_text("#tool-info", VECTOR)
+    assert "RESERVED" not in dash_duo.find_element("#tool-info").text  # nothing reserved or queued: not said
+    assert "QUEUED" not in dash_duo.find_element("#tool-info").text
 
     dash_duo.select_dcc_dropdown("#tool-filter", value=GH)
     wait_for_points(dash_duo, "tool-borrow-chart", history_points(state, GH))
@@ -100,6 +116,11 @@ def test_tool_view_shows_each_tools_full_history_across_switches(dash_duo, make_
 
     dash_duo.select_dcc_dropdown("#tool-filter", value="All tools")
     until(lambda: dash_duo.find_element("#overview-section").is_displayed(), timeout=10)
+    # The pool bar: GreenHills' two reserved of 15 are a segment of their own, the other tool's bar has none.
+    widths = until(lambda: dash_duo.driver.execute_script(RESERVED_WIDTHS_JS), timeout=10)
+    assert widths[GH] > 10 and widths[legend_name(VECTOR)] == 0
+    legend = [e.text for e in dash_duo.find_elements("#utilization-chart .legendtext")]
+    assert legend == ["In commit", "Overage", "Reserved", "Available"]
     assert dash_duo.get_logs() == []
 
 

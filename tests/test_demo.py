@@ -5,7 +5,7 @@ from collections import Counter
 
 from dash_app.__main__ import build_parser
 from dash_app.config import from_args
-from dash_app.sources.demo import ROSTER, DemoTraffic
+from dash_app.sources.demo import CI_PREFIX, RESERVED_FOR_CI, ROSTER, DemoTraffic
 from dash_app.state import get_state
 
 
@@ -29,6 +29,14 @@ def test_backfill_fills_hours_of_history_through_the_pool(make_app):
     assert any(b["is_overage"] for b in borrows)
     assert len({b["user"] for b in borrows} & set(ROSTER)) >= 30
     assert sum(e["borrowed"] for e in state.pool.status()) == len(state.pool.active_borrows())
+    # Reserved: the CI runners' licenses of the largest tool that no runner uses now; queued: the people denied who
+    # are due to ask again (their next attempt is scheduled), as the pool shows them.
+    assert demo.reserved_tool == "Vector - DaVinci Configurator SE"
+    waiting = Counter(payload[1] for _, _, action, payload in demo._queue if action == "attempt" and payload[2] > 0)
+    runners = Counter(b.tool for b in state.pool.active_borrows() if b.user.startswith(CI_PREFIX))
+    for entry in state.pool.status():
+        reserved = max(RESERVED_FOR_CI - runners[entry["tool"]], 0) if entry["tool"] == demo.reserved_tool else 0
+        assert (entry["tool"], entry["reserved"], entry["queued"]) == (entry["tool"], reserved, waiting[entry["tool"]])
 
 
 def test_live_traffic_runs_faster_with_a_speed_factor(make_app):

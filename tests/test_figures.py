@@ -193,7 +193,7 @@ def test_utilization_splits_borrowed_into_commit_overage_available():
     ]
     figure = valid(figures.utilization_chart(status))
     names = [t["name"] for t in figure["data"]]
-    assert names == ["In commit", "Overage", "Available"]
+    assert names == ["In commit", "Overage", "Available"]  # no tool reserves: no reserved segment, no legend entry
     counts = [[c[0] for c in t["customdata"]] for t in figure["data"]]
     assert list(zip(*counts)) == [(5, 2, 13), (3, 0, 7), (2, 0, 0)]
     # Bars are shares of each tool's total, so tools of any size read on one scale.
@@ -203,12 +203,39 @@ def test_utilization_splits_borrowed_into_commit_overage_available():
     assert figure["layout"]["barmode"] == "stack"
 
 
-@given(st.integers(0, 40), st.integers(0, 40), st.integers(0, 20))
-def test_split_usage_adds_up(borrowed, commit, extra):
+def test_reserved_licenses_are_a_segment_of_their_own_taken_from_available():
+    status = [
+        {"tool": "Tool A", "borrowed": 7, "commit": 5, "total": 20, "reserved": 3},
+        {"tool": "Tool B", "borrowed": 3, "commit": 5, "total": 10, "reserved": 0},
+        {"tool": "Full", "borrowed": 9, "commit": 5, "total": 10, "reserved": 4},  # the total has room for one
+        {"tool": "Seen in a log", "borrowed": 2, "commit": None, "total": None, "reserved": 2},
+    ]
+    figure = valid(figures.utilization_chart(status))
+    assert [t["name"] for t in figure["data"]] == ["In commit", "Overage", "Reserved", "Available"]
+    shares = [t["x"] for t in figure["data"]]
+    assert list(zip(*shares)) == [
+        (25.0, 10.0, 15.0, 50.0),
+        (30.0, 0.0, 0.0, 70.0),
+        (50.0, 40.0, 10.0, 0.0),
+        (50.0, 0.0, 50.0, 0.0),
+    ]
+    # The hover says how many are reserved, also those the bar has no room for.
+    assert [c[0] for c in figure["data"][2]["customdata"]] == [3, 0, 4, 2]
+    ring = valid(figures.tool_commit_chart(status[0]))
+    assert ring["data"][0]["labels"] == ["In commit", "Overage", "Reserved", "Available"]
+    assert ring["data"][0]["values"] == [5, 2, 3, 10]
+    assert valid(figures.tool_commit_chart(status[1]))["data"][0]["labels"] == ["In commit", "Overage", "Available"]
+
+
+@given(st.integers(0, 40), st.integers(0, 40), st.integers(0, 20), st.integers(0, 30))
+def test_split_usage_adds_up(borrowed, commit, extra, reserved):
     total = max(borrowed, commit) + extra
-    in_commit, overage, available = split_usage({"borrowed": borrowed, "commit": commit, "total": total})
-    assert in_commit + overage == borrowed and in_commit + overage + available == total
-    assert in_commit == min(borrowed, commit) and min(in_commit, overage, available) >= 0
+    in_commit, overage, shown, available = split_usage(
+        {"borrowed": borrowed, "commit": commit, "total": total, "reserved": reserved}
+    )
+    assert in_commit + overage == borrowed and in_commit + overage + shown + available == total
+    assert in_commit == min(borrowed, commit) and min(in_commit, overage, shown, available) >= 0
+    assert shown == min(reserved, total - borrowed) and available == max(total - borrowed - reserved, 0)
 
 
 def test_commit_ring_shows_the_split_and_the_count_in_use():

@@ -93,6 +93,8 @@ def test_rules_charges_and_status_match_reference(ops):
             "tool": entry["tool"],
             "total": spec["total"],
             "borrowed": b,
+            "reserved": 0,  # no polled server said
+            "queued": 0,
             "available": max(spec["total"] - b, 0),
             "commit": spec["commit_qty"],
             "max_overage": spec["max_overage"],
@@ -172,3 +174,67 @@ def test_a_borrow_is_equal_by_what_the_pool_decided_not_by_where_it_is_used():
     assert first != Borrow("id-1", "Tight", "ann", 1_800_000_000.0, True)
     assert repr(again) == "Borrow(id='id-1', tool='Tight', user='ann', borrowed_at=1800000000.0, is_overage=False)"
     assert Borrow.of_row(("id-1", "Tight", "ann", 1_800_000_000.0, 0, "ws-1", "2.0")).as_dict()["host"] == "ws-1"
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["Tight", "Flexible", "Polled"]),
+            st.sampled_from(["27000@lic01", "27001@lic02"]),
+            st.integers(0, 5),
+            st.integers(0, 5),
+        ),
+        max_size=20,
+    ),
+    st.integers(0, 8),
+)
+def test_reserved_and_queued_are_each_servers_last_word_summed_and_taken_from_available(observations, borrows):
+    pool, _ = make_pool()
+    pool.observe_total("Polled", 4, "27000@lic01")  # a tool the tools file does not list: its server's total
+    for n in range(borrows):
+        pool.observe_borrow("Tight", f"u{n}", 0.0)  # observed: granted elsewhere, so past the total too
+    said = {}
+    for tool, server, reserved, queued in observations:
+        pool.observe_queue(tool, reserved, queued, server)
+        said[(tool, server)] = (reserved, queued)
+    totals, in_use = {"Tight": 6, "Flexible": 4, "Polled": 4}, {"Tight": borrows, "Flexible": 0, "Polled": 0}
+    for entry in pool.status(tools=set(totals)):
+        tool = entry["tool"]
+        reserved = sum(r for (t, _), (r, _) in said.items() if t == tool)
+        queued = sum(q for (t, _), (_, q) in said.items() if t == tool)
+        assert (entry["reserved"], entry["queued"]) == (reserved, queued)
+        assert entry["available"] == max(totals[tool] - in_use[tool] - reserved, 0)
+        assert entry["borrowed"] == in_use[tool]  # reservations are no checkouts
+
+
+def test_a_server_with_nothing_reserved_or_queued_any_more_stops_counting():
+    pool, _ = make_pool()
+    pool.observe_queue("Tight", 2, 1, "27000@lic01")
+    pool.observe_queue("Tight", 1, 3, "27001@lic02")
+    assert {k: pool.tool_status("Tight")[k] for k in ("reserved", "queued", "available")} == {
+        "reserved": 3,
+        "queued": 4,
+        "available": 3,
+    }
+    pool.observe_queue("Tight", 0, 0, "27000@lic01")  # lic01's next poll shows neither
+    assert (pool.tool_status("Tight")["reserved"], pool.tool_status("Tight")["queued"]) == (1, 3)
+    pool.observe_queue("Tight", 0, 0, "27001@lic02")
+    assert [pool.tool_status("Tight")[k] for k in ("reserved", "queued", "available")] == [0, 0, 6]
+
+
+def test_what_a_server_no_longer_lists_stops_counting_and_other_servers_word_stands():
+    pool, _ = make_pool()
+    for server in ("27000@lic01", "27001@lic02"):
+        pool.observe_total("Polled", 4, server)
+        pool.observe_expiry("Polled", "2027-01-31" if server.endswith("01") else "2027-06-30", server)
+        pool.observe_queue("Polled", 1, 2, server)
+        pool.observe_queue("Tight", 2, 0, server)
+    pool.observe_listed("27000@lic01", ["Tight"])  # lic01's poll lists Tight, no longer Polled
+    polled, tight = pool.tool_status("Polled"), pool.tool_status("Tight")
+    assert [polled[k] for k in ("total", "reserved", "queued", "available", "expiry")] == [4, 1, 2, 3, "2027-06-30"]
+    assert (tight["reserved"], tight["available"]) == (4, 2)
+    pool.observe_listed("27001@lic02", [])
+    polled = pool.tool_status("Polled")
+    assert [polled[k] for k in ("total", "reserved", "queued", "available", "expiry")] == [None, 0, 0, None, None]
+    assert pool.tool_status("Tight")["reserved"] == 2

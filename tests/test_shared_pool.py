@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 import redis
+from dash.testing.wait import until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,7 @@ from dash_app.eventlog.ledger import NotLeader, RedisLedger
 from dash_app.eventlog.persister import LogPersister
 from dash_app.eventlog.progress import LogProgress
 from dash_app.eventlog.recovery import Recovery
+from dash_app.eventlog.setup import SideStateSharer
 from dash_app.eventlog.shared import SharedLog
 from dash_app.eventlog.shared_pool import SharedLicensePool
 from dash_app.licenses import LicensePool
@@ -472,4 +474,44 @@ def test_a_process_taking_its_first_copy_of_the_pool_does_not_count_it_as_a_rebu
         assert [b.id for b in pool.active_borrows()] == ["id-1"]
         assert caplog.records == [] and progress.epoch == 0  # nothing was lost: nobody's wait is cut short
     finally:
+        store.stop()
+
+
+def test_reservations_and_queues_the_leader_polls_show_the_same_in_every_process(redis_url, tmp_path):
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    keys = Keys(prefix)
+    clock = FakeClock(1_800_000_000.0)
+    leader, other = Process(redis_url, prefix, clock), Process(redis_url, prefix, clock)
+    store = Store(str(tmp_path / "db.sqlite"))
+    store.start()
+    sharers = []
+    try:
+        for process in (leader, other):
+            leadership = Leadership(Lease(connect(redis_url), keys.lease), {})
+            leadership.step()
+            recovery = process.recovery(store)
+            sharers.append(SideStateSharer(connect(redis_url), keys, process.pool, recovery, leadership, lambda running: [], []))
+        assert [s.leadership.leading for s in sharers] == [True, False]
+        leader.pool.observe_total("Polled", 10, "27000@lic01")
+        leader.pool.observe_queue("Roomy", 2, 1, "27000@lic01")
+        leader.pool.observe_queue("Roomy", 1, 4, "27001@lic02")
+        leader.pool.observe_queue("Polled", 3, 2, "27000@lic01")
+
+        def shown(tool):
+            for sharer in sharers:  # each process's idle step: the leader shares, the other takes
+                sharer.step()
+            return {k: other.pool.tool_status(tool)[k] for k in ("total", "reserved", "queued", "available")}
+
+        until(lambda: shown("Roomy") == {"total": 8, "reserved": 3, "queued": 5, "available": 5}, timeout=10)
+        assert shown("Polled") == {"total": 10, "reserved": 3, "queued": 2, "available": 7}
+        assert other.pool.status() == leader.pool.status()
+        # lic02 reserves nothing now: it stops counting in every process.
+        leader.pool.observe_queue("Roomy", 0, 0, "27001@lic02")
+        until(lambda: shown("Roomy") == {"total": 8, "reserved": 2, "queued": 1, "available": 6}, timeout=10)
+        assert other.pool.status() == leader.pool.status()
+    finally:
+        for sharer in sharers:
+            sharer.leadership.stop()
+        leader.stop()
+        other.stop()
         store.stop()

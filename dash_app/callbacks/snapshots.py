@@ -154,7 +154,10 @@ class Snapshots:
         with self._lock:
             # Read inside the lock, so tabs on different ticks cannot put an older view back.
             status = self.pool.status()
-            counts = tuple((entry["tool"], entry["borrowed"], entry["overage_borrows"]) for entry in status)
+            counts = tuple(
+                (entry["tool"], entry["borrowed"], entry["overage_borrows"], entry["reserved"], entry["queued"])
+                for entry in status
+            )
             version = (self.buffer.version, counts, int(now // 60))
             pool = self._pool
             if version != self._version or pool is None:

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # The stream keeps entries this long past the buffer's window (and never drops one the store lacks).
 KEEP_MARGIN_SECONDS = 3600.0
-# How often side state that is not in the log (what polls say of totals and expiry, the leader's sources) is shared.
+# How often side state that is not in the log (what polls say of totals, expiry and queues, the leader's sources) is shared.
 SIDE_STATE_SECONDS = 1.0
 
 
@@ -152,7 +152,7 @@ def within_skew(events: list[Event], now: float) -> list[Event]:
 class SideStateSharer:
     """The follower's idle step: state that is not in the log, written by the leader and read by the others.
 
-    What polls said of totals and expiry dates, and the health of the sources: only the leader runs them.
+    What polls said of totals, expiry dates, reservations and queues, and the health of the sources: only the leader runs them.
     """
 
     def __init__(
@@ -199,6 +199,6 @@ class SideStateSharer:
             return
         if raw_observed and raw_observed != published.get(keys.observed):
             doc = orjson.loads(raw_observed)
-            self.pool.load_observed(doc.get("issued", {}), doc.get("expiry", {}))
+            self.pool.load_observed(doc)
             published[keys.observed] = raw_observed
         self.sources[:] = orjson.loads(raw_sources) if raw_sources else []

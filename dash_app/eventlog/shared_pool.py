@@ -133,21 +133,17 @@ class SharedLicensePool(LicensePool):
                 elif e.reason != UNKNOWN_TOOL:
                     self._note_tool(self._key(tool))
 
-    def load_observed(self, issued: Mapping[str, dict[str, int]], expiry: Mapping[str, dict[str, str]]) -> None:
-        """Take what the leader's polls say of issued counts and expiry dates (by counted tool, then tool|server)."""
+    def load_observed(self, doc: Mapping[str, Any]) -> None:
+        """Take what the leader's polls say of issued counts, expiry dates, reservations and queues (observed()'s shape)."""
         with self._lock:
-            self._issued = {key: dict(values) for key, values in issued.items()}
-            self._expiry = {key: dict(values) for key, values in expiry.items()}
-            for key in (*issued, *expiry):
+            self._facts.load(doc)
+            for key in self._facts.tools():
                 self._note_tool(key)
 
     def observed(self) -> dict[str, Any]:
-        """Return this process's issued counts and expiry dates, as load_observed takes them."""
+        """Return what this process's polls say of the tools, as load_observed takes it."""
         with self._lock:
-            return {
-                "issued": {k: dict(v) for k, v in self._issued.items()},
-                "expiry": {k: dict(v) for k, v in self._expiry.items()},
-            }
+            return self._facts.as_dict()
 
     def ledger_rows(self, borrows: Iterable[Borrow]) -> list[tuple[Any, ...]]:
         """Return open borrows as RedisLedger.seed_once takes them: with the name each is counted under."""

@@ -22,6 +22,9 @@ OTHER_TOOLS_COLOR = "#aab2bd"
 
 IN_COMMIT_COLOR = "#2f9e66"
 OVERAGE_COLOR = "#f08c00"
+# Reserved licenses are held back for someone, not in use: hatched, so no tool's colour is taken for them.
+RESERVED_COLOR = "#ced4da"
+RESERVED_PATTERN = {"shape": "/", "fgcolor": "#495057", "size": 7, "solidity": 0.35}
 AVAILABLE_COLOR = "#dfe3e8"
 COMMIT_LINE_COLOR = "#2f9e66"
 TOTAL_LINE_COLOR = "#868e96"

@@ -191,7 +191,7 @@ def overview(currency: str) -> html.Section:
                 chart_panel(
                     "inuse-chart", "Licenses in use", "peak per bin, % of each tool's total", size="tall", long_legend=True
                 ),
-                chart_panel("utilization-chart", "Pool utilisation now", "in commit, overage, available", size="tall"),
+                chart_panel("utilization-chart", "Pool utilisation now", "in commit, overage, reserved, available", size="tall"),
             ),
             panel_row(
                 chart_panel("borrow-chart", "Borrows", "per bin, stacked by tool", long_legend=True),
@@ -217,7 +217,7 @@ def tool_view() -> html.Section:
             dbc.Card(id="tool-info", body=True, class_name="tool-info mb-3"),
             panel_row(
                 chart_panel("tool-inuse-chart", "Licenses in use", "peak per bin, average in the hover"),
-                chart_panel("tool-commit-chart", "Licenses now", "in commit, overage, available"),
+                chart_panel("tool-commit-chart", "Licenses now", "in commit, overage, reserved, available"),
             ),
             panel_row(
                 chart_panel("tool-borrow-chart", "Borrows", "hover a bar for its users"),

@@ -58,8 +58,20 @@ def _stat(label: str, value: str, note: str | None = None) -> html.Div:
     return html.Div(children, className="stat")
 
 
+def _waiting(entry: Mapping[str, Any] | None) -> list[html.Div]:
+    """Return the stats of the licenses a tool's servers reserve and those its users queue for, each only when some."""
+    if entry is None:
+        return []
+    stats = []
+    if entry.get("reserved"):
+        stats.append(_stat("Reserved", number(entry["reserved"]), "held for named users or hosts"))
+    if entry.get("queued"):
+        stats.append(_stat("Queued", number(entry["queued"]), "licenses users wait for"))
+    return stats
+
+
 def tool_info(tool: str, entry: Mapping[str, Any] | None, color: str | None, currency: str = "") -> list[Component]:
-    """Return the tool summary: name, total, commit, max overage, prices, the overage charged to date and the expiry."""
+    """Return the tool summary: name, in use, reserved and queued, limits, prices, the overage to date and the expiry."""
     title = html.H2([tool_dot(color), html.Span(tool)], className="tool-title")
     expiry = [_stat("License expires", _expiry_text(entry["expiry"]))] if entry and entry.get("expiry") else []
     if entry is None or entry.get("commit") is None:
@@ -70,7 +82,7 @@ def tool_info(tool: str, entry: Mapping[str, Any] | None, color: str | None, cur
         else:
             in_use = f"{number(borrowed)} of {number(issued)}"
             note = "This tool is not in the inventory: its total is what its server issues; commit and prices are unknown."
-        stats = html.Div([_stat("In use now", in_use), *expiry], className="stats")
+        stats = html.Div([_stat("In use now", in_use), *_waiting(entry), *expiry], className="stats")
         return [title, stats, html.P(note, className="text-muted small mb-0")]
     cost_note = (
         f"{money(entry['commit_price'], currency)} commit per term + {money(entry['current_overage_cost'], currency)} "
@@ -81,6 +93,7 @@ def tool_info(tool: str, entry: Mapping[str, Any] | None, color: str | None, cur
         html.Div(
             [
                 _stat("In use now", f"{number(entry['borrowed'])} of {number(entry['total'])}"),
+                *_waiting(entry),
                 _stat("Total", number(entry["total"])),
                 _stat("Commit", number(entry["commit"])),
                 _stat("Max overage", number(entry["max_overage"])),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from dash_app.events import Event, borrow_event, check_name, failure_event, return_event, source_of
+from dash_app.licenses.facts import ServerFacts
 from dash_app.timeutil import iso_utc
 
 if TYPE_CHECKING:  # for the annotations only
@@ -134,9 +135,8 @@ class LicensePool:
         self._observed: dict[str, None] = {}
         self._by_feature = {spec.feature: name for name, spec in self._specs.items() if spec.feature}
         # What polled servers say of tools, per server: licenses issued (their sum is the total of a tool the tools
-        # file does not list) and the expiry date of its license ("2026-12-31" or "permanent"; the earliest counts).
-        self._issued: dict[str, dict[str, int]] = {}
-        self._expiry: dict[str, dict[str, str]] = {}
+        # file does not list), the expiry date of its license, and the licenses reserved and waited for.
+        self._facts = ServerFacts()
         self._batches = threading.local()  # per thread: events held back by recording_batch()
         if store is not None:
             # A restart keeps active borrows and charges; the tools file may have changed the limits.
@@ -273,22 +273,28 @@ class LicensePool:
         """Note the licenses `server` issues of `tool`; their sum over servers is its total if the tools file lacks it."""
         with self._lock:
             key = self._key(tool)
-            self._issued.setdefault(key, {})[f"{tool}|{server}"] = issued
+            self._facts.set_issued(key, f"{tool}|{server}", issued)
             self._note_tool(key)  # a feature nobody uses yet is a tool all the same
 
     def observe_expiry(self, tool: str, expiry: str, server: str = "") -> None:
         """Note when `server`'s license of `tool` expires ("2026-12-31" or "permanent"); the earliest is the tool's."""
         with self._lock:
             key = self._key(tool)
-            self._expiry.setdefault(key, {})[f"{tool}|{server}"] = expiry
+            self._facts.set_expiry(key, f"{tool}|{server}", expiry)
             self._note_tool(key)
 
-    def _expiry_of(self, tool: str) -> str | None:
-        dates = self._expiry.get(tool)
-        if not dates:
-            return None
-        # ISO dates sort as text; "permanent" counts only when no server gives a date.
-        return min(dates.values(), key=lambda expiry: (expiry == "permanent", expiry))
+    def observe_queue(self, tool: str, reserved: int, queued: int, server: str = "") -> None:
+        """Note the licenses of `tool` that `server` reserves now and those its users are queued for (its last poll's
+        word replaces the one before; the tool's figures are the sums over its servers)."""
+        with self._lock:
+            key = self._key(tool)
+            self._facts.set_queue(key, f"{tool}|{server}", max(reserved, 0), max(queued, 0))
+            self._note_tool(key)
+
+    def observe_listed(self, server: str, tools: Collection[str]) -> None:
+        """Forget the totals, expiry, reservations and queues `server` gave tools other than `tools` (those it lists now)."""
+        with self._lock:
+            self._facts.keep_only(server, {f"{tool}|{server}" for tool in tools})
 
     def observe_failure(self, tool: str, user: str, reason: str, at: float, event_id: str | None = None) -> None:
         """Record a denial observed elsewhere; one with an `event_id` (its log line) counts once with --redis."""
@@ -337,15 +343,19 @@ class LicensePool:
         spec = self._specs.get(tool)
         borrowed = self._borrowed.get(tool, 0)
         charges = self._charges.get(tool, 0)
+        # Reserved licenses are held for someone and cannot be borrowed; queued ones are wanted and not to be had.
+        reserved, queued = self._facts.queue(tool)
         if spec is None:
             # A tool the tools file does not list (seen in a log, or dropped from the file): limits unknown, but for
             # the total its server issues, when a poll said it.
-            issued = sum(self._issued[tool].values()) if tool in self._issued else None
+            issued = self._facts.total(tool)
             return {
                 "tool": tool,
                 "total": issued,
                 "borrowed": borrowed,
-                "available": None if issued is None else max(issued - borrowed, 0),
+                "reserved": reserved,
+                "queued": queued,
+                "available": None if issued is None else max(issued - borrowed - reserved, 0),
                 "commit": None,
                 "max_overage": None,
                 "overage": None,
@@ -355,14 +365,16 @@ class LicensePool:
                 "overage_price_per_license": None,
                 "current_overage_cost": None,
                 "total_cost": None,
-                "expiry": self._expiry_of(tool),
+                "expiry": self._facts.expiry_of(tool),
             }
         overage_cost = charges * spec.overage_price_per_license
         return {
             "tool": tool,
             "total": spec.total,
             "borrowed": borrowed,
-            "available": max(spec.total - borrowed, 0),
+            "reserved": reserved,
+            "queued": queued,
+            "available": max(spec.total - borrowed - reserved, 0),
             "commit": spec.commit_qty,
             "max_overage": spec.max_overage,
             "overage": max(borrowed - spec.commit_qty, 0),
@@ -372,5 +384,5 @@ class LicensePool:
             "overage_price_per_license": spec.overage_price_per_license,
             "current_overage_cost": overage_cost,
             "total_cost": spec.commit_price + overage_cost,
-            "expiry": self._expiry_of(tool),
+            "expiry": self._facts.expiry_of(tool),
         }

@@ -7,6 +7,7 @@ import math
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,10 @@ MINUTE = 60.0
 HOLD_MEDIAN = 7 * MINUTE  # a working session with a tool
 IDLE_MEAN = 3 * MINUTE  # time between sessions
 BURST_MEAN_GAP = 12 * MINUTE  # a CI pipeline or a team deadline, now and then
+# As a license server's options file can: a few licenses of one tool reserved for the CI runners, held back while no
+# runner uses them. Reported to the pool as this "server"'s reservations, beside the people queued for a license.
+DEMO_SERVER = "demo"
+RESERVED_FOR_CI = 2
 
 
 class DemoTraffic:
@@ -86,6 +91,11 @@ class DemoTraffic:
         tools = pool.tools
         # Each person mostly uses one or two tools, and some tools are more popular than others.
         self._habits = {user: self.rng.sample(tools, k=min(len(tools), self.rng.choice((1, 2, 2, 3)))) for user in ROSTER}
+        # The tool whose licenses are reserved for CI (the largest pool: it can spare them), and what it reserves now.
+        totals = {entry["tool"]: entry["total"] or 0 for entry in pool.status()}
+        self.reserved_tool = max(tools, key=lambda tool: totals.get(tool, 0)) if tools else None
+        self._ci_holding: Counter[str] = Counter()  # tool -> CI runners holding one
+        self._queued: Counter[str] = Counter()  # tool -> people denied who wait to ask again
 
     # ------------------------------------------------------------ lifecycle
 
@@ -97,6 +107,8 @@ class DemoTraffic:
         now = self.clock()
         start = now - self.backfill_hours * 3600
         self._seed_schedule(start)
+        for tool in self.pool.tools:  # a new run (or a new lease holder) starts from its own word, not the last one's
+            self._report(tool)
         if self.backfill_hours > 0:
             began = time.perf_counter()
             with self.pool.as_source():
@@ -166,25 +178,42 @@ class DemoTraffic:
 
     def _do_attempt(self, when: float, payload: tuple[str, str, int], at: float | None) -> None:
         user, tool, attempt = payload
+        if attempt:
+            self._wait(tool, -1)  # out of the queue to ask again
         if self.rng.random() < 0.01:
             tool_asked = self.rng.choice(MISTYPED_TOOLS)
             self._borrow(tool_asked, user, at)
             self._at(when + self.rng.uniform(10, 40), "attempt", (user, tool, attempt))
+            if attempt:
+                self._wait(tool, 1)
             return
         borrow = self._borrow(tool, user, at)
         if borrow is not None:
             hold = HOLD_MEDIAN * math.exp(self.rng.gauss(0, 0.6))
             self._at(when + hold, "end", (borrow.id, user))
         elif attempt < 2:
+            # Denied: this person waits for a license, as a server's queue would hold them, and asks again.
+            self._wait(tool, 1)
             self._at(when + self.rng.uniform(1, 3) * MINUTE, "attempt", (user, tool, attempt + 1))
         else:
             self._at(when + self.rng.expovariate(1 / IDLE_MEAN), "start", user)
 
+    def _wait(self, tool: str, change: int) -> None:
+        self._queued[tool] += change
+        self._report(tool)
+
+    def _report(self, tool: str) -> None:
+        """Tell the pool what this simulated server reserves of `tool` and how many wait for it."""
+        reserved = max(RESERVED_FOR_CI - self._ci_holding[tool], 0) if tool == self.reserved_tool else 0
+        self.pool.observe_queue(tool, reserved, self._queued[tool], DEMO_SERVER)
+
     def _do_end(self, when: float, payload: tuple[str, str | None], at: float | None) -> None:
         borrow_id, user = payload
         try:
-            self.pool.return_license(borrow_id, at=at)
+            returned = self.pool.return_license(borrow_id, at=at)
             self.counts["returns"] += 1
+            if user is not None and user.startswith(CI_PREFIX):
+                self._runner_holds(returned.tool, -1)
         except UnknownBorrow:
             pass  # returned by someone else meanwhile (the REST API is open to the same pool)
         except PoolUnavailable:
@@ -206,4 +235,11 @@ class DemoTraffic:
         runner, tool = payload
         borrow = self._borrow(tool, runner, at)
         if borrow is not None:
+            self._runner_holds(tool, 1)
             self._at(when + self.rng.uniform(2, 7) * MINUTE, "end", (borrow.id, runner))
+
+    def _runner_holds(self, tool: str, change: int) -> None:
+        # A runner's checkout uses up the reservation made for it, until it returns the license.
+        self._ci_holding[tool] += change
+        if tool == self.reserved_tool:
+            self._report(tool)

@@ -92,6 +92,8 @@ class ServerPoll:
             tool = self.pool.tool_for_feature(feature.name)
             if feature.issued is not None:
                 self.pool.observe_total(tool, feature.issued, self.server)
+            if feature.name in verdict.applied:  # a section cut short may have lost reservation or queue lines too
+                self.pool.observe_queue(tool, feature.reserved, feature.queued, self.server)
             self.features[feature.name] = {
                 "tool": tool,
                 "vendor": feature.vendor,
@@ -105,7 +107,10 @@ class ServerPoll:
             }
             if feature.expiry is not None:
                 self.pool.observe_expiry(tool, feature.expiry, self.server)
-        return self._judged(verdict, report, started)
+        good = self._judged(verdict, report, started)
+        # What the server said of a feature it no longer has (gone `confirm` answers in a row) stops counting.
+        self.pool.observe_listed(self.server, {str(info["tool"]) for info in self.features.values()})
+        return good
 
     def _endable(self, verdict: Verdict) -> set[str] | None:
         """Return the tools whose borrows from before a restart this poll may end (None: all of them)."""
