@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import datetime
 import re
+from operator import itemgetter
 
 from dash_app.sources.lmstat.parse import MAX_COUNT, later_expiry
 from dash_app.sources.lmx.parse import IsoTimes, iso_expiry
@@ -30,6 +31,7 @@ PROMPT = "admin >"
 _NEEDED = ("Editor", "Feature", "Expiration Date", "Count", "Inuse")
 _NEEDED_SET = frozenset(_NEEDED)
 _OPTIONAL = ("Tokens", "Host", "User", "Client Code Version", "Session ID", "Granted Since", "Queue Position")
+_OPTIONAL_SET = frozenset(_OPTIONAL)
 # A user's columns; every other one is the license's, repeated on each of its users' rows.
 _PER_USER = frozenset(_OPTIONAL) | {"Casual Usage (mn)", "Internal ID", "Active Process", "Last Used At", "Granted At"}
 # How a line saying why there is no table begins (the server's own words follow).
@@ -40,24 +42,23 @@ class _Columns:
     """Where each column read sits in a row, from the header line."""
 
     def __init__(self, header: list[str]) -> None:
-        where = {name.strip(): i for i, name in enumerate(header)}
-        self.editor, self.feature, self.expiry, self.count, self.inuse = (where[name] for name in _NEEDED)
-        self.tokens, self.host, self.user, self.version, self.session, self.since, self.queue = (
-            where.get(name, -1) for name in _OPTIONAL
-        )
-        self.license = [i for i, name in enumerate(header) if name.strip() and name.strip() not in _PER_USER]
-        self.least = max(self.license) + 1  # a row shorter than this is cut off inside its license's columns
+        names = [name.strip() for name in header]
+        where = {name: i for i, name in enumerate(names) if name}
         # A user's row is whole when it reaches the last named column (the header ends with a comma: an empty name).
-        self.whole = max(i for i, name in enumerate(header) if name.strip()) + 1
+        self.width = max(where.values()) + 1
+        self.editor, self.feature, self.expiry, self.count, self.inuse = (where[name] for name in _NEEDED)
+        license = [i for i, name in enumerate(names) if name and name not in _PER_USER]
+        self.license = itemgetter(*license)  # a license's key: its columns, as its every row repeats them
+        self.least = max(license) + 1  # a row shorter than this is cut off inside its license's columns
+        # A column this version does not print reads as empty: it points past the named ones, into a row's padding.
+        self.pad = not _OPTIONAL_SET <= where.keys()
+        self.user = where.get("User", self.width)
+        self.of_user = itemgetter(*(where.get(name, self.width) for name in _OPTIONAL if name != "User"))
 
 
 def _is_header(line: str) -> bool:
     """True for the table's header: a line naming every column read (in whatever order the version prints them)."""
     return "Inuse" in line and {name.strip() for name in line.split(",")} >= _NEEDED_SET
-
-
-def _cell(row: list[str], at: int) -> str:
-    return row[at].strip() if 0 <= at < len(row) else ""
 
 
 class _Reader:
@@ -73,22 +74,21 @@ class _Reader:
 
     def read(self, text: str) -> StatusReport:
         """Read `text`; return the report it makes."""
-        text_lines = text.splitlines()
-        lines = [line[len(PROMPT) :] if line.startswith(PROMPT) else line for line in text_lines]
-        start = next((i for i, line in enumerate(lines) if _is_header(line)), None)
+        lines = text.splitlines()
+        start = next((i for i, line in enumerate(lines) if _is_header(line.removeprefix(PROMPT))), None)
         for line in lines if start is None else lines[:start]:
-            self.server_line(line.strip())
+            self.server_line(line.removeprefix(PROMPT).strip())
         if start is None:
             if self.failure is not None:
                 return StatusReport(up=False, error=self.failure)
             raise UnparsableOutput("no getLicenseUsage -csv report: expected its header 'Editor,...,Count,Inuse,...'")
         # The table ends where the console prompts again (for the next command, or `quit` as it echoes it).
-        end = next((i for i in range(start + 1, len(lines)) if text_lines[i].startswith(PROMPT)), len(lines))
-        rows = csv.reader(line.strip() for line in lines[start:end])
-        columns = _Columns(next(rows))
-        for row in rows:
-            if row and not (len(row) == 1 and not row[0].strip()):
-                self.row(row, columns)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(PROMPT)), len(lines))
+        columns = _Columns(next(csv.reader([lines[start].removeprefix(PROMPT).strip()])))
+        row = self.row
+        for cells in csv.reader(lines[start + 1 : end]):
+            if cells and (len(cells) > 1 or cells[0].strip()):
+                row(cells, columns)
         return self.finish()
 
     def server_line(self, line: str) -> None:
@@ -102,31 +102,37 @@ class _Reader:
             self.failure = line
 
     def row(self, row: list[str], c: _Columns) -> None:
-        """Read one row: a license's figures, and the checkout (or queued request) of the user it names, if any."""
-        if len(row) < c.least or not row[c.count].strip().isdigit() or not row[c.inuse].strip().isdigit():
-            self.malformed += 1
-            return
-        feature, editor = row[c.feature].strip(), row[c.editor].strip()
-        key = tuple(row[i].strip() for i in c.license)
-        if key not in self.licenses:
-            self.licenses[key] = (feature, editor, int(row[c.count]), int(row[c.inuse]), iso_expiry(row[c.expiry]))
-        user = _cell(row, c.user)
-        if user and len(row) < c.whole:  # cut off inside its user's columns: what they hold is not known
-            self.malformed += 1
-        elif user:
-            self.user_row(row, c, feature, editor, user)
+        """Read one row: a license's figures, and the checkout (or queued request) of the user it names, if any.
 
-    def user_row(self, row: list[str], c: _Columns, feature: str, editor: str, user: str) -> None:
-        """Read a row's user: what they hold (their tokens, else one license) since when, or what they wait for."""
-        tokens = _cell(row, c.tokens)
-        since = self.times.stamp(_cell(row, c.since))
-        if (tokens and not tokens.isdigit()) or (tokens and int(tokens) > MAX_COUNT):
+        A user's row holds their tokens (a token license), else one license, since "Granted Since".
+        """
+        if len(row) < c.least:
             self.malformed += 1
             return
-        host = _cell(row, c.host).split(" ", 1)[0].split("/", 1)[0] or None  # "nid00123 (0123.0)/127.0.0.1"
-        version, session = _cell(row, c.version) or None, _cell(row, c.session) or None
-        held = Checkout(feature, user, host, None, version, session, since, int(tokens) if tokens else 1, editor)
-        if _cell(row, c.queue):
+        key = c.license(row)
+        figures = self.licenses.get(key)
+        if figures is None:
+            count, inuse = row[c.count].strip(), row[c.inuse].strip()
+            if not (count.isdigit() and inuse.isdigit()):
+                self.malformed += 1
+                return
+            feature, editor = row[c.feature].strip(), row[c.editor].strip()
+            figures = self.licenses[key] = (feature, editor, int(count), int(inuse), iso_expiry(row[c.expiry]))
+        user = row[c.user].strip() if len(row) > c.user else ""
+        if not user:
+            return
+        if len(row) < c.width:  # cut off inside its user's columns: what they hold is not known
+            self.malformed += 1
+            return
+        tokens, host, version, session, since_text, queue = c.of_user(row[: c.width] + [""] if c.pad else row)
+        if tokens and not (tokens.isdigit() and int(tokens) <= MAX_COUNT):
+            self.malformed += 1
+            return
+        since = self.times.stamp(since_text)
+        host = host.split(" ", 1)[0].split("/", 1)[0].strip() or None  # "nid00123 (0123.0)/127.0.0.1"
+        held = Checkout(figures[0], user, host, None, version or None, session or None, since, int(tokens or 1), figures[1])
+        # A queued request holds nothing; a held one must say since when (a row cut short does not).
+        if queue.strip():
             self.report.queued.append(held._replace(started_at=None))
         elif since is None:
             self.malformed += 1

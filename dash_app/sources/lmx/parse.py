@@ -30,9 +30,9 @@ from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableO
 
 _FEATURE = re.compile(r"Feature: (\S+) Version: (\S*) Vendor: (\S+)")
 _USED = re.compile(r"(\d+) of (\d+) license\(s\) used:?")
-_BY = re.compile(r"(\d+) license\(s\) used by (.+?)(?: \[[^\]]*\])?")
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
-_STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?")  # whole: a time cut short is no time
+_STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d")
+_UNSEEN = float("-inf")  # no time is this: marks a minute not yet in the cache
 _UNLIMITED = 2**31 - 1  # what LM-X prints as the count of a feature without a limit
 _NEVER = ("NONE", "PERMANENT", "NEVER")
 # Words of a failed answer: lmxendutil's own ("There are no license server(s) available.") and its connect errors.
@@ -40,28 +40,38 @@ _FAILED = re.compile(r"no license server|unable to|cannot|could not|failed|refus
 
 
 class IsoTimes:
-    """Epoch seconds of the dated times a server prints ("2022-02-18 09:26"), each distinct time worked out once."""
+    """Epoch seconds of the dated times a server prints ("2022-02-18 09:26", "2024-09-17 17:59:34"), each minute once."""
 
     def __init__(self, tz: datetime.tzinfo | None) -> None:
         self._tz = tz
-        self._cache: dict[str, float | None] = {}
+        self._minutes: dict[str, float | None] = {}  # "YYYY-MM-DD HH:MM" -> its epoch seconds (None: no such time)
 
     def stamp(self, text: str) -> float | None:
         """Return the epoch seconds of "YYYY-MM-DD HH:MM[:SS]" in the servers' time zone, None if it is no such time."""
+        # Many checkouts share a minute, few a second: the minute is worked out once, its seconds added (no clock
+        # change falls inside a minute). A time cut short ("09:2", "09:29:3") is no time.
+        size = len(text)
+        if size == 16:
+            seconds = 0
+        elif size == 19 and text[16] == ":" and text[17:].isdigit() and text[17] < "6":
+            seconds = int(text[17:])
+        else:
+            return None
+        minute = text[:16]
+        base = self._minutes.get(minute, _UNSEEN)
+        if base is _UNSEEN:
+            base = self._minutes[minute] = self._resolve(minute)
+        return None if base is None else base + seconds
+
+    def _resolve(self, minute: str) -> float | None:
+        if _STAMP.fullmatch(minute) is None:
+            return None
         try:
-            return self._cache[text]
-        except KeyError:
-            pass
-        try:
-            if _STAMP.fullmatch(text) is None:
-                raise ValueError(text)
-            moment = datetime.datetime.fromisoformat(text)
-            # Naive (tz None) is read as this machine's local time, like every other polled server's times.
-            stamp: float | None = (moment if self._tz is None else moment.replace(tzinfo=self._tz)).timestamp()
+            moment = datetime.datetime.fromisoformat(minute)
         except ValueError:
-            stamp = None
-        self._cache[text] = stamp
-        return stamp
+            return None
+        # Naive (tz None) is read as this machine's local time, like every other polled server's times.
+        return (moment if self._tz is None else moment.replace(tzinfo=self._tz)).timestamp()
 
 
 def iso_expiry(text: str) -> str | None:
@@ -112,19 +122,18 @@ class _Reader:
 
     def read(self, text: str) -> StatusReport:
         """Read every line of `text`; return the report they make."""
+        used_by, used, checkout_time, other = self.used_by, self.used, self.checkout_time, self.other
         for raw in text.splitlines():
             line = raw.strip()
             if not line:
                 continue
-            if line[0].isdigit():
-                if " used by " in line:
-                    self.used_by(line)
-                else:
-                    self.used(line)
-            elif line.startswith("Login time:"):
-                self.checkout_time(line)
-            else:
-                self.other(line)
+            first = line[0]
+            if first.isdigit():
+                (used_by if " used by " in line else used)(line)
+            elif first == "L" and line.startswith("Login time:"):
+                checkout_time(line)
+            elif first != "S" or not line.startswith("Shared on "):  # what a checkout is shared on tells nothing held
+                other(line)
         return self.finish()
 
     def other(self, line: str) -> None:
@@ -160,12 +169,12 @@ class _Reader:
     def used_by(self, line: str) -> None:
         """Read "N license(s) used by user@host [ip]": a checkout, kept until its time comes on the next line."""
         self.drop_waiting()
-        m = _BY.fullmatch(line)
-        if m is None or self.feature is None or int(m.group(1)) > MAX_COUNT:
+        count, by, who = line.partition(" license(s) used by ")
+        if not by or not count.isdigit() or int(count) > MAX_COUNT or self.feature is None:
             self.malformed += 1
             return
-        user, at, host = m.group(2).rpartition("@")
-        self.waiting = (user, host or None, int(m.group(1))) if at and user else (m.group(2), None, int(m.group(1)))
+        user, at, host = who.partition(" [")[0].rpartition("@")
+        self.waiting = (user, host, int(count)) if at and user and host else (who, None, int(count))
 
     def checkout_time(self, line: str) -> None:
         """Read "Login time: D T   Checkout time: D T" (or a borrow's expiry): the waiting checkout's start."""
@@ -177,7 +186,7 @@ class _Reader:
         # A borrowed license's line gives its borrow's expiry instead: it was taken at its login. A line with neither
         # is cut short, and its login is no start.
         when = after if checked else line[len("Login time:") :] if "Borrow expire time:" in line else ""
-        started = self.times.stamp(" ".join(when.split()[:2]))
+        started = self.times.stamp(when.lstrip()[:16])
         if started is None:
             self.malformed += 1
             return
