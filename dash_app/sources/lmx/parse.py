@@ -123,16 +123,13 @@ class _Reader:
     def read(self, text: str) -> StatusReport:
         """Read every line of `text`; return the report they make."""
         used_by, used, checkout_time, other = self.used_by, self.used, self.checkout_time, self.other
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line:
-                continue
-            first = line[0]
+        for line in map(str.strip, text.splitlines()):
+            first = line[:1]  # "" for a blank line
             if first.isdigit():
                 (used_by if " used by " in line else used)(line)
             elif first == "L" and line.startswith("Login time:"):
                 checkout_time(line)
-            elif first != "S" or not line.startswith("Shared on "):  # what a checkout is shared on tells nothing held
+            elif first and (first != "S" or not line.startswith("Shared on ")):  # what it is shared on: nothing held
                 other(line)
         return self.finish()
 
