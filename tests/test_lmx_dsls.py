@@ -228,6 +228,14 @@ def test_dsls_rows_are_read_by_their_column_names():
         assert report.malformed == 0
 
 
+def test_dsls_a_quoted_cell_with_a_comma_stays_one_cell():
+    row = dsls_row("SRU", 10, 4, "ann", "4", "ws-1", "2025-01-14 08:30:00", "S1")
+    quoted = row.replace("/opt/ds/bin/abaqus ( 4872)", '"C:\\Program Files\\Dassault Systemes, B424\\abaqus.exe ( 4872)"')
+    report = parse_dsls(dsls_output([quoted]), at(2025, 1, 14, 9, 0), UTC)
+    assert [(c.user, c.host, c.licenses, c.version, c.handle) for c in report.checkouts] == [("ann", "ws-1", 4, "6.424", "S1")]
+    assert report.malformed == 0
+
+
 def test_dsls_unreachable_or_not_ready_is_down_and_garbage_is_no_report():
     refused = "License Administration Tool Version 6.424.0\nadmin >ERROR: cannot connect to ds09 on port 4085\nadmin >\n"
     assert parse_dsls(refused, 0.0) == StatusReport(up=False, error="ERROR: cannot connect to ds09 on port 4085")

@@ -86,8 +86,10 @@ class _Reader:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(PROMPT)), len(lines))
         columns = _Columns(next(csv.reader([lines[start].removeprefix(PROMPT).strip()])))
         row = self.row
-        for cells in csv.reader(lines[start + 1 : end]):
-            if cells and (len(cells) > 1 or cells[0].strip()):
+        for line in lines[start + 1 : end]:
+            # Most rows quote nothing: a split reads them in a fraction of the csv module's time.
+            cells = line.split(",") if '"' not in line else next(csv.reader([line]))
+            if len(cells) > 1 or cells[0].strip():
                 row(cells, columns)
         return self.finish()
 
