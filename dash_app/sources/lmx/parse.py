@@ -50,18 +50,20 @@ class IsoTimes:
         """Return the epoch seconds of "YYYY-MM-DD HH:MM[:SS]" in the servers' time zone, None if it is no such time."""
         # Many checkouts share a minute, few a second: the minute is worked out once, its seconds added (no clock
         # change falls inside a minute). A time cut short ("09:2", "09:29:3") is no time.
-        size = len(text)
-        if size == 16:
-            seconds = 0
-        elif size == 19 and text[16] == ":" and text[17:].isdigit() and text[17] < "6":
-            seconds = int(text[17:])
-        else:
+        minutes = self._minutes
+        base = minutes.get(text, _UNSEEN)  # a minute seen before: the common case, read as it is
+        if base is not _UNSEEN:
+            return base
+        if len(text) == 16:
+            base = minutes[text] = self._resolve(text)
+            return base
+        if len(text) != 19 or text[16] != ":" or not text[17:].isdigit() or text[17] > "5":
             return None
         minute = text[:16]
-        base = self._minutes.get(minute, _UNSEEN)
+        base = minutes.get(minute, _UNSEEN)
         if base is _UNSEEN:
-            base = self._minutes[minute] = self._resolve(minute)
-        return None if base is None else base + seconds
+            base = minutes[minute] = self._resolve(minute)
+        return None if base is None else base + int(text[17:])
 
     def _resolve(self, minute: str) -> float | None:
         if _STAMP.fullmatch(minute) is None:
@@ -179,10 +181,10 @@ class _Reader:
         self.waiting = None
         if waiting is None or feature is None:
             return
-        _, checked, after = line.partition("Checkout time:")
+        at = line.find("Checkout time:")
         # A borrowed license's line gives its borrow's expiry instead: it was taken at its login. A line with neither
         # is cut short, and its login is no start.
-        when = after if checked else line[len("Login time:") :] if "Borrow expire time:" in line else ""
+        when = line[at + 14 :] if at >= 0 else line[11:] if "Borrow expire time:" in line else ""
         started = self.times.stamp(when.lstrip()[:16])
         if started is None:
             self.malformed += 1
