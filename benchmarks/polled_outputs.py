@@ -153,7 +153,7 @@ def baseline_rlmstat(text, now, tz):
         elif section == "ISV server" and (m := B_RLM_VERSION.match(line)) and m.group(1) == isv:
             report.vendors[isv] = m.group(2)
     for name, (vendor, issued, in_use, expiry) in rows.items():
-        report.features[name] = Feature(name, vendor, issued, in_use, expiry)
+        report.features[name] = Feature(name, vendor, issued, in_use, expiry=expiry)
     return report
 
 
@@ -186,7 +186,7 @@ def baseline_lmx(text, now, tz):
         elif m := B_LMX_USED.fullmatch(line):
             rows[feature[0]][1:3] = int(m.group(2)), int(m.group(1))
     for name, (vendor, issued, in_use, expiry) in rows.items():
-        report.features[name] = Feature(name, vendor, issued, in_use, expiry)
+        report.features[name] = Feature(name, vendor, issued, in_use, expiry=expiry)
     return report
 
 
@@ -201,7 +201,9 @@ def baseline_dsls(text, now, tz):
         if license not in seen:
             seen.add(license)
             expiry = row["Expiration Date"][:10]
-            report.features[row["Feature"]] = Feature(row["Feature"], row["Editor"], int(row["Count"]), int(row["Inuse"]), expiry)
+            report.features[row["Feature"]] = Feature(
+                row["Feature"], row["Editor"], int(row["Count"]), int(row["Inuse"]), expiry=expiry
+            )
             report.vendors[row["Editor"]] = "v6.424.0"
         if row.get("User"):
             since = datetime.datetime.strptime(row["Granted Since"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz).timestamp()

@@ -95,7 +95,7 @@ def test_lmx_altair_units_every_line_read():
         return Checkout(feature, user, host, None, "21.0", None, started, licenses, "ALTAIR")
 
     def feature(name, issued, in_use):
-        return Feature(name, "ALTAIR", issued, in_use, "2023-01-31")
+        return Feature(name, "ALTAIR", issued, in_use, expiry="2023-01-31")
 
     assert report == StatusReport(
         up=True,
@@ -121,7 +121,7 @@ def test_lmx_altair_units_every_line_read():
 
 def test_lmx_indented_times_a_start_date_of_none_and_nothing_in_use():
     report = parse_lmx(fixture("lmx", "lmx02_host_user_sharing.txt"), at(2024, 3, 12), UTC)
-    assert report.features == {"FEMFAT_VISUALIZER": Feature("FEMFAT_VISUALIZER", "abc", 2, 2, "2024-06-30")}
+    assert report.features == {"FEMFAT_VISUALIZER": Feature("FEMFAT_VISUALIZER", "abc", 2, 2, expiry="2024-06-30")}
     assert [(c.user, c.host, c.version, c.started_at, c.licenses) for c in report.checkouts] == [
         ("fdsva1", "dcv046.com_ver2023", "2024.0", at(2024, 3, 11, 12, 50), 1),
         ("asdsc1", "dcv048.com_ver2022a", "2024.0", at(2024, 3, 11, 17, 29), 1),
@@ -150,7 +150,7 @@ def test_lmx_borrowed_licenses_repeated_features_and_bad_lines():
         ]
     )
     report = parse_lmx(text + "\n", at(2025, 1, 14, 10, 0), UTC)
-    assert report.features == {"SOLVER": Feature("SOLVER", "ALTAIR", 15, 5, "2028-12-31")}
+    assert report.features == {"SOLVER": Feature("SOLVER", "ALTAIR", 15, 5, expiry="2028-12-31")}
     assert [(c.user, c.version, c.started_at, c.licenses) for c in report.checkouts] == [
         ("ann", "2024.1", at(2025, 1, 14, 8, 0), 2),
         ("bob", "2023.1", at(2025, 1, 10, 17, 0), 1),
@@ -218,7 +218,7 @@ def test_dsls_rows_are_read_by_their_column_names():
         DSLS_BANNER + ",".join(header[i] for i in order) + "\n" + "\n".join(shuffled) + "\n",
     ):
         report = parse_dsls(text, at(2025, 1, 14, 9, 0), UTC)
-        assert report.features == {"CATIA_MD2": Feature("CATIA_MD2", "Dassault Systemes", 8, 3, "2028-06-30")}
+        assert report.features == {"CATIA_MD2": Feature("CATIA_MD2", "Dassault Systemes", 8, 3, expiry="2028-06-30")}
         assert [(c.user, c.host, c.licenses, c.handle, c.started_at) for c in report.checkouts] == [
             ("ann", "ws-1", 1, "S1", at(2025, 1, 14, 8, 30)),
             ("bob", "ws-2", 1, "S2", at(2025, 1, 14, 8, 30)),

@@ -149,10 +149,10 @@ class _Reader:
         for feature, editor, count, inuse, expiry in self.licenses.values():
             old = features.get(feature)
             if old is None:
-                features[feature] = Feature(feature, editor, count, inuse, expiry)
+                features[feature] = Feature(feature, editor, count, inuse, expiry=expiry)
             else:
                 issued, in_use = (old.issued or 0) + count, (old.in_use or 0) + inuse
-                features[feature] = Feature(feature, old.vendor, issued, in_use, later_expiry(old.expiry, expiry))
+                features[feature] = Feature(feature, old.vendor, issued, in_use, expiry=later_expiry(old.expiry, expiry))
             report.vendors[editor] = self.version
         return report
 

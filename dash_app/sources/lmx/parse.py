@@ -210,7 +210,7 @@ class _Reader:
         report.malformed = self.malformed
         for name, totals in self.totals.items():
             if totals.whole:
-                report.features[name] = Feature(name, totals.vendor, totals.issued, totals.in_use, totals.expiry)
+                report.features[name] = Feature(name, totals.vendor, totals.issued, totals.in_use, expiry=totals.expiry)
         # A feature listed without its count (an answer cut off in its block) is left out, checkouts and all: what
         # its server holds is not known, so nothing of it may be read as returned.
         if len(report.features) < len(self.totals):
