@@ -412,15 +412,20 @@ def test_a_server_polls_lmx_and_dsls_and_shows_both_in_sources_and_status(start_
         FAKE_LMXENDUTIL_DIR=str(fakes),
         FAKE_DSLICSRV_DIR=str(fakes),
     )
-    deadline = time.monotonic() + 30
+    expected = {"6200@lic01": "up", "4085@ds01": "up", "4085@ds02": "down"}  # ds02: nobody answers there
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         sources = {e["name"]: e for e in requests.get(server.url + "/sources", timeout=5).json()["sources"]}
-        if all(
-            sources.get(name, {}).get("last_ok") or sources.get(name, {}).get("state") == "down"
-            for name in ("6200@lic01", "4085@ds01", "4085@ds02")
-        ):
+        # Up after a good poll (a source is "up" before its first), down after a failed one.
+        seen = {
+            name: sources[name]["state"] if sources.get(name, {}).get("last_ok") or sources.get(name, {}).get("error") else None
+            for name in expected
+        }
+        if seen == expected:
             break
         time.sleep(0.1)
+    else:
+        raise AssertionError(f"timed out waiting for {expected}: {sources}")
     assert (sources["6200@lic01"]["kind"], sources["6200@lic01"]["state"]) == ("lmx", "up")
     assert (sources["4085@ds01"]["kind"], sources["4085@ds01"]["state"]) == ("dsls", "up")
     assert (sources["4085@ds02"]["kind"], sources["4085@ds02"]["state"]) == ("dsls", "down")
