@@ -75,7 +75,7 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         )
     if config.flexlm_logs:
         sources[FLEXLM] = lambda pool: FlexLMFollower(config.flexlm_logs, pool, store)
-    if config.lmstat_servers or config.rlmstat_servers:
+    if config.lmstat_servers or config.rlmstat_servers or config.lmx_servers or config.dsls_servers:
         sources[POLLER] = lambda pool: build_poller(  # type: ignore[assignment,return-value]
             pool,
             time.time,
@@ -86,6 +86,10 @@ def build_state(config: Config, lead: bool = True) -> AppState:
             poll_seconds=config.poll_seconds,
             poll_confirm=config.poll_confirm,
             poll_max_bytes=config.poll_max_bytes,
+            lmxendutil=config.lmxendutil,
+            lmx_servers=config.lmx_servers,
+            dslicsrv=config.dslicsrv,
+            dsls_servers=config.dsls_servers,
         )
     shared = None
     if config.redis_url:

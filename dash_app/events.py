@@ -55,11 +55,11 @@ def failure_event(tool: str, user: str, reason: str, ts: float) -> Event:
 # (`lmstat|PORT@HOST|...`, see dash_app.sources.observed); the rest were granted by this server's pool.
 FLEXLM_ID_PREFIX = "flexlm|"
 SOURCE_FLEXLM, SOURCE_POOL = "flexlm", "pool"
-POLLED_SOURCES = ("lmstat", "rlmstat")
+POLLED_SOURCES = ("lmstat", "rlmstat", "lmx", "dsls")
 
 
 def source_of(borrow_id: str | None) -> str:
-    """Return the source of a borrow from its id: "flexlm", "lmstat" or "rlmstat" for theirs, else "pool"."""
+    """Return the source of a borrow from its id: "flexlm" or a polled kind ("lmstat", "lmx", ...) for theirs, else "pool"."""
     if borrow_id is None:
         return SOURCE_POOL
     if borrow_id.startswith(FLEXLM_ID_PREFIX):

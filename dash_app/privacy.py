@@ -60,7 +60,7 @@ def users(found: list[str], names: Names) -> list[str]:
 def event(found: dict[str, Any], names: Names) -> dict[str, Any]:
     """Return one public_event (or Borrow.as_dict) with its user, host and borrow id as this reader sees them.
 
-    The `source` (pool, flexlm, lmstat, rlmstat) and the `version` are no one's name, and stay.
+    The `source` (pool, flexlm, lmstat, rlmstat, lmx, dsls) and the `version` are no one's name, and stay.
     """
     if names.real:
         return found

@@ -123,6 +123,8 @@ SAMPLES = {
     "pseudonymize_users": ("0", "1"),
     "lmstat_servers": ("27000@lic01", "27001@lic02"),
     "rlmstat_servers": ("5053@lic01", "5054@lic02"),
+    "lmx_servers": ("6200@lic01", "6201@lic02"),
+    "dsls_servers": ("4085@ds01", "4086@ds02"),
     "redis_url": ("redis://127.0.0.1:1/1", REDIS),
     "auth": ("proxy", "none"),
     "oidc_issuer": ("https://a.example", "https://b.example"),

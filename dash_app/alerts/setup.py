@@ -64,7 +64,7 @@ def build_alerts(
         return Facts(now, tools, persisted, denials, checkouts, overage, sources)
 
     # Long enough after a restart for every source to have said how it is: a few ticks, and two polls of servers.
-    polled = bool(config.lmstat_servers or config.rlmstat_servers)
+    polled = bool(config.lmstat_servers or config.rlmstat_servers or config.lmx_servers or config.dsls_servers)
     grace = 3 * config.stream_interval + (2 * config.poll_seconds if polled else 0.0) + 5.0
     storage = AlertStorage(store)
     deliveries = None

@@ -135,6 +135,24 @@ class Config:
     )
     lmutil: str = setting("lmutil", "DASH_APP_LMUTIL", "--lmutil", "the lmutil program (default: lmutil on PATH)")
     rlmutil: str = setting("rlmutil", "DASH_APP_RLMUTIL", "--rlmutil", "the rlmutil program (default: rlmutil on PATH)")
+    lmx_servers: tuple[str, ...] = listed(
+        "DASH_APP_LMX",
+        "--lmx",
+        "LM-X license server to poll with lmxendutil -licstat (repeat for several)",
+        parse_servers,
+        "PORT@HOST",
+    )
+    lmxendutil: str = setting(
+        "lmxendutil", "DASH_APP_LMXENDUTIL", "--lmxendutil", "the lmxendutil program (default: lmxendutil on PATH)"
+    )
+    dsls_servers: tuple[str, ...] = listed(
+        "DASH_APP_DSLS",
+        "--dsls",
+        "Dassault Systèmes DSLS license server to poll with DSLicSrv -admin (repeat for several)",
+        parse_servers,
+        "PORT@HOST",
+    )
+    dslicsrv: str = setting("DSLicSrv", "DASH_APP_DSLICSRV", "--dslicsrv", "the DSLicSrv program (default: DSLicSrv on PATH)")
     poll_seconds: float = setting(
         30.0, "DASH_APP_POLL_SECONDS", "--poll-seconds", "seconds between polls of each license server", float, 1
     )

@@ -23,7 +23,7 @@ COUNTERS = ("polls", "borrows", "returns", "denials", "malformed")
 class SourceHealth:
     """One source's state, the time of its last success, its last error, and what it has counted."""
 
-    kind: str  # "flexlm", "lmstat", "rlmstat", "api", "demo"
+    kind: str  # "flexlm", "lmstat", "rlmstat", "lmx", "dsls", "api", "demo"
     name: str  # the log path, PORT@HOST, ...
     state: str = UP
     last_ok: float | None = None

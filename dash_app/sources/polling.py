@@ -49,6 +49,7 @@ class PollKind:
     kind: str  # "lmstat" or "rlmstat": also the first part of its borrow ids and its sessions' source
     command: Callable[[str, str], list[str]]  # (utility path, PORT@HOST) -> argv
     parse: Callable[[str, float], StatusReport]  # (output, poll time) -> report; raises UnparsableOutput
+    stdin: Callable[[str], bytes] | None = None  # PORT@HOST -> what the command reads on its standard input (DSLS)
 
 
 class ServerPoll:
@@ -145,8 +146,9 @@ class ServerPoll:
 
     def _ask(self, timeout: float, now: float) -> StatusReport:
         argv = self.kind.command(self.utility, self.server)
+        feed = None if self.kind.stdin is None else self.kind.stdin(self.server)
         try:
-            done = run_bounded(argv, timeout, self.max_bytes)
+            done = run_bounded(argv, timeout, self.max_bytes, feed)
         except CommandTimeout:
             raise PollFailed(SourceError(TIMEOUT, self.server, f"no answer within {timeout:g} s")) from None
         except OutputTooLarge:

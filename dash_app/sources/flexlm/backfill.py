@@ -119,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_module.from_args(args)
         # The server's data path (pool, recorder, buffer, store, history), without the page, demo or followers.
         # A one-off read of old logs: no live sources, and no alerts about what those logs held long ago.
-        config = config.replace(demo=False, flexlm_logs=(), lmstat_servers=(), rlmstat_servers=(), alerts_file=None)
+        config = config.replace(
+            demo=False, flexlm_logs=(), lmstat_servers=(), rlmstat_servers=(), lmx_servers=(), dsls_servers=(), alerts_file=None
+        )
         # With --redis the lines go through the shared log, so running servers see them at once, unfenced: the fence
         # keeps a live follower that lost the lease from writing, and this is a one-off read (its lines count once).
         state = build_state(config, lead=False)
