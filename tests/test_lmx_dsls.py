@@ -95,7 +95,8 @@ def test_lmx_altair_units_every_line_read():
         return Checkout(feature, user, host, None, "21.0", None, started, licenses, "ALTAIR")
 
     def feature(name, issued, in_use):
-        return Feature(name, "ALTAIR", issued, in_use, expiry="2023-01-31")
+        # Every feature is whole here: its checkout lines hold what the server says is in use.
+        return Feature(name, "ALTAIR", issued, in_use, expiry="2023-01-31", listed=in_use)
 
     assert report == StatusReport(
         up=True,
@@ -121,7 +122,7 @@ def test_lmx_altair_units_every_line_read():
 
 def test_lmx_indented_times_a_start_date_of_none_and_nothing_in_use():
     report = parse_lmx(fixture("lmx", "lmx02_host_user_sharing.txt"), at(2024, 3, 12), UTC)
-    assert report.features == {"FEMFAT_VISUALIZER": Feature("FEMFAT_VISUALIZER", "abc", 2, 2, expiry="2024-06-30")}
+    assert report.features == {"FEMFAT_VISUALIZER": Feature("FEMFAT_VISUALIZER", "abc", 2, 2, expiry="2024-06-30", listed=2)}
     assert [(c.user, c.host, c.version, c.started_at, c.licenses) for c in report.checkouts] == [
         ("fdsva1", "dcv046.com_ver2023", "2024.0", at(2024, 3, 11, 12, 50), 1),
         ("asdsc1", "dcv048.com_ver2022a", "2024.0", at(2024, 3, 11, 17, 29), 1),
@@ -150,7 +151,8 @@ def test_lmx_borrowed_licenses_repeated_features_and_bad_lines():
         ]
     )
     report = parse_lmx(text + "\n", at(2025, 1, 14, 10, 0), UTC)
-    assert report.features == {"SOLVER": Feature("SOLVER", "ALTAIR", 15, 5, expiry="2028-12-31")}
+    # Two lines unread: the section lists 3 of the 5 in use, so a poll keeps what it held of SOLVER.
+    assert report.features == {"SOLVER": Feature("SOLVER", "ALTAIR", 15, 5, expiry="2028-12-31", listed=3)}
     assert [(c.user, c.version, c.started_at, c.licenses) for c in report.checkouts] == [
         ("ann", "2024.1", at(2025, 1, 14, 8, 0), 2),
         ("bob", "2023.1", at(2025, 1, 10, 17, 0), 1),
@@ -218,7 +220,7 @@ def test_dsls_rows_are_read_by_their_column_names():
         DSLS_BANNER + ",".join(header[i] for i in order) + "\n" + "\n".join(shuffled) + "\n",
     ):
         report = parse_dsls(text, at(2025, 1, 14, 9, 0), UTC)
-        assert report.features == {"CATIA_MD2": Feature("CATIA_MD2", "Dassault Systemes", 8, 3, expiry="2028-06-30")}
+        assert report.features == {"CATIA_MD2": Feature("CATIA_MD2", "Dassault Systemes", 8, 3, expiry="2028-06-30", listed=3)}
         assert [(c.user, c.host, c.licenses, c.handle, c.started_at) for c in report.checkouts] == [
             ("ann", "ws-1", 1, "S1", at(2025, 1, 14, 8, 30)),
             ("bob", "ws-2", 1, "S2", at(2025, 1, 14, 8, 30)),
@@ -363,6 +365,45 @@ def test_polled_through_the_fake_tool_a_failed_poll_changes_nothing(kind, tmp_pa
     assert poll.poll(timeout=10)
     assert sorted(b.user for b in pool.active_borrows()) == ["ann", "ann"]
     assert (poll.health.state, poll.health.counters["returns"]) == ("up", 3)
+
+
+@pytest.mark.parametrize("kind", ["lmx", "dsls"])
+def test_a_cut_off_answer_returns_nothing_and_the_source_names_the_feature(kind, tmp_path, monkeypatch):
+    """A section cut short lists fewer than its server's in-use figure: its checkouts stay, the source says which."""
+    monkeypatch.setenv("FAKE_LMXENDUTIL_DIR", str(tmp_path))
+    monkeypatch.setenv("FAKE_DSLICSRV_DIR", str(tmp_path))
+    start = local(time.time() - 600, seconds=kind == "dsls")
+    server = "6200@lic01" if kind == "lmx" else "4085@ds01"
+    held = {"SOLVER": [("ann", 2), ("bob", 3)], "MESHER": [("cy", 1)]}
+    if kind == "lmx":
+        whole = lmx_output(server, [(name, 10, [(u, f"ws-{u}", n, start) for u, n in users]) for name, users in held.items()])
+        inside, between = "license(s) used by bob@", "Feature: MESHER"
+    else:
+        rows = [
+            dsls_row(name, 10, sum(n for _, n in users), u, str(n), f"ws-{u}", start, f"{name}-{u}")
+            for name, users in held.items()
+            for u, n in users
+        ]
+        whole = dsls_output(rows)
+        inside, between = "(0123.0)/10.0.0.7,bob", "Dassault Systemes,5E756A80,MESHER"
+    pool, poll = poll_of(LMX if kind == "lmx" else DSLS, FAKE_LMXENDUTIL if kind == "lmx" else FAKE_DSLICSRV, server)
+    output = tmp_path / f"{server}.txt"
+    output.write_text(whole)
+    assert poll.poll(timeout=10)
+    assert len(pool.active_borrows()) == 6
+
+    # Cut inside bob's checkout of SOLVER: it lists 2 of its 5, MESHER is missing; nothing is usable, nothing returned.
+    output.write_text(whole[: whole.index(inside)])
+    assert not poll.poll(timeout=10)
+    assert (poll.health.state, len(pool.active_borrows())) == ("down", 6)
+    assert "SOLVER: 5 in use, 2 listed" in poll.health.error.detail
+
+    # Cut before MESHER: SOLVER is whole and unchanged, MESHER keeps its checkout and the source says so.
+    output.write_text(whole[: whole.index(between)])
+    assert poll.poll(timeout=10)
+    assert (poll.health.state, len(pool.active_borrows())) == ("degraded", 6)
+    assert "MESHER: not in the answer" in poll.health.error.detail
+    assert poll.health.counters["returns"] == 0
 
 
 def test_servers_and_tools_come_from_flags_or_variables_and_bad_ones_are_refused():

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 
@@ -67,6 +68,16 @@ class StatusReport:
     vendors: dict[str, str] = field(default_factory=dict)  # vendor daemon -> "UP", "down" or the version it says
     malformed: int = 0  # lines that looked like checkouts or features but could not be read
     unreachable: list[str] = field(default_factory=list)  # members of a redundant triad that could not be reached
+
+    def count_listed(self) -> None:
+        """Set each feature's `listed` to the licenses its checkout lines hold: for servers that count in use that way.
+
+        A feature's section cut short then lists fewer than its server's in-use figure, and is not read as whole.
+        """
+        held: Counter[str] = Counter()
+        for checkout in self.checkouts:
+            held[checkout.feature] += checkout.licenses
+        self.features = {name: replace(f, listed=held[name]) for name, f in self.features.items()}
 
 
 class UnparsableOutput(ValueError):

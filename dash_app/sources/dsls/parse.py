@@ -154,6 +154,7 @@ class _Reader:
                 issued, in_use = (old.issued or 0) + count, (old.in_use or 0) + inuse
                 features[feature] = Feature(feature, old.vendor, issued, in_use, expiry=later_expiry(old.expiry, expiry))
             report.vendors[editor] = self.version
+        report.count_listed()
         return report
 
 

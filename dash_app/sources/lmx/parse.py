@@ -215,6 +215,7 @@ class _Reader:
         # its server holds is not known, so nothing of it may be read as returned.
         if len(report.features) < len(self.totals):
             report.checkouts = [c for c in report.checkouts if c.feature in report.features]
+        report.count_listed()
         return report
 
 
