@@ -127,6 +127,7 @@ def test_a_feature_gone_for_confirm_polls_is_returned_and_forgotten(answers):
     poll, pool = server_poll(confirm=2)
     answers(LIC01)
     assert poll.poll(timeout=10)
+    assert {e["tool"]: e["expiry"] for e in pool.status()}["PLUGIN_SDK"] == "2025-06-30"
     without = LIC01.replace(up_to(LIC01[LIC01.index("Users of PLUGIN_SDK") :], "Users of LEGACY_IO"), "")
     answers(without)
     assert poll.poll(timeout=10)
@@ -134,6 +135,9 @@ def test_a_feature_gone_for_confirm_polls_is_returned_and_forgotten(answers):
     assert poll.poll(timeout=10)
     assert poll.health.counters["returns"] == 1  # ijansen's PLUGIN_SDK
     assert "PLUGIN_SDK" not in poll.health.extra["features"]
+    # Nor does what the server said of it count any longer (here its expiry), while the others' does.
+    expiry = {e["tool"]: e["expiry"] for e in pool.status()}
+    assert (expiry.get("PLUGIN_SDK"), expiry["MESHER"]) == (None, "permanent")
 
 
 def test_a_vendor_daemon_down_keeps_its_features_checkouts(answers):

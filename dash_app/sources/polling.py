@@ -108,9 +108,11 @@ class ServerPoll:
             }
             if feature.expiry is not None:
                 self.pool.observe_expiry(tool, feature.expiry, self.server)
+        listed = set(self.features)
         good = self._judged(verdict, report, started)
-        # What the server said of a feature it no longer has (gone `confirm` answers in a row) stops counting.
-        self.pool.observe_listed(self.server, {str(info["tool"]) for info in self.features.values()})
+        if not listed <= self.features.keys():
+            # A feature gone `confirm` answers in a row: what the server said of it (total, reservations) stops counting.
+            self.pool.observe_listed(self.server, {str(info["tool"]) for info in self.features.values()})
         return good
 
     def _endable(self, verdict: Verdict) -> set[str] | None:
