@@ -150,7 +150,9 @@ def test_a_channel_gets_its_notifications_in_the_order_sent_even_when_one_is_ret
 
 
 def test_a_trickling_channel_holds_up_no_other_and_each_of_its_tries_is_cut_at_the_deadline(deliveries):
-    with TricklingReceiver(interval=2.0) as slow, WebhookReceiver() as healthy:
+    # A byte every half second: no read timeout ever fires, and the try outlives several bytes before its deadline
+    # however late (on a busy machine) its request reaches the receiver after the deadline's clock started.
+    with TricklingReceiver(interval=0.5) as slow, WebhookReceiver() as healthy:
         queue, records = deliveries(tries=2, first_backoff=0.05, deadline=3.0)
         # More notifications to the trickling channel than the old queue had workers, then one to a healthy channel.
         for n in range(4):
@@ -167,7 +169,7 @@ def test_a_trickling_channel_holds_up_no_other_and_each_of_its_tries_is_cut_at_t
         first, retry, next_one = slow.wait_for(3, WAIT)
         assert [r.body["title"] for r in (first, retry, next_one)] == ["slow 0", "slow 0", "slow 1"]
         # The try was cut from our side while the receiver was still trickling: no read timeout would have ended it.
-        assert ends[0].at - first.at >= 2.0 and ends[0].sent >= 2
+        assert ends[0].at - first.at >= slow.interval and ends[0].sent >= 2
         queue.stop(timeout=0)
         # Stopping cuts the try in flight too: its connection and its thread end.
         slow.wait_for_ends(3, WAIT)
