@@ -4,7 +4,6 @@ import itertools
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -103,10 +102,11 @@ class BufferCore:
         self._borrows = EventLog(BORROW, max_borrows)
         self._returns = EventLog(RETURN, max_returns)
         self._failures = EventLog(FAILURE, max_failures)
-        # Events added one by one wait here, as (time added at, kind, ts, tool, user, borrow_id, is_overage, reason),
-        # until the next read or a full batch. Writers append without the lock and only a holder of the lock takes
-        # from the left: deque.append and popleft are atomic under the GIL, so no add is lost or taken twice.
-        self._pending: deque[tuple[Any, ...]] = deque()
+        # Events added one by one wait here, as (time added at, kind, ts, tool, user, borrow_id, is_overage, reason,
+        # host, version), until the next read or a full batch. Writers append without the lock and only a holder of
+        # the lock takes the first n entries and then deletes them: list.append, a slice and `del pending[:n]` are
+        # each atomic under the GIL, and appends only add at the end, so no add is lost or taken twice.
+        self._pending: list[tuple[Any, ...]] = []
         self._bins: dict[str, dict[int, Bin]] = {}  # series -> {minute: Bin}; a series is a tool name unless folded
         # series -> the number of its latest change (an add, eviction or expiry in one of its bins), so readers can
         # rebuild only the series that changed since they last looked (series_stamps).

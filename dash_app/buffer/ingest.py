@@ -26,30 +26,46 @@ class Ingest(Eviction):
     """The buffer's writes; every read first adds what is pending and applies retention and the caps (`_settle`).
 
     An add one by one takes no lock: it checks its timestamp against the clock and appends a plain tuple to the
-    pending deque (atomic under the GIL). Whoever holds the lock next (a read, add_events, or the add that fills the
-    batch) takes the pending entries from the left and adds each as of the time it was added at, so the state every
+    pending list (atomic under the GIL). Whoever holds the lock next (a read, add_events, or the add that fills the
+    batch) takes the pending entries from the front and adds each as of the time it was added at, so the state every
     read sees is the one the adds would have made one at a time under the lock, in the order they were queued.
     """
+
+    # Each add checks the common case (a float timestamp inside the window) and queues its tuple inline: a call less
+    # per event, on the path every event added one by one takes. Anything else goes through _queue, which checks it.
 
     def add_borrow(
         self, tool: str, user: str, is_overage: bool, borrow_id: str, timestamp: float | datetime | None = None
     ) -> bool:
         """Record a granted borrow; return False when it is already older than the retention window."""
-        return self._queue(timestamp, BORROW, tool, user, borrow_id, is_overage, None)
+        now = self.clock()
+        if type(timestamp) is not float or not now - self.retention_seconds <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS:
+            return self._queue(now, timestamp, BORROW, tool, user, borrow_id, is_overage, None)
+        self._pending.append((now, BORROW, timestamp, tool, user, borrow_id, is_overage, None, None, None))
+        return len(self._pending) < PENDING_LIMIT or self._flush_full()
 
     def add_return(
         self, borrow_id: str, user: str | None = None, timestamp: float | datetime | None = None, tool: str | None = None
     ) -> bool:
         """Record a return; tool and user default to those of the matching borrow, if it is retained."""
-        return self._queue(timestamp, RETURN, tool, user, borrow_id, None, None)
+        now = self.clock()
+        if type(timestamp) is not float or not now - self.retention_seconds <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS:
+            return self._queue(now, timestamp, RETURN, tool, user, borrow_id, None, None)
+        self._pending.append((now, RETURN, timestamp, tool, user, borrow_id, None, None, None, None))
+        return len(self._pending) < PENDING_LIMIT or self._flush_full()
 
     def add_failure(self, tool: str, user: str, reason: str, timestamp: float | datetime | None = None) -> bool:
         """Record a borrow that could not be granted, with its reason."""
-        return self._queue(timestamp, FAILURE, tool, user, None, None, reason)
+        now = self.clock()
+        if type(timestamp) is not float or not now - self.retention_seconds <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS:
+            return self._queue(now, timestamp, FAILURE, tool, user, None, None, reason)
+        self._pending.append((now, FAILURE, timestamp, tool, user, None, None, reason, None, None))
+        return len(self._pending) < PENDING_LIMIT or self._flush_full()
 
     def _queue(
         self,
-        timestamp: float | datetime | None,
+        now: float,
+        timestamp: object,
         kind: str,
         tool: str | None,
         user: str | None,
@@ -57,17 +73,13 @@ class Ingest(Eviction):
         is_overage: bool | None,
         reason: str | None,
     ) -> bool:
-        """Queue one add (the fields of dash_app.events' borrow_event, return_event or failure_event); False if too old."""
-        now = self.clock()
-        if not (type(timestamp) is float and now - self.retention_seconds <= timestamp <= now + MAX_CLOCK_SKEW_SECONDS):
-            timestamp = self._checked(timestamp, now)  # the common case is checked in one step (NaN fails it)
-            if timestamp is None:
-                return False
+        """Check and queue an add whose timestamp is not a float inside the window; False if too old (ValueError if bad)."""
+        ts = self._checked(timestamp, now)
+        if ts is None:
+            return False
         pending = self._pending
-        pending.append((now, kind, timestamp, tool, user, borrow_id, is_overage, reason, None, None))
-        if len(pending) >= PENDING_LIMIT:
-            self._flush_full()
-        return True
+        pending.append((now, kind, ts, tool, user, borrow_id, is_overage, reason, None, None))
+        return len(pending) < PENDING_LIMIT or self._flush_full()
 
     def add_events(self, events: Iterable[Event]) -> int:
         """Add events in order, under one lock; return how many were kept.
@@ -92,18 +104,21 @@ class Ingest(Eviction):
         ts = to_epoch(timestamp, now)
         return None if ts < now - self.retention_seconds else ts
 
-    def _flush_full(self) -> None:
+    def _flush_full(self) -> bool:
+        """Add the full batch; True, for the add that filled it."""
         with self._lock:
             self._flush()
+        return True
 
     def _flush(self) -> None:
         """Add the pending events, each as of the time it was added at (the caller holds the lock)."""
         pending = self._pending
         if pending:
-            # Only the lock's holder takes from the left, so the first len() entries are there to take; adds
-            # queued meanwhile wait for the next flush.
-            popleft = pending.popleft
-            self._add_entries([popleft() for _ in range(len(pending))])
+            # Only the lock's holder takes from the front, so the first len(batch) entries are the ones taken; adds
+            # queued meanwhile stay, after them, for the next flush.
+            batch = pending[:]
+            del pending[: len(batch)]
+            self._add_entries(batch)
 
     def _settle(self, now: float) -> None:
         """Add what is pending, apply retention and trim every log to its cap: the state every read sees."""
@@ -173,7 +188,14 @@ class Ingest(Eviction):
                         self._evict(borrows, borrows.over_cap())
                 elif kind == RETURN:
                     if tool is None or user is None:
-                        tool, user = self._borrowed_by(borrow_id, tool, user)
+                        # Tool and user default to those of the borrow, if retained: the cap applies first (inline,
+                        # as every return added by id alone comes here).
+                        if len(borrowed) - borrows.head > borrows.cap:
+                            self._evict(borrows, borrows.over_cap())
+                        lent = opened.get(borrow_id)
+                        if lent is not None:
+                            tool = lent[2] if tool is None else tool
+                            user = lent[3] if user is None else user
                     tool, key = tool_key(tool) or self._tool_key(tool)
                     user = intern(user) or self._intern(user)
                     event = (ts, RETURN, tool, user, borrow_id, None, None, None, None)
@@ -194,18 +216,6 @@ class Ingest(Eviction):
         finally:
             self._version += len(entries)
             self._hot = {}
-
-    def _borrowed_by(self, borrow_id: Any, tool: Any, user: Any) -> tuple[Any, Any]:
-        """Return a return's tool and user, each defaulting to that of its borrow when the borrow is retained."""
-        borrows = self._borrows
-        excess = borrows.over_cap()
-        if excess > 0:
-            self._evict(borrows, excess)  # the lookup must not find a borrow past the cap
-        borrow = self._open_borrows.get(borrow_id)
-        if borrow is not None:
-            tool = borrow[2] if tool is None else tool
-            user = borrow[3] if user is None else user
-        return tool, user
 
     def _add_failure(self, ts: float, name: Any, who: Any, why: Any) -> None:
         tool, key = self._tool_keys.get(name) or self._tool_key(name)
