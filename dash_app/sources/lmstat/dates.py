@@ -11,7 +11,9 @@ _DAY = 86400.0
 # The latest a yearless start time may fall after the poll: a server clock a little ahead of ours, or in a zone ahead.
 _AHEAD = _DAY
 _EXPIRY = re.compile(r"(\d{1,2})-([A-Za-z]{3})-(\d{1,4})")
-_UNSEEN = float("-inf")  # no start time is this: marks a start text not yet in the cache (None there: no such date)
+_MIXED = float("nan")  # a day whose times are worked out one by one (compared by identity, as UNSEEN)
+_LAST_MINUTE = 86340.0  # 23:59 after 0:00 on a day without a clock change
+UNSEEN = float("-inf")  # no start time is this: marks a start text not yet in the cache (None there: no such date)
 
 
 def parse_expiry(text: str) -> str | None:
@@ -51,15 +53,59 @@ class StartTimes:
         self._limit = now + _AHEAD
         self._tz = tz
         self._year = datetime.datetime.fromtimestamp(now, tz).year
-        self._cache: dict[str, float | None] = {}  # the start text as printed -> its epoch seconds
+        self.seen: dict[str, float | None] = {}  # the start text as printed -> its epoch seconds
+        self._days: dict[str, float | None] = {}  # "[Www ]M/D" -> day() of it
 
     def stamp(self, text: str, month: str, day: str, hour: str, minute: str) -> float | None:
         """Return the epoch seconds of start time `text` (its parts as printed), worked out on its first sight only."""
-        stamp = self._cache.get(text, _UNSEEN)
-        if stamp is _UNSEEN:
+        stamp = self.seen.get(text, UNSEEN)
+        if stamp is UNSEEN:
             weekday = _WEEKDAYS.get(text[:3].lower())
-            stamp = self._cache[text] = self.resolve(int(month), int(day), int(hour), int(minute), weekday)
+            stamp = self.seen[text] = self.resolve(int(month), int(day), int(hour), int(minute), weekday)
         return stamp
+
+    def text_stamp(self, text: str) -> float | None:
+        """Return the epoch seconds of a start time "[Www ]M/D H:MM" (as a regex read it whole), worked out once per day."""
+        stamp = self.seen.get(text, UNSEEN)
+        if stamp is not UNSEEN:
+            return stamp
+        head, _, clock = text.rpartition(" ")
+        hour, minute = clock.split(":")
+        month, day = head.rpartition(" ")[2].split("/")
+        start = self._days.get(head, UNSEEN)
+        if start is UNSEEN:
+            start = self._days[head] = self.day(int(month), int(day), _WEEKDAYS.get(text[:3].lower()))
+        if start is _MIXED:
+            return self.stamp(text, month, day, hour, minute)
+        h, m = int(hour), int(minute)
+        stamp = self.seen[text] = None if start is None or h > 23 or m > 59 else start + h * 3600 + m * 60
+        return stamp
+
+    def day(self, month: int, day: int, weekday: int | None) -> float | None:
+        """Return the epoch seconds of 0:00 on the day every time of which resolve() puts on one date, as it would.
+
+        None if the date is none; _MIXED if its times go to different days or a clock change falls on that day, in any
+        year resolve() looks at: each of its times is then worked out alone.
+        """
+        latest = None
+        for year in range(self._year + 1, self._year - 8, -1):
+            try:
+                first = datetime.datetime(year, month, day, 0, 0, tzinfo=self._tz)
+            except ValueError:
+                if month == 2 and day == 29:
+                    continue
+                return None
+            start, end = first.timestamp(), first.replace(hour=23, minute=59).timestamp()
+            if end - start != _LAST_MINUTE:
+                return _MIXED
+            if start > self._limit:
+                continue
+            if end > self._limit:
+                return _MIXED
+            if weekday is None or first.weekday() == weekday:
+                return start
+            latest = start if latest is None else latest
+        return latest
 
     def resolve(self, month: int, day: int, hour: int, minute: int, weekday: int | None = None) -> float | None:
         """Return the latest moment with this month, day and time not more than a day after the poll (None if no date).
