@@ -50,6 +50,9 @@ class _Columns:
         license = [i for i, name in enumerate(names) if name and name not in _PER_USER]
         self.license = itemgetter(*license)  # a license's key: its columns, as its every row repeats them
         self.least = max(license) + 1  # a row shorter than this is cut off inside its license's columns
+        # The license's columns come first (as every version seen prints them): a row is of the license of the row
+        # before it when it starts with the same text.
+        self.prefix = license == list(range(len(license)))
         # A column this version does not print reads as empty: it points past the named ones, into a row's padding.
         self.pad = not _OPTIONAL_SET <= where.keys()
         self.user = where.get("User", self.width)
@@ -85,13 +88,41 @@ class _Reader:
         # The table ends where the console prompts again (for the next command, or `quit` as it echoes it).
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(PROMPT)), len(lines))
         columns = _Columns(next(csv.reader([lines[start].removeprefix(PROMPT).strip()])))
-        row = self.row
-        for line in lines[start + 1 : end]:
-            # Most rows quote nothing: a split reads them in a fraction of the csv module's time.
-            cells = line.split(",") if '"' not in line else next(csv.reader([line]))
-            if len(cells) > 1 or cells[0].strip():
-                row(cells, columns)
+        self.rows(lines[start + 1 : end], columns)
         return self.finish()
+
+    def rows(self, lines: list[str], c: _Columns) -> None:
+        """Read the table's rows: a user's row of a license read before, quoting nothing, here; any other by row()."""
+        checkouts, new, stamp, licenses, row = self.report.checkouts, tuple.__new__, self.times.stamp, self.licenses, self.row
+        of_user, user_at, width, prefix = c.of_user, c.user, c.width, c.prefix
+        same, figures = "\n", None  # the text of the last license's columns, and its figures: most rows repeat them
+        for line in lines:
+            # Most rows quote nothing: a split reads them in a fraction of the csv module's time.
+            quoted = '"' in line
+            cells = line.split(",") if not quoted else next(csv.reader([line]))
+            if len(cells) < width or c.pad or quoted:
+                if len(cells) > 1 or cells[0].strip():
+                    row(cells, c)
+                continue
+            if not (prefix and line.startswith(same)):
+                key = c.license(cells)
+                figures = licenses.get(key)
+                same = ",".join(key) + "," if prefix and figures is not None else "\n"
+            user = cells[user_at].strip()
+            if figures is None or not user:
+                row(cells, c)
+                continue
+            tokens, host, version, session, since_text, queue = of_user(cells)
+            if queue.strip() or (tokens and not (tokens.isdigit() and int(tokens) <= MAX_COUNT)):
+                row(cells, c)  # queued or garbled: read as the rows that are not plain
+                continue
+            since = stamp(since_text)
+            if since is None:
+                row(cells, c)
+                continue
+            host = host.split(" ", 1)[0].split("/", 1)[0].strip() or None  # "nid00123 (0123.0)/127.0.0.1"
+            held = (figures[0], user, host, None, version or None, session or None, since, int(tokens or 1), figures[1])
+            checkouts.append(new(Checkout, held))
 
     def server_line(self, line: str) -> None:
         """Read a line before the table: the server's version and readiness, or an error (said only if no table comes)."""

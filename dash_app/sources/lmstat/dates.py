@@ -11,7 +11,7 @@ _DAY = 86400.0
 # The latest a yearless start time may fall after the poll: a server clock a little ahead of ours, or in a zone ahead.
 _AHEAD = _DAY
 _EXPIRY = re.compile(r"(\d{1,2})-([A-Za-z]{3})-(\d{1,4})")
-_MIXED = float("nan")  # a day whose times are worked out one by one (compared by identity, as UNSEEN)
+MIXED = float("nan")  # a day whose times are worked out one by one (compared by identity, as UNSEEN)
 _LAST_MINUTE = 86340.0  # 23:59 after 0:00 on a day without a clock change
 UNSEEN = float("-inf")  # no start time is this: marks a start text not yet in the cache (None there: no such date)
 
@@ -46,6 +46,17 @@ def later_expiry(a: str | None, b: str | None) -> str | None:
     return max(a, b)
 
 
+def day_start(first: datetime.datetime) -> float:
+    """Return the epoch seconds of `first`, a day's 0:00, if its every minute is that and so many minutes more, else MIXED.
+
+    True of every day but those with a clock change; the years are those of polls (far from datetime's limits).
+    """
+    if not 1900 < first.year < 2200:
+        return MIXED
+    start = first.timestamp()  # naive (tz None) is read as this machine's local time
+    return start if first.replace(hour=23, minute=59).timestamp() - start == _LAST_MINUTE else MIXED
+
+
 class StartTimes:
     """Epoch seconds of the yearless start times a server prints, each distinct time worked out once per poll."""
 
@@ -75,7 +86,7 @@ class StartTimes:
         start = self._days.get(head, UNSEEN)
         if start is UNSEEN:
             start = self._days[head] = self.day(int(month), int(day), _WEEKDAYS.get(text[:3].lower()))
-        if start is _MIXED:
+        if start is MIXED:
             return self.stamp(text, month, day, hour, minute)
         h, m = int(hour), int(minute)
         stamp = self.seen[text] = None if start is None or h > 23 or m > 59 else start + h * 3600 + m * 60
@@ -84,7 +95,7 @@ class StartTimes:
     def day(self, month: int, day: int, weekday: int | None) -> float | None:
         """Return the epoch seconds of 0:00 on the day every time of which resolve() puts on one date, as it would.
 
-        None if the date is none; _MIXED if its times go to different days or a clock change falls on that day, in any
+        None if the date is none; MIXED if its times go to different days or a clock change falls on that day, in any
         year resolve() looks at: each of its times is then worked out alone.
         """
         latest = None
@@ -95,13 +106,14 @@ class StartTimes:
                 if month == 2 and day == 29:
                     continue
                 return None
-            start, end = first.timestamp(), first.replace(hour=23, minute=59).timestamp()
-            if end - start != _LAST_MINUTE:
-                return _MIXED
+            start = day_start(first)
+            if start is MIXED:
+                return MIXED
+            end = start + _LAST_MINUTE
             if start > self._limit:
                 continue
             if end > self._limit:
-                return _MIXED
+                return MIXED
             if weekday is None or first.weekday() == weekday:
                 return start
             latest = start if latest is None else latest

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime
 import re
 
-from dash_app.sources.lmstat.dates import UNSEEN
+from dash_app.sources.lmstat.dates import MIXED, UNSEEN, day_start
 from dash_app.sources.lmstat.parse import MAX_COUNT, later_expiry, odd_breaks
 from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
 
@@ -54,6 +54,7 @@ class IsoTimes:
     def __init__(self, tz: datetime.tzinfo | None) -> None:
         self._tz = tz
         self.minutes: dict[str, float | None] = {}  # "YYYY-MM-DD HH:MM" -> its epoch seconds (None: no such time)
+        self._days: dict[str, float | None] = {}  # "YYYY-MM-DD" -> _day() of it
 
     def stamp(self, text: str) -> float | None:
         """Return the epoch seconds of "YYYY-MM-DD HH:MM[:SS]" in the servers' time zone, None if it is no such time."""
@@ -77,12 +78,28 @@ class IsoTimes:
     def _resolve(self, minute: str) -> float | None:
         if _STAMP.fullmatch(minute) is None:
             return None
+        if minute.isascii():  # worked out once per day: its 0:00 and the minutes since
+            day = minute[:10]
+            start = self._days.get(day, UNSEEN)
+            if start is UNSEEN:
+                start = self._days[day] = self._day(day)
+            if start is not MIXED:
+                hour, minutes = int(minute[11:13]), int(minute[14:])
+                return None if start is None or hour > 23 or minutes > 59 else start + hour * 3600 + minutes * 60
         try:
             moment = datetime.datetime.fromisoformat(minute)
         except ValueError:
             return None
         # Naive (tz None) is read as this machine's local time, like every other polled server's times.
         return (moment if self._tz is None else moment.replace(tzinfo=self._tz)).timestamp()
+
+    def _day(self, day: str) -> float | None:
+        """Return day_start() of a date "YYYY-MM-DD" (MIXED: its minutes one by one), None if it is no date."""
+        try:
+            first = datetime.datetime.fromisoformat(day)
+        except ValueError:
+            return None
+        return day_start(first if self._tz is None else first.replace(tzinfo=self._tz))
 
 
 def iso_expiry(text: str) -> str | None:
