@@ -61,13 +61,12 @@ class IsoTimes:
         # Many checkouts share a minute, few a second: the minute is worked out once, its seconds added (no clock
         # change falls inside a minute). A time cut short ("09:2", "09:29:3") is no time.
         minutes = self.minutes
-        base = minutes.get(text, UNSEEN)  # a minute seen before: the common case, read as it is
-        if base is not UNSEEN:
-            return base
-        if len(text) == 16:
-            base = minutes[text] = self._resolve(text)
-            return base
-        if len(text) != 19 or text[16] != ":" or not text[17:].isdigit() or text[17] > "5":
+        if len(text) != 19:
+            base = minutes.get(text, UNSEEN)  # a minute seen before: the common case, read as it is
+            if base is UNSEEN and len(text) == 16:
+                base = minutes[text] = self._resolve(text)
+            return None if base is UNSEEN else base
+        if text[16] != ":" or not text[17:].isdigit() or text[17] > "5":
             return None
         minute = text[:16]
         base = minutes.get(minute, UNSEEN)

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import datetime
 import re
+from itertools import groupby
 
 from dash_app.sources.lmstat.dates import UNSEEN, StartTimes, later_expiry, parse_expiry
 from dash_app.sources.lmstat.parse import MAX_COUNT, odd_breaks
 from dash_app.sources.rlm.sharing import shared
-from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
+from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput, feature_of, licenses_of
 
 _USAGE = re.compile(
     r"(?P<product>\S+) v(?P<ver>\S*): (?P<user>.+)@(?P<host>\S+) (?P<n>\d+)/\d+ "
@@ -244,15 +245,15 @@ class _Reader:
         report = self.report
         report.malformed = self.malformed
         uses: dict[str, list[Checkout]] = {}
-        for checkout in report.checkouts:
-            uses.setdefault(checkout.feature, []).append(checkout)
+        for feature, checkouts in groupby(report.checkouts, feature_of):  # a product's usage lines come together, mostly
+            uses.setdefault(feature, []).extend(checkouts)
         merged = False
         for name, pool in self.pools.items():
             held = uses.get(name, [])
-            if sum(checkout.licenses for checkout in held) > pool.in_use and not pool.tokens:
+            if sum(map(licenses_of, held)) > pool.in_use and not pool.tokens:
                 uses[name] = held = shared(held, pool.in_use)
                 merged = True
-            report.features[name] = pool.feature(name, sum(checkout.licenses for checkout in held))
+            report.features[name] = pool.feature(name, sum(map(licenses_of, held)))
         if merged:
             report.checkouts = [checkout for held in uses.values() for checkout in held]
         if self.seen:
