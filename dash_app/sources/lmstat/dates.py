@@ -12,6 +12,8 @@ _DAY = 86400.0
 _AHEAD = _DAY
 _EXPIRY = re.compile(r"(\d{1,2})-([A-Za-z]{3})-(\d{1,4})")
 MIXED = float("nan")  # a day whose times are worked out one by one (compared by identity, as UNSEEN)
+# The seconds since 0:00 of each time of day as servers print it, "9:04" or "09:04".
+CLOCK = {f"{h:{w}}:{m:02d}": h * 3600 + m * 60 for h in range(24) for m in range(60) for w in ("", "02d")}
 _LAST_MINUTE = 86340.0  # 23:59 after 0:00 on a day without a clock change
 UNSEEN = float("-inf")  # no start time is this: marks a start text not yet in the cache (None there: no such date)
 
@@ -81,15 +83,18 @@ class StartTimes:
         if stamp is not UNSEEN:
             return stamp
         head, _, clock = text.rpartition(" ")
-        hour, minute = clock.split(":")
-        month, day = head.rpartition(" ")[2].split("/")
         start = self._days.get(head, UNSEEN)
         if start is UNSEEN:
+            month, day = head.rpartition(" ")[2].split("/")
             start = self._days[head] = self.day(int(month), int(day), _WEEKDAYS.get(text[:3].lower()))
         if start is MIXED:
-            return self.stamp(text, month, day, hour, minute)
-        h, m = int(hour), int(minute)
-        stamp = self.seen[text] = None if start is None or h > 23 or m > 59 else start + h * 3600 + m * 60
+            month, day = head.rpartition(" ")[2].split("/")
+            return self.stamp(text, month, day, *clock.split(":"))
+        offset = CLOCK.get(clock)
+        if offset is None:  # no time, or one in other digits than ASCII's
+            hour, minute = map(int, clock.split(":"))
+            offset = hour * 3600 + minute * 60 if hour <= 23 and minute <= 59 else None
+        stamp = self.seen[text] = None if start is None or offset is None else start + offset
         return stamp
 
     def day(self, month: int, day: int, weekday: int | None) -> float | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime
 import re
 
-from dash_app.sources.lmstat.dates import MIXED, UNSEEN, day_start
+from dash_app.sources.lmstat.dates import CLOCK, MIXED, UNSEEN, day_start
 from dash_app.sources.lmstat.parse import MAX_COUNT, later_expiry, odd_breaks
 from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
 
@@ -75,16 +75,16 @@ class IsoTimes:
         return None if base is None else base + int(text[17:])
 
     def _resolve(self, minute: str) -> float | None:
-        if _STAMP.fullmatch(minute) is None:
-            return None
-        if minute.isascii():  # worked out once per day: its 0:00 and the minutes since
+        offset = CLOCK.get(minute[11:]) if minute[10:11] == " " else None
+        if offset is not None:  # a time of day: worked out once per day, its 0:00 and the seconds since
             day = minute[:10]
             start = self._days.get(day, UNSEEN)
             if start is UNSEEN:
                 start = self._days[day] = self._day(day)
             if start is not MIXED:
-                hour, minutes = int(minute[11:13]), int(minute[14:])
-                return None if start is None or hour > 23 or minutes > 59 else start + hour * 3600 + minutes * 60
+                return None if start is None else start + offset
+        if _STAMP.fullmatch(minute) is None:
+            return None
         try:
             moment = datetime.datetime.fromisoformat(minute)
         except ValueError:
@@ -94,6 +94,8 @@ class IsoTimes:
 
     def _day(self, day: str) -> float | None:
         """Return day_start() of a date "YYYY-MM-DD" (MIXED: its minutes one by one), None if it is no date."""
+        if _DATE.fullmatch(day) is None:
+            return None
         try:
             first = datetime.datetime.fromisoformat(day)
         except ValueError:
