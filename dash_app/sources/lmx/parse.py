@@ -42,6 +42,7 @@ _LINES = re.compile(
     r"(?:\n[^\S\n]*Shared on [^\S\n]*\S[^\n]*)?|([^\n]*))(?:\n|\Z)",
     re.MULTILINE,
 )
+_SECONDS = {f"{s:02d}": s for s in range(60)}  # a time's seconds as printed
 _UNLIMITED = 2**31 - 1  # what LM-X prints as the count of a feature without a limit
 _NEVER = ("NONE", "PERMANENT", "NEVER")
 # Words of a failed answer: lmxendutil's own ("There are no license server(s) available.") and its connect errors.
@@ -66,13 +67,14 @@ class IsoTimes:
             if base is UNSEEN and len(text) == 16:
                 base = minutes[text] = self._resolve(text)
             return None if base is UNSEEN else base
-        if text[16] != ":" or not text[17:].isdigit() or text[17] > "5":
+        second = _SECONDS.get(text[17:]) if text[16] == ":" else None
+        if second is None:
             return None
         minute = text[:16]
         base = minutes.get(minute, UNSEEN)
         if base is UNSEEN:
             base = minutes[minute] = self._resolve(minute)
-        return None if base is None else base + int(text[17:])
+        return None if base is None else base + second
 
     def _resolve(self, minute: str) -> float | None:
         offset = CLOCK.get(minute[11:]) if minute[10:11] == " " else None
