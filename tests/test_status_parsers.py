@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from dash_app.sources.lmstat import parse_lmstat
 from dash_app.sources.lmstat.dates import StartTimes
+from dash_app.sources.lmx import parse_lmx
 from dash_app.sources.rlm import parse_rlmstat
 from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
 
@@ -218,6 +219,28 @@ def test_a_start_time_worked_out_per_day_is_the_one_worked_out_alone(now, tz, we
         text = f"{weekday}{m}/{d} {hour}:{minute:02d}"
         reference = StartTimes(now, tz).stamp(text, str(m), str(d), str(hour), f"{minute:02d}")
         assert StartTimes(now, tz).text_stamp(text) == reference
+
+
+def outcome(parse, text, now):
+    """Return what `parse` makes of `text`: its report, or the error it raises."""
+    try:
+        return parse(text, now, UTC)
+    except UnparsableOutput as error:
+        return str(error)
+
+
+@pytest.mark.parametrize(
+    "kind, parse",
+    [("lmstat", parse_lmstat), ("rlmstat", parse_rlmstat), ("lmx", parse_lmx)],
+)
+def test_an_answer_reads_the_same_line_by_line_as_in_one_pass(kind, parse):
+    """An answer with line breaks other than "\\n" (read line by line) or with "\\r\\n" says what it says with "\\n"."""
+    for path in sorted((FIXTURES / kind).glob("*.txt")):
+        text, now = path.read_text(), at(2025, 1, 14, 10, 2)
+        expected = outcome(parse, text, now)
+        assert outcome(parse, text + "\x0c", now) == expected, path.name
+        assert outcome(parse, text.replace("\n", "\r\n"), now) == expected, path.name
+        assert outcome(parse, text.replace("\n", "\u2028"), now) == expected, path.name
 
 
 # ---------------------------------------------------------------------------------------------------- rlmstat fixtures
