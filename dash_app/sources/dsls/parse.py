@@ -102,18 +102,18 @@ class _Reader:
     def rows(self, lines: list[str], c: _Columns) -> None:
         """Read the table's rows: a plain user's row of a license read before here, from its tail; any other by row()."""
         checkouts, new, stamp, licenses, row = self.report.checkouts, tuple.__new__, self.times.stamp, self.licenses, self.row
-        tail, user_at, of_user, commas = c.tail, c.tail_user, c.tail_of_user, c.width - 1
+        tail, user_at, of_user = c.tail, c.tail_user, c.tail_of_user
         hosts: dict[str, str | None] = {}  # a host column as printed -> its host name (few hosts, many rows)
         same, figures = "\n", None  # the text of the last license's columns, and its figures: most rows repeat them
         for line in lines:
-            if not tail or '"' in line or line.count(",") != commas:
+            parts = line.rsplit(",", tail) if tail and '"' not in line else []  # the license's columns as one, then the user's
+            if len(parts) <= tail:  # a short row, one quoting, or a version whose rows are not split so
                 # Most rows quote nothing: a split reads them in a fraction of the csv module's time.
                 cells = line.split(",") if '"' not in line else next(csv.reader([line]))
                 if len(cells) > 1 or cells[0].strip():
                     row(cells, c)
                 continue
-            parts = line.rsplit(",", tail)  # the license's columns as one, then each of the user's
-            if parts[0] != same:
+            if parts[0] != same:  # a row of more cells has more in its first part: no license's, so read by row()
                 figures = licenses.get(tuple(parts[0].split(",")))
                 same = parts[0] if figures is not None else "\n"
             user = parts[user_at].strip()
