@@ -85,24 +85,22 @@ class IsoTimes:
                 start = self._days[day] = self._day(day)
             if start is not MIXED:
                 return None if start is None else start + offset
-        if _STAMP.fullmatch(minute) is None:
-            return None
-        try:
-            moment = datetime.datetime.fromisoformat(minute)
-        except ValueError:
-            return None
+        moment = self._moment(minute) if _STAMP.fullmatch(minute) is not None else None
         # Naive (tz None) is read as this machine's local time, like every other polled server's times.
-        return (moment if self._tz is None else moment.replace(tzinfo=self._tz)).timestamp()
+        return None if moment is None else moment.timestamp()
 
     def _day(self, day: str) -> float | None:
         """Return day_start() of a date "YYYY-MM-DD" (MIXED: its minutes one by one), None if it is no date."""
-        if _DATE.fullmatch(day) is None:
-            return None
+        first = self._moment(day) if _DATE.fullmatch(day) is not None else None
+        return None if first is None else day_start(first)
+
+    def _moment(self, text: str) -> datetime.datetime | None:
+        """Return "YYYY-MM-DD[ HH:MM]" as a moment in the servers' time zone (naive for None), None if it is none."""
         try:
-            first = datetime.datetime.fromisoformat(day)
+            moment = datetime.datetime.fromisoformat(text)
         except ValueError:
             return None
-        return day_start(first if self._tz is None else first.replace(tzinfo=self._tz))
+        return moment if self._tz is None else moment.replace(tzinfo=self._tz)
 
 
 def iso_expiry(text: str) -> str | None:
