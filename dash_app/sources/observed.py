@@ -237,7 +237,7 @@ def _count(checkouts: Iterable[Checkout]) -> dict[CheckoutKey, int]:
 
 
 def _in_order(listed: list[Checkout], keys: set[CheckoutKey], added: set[Checkout], new: bool) -> list[CheckoutKey]:
-    """Return `keys` in the order their first checkouts come in `listed` (`new`: no checkout of theirs is in `added`'s)."""
+    """Return `keys` in the order their first checkouts come in `listed` (`new`: every checkout of theirs is in `added`)."""
     if len(keys) <= 1:
         return list(keys)
     if new:  # all their checkouts came with this poll: only those are looked at, by identity (no key is sliced)

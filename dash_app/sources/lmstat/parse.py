@@ -193,7 +193,7 @@ class _Reader:
         return self.finish()
 
     def read_lines(self, text: str) -> None:
-        """Read the lines of `text`, split by "\n" alone: the plain checkout lines in one regex, the others one by one."""
+        """Read the lines of `text`, split by "\\n" alone: the plain checkout lines in one regex, the others one by one."""
         checkouts, new, times, line, malformed = self.checkouts, tuple.__new__, self.times, self.line, 0
         stamps = times.seen
         cur = self.cur

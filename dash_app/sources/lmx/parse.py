@@ -161,7 +161,7 @@ class _Reader:
         return self.finish()
 
     def read_lines(self, text: str) -> None:
-        """Read the lines of `text`, split by "\n" alone: each plain checkout's lines in one regex, the others one by one."""
+        """Read the lines of `text`, split by "\\n" alone: each plain checkout's lines in one regex, the others one by one."""
         checkouts, new, times, line, malformed = self.report.checkouts, tuple.__new__, self.times, self.line, 0
         minutes, feature = times.minutes, self.feature
         for count, user, host, start, other in _LINES.findall(text):

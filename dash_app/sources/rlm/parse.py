@@ -116,7 +116,7 @@ class _Reader:
         return self.finish()
 
     def read_lines(self, text: str) -> None:
-        """Read the lines of `text`, split by "\n" alone: the usage lines in one regex, the others one by one."""
+        """Read the lines of `text`, split by "\\n" alone: the usage lines in one regex, the others one by one."""
         checkouts, new, times, malformed = self.report.checkouts, tuple.__new__, self.times, 0
         stamps = times.seen
         usage, isv = False, self.isv  # a usage line is read as one where the usage section is open
