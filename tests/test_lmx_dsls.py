@@ -5,15 +5,19 @@ import datetime
 import json
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dash_app.buffer import RealtimeMetricsBuffer
 from dash_app.licenses import LicensePool
 from dash_app.recording import EventRecorder
 from dash_app.sources.dsls import parse_dsls
 from dash_app.sources.lmx import parse_lmx
+from dash_app.sources.lmx.parse import IsoTimes
 from dash_app.sources.polling import ServerPoll
 from dash_app.sources.servers import DSLS, LMX
 from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
@@ -481,3 +485,32 @@ def test_a_server_polls_lmx_and_dsls_and_shows_both_in_sources_and_status(start_
         ("SRU", "bob", "ws-bob", "6.424", "dsls"),
         ("SRU", "cy", "ws-cy", "6.424", "dsls"),
     ]
+
+
+def iso_reference(text, tz):
+    """The epoch seconds of "YYYY-MM-DD HH:MM[:SS]" worked out alone, None for no such time."""
+    try:
+        moment = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S" if len(text) == 19 else "%Y-%m-%d %H:%M")
+    except ValueError:
+        return None
+    return (moment if tz is None else moment.replace(tzinfo=tz)).timestamp()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([datetime.UTC, ZoneInfo("Europe/Berlin"), ZoneInfo("Australia/Lord_Howe"), None]),
+    # Days of 2024 with a clock change in one of the zones (Lord Howe's moves by half an hour), any day, and no day.
+    st.one_of(
+        st.sampled_from(["2024-03-31", "2024-10-27", "2024-04-07", "2024-10-06", "2024-02-30"]),
+        st.dates(datetime.date(1970, 1, 2), datetime.date(2199, 12, 31)).map(str),
+    ),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.one_of(st.none(), st.integers(0, 59)),
+)
+def test_an_iso_time_worked_out_per_day_is_the_one_worked_out_alone(tz, day, hour, minute, second):
+    """A time "YYYY-MM-DD HH:MM[:SS]" read once per day (its 0:00 and the minutes since) is the moment read alone."""
+    text = f"{day} {hour:02d}:{minute:02d}" + (f":{second:02d}" if second is not None else "")
+    times = IsoTimes(tz)
+    assert times.stamp(text) == iso_reference(text, tz)
+    assert times.stamp(text) == iso_reference(text, tz)  # the second time from what the first kept

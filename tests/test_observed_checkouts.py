@@ -142,3 +142,21 @@ def test_a_feature_served_by_two_servers_has_their_issued_licenses_summed_and_th
     assert (entry["total"], entry["available"], entry["expiry"]) == (20, 20, "2027-03-31")
     pool.observe_total("F", 12, "27000@lic01")  # a poll later: lic01 issues more now
     assert pool.tool_status("F")["total"] == 22
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(checkout.map(lambda c: c._replace(user="bad\x01") if c.licenses == 3 else c), max_size=8), max_size=8))
+def test_a_poll_diffed_by_its_changes_borrows_and_returns_as_one_counted_whole(polls):
+    """Whole polls are diffed by the checkouts that changed: the same borrows (ids and all), returns and refusals.
+
+    The other observer is told each poll is whole for every feature, which counts every checkout again; a user name
+    the pool refuses (here every checkout of 3 licenses) leaves its key short, and each poll tries it again.
+    """
+    every = {"DaVinciCfg", "MULTI"}
+    pools = [LicensePool(INVENTORY, EventRecorder(RealtimeMetricsBuffer())) for _ in range(2)]
+    observers = [ObservedCheckouts(pool, "lmstat", "27000@lic01") for pool in pools]
+    for step, report in enumerate(polls + polls[:1]):
+        applied = [observer.apply(report, NOW + step, only) for observer, only in zip(observers, (None, every))]
+        assert applied[0] == applied[1]
+        first, second = ([(b.id, b.tool, b.user, b.host, b.version, b.borrowed_at) for b in p.active_borrows()] for p in pools)
+        assert first == second

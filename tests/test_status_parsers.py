@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dash_app.sources.lmstat import parse_lmstat
+from dash_app.sources.lmstat.dates import StartTimes
+from dash_app.sources.lmx import parse_lmx
 from dash_app.sources.rlm import parse_rlmstat
 from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
 
@@ -190,6 +192,55 @@ def test_yearless_start_times(now, start, expected):
     text = "Users of F:  (Total of 9 licenses issued;  Total of 1 license in use)\n"
     text += f"    u h d (v1) (lic/1 2), start {start}\n"
     assert parse_lmstat(text, now, UTC).checkouts[0].started_at == expected
+
+
+ZONES = [UTC, ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York"), ZoneInfo("Australia/Lord_Howe"), None]
+# Days of 2024 with a clock change in one of them (Lord Howe's moves by half an hour), and some that are no date.
+ODD_DAYS = [(3, 31), (10, 27), (3, 10), (11, 3), (4, 7), (10, 6), (2, 29), (2, 30), (13, 1), (4, 31)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(int(at(2023, 6, 1, 0, 0)), int(at(2026, 6, 1, 0, 0))).map(float),
+    st.sampled_from(ZONES),
+    st.sampled_from(["", "Sun ", "Mon ", "Xyz "]),
+    st.one_of(st.sampled_from(ODD_DAYS), st.tuples(st.integers(1, 12), st.integers(1, 31))),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(-3, 3),
+)
+def test_a_start_time_worked_out_per_day_is_the_one_worked_out_alone(now, tz, weekday, date, hour, minute, days):
+    """A start read whole (one day's times share its 0:00) is the moment resolve() finds for it alone, in every zone.
+
+    Near the poll (`days` from it), on a day with a clock change, and for no date or time at all.
+    """
+    near = datetime.datetime.fromtimestamp(now + days * 86400, tz)
+    for m, d in (date, (near.month, near.day)):
+        text = f"{weekday}{m}/{d} {hour}:{minute:02d}"
+        reference = StartTimes(now, tz).stamp(text, str(m), str(d), str(hour), f"{minute:02d}")
+        assert StartTimes(now, tz).text_stamp(text) == reference
+
+
+def outcome(parse, text, now):
+    """Return what `parse` makes of `text`: its report, or the error it raises."""
+    try:
+        return parse(text, now, UTC)
+    except UnparsableOutput as error:
+        return str(error)
+
+
+@pytest.mark.parametrize(
+    "kind, parse",
+    [("lmstat", parse_lmstat), ("rlmstat", parse_rlmstat), ("lmx", parse_lmx)],
+)
+def test_an_answer_reads_the_same_line_by_line_as_in_one_pass(kind, parse):
+    """An answer with line breaks other than "\\n" (read line by line) or with "\\r\\n" says what it says with "\\n"."""
+    for path in sorted((FIXTURES / kind).glob("*.txt")):
+        text, now = path.read_text(), at(2025, 1, 14, 10, 2)
+        expected = outcome(parse, text, now)
+        assert outcome(parse, text + "\x0c", now) == expected, path.name
+        assert outcome(parse, text.replace("\n", "\r\n"), now) == expected, path.name
+        assert outcome(parse, text.replace("\n", "\u2028"), now) == expected, path.name
 
 
 # ---------------------------------------------------------------------------------------------------- rlmstat fixtures

@@ -63,11 +63,15 @@ class ObservedCheckouts:
         self._restored: dict[str, list[str]] = {}
         self._restored_tools: dict[str, str] = {}  # a restored borrow's digest -> its tool
         self._serial = 0
+        # The last poll's checkouts, when it was applied whole and listed each once: the next is diffed against them.
+        self._last: set[Checkout] | None = None
+        self._short: dict[CheckoutKey, int] = {}  # keys whose borrows fell short of their count (a name refused)
         self.restore()
 
     def restore(self) -> None:
         """Take this server's open borrows from the pool (restored from the store at start) as the last poll."""
         self._held.clear()
+        self._last = None
         self._restored.clear()
         self._restored_tools.clear()
         for borrow in self.pool.active_borrows():
@@ -105,9 +109,16 @@ class ObservedCheckouts:
         borrows kept from before a restart that no checkout claims, only those of the tools in `endable` (all when
         None) are ended; the others wait for a poll that shows their feature whole.
         """
+        listed = checkouts if isinstance(checkouts, list) else list(checkouts)
+        polled = set(listed) if only is None else None
+        whole = polled is not None and len(polled) == len(listed)  # each checkout listed once
+        if polled is not None and whole and self._last is not None and not self._restored:
+            return self._apply_changes(listed, polled, now)
+        self._last = None
         if only is not None:
-            checkouts = [checkout for checkout in checkouts if checkout.feature in only]
-        wanted, first = _count(checkouts)
+            listed = [checkout for checkout in listed if checkout.feature in only]
+        wanted = _count(listed)
+        self._short = {}
         if self._restored:
             self._claim_restored(wanted, endable)
         held = self._held
@@ -127,7 +138,44 @@ class ObservedCheckouts:
                     continue
                 if ids is None:
                     ids = held[key] = []
-                self._borrow(key, first[key], count, ids, now, applied)
+                self._borrow(key, count, ids, now, applied)
+                if not ids:
+                    del held[key]
+        if whole and not self._restored:
+            self._last = polled
+        return applied
+
+    def _apply_changes(self, listed: list[Checkout], polled: set[Checkout], now: float) -> Applied:
+        """Apply a whole poll as apply() does, working on the checkouts that differ from the last poll's alone.
+
+        The keys no checkout of which came or went hold what they held (their borrows matched the last poll's count),
+        so only the others are counted; the returns and borrows come in the order apply() gives them.
+        """
+        last, self._last = self._last or set(), polled
+        short, self._short = self._short, {}
+        wanted = dict(short)  # keys that fell short are tried again, as apply() tries every key
+        held = self._held
+        added = polled - last
+        for checkouts, sign in ((last - polled, -1), (added, 1)):
+            for checkout in checkouts:
+                key = checkout[:KEY_FIELDS]
+                count = wanted.get(key)
+                if count is None:
+                    ids = held.get(key)
+                    count = len(ids) if ids is not None else 0
+                wanted[key] = count + sign * max(checkout.licenses, 1)
+        applied = Applied()
+        if not wanted:
+            return applied
+        fewer = {key for key, count in wanted.items() if len(held.get(key, ())) > count}
+        more = {key for key, count in wanted.items() if len(held.get(key, ())) < count}
+        with self.pool.recording_batch():
+            for key in [key for key in held if key in fewer] if len(fewer) > 1 else fewer:
+                self._return(key, wanted[key], now, applied)
+            new = not any(key in held or key in short for key in more)
+            for key in _in_order(listed, more, added, new):
+                ids = held.setdefault(key, [])
+                self._borrow(key, wanted[key], ids, now, applied)
                 if not ids:
                     del held[key]
         return applied
@@ -158,34 +206,41 @@ class ObservedCheckouts:
         if not ids:
             del self._held[key]
 
-    def _borrow(self, key: CheckoutKey, checkout: Checkout, count: int, ids: list[str], now: float, applied: Applied) -> None:
-        """Add borrows to `ids` until it holds `count`: the licenses of `checkout` not yet in the pool."""
-        tool = self.pool.tool_for_feature(checkout.feature)
-        at = checkout.started_at if checkout.started_at is not None and checkout.started_at <= now else now
+    def _borrow(self, key: CheckoutKey, count: int, ids: list[str], now: float, applied: Applied) -> None:
+        """Add borrows to `ids` until it holds `count`: the licenses of the checkout of `key` not yet in the pool."""
+        feature, user, host, _display, version, _handle, started_at = key
+        tool = self.pool.tool_for_feature(feature)
+        at = started_at if started_at is not None and started_at <= now else now
         digest = checkout_digest(key)
         while len(ids) < count:
             self._serial += 1
             borrow_id = f"{self.prefix}{digest}|{self._serial}"
             try:
-                self.pool.observe_borrow(tool, checkout.user, at, borrow_id, host=checkout.host, version=checkout.version)
+                self.pool.observe_borrow(tool, user, at, borrow_id, host=host, version=version)
             except InvalidName as bad:
                 log.warning("%s: checkout not recorded: %s", self.prefix.rstrip("|"), bad)
                 applied.malformed += 1
+                self._short[key] = count
                 return
             ids.append(borrow_id)
             applied.borrows += 1
 
 
-def _count(checkouts: Iterable[Checkout]) -> tuple[dict[CheckoutKey, int], dict[CheckoutKey, Checkout]]:
-    """Return the licenses a poll shows per checkout key, and each key's first checkout."""
+def _count(checkouts: Iterable[Checkout]) -> dict[CheckoutKey, int]:
+    """Return the licenses a poll shows per checkout key, in the order the keys first come."""
     # Keys are plain tuples, hashed by Python: a digest is worked out only for a checkout not seen before.
     wanted: dict[CheckoutKey, int] = {}
-    first: dict[CheckoutKey, Checkout] = {}
     for checkout in checkouts:
         key = checkout[:KEY_FIELDS]
-        count = wanted.get(key)
-        if count is None:
-            first[key] = checkout
-            count = 0
-        wanted[key] = count + max(checkout.licenses, 1)
-    return wanted, first
+        wanted[key] = wanted.get(key, 0) + max(checkout.licenses, 1)
+    return wanted
+
+
+def _in_order(listed: list[Checkout], keys: set[CheckoutKey], added: set[Checkout], new: bool) -> list[CheckoutKey]:
+    """Return `keys` in the order their first checkouts come in `listed` (`new`: every checkout of theirs is in `added`)."""
+    if len(keys) <= 1:
+        return list(keys)
+    if new:  # all their checkouts came with this poll: only those are looked at, by identity (no key is sliced)
+        fresh = {id(checkout) for checkout in added}
+        listed = [checkout for checkout in listed if id(checkout) in fresh]
+    return [key for key in dict.fromkeys(checkout[:KEY_FIELDS] for checkout in listed) if key in keys]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from itertools import groupby
+from operator import itemgetter
 from typing import NamedTuple
 
 
@@ -30,6 +32,7 @@ class Checkout(NamedTuple):
 
 
 KEY_FIELDS = 7  # Checkout.key() is checkout[:KEY_FIELDS]
+feature_of, licenses_of = itemgetter(0), itemgetter(7)  # a Checkout's feature and licenses, read in C (map, groupby)
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,8 @@ class StatusReport:
         A feature's section cut short then lists fewer than its server's in-use figure, and is not read as whole.
         """
         held: Counter[str] = Counter()
-        for checkout in self.checkouts:
-            held[checkout.feature] += checkout.licenses
+        for feature, checkouts in groupby(self.checkouts, feature_of):  # a feature's checkouts come together, mostly
+            held[feature] += sum(map(licenses_of, checkouts))
         self.features = {name: replace(f, listed=held[name]) for name, f in self.features.items()}
 
 

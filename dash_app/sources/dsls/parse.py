@@ -54,11 +54,22 @@ class _Columns:
         self.pad = not _OPTIONAL_SET <= where.keys()
         self.user = where.get("User", self.width)
         self.of_user = itemgetter(*(where.get(name, self.width) for name in _OPTIONAL if name != "User"))
+        # A row of `width` cells whose license's columns come first (as every version seen prints them) is split from
+        # its end in `tail` splits: its license's columns in one part, the user's one each (0: not so).
+        shift = self.least - 1
+        self.tail = self.width - self.least if license == list(range(self.least)) and not self.pad else 0
+        self.tail_user = self.user - shift
+        self.tail_of_user = itemgetter(*(where.get(name, self.width) - shift for name in _OPTIONAL if name != "User"))
 
 
 def _is_header(line: str) -> bool:
     """True for the table's header: a line naming every column read (in whatever order the version prints them)."""
     return "Inuse" in line and {name.strip() for name in line.split(",")} >= _NEEDED_SET
+
+
+def host_name(host: str) -> str | None:
+    """Return the host's name from its column ("nid00123 (0123.0)/127.0.0.1"), None if it names none."""
+    return host.split(" ", 1)[0].split("/", 1)[0].strip() or None
 
 
 class _Reader:
@@ -85,13 +96,40 @@ class _Reader:
         # The table ends where the console prompts again (for the next command, or `quit` as it echoes it).
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(PROMPT)), len(lines))
         columns = _Columns(next(csv.reader([lines[start].removeprefix(PROMPT).strip()])))
-        row = self.row
-        for line in lines[start + 1 : end]:
-            # Most rows quote nothing: a split reads them in a fraction of the csv module's time.
-            cells = line.split(",") if '"' not in line else next(csv.reader([line]))
-            if len(cells) > 1 or cells[0].strip():
-                row(cells, columns)
+        self.rows(lines[start + 1 : end], columns)
         return self.finish()
+
+    def rows(self, lines: list[str], c: _Columns) -> None:
+        """Read the table's rows: a plain user's row of a license read before here, from its tail; any other by row()."""
+        checkouts, new, stamp, licenses, row = self.report.checkouts, tuple.__new__, self.times.stamp, self.licenses, self.row
+        tail, user_at, of_user = c.tail, c.tail_user, c.tail_of_user
+        hosts: dict[str, str | None] = {}  # a host column as printed -> its host name (few hosts, many rows)
+        same, figures = "\n", None  # the text of the last license's columns, and its figures: most rows repeat them
+        for line in lines:
+            parts = line.rsplit(",", tail) if tail and '"' not in line else []  # the license's columns as one, then the user's
+            if len(parts) <= tail:  # a short row, one quoting, or a version whose rows are not split so
+                # Most rows quote nothing: a split reads them in a fraction of the csv module's time.
+                cells = line.split(",") if '"' not in line else next(csv.reader([line]))
+                if len(cells) > 1 or cells[0].strip():
+                    row(cells, c)
+                continue
+            if parts[0] != same:  # a row of more cells has more in its first part: no license's, so read by row()
+                figures = licenses.get(tuple(parts[0].split(",")))
+                same = parts[0] if figures is not None else "\n"
+            user = parts[user_at].strip()
+            tokens, host, version, session, since_text, queue = of_user(parts)
+            if figures is None or not user or queue.strip() or (tokens and not (tokens.isdigit() and int(tokens) <= MAX_COUNT)):
+                row(line.split(","), c)  # a new license, none in use, queued or garbled: read as any row
+                continue
+            since = stamp(since_text)
+            if since is None:
+                row(line.split(","), c)
+                continue
+            name = hosts.get(host, "\n")  # no host name holds a line break
+            if name == "\n":
+                name = hosts[host] = host_name(host)
+            held = (figures[0], user, name, None, version or None, session or None, since, int(tokens or 1), figures[1])
+            checkouts.append(new(Checkout, held))
 
     def server_line(self, line: str) -> None:
         """Read a line before the table: the server's version and readiness, or an error (said only if no table comes)."""
@@ -131,7 +169,7 @@ class _Reader:
             self.malformed += 1
             return
         since = self.times.stamp(since_text)
-        host = host.split(" ", 1)[0].split("/", 1)[0].strip() or None  # "nid00123 (0123.0)/127.0.0.1"
+        host = host_name(host)
         held = Checkout(figures[0], user, host, None, version or None, session or None, since, int(tokens or 1), figures[1])
         # A queued request holds nothing; a held one must say since when (a row cut short does not).
         if queue.strip():

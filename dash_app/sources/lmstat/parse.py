@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime
 import re
 
-from dash_app.sources.lmstat.dates import StartTimes, later_expiry, parse_expiry
+from dash_app.sources.lmstat.dates import UNSEEN, StartTimes, later_expiry, parse_expiry
 from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
 
 _USERS_OF = re.compile(r"Users of (\S+?):\s+(.*)")
@@ -52,6 +52,13 @@ _QUEUED = re.compile(r" queued for (\d+) licenses?")
 _PLAIN_USE = re.compile(
     r"(\S+) (\S+) (\S+) \(v([^()\s]+)\) \(([^()\s/]+/\d+ \d+)\), start "
     r"(\w+ (\d{1,2})/(\d{1,2}) (\d{1,2}):(\d\d))(?:, (\d+) licenses?)?"
+)
+# Every line of an answer split by "\n" alone, in one pass: a plain checkout line (what _PLAIN_USE reads, its start
+# time whole) in the first seven groups, any other line in the last. The caller strips the others.
+_LINES = re.compile(
+    r"^[^\S\n]*(?:(?!Users of )(\S+) (\S+) (\S+) \(v([^()\s]+)\) \(([^()\s/]+/\d+ \d+)\), start "
+    r"(\w+ \d{1,2}/\d{1,2} \d{1,2}:\d\d)(?:, (\d+) licenses?)?[^\n]*|([^\n]*))(?:\n|\Z)",
+    re.MULTILINE,
 )
 _RESERVATION = re.compile(r"(\d+) RESERVATIONs? for ")
 # No real checkout holds more licenses than this in one line; more is a misread line, not a count.
@@ -88,6 +95,12 @@ def split_who(who: str) -> tuple[str, str | None, str | None]:
         if display == host or display.startswith(host + ":"):
             return " ".join(parts[:i]), host, display
     return parts[0], parts[1], parts[2]
+
+
+def odd_breaks(text: str) -> bool:
+    """True if `text` holds a line break of str.splitlines() other than "\\n": a regex of lines splits at "\\n" alone."""
+    # One substring test each: a regex character class takes several times as long over megabytes of text.
+    return any(c in text for c in "\r\x0b\x0c\x1c\x1d\x1e") or (not text.isascii() and any(c in text for c in "\x85\u2028\u2029"))
 
 
 class _Open:
@@ -168,25 +181,58 @@ class _Reader:
 
     def read(self, text: str) -> StatusReport:
         """Read every line of `text`; return the report they make."""
-        checkout, users_of, feature_line, header = self.checkout, self.users_of, self.feature_line, self.header
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line:
-                continue
-            # The commonest line by far: a checkout. The substring tests are cheap and rule the regex out for the others.
-            at = line.find(", start ")
-            if at < 0 and " queued for " in line:
-                at = line.find(" queued for ")
-            if at > 0 and not line.startswith("Users of "):
-                checkout(line, at)
-            elif line.startswith("Users of "):
-                users_of(line)
-            elif self.cur is not None:
-                feature_line(self.cur, line)
-            else:
-                header(line)
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")  # one line break to splitlines() as to the lines' regex
+        if not odd_breaks(text):
+            self.read_lines(text)
+        else:  # line breaks other than "\n" (splitlines() knows eight): the lines one by one
+            line = self.line
+            for raw in text.splitlines():
+                line(raw.strip())
         self.close()
         return self.finish()
+
+    def read_lines(self, text: str) -> None:
+        """Read the lines of `text`, split by "\\n" alone: the plain checkout lines in one regex, the others one by one."""
+        checkouts, new, times, line, malformed = self.checkouts, tuple.__new__, self.times, self.line, 0
+        stamps = times.seen
+        cur = self.cur
+        for user, host, display, version, handle, start, n, other in _LINES.findall(text):
+            if not user:  # not a plain checkout line
+                if other and (other := other.strip()):
+                    line(other)
+                    cur = self.cur
+                continue
+            if cur is None:  # a checkout before any feature line: no feature to give it
+                malformed += 1
+                continue
+            stamp = stamps.get(start, UNSEEN)
+            if stamp is UNSEEN:
+                stamp = times.text_stamp(start)
+            count = int(n) if n else 1
+            if stamp is None or count > MAX_COUNT:
+                malformed += 1
+                continue
+            checkouts.append(new(Checkout, (cur.name, user, host, display, version, handle, stamp, count, cur.vendor)))
+            cur.held += count
+        self.malformed += malformed
+
+    def line(self, line: str) -> None:
+        """Read one line (stripped; an empty one says nothing)."""
+        if not line:
+            return
+        # The commonest line by far: a checkout. The substring tests are cheap and rule the regex out for the others.
+        at = line.find(", start ")
+        if at < 0 and " queued for " in line:
+            at = line.find(" queued for ")
+        if at > 0 and not line.startswith("Users of "):
+            self.checkout(line, at)
+        elif line.startswith("Users of "):
+            self.users_of(line)
+        elif self.cur is not None:
+            self.feature_line(self.cur, line)
+        else:
+            self.header(line)
 
     def checkout(self, line: str, at: int) -> None:
         """Read a checkout line (or a queued one), its ", start " or " queued for " at `at`."""

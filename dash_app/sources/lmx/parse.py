@@ -25,14 +25,24 @@ from __future__ import annotations
 import datetime
 import re
 
-from dash_app.sources.lmstat.parse import MAX_COUNT, later_expiry
+from dash_app.sources.lmstat.dates import CLOCK, MIXED, UNSEEN, day_start
+from dash_app.sources.lmstat.parse import MAX_COUNT, later_expiry, odd_breaks
 from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
 
 _FEATURE = re.compile(r"Feature: (\S+) Version: (\S*) Vendor: (\S+)")
 _USED = re.compile(r"(\d+) of (\d+) license\(s\) used:?")
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
 _STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d")
-_UNSEEN = float("-inf")  # no time is this: marks a minute not yet in the cache
+# Every line of an answer split by "\n" alone, in one pass: a plain checkout (blank lines, "N license(s) used by
+# user@host [ip]", its "Login time: ... Checkout time: D T" and what it is shared on) in the first four groups, as the
+# lines one by one read it; any other line in the last group.
+_LINES = re.compile(
+    r"^(?:(?:[^\S\n]*\n)*[^\S\n]*(\d+) license\(s\) used by ([^\s@\[]+)@([^\s@\[]+) \[[^\n]*\n"
+    r"[^\S\n]*Login time:[^\S\n]*\d{4}-\d\d-\d\d \d\d:\d\d[^\S\n]+Checkout time:[^\S\n]*(\d{4}-\d\d-\d\d \d\d:\d\d)[^\n]*"
+    r"(?:\n[^\S\n]*Shared on [^\S\n]*\S[^\n]*)?|([^\n]*))(?:\n|\Z)",
+    re.MULTILINE,
+)
+_SECONDS = {f"{s:02d}": s for s in range(60)}  # a time's seconds as printed
 _UNLIMITED = 2**31 - 1  # what LM-X prints as the count of a feature without a limit
 _NEVER = ("NONE", "PERMANENT", "NEVER")
 # Words of a failed answer: lmxendutil's own ("There are no license server(s) available.") and its connect errors.
@@ -44,36 +54,53 @@ class IsoTimes:
 
     def __init__(self, tz: datetime.tzinfo | None) -> None:
         self._tz = tz
-        self._minutes: dict[str, float | None] = {}  # "YYYY-MM-DD HH:MM" -> its epoch seconds (None: no such time)
+        self.minutes: dict[str, float | None] = {}  # "YYYY-MM-DD HH:MM" -> its epoch seconds (None: no such time)
+        self._days: dict[str, float | None] = {}  # "YYYY-MM-DD" -> _day() of it
 
     def stamp(self, text: str) -> float | None:
         """Return the epoch seconds of "YYYY-MM-DD HH:MM[:SS]" in the servers' time zone, None if it is no such time."""
         # Many checkouts share a minute, few a second: the minute is worked out once, its seconds added (no clock
         # change falls inside a minute). A time cut short ("09:2", "09:29:3") is no time.
-        minutes = self._minutes
-        base = minutes.get(text, _UNSEEN)  # a minute seen before: the common case, read as it is
-        if base is not _UNSEEN:
-            return base
-        if len(text) == 16:
-            base = minutes[text] = self._resolve(text)
-            return base
-        if len(text) != 19 or text[16] != ":" or not text[17:].isdigit() or text[17] > "5":
+        minutes = self.minutes
+        if len(text) != 19:
+            base = minutes.get(text, UNSEEN)  # a minute seen before: the common case, read as it is
+            if base is UNSEEN and len(text) == 16:
+                base = minutes[text] = self._resolve(text)
+            return None if base is UNSEEN else base
+        second = _SECONDS.get(text[17:]) if text[16] == ":" else None
+        if second is None:
             return None
         minute = text[:16]
-        base = minutes.get(minute, _UNSEEN)
-        if base is _UNSEEN:
+        base = minutes.get(minute, UNSEEN)
+        if base is UNSEEN:
             base = minutes[minute] = self._resolve(minute)
-        return None if base is None else base + int(text[17:])
+        return None if base is None else base + second
 
     def _resolve(self, minute: str) -> float | None:
-        if _STAMP.fullmatch(minute) is None:
-            return None
+        offset = CLOCK.get(minute[11:]) if minute[10:11] == " " else None
+        if offset is not None:  # a time of day: worked out once per day, its 0:00 and the seconds since
+            day = minute[:10]
+            start = self._days.get(day, UNSEEN)
+            if start is UNSEEN:
+                start = self._days[day] = self._day(day)
+            if start is not MIXED:
+                return None if start is None else start + offset
+        moment = self._moment(minute) if _STAMP.fullmatch(minute) is not None else None
+        # Naive (tz None) is read as this machine's local time, like every other polled server's times.
+        return None if moment is None else moment.timestamp()
+
+    def _day(self, day: str) -> float | None:
+        """Return day_start() of a date "YYYY-MM-DD" (MIXED: its minutes one by one), None if it is no date."""
+        first = self._moment(day) if _DATE.fullmatch(day) is not None else None
+        return None if first is None else day_start(first)
+
+    def _moment(self, text: str) -> datetime.datetime | None:
+        """Return "YYYY-MM-DD[ HH:MM]" as a moment in the servers' time zone (naive for None), None if it is none."""
         try:
-            moment = datetime.datetime.fromisoformat(minute)
+            moment = datetime.datetime.fromisoformat(text)
         except ValueError:
             return None
-        # Naive (tz None) is read as this machine's local time, like every other polled server's times.
-        return (moment if self._tz is None else moment.replace(tzinfo=self._tz)).timestamp()
+        return moment if self._tz is None else moment.replace(tzinfo=self._tz)
 
 
 def iso_expiry(text: str) -> str | None:
@@ -124,16 +151,49 @@ class _Reader:
 
     def read(self, text: str) -> StatusReport:
         """Read every line of `text`; return the report they make."""
-        used_by, used, checkout_time, other = self.used_by, self.used, self.checkout_time, self.other
-        for line in map(str.strip, text.splitlines()):
-            first = line[:1]  # "" for a blank line
-            if first.isdigit():
-                (used_by if " used by " in line else used)(line)
-            elif first == "L" and line.startswith("Login time:"):
-                checkout_time(line)
-            elif first and (first != "S" or not line.startswith("Shared on ")):  # what it is shared on: nothing held
-                other(line)
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")  # one line break to splitlines() as to the lines' regex
+        if not odd_breaks(text):
+            self.read_lines(text)
+        else:  # line breaks other than "\n": the lines one by one
+            for line in map(str.strip, text.splitlines()):
+                self.line(line)
         return self.finish()
+
+    def read_lines(self, text: str) -> None:
+        """Read the lines of `text`, split by "\\n" alone: each plain checkout's lines in one regex, the others one by one."""
+        checkouts, new, times, line, malformed = self.report.checkouts, tuple.__new__, self.times, self.line, 0
+        minutes, feature = times.minutes, self.feature
+        for count, user, host, start, other in _LINES.findall(text):
+            if not count:  # not a plain checkout
+                line(other.strip())
+                feature = self.feature
+                continue
+            if self.waiting is not None:
+                self.drop_waiting()
+            licenses = int(count)
+            if licenses > MAX_COUNT or feature is None:
+                malformed += 1
+                continue
+            started = minutes.get(start, UNSEEN)
+            if started is UNSEEN:
+                started = times.stamp(start)
+            if started is None:
+                malformed += 1
+                continue
+            name, version, vendor = feature
+            checkouts.append(new(Checkout, (name, user, host, None, version or None, None, started, licenses, vendor)))
+        self.malformed += malformed
+
+    def line(self, line: str) -> None:
+        """Read one line (stripped; an empty one says nothing)."""
+        first = line[:1]  # "" for a blank line
+        if first.isdigit():
+            (self.used_by if " used by " in line else self.used)(line)
+        elif first == "L" and line.startswith("Login time:"):
+            self.checkout_time(line)
+        elif first and (first != "S" or not line.startswith("Shared on ")):  # what it is shared on: nothing held
+            self.other(line)
 
     def other(self, line: str) -> None:
         """Read a line that is neither a count nor a checkout: a feature, its dates, the server, or an error."""

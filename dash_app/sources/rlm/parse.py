@@ -27,15 +27,23 @@ from __future__ import annotations
 
 import datetime
 import re
+from itertools import groupby
 
-from dash_app.sources.lmstat.dates import StartTimes, later_expiry, parse_expiry
-from dash_app.sources.lmstat.parse import MAX_COUNT
+from dash_app.sources.lmstat.dates import UNSEEN, StartTimes, later_expiry, parse_expiry
+from dash_app.sources.lmstat.parse import MAX_COUNT, odd_breaks
 from dash_app.sources.rlm.sharing import shared
-from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput
+from dash_app.sources.status import Checkout, Feature, StatusReport, UnparsableOutput, feature_of, licenses_of
 
 _USAGE = re.compile(
     r"(?P<product>\S+) v(?P<ver>\S*): (?P<user>.+)@(?P<host>\S+) (?P<n>\d+)/\d+ "
     r"at (?P<start>(?P<mo>\d{1,2})/(?P<d>\d{1,2}) (?P<h>\d{1,2}):(?P<mi>\d\d))\s+\(handle: (?P<handle>[0-9A-Fa-f]+)\)(?P<rest>.*)"
+)
+# Every line of an answer split by "\n" alone, in one pass: a usage line as _USAGE reads it (the whole line in the
+# first group, then product, version, user, host, count, start and handle), any other line in the last group.
+_LINES = re.compile(
+    r"^[^\S\n]*(?:((\S+) v(\S*): ([^\n]+)@(\S+) (\d+)/\d+ at (\d{1,2}/\d{1,2} \d{1,2}:\d\d)[^\S\n]+"
+    r"\(handle: ([0-9A-Fa-f]+)\)[^\n]*)|([^\n]*))(?:\n|\Z)",
+    re.MULTILINE,
 )
 _POOL = re.compile(r"(\S+) v(\S+?)(?:, pool: \d+)?")
 _COUNTS = re.compile(r"count: (\w+), # reservations: (\d+), inuse: (\d+), exp: (.+)")
@@ -96,11 +104,37 @@ class _Reader:
 
     def read(self, text: str) -> StatusReport:
         """Read every line of `text`; return the report they make."""
-        for raw in text.splitlines():
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")  # one line break to splitlines() as to the lines' regex
+        if not odd_breaks(text):
+            self.read_lines(text)
+            return self.finish()
+        for raw in text.splitlines():  # line breaks other than "\n": the lines one by one
             line = raw.strip()
             if line:
                 self.line(line)
         return self.finish()
+
+    def read_lines(self, text: str) -> None:
+        """Read the lines of `text`, split by "\\n" alone: the usage lines in one regex, the others one by one."""
+        checkouts, new, times, malformed = self.report.checkouts, tuple.__new__, self.times, 0
+        stamps = times.seen
+        usage, isv = False, self.isv  # a usage line is read as one where the usage section is open
+        for whole, product, version, user, host, n, start, handle, other in _LINES.findall(text):
+            if not usage or not whole:
+                if line := (whole or other).strip():
+                    self.line(line)
+                    usage, isv = self.section == "license usage" and not (self.error_lines and not self.seen), self.isv
+                continue
+            stamp = stamps.get(start, UNSEEN)
+            if stamp is UNSEEN:
+                stamp = times.text_stamp(start)
+            count = int(n)
+            if stamp is None or count > MAX_COUNT:
+                malformed += 1
+                continue
+            checkouts.append(new(Checkout, (product, user, host, None, version, handle, stamp, count, isv)))
+        self.malformed += malformed
 
     def line(self, line: str) -> None:
         """Read one line (stripped, not empty)."""
@@ -211,15 +245,15 @@ class _Reader:
         report = self.report
         report.malformed = self.malformed
         uses: dict[str, list[Checkout]] = {}
-        for checkout in report.checkouts:
-            uses.setdefault(checkout.feature, []).append(checkout)
+        for feature, checkouts in groupby(report.checkouts, feature_of):  # a product's usage lines come together, mostly
+            uses.setdefault(feature, []).extend(checkouts)
         merged = False
         for name, pool in self.pools.items():
             held = uses.get(name, [])
-            if sum(checkout.licenses for checkout in held) > pool.in_use and not pool.tokens:
+            if sum(map(licenses_of, held)) > pool.in_use and not pool.tokens:
                 uses[name] = held = shared(held, pool.in_use)
                 merged = True
-            report.features[name] = pool.feature(name, sum(checkout.licenses for checkout in held))
+            report.features[name] = pool.feature(name, sum(map(licenses_of, held)))
         if merged:
             report.checkouts = [checkout for held in uses.values() for checkout in held]
         if self.seen:
