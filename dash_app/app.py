@@ -19,7 +19,6 @@ from dash_app.callbacks import register_callbacks
 from dash_app.compression import register_compression
 from dash_app.config import Config
 from dash_app.dash_routes import register_dash_routes
-from dash_app.eventlog.setup import build_shared
 from dash_app.layouts import dashboard
 from dash_app.licenses import LicensePool, SeriesNames, load_inventory
 from dash_app.licenses.pool_storage import PoolStorage
@@ -95,6 +94,8 @@ def build_state(config: Config, lead: bool = True) -> AppState:
     if config.redis_url:
         # The store is written by the lease holder's persister, from the log; this process's buffer by its follower.
         recorder = EventRecorder(buffer)
+        from dash_app.eventlog.setup import build_shared  # noqa: PLC0415 - redis loads only where it is used
+
         shared = build_shared(
             config.redis_url,
             config.redis_prefix,

@@ -20,7 +20,6 @@ from flask import Flask, g, jsonify, redirect, request, session
 from werkzeug.wrappers import Response
 
 from dash_app.auth.cookie import SESSION_KEY
-from dash_app.auth.oidc import register_oidc
 from dash_app.auth.proxy import ProxyIdentity
 from dash_app.auth.roles import role_of
 from dash_app.auth.viewer import ANALYST, FULL, HIDDEN, PSEUDONYM, Names, Viewer, rank
@@ -72,6 +71,9 @@ def register_auth(server: Flask, config: Config) -> Readers:
     proxy = ProxyIdentity(config.proxy_user_header, config.proxy_groups_header, config.trusted_proxies)
     role_map = dict(config.role_map)
     if config.auth == "oidc":
+        # Authlib and its HTTP client load only where sign-in goes through a provider: a worker starts lighter.
+        from dash_app.auth.oidc import register_oidc  # noqa: PLC0415
+
         oidc = register_oidc(
             server,
             issuer=config.oidc_issuer,
