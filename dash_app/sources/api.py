@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from dash_app import privacy
 from dash_app.auth.viewer import current_viewer
 from dash_app.sources.flexlm import COUNTERS, follower_of
 from dash_app.sources.health import list_sources
+from dash_app.sources.page import sources_page
 from dash_app.state import get_state
 from dash_app.web import ApiError
 
@@ -16,8 +17,21 @@ bp = Blueprint("sources", __name__)
 
 @bp.get("/sources")
 def sources() -> Response:
-    """Every source and how it is doing, as the reader may see it (dash_app.privacy.sources)."""
-    return jsonify({"sources": privacy.sources(list_sources(get_state()), current_viewer())})
+    """Every source and how it is doing, as the reader may see it (dash_app.privacy.sources).
+
+    A browser (an Accept that prefers text/html) gets it as a page, unless it asks for ?format=json; every other
+    client gets JSON.
+    """
+    shown = privacy.sources(list_sources(get_state()), current_viewer())
+    fmt = request.args.get("format")
+    if fmt not in (None, "json", "html"):
+        raise ApiError(400, "invalid_query", "format: must be json or html")
+    wants_page = request.accept_mimetypes.best_match(("application/json", "text/html")) == "text/html"
+    if fmt == "html" or (fmt is None and wants_page):
+        return Response(sources_page(shown), mimetype="text/html", headers={"Vary": "Accept"})
+    response = jsonify({"sources": shown})
+    response.vary.add("Accept")
+    return response
 
 
 @bp.get("/sources/flexlm")
