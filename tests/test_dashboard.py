@@ -50,7 +50,7 @@ def test_first_refresh_fills_cards_and_overview_and_hides_the_tool_view(make_app
     # Rates are over the window: five borrows in 30 minutes, one return; the overage card shows its counts.
     assert out[("borrow-rate", "children")] == "0.2"
     assert out[("borrow-rate-hint", "children")] == "per minute · last 30 min · all tools"
-    assert out[("return-rate", "children")] == "0"
+    assert out[("return-rate", "children")] == "0.033"  # one return in 30 minutes: rare, not none
     assert out[("overage-rate", "children")] == "0 %"
     assert out[("overage-rate-hint", "children")] == "0 of 5 borrows · last 30 min"
     assert out[("overview-section", "style")] == {} and out[("tool-section", "style")] == {"display": "none"}
@@ -257,6 +257,22 @@ def test_overage_card_turns_amber_above_15_and_red_above_30():
     # A share of a handful of borrows is shown with its counts, not as an alarm.
     assert parts.overage_class(80, borrows=parts.OVERAGE_MIN_BORROWS - 1) == "card-value"
     assert (parts.number(2.0), parts.number(2.5), parts.number(12345)) == ("2", "2.5", "12,345")
+
+
+def test_a_cards_rate_unit_follows_the_window_and_a_rare_event_is_not_zero():
+    from dash_app.layouts.controls import TIME_RANGES, rate_unit
+
+    # Per minute up to 6 h, per hour to 7 days, per day beyond: each window's unit, from the dropdown's choices.
+    units = {r.short: rate_unit(r.seconds)[1] for r in TIME_RANGES}
+    assert units == {
+        **dict.fromkeys(("1 min", "5 min", "10 min", "30 min", "1 h", "3 h", "6 h"), "minute"),
+        "24 h": "hour",
+        "7 days": "hour",
+        "30 days": "day",
+    }
+    assert rate_unit(21600 + 1) == (3600, "hour") and rate_unit(7 * 86400 + 1) == (86400, "day")
+    # Five borrows in 7 days are 0.03 an hour, not 0; a rate of 0.05 or more keeps one decimal.
+    assert [parts.rate(v) for v in (0, 5 / 168, 0.05, 1 / 6, 1234.56)] == ["0", "0.03", "0.1", "0.2", "1,234.6"]
 
 
 def test_the_browser_route_answers_a_refresh(make_app):

@@ -94,6 +94,9 @@ def test_a_spike_to_the_total_inside_a_two_hour_bin_shows_at_30_days(dash_duo, m
     assert max(peaks) == 15 and sorted(set(peaks))[-2:] == [3, 15]
     y_title = dash_duo.driver.execute_script("return document.querySelector('#tool-inuse-chart .ytitle').textContent")
     assert y_title == "peak in use / 2 h"
+    # The cards give rates per day at 30 days: 15 borrows of GreenHills are 0.5 a day (per minute they read as 0).
+    dash_duo.wait_for_text_to_equal("#borrow-rate", "0.5")
+    assert dash_duo.find_element("#borrow-rate-hint").text.startswith("per day · last 30 days")
 
     # The overview's in-use chart shows the same spike as 100 % of the tool's total.
     dash_duo.select_dcc_dropdown("#tool-filter", value="All tools")

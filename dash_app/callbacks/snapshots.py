@@ -19,7 +19,7 @@ from dash_app.callbacks.window_stats import (
     totals,
 )
 from dash_app.layouts import parts, tables
-from dash_app.layouts.controls import SHORT_LABELS, tool_options
+from dash_app.layouts.controls import SHORT_LABELS, rate_unit, tool_options
 from dash_app.store.history import bin_seconds_for
 
 if TYPE_CHECKING:
@@ -216,19 +216,20 @@ class Snapshots:
     def _cards(self, window: float, stats: ToolStats, in_use: int, of_total: int, scope: str) -> Part:
         """Return the cards' values and hints for counts over the window."""
         span = SHORT_LABELS.get(window, f"{window // 60} min")
-        minutes = window / 60
+        unit_seconds, unit = rate_unit(window)
+        units = window / unit_seconds
         share = 100 * stats.overage / stats.borrows if stats.borrows else 0.0
         return component_part(
             {
-                "borrow-rate": parts.number(round(stats.borrows / minutes, 1)),
-                "borrow-rate-hint": f"per minute · last {span} · {scope}",
+                "borrow-rate": parts.rate(stats.borrows / units),
+                "borrow-rate-hint": f"per {unit} · last {span} · {scope}",
                 "overage-rate": f"{parts.number(round(share, 1))} %",
                 "overage-rate-class": parts.overage_class(share, stats.borrows),
                 "overage-rate-hint": f"{stats.overage:,} of {stats.borrows:,} borrows · last {span}",
-                "return-rate": parts.number(round(stats.returns / minutes, 1)),
-                "return-rate-hint": f"per minute · last {span} · {scope}",
-                "failure-rate": parts.number(round(stats.failures / minutes, 1)),
-                "failure-rate-hint": f"per minute · last {span} · {stats.failures:,} in all",
+                "return-rate": parts.rate(stats.returns / units),
+                "return-rate-hint": f"per {unit} · last {span} · {scope}",
+                "failure-rate": parts.rate(stats.failures / units),
+                "failure-rate-hint": f"per {unit} · last {span} · {stats.failures:,} in all",
                 "active-licenses": parts.number(in_use),
                 "active-licenses-hint": f"of {of_total:,} · {scope}" if of_total else f"limits unknown · {scope}",
             }

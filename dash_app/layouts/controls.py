@@ -33,6 +33,8 @@ TIME_RANGES = (
     TimeRange(2592000, "Last 30 days", "30 days"),
 )
 DEFAULT_TIME_RANGE = 1800
+# The unit a card's rate is given in, by window: a rate stays readable (not "0 per minute" over 30 days).
+RATE_UNITS = ((6 * 3600, 60, "minute"), (7 * 86400, 3600, "hour"), (float("inf"), 86400, "day"))
 TIME_RANGE_SECONDS = frozenset(r.seconds for r in TIME_RANGES)
 SHORT_LABELS: dict[float, str] = {r.seconds: r.short for r in TIME_RANGES}
 
@@ -43,6 +45,14 @@ TZ_OPTIONS = [{"label": "Local time", "value": LOCAL_TIME}, {"label": "UTC", "va
 
 ALL_TOOLS = "__all__"
 ALL_TOOLS_LABEL = "All tools"
+
+
+def rate_unit(window: float) -> tuple[int, str]:
+    """Return (seconds, name) of the unit of rates over `window`: a minute up to 6 h, an hour to 7 days, a day beyond."""
+    for longest, seconds, name in RATE_UNITS:
+        if window <= longest:
+            return seconds, name
+    raise AssertionError("the last unit takes every window")
 
 
 def tool_options(tools: Iterable[str]) -> list[dict[str, str]]:

@@ -33,6 +33,13 @@ def number(value: float) -> str:
     return f"{int(value):,}"
 
 
+def rate(value: float) -> str:
+    """Format a rate for a card: one decimal, or two significant digits where one decimal would show a rare event as 0."""
+    if 0 < value < 0.05:
+        return f"{value:.2g}"
+    return number(round(value, 1))
+
+
 def money(amount: float, currency: str) -> str:
     """Format an amount of money with the configured currency (none when unset): "1,500 EUR"."""
     rounded = round(amount, 2)
