@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from dash_app import figures
 from dash_app.buffer.metrics_buffer import MinuteFlow
+from dash_app.figures import capacity as capacity_charts
 from dash_app.figures.pools import split_usage
 from dash_app.figures.text import legend_name, plotly_text
 from dash_app.figures.theme import REASON_COLORS, TOOL_PALETTE
@@ -315,3 +316,25 @@ def test_a_frame_in_a_time_zone_shows_wall_times_there_and_pins_the_axis_to_them
     shifted = {"minallowed": (NOW - 1800 + 9 * 3600) * 1000, "maxallowed": (NOW + 9 * 3600) * 1000}
     assert layout["xaxis"]["autorangeoptions"] == shifted
     assert layout["xaxis"]["title"]["text"] == "time (Asia/Tokyo)"
+
+
+def test_a_small_pool_gets_whole_ticks_and_its_limits_labels_never_overprint():
+    # A pool of 2 whose commit is its total: ticks 0, 1, 2, 3 (not 0, 1, 1, 2, 2 ...), the commit's label at the
+    # line's start and the total's at its end, so the two never print over each other.
+    figure = figures.tool_inuse_chart("Tool A", [(int(NOW) - 60, 2, 1.5)], (2, 2), "#3b6fd8", FRAME)
+    axis = figure["layout"]["yaxis"]
+    assert (axis["dtick"], axis["tickformat"]) == (1, ",d")
+    labels = {shape["label"]["text"]: shape["label"]["textposition"] for shape in figure["layout"]["shapes"]}
+    assert labels == {"commit 2": "start", "total 2": "end"}
+    curve = capacity_charts.duration_chart([{"licenses": 2, "share": 0.5}, {"licenses": 1, "share": 1.0}], 2, 2)
+    assert curve["layout"]["yaxis"]["dtick"] == 1
+    assert {s["label"]["text"]: s["label"]["textposition"] for s in curve["layout"]["shapes"]} == labels
+
+
+def test_the_commit_now_and_the_best_one_never_print_over_each_other():
+    curve = [{"commit": n, "cost": 1000 - n + (n - 98) ** 2} for n in range(90, 101)]
+    apart = capacity_charts.cost_chart({"curve": curve, "commit": 100, "best_commit": 98})
+    marks = {t["text"][0]: t["textposition"] for t in apart["data"][1:]}
+    assert marks == {"now: 100": "top center", "best: 98": "bottom center"}
+    same = capacity_charts.cost_chart({"curve": curve, "commit": 98, "best_commit": 98})
+    assert [t["text"][0] for t in same["data"][1:]] == ["now = best: 98"]

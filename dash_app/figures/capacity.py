@@ -45,7 +45,7 @@ def duration_chart(points: Sequence[Mapping[str, Any]], commit: int | None, tota
     shapes = []
     top = max(p["licenses"] for p in points)
     if commit is not None:
-        shapes.append(limit_line(commit, f"commit {commit}", COMMIT_LINE_COLOR, "dash"))
+        shapes.append(limit_line(commit, f"commit {commit}", COMMIT_LINE_COLOR, "dash", at="start"))
     if total is not None:
         shapes.append(limit_line(total, f"total {total}", TOTAL_LINE_COLOR, "dot"))
         top = max(top, total)
@@ -54,7 +54,7 @@ def duration_chart(points: Sequence[Mapping[str, Any]], commit: int | None, tota
         hovermode="closest",
         shapes=shapes,
         xaxis={"title": {"text": "% of the period's time", "font": {"size": 11, "color": MUTED_COLOR}}, "range": [0, 100]},
-        yaxis=value_axis("licenses held", range=[0, top * 1.15 + 1], autorange=False),
+        yaxis=value_axis("licenses held", top=top, range=[0, top * 1.15 + 1], autorange=False),
     )
     return {"data": [trace], "layout": layout}
 
@@ -106,7 +106,12 @@ def cost_chart(advice: Mapping[str, Any] | None, currency: str = "") -> Figure:
         "hovertemplate": f"commit %{{x}}: %{{y:,.2f}}{unit}<extra></extra>",
     }
     marks = []
-    for label, commit, color in (("now", advice["commit"], TOTAL_LINE_COLOR), ("best", advice["best_commit"], BEST_COLOR)):
+    # "now" above its point and "best" (the curve's lowest) below its own: close commits never overprint; one
+    # commit that is both is one mark.
+    now, best = advice["commit"], advice["best_commit"]
+    shown = [("now = best", now, BEST_COLOR, "top center")] if now == best else []
+    shown = shown or [("now", now, TOTAL_LINE_COLOR, "top center"), ("best", best, BEST_COLOR, "bottom center")]
+    for label, commit, color, position in shown:
         cost = next((p["cost"] for p in curve if p["commit"] == commit), None)
         if cost is not None:
             marks.append(
@@ -117,7 +122,7 @@ def cost_chart(advice: Mapping[str, Any] | None, currency: str = "") -> Figure:
                     "x": [commit],
                     "y": [cost],
                     "text": [f"{label}: {commit}"],
-                    "textposition": "top center",
+                    "textposition": position,
                     "marker": {"size": 12, "color": color, "symbol": "diamond"},
                     "hovertemplate": f"{label}: commit %{{x}}, %{{y:,.2f}}{unit}<extra></extra>",
                 }

@@ -127,8 +127,12 @@ def rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({red},{green},{blue},{alpha})"
 
 
-def limit_line(y: float, label: str, color: str, dash: str) -> dict[str, Any]:
-    """Return a labelled horizontal line across the plot at `y` (a commit, a total)."""
+def limit_line(y: float, label: str, color: str, dash: str, at: str = "end") -> dict[str, Any]:
+    """Return a labelled horizontal line across the plot at `y` (a commit, a total), its label at its `at` ("start", "end").
+
+    A commit's label goes at the start and a total's at the end, so the two never print over each other however
+    close the lines are (a pool of 2 whose commit is its total).
+    """
     return {
         "type": "line",
         "xref": "paper",
@@ -138,5 +142,5 @@ def limit_line(y: float, label: str, color: str, dash: str) -> dict[str, Any]:
         "y0": y,
         "y1": y,
         "line": {"color": color, "width": 1.5, "dash": dash},
-        "label": {"text": label, "textposition": "end", "yanchor": "bottom", "font": {"size": 11, "color": color}},
+        "label": {"text": label, "textposition": at, "yanchor": "bottom", "font": {"size": 11, "color": color}},
     }

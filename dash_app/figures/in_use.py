@@ -141,7 +141,7 @@ def tool_inuse_chart(tool: str, bins: Sequence[Level], limits: tuple[int, int] |
     if limits is not None:
         commit, total = limits
         shapes = [
-            limit_line(commit, f"commit {commit}", COMMIT_LINE_COLOR, "dash"),
+            limit_line(commit, f"commit {commit}", COMMIT_LINE_COLOR, "dash", at="start"),
             limit_line(total, f"total {total}", TOTAL_LINE_COLOR, "dot"),
         ]
         top = max(top, total)
@@ -152,6 +152,6 @@ def tool_inuse_chart(tool: str, bins: Sequence[Level], limits: tuple[int, int] |
         shapes=shapes,
         xaxis=time_axis(frame),
         # Room above the total line for its label.
-        yaxis=value_axis(f"peak in use / {frame.per_bin}", range=[0, top * 1.15 + 1], autorange=False),
+        yaxis=value_axis(f"peak in use / {frame.per_bin}", top=top, range=[0, top * 1.15 + 1], autorange=False),
     )
     return {"data": [trace], "layout": layout}
