@@ -119,6 +119,14 @@ class Config:
     billing_days: int = setting(
         30, "DASH_APP_BILLING_DAYS", "--billing-days", "days one payment of a tool's commit_price covers (commit advice)", int, 1
     )
+    true_denial_minutes: int = setting(
+        10,
+        "DASH_APP_TRUE_DENIAL_MINUTES",
+        "--true-denial-minutes",
+        "a user's denials of one tool within this many minutes of the first count as one true denial",
+        int,
+        1,
+    )
     lmstat_servers: tuple[str, ...] = listed(
         "DASH_APP_LMSTAT",
         "--lmstat",
