@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from dash_app import privacy
+from dash_app.auth.viewer import FULL
 from dash_app.licenses.pool import BorrowDenied
 from dash_app.state import get_state
-from tests.test_privacy_routes import PSEUDO, READER_HEADER, read_as
+from tests.test_privacy_routes import NONE, PSEUDO, READER_HEADER, read_as
 
 GH, CAN = "GreenHills Multi IDE", "CAN Bus Analyzer Pro"  # 15 (commit 10, 8,000) and 10 (commit 10, 2,000)
 HOUR = 3600
@@ -172,6 +174,8 @@ def test_the_estate_heatmap_and_one_user_through_the_service(estate):
         "overage_borrows": 0,
         "tools": [{"tool": CAN, "license_hours": 0.0, "denials": 3, "true_denials": 2, "overage_borrows": 0}],
     }
+    assert privacy.estate_user(ann, PSEUDO)["user"] == PSEUDO.user("ann") and privacy.estate_user(ann, NONE)["user"] is None
+    assert privacy.estate_user(ann, FULL) is ann and ann["user"] == "ann"  # the cached answer is never changed
     gh0 = service.user("gh0", start, start + 2 * HOUR)
     assert gh0["license_hours"] == pytest.approx(1.0) and gh0["tools"][0]["tool"] == GH
     assert service.users(start, start + 2 * HOUR, limit=2)["users"][1]["user"] == "u1"
