@@ -179,3 +179,30 @@ def test_the_estate_heatmap_and_one_user_through_the_service(estate):
     gh0 = service.user("gh0", start, start + 2 * HOUR)
     assert gh0["license_hours"] == pytest.approx(1.0) and gh0["tools"][0]["tool"] == GH
     assert service.users(start, start + 2 * HOUR, limit=2)["users"][1]["user"] == "u1"
+
+
+def test_the_jobs_run_in_the_analysis_process_of_a_database_file(make_app, tmp_path):
+    from dash_app.analytics.runners import AnalysisProcess
+
+    app = make_app(db=str(tmp_path / "estate.db"), true_denial_minutes=1)
+    state = get_state(app)
+    start = (time.time() // HOUR - 3) * HOUR
+    held = [state.pool.borrow(CAN, f"u{n}", at=start) for n in range(10)]
+    for offset in (10, 70):  # a minute apart: two true denials with --true-denial-minutes 1
+        with pytest.raises(BorrowDenied):
+            state.pool.borrow(CAN, "ann", at=start + offset)
+    for borrow in held:
+        state.pool.return_license(borrow.id, at=start + HOUR)
+    state.store.flush()
+    assert isinstance(state.analytics.runner, AnalysisProcess)
+    client = app.server.test_client()
+    period = f"from={iso(start)}&to={iso(start + HOUR)}"
+    capacity = client.get(f"/analytics/capacity?{period}").get_json()
+    assert capacity["tools"][0]["tool"] == CAN and capacity["totals"]["true_denials"] == 2
+    first = client.get(f"/analytics/recommendations?{period}").get_json()["tools"][0]
+    assert (first["tool"], first["action"], first["licenses"], first["denials_served"]) == (CAN, "buy", 2, 2)
+    assert client.get(f"/analytics/users?{period}&limit=1").get_json()["users"][0]["user"] == "u0"
+    assert state.analytics.user("ann", start, start + HOUR)["true_denials"] == 2
+    assert state.analytics.estate(start, start + HOUR, "UTC")["at_total"][datetime.fromtimestamp(start, UTC).weekday()][
+        datetime.fromtimestamp(start, UTC).hour
+    ] == pytest.approx(1 / 6)
