@@ -22,7 +22,17 @@ import numpy as np
 import pandas as pd
 
 from dash_app.analytics.estate import true_denials
-from dash_app.analytics.levels import Factorized, Floats, Ints, Sessions, check_period, overlapping, time_per_level, tool_sort
+from dash_app.analytics.levels import (
+    Bools,
+    Factorized,
+    Floats,
+    Ints,
+    Sessions,
+    check_period,
+    overlapping,
+    time_per_level,
+    tool_sort,
+)
 from dash_app.analytics.spec import NO_SPEC, Spec
 
 PERCENT = 99
@@ -55,18 +65,22 @@ def _held_at(borrowed: Floats, returned: Floats, at: Floats) -> Ints:
 
 
 class _Demand:
-    """The period's served sessions and would-be sessions of every tool, and demand's p99 per tool."""
+    """The period's served sessions and would-be sessions of every tool, and demand's p99 per tool of `asked`."""
 
-    def __init__(self, s: Sessions, n_tools: int, wanted: Ints, wanted_at: Floats, start: float, end: float) -> None:
+    def __init__(
+        self, s: Sessions, n_tools: int, wanted: Ints, wanted_at: Floats, asked: Bools, start: float, end: float
+    ) -> None:
         self.s, self.start = s, start
         self.lengths = median_lengths(s, n_tools, start)
         self.wanted, self.wanted_at = wanted, wanted_at
         self.wanted_until = wanted_at + self.lengths[wanted]
-        nothing = np.zeros(len(s.code) + len(wanted), dtype=np.int64)
+        # Demand is worked out only for the tools asked about: the sessions of the others are left out of the sort.
+        served, unmet = asked[s.code], asked[wanted]
+        nothing = np.zeros(int(served.sum()) + int(unmet.sum()), dtype=np.int64)
         demand = Sessions(
-            np.concatenate((s.code, wanted)),
-            np.concatenate((s.borrowed, wanted_at)),
-            np.concatenate((s.returned, self.wanted_until)),
+            np.concatenate((s.code[served], wanted[unmet])),
+            np.concatenate((s.borrowed[served], wanted_at[unmet])),
+            np.concatenate((s.returned[served], self.wanted_until[unmet])),
             nothing,
             nothing.astype(bool),
             nothing,
@@ -75,7 +89,7 @@ class _Demand:
         timeline = time_per_level(demand, n_tools, start, end)
         period = end - start
         self.p99 = np.zeros(n_tools, dtype=np.int64)
-        for k in range(n_tools):
+        for k in np.flatnonzero(asked).tolist():
             cumulative = np.cumsum(timeline.hist[timeline.offsets[k] : timeline.offsets[k + 1]])
             reached = cumulative * 100 >= PERCENT * period
             self.p99[k] = int(np.argmax(reached)) if reached.any() else int(timeline.peak[k])
@@ -168,10 +182,16 @@ def recommendations(
     names, s = _served(sessions, start, end, set(specs) | {row["tool"] for row in rows} | set(denied_tools.unique()))
     codes = np.asarray(pd.Index(names, dtype=object).get_indexer(denied_tools), dtype=np.int64)
     wanted = codes[flags]
-    demand = _Demand(s, len(names), wanted, ts[flags], start, end)
     true_counts = np.bincount(wanted, minlength=len(names))
-    advice_of = {entry["tool"]: entry for entry in advice}
     code_of = {name: k for k, name in enumerate(names)}
+    # Demand can pass a total only with unmet demand, or where the sessions alone passed it (a total lowered since).
+    asked = np.zeros(len(names), dtype=bool)
+    for row in rows:
+        total = specs.get(row["tool"], NO_SPEC).total
+        k = code_of[row["tool"]]
+        asked[k] = total is not None and (true_counts[k] > 0 or row["peak_in_use"] > total)
+    demand = _Demand(s, len(names), wanted, ts[flags], asked, start, end)
+    advice_of = {entry["tool"]: entry for entry in advice}
     out = []
     for row in rows:
         tool, total = row["tool"], specs.get(row["tool"], NO_SPEC).total
