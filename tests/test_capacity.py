@@ -306,7 +306,7 @@ def indexed_frame(sessions, start, end, tools, margin):
 
 
 @given(histories(), st.sampled_from([None, frozenset({"A"}), frozenset({"A", "C", "E"})]), st.sampled_from([0, 30]))
-@PROPERTY
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_a_mirror_frame_is_analysed_from_its_sorted_index_with_the_same_figures(history, tools, margin):
     sessions, denials, specs, start, end = history
     marked, plain = indexed_frame(sessions, start, end, tools, margin)

@@ -76,30 +76,37 @@ def build(code: Ints, borrowed: Floats, returned: Floats, seq: Ints, overage: Bo
     dense, n_tools = _dense(code)
     order = np.argsort(seq, kind="stable")
     order = order[np.argsort(borrowed[order], kind="stable")]
-    order = order[np.argsort(dense[order], kind="stable")]
+    # Handed the rows in (borrowed_at, seq) order, levels_before sees so (it checks) and sorts only the return times.
+    timed = Sessions(dense[order].astype(np.int64), borrowed[order], returned[order], seq[order], overage[order], user[order], [])
+    by_tool = np.argsort(dense[order], kind="stable")
+    level = levels_before(timed, n_tools)[by_tool]
+    order = order[by_tool]
     s = Sessions(code[order], borrowed[order], returned[order], seq[order], overage[order], user[order], [])
-    # levels_before finds the rows in its own order already (it checks), so it sorts only the return times.
-    level = levels_before(Sessions(dense[order].astype(np.int64), s.borrowed, s.returned, s.seq, s.overage, s.user, []), n_tools)
-    positive = s.returned > s.borrowed
-    closed = positive & np.isfinite(s.returned)
-    times = np.concatenate((s.borrowed[positive], s.returned[closed]))
-    steps = np.concatenate((np.ones(int(positive.sum()), np.int64), np.full(int(closed.sum()), -1, np.int64)))
-    step_dense = np.concatenate((dense[order][positive], dense[order][closed]))
-    by_time = np.argsort(times, kind="stable")
-    step_order = by_time[np.argsort(step_dense[by_time], kind="stable")]
-    times, steps = times[step_order], steps[step_order]
-    step_code = np.concatenate((s.code[positive], s.code[closed]))[step_order]
-    # One running sum over every tool's steps, less its value before each tool's first step (open sessions never return).
-    running = np.cumsum(steps)
-    first = np.ones(len(times), dtype=bool)
-    first[1:] = step_code[1:] != step_code[:-1]
-    starts = np.flatnonzero(first)
-    before = running[starts] - steps[starts]
-    step_level = running - np.repeat(before, np.diff(np.append(starts, len(times))))
+    step_code, times, step_level, step_next = _steps(s, np.searchsorted(dense[order], np.arange(n_tools + 1)))
+    return ByTool(s.code, s.borrowed, s.returned, s.seq, s.overage, s.user, level, step_code, times, step_level, step_next, names)
+
+
+def _steps(s: Sessions, seg: Ints) -> tuple[Ints, Floats, Ints, Floats]:
+    """Return each tool's steps (codes, times, levels after, next times) from its rows `s[seg[k]:seg[k + 1]]`."""
+    parts: list[tuple[Floats, Ints]] = []
+    for lo, hi in zip(seg[:-1].tolist(), seg[1:].tolist()):
+        b, r = s.borrowed[lo:hi], s.returned[lo:hi]
+        positive = r > b
+        closed = positive & np.isfinite(r)
+        times = np.concatenate((b[positive], r[closed]))
+        steps = np.concatenate((np.ones(int(positive.sum()), np.int64), np.full(int(closed.sum()), -1, np.int64)))
+        # The starts are in order already: one tool's sort is mostly a merge of two runs.
+        order = np.argsort(times, kind="stable")
+        parts.append((times[order], np.cumsum(steps[order])))
+    counts = [len(times) for times, _ in parts]
+    if not counts:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0)
+    times = np.concatenate([times for times, _ in parts])
+    step_code = np.repeat(s.code[seg[:-1]], counts)
     step_next = np.full(len(times), np.inf)
     step_next[:-1] = times[1:]
-    step_next[np.flatnonzero(first)[1:] - 1] = np.inf
-    return ByTool(s.code, s.borrowed, s.returned, s.seq, s.overage, s.user, level, step_code, times, step_level, step_next, names)
+    step_next[(np.cumsum(counts) - 1)[np.array(counts) > 0]] = np.inf  # a tool's last step: nothing follows it
+    return step_code, times, np.concatenate([levels for _, levels in parts]), step_next
 
 
 def merge(kept: ByTool, fresh: ByTool) -> ByTool:
