@@ -19,25 +19,28 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from dash_app.analytics.levels import Bools, Floats, Ints, Sessions, Timeline, levels_before
+
+Int32s = npt.NDArray[np.int32]
 
 
 @dataclass(frozen=True)
 class ByTool:
     """Sessions in (tool, borrowed_at, seq) order with each one's level before its start, and each tool's steps."""
 
-    code: Ints  # tool: a code into `names`
+    code: Int32s  # tool: a code into `names` (the codes and levels are int32)
     borrowed: Floats
     returned: Floats  # inf while open
     seq: Ints
     overage: Bools
-    user: Ints  # a code into `names`
-    level: Ints  # licenses of its tool held just before its start
-    step_code: Ints  # the steps of positive-length sessions, in (tool, time) order
+    user: Int32s  # a code into `names`
+    level: Int32s  # licenses of its tool held just before its start
+    step_code: Int32s  # the steps of positive-length sessions, in (tool, time) order
     step_time: Floats
-    step_level: Ints  # the tool's in_use after the step
+    step_level: Int32s  # the tool's in_use after the step
     step_next: Floats  # the time of the tool's next step (inf after its last)
     names: Any  # object array of the text behind the codes (it only ever grows: codes stay valid)
 
@@ -83,7 +86,11 @@ def build(code: Ints, borrowed: Floats, returned: Floats, seq: Ints, overage: Bo
     order = order[by_tool]
     s = Sessions(code[order], borrowed[order], returned[order], seq[order], overage[order], user[order], [])
     step_code, times, step_level, step_next = _steps(s, np.searchsorted(dense[order], np.arange(n_tools + 1)))
-    return ByTool(s.code, s.borrowed, s.returned, s.seq, s.overage, s.user, level, step_code, times, step_level, step_next, names)
+    # Codes and levels in 32 bits: the index is held beside the copy all the time (about 90 bytes a session).
+    small = [a.astype(np.int32) for a in (s.code, s.user, level, step_code, step_level)]
+    return ByTool(
+        small[0], s.borrowed, s.returned, s.seq, s.overage, small[1], small[2], small[3], times, small[4], step_next, names
+    )
 
 
 def _steps(s: Sessions, seg: Ints) -> tuple[Ints, Floats, Ints, Floats]:
@@ -155,7 +162,7 @@ class Period:
 
     names: list[str]
     sessions: Sessions
-    level: Ints  # each session's level before its start
+    level: Int32s  # each session's level before its start
     timeline: Timeline | None  # None when not asked for
 
 
@@ -181,14 +188,14 @@ class _Cut:
     key: tuple[float, float, frozenset[str] | None]
     wanted: Bools  # per code: a tool of the origin's
     tools: Ints  # the codes of the tools with a session in the period
-    code: Ints
+    code: Int32s
     borrowed: Floats
     returned: Floats
     seq: Ints
     overage: Bools
     user: Ints  # ranks of the period's users' names
     users: list[str]
-    level: Ints
+    level: Int32s
 
 
 _last_cut: list[_Cut] = []  # capacity() and commit_advice() of one frame cut it once

@@ -103,7 +103,7 @@ class HistoryMirror:
         self.stamp = -1  # the newest write stamp seen; -1 before the first read
         self.version = 0  # moves whenever a refresh changed the copy
         self._index: ByTool | None = None  # the sessions sorted by tool, as of the last call of `index`
-        self._stale: set[int] = set()  # codes of the tools whose rows changed since; None's role: _index is None
+        self._stale: set[int] = set()  # codes of the tools whose rows changed since the index was built
 
     def reset(self) -> None:
         """Forget everything: the next refresh reads every row (the database file was replaced)."""
