@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dash_app.analytics.bytool import Origin, build, mark, origin
 from dash_app.analytics.capacity import SESSION_COLUMNS, capacity, commit_advice, empty_denials, empty_sessions
 from dash_app.analytics.levels import levels_before, prepare
 from dash_app.analytics.profiles import denials_over_time, duration_curve, hour_of_week
@@ -291,6 +292,29 @@ def test_capacity_does_not_depend_on_row_order_or_on_prefiltering(history, rng):
     assert capacity(frame(kept), denial_frame(in_period), specs, start, end) == expected
     kept_advice = commit_advice(frame(kept), specs, start, end)
     assert commit_advice(frame(shuffled), specs, start, end) == kept_advice == commit_advice(frame(sessions), specs, start, end)
+
+
+def indexed_frame(sessions, start, end, tools, margin):
+    """The frame a mirror hands out for [start - margin, end + margin) and `tools`, marked as cut from its index."""
+    everything = frame(sessions)
+    codes, names = pd.factorize(pd.concat([everything["tool"], everything["user"]], ignore_index=True))
+    n = len(everything)
+    columns = [everything[c].to_numpy() for c in ("borrowed_at", "returned_at", "seq", "is_overage")]
+    index = build(codes[:n], *columns, codes[n:], np.asarray(names, dtype=object))
+    kept = [s for s in sessions if (tools is None or s.tool in tools) and overlaps(s, start - margin, end + margin)]
+    return mark(frame(kept), Origin(index, start - margin, end + margin, tools)), frame(kept)
+
+
+@given(histories(), st.sampled_from([None, frozenset({"A"}), frozenset({"A", "C", "E"})]), st.sampled_from([0, 30]))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_mirror_frame_is_analysed_from_its_sorted_index_with_the_same_figures(history, tools, margin):
+    sessions, denials, specs, start, end = history
+    marked, plain = indexed_frame(sessions, start, end, tools, margin)
+    assert origin(marked, start, end) is not None and origin(plain, start, end) is None
+    assert capacity(marked, denial_frame(denials), specs, start, end) == capacity(plain, denial_frame(denials), specs, start, end)
+    assert commit_advice(marked, specs, start, end, 7) == commit_advice(plain, specs, start, end, 7)
+    # A period the frame was not cut for is computed from the frame's rows.
+    assert origin(marked, start - margin - 1, end) is None
 
 
 @given(histories())

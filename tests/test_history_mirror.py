@@ -7,8 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
+from dash_app.analytics.capacity import capacity, commit_advice
 from dash_app.analytics.mirror import HistoryMirror
 from dash_app.analytics.runners import FileSnapshots, snapshots_for
+from dash_app.analytics.spec import Spec
 from dash_app.events import borrow_event, failure_event, return_event
 from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper
@@ -20,6 +22,7 @@ HOUR, DAY = 3600.0, 86400.0
 HISTORY = 2 * DAY
 TOOLS = ("Tight", "Roomy", "Odd tool")
 USERS = ("ann", "bob", "cy")
+SPECS = {"Tight": Spec(1, 1, 300.0, 20.0), "Roomy": Spec(4, 2, 300.0, 20.0)}
 
 
 # One step: a batch of writes, then maybe a prune after the clock moved, then maybe a refresh of the copy.
@@ -46,9 +49,15 @@ def same_as_the_store(mirror, store, now):
     for start, end in ((now - 6 * DAY, now + 1), (now - DAY, now - HOUR), (now - 2 * DAY, now - DAY)):
         for tools in (None, ("Roomy",), ("Roomy", "Odd tool")):
             expected = load_sessions(store, start, end, tools, details=False)
-            assert_frame_equal(mirror.load_sessions(start, end, tools), expected, check_index_type=False)
-            expected = load_denials(store, start, end, tools)
-            assert_frame_equal(mirror.load_denials(start, end, tools), expected, check_index_type=False)
+            sessions = mirror.load_sessions(start, end, tools)
+            assert_frame_equal(sessions, expected, check_index_type=False)
+            expected_denials = load_denials(store, start, end, tools)
+            denials = mirror.load_denials(start, end, tools)
+            assert_frame_equal(denials, expected_denials, check_index_type=False)
+            if start == now - 6 * DAY and tools is None:
+                # The figures of the copy's frames come from its index sorted by tool (kept up to date tool by tool).
+                got = capacity(sessions, denials, SPECS, start, end), commit_advice(sessions, SPECS, start, end)
+                assert got == (capacity(expected, denials, SPECS, start, end), commit_advice(expected, SPECS, start, end))
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

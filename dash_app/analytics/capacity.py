@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dash_app.analytics.bytool import cut_period, origin
 from dash_app.analytics.levels import Factorized, Floats, check_period, levels_before, prepare, select, time_per_level
 from dash_app.analytics.spec import NO_SPEC, Spec
 
@@ -31,6 +32,8 @@ COVERAGE_PERCENTS = (50, 90, 95, 99)
 TOP_USERS = 10
 # Two costs closer than this (relative) are a tie, so float noise never picks a larger commit than an equal smaller one.
 _TIE = 1e-9
+# Up to this many (tool, user) pairs, their seconds are added up in one array with a place for each.
+_DENSE_PAIRS = 4_000_000
 
 
 def empty_sessions() -> pd.DataFrame:
@@ -67,23 +70,36 @@ def capacity(
     in_period = (ts >= start) & (ts < end)
     denied = denials if in_period.all() else denials.loc[in_period]
     denied_tools = Factorized.of(denied["tool"])
-    names, s = prepare(sessions, start, end, set(specs) | set(denied_tools.uniques))
+    found = origin(sessions, start, end)
+    if found is not None:  # a mirror's frame: its index has the sessions sorted and the steps summed already
+        cut = cut_period(found, start, end, set(specs) | set(denied_tools.uniques))
+        names, s, timeline = cut.names, cut.sessions, cut.timeline
+    else:
+        names, s = prepare(sessions, start, end, set(specs) | set(denied_tools.uniques))
+        timeline = None
     n_tools = len(names)
-    timeline = time_per_level(s, n_tools, start, end)
+    timeline = timeline or time_per_level(s, n_tools, start, end)
 
     in_period_start = s.borrowed >= start
     borrows = np.bincount(s.code[in_period_start], minlength=n_tools)
     overage_borrows = np.bincount(s.code[in_period_start & s.overage], minlength=n_tools)
 
-    # License-seconds per (tool, user) pair; pairs are hashed once, then ranked by (tool, -seconds, user name).
+    # License-seconds per (tool, user) pair, then ranked by (tool, -seconds, user name).
     held = np.maximum(np.minimum(s.returned, end) - np.maximum(s.borrowed, start), 0.0)
     n_users = max(len(s.users), 1)
-    pair_codes, pairs = pd.factorize(s.code * n_users + s.user)
-    pairs = np.asarray(pairs, dtype=np.int64)
-    pair_seconds = np.bincount(pair_codes, weights=held, minlength=len(pairs))
+    pair_key = s.code * n_users + s.user
+    if n_tools * n_users <= _DENSE_PAIRS:  # a counter per possible pair costs less than hashing every session's
+        pairs = np.flatnonzero(np.bincount(pair_key, minlength=n_tools * n_users))
+        pair_seconds = np.bincount(pair_key, weights=held, minlength=n_tools * n_users)[pairs]
+    else:
+        pair_codes, uniques = pd.factorize(pair_key, sort=True)
+        pairs = np.asarray(uniques, dtype=np.int64)
+        pair_seconds = np.bincount(pair_codes, weights=held, minlength=len(pairs))
     pair_tool, pair_user = pairs // n_users, pairs % n_users
     distinct_users = np.bincount(pair_tool, minlength=n_tools)
-    ranked = np.lexsort((pair_user, -pair_seconds, pair_tool))
+    # The pairs come in (tool, user) order, so two stable sorts rank them: by -seconds, then by tool.
+    ranked = np.argsort(-pair_seconds, kind="stable")
+    ranked = ranked[np.argsort(pair_tool[ranked], kind="stable")]
     ranked_seg = np.searchsorted(pair_tool[ranked], np.arange(n_tools + 1))
 
     denial_codes = denied_tools.into(names)
@@ -144,13 +160,18 @@ def commit_advice(
     if billing_days <= 0:
         raise ValueError(f"billing_days: must be positive, not {billing_days!r}")
     period = end - start
-    names, s = prepare(sessions, start, end, specs)
+    found = origin(sessions, start, end)
+    if found is not None:  # a mirror's frame: its index has every session's level before its start
+        cut = cut_period(found, start, end, set(specs), timeline=False)
+        names, s = cut.names, cut.sessions
+    else:
+        names, s = prepare(sessions, start, end, specs)
     n_tools = len(names)
     # Only the levels before starts inside the period matter; the sessions of tools without advice are never looked at.
     advised = np.array([_advice_reason(specs.get(t, NO_SPEC)) is None for t in names], dtype=bool)
     wanted = advised[s.code] if len(s.code) else np.zeros(0, dtype=bool)
     subset = select(s, wanted)
-    levels = levels_before(subset, n_tools)
+    levels = cut.level[wanted] if found is not None else levels_before(subset, n_tools)
     starts = subset.borrowed >= start
     start_codes, start_levels = subset.code[starts], levels[starts]
     order = np.argsort(start_codes, kind="stable")

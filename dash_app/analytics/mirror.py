@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
+from dash_app.analytics.bytool import ByTool, Origin, build, mark, merge
 from dash_app.analytics.capacity import DENIAL_COLUMNS, SESSION_COLUMNS
 from dash_app.store.database import last_stamp, tuples
 
@@ -101,11 +102,28 @@ class HistoryMirror:
         self.denials = _Table()
         self.stamp = -1  # the newest write stamp seen; -1 before the first read
         self.version = 0  # moves whenever a refresh changed the copy
+        self._index: ByTool | None = None  # the sessions sorted by tool, as of the last call of `index`
+        self._stale: set[int] = set()  # codes of the tools whose rows changed since the index was built
 
     def reset(self) -> None:
         """Forget everything: the next refresh reads every row (the database file was replaced)."""
         self.sessions, self.denials, self.stamp = _Table(), _Table(), -1
+        self._index, self._stale = None, set()
         self.version += 1
+
+    def index(self) -> ByTool:
+        """Return the copy's sessions sorted by tool (bytool.py), rebuilding only the tools whose rows changed."""
+        if self._index is not None and not self._stale:
+            return self._index
+        c = self.sessions.columns or self._session_columns([])
+        if self._index is None:
+            self._index = self._build(c)
+        else:
+            stale = np.array(sorted(self._stale), dtype=np.int64)
+            mine = np.isin(c["tool"], stale)
+            self._index = merge(self._index.without(stale), self._build({name: column[mine] for name, column in c.items()}))
+        self._stale = set()
+        return self._index
 
     def refresh(self) -> bool:
         """Read what changed since the last refresh; return True when the copy changed."""
@@ -128,12 +146,26 @@ class HistoryMirror:
             for table, name in ((self.sessions, "borrows"), (self.denials, "denials")):
                 gone = np.array([row for tbl, row in pruned if tbl == name], dtype=np.int64)
                 if len(gone) and len(table):
-                    table.keep(~np.isin(table.columns["rowid"], gone))
-        self.sessions.upsert(self._session_columns(sessions))
+                    leaving = np.isin(table.columns["rowid"], gone)
+                    if table is self.sessions:
+                        self._stale.update(table.columns["tool"][leaving].tolist())
+                    table.keep(~leaving)
+        delta = self._session_columns(sessions)
+        if self._index is not None and len(delta["rowid"]):
+            # The tools of the rows written, before and after (a row rewritten under another tool leaves its old one).
+            self._stale.update(np.unique(delta["tool"]).tolist())
+            if len(self.sessions):
+                held = self.sessions.columns
+                at = np.minimum(np.searchsorted(held["rowid"], delta["rowid"]), len(held["rowid"]) - 1)
+                self._stale.update(np.unique(held["tool"][at[held["rowid"][at] == delta["rowid"]]]).tolist())
+        self.sessions.upsert(delta)
         self.denials.upsert(self._denial_columns(denials))
         self.stamp = newest
         self.version += 1
         return True
+
+    def _build(self, c: dict[str, np.ndarray[Any, Any]]) -> ByTool:
+        return build(c["tool"], c["borrowed"], c["returned"], c["rowid"], c["overage"], c["user"], self._name_array)
 
     def _intern(self, values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Return the codes of `values` (strings) in the names table, adding the names not seen before."""
@@ -198,7 +230,7 @@ class HistoryMirror:
         index = index[np.lexsort((c["rowid"][index], c["borrowed"][index]))]
         n = len(index)
         nothing = pd.Series(np.full(n, None, dtype=object), dtype=object, copy=False)
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "tool": self._text(c["tool"][index]),
                 "user": self._text(c["user"][index]),
@@ -212,6 +244,8 @@ class HistoryMirror:
             },
             copy=False,
         )
+        # capacity() and commit_advice() of this frame read the index instead of hashing and sorting its rows.
+        return mark(frame, Origin(self.index(), start, end, None if tools is None else frozenset(tools)))
 
     def load_denials(self, start: float, end: float, tools: Collection[str] | None = None) -> pd.DataFrame:
         """Return the held denials at times in [start, end) as `load_denials` does."""

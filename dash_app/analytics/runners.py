@@ -152,10 +152,13 @@ def _serve(conn: Connection, path: str) -> None:
             snapshots.replaced = False
             mirror.reset()
             mirror.refresh()
+        mirror.index()  # sorted now, while nobody waits, rather than at the next query
 
+    waiting = 0.0  # the history is read at once: the first query (the Capacity view's) should find it read
     while True:
         try:
-            if not conn.poll(IDLE_REFRESH_SECONDS):
+            if not conn.poll(waiting):
+                waiting = IDLE_REFRESH_SECONDS
                 refresh()
                 continue
             request = conn.recv()

@@ -1,0 +1,278 @@
+"""Benchmark the Capacity view as a person sees it: a real server over 30 days × 200 tools × 1,000,000 sessions, in
+headless Chromium, from navigation to the grid's rows and from a row click to that tool's charts.
+
+The history is `dash_app.testing.synthetic.synthetic_history` ending now, put into a SQLite file by `store_history`;
+the server is gunicorn started with the Procfile's line (no demo traffic, the estate's 200-tool inventory). Each code
+version is measured on two fresh starts of the server:
+- right at start: the first page asked for is /capacity?window=2592000, so the analysis process starts then and reads
+  the history while the browser waits;
+- after the start-up read: the overview is opened first and an API query of another period waits for the analysis
+  process's read; then /capacity?window=2592000 (the first 30-day query), a row click, /capacity (the default 7 days)
+  and a row click there, and /capacity?window=2592000 again.
+A row click in the minute after the page's report was built finds that report cached; one after the minute turned
+asks for a new period (windows end at the start of the current minute), which is timed too. Times are the page's own:
+from the navigation's start (or the mouse press on a row) to the first animation frame that shows the grid's rows (or
+that tool's title, advice and duration curve), as the person sees them.
+
+The baseline is today's code path: the same measurements against a server running the code of `--baseline` (a git
+revision, `git archive`d into a temporary directory), in the same run, over the same file.
+
+Run: python benchmarks/bench_capacity_view.py [--sessions N] [--denials N] [--baseline main] [--no-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from dash_app.store import Store
+from dash_app.testing import ROOT, TEST_TOKEN, estate_inventory, free_port, procfile_command
+from dash_app.testing.synthetic import store_history, synthetic_history
+
+CHROMIUM = os.environ.get("DASH_TEST_CHROMEPATH", "/usr/bin/chromium")
+MONTH = "/capacity?window=2592000"
+WEEK = "/capacity"
+TARGET_GRID, TARGET_CLICK = 1.5, 1.0
+
+# When the biggest callback response (the grid's rows and the figures) had arrived, in the page's clock.
+DATA_JS = """
+const updates = performance.getEntriesByType('resource').filter(e => e.name.includes('_dash-update-component'));
+return updates.reduce((a, b) => (b.transferSize > a.transferSize ? b : a)).responseEnd;
+"""
+ROW_IDS_JS = """
+return [...document.querySelectorAll('#capacity-table .ag-center-cols-container .ag-row')]
+  .sort((a, b) => Number(a.getAttribute('row-index')) - Number(b.getAttribute('row-index')))
+  .map(row => row.getAttribute('row-id'));
+"""
+# Marks, in the page's own clock, the first animation frame that shows what is waited for: the browser draws it then,
+# while a WebDriver script may wait behind the page's other work (charts being drawn) for a second more.
+MARKS_JS = """
+window.__marks = {};
+const rows = () => document.querySelectorAll('#capacity-table .ag-center-cols-container .ag-row').length > 0;
+const charts = tool => {
+  const title = document.getElementById('capacity-tool-title');
+  const advice = document.getElementById('capacity-advice');
+  const gd = document.querySelector('#capacity-duration .js-plotly-plot');
+  return !!title && title.textContent === tool && !!advice && advice.textContent.length > 0
+    && !!gd && !!gd.data && gd.data.length > 0;
+};
+const tick = () => {
+  const m = window.__marks;
+  if (m.rows === undefined && rows()) m.rows = performance.now();
+  if (m.tool !== undefined && m.drawn === undefined && charts(m.tool)) m.drawn = performance.now();
+  requestAnimationFrame(tick);
+};
+requestAnimationFrame(tick);
+document.addEventListener('mousedown', event => {
+  const row = event.target.closest('#capacity-table .ag-row');
+  if (row) Object.assign(window.__marks, {tool: row.getAttribute('row-id'), clicked: performance.now(), drawn: undefined});
+}, true);
+"""
+# When the biggest callback response (the grid's rows and the figures) had arrived, in the page's clock.
+DATA_JS = """
+const updates = performance.getEntriesByType('resource').filter(e => e.name.includes('_dash-update-component'));
+return updates.reduce((a, b) => (b.transferSize > a.transferSize ? b : a)).responseEnd;
+"""
+ROW_IDS_JS = """
+return [...document.querySelectorAll('#capacity-table .ag-center-cols-container .ag-row')]
+  .sort((a, b) => Number(a.getAttribute('row-index')) - Number(b.getAttribute('row-index')))
+  .map(row => row.getAttribute('row-id'));
+"""
+
+
+class Server:
+    """gunicorn with the Procfile's line, run from the code at `root`, over the database file `db`."""
+
+    def __init__(self, root: Path, db: Path, tools_file: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
+        env.update(
+            {
+                "PORT": str(self.port),
+                "DASH_APP_DB": str(db),
+                "DASH_APP_TOOLS": str(tools_file),
+                "DASH_APP_HISTORY_DAYS": "31",
+                "DASH_APP_API_TOKEN": TEST_TOKEN,
+                "DASH_APP_DEMO": "0",
+                "PYTHONPATH": str(root),
+            }
+        )
+        self._log = open(log, "a")
+        self.process = subprocess.Popen(
+            ["bash", "-c", "exec " + procfile_command()],
+            cwd=root,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"bench_capacity_view: the server exited; see {log}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise SystemExit(f"bench_capacity_view: the server did not start; see {log}")
+
+    def stop(self) -> None:
+        """End the server's process group (gunicorn, its worker and the analysis process)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+def browser() -> webdriver.Chrome:
+    """Return headless Chromium at 1920 × 1080 that marks, in every page, when the grid and a tool's charts show."""
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1920,1080"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": MARKS_JS})
+    return driver
+
+
+def mark(driver: webdriver.Chrome, name: str, timeout: float = 180) -> float:
+    """Wait until the page has set the mark `name`; return it (milliseconds of the page's clock)."""
+    script = f"return window.__marks && window.__marks.{name}"
+    value: float = WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: d.execute_script(script))
+    return value
+
+
+def navigate(driver: webdriver.Chrome, url: str) -> tuple[float, float]:
+    """Open `url`; return the seconds from the navigation's start until the grid shows rows, and until its data came."""
+    driver.get("about:blank")
+    driver.get(url)
+    rows = mark(driver, "rows") / 1000
+    return rows, driver.execute_script(DATA_JS) / 1000
+
+
+def visit(driver: webdriver.Chrome, out: dict[str, float], name: str, url: str) -> None:
+    """Time the navigation to `url` into out[name], and when its data came into the row after it."""
+    out[name], out[f"  its data came ({name})"] = navigate(driver, url)
+
+
+def click_row(driver: webdriver.Chrome, nth: int) -> float:
+    """Click the grid's `nth` shown row and return the seconds until that tool's charts are drawn."""
+    shown = driver.execute_script(ROW_IDS_JS)
+    tool = shown[nth % len(shown)]
+    driver.find_element(By.CSS_SELECTOR, f'#capacity-table .ag-center-cols-container .ag-row[row-id="{tool}"] .ag-cell').click()
+    return (mark(driver, "drawn") - driver.execute_script("return window.__marks.clicked")) / 1000
+
+
+def next_minute() -> None:
+    """Wait until a new minute has just begun (so the next query asks for a period not built yet)."""
+    time.sleep(60.5 - time.time() % 60)
+
+
+def measure(root: Path, db: Path, tools_file: Path, log: Path) -> dict[str, float]:
+    """Return every timing of one code version (see the module's docstring)."""
+    out: dict[str, float] = {}
+    driver = browser()
+    try:
+        server = Server(root, db, tools_file, log)
+        try:
+            visit(driver, out, "30 days, right at start", server.url + MONTH)
+            out["  row click, right at start"] = click_row(driver, 0)
+        finally:
+            server.stop()
+        server = Server(root, db, tools_file, log)
+        try:
+            driver.get(server.url + "/")
+            started = time.perf_counter()
+            query = requests.get(
+                server.url + "/analytics/capacity",
+                params={"window": "3600"},
+                headers={"Authorization": f"Bearer {TEST_TOKEN}"},
+                timeout=300,
+            )
+            query.raise_for_status()
+            out["(start-up read: first 1 h query after the page)"] = time.perf_counter() - started
+            next_minute()
+            visit(driver, out, "30 days, first query after the read", server.url + MONTH)
+            out["  row click, same minute"] = click_row(driver, 1)
+            visit(driver, out, "7 days (default), first query", server.url + WEEK)
+            out["  row click in the 7 days, same minute"] = click_row(driver, 2)
+            next_minute()
+            out["  row click in the 7 days, after the minute turned"] = click_row(driver, 3)
+            visit(driver, out, "30 days, the next minute", server.url + MONTH)
+            visit(driver, out, "30 days again (cached)", server.url + MONTH)
+        finally:
+            server.stop()
+    finally:
+        driver.quit()
+    return out
+
+
+def export(revision: str, into: Path) -> Path:
+    """Return a directory holding the code of git `revision` (git archive), for the baseline's server."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=1_000_000, help="sessions (default 1,000,000)")
+    parser.add_argument("--denials", type=int, default=50_000, help="denials (default 50,000)")
+    parser.add_argument("--baseline", default="main", help="git revision of today's code (default main)")
+    parser.add_argument("--no-baseline", action="store_true", help="measure this checkout only")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-capacity-view-") as tmp:
+        work = Path(tmp)
+        inventory = estate_inventory(200)
+        tools_file = work / "tools.json"
+        tools_file.write_text(json.dumps(inventory))
+        end = float(int(time.time() // 60) * 60)
+        started = time.perf_counter()
+        history = synthetic_history(days=30, tools=200, sessions=args.sessions, denials=args.denials, seed=1, end=end)
+        db = work / "capacity.db"
+        store = Store(str(db))
+        store_history(store, history)
+        store.close()
+        print(
+            f"history: {len(history.sessions):,} sessions, {len(history.denials):,} denials, 200 tools, 30 days "
+            f"ending now (generated and stored in {time.perf_counter() - started:.0f} s)"
+        )
+        versions = {"ours": ROOT}
+        if not args.no_baseline:
+            versions[f"baseline ({args.baseline})"] = export(args.baseline, work / "baseline")
+        results = {}
+        for name, root in versions.items():
+            results[name] = measure(root, db, tools_file, work / "server.log")
+        print(f"\n{'':<50}" + "".join(f"{name:>20}" for name in results))
+        for row in results["ours"]:
+            target = TARGET_CLICK if "click" in row else None if row.startswith(("(", " ")) else TARGET_GRID
+            cells = "".join(f"{r.get(row, float('nan')):>19.2f}s" for r in results.values())
+            print(f"{row:<50}{cells}" + (f"   (target <= {target} s)" if target else ""))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
