@@ -63,7 +63,8 @@ class PageUpdater:
     def __init__(self, state: "AppState", clock: Callable[[], float] = time.time) -> None:
         self.state = state
         self.clock = clock
-        self.snapshots = Snapshots(state.buffer, state.pool, state.history, state.settings.currency)
+        self.denial_gap = state.settings.true_denial_minutes * 60
+        self.snapshots = Snapshots(state.buffer, state.pool, state.history, state.settings.currency, denial_gap=self.denial_gap)
         self._by_names: dict[Names, Snapshots] = {FULL: self.snapshots}
         self._by_names_lock = threading.Lock()
 
@@ -76,7 +77,9 @@ class PageUpdater:
             found = self._by_names.get(names)
             if found is None:
                 state = self.state
-                found = Snapshots(state.buffer, state.pool, state.history, state.settings.currency, names=names)
+                found = Snapshots(
+                    state.buffer, state.pool, state.history, state.settings.currency, names=names, denial_gap=self.denial_gap
+                )
                 found.shown_tools = self.snapshots.shown_tools
                 self._by_names[names] = found
             return found

@@ -14,6 +14,8 @@ from dash_app.callbacks.window_stats import (
     SHOWN_TOOLS,
     ToolStats,
     WindowData,
+    pressure_order,
+    pressures,
     tool_stats,
     top_tools,
     totals,
@@ -101,6 +103,11 @@ class EventRows:
         return out, keys
 
 
+def window_label(window: float) -> str:
+    """Return a window's short name, as the cards say it: "30 min", "24 h"."""
+    return SHORT_LABELS.get(window, f"{window // 60:g} min")
+
+
 def _identity(value: object) -> object:
     """A mapping of lists stands for its items' identities; anything else for itself."""
     if isinstance(value, dict):
@@ -125,6 +132,7 @@ class Snapshots:
         history: "HistoryKeeper | None" = None,
         currency: str = "",
         names: Names = FULL,
+        denial_gap: float = 600,
     ) -> None:
         self.buffer = buffer
         self.pool = pool
@@ -134,7 +142,7 @@ class Snapshots:
         self.shown_tools = SHOWN_TOOLS  # how many tools the overview's charts show by name
         # window -> (key, WindowData): each window's data, from the buffer or the stored history.
         self._window_data_cache: dict[float, tuple[Any, WindowData]] = {}
-        self._buffer_windows = BufferWindows(buffer)
+        self._buffer_windows = BufferWindows(buffer, denial_gap)
         self._lock = threading.Lock()
         self._version: tuple[Any, ...] | None = None
         self._pool: PoolSnapshot | None = None
@@ -215,7 +223,7 @@ class Snapshots:
 
     def _cards(self, window: float, stats: ToolStats, in_use: int, of_total: int, scope: str) -> Part:
         """Return the cards' values and hints for counts over the window."""
-        span = SHORT_LABELS.get(window, f"{window // 60} min")
+        span = window_label(window)
         unit_seconds, unit = rate_unit(window)
         units = window / unit_seconds
         share = 100 * stats.overage / stats.borrows if stats.borrows else 0.0
@@ -229,7 +237,7 @@ class Snapshots:
                 "return-rate": parts.rate(stats.returns / units),
                 "return-rate-hint": f"per {unit} · last {span} · {scope}",
                 "failure-rate": parts.rate(stats.failures / units),
-                "failure-rate-hint": f"per {unit} · last {span} · {stats.failures:,} in all",
+                "failure-rate-hint": f"per {unit} · last {span} · {stats.failures:,} in all, {stats.true_denials:,} true",
                 "active-licenses": parts.number(in_use),
                 "active-licenses-hint": f"of {of_total:,} · {scope}" if of_total else f"limits unknown · {scope}",
             }
@@ -238,7 +246,9 @@ class Snapshots:
     def _build_overview(
         self, pool: PoolSnapshot, window: float, frame: "Frame", data: WindowData, stats: dict[str, ToolStats], now: float
     ) -> dict[str, Part]:
-        shown = top_tools(stats, pool.tools, self.shown_tools)
+        pressure = pressures(pool.status, data, stats, window)
+        ranked = pressure_order(pressure, stats)
+        shown = top_tools(stats, ranked, self.shown_tools)
         colors = figures.tool_colors(pool.tools, shown)
         totals_by_tool = {entry["tool"]: entry["total"] for entry in pool.status}
         in_use_now = sum(entry["borrowed"] for entry in pool.status)
@@ -254,7 +264,7 @@ class Snapshots:
                 (frame.revision, frame.first_minute, data.failing),
                 lambda: figures.failure_chart(data.failing if data.failing is not None else data.flows, frame),
             ),
-            "tool-table": self._grid(tables.tool_rows(pool.status, stats, self.currency), "tool"),
+            "tool-table": self._grid(tables.tool_rows(pool.status, stats, self.currency, pressure, ranked), "tool"),
             "checkouts-table": component_part(
                 tables.checkout_rows(self.pool.active_borrows(), now, zone, limit=tables.OVERVIEW_CHECKOUTS, names=self.names)
             ),
@@ -288,7 +298,9 @@ class Snapshots:
                     empty_message="No denials of this tool in this window",
                 )
             ),
-            "tool-info": component_part(parts.tool_info(tool, entry, color, self.currency)),
+            "tool-info": component_part(
+                parts.tool_info(tool, entry, color, self.currency, denials=(stats.get(tool, EMPTY), window_label(window)))
+            ),
             "checkouts-table": component_part(
                 tables.checkout_rows(self.pool.active_borrows(tool=tool), now, frame.zone, names=self.names)
             ),

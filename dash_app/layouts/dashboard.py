@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from dash_app.state import AppState
 
 HIDDEN = {"display": "none"}
+AT_TOTAL_HINT = "Share of the window's minutes in which the most in use reached the total"
+TRUE_DENIALS_HINT = "Denials in the window, a user's repeats within --true-denial-minutes counted once"
 SHOWN: dict[str, str] = {}
 
 
@@ -140,16 +142,22 @@ def cards(total_licenses: int) -> dbc.Row:
 
 
 def tool_table(currency: str) -> dag.AgGrid:
-    """Return the `tool-table` grid: every tool, sortable and filterable; a click on a row opens that tool."""
+    """Return the `tool-table` grid: every tool, most pressed first, sortable and filterable; a click opens that tool."""
     cost = f"Overage cost ({currency})" if currency else "Overage cost"
-    number = {"filter": "agNumberColumnFilter", "type": "rightAligned", "minWidth": 105, "flex": 1}
+    number = {"filter": "agNumberColumnFilter", "type": "rightAligned", "minWidth": 95, "flex": 1}
+    pressure = "Pressure: time at total, then true denials, then queued, then peak % of total (docs: the dashboard page)"
     columns = [
+        {"field": "rank", "headerName": "#", "headerTooltip": pressure, "sort": "asc", **number, "minWidth": 64, "flex": 0},
         {"field": "tool", "headerName": "Tool", "filter": "agTextColumnFilter", "minWidth": 200, "flex": 3},
-        {"field": "in_use", "headerName": "In use", "sort": "desc", **number},
+        {"field": "in_use", "headerName": "In use", **number},
         {"field": "total", "headerName": "Total", **number},
         {"field": "use_pct", "headerName": "In use %", **number},
+        {"field": "at_total_pct", "headerName": "At total %", "headerTooltip": AT_TOTAL_HINT, **number},
         {"field": "peak", "headerName": "Peak", "headerTooltip": "Most in use at once in the window", **number},
+        {"field": "peak_pct", "headerName": "Peak %", "headerTooltip": "Peak as a share of the total", **number},
         {"field": "denials", "headerName": "Denials", "headerTooltip": "Failed borrows in the window", **number},
+        {"field": "true_denials", "headerName": "True denials", "headerTooltip": TRUE_DENIALS_HINT, **number},
+        {"field": "queued", "headerName": "Queued", "headerTooltip": "Requests queued now at the license servers", **number},
         {"field": "overage_borrows", "headerName": "Overage borrows", "headerTooltip": "In the window", **number},
         {"field": "overage_cost", "headerName": cost, "headerTooltip": "Overage borrows in the window × price", **number},
     ]

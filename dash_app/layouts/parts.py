@@ -15,6 +15,7 @@ from dash_app.timeutil import parse_iso
 
 if TYPE_CHECKING:
     from dash_app.alerts.alert import Alert
+    from dash_app.callbacks.window_stats import ToolStats
 
 # An Alert, or its entry in GET /alerts.
 AlertLike: TypeAlias = "Alert | dict[str, Any]"
@@ -77,10 +78,25 @@ def _waiting(entry: Mapping[str, Any] | None) -> list[html.Div]:
     return stats
 
 
-def tool_info(tool: str, entry: Mapping[str, Any] | None, color: str | None, currency: str = "") -> list[Component]:
-    """Return the tool summary: name, in use, reserved and queued, limits, prices, the overage to date and the expiry."""
+def _denials(denials: "tuple[ToolStats, str] | None") -> list[html.Div]:
+    """Return the stat of a tool's denials in the window beside its true denials, given (its ToolStats, the window)."""
+    if denials is None:
+        return []
+    stats, span = denials
+    return [_stat("Denials", number(stats.failures), f"{stats.true_denials:,} true denials · last {span}")]
+
+
+def tool_info(
+    tool: str,
+    entry: Mapping[str, Any] | None,
+    color: str | None,
+    currency: str = "",
+    denials: "tuple[ToolStats, str] | None" = None,
+) -> list[Component]:
+    """Return the tool summary: name, in use, reserved and queued, denials, limits, prices, the overage to date, expiry."""
     title = html.H2([tool_dot(color), html.Span(tool)], className="tool-title")
     expiry = [_stat("License expires", _expiry_text(entry["expiry"]))] if entry and entry.get("expiry") else []
+    expiry = _denials(denials) + expiry  # the window's denials go last but the expiry
     if entry is None or entry.get("commit") is None:
         borrowed = entry["borrowed"] if entry else 0
         issued = entry.get("total") if entry else None

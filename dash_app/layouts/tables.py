@@ -16,6 +16,7 @@ from dash_app.timeutil import parse_iso
 if TYPE_CHECKING:
     from dash_app.callbacks.window_stats import ToolStats
     from dash_app.licenses.pool import Borrow
+    from dash_app.pressure import Pressure
 
 # The events table shows this many of the newest events.
 EVENT_ROWS = 50
@@ -139,22 +140,39 @@ def source_label(borrow_id: str) -> str:
     return SOURCE_LABELS.get(source, source)
 
 
-def tool_rows(status: Iterable[Mapping[str, Any]], stats: Mapping[str, "ToolStats"], currency: str = "") -> list[dict[str, Any]]:
-    """Return the tool table's rows: one per tool, with in use, total, the window's peak, denials and overage."""
+def tool_rows(
+    status: Iterable[Mapping[str, Any]],
+    stats: Mapping[str, "ToolStats"],
+    currency: str = "",
+    pressure: Mapping[str, "Pressure"] | None = None,
+    ranked: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Return the tool table's rows: one per tool, with in use, total, the window's peak, denials, overage and pressure.
+
+    `ranked` lists the tools most pressed first: each row's `rank` is its place there, which the grid sorts by.
+    """
+    rank = {tool: n for n, tool in enumerate(ranked, 1)}
+    pressure = pressure or {}
     rows = []
     for entry in status:
         tool = entry["tool"]
         s = stats[tool]
         total = entry["total"]
         price = entry.get("overage_price_per_license")
+        p = pressure.get(tool)
         rows.append(
             {
                 "tool": tool,
+                "rank": rank.get(tool),
                 "in_use": entry["borrowed"],
                 "total": total,
                 "use_pct": round(100 * entry["borrowed"] / total) if total else None,
                 "peak": s.peak,
+                "peak_pct": round(100 * s.peak / total) if total else None,
+                "at_total_pct": round(100 * p.share_at_total, 1) if p is not None and total else None,
                 "denials": s.failures,
+                "true_denials": s.true_denials,
+                "queued": entry.get("queued", 0),
                 "borrows": s.borrows,
                 "overage_borrows": s.overage,
                 "overage_cost": s.overage * price if price is not None else None,
