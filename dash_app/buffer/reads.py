@@ -162,9 +162,11 @@ class Reads(Ingest):
 
     def _collect_failures(self, events: list[Any], wanted: Collection[str], found: dict[str, list[tuple[float, str]]]) -> None:
         """Add the (ts, user) of each of `events` whose series is one of `wanted` to `found`, in their order."""
+        # Only a series that collects other names needs each event's name mapped; the rest compare as is.
+        mapped = self._key if any(series in self._merged for series in wanted) else None
         for event in events:
             name = event[2]
-            series = name if name in wanted and name not in self._merged else self._key(name)
+            series = name if mapped is None or (name in wanted and name not in self._merged) else mapped(name)
             if series in wanted:
                 found.setdefault(series, []).append((event[0], event[3] or ""))
 

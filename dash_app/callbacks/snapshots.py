@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from dash_app import figures
 from dash_app.auth.viewer import FULL, Names
+from dash_app.callbacks.highest import OtherTools
 from dash_app.callbacks.updates import Part, component_part, figure_part, plain
 from dash_app.callbacks.window_data import BufferWindows, history_window
 from dash_app.callbacks.window_stats import (
@@ -143,6 +144,7 @@ class Snapshots:
         # window -> (key, WindowData): each window's data, from the buffer or the stored history.
         self._window_data_cache: dict[float, tuple[Any, WindowData]] = {}
         self._buffer_windows = BufferWindows(buffer, denial_gap)
+        self._other_tools: dict[float, OtherTools] = {}  # window -> the in-use chart's other tools, kept in parts
         self._lock = threading.Lock()
         self._version: tuple[Any, ...] | None = None
         self._pool: PoolSnapshot | None = None
@@ -246,6 +248,7 @@ class Snapshots:
     def _build_overview(
         self, pool: PoolSnapshot, window: float, frame: "Frame", data: WindowData, stats: dict[str, ToolStats], now: float
     ) -> dict[str, Part]:
+        others = self._other_tools.setdefault(window, OtherTools())
         pressure = pressures(pool.status, data, stats, window)
         ranked = pressure_order(pressure, stats)
         shown = top_tools(stats, ranked, self.shown_tools)
@@ -255,7 +258,16 @@ class Snapshots:
         sums = data.bucket_sums or {}
         zone = frame.zone
         return {
-            "inuse-chart": figure_part(figures.inuse_chart(data.in_use, shown, colors, totals_by_tool, frame)),
+            "inuse-chart": figure_part(
+                figures.inuse_chart(
+                    data.in_use,
+                    shown,
+                    colors,
+                    totals_by_tool,
+                    frame,
+                    lambda rest: others.highest(pool.tools, data.in_use, data.peak_bins or {}, rest),
+                )
+            ),
             "borrow-chart": figure_part(figures.borrow_chart(data.buckets, shown, colors, frame, sums.get("count"))),
             "overage-chart": figure_part(figures.overage_chart(data.buckets, shown, colors, frame, sums.get("overage_count"))),
             "utilization-chart": figure_part(figures.utilization_chart(pool.status, shown)),

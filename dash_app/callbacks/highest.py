@@ -1,0 +1,59 @@
+"""The in-use chart's line of the other tools, kept in parts so a live tick that changes one tool redoes one part."""
+
+from collections.abc import Mapping, Sequence
+
+from dash_app.figures.in_use import Highest, Level, highest_shares, merge_highest
+
+# Tools per part: with 200 tools a tick redoes one part of 16 and merges 13, not every tool's levels.
+PART_SIZE = 16
+
+
+Member = tuple[str, int, object]  # (tool, total, the object that stands for its peaks)
+
+
+def _same(a: tuple[Member, ...], b: tuple[Member, ...]) -> bool:
+    """Tell whether two parts hold the same tools and totals and the very same objects for their peaks."""
+    return len(a) == len(b) and all(x[0] == y[0] and x[1] == y[1] and x[2] is y[2] for x, y in zip(a, b))
+
+
+class OtherTools:
+    """Each part's Highest, kept while its tools, their totals and their peaks (the same objects) stay the same.
+
+    A tool's peaks are stood for by its WindowData.peak_bins mapping, which BufferWindows keeps as the same object
+    while the tool's peaks do not change (its levels list is new whenever the current minute's average moves on).
+    Parts are cut from a fixed order of the tools (the inventory's), so a change of the tools shown by name moves
+    only the parts holding them.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[int, tuple[tuple[Member, ...], Highest]] = {}
+
+    def highest(
+        self,
+        order: Sequence[str],
+        in_use: Mapping[str, Sequence[Level]],
+        peaks: Mapping[str, object],
+        rest: list[tuple[str, int]],
+    ) -> Highest:
+        """Return the Highest of `rest` ((tool, total) of the other tools), reusing the parts that did not change.
+
+        `peaks` holds, per tool, an object that is the same exactly while its levels' peaks are.
+        """
+        rank = {tool: index for index, tool in enumerate(order)}
+        parts: dict[int, list[Member]] = {}
+        outside = 0  # tools only the buffer has come after the inventory's, in the order of `rest`
+        for tool, total in rest:
+            index = rank.get(tool)
+            if index is None:
+                index, outside = len(rank) + outside, outside + 1
+            # Without a stand-in the levels list is its own: a new list always counts as a change.
+            parts.setdefault(index // PART_SIZE, []).append((tool, total, peaks.get(tool, in_use.get(tool))))
+        kept: dict[int, tuple[tuple[Member, ...], Highest]] = {}
+        for number in sorted(parts):
+            members = tuple(parts[number])
+            found = self._parts.get(number)
+            if found is None or not _same(found[0], members):
+                found = (members, highest_shares(in_use, [(tool, total) for tool, total, _ in members]))
+            kept[number] = found
+        self._parts = kept
+        return merge_highest(part for _, part in kept.values())
