@@ -63,9 +63,13 @@ def test_first_refresh_fills_cards_and_overview_and_hides_the_tool_view(make_app
         assert is_no_update(out[(figure_id, "figure")])
     # Every tool has a row in the tool table; the open checkouts are listed, longest held first.
     assert [r["tool"] for r in out[("tool-table", "rowData")]] == state.pool.tools
-    users = [r["user"] for r in out[("checkouts-table", "rowData")]]
-    assert set(users[:2]) == {"bob", "cy"} and users[2:] == ["dee", "eve"]  # bob and cy borrowed at the same instant
-    assert [o["value"] for o in out[("tool-filter", "options")]] == ["__all__"] + state.pool.tools
+    # Each tool's checkouts together, longest held first; the tool named on its first row only.
+    rows = [(r["tool_label"], r["user"]) for r in out[("checkouts-table", "rowData")]]
+    by_gh, by_vector = [(GH, "bob"), ("", "eve")], [(VECTOR, "cy"), ("", "dee")]
+    assert rows in (by_gh + by_vector, by_vector + by_gh)  # bob and cy borrowed at the same instant
+    assert [c["headerName"] for c in out[("checkouts-table", "columnDefs")]][:3] == ["Tool", "User", "Since (UTC)"]
+    # The tool picker lists the tools by name, not in the inventory's order.
+    assert [o["value"] for o in out[("tool-filter", "options")]] == ["__all__"] + sorted(state.pool.tools, key=str.casefold)
     assert seen["view"] == [None, 1800, "UTC"] and set(seen["parts"]) >= {"borrow-chart", "events-table"}
 
 
@@ -158,6 +162,8 @@ def test_tool_view_shows_that_tools_history_users_and_limits(make_app):
     history = state.buffer.get_tool_history(GH, 1800)
     assert bars["x"] == [bucket_time(b["timestamp"]) for b in history] and bars["y"] == [b["count"] for b in history]
     assert [r["user"] for r in out[("checkouts-table", "rowData")]] == ["bob", "eve"]
+    # One tool's checkouts need no column of its name.
+    assert [c["headerName"] for c in out[("checkouts-table", "columnDefs")]][:2] == ["User", "Since (UTC)"]
     (in_use,) = out[("tool-inuse-chart", "figure")]["data"]
     assert in_use["y"][-1] == 2 and max(in_use["y"]) == 2
     # The cards are the tool's: in use of its total, its borrows over the window.

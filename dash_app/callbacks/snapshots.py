@@ -23,6 +23,7 @@ from dash_app.callbacks.window_stats import (
 )
 from dash_app.layouts import parts, tables
 from dash_app.layouts.controls import SHORT_LABELS, rate_unit, tool_options
+from dash_app.layouts.dashboard import checkouts_columns
 from dash_app.store.history import bin_seconds_for
 
 if TYPE_CHECKING:
@@ -280,6 +281,7 @@ class Snapshots:
             "checkouts-table": component_part(
                 tables.checkout_rows(self.pool.active_borrows(), now, zone, limit=tables.OVERVIEW_CHECKOUTS, names=self.names)
             ),
+            "checkouts-columns": component_part(checkouts_columns(zone)),
             "cards": self._cards(window, totals(stats), in_use_now, pool.pool_total, "all tools"),
             "events-table": self._events(pool, window, None, colors, zone),
         }
@@ -316,6 +318,7 @@ class Snapshots:
             "checkouts-table": component_part(
                 tables.checkout_rows(self.pool.active_borrows(tool=tool), now, frame.zone, names=self.names)
             ),
+            "checkouts-columns": component_part(checkouts_columns(frame.zone, one_tool=True)),
             "cards": self._cards(window, stats.get(tool, EMPTY), borrowed, limits[1] if limits else 0, "this tool"),
             "events-table": self._events(pool, window, tool, {tool: color}, frame.zone),
         }

@@ -147,7 +147,8 @@ def tool_table(currency: str) -> dag.AgGrid:
     number = {"filter": "agNumberColumnFilter", "type": "rightAligned", "minWidth": 95, "flex": 1}
     pressure = "Pressure: time at total, then true denials, then queued, then peak % of total (docs: the dashboard page)"
     columns = [
-        {"field": "rank", "headerName": "#", "headerTooltip": pressure, "sort": "asc", **number, "minWidth": 64, "flex": 0},
+        # The place by pressure: the grid's first sort; no filter, as no one looks for the tools ranked 40 to 60.
+        {"field": "rank", "headerName": "#", "headerTooltip": pressure, "sort": "asc", **number, "filter": False, "minWidth": 64},
         {"field": "tool", "headerName": "Tool", "filter": "agTextColumnFilter", "minWidth": 200, "flex": 3},
         {"field": "in_use", "headerName": "In use", **number},
         {"field": "total", "headerName": "Total", **number},
@@ -164,31 +165,54 @@ def tool_table(currency: str) -> dag.AgGrid:
     return grid("tool-table", columns, "tool", selectable=True)
 
 
-def checkouts_table() -> dag.AgGrid:
-    """Return the `checkouts-table` grid: open checkouts, longest held first (all tools, or the selected one)."""
+def checkouts_columns(zone: str = "UTC", one_tool: bool = False) -> list[dict[str, Any]]:
+    """Return the `checkouts-table` columns: the tool (not when one tool is shown), who, since when in `zone`, how long."""
     text = {"filter": "agTextColumnFilter", "minWidth": 100, "flex": 1}
     # Readers who may not see names get none (auth.viewer): a dash says so, as in the events table.
     withheld = {"valueFormatter": {"function": "params.value ? params.value : '—'"}}
+    tool = {
+        "field": "tool_label",
+        "headerName": "Tool",
+        # Each tool is named on its first row only; its other rows still filter and hover by their tool.
+        "filterValueGetter": {"function": "params.data.tool"},
+        "tooltipField": "tool",
+        **text,
+        "minWidth": 160,
+        "flex": 2,
+    }
     columns = [
-        {"field": "tool", "headerName": "Tool", **text, "minWidth": 160, "flex": 2},
-        {"field": "user", "headerName": "User", **text, **withheld},
-        {"field": "host", "headerName": "Host", **text, **withheld},
-        {"field": "version", "headerName": "Version", **text, "minWidth": 80},
-        {"field": "since", "headerName": "Since", "minWidth": 90, "flex": 1, "sortable": False},
+        *([] if one_tool else [tool]),
+        {"field": "user", "headerName": "User", **text, **withheld, "minWidth": 130},
+        # "Dec 07 10:15" whole, and the zone in a header that wraps rather than cuts it.
+        {
+            "field": "since",
+            "headerName": f"Since ({zone})",
+            "minWidth": 135,
+            "flex": 1,
+            "sortable": False,
+            "wrapHeaderText": True,
+            "autoHeaderHeight": True,
+        },
         # Sorted by the seconds held, shown as "3 h 05 min".
         {
             "field": "held_s",
             "headerName": "Held for",
-            "sort": "desc",
             "valueFormatter": {"function": "params.data.held"},
             "filter": "agNumberColumnFilter",
-            "minWidth": 100,
+            "minWidth": 110,
             "flex": 1,
         },
+        {"field": "host", "headerName": "Host", **text, **withheld},
+        {"field": "version", "headerName": "Version", **text, "minWidth": 80},
         {"field": "overage", "headerName": "Overage", "minWidth": 80, "flex": 1},
         {"field": "source", "headerName": "Source", **text, "minWidth": 120},
     ]
-    return grid("checkouts-table", columns, "id", filters=False, localeText={"noRowsToShow": "No open checkouts"})
+    return columns
+
+
+def checkouts_table() -> dag.AgGrid:
+    """Return the `checkouts-table` grid: open checkouts, longest held first, each tool's together (rows in their order)."""
+    return grid("checkouts-table", checkouts_columns(), "id", filters=False, localeText={"noRowsToShow": "No open checkouts"})
 
 
 def overview(currency: str) -> html.Section:
@@ -279,6 +303,11 @@ def alerts_panel(shown: bool) -> html.Section:
     )
 
 
+def tool_notice() -> dbc.Alert:
+    """Return the note the page shows when its address names a tool there is none of (it shows all tools instead)."""
+    return dbc.Alert(id="tool-notice", color="warning", is_open=False, dismissable=True, class_name="tool-notice mb-3")
+
+
 def source_strip() -> dbc.Alert:
     """Return the strip the refresh opens while a source of events (a license server, a log) is down."""
     return dbc.Alert(id="source-strip", color="danger", is_open=False, class_name="source-strip mb-3")
@@ -299,6 +328,7 @@ def layout(state: "AppState") -> html.Div:
                     alerts_banner(),
                     html.Div(
                         [
+                            tool_notice(),
                             cards(total),
                             overview(state.settings.currency),
                             tool_view(),

@@ -155,7 +155,24 @@ def sources_down(down: Sequence[Mapping[str, Any]], now: float, detailed: bool =
         error = f" ({entry['last_error']})" if entry.get("last_error") else ""
         shown.append(f"{entry['kind']} {entry['name']} down{how_long}{error}")
     more = f"; and {len(down) - SOURCES_LISTED} more" if len(down) > SOURCES_LISTED else ""
-    return "Sources down, their licenses shown as last seen: " + "; ".join(shown) + more + ". See /sources."
+    return "Sources down, their licenses shown as last seen: " + "; ".join(shown) + more + "."
+
+
+def source_strip(text: str) -> list[Component | str] | str:
+    """Return the source strip's children for its text (sources_down's): the text, then a link to the sources page."""
+    if not text:
+        return ""
+    return [text, " ", html.A("See /sources", href="/sources", className="alert-link")]
+
+
+# A name from the address bar is shown up to this long: enough for any tool's name, never a page of text.
+NAME_SHOWN = 120
+
+
+def no_such_tool(name: str) -> str:
+    """Return what the page says when its address names no tool (text: Dash shows it as such, never as markup)."""
+    shown = name if len(name) <= NAME_SHOWN else name[: NAME_SHOWN - 1] + "…"
+    return f"No tool named “{shown}”; showing all tools."
 
 
 def _expiry_text(expiry: str) -> str:
@@ -264,7 +281,7 @@ def alerts_banner_text(
     return f"{count}: {named}{more}."
 
 
-def alerts_table(recent: Sequence[Mapping[str, Any]], zone: str = "UTC") -> html.Div | html.Table:
+def alerts_table(recent: Sequence[Mapping[str, Any]], zone: str = "UTC") -> html.Div:
     """Return the table of recent alerts (GET /alerts' `recent` entries, newest first), or a note that there are none."""
     if not recent:
         return html.Div("No alerts yet", className="empty-note")
@@ -283,4 +300,6 @@ def alerts_table(recent: Sequence[Mapping[str, Any]], zone: str = "UTC") -> html
         for alert in recent
     ]
     head = html.Thead(html.Tr([html.Th(name) for name in ("State", "Rule", "Tool", "What", "Fired", "Resolved")]))
-    return html.Table([head, html.Tbody(rows)], className="table table-sm align-middle mb-0 alerts")
+    # A long message or rule name scrolls the table inside its card: a phone's page never widens.
+    table = html.Table([head, html.Tbody(rows)], className="table table-sm align-middle mb-0 alerts")
+    return html.Div(table, className="table-responsive alerts-scroll")
