@@ -4,8 +4,8 @@ from collections.abc import Mapping, Sequence
 
 from dash_app.figures.in_use import Highest, Level, highest_shares, merge_highest
 
-# Tools per part: with 200 tools a tick redoes one part of 16 and merges 13, not every tool's levels.
-PART_SIZE = 16
+# Tools per part (and parts per group): with 200 tools a tick redoes a part of 8 and merges a group of 8 parts and 4 groups.
+PART_SIZE = 8
 
 
 Member = tuple[str, int, object]  # (tool, total, the object that stands for its peaks)
@@ -27,6 +27,7 @@ class OtherTools:
 
     def __init__(self) -> None:
         self._parts: dict[int, tuple[tuple[Member, ...], Highest]] = {}
+        self._groups: dict[int, tuple[tuple[int, ...], Highest]] = {}  # group -> (its parts' numbers, their Highest)
 
     def highest(
         self,
@@ -49,11 +50,23 @@ class OtherTools:
             # Without a stand-in the levels list is its own: a new list always counts as a change.
             parts.setdefault(index // PART_SIZE, []).append((tool, total, peaks.get(tool, in_use.get(tool))))
         kept: dict[int, tuple[tuple[Member, ...], Highest]] = {}
+        redone: set[int] = set()
         for number in sorted(parts):
             members = tuple(parts[number])
             found = self._parts.get(number)
             if found is None or not _same(found[0], members):
                 found = (members, highest_shares(in_use, [(tool, total) for tool, total, _ in members]))
+                redone.add(number)
             kept[number] = found
-        self._parts = kept
-        return merge_highest(part for _, part in kept.values())
+        # Parts are merged by groups of PART_SIZE, each group kept while none of its parts was redone or went.
+        groups: dict[int, list[int]] = {}
+        for number in kept:
+            groups.setdefault(number // PART_SIZE, []).append(number)
+        merged: dict[int, tuple[tuple[int, ...], Highest]] = {}
+        for group, numbers in groups.items():
+            found_group = self._groups.get(group)
+            if found_group is None or found_group[0] != tuple(numbers) or redone.intersection(numbers):
+                found_group = (tuple(numbers), merge_highest(kept[number][1] for number in numbers))
+            merged[group] = found_group
+        self._parts, self._groups = kept, merged
+        return merge_highest(merged[group][1] for group in sorted(merged))

@@ -145,7 +145,10 @@ class Snapshots:
         # window -> (key, WindowData): each window's data, from the buffer or the stored history.
         self._window_data_cache: dict[float, tuple[Any, WindowData]] = {}
         self._buffer_windows = BufferWindows(buffer, denial_gap)
-        self._other_tools: dict[float, OtherTools] = {}  # window -> the in-use chart's other tools, kept in parts
+        self._other_tools: dict[float, OtherTools] = {}
+        self._last_tools: tuple[list[str], dict[str, str], Part] | None = (
+            None  # (tools, their colours, their options)  # window -> the in-use chart's other tools, kept in parts
+        )
         self._lock = threading.Lock()
         self._version: tuple[Any, ...] | None = None
         self._pool: PoolSnapshot | None = None
@@ -215,12 +218,16 @@ class Snapshots:
         # Tools the buffer holds but the pool does not know (a log source, a test feeding the buffer) come last.
         extra = sorted(t for t in self.buffer.series_stamps() if t not in seen)
         tools = known + extra
+        if self._last_tools is None or self._last_tools[0] != tools:
+            # The same tools as the last build (nearly always): their colours and options are those already built.
+            self._last_tools = (tools, figures.tool_colors(tools), component_part(tool_options(tools)))
+        _, colors, options = self._last_tools
         return PoolSnapshot(
             status=status,
             by_tool={entry["tool"]: entry for entry in status},
             tools=tools,
-            colors=figures.tool_colors(tools),
-            options=component_part(tool_options(tools)),
+            colors=colors,
+            options=options,
             pool_total=sum(entry["total"] or 0 for entry in status),
         )
 
