@@ -358,7 +358,7 @@ def test_on_the_capacity_view_a_refresh_builds_nothing_but_still_answers(make_ap
     assert kept["updated"] == clock.now and kept["parts"] == seen["parts"]
 
 
-def pressed_estate(make_app, tmp_path):
+def pressed_estate(make_app, tmp_path, **config):
     """Twelve tools: a 2-of-2 pool at its total for 20 minutes with denials, a tool with a queue, ten roomy busy pools."""
     inventory = [
         {"tool": name, "total": total, "commit_qty": total, "max_overage": 0, "commit_price": 100, "overage_price_per_license": 0}
@@ -366,7 +366,7 @@ def pressed_estate(make_app, tmp_path):
     ]
     path = tmp_path / "tools.json"
     path.write_text(json.dumps(inventory))
-    app = make_app(tools_file=str(path), true_denial_minutes=10)
+    app = make_app(tools_file=str(path), true_denial_minutes=10, **config)
     state = get_state(app)
     now = time.time()
     for user in ("ann", "bob"):
@@ -405,3 +405,12 @@ def test_a_tool_card_shows_its_denials_beside_its_true_denials(make_app, tmp_pat
     out, _ = PageUpdater(state, clock=updater_clock()).update("Tiny", 1800, None)
     text = json.dumps(out[("tool-info", "children")], ensure_ascii=False)
     assert '"Denials"' in text and '"4"' in text and "2 true denials · last 30 min" in text
+
+
+def test_a_long_windows_true_denials_come_from_the_stored_denials(make_app, tmp_path):
+    state = pressed_estate(make_app, tmp_path, db=str(tmp_path / "history.db"))
+    state.store.run_tasks_now()  # written and folded into the stored history, as the writer does every few seconds
+    out, _ = PageUpdater(state, clock=updater_clock()).update("__all__", 86400, None)
+    assert out[("failure-rate-hint", "children")] == "per hour · last 24 h · 4 in all, 2 true"
+    rows = {r["tool"]: r for r in out[("tool-table", "rowData")]}
+    assert (rows["Tiny"]["denials"], rows["Tiny"]["true_denials"], rows["Tiny"]["rank"]) == (4, 2, 1)

@@ -2,7 +2,7 @@
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dash_app import figures
@@ -24,7 +24,9 @@ from dash_app.callbacks.window_stats import (
 from dash_app.layouts import parts, tables
 from dash_app.layouts.controls import SHORT_LABELS, rate_unit, tool_options
 from dash_app.layouts.dashboard import checkouts_columns
+from dash_app.pressure import true_denials_by_tool
 from dash_app.store.history import bin_seconds_for
+from dash_app.store.history_counts import denials_since
 
 if TYPE_CHECKING:
     from dash_app.buffer import RealtimeMetricsBuffer
@@ -146,6 +148,7 @@ class Snapshots:
         self._window_data_cache: dict[float, tuple[Any, WindowData]] = {}
         self._buffer_windows = BufferWindows(buffer, denial_gap)
         self._other_tools: dict[float, OtherTools] = {}
+        self._true_denials: dict[float, tuple[int, dict[str, int]]] = {}  # window -> (its bin, true denials by tool)
         self._last_tools: tuple[list[str], dict[str, str], Part] | None = (
             None  # (tools, their colours, their options)  # window -> the in-use chart's other tools, kept in parts
         )
@@ -209,7 +212,13 @@ class Snapshots:
         key = ("history", self.history.generation, int(now // size))
         cached = self._window_data_cache.get(window)
         if cached is None or cached[0] != key:
-            cached = self._window_data_cache[window] = (key, history_window(self.history, window, now))
+            data = history_window(self.history, window, now)
+            # The stored denials are read again only when the bins move on: a long window's true denials may lag by a bin.
+            counted = self._true_denials.get(window)
+            if counted is None or counted[0] != key[2]:
+                denials = denials_since(self.history.store, now - window)
+                counted = self._true_denials[window] = (key[2], true_denials_by_tool(denials, self._buffer_windows.denial_gap))
+            cached = self._window_data_cache[window] = (key, replace(data, true_denials=counted[1]))
         return cached[1]
 
     def _build_pool(self, status: list[dict[str, Any]]) -> PoolSnapshot:

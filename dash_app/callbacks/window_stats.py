@@ -25,6 +25,7 @@ class WindowData:
     bucket_sums: Mapping[str, Mapping[str, int]] | None = None  # "count" / "overage_count" -> {bin: sum over tools}
     # tool -> {peak in use: bins with that peak}, so the bins at a tool's total are counted without walking its levels
     peak_bins: Mapping[str, Mapping[int, int]] | None = None
+    true_denials: Mapping[str, int] | None = None  # tool -> its true denials, when not in `sums` (the stored history's)
 
 
 class ToolStats(NamedTuple):
@@ -45,9 +46,12 @@ def tool_stats(status: Sequence[Mapping[str, Any]], data: WindowData) -> dict[st
     """Return {tool: ToolStats} for every tool of `status` and every tool with activity in the window."""
     stats: dict[str, ToolStats] = {}
     sums = data.sums or {}
+    true = data.true_denials or {}
     for tool in {entry["tool"] for entry in status} | set(data.flows) | set(data.in_use) | set(sums):
         known = sums.get(tool)
-        stats[tool] = known if known is not None else series_stats(data.flows.get(tool, ()), data.in_use.get(tool, ()))
+        if known is None:
+            known = series_stats(data.flows.get(tool, ()), data.in_use.get(tool, ()), true.get(tool, 0))
+        stats[tool] = known
     for entry in status:
         # Held now counts too: a window that starts after a borrow still saw it held.
         current = stats[entry["tool"]]
