@@ -1,8 +1,11 @@
-"""The in-use chart's line of the other tools, kept in parts so a live tick that changes one tool redoes one part."""
+"""The in-use chart's parts kept from one build to the next: the other tools' line, kept in parts so a live tick that
+changes one tool redoes one part, and each shown tool's points while its levels stay the same."""
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from dash_app.figures.in_use import Highest, Level, highest_shares, merge_highest
+from dash_app.figures.common import Frame
+from dash_app.figures.in_use import Highest, Level, highest_shares, merge_highest, share_points
 
 # Tools per part (and parts per group): with 200 tools a tick redoes a part of 8 and merges a group of 8 parts and 4 groups.
 PART_SIZE = 8
@@ -28,6 +31,20 @@ class OtherTools:
     def __init__(self) -> None:
         self._parts: dict[int, tuple[tuple[Member, ...], Highest]] = {}
         self._groups: dict[int, tuple[tuple[int, ...], Highest]] = {}  # group -> (its parts' numbers, their Highest)
+        # shown tool -> (its levels, total, first bin, bins, its points): the levels kept alive, compared by identity
+        self._points: dict[str, tuple[object, int, int, int, tuple[list[float], list[list[Any]]]]] = {}
+
+    def points(self, tool: str, levels: Sequence[Level], total: int, frame: Frame) -> tuple[list[float], list[list[Any]]]:
+        """Return a shown tool's share_points, the same lists as last time while its levels, total and bins are."""
+        bins = frame.bins
+        found = self._points.get(tool)
+        if found is not None and found[0] is levels and found[1:4] == (total, bins.start, len(bins)):
+            return found[4]
+        made = share_points(levels, total, frame)
+        if len(self._points) > 4 * PART_SIZE:
+            self._points.clear()  # tools once shown and no longer: a few dozen at most
+        self._points[tool] = (levels, total, bins.start, len(bins), made)
+        return made
 
     def highest(
         self,

@@ -283,6 +283,7 @@ class Snapshots:
                     totals_by_tool,
                     frame,
                     lambda rest: others.highest(pool.tools, data.in_use, data.peak_bins or {}, rest),
+                    lambda tool, total: others.points(tool, data.in_use[tool], total, frame),
                 )
             ),
             "borrow-chart": figure_part(figures.borrow_chart(data.buckets, shown, colors, frame, sums.get("count"))),

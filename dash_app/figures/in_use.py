@@ -53,6 +53,12 @@ def _step_line(
     return trace
 
 
+def share_points(bins: Iterable[Level], total: int, frame: Frame) -> tuple[list[float], list[list[Any]]]:
+    """Return a shown tool's line on the frame's axis_times: its peak shares of `total` in %, and [peak, total, average]."""
+    _x, peaks, averages = _levels(bins, frame)
+    return [round(100 * p / total, 1) for p in peaks], [[p, total, a] for p, a in zip(peaks, averages)]
+
+
 def highest_shares(in_use_by_tool: Mapping[str, Sequence[Level]], tools: Iterable[tuple[str, int]]) -> Highest:
     """Return, per bin, the highest peak share of its total among `tools` ((tool, total) pairs, the first on a tie)."""
     best: Highest = {}
@@ -81,27 +87,29 @@ def inuse_chart(
     totals: Mapping[str, int | None],
     frame: Frame,
     others: Callable[[list[tuple[str, int]]], Highest] | None = None,
+    points: Callable[[str, int], tuple[list[float], list[list[Any]]]] | None = None,
 ) -> Figure:
     """Peak share of each shown tool's total in use per bin, and the highest share among the other tools.
 
     `in_use_by_tool` is {tool: [(bin start, peak, average)]}, `totals` {tool: total}; tools without a known total
     cannot have a share and are left out. `others`, given the other tools' (tool, total), returns their Highest
-    (a caller that keeps parts of it from one build to the next); by default it is worked out here.
+    (a caller that keeps parts of it from one build to the next); by default it is worked out here. `points`, given a
+    shown tool and its total, returns its share_points (a caller that keeps them while its levels do not change).
     """
     traces = []
     for tool in shown:
         total = totals.get(tool)
         if not total or tool not in in_use_by_tool:
             continue
-        x, peaks, averages = _levels(in_use_by_tool[tool], frame)
+        y, custom = points(tool, total) if points is not None else share_points(in_use_by_tool[tool], total, frame)
         traces.append(
             _step_line(
                 legend_name(tool),
                 tool,
-                x,
-                [round(100 * p / total, 1) for p in peaks],
+                frame.axis_times,
+                y,
                 colors.get(tool),
-                [[p, total, a] for p, a in zip(peaks, averages)],
+                custom,
                 "%{meta}: peak %{customdata[0]} of %{customdata[1]} (%{y} %), average %{customdata[2]}<extra></extra>",
                 meta=plotly_text(tool),
             )
