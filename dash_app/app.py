@@ -173,6 +173,7 @@ def build_state(config: Config, lead: bool = True) -> AppState:
             retention_seconds=config.retention_seconds,
             history_days=config.history_days,
             api_token=config.api_token,
+            true_denial_minutes=config.true_denial_minutes,
         ),
         buffer=buffer,
         recorder=recorder,

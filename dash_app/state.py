@@ -36,6 +36,7 @@ class WebSettings:
     retention_seconds: float
     history_days: float
     api_token: str | None = field(repr=False)  # the write token: never in a repr or a log line
+    true_denial_minutes: int = 10  # a user's denials of a tool within this many minutes count once
 
 
 @dataclass

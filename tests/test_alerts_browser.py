@@ -56,6 +56,17 @@ def test_a_down_server_and_a_full_pool_show_on_the_page_and_go_when_they_end(das
     assert f"lmstat {LIC07} is down" in banner
     panel = dash_duo.find_element("#alerts-list").text
     assert "firing" in panel and "full" in panel and LIC07 in panel
+    # The strip's "See /sources" is a link to the sources page.
+    link = dash_duo.find_element("#source-strip a")
+    assert (link.text, link.get_attribute("pathname")) == ("See /sources", "/sources")
+
+    # On a phone the alerts scroll inside their card: the page is no wider than the screen.
+    dash_duo.driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+    )
+    # (Waited for: the emulation takes a moment; a page wider than the screen would widen the layout past 390 px.)
+    until(lambda: dash_duo.driver.execute_script("return document.documentElement.scrollWidth") <= 390, timeout=5)
+    dash_duo.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
     # The server answers and one license comes back: both banners close, the panel says "resolved".
     (tmp_path / f"{LIC07}.txt").write_text(

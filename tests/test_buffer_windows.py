@@ -1,14 +1,19 @@
 """Windows rebuilt per changed series give exactly what a rebuild of every series gives, whatever the traffic."""
 
+import math
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from dash_app.buffer import RealtimeMetricsBuffer
+from dash_app.buffer import RealtimeMetricsBuffer, reads
 from dash_app.callbacks.window_data import BufferWindows
+from dash_app.pressure import true_denials_by_tool
 from dash_app.testing import FakeClock
+from dash_app.timeutil import first_minute_at_or_after, parse_iso
 
 START = 1_800_000_000.0
 TOOLS = ["A", "B", "C", "D"]
+GAP = 60  # true denials: a user's denials of a tool within a minute of the last counted one count once
 
 step = st.one_of(
     st.tuples(st.just("borrow"), st.sampled_from(TOOLS), st.floats(0, 90)),
@@ -21,7 +26,7 @@ step = st.one_of(
 def window_data(data):
     """Everything a window holds, its averages to 9 places: a carried average may differ in the last bit."""
     in_use = {tool: [(m, peak, round(average, 9)) for m, peak, average in bins] for tool, bins in data.in_use.items()}
-    return (data.buckets, data.flows, in_use, data.sums, data.failing, data.bucket_sums)
+    return (data.buckets, data.flows, in_use, data.sums, data.failing, data.bucket_sums, data.peak_bins)
 
 
 @settings(max_examples=150, deadline=None)
@@ -32,7 +37,7 @@ def test_per_series_windows_match_a_full_rebuild_after_every_step(steps, window)
     clock = FakeClock(START)
     # Small caps and retention: adds evict old events and time expires them, both of which change series.
     buffer = RealtimeMetricsBuffer(retention_seconds=1800, max_borrows=25, max_returns=25, max_failures=10, clock=clock)
-    kept = BufferWindows(buffer)
+    kept = BufferWindows(buffer, denial_gap=GAP)
     open_borrows, levels, n = [], dict.fromkeys(TOOLS, 0), 0
     for kind, what, back in steps:
         at = clock.now - back  # events up to 90 s in the past arrive out of order
@@ -46,11 +51,36 @@ def test_per_series_windows_match_a_full_rebuild_after_every_step(steps, window)
             buffer.add_return(borrow_id, timestamp=at)
             levels[tool] -= 1
         elif kind == "failure":
-            buffer.add_failure(what, "u", "exhausted", timestamp=at)
+            # On whole eighths of a second, which GET /events' millisecond times keep exactly.
+            buffer.add_failure(what, f"u{int(back) % 2}", "exhausted", timestamp=math.floor(at * 8) / 8)
         elif kind == "wait":
             clock.advance(what)
-        fresh = BufferWindows(buffer).get(window, clock.now, levels)
+        fresh = BufferWindows(buffer, denial_gap=GAP).get(window, clock.now, levels)
         assert window_data(kept.get(window, clock.now, levels)) == window_data(fresh)
+        assert {t: s.true_denials for t, s in fresh.sums.items() if s.true_denials} == true_denials(buffer, window, clock.now)
+
+
+def true_denials(buffer, window, now):
+    """The true denials of the window's minutes, by dash_app.pressure over the buffer's failures as GET /events has them."""
+    start = first_minute_at_or_after(now - window) * 60
+    failures = buffer.get_recent_events(buffer.retention_seconds)["failures"]
+    denials = [(parse_iso(e["timestamp"]), e["tool"], e["user"]) for e in failures if parse_iso(e["timestamp"]) >= start]
+    expected = true_denials_by_tool(denials, GAP)
+    # Read minute by minute (a few series) or in one pass (many): the same failures either way.
+    one_pass = reads.FEW_SERIES
+    try:
+        reads.FEW_SERIES = 0
+        assert buffer.failure_users(window, TOOLS) == {
+            tool: [
+                (parse_iso(e["timestamp"]), e["user"])
+                for e in failures
+                if e["tool"] == tool and parse_iso(e["timestamp"]) >= start
+            ]
+            for tool in expected
+        }
+    finally:
+        reads.FEW_SERIES = one_pass
+    return expected
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,14 +1,17 @@
 """The dashboard's callbacks without a browser: what one refresh sends, and that it sends only what changed."""
 
 import copy
+import json
 import time
 
+import pytest
 from dash._no_update import NoUpdate
 
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
 from dash_app.callbacks.snapshots import recent_events
 from dash_app.figures.text import bucket_time, legend_name
 from dash_app.layouts import parts, tables
+from dash_app.licenses.pool import BorrowDenied
 from dash_app.state import get_state
 from dash_app.testing import FakeClock
 
@@ -60,9 +63,13 @@ def test_first_refresh_fills_cards_and_overview_and_hides_the_tool_view(make_app
         assert is_no_update(out[(figure_id, "figure")])
     # Every tool has a row in the tool table; the open checkouts are listed, longest held first.
     assert [r["tool"] for r in out[("tool-table", "rowData")]] == state.pool.tools
-    users = [r["user"] for r in out[("checkouts-table", "rowData")]]
-    assert set(users[:2]) == {"bob", "cy"} and users[2:] == ["dee", "eve"]  # bob and cy borrowed at the same instant
-    assert [o["value"] for o in out[("tool-filter", "options")]] == ["__all__"] + state.pool.tools
+    # Each tool's checkouts together, longest held first; the tool named on its first row only.
+    rows = [(r["tool_label"], r["user"]) for r in out[("checkouts-table", "rowData")]]
+    by_gh, by_vector = [(GH, "bob"), ("", "eve")], [(VECTOR, "cy"), ("", "dee")]
+    assert rows in (by_gh + by_vector, by_vector + by_gh)  # bob and cy borrowed at the same instant
+    assert [c["headerName"] for c in out[("checkouts-table", "columnDefs")]][:3] == ["Tool", "User", "Since (UTC)"]
+    # The tool picker lists the tools by name, not in the inventory's order.
+    assert [o["value"] for o in out[("tool-filter", "options")]] == ["__all__"] + sorted(state.pool.tools, key=str.casefold)
     assert seen["view"] == [None, 1800, "UTC"] and set(seen["parts"]) >= {"borrow-chart", "events-table"}
 
 
@@ -155,6 +162,8 @@ def test_tool_view_shows_that_tools_history_users_and_limits(make_app):
     history = state.buffer.get_tool_history(GH, 1800)
     assert bars["x"] == [bucket_time(b["timestamp"]) for b in history] and bars["y"] == [b["count"] for b in history]
     assert [r["user"] for r in out[("checkouts-table", "rowData")]] == ["bob", "eve"]
+    # One tool's checkouts need no column of its name.
+    assert [c["headerName"] for c in out[("checkouts-table", "columnDefs")]][:2] == ["User", "Since (UTC)"]
     (in_use,) = out[("tool-inuse-chart", "figure")]["data"]
     assert in_use["y"][-1] == 2 and max(in_use["y"]) == 2
     # The cards are the tool's: in use of its total, its borrows over the window.
@@ -347,3 +356,61 @@ def test_on_the_capacity_view_a_refresh_builds_nothing_but_still_answers(make_ap
     assert all(is_no_update(value) for key, value in out.items() if key != ("render-state", "data"))
     kept = out[("render-state", "data")]
     assert kept["updated"] == clock.now and kept["parts"] == seen["parts"]
+
+
+def pressed_estate(make_app, tmp_path, **config):
+    """Twelve tools: a 2-of-2 pool at its total for 20 minutes with denials, a tool with a queue, ten roomy busy pools."""
+    inventory = [
+        {"tool": name, "total": total, "commit_qty": total, "max_overage": 0, "commit_price": 100, "overage_price_per_license": 0}
+        for name, total in [("Tiny", 2), ("Quiet", 50)] + [(f"Big {n:02d}", 100) for n in range(10)]
+    ]
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps(inventory))
+    app = make_app(tools_file=str(path), true_denial_minutes=10, **config)
+    state = get_state(app)
+    now = time.time()
+    for user in ("ann", "bob"):
+        state.pool.borrow("Tiny", user, at=now - 1200)
+    # cy asks three times in five minutes (one true denial), dan once: four denials, two of them true.
+    for user, minutes_ago in (("cy", 9), ("cy", 7), ("cy", 4), ("dan", 2)):
+        with pytest.raises(BorrowDenied):
+            state.pool.borrow("Tiny", user, at=now - minutes_ago * 60)
+    state.pool.borrow("Quiet", "eve", at=now - 300)
+    state.pool.observe_queue("Quiet", 0, 3, "27000@lic")
+    for n in range(10):  # each holds more licenses than Tiny has, far from its total
+        for k in range(5 + n):
+            state.pool.borrow(f"Big {n:02d}", f"user{k}", at=now - 600)
+    return state
+
+
+def test_the_overview_names_the_tools_under_most_pressure_not_the_biggest(make_app, tmp_path):
+    state = pressed_estate(make_app, tmp_path)
+    out, _ = PageUpdater(state, clock=updater_clock()).update("__all__", 1800, None)
+    # The 2-of-2 pool at its total comes first, then the one with a queue; the ten roomy pools by their peak share.
+    ranked = ["Tiny", "Quiet"] + [f"Big {n:02d}" for n in range(9, -1, -1)]
+    names = [t["name"] for t in out[("borrow-chart", "figure")]["data"]]
+    assert names == ranked[:10] + ["Other tools (2)"]
+    assert out[("utilization-chart", "figure")]["data"][0]["y"] == ranked[:10] + ["Other tools (2)"]
+    rows = {r["tool"]: r for r in out[("tool-table", "rowData")]}
+    assert sorted(rows, key=lambda tool: rows[tool]["rank"]) == ranked
+    tiny = rows["Tiny"]
+    # At its total from the borrows' minute to now: 21 of the window's 30 minutes.
+    assert (tiny["denials"], tiny["true_denials"], tiny["peak_pct"], tiny["at_total_pct"]) == (4, 2, 100, 70.0)
+    assert (rows["Quiet"]["queued"], rows["Quiet"]["at_total_pct"], rows["Big 09"]["peak_pct"]) == (3, 0.0, 14)
+    assert out[("failure-rate-hint", "children")] == "per minute · last 30 min · 4 in all, 2 true"
+
+
+def test_a_tool_card_shows_its_denials_beside_its_true_denials(make_app, tmp_path):
+    state = pressed_estate(make_app, tmp_path)
+    out, _ = PageUpdater(state, clock=updater_clock()).update("Tiny", 1800, None)
+    text = json.dumps(out[("tool-info", "children")], ensure_ascii=False)
+    assert '"Denials"' in text and '"4"' in text and "2 true denials · last 30 min" in text
+
+
+def test_a_long_windows_true_denials_come_from_the_stored_denials(make_app, tmp_path):
+    state = pressed_estate(make_app, tmp_path, db=str(tmp_path / "history.db"))
+    state.store.run_tasks_now()  # written and folded into the stored history, as the writer does every few seconds
+    out, _ = PageUpdater(state, clock=updater_clock()).update("__all__", 86400, None)
+    assert out[("failure-rate-hint", "children")] == "per hour · last 24 h · 4 in all, 2 true"
+    rows = {r["tool"]: r for r in out[("tool-table", "rowData")]}
+    assert (rows["Tiny"]["denials"], rows["Tiny"]["true_denials"], rows["Tiny"]["rank"]) == (4, 2, 1)

@@ -3,16 +3,18 @@ links, an estate of 200 tools, who holds what, denials per tool, cards of the vi
 """
 
 import json
+import re
 import time
 from urllib.parse import quote
 
 from dash.testing.wait import until
+from selenium.webdriver.common.keys import Keys
 
 from dash_app.figures.text import legend_name
 from dash_app.state import get_state
 from dash_app.testing import ServerProcess
 from dash_app.testing.traffic import estate_inventory
-from tests.browser_helpers import GH, VECTOR, click_legend, feed, figure, span
+from tests.browser_helpers import GH, VECTOR, XSS, click_legend, feed, figure, span
 
 # Reads a dash-ag-grid through its API: rows after filtering, in display order.
 GRID_JS = """
@@ -122,12 +124,15 @@ def test_the_view_lives_in_the_url(dash_duo, make_app):
     dash_duo.wait_for_contains_text("#time-range", "Last 3 hours")
     dash_duo.wait_for_contains_text("#tool-info", GH)
 
-    # Values that name nothing fall back to the defaults, and the address says so.
-    dash_duo.wait_for_page(url=f"{base}/?tool=nope&window=7&tz=moon")
+    # Values that name nothing fall back to the defaults, and the address says so; a tool no one has, in words on the
+    # page, its name as text (markup in it stays text).
+    dash_duo.wait_for_page(url=f"{base}/?tool={quote(XSS)}&window=7&tz=moon")
     until(lambda: dash_duo.find_element("#overview-section").is_displayed(), timeout=10)
     dash_duo.wait_for_contains_text("#time-range", "Last 30 minutes")
     dash_duo.wait_for_contains_text("#tz-select", "Local time")
     until(lambda: location_search(dash_duo) == "", timeout=10)
+    dash_duo.wait_for_text_to_equal("#tool-notice", f"No tool named “{XSS}”; showing all tools.")
+    assert dash_duo.driver.execute_script("return document.querySelector('#tool-notice img')") is None
     assert dash_duo.get_logs() == []
 
 
@@ -155,11 +160,21 @@ def test_an_estate_of_200_tools_stays_readable_and_every_tool_is_in_the_table(da
         assert style["plotHeight"] >= 150, graph_id
     assert traces(dash_duo, "borrow-chart")[-1]["name"].startswith("Other tools (")
 
+    # Open checkouts at 1280 px: each tool named once, above its checkouts; users and times whole, their zone named.
+    until(lambda: len(grid_rows(dash_duo, "checkouts-table") or []) > busy["commit_qty"], timeout=10)
+    checkouts = grid_rows(dash_duo, "checkouts-table")
+    named = [r["tool"] for r in checkouts if r["tool_label"]]
+    assert named == list(dict.fromkeys(r["tool"] for r in checkouts))  # once each, on its first row
+    for column in ("user", "since"):
+        cells = dash_duo.driver.execute_script(CUT_CELLS_JS, column)
+        assert cells["cells"] and cells["cut"] == [], column
+    assert re.fullmatch(r"Since \([\w/+-]+\)", cells["header"]) and not cells["headerCut"], cells["header"]
+
     until(lambda: len(grid_rows(dash_duo, "tool-table") or []) == 200, timeout=10)
     rows = grid_rows(dash_duo, "tool-table")
     assert {r["tool"] for r in rows} == {t["tool"] for t in inventory}
-    in_use = [r["in_use"] for r in rows]
-    assert in_use == sorted(in_use, reverse=True)  # sorted by licenses in use
+    # Most pressed first (read until a refresh's row updates are all in: the demo's traffic moves ranks).
+    until(lambda: [r["rank"] for r in grid_rows(dash_duo, "tool-table")] == list(range(1, 201)), timeout=10)
 
     # Filter by name in the Tool column, then open a tool by clicking its row.
     search = dash_duo.find_element("#tool-table .ag-floating-filter input")
@@ -175,7 +190,51 @@ def test_an_estate_of_200_tools_stays_readable_and_every_tool_is_in_the_table(da
     until(lambda: dash_duo.find_element("#tool-section").is_displayed(), timeout=10)
     dash_duo.wait_for_contains_text("#tool-info", first)
     until(lambda: f"tool={quote_plus(first)}" in location_search(dash_duo), timeout=5)
+    # Live -> Capacity keeps the tool.
+    until(lambda: capacity_link(dash_duo) == f"/capacity?tool={quote(first, safe='')}", timeout=5)
+
+    # The tool picker: a dozen of its 201 options at once, by name; typing right after opening it finds, Enter picks.
+    dash_duo.find_element("#tool-filter").click()
+    until(lambda: len(picker_options(dash_duo)["shown"]) >= 8, timeout=5)
+    # The options drawn (the list draws those near its scroll position), bar the selected one, which it lists first.
+    listed = [name for name in picker_options(dash_duo)["all"] if name not in (first, "All tools")]
+    assert len(listed) >= 8 and listed == sorted(listed, key=str.casefold)
+    dash_duo.driver.switch_to.active_element.send_keys("feature 03")
+    until(lambda: (found := picker_options(dash_duo)["all"]) and all("feature 03" in name for name in found), timeout=5)
+    match = picker_options(dash_duo)["all"][0]
+    dash_duo.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    dash_duo.wait_for_contains_text("#tool-info", match)
+    until(lambda: capacity_link(dash_duo) == f"/capacity?tool={quote(match, safe='')}", timeout=5)
     assert dash_duo.get_logs() == []
+
+
+PICKER_JS = """
+const menu = document.querySelector('.dash-dropdown-options');
+if (!menu) return {all: [], shown: []};
+const box = menu.getBoundingClientRect();
+const options = [...menu.querySelectorAll('.dash-dropdown-option')];
+const inside = o => { const b = o.getBoundingClientRect(); return b.top >= box.top - 1 && b.bottom <= box.bottom + 1; };
+return {all: options.map(o => o.textContent), shown: options.filter(inside).map(o => o.textContent)};
+"""
+
+
+def picker_options(dash_duo):
+    """The open dropdown's options (those rendered) and those wholly in sight."""
+    return dash_duo.driver.execute_script(PICKER_JS)
+
+
+def capacity_link(dash_duo):
+    return dash_duo.driver.execute_script("return document.getElementById('nav-capacity').getAttribute('href')")
+
+
+# Each checkouts cell of a column whose text is cut (wider than its cell), and the column's header text.
+CUT_CELLS_JS = """
+const column = '[col-id="' + arguments[0] + '"]';
+const cells = [...document.querySelectorAll('#checkouts-table .ag-center-cols-container .ag-cell' + column)];
+const header = document.querySelector('#checkouts-table .ag-header-cell' + column + ' .ag-header-cell-text');
+return {cut: cells.filter(c => c.scrollWidth > c.clientWidth).map(c => c.textContent), cells: cells.length,
+        header: header ? header.textContent : null, headerCut: header ? header.scrollWidth > header.clientWidth : null};
+"""
 
 
 def spec(tool, total, commit, commit_price, overage_price):
@@ -208,10 +267,12 @@ def test_who_holds_a_tool_its_denials_and_cards_of_the_view(dash_duo, make_app, 
         pass
     dash_duo.start_server(app)
 
-    # The overview: every open checkout, longest first; the unknown-tool denial names what was asked for.
-    until(lambda: [r["user"] for r in grid_rows(dash_duo, "checkouts-table") or []] == ["ann", "dee", "bob"], timeout=10)
+    # The overview: every open checkout, each tool's together, the longest held first; the unknown-tool denial names
+    # what was asked for; the denials card counts the true denials beside all (cy's second try is no new one).
+    until(lambda: [r["user"] for r in grid_rows(dash_duo, "checkouts-table") or []] == ["ann", "bob", "dee"], timeout=10)
     held = [r["held"] for r in grid_rows(dash_duo, "checkouts-table")]
-    assert held[0] == "3 h 02 min" and held[2] == "10 min"
+    assert held[0] == "3 h 02 min" and held[1] == "10 min"
+    dash_duo.wait_for_text_to_equal("#failure-rate-hint", "per minute · last 30 min · 3 in all, 2 true")
     until(lambda: trace_named(dash_duo, "failure-chart", "Unknown tool"), timeout=10)
     style = trace_style(dash_duo, "failure-chart")
     assert any("GreenHils Multi IDE (1)" in str(c) for c in style["customdata"])
@@ -227,6 +288,7 @@ def test_who_holds_a_tool_its_denials_and_cards_of_the_view(dash_duo, make_app, 
     until(lambda: sum(sum(t["y"]) for t in traces(dash_duo, "tool-failure-chart")) == 2, timeout=10)
     info = dash_duo.find_element("#tool-info").text
     assert "900 EUR" in info and "per term" in info and "75 EUR" in info and "to date" in info
+    assert "DENIALS\n2\n1 true denials · last 30 min" in info
     assert dash_duo.get_logs() == []
 
 

@@ -1,5 +1,6 @@
 """The pure figure builders: data in, valid Plotly figures out, checked against brute-force references."""
 
+import random
 import re
 
 import plotly.graph_objects as go
@@ -9,7 +10,9 @@ from hypothesis import strategies as st
 
 from dash_app import figures
 from dash_app.buffer.metrics_buffer import MinuteFlow
+from dash_app.callbacks.highest import OtherTools
 from dash_app.figures import capacity as capacity_charts
+from dash_app.figures.in_use import highest_shares
 from dash_app.figures.pools import split_usage
 from dash_app.figures.text import legend_name, plotly_text
 from dash_app.figures.theme import REASON_COLORS, TOOL_PALETTE
@@ -338,3 +341,20 @@ def test_the_commit_now_and_the_best_one_never_print_over_each_other():
     assert marks == {"now: 100": "top center", "best: 98": "bottom center"}
     same = capacity_charts.cost_chart({"curve": curve, "commit": 98, "best_commit": 98})
     assert [t["text"][0] for t in same["data"][1:]] == ["now = best: 98"]
+
+
+def test_the_other_tools_line_kept_in_parts_is_the_highest_share_of_them_all():
+    rng = random.Random(5)
+    tools = [f"tool {n:02d}" for n in range(40)]
+    totals = {tool: rng.choice((2, 5, 10)) for tool in tools}
+    in_use = {tool: [(60 * m, rng.randint(1, totals[tool]), 0.5) for m in range(30)] for tool in tools}
+    peaks = {tool: object() for tool in tools}
+    kept = OtherTools()
+    for step in range(5):
+        changed = tools[step * 7]  # a live tick: one tool's peaks change, the others' stay the very same objects
+        in_use[changed] = [(start, rng.randint(1, totals[changed]), 0.5) for start, _, _ in in_use[changed]]
+        peaks[changed] = object()
+        rest = [(tool, totals[tool]) for tool in tools[step:]]  # and the tools shown by name change
+        got = kept.highest(tools, in_use, peaks, rest)
+        expected = highest_shares(in_use, rest)
+        assert {start: row[0] for start, row in got.items()} == {start: row[0] for start, row in expected.items()}

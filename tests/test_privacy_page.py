@@ -327,11 +327,11 @@ def test_the_source_strip_names_sources_and_errors_only_to_admins(make_app, monk
     reader = as_reader(app, ANALYST_READER)
     client = app.server.test_client()
     _, out = refresh(client)
-    strip = out["source-strip"]["children"]
+    strip = out["source-strip"]["children"][0]
     assert "lmstat source down for 5 min" in strip and "lic-secret" not in strip and REAL_HOST not in strip
     reader["viewer"] = ADMIN_READER
     _, out = refresh(client)
-    assert "lmstat 27000@lic-secret down for 5 min (Cannot connect to ws-secret-host)" in out["source-strip"]["children"]
+    assert "lmstat 27000@lic-secret down for 5 min (Cannot connect to ws-secret-host)" in out["source-strip"]["children"][0]
 
 
 # ------------------------------------------------------------------------------------------------ pieces

@@ -213,8 +213,8 @@ def test_a_server_down_opens_the_pages_source_strip_and_its_return_closes_it(mak
     assert poller.wait_rounds(1)
     updater = PageUpdater(state)
     out, seen = updater.update("__all__", 3600, None)
-    strip = out[("source-strip", "children")]
-    assert out[("source-strip", "is_open")] is True
+    strip, _, link = out[("source-strip", "children")]
+    assert out[("source-strip", "is_open")] is True and link.href == "/sources"
     assert strip.startswith("Sources down") and f"lmstat {lic09} down for 0 min (" in strip
     assert "Cannot connect to license server" in strip
     out, seen = updater.update("__all__", 3600, seen)

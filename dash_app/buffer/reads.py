@@ -1,5 +1,6 @@
 """The buffer's reads of raw events and minute bins: recent events, rates, counts, buckets, flows and series stamps."""
 
+import math
 from bisect import bisect_left
 from collections.abc import Collection
 from typing import Any
@@ -8,6 +9,9 @@ from dash_app.buffer.ingest import Ingest
 from dash_app.buffer.rows import Bucket, MinuteFlow
 from dash_app.events import BORROW, FAILURE, RETURN, Event, public_event
 from dash_app.timeutil import first_minute_at_or_after, iso_utc
+
+# Up to this many series, failure_users reads only their minutes with failures; more, the window's failures once.
+FEW_SERIES = 8
 
 
 class Reads(Ingest):
@@ -132,6 +136,39 @@ class Reads(Ingest):
                 if rows:
                     flows[tool] = rows
             return flows
+
+    def failure_users(self, window_seconds: float, tools: Collection[str]) -> dict[str, list[tuple[float, str]]]:
+        """Return `{series: [(ts, user), ...]}` of the failures of `tools` in the window's minutes, oldest first.
+
+        A series with no failures there is absent; a failure without a user has "". A few series are read minute by
+        minute (only the minutes their bins say had failures); many, in one pass over the window's failures.
+        """
+        with self._lock:
+            now = self.clock()
+            self._settle(now)
+            first = first_minute_at_or_after(now - min(window_seconds, self.retention_seconds))
+            wanted = {tool: self._minutes[tool] for tool in tools if tool in self._minutes}
+            found: dict[str, list[tuple[float, str]]] = {}
+            if len(wanted) > FEW_SERIES:
+                events = self._failures.in_range(first * 60, math.inf)
+                self._collect_failures(events, wanted, found)
+                return found
+            for tool, minutes in wanted.items():
+                bins = self._bins[tool]
+                for m in minutes[bisect_left(minutes, first) :]:
+                    if bins[m].failures:
+                        self._collect_failures(self._failures.in_range(m * 60, m * 60 + 60), {tool: minutes}, found)
+            return found
+
+    def _collect_failures(self, events: list[Any], wanted: Collection[str], found: dict[str, list[tuple[float, str]]]) -> None:
+        """Add the (ts, user) of each of `events` whose series is one of `wanted` to `found`, in their order."""
+        # Only a series that collects other names needs each event's name mapped; the rest compare as is.
+        mapped = self._key if any(series in self._merged for series in wanted) else None
+        for event in events:
+            name = event[2]
+            series = name if mapped is None or (name in wanted and name not in self._merged) else mapped(name)
+            if series in wanted:
+                found.setdefault(series, []).append((event[0], event[3] or ""))
 
     def series_stamps(self) -> dict[str, int]:
         """Return {series: stamp} of every series with data; a series' stamp changes whenever any of its bins does.

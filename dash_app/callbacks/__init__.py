@@ -8,7 +8,8 @@ from dash_app.callbacks.capacity import is_capacity, register_capacity_callbacks
 from dash_app.callbacks.downloads import register_download_callback
 from dash_app.callbacks.legend import LEGEND_CHARTS, LEGEND_JS
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
-from dash_app.layouts.controls import view_from_query
+from dash_app.layouts import parts
+from dash_app.layouts.controls import unknown_tool, view_from_query
 
 if TYPE_CHECKING:
     from dash import Dash
@@ -29,6 +30,16 @@ function(renderState) {
     }
     var view = renderState.view || [];
     return JSON.stringify({at: renderState.updated, zone: view[2] || null});
+}
+"""
+
+# The Capacity link carries the live view's tool (?tool=X), so the Capacity view opens on it; as its address then
+# has a query, whether it is the page shown is said here rather than by NavLink's own "exact" match.
+CAPACITY_LINK_JS = """
+function(renderState, pathname) {
+    var view = (renderState && renderState.view) || [];
+    var href = '/capacity' + (typeof view[0] === 'string' ? '?tool=' + encodeURIComponent(view[0]) : '');
+    return [href, typeof pathname === 'string' && pathname.endsWith('/capacity')];
 }
 """
 
@@ -56,6 +67,13 @@ def register_callbacks(app: "Dash", state: "AppState") -> PageUpdater:
     app.clientside_callback(LAST_ANSWER_JS, Output("last-answer", "children"), Input("render-state", "data"))
     app.clientside_callback(BROWSER_TZ_JS, Output("browser-tz", "data"), Input("url", "pathname"))
     app.clientside_callback(
+        CAPACITY_LINK_JS,
+        Output("nav-capacity", "href"),
+        Output("nav-capacity", "active"),
+        Input("render-state", "data"),
+        Input("url", "pathname"),
+    )
+    app.clientside_callback(
         LEGEND_JS,
         Output("legend-hidden", "data"),
         [Input(graph_id, "restyleData") for graph_id in LEGEND_CHARTS],
@@ -66,20 +84,25 @@ def register_callbacks(app: "Dash", state: "AppState") -> PageUpdater:
         Output("tool-filter", "value"),
         Output("time-range", "value"),
         Output("tz-select", "value"),
+        Output("tool-notice", "children"),
+        Output("tool-notice", "is_open"),
         Input("url", "search"),
         Input("tool-table", "cellClicked"),
         State("url", "pathname"),
     )
-    def navigate(search: object, clicked: object, pathname: object) -> tuple[Any, Any, Any]:
-        """Open the view the URL names on load, and a tool's view when its row in the tool table is clicked."""
+    def navigate(search: object, clicked: object, pathname: object) -> tuple[Any, ...]:
+        """Open the view the URL names on load (saying so when it names no tool), and a tool's view when its row is clicked."""
         if is_capacity(pathname):
-            return no_update, no_update, no_update  # the Capacity view reads its own query
+            return (no_update,) * 5  # the Capacity view reads its own query
         if ctx.triggered_id == "tool-table":
             tool = clicked.get("rowId") if isinstance(clicked, dict) else None
             if not isinstance(tool, str) or tool not in known_tools(state):
-                return no_update, no_update, no_update
-            return tool, no_update, no_update
-        return view_from_query(search, known_tools(state))
+                return (no_update,) * 5
+            return tool, no_update, no_update, no_update, False
+        known = known_tools(state)
+        missing = unknown_tool(search, known)
+        notice = parts.no_such_tool(missing) if missing is not None else no_update
+        return (*view_from_query(search, known), notice, missing is not None)
 
     register_download_callback(app, state)
     register_capacity_callbacks(app, state)

@@ -42,7 +42,7 @@ OUTPUTS = (
     + (("overview-section", "style"), ("tool-section", "style"), ("tool-filter", "options"))
     + tuple((figure_id, "figure") for figure_id in OVERVIEW_FIGURES + TOOL_FIGURES)
     + tuple((grid_id, "rowData") for grid_id in GRIDS)
-    + (("tool-table", "rowTransaction"),)
+    + (("tool-table", "rowTransaction"), ("checkouts-table", "columnDefs"))
     + (("tool-info", "children"), ("events-table", "children"), ("render-state", "data"))
     + (("source-strip", "children"), ("source-strip", "is_open"))
     + (("alerts-banner", "children"), ("alerts-banner", "is_open"), ("alerts-list", "children"))
@@ -63,7 +63,8 @@ class PageUpdater:
     def __init__(self, state: "AppState", clock: Callable[[], float] = time.time) -> None:
         self.state = state
         self.clock = clock
-        self.snapshots = Snapshots(state.buffer, state.pool, state.history, state.settings.currency)
+        self.denial_gap = state.settings.true_denial_minutes * 60
+        self.snapshots = Snapshots(state.buffer, state.pool, state.history, state.settings.currency, denial_gap=self.denial_gap)
         self._by_names: dict[Names, Snapshots] = {FULL: self.snapshots}
         self._by_names_lock = threading.Lock()
 
@@ -76,7 +77,9 @@ class PageUpdater:
             found = self._by_names.get(names)
             if found is None:
                 state = self.state
-                found = Snapshots(state.buffer, state.pool, state.history, state.settings.currency, names=names)
+                found = Snapshots(
+                    state.buffer, state.pool, state.history, state.settings.currency, names=names, denial_gap=self.denial_gap
+                )
                 found.shown_tools = self.snapshots.shown_tools
                 self._by_names[names] = found
             return found
@@ -126,6 +129,8 @@ class PageUpdater:
                 out[(output_id, "rowData")], out[(output_id, "rowTransaction")], has[output_id] = grid
             elif output_id in GRIDS:
                 out[(output_id, "rowData")], has[output_id] = component_update(part, had.get(output_id))
+            elif output_id == "checkouts-columns":
+                out[("checkouts-table", "columnDefs")], has[output_id] = component_update(part, had.get(output_id))
             elif output_id == "cards":
                 values, has["cards"] = component_update(part, had.get("cards"))
                 if values is not no_update:
@@ -137,7 +142,7 @@ class PageUpdater:
                 out[(output_id, "children")], has[output_id] = component_update(part, had.get(output_id))
         strip = parts.sources_down(privacy.sources(down_sources(self.state), viewer), now, detailed=viewer.sees_sources)
         if had.get("source-strip") != strip:
-            out[("source-strip", "children")], out[("source-strip", "is_open")] = strip, bool(strip)
+            out[("source-strip", "children")], out[("source-strip", "is_open")] = parts.source_strip(strip), bool(strip)
         has["source-strip"] = strip
         self._alerts(zone, had, has, out, viewer)
         # "updated" changes on every answer, which is how the browser-side status pill knows updates arrive;

@@ -2,11 +2,12 @@
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dash_app import figures
 from dash_app.auth.viewer import FULL, Names
+from dash_app.callbacks.highest import OtherTools
 from dash_app.callbacks.updates import Part, component_part, figure_part, plain
 from dash_app.callbacks.window_data import BufferWindows, history_window
 from dash_app.callbacks.window_stats import (
@@ -14,13 +15,18 @@ from dash_app.callbacks.window_stats import (
     SHOWN_TOOLS,
     ToolStats,
     WindowData,
+    pressure_order,
+    pressures,
     tool_stats,
     top_tools,
     totals,
 )
 from dash_app.layouts import parts, tables
 from dash_app.layouts.controls import SHORT_LABELS, rate_unit, tool_options
+from dash_app.layouts.dashboard import checkouts_columns
+from dash_app.pressure import true_denials_by_tool
 from dash_app.store.history import bin_seconds_for
+from dash_app.store.history_counts import denials_since
 
 if TYPE_CHECKING:
     from dash_app.buffer import RealtimeMetricsBuffer
@@ -101,6 +107,11 @@ class EventRows:
         return out, keys
 
 
+def window_label(window: float) -> str:
+    """Return a window's short name, as the cards say it: "30 min", "24 h"."""
+    return SHORT_LABELS.get(window, f"{window // 60:g} min")
+
+
 def _identity(value: object) -> object:
     """A mapping of lists stands for its items' identities; anything else for itself."""
     if isinstance(value, dict):
@@ -125,6 +136,7 @@ class Snapshots:
         history: "HistoryKeeper | None" = None,
         currency: str = "",
         names: Names = FULL,
+        denial_gap: float = 600,
     ) -> None:
         self.buffer = buffer
         self.pool = pool
@@ -134,7 +146,12 @@ class Snapshots:
         self.shown_tools = SHOWN_TOOLS  # how many tools the overview's charts show by name
         # window -> (key, WindowData): each window's data, from the buffer or the stored history.
         self._window_data_cache: dict[float, tuple[Any, WindowData]] = {}
-        self._buffer_windows = BufferWindows(buffer)
+        self._buffer_windows = BufferWindows(buffer, denial_gap)
+        self._other_tools: dict[float, OtherTools] = {}
+        self._true_denials: dict[float, tuple[int, dict[str, int]]] = {}  # window -> (its bin, true denials by tool)
+        self._last_tools: tuple[list[str], dict[str, str], Part] | None = (
+            None  # (tools, their colours, their options)  # window -> the in-use chart's other tools, kept in parts
+        )
         self._lock = threading.Lock()
         self._version: tuple[Any, ...] | None = None
         self._pool: PoolSnapshot | None = None
@@ -195,7 +212,13 @@ class Snapshots:
         key = ("history", self.history.generation, int(now // size))
         cached = self._window_data_cache.get(window)
         if cached is None or cached[0] != key:
-            cached = self._window_data_cache[window] = (key, history_window(self.history, window, now))
+            data = history_window(self.history, window, now)
+            # The stored denials are read again only when the bins move on: a long window's true denials may lag by a bin.
+            counted = self._true_denials.get(window)
+            if counted is None or counted[0] != key[2]:
+                denials = denials_since(self.history.store, now - window)
+                counted = self._true_denials[window] = (key[2], true_denials_by_tool(denials, self._buffer_windows.denial_gap))
+            cached = self._window_data_cache[window] = (key, replace(data, true_denials=counted[1]))
         return cached[1]
 
     def _build_pool(self, status: list[dict[str, Any]]) -> PoolSnapshot:
@@ -204,18 +227,22 @@ class Snapshots:
         # Tools the buffer holds but the pool does not know (a log source, a test feeding the buffer) come last.
         extra = sorted(t for t in self.buffer.series_stamps() if t not in seen)
         tools = known + extra
+        if self._last_tools is None or self._last_tools[0] != tools:
+            # The same tools as the last build (nearly always): their colours and options are those already built.
+            self._last_tools = (tools, figures.tool_colors(tools), component_part(tool_options(tools)))
+        _, colors, options = self._last_tools
         return PoolSnapshot(
             status=status,
             by_tool={entry["tool"]: entry for entry in status},
             tools=tools,
-            colors=figures.tool_colors(tools),
-            options=component_part(tool_options(tools)),
+            colors=colors,
+            options=options,
             pool_total=sum(entry["total"] or 0 for entry in status),
         )
 
     def _cards(self, window: float, stats: ToolStats, in_use: int, of_total: int, scope: str) -> Part:
         """Return the cards' values and hints for counts over the window."""
-        span = SHORT_LABELS.get(window, f"{window // 60} min")
+        span = window_label(window)
         unit_seconds, unit = rate_unit(window)
         units = window / unit_seconds
         share = 100 * stats.overage / stats.borrows if stats.borrows else 0.0
@@ -229,7 +256,7 @@ class Snapshots:
                 "return-rate": parts.rate(stats.returns / units),
                 "return-rate-hint": f"per {unit} · last {span} · {scope}",
                 "failure-rate": parts.rate(stats.failures / units),
-                "failure-rate-hint": f"per {unit} · last {span} · {stats.failures:,} in all",
+                "failure-rate-hint": f"per {unit} · last {span} · {stats.failures:,} in all, {stats.true_denials:,} true",
                 "active-licenses": parts.number(in_use),
                 "active-licenses-hint": f"of {of_total:,} · {scope}" if of_total else f"limits unknown · {scope}",
             }
@@ -238,14 +265,27 @@ class Snapshots:
     def _build_overview(
         self, pool: PoolSnapshot, window: float, frame: "Frame", data: WindowData, stats: dict[str, ToolStats], now: float
     ) -> dict[str, Part]:
-        shown = top_tools(stats, pool.tools, self.shown_tools)
+        others = self._other_tools.setdefault(window, OtherTools())
+        pressure = pressures(pool.status, data, stats, window)
+        ranked = pressure_order(pressure, stats)
+        shown = top_tools(stats, ranked, self.shown_tools)
         colors = figures.tool_colors(pool.tools, shown)
         totals_by_tool = {entry["tool"]: entry["total"] for entry in pool.status}
         in_use_now = sum(entry["borrowed"] for entry in pool.status)
         sums = data.bucket_sums or {}
         zone = frame.zone
         return {
-            "inuse-chart": figure_part(figures.inuse_chart(data.in_use, shown, colors, totals_by_tool, frame)),
+            "inuse-chart": figure_part(
+                figures.inuse_chart(
+                    data.in_use,
+                    shown,
+                    colors,
+                    totals_by_tool,
+                    frame,
+                    lambda rest: others.highest(pool.tools, data.in_use, data.peak_bins or {}, rest),
+                    lambda tool, total: others.points(tool, data.in_use[tool], total, frame),
+                )
+            ),
             "borrow-chart": figure_part(figures.borrow_chart(data.buckets, shown, colors, frame, sums.get("count"))),
             "overage-chart": figure_part(figures.overage_chart(data.buckets, shown, colors, frame, sums.get("overage_count"))),
             "utilization-chart": figure_part(figures.utilization_chart(pool.status, shown)),
@@ -254,10 +294,11 @@ class Snapshots:
                 (frame.revision, frame.first_minute, data.failing),
                 lambda: figures.failure_chart(data.failing if data.failing is not None else data.flows, frame),
             ),
-            "tool-table": self._grid(tables.tool_rows(pool.status, stats, self.currency), "tool"),
+            "tool-table": self._grid(tables.tool_rows(pool.status, stats, self.currency, pressure, ranked), "tool"),
             "checkouts-table": component_part(
                 tables.checkout_rows(self.pool.active_borrows(), now, zone, limit=tables.OVERVIEW_CHECKOUTS, names=self.names)
             ),
+            "checkouts-columns": component_part(checkouts_columns(zone)),
             "cards": self._cards(window, totals(stats), in_use_now, pool.pool_total, "all tools"),
             "events-table": self._events(pool, window, None, colors, zone),
         }
@@ -288,10 +329,13 @@ class Snapshots:
                     empty_message="No denials of this tool in this window",
                 )
             ),
-            "tool-info": component_part(parts.tool_info(tool, entry, color, self.currency)),
+            "tool-info": component_part(
+                parts.tool_info(tool, entry, color, self.currency, denials=(stats.get(tool, EMPTY), window_label(window)))
+            ),
             "checkouts-table": component_part(
                 tables.checkout_rows(self.pool.active_borrows(tool=tool), now, frame.zone, names=self.names)
             ),
+            "checkouts-columns": component_part(checkouts_columns(frame.zone, one_tool=True)),
             "cards": self._cards(window, stats.get(tool, EMPTY), borrowed, limits[1] if limits else 0, "this tool"),
             "events-table": self._events(pool, window, tool, {tool: color}, frame.zone),
         }

@@ -4,7 +4,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dash_app.buffer import MinuteFlow
-from dash_app.callbacks.window_stats import ToolStats, WindowData, series_stats
+from dash_app.callbacks.window_stats import ToolStats, WindowData, peak_bins, series_stats, true_denial_count
 from dash_app.figures.in_use import Level
 from dash_app.timeutil import parse_iso
 
@@ -30,7 +30,7 @@ def history_window(history: "HistoryKeeper", window: float, now: float) -> Windo
         levels = [(start, p["peak"], p["avg_in_use"]) for start, p in zip(starts, points) if p["peak"]]
         if levels:
             in_use[tool] = levels
-    return WindowData(size, buckets, flows, in_use)
+    return WindowData(size, buckets, flows, in_use, peak_bins={tool: peak_bins(levels) for tool, levels in in_use.items()})
 
 
 class _Series(NamedTuple):
@@ -41,6 +41,7 @@ class _Series(NamedTuple):
     buckets: list | None
     failing: list  # its MinuteFlows with failures (the others are only kept as counts, in stats)
     in_use: list  # (minute, peak, average) where something was in use
+    peaks: dict[int, int]  # {peak: minutes with it} of in_use
     stats: ToolStats
     moving: bool  # its current minute had events: that minute's average moves on as time passes
     read_at: float  # when it was read
@@ -83,8 +84,9 @@ class BufferWindows:
     refresh reads a few series, not all.
     """
 
-    def __init__(self, buffer: "RealtimeMetricsBuffer") -> None:
+    def __init__(self, buffer: "RealtimeMetricsBuffer", denial_gap: float = 600) -> None:
         self.buffer = buffer
+        self.denial_gap = denial_gap  # seconds within which a user's denials of a tool count once (true denials)
         # window -> (minute, {series: _Series}, {bucket key: {timestamp: sum over series}})
         self._cache: dict[float, tuple[int, dict[str, _Series], dict[str, dict[str, int]]]] = {}
 
@@ -116,6 +118,8 @@ class BufferWindows:
             buckets = self.buffer.aggregate_tool_metrics(window, tools=changed)
             flows = self.buffer.get_minute_flows(window, tools=changed)
             in_use = self.buffer.in_use_series(window, levels_now, tools=changed)
+            denied = [tool for tool in changed if any(f.failures for f in flows.get(tool, ()))]
+            failures = self.buffer.failure_users(window, denied) if denied else {}
             for tool in changed:
                 old = per_series.get(tool)
                 bins = in_use.get(tool, ())
@@ -137,7 +141,8 @@ class BufferWindows:
                     tool_buckets,
                     failing,
                     levels,
-                    series_stats(tool_flows, levels),
+                    old.peaks if old is not None and levels is old.in_use else peak_bins(levels),
+                    series_stats(tool_flows, levels, true_denial_count(failures.get(tool, ()), self.denial_gap)),
                     live,
                     now,
                 )
@@ -151,4 +156,5 @@ class BufferWindows:
             sums={tool: entry.stats for tool, entry in per_series.items()},
             failing={tool: entry.failing for tool, entry in per_series.items() if entry.failing},
             bucket_sums=sums,
+            peak_bins={tool: entry.peaks for tool, entry in per_series.items() if entry.in_use},
         )

@@ -1,6 +1,7 @@
 """Pieces every figure builder uses: the time frame, the time axis and the empty state."""
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeAlias
 
 from dash_app.figures.text import axis_time, bucket_time, utc_offset
@@ -38,6 +39,11 @@ class Frame:
         """The start (epoch s) of every bin the window touches, oldest first."""
         size = self.bin_seconds
         return range(int(self.start // size) * size, int(self.end // size) * size + 1, size)
+
+    @cached_property
+    def axis_times(self) -> list[str]:
+        """The axis string of every bin's start and then of the end: a step line's x, shared by every tool's line."""
+        return [self.time(s) for s in self.bins] + [self.time(self.end)]
 
     @property
     def per_bin(self) -> str:

@@ -1,6 +1,6 @@
 """Step charts of licenses in use over a time window: each bin's peak as a share of the total, or one tool's count."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from dash_app.figures.common import Figure, Frame, empty_figure, limit_line, rgba, time_axis
@@ -10,6 +10,8 @@ from dash_app.figures.timeseries import OTHER_KEY, OTHER_TOOLS
 
 # (bin start in epoch s, peak in use within the bin, time-weighted average in use over the bin)
 Level: TypeAlias = tuple[int, int, float]
+# {bin start: (share of its total in %, tool, peak, total)} of the tool with the highest share in each bin
+Highest: TypeAlias = dict[int, tuple[float, str, int, int]]
 
 
 def _levels(bins: Iterable[Level], frame: Frame) -> tuple[list[str], list[int], list[float]]:
@@ -19,7 +21,7 @@ def _levels(bins: Iterable[Level], frame: Frame) -> tuple[list[str], list[int], 
     peaks = [by_start.get(start, (0, 0.0))[0] for start in starts]
     averages = [round(by_start.get(start, (0, 0.0))[1], 1) for start in starts]
     # One more point at the window's end, so the last bin's step reaches the right edge.
-    return [frame.time(s) for s in starts] + [frame.time(frame.end)], peaks + peaks[-1:], averages + averages[-1:]
+    return frame.axis_times, peaks + peaks[-1:], averages + averages[-1:]
 
 
 def _step_line(
@@ -51,32 +53,63 @@ def _step_line(
     return trace
 
 
+def share_points(bins: Iterable[Level], total: int, frame: Frame) -> tuple[list[float], list[list[Any]]]:
+    """Return a shown tool's line on the frame's axis_times: its peak shares of `total` in %, and [peak, total, average]."""
+    _x, peaks, averages = _levels(bins, frame)
+    return [round(100 * p / total, 1) for p in peaks], [[p, total, a] for p, a in zip(peaks, averages)]
+
+
+def highest_shares(in_use_by_tool: Mapping[str, Sequence[Level]], tools: Iterable[tuple[str, int]]) -> Highest:
+    """Return, per bin, the highest peak share of its total among `tools` ((tool, total) pairs, the first on a tie)."""
+    best: Highest = {}
+    for tool, total in tools:
+        for start, peak, _average in in_use_by_tool.get(tool, ()):
+            share = 100 * peak / total
+            if start not in best or share > best[start][0]:
+                best[start] = (share, tool, peak, total)
+    return best
+
+
+def merge_highest(parts: Iterable[Highest]) -> Highest:
+    """Return the highest share per bin over several Highest, the first part's on a tie."""
+    best: Highest = {}
+    for part in parts:
+        for start, row in part.items():
+            if start not in best or row[0] > best[start][0]:
+                best[start] = row
+    return best
+
+
 def inuse_chart(
     in_use_by_tool: Mapping[str, Sequence[Level]],
     shown: Sequence[str],
     colors: Mapping[str, str],
     totals: Mapping[str, int | None],
     frame: Frame,
+    others: Callable[[list[tuple[str, int]]], Highest] | None = None,
+    points: Callable[[str, int], tuple[list[float], list[list[Any]]]] | None = None,
 ) -> Figure:
     """Peak share of each shown tool's total in use per bin, and the highest share among the other tools.
 
     `in_use_by_tool` is {tool: [(bin start, peak, average)]}, `totals` {tool: total}; tools without a known total
-    cannot have a share and are left out.
+    cannot have a share and are left out. `others`, given the other tools' (tool, total), returns their Highest
+    (a caller that keeps parts of it from one build to the next); by default it is worked out here. `points`, given a
+    shown tool and its total, returns its share_points (a caller that keeps them while its levels do not change).
     """
     traces = []
     for tool in shown:
         total = totals.get(tool)
         if not total or tool not in in_use_by_tool:
             continue
-        x, peaks, averages = _levels(in_use_by_tool[tool], frame)
+        y, custom = points(tool, total) if points is not None else share_points(in_use_by_tool[tool], total, frame)
         traces.append(
             _step_line(
                 legend_name(tool),
                 tool,
-                x,
-                [round(100 * p / total, 1) for p in peaks],
+                frame.axis_times,
+                y,
                 colors.get(tool),
-                [[p, total, a] for p, a in zip(peaks, averages)],
+                custom,
                 "%{meta}: peak %{customdata[0]} of %{customdata[1]} (%{y} %), average %{customdata[2]}<extra></extra>",
                 meta=plotly_text(tool),
             )
@@ -84,20 +117,14 @@ def inuse_chart(
     shown_set = set(shown)
     rest = [(t, total) for t in in_use_by_tool if t not in shown_set and (total := totals.get(t))]
     if rest:
-        best: dict[int, tuple[float, str, int, int]] = {}  # bin start -> (share, tool, peak, total)
-        for tool, total in rest:
-            for start, peak, _average in in_use_by_tool[tool]:
-                share = 100 * peak / total
-                if start not in best or share > best[start][0]:
-                    best[start] = (share, tool, peak, total)
-        starts = list(frame.bins)
-        rows = [best.get(start, (0.0, "", 0, 0)) for start in starts]
+        best = others(rest) if others is not None else highest_shares(in_use_by_tool, rest)
+        rows = [best.get(start, (0.0, "", 0, 0)) for start in frame.bins]
         rows.append(rows[-1])
         traces.append(
             _step_line(
                 f"{OTHER_TOOLS} ({len(rest)}), highest",
                 OTHER_KEY,
-                [frame.time(s) for s in starts] + [frame.time(frame.end)],
+                frame.axis_times,
                 [round(share, 1) for share, *_ in rows],
                 OTHER_TOOLS_COLOR,
                 [[plotly_text(tool) or "none", peak, total] for _, tool, peak, total in rows],

@@ -55,9 +55,14 @@ def rate_unit(window: float) -> tuple[int, str]:
     raise AssertionError("the last unit takes every window")
 
 
+# The tool picker's list shows this many pixels of options (a dozen), not Dash's default 200 (three and a half).
+TOOL_LIST_HEIGHT = 420
+
+
 def tool_options(tools: Iterable[str]) -> list[dict[str, str]]:
-    """Return the tool-filter options: "All tools", then every tool by name."""
-    return [{"label": ALL_TOOLS_LABEL, "value": ALL_TOOLS}] + [{"label": tool, "value": tool} for tool in tools]
+    """Return the tool-filter options: "All tools", then every tool in name order (case aside), not the inventory's."""
+    named = sorted(tools, key=lambda tool: (tool.casefold(), tool))
+    return [{"label": ALL_TOOLS_LABEL, "value": ALL_TOOLS}] + [{"label": tool, "value": tool} for tool in named]
 
 
 def tz_dropdown() -> dcc.Dropdown:
@@ -88,6 +93,7 @@ def tool_dropdown(tools: Iterable[str]) -> dcc.Dropdown:
         clearable=False,
         searchable=True,
         placeholder="Type to find a tool",
+        maxHeight=TOOL_LIST_HEIGHT,
         className="control-tool",
     )
 
@@ -122,9 +128,14 @@ def time_zone(choice: object, browser_zone: object) -> str:
     return browser_zone if browser_zone in _known_zones() else UTC
 
 
+def _query(search: object) -> dict[str, list[str]]:
+    """Return a URL query ("?a=b...") as parse_qs gives it; anything else as no query."""
+    return parse_qs(search[1:] if isinstance(search, str) and search.startswith("?") else "", max_num_fields=20)
+
+
 def view_from_query(search: object, tools: Collection[str]) -> tuple[str, int, str]:
     """Return (tool-filter value, window, tz-select value) from a URL query; each bad value falls back to its default."""
-    query = parse_qs(search[1:] if isinstance(search, str) and search.startswith("?") else "", max_num_fields=20)
+    query = _query(search)
     tool = query.get("tool", [ALL_TOOLS])[0]
     if tool not in tools:
         tool = ALL_TOOLS
@@ -136,6 +147,13 @@ def view_from_query(search: object, tools: Collection[str]) -> tuple[str, int, s
         window = DEFAULT_TIME_RANGE
     tz = UTC if query.get("tz", [""])[0].upper() == UTC else LOCAL_TIME
     return tool, window, tz
+
+
+def unknown_tool(search: object, tools: Collection[str]) -> str | None:
+    """Return the `tool` a URL query names when no tool has that name (a typo, a tool gone), else None."""
+    query = _query(search)
+    tool = query.get("tool", [ALL_TOOLS])[0]
+    return None if tool in tools or tool in ("", ALL_TOOLS) else tool
 
 
 def query_for_view(tool_value: Any, window_value: Any, tz_value: Any) -> str:

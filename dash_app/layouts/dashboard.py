@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from dash_app.state import AppState
 
 HIDDEN = {"display": "none"}
+AT_TOTAL_HINT = "Share of the window's minutes in which the most in use reached the total"
+TRUE_DENIALS_HINT = "Denials in the window, a user's repeats within --true-denial-minutes counted once"
 SHOWN: dict[str, str] = {}
 
 
@@ -140,47 +142,77 @@ def cards(total_licenses: int) -> dbc.Row:
 
 
 def tool_table(currency: str) -> dag.AgGrid:
-    """Return the `tool-table` grid: every tool, sortable and filterable; a click on a row opens that tool."""
+    """Return the `tool-table` grid: every tool, most pressed first, sortable and filterable; a click opens that tool."""
     cost = f"Overage cost ({currency})" if currency else "Overage cost"
-    number = {"filter": "agNumberColumnFilter", "type": "rightAligned", "minWidth": 105, "flex": 1}
+    number = {"filter": "agNumberColumnFilter", "type": "rightAligned", "minWidth": 95, "flex": 1}
+    pressure = "Pressure: time at total, then true denials, then queued, then peak % of total (docs: the dashboard page)"
     columns = [
+        # The place by pressure: the grid's first sort; no filter, as no one looks for the tools ranked 40 to 60.
+        {"field": "rank", "headerName": "#", "headerTooltip": pressure, "sort": "asc", **number, "filter": False, "minWidth": 64},
         {"field": "tool", "headerName": "Tool", "filter": "agTextColumnFilter", "minWidth": 200, "flex": 3},
-        {"field": "in_use", "headerName": "In use", "sort": "desc", **number},
+        {"field": "in_use", "headerName": "In use", **number},
         {"field": "total", "headerName": "Total", **number},
         {"field": "use_pct", "headerName": "In use %", **number},
+        {"field": "at_total_pct", "headerName": "At total %", "headerTooltip": AT_TOTAL_HINT, **number},
         {"field": "peak", "headerName": "Peak", "headerTooltip": "Most in use at once in the window", **number},
+        {"field": "peak_pct", "headerName": "Peak %", "headerTooltip": "Peak as a share of the total", **number},
         {"field": "denials", "headerName": "Denials", "headerTooltip": "Failed borrows in the window", **number},
+        {"field": "true_denials", "headerName": "True denials", "headerTooltip": TRUE_DENIALS_HINT, **number},
+        {"field": "queued", "headerName": "Queued", "headerTooltip": "Requests queued now at the license servers", **number},
         {"field": "overage_borrows", "headerName": "Overage borrows", "headerTooltip": "In the window", **number},
         {"field": "overage_cost", "headerName": cost, "headerTooltip": "Overage borrows in the window × price", **number},
     ]
     return grid("tool-table", columns, "tool", selectable=True)
 
 
-def checkouts_table() -> dag.AgGrid:
-    """Return the `checkouts-table` grid: open checkouts, longest held first (all tools, or the selected one)."""
+def checkouts_columns(zone: str = "UTC", one_tool: bool = False) -> list[dict[str, Any]]:
+    """Return the `checkouts-table` columns: the tool (not when one tool is shown), who, since when in `zone`, how long."""
     text = {"filter": "agTextColumnFilter", "minWidth": 100, "flex": 1}
     # Readers who may not see names get none (auth.viewer): a dash says so, as in the events table.
     withheld = {"valueFormatter": {"function": "params.value ? params.value : '—'"}}
+    tool = {
+        "field": "tool_label",
+        "headerName": "Tool",
+        # Each tool is named on its first row only; its other rows still filter and hover by their tool.
+        "filterValueGetter": {"function": "params.data.tool"},
+        "tooltipField": "tool",
+        **text,
+        "minWidth": 160,
+        "flex": 2,
+    }
     columns = [
-        {"field": "tool", "headerName": "Tool", **text, "minWidth": 160, "flex": 2},
-        {"field": "user", "headerName": "User", **text, **withheld},
-        {"field": "host", "headerName": "Host", **text, **withheld},
-        {"field": "version", "headerName": "Version", **text, "minWidth": 80},
-        {"field": "since", "headerName": "Since", "minWidth": 90, "flex": 1, "sortable": False},
+        *([] if one_tool else [tool]),
+        {"field": "user", "headerName": "User", **text, **withheld, "minWidth": 130},
+        # "Dec 07 10:15" whole, and the zone in a header that wraps rather than cuts it.
+        {
+            "field": "since",
+            "headerName": f"Since ({zone})",
+            "minWidth": 135,
+            "flex": 1,
+            "sortable": False,
+            "wrapHeaderText": True,
+            "autoHeaderHeight": True,
+        },
         # Sorted by the seconds held, shown as "3 h 05 min".
         {
             "field": "held_s",
             "headerName": "Held for",
-            "sort": "desc",
             "valueFormatter": {"function": "params.data.held"},
             "filter": "agNumberColumnFilter",
-            "minWidth": 100,
+            "minWidth": 110,
             "flex": 1,
         },
+        {"field": "host", "headerName": "Host", **text, **withheld},
+        {"field": "version", "headerName": "Version", **text, "minWidth": 80},
         {"field": "overage", "headerName": "Overage", "minWidth": 80, "flex": 1},
         {"field": "source", "headerName": "Source", **text, "minWidth": 120},
     ]
-    return grid("checkouts-table", columns, "id", filters=False, localeText={"noRowsToShow": "No open checkouts"})
+    return columns
+
+
+def checkouts_table() -> dag.AgGrid:
+    """Return the `checkouts-table` grid: open checkouts, longest held first, each tool's together (rows in their order)."""
+    return grid("checkouts-table", checkouts_columns(), "id", filters=False, localeText={"noRowsToShow": "No open checkouts"})
 
 
 def overview(currency: str) -> html.Section:
@@ -271,6 +303,11 @@ def alerts_panel(shown: bool) -> html.Section:
     )
 
 
+def tool_notice() -> dbc.Alert:
+    """Return the note the page shows when its address names a tool there is none of (it shows all tools instead)."""
+    return dbc.Alert(id="tool-notice", color="warning", is_open=False, dismissable=True, class_name="tool-notice mb-3")
+
+
 def source_strip() -> dbc.Alert:
     """Return the strip the refresh opens while a source of events (a license server, a log) is down."""
     return dbc.Alert(id="source-strip", color="danger", is_open=False, class_name="source-strip mb-3")
@@ -291,6 +328,7 @@ def layout(state: "AppState") -> html.Div:
                     alerts_banner(),
                     html.Div(
                         [
+                            tool_notice(),
                             cards(total),
                             overview(state.settings.currency),
                             tool_view(),

@@ -15,6 +15,7 @@ from dash_app.timeutil import parse_iso
 
 if TYPE_CHECKING:
     from dash_app.alerts.alert import Alert
+    from dash_app.callbacks.window_stats import ToolStats
 
 # An Alert, or its entry in GET /alerts.
 AlertLike: TypeAlias = "Alert | dict[str, Any]"
@@ -77,10 +78,25 @@ def _waiting(entry: Mapping[str, Any] | None) -> list[html.Div]:
     return stats
 
 
-def tool_info(tool: str, entry: Mapping[str, Any] | None, color: str | None, currency: str = "") -> list[Component]:
-    """Return the tool summary: name, in use, reserved and queued, limits, prices, the overage to date and the expiry."""
+def _denials(denials: "tuple[ToolStats, str] | None") -> list[html.Div]:
+    """Return the stat of a tool's denials in the window beside its true denials, given (its ToolStats, the window)."""
+    if denials is None:
+        return []
+    stats, span = denials
+    return [_stat("Denials", number(stats.failures), f"{stats.true_denials:,} true denials · last {span}")]
+
+
+def tool_info(
+    tool: str,
+    entry: Mapping[str, Any] | None,
+    color: str | None,
+    currency: str = "",
+    denials: "tuple[ToolStats, str] | None" = None,
+) -> list[Component]:
+    """Return the tool summary: name, in use, reserved and queued, denials, limits, prices, the overage to date, expiry."""
     title = html.H2([tool_dot(color), html.Span(tool)], className="tool-title")
     expiry = [_stat("License expires", _expiry_text(entry["expiry"]))] if entry and entry.get("expiry") else []
+    expiry = _denials(denials) + expiry  # the window's denials go last but the expiry
     if entry is None or entry.get("commit") is None:
         borrowed = entry["borrowed"] if entry else 0
         issued = entry.get("total") if entry else None
@@ -139,7 +155,24 @@ def sources_down(down: Sequence[Mapping[str, Any]], now: float, detailed: bool =
         error = f" ({entry['last_error']})" if entry.get("last_error") else ""
         shown.append(f"{entry['kind']} {entry['name']} down{how_long}{error}")
     more = f"; and {len(down) - SOURCES_LISTED} more" if len(down) > SOURCES_LISTED else ""
-    return "Sources down, their licenses shown as last seen: " + "; ".join(shown) + more + ". See /sources."
+    return "Sources down, their licenses shown as last seen: " + "; ".join(shown) + more + "."
+
+
+def source_strip(text: str) -> list[Component | str] | str:
+    """Return the source strip's children for its text (sources_down's): the text, then a link to the sources page."""
+    if not text:
+        return ""
+    return [text, " ", html.A("See /sources", href="/sources", className="alert-link")]
+
+
+# A name from the address bar is shown up to this long: enough for any tool's name, never a page of text.
+NAME_SHOWN = 120
+
+
+def no_such_tool(name: str) -> str:
+    """Return what the page says when its address names no tool (text: Dash shows it as such, never as markup)."""
+    shown = name if len(name) <= NAME_SHOWN else name[: NAME_SHOWN - 1] + "…"
+    return f"No tool named “{shown}”; showing all tools."
 
 
 def _expiry_text(expiry: str) -> str:
@@ -248,7 +281,7 @@ def alerts_banner_text(
     return f"{count}: {named}{more}."
 
 
-def alerts_table(recent: Sequence[Mapping[str, Any]], zone: str = "UTC") -> html.Div | html.Table:
+def alerts_table(recent: Sequence[Mapping[str, Any]], zone: str = "UTC") -> html.Div:
     """Return the table of recent alerts (GET /alerts' `recent` entries, newest first), or a note that there are none."""
     if not recent:
         return html.Div("No alerts yet", className="empty-note")
@@ -267,4 +300,6 @@ def alerts_table(recent: Sequence[Mapping[str, Any]], zone: str = "UTC") -> html
         for alert in recent
     ]
     head = html.Thead(html.Tr([html.Th(name) for name in ("State", "Rule", "Tool", "What", "Fired", "Resolved")]))
-    return html.Table([head, html.Tbody(rows)], className="table table-sm align-middle mb-0 alerts")
+    # A long message or rule name scrolls the table inside its card: a phone's page never widens.
+    table = html.Table([head, html.Tbody(rows)], className="table table-sm align-middle mb-0 alerts")
+    return html.Div(table, className="table-responsive alerts-scroll")

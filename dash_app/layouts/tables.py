@@ -16,6 +16,7 @@ from dash_app.timeutil import parse_iso
 if TYPE_CHECKING:
     from dash_app.callbacks.window_stats import ToolStats
     from dash_app.licenses.pool import Borrow
+    from dash_app.pressure import Pressure
 
 # The events table shows this many of the newest events.
 EVENT_ROWS = 50
@@ -105,27 +106,36 @@ def since_text(epoch_seconds: float, now: float, zone: str = "UTC") -> str:
 def checkout_rows(
     borrows: Iterable["Borrow"], now: float, zone: str = "UTC", limit: int | None = None, names: Names = FULL
 ) -> list[dict[str, Any]]:
-    """Return the checkouts table's rows for active Borrows, the longest held first (at most `limit`).
+    """Return the checkouts table's rows for active Borrows: the longest held (at most `limit`), each tool's together.
 
+    Tools come in the order of their longest-held checkout, and each tool's checkouts longest held first; only the
+    first of a tool's rows names it (`tool_label`), so a column of one tool's name does not repeat down the table.
     User, host and id are as `names` shows them: the grid's row id reaches the browser even where no column shows
     it, and the ids of log lines and polls name client hosts, so readers without real names get a digest.
     """
     ordered = sorted(borrows, key=lambda b: (b.borrowed_at, b.id))[:limit]
-    return [
-        {
-            "id": names.borrow_id(b.id),
-            "tool": b.tool,
-            "user": names.user(b.user),
-            "host": names.host(b.host) or "",
-            "version": b.version or "",
-            "since": since_text(b.borrowed_at, now, zone),
-            "held": duration(now - b.borrowed_at),
-            "held_s": int(now - b.borrowed_at),
-            "overage": "overage" if b.is_overage else "",
-            "source": source_label(b.id),
-        }
-        for b in ordered
-    ]
+    first_seen: dict[str, int] = {}
+    for b in ordered:
+        first_seen.setdefault(b.tool, len(first_seen))
+    ordered.sort(key=lambda b: first_seen[b.tool])  # stable: longest held first within each tool
+    rows = []
+    for n, b in enumerate(ordered):
+        rows.append(
+            {
+                "id": names.borrow_id(b.id),
+                "tool": b.tool,
+                "tool_label": b.tool if n == 0 or ordered[n - 1].tool != b.tool else "",
+                "user": names.user(b.user),
+                "host": names.host(b.host) or "",
+                "version": b.version or "",
+                "since": since_text(b.borrowed_at, now, zone),
+                "held": duration(now - b.borrowed_at),
+                "held_s": int(now - b.borrowed_at),
+                "overage": "overage" if b.is_overage else "",
+                "source": source_label(b.id),
+            }
+        )
+    return rows
 
 
 SOURCE_LABELS = {"flexlm": "FlexLM log", "pool": "REST API"}
@@ -139,22 +149,42 @@ def source_label(borrow_id: str) -> str:
     return SOURCE_LABELS.get(source, source)
 
 
-def tool_rows(status: Iterable[Mapping[str, Any]], stats: Mapping[str, "ToolStats"], currency: str = "") -> list[dict[str, Any]]:
-    """Return the tool table's rows: one per tool, with in use, total, the window's peak, denials and overage."""
+def tool_rows(
+    status: Iterable[Mapping[str, Any]],
+    stats: Mapping[str, "ToolStats"],
+    currency: str = "",
+    pressure: Mapping[str, "Pressure"] | None = None,
+    ranked: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Return the tool table's rows: one per tool, with in use, total, the window's peak, denials, overage and pressure.
+
+    `ranked` lists the tools most pressed first: each row's `rank` is its place among the rows, which the grid sorts by.
+    """
+    entries = list(status)
+    listed = {entry["tool"] for entry in entries}
+    # Ranks among the grid's tools: a name only the buffer has (an unknown tool's denials) takes none.
+    rank = {tool: n for n, tool in enumerate((tool for tool in ranked if tool in listed), 1)}
+    pressure = pressure or {}
     rows = []
-    for entry in status:
+    for entry in entries:
         tool = entry["tool"]
         s = stats[tool]
         total = entry["total"]
         price = entry.get("overage_price_per_license")
+        p = pressure.get(tool)
         rows.append(
             {
                 "tool": tool,
+                "rank": rank.get(tool),
                 "in_use": entry["borrowed"],
                 "total": total,
                 "use_pct": round(100 * entry["borrowed"] / total) if total else None,
                 "peak": s.peak,
+                "peak_pct": round(100 * s.peak / total) if total else None,
+                "at_total_pct": round(100 * p.share_at_total, 1) if p is not None and total else None,
                 "denials": s.failures,
+                "true_denials": s.true_denials,
+                "queued": entry.get("queued", 0),
                 "borrows": s.borrows,
                 "overage_borrows": s.overage,
                 "overage_cost": s.overage * price if price is not None else None,

@@ -25,6 +25,12 @@ def denial_times_since(store: Store, start: float) -> list[tuple[float, str]]:
     return [(ts, tool) for ts, tool in rows]
 
 
+def denials_since(store: Store, start: float) -> list[tuple[float, str, str]]:
+    """Return [(ts, tool, user)] of the stored denials at or after `start` (a missing user as "")."""
+    rows = store.read('SELECT ts, tool, "user" FROM denials WHERE ts >= :start AND tool IS NOT NULL', {"start": start})
+    return [(ts, tool, user or "") for ts, tool, user in rows]
+
+
 def data_version(store: Store) -> int:
     """Return a number that changes whenever the store's sessions or denials do (a cache key; never reused).
 
