@@ -17,9 +17,11 @@ import os
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from dash._no_update import NoUpdate
+from dash.fingerprint import build_fingerprint
 from plotly.io.json import to_json_plotly
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -302,13 +304,19 @@ def estate(tool_count=200):
 
 # ----------------------------------------------------------------------------------- first load: bytes and CPU
 
-FIRST_LOAD_TARGET = 2_500_000
+FIRST_LOAD_TARGET = 1_500_000
+FIRST_CHART_TARGET = 2.5
 BROWSER_ACCEPTS = "gzip, deflate, br"
 PLOTLY_FIXED_URL = "/_dash-component-suites/plotly/package_data/plotly.min.js"
 CHROMIUM = os.environ.get("DASH_TEST_CHROMEPATH", "/usr/bin/chromium")
 CHART_DRAWN_JS = """
 const g = document.querySelector('#borrow-chart .js-plotly-plot');
 return !!(g && g.data && g.data.some(t => t.y && t.y.length));
+"""
+# How long after navigation the first chart was drawn (performance.now() counts from the navigation's start).
+DRAWN_AT_JS = """
+const g = document.querySelector('#borrow-chart .js-plotly-plot');
+return g && g.data && g.data.some(t => t.y && t.y.length) ? performance.now() : null;
 """
 TRANSFERRED_JS = """
 return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
@@ -330,7 +338,8 @@ def record_first_load(base_url):
     driver = webdriver.Chrome(options=options)
     try:
         driver.get(base_url + "/")
-        WebDriverWait(driver, 60).until(lambda d: d.execute_script(CHART_DRAWN_JS))
+        # Polled often, so the moment read is within a few tens of ms of the one the chart was drawn at.
+        drawn_ms = WebDriverWait(driver, 60, poll_frequency=0.02).until(lambda d: d.execute_script(DRAWN_AT_JS))
         transferred = driver.execute_script(TRANSFERRED_JS)
         log = driver.get_log("performance")
         # A second visit: fingerprinted bundles come from the browser's cache without a request.
@@ -349,7 +358,16 @@ def record_first_load(base_url):
             headers = {name.lower(): value for name, value in request["headers"].items()}
             path = request["url"][len(base_url) :]
             made.append((request["method"], path, request.get("postData"), headers.get("content-type")))
-    return made, transferred, again
+    return made, transferred, again, drawn_ms / 1000
+
+
+def full_plotly_url():
+    """Return the fingerprinted URL Dash serves plotly.py's full plotly.js bundle by."""
+    import plotly
+
+    path = "package_data/plotly.min.js"
+    modified = int((Path(plotly.__file__).parent / path).stat().st_mtime)
+    return "/_dash-component-suites/plotly/" + build_fingerprint(path, plotly.__version__, modified)
 
 
 def wire_bytes(response):
@@ -366,7 +384,7 @@ def first_load_weight():
     httpd = make_server("127.0.0.1", free_port(), app.server, threaded=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        made, chromium_bytes, second_visit = record_first_load(f"http://127.0.0.1:{httpd.server_port}")
+        made, chromium_bytes, second_visit, drawn = record_first_load(f"http://127.0.0.1:{httpd.server_port}")
     finally:
         httpd.shutdown()
 
@@ -381,8 +399,10 @@ def first_load_weight():
                 headers["Content-Type"] = content_type
             response = client.open(path, method=method, data=body, headers=headers)
             totals[accepts] += wire_bytes(response)
-            if ".min.js" in path and "/plotly/" in path and response.status_code == 200:
+            if "plotly" in path and ".min.js" in path and response.status_code == 200:
                 plotly_bytes[accepts] = wire_bytes(response)
+    # The full bundle plotly.py ships, which Dash still serves by its fingerprinted URL: what the page loaded before.
+    full_plotly = wire_bytes(client.get(full_plotly_url(), headers={"Accept-Encoding": BROWSER_ACCEPTS}))
 
     # Server CPU of one request for plotly's bundle: its compressed body kept, or compressed on every request.
     location = client.get(PLOTLY_FIXED_URL).headers["Location"]
@@ -410,9 +430,12 @@ def first_load_weight():
     print(f"{'Accept-Encoding: ' + BROWSER_ACCEPTS:<38}{compressed / 1e6:6.2f} MB   (target <= {FIRST_LOAD_TARGET / 1e6:.1f} MB)")
     print(f"{'no Accept-Encoding (baseline)':<38}{plain / 1e6:6.2f} MB   ratio {plain / compressed:.1f} x")
     plotly, plotly_plain = plotly_bytes[BROWSER_ACCEPTS], plotly_bytes[None]
-    print(f"{'  of which plotly.min.js':<38}{plotly / 1e6:6.2f} MB   baseline {plotly_plain / 1e6:.2f} MB")
+    print(f"{'  of which plotly.js (cartesian)':<38}{plotly / 1e6:6.2f} MB   baseline {plotly_plain / 1e6:.2f} MB")
+    print(f"{'  the full plotly.min.js would be':<38}{full_plotly / 1e6:6.2f} MB   (what the page loaded before)")
+    target = f"(target <= {FIRST_CHART_TARGET:.1f} s)"
+    print(f"{'first chart drawn after navigation':<38}{drawn:6.2f} s    {target}, empty cache")
     print(f"{'Chromium: sum of transferSize':<38}{chromium_bytes / 1e6:6.2f} MB   second visit {second_visit / 1e3:.1f} KB")
-    print("plotly.min.js, server CPU per request (median)")
+    print("plotly.js bundle, server CPU per request (median)")
     for accepts in ("br", "gzip"):
         kept, each = cpu[(accepts, True)], cpu[(accepts, False)]
         print(f"{'  ' + accepts + ', compressed body kept':<38}{kept:6.1f} ms   compressed on each request {each:6.1f} ms")

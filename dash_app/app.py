@@ -10,7 +10,7 @@ from typing import Any
 import dash
 
 from dash_app import config as config_module
-from dash_app import prometheus_metrics
+from dash_app import prometheus_metrics, vendor
 from dash_app.alerts.setup import build_alerts, read_rules
 from dash_app.analytics.service import CapacityService
 from dash_app.auth import register_auth
@@ -181,7 +181,13 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         history=history,
         metrics_registry=prometheus_metrics.build_registry(pool, recorder, alerts),
         stream=stream,
-        analytics=CapacityService(store, pool, history_days=config.history_days, billing_days=config.billing_days),
+        analytics=CapacityService(
+            store,
+            pool,
+            history_days=config.history_days,
+            billing_days=config.billing_days,
+            true_denial_minutes=config.true_denial_minutes,
+        ),
         services=services,
         api_source=api_source,
         alerts=alerts,
@@ -219,11 +225,12 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> dash.Dash:
         title="License usage",
         # Dash documents None as "leave the tab title alone" but annotates the parameter as str.
         update_title=None,  # type: ignore[arg-type]
+        assets_path_ignore=vendor.UNLINKED_ASSETS,
     )
     attach_state(app.server, state)
     register_routes(app.server)
     register_auth(app.server, config)
-    register_compression(app)
+    register_compression(app, replaced={vendor.PLOTLY_FIXED: vendor.PLOTLY_BUNDLE})
     end_streams_on_worker_exit(state.stream)
     app.layout = dashboard.layout(state)
     register_callbacks(app, state)

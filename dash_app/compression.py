@@ -5,10 +5,11 @@ What a response gets:
 - Dash's fingerprinted bundles (`/_dash-component-suites/<pkg>/<name>.v<version>m<mtime>.js`), the assets Dash links
   with `?m=<mtime>` (Bootstrap's CSS among them) and its favicon linked with `?v=<dash version>` are cached by
   browsers for a year (`public, max-age=31536000, immutable`): their URL changes with them.
-- Bundles the page loads later by a fixed URL (plotly.min.js, which dash-renderer fetches from
+- Bundles the page loads later by a fixed URL (plotly.js, which dash-renderer fetches from
   `.../plotly/package_data/plotly.min.js`, and the chunks dcc and other component packages load on demand) are
   redirected to their fingerprinted URL, so they are cached for a year too while an upgrade still reaches every
-  browser; the redirect itself is revalidated.
+  browser; the redirect itself is revalidated. A fixed URL the app replaces (plotly.js by its smaller bundle in
+  assets/) is redirected to that asset's URL instead.
 - Every other response without a Cache-Control of its own (the page, Dash's layout and callbacks, the REST API)
   gets `no-cache`: a browser may keep it but asks again before using it.
 - JSON, JS, CSS, HTML, CSV and plain text are compressed when the client accepts it. A static bundle is compressed
@@ -21,6 +22,7 @@ import sys
 import threading
 import zlib
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 
 import dash
@@ -82,8 +84,12 @@ class BodyCache:
             return list(self._bodies)
 
 
-def register_compression(app: dash.Dash) -> None:
-    """Compress `app`'s responses when the client accepts it and give its static bundles long-lived caching."""
+def register_compression(app: dash.Dash, replaced: Mapping[str, str] | None = None) -> None:
+    """Compress `app`'s responses when the client accepts it and give its static bundles long-lived caching.
+
+    `replaced` maps a bundle's fixed URL under the component suites ("package/path") to a file in the assets folder
+    that is sent instead (plotly.js's smaller bundle, see vendor.py).
+    """
     server: Flask = app.server
     prefix = app.config.routes_pathname_prefix
     assets_prefix = prefix + app.config.assets_url_path.strip("/") + "/"
@@ -107,7 +113,7 @@ def register_compression(app: dash.Dash) -> None:
     @server.before_request
     def fingerprint_fixed_urls() -> BaseResponse | None:
         if request.path.startswith(prefix + COMPONENT_SUITES):
-            return _redirect_to_fingerprint(app)
+            return _redirect_to_fingerprint(app, assets_prefix, replaced or {})
         return None
 
     @server.after_request
@@ -166,12 +172,17 @@ def _fingerprinted(req: Request) -> bool:
     return check_fingerprint((req.view_args or {}).get("fingerprinted_path", ""))[1]
 
 
-def _redirect_to_fingerprint(app: dash.Dash) -> BaseResponse | None:
+def _redirect_to_fingerprint(app: dash.Dash, assets_prefix: str, replaced: Mapping[str, str]) -> BaseResponse | None:
     """Answer a request for a registered bundle without fingerprint with a redirect to its fingerprinted URL."""
     args = request.view_args or {}
     package, path = args.get("package_name"), args.get("fingerprinted_path")
     if not isinstance(package, str) or not isinstance(path, str) or check_fingerprint(path)[1]:
         return None
+    asset = replaced.get(f"{package}/{path}")
+    if asset is not None:
+        # As Dash links an asset: ?m= its mtime, so the URL changes with the file and is cached for a year.
+        modified = (Path(app.config.assets_folder) / asset).stat().st_mtime
+        return _revalidated_redirect(f"{request.script_root}{assets_prefix}{asset}?m={modified}")
     module = sys.modules.get(package)
     if path not in app.registered_paths.get(package, ()) or module is None or module.__file__ is None:
         return None  # Dash answers what it does not serve
@@ -181,6 +192,11 @@ def _redirect_to_fingerprint(app: dash.Dash) -> BaseResponse | None:
         return None
     # The same fingerprint Dash puts in the page's script tags: the package's version and the file's mtime.
     target = build_fingerprint(path, getattr(module, "__version__", "0"), modified)
-    response = redirect(request.script_root + request.path[: -len(path)] + target)
+    return _revalidated_redirect(request.script_root + request.path[: -len(path)] + target)
+
+
+def _revalidated_redirect(location: str) -> BaseResponse:
+    """Return a redirect to `location` that browsers ask again for, since its target changes with each release."""
+    response = redirect(location)
     response.headers["Cache-Control"] = REVALIDATE
     return response

@@ -108,6 +108,18 @@ def capacity_tools(entries: list[dict[str, Any]], names: Names) -> list[dict[str
     ]
 
 
+def estate_users(entries: list[dict[str, Any]], names: Names) -> list[dict[str, Any]]:
+    """Return /analytics/users' entries with each user as this reader sees it (None when hidden), as top users are."""
+    if names.real:
+        return entries
+    return [estate_user(entry, names) for entry in entries]
+
+
+def estate_user(found: dict[str, Any], names: Names) -> dict[str, Any]:
+    """Return one user's figures (CapacityService.user, or an /analytics/users entry) with the user as this reader sees it."""
+    return found if names.real else {**found, "user": user(found["user"], names)}
+
+
 # What a reader who may not see the sources' details sees of each (as the page's source strip says it): its kind,
 # whether it is up and since when, and its error in brief. Names (a log's path), counters and features are admins' only.
 SOURCE_FIELDS = ("kind", "state", "down_since")

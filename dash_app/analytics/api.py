@@ -1,10 +1,22 @@
-"""GET /analytics/capacity and /analytics/commit-advice: a period's figures per tool, as JSON or CSV."""
+"""GET /analytics/capacity, /commit-advice, /recommendations and /users: a period's figures, as JSON or CSV."""
+
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, jsonify, request
 
 from dash_app import privacy
 from dash_app.analytics.runners import AnalysisUnavailable
-from dash_app.analytics.service import CSV_COLUMNS, PeriodError, Report, period_of, table_rows
+from dash_app.analytics.service import (
+    CSV_COLUMNS,
+    RECOMMENDATION_COLUMNS,
+    USER_COLUMNS,
+    CapacityService,
+    PeriodError,
+    Report,
+    period_of,
+    table_rows,
+)
 from dash_app.auth.viewer import current_viewer
 from dash_app.export import to_csv
 from dash_app.state import get_state
@@ -13,10 +25,17 @@ from dash_app.web import ApiError
 bp = Blueprint("analytics", __name__)
 
 FORMATS = ("json", "csv")
+MAX_USERS = 1000
+T = TypeVar("T")
 
 
 def _report() -> tuple[Report, str]:
     """Run (or take from the cache) the report the query asks for; bad parameters are a 400 naming the field."""
+    return _answer(lambda service, start, end, tools: service.report(start, end, tools))
+
+
+def _answer(run: Callable[[CapacityService, float, float, list[str] | None], T]) -> tuple[T, str]:
+    """Run `run` over the query's period and tools; bad parameters are a 400 naming the field."""
     state = get_state()
     service = state.analytics
     fmt = request.args.get("format", "json")
@@ -30,7 +49,7 @@ def _report() -> tuple[Report, str]:
     if tools is not None and any(not tool or len(tool) > 200 for tool in tools):
         raise ApiError(400, "invalid_query", "tool: must be a tool name")
     try:
-        return service.report(start, end, tools), fmt
+        return run(service, start, end, tools), fmt
     except AnalysisUnavailable as exc:
         raise ApiError(503, "analysis_unavailable", str(exc)) from None
 
@@ -47,7 +66,8 @@ def capacity() -> Response:
     if fmt == "csv":
         return _csv(to_csv(table_rows(report), CSV_COLUMNS), "capacity")  # no user names in its columns
     # The report is cached and shared with the page: its top users are shown to this reader on a copy.
-    return jsonify({**report.period(), "tools": privacy.capacity_tools(report.tools, current_viewer().names)})
+    tools = privacy.capacity_tools(report.tools, current_viewer().names)
+    return jsonify({**report.period(), "tools": tools, "totals": report.totals})
 
 
 @bp.get("/analytics/commit-advice")
@@ -61,3 +81,29 @@ def commit_advice() -> Response:
         ]
         return _csv(to_csv(rows, ("tool", "commit", "cost")), "commit-advice")
     return jsonify({**report.period(), "billing_days": report.billing_days, "tools": report.advice})
+
+
+@bp.get("/analytics/recommendations")
+def recommendations() -> Response:
+    answer, fmt = _answer(lambda service, start, end, tools: service.recommendations(start, end, tools))
+    if fmt == "csv":
+        return _csv(to_csv(answer["tools"], RECOMMENDATION_COLUMNS), "recommendations")
+    return jsonify(answer)
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "50")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= MAX_USERS):
+        raise ApiError(400, "invalid_query", f"limit: must be a whole number from 1 to {MAX_USERS}")
+    return int(raw)
+
+
+@bp.get("/analytics/users")
+def users() -> Response:
+    limit = _limit()
+    answer: dict[str, Any]
+    answer, fmt = _answer(lambda service, start, end, tools: service.users(start, end, tools, limit))
+    shown = privacy.estate_users(answer["users"], current_viewer().names)
+    if fmt == "csv":
+        return _csv(to_csv(shown, USER_COLUMNS), "users")
+    return jsonify({**answer, "users": shown})

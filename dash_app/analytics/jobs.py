@@ -3,22 +3,43 @@ or another (runners.py), so their parameters and results are plain, picklable va
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import pandas as pd
+
+from dash_app.analytics import estate, recommend
+from dash_app.analytics import users as people
 from dash_app.analytics.capacity import capacity, commit_advice
 from dash_app.analytics.mirror import HistoryMirror
 from dash_app.analytics.profiles import denials_over_time, duration_curve, hour_of_week
 from dash_app.analytics.spec import Spec
 
+# The gap that folds a user's retries into one true denial when a caller names none: --true-denial-minutes' default.
+DEFAULT_GAP = 600.0
+
+
+def _history(mirror: HistoryMirror, start: float, end: float, tools: tuple[str, ...] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the sessions and the denials of [start, end), of `tools` only when given."""
+    return mirror.load_sessions(start, end, tools), mirror.load_denials(start, end, tools)
+
 
 def report(
-    mirror: HistoryMirror, start: float, end: float, tools: tuple[str, ...] | None, specs: dict[str, Spec], billing_days: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Return (capacity rows, commit advice) of [start, end) for `specs`' tools, of `tools` only when given."""
-    sessions = mirror.load_sessions(start, end, tools)
-    denials = mirror.load_denials(start, end, tools)
-    return capacity(sessions, denials, specs, start, end), commit_advice(sessions, specs, start, end, billing_days)
+    mirror: HistoryMirror,
+    start: float,
+    end: float,
+    tools: tuple[str, ...] | None,
+    specs: dict[str, Spec],
+    billing_days: int,
+    gap: float = DEFAULT_GAP,
+    queued: Mapping[str, int] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Return (capacity rows most pressed first, commit advice, totals) of [start, end) for `specs`' tools (or `tools`)."""
+    sessions, denials = _history(mirror, start, end, tools)
+    rows = capacity(sessions, denials, specs, start, end)
+    true_counts = estate.true_denials_per_tool(denials, start, end, gap)
+    rows = estate.with_pressure(rows, true_counts, queued or {}, end - start)
+    return rows, commit_advice(sessions, specs, start, end, billing_days), estate.totals(rows, specs, start, end, billing_days)
 
 
 def detail(mirror: HistoryMirror, tool: str, start: float, end: float, zone: str, bin_seconds: float) -> dict[str, Any]:
@@ -33,4 +54,45 @@ def detail(mirror: HistoryMirror, tool: str, start: float, end: float, zone: str
     }
 
 
-JOBS: dict[str, Callable[..., Any]] = {"report": report, "detail": detail}
+def recommendations(
+    mirror: HistoryMirror,
+    start: float,
+    end: float,
+    tools: tuple[str, ...] | None,
+    specs: dict[str, Spec],
+    gap: float,
+    rows: list[dict[str, Any]],
+    advice: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Return buy, drop or keep per capacity row of [start, end) (`rows` and `advice`: the period's report)."""
+    sessions, denials = _history(mirror, start, end, tools)
+    return recommend.recommendations(sessions, denials, specs, start, end, gap, rows, advice)
+
+
+def users(
+    mirror: HistoryMirror, start: float, end: float, tools: tuple[str, ...] | None, gap: float, limit: int
+) -> list[dict[str, Any]]:
+    """Return the top `limit` users of [start, end) by license-hours, each with their tools."""
+    sessions, denials = _history(mirror, start, end, tools)
+    return people.users(sessions, denials, start, end, gap, limit)
+
+
+def user(mirror: HistoryMirror, name: str, start: float, end: float, gap: float) -> dict[str, Any]:
+    """Return one user's figures over [start, end), in all and per tool."""
+    sessions, denials = _history(mirror, start, end, None)
+    return people.one_user(sessions, denials, name, start, end, gap)
+
+
+def estate_heatmap(mirror: HistoryMirror, start: float, end: float, specs: dict[str, Spec], zone: str) -> dict[str, Any]:
+    """Return the estate's hour-of-week heatmap of [start, end) in `zone`."""
+    return estate.heatmap(mirror.load_sessions(start, end, tuple(specs)), specs, start, end, zone)
+
+
+JOBS: dict[str, Callable[..., Any]] = {
+    "report": report,
+    "detail": detail,
+    "recommendations": recommendations,
+    "users": users,
+    "user": user,
+    "estate": estate_heatmap,
+}

@@ -89,11 +89,20 @@ def month_period(now: float, months_back: int, zone: Callable[[float], datetime]
 
 
 class Report:
-    """One period's figures: capacity per tool and commit advice, as the API returns them."""
+    """One period's figures: capacity per tool (most pressed first), commit advice and the totals, as the API returns them."""
 
-    def __init__(self, start: float, end: float, billing_days: int, tools: list[dict[str, Any]], advice: list[dict[str, Any]]):
+    def __init__(
+        self,
+        start: float,
+        end: float,
+        billing_days: int,
+        tools: list[dict[str, Any]],
+        advice: list[dict[str, Any]],
+        totals: dict[str, Any] | None = None,
+    ):
         self.start, self.end, self.billing_days = start, end, billing_days
         self.tools, self.advice = tools, advice
+        self.totals: dict[str, Any] = totals or {}
 
     def tool_names(self) -> set[str]:
         """Return the names of the tools the report has a row for."""
@@ -115,9 +124,11 @@ class CapacityService:
         billing_days: int,
         clock: Callable[[], float] = time.time,
         runner: Runner | None = None,
+        true_denial_minutes: float = 10,
     ) -> None:
         self.store, self.pool, self.clock = store, pool, clock
         self.history_days, self.billing_days = history_days, billing_days
+        self.gap = true_denial_minutes * 60.0  # a user's denials of a tool this close to the first count once
         # A database file is analysed in a process of its own (runners.py says why); an in-memory one here.
         self.runner: Runner = runner or (
             InProcessRunner(store) if store.path == ":memory:" else AnalysisProcess(store.reader_path or store.path)
@@ -142,10 +153,18 @@ class CapacityService:
 
     def specs(self) -> dict[str, Spec]:
         """Return each tool's limits and prices from the pool's inventory (None where it has none)."""
-        return {
+        return self._inventory(None)[0]
+
+    def _inventory(self, wanted: Collection[str] | None) -> tuple[dict[str, Spec], dict[str, int]]:
+        """Return the specs and the requests queued now of the pool's tools (of `wanted` only when given)."""
+        status = self.pool.status()
+        if wanted is not None:
+            status = [entry for entry in status if entry["tool"] in wanted]
+        specs = {
             entry["tool"]: Spec(entry["total"], entry["commit"], entry["commit_price"], entry["overage_price_per_license"])
-            for entry in self.pool.status()
+            for entry in status
         }
+        return specs, {entry["tool"]: int(entry.get("queued") or 0) for entry in status}
 
     def _cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         """Return the value of `key` for the current data, building it at most once per version of the data.
@@ -177,12 +196,13 @@ class CapacityService:
         wanted = tuple(sorted(set(tools))) if tools else None
 
         def build() -> Report:
-            specs = self.specs()
-            if wanted is not None:
-                specs = {tool: spec for tool, spec in specs.items() if tool in wanted}
+            # The queue is the pool's now: the store keeps no history of it.
+            specs, queued = self._inventory(wanted)
             days = self.billing_days
-            rows, advice = self.runner.run("report", start=start, end=end, tools=wanted, specs=specs, billing_days=days)
-            return Report(start, end, days, rows, advice)
+            rows, advice, totals = self.runner.run(
+                "report", start=start, end=end, tools=wanted, specs=specs, billing_days=days, gap=self.gap, queued=queued
+            )
+            return Report(start, end, days, rows, advice, totals)
 
         report: Report = self._cached(("report", start, end, wanted), build)
         return report
@@ -198,6 +218,60 @@ class CapacityService:
 
         detail: dict[str, Any] = self._cached(("detail", tool, start, end, zone), build)
         return detail
+
+    def _period(self, start: float, end: float) -> dict[str, str]:
+        return {"from": iso(start), "to": iso(end)}
+
+    def recommendations(self, start: float, end: float, tools: Collection[str] | None = None) -> dict[str, Any]:
+        """Return what to buy, drop or keep per tool of [start, end): {"from", "to", "tools", "totals"}."""
+        wanted = tuple(sorted(set(tools))) if tools else None
+        report = self.report(start, end, tools)  # outside build: _cached computes one thing at a time
+
+        def build() -> dict[str, Any]:
+            rows = [{key: row[key] for key in _DEMAND_FIELDS} for row in report.tools]
+            advice = [{key: tip.get(key) for key in ("tool", "commit", "best_commit", "saving")} for tip in report.advice]
+            specs = self._inventory(wanted)[0]
+            params = {"start": start, "end": end, "tools": wanted, "specs": specs, "gap": self.gap}
+            result = self.runner.run("recommendations", **params, rows=rows, advice=advice)
+            return {**self._period(start, end), **result}
+
+        answer: dict[str, Any] = self._cached(("recommendations", start, end, wanted), build)
+        return answer
+
+    def users(self, start: float, end: float, tools: Collection[str] | None = None, limit: int = 50) -> dict[str, Any]:
+        """Return the top `limit` users of [start, end) by license-hours, with real names: {"from", "to", "users"}."""
+        wanted = tuple(sorted(set(tools))) if tools else None
+
+        def build() -> dict[str, Any]:
+            found = self.runner.run("users", start=start, end=end, tools=wanted, gap=self.gap, limit=limit)
+            return {**self._period(start, end), "users": found}
+
+        answer: dict[str, Any] = self._cached(("users", start, end, wanted, limit), build)
+        return answer
+
+    def estate(self, start: float, end: float, zone: str) -> dict[str, Any]:
+        """Return the estate's hour-of-week heatmap of [start, end) in `zone`: {"days", "hours", "utilization", "at_total"}."""
+
+        def build() -> dict[str, Any]:
+            result: dict[str, Any] = self.runner.run("estate", start=start, end=end, specs=self.specs(), zone=zone)
+            return result
+
+        answer: dict[str, Any] = self._cached(("estate", start, end, zone), build)
+        return answer
+
+    def user(self, name: str, start: float, end: float) -> dict[str, Any]:
+        """Return one user's license-hours, denials, true denials and overage borrows over [start, end), per tool too."""
+
+        def build() -> dict[str, Any]:
+            result: dict[str, Any] = self.runner.run("user", name=name, start=start, end=end, gap=self.gap)
+            return result
+
+        answer: dict[str, Any] = self._cached(("user", name, start, end), build)
+        return answer
+
+
+# What the recommendations take of each capacity row.
+_DEMAND_FIELDS = ("tool", "total", "commit", "peak_in_use", "seconds_at_total")
 
 
 CSV_COLUMNS: Sequence[str] = (
@@ -217,11 +291,18 @@ CSV_COLUMNS: Sequence[str] = (
     "overage_borrows",
     "overage_cost",
     "denials",
+    "true_denials",
     "denied_users",
     "distinct_users",
     "best_commit",
     "saving",
+    "share_at_total",
+    "peak_share",
+    "queued",
+    "pressure_rank",
 )
+RECOMMENDATION_COLUMNS: Sequence[str] = ("tool", "action", "licenses", "reason", "saving", "denials_served")
+USER_COLUMNS: Sequence[str] = ("user", "license_hours", "denials", "true_denials", "overage_borrows", "tools")
 
 
 def table_rows(report: Report) -> list[dict[str, Any]]:
