@@ -1,4 +1,5 @@
-"""The Capacity view in headless Chromium: a link opens a tool's figures, and the page shows the best commit."""
+"""The Capacity view in headless Chromium: a tool's figures and best commit, the estate's answers, a user's page, and
+an estate of 200 tools."""
 
 import time
 from urllib.parse import quote, quote_plus
@@ -7,9 +8,11 @@ from dash.testing.wait import until
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
+from dash_app.analytics.service import parse_time
+from dash_app.layouts.estate import item_text
 from dash_app.state import get_state
 from dash_app.testing.traffic import estate_inventory
-from tests.browser_helpers import XSS
+from tests.browser_helpers import VECTOR, XSS
 from tests.test_estate_browser import grid_rows, tools_file, trace_style
 
 GH = "GreenHills Multi IDE"
@@ -23,6 +26,7 @@ def test_a_link_opens_the_capacity_of_a_tool_with_its_best_commit(dash_duo, make
     held = [state.pool.borrow(GH, f"user{n}", at=start + n) for n in range(12)]
     for borrow in held:
         state.pool.return_license(borrow.id, at=start + HOUR)
+    state.pool.borrow(VECTOR, "user0")  # held now, on the user's page
     state.store.flush()
     dash_duo.start_server(app)
 
@@ -44,12 +48,88 @@ def test_a_link_opens_the_capacity_of_a_tool_with_its_best_commit(dash_duo, make
     for graph_id in ("capacity-duration", "capacity-cost", "capacity-heatmap", "capacity-users"):
         until(lambda graph_id=graph_id: (trace_style(dash_duo, graph_id) or {}).get("colors"), timeout=10)
 
+    # The totals row and the line above the grid: the estate's sums over the period, money as above.
+    tools = len(grid_rows(dash_duo, "capacity-table"))
+    assert dash_duo.driver.execute_script(PINNED_JS) == {
+        "tool": f"All tools ({tools})",
+        "borrows": "12",
+        "overage_borrows": "2",
+        "overage_cost": "1,600 EUR",
+        "denials": "0",
+        "true_denials": "0",
+    }
+    period = dash_duo.find_element("#capacity-period-text").text
+    assert "overage 1,600 EUR, commit " in period
+
+    # What to buy and drop, as the analytics say for the period shown, biggest effect first; a click opens the tool.
+    first, last = (parse_time("period", text) for text in period.split(" · ")[0].split(" to "))
+    answer = state.analytics.recommendations(first, last)
+    changes = [item for item in answer["tools"] if item["action"] in ("buy", "drop")]
+    assert changes and changes[-1]["tool"] == GH  # GH had 12 of 15 in use: its drop saves least
+    items = "#capacity-recommendations > ol.rec-list > li > button"
+    until(lambda: [b.text for b in dash_duo.find_elements(items)] == [item_text(i, "EUR") for i in changes], timeout=10)
+    keep = len(answer["tools"]) - len(changes)
+    folded = [summary.text for summary in dash_duo.find_elements("#capacity-recommendations details summary")]
+    assert folded == ([f"Keep as they are: {keep} tools"] if keep else [])
+    dash_duo.driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", dash_duo.find_element(items)
+    )
+    dash_duo.find_element(items).click()
+    dash_duo.wait_for_text_to_equal("#capacity-tool-title", changes[0]["tool"])
+    until(lambda: dash_duo.driver.execute_script(CARD_IN_VIEW_JS), timeout=5)
+
+    # The estate's hour of week: both numbers in the hover.
+    week = dash_duo.driver.execute_script(WEEK_JS)
+    assert week["type"] == "heatmap" and "of tools at their total" in week["hover"] and week["peak"] > 0
+
+    # The top users across tools, each with their tools; a name opens the user's page.
+    rows = "#capacity-top-users tbody tr"
+    until(lambda: len(dash_duo.find_elements(rows)) == 12, timeout=10)
+    top = dash_duo.find_elements(rows)[0]
+    assert top.text.startswith("user0 1.0 GreenHills Multi IDE (1.0 h)")
+    link = top.find_element("css selector", "a")
+    assert link.get_attribute("href") == f"{dash_duo.server_url}/capacity?user=user0"
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", link)
+    link.click()
+
+    # One user's page: what they hold now, and their license-hours, denials and overage per tool.
+    dash_duo.wait_for_text_to_equal("#capacity-user-title", "user0")
+    assert not dash_duo.find_element("#capacity-main").is_displayed()
+    until(lambda: VECTOR in dash_duo.find_element(".user-held").text, timeout=10)
+    tools_text = dash_duo.find_element("#capacity-user-body table").text
+    assert "GreenHills Multi IDE 1.0 0 (0) 0" in tools_text
+    until(lambda: "user=user0" in dash_duo.driver.execute_script("return location.search"), timeout=5)
+
+    # On a phone, the estate's lists and the user's page scroll nothing sideways.
+    dash_duo.driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+    )
+    for view in ("?user=user0", ""):
+        dash_duo.wait_for_page(url=f"{dash_duo.server_url}/capacity{view}")
+        until(lambda: dash_duo.find_elements("#capacity-top-users tbody tr, #capacity-user-body table"), timeout=15)
+        assert dash_duo.driver.execute_script("return document.documentElement.scrollWidth") <= 390, view
+    dash_duo.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
     # Another period rewrites the address in place; the live view is one click away.
     dash_duo.select_dcc_dropdown("#capacity-period", value="Last 30 days")
     until(lambda: "window=2592000" in dash_duo.driver.execute_script("return location.search"), timeout=10)
     dash_duo.find_element("#nav-live").click()
     until(lambda: dash_duo.find_element("#live-page").is_displayed(), timeout=10)
     assert dash_duo.get_logs() == []
+
+
+# The pinned totals row's cells as drawn, by column.
+PINNED_JS = """
+const cells = document.querySelectorAll('#capacity-table .ag-floating-bottom .ag-cell');
+const out = {};
+cells.forEach(c => { if (c.textContent) out[c.getAttribute('col-id')] = c.textContent; });
+return out;
+"""
+WEEK_JS = """
+const gd = document.querySelector('#capacity-estate-week .js-plotly-plot');
+const t = gd.data[0];
+return {type: t.type, hover: t.hovertemplate, peak: Math.max(...t.z.flat().filter(v => v !== null))};
+"""
 
 
 # Whether each rendered header shows its whole name (nothing cut or hidden, no word broken across lines), with its

@@ -1,6 +1,5 @@
 """Callbacks of the Capacity view: which view the address shows, the period's figures, one tool's curves, the CSV."""
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +9,18 @@ from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.analytics.service import CSV_COLUMNS, Report, iso, table_rows
 from dash_app.auth import viewer as readers
 from dash_app.callbacks.capacity_js import CAPACITY_QUERY_JS, ROW_CLICK_JS, SHOW_ROW_JS, TYPE_TO_SEARCH_JS
-from dash_app.callbacks.capacity_period import query_for, query_values, resolved, view_from_query
+from dash_app.callbacks.capacity_period import CAPACITY_PATH as CAPACITY_PATH
+from dash_app.callbacks.capacity_period import (
+    PERIOD_INPUTS,
+    ZONE_INPUTS,
+    is_capacity,
+    query_for,
+    query_values,
+    resolved_now,
+    view_from_query,
+)
+from dash_app.callbacks.capacity_user import register_user_callbacks
+from dash_app.callbacks.estate import register_estate_callbacks
 from dash_app.export import to_csv
 from dash_app.figures import capacity as charts
 from dash_app.layouts.capacity import tool_options
@@ -26,16 +36,11 @@ if TYPE_CHECKING:
     from dash_app.figures.common import Figure
     from dash_app.state import AppState
 
-CAPACITY_PATH = "/capacity"
+NO_TOOL = "Click a tool's row in the grid, or pick it above, for its commit advice and curves."
 # The tool's charts, in the order tool_part returns them.
 TOOL_CHARTS = ("capacity-duration", "capacity-cost", "capacity-heatmap", "capacity-users", "capacity-denials")
 # The tool's part: a title, the advice line and its charts.
 TOOL_OUTPUTS = 2 + len(TOOL_CHARTS)
-
-
-def is_capacity(pathname: object) -> bool:
-    """Return whether an address path is the Capacity view's."""
-    return isinstance(pathname, str) and pathname.rstrip("/").endswith(CAPACITY_PATH)
 
 
 USERS_HIDDEN = "User names are hidden for your role"
@@ -79,7 +84,7 @@ def missing_tool_text(search: object, tools: set[str]) -> str:
 def period_text(report: Report, currency: str) -> str:
     """Return the line above the grid: the period, its length, and the estate's costs over it when the report has them."""
     text = f"{iso(report.start)} to {iso(report.end)} · {(report.end - report.start) / 86400:.1f} days · costs per this period"
-    totals = getattr(report, "totals", None)
+    totals = report.totals
     if totals:
         text += (
             f" · overage {money(totals.get('overage_cost') or 0, currency)},"
@@ -115,14 +120,17 @@ class CapacityView:
 
     def period(self, choice: object, start_date: object, end_date: object, zone: str) -> tuple[str, tuple[float, float] | None]:
         """Return the period choice and its [start, end) now (None for a range not yet picked)."""
-        return resolved(choice, start_date, end_date, zone, time.time(), self.service.longest)
+        return resolved_now(choice, start_date, end_date, zone, self.service.longest)
 
     def route(self, pathname: object, search: object) -> tuple[Any, ...]:
         """Show the view the address names (live or Capacity), opened as its query says."""
         if not is_capacity(pathname):
-            return SHOWN, HIDDEN, SHOWN, *(no_update,) * 5
+            return SHOWN, HIDDEN, SHOWN, *(no_update,) * 8
         tools = self.known_tools()
-        return HIDDEN, SHOWN, HIDDEN, *view_from_query(search, tools), missing_tool_text(search, tools)
+        user = query_values(search).get("user") or None
+        # A user's page shows that user alone; without one, the estate and its tools.
+        parts = (HIDDEN, SHOWN) if user else (SHOWN, HIDDEN)
+        return HIDDEN, SHOWN, HIDDEN, *view_from_query(search, tools), missing_tool_text(search, tools), *parts, user
 
     def show_period(
         self, choice: object, start_date: object, end_date: object, tz_choice: object, browser_zone: object, pathname: object
@@ -141,21 +149,16 @@ class CapacityView:
         rows = table_rows(report)
         # Only the pinned row changes among the grid's options: the rest (sort, selection) stay as the page set them.
         pinned = Patch()
-        pinned["pinnedBottomRowData"] = totals_row(getattr(report, "totals", None), len(rows))
+        pinned["pinnedBottomRowData"] = totals_row(report.totals, len(rows))
         options = tool_options(row["tool"] for row in rows)
         return rows, pinned, options, period_text(report, self.currency), range_box
 
-    def show_tool(
-        self,
-        choice: object,
-        start_date: object,
-        end_date: object,
-        tool: object,
-        tz_choice: object,
-        browser_zone: object,
-        pathname: object,
-    ) -> Sequence[Any]:
-        """Show the picked tool's advice and curves; the grid's rows are not sent again (a row click comes here)."""
+    def show_tool(self, *values: object) -> Sequence[Any]:
+        """Show the picked tool's advice and curves; the grid's rows are not sent again (a row click comes here).
+
+        `values` are the period's controls, the tool, the time zone's controls, the address's path and ?user=.
+        """
+        choice, start_date, end_date, tool, tz_choice, browser_zone, pathname, user = values
         if not is_capacity(pathname):
             return (no_update,) * (TOOL_OUTPUTS + 1)
         if tool is not None and not isinstance(tool, str):
@@ -164,9 +167,9 @@ class CapacityView:
         choice, span = self.period(choice, start_date, end_date, zone)
         first, last = (value if isinstance(value, str) else None for value in (start_date, end_date))
         if span is None:
-            return "", "", *(charts.empty_figure("Pick the first and last day"),) * 5, query_for(choice, first, last, None)
+            return "", "", *(charts.empty_figure("Pick the first and last day"),) * 5, query_for(choice, first, last, None, user)
         shown: str | None = None
-        part: list[Any] = ["", "", *(charts.empty_figure("Pick a tool in the table or above"),) * 5]
+        part: list[Any] = ["", NO_TOOL, *(charts.empty_figure("Pick a tool in the table or above"),) * 5]
         try:
             report = self.service.report(*span) if tool else None
             if tool and report is not None and tool in report.tool_names():
@@ -174,7 +177,7 @@ class CapacityView:
                 part = tool_part(report, self.service.detail(tool, *span, zone), tool, zone, self.currency)
         except AnalysisUnavailable as exc:
             part = ["", f"{exc}. Pick the tool again.", *(charts.empty_figure("No figures: the analysis was interrupted"),) * 5]
-        return [*part, query_for(choice, first, last, shown)]
+        return [*part, query_for(choice, first, last, shown, user)]
 
     def download(
         self, _clicks: object, choice: object, start_date: object, end_date: object, tz_choice: object, browser_zone: object
@@ -188,11 +191,6 @@ class CapacityView:
         except AnalysisUnavailable:
             return no_update
         return dcc.send_string(to_csv(table_rows(report), CSV_COLUMNS), "capacity.csv", type="text/csv")
-
-
-# The controls every period-bound callback reads, in its arguments' order.
-PERIOD_INPUTS = (("capacity-period", "value"), ("capacity-range", "start_date"), ("capacity-range", "end_date"))
-ZONE_INPUTS = (("tz-select", "value"), ("browser-tz", "data"))
 
 
 def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
@@ -209,6 +207,9 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         Output("capacity-range", "end_date"),
         Output("capacity-tool", "value"),
         Output("capacity-tool-message", "children"),
+        Output("capacity-main", "style"),
+        Output("capacity-user-section", "style"),
+        Output("capacity-user", "data"),
         Input("url", "pathname"),
         State("url", "search"),
     )(view.route)
@@ -231,6 +232,7 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         Input("capacity-tool", "value"),
         *zone,
         State("url", "pathname"),
+        State("capacity-user", "data"),
     )(view.show_tool)
     app.callback(
         Output("capacity-download", "data"),
@@ -259,3 +261,5 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         prevent_initial_call=True,
     )
     app.clientside_callback(TYPE_TO_SEARCH_JS, Output("capacity-shown", "data"), Input("capacity-section", "id"))
+    register_estate_callbacks(app, state)
+    register_user_callbacks(app, state)

@@ -79,3 +79,22 @@ function(_id) {
     return window.dash_clientside.no_update;
 }
 """
+
+# A recommendation's click opens its tool, as a row's click does, and brings the tool's card into view (it is above
+# the list: its top at the top of the screen, below the page's header).
+OPEN_ITEM_JS = """
+function(clicks) {
+    const ns = window.dash_clientside;
+    const context = ns.callback_context;
+    const id = context.triggered_id;
+    const fired = (context.triggered || []).some(t => t.value);
+    if (!id || !fired || typeof id.tool !== 'string') {
+        return ns.no_update;
+    }
+    const card = document.getElementById('capacity-tool-card');
+    if (card) {
+        card.scrollIntoView({block: 'start', behavior: 'instant'});
+    }
+    return id.tool;
+}
+"""

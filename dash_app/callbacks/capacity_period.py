@@ -1,5 +1,6 @@
 """The Capacity view's period and address: what a /capacity query opens, the query a view is, and [start, end)."""
 
+import time
 from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlencode
@@ -10,10 +11,19 @@ from dash_app.layouts.capacity import DEFAULT_PERIOD, PERIODS
 from dash_app.timeutil import EARLIEST_EPOCH, LATEST_EPOCH
 from dash_app.web import ApiError
 
+CAPACITY_PATH = "/capacity"
 PERIOD_VALUES = {value for value, _ in PERIODS}
+# The controls every period-bound callback reads, in its arguments' order.
+PERIOD_INPUTS = (("capacity-period", "value"), ("capacity-range", "start_date"), ("capacity-range", "end_date"))
+ZONE_INPUTS = (("tz-select", "value"), ("browser-tz", "data"))
 # The days a range may name: those the store's instants fall on; the last day's period ends at the next midnight.
 FIRST_DATE = datetime.fromtimestamp(EARLIEST_EPOCH, UTC).date()
 LAST_DATE = datetime.fromtimestamp(LATEST_EPOCH, UTC).date() - timedelta(days=1)
+
+
+def is_capacity(pathname: object) -> bool:
+    """Return whether an address path is the Capacity view's."""
+    return isinstance(pathname, str) and pathname.rstrip("/").endswith(CAPACITY_PATH)
 
 
 def query_values(search: object) -> dict[str, str]:
@@ -33,10 +43,10 @@ def view_from_query(search: object, tools: Collection[str]) -> tuple[str, str | 
     return (choice if choice in PERIOD_VALUES and choice != "range" else DEFAULT_PERIOD), None, None, tool
 
 
-def query_for(choice: str, start_date: str | None, end_date: str | None, tool: str | None) -> str:
-    """Return the /capacity query that opens this view."""
-    params: dict[str, str] = {}
-    if tool:
+def query_for(choice: str, start_date: str | None, end_date: str | None, tool: str | None, user: object = None) -> str:
+    """Return the /capacity query that opens this view (a user's page when `user` is a name)."""
+    params: dict[str, str] = {"user": user} if isinstance(user, str) and user else {}
+    if tool and not params:
         params["tool"] = tool
     if choice == "range" and start_date and end_date:
         params.update({"from": start_date, "to": end_date})
@@ -108,3 +118,10 @@ def resolved(
     checked = checked_period(choice, start_date, end_date)
     dates = [value if isinstance(value, str) else None for value in (start_date, end_date)]
     return checked, period_for(checked, dates[0], dates[1], now, zone, longest)
+
+
+def resolved_now(
+    choice: object, start_date: object, end_date: object, zone: str, longest: float
+) -> tuple[str, tuple[float, float] | None]:
+    """Return resolved() of the controls' values as of now."""
+    return resolved(choice, start_date, end_date, zone, time.time(), longest)

@@ -4,8 +4,11 @@ from collections.abc import Iterable
 
 import dash_bootstrap_components as dbc
 from dash import dcc, html
+from dash.development.base_component import Component
 
 from dash_app.layouts.capacity_grid import capacity_table
+from dash_app.layouts.capacity_user import user_section
+from dash_app.layouts.estate import estate_panels
 from dash_app.layouts.panels import ROW_CLASS, chart_panel, panel_row, table_panel
 
 # The period picker's choices: windows ending now, calendar months in the viewer's zone, or a range of dates.
@@ -99,37 +102,47 @@ def capacity_page(currency: str, tools: Iterable[str]) -> html.Section:
     return html.Section(
         [
             controls(tools),
-            dbc.Row(
-                dbc.Col(table_panel("Capacity and cost", "every tool over the period · click a row", capacity_table(currency))),
-                class_name=ROW_CLASS,
-            ),
-            dbc.Card(
-                dbc.CardBody(
-                    [
-                        # Why the address's tool= opened no tool; plain text (a name is never HTML).
-                        html.Div(id="capacity-tool-message", className="capacity-tool-message", role="status"),
-                        html.H2(id="capacity-tool-title", className="tool-title"),
-                        html.Div(id="capacity-advice", className="capacity-advice"),
-                    ]
-                ),
-                id="capacity-tool-card",
-                class_name="mb-3 capacity-tool-card",
-            ),
+            user_section(),
+            # The user's name from ?user=, for the user's page; None for the estate's.
+            dcc.Store(id="capacity-user", storage_type="memory"),
             # What the browser-side callback that installs the pickers' typing writes: nothing.
             dcc.Store(id="capacity-shown", storage_type="memory"),
-            panel_row(
-                chart("capacity-duration", "Licenses held over the period", "share of time with at least n held"),
-                chart("capacity-cost", "Cost against commit", "commit share plus overage over the period"),
-                split=(6, 6),
-                breakpoint="lg",
-            ),
-            panel_row(
-                chart("capacity-heatmap", "Hour of week", "mean in use; peak in the hover"),
-                chart("capacity-users", "Top users", "license-hours in the period"),
-                split=(7, 5),
-            ),
-            dbc.Row(dbc.Col(chart("capacity-denials", "Denials over time", "failed borrows of the tool")), class_name=ROW_CLASS),
+            html.Div(tools_part(currency) + [estate_panels()], id="capacity-main"),
         ],
         id="capacity-section",
         style={"display": "none"},
     )
+
+
+def tools_part(currency: str) -> list[Component]:
+    """Return the grid of every tool, the picked tool's card and its charts."""
+    return [
+        dbc.Row(
+            dbc.Col(table_panel("Capacity and cost", "every tool over the period · click a row", capacity_table(currency))),
+            class_name=ROW_CLASS,
+        ),
+        dbc.Card(
+            dbc.CardBody(
+                [
+                    # Why the address's tool= opened no tool; plain text (a name is never HTML).
+                    html.Div(id="capacity-tool-message", className="capacity-tool-message", role="status"),
+                    html.H2(id="capacity-tool-title", className="tool-title"),
+                    html.Div(id="capacity-advice", className="capacity-advice"),
+                ]
+            ),
+            id="capacity-tool-card",
+            class_name="mb-3 capacity-tool-card",
+        ),
+        panel_row(
+            chart("capacity-duration", "Licenses held over the period", "share of time with at least n held"),
+            chart("capacity-cost", "Cost against commit", "commit share plus overage over the period"),
+            split=(6, 6),
+            breakpoint="lg",
+        ),
+        panel_row(
+            chart("capacity-heatmap", "Hour of week", "mean in use; peak in the hover"),
+            chart("capacity-users", "Top users", "license-hours in the period"),
+            split=(7, 5),
+        ),
+        dbc.Row(dbc.Col(chart("capacity-denials", "Denials over time", "failed borrows of the tool")), class_name=ROW_CLASS),
+    ]
