@@ -66,7 +66,7 @@ def test_a_link_opens_the_capacity_of_a_tool_with_its_best_commit(dash_duo, make
     answer = state.analytics.recommendations(first, last)
     changes = [item for item in answer["tools"] if item["action"] in ("buy", "drop")]
     assert changes and changes[-1]["tool"] == GH  # GH had 12 of 15 in use: its drop saves least
-    items = "#capacity-recommendations > ol.rec-list > li > button"
+    items = "#capacity-recommendations > ol.rec-list > li > a"
     until(lambda: [b.text for b in dash_duo.find_elements(items)] == [item_text(i, "EUR") for i in changes], timeout=10)
     keep = len(answer["tools"]) - len(changes)
     folded = [summary.text for summary in dash_duo.find_elements("#capacity-recommendations details summary")]

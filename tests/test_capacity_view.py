@@ -5,6 +5,7 @@ import time
 from dash_app.callbacks.estate import USERS_HIDDEN
 from dash_app.layouts.capacity_grid import money_js, totals_row
 from dash_app.layouts.capacity_user import NAMES_NEEDED
+from dash_app.layouts.estate import CHANGES_SHOWN, recommendation_list
 from dash_app.state import get_state
 from tests.browser_helpers import GH
 from tests.test_hardening import callback_body
@@ -59,6 +60,11 @@ def hrefs(tree):
     return []
 
 
+def user_links(answer):
+    """The links to users' pages in a callback's answer."""
+    return [href for href in hrefs(answer) if "?user=" in href]
+
+
 PERIOD = {
     ("capacity-period", "value"): "604800",
     ("tz-select", "value"): "UTC",
@@ -81,7 +87,7 @@ def test_a_users_page_and_the_top_users_show_names_only_as_the_reader_may_see_th
     text, answer = capacity_callback(client, "capacity-user-body.children", user_page)
     assert answer["capacity-user-title"]["children"] == REAL_USER and GH in text
     top, top_answer = capacity_callback(client, "capacity-top-users.children", PERIOD)
-    assert hrefs(top_answer) == [f"/capacity?user={REAL_USER}"]
+    assert user_links(top_answer) == [f"/capacity?user={REAL_USER}"]
 
     # A reader who may not see names cannot open a user's page by name, nor find the name among the top users.
     for viewer in (PSEUDONYM_VIEWER, HIDDEN_VIEWER):
@@ -89,8 +95,21 @@ def test_a_users_page_and_the_top_users_show_names_only_as_the_reader_may_see_th
         text, answer = capacity_callback(client, "capacity-user-body.children", user_page)
         assert answer["capacity-user-body"]["children"] == NAMES_NEEDED and REAL_USER not in text
         top, top_answer = capacity_callback(client, "capacity-top-users.children", PERIOD)
-        assert REAL_USER not in top and hrefs(top_answer) == []
+        assert REAL_USER not in top and user_links(top_answer) == []
     assert top_answer["capacity-top-users"]["children"] == USERS_HIDDEN
     reader["viewer"] = PSEUDONYM_VIEWER
     top, _ = capacity_callback(client, "capacity-top-users.children", PERIOD)
     assert PSEUDONYMS.user(REAL_USER) in top
+
+
+def test_the_recommendations_list_the_biggest_changes_and_count_the_rest():
+    drops = [{"tool": f"t{n}", "action": "drop", "licenses": 1, "reason": "never at total", "saving": 100 - n} for n in range(30)]
+    keeps = [{"tool": "<b>kept</b>", "action": "keep", "licenses": 0, "reason": "at total", "saving": 0}]
+    totals = {"saving": 1234.5, "licenses_to_buy": 0, "licenses_to_drop": 30}
+    summary, listed, more, keep = recommendation_list({"tools": drops + keeps, "totals": totals}, "EUR")
+    assert summary.children == "Buy 0, drop 30 licenses; saving 1,234.50 EUR over the period."
+    links = [item.children for item in listed.children]
+    assert [link.href for link in links] == [f"/capacity?tool=t{n}" for n in range(CHANGES_SHOWN)]
+    assert links[0].children == "Drop 1 license · t0 — never at total — saves 100 EUR"
+    assert more.children == "…and 5 smaller: GET /analytics/recommendations lists them all."
+    assert keep.children[0].children == "Keep as they are: 1 tools" and keep.children[1] == "<b>kept</b>"  # text, not HTML

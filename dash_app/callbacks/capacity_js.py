@@ -80,21 +80,20 @@ function(_id) {
 }
 """
 
-# A recommendation's click opens its tool, as a row's click does, and brings the tool's card into view (it is above
-# the list: its top at the top of the screen, below the page's header).
-OPEN_ITEM_JS = """
-function(clicks) {
+# A link in the page to /capacity?tool=X (a recommendation's) opens the tool, as a row's click does, and brings the
+# tool's card into view (it is above the list: its top at the top of the screen, below the page's header). The
+# address's other changes (the view's own, written in place) are not heard: they do not tell the page.
+TOOL_FROM_ADDRESS_JS = """
+function(search, pathname) {
     const ns = window.dash_clientside;
-    const context = ns.callback_context;
-    const id = context.triggered_id;
-    const fired = (context.triggered || []).some(t => t.value);
-    if (!id || !fired || typeof id.tool !== 'string') {
+    const tool = new URLSearchParams(search || '').get('tool');
+    if (!tool || typeof pathname !== 'string' || !pathname.endsWith('/capacity')) {
         return ns.no_update;
     }
     const card = document.getElementById('capacity-tool-card');
     if (card) {
         card.scrollIntoView({block: 'start', behavior: 'instant'});
     }
-    return id.tool;
+    return tool;
 }
 """

@@ -2,17 +2,17 @@
 
 from typing import TYPE_CHECKING, Any
 
-from dash import ALL, Input, Output, State, no_update
+from dash import Input, Output, State, no_update
 
 from dash_app import privacy
 from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.auth import viewer as readers
-from dash_app.callbacks.capacity_js import OPEN_ITEM_JS
+from dash_app.callbacks.capacity_js import TOOL_FROM_ADDRESS_JS
 from dash_app.callbacks.capacity_period import PERIOD_INPUTS, ZONE_INPUTS, is_capacity, resolved_now
 from dash_app.figures.common import empty_figure
 from dash_app.figures.estate import estate_heatmap
 from dash_app.layouts.controls import time_zone
-from dash_app.layouts.estate import ITEM_TYPE, recommendation_list, users_table
+from dash_app.layouts.estate import recommendation_list, users_table
 
 if TYPE_CHECKING:
     from dash import Dash
@@ -32,9 +32,10 @@ class EstateView:
     def show(self, *values: object) -> tuple[Any, Any, Any]:
         """Return the recommendations, the estate's heatmap and the top users of the period (nothing on a user's page).
 
-        `values` are the period's controls, the time zone's, the address's path and the user's page's name.
+        `values` are the grid's period line (the trigger), the period's controls, the time zone's, the address's path
+        and the user's page's name.
         """
-        choice, start_date, end_date, tz_choice, browser_zone, pathname, user = values
+        _line, choice, start_date, end_date, tz_choice, browser_zone, pathname, user = values
         if not is_capacity(pathname) or user:
             return no_update, no_update, no_update
         zone = time_zone(tz_choice, browser_zone)
@@ -56,19 +57,22 @@ class EstateView:
 
 
 def register_estate_callbacks(app: "Dash", state: "AppState") -> None:
-    """Wire the estate's panels to `state`'s analytics, and a recommendation's click to the tool picker."""
+    """Wire the estate's panels to `state`'s analytics, and a recommendation's link to the tool picker."""
     view = EstateView(state)
     app.callback(
         Output("capacity-recommendations", "children"),
         Output("capacity-estate-week", "figure"),
         Output("capacity-top-users", "children"),
-        *(Input(*part) for part in PERIOD_INPUTS + ZONE_INPUTS),
+        # After the grid: its period line is written once the grid has its rows, so the grid is drawn first.
+        Input("capacity-period-text", "children"),
+        *(State(*part) for part in PERIOD_INPUTS + ZONE_INPUTS),
         State("url", "pathname"),
         State("capacity-user", "data"),
     )(view.show)
     app.clientside_callback(
-        OPEN_ITEM_JS,
+        TOOL_FROM_ADDRESS_JS,
         Output("capacity-tool", "value", allow_duplicate=True),
-        Input({"type": ITEM_TYPE, "tool": ALL}, "n_clicks"),
+        Input("url", "search"),
+        State("url", "pathname"),
         prevent_initial_call=True,
     )

@@ -5,16 +5,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import dcc, html
 from dash.development.base_component import Component
 
 from dash_app.layouts.panels import ROW_CLASS, chart_panel, panel_header
 from dash_app.layouts.parts import money, number
 
-# A recommendation's button id: a dict id, so one callback hears every item (Dash matches the `tool` key with ALL).
-ITEM_TYPE = "capacity-rec"
+CAPACITY_PATH = "/capacity"
 # Actions in the order the list shows them: what changes the estate first, what stays as it is folded away.
 ACTIONS = ("buy", "drop")
+# The changes listed, biggest effect first: each is a link, and a page of hundreds of links takes seconds to draw.
+CHANGES_SHOWN = 25
 TOOLS_SHOWN = 3  # of each top user's tools, the heaviest, by name in the table; the rest counted
 NAMES_HIDDEN = "hidden"
 
@@ -28,7 +29,7 @@ def estate_panels() -> html.Div:
                     dbc.Col(
                         dbc.Card(
                             [
-                                panel_header("What to buy, what to drop", "biggest effect first · click one to open it"),
+                                panel_header("What to buy, what to drop", "biggest effect first · click one to open its tool"),
                                 dbc.CardBody(html.Div(id="capacity-recommendations"), class_name="panel-body"),
                             ],
                             class_name="h-100",
@@ -78,16 +79,14 @@ def item_text(item: Mapping[str, Any], currency: str) -> str:
     return " — ".join(part for part in parts if part)
 
 
+def tool_href(tool: str) -> str:
+    """Return the address that opens a tool in the Capacity view (the period stays as the controls have it)."""
+    return CAPACITY_PATH + "?" + urlencode({"tool": tool})
+
+
 def _item(item: Mapping[str, Any], currency: str) -> html.Li:
-    return html.Li(
-        html.Button(
-            item_text(item, currency),
-            id={"type": ITEM_TYPE, "tool": item["tool"]},
-            className=f"rec-item rec-{item['action']}",
-            type="button",
-            n_clicks=0,
-        )
-    )
+    # A link in the page (no reload, a history entry): the view opens the tool the address names.
+    return html.Li(dcc.Link(item_text(item, currency), href=tool_href(item["tool"]), className=f"rec-item rec-{item['action']}"))
 
 
 def recommendation_list(answer: Mapping[str, Any] | None, currency: str) -> list[Component]:
@@ -104,19 +103,15 @@ def recommendation_list(answer: Mapping[str, Any] | None, currency: str) -> list
     )
     children: list[Component] = [html.Div(summary, className="rec-summary")]
     if changes:
-        children.append(html.Ol([_item(item, currency) for item in changes], className="rec-list"))
+        children.append(html.Ol([_item(item, currency) for item in changes[:CHANGES_SHOWN]], className="rec-list"))
     else:
         children.append(html.Div("Nothing to buy or drop: every pool fits its use.", className="empty-note"))
+    if len(changes) > CHANGES_SHOWN:
+        more = len(changes) - CHANGES_SHOWN
+        children.append(html.Div(f"…and {more} smaller: GET /analytics/recommendations lists them all.", className="rec-more"))
     if keep:
-        children.append(
-            html.Details(
-                [
-                    html.Summary(f"Keep as they are: {len(keep)} tools"),
-                    html.Ol([_item(item, currency) for item in keep], className="rec-list"),
-                ],
-                className="rec-keep",
-            )
-        )
+        names = ", ".join(item["tool"] for item in keep)
+        children.append(html.Details([html.Summary(f"Keep as they are: {len(keep)} tools"), names], className="rec-keep"))
     return children
 
 
@@ -126,7 +121,7 @@ def user_link(user: str | None, real: bool) -> Component | str:
         return NAMES_HIDDEN
     if not real:
         return user
-    return html.A(user, href="/capacity?" + urlencode({"user": user}), className="user-link")
+    return html.A(user, href=CAPACITY_PATH + "?" + urlencode({"user": user}), className="user-link")
 
 
 def _tools_text(tools: Sequence[Mapping[str, Any]]) -> str:
