@@ -220,9 +220,12 @@ def capacity_values(**changes):
     ],
 )
 def test_a_capacity_period_or_control_value_it_cannot_be_is_a_400_naming_the_control(server, dependencies, changes, field):
-    update = dependency(dependencies, "capacity-table.rowData")
-    assert post_callback(server, callback_body(update, capacity_values(), "capacity-period.value")).status_code == 200
-    assert_error(post_callback(server, callback_body(update, capacity_values(**changes), "capacity-period.value")), 400, field)
+    # The grid's callback takes the period; the tool's takes the period and the tool.
+    for output in ("capacity-table.rowData", "capacity-advice.children")[field == "capacity-tool" :]:
+        update = dependency(dependencies, output)
+        assert post_callback(server, callback_body(update, capacity_values(), "capacity-period.value")).status_code == 200
+        body = callback_body(update, capacity_values(**changes), "capacity-period.value")
+        assert_error(post_callback(server, body), 400, field)
     download = dependency(dependencies, "capacity-download.data")
     values = {**capacity_values(**changes), ("capacity-csv", "n_clicks"): 1}
     if field != "capacity-tool":  # the download takes no tool

@@ -15,7 +15,17 @@ from dash_app.figures.theme import (
     value_axis,
 )
 
-__all__ = ["cost_chart", "denials_chart", "duration_chart", "empty_figure", "heatmap_chart", "users_chart"]
+__all__ = [
+    "HOURS",
+    "WEEKDAYS",
+    "cost_chart",
+    "denials_chart",
+    "duration_chart",
+    "empty_figure",
+    "heatmap_chart",
+    "users_chart",
+    "week_layout",
+]
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 BEST_COLOR = "#2f9e66"
@@ -70,7 +80,7 @@ def heatmap_chart(cells: Sequence[Mapping[str, Any]], zone: str) -> Figure:
         peak[cell["weekday"]][cell["hour"]] = cell["peak"]
     trace = {
         "type": "heatmap",
-        "x": [f"{hour:02d}" for hour in range(24)],
+        "x": list(HOURS),
         "y": list(WEEKDAYS),
         "z": mean,
         "customdata": peak,
@@ -80,12 +90,19 @@ def heatmap_chart(cells: Sequence[Mapping[str, Any]], zone: str) -> Figure:
         "colorbar": {"title": {"text": "mean", "font": {"size": 11}}, "thickness": 12},
         "hovertemplate": "%{y} %{x}:00<br>mean %{z} in use, peak %{customdata}<extra></extra>",
     }
-    layout = base_layout(
+    return {"data": [trace], "layout": week_layout(zone)}
+
+
+HOURS = tuple(f"{hour:02d}" for hour in range(24))
+
+
+def week_layout(zone: str) -> dict[str, Any]:
+    """Return an hour-of-week heatmap's layout: hours of the day across in `zone`, Monday at the top."""
+    return base_layout(
         showlegend=False,
         xaxis={"title": {"text": f"hour of day ({zone})", "font": {"size": 11, "color": MUTED_COLOR}}, "fixedrange": True},
         yaxis={"autorange": "reversed", "fixedrange": True},
     )
-    return {"data": [trace], "layout": layout}
 
 
 def cost_chart(advice: Mapping[str, Any] | None, currency: str = "") -> Figure:

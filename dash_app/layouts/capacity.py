@@ -2,11 +2,14 @@
 
 from collections.abc import Iterable
 
-import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 from dash import dcc, html
+from dash.development.base_component import Component
 
-from dash_app.layouts.panels import ROW_CLASS, chart_panel, grid, panel_row, table_panel
+from dash_app.layouts.capacity_grid import capacity_table
+from dash_app.layouts.capacity_user import user_section
+from dash_app.layouts.estate import estate_panels
+from dash_app.layouts.panels import ROW_CLASS, chart_panel, panel_row, table_panel
 
 # The period picker's choices: windows ending now, calendar months in the viewer's zone, or a range of dates.
 PERIODS = (
@@ -18,41 +21,18 @@ PERIODS = (
     ("range", "Dates…"),
 )
 DEFAULT_PERIOD = "604800"
+# The tool picker's list: about nine options at once, so a long estate is scrolled a screen at a time.
+PICKER_HEIGHT = 400
+
+
+def tool_options(tools: Iterable[str]) -> list[dict[str, str]]:
+    """Return the tool picker's options: every tool, by name (case aside), as text."""
+    return [{"label": tool, "value": tool} for tool in sorted(set(tools), key=lambda name: (name.casefold(), name))]
 
 
 def chart(graph_id: str, title: str, hint: str) -> dbc.Card:
     """Return a titled card around one of the view's charts, empty until a tool is picked."""
     return chart_panel(graph_id, title, hint, placeholder="Pick a tool")
-
-
-def capacity_table(currency: str) -> dag.AgGrid:
-    """Return the `capacity-table` grid: every tool's figures for the period, sortable and filterable."""
-    money = f" ({currency})" if currency else ""
-    number = {"filter": "agNumberColumnFilter", "type": "rightAligned", "minWidth": 95, "flex": 1}
-    hours = {"valueFormatter": {"function": "params.value == null ? '' : (params.value / 3600).toFixed(1) + ' h'"}}
-    columns = [
-        {"field": "tool", "headerName": "Tool", "filter": "agTextColumnFilter", "minWidth": 200, "flex": 3, "pinned": "left"},
-        {"field": "total", "headerName": "Total", **number},
-        {"field": "commit", "headerName": "Commit", **number},
-        {"field": "peak_in_use", "headerName": "Peak", **number, "sort": "desc"},
-        {
-            "field": "avg_in_use",
-            "headerName": "Average",
-            **number,
-            "valueFormatter": {"function": "d3.format('.2f')(params.value)"},
-        },
-        {"field": "p95", "headerName": "p95", "headerTooltip": "Licenses that cover 95 % of the time", **number},
-        {"field": "seconds_at_or_above_commit", "headerName": "At or above commit", **number, **hours},
-        {"field": "seconds_at_total", "headerName": "At total", **number, **hours},
-        {"field": "borrows", "headerName": "Borrows", **number},
-        {"field": "overage_borrows", "headerName": "Overage borrows", **number},
-        {"field": "overage_cost", "headerName": f"Overage cost{money}", **number},
-        {"field": "denials", "headerName": "Denials", **number},
-        {"field": "distinct_users", "headerName": "Users", **number},
-        {"field": "best_commit", "headerName": "Best commit", **number},
-        {"field": "saving", "headerName": f"Saving{money}", **number},
-    ]
-    return grid("capacity-table", columns, "tool", selectable=True)
 
 
 def controls(tools: Iterable[str]) -> dbc.Row:
@@ -91,8 +71,10 @@ def controls(tools: Iterable[str]) -> dbc.Row:
                         # The inventory's tools from the start: a value from the address must find its option at once.
                         dcc.Dropdown(
                             id="capacity-tool",
-                            options=[{"label": tool, "value": tool} for tool in tools],
+                            options=tool_options(tools),
                             placeholder="Pick a tool",
+                            searchable=True,
+                            maxHeight=PICKER_HEIGHT,
                             className="control-tool",
                         ),
                     ],
@@ -120,32 +102,47 @@ def capacity_page(currency: str, tools: Iterable[str]) -> html.Section:
     return html.Section(
         [
             controls(tools),
-            dbc.Row(
-                dbc.Col(table_panel("Capacity and cost", "every tool over the period · click a row", capacity_table(currency))),
-                class_name=ROW_CLASS,
-            ),
-            dbc.Card(
-                dbc.CardBody(
-                    [
-                        html.H2(id="capacity-tool-title", className="tool-title"),
-                        html.Div(id="capacity-advice", className="capacity-advice"),
-                    ]
-                ),
-                class_name="mb-3",
-            ),
-            panel_row(
-                chart("capacity-duration", "Licenses held over the period", "share of time with at least n held"),
-                chart("capacity-cost", "Cost against commit", "commit share plus overage over the period"),
-                split=(6, 6),
-                breakpoint="lg",
-            ),
-            panel_row(
-                chart("capacity-heatmap", "Hour of week", "mean in use; peak in the hover"),
-                chart("capacity-users", "Top users", "license-hours in the period"),
-                split=(7, 5),
-            ),
-            dbc.Row(dbc.Col(chart("capacity-denials", "Denials over time", "failed borrows of the tool")), class_name=ROW_CLASS),
+            user_section(),
+            # The user's name from ?user=, for the user's page; None for the estate's.
+            dcc.Store(id="capacity-user", storage_type="memory"),
+            # What the browser-side callback that installs the pickers' typing writes: nothing.
+            dcc.Store(id="capacity-shown", storage_type="memory"),
+            html.Div(tools_part(currency) + [estate_panels()], id="capacity-main"),
         ],
         id="capacity-section",
         style={"display": "none"},
     )
+
+
+def tools_part(currency: str) -> list[Component]:
+    """Return the grid of every tool, the picked tool's card and its charts."""
+    return [
+        dbc.Row(
+            dbc.Col(table_panel("Capacity and cost", "every tool over the period · click a row", capacity_table(currency))),
+            class_name=ROW_CLASS,
+        ),
+        dbc.Card(
+            dbc.CardBody(
+                [
+                    # Why the address's tool= opened no tool; plain text (a name is never HTML).
+                    html.Div(id="capacity-tool-message", className="capacity-tool-message", role="status"),
+                    html.H2(id="capacity-tool-title", className="tool-title"),
+                    html.Div(id="capacity-advice", className="capacity-advice"),
+                ]
+            ),
+            id="capacity-tool-card",
+            class_name="mb-3 capacity-tool-card",
+        ),
+        panel_row(
+            chart("capacity-duration", "Licenses held over the period", "share of time with at least n held"),
+            chart("capacity-cost", "Cost against commit", "commit share plus overage over the period"),
+            split=(6, 6),
+            breakpoint="lg",
+        ),
+        panel_row(
+            chart("capacity-heatmap", "Hour of week", "mean in use; peak in the hover"),
+            chart("capacity-users", "Top users", "license-hours in the period"),
+            split=(7, 5),
+        ),
+        dbc.Row(dbc.Col(chart("capacity-denials", "Denials over time", "failed borrows of the tool")), class_name=ROW_CLASS),
+    ]

@@ -1,0 +1,115 @@
+"""The Capacity view's callbacks in-process: what a tool's pick sends back, what the grid is made of, and names."""
+
+import time
+
+from dash_app.callbacks.estate import USERS_HIDDEN
+from dash_app.layouts.capacity_grid import money_js, totals_row
+from dash_app.layouts.capacity_user import NAMES_NEEDED
+from dash_app.layouts.estate import CHANGES_SHOWN, recommendation_list
+from dash_app.state import get_state
+from tests.browser_helpers import GH
+from tests.test_hardening import callback_body
+from tests.test_privacy_page import (
+    ANALYST_READER,
+    HIDDEN_VIEWER,
+    HOUR,
+    PSEUDONYM_VIEWER,
+    PSEUDONYMS,
+    REAL_USER,
+    as_reader,
+)
+
+
+def test_a_tool_pick_never_sends_the_grid_its_rows_again(make_app):
+    dependencies = make_app().server.test_client().get("/_dash-dependencies").get_json()
+    for callback in dependencies:
+        inputs = {f"{d['id']}.{d['property']}" for d in callback["inputs"]}
+        if "capacity-tool.value" in inputs or "capacity-table.cellClicked" in inputs:
+            assert "capacity-table.rowData" not in callback["output"], callback["output"]
+
+
+def test_the_currency_is_text_in_the_grids_money_formatter():
+    assert money_js('EUR"); alert(1); ("').endswith(' + " EUR\\"); alert(1); (\\""')
+    assert money_js("").endswith(' + ""')
+
+
+def test_the_totals_row_names_all_tools_and_keeps_the_totals():
+    totals = {"borrows": 1200, "overage_borrows": 30, "overage_cost": 2400.5, "denials": 9, "true_denials": 4}
+    assert totals_row({**totals, "commit_cost": 1, "license_hours": 2}, 200) == [{"tool": "All tools (200)", **totals}]
+    assert totals_row(None, 200) == []
+
+
+def capacity_callback(client, output, values):
+    """POST the Capacity view's callback that has `output`, with `values` {(id, property): value}; return its answer."""
+    deps = client.get("/_dash-dependencies").get_json()
+    (found,) = [d for d in deps if output in d["output"].strip(".").split("...") and d["clientside_function"] is None]
+    response = client.post(
+        "/_dash-update-component", json=callback_body(found, values, "{id}.{property}".format(**found["inputs"][0]))
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_data(as_text=True), response.get_json()["response"]
+
+
+def hrefs(tree):
+    """Every link's href in a callback's answer (components as JSON), in order."""
+    if isinstance(tree, dict):
+        found = [tree["href"]] if isinstance(tree.get("href"), str) else []
+        return found + [href for value in tree.values() for href in hrefs(value)]
+    if isinstance(tree, list):
+        return [href for value in tree for href in hrefs(value)]
+    return []
+
+
+def user_links(answer):
+    """The links to users' pages in a callback's answer."""
+    return [href for href in hrefs(answer) if "?user=" in href]
+
+
+PERIOD = {
+    ("capacity-period", "value"): "604800",
+    ("tz-select", "value"): "UTC",
+    ("browser-tz", "data"): "UTC",
+    ("url", "pathname"): "/capacity",
+}
+
+
+def test_a_users_page_and_the_top_users_show_names_only_as_the_reader_may_see_them(make_app, tmp_path):
+    app = make_app(db=str(tmp_path / "capacity.db"))
+    state = get_state(app)
+    reader = as_reader(app, ANALYST_READER)
+    start = (time.time() // HOUR - 30) * HOUR
+    state.pool.return_license(state.pool.borrow(GH, REAL_USER, at=start).id, at=start + HOUR)
+    state.pool.borrow(GH, REAL_USER)  # held now
+    state.store.flush()
+    client = app.server.test_client()
+    user_page = {**PERIOD, ("capacity-user", "data"): REAL_USER}
+
+    text, answer = capacity_callback(client, "capacity-user-body.children", user_page)
+    assert answer["capacity-user-title"]["children"] == REAL_USER and GH in text
+    top, top_answer = capacity_callback(client, "capacity-top-users.children", PERIOD)
+    assert user_links(top_answer) == [f"/capacity?user={REAL_USER}"]
+
+    # A reader who may not see names cannot open a user's page by name, nor find the name among the top users.
+    for viewer in (PSEUDONYM_VIEWER, HIDDEN_VIEWER):
+        reader["viewer"] = viewer
+        text, answer = capacity_callback(client, "capacity-user-body.children", user_page)
+        assert answer["capacity-user-body"]["children"] == NAMES_NEEDED and REAL_USER not in text
+        top, top_answer = capacity_callback(client, "capacity-top-users.children", PERIOD)
+        assert REAL_USER not in top and user_links(top_answer) == []
+    assert top_answer["capacity-top-users"]["children"] == USERS_HIDDEN
+    reader["viewer"] = PSEUDONYM_VIEWER
+    top, _ = capacity_callback(client, "capacity-top-users.children", PERIOD)
+    assert PSEUDONYMS.user(REAL_USER) in top
+
+
+def test_the_recommendations_list_the_biggest_changes_and_count_the_rest():
+    drops = [{"tool": f"t{n}", "action": "drop", "licenses": 1, "reason": "never at total", "saving": 100 - n} for n in range(30)]
+    keeps = [{"tool": "<b>kept</b>", "action": "keep", "licenses": 0, "reason": "at total", "saving": 0}]
+    totals = {"saving": 1234.5, "licenses_to_buy": 0, "licenses_to_drop": 30}
+    summary, listed, more, keep = recommendation_list({"tools": drops + keeps, "totals": totals}, "EUR")
+    assert summary.children == "Buy 0, drop 30 licenses; saving 1,234.50 EUR over the period."
+    links = [item.children for item in listed.children]
+    assert [link.href for link in links] == [f"/capacity?tool=t{n}" for n in range(CHANGES_SHOWN)]
+    assert links[0].children == "Drop 1 license · t0 — never at total — saves 100 EUR"
+    assert more.children == "…and 5 smaller: GET /analytics/recommendations lists them all."
+    assert keep.children[0].children == "Keep as they are: 1 tools" and keep.children[1] == "<b>kept</b>"  # text, not HTML
