@@ -1,6 +1,7 @@
 """Several app processes on one real Redis (--redis): one pool, one event log, the store written once, failover."""
 
 import json
+import os
 import signal
 import threading
 import time
@@ -18,7 +19,7 @@ from dash_app.testing.servers import stop_all
 from dash_app.testing.sse_client import SseClient
 from tests.flexlm_expected import LIC01, LIC01_EVENTS, LIC01_STATUS, RETENTION_HOURS, TOOLS_FILE
 from tests.stream_client import apply_delta, new_client, replayed, replayed_keys
-from tests.test_flexlm_backfill import ingest
+from tests.test_flexlm_backfill import ingest, ingest_here
 from tests.test_server_polling import FAKE_LMUTIL, lmstat_output, starts, wait_for
 
 TOOL = "GreenHills Multi IDE"
@@ -430,7 +431,9 @@ def health_of(session, server):
     return session.get(server.url + "/healthz", timeout=5).json()
 
 
-def test_ingest_flexlm_on_redis_reaches_a_running_server_and_the_store_once(cluster, redis_server, tmp_path, shared_db):
+def test_ingest_flexlm_on_redis_reaches_a_running_server_and_the_store_once(
+    cluster, redis_server, tmp_path, shared_db, monkeypatch
+):
     keep = {"DASH_APP_RETENTION_HOURS": RETENTION_HOURS, "DASH_APP_HISTORY_DAYS": RETENTION_HOURS / 24 + 1}
     server = cluster(DASH_APP_TOOLS=TOOLS_FILE, **keep)
     env = {"DASH_APP_REDIS_URL": redis_server.url, "DASH_APP_DB": shared_db}
@@ -444,5 +447,10 @@ def test_ingest_flexlm_on_redis_reaches_a_running_server_and_the_store_once(clus
     assert got == LIC01_STATUS
     rows, _position = stored_events(shared_db)
     assert len(rows) == LIC01_EVENTS
-    again = ingest(LIC01, "--tools", TOOLS_FILE, env=env)
+    # Run again (its main in this process: the subprocess above was the entry point), it reads nothing twice.
+    for name in [k for k in os.environ if k.startswith("DASH_APP_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    again = ingest_here(LIC01, "--tools", TOOLS_FILE)
     assert again.returncode == 0 and "total: 0 lines" in again.stdout, again.stdout + again.stderr
