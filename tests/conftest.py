@@ -15,10 +15,12 @@ from dash_app.testing.servers import free_port, stop_all
 # the long ones start first and the short ones fill in at the end, instead of a long module left to run alone last.
 LONGEST_FIRST = (
     "test_scale_out.py",
-    "test_slow_clients.py",
     "test_auth_oidc.py",
-    "test_estate_browser.py",
     "test_persistence.py",
+    "test_estate_browser.py",
+    "test_alerts.py",
+    "test_capacity_browser.py",
+    "test_slow_clients.py",
     "test_dashboard_browser.py",
     "test_privacy_page.py",
     "test_history_browser.py",

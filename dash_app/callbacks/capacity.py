@@ -8,7 +8,7 @@ from dash import Input, Output, Patch, State, dcc, no_update
 from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.analytics.service import CSV_COLUMNS, Report, iso, table_rows
 from dash_app.auth import viewer as readers
-from dash_app.callbacks.capacity_js import CAPACITY_QUERY_JS, ROW_CLICK_JS, SHOW_ROW_JS, TYPE_TO_SEARCH_JS
+from dash_app.callbacks.capacity_js import CAPACITY_QUERY_JS, ROW_CLICK_JS, SHOW_ROW_JS
 from dash_app.callbacks.capacity_period import CAPACITY_PATH as CAPACITY_PATH
 from dash_app.callbacks.capacity_period import (
     PERIOD_INPUTS,
@@ -260,6 +260,5 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         Input("capacity-table", "rowData"),
         prevent_initial_call=True,
     )
-    app.clientside_callback(TYPE_TO_SEARCH_JS, Output("capacity-shown", "data"), Input("capacity-section", "id"))
     register_estate_callbacks(app, state)
     register_user_callbacks(app, state)

@@ -60,26 +60,6 @@ function(tool, _rows) {
 }
 """
 
-# Dash's dropdown, opened with a value, focuses the picked option, and what one types then goes nowhere: a printable
-# key pressed inside an open dropdown's list goes to its search box, which filters as it would have. Installed once
-# per page (every dropdown of the page gains it; the live view's tool picker has the same list).
-TYPE_TO_SEARCH_JS = """
-function(_id) {
-    if (!window.__typeToSearch) {
-        window.__typeToSearch = true;
-        document.addEventListener('keydown', function(event) {
-            const list = event.target && event.target.closest ? event.target.closest('.dash-dropdown-content') : null;
-            const search = list ? list.querySelector('.dash-dropdown-search') : null;
-            const printable = event.key.length === 1 && !event.ctrlKey && !event.metaKey && !event.altKey;
-            if (search && event.target !== search && printable) {
-                search.focus();
-            }
-        }, true);
-    }
-    return window.dash_clientside.no_update;
-}
-"""
-
 # A link in the page to /capacity?tool=X (a recommendation's) opens the tool, as a row's click does, and brings the
 # tool's card into view (it is above the list: its top at the top of the screen, below the page's header). The
 # address's other changes (the view's own, written in place) are not heard: they do not tell the page.

@@ -106,7 +106,6 @@ def capacity_page(currency: str, tools: Iterable[str]) -> html.Section:
             # The user's name from ?user=, for the user's page; None for the estate's.
             dcc.Store(id="capacity-user", storage_type="memory"),
             # What the browser-side callback that installs the pickers' typing writes: nothing.
-            dcc.Store(id="capacity-shown", storage_type="memory"),
             html.Div(tools_part(currency) + [estate_panels()], id="capacity-main"),
         ],
         id="capacity-section",
