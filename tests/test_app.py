@@ -24,7 +24,7 @@ def test_page_shows_buffer_counts_in_a_browser(dash_duo, make_app):
     dash_duo.wait_for_text_to_equal("#buffer-size", "4", timeout=10)
     # Rates are per minute over the window (30 minutes): 3 borrows, one failure.
     dash_duo.wait_for_text_to_equal("#borrow-rate", "0.1")
-    dash_duo.wait_for_text_to_equal("#failure-rate-hint", "per minute · last 30 min · 1 in all")
+    dash_duo.wait_for_text_to_equal("#failure-rate-hint", "per minute · last 30 min · 1 in all, 1 true")
     assert dash_duo.get_logs() == []
 
 
