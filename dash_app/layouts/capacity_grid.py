@@ -91,6 +91,8 @@ def capacity_table(currency: str) -> dag.AgGrid:
     ]
     for field, name, definition, kind in COLUMNS:
         columns.append(column(field, name + (unit if kind == "money" else ""), definition, formats[kind]))
+        if kind == "money":
+            columns[-1]["minWidth"] = 150  # a month's estate total ("13,313,100 EUR") whole in the totals row
     columns[1]["sort"] = "asc"  # most pressed first
     # Full names wrap onto up to three lines instead of being cut. The header's height is fixed to hold them: a grown
     # one (autoHeaderHeight) leaves the grid's scroll range short by the growth, and the last row half hidden.
