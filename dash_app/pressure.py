@@ -26,6 +26,9 @@ class Pressure(NamedTuple):
 
 
 NO_PRESSURE = Pressure(0.0, 0, 0, 0.0)
+# --true-denial-minutes' default, and the gap in seconds wherever a caller names none.
+TRUE_DENIAL_MINUTES = 10
+DEFAULT_GAP = TRUE_DENIAL_MINUTES * 60.0
 
 
 def counted_denials(times: Sequence[float], gap: float) -> list[bool]:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
+from dash_app.pressure import TRUE_DENIAL_MINUTES
+
 if TYPE_CHECKING:  # imported for the annotations only: these modules import nothing from here
     from prometheus_client import CollectorRegistry
 
@@ -36,7 +38,7 @@ class WebSettings:
     retention_seconds: float
     history_days: float
     api_token: str | None = field(repr=False)  # the write token: never in a repr or a log line
-    true_denial_minutes: int = 10  # a user's denials of a tool within this many minutes count once
+    true_denial_minutes: int = TRUE_DENIAL_MINUTES  # a user's denials of a tool within this many minutes count once
 
 
 @dataclass

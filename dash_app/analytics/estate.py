@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from dash_app.analytics.levels import Bools, Floats, Ints, check_period, overlapping, tool_sort
-from dash_app.analytics.profiles import _hour_bounds
+from dash_app.analytics.profiles import hour_bounds
 from dash_app.analytics.spec import NO_SPEC, Spec
 from dash_app.pressure import Pressure, by_pressure
 
@@ -159,7 +159,7 @@ def heatmap(sessions: pd.DataFrame, specs: Mapping[str, Spec], start: float, end
     Over the inventory tools with a total of at least 1, time-weighted within each local (weekday, hour), Monday first.
     """
     check_period(start, end)
-    bounds, keys = _hour_bounds(start, end, zone)
+    bounds, keys = hour_bounds(start, end, zone)
     seconds = np.bincount(keys, weights=np.diff(np.append(bounds, end)), minlength=HOURS_OF_WEEK).astype(np.float64)
     inventory = sorted(tool for tool, spec in specs.items() if spec.total is not None and spec.total > 0)
     limits = np.array([specs[tool].total for tool in inventory], dtype=np.int64)

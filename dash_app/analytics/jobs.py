@@ -14,9 +14,7 @@ from dash_app.analytics.capacity import capacity, commit_advice
 from dash_app.analytics.mirror import HistoryMirror
 from dash_app.analytics.profiles import denials_over_time, duration_curve, hour_of_week
 from dash_app.analytics.spec import Spec
-
-# The gap that folds a user's retries into one true denial when a caller names none: --true-denial-minutes' default.
-DEFAULT_GAP = 600.0
+from dash_app.pressure import DEFAULT_GAP
 
 
 def _history(mirror: HistoryMirror, start: float, end: float, tools: tuple[str, ...] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -44,8 +42,7 @@ def report(
 
 def detail(mirror: HistoryMirror, tool: str, start: float, end: float, zone: str, bin_seconds: float) -> dict[str, Any]:
     """Return one tool's duration curve, hour-of-week heatmap and denials per bin over [start, end)."""
-    sessions = mirror.load_sessions(start, end, (tool,))
-    denials = mirror.load_denials(start, end, (tool,))
+    sessions, denials = _history(mirror, start, end, (tool,))
     return {
         "duration": duration_curve(sessions, tool, start, end),
         "heatmap": hour_of_week(sessions, tool, start, end, zone),

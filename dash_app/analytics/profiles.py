@@ -44,7 +44,7 @@ def duration_curve(sessions: pd.DataFrame, tool: str, start: float, end: float) 
     return [{"licenses": n, "share": float(at_least[n] / at_least[0])} for n in range(peak + 1)]
 
 
-def _hour_bounds(start: float, end: float, zone: str) -> tuple[Floats, Ints]:
+def hour_bounds(start: float, end: float, zone: str) -> tuple[Floats, Ints]:
     """Return the instants in [start, end) where the local hour changes, from `start`, and each one's weekday * 24 + hour."""
     try:
         tz = ZoneInfo(zone)
@@ -89,7 +89,7 @@ def _hour_bounds(start: float, end: float, zone: str) -> tuple[Floats, Ints]:
 def hour_of_week(sessions: pd.DataFrame, tool: str, start: float, end: float, zone: str = "UTC") -> list[dict[str, Any]]:
     """Return the time-weighted mean and the peak of in_use for each local (weekday, hour), Monday 0 (None where no time)."""
     seg_starts, levels, _durations = _steps(sessions, tool, start, end)
-    bounds, keys = _hour_bounds(start, end, zone)
+    bounds, keys = hour_bounds(start, end, zone)
     instants = np.union1d(seg_starts, bounds)
     level = levels[np.searchsorted(seg_starts, instants, side="right") - 1]
     key = keys[np.searchsorted(bounds, instants, side="right") - 1]

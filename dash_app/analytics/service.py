@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from dash_app.analytics.runners import AnalysisProcess, InProcessRunner, Runner
 from dash_app.analytics.spec import Spec
+from dash_app.pressure import TRUE_DENIAL_MINUTES
 from dash_app.store.history_counts import data_version
 from dash_app.timeutil import EARLIEST_EPOCH, instant_problem
 from dash_app.timeutil import iso_second as iso
@@ -124,7 +125,7 @@ class CapacityService:
         billing_days: int,
         clock: Callable[[], float] = time.time,
         runner: Runner | None = None,
-        true_denial_minutes: float = 10,
+        true_denial_minutes: float = TRUE_DENIAL_MINUTES,
     ) -> None:
         self.store, self.pool, self.clock = store, pool, clock
         self.history_days, self.billing_days = history_days, billing_days

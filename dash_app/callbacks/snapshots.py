@@ -24,7 +24,7 @@ from dash_app.callbacks.window_stats import (
 from dash_app.layouts import parts, tables
 from dash_app.layouts.controls import SHORT_LABELS, rate_unit, tool_options
 from dash_app.layouts.dashboard import checkouts_columns
-from dash_app.pressure import true_denials_by_tool
+from dash_app.pressure import DEFAULT_GAP, true_denials_by_tool
 from dash_app.store.history import bin_seconds_for
 from dash_app.store.history_counts import denials_since
 
@@ -136,7 +136,7 @@ class Snapshots:
         history: "HistoryKeeper | None" = None,
         currency: str = "",
         names: Names = FULL,
-        denial_gap: float = 600,
+        denial_gap: float = DEFAULT_GAP,
     ) -> None:
         self.buffer = buffer
         self.pool = pool

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from dash_app.buffer import MinuteFlow
 from dash_app.callbacks.window_stats import ToolStats, WindowData, peak_bins, series_stats, true_denial_count
 from dash_app.figures.in_use import Level
+from dash_app.pressure import DEFAULT_GAP
 from dash_app.timeutil import parse_iso
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class BufferWindows:
     refresh reads a few series, not all.
     """
 
-    def __init__(self, buffer: "RealtimeMetricsBuffer", denial_gap: float = 600) -> None:
+    def __init__(self, buffer: "RealtimeMetricsBuffer", denial_gap: float = DEFAULT_GAP) -> None:
         self.buffer = buffer
         self.denial_gap = denial_gap  # seconds within which a user's denials of a tool count once (true denials)
         # window -> (minute, {series: _Series}, {bucket key: {timestamp: sum over series}})

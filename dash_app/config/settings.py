@@ -19,6 +19,7 @@ from dash_app.config.parsers import (
     parse_role_map,
     parse_servers,
 )
+from dash_app.pressure import TRUE_DENIAL_MINUTES
 
 _KEY = "setting"  # where a Config field's metadata holds its Setting
 
@@ -120,7 +121,7 @@ class Config:
         30, "DASH_APP_BILLING_DAYS", "--billing-days", "days one payment of a tool's commit_price covers (commit advice)", int, 1
     )
     true_denial_minutes: int = setting(
-        10,
+        TRUE_DENIAL_MINUTES,
         "DASH_APP_TRUE_DENIAL_MINUTES",
         "--true-denial-minutes",
         "a user's denials of one tool within this many minutes of the first count as one true denial",
