@@ -194,17 +194,24 @@ def test_hundred_clients_get_every_tick_while_one_stalls(start_server, tmp_path)
     readers = [threading.Thread(target=read, args=(i,)) for i in range(99)]
     for reader in readers:
         reader.start()
-    time.sleep(2)
+    deadline = time.monotonic() + 10
+    while stream_clients(server)["clients"] < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert stream_clients(server)["clients"] == 100
     for reader in readers:
         reader.join()
     assert errors == []
+    # A tick is 1 s apart (its id is its time in ms); a busy machine may make the ticker skip a boundary, which every
+    # client misses alike and the ticker counts. What the stall must not do is cost any reader a tick the others got.
+    made = sorted(set().union(*received))
     for ids in received:
-        assert len(ids) >= 9
-        assert ids == list(range(ids[0], ids[0] + 1000 * len(ids), 1000))  # no tick missed (1 s apart, in ms)
+        assert len(ids) >= 5
+        assert ids == [tick for tick in made if ids[0] <= tick <= ids[-1]]
+    assert all(later % 1000 == 0 and later > earlier for earlier, later in zip(made, made[1:]))
+    assert sum((later - earlier) // 1000 - 1 for earlier, later in zip(made, made[1:])) <= stream_clients(server)["skipped"]
     # Every reader saw the same ticks over the common span.
-    common = range(max(ids[0] for ids in received), min(ids[-1] for ids in received) + 1, 1000)
-    assert len(common) >= 8
+    common = [tick for tick in made if max(ids[0] for ids in received) <= tick <= min(ids[-1] for ids in received)]
+    assert len(common) >= 5
     assert all(set(common) <= set(ids) for ids in received)
 
     # The stalled client is dropped and its thread let go; closed readers are freed within seconds.

@@ -261,7 +261,14 @@ def test_keepalive_comment_after_quiet_time_and_resources_freed_on_close():
     assert next(stream).startswith(b"id: ")
     assert ticker.stats()["clients"] == 1
     stream.close()
-    assert ticker.stats() | {"last_id": None} == {"clients": 0, "max_clients": None, "variants": 0, "last_id": None, "dropped": 0}
+    assert ticker.stats() | {"last_id": None} == {
+        "clients": 0,
+        "max_clients": None,
+        "variants": 0,
+        "last_id": None,
+        "dropped": 0,
+        "skipped": 0,
+    }
 
 
 def test_a_client_that_stops_reading_is_dropped_and_hung_up():
@@ -278,6 +285,32 @@ def test_a_client_that_stops_reading_is_dropped_and_hung_up():
     assert ticker.stats()["clients"] == 2 and ticker.stats()["dropped"] == 1
     stalled.close()
     assert ticker.stats()["clients"] == 1
+
+
+def test_a_late_tick_skips_the_boundaries_it_missed_and_counts_them():
+    buffer = RealtimeMetricsBuffer(retention_seconds=600)
+    pool = LicensePool(load_inventory(), EventRecorder(buffer))
+    ids = []
+
+    def slow_once(tick):
+        ids.append(tick.id)
+        if len(ids) == 3:
+            time.sleep(0.13)  # the tick itself runs late: the next two 50 ms boundaries pass during it
+
+    ticker = StreamTicker(buffer, pool, interval=0.05, on_tick=[slow_once])
+    ticker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(ids) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        ticker.stop()
+    on_boundaries = ids[1:]  # the first tick is taken at start, off the boundaries
+    assert len(on_boundaries) >= 7 and all(tick_id % 50 == 0 for tick_id in on_boundaries)
+    # Every boundary is either ticked or counted as skipped; none twice, and never a burst to catch up.
+    gaps = sum((later - earlier) // 50 - 1 for earlier, later in zip(on_boundaries, on_boundaries[1:]))
+    assert all(later > earlier for earlier, later in zip(on_boundaries, on_boundaries[1:]))
+    assert ticker.stats()["skipped"] == gaps >= 2
 
 
 def test_bad_queries_get_400_naming_the_field(make_app):

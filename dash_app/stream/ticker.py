@@ -125,6 +125,9 @@ class StreamTicker:
         self.max_clients = max_clients
         self.queue_size = max(4, math.ceil(lag_seconds / interval))
         self.dropped = 0
+        # Boundaries passed without a tick because the one before ran late (a busy machine): every client misses them
+        # alike, and a delta still spans from the tick before, so nothing is lost but the tick itself.
+        self.skipped = 0
         self._history: deque[Tick] = deque(maxlen=max(2, math.ceil(resume_seconds / interval) + 1))
         # A tick's id is its time in milliseconds, on a wall-clock boundary of the interval: every process of a
         # deployment (--redis) gives the same tick the same id, so a client that reconnects to another resumes with
@@ -166,7 +169,13 @@ class StreamTicker:
             # and a clock stepped back is followed, not waited out.
             boundary = (math.floor(time.time() / self.interval) + 1) * self.interval
             following = due + self.interval
-            due = following if 0 <= following - boundary <= self.interval * 1.001 else boundary
+            if 0 <= following - boundary <= self.interval * 1.001:
+                due = following
+            else:
+                if due and boundary > following:
+                    self.skipped += round((boundary - following) / self.interval)
+                    log.info("the stream ticker ran late: %d ticks skipped so far", self.skipped)
+                due = boundary
             if self._stopping.wait(max(0.0, due - time.time())):
                 return
             try:
@@ -311,7 +320,7 @@ class StreamTicker:
         return {entry["tool"] for entry in latest.tools} | set(latest.tool_metrics)
 
     def stats(self) -> dict[str, Any]:
-        """Return the open streams (each holds a server thread), variants, the latest tick id and drops so far."""
+        """Return the open streams (each holds a server thread), variants, the latest tick id, drops and skipped ticks."""
         with self._lock:
             return {
                 "clients": self._clients,
@@ -319,4 +328,5 @@ class StreamTicker:
                 "variants": len(self._channels),
                 "last_id": self._history[-1].id if self._history else None,
                 "dropped": self.dropped,
+                "skipped": self.skipped,
             }
