@@ -228,6 +228,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> dash.Dash:
         update_title=None,  # type: ignore[arg-type]
         assets_path_ignore=vendor.UNLINKED_ASSETS,
     )
+    app.config.external_scripts = [vendor.plotly_script(app)]
     attach_state(app.server, state)
     register_routes(app.server)
     register_auth(app.server, config)

@@ -172,6 +172,11 @@ def _fingerprinted(req: Request) -> bool:
     return check_fingerprint((req.view_args or {}).get("fingerprinted_path", ""))[1]
 
 
+def asset_query(app: dash.Dash, asset: str) -> str:
+    """Return the query Dash links `asset` with (?m= its mtime): the URL changes with the file, so it is cached for a year."""
+    return f"?m={(Path(app.config.assets_folder) / asset).stat().st_mtime}"
+
+
 def _redirect_to_fingerprint(app: dash.Dash, assets_prefix: str, replaced: Mapping[str, str]) -> BaseResponse | None:
     """Answer a request for a registered bundle without fingerprint with a redirect to its fingerprinted URL."""
     args = request.view_args or {}
@@ -180,9 +185,7 @@ def _redirect_to_fingerprint(app: dash.Dash, assets_prefix: str, replaced: Mappi
         return None
     asset = replaced.get(f"{package}/{path}")
     if asset is not None:
-        # As Dash links an asset: ?m= its mtime, so the URL changes with the file and is cached for a year.
-        modified = (Path(app.config.assets_folder) / asset).stat().st_mtime
-        return _revalidated_redirect(f"{request.script_root}{assets_prefix}{asset}?m={modified}")
+        return _revalidated_redirect(f"{request.script_root}{assets_prefix}{asset}{asset_query(app, asset)}")
     module = sys.modules.get(package)
     if path not in app.registered_paths.get(package, ()) or module is None or module.__file__ is None:
         return None  # Dash answers what it does not serve
