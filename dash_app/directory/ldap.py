@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ class LdapDirectory:
             password=self.password or None,
             auto_bind=ldap3.AUTO_BIND_NONE,
             read_only=True,
-            receive_timeout=self.timeout,
+            receive_timeout=max(1, math.ceil(self.timeout)),  # ldap3 packs it as whole seconds
         )
 
     def look_up(self, users: Iterable[str]) -> Lookup:

@@ -19,7 +19,7 @@ from dash_app.directory.csvfile import GroupsFileError, parse_groups
 from dash_app.directory.lookup import Directory, DirectoryError
 from dash_app.directory.mapping import GroupMapping
 from dash_app.sources.errors import CANNOT_OPEN, MALFORMED_FILE, SourceError
-from dash_app.sources.health import SourceHealth
+from dash_app.sources.health import DOWN, SourceHealth
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,9 @@ class DirectoryService:
         try:
             lookup = directory.look_up(self._users())
         except DirectoryError as exc:
+            if health.state != DOWN:  # said once an outage, not at every retry
+                log.warning("directory %s: %s; the last mapping stays", directory.name, exc.error.kind)
             health.failed(self._clock(), exc.error)
-            log.warning("directory %s: %s; the last mapping stays", directory.name, exc.error.kind)
             return False
         self._ldap_mapping = lookup.mapping
         health.ok(self._clock())
