@@ -151,6 +151,34 @@ def test_a_directory_that_stops_answering_is_down_and_up_again_when_it_answers(s
             slapd.start()
 
 
+def test_users_seen_since_the_last_refresh_are_looked_up_on_their_own(slapd):
+    users = ["alice"]
+    asked = []
+
+    class Recorded:
+        """The real directory, noting whom each lookup asks about."""
+
+        def __init__(self, directory):
+            self.directory, self.name = directory, directory.name
+
+        def look_up(self, wanted):
+            asked.append(sorted(wanted))
+            return self.directory.look_up(wanted)
+
+    service = DirectoryService(None, Recorded(directory(slapd)), lambda: users, check_seconds=0.02, new_users_seconds=0.05)
+    service.start()
+    try:
+        until(lambda: "alice" in service.mapping(), "alice looked up")
+        users.append("carol")
+        until(lambda: "carol" in service.mapping(), "carol looked up without a refresh")
+        assert service.mapping().at("alice", NOW).group == "Engineering"  # still known
+        assert asked[:2] == [["alice"], ["carol"]] and all(wanted for wanted in asked)
+        service.refresh()
+        until(lambda: ["alice", "carol"] in asked, "a whole refresh")
+    finally:
+        service.stop()
+
+
 def test_the_users_asked_about_are_the_stored_sessions_read_in_steps_and_those_holding_licenses(tmp_path):
     store = Store(str(tmp_path / "users.db"))
     try:
