@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from dash_app.directory.ldap import LdapDirectory, user_filter
+from dash_app.directory.lookup import DirectoryError
 from dash_app.directory.mapping import ALWAYS, NOWHERE, UNASSIGNED, Membership
 from dash_app.directory.service import DirectoryService, UserNames
 from dash_app.state import get_state
@@ -86,6 +87,20 @@ def test_the_group_and_cost_centre_attributes_and_the_filter_are_settings(slapd)
     assert lookup.look_up(["alice", "carol", ODD]).mapping.memberships("carol") == (Membership(ALWAYS, "CC-200", ""),)
     by_cn = directory(slapd, user_filter="(&(objectClass=inetOrgPerson)(cn={user}))")
     assert by_cn.look_up(["person2", "carol"]).mapping.users() == ["person2"]  # carol's entry is cn=person2
+
+
+def test_ldaps_checks_the_directorys_certificate_and_name(monkeypatch):
+    with LdapServer([("alice", "Engineering", "CC-100")], tls=True) as server:
+        untrusted = LdapDirectory(server.ldaps_url, SUFFIX)
+        with pytest.raises(DirectoryError) as refused:
+            untrusted.look_up(["alice"])
+        assert refused.value.error.kind == "tls failed" and "CERTIFICATE_VERIFY_FAILED" in refused.value.error.detail
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.cert_path))  # trusted: where OpenSSL's default paths look
+        assert untrusted.look_up(["alice"]).mapping.memberships("alice") == (Membership(ALWAYS, "Engineering", ""),)
+        other_name = LdapDirectory(server.ldaps_url.replace("127.0.0.1", "localhost"), SUFFIX)
+        with pytest.raises(DirectoryError) as refused:
+            other_name.look_up(["alice"])  # the certificate names 127.0.0.1 only
+        assert refused.value.error.kind == "tls failed"
 
 
 def test_the_file_wins_over_the_directory_for_a_user_in_both(slapd, tmp_path):
