@@ -60,6 +60,19 @@ def test_the_header_may_name_two_or_three_columns_and_a_byte_order_mark_is_no_pa
     assert DirectoryService(str(path), None, set).mapping().users() == ["alice"]
 
 
+def test_a_file_from_a_spreadsheet_with_crlf_lines_reads_the_same():
+    assert parse_groups(GOOD.replace("\n", "\r\n"), WHERE) == parse_groups(GOOD, WHERE)
+
+
+def test_a_missing_or_unreadable_file_at_start_is_one_line(tmp_path):
+    with pytest.raises(GroupsFileError, match=f"^--user-groups {tmp_path}/none.csv: not found$"):
+        DirectoryService(str(tmp_path / "none.csv"), None, set)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("user,group\nrené,Eng\n".encode("latin-1"))
+    with pytest.raises(GroupsFileError, match=f"^--user-groups {latin}: cannot read: 'utf-8' codec can't decode"):
+        DirectoryService(str(latin), None, set)
+
+
 def test_from_is_a_date_at_midnight_utc_or_a_time_that_names_its_zone():
     assert parse_from("2026-11-01") == NOV_1
     assert parse_from("2026-11-01T00:00:00Z") == NOV_1
