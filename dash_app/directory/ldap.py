@@ -67,6 +67,8 @@ class LdapDirectory:
             password=self.password or None,
             auto_bind=ldap3.AUTO_BIND_NONE,
             read_only=True,
+            # ldap3 would follow a referral to any host, binding there with our DN and password.
+            auto_referrals=False,
             receive_timeout=max(1, math.ceil(self.timeout)),  # ldap3 packs it as whole seconds
         )
 
