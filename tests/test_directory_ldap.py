@@ -93,6 +93,8 @@ def test_users_are_looked_up_in_two_departments_with_their_cost_centres(slapd):
 def test_the_group_and_cost_centre_attributes_and_the_filter_are_settings(slapd):
     lookup = directory(slapd, group_attribute=COST_CENTRE_ATTRIBUTE, cost_centre_attribute="", bind_dn="", password="")
     assert lookup.look_up(["alice", "carol", ODD]).mapping.memberships("carol") == (Membership(ALWAYS, "CC-200", ""),)
+    any_case = directory(slapd, group_attribute="DEPARTMENTNUMBER", cost_centre_attribute=COST_CENTRE_ATTRIBUTE.lower())
+    assert any_case.look_up(["carol"]).mapping.memberships("carol") == (Membership(ALWAYS, "Sales", "CC-200"),)
     by_cn = directory(slapd, user_filter="(&(objectClass=inetOrgPerson)(cn={user}))")
     assert by_cn.look_up(["person2", "carol"]).mapping.users() == ["person2"]  # carol's entry is cn=person2
 
