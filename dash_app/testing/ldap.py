@@ -44,6 +44,7 @@ suffix "{suffix}"
 rootdn "{admin}"
 rootpw {password}
 directory {folder}/data
+index objectClass,uid eq
 access to * by * read
 """
 # With TLS: a self-signed certificate for 127.0.0.1, made for this server (its file is `cert_path`, to trust or not).
