@@ -25,7 +25,7 @@ _SIZE_LIMIT_EXCEEDED = 4
 
 def user_filter(template: str, user: str) -> str:
     """Return the search filter for `user`: `template` with {user} as the name escaped per RFC 4515."""
-    return template.replace("{user}", escape_filter_chars(user))
+    return template.format(user=escape_filter_chars(user))  # the settings' check let only {user} stand in braces
 
 
 @dataclass(frozen=True)
