@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dash_app.analytics import estate
+from dash_app.analytics.bytool import Origin, build, mark
 from dash_app.analytics.capacity import SESSION_COLUMNS, capacity
 from dash_app.analytics.chargeback import chargeback, in_group, largest_remainder
 from dash_app.analytics.spec import Spec
@@ -328,11 +329,19 @@ def test_bad_periods_and_billing_days_are_refused():
     assert empty["groups"] == [] and empty["totals"] == {"commit_cost": 0.0, "overage_cost": 0.0, "total": 0.0}
 
 
-def test_a_marked_frame_from_the_mirror_gives_the_same_answer():
-    """The analysis process hands jobs frames of object columns; the split reads them as any frame."""
-    history = synthetic_history(days=1, tools=5, sessions=500, denials=0, seed=5)
-    mapping = GroupMapping({user: [Membership(ALWAYS, "g")] for user in set(history.sessions["user"])})
-    plain = chargeback(history.sessions, history.specs, history.start, history.end, 30, mapping)
-    copied = history.sessions.copy()
-    copied["returned_at"] = np.where(copied["returned_at"].isna(), np.inf, copied["returned_at"])
-    assert chargeback(copied, history.specs, history.start, history.end, 30, mapping) == plain
+def test_a_frame_marked_by_the_mirror_gives_the_same_answer():
+    """The analysis process's frames are read through its sessions sorted by tool (bytool.py): the same answer."""
+    history = synthetic_history(days=2, tools=6, sessions=3000, denials=0, seed=5)
+    s, _d, specs, start, end = history
+    users = sorted(set(s["user"]))
+    mapping = GroupMapping(
+        {user: [Membership(ALWAYS, f"g{k % 3}"), Membership(start + 3600.5 * k, "x")] for k, user in enumerate(users[::2])}
+    )
+    codes, names = pd.factorize(pd.concat([s["tool"], s["user"]], ignore_index=True))
+    b, r, seq, overage = (s[c].to_numpy() for c in ("borrowed_at", "returned_at", "seq", "is_overage"))
+    index = build(codes[: len(s)], b, r, seq, overage, codes[len(s) :], np.asarray(names, dtype=object))
+    marked = mark(s.copy(), Origin(index, start - 86400, end, None))
+    for a, z in ((start, end), (start + 7200.25, end - 600)):
+        plain = chargeback(s, specs, a, z, 30, mapping)
+        assert chargeback(marked, specs, a, z, 30, mapping) == plain
+        assert plain == reference(s.to_dict("records"), specs, a, z, 30, mapping, "group")

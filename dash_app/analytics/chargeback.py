@@ -24,13 +24,14 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from dash_app.analytics.bytool import cut_period, origin
 from dash_app.analytics.estate import period_commit_cost
-from dash_app.analytics.levels import Floats, Ints, check_period
+from dash_app.analytics.levels import Floats, Ints, check_period, prepare
 from dash_app.analytics.spec import NO_SPEC, Spec
 from dash_app.directory.mapping import ALWAYS, UNASSIGNED, UNUSED, GroupKey, GroupMapping
 from dash_app.timeutil import iso_second
@@ -62,6 +63,8 @@ class Memberships:
     following: Ints  # the start of the user's next entry, or span + 1 after their last
     code: Ints  # into `names`
     span: int
+    count: Ints  # per user code: their entries, which start at first[user]
+    first: Ints
 
     @classmethod
     def of(cls, mapping: GroupMapping, by: GroupKey, origin: int, span: int, extra: Collection[str] = ()) -> Memberships:
@@ -71,7 +74,7 @@ class Memberships:
         users = pd.Index(mapping.users(), dtype=object)
         if not rows:
             empty = np.zeros(0, dtype=np.int64)
-            return cls(users, names, empty, empty, empty, empty, span)
+            return cls(users, names, empty, empty, empty, empty, span, empty, empty)
         user_of = {name: k for k, name in enumerate(users)}
         user = np.fromiter((user_of[row[0]] for row in rows), dtype=np.int64, count=len(rows))
         since = np.fromiter((row[1] for row in rows), dtype=np.float64, count=len(rows))
@@ -95,7 +98,8 @@ class Memberships:
         following = np.full(len(user), span + 1, dtype=np.int64)
         same = user[1:] == user[:-1]
         following[:-1][same] = rel[1:][same]
-        return cls(users, names, user * (span + 2) + rel, rel, following, code, span)
+        count = np.bincount(user, minlength=len(users)).astype(np.int64)
+        return cls(users, names, user * (span + 2) + rel, rel, following, code, span, count, np.cumsum(count) - count)
 
     def user_codes(self, users: pd.Series | np.ndarray[Any, Any]) -> Ints:
         """Return each user's code in the mapping, -1 for one it does not know."""
@@ -103,9 +107,16 @@ class Memberships:
         found = self.users.get_indexer(pd.Index(uniques, dtype=object)) if len(self.users) else np.full(len(uniques), -1)
         return np.asarray(found, dtype=np.int64)[codes]
 
-    def entry_at(self, user: Ints, rel: Ints) -> Ints:
-        """Return the entry in force at `rel` ms after the origin for each known user (codes >= 0)."""
-        return np.searchsorted(self.key, self.keys(user, rel), side="right").astype(np.int64) - 1
+    def entry_at(self, user: Ints, rel: Ints, side: Literal["left", "right"] = "right") -> Ints:
+        """Return the entry in force at `rel` ms after the origin for each known user (codes >= 0).
+
+        With side="left": the last entry starting before `rel` (rel > 0), where a part ending at `rel` ends.
+        """
+        out = self.first[user]
+        many = np.flatnonzero(self.count[user] > 1)  # most users have one entry: nothing to look up
+        if len(many):
+            out[many] = np.searchsorted(self.key, self.keys(user[many], rel[many]), side=side) - 1
+        return out
 
     def keys(self, user: Ints, rel: Ints) -> Ints:
         """Return the look-up keys of (user code, ms after the origin) pairs, rel within [0, span]."""
@@ -146,16 +157,29 @@ def _cell_sums(cells: Ints, values: Ints, n_cells: int) -> Ints:
 
 def largest_remainder(total: int, weights: Sequence[Fraction | int], names: Sequence[str]) -> list[int]:
     """Return `total` cents split in proportion to `weights` by largest remainder (ties: larger weight, then name)."""
-    whole = sum(weights, Fraction(0))
+    whole_weights = _whole(weights)
+    whole = sum(whole_weights)
     if whole == 0:
         return [0] * len(weights)
-    exact = [Fraction(total) * weight / whole for weight in weights]
-    shares = [math.floor(share) for share in exact]
+    # share_k = total × w_k / whole exactly: its floor and what is left over, both whole numbers.
+    scaled = [total * w for w in whole_weights]
+    shares = [x // whole for x in scaled]
     left = total - sum(shares)
-    ranked = sorted(range(len(weights)), key=lambda k: (-(exact[k] - shares[k]), -weights[k], names[k]))
-    for k in ranked[:left]:
-        shares[k] += 1
+    if left:
+        remainders = [x % whole for x in scaled]
+        ranked = sorted(range(len(shares)), key=lambda k: (-remainders[k], -whole_weights[k], names[k]))
+        for k in ranked[:left]:
+            shares[k] += 1
     return shares
+
+
+def _whole(weights: Sequence[Fraction | int]) -> list[int]:
+    """Return whole numbers in the same ratios as `weights` (exact: the common denominator of fractions)."""
+    if all(isinstance(w, int) for w in weights):
+        return [int(w) for w in weights]
+    fractions = [Fraction(w) for w in weights]
+    common = math.lcm(*(f.denominator for f in fractions))
+    return [f.numerator * (common // f.denominator) for f in fractions]
 
 
 def _cents(amount: Fraction) -> int:
@@ -187,18 +211,19 @@ def chargeback(
     table = Memberships.of(mapping, by, start_ms, span)
     n_names = len(table.names)
 
-    borrowed = sessions["borrowed_at"].to_numpy(dtype=np.float64, na_value=np.nan)
-    returned = sessions["returned_at"].to_numpy(dtype=np.float64, na_value=np.nan)
-    tool_codes, tool_names = pd.factorize(sessions["tool"], use_na_sentinel=False)
-    tool_of = np.asarray(pd.Index(tools, dtype=object).get_indexer(pd.Index(tool_names, dtype=object)), dtype=np.int64)
-    code = tool_of[tool_codes] if len(tool_of) else np.zeros(0, dtype=np.int64)
+    found = origin(sessions, start, end)
+    if found is not None:  # a mirror's frame: its index has the period's tools and users as codes already
+        period = cut_period(found, start, end, set(), timeline=False)
+        s = period.sessions
+        present = period.names
+    else:
+        present, s = prepare(sessions, start, end, ())
+    tool_of = np.asarray(pd.Index(tools, dtype=object).get_indexer(pd.Index(present, dtype=object)), dtype=np.int64)
+    index = np.flatnonzero(tool_of[s.code] >= 0) if len(present) else np.zeros(0, dtype=np.int64)
+    code, borrowed, returned, overage = tool_of[s.code[index]], s.borrowed[index], s.returned[index], s.overage[index]
     open_ = ~np.isfinite(returned)
-    keep = (borrowed < end) & (open_ | (returned > start)) & (code >= 0)
-    index = np.flatnonzero(keep)
-    code, borrowed, returned, open_ = code[index], borrowed[index], returned[index], open_[index]
-    user = table.user_codes(sessions["user"].to_numpy()[index])
-    overage = sessions["is_overage"].to_numpy()[index]
-    overage = np.asarray(pd.Series(overage, copy=False).fillna(False), dtype=bool)
+    user_of = table.users.get_indexer(pd.Index(s.users, dtype=object)) if len(table.users) else np.full(len(s.users), -1)
+    user = np.asarray(user_of, dtype=np.int64)[s.user[index]] if len(s.users) else np.zeros(0, dtype=np.int64)
 
     lo = np.maximum(to_ms(borrowed), start_ms) - start_ms
     hi = np.where(open_, end_ms, np.minimum(to_ms(np.where(open_, 0.0, returned)), end_ms)) - start_ms
@@ -208,7 +233,7 @@ def chargeback(
     first = np.zeros(len(user), dtype=np.int64)
     last = np.zeros(len(user), dtype=np.int64)
     first[known] = table.entry_at(user[known], lo[known])
-    last[known] = np.searchsorted(table.key, table.keys(user[known], hi[known]), side="left") - 1
+    last[known] = table.entry_at(user[known], hi[known], side="left")
     parts = np.where(known, last - first + 1, held.astype(np.int64))
     session = np.repeat(np.arange(len(user)), parts)
     step = np.arange(len(session)) - np.repeat(np.cumsum(parts) - parts, parts)
