@@ -193,6 +193,8 @@ def build_state(config: Config, lead: bool = True) -> AppState:
             history_days=config.history_days,
             billing_days=config.billing_days,
             true_denial_minutes=config.true_denial_minutes,
+            groups=directory.mapping,
+            currency=config.currency,
         ),
         services=services,
         api_source=api_source,
