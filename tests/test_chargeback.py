@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from dash_app.analytics import estate
 from dash_app.analytics.bytool import Origin, build, mark
 from dash_app.analytics.capacity import SESSION_COLUMNS, capacity
-from dash_app.analytics.chargeback import chargeback, in_group, largest_remainder
+from dash_app.analytics.chargeback import chargeback, in_group, split_cents
 from dash_app.analytics.spec import Spec
 from dash_app.directory.mapping import ALWAYS, UNASSIGNED, UNUSED, GroupMapping, Membership
 from dash_app.testing.synthetic import synthetic_history
@@ -46,17 +46,16 @@ def charged_at(mapping: GroupMapping, user: str, at_ms: int, by: str) -> str:
     return found
 
 
-def hamilton(total: int, weights: list[int], names: list[str]) -> list[int]:
-    """Largest remainder over whole-number weights, with integer arithmetic only."""
+def to_largest(total: int, weights: list[int], names: list[str]) -> list[int]:
+    """Each share rounded down to the cent, the cents left over to the largest share (first by name), in exact fractions."""
     whole = sum(weights)
     if whole == 0:
         return [0] * len(weights)
-    base = [total * w // whole for w in weights]
-    remainder = [total * w % whole for w in weights]
-    order = sorted(range(len(weights)), key=lambda k: (-remainder[k], -weights[k], names[k]))
-    for k in order[: total - sum(base)]:
-        base[k] += 1
-    return base
+    shares = [math.floor(Fraction(total * w, whole)) for w in weights]
+    largest = max(weights)
+    first = sorted(name for name, w in zip(names, weights) if w == largest)[0]
+    shares[names.index(first)] += total - sum(shares)
+    return shares
 
 
 def as_integers(values: list[Decimal]) -> list[int]:
@@ -104,7 +103,7 @@ def reference(rows, specs, start, end, billing_days, mapping, by, currency=""):
             priced = spec.commit and spec.commit_price is not None
             commit.append(Decimal(float(spec.commit_price) * (end - start) / (billing_days * 86400)) if priced else Decimal(0))
         estate_cents = cents(sum(commit, Decimal(0)))
-    tool_cents = hamilton(estate_cents, as_integers(commit), tools)
+    tool_cents = to_largest(estate_cents, as_integers(commit), tools)
     lines: dict[str, list[tuple[str, int, int, int]]] = {}
     overage_total = 0
     for k, tool in enumerate(tools):
@@ -116,12 +115,12 @@ def reference(rows, specs, start, end, billing_days, mapping, by, currency=""):
             overage = cents(Decimal(price or 0) * sum(counts))
         overage_total += overage
         if sum(hours):
-            commit_shares = hamilton(tool_cents[k], hours, names)
+            commit_shares = to_largest(tool_cents[k], hours, names)
         else:
             commit_shares = [0] * len(names)
             if tool_cents[k]:
                 lines.setdefault(UNUSED, []).append((tool, 0, tool_cents[k], 0))
-        for name, h, c, o in zip(names, hours, commit_shares, hamilton(overage, counts, names)):
+        for name, h, c, o in zip(names, hours, commit_shares, to_largest(overage, counts, names)):
             lines.setdefault(name, []).append((tool, h, c, o))
     groups = []
     for name, entries in lines.items():
@@ -259,24 +258,30 @@ def test_the_group_filter_keeps_the_sessions_of_the_group_at_their_start(rows, m
 
 
 @given(
-    # Small numbers, so that equal remainders (and equal weights) are common.
+    # Small numbers, so that equal weights (and leftover cents) are common.
     total=st.one_of(st.integers(0, 30), st.integers(0, 10_000)),
     weights=st.lists(st.one_of(st.integers(0, 6), st.integers(0, 1000)), min_size=1, max_size=8),
 )
-@example(total=2, weights=[1, 3])  # remainders of 0.5 and 0.5: the cent goes to the larger weight
-@example(total=1, weights=[2, 2])  # and between equal weights, to the first name
+@example(total=2, weights=[1, 3])  # exact shares 0.5 and 1.5: the cent left goes to the larger
+@example(total=1, weights=[2, 2])  # and between equal shares, to the first name
+@example(total=5, weights=[1, 1, 1, 1, 1, 2])  # five cents left over, all to the largest share
 @settings(max_examples=100, deadline=None)
-def test_largest_remainder_adds_up_and_stays_within_a_cent(total, weights):
+def test_the_cents_left_over_go_to_the_largest_share(total, weights):
     names = [f"n{k}" for k in range(len(weights))]
-    shares = largest_remainder(total, weights, names)
-    assert shares == hamilton(total, weights, names)
+    shares = split_cents(total, weights, names)
+    assert shares == to_largest(total, weights, names)
     if (total, weights) == (2, [1, 3]):
         assert shares == [0, 2]
     if (total, weights) == (1, [2, 2]):
         assert shares == [1, 0]
+    if (total, weights) == (5, [1, 1, 1, 1, 1, 2]):
+        assert shares == [0, 0, 0, 0, 0, 5]
     if sum(weights):
         assert sum(shares) == total
-        assert all(abs(share - Fraction(total * w, sum(weights))) < 1 for share, w in zip(shares, weights))
+        exact = [Fraction(total * w, sum(weights)) for w in weights]
+        largest = shares.index(max(shares)) if total else 0
+        assert all(share == math.floor(x) for k, (share, x) in enumerate(zip(shares, exact)) if k != largest)
+        assert 0 <= shares[largest] - exact[largest] < len(weights)
 
 
 # ---- cases ---------------------------------------------------------------------------------------------------------
@@ -301,8 +306,8 @@ def test_a_worked_example():
     # A's 2.50 over 2 h (eng: ann 1 h + bob 1 h), 0.5 h (ops: ann after the move), 0.25 h (eve, before 900 s).
     assert by_name["eng"]["license_hours"] == 2.0 and by_name["ops"]["license_hours"] == 0.5
     assert by_name[UNASSIGNED]["license_hours"] == 0.25
-    assert by_name["eng"]["commit_share"] == pytest.approx(1.82) and by_name["eng"]["overage_cost"] == 10.0
-    assert by_name["ops"]["commit_share"] == pytest.approx(0.45) and by_name[UNASSIGNED]["commit_share"] == 0.23
+    assert by_name["eng"]["commit_share"] == pytest.approx(1.83) and by_name["eng"]["overage_cost"] == 10.0
+    assert by_name["ops"]["commit_share"] == pytest.approx(0.45) and by_name[UNASSIGNED]["commit_share"] == 0.22
     assert by_name[UNUSED]["tools"] == [
         {"tool": "B", "license_hours": 0.0, "commit_share": 0.5, "overage_cost": 0.0, "total": 0.5}
     ]

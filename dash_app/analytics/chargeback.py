@@ -14,8 +14,8 @@ inventory's tools (docs/chargeback.md gives the definitions with their formulas)
   and rounded once to the cent (halves to even); E is apportioned over the tools by their exact commit costs, each
   tool's part over its groups by their license time (all to UNUSED when the tool held no time in the period), and each
   tool's overage cost (its overage borrows × its overage price, rounded to the cent) over its groups by their overage
-  borrows. Every apportionment is by largest remainder (Hamilton): each share rounded down to the cent, then the cents
-  left over one each to the shares with the largest remainders, equal remainders by the larger weight, then by name.
+  borrows. Every apportionment rounds each share down to the cent and gives the cents left over (fewer than the number
+  of shares) to the largest share, as the issue asks; of equal largest shares, to the first by name.
 """
 
 from __future__ import annotations
@@ -155,21 +155,18 @@ def _cell_sums(cells: Ints, values: Ints, n_cells: int) -> Ints:
     return (high.astype(np.int64) << _LOW_BITS) + low.astype(np.int64)
 
 
-def largest_remainder(total: int, weights: Sequence[Fraction | int], names: Sequence[str]) -> list[int]:
-    """Return `total` cents split in proportion to `weights` by largest remainder (ties: larger weight, then name)."""
+def split_cents(total: int, weights: Sequence[Fraction | int], names: Sequence[str]) -> list[int]:
+    """Return `total` cents split in proportion to `weights`: each share rounded down, what is left to the largest."""
     whole_weights = _whole(weights)
     whole = sum(whole_weights)
     if whole == 0:
         return [0] * len(weights)
-    # share_k = total × w_k / whole exactly: its floor and what is left over, both whole numbers.
-    scaled = [total * w for w in whole_weights]
-    shares = [x // whole for x in scaled]
+    # share_k = total × w_k / whole exactly: its floor is a whole number of cents.
+    shares = [total * w // whole for w in whole_weights]
     left = total - sum(shares)
     if left:
-        remainders = [x % whole for x in scaled]
-        ranked = sorted(range(len(shares)), key=lambda k: (-remainders[k], -whole_weights[k], names[k]))
-        for k in ranked[:left]:
-            shares[k] += 1
+        largest = min(range(len(shares)), key=lambda k: (-whole_weights[k], names[k]))
+        shares[largest] += left
     return shares
 
 
@@ -272,7 +269,7 @@ def _split(
     """Return the answer from each (tool, name) cell's license milliseconds and overage borrows."""
     commit = [Fraction(period_commit_cost(specs.get(tool, NO_SPEC), end - start, billing_days)) for tool in tools]
     estate = _cents(sum(commit, Fraction(0)))
-    tool_commit = largest_remainder(estate, commit, tools)
+    tool_commit = split_cents(estate, commit, tools)
     overage_total = 0
     # Per name: its license milliseconds, commit cents and overage cents per tool.
     rows: dict[str, list[tuple[str, int, int, int]]] = {}
@@ -285,12 +282,12 @@ def _split(
         used = np.flatnonzero((tool_ms > 0) | (tool_borrows > 0)).tolist()
         held = [int(tool_ms[g]) for g in used]
         if sum(held):
-            commit_shares = largest_remainder(tool_commit[k], held, [names[g] for g in used])
+            commit_shares = split_cents(tool_commit[k], held, [names[g] for g in used])
         else:
             commit_shares = [0] * len(used)
             if tool_commit[k]:
                 rows.setdefault(UNUSED, []).append((tool, 0, tool_commit[k], 0))
-        overage_shares = largest_remainder(overage, [int(tool_borrows[g]) for g in used], [names[g] for g in used])
+        overage_shares = split_cents(overage, [int(tool_borrows[g]) for g in used], [names[g] for g in used])
         for g, held_ms, commit_share, overage_share in zip(used, held, commit_shares, overage_shares):
             rows.setdefault(names[g], []).append((tool, held_ms, commit_share, overage_share))
     groups: list[tuple[int, str, dict[str, Any]]] = []
