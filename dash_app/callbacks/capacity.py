@@ -20,6 +20,7 @@ from dash_app.callbacks.capacity_period import (
     view_from_query,
 )
 from dash_app.callbacks.capacity_user import register_user_callbacks
+from dash_app.callbacks.chargeback import checked_group, picked_group, register_chargeback_callbacks
 from dash_app.callbacks.estate import register_estate_callbacks
 from dash_app.export import to_csv
 from dash_app.figures import capacity as charts
@@ -81,9 +82,11 @@ def missing_tool_text(search: object, tools: set[str]) -> str:
     return f"No tool named {asked} in this period." if asked and asked not in tools else ""
 
 
-def period_text(report: Report, currency: str) -> str:
-    """Return the line above the grid: the period, its length, and the estate's costs over it when the report has them."""
+def period_text(report: Report, currency: str, group: str | None = None) -> str:
+    """Return the line above the grid: the period, its length, whose use (a group's users), and the estate's costs."""
     text = f"{iso(report.start)} to {iso(report.end)} · {(report.end - report.start) / 86400:.1f} days · costs per this period"
+    if group:
+        text += f" · {group}'s users only"
     totals = report.totals
     if totals:
         text += (
@@ -125,25 +128,29 @@ class CapacityView:
     def route(self, pathname: object, search: object) -> tuple[Any, ...]:
         """Show the view the address names (live or Capacity), opened as its query says."""
         if not is_capacity(pathname):
-            return SHOWN, HIDDEN, SHOWN, *(no_update,) * 8
+            return SHOWN, HIDDEN, SHOWN, *(no_update,) * 11
         tools = self.known_tools()
         user = query_values(search).get("user") or None
         # A user's page shows that user alone; without one, the estate and its tools.
         parts = (HIDDEN, SHOWN) if user else (SHOWN, HIDDEN)
-        return HIDDEN, SHOWN, HIDDEN, *view_from_query(search, tools), missing_tool_text(search, tools), *parts, user
+        group = picked_group(search, self.state.directory)
+        return HIDDEN, SHOWN, HIDDEN, *view_from_query(search, tools), missing_tool_text(search, tools), *parts, user, *group
 
-    def show_period(
-        self, choice: object, start_date: object, end_date: object, tz_choice: object, browser_zone: object, pathname: object
-    ) -> Sequence[Any]:
-        """Fill the grid with the period's report (run, or taken from the cache); a tool's pick never comes here."""
+    def show_period(self, *values: object) -> Sequence[Any]:
+        """Fill the grid with the period's report (run, or taken from the cache); a tool's pick never comes here.
+
+        `values` are the period's controls, the time zone's, the group picker's and the address's path.
+        """
+        choice, start_date, end_date, tz_choice, browser_zone, group, pathname = values
         if not is_capacity(pathname):
             return (no_update,) * 5
+        group = checked_group(group)
         choice, span = self.period(choice, start_date, end_date, time_zone(tz_choice, browser_zone))
         range_box = SHOWN if choice == "range" else HIDDEN
         if span is None:
             return [], no_update, no_update, "Pick the first and last day.", range_box
         try:
-            report = self.service.report(*span)
+            report = self.service.report(*span, group=group)
         except AnalysisUnavailable as exc:
             return [], no_update, no_update, f"{exc}. Pick the period again.", range_box
         rows = table_rows(report)
@@ -151,43 +158,49 @@ class CapacityView:
         pinned = Patch()
         pinned["pinnedBottomRowData"] = totals_row(report.totals, len(rows))
         options = tool_options(row["tool"] for row in rows)
-        return rows, pinned, options, period_text(report, self.currency), range_box
+        return rows, pinned, options, period_text(report, self.currency, group), range_box
 
     def show_tool(self, *values: object) -> Sequence[Any]:
         """Show the picked tool's advice and curves; the grid's rows are not sent again (a row click comes here).
 
-        `values` are the period's controls, the tool, the time zone's controls, the address's path and ?user=.
+        `values` are the period's controls, the tool, the time zone's controls, the group, the address's path and ?user=.
         """
-        choice, start_date, end_date, tool, tz_choice, browser_zone, pathname, user = values
+        choice, start_date, end_date, tool, tz_choice, browser_zone, group, pathname, user = values
         if not is_capacity(pathname):
             return (no_update,) * (TOOL_OUTPUTS + 1)
         if tool is not None and not isinstance(tool, str):
             raise ApiError(400, "invalid_input", "capacity-tool: must be a tool name")
+        group = checked_group(group)
         zone = time_zone(tz_choice, browser_zone)
         choice, span = self.period(choice, start_date, end_date, zone)
         first, last = (value if isinstance(value, str) else None for value in (start_date, end_date))
         if span is None:
-            return "", "", *(charts.empty_figure("Pick the first and last day"),) * 5, query_for(choice, first, last, None, user)
+            empty = charts.empty_figure("Pick the first and last day")
+            return "", "", *(empty,) * 5, query_for(choice, first, last, None, user, group)
         shown: str | None = None
         part: list[Any] = ["", NO_TOOL, *(charts.empty_figure("Pick a tool in the table or above"),) * 5]
         try:
-            report = self.service.report(*span) if tool else None
+            report = self.service.report(*span, group=group) if tool else None
             if tool and report is not None and tool in report.tool_names():
                 shown = tool
-                part = tool_part(report, self.service.detail(tool, *span, zone), tool, zone, self.currency)
+                detail = self.service.detail(tool, *span, zone, group=group)
+                part = tool_part(report, detail, tool, zone, self.currency)
         except AnalysisUnavailable as exc:
             part = ["", f"{exc}. Pick the tool again.", *(charts.empty_figure("No figures: the analysis was interrupted"),) * 5]
-        return [*part, query_for(choice, first, last, shown, user)]
+        return [*part, query_for(choice, first, last, shown, user, group)]
 
-    def download(
-        self, _clicks: object, choice: object, start_date: object, end_date: object, tz_choice: object, browser_zone: object
-    ) -> Any:
-        """Send the table of the period as CSV."""
+    def download(self, *values: object) -> Any:
+        """Send the table of the period as CSV (of the picked group's users only when one is picked).
+
+        `values` are the button's clicks, the period's controls, the time zone's and the group picker's.
+        """
+        _clicks, choice, start_date, end_date, tz_choice, browser_zone, group = values
+        group = checked_group(group)
         _choice, span = self.period(choice, start_date, end_date, time_zone(tz_choice, browser_zone))
         if span is None:
             return no_update
         try:
-            report = self.service.report(*span)
+            report = self.service.report(*span, group=group)
         except AnalysisUnavailable:
             return no_update
         return dcc.send_string(to_csv(table_rows(report), CSV_COLUMNS), "capacity.csv", type="text/csv")
@@ -210,6 +223,9 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         Output("capacity-main", "style"),
         Output("capacity-user-section", "style"),
         Output("capacity-user", "data"),
+        Output("capacity-group", "value"),
+        Output("capacity-group", "options"),
+        Output("capacity-group-message", "children"),
         Input("url", "pathname"),
         State("url", "search"),
     )(view.route)
@@ -221,6 +237,7 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         Output("capacity-range-box", "style"),
         *period,
         *zone,
+        Input("capacity-group", "value"),
         State("url", "pathname"),
     )(view.show_period)
     app.callback(
@@ -231,6 +248,7 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         *period,
         Input("capacity-tool", "value"),
         *zone,
+        Input("capacity-group", "value"),
         State("url", "pathname"),
         State("capacity-user", "data"),
     )(view.show_tool)
@@ -238,6 +256,7 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         Output("capacity-download", "data"),
         Input("capacity-csv", "n_clicks"),
         *(State(*part) for part in PERIOD_INPUTS + ZONE_INPUTS),
+        State("capacity-group", "value"),
         prevent_initial_call=True,
     )(view.download)
     app.clientside_callback(
@@ -262,3 +281,4 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
     )
     register_estate_callbacks(app, state)
     register_user_callbacks(app, state)
+    register_chargeback_callbacks(app, state)

@@ -1,0 +1,157 @@
+"""Callbacks of the Capacity view's Chargeback section, and of the group picker that filters the rest of the view."""
+
+from typing import TYPE_CHECKING, Any
+
+from dash import Input, Output, Patch, State, no_update
+
+from dash_app.analytics.runners import AnalysisUnavailable
+from dash_app.callbacks.capacity_period import PERIOD_INPUTS, ZONE_INPUTS, is_capacity, query_values, resolved_now
+from dash_app.figures.chargeback import chargeback_chart
+from dash_app.figures.common import empty_figure
+from dash_app.layouts.chargeback import (
+    BY_NAMES,
+    DEFAULT_BY,
+    UNASSIGNED,
+    chargeback_note,
+    chart_width,
+    group_options,
+    group_rows,
+    totals_row,
+)
+from dash_app.layouts.controls import time_zone
+from dash_app.web import ApiError
+
+if TYPE_CHECKING:
+    from dash import Dash
+
+    from dash_app.directory import Directory
+    from dash_app.state import AppState
+
+# A click on a group's row picks the group, in the browser, as a tool's row picks the tool; the totals row, (unused)
+# (no one's) and a cost centre's row pick nothing.
+GROUP_CLICK_JS = """
+function(clicked, by) {
+    const ns = window.dash_clientside;
+    const group = clicked && clicked.rowId;
+    if (by !== 'group' || typeof group !== 'string' || group === '(unused)') {
+        return ns.no_update;
+    }
+    return group;
+}
+"""
+# The picked group's row is selected in the chargeback grid (none when the picker is cleared, or by cost centre).
+SHOW_GROUP_JS = """
+function(group, _rows, by) {
+    return by === 'group' && typeof group === 'string' && group ? {ids: [group]} : [];
+}
+"""
+# The grid's own CSV: its rows as sorted and filtered, the totals row last, numbers as they are.
+CSV_JS = """
+function(clicks) {
+    return clicks ? true : window.dash_clientside.no_update;
+}
+"""
+
+
+def known_groups(directory: "Directory") -> set[str]:
+    """Return the groups a picker may name: the mapping's, and (unassigned), where everyone else is."""
+    return {*directory.mapping().groups("group"), UNASSIGNED}
+
+
+def picked_group(search: object, directory: "Directory") -> tuple[str | None, list[dict[str, str]], str]:
+    """Return the group the address's ?group= picks (None for none or an unknown one), the picker's options and
+    why no group was picked ("" when the address names one that exists, or none)."""
+    groups = known_groups(directory)
+    asked = query_values(search).get("group") or None
+    group = asked if asked in groups else None
+    message = f"No group named {asked}; showing everyone." if asked and group is None else ""
+    return group, group_options(sorted(groups), group), message
+
+
+def checked_group(group: object) -> str | None:
+    """Return the group picker's value, or raise ApiError 400 for one it cannot send."""
+    if group is not None and not isinstance(group, str):
+        raise ApiError(400, "invalid_input", "capacity-group: must be a group name")
+    return group or None
+
+
+def checked_by(by: object) -> str:
+    """Return the "By" switch's value, or raise ApiError 400 for one it cannot send."""
+    if by is None:
+        return DEFAULT_BY
+    if by not in BY_NAMES:
+        raise ApiError(400, "invalid_input", f"chargeback-by: must be one of {', '.join(BY_NAMES)}")
+    return str(by)
+
+
+class ChargebackView:
+    """The Chargeback section over the period the controls pick, from `state`'s analytics and directory."""
+
+    def __init__(self, state: "AppState") -> None:
+        self.service, self.directory = state.analytics, state.directory
+        self.currency = state.settings.currency
+        self.pool = state.pool
+
+    def show(self, *values: object) -> tuple[Any, ...]:
+        """Return the grid's rows, its totals row and first column's name, the stacked bar, its width and the note.
+
+        `values` are the grid's period line (the trigger), the "By" switch, the period's controls, the time zone's,
+        the address's path and the user's page's name.
+        """
+        _line, by, choice, start_date, end_date, tz_choice, browser_zone, pathname, user = values
+        if not is_capacity(pathname) or user:
+            return (no_update,) * 6
+        by = checked_by(by)
+        zone = time_zone(tz_choice, browser_zone)
+        _choice, span = resolved_now(choice, start_date, end_date, zone, self.service.longest)
+        columns = Patch()
+        columns[0]["headerName"] = BY_NAMES[by]
+        if span is None:
+            return [], no_update, columns, empty_figure("Pick the first and last day"), chart_width(0), ""
+        try:
+            answer = self.service.chargeback(*span, by=by)
+        except AnalysisUnavailable as exc:
+            return [], no_update, columns, empty_figure("No figures: the analysis was interrupted"), chart_width(0), str(exc)
+        rows = group_rows(answer)
+        pinned = Patch()
+        pinned["pinnedBottomRowData"] = totals_row(answer, rows)
+        inventory = [entry["tool"] for entry in self.pool.status()]
+        figure = chargeback_chart(answer, self.currency, inventory)
+        shown = sum(1 for row in rows if row["total"])
+        note = chargeback_note(answer, configured=len(self.directory.mapping()) > 0)
+        return rows, pinned, columns, figure, chart_width(shown), note
+
+
+def register_chargeback_callbacks(app: "Dash", state: "AppState") -> None:
+    """Wire the Chargeback section to `state`'s analytics, and its rows to the group picker."""
+    app.callback(
+        Output("chargeback-table", "rowData"),
+        Output("chargeback-table", "dashGridOptions"),
+        Output("chargeback-table", "columnDefs"),
+        Output("chargeback-chart", "figure"),
+        Output("chargeback-chart", "style"),
+        Output("chargeback-note", "children"),
+        # After the grid, as the estate's answers: its period line is written once the grid has its rows.
+        Input("capacity-period-text", "children"),
+        Input("chargeback-by", "value"),
+        *(State(*part) for part in PERIOD_INPUTS + ZONE_INPUTS),
+        State("url", "pathname"),
+        State("capacity-user", "data"),
+    )(ChargebackView(state).show)
+    app.clientside_callback(
+        GROUP_CLICK_JS,
+        Output("capacity-group", "value", allow_duplicate=True),
+        Input("chargeback-table", "cellClicked"),
+        State("chargeback-by", "value"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        SHOW_GROUP_JS,
+        Output("chargeback-table", "selectedRows"),
+        Input("capacity-group", "value"),
+        Input("chargeback-table", "rowData"),
+        State("chargeback-by", "value"),
+    )
+    app.clientside_callback(
+        CSV_JS, Output("chargeback-table", "exportDataAsCsv"), Input("chargeback-csv", "n_clicks"), prevent_initial_call=True
+    )
