@@ -72,19 +72,20 @@ def bars(figure):
 
 
 def stacked(figure):
-    """{group as drawn: the sum of its bar's parts}."""
+    """{group as drawn: the sum of its bar's parts}, whichever way the bars run."""
     sums = {}
     for trace in bars(figure):
-        for x, y in zip(trace["x"], trace["y"], strict=True):
-            sums[x] = sums.get(x, 0.0) + y
+        groups, costs = (trace["y"], trace["x"]) if trace["orientation"] == "h" else (trace["x"], trace["y"])
+        for group, cost in zip(groups, costs, strict=True):
+            sums[group] = sums.get(group, 0.0) + cost
     return sums
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 60), st.integers(1, 200), st.integers(0, 10**6))
-def test_each_bar_holds_its_groups_total_and_all_bars_the_grids_total(groups, tools, seed):
+@given(st.integers(1, 60), st.integers(1, 200), st.integers(0, 10**6), st.booleans())
+def test_each_bar_holds_its_groups_total_and_all_bars_the_grids_total(groups, tools, seed, horizontal):
     answer = estate(groups, tools, seed)
-    figure = chargeback_chart(answer, "EUR")
+    figure = chargeback_chart(answer, "EUR", horizontal=horizontal)
     rows = group_rows(answer)
     (pinned,) = totals_row(answer, rows)
     sums = stacked(figure)
@@ -93,8 +94,8 @@ def test_each_bar_holds_its_groups_total_and_all_bars_the_grids_total(groups, to
     assert sum(sums.values()) == pytest.approx(pinned["total"], abs=0.01)
     assert pinned["commit_share"] + pinned["overage_cost"] == pytest.approx(pinned["total"], abs=0.01)
     # The costliest group first, then by name.
-    x = bars(figure)[0]["x"]
-    assert x == [row["group"] for row in sorted(rows, key=lambda r: (-r["total"], r["group"])) if row["total"]]
+    drawn = bars(figure)[0]["y" if horizontal else "x"]
+    assert drawn == [row["group"] for row in sorted(rows, key=lambda r: (-r["total"], r["group"])) if row["total"]]
 
 
 def test_the_ten_costliest_tools_are_named_and_the_rest_are_one_part_of_each_bar():

@@ -13,7 +13,7 @@ from dash_app.layouts.chargeback import (
     DEFAULT_BY,
     UNASSIGNED,
     chargeback_note,
-    chart_width,
+    chart_size,
     group_options,
     group_rows,
     totals_row,
@@ -43,6 +43,12 @@ function(clicked, by) {
 SHOW_GROUP_JS = """
 function(group, _rows, by) {
     return by === 'group' && typeof group === 'string' && group ? {ids: [group]} : [];
+}
+"""
+# A phone's screen (Bootstrap's xs): the chargeback's bars lie down there.
+NARROW_JS = """
+function(_pathname) {
+    return window.matchMedia('(max-width: 575.98px)').matches;
 }
 """
 # The grid's own CSV: its rows as sorted and filtered, the totals row last, numbers as they are.
@@ -95,10 +101,10 @@ class ChargebackView:
     def show(self, *values: object) -> tuple[Any, ...]:
         """Return the grid's rows, its totals row and first column's name, the stacked bar, its width and the note.
 
-        `values` are the grid's period line (the trigger), the "By" switch, the period's controls, the time zone's,
-        the address's path and the user's page's name.
+        `values` are the grid's period line (the trigger), the "By" switch, whether the screen is a phone's, the
+        period's controls, the time zone's, the address's path and the user's page's name.
         """
-        _line, by, choice, start_date, end_date, tz_choice, browser_zone, pathname, user = values
+        _line, by, narrow, choice, start_date, end_date, tz_choice, browser_zone, pathname, user = values
         if not is_capacity(pathname) or user:
             return (no_update,) * 6
         by = checked_by(by)
@@ -107,19 +113,20 @@ class ChargebackView:
         columns = Patch()
         columns[0]["headerName"] = BY_NAMES[by]
         if span is None:
-            return [], no_update, columns, empty_figure("Pick the first and last day"), chart_width(0), ""
+            return [], no_update, columns, empty_figure("Pick the first and last day"), chart_size(0), ""
         try:
             answer = self.service.chargeback(*span, by=by)
         except AnalysisUnavailable as exc:
-            return [], no_update, columns, empty_figure("No figures: the analysis was interrupted"), chart_width(0), str(exc)
+            return [], no_update, columns, empty_figure("No figures: the analysis was interrupted"), chart_size(0), str(exc)
         rows = group_rows(answer)
         pinned = Patch()
         pinned["pinnedBottomRowData"] = totals_row(answer, rows)
         inventory = [entry["tool"] for entry in self.pool.status()]
-        figure = chargeback_chart(answer, self.currency, inventory)
+        horizontal = narrow is True
+        figure = chargeback_chart(answer, self.currency, inventory, horizontal=horizontal)
         shown = sum(1 for row in rows if row["total"])
         note = chargeback_note(answer, configured=len(self.directory.mapping()) > 0)
-        return rows, pinned, columns, figure, chart_width(shown), note
+        return rows, pinned, columns, figure, chart_size(shown, figure["layout"].get("height")), note
 
 
 def register_chargeback_callbacks(app: "Dash", state: "AppState") -> None:
@@ -134,6 +141,7 @@ def register_chargeback_callbacks(app: "Dash", state: "AppState") -> None:
         # After the grid, as the estate's answers: its period line is written once the grid has its rows.
         Input("capacity-period-text", "children"),
         Input("chargeback-by", "value"),
+        Input("chargeback-narrow", "data"),
         *(State(*part) for part in PERIOD_INPUTS + ZONE_INPUTS),
         State("url", "pathname"),
         State("capacity-user", "data"),
@@ -152,6 +160,7 @@ def register_chargeback_callbacks(app: "Dash", state: "AppState") -> None:
         Input("chargeback-table", "rowData"),
         State("chargeback-by", "value"),
     )
+    app.clientside_callback(NARROW_JS, Output("chargeback-narrow", "data"), Input("url", "pathname"))
     app.clientside_callback(
         CSV_JS, Output("chargeback-table", "exportDataAsCsv"), Input("chargeback-csv", "n_clicks"), prevent_initial_call=True
     )

@@ -112,7 +112,8 @@ def controls(tools: Iterable[str]) -> dbc.Row:
                 xs=12,
                 md="auto",
             ),
-            dbc.Col(html.Div(id="capacity-period-text", className="text-muted small"), xs=12, md=True),
+            # Beside the controls where the screen has room for it (1400 px), below them otherwise.
+            dbc.Col(html.Div(id="capacity-period-text", className="text-muted small"), xs=12, xxl=True),
         ],
         class_name="g-2 gx-md-3 align-items-center mb-3",
     )

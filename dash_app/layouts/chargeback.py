@@ -36,9 +36,9 @@ NO_MAPPING = (
     "[,cost_centre]) or --ldap-url to split the cost over departments and cost centres; "
 )
 NO_SESSIONS = "Nobody held a license in this period: the commit cost is all on (unused)."
-# Below this width a bar is too thin to point at: the chart scrolls sideways in its card instead (a phone).
-PIXELS_PER_GROUP = 14
-CHART_MARGIN = 110
+# Below this width a bar is too thin to point at: the chart scrolls sideways in its card instead (a narrow tablet).
+PIXELS_PER_GROUP = 10
+CHART_MARGIN = 80
 
 
 def by_switch() -> dbc.RadioItems:
@@ -65,15 +65,15 @@ def chargeback_table(currency: str) -> dag.AgGrid:
             "headerName": BY_NAMES[DEFAULT_BY],
             "headerTooltip": "Group: where the users belong (--user-groups, the directory); (unassigned) is nobody's",
             "filter": "agTextColumnFilter",
-            "minWidth": 170,
-            "flex": 2,
+            "minWidth": 200,
+            "flex": 3,
             "pinned": "left",
             "tooltipField": "group",
         }
     ]
     for field, name, definition, kind in COLUMNS:
         columns.append(column(field, name + (unit if kind == "money" else ""), definition, formats[kind]))
-        columns[-1]["minWidth"] = 140 if kind == "money" else 110
+        columns[-1]["minWidth"] = 160 if kind == "money" else 120  # an estate's month ("16,491,600.03 EUR") whole
     columns[1]["sort"] = "desc"  # the costliest first
     table = grid(
         "chargeback-table",
@@ -104,7 +104,7 @@ def chargeback_section(currency: str) -> html.Div:
         id="chargeback-chart",
         figure=empty_figure("Waiting for the period…"),
         config=GRAPH_CONFIG,
-        className="chart-regular chart-legend",
+        className="chargeback-chart",
         style={"height": "var(--chart-height)"},
     )
     body = dbc.CardBody(
@@ -112,13 +112,11 @@ def chargeback_section(currency: str) -> html.Div:
             tools,
             # Why the split says little (no groups configured, nobody used a license); plain text.
             html.Div(id="chargeback-note", className="chargeback-note", role="status"),
-            dbc.Row(
-                [
-                    dbc.Col(chargeback_table(currency), xs=12, xl=5),
-                    dbc.Col(html.Div(chart, id="chargeback-chart-box", className="chargeback-chart-box"), xs=12, xl=7),
-                ],
-                class_name="g-3",
-            ),
+            # The bar over the whole width, sixty groups being many; the grid of their figures below it.
+            html.Div(chart, id="chargeback-chart-box", className="chargeback-chart-box"),
+            # Whether the screen is a phone's, read once on load: its bars lie down.
+            dcc.Store(id="chargeback-narrow", storage_type="memory"),
+            chargeback_table(currency),
         ],
         class_name="panel-body",
     )
@@ -175,8 +173,11 @@ def chargeback_note(answer: Mapping[str, Any] | None, configured: bool) -> list[
     return note
 
 
-def chart_width(groups: int) -> dict[str, str]:
-    """Return the chart's style for `groups` bars: wide enough to point at each, scrolled sideways in its card if need be."""
+def chart_size(groups: int, height: int | None = None) -> dict[str, str]:
+    """Return the chart's style for `groups` bars: wide enough to point at each (scrolled sideways in its card if need
+    be), or the figure's own `height` (a phone's, the bars lying down)."""
+    if height:
+        return {"height": f"{height}px"}
     return {"height": "var(--chart-height)", "minWidth": f"{CHART_MARGIN + PIXELS_PER_GROUP * groups}px"}
 
 
