@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dash_app import config as config_module
 from dash_app.alerts.setup import read_rules
 from dash_app.config import Config
+from dash_app.directory.service import read_groups_file
 from dash_app.eventlog.setup import SharedLogError, open_redis
 from dash_app.licenses import InventoryError, load_inventory
 from dash_app.store import Store, StoreError
@@ -30,6 +31,8 @@ def check_startup(config: Config) -> None:
     """Fail fast, in this process, on a bad tools file or database, before the server forks its worker."""
     load_inventory(config.tools_file)
     read_rules(config)  # a bad rules file or notify URL: AlertRulesError, a ConfigError
+    if config.user_groups:
+        read_groups_file(config.user_groups)  # a malformed line: GroupsFileError, a ConfigError naming the line
     store = Store(config.db)
     try:
         store.check_writable()
