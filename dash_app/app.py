@@ -191,6 +191,8 @@ def build_state(config: Config, lead: bool = True) -> AppState:
             history_days=config.history_days,
             billing_days=config.billing_days,
             true_denial_minutes=config.true_denial_minutes,
+            currency=config.currency,
+            groups=directory.mapping,
         ),
         services=services,
         api_source=api_source,
