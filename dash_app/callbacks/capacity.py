@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from dash import Input, Output, Patch, State, dcc, no_update
 
 from dash_app.analytics.runners import AnalysisUnavailable
-from dash_app.analytics.service import CSV_COLUMNS, Report, iso, table_rows
+from dash_app.analytics.service import CSV_COLUMNS, GroupError, Report, iso, table_rows
 from dash_app.auth import viewer as readers
 from dash_app.callbacks.capacity_js import CAPACITY_QUERY_JS, ROW_CLICK_JS, SHOW_ROW_JS
 from dash_app.callbacks.capacity_period import CAPACITY_PATH as CAPACITY_PATH
@@ -133,7 +133,7 @@ class CapacityView:
         user = query_values(search).get("user") or None
         # A user's page shows that user alone; without one, the estate and its tools.
         parts = (HIDDEN, SHOWN) if user else (SHOWN, HIDDEN)
-        group = picked_group(search, self.state.directory)
+        group = picked_group(search, self.service.group_names("group"))
         return HIDDEN, SHOWN, HIDDEN, *view_from_query(search, tools), missing_tool_text(search, tools), *parts, user, *group
 
     def show_period(self, *values: object) -> Sequence[Any]:
@@ -153,6 +153,8 @@ class CapacityView:
             report = self.service.report(*span, group=group)
         except AnalysisUnavailable as exc:
             return [], no_update, no_update, f"{exc}. Pick the period again.", range_box
+        except GroupError:  # the mapping changed since the picker had it: the group is no more
+            return [], no_update, no_update, f"No group named {group} now. Pick another.", range_box
         rows = table_rows(report)
         # Only the pinned row changes among the grid's options: the rest (sort, selection) stay as the page set them.
         pinned = Patch()
@@ -187,6 +189,8 @@ class CapacityView:
                 part = tool_part(report, detail, tool, zone, self.currency)
         except AnalysisUnavailable as exc:
             part = ["", f"{exc}. Pick the tool again.", *(charts.empty_figure("No figures: the analysis was interrupted"),) * 5]
+        except GroupError:
+            part = ["", f"No group named {group} now.", *(charts.empty_figure("Pick another group"),) * 5]
         return [*part, query_for(choice, first, last, shown, user, group)]
 
     def download(self, *values: object) -> Any:
@@ -201,7 +205,7 @@ class CapacityView:
             return no_update
         try:
             report = self.service.report(*span, group=group)
-        except AnalysisUnavailable:
+        except (AnalysisUnavailable, GroupError):
             return no_update
         return dcc.send_string(to_csv(table_rows(report), CSV_COLUMNS), "capacity.csv", type="text/csv")
 

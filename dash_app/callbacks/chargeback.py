@@ -1,17 +1,18 @@
 """Callbacks of the Capacity view's Chargeback section, and of the group picker that filters the rest of the view."""
 
+import json
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from dash import Input, Output, Patch, State, no_update
 
 from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.callbacks.capacity_period import PERIOD_INPUTS, ZONE_INPUTS, is_capacity, query_values, resolved_now
+from dash_app.directory.mapping import UNUSED, GroupKey
 from dash_app.figures.chargeback import chargeback_chart
 from dash_app.figures.common import empty_figure
 from dash_app.layouts.chargeback import (
     BY_NAMES,
-    DEFAULT_BY,
-    UNASSIGNED,
     chargeback_note,
     chart_size,
     group_options,
@@ -24,21 +25,27 @@ from dash_app.web import ApiError
 if TYPE_CHECKING:
     from dash import Dash
 
-    from dash_app.directory import Directory
     from dash_app.state import AppState
 
 # A click on a group's row picks the group, in the browser, as a tool's row picks the tool; the totals row, (unused)
 # (no one's) and a cost centre's row pick nothing.
-GROUP_CLICK_JS = """
+GROUP_CLICK_JS = (
+    """
 function(clicked, by) {
     const ns = window.dash_clientside;
     const group = clicked && clicked.rowId;
-    if (by !== 'group' || typeof group !== 'string' || group === '(unused)') {
+    if (by !== 'group' || typeof group !== 'string' || group === """
+    + json.dumps(UNUSED)
+    + """) {
         return ns.no_update;
     }
-    return group;
+    // The totals row is no group's: the grid's row model holds only the groups' rows.
+    let api = null;
+    try { api = window.dash_ag_grid.getApi('chargeback-table'); } catch (e) { api = null; }
+    return api && api.getRowNode(group) ? group : ns.no_update;
 }
 """
+)
 # The picked group's row is selected in the chargeback grid (none when the picker is cleared, or by cost centre).
 SHOW_GROUP_JS = """
 function(group, _rows, by) {
@@ -59,15 +66,9 @@ function(clicks) {
 """
 
 
-def known_groups(directory: "Directory") -> set[str]:
-    """Return the groups a picker may name: the mapping's, and (unassigned), where everyone else is."""
-    return {*directory.mapping().groups("group"), UNASSIGNED}
-
-
-def picked_group(search: object, directory: "Directory") -> tuple[str | None, list[dict[str, str]], str]:
-    """Return the group the address's ?group= picks (None for none or an unknown one), the picker's options and
-    why no group was picked ("" when the address names one that exists, or none)."""
-    groups = known_groups(directory)
+def picked_group(search: object, groups: Collection[str]) -> tuple[str | None, list[dict[str, str]], str]:
+    """Return the group the address's ?group= picks among `groups` (None for none or an unknown one), the picker's
+    options and why no group was picked ("" when the address names one that exists, or none)."""
     asked = query_values(search).get("group") or None
     group = asked if asked in groups else None
     message = f"No group named {asked}; showing everyone." if asked and group is None else ""
@@ -81,13 +82,13 @@ def checked_group(group: object) -> str | None:
     return group or None
 
 
-def checked_by(by: object) -> str:
+def checked_by(by: object) -> GroupKey:
     """Return the "By" switch's value, or raise ApiError 400 for one it cannot send."""
-    if by is None:
-        return DEFAULT_BY
-    if by not in BY_NAMES:
-        raise ApiError(400, "invalid_input", f"chargeback-by: must be one of {', '.join(BY_NAMES)}")
-    return str(by)
+    if by is None or by == "group":
+        return "group"
+    if by == "cost_centre":
+        return "cost_centre"
+    raise ApiError(400, "invalid_input", f"chargeback-by: must be one of {', '.join(BY_NAMES)}")
 
 
 class ChargebackView:
@@ -125,7 +126,8 @@ class ChargebackView:
         horizontal = narrow is True
         figure = chargeback_chart(answer, self.currency, inventory, horizontal=horizontal)
         shown = sum(1 for row in rows if row["total"])
-        note = chargeback_note(answer, configured=len(self.directory.mapping()) > 0)
+        # Configured: a --user-groups file or a directory, whether or not it has named anyone yet.
+        note = chargeback_note(answer, configured=bool(self.directory.health()))
         return rows, pinned, columns, figure, chart_size(shown, figure["layout"].get("height")), note
 
 

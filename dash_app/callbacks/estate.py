@@ -6,6 +6,7 @@ from dash import Input, Output, State, no_update
 
 from dash_app import privacy
 from dash_app.analytics.runners import AnalysisUnavailable
+from dash_app.analytics.service import GroupError
 from dash_app.auth import viewer as readers
 from dash_app.callbacks.capacity_js import TOOL_FROM_ADDRESS_JS
 from dash_app.callbacks.capacity_period import PERIOD_INPUTS, ZONE_INPUTS, is_capacity, resolved_now
@@ -51,6 +52,8 @@ class EstateView:
             users = self.service.users(*span, limit=TOP_USERS, group=group)["users"]
         except AnalysisUnavailable as exc:
             return [f"{exc}. Pick the period again."], empty_figure("No figures: the analysis was interrupted"), []
+        except GroupError:  # the mapping changed since the picker had it
+            return [f"No group named {group} now."], empty_figure("Pick another group"), []
         if names.mode == readers.HIDDEN:
             top: Any = USERS_HIDDEN
         else:

@@ -8,6 +8,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 from dash.development.base_component import Component
 
+from dash_app.directory.mapping import UNASSIGNED, UNUSED
 from dash_app.figures.common import empty_figure
 from dash_app.layouts.capacity_grid import FORMATS, HEADER_HEIGHT, column, money_js, number_js
 from dash_app.layouts.panels import GRAPH_CONFIG, ROW_CLASS, grid, panel_header
@@ -26,9 +27,6 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("tools", "Tools", "Tools the group is charged for in the period", "count"),
 )
 TOTALS_LABEL = "All groups"
-# Not a group of people: the commit cost of tools nobody used in the period. It cannot be picked.
-UNUSED = "(unused)"
-UNASSIGNED = "(unassigned)"
 # The page of the documentation that says how (the app serves no docs of its own: named, not linked).
 DOCS_PAGE = "docs/chargeback.md"
 NO_MAPPING = (
@@ -182,7 +180,8 @@ def chart_size(groups: int, height: int | None = None) -> dict[str, str]:
 
 
 def group_options(groups: Sequence[str], picked: str | None = None) -> list[dict[str, str]]:
-    """Return the group picker's options: the groups by name (case aside), (unassigned) last, and a picked one kept."""
+    """Return the group picker's options: the groups by name (case aside), (unassigned) last, a picked one kept; never
+    (unused), the commit cost of tools nobody used, which is no one's group."""
     names = {name for name in groups if name != UNUSED}
     if picked:
         names.add(picked)
