@@ -152,5 +152,5 @@ def test_without_groups_the_note_says_everyone_is_unassigned_and_where_to_read_h
     answer = answer_of({"(unassigned)": {"tool": (3.0, 10.0, 0.0)}})
     note = chargeback_note(answer, configured=False)
     assert note[0] == NO_MAPPING and "(unassigned)" in NO_MAPPING and "--user-groups" in NO_MAPPING
-    assert note[2].children == "docs/chargeback.md"
+    assert note[2].children == "docs/directory.md"
     assert chargeback_note(answer, configured=True) == []

@@ -10,7 +10,7 @@ from dash.development.base_component import Component
 
 from dash_app.directory.mapping import UNASSIGNED, UNUSED
 from dash_app.figures.common import empty_figure
-from dash_app.layouts.capacity_grid import FORMATS, HEADER_HEIGHT, column, money_js, number_js
+from dash_app.layouts.capacity_grid import FORMATS, column, money_js, number_js
 from dash_app.layouts.panels import GRAPH_CONFIG, ROW_CLASS, grid, panel_header
 
 # What the "By" switch offers: the API's by= values and their names.
@@ -27,8 +27,9 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("tools", "Tools", "Tools the group is charged for in the period", "count"),
 )
 TOTALS_LABEL = "All groups"
-# The page of the documentation that says how (the app serves no docs of its own: named, not linked).
-DOCS_PAGE = "docs/chargeback.md"
+HEADER_HEIGHT = 50
+# The page of the documentation that says how to configure groups (the app serves no docs of its own: named, not linked).
+DOCS_PAGE = "docs/directory.md"
 NO_MAPPING = (
     "No groups are configured, so everyone is in (unassigned). Give --user-groups FILE (a CSV of user,group"
     "[,cost_centre]) or --ldap-url to split the cost over departments and cost centres; "
@@ -79,7 +80,7 @@ def chargeback_table(currency: str) -> dag.AgGrid:
         "group",
         selectable=True,
         enableBrowserTooltips=True,
-        headerHeight=HEADER_HEIGHT,
+        headerHeight=HEADER_HEIGHT,  # two lines of a name: "Commit share (EUR)" wraps on a phone
         suppressColumnVirtualisation=True,
     )
     # The CSV has the numbers as they are (a spreadsheet sums them), not as the grid shows them.
