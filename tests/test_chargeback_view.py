@@ -17,6 +17,8 @@ from dash_app.layouts.chargeback import (
     totals_row,
 )
 from tests.browser_helpers import XSS
+from tests.test_capacity_view import PERIOD, capacity_callback
+from tests.test_hardening import callback_body
 
 
 def answer_of(costs, currency="EUR"):
@@ -154,3 +156,27 @@ def test_without_groups_the_note_says_everyone_is_unassigned_and_where_to_read_h
     assert note[0] == NO_MAPPING and "(unassigned)" in NO_MAPPING and "--user-groups" in NO_MAPPING
     assert note[2].children == "docs/directory.md"
     assert chargeback_note(answer, configured=True) == []
+
+
+def test_the_section_says_when_no_groups_are_configured_and_refuses_a_by_it_cannot_send(make_app):
+    client = make_app(currency="EUR").server.test_client()  # no --user-groups, no directory, no sessions
+    values = {**PERIOD, ("chargeback-by", "value"): "group", ("capacity-period-text", "children"): "line"}
+    text, answer = capacity_callback(client, "chargeback-note.children", values)
+    note = answer["chargeback-note"]["children"]
+    assert note[0] == NO_MAPPING and note[-1] == NO_SESSIONS
+    # Nobody used a license: each priced tool's commit cost is all on (unused), the grid's one row.
+    rows = answer["chargeback-table"]["rowData"]
+    assert [row["group"] for row in rows] == ["(unused)"] and rows[0]["total"] > 0
+    assert answer["chargeback-table"]["dashGridOptions"]["operations"]  # the totals row, as a Patch
+    bad = client.post(
+        "/_dash-update-component",
+        json=callback_body(
+            chargeback_dependency(client), {**values, ("chargeback-by", "value"): ["group"]}, "chargeback-by.value"
+        ),
+    )
+    assert bad.status_code == 400 and "chargeback-by" in bad.get_data(as_text=True)
+
+
+def chargeback_dependency(client):
+    deps = client.get("/_dash-dependencies").get_json()
+    return next(d for d in deps if "chargeback-note.children" in d["output"])
