@@ -129,7 +129,14 @@ def test_the_chargeback_grid_is_the_apis_and_a_picked_group_filters_the_view(das
     expected = {row["tool"]: row["borrows"] for row in mine["tools"]}
     assert sum(expected.values()) < sum(all_tools.values())
     until(lambda: {r["tool"]: r["borrows"] for r in grid_rows(dash_duo, "capacity-table")} == expected, timeout=10)
-    assert "Powertrain's users only" in dash_duo.find_element("#capacity-period-text").text
+    # The line above the grid: the group's overage and its share of the commit, as the chargeback has them.
+    (powertrain,) = [group for group in answer["groups"] if group["group"] == "Powertrain"]
+    line = dash_duo.find_element("#capacity-period-text").text
+    assert f"Powertrain's users only · overage {money(powertrain['overage_cost'], 'EUR')}, commit share " in line
+    assert f"commit share {money(powertrain['commit_share'], 'EUR')} of {money(totals['commit_cost'], 'EUR')}" in line
+    # Its row is the one selected in the chargeback grid.
+    selected = "return [...document.querySelectorAll('#chargeback-table .ag-center-cols-container .ag-row-selected')]"
+    until(lambda: dash_duo.driver.execute_script(selected + ".map(r => r.getAttribute('row-id'))") == ["Powertrain"], 5)
 
     # The address opens a group's view, whatever its name; clearing the picker shows everyone again.
     dash_duo.wait_for_page(url=f"{view}&group={quote_plus(XSS)}")

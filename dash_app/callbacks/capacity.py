@@ -82,17 +82,19 @@ def missing_tool_text(search: object, tools: set[str]) -> str:
     return f"No tool named {asked} in this period." if asked and asked not in tools else ""
 
 
-def period_text(report: Report, currency: str, group: str | None = None) -> str:
-    """Return the line above the grid: the period, its length, whose use (a group's users), and the estate's costs."""
+def period_text(report: Report, currency: str, group: str | None = None, commit_share: float = 0.0) -> str:
+    """Return the line above the grid: the period, its length, whose use (a group's users), and the costs over it.
+
+    For a group, its users' overage and its share of the estate's commit (the chargeback's `commit_share`).
+    """
     text = f"{iso(report.start)} to {iso(report.end)} · {(report.end - report.start) / 86400:.1f} days · costs per this period"
     if group:
         text += f" · {group}'s users only"
     totals = report.totals
     if totals:
-        text += (
-            f" · overage {money(totals.get('overage_cost') or 0, currency)},"
-            f" commit {money(totals.get('commit_cost') or 0, currency)}"
-        )
+        commit = money(totals.get("commit_cost") or 0, currency)
+        text += f" · overage {money(totals.get('overage_cost') or 0, currency)}, "
+        text += f"commit share {money(commit_share, currency)} of {commit}" if group else f"commit {commit}"
     return text
 
 
@@ -151,6 +153,7 @@ class CapacityView:
             return [], no_update, no_update, "Pick the first and last day.", range_box
         try:
             report = self.service.report(*span, group=group)
+            share = self.commit_share(*span, group) if group else 0.0
         except AnalysisUnavailable as exc:
             return [], no_update, no_update, f"{exc}. Pick the period again.", range_box
         except GroupError:  # the mapping changed since the picker had it: the group is no more
@@ -160,7 +163,12 @@ class CapacityView:
         pinned = Patch()
         pinned["pinnedBottomRowData"] = totals_row(report.totals, len(rows))
         options = tool_options(row["tool"] for row in rows)
-        return rows, pinned, options, period_text(report, self.currency, group), range_box
+        return rows, pinned, options, period_text(report, self.currency, group, share), range_box
+
+    def commit_share(self, start: float, end: float, group: str) -> float:
+        """Return the group's share of the period's commit cost, as the chargeback splits it (0 for a group that used none)."""
+        answer = self.service.chargeback(start, end)
+        return next((entry["commit_share"] for entry in answer["groups"] if entry["group"] == group), 0.0)
 
     def show_tool(self, *values: object) -> Sequence[Any]:
         """Show the picked tool's advice and curves; the grid's rows are not sent again (a row click comes here).
