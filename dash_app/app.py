@@ -159,7 +159,9 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         for name, build in sources.items():
             services[name] = build(pool)
 
-    directory = services[DIRECTORY] = build_directory(config, store, pool)
+    directory = build_directory(config, store, pool)
+    if lead:  # a one-off command (lead=False) has no use for a thread that follows the file and the directory
+        services[DIRECTORY] = directory
     # The ticker starts last, so its first tick sees what the sources brought at start.
     stream = services[STREAM] = StreamTicker(
         buffer,

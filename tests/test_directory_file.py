@@ -17,8 +17,8 @@ from dash_app.config import Config, ConfigError, coerce
 from dash_app.directory.csvfile import GroupsFileError, parse_from, parse_groups
 from dash_app.directory.mapping import ALWAYS, NOWHERE, UNASSIGNED, GroupMapping, Membership
 from dash_app.directory.service import DirectoryService
-from dash_app.testing import ServerProcess
-from dash_app.testing.servers import ROOT
+from dash_app.testing import RedisServer, ServerProcess
+from dash_app.testing.servers import ROOT, stop_all
 from tests.test_privacy_page import refresh
 from tests.test_server_polling import wait_for
 from tests.test_source_errors import Reader
@@ -58,6 +58,19 @@ def test_the_header_may_name_two_or_three_columns_and_a_byte_order_mark_is_no_pa
     path = tmp_path / "bom.csv"
     path.write_text("user,group\nalice,Eng\n", encoding="utf-8-sig")
     assert DirectoryService(str(path), None, set).mapping().users() == ["alice"]
+
+
+def test_a_file_from_a_spreadsheet_with_crlf_lines_reads_the_same():
+    assert parse_groups(GOOD.replace("\n", "\r\n"), WHERE) == parse_groups(GOOD, WHERE)
+
+
+def test_a_missing_or_unreadable_file_at_start_is_one_line(tmp_path):
+    with pytest.raises(GroupsFileError, match=f"^--user-groups {tmp_path}/none.csv: not found$"):
+        DirectoryService(str(tmp_path / "none.csv"), None, set)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("user,group\nrené,Eng\n".encode("latin-1"))
+    with pytest.raises(GroupsFileError, match=f"^--user-groups {latin}: cannot read: 'utf-8' codec can't decode"):
+        DirectoryService(str(latin), None, set)
 
 
 def test_from_is_a_date_at_midnight_utc_or_a_time_that_names_its_zone():
@@ -179,10 +192,11 @@ def test_the_service_follows_the_file_and_keeps_the_last_good_mapping_while_it_i
         good = service.mapping()
 
         rewrite(path, "user,group\nalice,Sales\nbob,\n")
-        until(lambda: health.state == "down", "the malformed file noted")
-        assert service.mapping() is good
+        # Written in place, the file may be read empty first (an error too): its next change brings it whole.
+        malformed = {"kind": "malformed file", "server": None, "detail": "line 3: group: must not be empty"}
+        until(lambda: health.as_dict()["error"] == malformed, "the malformed file noted")
+        assert service.mapping() is good and health.state == "down"
         entry = health.as_dict()
-        assert entry["error"] == {"kind": "malformed file", "server": None, "detail": "line 3: group: must not be empty"}
         assert entry["last_error"] == "malformed file: line 3: group: must not be empty"
 
         path.unlink()
@@ -190,8 +204,7 @@ def test_the_service_follows_the_file_and_keeps_the_last_good_mapping_while_it_i
         assert service.mapping() is good and health.state == "down"
 
         rewrite(path, "user,group\ncarol,Ops\n")
-        until(lambda: health.state == "up", "the good file read again")
-        assert service.mapping().users() == ["carol"]
+        until(lambda: health.state == "up" and service.mapping().users() == ["carol"], "the good file read again")
     finally:
         service.stop()
 
@@ -281,12 +294,43 @@ def test_a_malformed_change_shows_in_sources_and_the_source_strip_until_it_is_me
     assert "source-strip" not in out or not out["source-strip"].get("is_open")
 
     rewrite(path, "user,group,cost_centre\nalice,Eng,CC1\nbob,Sales,CC2,2026-11-01\n")
-    [entry] = wait_for(lambda: [e for e in directory_entries(server) if e["state"] == "down"], "the directory down")
-    assert entry["last_error"] == "malformed file: line 3: 4 fields, the header names 3"
+    error = "malformed file: line 3: 4 fields, the header names 3"
+    [entry] = wait_for(lambda: [e for e in directory_entries(server) if e["last_error"] == error], "the directory down")
+    assert entry["state"] == "down"
     _text, out = refresh(client)
     strip = out["source-strip"]["children"][0]
     assert f"directory {path} down for 0 min (malformed file: line 3: 4 fields, the header names 3)" in strip
 
     rewrite(path, "user,group,cost_centre\nalice,Eng,CC1\nbob,Sales,CC2\n")
-    [entry] = wait_for(lambda: [e for e in directory_entries(server) if e["state"] == "up"], "the directory up again")
-    assert entry["users"] == 2
+    wait_for(lambda: [e for e in directory_entries(server) if e["state"] == "up" and e["users"] == 2], "the file mended")
+
+
+def test_with_redis_every_process_follows_the_file_and_lists_its_own_directory_source(tmp_path):
+    path = tmp_path / "groups.csv"
+    path.write_text("user,group\nalice,Eng\n")
+    redis = RedisServer(tmp_path, persistent=False)
+    servers = []
+    try:
+        for _ in range(2):
+            env = {"DASH_APP_REDIS_URL": redis.url, "DASH_APP_DB": str(tmp_path / "shared.db"), "DASH_APP_USER_GROUPS": path}
+            servers.append(ServerProcess({k: str(v) for k, v in env.items()}, tmp_path))
+
+        def leading(server):
+            return requests.get(server.url + "/healthz", timeout=5).json()["leader"]
+
+        wait_for(lambda: any(leading(server) for server in servers), "a leader")
+        other = next(server for server in servers if not leading(server))  # lists the leader's sources, and its own
+        for server in servers:
+            assert [entry["state"] for entry in directory_entries(server)] == ["up"]
+        rewrite(path, "user,group\nalice,\n")
+        for server in servers:
+            wait_for(lambda: [e["state"] for e in directory_entries(server)] == ["down"], "each process's file down")  # noqa: B023
+        client = Reader(other.url, {})
+        _text, out = refresh(client)
+        assert (
+            f"directory {path} down for 0 min (malformed file: line 2: group: must not be empty)"
+            in (out["source-strip"]["children"][0])
+        )
+    finally:
+        stop_all(servers)
+        redis.stop()
