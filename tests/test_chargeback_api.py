@@ -3,10 +3,14 @@ through a real server's HTTP API with a --user-groups file: answers against the 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import time
 
 import pandas as pd
 import pytest
+import requests
 
 from dash_app.analytics import recommend
 from dash_app.analytics.capacity import capacity, commit_advice
@@ -17,7 +21,9 @@ from dash_app.licenses import LicensePool, load_inventory
 from dash_app.licenses.inventory import DEFAULT_TOOLS_FILE
 from dash_app.recording import EventRecorder
 from dash_app.store import Store
+from dash_app.testing.servers import ServerProcess, stop_all
 from dash_app.testing.synthetic import inventory_history, store_history
+from dash_app.timeutil import iso_second
 from tests.test_chargeback import charged_at, ms, reference
 
 DAY = 86400.0
@@ -126,3 +132,90 @@ def test_unknown_groups_are_refused_and_a_new_mapping_is_a_new_answer(service):
     finally:
         mappings[0] = old
     assert analytics.chargeback(made.start, made.end) == before
+
+
+# ---- through a real server ------------------------------------------------------------------------------------------
+
+VIEWER = {"X-Forwarded-User": "vic"}  # no groups: the lowest role
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A gunicorn over a database holding two days of history, users placed by a --user-groups file, readers by a proxy."""
+    tmp = tmp_path_factory.mktemp("chargeback")
+    end = (time.time() // 60 - 1) * 60
+    made = inventory_history(json.loads(DEFAULT_TOOLS_FILE.read_text()), days=2, sessions=3000, denials=300, seed=7, end=end)
+    store = Store(str(tmp / "server.db"))
+    store_history(store, made)
+    store.close()
+    users = sorted(set(made.sessions["user"]))
+    # Three users in four placed, by group and (but every third) cost centre; every eighth moves to qa after a day.
+    moved = iso_second(made.start + DAY + 1800)
+    lines, members = ["user,group,cost_centre,from"], {}
+    for k, user in enumerate(users):
+        if k % 4:
+            group, centre = ("eng", "ops")[k % 2], ("c1", "")[k % 3 == 0]
+            lines.append(f"{user},{group},{centre},")
+            members[user] = [Membership(ALWAYS, group, centre)]
+            if k % 8 == 1:
+                lines.append(f"{user},qa,c2,{moved}")
+                members[user].append(Membership(made.start + DAY + 1800, "qa", "c2"))
+    (tmp / "groups.csv").write_text("\n".join(lines) + "\n")
+    mapping = GroupMapping(members)
+    env = {
+        "DASH_APP_USER_GROUPS": str(tmp / "groups.csv"),
+        "DASH_APP_CURRENCY": "EUR",
+        "DASH_APP_AUTH": "proxy",
+        "DASH_APP_TRUSTED_PROXIES": "127.0.0.1/32",
+        "DASH_APP_PROXY_GROUPS_HEADER": "X-Forwarded-Groups",
+    }
+    running = ServerProcess(env, tmp)
+    yield running, made, mapping
+    stop_all([running])
+
+
+def ask(server, path, **params):
+    running, made, _ = server
+    query = {"from": iso_second(made.start), "to": iso_second(made.end), **params}
+    return requests.get(running.url + path, params=query, headers=VIEWER, timeout=30)
+
+
+def test_a_viewer_gets_the_split_of_the_reference_and_no_user_names(server):
+    _running, made, mapping = server
+    rows = made.sessions.to_dict("records")
+    for by in ("group", "cost_centre"):
+        response = ask(server, "/analytics/chargeback", by=by)
+        assert response.status_code == 200
+        assert response.json() == reference(rows, made.specs, made.start, made.end, 30, mapping, by, "EUR")
+        csv_text = ask(server, "/analytics/chargeback", by=by, format="csv").text
+        for text in (response.text, csv_text):
+            assert not {user for user in made.sessions["user"] if user in text}
+    answer = response.json()
+    table = list(csv.DictReader(io.StringIO(csv_text)))
+    assert list(table[0]) == ["group", "tool", "license_hours", "commit_share", "overage_cost", "total", "currency"]
+    expected = []
+    for group in answer["groups"]:
+        expected += [(group["group"], tool["tool"], str(tool["total"])) for tool in group["tools"]]
+        expected.append((group["group"], "(all tools)", str(group["total"])))
+    expected.append(("(all groups)", "(all tools)", str(answer["totals"]["total"])))
+    assert [(row["group"], row["tool"], row["total"]) for row in table] == expected
+    assert {row["currency"] for row in table} == {"EUR"}
+
+
+def test_a_group_filter_and_bad_queries_over_http(server):
+    everyone = ask(server, "/analytics/capacity").json()["totals"]
+    parts = [ask(server, "/analytics/capacity", group=g).json()["totals"] for g in ("eng", "ops", "qa", UNASSIGNED)]
+    assert sum(p["borrows"] for p in parts) == everyone["borrows"] and all(p["borrows"] for p in parts)
+    assert sum(p["denials"] for p in parts) == everyone["denials"]
+    users = ask(server, "/analytics/users", group="eng", limit="1000").json()["users"]
+    assert users and all(user["user"] is None for user in users)  # a viewer sees no names, here as anywhere
+    assert ask(server, "/analytics/recommendations", group="ops").status_code == 200
+    for path, params, field in (
+        ("/analytics/chargeback", {"by": "department"}, "by"),
+        ("/analytics/chargeback", {"group": "eng"}, "group"),
+        ("/analytics/capacity", {"group": "marketing"}, "group"),
+        ("/analytics/users", {"group": ""}, "group"),
+        ("/analytics/chargeback", {"format": "xml"}, "format"),
+    ):
+        response = ask(server, path, **params)
+        assert response.status_code == 400 and response.json()["detail"].startswith(f"{field}:"), (path, params)
