@@ -93,8 +93,11 @@ def test_the_chargeback_grid_is_the_apis_and_a_picked_group_filters_the_view(das
     day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     view = f"{base}/capacity?from={day}&to={day}"
 
+    # A name no group has is said so and filters nothing.
+    dash_duo.wait_for_page(url=f"{view}&group=Nobody")
+    dash_duo.wait_for_text_to_equal("#capacity-group-message", "No group named Nobody; showing everyone.")
+
     # The grid's group rows and its totals row are GET /analytics/chargeback's for the period the view shows.
-    dash_duo.wait_for_page(url=view)
     until(lambda: len(grid_rows(dash_duo, "chargeback-table") or []) == 4, timeout=20)
     start, end = period_of(dash_duo)
     answer = requests.get(f"{base}/analytics/chargeback", params={"from": start, "to": end}, timeout=10).json()
@@ -120,11 +123,14 @@ def test_the_chargeback_grid_is_the_apis_and_a_picked_group_filters_the_view(das
     assert all(abs(stacked(dash_duo)[name] - total) < 0.01 for name, total in expected.items())
 
     # A click on a group's row picks it: the capacity grid then holds its users' figures, and the address says so.
-    all_tools = {row["tool"]: row["borrows"] for row in grid_rows(dash_duo, "capacity-table")}
+    everyone = requests.get(f"{base}/analytics/capacity", params={"from": start, "to": end}, timeout=10).json()
+    all_tools = {row["tool"]: row["borrows"] for row in everyone["tools"]}
+    assert {row["tool"]: row["borrows"] for row in grid_rows(dash_duo, "capacity-table")} == all_tools  # Nobody: all
     cell = dash_duo.find_element('#chargeback-table .ag-row[row-id="Powertrain"] [col-id="group"]')
     dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", cell)
     cell.click()
     until(lambda: "group=Powertrain" in location_search(dash_duo), timeout=10)
+    assert dash_duo.find_element("#capacity-group-message").text == ""
     mine = requests.get(f"{base}/analytics/capacity", params={"from": start, "to": end, "group": "Powertrain"}, timeout=10).json()
     expected = {row["tool"]: row["borrows"] for row in mine["tools"]}
     assert sum(expected.values()) < sum(all_tools.values())

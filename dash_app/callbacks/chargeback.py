@@ -46,10 +46,12 @@ function(clicked, by) {
 }
 """
 )
-# The picked group's row is selected in the chargeback grid (none when the picker is cleared, or by cost centre).
+# The picked group's row is selected in the chargeback grid (none when the picker is cleared, or by cost centre); a
+# picked group also clears the message about an address that named none.
 SHOW_GROUP_JS = """
 function(group, _rows, by) {
-    return by === 'group' && typeof group === 'string' && group ? {ids: [group]} : [];
+    const picked = typeof group === 'string' && group;
+    return [by === 'group' && picked ? {ids: [group]} : [], picked ? '' : window.dash_clientside.no_update];
 }
 """
 # A phone's screen (Bootstrap's xs): the chargeback's bars lie down there.
@@ -158,9 +160,11 @@ def register_chargeback_callbacks(app: "Dash", state: "AppState") -> None:
     app.clientside_callback(
         SHOW_GROUP_JS,
         Output("chargeback-table", "selectedRows"),
+        Output("capacity-group-message", "children", allow_duplicate=True),
         Input("capacity-group", "value"),
         Input("chargeback-table", "rowData"),
         State("chargeback-by", "value"),
+        prevent_initial_call=True,
     )
     app.clientside_callback(NARROW_JS, Output("chargeback-narrow", "data"), Input("url", "pathname"))
     app.clientside_callback(
