@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from dash import Input, Output, Patch, State, dcc, no_update
 
 from dash_app.analytics.runners import AnalysisUnavailable
-from dash_app.analytics.service import CSV_COLUMNS, Report, iso, table_rows
+from dash_app.analytics.service import CSV_COLUMNS, GroupError, Report, iso, table_rows
 from dash_app.auth import viewer as readers
 from dash_app.callbacks.capacity_js import CAPACITY_QUERY_JS, ROW_CLICK_JS, SHOW_ROW_JS
 from dash_app.callbacks.capacity_period import CAPACITY_PATH as CAPACITY_PATH
@@ -20,6 +20,7 @@ from dash_app.callbacks.capacity_period import (
     view_from_query,
 )
 from dash_app.callbacks.capacity_user import register_user_callbacks
+from dash_app.callbacks.chargeback import checked_group, picked_group, register_chargeback_callbacks
 from dash_app.callbacks.estate import register_estate_callbacks
 from dash_app.export import to_csv
 from dash_app.figures import capacity as charts
@@ -81,15 +82,19 @@ def missing_tool_text(search: object, tools: set[str]) -> str:
     return f"No tool named {asked} in this period." if asked and asked not in tools else ""
 
 
-def period_text(report: Report, currency: str) -> str:
-    """Return the line above the grid: the period, its length, and the estate's costs over it when the report has them."""
+def period_text(report: Report, currency: str, group: str | None = None, commit_share: float = 0.0) -> str:
+    """Return the line above the grid: the period, its length, whose use (a group's users), and the costs over it.
+
+    For a group, its users' overage and its share of the estate's commit (the chargeback's `commit_share`).
+    """
     text = f"{iso(report.start)} to {iso(report.end)} · {(report.end - report.start) / 86400:.1f} days · costs per this period"
+    if group:
+        text += f" · {group}'s users only"
     totals = report.totals
     if totals:
-        text += (
-            f" · overage {money(totals.get('overage_cost') or 0, currency)},"
-            f" commit {money(totals.get('commit_cost') or 0, currency)}"
-        )
+        commit = money(totals.get("commit_cost") or 0, currency)
+        text += f" · overage {money(totals.get('overage_cost') or 0, currency)}, "
+        text += f"commit share {money(commit_share, currency)} of {commit}" if group else f"commit {commit}"
     return text
 
 
@@ -125,70 +130,90 @@ class CapacityView:
     def route(self, pathname: object, search: object) -> tuple[Any, ...]:
         """Show the view the address names (live or Capacity), opened as its query says."""
         if not is_capacity(pathname):
-            return SHOWN, HIDDEN, SHOWN, *(no_update,) * 8
+            return SHOWN, HIDDEN, SHOWN, *(no_update,) * 11
         tools = self.known_tools()
         user = query_values(search).get("user") or None
         # A user's page shows that user alone; without one, the estate and its tools.
         parts = (HIDDEN, SHOWN) if user else (SHOWN, HIDDEN)
-        return HIDDEN, SHOWN, HIDDEN, *view_from_query(search, tools), missing_tool_text(search, tools), *parts, user
+        group = picked_group(search, self.service.group_names("group"))
+        return HIDDEN, SHOWN, HIDDEN, *view_from_query(search, tools), missing_tool_text(search, tools), *parts, user, *group
 
-    def show_period(
-        self, choice: object, start_date: object, end_date: object, tz_choice: object, browser_zone: object, pathname: object
-    ) -> Sequence[Any]:
-        """Fill the grid with the period's report (run, or taken from the cache); a tool's pick never comes here."""
+    def show_period(self, *values: object) -> Sequence[Any]:
+        """Fill the grid with the period's report (run, or taken from the cache); a tool's pick never comes here.
+
+        `values` are the period's controls, the time zone's, the group picker's and the address's path.
+        """
+        choice, start_date, end_date, tz_choice, browser_zone, group, pathname = values
         if not is_capacity(pathname):
             return (no_update,) * 5
+        group = checked_group(group)
         choice, span = self.period(choice, start_date, end_date, time_zone(tz_choice, browser_zone))
         range_box = SHOWN if choice == "range" else HIDDEN
         if span is None:
             return [], no_update, no_update, "Pick the first and last day.", range_box
         try:
-            report = self.service.report(*span)
+            report = self.service.report(*span, group=group)
+            share = self.commit_share(*span, group) if group else 0.0
         except AnalysisUnavailable as exc:
             return [], no_update, no_update, f"{exc}. Pick the period again.", range_box
+        except GroupError:  # the mapping changed since the picker had it: the group is no more
+            return [], no_update, no_update, f"No group named {group} now. Pick another.", range_box
         rows = table_rows(report)
         # Only the pinned row changes among the grid's options: the rest (sort, selection) stay as the page set them.
         pinned = Patch()
         pinned["pinnedBottomRowData"] = totals_row(report.totals, len(rows))
         options = tool_options(row["tool"] for row in rows)
-        return rows, pinned, options, period_text(report, self.currency), range_box
+        return rows, pinned, options, period_text(report, self.currency, group, share), range_box
+
+    def commit_share(self, start: float, end: float, group: str) -> float:
+        """Return the group's share of the period's commit cost, as the chargeback splits it (0 for a group that used none)."""
+        answer = self.service.chargeback(start, end)
+        return next((entry["commit_share"] for entry in answer["groups"] if entry["group"] == group), 0.0)
 
     def show_tool(self, *values: object) -> Sequence[Any]:
         """Show the picked tool's advice and curves; the grid's rows are not sent again (a row click comes here).
 
-        `values` are the period's controls, the tool, the time zone's controls, the address's path and ?user=.
+        `values` are the period's controls, the tool, the time zone's controls, the group, the address's path and ?user=.
         """
-        choice, start_date, end_date, tool, tz_choice, browser_zone, pathname, user = values
+        choice, start_date, end_date, tool, tz_choice, browser_zone, group, pathname, user = values
         if not is_capacity(pathname):
             return (no_update,) * (TOOL_OUTPUTS + 1)
         if tool is not None and not isinstance(tool, str):
             raise ApiError(400, "invalid_input", "capacity-tool: must be a tool name")
+        group = checked_group(group)
         zone = time_zone(tz_choice, browser_zone)
         choice, span = self.period(choice, start_date, end_date, zone)
         first, last = (value if isinstance(value, str) else None for value in (start_date, end_date))
         if span is None:
-            return "", "", *(charts.empty_figure("Pick the first and last day"),) * 5, query_for(choice, first, last, None, user)
+            empty = charts.empty_figure("Pick the first and last day")
+            return "", "", *(empty,) * 5, query_for(choice, first, last, None, user, group)
         shown: str | None = None
         part: list[Any] = ["", NO_TOOL, *(charts.empty_figure("Pick a tool in the table or above"),) * 5]
         try:
-            report = self.service.report(*span) if tool else None
+            report = self.service.report(*span, group=group) if tool else None
             if tool and report is not None and tool in report.tool_names():
                 shown = tool
-                part = tool_part(report, self.service.detail(tool, *span, zone), tool, zone, self.currency)
+                detail = self.service.detail(tool, *span, zone, group=group)
+                part = tool_part(report, detail, tool, zone, self.currency)
         except AnalysisUnavailable as exc:
             part = ["", f"{exc}. Pick the tool again.", *(charts.empty_figure("No figures: the analysis was interrupted"),) * 5]
-        return [*part, query_for(choice, first, last, shown, user)]
+        except GroupError:
+            part = ["", f"No group named {group} now.", *(charts.empty_figure("Pick another group"),) * 5]
+        return [*part, query_for(choice, first, last, shown, user, group)]
 
-    def download(
-        self, _clicks: object, choice: object, start_date: object, end_date: object, tz_choice: object, browser_zone: object
-    ) -> Any:
-        """Send the table of the period as CSV."""
+    def download(self, *values: object) -> Any:
+        """Send the table of the period as CSV (of the picked group's users only when one is picked).
+
+        `values` are the button's clicks, the period's controls, the time zone's and the group picker's.
+        """
+        _clicks, choice, start_date, end_date, tz_choice, browser_zone, group = values
+        group = checked_group(group)
         _choice, span = self.period(choice, start_date, end_date, time_zone(tz_choice, browser_zone))
         if span is None:
             return no_update
         try:
-            report = self.service.report(*span)
-        except AnalysisUnavailable:
+            report = self.service.report(*span, group=group)
+        except (AnalysisUnavailable, GroupError):
             return no_update
         return dcc.send_string(to_csv(table_rows(report), CSV_COLUMNS), "capacity.csv", type="text/csv")
 
@@ -210,6 +235,9 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         Output("capacity-main", "style"),
         Output("capacity-user-section", "style"),
         Output("capacity-user", "data"),
+        Output("capacity-group", "value"),
+        Output("capacity-group", "options"),
+        Output("capacity-group-message", "children"),
         Input("url", "pathname"),
         State("url", "search"),
     )(view.route)
@@ -221,6 +249,7 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         Output("capacity-range-box", "style"),
         *period,
         *zone,
+        Input("capacity-group", "value"),
         State("url", "pathname"),
     )(view.show_period)
     app.callback(
@@ -231,6 +260,7 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         *period,
         Input("capacity-tool", "value"),
         *zone,
+        Input("capacity-group", "value"),
         State("url", "pathname"),
         State("capacity-user", "data"),
     )(view.show_tool)
@@ -238,6 +268,7 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
         Output("capacity-download", "data"),
         Input("capacity-csv", "n_clicks"),
         *(State(*part) for part in PERIOD_INPUTS + ZONE_INPUTS),
+        State("capacity-group", "value"),
         prevent_initial_call=True,
     )(view.download)
     app.clientside_callback(
@@ -262,3 +293,4 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
     )
     register_estate_callbacks(app, state)
     register_user_callbacks(app, state)
+    register_chargeback_callbacks(app, state)

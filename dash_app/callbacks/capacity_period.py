@@ -43,11 +43,15 @@ def view_from_query(search: object, tools: Collection[str]) -> tuple[str, str | 
     return (choice if choice in PERIOD_VALUES and choice != "range" else DEFAULT_PERIOD), None, None, tool
 
 
-def query_for(choice: str, start_date: str | None, end_date: str | None, tool: str | None, user: object = None) -> str:
-    """Return the /capacity query that opens this view (a user's page when `user` is a name)."""
+def query_for(
+    choice: str, start_date: str | None, end_date: str | None, tool: str | None, user: object = None, group: object = None
+) -> str:
+    """Return the /capacity query that opens this view (a user's page for a `user`, a group's users for a `group`)."""
     params: dict[str, str] = {"user": user} if isinstance(user, str) and user else {}
     if tool and not params:
         params["tool"] = tool
+    if isinstance(group, str) and group and "user" not in params:
+        params["group"] = group
     if choice == "range" and start_date and end_date:
         params.update({"from": start_date, "to": end_date})
     elif choice.isdigit():

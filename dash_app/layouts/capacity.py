@@ -8,6 +8,7 @@ from dash.development.base_component import Component
 
 from dash_app.layouts.capacity_grid import capacity_table
 from dash_app.layouts.capacity_user import user_section
+from dash_app.layouts.chargeback import chargeback_section
 from dash_app.layouts.estate import estate_panels
 from dash_app.layouts.panels import ROW_CLASS, chart_panel, panel_row, table_panel
 
@@ -36,7 +37,7 @@ def chart(graph_id: str, title: str, hint: str) -> dbc.Card:
 
 
 def controls(tools: Iterable[str]) -> dbc.Row:
-    """Return the period picker, the date range it opens, the tool picker and the CSV download."""
+    """Return the period picker, the date range it opens, the tool and group pickers and the CSV download."""
     return dbc.Row(
         [
             dbc.Col(
@@ -84,6 +85,26 @@ def controls(tools: Iterable[str]) -> dbc.Row:
                 md="auto",
             ),
             dbc.Col(
+                dbc.Label(
+                    [
+                        html.Span("Group", className="control-label"),
+                        # Filters the grid, the tool's curves and the estate's answers to the group's users.
+                        dcc.Dropdown(
+                            id="capacity-group",
+                            options=[],
+                            placeholder="All groups",
+                            searchable=True,
+                            clearable=True,
+                            maxHeight=PICKER_HEIGHT,
+                            className="control-group",
+                        ),
+                    ],
+                    class_name="control mb-0",
+                ),
+                xs=12,
+                md="auto",
+            ),
+            dbc.Col(
                 [
                     dbc.Button("Download CSV", id="capacity-csv", size="sm", outline=True, color="secondary"),
                     dcc.Download(id="capacity-download"),
@@ -91,7 +112,8 @@ def controls(tools: Iterable[str]) -> dbc.Row:
                 xs=12,
                 md="auto",
             ),
-            dbc.Col(html.Div(id="capacity-period-text", className="text-muted small"), xs=12, md=True),
+            # Beside the controls where the screen has room for it (1400 px), below them otherwise.
+            dbc.Col(html.Div(id="capacity-period-text", className="text-muted small"), xs=12, xxl=True),
         ],
         class_name="g-2 gx-md-3 align-items-center mb-3",
     )
@@ -106,7 +128,16 @@ def capacity_page(currency: str, tools: Iterable[str]) -> html.Section:
             # The user's name from ?user=, for the user's page; None for the estate's.
             dcc.Store(id="capacity-user", storage_type="memory"),
             # What the browser-side callback that installs the pickers' typing writes: nothing.
-            html.Div(tools_part(currency) + [estate_panels()], id="capacity-main"),
+            html.Div(
+                [
+                    # Why the address's group= filters nothing; plain text (a name is never HTML).
+                    html.Div(id="capacity-group-message", className="capacity-tool-message", role="status"),
+                    *tools_part(currency),
+                    estate_panels(),
+                    chargeback_section(currency),
+                ],
+                id="capacity-main",
+            ),
         ],
         id="capacity-section",
         style={"display": "none"},
