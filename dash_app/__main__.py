@@ -9,6 +9,7 @@ from dash_app.alerts.setup import read_rules
 from dash_app.config import Config
 from dash_app.eventlog.setup import SharedLogError, open_redis
 from dash_app.licenses import InventoryError, load_inventory
+from dash_app.reports.setup import read_reports
 from dash_app.store import Store, StoreError
 
 
@@ -30,6 +31,7 @@ def check_startup(config: Config) -> None:
     """Fail fast, in this process, on a bad tools file or database, before the server forks its worker."""
     load_inventory(config.tools_file)
     read_rules(config)  # a bad rules file or notify URL: AlertRulesError, a ConfigError
+    read_reports(config)  # a bad reports file or URL: ReportsError, a ConfigError
     store = Store(config.db)
     try:
         store.check_writable()
