@@ -16,5 +16,5 @@ def reports() -> Response:
         raise ApiError(403, "forbidden", "the scheduled reports are shown to admins only")
     scheduler = get_state().reports
     if scheduler is None:
-        return jsonify({"reports": [], "error": None})
-    return jsonify({"reports": scheduler.status(), "error": scheduler.error})
+        return jsonify({"reports": [], "last_pass": None, "error": None})
+    return jsonify({"reports": scheduler.status(), **scheduler.health()})

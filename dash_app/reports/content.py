@@ -62,7 +62,7 @@ def compose(report: ReportRule, figures: Figures, link: str) -> Message:
 
 
 def _money(value: float | None, currency: str) -> str:
-    return f"{value or 0.0:,.2f} {currency}"
+    return f"{value or 0.0:,.2f} {currency}" if currency else f"{value or 0.0:,.2f}"
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[bool]) -> str:

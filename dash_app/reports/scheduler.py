@@ -64,6 +64,7 @@ class ReportScheduler:
         self._guard: TryGuard | None = None
         self._lock = threading.Lock()
         self._error: str | None = None  # the last pass's failure (the database down, ...), for GET /reports
+        self._last_pass: float | None = None  # when the last pass ended that went through
 
     def start(self) -> None:
         """Start the thread."""
@@ -88,7 +89,7 @@ class ReportScheduler:
         while not self._thread.stopping.is_set():
             try:
                 self.run_once()
-                self._error = None
+                self._error, self._last_pass = None, self._clock()
             except Exception as exc:
                 # The database down or an analysis failing: logged, shown in GET /reports, tried again next pass.
                 log.exception("reports: a pass failed")
@@ -217,7 +218,6 @@ class ReportScheduler:
             )
         return answer
 
-    @property
-    def error(self) -> str | None:
-        """The last pass's failure, None when the last pass went through."""
-        return self._error
+    def health(self) -> dict[str, Any]:
+        """Return the thread's own state for GET /reports: when its last good pass ended, and the last pass's failure."""
+        return {"last_pass": None if self._last_pass is None else iso_second(self._last_pass), "error": self._error}
