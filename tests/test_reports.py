@@ -270,8 +270,9 @@ READER_HEADER = "X-Test-Reader"
 READERS = {"admin": Viewer("root", ADMIN), "analyst": Viewer("ann", ANALYST), "viewer": Viewer("vic", VIEWER)}
 
 
-def test_get_reports_is_for_admins_only(make_app, tmp_path):
-    path = reports_file(tmp_path, [daily("r", datetime.now(UTC), ["json://127.0.0.1:9/x?+Authorization=secret-token"])])
+def test_get_reports_and_the_sources_pages_card_are_for_admins_only(make_app, tmp_path):
+    url = "json://127.0.0.1:9/x?+Authorization=secret-token"
+    path = reports_file(tmp_path, [daily("r <b>", datetime.now(UTC) + timedelta(hours=1), [url])])
     app = make_app(reports_file=path)
 
     @app.server.before_request
@@ -282,6 +283,12 @@ def test_get_reports_is_for_admins_only(make_app, tmp_path):
     for reader in ("analyst", "viewer"):
         response = client.get("/reports", headers={READER_HEADER: reader})
         assert response.status_code == 403 and response.get_json()["error"] == "forbidden"
+        page = client.get("/sources?format=html", headers={READER_HEADER: reader}).get_data(as_text=True)
+        assert "Scheduled reports" not in page and "r &lt;b&gt;" not in page
     answer = client.get("/reports", headers={READER_HEADER: "admin"}).get_json()
-    assert [entry["name"] for entry in answer["reports"]] == ["r"]
+    assert [entry["name"] for entry in answer["reports"]] == ["r <b>"]
     assert "secret-token" not in json.dumps(answer)  # channels are shown redacted
+    page = client.get("/sources?format=html", headers={READER_HEADER: "admin"}).get_data(as_text=True)
+    card = page[page.index('id="scheduled-reports"') :]
+    assert "<td>r &lt;b&gt;</td>" in card and "<b>" not in card and "secret-token" not in page
+    assert f"<td>{answer['reports'][0]['next_run']}</td>" in card
