@@ -13,12 +13,18 @@ import pytest
 import requests
 from flask import g, request
 
+from dash_app.alerts.redaction import check_url
+from dash_app.analytics.service import Report
 from dash_app.auth.viewer import ADMIN, ANALYST, VIEWER, Viewer
+from dash_app.reports.content import Figures
+from dash_app.reports.rules import parse_reports
+from dash_app.reports.scheduler import ReportScheduler
 from dash_app.reports.storage import Claim, ReportStorage
 from dash_app.store import Store
 from dash_app.store import tables as t
 from dash_app.testing import RedisServer, ServerProcess
-from dash_app.testing.receivers import SmtpReceiver
+from dash_app.testing.clock import FakeClock
+from dash_app.testing.receivers import SmtpReceiver, WebhookReceiver
 from dash_app.testing.servers import stop_all
 from dash_app.timeutil import iso_second
 
@@ -292,3 +298,51 @@ def test_get_reports_and_the_sources_pages_card_are_for_admins_only(make_app, tm
     card = page[page.index('id="scheduled-reports"') :]
     assert "<td>r &lt;b&gt;</td>" in card and "<b>" not in card and "secret-token" not in page
     assert f"<td>{answer['reports'][0]['next_run']}</td>" in card
+
+
+def quiet_figures(report, start, end):
+    """Figures of an estate without tools: what the scheduler's tests need of a period's analyses."""
+    return Figures(start, end, "EUR", Report(start, end, 30, [], [], {"commit_cost": 0.0, "overage_cost": 0.0}))
+
+
+def test_the_scheduler_sends_the_latest_missed_period_once_and_takes_over_a_crashed_claim(tmp_path):
+    """In process, on a fake clock: nothing for a period due before the report was configured; of several missed
+    periods only the latest; a period a crashed process claimed is sent once its lease has run out."""
+    store = Store(tmp_path / "reports.db")
+    clock = FakeClock(utc_at(2026, 12, 7, 12, 0))
+    with WebhookReceiver() as hook:
+        rule = parse_reports([daily("d", datetime(2026, 1, 1, 7, 0), [hook.url()], content=["summary"])], check_url)[0]
+
+        def scheduler(owner):
+            return ReportScheduler((rule,), ReportStorage(store, owner), quiet_figures, "http://dash", clock=clock)
+
+        try:
+            live = scheduler("live")
+            live.run_once()  # configured now: today's 07:00 was before, nothing is sent
+            assert hook.requests == []
+            clock.now = utc_at(2026, 12, 10, 9, 0)  # three days later: the 8th, 9th and 10th were missed
+            live.run_once()
+            (sent,) = hook.wait_for(1)
+            assert "2026-12-09" in sent.body["title"]  # yesterday's, for the 10th; not the 8th's or 9th's
+            live.run_once()
+            assert len(hook.requests) == 1
+            # A process claimed the 11th's period, then crashed.
+            clock.now = utc_at(2026, 12, 11, 7, 0, 1)
+            start, end = utc_at(2026, 12, 10, 0, 0), utc_at(2026, 12, 11, 0, 0)
+            assert ReportStorage(store, "crashed").claim("d", start, end, clock.now - 1, clock.now) is not None
+            other = scheduler("other")
+            other.run_once()
+            assert len(hook.requests) == 1  # its lease holds
+            clock.advance(61)
+            other.run_once()
+            assert len(hook.wait_for(2)) == 2 and "2026-12-10" in hook.requests[1].body["title"]
+            live.run_once()
+            other.run_once()
+            assert len(hook.requests) == 2
+            assert [entry["state"] for entry in other.status()] == ["sent"]
+        finally:
+            store.close()
+
+
+def utc_at(*args):
+    return datetime(*args, tzinfo=UTC).timestamp()

@@ -119,10 +119,11 @@ class ReportScheduler:
                 continue  # sent, or another process holds it
             if time.monotonic() < self._retry_at.get(key, 0.0):
                 continue  # the claim is renewed; the next try waits for its back-off
-            self._send(report, key, claim, start, end)
+            self._send(report, key, claim, (start, end, due))
 
-    def _send(self, report: ReportRule, key: tuple[str, float], claim: Claim, start: float, end: float) -> None:
-        """Make one try of a claimed period: deliver to each channel not yet delivered to, record the outcome."""
+    def _send(self, report: ReportRule, key: tuple[str, float], claim: Claim, period: tuple[float, float, float]) -> None:
+        """Make one try of a claimed period (start, end, due): deliver to each channel not yet delivered to, record it."""
+        start, end, due = period
         delivered = set(claim.delivered)
         errors: list[str] = []
         try:
@@ -134,6 +135,11 @@ class ReportScheduler:
         for n, url in enumerate(report.to):
             if message is None or n in delivered or self._thread.stopping.is_set():
                 continue
+            # Renewed before each channel (gathering the figures may have taken long): a claim whose lease ran out
+            # meanwhile may have been taken over by another process, which then sends; this one must not.
+            if self._storage.claim(report.name, start, end, due, self._clock()) is None:
+                log.warning("report %s: its claim ran out and was taken over; this process leaves it", report.name)
+                return
             channel = redact(url)
             ok, error = self._try(url, channel, message)
             if ok:
@@ -145,17 +151,17 @@ class ReportScheduler:
         now = self._clock()
         error = "; ".join(errors) or None
         held = self._storage.record(report.name, start, Claim(frozenset(delivered), tries), error, now, sent)
-        period = f"{iso_second(start)} to {iso_second(end)}"
+        dates = f"{iso_second(start)} to {iso_second(end)}"
         if sent and held:
             self._sent.add(key)
             self._retry_at.pop(key, None)
-            log.info("report %s for %s sent (try %d)", report.name, period, tries)
+            log.info("report %s for %s sent (try %d)", report.name, dates, tries)
         elif not held:
-            log.warning("report %s for %s: another process took it over", report.name, period)
+            log.warning("report %s for %s: another process took it over", report.name, dates)
         else:
             delay = self._backoff.delay(tries)
             self._retry_at[key] = time.monotonic() + delay
-            log.warning("report %s for %s not sent (try %d), retrying in %gs: %s", report.name, period, tries, delay, error)
+            log.warning("report %s for %s not sent (try %d), retrying in %gs: %s", report.name, dates, tries, delay, error)
 
     def _try(self, url: str, channel: str, message: Message) -> tuple[bool, str | None]:
         """Deliver `message` to `url` once under the deadline; return (delivered, why not)."""
