@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dash_app import config as config_module
 from dash_app.alerts.setup import read_rules
 from dash_app.config import Config
+from dash_app.directory.service import read_groups_file
 from dash_app.eventlog.setup import SharedLogError, open_redis
 from dash_app.licenses import InventoryError, load_inventory
 from dash_app.reports.setup import read_reports
@@ -32,6 +33,8 @@ def check_startup(config: Config) -> None:
     load_inventory(config.tools_file)
     read_rules(config)  # a bad rules file or notify URL: AlertRulesError, a ConfigError
     read_reports(config)  # a bad reports file or URL: ReportsError, a ConfigError
+    if config.user_groups:
+        read_groups_file(config.user_groups)  # a malformed line: GroupsFileError, a ConfigError naming the line
     store = Store(config.db)
     try:
         store.check_writable()

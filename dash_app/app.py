@@ -19,13 +19,14 @@ from dash_app.callbacks import register_callbacks
 from dash_app.compression import register_compression
 from dash_app.config import Config
 from dash_app.dash_routes import register_dash_routes
+from dash_app.directory.service import DirectoryService, UserNames
 from dash_app.layouts import dashboard
 from dash_app.licenses import LicensePool, SeriesNames, load_inventory
 from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.recording import EventRecorder
 from dash_app.reports.setup import build_reports, read_reports
 from dash_app.routes import register_routes
-from dash_app.services import DELIVERIES, DEMO, FLEXLM, LEASE, LOG, PERSISTER, POLLER, REPORTS, STORE, STREAM, Service
+from dash_app.services import DELIVERIES, DEMO, DIRECTORY, FLEXLM, LEASE, LOG, PERSISTER, POLLER, REPORTS, STORE, STREAM, Service
 from dash_app.sources.demo import DemoTraffic
 from dash_app.sources.flexlm import FlexLMFollower
 from dash_app.sources.health import SourceHealth, down_of, sources_of
@@ -34,6 +35,7 @@ from dash_app.state import AppState, WebSettings, attach_state
 from dash_app.store import Store
 from dash_app.store.history import HistoryKeeper, stored_tool_names
 from dash_app.store.restore import restore_buffer
+from dash_app.store.session_users import session_users_after
 from dash_app.stream import StreamTicker, stream_capacity
 from dash_app.stream.routes import end_streams_on_worker_exit
 
@@ -158,12 +160,14 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         for name, build in sources.items():
             services[name] = build(pool)
 
+    directory = services[DIRECTORY] = build_directory(config, store, pool)
     analytics = CapacityService(
         store,
         pool,
         history_days=config.history_days,
         billing_days=config.billing_days,
         true_denial_minutes=config.true_denial_minutes,
+        currency=config.currency,
     )
     # Every process runs the reports' thread (a one-off command none): each period's claim in the database sends it once.
     reports = build_reports(config, read_reports(config), store, analytics) if lead else None
@@ -198,9 +202,30 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         services=services,
         api_source=api_source,
         alerts=alerts,
+        directory=directory,
         shared=shared,
         reports=reports,
     )
+
+
+def build_directory(config: Config, store: Store, pool: LicensePool) -> DirectoryService:
+    """Return the service that knows who belongs where (the --user-groups file over the company directory)."""
+    ldap = None
+    if config.ldap_url:
+        from dash_app.directory.ldap import LdapDirectory  # noqa: PLC0415 - ldap3 loads only where it is used
+
+        ldap = LdapDirectory(
+            config.ldap_url,
+            config.ldap_base_dn,
+            user_filter=config.ldap_user_filter,
+            group_attribute=config.ldap_group_attribute,
+            cost_centre_attribute=config.ldap_cost_centre_attribute,
+            bind_dn=config.ldap_bind_dn,
+            password=config.ldap_password,
+        )
+    # The users to look up: every user of the stored sessions, and whoever holds a license now.
+    users = UserNames(lambda after: session_users_after(store, after), lambda: (b.user for b in pool.active_borrows()))
+    return DirectoryService(config.user_groups, ldap, users, refresh_seconds=config.ldap_refresh_hours * 3600)
 
 
 def demo_backfill_hours(hours: float, store: Store) -> float:

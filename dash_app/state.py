@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
     from dash_app.alerts.engine import AlertEngine
     from dash_app.analytics.service import CapacityService
     from dash_app.buffer import RealtimeMetricsBuffer
+    from dash_app.directory.service import DirectoryService
     from dash_app.eventlog.shared import SharedLog
     from dash_app.licenses import LicensePool
     from dash_app.recording import EventRecorder
@@ -58,6 +59,7 @@ class AppState:
     services: dict[str, Service]  # by name (STORE, DEMO, ...), in start order
     api_source: SourceHealth  # the REST API as a source of events: its counters
     alerts: AlertEngine
+    directory: DirectoryService  # who belongs where: the file's and the company directory's groups
     shared: SharedLog | None = None  # with --redis: the shared log this process follows
     reports: ReportScheduler | None = None  # with --reports: the scheduled reports' thread (also in `services`)
     _stopped: threading.Event = field(default_factory=threading.Event)

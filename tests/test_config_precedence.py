@@ -14,6 +14,7 @@ from dash_app.config.parsers import parse_bool
 
 BY_NAME = {s.name: s for s in SETTINGS}
 REDIS = "redis://127.0.0.1:6379/0"  # never connected to: the loader only reads it
+LDAP = "ldap://ldap.example:389"
 OIDC = {"oidc_issuer": "https://id.example", "oidc_client_id": "dash", "oidc_client_secret": "s" * 24}
 
 # Every check of settings against each other in config.py, as pairs: setting A at `needs` requires setting B at
@@ -39,6 +40,10 @@ PAIRS = [
     ),
     ("workers", "2", "1", "secret_key", "x" * 32, None, {"redis_url": REDIS, "auth": "proxy", "trusted_proxies": "10.0.0.0/8"}),
     ("workers", "2", "1", "redis_url", REDIS, None, {"auth": "proxy", "trusted_proxies": "10.0.0.0/8", "secret_key": "x" * 32}),
+    ("ldap_url", LDAP, "", "ldap_base_dn", "dc=example,dc=com", None, {}),
+    ("ldap_url", LDAP, "", "ldap_user_filter", "(cn={user})", "(cn=x)", {"ldap_base_dn": "dc=x"}),
+    ("ldap_url", LDAP, "", "ldap_group_attribute", "ou", " ", {"ldap_base_dn": "dc=x"}),
+    ("ldap_bind_dn", "cn=a", "", "ldap_password", "pw", None, {"ldap_url": LDAP, "ldap_base_dn": "dc=x"}),
 ]
 
 
@@ -67,7 +72,7 @@ def has_flag(name):
 def checked_settings():
     """Every setting the cross-setting checks read (config.X in _checked and _check_auth)."""
     names = set()
-    for function in (declared._checked, declared._check_auth):
+    for function in (declared._checked, declared._check_auth, declared._check_directory):
         for node in ast.walk(ast.parse(inspect.getsource(function))):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "config":
                 names.add(node.attr)
@@ -130,9 +135,16 @@ SAMPLES = {
     "oidc_issuer": ("https://a.example", "https://b.example"),
     "trusted_proxies": ("10.0.0.0/8", "192.168.0.0/16"),
     "role_map": ("g=admin", "h=viewer"),
+    "ldap_url": ("ldap://a.example", "ldaps://b.example:636"),
 }
 # What lets any one of them pass the checks on its own.
-CONTEXT = {"redis_url": REDIS, "pseudonym_key": "k" * 16, "secret_key": "x" * 32, "trusted_proxies": "172.16.0.0/12"}
+CONTEXT = {
+    "redis_url": REDIS,
+    "pseudonym_key": "k" * 16,
+    "secret_key": "x" * 32,
+    "trusted_proxies": "172.16.0.0/12",
+    "ldap_base_dn": "dc=x",
+}
 
 
 @pytest.mark.parametrize("name", [s.name for s in SETTINGS if s.flag is not None])

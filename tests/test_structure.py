@@ -24,7 +24,7 @@ def test_a_serving_process_loads_neither_pandas_nor_ipython_nor_what_it_is_not_c
     code = (
         "import sys; from dash_app.serve import served_app; "
         f"served_app({{'demo': True, 'db': {str(tmp_path / 'x.db')!r}, 'api_token': 'x' * 20}}); "
-        "print(sorted(m for m in ('pandas', 'numpy', 'IPython', 'authlib', 'requests', 'redis') if sys.modules.get(m)))"
+        "print(sorted(m for m in ('pandas', 'numpy', 'IPython', 'authlib', 'requests', 'redis', 'ldap3') if sys.modules.get(m)))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -113,14 +113,19 @@ def with_pressure(
     return out
 
 
+def period_commit_cost(spec: Spec, period: float, billing_days: int) -> float:
+    """Return what a tool's commit costs over `period` seconds: its price × the period's share of a billing period (0 without)."""
+    if not spec.commit or spec.commit_price is None:
+        return 0.0
+    return float(spec.commit_price) * period / (billing_days * 86400)
+
+
 def totals(rows: list[dict[str, Any]], specs: Mapping[str, Spec], start: float, end: float, billing_days: int) -> dict[str, Any]:
     """Return the period's totals over the report's rows: borrows, overage, commit cost, denials and license-hours."""
     period = end - start
     commit_cost = 0.0
     for row in rows:
-        spec = specs.get(row["tool"], NO_SPEC)
-        if spec.commit and spec.commit_price is not None:
-            commit_cost += float(spec.commit_price) * period / (billing_days * 86400)
+        commit_cost += period_commit_cost(specs.get(row["tool"], NO_SPEC), period, billing_days)
     return {
         "borrows": sum(row["borrows"] for row in rows),
         "overage_borrows": sum(row["overage_borrows"] for row in rows),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from dash_app.analytics.runners import AnalysisProcess, InProcessRunner, Runner
 from dash_app.analytics.spec import Spec
+from dash_app.directory.mapping import GROUP_KEYS, UNASSIGNED, GroupKey, GroupMapping
 from dash_app.pressure import TRUE_DENIAL_MINUTES
 from dash_app.store.history_counts import data_version
 from dash_app.timeutil import EARLIEST_EPOCH, instant_problem
@@ -31,6 +32,10 @@ REUSE_SECONDS = 30.0
 
 class PeriodError(ValueError):
     """A period parameter is bad; the message starts with the field's name."""
+
+
+class GroupError(ValueError):
+    """A `group` or `by` parameter is bad; the message starts with the field's name."""
 
 
 def parse_time(field: str, text: str) -> float:
@@ -126,8 +131,11 @@ class CapacityService:
         clock: Callable[[], float] = time.time,
         runner: Runner | None = None,
         true_denial_minutes: float = TRUE_DENIAL_MINUTES,
+        groups: Callable[[], GroupMapping] = GroupMapping,
+        currency: str = "",
     ) -> None:
         self.store, self.pool, self.clock = store, pool, clock
+        self.groups, self.currency = groups, currency  # who is in which group now (the directory's), the money's unit
         self.history_days, self.billing_days = history_days, billing_days
         self.gap = true_denial_minutes * 60.0  # a user's denials of a tool this close to the first count once
         # A database file is analysed in a process of its own (runners.py says why); an in-memory one here.
@@ -192,72 +200,112 @@ class CapacityService:
                     self._cache.popitem(last=False)
             return value
 
-    def report(self, start: float, end: float, tools: Collection[str] | None = None) -> Report:
-        """Return the capacity figures and commit advice of [start, end), of `tools` only when given."""
+    def group_names(self, by: GroupKey = "group") -> list[str]:
+        """Return the names a `group=` filter (by group) or the chargeback (`by`) may show: the mapping's, and UNASSIGNED."""
+        return sorted({*self.groups().groups(by), UNASSIGNED})
+
+    def _only(self, group: str | None) -> tuple[tuple[str, GroupMapping] | None, tuple[str, str] | None]:
+        """Return the jobs' group filter and its part of a cache key (the group and the mapping's fingerprint)."""
+        if group is None:
+            return None, None
+        mapping = self.groups()
+        if group != UNASSIGNED and group not in mapping.groups("group"):
+            raise GroupError("group: no such group in the user-group mapping")
+        return (group, mapping), (group, mapping.fingerprint)
+
+    def report(self, start: float, end: float, tools: Collection[str] | None = None, group: str | None = None) -> Report:
+        """Return the capacity figures and commit advice of [start, end), of `tools` and of `group`'s users when given."""
         wanted = tuple(sorted(set(tools))) if tools else None
+        only, scope = self._only(group)
 
         def build() -> Report:
             # The queue is the pool's now: the store keeps no history of it.
             specs, queued = self._inventory(wanted)
             days = self.billing_days
-            rows, advice, totals = self.runner.run(
-                "report", start=start, end=end, tools=wanted, specs=specs, billing_days=days, gap=self.gap, queued=queued
-            )
+            params = {"start": start, "end": end, "tools": wanted, "specs": specs, "billing_days": days, "gap": self.gap}
+            rows, advice, totals = self.runner.run("report", **params, queued=queued, only=only)
             return Report(start, end, days, rows, advice, totals)
 
-        report: Report = self._cached(("report", start, end, wanted), build)
+        report: Report = self._cached(("report", start, end, wanted, scope), build)
         return report
 
-    def detail(self, tool: str, start: float, end: float, zone: str) -> dict[str, Any]:
+    def detail(self, tool: str, start: float, end: float, zone: str, group: str | None = None) -> dict[str, Any]:
         """Return one tool's duration curve, hour-of-week heatmap and denials over time for [start, end)."""
         bin_seconds = 3600 if end - start <= 7 * 86400 else 86400
+        only, scope = self._only(group)
 
         def build() -> dict[str, Any]:
-            params = {"tool": tool, "start": start, "end": end, "zone": zone, "bin_seconds": bin_seconds}
+            params = {"tool": tool, "start": start, "end": end, "zone": zone, "bin_seconds": bin_seconds, "only": only}
             result: dict[str, Any] = self.runner.run("detail", **params)
             return result
 
-        detail: dict[str, Any] = self._cached(("detail", tool, start, end, zone), build)
+        detail: dict[str, Any] = self._cached(("detail", tool, start, end, zone, scope), build)
         return detail
 
     def _period(self, start: float, end: float) -> dict[str, str]:
         return {"from": iso(start), "to": iso(end)}
 
-    def recommendations(self, start: float, end: float, tools: Collection[str] | None = None) -> dict[str, Any]:
+    def recommendations(
+        self, start: float, end: float, tools: Collection[str] | None = None, group: str | None = None
+    ) -> dict[str, Any]:
         """Return what to buy, drop or keep per tool of [start, end): {"from", "to", "tools", "totals"}."""
         wanted = tuple(sorted(set(tools))) if tools else None
-        report = self.report(start, end, tools)  # outside build: _cached computes one thing at a time
+        only, scope = self._only(group)
+        report = self.report(start, end, tools, group)  # outside build: _cached computes one thing at a time
 
         def build() -> dict[str, Any]:
             rows = [{key: row[key] for key in _DEMAND_FIELDS} for row in report.tools]
             advice = [{key: tip.get(key) for key in ("tool", "commit", "best_commit", "saving")} for tip in report.advice]
             specs = self._inventory(wanted)[0]
             params = {"start": start, "end": end, "tools": wanted, "specs": specs, "gap": self.gap}
-            result = self.runner.run("recommendations", **params, rows=rows, advice=advice)
+            result = self.runner.run("recommendations", **params, rows=rows, advice=advice, only=only)
             return {**self._period(start, end), **result}
 
-        answer: dict[str, Any] = self._cached(("recommendations", start, end, wanted), build)
+        answer: dict[str, Any] = self._cached(("recommendations", start, end, wanted, scope), build)
         return answer
 
-    def users(self, start: float, end: float, tools: Collection[str] | None = None, limit: int = 50) -> dict[str, Any]:
+    def users(
+        self, start: float, end: float, tools: Collection[str] | None = None, limit: int = 50, group: str | None = None
+    ) -> dict[str, Any]:
         """Return the top `limit` users of [start, end) by license-hours, with real names: {"from", "to", "users"}."""
         wanted = tuple(sorted(set(tools))) if tools else None
+        only, scope = self._only(group)
 
         def build() -> dict[str, Any]:
-            found = self.runner.run("users", start=start, end=end, tools=wanted, gap=self.gap, limit=limit)
+            found = self.runner.run("users", start=start, end=end, tools=wanted, gap=self.gap, limit=limit, only=only)
             return {**self._period(start, end), "users": found}
 
-        answer: dict[str, Any] = self._cached(("users", start, end, wanted, limit), build)
+        answer: dict[str, Any] = self._cached(("users", start, end, wanted, limit, scope), build)
         return answer
 
-    def estate(self, start: float, end: float, zone: str) -> dict[str, Any]:
+    def estate(self, start: float, end: float, zone: str, group: str | None = None) -> dict[str, Any]:
         """Return the estate's hour-of-week heatmap of [start, end) in `zone`: {"days", "hours", "utilization", "at_total"}."""
+        only, scope = self._only(group)
 
         def build() -> dict[str, Any]:
-            result: dict[str, Any] = self.runner.run("estate", start=start, end=end, specs=self.specs(), zone=zone)
+            params = {"start": start, "end": end, "specs": self.specs(), "zone": zone, "only": only}
+            result: dict[str, Any] = self.runner.run("estate", **params)
             return result
 
-        answer: dict[str, Any] = self._cached(("estate", start, end, zone), build)
+        answer: dict[str, Any] = self._cached(("estate", start, end, zone, scope), build)
+        return answer
+
+    def chargeback(
+        self, start: float, end: float, tools: Collection[str] | None = None, by: GroupKey = "group"
+    ) -> dict[str, Any]:
+        """Return the cost of [start, end) split over groups or cost centres (`by`), as GET /analytics/chargeback answers."""
+        if by not in GROUP_KEYS:
+            raise GroupError("by: must be group or cost_centre")
+        wanted = tuple(sorted(set(tools))) if tools else None
+        mapping = self.groups()
+
+        def build() -> dict[str, Any]:
+            specs = self._inventory(wanted)[0]
+            params = {"start": start, "end": end, "tools": wanted, "specs": specs, "billing_days": self.billing_days}
+            result: dict[str, Any] = self.runner.run("chargeback", **params, mapping=mapping, by=by, currency=self.currency)
+            return result
+
+        answer: dict[str, Any] = self._cached(("chargeback", start, end, wanted, by, mapping.fingerprint), build)
         return answer
 
     def user(self, name: str, start: float, end: float) -> dict[str, Any]:
@@ -303,6 +351,9 @@ CSV_COLUMNS: Sequence[str] = (
     "pressure_rank",
 )
 RECOMMENDATION_COLUMNS: Sequence[str] = ("tool", "action", "licenses", "reason", "saving", "denials_served")
+CHARGEBACK_COLUMNS: Sequence[str] = ("group", "tool", "license_hours", "commit_share", "overage_cost", "total", "currency")
+# The CSV's labels for a group's row over all its tools, and for the estate's row over all groups.
+ALL_TOOLS, ALL_GROUPS = "(all tools)", "(all groups)"
 USER_COLUMNS: Sequence[str] = ("user", "license_hours", "denials", "true_denials", "overage_borrows", "tools")
 
 
@@ -317,4 +368,27 @@ def table_rows(report: Report) -> list[dict[str, Any]]:
         row["best_commit"] = tip.get("best_commit")
         row["saving"] = tip.get("saving")
         rows.append(row)
+    return rows
+
+
+def chargeback_rows(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the chargeback as flat rows: per group its tools then its total (ALL_TOOLS), and last the estate's."""
+    money = ("license_hours", "commit_share", "overage_cost", "total")
+    rows = []
+    for group in answer["groups"]:
+        for tool in group["tools"]:
+            rows.append({"group": group["group"], **tool, "currency": answer["currency"]})
+        rows.append({"group": group["group"], "tool": ALL_TOOLS, **{k: group[k] for k in money}, "currency": answer["currency"]})
+    totals = answer["totals"]
+    rows.append(
+        {
+            "group": ALL_GROUPS,
+            "tool": ALL_TOOLS,
+            "license_hours": sum(group["license_hours"] for group in answer["groups"]),
+            "commit_share": totals["commit_cost"],
+            "overage_cost": totals["overage_cost"],
+            "total": totals["total"],
+            "currency": answer["currency"],
+        }
+    )
     return rows

@@ -2,6 +2,7 @@
 
 import ipaddress
 import os
+from urllib.parse import urlsplit
 
 AUTH_MODES = ("none", "oidc", "proxy")
 
@@ -72,6 +73,30 @@ def parse_http_url(text: object) -> str:
     value = str(text).strip().rstrip("/")
     if not value.startswith(("https://", "http://")) or "#" in value or "?" in value:
         raise ValueError(f"expected an https:// URL without query or fragment, got {text!r}")
+    return value
+
+
+def parse_ldap_url(text: object) -> str:
+    """Parse an ldap:// or ldaps:// URL naming a host (and optionally a port), without a path, user or query ("": none)."""
+    value = str(text).strip().rstrip("/")
+    if not value:
+        return ""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("ldap", "ldaps")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or port == 0
+    ):
+        raise ValueError(f"expected ldap://HOST:PORT or ldaps://HOST:PORT, got {text!r}")
     return value
 
 

@@ -12,6 +12,7 @@ from dash_app.config.parsers import (
     parse_bool,
     parse_currency,
     parse_http_url,
+    parse_ldap_url,
     parse_networks,
     parse_paths,
     parse_prefix,
@@ -48,10 +49,11 @@ def setting(
     minimum: float | None = None,
     repeat: bool = False,
     metavar: str | None = None,
+    secret: bool = False,
 ) -> Any:
-    """Declare a Config field: its default and how the environment and the command line set it."""
+    """Declare a Config field: its default and how the environment and the command line set it (`secret`: not in a repr)."""
     declared = Setting("", default, env, parse, flag, help, minimum, repeat, metavar)
-    return dataclasses.field(default=default, metadata={_KEY: declared})
+    return dataclasses.field(default=default, metadata={_KEY: declared}, repr=not secret)
 
 
 def listed(env: str, flag: str, help: str, parse: Callable[[str], Any], metavar: str = "PATH") -> Any:
@@ -261,6 +263,45 @@ class Config:
     flexlm_logs: tuple[str, ...] = listed(
         "DASH_APP_FLEXLM_LOGS", "--flexlm-log", "FlexNet debug log to follow (repeat for several)", parse_paths
     )
+    user_groups: str | None = setting(
+        None,
+        "DASH_APP_USER_GROUPS",
+        "--user-groups",
+        "CSV file of user,group[,cost_centre[,from]]: who belongs where (wins over the directory; re-read when it changes)",
+    )
+    ldap_url: str = setting(
+        "",
+        "DASH_APP_LDAP_URL",
+        "--ldap-url",
+        "company directory to look users' groups up in, ldap[s]://HOST:PORT",
+        parse_ldap_url,
+    )
+    ldap_base_dn: str = setting("", "DASH_APP_LDAP_BASE_DN", "--ldap-base-dn", "where in the directory users are searched for")
+    ldap_user_filter: str = setting(
+        "(uid={user})",
+        "DASH_APP_LDAP_USER_FILTER",
+        "--ldap-user-filter",
+        "LDAP filter that finds one user; {user} is the user name, escaped (RFC 4515)",
+    )
+    ldap_group_attribute: str = setting(
+        "departmentNumber", "DASH_APP_LDAP_GROUP_ATTRIBUTE", "--ldap-group-attribute", "user attribute that names the group"
+    )
+    ldap_cost_centre_attribute: str = setting(
+        "",
+        "DASH_APP_LDAP_COST_CENTRE_ATTRIBUTE",
+        "--ldap-cost-centre-attribute",
+        "user attribute that names the cost centre (none by default)",
+    )
+    ldap_bind_dn: str = setting("", "DASH_APP_LDAP_BIND_DN", "--ldap-bind-dn", "DN to bind as (anonymous when unset)")
+    ldap_password: str = setting("", "DASH_APP_LDAP_PASSWORD", None, "password of the bind DN", secret=True)
+    ldap_refresh_hours: float = setting(
+        6.0,
+        "DASH_APP_LDAP_REFRESH_HOURS",
+        "--ldap-refresh-hours",
+        "hours between lookups of every user in the directory",
+        float,
+        0.001,
+    )
 
     @property
     def retention_seconds(self) -> float:
@@ -307,6 +348,7 @@ def _checked(config: Config) -> Config:
             "and the pool; without it each worker would keep its own"
         )
     _check_auth(config)
+    _check_directory(config)
     return config
 
 
@@ -330,3 +372,21 @@ def _check_auth(config: Config) -> None:
         raise ConfigError("DASH_APP_PSEUDONYM_KEY: --pseudonymize-users needs a secret key of at least 16 characters")
     if config.auth != "none" and config.workers > 1 and not config.secret_key:
         raise ConfigError("DASH_APP_SECRET_KEY: several workers need one key to sign their session cookies")
+
+
+def _check_directory(config: Config) -> None:
+    """Raise ConfigError when the company directory's settings cannot work together."""
+    if not config.ldap_url:
+        return
+    if not config.ldap_base_dn.strip():
+        raise ConfigError("--ldap-base-dn: required with --ldap-url")
+    if "{user}" not in config.ldap_user_filter:
+        raise ConfigError(f"--ldap-user-filter: must contain {{user}}, got {config.ldap_user_filter!r}")
+    try:
+        config.ldap_user_filter.format(user="x")
+    except (ValueError, LookupError):
+        raise ConfigError(f"--ldap-user-filter: only {{user}} may stand in braces, got {config.ldap_user_filter!r}") from None
+    if not config.ldap_group_attribute.strip():
+        raise ConfigError("--ldap-group-attribute: must not be empty")
+    if config.ldap_bind_dn and not config.ldap_password:
+        raise ConfigError("DASH_APP_LDAP_PASSWORD: required with --ldap-bind-dn")

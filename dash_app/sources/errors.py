@@ -12,8 +12,11 @@ TIMEOUT, CANNOT_RUN, CRASHED = "timeout", "cannot run", "crashed"  # a poll's; a
 OUTPUT_UNREADABLE, SERVER_DOWN = "output unreadable", "server down"  # a poll's answer: no report, or one saying so
 INCOMPLETE = "incomplete answer"  # a poll's answer that is not whole: features missing or not adding up, a member down
 CANNOT_OPEN, NOT_A_FILE, READING_FAILED = "cannot open", "not a regular file", "reading failed"  # a FlexLM log's
+MALFORMED_FILE = "malformed file"  # the --user-groups file's: it keeps its last good mapping
+NO_ANSWER, BIND_REFUSED, SEARCH_FAILED = "no answer", "bind refused", "search failed"  # the company directory's
 ERROR_KINDS = frozenset(
     {TIMEOUT, CANNOT_RUN, OUTPUT_UNREADABLE, SERVER_DOWN, INCOMPLETE, CRASHED, CANNOT_OPEN, NOT_A_FILE, READING_FAILED}
+    | {MALFORMED_FILE, NO_ANSWER, BIND_REFUSED, SEARCH_FAILED}
 )
 _EXIT_STATUS = re.compile(r"exit status -?\d+")
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dash_app.services import DEMO, FLEXLM, POLLER
+from dash_app.services import DEMO, DIRECTORY, FLEXLM, POLLER
 from dash_app.sources.errors import SourceError
 from dash_app.timeutil import iso_utc
 
@@ -121,7 +121,15 @@ def sources_of(api_source: SourceHealth, services: Mapping[str, Any], only_down:
     poller = services.get(POLLER)
     if poller is not None:
         entries += [health.as_dict() for health in poller.health() if not only_down or health.state == DOWN]
-    return entries
+    return entries + directory_sources(services, only_down)
+
+
+def directory_sources(services: Mapping[str, Any], only_down: bool = False) -> list[dict[str, Any]]:
+    """Return the entries of this process's directory service (every process runs its own), or its down ones."""
+    directory = services.get(DIRECTORY)
+    if directory is None:
+        return []
+    return [health.as_dict() for health in directory.health() if not only_down or health.state == DOWN]
 
 
 class SourcesOwner(Protocol):
@@ -144,7 +152,7 @@ def list_sources(state: SourcesOwner) -> list[dict[str, Any]]:
     shared = state.shared
     if shared is not None and not shared.leadership.leading:
         # The sources run in the lease holder (--redis): show what it last said of them, beside this process's API.
-        return [state.api_source.as_dict(), *shared.sources]
+        return [state.api_source.as_dict(), *shared.sources, *directory_sources(state.running_services())]
     return sources_of(state.api_source, state.running_services())
 
 
@@ -156,5 +164,5 @@ def down_sources(state: SourcesOwner) -> list[dict[str, Any]]:
 def down_of(api_source: SourceHealth, shared: SharedLog | None, services: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Return the down sources among `services`, or with --redis in a process without the lease, the leader's."""
     if shared is not None and not shared.leadership.leading:
-        return [entry for entry in shared.sources if entry["state"] == DOWN]
+        return [entry for entry in shared.sources if entry["state"] == DOWN] + directory_sources(services, only_down=True)
     return sources_of(api_source, services, only_down=True)
