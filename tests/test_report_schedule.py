@@ -214,7 +214,7 @@ def moments(draw):
     return zone, now, draw(st.integers(0, 23)), draw(st.integers(0, 3)), False
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     moment=moments(),
     every=st.sampled_from(["day", "week", "month"]),
@@ -247,3 +247,17 @@ def test_due_times_and_periods_match_a_walk_of_the_clock(moment, every, weekday,
         time(0, 0),
     )
     assert period_of(rule, due_day) == (midnights[first], midnights[after])
+
+
+@pytest.mark.parametrize("zone", [zone for zone in ZONES if CHANGES[zone]])
+def test_every_quarter_hour_around_each_clock_change_of_a_year_is_due_when_the_walk_reaches_it(zone):
+    """Exhaustively, for each change of 2026: every time of day within two hours of the change's, on the days around it."""
+    tz = ZoneInfo(zone)
+    for change in [c for c in CHANGES[zone] if utc(2026, 1, 1) <= c < utc(2027, 1, 1)]:
+        for quarters in range(-8, 9):
+            local = wall(tz, change - 1) + timedelta(minutes=15 * quarters)
+            at = time(local.hour, local.minute // 15 * 15)
+            reached = crossings(tz, (change - 2 * 86400) // STEP * STEP, change + 2 * 86400, at)
+            rule = report(tz=zone, at=at.strftime("%H:%M"))
+            inside = {d: instant for d, instant in reached.items() if abs(instant - change) < 86400}
+            assert inside and {d: due_at(rule, d) for d in inside} == inside, (zone, at)

@@ -8,6 +8,7 @@ import io
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from html import escape as html_escape
 
 import pytest
 import requests
@@ -170,7 +171,12 @@ def test_a_report_arrives_once_from_two_workers_with_the_apis_tables(tmp_path, s
         assert state["next_run"] == (at + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         # The attachments are the API's own CSV of the same period, figure for figure.
         query = {"from": period["from"], "to": period["to"], "format": "csv"}
-        for name, route in (("capacity.csv", "capacity"), ("recommendations.csv", "recommendations")):
+        assert sorted(attachments) == ["capacity.csv", "chargeback.csv", "recommendations.csv"]
+        for name, route in (
+            ("capacity.csv", "capacity"),
+            ("recommendations.csv", "recommendations"),
+            ("chargeback.csv", "chargeback"),
+        ):
             api = requests.get(f"{server.url}/analytics/{route}", params=query, timeout=30)
             assert api.status_code == 200 and attachments[name] == api.text, name
         rows = {row["tool"]: row for row in csv.DictReader(io.StringIO(attachments["capacity.csv"]))}
@@ -181,9 +187,14 @@ def test_a_report_arrives_once_from_two_workers_with_the_apis_tables(tmp_path, s
         totals = figures["totals"]
         assert totals["overage_cost"] == 500.0
         assert f'<td align="right">{totals["commit_cost"] + totals["overage_cost"]:,.2f} EUR</td>' in html
-        # Passes of the workers' threads ended two seconds after it was sent (a pass delivers before it ends): still one.
+        # The cost per group: the chargeback's groups and totals, to the cent.
+        split = requests.get(f"{server.url}/analytics/chargeback", params={**query, "format": "json"}, timeout=30).json()
+        assert split["groups"] and split["totals"]["total"] == pytest.approx(totals["commit_cost"] + totals["overage_cost"])
+        for group in split["groups"]:
+            assert f"<td>{html_escape(group['group'])}</td>" in html and f"{group['total']:,.2f} EUR</td>" in html
+        # Passes of the workers' threads ended after it was sent (a pass delivers before it ends): still one.
         sent = time.time()
-        wait_for(lambda: last_pass(server) >= sent + 2, "later passes of the reports' threads")
+        wait_for(lambda: last_pass(server) >= sent + 1.1, "later passes of the reports' threads")
         assert len(smtp.messages) == before + 1
         stored = Store(db)
         try:

@@ -10,7 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dash_app.analytics.service import CSV_COLUMNS, RECOMMENDATION_COLUMNS, Report, table_rows
+from dash_app.analytics.service import (
+    CHARGEBACK_COLUMNS,
+    CSV_COLUMNS,
+    RECOMMENDATION_COLUMNS,
+    Report,
+    chargeback_rows,
+    table_rows,
+)
 from dash_app.csvtext import to_csv
 from dash_app.reports.rules import CAPACITY, CHARGEBACK, RECOMMENDATIONS, SUMMARY, ReportRule
 from dash_app.reports.schedule import iso_local
@@ -29,7 +36,6 @@ class Figures:
     capacity: Report
     recommendations: Mapping[str, Any] | None = None
     chargeback: Mapping[str, Any] | None = None
-    chargeback_csv: str | None = None  # the chargeback as GET /analytics/chargeback?format=csv writes it
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,8 @@ def compose(report: ReportRule, figures: Figures, link: str) -> Message:
         attachments.append(("capacity.csv", to_csv(table_rows(figures.capacity), CSV_COLUMNS)))
     if RECOMMENDATIONS in report.content and figures.recommendations is not None:
         attachments.append(("recommendations.csv", to_csv(figures.recommendations["tools"], RECOMMENDATION_COLUMNS)))
-    if CHARGEBACK in report.content and figures.chargeback_csv is not None:
-        attachments.append(("chargeback.csv", figures.chargeback_csv))
+    if CHARGEBACK in report.content and figures.chargeback is not None:
+        attachments.append(("chargeback.csv", to_csv(chargeback_rows(figures.chargeback), CHARGEBACK_COLUMNS)))
     body = summary_html(report, figures, link) if SUMMARY in report.content else _period_html(report, figures, link)
     return Message(title(report, figures.start, figures.end), body, tuple(attachments))
 

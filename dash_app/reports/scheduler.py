@@ -27,7 +27,7 @@ from dash_app.reports.content import Figures, Message, compose
 from dash_app.reports.rules import ReportRule
 from dash_app.reports.schedule import last_due, next_due, period_of
 from dash_app.reports.storage import Claim, ReportStorage
-from dash_app.timeutil import iso_second
+from dash_app.timeutil import iso_second, iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -226,4 +226,4 @@ class ReportScheduler:
 
     def health(self) -> dict[str, Any]:
         """Return the thread's own state for GET /reports: when its last good pass ended, and the last pass's failure."""
-        return {"last_pass": None if self._last_pass is None else iso_second(self._last_pass), "error": self._error}
+        return {"last_pass": None if self._last_pass is None else iso_utc(self._last_pass), "error": self._error}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from dash_app.alerts.redaction import check_url
 from dash_app.alerts.setup import public_url
 from dash_app.reports.content import Figures
-from dash_app.reports.rules import RECOMMENDATIONS, ReportRule, load_reports
+from dash_app.reports.rules import CHARGEBACK, RECOMMENDATIONS, ReportRule, load_reports
 from dash_app.reports.scheduler import ReportScheduler
 from dash_app.reports.storage import ReportStorage
 
@@ -36,7 +36,8 @@ def build_reports(
         """The analyses a report's content asks for, over [start, end)."""
         capacity = analytics.report(start, end)
         recommendations = analytics.recommendations(start, end) if RECOMMENDATIONS in report.content else None
-        return Figures(start, end, config.currency, capacity, recommendations)
+        chargeback = analytics.chargeback(start, end) if CHARGEBACK in report.content else None
+        return Figures(start, end, config.currency, capacity, recommendations, chargeback)
 
     # This process's claims are its own: host, process and a random part (a pid is reused after a restart).
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
