@@ -160,13 +160,16 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         for name, build in sources.items():
             services[name] = build(pool)
 
-    directory = services[DIRECTORY] = build_directory(config, store, pool)
+    directory = build_directory(config, store, pool)
+    if lead:  # a one-off command (lead=False) has no use for a thread that follows the file and the directory
+        services[DIRECTORY] = directory
     analytics = CapacityService(
         store,
         pool,
         history_days=config.history_days,
         billing_days=config.billing_days,
         true_denial_minutes=config.true_denial_minutes,
+        groups=directory.mapping,
         currency=config.currency,
     )
     # Every process runs the reports' thread (a one-off command none): each period's claim in the database sends it once.

@@ -149,13 +149,19 @@ def server(tmp_path_factory):
     store_history(store, made)
     store.close()
     users = sorted(set(made.sessions["user"]))
-    lines = ["user,group,cost_centre"] + [
-        f"{user},{('eng', 'ops')[k % 2]},{('c1', '')[k % 3 == 0]}" for k, user in enumerate(users) if k % 4
-    ]
+    # Three users in four placed, by group and (but every third) cost centre; every eighth moves to qa after a day.
+    moved = iso_second(made.start + DAY + 1800)
+    lines, members = ["user,group,cost_centre,from"], {}
+    for k, user in enumerate(users):
+        if k % 4:
+            group, centre = ("eng", "ops")[k % 2], ("c1", "")[k % 3 == 0]
+            lines.append(f"{user},{group},{centre},")
+            members[user] = [Membership(ALWAYS, group, centre)]
+            if k % 8 == 1:
+                lines.append(f"{user},qa,c2,{moved}")
+                members[user].append(Membership(made.start + DAY + 1800, "qa", "c2"))
     (tmp / "groups.csv").write_text("\n".join(lines) + "\n")
-    mapping = GroupMapping(
-        {user: [Membership(ALWAYS, ("eng", "ops")[k % 2], ("c1", "")[k % 3 == 0])] for k, user in enumerate(users) if k % 4}
-    )
+    mapping = GroupMapping(members)
     env = {
         "DASH_APP_USER_GROUPS": str(tmp / "groups.csv"),
         "DASH_APP_CURRENCY": "EUR",
@@ -198,7 +204,7 @@ def test_a_viewer_gets_the_split_of_the_reference_and_no_user_names(server):
 
 def test_a_group_filter_and_bad_queries_over_http(server):
     everyone = ask(server, "/analytics/capacity").json()["totals"]
-    parts = [ask(server, "/analytics/capacity", group=g).json()["totals"] for g in ("eng", "ops", UNASSIGNED)]
+    parts = [ask(server, "/analytics/capacity", group=g).json()["totals"] for g in ("eng", "ops", "qa", UNASSIGNED)]
     assert sum(p["borrows"] for p in parts) == everyone["borrows"] and all(p["borrows"] for p in parts)
     assert sum(p["denials"] for p in parts) == everyone["denials"]
     users = ask(server, "/analytics/users", group="eng", limit="1000").json()["users"]

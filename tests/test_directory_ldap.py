@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from dash_app.directory.ldap import LdapDirectory, user_filter
+from dash_app.directory.lookup import DirectoryError
 from dash_app.directory.mapping import ALWAYS, NOWHERE, UNASSIGNED, Membership
 from dash_app.directory.service import DirectoryService, UserNames
 from dash_app.state import get_state
@@ -88,6 +89,20 @@ def test_the_group_and_cost_centre_attributes_and_the_filter_are_settings(slapd)
     assert by_cn.look_up(["person2", "carol"]).mapping.users() == ["person2"]  # carol's entry is cn=person2
 
 
+def test_ldaps_checks_the_directorys_certificate_and_name(monkeypatch):
+    with LdapServer([("alice", "Engineering", "CC-100")], tls=True) as server:
+        untrusted = LdapDirectory(server.ldaps_url, SUFFIX)
+        with pytest.raises(DirectoryError) as refused:
+            untrusted.look_up(["alice"])
+        assert refused.value.error.kind == "tls failed" and "CERTIFICATE_VERIFY_FAILED" in refused.value.error.detail
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.cert_path))  # trusted: where OpenSSL's default paths look
+        assert untrusted.look_up(["alice"]).mapping.memberships("alice") == (Membership(ALWAYS, "Engineering", ""),)
+        other_name = LdapDirectory(server.ldaps_url.replace("127.0.0.1", "localhost"), SUFFIX)
+        with pytest.raises(DirectoryError) as refused:
+            other_name.look_up(["alice"])  # the certificate names 127.0.0.1 only
+        assert refused.value.error.kind == "tls failed"
+
+
 def test_the_file_wins_over_the_directory_for_a_user_in_both(slapd, tmp_path):
     path = tmp_path / "groups.csv"
     path.write_text("user,group,cost_centre,from\nalice,Platform,CC-900,2026-11-01\ndave,Support,,\n")
@@ -149,6 +164,34 @@ def test_a_directory_that_stops_answering_is_down_and_up_again_when_it_answers(s
         service.stop()
         if slapd.process is None:
             slapd.start()
+
+
+def test_users_seen_since_the_last_refresh_are_looked_up_on_their_own(slapd):
+    users = ["alice"]
+    asked = []
+
+    class Recorded:
+        """The real directory, noting whom each lookup asks about."""
+
+        def __init__(self, directory):
+            self.directory, self.name = directory, directory.name
+
+        def look_up(self, wanted):
+            asked.append(sorted(wanted))
+            return self.directory.look_up(wanted)
+
+    service = DirectoryService(None, Recorded(directory(slapd)), lambda: users, check_seconds=0.02, new_users_seconds=0.05)
+    service.start()
+    try:
+        until(lambda: "alice" in service.mapping(), "alice looked up")
+        users.append("carol")
+        until(lambda: "carol" in service.mapping(), "carol looked up without a refresh")
+        assert service.mapping().at("alice", NOW).group == "Engineering"  # still known
+        assert asked[:2] == [["alice"], ["carol"]] and all(wanted for wanted in asked)
+        service.refresh()
+        until(lambda: ["alice", "carol"] in asked, "a whole refresh")
+    finally:
+        service.stop()
 
 
 def test_the_users_asked_about_are_the_stored_sessions_read_in_steps_and_those_holding_licenses(tmp_path):

@@ -15,7 +15,7 @@ from ldap3.utils.conv import escape_filter_chars
 from dash_app.directory.lookup import DirectoryError, Lookup
 from dash_app.directory.mapping import ALWAYS, UNUSED, GroupMapping, Membership
 from dash_app.events import name_problem
-from dash_app.sources.errors import BIND_REFUSED, NO_ANSWER, SEARCH_FAILED, SourceError
+from dash_app.sources.errors import BIND_REFUSED, NO_ANSWER, SEARCH_FAILED, TLS_FAILED, SourceError
 
 # Seconds to wait for the directory to accept a connection, and for each answer: past either it is down.
 LDAP_TIMEOUT_SECONDS = 10.0
@@ -80,7 +80,9 @@ class LdapDirectory:
                 raise DirectoryError(SourceError(BIND_REFUSED, detail=_said(result)))
             return self._search_all(connection, users)
         except (LDAPCommunicationError, LDAPResponseTimeoutError) as exc:
-            raise DirectoryError(SourceError(NO_ANSWER, detail=_one_line(exc))) from None
+            words = _one_line(exc)
+            kind = TLS_FAILED if "ssl" in words.lower() or "certificate" in words.lower() else NO_ANSWER
+            raise DirectoryError(SourceError(kind, detail=words)) from None
         except LDAPException as exc:
             raise DirectoryError(SourceError(SEARCH_FAILED, detail=_one_line(exc))) from None
         finally:
@@ -136,5 +138,5 @@ def _said(result: dict[str, object]) -> str:
 
 
 def _one_line(text: object) -> str:
-    """Return `text` on one line, at most 300 characters."""
-    return " ".join(str(text).split())[:300]
+    """Return `text` on one line, at most 300 characters (without the tuple's brackets and quotes ldap3 wraps it in)."""
+    return " ".join(str(text).split()).strip("()'\", ")[:300]

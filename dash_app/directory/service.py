@@ -1,6 +1,7 @@
 """The directory service: the current GroupMapping, the company directory's overlaid by the --user-groups file's.
 
-Its thread re-reads the file when it changes and asks the directory again every --ldap-refresh-hours. A file that
+Its thread re-reads the file when it changes, asks the directory about every user every --ldap-refresh-hours and
+about users new since (a first session) every minute. A file that
 turns malformed, and a directory that does not answer, leave the last good mapping in place; each shows as a
 `directory` source in GET /sources (down, with its error) until it is good again.
 """
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 KIND = "directory"  # the sources' kind in GET /sources
 CHECK_SECONDS = 1.0  # how often the file's size and time are looked at
+NEW_USERS_SECONDS = 60.0  # how often users not yet asked about (new sessions) are looked up between refreshes
 RETRY_SECONDS = 60.0  # how soon a directory that did not answer is asked again (sooner when the refresh is sooner)
 
 
@@ -85,6 +87,7 @@ class DirectoryService:
         users: Callable[[], Iterable[str]],
         refresh_seconds: float = 6 * 3600.0,
         check_seconds: float = CHECK_SECONDS,
+        new_users_seconds: float = NEW_USERS_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._path = groups_file
@@ -92,6 +95,8 @@ class DirectoryService:
         self._users = users
         self._refresh_seconds = refresh_seconds
         self._check_seconds = check_seconds
+        self._new_users_seconds = new_users_seconds
+        self._asked: set[str] = set()  # the users the directory was asked about since its last whole lookup
         self._clock = clock
         self._lock = threading.Lock()
         self._wake = threading.Event()  # set by refresh() and stop(): the loop's wait ends early
@@ -124,7 +129,7 @@ class DirectoryService:
 
     @property
     def refreshes(self) -> int:
-        """Return how many lookups in the directory have succeeded."""
+        """Return how many lookups in the directory have succeeded (of every user, or of the new ones)."""
         return self._refreshes
 
     def refresh(self) -> None:
@@ -146,16 +151,23 @@ class DirectoryService:
 
     def _run(self) -> None:
         stopping = self._thread.stopping
-        next_lookup = 0.0  # the directory is asked first as soon as the thread starts
+        next_whole = next_new = 0.0  # every user is looked up as soon as the thread starts
         while not stopping.is_set():
             try:
                 self._check_file()
-                with self._lock:
-                    asked, self._refresh_asked = self._refresh_asked, False
-                if self._directory is not None and (asked or self._clock() >= next_lookup):
-                    good = self._look_up(self._directory)
-                    wait = self._refresh_seconds if good else min(self._refresh_seconds, RETRY_SECONDS)
-                    next_lookup = self._clock() + wait
+                directory = self._directory
+                if directory is not None:
+                    with self._lock:
+                        asked, self._refresh_asked = self._refresh_asked, False
+                    whole = asked or self._clock() >= next_whole
+                    if whole or self._clock() >= next_new:
+                        good = self._look_up(directory, whole)
+                        now = self._clock()
+                        if whole:
+                            next_whole = now + self._refresh_seconds
+                        if not good:  # asked again soon, whatever the refresh interval
+                            next_whole = min(next_whole, now + min(self._refresh_seconds, RETRY_SECONDS))
+                        next_new = now + self._new_users_seconds
             except Exception:  # a bug here must not end the thread: the mapping stays, the log says why
                 log.exception("directory: the refresh failed")
             self._wake.wait(self._check_seconds)
@@ -194,20 +206,28 @@ class DirectoryService:
             health.count(polls=1)
             health.extra["users"] = len(mapping)
 
-    def _look_up(self, directory: Directory) -> bool:
+    def _look_up(self, directory: Directory, whole: bool) -> bool:
+        """Look every user up (`whole`), or only those not asked about yet; return whether the directory answered."""
         health = self._ldap_health
         assert health is not None
+        users = set(self._users())
+        wanted = users if whole else users - self._asked
+        if not wanted and not whole:
+            return True
         try:
-            lookup = directory.look_up(self._users())
+            lookup = directory.look_up(wanted)
         except DirectoryError as exc:
             if health.state != DOWN:  # said once an outage, not at every retry
                 log.warning("directory %s: %s; the last mapping stays", directory.name, exc.error.kind)
             health.failed(self._clock(), exc.error)
             return False
-        self._ldap_mapping = lookup.mapping
+        if whole:
+            self._ldap_mapping, self._asked = lookup.mapping, wanted
+        else:
+            self._ldap_mapping, self._asked = self._ldap_mapping.overlaid(lookup.mapping), self._asked | wanted
         health.ok(self._clock())
         health.count(polls=1)
-        health.extra.update(users=lookup.asked, found=len(lookup.mapping), unusable=lookup.unusable)
+        health.extra.update(users=len(self._asked), found=len(self._ldap_mapping), unusable=lookup.unusable)
         self._publish()
         self._refreshes += 1
         return True

@@ -14,9 +14,10 @@ INCOMPLETE = "incomplete answer"  # a poll's answer that is not whole: features 
 CANNOT_OPEN, NOT_A_FILE, READING_FAILED = "cannot open", "not a regular file", "reading failed"  # a FlexLM log's
 MALFORMED_FILE = "malformed file"  # the --user-groups file's: it keeps its last good mapping
 NO_ANSWER, BIND_REFUSED, SEARCH_FAILED = "no answer", "bind refused", "search failed"  # the company directory's
+TLS_FAILED = "tls failed"  # an ldaps:// directory whose certificate is not trusted, or names another host
 ERROR_KINDS = frozenset(
     {TIMEOUT, CANNOT_RUN, OUTPUT_UNREADABLE, SERVER_DOWN, INCOMPLETE, CRASHED, CANNOT_OPEN, NOT_A_FILE, READING_FAILED}
-    | {MALFORMED_FILE, NO_ANSWER, BIND_REFUSED, SEARCH_FAILED}
+    | {MALFORMED_FILE, NO_ANSWER, BIND_REFUSED, SEARCH_FAILED, TLS_FAILED}
 )
 _EXIT_STATUS = re.compile(r"exit status -?\d+")
 

@@ -46,6 +46,11 @@ rootpw {password}
 directory {folder}/data
 access to * by * read
 """
+# With TLS: a self-signed certificate for 127.0.0.1, made for this server (its file is `cert_path`, to trust or not).
+_TLS_CONF = """\
+TLSCertificateFile {folder}/cert.pem
+TLSCertificateKeyFile {folder}/key.pem
+"""
 
 
 def _ldif_value(name: str, value: str) -> str:
@@ -82,10 +87,14 @@ def people_ldif(people: Iterable[tuple[str, str | None, str | None]]) -> str:
 class LdapServer:
     """A real slapd on 127.0.0.1 and a free port holding `people`; stop() ends it, start() brings it back, close() removes it."""
 
-    def __init__(self, people: Iterable[tuple[str, str | None, str | None]], port: int | None = None) -> None:
+    def __init__(self, people: Iterable[tuple[str, str | None, str | None]], port: int | None = None, tls: bool = False) -> None:
         self.port = port or free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
+        # ldaps:// on a second port when `tls`: its certificate is self-signed, trusted only where cert_path is.
+        self.tls_port = free_port() if tls else None
+        self.ldaps_url = f"ldaps://127.0.0.1:{self.tls_port}" if tls else None
         self.folder = Path(tempfile.mkdtemp(prefix="dash-slapd-"))
+        self.cert_path = self.folder / "cert.pem"
         self.conf = self.folder / "slapd.conf"
         self.log_path = self.folder / "slapd.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -93,9 +102,12 @@ class LdapServer:
             raise RuntimeError(f"no {SLAPD} (install Debian's slapd package; ./scripts/test does)")
         try:
             (self.folder / "data").mkdir()
-            self.conf.write_text(
-                _CONF.format(schemas=SCHEMAS, folder=self.folder, suffix=SUFFIX, admin=ADMIN_DN, password=ADMIN_PASSWORD)
-            )
+            conf = _CONF.format(schemas=SCHEMAS, folder=self.folder, suffix=SUFFIX, admin=ADMIN_DN, password=ADMIN_PASSWORD)
+            if tls:
+                self._make_certificate()
+                # Global TLS settings must come before the first database.
+                conf = conf.replace("database mdb", _TLS_CONF.format(folder=self.folder) + "database mdb")
+            self.conf.write_text(conf)
             ldif = self.folder / "people.ldif"
             ldif.write_text(people_ldif(people))
             done = subprocess.run(
@@ -108,12 +120,23 @@ class LdapServer:
             self.close()
             raise
 
+    def _make_certificate(self) -> None:
+        done = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(self.folder / "key.pem"), "-out", str(self.cert_path), "-days", "2",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+            capture_output=True, text=True, timeout=START_TIMEOUT,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"openssl could not make a certificate:\n{done.stderr}")
+
     def start(self) -> None:
         """Start slapd (again) on the same port and data; return once it accepts connections."""
         log = open(self.log_path, "ab")
+        listen = f"ldap://127.0.0.1:{self.port}/" + (f" ldaps://127.0.0.1:{self.tls_port}/" if self.tls_port else "")
         # -d 0: in the foreground, our child, so stop() can wait for it; it reads only its own -f config.
         self.process = subprocess.Popen(
-            [SLAPD, "-f", str(self.conf), "-h", f"ldap://127.0.0.1:{self.port}/", "-d", "0"],
+            [SLAPD, "-f", str(self.conf), "-h", listen, "-d", "0"],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -124,8 +147,9 @@ class LdapServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"slapd exited with status {self.process.returncode}:\n{self.log_tail()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
+                for port in (self.port, self.tls_port or self.port):
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError(f"slapd did not listen on 127.0.0.1:{self.port}:\n{self.log_tail()}")
