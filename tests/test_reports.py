@@ -104,6 +104,13 @@ def daily(name, at, urls, **more):
     return {"name": name, "every": "day", "at": at.strftime("%H:%M:%S"), "tz": "UTC", "period": "yesterday", "to": urls, **more}
 
 
+def groups_file(tmp_path):
+    """ann in eng, bob in a group whose name is markup; cy in none."""
+    path = tmp_path / "groups.csv"
+    path.write_text('user,group\nann,eng\nbob,"ops & <sales>"\n')
+    return str(path)
+
+
 def reports_file(tmp_path, reports):
     path = tmp_path / "reports.json"
     path.write_text(json.dumps(reports))
@@ -146,6 +153,7 @@ def test_a_report_arrives_once_from_two_workers_with_the_apis_tables(tmp_path, s
             "DASH_APP_REDIS_URL": redis.url,
             "DASH_APP_WORKERS": "2",
             "DASH_APP_CURRENCY": "EUR",
+            "DASH_APP_USER_GROUPS": groups_file(tmp_path),
             "DASH_APP_REPORTS": reports_file(tmp_path, [daily(REPORT_NAME, at, [smtp.url(to="finance@example.com")])]),
         }
         server = ServerProcess(env, tmp_path)
@@ -190,6 +198,8 @@ def test_a_report_arrives_once_from_two_workers_with_the_apis_tables(tmp_path, s
         # The cost per group: the chargeback's groups and totals, to the cent.
         split = requests.get(f"{server.url}/analytics/chargeback", params={**query, "format": "json"}, timeout=30).json()
         assert split["groups"] and split["totals"]["total"] == pytest.approx(totals["commit_cost"] + totals["overage_cost"])
+        assert {group["group"] for group in split["groups"]} == {"eng", "ops & <sales>", "(unassigned)"}
+        assert "ops &amp; &lt;sales&gt;" in html
         for group in split["groups"]:
             assert f"<td>{html_escape(group['group'])}</td>" in html and f"{group['total']:,.2f} EUR</td>" in html
         # Passes of the workers' threads ended after it was sent (a pass delivers before it ends): still one.
