@@ -17,7 +17,7 @@ from flask import g, request
 from dash_app.alerts.redaction import check_url
 from dash_app.analytics.service import Report
 from dash_app.auth.viewer import ADMIN, ANALYST, VIEWER, Viewer
-from dash_app.reports.content import Figures
+from dash_app.reports.content import Figures, compose
 from dash_app.reports.rules import parse_reports
 from dash_app.reports.scheduler import ReportScheduler
 from dash_app.reports.storage import Claim, ReportStorage
@@ -367,3 +367,42 @@ def test_the_scheduler_sends_the_latest_missed_period_once_and_takes_over_a_cras
 
 def utc_at(*args):
     return datetime(*args, tzinfo=UTC).timestamp()
+
+
+def test_the_summary_names_the_five_most_pressed_tools_what_to_buy_and_drop_and_the_groups_all_escaped():
+    """content.compose over made-up figures: only the first five tools (most pressed first), every name escaped."""
+    rule = parse_reports([daily("<r>", datetime(2026, 1, 1, 7, 0), ["json://h/x"], content=["summary"])], check_url)[0]
+    tools = [
+        {
+            "tool": f"<t{n}>",
+            "total": 4,
+            "peak_in_use": 4 - n % 2,
+            "seconds_at_total": 3600.0 * n,
+            "denials": n,
+            "true_denials": n // 2,
+            "overage_cost": 10.0 * n,
+            "coverage": None,
+        }
+        for n in range(7)
+    ]
+    capacity = Report(0.0, 86400.0, 30, tools, [], {"commit_cost": 1000.0, "overage_cost": 210.0, "overage_borrows": 3})
+    recommendations = {
+        "tools": [
+            {"tool": "<t0>", "action": "buy", "licenses": 2, "reason": "denied <often>", "saving": 0.0},
+            {"tool": "<t1>", "action": "keep", "licenses": 0, "reason": "fine", "saving": 0.0},
+            {"tool": "<t2>", "action": "drop", "licenses": 1, "reason": "idle & unused", "saving": 500.0},
+        ]
+    }
+    split = {
+        "by": "group",
+        "groups": [{"group": "a&b", "license_hours": 3.0, "commit_share": 900.0, "overage_cost": 10.0, "total": 910.0}],
+    }
+    html = compose(rule, Figures(0.0, 86400.0, "EUR", capacity, recommendations, split), "http://dash/?a=1&b=<2>").html
+    assert "&lt;r&gt;" in html and "<r>" not in html
+    shown = [f"&lt;t{n}&gt;" for n in range(7) if f"<td>&lt;t{n}&gt;</td>" in html]
+    assert shown == [f"&lt;t{n}&gt;" for n in range(5)]  # the five most pressed, in order; <t5> and <t6> not
+    assert '<td align="right">1,210.00 EUR</td>' in html
+    assert "<td>buy</td>" in html and "<td>drop</td>" in html and "<td>keep</td>" not in html
+    assert "denied &lt;often&gt;" in html and "idle &amp; unused" in html
+    assert "<td>a&amp;b</td>" in html and '<td align="right">910.00 EUR</td>' in html
+    assert 'href="http://dash/?a=1&amp;b=&lt;2&gt;"' in html
