@@ -10,6 +10,7 @@ from dash_app.config import Config
 from dash_app.directory.service import read_groups_file
 from dash_app.eventlog.setup import SharedLogError, open_redis
 from dash_app.licenses import InventoryError, load_inventory
+from dash_app.reports.setup import read_reports
 from dash_app.store import Store, StoreError
 
 
@@ -31,6 +32,7 @@ def check_startup(config: Config) -> None:
     """Fail fast, in this process, on a bad tools file or database, before the server forks its worker."""
     load_inventory(config.tools_file)
     read_rules(config)  # a bad rules file or notify URL: AlertRulesError, a ConfigError
+    read_reports(config)  # a bad reports file or URL: ReportsError, a ConfigError
     if config.user_groups:
         read_groups_file(config.user_groups)  # a malformed line: GroupsFileError, a ConfigError naming the line
     store = Store(config.db)

@@ -24,8 +24,9 @@ from dash_app.layouts import dashboard
 from dash_app.licenses import LicensePool, SeriesNames, load_inventory
 from dash_app.licenses.pool_storage import PoolStorage
 from dash_app.recording import EventRecorder
+from dash_app.reports.setup import build_reports, read_reports
 from dash_app.routes import register_routes
-from dash_app.services import DELIVERIES, DEMO, DIRECTORY, FLEXLM, LEASE, LOG, PERSISTER, POLLER, STORE, STREAM, Service
+from dash_app.services import DELIVERIES, DEMO, DIRECTORY, FLEXLM, LEASE, LOG, PERSISTER, POLLER, REPORTS, STORE, STREAM, Service
 from dash_app.sources.demo import DemoTraffic
 from dash_app.sources.flexlm import FlexLMFollower
 from dash_app.sources.health import SourceHealth, down_of, sources_of
@@ -162,6 +163,19 @@ def build_state(config: Config, lead: bool = True) -> AppState:
     directory = build_directory(config, store, pool)
     if lead:  # a one-off command (lead=False) has no use for a thread that follows the file and the directory
         services[DIRECTORY] = directory
+    analytics = CapacityService(
+        store,
+        pool,
+        history_days=config.history_days,
+        billing_days=config.billing_days,
+        true_denial_minutes=config.true_denial_minutes,
+        groups=directory.mapping,
+        currency=config.currency,
+    )
+    # Every process runs the reports' thread (a one-off command none): each period's claim in the database sends it once.
+    reports = build_reports(config, read_reports(config), store, analytics) if lead else None
+    if reports is not None:
+        services[REPORTS] = reports
     # The ticker starts last, so its first tick sees what the sources brought at start.
     stream = services[STREAM] = StreamTicker(
         buffer,
@@ -187,20 +201,13 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         history=history,
         metrics_registry=prometheus_metrics.build_registry(pool, recorder, alerts),
         stream=stream,
-        analytics=CapacityService(
-            store,
-            pool,
-            history_days=config.history_days,
-            billing_days=config.billing_days,
-            true_denial_minutes=config.true_denial_minutes,
-            groups=directory.mapping,
-            currency=config.currency,
-        ),
+        analytics=analytics,
         services=services,
         api_source=api_source,
         alerts=alerts,
         directory=directory,
         shared=shared,
+        reports=reports,
     )
 
 

@@ -1,13 +1,12 @@
 """CSV and JSON exports of buckets or raw events, for the export route and the dashboard's download buttons."""
 
-import csv
-import io
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dash_app import privacy
 from dash_app.auth.viewer import FULL, Names, current_viewer
+from dash_app.csvtext import to_csv
 from dash_app.store.history import minute_rows
 from dash_app.timeutil import iso_minute
 
@@ -18,8 +17,6 @@ FORMATS = ("csv", "json")
 KINDS = ("buckets", "events")
 BUCKET_COLUMNS = ["tool", "timestamp", "count", "overage_count", "users"]
 EVENT_COLUMNS = ["timestamp", "type", "tool", "user", "id", "is_overage", "reason", "host", "version", "source"]
-# Spreadsheets run cells that start with these as formulas; a leading quote keeps them text.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def bucket_rows(
@@ -60,24 +57,6 @@ def event_rows(
     merged = [e for kind in ("borrows", "returns", "failures") for e in events[kind] if wanted is None or e["tool"] in wanted]
     merged.sort(key=lambda e: e["timestamp"])
     return [{key: e.get(key) for key in EVENT_COLUMNS} for e in (privacy.event(e, names) for e in merged)]
-
-
-def _cell(value: object) -> object:
-    if isinstance(value, list):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return "" if value is None else value
-
-
-def to_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Render rows as CSV text with a header line; lists become JSON arrays."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(row[c]) for c in columns])
-    return out.getvalue()
 
 
 def render(

@@ -6,6 +6,7 @@ from dash_app import prometheus_metrics, realtime_api, vendor
 from dash_app.alerts import api as alerts_api
 from dash_app.analytics import api as analytics_api
 from dash_app.licenses import api as licenses_api
+from dash_app.reports import api as reports_api
 from dash_app.sources import api as sources_api
 from dash_app.stream import routes as stream_routes
 from dash_app.web import register_request_guards
@@ -19,6 +20,7 @@ BLUEPRINTS = (
     sources_api.bp,  # /sources, /sources/flexlm
     analytics_api.bp,  # /analytics/capacity, /analytics/commit-advice
     alerts_api.bp,  # /alerts
+    reports_api.bp,  # /reports
 )
 
 

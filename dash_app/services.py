@@ -16,6 +16,7 @@ STORE, LOG, DELIVERIES, DEMO, FLEXLM, POLLER, LEASE, STREAM = (
     "lease",
     "stream",
 )
+REPORTS = "reports"  # the scheduled reports' thread (--reports), in every process: the database orders them
 DIRECTORY = "directory"  # who belongs where: every process runs its own (it only reads)
 PERSISTER = "persister"  # the lease holder's service that writes the log to the store (--redis)
 

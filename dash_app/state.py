@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # imported for the annotations only: these modules import not
     from dash_app.eventlog.shared import SharedLog
     from dash_app.licenses import LicensePool
     from dash_app.recording import EventRecorder
+    from dash_app.reports.scheduler import ReportScheduler
     from dash_app.services import Service
     from dash_app.sources.health import SourceHealth
     from dash_app.store import Store
@@ -60,6 +61,7 @@ class AppState:
     alerts: AlertEngine
     directory: DirectoryService  # who belongs where: the file's and the company directory's groups
     shared: SharedLog | None = None  # with --redis: the shared log this process follows
+    reports: ReportScheduler | None = None  # with --reports: the scheduled reports' thread (also in `services`)
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def service(self, name: str) -> Service | None:

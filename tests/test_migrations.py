@@ -33,6 +33,8 @@ ALTER TABLE minute_stats ADD COLUMN level_end INTEGER; ALTER TABLE hour_stats AD
 ALTER TABLE hour_stats ADD COLUMN avg_in_use REAL; ALTER TABLE hour_stats ADD COLUMN level_end INTEGER;
 """
 NOW = 1_800_000_000.0
+# Tables a revision after 5 added: a file of a release before Alembic never had them.
+LATER_TABLES = {"report_schedules", "report_runs"}
 
 
 def legacy_file(path, version, run_by_server=False):
@@ -107,7 +109,8 @@ def test_a_new_database_has_the_tables_every_earlier_release_upgrades_to(tmp_pat
     Store(new).close()
     legacy = tmp_path / "legacy.db"
     legacy_file(legacy, len(MIGRATIONS), run_by_server=True)
-    assert shape(new) == shape(legacy)
+    assert {name: found for name, found in shape(new).items() if name not in LATER_TABLES} == shape(legacy)
+    assert LATER_TABLES <= set(shape(new))
     # And the rows a migration seeded (every other table starts empty).
     seeded = "SELECT * FROM history_meta ORDER BY key"
     assert sqlite3.connect(new).execute(seeded).fetchall() == sqlite3.connect(legacy).execute(seeded).fetchall() != []
@@ -280,7 +283,7 @@ def test_revision_7_gives_a_file_at_revision_6_the_in_use_columns_estimated_then
     conn.close()
     store = Store(path)
     try:
-        assert store.read("SELECT version_num FROM alembic_version") == [("0007",)] == [(head(),)]
+        assert store.read("SELECT version_num FROM alembic_version") == [(head(),)]
         assert level_columns(store) == {table: ["peak", "avg_in_use", "level_end"] for table in ("minute_stats", "hour_stats")}
         # Estimated from the counts, walked from 0: 3 borrows and 1 return leave 2 in use.
         assert store.read("SELECT peak, avg_in_use, level_end FROM minute_stats") == [(2, 1.0, 2)]
@@ -311,8 +314,33 @@ def test_revision_7_leaves_a_server_database_at_revision_6_as_it_was(postgres):
     engine.dispose()
     store = Store(url)
     try:
-        assert store.read("SELECT version_num FROM alembic_version") == [("0007",)] == [(head(),)]
+        assert store.read("SELECT version_num FROM alembic_version") == [(head(),)]
         assert store.read("SELECT * FROM minute_stats") == [("MATLAB", 5, 3, 0, "[]", 1, "{}", 2, 1.5, 2)]
         assert store.read("SELECT key FROM history_meta WHERE key = 'unaggregated_since'") == []
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_revision_8_gives_a_database_at_revision_7_the_reports_tables_keeping_its_rows(tmp_path, kind, request):
+    """The scheduled reports' tables come to a database of either kind at revision 7, empty; its rows stay."""
+    db = str(tmp_path / "v7.db") if kind == "sqlite" else request.getfixturevalue("postgres").create_database("at_revision_7")
+    upgrade_to(db, "0007")
+    engine = server_engine(db) if kind == "postgresql" else create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        # Revision 5 makes the tables as they are now: the release of revision 7 had no reports' tables.
+        for table in LATER_TABLES:
+            conn.execute(text(f"DROP TABLE {table}"))
+        conn.execute(text("INSERT INTO charges VALUES ('MATLAB', 2)"))
+    engine.dispose()
+    store = Store(db)
+    try:
+        assert store.read("SELECT version_num FROM alembic_version") == [("0008",)] == [(head(),)]
+        assert store.read("SELECT * FROM charges") == [("MATLAB", 2)]
+        assert store.read("SELECT COUNT(*) FROM report_runs") == [(0,)] == store.read("SELECT COUNT(*) FROM report_schedules")
+    finally:
+        store.close()
+    if kind == "sqlite":
+        new = tmp_path / "new.db"
+        Store(new).close()
+        assert shape(db) == shape(new)

@@ -24,7 +24,7 @@ from dash_app.alerts.notices import DeliveryRecord, Notification
 from dash_app.alerts.redaction import apprise_asset, probe, redact, scrub
 from dash_app.alerts.rules import DEFAULT_DELIVERY_DEADLINE_SECONDS
 
-__all__ = ["Backoff", "Deliveries", "DeliveryRecord", "Notification"]
+__all__ = ["Backoff", "Deliveries", "DeliveryRecord", "Notification", "notify_once"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,36 @@ class Backoff:
     def delay(self, tries: int) -> float:
         """Return how long to wait after the `tries`-th failed try."""
         return min(self.first * 2 ** (tries - 1), self.most)
+
+
+def notify_once(
+    url: str,
+    channel: str,
+    title: str,
+    body: str,
+    body_format: str = apprise.NotifyFormat.TEXT,
+    attach: apprise.AppriseAttachment | None = None,
+) -> tuple[bool, str | None, bool]:
+    """Send one message to `url` once (`channel`: the URL redacted); return (delivered, why not, whether retrying is pointless).
+
+    Run it under a deadline (deadlines.run_bounded): apprise here has none of its own.
+    """
+    # A fresh object each try: apprise objects are not shared between threads, and one reused would make a retry
+    # wait out apprise's own per-service throttle (5.5 s for e-mail) inside this worker.
+    try:
+        notifier = apprise.Apprise(asset=apprise_asset())
+        if not notifier.add(url):
+            return False, "apprise cannot use this URL", True
+        result = notifier.notify(body=body, title=title, body_format=body_format, attach=attach)
+        if result:
+            return True, None, False
+        complaints = [entry.message for entry in result.logs() if entry.level in ("WARNING", "ERROR", "CRITICAL")]
+        return False, scrub(complaints[-1]) if complaints else f"not delivered ({result.status.name.lower()})", False
+    except Exception as exc:
+        # Counted as a failed try. The traceback is scrubbed by hand: this module's logger has no secret filter.
+        error = scrub(f"{type(exc).__name__}: {exc}")
+        log.warning("delivery to %s raised %s\n%s", channel, error, scrub(traceback.format_exc()))
+        return False, error, False
 
 
 # ------------------------------------------------------------------------------------------------ the delivery queue
@@ -279,24 +309,7 @@ class Deliveries:
 
     def _deliver(self, job: _Job) -> tuple[bool, str | None, bool]:
         """Send `job` once through a fresh apprise object; return (delivered, why not, whether retrying is pointless)."""
-        # A fresh object each try: apprise objects are not shared between threads, and one reused would make a retry
-        # wait out apprise's own per-service throttle (5.5 s for e-mail) inside this worker.
-        try:
-            notifier = apprise.Apprise(asset=apprise_asset())
-            if not notifier.add(job.url):
-                return False, "apprise cannot use this URL", True
-            result = notifier.notify(
-                body=job.notification.body, title=job.notification.title, body_format=apprise.NotifyFormat.TEXT
-            )
-            if result:
-                return True, None, False
-            complaints = [entry.message for entry in result.logs() if entry.level in ("WARNING", "ERROR", "CRITICAL")]
-            return False, scrub(complaints[-1]) if complaints else f"not delivered ({result.status.name.lower()})", False
-        except Exception as exc:
-            # Counted as a failed try. The traceback is scrubbed by hand: this module's logger has no secret filter.
-            error = scrub(f"{type(exc).__name__}: {exc}")
-            log.warning("alert delivery to %s raised %s\n%s", job.channel, error, scrub(traceback.format_exc()))
-            return False, error, False
+        return notify_once(job.url, job.channel, job.notification.title, job.notification.body)
 
     def _record(self, record: DeliveryRecord) -> None:
         """Keep `record` for `recent` and hand it to on_record, whose exceptions are logged and swallowed."""

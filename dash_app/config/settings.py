@@ -186,6 +186,9 @@ class Config:
     alerts_file: str | None = setting(
         None, "DASH_APP_ALERTS", "--alerts", "JSON file of alert rules and where to notify (none by default)"
     )
+    reports_file: str | None = setting(
+        None, "DASH_APP_REPORTS", "--reports", "JSON file of reports to send by themselves, and where to (none by default)"
+    )
     public_url: str = setting(
         "",
         "DASH_APP_PUBLIC_URL",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from dash_app import privacy
-from dash_app.auth.viewer import current_viewer
+from dash_app.auth.viewer import ADMIN, current_viewer
+from dash_app.reports.page import reports_card
 from dash_app.sources.flexlm import COUNTERS, follower_of
 from dash_app.sources.health import list_sources
 from dash_app.sources.page import sources_page
@@ -22,13 +23,16 @@ def sources() -> Response:
     A browser (an Accept that prefers text/html) gets it as a page, unless it asks for ?format=json; every other
     client gets JSON.
     """
-    shown = privacy.sources(list_sources(get_state()), current_viewer())
+    state, viewer = get_state(), current_viewer()
+    shown = privacy.sources(list_sources(state), viewer)
     fmt = request.args.get("format")
     if fmt not in (None, "json", "html"):
         raise ApiError(400, "invalid_query", "format: must be json or html")
     wants_page = request.accept_mimetypes.best_match(("application/json", "text/html")) == "text/html"
     if fmt == "html" or (fmt is None and wants_page):
-        return Response(sources_page(shown), mimetype="text/html", headers={"Vary": "Accept"})
+        # Admins also see the scheduled reports' state (GET /reports) at the foot of the page.
+        reports = state.reports.status() if state.reports is not None and viewer.role == ADMIN else []
+        return Response(sources_page(shown, reports_card(reports)), mimetype="text/html", headers={"Vary": "Accept"})
     response = jsonify({"sources": shown})
     response.vary.add("Accept")
     return response

@@ -41,18 +41,18 @@ _PAGE = """<!doctype html>
 <body class="bg-light"><main class="container-lg py-4">
 <p class="mb-2"><a href="/">License usage</a> · <a href="/sources?format=json">as JSON</a></p>
 <h1 class="h3 mb-1">Sources of events</h1><p id="sources-summary" class="text-muted">{summary}</p>
-{sections}</main></body></html>"""
+{sections}{extra}</main></body></html>"""
 
 
-def sources_page(sources: Sequence[Mapping[str, Any]]) -> str:
-    """Return the HTML page of GET /sources entries (as the reader may see them)."""
+def sources_page(sources: Sequence[Mapping[str, Any]], extra: Markup | None = None) -> str:
+    """Return the HTML page of GET /sources entries (as the reader may see them), then `extra` (admins' cards)."""
     states = Counter(str(source.get("state")) for source in sources)
     summary = f"{len(sources)} source{'s' if len(sources) != 1 else ''}: " + ", ".join(
         f"{n} {state.replace('_', ' ')}" for state, n in sorted(states.items())
     )
     ordered = sorted(sources, key=lambda source: STATE_ORDER.get(str(source.get("state")), 4))
     sections = Markup("").join(_section(source) for source in ordered) or Markup("<p>No sources.</p>")
-    return _PAGE.format(stylesheet=BOOTSTRAP_CSS, summary=escape(summary), sections=sections)
+    return _PAGE.format(stylesheet=BOOTSTRAP_CSS, summary=escape(summary), sections=sections, extra=extra or "")
 
 
 def _section(source: Mapping[str, Any]) -> Markup:

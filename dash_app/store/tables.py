@@ -169,3 +169,13 @@ flexlm_offsets = _table(
     "file_id text key, path text required, source text required, fp_len int required, fingerprint text required, "
     "offset big required, line big required, day int, last_tod int, updated_at seconds required",
 )
+
+# Scheduled reports (reports/): when each was first configured (none is sent for a period due before that), and one
+# row per report and period, claimed by the process sending it: the key makes it one send, whatever the processes.
+report_schedules = _table("report_schedules", "report text key, since seconds required")
+report_runs = _table(
+    "report_runs",
+    "report text key, period_start seconds key, period_end seconds required, due_at seconds required, owner text, "
+    "lease_until seconds, delivered text required, tries int required =0, error text, sent_at seconds, "
+    "updated_at seconds required",
+)

@@ -237,13 +237,18 @@ class ReceivedMail:
 
 
 class _SmtpHandler:
-    """aiosmtpd's handler: hands every message to the receiver's inbox."""
+    """aiosmtpd's handler: hands every message to the receiver's inbox (refusing the first `refuse` with a 451)."""
 
-    def __init__(self, inbox: _Inbox) -> None:
+    def __init__(self, inbox: _Inbox, refuse: int = 0) -> None:
         self._inbox = inbox
+        self.refuse = refuse
+        self.refused = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        """Record the message and accept it."""
+        """Record the message and accept it, or refuse it (not recorded) while refusals are left."""
+        if self.refused < self.refuse:
+            self.refused += 1
+            return "451 4.3.0 Try again later"
         content = envelope.content
         raw = content if isinstance(content, bytes) else str(content or "").encode()
         message = email.message_from_bytes(raw, policy=email.policy.default)
@@ -258,9 +263,10 @@ class _SmtpHandler:
 class SmtpReceiver:
     """A real SMTP server (aiosmtpd's Controller) on a free loopback port, recording each message's subject, body, to."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse: int = 0) -> None:
         self._inbox = _Inbox()
-        handler = _SmtpHandler(self._inbox)
+        # The first `refuse` messages are answered "451 try again later" and not recorded (a failing mail server).
+        self._handler = handler = _SmtpHandler(self._inbox, refuse)
         # The Controller checks its server by connecting to the port it was given, so it needs a real port, not 0:
         # take a free one, and take another if something grabbed it in between.
         for _ in range(20):
@@ -278,6 +284,11 @@ class SmtpReceiver:
         # mailto:// (not mailtos://) is apprise's insecure mode; with no user:password apprise does not log in, and
         # without a user the sender must be given as from=.
         return f"mailto://127.0.0.1:{self.port}?{urlencode({'from': sender, 'to': to})}"
+
+    @property
+    def refused(self) -> int:
+        """How many messages were refused so far."""
+        return self._handler.refused
 
     @property
     def messages(self) -> list[ReceivedMail]:
