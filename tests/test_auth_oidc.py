@@ -296,14 +296,16 @@ def test_privacy_mode_names_people_only_to_analysts_signed_in_through_the_provid
     assert (REAL_HOST in reads["borrows"]) == sees_real_names
 
 
-def test_an_unreachable_issuer_ends_the_start_with_one_line(monkeypatch):
+def test_an_unreachable_issuer_ends_the_start_with_one_line(monkeypatch, tmp_path):
     from dash_app.testing.commands import run_refused
 
     for name in [k for k in os.environ if k.startswith("DASH_APP_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("DASH_APP_OIDC_CLIENT_ID", "dash")
     monkeypatch.setenv("DASH_APP_OIDC_CLIENT_SECRET", "s")
-    result = run_refused(["--auth", "oidc", "--oidc-issuer", f"http://127.0.0.1:{free_port()}"])
+    # A database of its own: one left in the working folder by an older version would log its upgrade first.
+    db = str(tmp_path / "test.db")
+    result = run_refused(["--auth", "oidc", "--oidc-issuer", f"http://127.0.0.1:{free_port()}", "--db", db])
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("python -m dash_app: error: --oidc-issuer:") and "does not answer" in line
