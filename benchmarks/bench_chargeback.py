@@ -98,13 +98,22 @@ def indexed(history: SyntheticHistory) -> pd.DataFrame:
 
 
 def check(ours: dict[str, Any], base: pd.DataFrame) -> None:
-    """Assert the baseline's license time per (group, tool) is ours, and its money within a cent a cell."""
+    """Assert the baseline's license time per (group, tool) is ours, and its money within a cent a cell.
+
+    But for each tool's largest share: the cents its groups' shares lose to rounding down go to it, fewer than the
+    tool's groups.
+    """
     got = {(g["group"], t["tool"]): t for g in ours["groups"] if g["group"] != UNUSED for t in g["tools"]}
     assert len(got) == len(base), (len(got), len(base))
+    ranked = base.sort_values(["tool", "ms", "group"], ascending=[True, False, True])
+    largest = ranked.drop_duplicates("tool").set_index("tool")["group"]
+    groups = base.groupby("tool").size()
     for row in base.itertuples():
         mine = got[(row.group, row.tool)]
         assert mine["license_hours"] == row.ms / 3_600_000, (row.group, row.tool)
-        assert abs(mine["commit_share"] - row.commit_share) <= 0.0100001 and mine["overage_cost"] == row.overage_cost
+        slack = 0.01 * groups[row.tool] if largest[row.tool] == row.group else 0.01
+        assert abs(mine["commit_share"] - row.commit_share) <= slack + 1e-7, (row.group, row.tool)
+        assert mine["overage_cost"] == row.overage_cost, (row.group, row.tool)
 
 
 def through_the_service(history: SyntheticHistory, mapping: GroupMapping) -> None:
