@@ -17,8 +17,8 @@ from dash_app.config import Config, ConfigError, coerce
 from dash_app.directory.csvfile import GroupsFileError, parse_from, parse_groups
 from dash_app.directory.mapping import ALWAYS, NOWHERE, UNASSIGNED, GroupMapping, Membership
 from dash_app.directory.service import DirectoryService
-from dash_app.testing import ServerProcess
-from dash_app.testing.servers import ROOT
+from dash_app.testing import RedisServer, ServerProcess
+from dash_app.testing.servers import ROOT, stop_all
 from tests.test_privacy_page import refresh
 from tests.test_server_polling import wait_for
 from tests.test_source_errors import Reader
@@ -303,3 +303,34 @@ def test_a_malformed_change_shows_in_sources_and_the_source_strip_until_it_is_me
 
     rewrite(path, "user,group,cost_centre\nalice,Eng,CC1\nbob,Sales,CC2\n")
     wait_for(lambda: [e for e in directory_entries(server) if e["state"] == "up" and e["users"] == 2], "the file mended")
+
+
+def test_with_redis_every_process_follows_the_file_and_lists_its_own_directory_source(tmp_path):
+    path = tmp_path / "groups.csv"
+    path.write_text("user,group\nalice,Eng\n")
+    redis = RedisServer(tmp_path, persistent=False)
+    servers = []
+    try:
+        for _ in range(2):
+            env = {"DASH_APP_REDIS_URL": redis.url, "DASH_APP_DB": str(tmp_path / "shared.db"), "DASH_APP_USER_GROUPS": path}
+            servers.append(ServerProcess({k: str(v) for k, v in env.items()}, tmp_path))
+
+        def leading(server):
+            return requests.get(server.url + "/healthz", timeout=5).json()["leader"]
+
+        wait_for(lambda: any(leading(server) for server in servers), "a leader")
+        other = next(server for server in servers if not leading(server))  # lists the leader's sources, and its own
+        for server in servers:
+            assert [entry["state"] for entry in directory_entries(server)] == ["up"]
+        rewrite(path, "user,group\nalice,\n")
+        for server in servers:
+            wait_for(lambda: [e["state"] for e in directory_entries(server)] == ["down"], "each process's file down")  # noqa: B023
+        client = Reader(other.url, {})
+        _text, out = refresh(client)
+        assert (
+            f"directory {path} down for 0 min (malformed file: line 2: group: must not be empty)"
+            in (out["source-strip"]["children"][0])
+        )
+    finally:
+        stop_all(servers)
+        redis.stop()

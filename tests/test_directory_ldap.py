@@ -1,6 +1,9 @@
 """Who belongs where, from the company directory: lookups against a real OpenLDAP slapd, and what a failing one does."""
 
+import contextlib
 import logging
+import socket
+import threading
 import time
 
 import pytest
@@ -43,8 +46,13 @@ def slapd():
 
 
 def directory(slapd, **changes):
-    settings = {"cost_centre_attribute": COST_CENTRE_ATTRIBUTE, "bind_dn": READER_DN, "password": READER_PASSWORD}
-    return LdapDirectory(slapd.url, SUFFIX, **{**settings, **changes})
+    settings = {
+        "base_dn": SUFFIX,
+        "cost_centre_attribute": COST_CENTRE_ATTRIBUTE,
+        "bind_dn": READER_DN,
+        "password": READER_PASSWORD,
+    }
+    return LdapDirectory(slapd.url, **{**settings, **changes})
 
 
 def until(condition, what, timeout=10):
@@ -85,6 +93,8 @@ def test_users_are_looked_up_in_two_departments_with_their_cost_centres(slapd):
 def test_the_group_and_cost_centre_attributes_and_the_filter_are_settings(slapd):
     lookup = directory(slapd, group_attribute=COST_CENTRE_ATTRIBUTE, cost_centre_attribute="", bind_dn="", password="")
     assert lookup.look_up(["alice", "carol", ODD]).mapping.memberships("carol") == (Membership(ALWAYS, "CC-200", ""),)
+    any_case = directory(slapd, group_attribute="DEPARTMENTNUMBER", cost_centre_attribute=COST_CENTRE_ATTRIBUTE.lower())
+    assert any_case.look_up(["carol"]).mapping.memberships("carol") == (Membership(ALWAYS, "Sales", "CC-200"),)
     by_cn = directory(slapd, user_filter="(&(objectClass=inetOrgPerson)(cn={user}))")
     assert by_cn.look_up(["person2", "carol"]).mapping.users() == ["person2"]  # carol's entry is cn=person2
 
@@ -101,6 +111,32 @@ def test_ldaps_checks_the_directorys_certificate_and_name(monkeypatch):
         with pytest.raises(DirectoryError) as refused:
             other_name.look_up(["alice"])  # the certificate names 127.0.0.1 only
         assert refused.value.error.kind == "tls failed"
+
+
+def test_a_referral_is_not_followed_so_the_password_goes_nowhere_else(slapd):
+    # Another host the directory refers to: a bare listener that keeps whatever a client sends it.
+    elsewhere = socket.create_server(("127.0.0.1", 0))
+    received = []
+
+    def keep():
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = elsewhere.accept()
+                client.settimeout(2)
+                with client, contextlib.suppress(OSError):
+                    received.append(client.recv(4096))
+
+    threading.Thread(target=keep, daemon=True).start()
+    referral = slapd.add_referral("ou=elsewhere", f"ldap://127.0.0.1:{elsewhere.getsockname()[1]}/{SUFFIX}")
+    try:
+        with pytest.raises(DirectoryError) as refused:
+            directory(slapd, base_dn=referral, timeout=2).look_up(["alice"])
+        assert refused.value.error.kind == "search failed" and "referral" in refused.value.error.detail
+        assert directory(slapd).look_up(["alice"]).mapping.users() == ["alice"]  # below the suffix, it is passed over
+        assert received == []
+    finally:
+        slapd.delete(referral)
+        elsewhere.close()
 
 
 def test_the_file_wins_over_the_directory_for_a_user_in_both(slapd, tmp_path):

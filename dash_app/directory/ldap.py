@@ -25,7 +25,7 @@ _SIZE_LIMIT_EXCEEDED = 4
 
 def user_filter(template: str, user: str) -> str:
     """Return the search filter for `user`: `template` with {user} as the name escaped per RFC 4515."""
-    return template.replace("{user}", escape_filter_chars(user))
+    return template.format(user=escape_filter_chars(user))  # the settings' check let only {user} stand in braces
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class LdapDirectory:
             password=self.password or None,
             auto_bind=ldap3.AUTO_BIND_NONE,
             read_only=True,
+            # ldap3 would follow a referral to any host, binding there with our DN and password.
+            auto_referrals=False,
             receive_timeout=max(1, math.ceil(self.timeout)),  # ldap3 packs it as whole seconds
         )
 

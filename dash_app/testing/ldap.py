@@ -44,6 +44,7 @@ suffix "{suffix}"
 rootdn "{admin}"
 rootpw {password}
 directory {folder}/data
+index objectClass,uid eq
 access to * by * read
 """
 # With TLS: a self-signed certificate for 127.0.0.1, made for this server (its file is `cert_path`, to trust or not).
@@ -161,6 +162,25 @@ class LdapServer:
         with ldap3.Connection(self.url, ADMIN_DN, ADMIN_PASSWORD, auto_bind=True) as connection:
             if not connection.modify(dn, {"userPassword": [(ldap3.MODIFY_REPLACE, [password])]}):
                 raise RuntimeError(f"cannot change the password of {dn}: {connection.result}")
+
+    def add_referral(self, rdn: str, url: str) -> str:
+        """Add a referral entry `rdn` under ou=people pointing to `url`; return its DN."""
+        import ldap3  # noqa: PLC0415 - only the tests of referrals need the client here
+
+        dn = f"{rdn},{PEOPLE}"
+        attributes = {"ref": url, "ou": rdn.partition("=")[2]}
+        with ldap3.Connection(self.url, ADMIN_DN, ADMIN_PASSWORD, auto_bind=True) as connection:
+            if not connection.add(dn, ["referral", "extensibleObject"], attributes):
+                raise RuntimeError(f"cannot add the referral {dn}: {connection.result}")
+        return dn
+
+    def delete(self, dn: str) -> None:
+        """Delete the entry `dn` (with the ManageDsaIT control, so a referral is deleted, not followed)."""
+        import ldap3  # noqa: PLC0415 - as above
+
+        with ldap3.Connection(self.url, ADMIN_DN, ADMIN_PASSWORD, auto_bind=True) as connection:
+            if not connection.delete(dn, controls=[("2.16.840.1.113730.3.4.2", False, None)]):
+                raise RuntimeError(f"cannot delete {dn}: {connection.result}")
 
     def stop(self) -> None:
         """Stop slapd (SIGTERM, then SIGKILL after 10 s) and wait for it; its data stays for start()."""
