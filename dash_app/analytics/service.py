@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from dash_app.analytics.runners import AnalysisProcess, InProcessRunner, Runner
 from dash_app.analytics.spec import Spec
+from dash_app.analytics.turns import Turns
 from dash_app.directory.mapping import GROUP_KEYS, UNASSIGNED, GroupKey, GroupMapping
 from dash_app.pressure import TRUE_DENIAL_MINUTES
 from dash_app.store.history_counts import data_version
@@ -144,8 +145,9 @@ class CapacityService:
         )
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
-        # One analysis at a time: two tabs asking for the same period wait for one result instead of doubling the work.
-        self._compute = threading.Lock()
+        # One analysis at a time: two tabs asking for the same period wait for one result instead of doubling the work;
+        # the grid and a clicked tool's figures go before the sections below them (turns.py).
+        self._compute = Turns()
 
     def warm(self) -> None:
         """Start the analysis process now, so it has read the history before the first query comes."""
@@ -175,8 +177,10 @@ class CapacityService:
         }
         return specs, {entry["tool"]: int(entry.get("queued") or 0) for entry in status}
 
-    def _cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    def _cached(self, key: tuple[Any, ...], build: Callable[[], Any], urgent: bool = False) -> Any:
         """Return the value of `key` for the current data, building it at most once per version of the data.
+
+        An `urgent` build (what a person waits on: the grid, a clicked tool) goes before the others waiting to build.
 
         Live traffic changes the data several times a second; a report is then still served for REUSE_SECONDS after
         it was built, so a page of long periods is not recomputed on every click while licenses come and go.
@@ -187,7 +191,7 @@ class CapacityService:
             if entry is not None and (entry[0] == version or self.clock() - entry[1] < REUSE_SECONDS):
                 self._cache.move_to_end(key)
                 return entry[2]
-        with self._compute:
+        with self._compute.turn(urgent):
             with self._lock:
                 entry = self._cache.get(key)
                 if entry is not None and (entry[0] == version or self.clock() - entry[1] < REUSE_SECONDS):
@@ -226,7 +230,7 @@ class CapacityService:
             rows, advice, totals = self.runner.run("report", **params, queued=queued, only=only)
             return Report(start, end, days, rows, advice, totals)
 
-        report: Report = self._cached(("report", start, end, wanted, scope), build)
+        report: Report = self._cached(("report", start, end, wanted, scope), build, urgent=True)
         return report
 
     def detail(self, tool: str, start: float, end: float, zone: str, group: str | None = None) -> dict[str, Any]:
@@ -239,7 +243,7 @@ class CapacityService:
             result: dict[str, Any] = self.runner.run("detail", **params)
             return result
 
-        detail: dict[str, Any] = self._cached(("detail", tool, start, end, zone, scope), build)
+        detail: dict[str, Any] = self._cached(("detail", tool, start, end, zone, scope), build, urgent=True)
         return detail
 
     def _period(self, start: float, end: float) -> dict[str, str]:
