@@ -27,10 +27,12 @@ def _history(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return the sessions and the denials of [start, end), of `tools` only when given, of the group's users at the time."""
     sessions, denials = mirror.load_sessions(start, end, tools), mirror.load_denials(start, end, tools)
-    if only is None:
-        return sessions, denials
-    group, mapping = only
-    return in_group(sessions, "borrowed_at", mapping, group), in_group(denials, "ts", mapping, group)
+    return _of_group(sessions, "borrowed_at", only), _of_group(denials, "ts", only)
+
+
+def _of_group(frame: pd.DataFrame, column: str, only: Only) -> pd.DataFrame:
+    """Return the rows of `frame` whose user is in the group at the time in `column` (all of them without a group)."""
+    return frame if only is None else in_group(frame, column, only[1], only[0])
 
 
 def report(
@@ -105,9 +107,7 @@ def estate_heatmap(
     mirror: HistoryMirror, start: float, end: float, specs: dict[str, Spec], zone: str, only: Only = None
 ) -> dict[str, Any]:
     """Return the estate's hour-of-week heatmap of [start, end) in `zone`."""
-    sessions = mirror.load_sessions(start, end, tuple(specs))
-    if only is not None:
-        sessions = in_group(sessions, "borrowed_at", only[1], only[0])
+    sessions = _of_group(mirror.load_sessions(start, end, tuple(specs)), "borrowed_at", only)
     return estate.heatmap(sessions, specs, start, end, zone)
 
 
