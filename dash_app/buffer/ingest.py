@@ -150,21 +150,32 @@ class Ingest(Eviction):
     def _add_entries(self, entries: list[Entry]) -> None:
         """Add entries in order, each into its log and its series' bin, retention applied as of each one's time.
 
-        One loop with the borrow and return inline: this is where every event added one by one is paid for.
+        One loop with the borrow and return inline: this is where every event added one by one is paid for. Bins
+        touched in the current minute are remembered in `hot` (series -> bin), stamped once; the caps are compared
+        with list lengths, their bounds worked out again after anything that moves a log's head.
         """
         retention, intern, tool_key = self.retention_seconds, self._interned.get, self._tool_keys.get
         borrows, returns, opened = self._borrows, self._returns, self._open_borrows
         borrowed, returned = borrows.items, returns.items
-        hot: dict[str, tuple[int, Bin]] = {}
+        hot: dict[str, Bin] = {}
         self._hot = hot
+        find = hot.get
+        start = stop = -math.inf  # the minute the bins in `hot` are of: [start, stop)
         event: Raw
         was = math.nan
+        b_full, b_over, r_over = borrows.head + borrows.cap, borrows.head + borrows.limit, returns.head + returns.limit
         try:
             for now, kind, ts, tool, user, borrow_id, is_overage, reason, host, version in entries:
                 if now != was:
                     was = now
                     if now - retention > self._oldest_bound:
                         self._expire(now)
+                        b_full, b_over = borrows.head + borrows.cap, borrows.head + borrows.limit
+                        r_over = returns.head + returns.limit
+                if not start <= ts < stop:
+                    hot.clear()
+                    start = ts // 60 * 60
+                    stop = start + 60
                 if kind == BORROW:
                     # One shared string per distinct tool/user name keeps a full buffer small; the event keeps the
                     # exact name, its minute bin is the name's series.
@@ -177,21 +188,21 @@ class Ingest(Eviction):
                     else:
                         self._log(borrows, event)
                     opened[borrow_id] = event
-                    found = hot.get(key)
-                    b = found[1] if found is not None and found[0] == ts // 60 else self._touched_bin(key, ts)
+                    b = find(key) or self._touched_bin(key, ts)
                     b.count += 1
                     b.overage += is_overage
                     users = b.users
                     users[who] = users.get(who, 0) + 1
-                    b.bucket = None
-                    if len(borrowed) - borrows.head > borrows.limit:
+                    if len(borrowed) > b_over:
                         self._evict(borrows, borrows.over_cap())
+                        b_full, b_over = borrows.head + borrows.cap, borrows.head + borrows.limit
                 elif kind == RETURN:
                     if tool is None or user is None:
                         # Tool and user default to those of the borrow, if retained: the cap applies first (inline,
                         # as every return added by id alone comes here).
-                        if len(borrowed) - borrows.head > borrows.cap:
+                        if len(borrowed) > b_full:
                             self._evict(borrows, borrows.over_cap())
+                            b_full, b_over = borrows.head + borrows.cap, borrows.head + borrows.limit
                         lent = opened.get(borrow_id)
                         if lent is not None:
                             tool = lent[2] if tool is None else tool
@@ -204,29 +215,33 @@ class Ingest(Eviction):
                     else:
                         self._log(returns, event)
                     if key is not None:
-                        found = hot.get(key)
-                        b = found[1] if found is not None and found[0] == ts // 60 else self._touched_bin(key, ts)
-                        b.returns += 1
-                    if len(returned) - returns.head > returns.limit:
+                        (find(key) or self._touched_bin(key, ts)).returns += 1
+                    if len(returned) > r_over:
                         self._evict(returns, returns.over_cap())
+                        r_over = returns.head + returns.limit
                 else:
-                    self._add_failure(ts, tool, user, reason)
+                    self._add_failure(ts, tool, user, reason, hot)
                 # No bound to lower: an event appended after a log's last one is no older than that one, which is
                 # retained (a log emptied by eviction is cleared), and _log lowers it for the rest.
         finally:
             self._version += len(entries)
             self._hot = {}
 
-    def _add_failure(self, ts: float, name: Any, who: Any, why: Any) -> None:
+    def _add_failure(self, ts: float, name: Any, who: Any, why: Any, hot: dict[str, Bin]) -> None:
+        """Add a failure to its log and its series' bin (the batch's bin of this minute, when `hot` has it)."""
         tool, key = self._tool_keys.get(name) or self._tool_key(name)
-        user = self._intern(who)
-        reason: Any = self._intern(why)  # a failure's reason is a name
+        user = self._interned.get(who) or self._intern(who)
+        reason: Any = self._interned.get(why) or self._intern(why)  # a failure's reason is a name
         failures = self._failures
         self._log(failures, (ts, FAILURE, tool, user, None, None, reason, None, None))
         if key is not None:
-            counts = self._bin(key, ts).failures
+            b = hot.get(key)
+            if b is None:
+                # Failures move no level and no bucket: the bin is stamped, not noted or reset.
+                b = self._bin(key, ts)
+                self._stamps[key] = self._next_stamp()
+            counts = b.failures
             counts[reason] = counts.get(reason, 0) + 1
-            self._stamps[key] = self._next_stamp()
         if len(failures.items) - failures.head > failures.limit:
             self._evict(failures, failures.over_cap())
 
@@ -243,9 +258,9 @@ class Ingest(Eviction):
     def _touched_bin(self, key: str, ts: float) -> Bin:
         """Return `key`'s bin of `ts`'s minute, stamped as changed, for a borrow or return being added.
 
-        Its level figures are worked out when read; a minute that cached in-use rows cover is noted to be redone.
-        The bin is remembered in `_hot` until the batch ends, so the batch's later adds to it skip the stamp and the
-        note: no read comes between them, and eviction (which may drop bins) forgets `_hot`.
+        Its bucket goes and its level figures are worked out when read; a minute that cached in-use rows cover is
+        noted to be redone. The bin is remembered in `_hot` while the batch stays in its minute, so the batch's later
+        adds to it skip all that: no read comes between them, and eviction (which may drop bins) forgets `_hot`.
         """
         minute = int(ts // 60)
         bins = self._bins.get(key)
@@ -255,7 +270,8 @@ class Ingest(Eviction):
         if minute < self._sealed:
             self._mark(key, minute)
         self._stamps[key] = self._next_stamp()
-        self._hot[key] = (minute, b)
+        b.bucket = None
+        self._hot[key] = b
         return b
 
     def _intern(self, text: str | None) -> str | None:
