@@ -110,3 +110,44 @@ def test_a_series_stamp_moves_whenever_its_data_does(steps):
             if changed and tool in now_stamps:
                 assert now_stamps[tool] != stamps.get(tool), (kind, tool)
         before, stamps = after, now_stamps
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(step, max_size=60), st.sampled_from([300, 1800]))
+def test_failure_stamps_move_with_the_failures_and_window_counts_sum_the_flows(steps, window):
+    clock = FakeClock(START)
+    buffer = RealtimeMetricsBuffer(retention_seconds=1800, max_borrows=25, max_returns=25, max_failures=10, clock=clock)
+
+    def retained_failures():
+        failures = buffer.get_recent_events(buffer.retention_seconds)["failures"]
+        return {tool: [(e["timestamp"], e["user"]) for e in failures if e["tool"] == tool] for tool in TOOLS}
+
+    before, stamps, n = retained_failures(), buffer.failure_stamps(), 0
+    for kind, what, back in steps:
+        at = clock.now - back
+        if kind == "borrow":
+            n += 1
+            buffer.add_borrow(what, f"u{n}", False, f"b{n}", timestamp=at)
+        elif kind == "return":
+            buffer.add_return(f"b{what}", timestamp=at)
+        elif kind == "failure":
+            buffer.add_failure(what, f"u{n % 3}", "exhausted", timestamp=at)
+        else:
+            clock.advance(what)
+        # A series' failure stamp moves whenever one of its retained failures comes or goes (arrival, cap, expiry).
+        after, now_stamps = retained_failures(), buffer.failure_stamps()
+        for tool in TOOLS:
+            if before[tool] != after[tool] and after[tool]:
+                assert now_stamps[tool] != stamps.get(tool), (kind, tool)
+        before, stamps = after, now_stamps
+        flows = buffer.get_minute_flows(window, tools=TOOLS)
+        assert buffer.window_counts(window, TOOLS) == {
+            tool: (
+                sum(f.borrows for f in rows),
+                sum(f.overage for f in rows),
+                sum(f.returns for f in rows),
+                sum(sum(f.failures.values()) for f in rows),
+                [(f.minute, 0, 0, 0, f.failures) for f in rows if f.failures],
+            )
+            for tool, rows in flows.items()
+        }

@@ -111,6 +111,7 @@ class BufferCore:
         # series -> the number of its latest change (an add, eviction or expiry in one of its bins), so readers can
         # rebuild only the series that changed since they last looked (series_stamps).
         self._stamps: dict[str, int] = {}
+        self._failure_stamps: dict[str, int] = {}  # series -> the number of its latest failure added or dropped
         self._hot: dict[str, Bin] = {}  # series -> its bin of the minute being added, stamped in this batch
         self._next_stamp = itertools.count(1).__next__
         self._minutes: dict[str, list[int]] = {}  # series -> sorted list of minute indexes present in _bins[series]

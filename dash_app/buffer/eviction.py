@@ -7,7 +7,7 @@ from typing import Any
 from dash_app.buffer.core import Bin
 from dash_app.buffer.event_log import EventLog, Raw
 from dash_app.buffer.minute_bins import MinuteBins
-from dash_app.events import BORROW, RETURN
+from dash_app.events import BORROW, FAILURE, RETURN
 
 
 def _uncount_borrow(b: Bin, user: Any, is_overage: bool | None) -> None:
@@ -105,6 +105,7 @@ class Eviction(MinuteBins):
                         self._mark(tool, minute)
                 elif b.failures:
                     b.failures = {}
+                    self._failure_stamps[tool] = self._stamps[tool]
                 if b.is_empty():
                     del bins[minute]
             minutes[:end] = [m for m in minutes[:end] if m in bins]
@@ -160,7 +161,9 @@ class Eviction(MinuteBins):
                 b.failures[reason] = left
             else:
                 del b.failures[reason]
-        self._stamps[key] = self._next_stamp()
+        stamp = self._stamps[key] = self._next_stamp()
+        if kind == FAILURE:
+            self._failure_stamps[key] = stamp
         if kind in (BORROW, RETURN):
             self._mark(key, int(ts // 60))
         self._drop_bin_if_empty(key, ts, b)

@@ -240,6 +240,7 @@ class Ingest(Eviction):
                 # Failures move no level and no bucket: the bin is stamped, not noted or reset.
                 b = self._bin(key, ts)
                 self._stamps[key] = self._next_stamp()
+            self._failure_stamps[key] = self._stamps[key]
             counts = b.failures
             counts[reason] = counts.get(reason, 0) + 1
         if len(failures.items) - failures.head > failures.limit:

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from typing import Any
 
 from dash_app.buffer.ingest import Ingest
-from dash_app.buffer.rows import Bucket, MinuteFlow
+from dash_app.buffer.rows import Bucket, MinuteFlow, WindowCounts
 from dash_app.events import BORROW, FAILURE, RETURN, Event, public_event
 from dash_app.timeutil import first_minute_at_or_after, iso_utc
 
@@ -179,6 +179,41 @@ class Reads(Ingest):
             self._settle(self.clock())
             stamps = self._stamps
             return {tool: stamps.get(tool, 0) for tool in self._minutes}
+
+    def failure_stamps(self) -> dict[str, int]:
+        """Return {series: stamp} of every series with failures; it changes whenever one of its failures comes or goes."""
+        with self._lock:
+            self._settle(self.clock())
+            stamps = self._failure_stamps
+            for gone in [key for key in stamps if key not in self._minutes]:
+                del stamps[gone]  # a series with no bins left has no failures: its entry goes with it
+            return dict(stamps)
+
+    def window_counts(self, window_seconds: float, tools: Collection[str]) -> dict[str, WindowCounts]:
+        """Return `{series: WindowCounts}` of `tools` over the window's minutes (a series with no bins there is absent)."""
+        with self._lock:
+            now = self.clock()
+            self._settle(now)
+            first = first_minute_at_or_after(now - min(window_seconds, self.retention_seconds))
+            found: dict[str, WindowCounts] = {}
+            for tool in tools:
+                minutes = self._minutes.get(tool)
+                if not minutes:
+                    continue
+                bins = self._bins[tool]
+                borrows = overage = returns = failures = 0
+                failing: list[MinuteFlow] = []
+                for m in minutes[bisect_left(minutes, first) :]:
+                    b = bins[m]
+                    borrows += b.count
+                    overage += b.overage
+                    returns += b.returns
+                    if b.failures:
+                        failures += sum(b.failures.values())
+                        failing.append(MinuteFlow(m * 60, 0, 0, 0, dict(b.failures)))
+                if borrows or returns or failures:
+                    found[tool] = WindowCounts(borrows, overage, returns, failures, failing)
+            return found
 
     def caps(self) -> dict[str, int]:
         """Return the cap of each event kind."""

@@ -29,3 +29,13 @@ class InUseBin(NamedTuple):
     peak: int  # the most in use at any instant of the minute, its start level included
     average: float  # the time-weighted mean over the minute (the current minute: over its part up to now)
     end: int  # in use at the minute's end, after all of its events
+
+
+class WindowCounts(NamedTuple):
+    """One series over a window's minutes: its counts, and its minutes with failures (their other counts 0)."""
+
+    borrows: int
+    overage: int
+    returns: int
+    failures: int
+    failing: list[MinuteFlow]

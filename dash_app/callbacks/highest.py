@@ -2,16 +2,19 @@
 changes one tool redoes one part, and each shown tool's points while its levels stay the same."""
 
 from collections.abc import Mapping, Sequence
+from itertools import islice
+from operator import is_
 from typing import Any
 
 from dash_app.figures.common import Frame
-from dash_app.figures.in_use import Highest, Level, highest_shares, merge_highest, share_points
+from dash_app.figures.in_use import Highest, Level, highest_points, highest_shares, merge_highest, next_share_points, share_points
 
 # Tools per part (and parts per group): with 200 tools a tick redoes a part of 8 and merges a group of 8 parts and 4 groups.
 PART_SIZE = 8
 
 
 Member = tuple[str, int, object]  # (tool, total, the object that stands for its peaks)
+Points = tuple[list[float], list[list[Any]]]  # a line's y values and customdata on a frame's axis_times
 
 
 def _same(a: tuple[Member, ...], b: tuple[Member, ...]) -> bool:
@@ -32,14 +35,25 @@ class OtherTools:
         self._parts: dict[int, tuple[tuple[Member, ...], Highest]] = {}
         self._groups: dict[int, tuple[tuple[int, ...], Highest]] = {}  # group -> (its parts' numbers, their Highest)
         # shown tool -> (its levels, total, first bin, bins, its points): the levels kept alive, compared by identity
-        self._points: dict[str, tuple[object, int, int, int, tuple[list[float], list[list[Any]]]]] = {}
+        self._points: dict[str, tuple[Sequence[Level], int, int, int, Points]] = {}
+        self._line: tuple[tuple[int, int], Points] | None = None  # (the bins it is on, the other tools' line)
 
-    def points(self, tool: str, levels: Sequence[Level], total: int, frame: Frame) -> tuple[list[float], list[list[Any]]]:
-        """Return a shown tool's share_points, the same lists as last time while its levels, total and bins are."""
+    def points(self, tool: str, levels: Sequence[Level], total: int, frame: Frame) -> Points:
+        """Return a shown tool's share_points: the same lists as last time while its levels, total and bins are.
+
+        Levels that differ only in their last entry (the current minute's average carried on to now, every tick of a
+        busy tool) redo that one point.
+        """
         bins = frame.bins
         found = self._points.get(tool)
-        if found is not None and found[0] is levels and found[1:4] == (total, bins.start, len(bins)):
-            return found[4]
+        if found is not None and found[1:4] == (total, bins.start, len(bins)):
+            before = found[0]
+            if before is levels:
+                return found[4]
+            if levels and len(before) == len(levels) and all(map(is_, islice(levels, len(levels) - 1), before)):
+                made = next_share_points(found[4], levels[-1], total, frame)
+                self._points[tool] = (levels, total, bins.start, len(bins), made)
+                return made
         made = share_points(levels, total, frame)
         if len(self._points) > 4 * PART_SIZE:
             self._points.clear()  # tools once shown and no longer: a few dozen at most
@@ -87,3 +101,22 @@ class OtherTools:
             merged[group] = found_group
         self._parts, self._groups = kept, merged
         return merge_highest(merged[group][1] for group in sorted(merged))
+
+    def line(
+        self,
+        order: Sequence[str],
+        in_use: Mapping[str, Sequence[Level]],
+        peaks: Mapping[str, object],
+        rest: list[tuple[str, int]],
+        frame: Frame,
+    ) -> Points:
+        """Return the other tools' highest_points, the same lists as last time while no group was redone."""
+        before = self._groups  # the groups of the last call, kept alive here, so `is` cannot meet a reused id
+        best = self.highest(order, in_use, peaks, rest)
+        bins = (frame.bins.start, len(frame.bins))
+        same_groups = len(before) == len(self._groups) and all(before.get(g) is found for g, found in self._groups.items())
+        if same_groups and self._line is not None and self._line[0] == bins:
+            return self._line[1]
+        made = highest_points(best, frame)
+        self._line = (bins, made)
+        return made

@@ -282,7 +282,7 @@ class Snapshots:
                     colors,
                     totals_by_tool,
                     frame,
-                    lambda rest: others.highest(pool.tools, data.in_use, data.peak_bins or {}, rest),
+                    lambda rest: others.line(pool.tools, data.in_use, data.peak_bins or {}, rest, frame),
                     lambda tool, total: others.points(tool, data.in_use[tool], total, frame),
                 )
             ),

@@ -3,8 +3,8 @@
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from dash_app.buffer import MinuteFlow
-from dash_app.callbacks.window_stats import ToolStats, WindowData, peak_bins, series_stats, true_denial_count
+from dash_app.buffer import MinuteFlow, WindowCounts
+from dash_app.callbacks.window_stats import ToolStats, WindowData, peak_bins, true_denial_count
 from dash_app.figures.in_use import Level
 from dash_app.pressure import DEFAULT_GAP
 from dash_app.timeutil import parse_iso
@@ -40,13 +40,16 @@ class _Series(NamedTuple):
     stamp: int  # the buffer's stamp of the series when read
     level: int  # in use then
     buckets: list | None
-    failing: list  # its MinuteFlows with failures (the others are only kept as counts, in stats)
+    failing: list  # its MinuteFlows with failures, failures alone (the others are only kept as counts, in stats)
     in_use: list  # (minute, peak, average) where something was in use
     peaks: dict[int, int]  # {peak: minutes with it} of in_use
     stats: ToolStats
     moving: bool  # its current minute had events: that minute's average moves on as time passes
     read_at: float  # when it was read
+    failure_stamp: int  # the buffer's failure stamp of the series when its true denials were counted
 
+
+NO_COUNTS = WindowCounts(0, 0, 0, 0, [])
 
 # Bucket counts summed over all series per bin, so a chart's "other tools" is the sum less the shown ones.
 SUMMED = ("count", "overage_count")
@@ -64,6 +67,18 @@ def _add_buckets(sums: dict[str, dict[str, int]], buckets: Iterable[Mapping[str,
                     column[stamp] = left
                 else:
                     del column[stamp]
+
+
+def _swap_buckets(sums: dict[str, dict[str, int]], old: list[Any] | None, new: list[Any] | None) -> None:
+    """Take a series' old buckets out of the per-bin sums and put its new ones in, skipping the buckets both share.
+
+    The buffer hands out the same bucket object while its minute does not change, so a live tick swaps one or two.
+    """
+    if old is new:
+        return
+    kept = {id(b) for b in new or ()}.intersection(id(b) for b in old or ())
+    _add_buckets(sums, [b for b in old or () if id(b) not in kept], -1)
+    _add_buckets(sums, [b for b in new or () if id(b) not in kept], 1)
 
 
 def _moved_on(entry: _Series, now: float) -> _Series:
@@ -117,25 +132,37 @@ class BufferWindows:
                 per_series[tool] = _moved_on(entry, now)
         if changed:
             buckets = self.buffer.aggregate_tool_metrics(window, tools=changed)
-            flows = self.buffer.get_minute_flows(window, tools=changed)
+            counts = self.buffer.window_counts(window, changed)
             in_use = self.buffer.in_use_series(window, levels_now, tools=changed)
-            denied = [tool for tool in changed if any(f.failures for f in flows.get(tool, ()))]
-            failures = self.buffer.failure_users(window, denied) if denied else {}
+            # True denials are counted again only for series whose failures came or went since they were counted.
+            failure_stamps = self.buffer.failure_stamps()
+            recount = [
+                tool
+                for tool in changed
+                if tool in counts
+                and counts[tool].failures
+                and ((old := per_series.get(tool)) is None or old.failure_stamp != failure_stamps.get(tool, 0))
+            ]
+            failures = self.buffer.failure_users(window, recount) if recount else {}
             for tool in changed:
                 old = per_series.get(tool)
                 bins = in_use.get(tool, ())
                 levels = [(b.minute, b.peak, b.average) for b in bins if b.peak]
                 last = bins[-1] if bins else None
                 live = last is not None and last.minute == minute * 60 and not (last.peak == last.average == last.end)
-                tool_flows = flows.get(tool, [])
-                parts: list[Any] = [buckets.get(tool), [f for f in tool_flows if f.failures], levels]
-                if old is not None:
-                    _add_buckets(sums, old.buckets, -1)
-                _add_buckets(sums, parts[0], 1)
+                count = counts.get(tool, NO_COUNTS)
+                parts: list[Any] = [buckets.get(tool), count.failing, levels]
                 if old is not None:
                     # A part equal to the cached one keeps the cached object, so charts built from it can be reused.
                     parts = [before if before == after else after for before, after in zip(old[2:5], parts)]
+                    _swap_buckets(sums, old.buckets, parts[0])
+                else:
+                    _add_buckets(sums, parts[0], 1)
                 tool_buckets, failing, levels = parts
+                if tool in recount or old is None or not count.failures:
+                    true = true_denial_count(failures.get(tool, ()), self.denial_gap) if count.failures else 0
+                else:
+                    true = old.stats.true_denials
                 per_series[tool] = _Series(
                     stamps.get(tool, 0),
                     levels_now.get(tool, 0),
@@ -143,9 +170,17 @@ class BufferWindows:
                     failing,
                     levels,
                     old.peaks if old is not None and levels is old.in_use else peak_bins(levels),
-                    series_stats(tool_flows, levels, true_denial_count(failures.get(tool, ()), self.denial_gap)),
+                    ToolStats(
+                        count.borrows,
+                        count.overage,
+                        count.returns,
+                        count.failures,
+                        max((peak for _, peak, _ in levels), default=0),
+                        true,
+                    ),
                     live,
                     now,
+                    failure_stamps.get(tool, 0),
                 )
         self._cache[window] = (minute, per_series, sums)
         return WindowData(

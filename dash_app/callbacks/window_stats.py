@@ -21,7 +21,9 @@ class WindowData:
     flows: Mapping[str, list[MinuteFlow]]  # tool -> bins with any activity (empty when `sums` and `failing` are given)
     in_use: Mapping[str, list[Level]]  # tool -> bins where licenses were in use
     sums: Mapping[str, "ToolStats"] | None = None  # tool -> its window's counts, when computed with the data
-    failing: Mapping[str, list[MinuteFlow]] | None = None  # tool -> its bins with failures, when computed with the data
+    failing: Mapping[str, list[MinuteFlow]] | None = (
+        None  # tool -> its bins with failures (their other counts 0), when computed with the data
+    )
     bucket_sums: Mapping[str, Mapping[str, int]] | None = None  # "count" / "overage_count" -> {bin: sum over tools}
     # tool -> {peak in use: bins with that peak}, so the bins at a tool's total are counted without walking its levels
     peak_bins: Mapping[str, Mapping[int, int]] | None = None

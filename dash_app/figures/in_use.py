@@ -59,6 +59,29 @@ def share_points(bins: Iterable[Level], total: int, frame: Frame) -> tuple[list[
     return [round(100 * p / total, 1) for p in peaks], [[p, total, a] for p, a in zip(peaks, averages)]
 
 
+def next_share_points(
+    made: tuple[list[float], list[list[Any]]], level: Level, total: int, frame: Frame
+) -> tuple[list[float], list[list[Any]]]:
+    """Return share_points `made` with one level's bin set anew: what share_points gives after only that bin changed."""
+    start, peak, average = level
+    bins = frame.bins
+    if start not in bins:
+        return made
+    at = bins.index(start)
+    y, custom = list(made[0]), list(made[1])
+    y[at], custom[at] = round(100 * peak / total, 1), [peak, total, round(average, 1)]
+    if at == len(bins) - 1:
+        y[-1], custom[-1] = y[at], custom[at]  # the point at the window's end repeats the last bin's
+    return y, custom
+
+
+def highest_points(best: Highest, frame: Frame) -> tuple[list[float], list[list[Any]]]:
+    """Return the other tools' line on the frame's axis_times: the highest share per bin, and [tool, peak, total]."""
+    rows = [best.get(start, (0.0, "", 0, 0)) for start in frame.bins]
+    rows.append(rows[-1])
+    return [round(share, 1) for share, *_ in rows], [[plotly_text(tool) or "none", peak, total] for _, tool, peak, total in rows]
+
+
 def highest_shares(in_use_by_tool: Mapping[str, Sequence[Level]], tools: Iterable[tuple[str, int]]) -> Highest:
     """Return, per bin, the highest peak share of its total among `tools` ((tool, total) pairs, the first on a tie)."""
     best: Highest = {}
@@ -86,14 +109,14 @@ def inuse_chart(
     colors: Mapping[str, str],
     totals: Mapping[str, int | None],
     frame: Frame,
-    others: Callable[[list[tuple[str, int]]], Highest] | None = None,
+    others: Callable[[list[tuple[str, int]]], tuple[list[float], list[list[Any]]]] | None = None,
     points: Callable[[str, int], tuple[list[float], list[list[Any]]]] | None = None,
 ) -> Figure:
     """Peak share of each shown tool's total in use per bin, and the highest share among the other tools.
 
     `in_use_by_tool` is {tool: [(bin start, peak, average)]}, `totals` {tool: total}; tools without a known total
-    cannot have a share and are left out. `others`, given the other tools' (tool, total), returns their Highest
-    (a caller that keeps parts of it from one build to the next); by default it is worked out here. `points`, given a
+    cannot have a share and are left out. `others`, given the other tools' (tool, total), returns their highest_points
+    (a caller that keeps parts of it from one build to the next); by default they are worked out here. `points`, given a
     shown tool and its total, returns its share_points (a caller that keeps them while its levels do not change).
     """
     traces = []
@@ -117,17 +140,15 @@ def inuse_chart(
     shown_set = set(shown)
     rest = [(t, total) for t in in_use_by_tool if t not in shown_set and (total := totals.get(t))]
     if rest:
-        best = others(rest) if others is not None else highest_shares(in_use_by_tool, rest)
-        rows = [best.get(start, (0.0, "", 0, 0)) for start in frame.bins]
-        rows.append(rows[-1])
+        y, custom = others(rest) if others is not None else highest_points(highest_shares(in_use_by_tool, rest), frame)
         traces.append(
             _step_line(
                 f"{OTHER_TOOLS} ({len(rest)}), highest",
                 OTHER_KEY,
                 frame.axis_times,
-                [round(share, 1) for share, *_ in rows],
+                y,
                 OTHER_TOOLS_COLOR,
-                [[plotly_text(tool) or "none", peak, total] for _, tool, peak, total in rows],
+                custom,
                 "%{customdata[0]}: peak %{customdata[1]} of %{customdata[2]} (%{y} %)<extra>other tools</extra>",
             )
         )
