@@ -12,7 +12,7 @@ from dash_app import figures
 from dash_app.buffer.metrics_buffer import MinuteFlow
 from dash_app.callbacks.highest import OtherTools
 from dash_app.figures import capacity as capacity_charts
-from dash_app.figures.in_use import highest_shares
+from dash_app.figures.in_use import highest_points, highest_shares, share_points
 from dash_app.figures.pools import split_usage
 from dash_app.figures.text import legend_name, plotly_text
 from dash_app.figures.theme import REASON_COLORS, TOOL_PALETTE
@@ -345,16 +345,45 @@ def test_the_commit_now_and_the_best_one_never_print_over_each_other():
 
 def test_the_other_tools_line_kept_in_parts_is_the_highest_share_of_them_all():
     rng = random.Random(5)
-    tools = [f"tool {n:02d}" for n in range(40)]
+    tools = [f"tool {n:02d}" for n in range(90)]
     totals = {tool: rng.choice((2, 5, 10)) for tool in tools}
     in_use = {tool: [(60 * m, rng.randint(1, totals[tool]), 0.5) for m in range(30)] for tool in tools}
     peaks = {tool: object() for tool in tools}
+    frame = figures.Frame(0, 60 * 29 + 30)
     kept = OtherTools()
-    for step in range(5):
-        changed = tools[step * 7]  # a live tick: one tool's peaks change, the others' stay the very same objects
-        in_use[changed] = [(start, rng.randint(1, totals[changed]), 0.5) for start, _, _ in in_use[changed]]
-        peaks[changed] = object()
-        rest = [(tool, totals[tool]) for tool in tools[step:]]  # and the tools shown by name change
-        got = kept.highest(tools, in_use, peaks, rest)
+    for step in range(40):
+        # A live tick: one to three tools' peaks change (often in the last bin only), the others' stay the very same
+        # objects; now and then the tools shown by name change too.
+        for changed in rng.sample(tools, rng.randint(1, 3)):
+            levels = in_use[changed]
+            if rng.random() < 0.5:
+                in_use[changed] = [*levels[:-1], (levels[-1][0], rng.randint(1, totals[changed]), 0.5)]
+            else:
+                in_use[changed] = [(start, rng.randint(0, totals[changed]), 0.5) for start, _, _ in levels]
+            peaks[changed] = object()
+        shown = set(tools[: 10 + step // 10])
+        rest = [(tool, totals[tool]) for tool in tools if tool not in shown]
         expected = highest_shares(in_use, rest)
-        assert {start: row[0] for start, row in got.items()} == {start: row[0] for start, row in expected.items()}
+        y, custom = kept.line(tools, in_use, peaks, rest, frame)
+        want_y, _ = highest_points(expected, frame)
+        assert y == want_y
+        # Each point names a tool whose share in that bin is the highest (ties may name either).
+        for start, share, (name, peak, total) in zip([*frame.bins, frame.bins[-1]], y, custom):
+            if share:
+                assert round(100 * peak / total, 1) == share and {b: p for b, p, _ in in_use[name]}[start] == peak
+
+
+def test_a_shown_tools_points_kept_from_tick_to_tick_equal_a_fresh_build():
+    rng = random.Random(7)
+    frame = figures.Frame(0, 60 * 29 + 30)
+    kept = OtherTools()
+    levels = [(60 * m, rng.randint(1, 5), 0.5) for m in range(0, 30, 2)] + [(60 * 29, 2, 1.25)]
+    for step in range(30):
+        if step % 3:
+            # The current minute's average carried on, or its peak moved: only the last level is new.
+            start, peak, average = levels[-1]
+            levels = [*levels[:-1], (start, rng.choice((peak, peak + 1)), average + rng.random())]
+        elif step % 2:
+            levels = [(start, rng.randint(1, 5), rng.random() * 5) for start, _, _ in levels]  # every bin anew
+        # else: the very same list again
+        assert kept.points("tool", levels, 5, frame) == share_points(levels, 5, frame)

@@ -134,6 +134,7 @@ class BufferCore:
         self._stale: dict[str, set[int]] = {}
         self._stale_pruned = -1  # the retention's first minute when `_stale` was last pruned
         self._moves_memo: dict[int, dict[str, list[tuple[float, int]]]] = {}  # minute -> moves by series, in one read
+        self._moves_wanted: set[str] | None = None  # the series that read walks (None: all)
 
     def _key(self, tool: str | None) -> Any:
         """Return the bin key (series) of a stored event's tool: the same one its add used, as the mapping is fixed."""

@@ -49,6 +49,7 @@ class InUse(Ingest):
             if tools is not None:
                 names &= set(tools)
             out: dict[str, list[InUseBin]] = {}
+            self._moves_wanted = names if tools is not None else None
             try:
                 for tool in sorted(names):
                     level_now = levels_now.get(tool, 0)
@@ -57,6 +58,7 @@ class InUse(Ingest):
                     out[tool] = self._tool_levels(tool, level_now, first, current, oldest, now)
             finally:
                 self._moves_memo = {}
+                self._moves_wanted = None
             return out
 
     def _settle_stale(self) -> None:

@@ -122,10 +122,13 @@ class MinuteBins(BufferCore):
         return found
 
     def _memo_moves(self, tool: str, minute: int) -> Moves:
-        """Return one series' moves in `minute`; one read may walk many series through one minute, so it splits it once."""
+        """Return one series' moves in `minute`; one read may walk many series through one minute, so it splits it once.
+
+        The split keeps only the series the read walks (`_moves_wanted`, or all when None).
+        """
         by_series = self._moves_memo.get(minute)
         if by_series is None:
-            by_series = self._moves_memo[minute] = self._minute_moves(minute, None)
+            by_series = self._moves_memo[minute] = self._minute_moves(minute, self._moves_wanted)
         return by_series.get(tool, [])
 
     def _figured(self, tool: str, minute: int, b: Bin) -> Bin:

@@ -1,5 +1,6 @@
-"""The in-use chart's parts kept from one build to the next: the other tools' line, kept in parts so a live tick that
-changes one tool redoes one part, and each shown tool's points while its levels stay the same."""
+"""Chart parts kept from one build to the next: the in-use chart's other tools' line, kept in parts so a live tick that
+changes one tool redoes one part, each shown tool's points while its levels stay the same, and its bars while its
+buckets do."""
 
 from collections.abc import Mapping, Sequence
 from itertools import islice
@@ -7,10 +8,24 @@ from operator import is_
 from typing import Any
 
 from dash_app.figures.common import Frame
-from dash_app.figures.in_use import Highest, Level, highest_points, highest_shares, merge_highest, next_share_points, share_points
+from dash_app.figures.in_use import (
+    Highest,
+    Level,
+    highest_points,
+    highest_shares,
+    merge_highest,
+    next_highest_points,
+    next_share_points,
+    share_points,
+)
+from dash_app.figures.timeseries import bar_points
 
-# Tools per part (and parts per group): with 200 tools a tick redoes a part of 8 and merges a group of 8 parts and 4 groups.
-PART_SIZE = 8
+# Tools per part, and parts per group: with 200 tools a tick redoes a part of 4 tools, then only the bins that part
+# changed in its group of 16 parts and in the whole (4 groups).
+PART_SIZE = 4
+GROUP_PARTS = 16
+# Shown tools' lines and bars kept at most (tools once shown and no longer: a few dozen at most).
+KEPT = 64
 
 
 Member = tuple[str, int, object]  # (tool, total, the object that stands for its peaks)
@@ -37,6 +52,7 @@ class OtherTools:
         # shown tool -> (its levels, total, first bin, bins, its points): the levels kept alive, compared by identity
         self._points: dict[str, tuple[Sequence[Level], int, int, int, Points]] = {}
         self._line: tuple[tuple[int, int], Points] | None = None  # (the bins it is on, the other tools' line)
+        self._best: Highest | None = None  # the last Highest of all the parts
 
     def points(self, tool: str, levels: Sequence[Level], total: int, frame: Frame) -> Points:
         """Return a shown tool's share_points: the same lists as last time while its levels, total and bins are.
@@ -55,8 +71,8 @@ class OtherTools:
                 self._points[tool] = (levels, total, bins.start, len(bins), made)
                 return made
         made = share_points(levels, total, frame)
-        if len(self._points) > 4 * PART_SIZE:
-            self._points.clear()  # tools once shown and no longer: a few dozen at most
+        if len(self._points) > KEPT:
+            self._points.clear()
         self._points[tool] = (levels, total, bins.start, len(bins), made)
         return made
 
@@ -66,10 +82,12 @@ class OtherTools:
         in_use: Mapping[str, Sequence[Level]],
         peaks: Mapping[str, object],
         rest: list[tuple[str, int]],
-    ) -> Highest:
-        """Return the Highest of `rest` ((tool, total) of the other tools), reusing the parts that did not change.
+    ) -> tuple[Highest, set[int] | None]:
+        """Return the Highest of `rest` ((tool, total) of the other tools) and the bins it changed in since the last
+        call (None: any may have), reusing the parts that did not change.
 
-        `peaks` holds, per tool, an object that is the same exactly while its levels' peaks are.
+        `peaks` holds, per tool, an object that is the same exactly while its levels' peaks are. A redone part's
+        changed bins are worked out again in its group and then in the whole, each from the Highest below it.
         """
         rank = {tool: index for index, tool in enumerate(order)}
         parts: dict[int, list[Member]] = {}
@@ -81,26 +99,41 @@ class OtherTools:
             # Without a stand-in the levels list is its own: a new list always counts as a change.
             parts.setdefault(index // PART_SIZE, []).append((tool, total, peaks.get(tool, in_use.get(tool))))
         kept: dict[int, tuple[tuple[Member, ...], Highest]] = {}
-        redone: set[int] = set()
+        dirty: dict[int, set[int] | None] = {}  # group -> the bins its redone parts changed in (None: all)
         for number in sorted(parts):
             members = tuple(parts[number])
             found = self._parts.get(number)
             if found is None or not _same(found[0], members):
-                found = (members, highest_shares(in_use, [(tool, total) for tool, total, _ in members]))
-                redone.add(number)
+                made = highest_shares(in_use, [(tool, total) for tool, total, _ in members])
+                _note(dirty, number // GROUP_PARTS, None if found is None else _changed_bins(found[1], made))
+                found = (members, made)
             kept[number] = found
-        # Parts are merged by groups of PART_SIZE, each group kept while none of its parts was redone or went.
+        for number in self._parts.keys() - kept.keys():
+            dirty[number // GROUP_PARTS] = None
         groups: dict[int, list[int]] = {}
         for number in kept:
-            groups.setdefault(number // PART_SIZE, []).append(number)
+            groups.setdefault(number // GROUP_PARTS, []).append(number)
         merged: dict[int, tuple[tuple[int, ...], Highest]] = {}
+        changed: set[int] | None = set() if groups.keys() == self._groups.keys() else None
         for group, numbers in groups.items():
+            below = [kept[number][1] for number in numbers]
             found_group = self._groups.get(group)
-            if found_group is None or found_group[0] != tuple(numbers) or redone.intersection(numbers):
-                found_group = (tuple(numbers), merge_highest(kept[number][1] for number in numbers))
+            bins = dirty.get(group, set())
+            if found_group is None or found_group[0] != tuple(numbers) or bins is None:
+                found_group, changed = (tuple(numbers), merge_highest(below)), None
+            elif bins:
+                found_group = (found_group[0], _updated(found_group[1], bins, below))
+                if changed is not None:
+                    changed |= bins
             merged[group] = found_group
-        self._parts, self._groups = kept, merged
-        return merge_highest(merged[group][1] for group in sorted(merged))
+        below = [merged[group][1] for group in sorted(merged)]
+        if self._best is None or changed is None:
+            best, changed = merge_highest(below), None
+        else:
+            best = _updated(self._best, changed, below) if changed else self._best
+            changed = {start for start in changed if best.get(start) != self._best.get(start)}
+        self._parts, self._groups, self._best = kept, merged, best
+        return best, changed
 
     def line(
         self,
@@ -110,13 +143,63 @@ class OtherTools:
         rest: list[tuple[str, int]],
         frame: Frame,
     ) -> Points:
-        """Return the other tools' highest_points, the same lists as last time while no group was redone."""
-        before = self._groups  # the groups of the last call, kept alive here, so `is` cannot meet a reused id
-        best = self.highest(order, in_use, peaks, rest)
+        """Return the other tools' highest_points: last time's lists while no bin changed, else with its changed bins redone."""
+        best, changed = self.highest(order, in_use, peaks, rest)
         bins = (frame.bins.start, len(frame.bins))
-        same_groups = len(before) == len(self._groups) and all(before.get(g) is found for g, found in self._groups.items())
-        if same_groups and self._line is not None and self._line[0] == bins:
+        if self._line is None or self._line[0] != bins or changed is None:
+            made = highest_points(best, frame)
+        elif changed:
+            made = next_highest_points(self._line[1], best, changed, frame)
+        else:
             return self._line[1]
-        made = highest_points(best, frame)
         self._line = (bins, made)
+        return made
+
+
+def _changed_bins(before: Highest, after: Highest) -> set[int]:
+    """Return the bins whose row differs between two Highest."""
+    return {start for start, _ in set(before.items()).symmetric_difference(after.items())}
+
+
+def _note(dirty: dict[int, set[int] | None], group: int, bins: set[int] | None) -> None:
+    """Add `bins` (None: all) to what changed in `group`."""
+    noted = dirty.get(group, set())
+    if bins is None or noted is None:
+        dirty[group] = None
+    else:
+        dirty[group] = noted | bins
+
+
+def _updated(merged: Highest, bins: set[int], below: Sequence[Highest]) -> Highest:
+    """Return a copy of `merged` (merge_highest of `below`) with `bins` worked out again from `below`."""
+    out = dict(merged)
+    for start in bins:
+        best = None
+        for part in below:
+            row = part.get(start)
+            if row is not None and (best is None or row[0] > best[0]):
+                best = row  # the first part's on a tie, as merge_highest
+        if best is None:
+            out.pop(start, None)
+        else:
+            out[start] = best
+    return out
+
+
+class ToolBars:
+    """Each shown tool's bars of one bucket key, the same lists as last time while its buckets (the same list) are."""
+
+    def __init__(self) -> None:
+        # (tool, key) -> (its buckets, kept alive and compared by identity; the zone; its bar_points)
+        self._bars: dict[tuple[str, str], tuple[object, str, tuple[list[str], list[int]]]] = {}
+
+    def points(self, tool: str, buckets: Sequence[Mapping[str, Any]], key: str, frame: Frame) -> tuple[list[str], list[int]]:
+        """Return `tool`'s bar_points of `key`."""
+        found = self._bars.get((tool, key))
+        if found is not None and found[0] is buckets and found[1] == frame.zone:
+            return found[2]
+        made = bar_points(buckets, key, frame)
+        if len(self._bars) > KEPT:
+            self._bars.clear()
+        self._bars[(tool, key)] = (buckets, frame.zone, made)
         return made

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from dash_app import figures
 from dash_app.auth.viewer import FULL, Names
-from dash_app.callbacks.highest import OtherTools
+from dash_app.callbacks.highest import OtherTools, ToolBars
 from dash_app.callbacks.updates import Part, component_part, figure_part, plain
 from dash_app.callbacks.window_data import BufferWindows, history_window
 from dash_app.callbacks.window_stats import (
@@ -148,6 +148,7 @@ class Snapshots:
         self._window_data_cache: dict[float, tuple[Any, WindowData]] = {}
         self._buffer_windows = BufferWindows(buffer, denial_gap)
         self._other_tools: dict[float, OtherTools] = {}
+        self._tool_bars: dict[float, ToolBars] = {}  # window -> the shown tools' bars, kept while their buckets are
         self._true_denials: dict[float, tuple[int, dict[str, int]]] = {}  # window -> (its bin, true denials by tool)
         self._last_tools: tuple[list[str], dict[str, str], Part] | None = (
             None  # (tools, their colours, their options)  # window -> the in-use chart's other tools, kept in parts
@@ -266,6 +267,7 @@ class Snapshots:
         self, pool: PoolSnapshot, window: float, frame: "Frame", data: WindowData, stats: dict[str, ToolStats], now: float
     ) -> dict[str, Part]:
         others = self._other_tools.setdefault(window, OtherTools())
+        bars = self._tool_bars.setdefault(window, ToolBars())
         pressure = pressures(pool.status, data, stats, window)
         ranked = pressure_order(pressure, stats)
         shown = top_tools(stats, ranked, self.shown_tools)
@@ -274,6 +276,10 @@ class Snapshots:
         in_use_now = sum(entry["borrowed"] for entry in pool.status)
         sums = data.bucket_sums or {}
         zone = frame.zone
+
+        def shown_bars(tool: str, key: str) -> tuple[list[str], list[int]]:
+            return bars.points(tool, data.buckets.get(tool, ()), key, frame)
+
         return {
             "inuse-chart": figure_part(
                 figures.inuse_chart(
@@ -286,8 +292,10 @@ class Snapshots:
                     lambda tool, total: others.points(tool, data.in_use[tool], total, frame),
                 )
             ),
-            "borrow-chart": figure_part(figures.borrow_chart(data.buckets, shown, colors, frame, sums.get("count"))),
-            "overage-chart": figure_part(figures.overage_chart(data.buckets, shown, colors, frame, sums.get("overage_count"))),
+            "borrow-chart": figure_part(figures.borrow_chart(data.buckets, shown, colors, frame, sums.get("count"), shown_bars)),
+            "overage-chart": figure_part(
+                figures.overage_chart(data.buckets, shown, colors, frame, sums.get("overage_count"), shown_bars)
+            ),
             "utilization-chart": figure_part(figures.utilization_chart(pool.status, shown)),
             "failure-chart": self._memoized(
                 "failure-chart",

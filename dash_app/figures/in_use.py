@@ -75,11 +75,31 @@ def next_share_points(
     return y, custom
 
 
+NO_ROW = (0.0, "", 0, 0)  # a bin where none of the other tools had a license in use
+
+
 def highest_points(best: Highest, frame: Frame) -> tuple[list[float], list[list[Any]]]:
     """Return the other tools' line on the frame's axis_times: the highest share per bin, and [tool, peak, total]."""
-    rows = [best.get(start, (0.0, "", 0, 0)) for start in frame.bins]
+    rows = [best.get(start, NO_ROW) for start in frame.bins]
     rows.append(rows[-1])
     return [round(share, 1) for share, *_ in rows], [[plotly_text(tool) or "none", peak, total] for _, tool, peak, total in rows]
+
+
+def next_highest_points(
+    made: tuple[list[float], list[list[Any]]], best: Highest, starts: Iterable[int], frame: Frame
+) -> tuple[list[float], list[list[Any]]]:
+    """Return highest_points `made` with the bins `starts` set anew from `best`: what highest_points gives then."""
+    bins = frame.bins
+    y, custom = list(made[0]), list(made[1])
+    for start in starts:
+        if start not in bins:
+            continue
+        at = bins.index(start)
+        share, tool, peak, total = best.get(start, NO_ROW)
+        y[at], custom[at] = round(share, 1), [plotly_text(tool) or "none", peak, total]
+        if at == len(bins) - 1:
+            y[-1], custom[-1] = y[at], custom[at]  # the point at the window's end repeats the last bin's
+    return y, custom
 
 
 def highest_shares(in_use_by_tool: Mapping[str, Sequence[Level]], tools: Iterable[tuple[str, int]]) -> Highest:

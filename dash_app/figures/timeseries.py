@@ -1,6 +1,6 @@
 """Bar charts over a time window, per minute (or per bin of the stored history): borrows, overage and failures."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from dash_app.auth.viewer import FULL, HIDDEN, Names
@@ -39,6 +39,8 @@ Buckets: TypeAlias = Mapping[str, Sequence[Mapping[str, Any]]]
 Colors: TypeAlias = Mapping[str, str]
 # {bin: a bucket key's sum over every tool}, when the caller keeps it (None: summed here)
 BinSums: TypeAlias = Mapping[str, int] | None
+# Given a shown tool and a bucket key, its bars' (x, y): see bar_points.
+BarPoints: TypeAlias = Callable[[str, str], tuple[list[str], list[int]]]
 
 
 def _minute_bar(
@@ -105,6 +107,12 @@ def _summed(
     return sorted(totals.items())
 
 
+def bar_points(buckets: Iterable[Mapping[str, Any]], key: str, frame: Frame) -> tuple[list[str], list[int]]:
+    """Return one tool's bars of bucket `key`: the axis times and values of its buckets where that is not 0."""
+    points = [(frame.bucket(b["timestamp"]), b[key]) for b in buckets if b[key]]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
 def _per_tool_bars(
     buckets_by_tool: Buckets,
     shown: Sequence[str],
@@ -112,16 +120,17 @@ def _per_tool_bars(
     frame: Frame,
     key: str,
     total: BinSums = None,
+    points: BarPoints | None = None,
 ) -> Figure:
     """One stacked series per shown tool (in `shown`'s order), then one for every other tool together, of bucket `key`.
 
-    `total` ({bin: sum over every tool}), when the caller keeps it, saves summing the other tools here.
+    `total` ({bin: sum over every tool}), when the caller keeps it, saves summing the other tools here; `points`,
+    given a shown tool and `key`, returns its bar_points (a caller that keeps them while its buckets do not change).
     """
     traces = []
     for tool in shown:
-        points = [(frame.bucket(b["timestamp"]), b[key]) for b in buckets_by_tool.get(tool, ()) if b[key]]
-        if points:
-            x, y = [p[0] for p in points], [p[1] for p in points]
+        x, y = points(tool, key) if points is not None else bar_points(buckets_by_tool.get(tool, ()), key, frame)
+        if x:
             traces.append(
                 _minute_bar(
                     legend_name(tool), tool, x, y, colors.get(tool), frame, meta=plotly_text(tool), hovertemplate=META_VALUE
@@ -141,14 +150,28 @@ def _per_tool_bars(
     return {"data": traces, "layout": _stacked_layout(frame, f"{what} / {frame.per_bin}", traces)}
 
 
-def borrow_chart(buckets_by_tool: Buckets, shown: Sequence[str], colors: Colors, frame: Frame, total: BinSums = None) -> Figure:
+def borrow_chart(
+    buckets_by_tool: Buckets,
+    shown: Sequence[str],
+    colors: Colors,
+    frame: Frame,
+    total: BinSums = None,
+    points: BarPoints | None = None,
+) -> Figure:
     """Borrows per bin, one stacked series per shown tool and one for the others, from aggregate_tool_metrics buckets."""
-    return _per_tool_bars(buckets_by_tool, shown, colors, frame, "count", total)
+    return _per_tool_bars(buckets_by_tool, shown, colors, frame, "count", total, points)
 
 
-def overage_chart(buckets_by_tool: Buckets, shown: Sequence[str], colors: Colors, frame: Frame, total: BinSums = None) -> Figure:
+def overage_chart(
+    buckets_by_tool: Buckets,
+    shown: Sequence[str],
+    colors: Colors,
+    frame: Frame,
+    total: BinSums = None,
+    points: BarPoints | None = None,
+) -> Figure:
     """Overage checkouts per bin, stacked like the borrow chart, with its own legend."""
-    return _per_tool_bars(buckets_by_tool, shown, colors, frame, "overage_count", total)
+    return _per_tool_bars(buckets_by_tool, shown, colors, frame, "overage_count", total, points)
 
 
 def failure_chart(
