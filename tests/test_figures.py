@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from dash_app import figures
 from dash_app.buffer.metrics_buffer import MinuteFlow
 from dash_app.callbacks.highest import OtherTools
+from dash_app.callbacks.updates import TraceDigests, digest
 from dash_app.figures import capacity as capacity_charts
 from dash_app.figures.in_use import highest_points, highest_shares, share_points
 from dash_app.figures.pools import split_usage
@@ -387,3 +388,22 @@ def test_a_shown_tools_points_kept_from_tick_to_tick_equal_a_fresh_build():
             levels = [(start, rng.randint(1, 5), rng.random() * 5) for start, _, _ in levels]  # every bin anew
         # else: the very same list again
         assert kept.points("tool", levels, 5, frame) == share_points(levels, 5, frame)
+
+
+def test_kept_trace_digests_equal_a_fresh_digest_of_every_trace():
+    rng = random.Random(3)
+    lists = [[rng.random() for _ in range(20)] for _ in range(6)]
+    kept = TraceDigests(limit=4)  # small, so the generations turn over during the test
+    for _ in range(300):
+        trace = {
+            "type": "scatter",
+            "name": rng.choice(["A", "B", "<b>C</b>"]),
+            "x": rng.choice(lists),
+            "y": rng.choice(lists + [[rng.random()]]),  # sometimes a new list
+            "line": {"color": rng.choice(["#000000", "#3b6fd8"]), "width": 2},
+            "visible": rng.choice([True, "legendonly"]),
+        }
+        assert kept.digest(trace) == digest(trace)
+    # A field that cannot be part of a key is digested every time.
+    odd = {"type": "bar", "x": lists[0], "meta": [1, {"a": 2}], "ids": ({"no": "hash"},)}
+    assert kept.digest(odd) == digest(odd)

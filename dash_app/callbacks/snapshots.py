@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from dash_app import figures
 from dash_app.auth.viewer import FULL, Names
 from dash_app.callbacks.highest import OtherTools, ToolBars
-from dash_app.callbacks.updates import Part, component_part, figure_part, plain
+from dash_app.callbacks.updates import Part, TraceDigests, component_part, figure_part, plain
 from dash_app.callbacks.window_data import BufferWindows, history_window
 from dash_app.callbacks.window_stats import (
     EMPTY,
@@ -158,6 +158,7 @@ class Snapshots:
         self._pool: PoolSnapshot | None = None
         self._views: dict[tuple[str | None, float, str], tuple[Any, dict[str, Any]]] = {}
         self._rows = EventRows(names)
+        self._trace_digests = TraceDigests()
         self._memo: dict[str, tuple[Any, ...]] = {}  # figure id -> (key of its inputs, its Part, the inputs)
         # Row keys of recently built tables by signature, so a tab's table can be patched row by row.
         self._table_rows: dict[str, Any] = {}
@@ -281,7 +282,7 @@ class Snapshots:
             return bars.points(tool, data.buckets.get(tool, ()), key, frame)
 
         return {
-            "inuse-chart": figure_part(
+            "inuse-chart": self._figure(
                 figures.inuse_chart(
                     data.in_use,
                     shown,
@@ -292,11 +293,11 @@ class Snapshots:
                     lambda tool, total: others.points(tool, data.in_use[tool], total, frame),
                 )
             ),
-            "borrow-chart": figure_part(figures.borrow_chart(data.buckets, shown, colors, frame, sums.get("count"), shown_bars)),
-            "overage-chart": figure_part(
+            "borrow-chart": self._figure(figures.borrow_chart(data.buckets, shown, colors, frame, sums.get("count"), shown_bars)),
+            "overage-chart": self._figure(
                 figures.overage_chart(data.buckets, shown, colors, frame, sums.get("overage_count"), shown_bars)
             ),
-            "utilization-chart": figure_part(figures.utilization_chart(pool.status, shown)),
+            "utilization-chart": self._figure(figures.utilization_chart(pool.status, shown)),
             "failure-chart": self._memoized(
                 "failure-chart",
                 (frame.revision, frame.first_minute, data.failing),
@@ -327,10 +328,10 @@ class Snapshots:
         borrowed = entry["borrowed"] if entry else 0
         history = data.buckets.get(tool, [])
         return {
-            "tool-borrow-chart": figure_part(figures.tool_borrow_chart(tool, history, color, frame, self.names)),
-            "tool-commit-chart": figure_part(figures.tool_commit_chart(entry, frame.revision)),
-            "tool-inuse-chart": figure_part(figures.tool_inuse_chart(tool, data.in_use.get(tool, []), limits, color, frame)),
-            "tool-failure-chart": figure_part(
+            "tool-borrow-chart": self._figure(figures.tool_borrow_chart(tool, history, color, frame, self.names)),
+            "tool-commit-chart": self._figure(figures.tool_commit_chart(entry, frame.revision)),
+            "tool-inuse-chart": self._figure(figures.tool_inuse_chart(tool, data.in_use.get(tool, []), limits, color, frame)),
+            "tool-failure-chart": self._figure(
                 figures.failure_chart(
                     {tool: (data.failing if data.failing is not None else data.flows).get(tool, [])},
                     frame,
@@ -348,6 +349,10 @@ class Snapshots:
             "events-table": self._events(pool, window, tool, {tool: color}, frame.zone),
         }
 
+    def _figure(self, figure: "Figure") -> Part:
+        """Return a figure's Part, with the digests of traces built from kept lists reused."""
+        return figure_part(figure, self._trace_digests)
+
     def _memoized(self, figure_id: str, inputs: tuple[Any, ...], build: Callable[[], "Figure"]) -> Part:
         """Return the Part of `figure_id` built by `build`, reusing the last one when its inputs are the same objects.
 
@@ -358,7 +363,7 @@ class Snapshots:
         last = self._memo.get(figure_id)
         if last is not None and last[0] == key:
             return last[1]
-        part = figure_part(build())
+        part = self._figure(build())
         # The inputs are kept with the key: while they live, no other list can take one of their ids.
         self._memo[figure_id] = (key, part, inputs)
         return part

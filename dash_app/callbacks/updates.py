@@ -45,9 +45,53 @@ def component_part(component: Any) -> Part:
     return Part(value, digest(value))
 
 
-def figure_part(figure: Mapping[str, Any]) -> Part:
-    """Return the Part of a figure dict: a signature for its layout (the moving time range left out) and each trace."""
-    sig = {"layout": digest(_without_range(figure["layout"])), "traces": [digest(trace) for trace in figure["data"]]}
+class TraceDigests:
+    """Digests of figure traces, reused while a trace holds the very same lists and equal other fields.
+
+    Figure builders hand out new trace dicts whose long lists (x, y, customdata) are often kept objects from the last
+    build; those lists are never changed once built, so their identity stands for their content. The lists of every
+    remembered trace are kept alive with it, so no other list can take one of their ids meanwhile.
+    """
+
+    def __init__(self, limit: int = 128) -> None:
+        self.limit = limit
+        # Two generations: a digest found in the older one moves to the newer; when the newer is full the older
+        # goes. So the last build's traces are remembered, and the lists kept alive stay bounded.
+        self._new: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
+        self._old: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
+
+    def digest(self, trace: Mapping[str, Any]) -> str:
+        """Return `digest(trace)`, reusing the one worked out for a trace of the same lists and fields."""
+        fields: list[Any] = []
+        lists: list[Any] = []
+        for name, value in trace.items():
+            if isinstance(value, list):
+                fields.append((name, id(value)))
+                lists.append(value)
+            elif isinstance(value, dict):
+                fields.append((name, orjson.dumps(value, option=orjson.OPT_SORT_KEYS)))
+            else:
+                fields.append((name, value))
+        key = tuple(fields)
+        try:
+            found = self._new.get(key) or self._old.get(key)
+        except TypeError:  # a field that cannot be a key: worked out every time
+            return digest(trace)
+        if found is None:
+            found = (digest(trace), lists)
+        if len(self._new) >= self.limit:
+            self._old, self._new = self._new, {}
+        self._new[key] = found
+        return found[0]
+
+
+def figure_part(figure: Mapping[str, Any], traces: TraceDigests | None = None) -> Part:
+    """Return the Part of a figure dict: a signature for its layout (the moving time range left out) and each trace.
+
+    `traces`, when given, reuses the digests of traces built from the same lists as before.
+    """
+    trace_digest = digest if traces is None else traces.digest
+    sig = {"layout": digest(_without_range(figure["layout"])), "traces": [trace_digest(trace) for trace in figure["data"]]}
     return Part(figure, sig)
 
 
