@@ -62,4 +62,5 @@ def share(part: float, whole: float | None) -> float:
 
 def by_pressure(pressures: dict[str, Pressure]) -> list[str]:
     """Return the tools most pressed first; equal pressure in name order, so the order never flickers."""
-    return sorted(pressures, key=lambda tool: (tuple(-x for x in pressures[tool]), tool))
+    # By name, then (a stable sort keeps that order among equals) by pressure, greatest first: two C-level sorts.
+    return sorted(sorted(pressures), key=pressures.__getitem__, reverse=True)

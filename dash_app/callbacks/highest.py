@@ -97,7 +97,8 @@ class OtherTools:
             if index is None:
                 index, outside = len(rank) + outside, outside + 1
             # Without a stand-in the levels list is its own: a new list always counts as a change.
-            parts.setdefault(index // PART_SIZE, []).append((tool, total, peaks.get(tool, in_use.get(tool))))
+            stand_in = peaks.get(tool)
+            parts.setdefault(index // PART_SIZE, []).append((tool, total, in_use.get(tool) if stand_in is None else stand_in))
         kept: dict[int, tuple[tuple[Member, ...], Highest]] = {}
         dirty: dict[int, set[int] | None] = {}  # group -> the bins its redone parts changed in (None: all)
         for number in sorted(parts):

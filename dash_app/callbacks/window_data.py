@@ -1,6 +1,6 @@
 """A view's window of data: from the buffer, read again only for the series that changed, or from the stored history."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dash_app.buffer import MinuteFlow, WindowCounts
@@ -81,14 +81,42 @@ def _swap_buckets(sums: dict[str, dict[str, int]], old: list[Any] | None, new: l
     _add_buckets(sums, [b for b in new or () if id(b) not in kept], 1)
 
 
-def _moved_on(entry: _Series, now: float) -> _Series:
-    """Return `entry` with its current minute's average carried on to `now` at its level, which has not changed since."""
+def _carried(entry: _Series, now: float) -> list[Level]:
+    """Return `entry`'s levels with its current minute's average carried on to `now` at its level, unchanged since."""
     start, peak, average = entry.in_use[-1]
     elapsed, added = entry.read_at - start, now - entry.read_at
     if added <= 0 or elapsed + added <= 0:
-        return entry
+        return entry.in_use
     carried = (average * elapsed + entry.level * added) / (elapsed + added)
-    return entry._replace(in_use=[*entry.in_use[:-1], (start, peak, carried)], read_at=now)
+    levels = entry.in_use[:-1]
+    levels.append((start, peak, carried))
+    return levels
+
+
+class CarriedLevels(Mapping[str, list[Level]]):
+    """Each series' levels as of `now`: a busy series' current minute's average is carried on when first asked for.
+
+    Most series are never asked for (the overview draws ten by name), so a tick copies a few level lists, not one
+    per busy series. Asking twice gives the same list.
+    """
+
+    def __init__(self, entries: Mapping[str, _Series], now: float) -> None:
+        self._entries = entries  # the series with levels
+        self._now = now
+        self._made: dict[str, list[Level]] = {}
+
+    def __getitem__(self, tool: str) -> list[Level]:
+        made = self._made.get(tool)
+        if made is None:
+            entry = self._entries[tool]
+            made = self._made[tool] = _carried(entry, self._now) if entry.moving else entry.in_use
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class BufferWindows:
@@ -127,9 +155,6 @@ class BufferWindows:
             or entry.stamp != stamps.get(tool, 0)
             or entry.level != levels_now.get(tool, 0)
         ]
-        for tool, entry in per_series.items():
-            if entry.moving and tool not in changed:
-                per_series[tool] = _moved_on(entry, now)
         if changed:
             buckets = self.buffer.aggregate_tool_metrics(window, tools=changed)
             counts = self.buffer.window_counts(window, changed)
@@ -188,7 +213,7 @@ class BufferWindows:
             buckets={tool: entry.buckets for tool, entry in per_series.items() if entry.buckets},
             # Every minute's flows of 200 tools would be 70,000 objects for the collector to scan: only counts are kept.
             flows={},
-            in_use={tool: entry.in_use for tool, entry in per_series.items() if entry.in_use},
+            in_use=CarriedLevels({tool: entry for tool, entry in per_series.items() if entry.in_use}, now),
             sums={tool: entry.stats for tool, entry in per_series.items()},
             failing={tool: entry.failing for tool, entry in per_series.items() if entry.failing},
             bucket_sums=sums,

@@ -113,7 +113,9 @@ def pressures(
         if not (total or s.true_denials or queued):
             out[tool] = NO_PRESSURE
             continue
-        at_total = sum(n for peak, n in bins.get(tool, {}).items() if peak >= total) if total else 0
+        at_total = 0
+        if total and s.peak >= total:  # a tool that never reached its total has no bin at it
+            at_total = sum(n for peak, n in bins.get(tool, {}).items() if peak >= total)
         out[tool] = Pressure(
             min(1.0, share(at_total * data.bin_seconds, window)), s.true_denials, queued or 0, share(s.peak, total)
         )
