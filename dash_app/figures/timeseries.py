@@ -1,6 +1,7 @@
 """Bar charts over a time window, per minute (or per bin of the stored history): borrows, overage and failures."""
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeAlias
 
 from dash_app.auth.viewer import FULL, HIDDEN, Names
@@ -113,12 +114,12 @@ def bar_points(buckets: Iterable[Mapping[str, Any]], key: str, frame: Frame) -> 
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def _per_tool_bars(
+def stacked_bars(
+    key: str,
     buckets_by_tool: Buckets,
     shown: Sequence[str],
     colors: Colors,
     frame: Frame,
-    key: str,
     total: BinSums = None,
     points: BarPoints | None = None,
 ) -> Figure:
@@ -150,28 +151,10 @@ def _per_tool_bars(
     return {"data": traces, "layout": _stacked_layout(frame, f"{what} / {frame.per_bin}", traces)}
 
 
-def borrow_chart(
-    buckets_by_tool: Buckets,
-    shown: Sequence[str],
-    colors: Colors,
-    frame: Frame,
-    total: BinSums = None,
-    points: BarPoints | None = None,
-) -> Figure:
-    """Borrows per bin, one stacked series per shown tool and one for the others, from aggregate_tool_metrics buckets."""
-    return _per_tool_bars(buckets_by_tool, shown, colors, frame, "count", total, points)
-
-
-def overage_chart(
-    buckets_by_tool: Buckets,
-    shown: Sequence[str],
-    colors: Colors,
-    frame: Frame,
-    total: BinSums = None,
-    points: BarPoints | None = None,
-) -> Figure:
-    """Overage checkouts per bin, stacked like the borrow chart, with its own legend."""
-    return _per_tool_bars(buckets_by_tool, shown, colors, frame, "overage_count", total, points)
+# Borrows, and overage checkouts, per bin: one stacked series per shown tool and one for the others, each with its
+# own legend, from aggregate_tool_metrics buckets.
+borrow_chart = partial(stacked_bars, "count")
+overage_chart = partial(stacked_bars, "overage_count")
 
 
 def failure_chart(
