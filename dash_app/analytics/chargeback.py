@@ -11,11 +11,13 @@ inventory's tools (docs/chargeback.md gives the definitions with their formulas)
 - A group's license time of a tool is the sum of its parts; its overage borrows are the tool's sessions started in the
   period flagged overage whose user was in the group at the start.
 - Money is in whole cents. The estate's commit cost E = Σ over tools of estate.period_commit_cost, added up exactly
-  and rounded once to the cent (halves to even); E is apportioned over the tools by their exact commit costs, each
-  tool's part over its groups by their license time (all to UNUSED when the tool held no time in the period), and each
-  tool's overage cost (its overage borrows × its overage price, rounded to the cent) over its groups by their overage
-  borrows. Every apportionment rounds each share down to the cent and gives the cents left over (fewer than the number
-  of shares) to the largest share, as the issue asks; of equal largest shares, to the first by name.
+  and rounded once to the cent (halves to even); E is shared over the tools as their exact commit costs rounded down,
+  the cents left over one each to the tools whose costs lost the most (each tool within a cent of its own cost); each
+  tool's part goes over its groups by their license time
+  (all to UNUSED when the tool held no time in the period), and each tool's overage cost (its overage borrows × its
+  overage price, rounded to the cent) over its groups by their overage borrows. The splits over groups round each
+  share down to the cent and give the cents left over (fewer than the number of shares) to the largest share, as the
+  issue asks; of equal largest shares, to the first by name.
 """
 
 from __future__ import annotations
@@ -170,6 +172,21 @@ def split_cents(total: int, weights: Sequence[Fraction | int], names: Sequence[s
     return shares
 
 
+def round_to_total(total: int, amounts: Sequence[Fraction], names: Sequence[str]) -> list[int]:
+    """Return whole cents for exact `amounts` (in cents) that add up to `total`, the rounding of their sum: each amount
+    rounded down, and the cents left over one each to the amounts that lost the most (of equal losses, the first by
+    name). So every amount is charged to within a cent, however many there are.
+    """
+    shares = [math.floor(amount) for amount in amounts]
+    left = total - sum(shares)
+    if not 0 <= left <= len(shares):
+        raise ValueError("total is not the rounding of the amounts' sum")
+    order = sorted(range(len(shares)), key=lambda k: (-(amounts[k] - shares[k]), names[k]))
+    for k in order[:left]:
+        shares[k] += 1
+    return shares
+
+
 def _whole(weights: Sequence[Fraction | int]) -> list[int]:
     """Return whole numbers in the same ratios as `weights` (exact: the common denominator of fractions)."""
     if all(isinstance(w, int) for w in weights):
@@ -269,7 +286,9 @@ def _split(
     """Return the answer from each (tool, name) cell's license milliseconds and overage borrows."""
     commit = [Fraction(period_commit_cost(specs.get(tool, NO_SPEC), end - start, billing_days)) for tool in tools]
     estate = _cents(sum(commit, Fraction(0)))
-    tool_commit = split_cents(estate, commit, tools)
+    # Each tool is charged its own commit cost to within a cent: with 200 tools, the cents left by rounding them down
+    # must not pile up on the costliest one.
+    tool_commit = round_to_total(estate, [cost * 100 for cost in commit], tools)
     overage_total = 0
     # Per name: its license milliseconds, commit cents and overage cents per tool.
     rows: dict[str, list[tuple[str, int, int, int]]] = {}
