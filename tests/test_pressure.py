@@ -42,3 +42,42 @@ def test_a_small_pool_with_denials_outranks_a_big_busy_one() -> None:
         "Also idle": Pressure(0.0, 0, 0, 0.0),
     }
     assert by_pressure(pressures) == ["Queued", "Small", "Big", "Also idle", "Idle"]
+
+
+def test_pressures_and_grid_rows_kept_from_tick_to_tick_equal_fresh_ones() -> None:
+    import random
+
+    from dash_app.callbacks.window_stats import ToolStats, WindowData, pressures
+    from dash_app.layouts.tables import tool_rows
+
+    rng = random.Random(9)
+    tools = [f"t{n}" for n in range(12)]
+    kept_pressure: dict = {}
+    kept_rows: dict = {}
+    status = [{"tool": t, "total": rng.choice([None, 2, 5]), "borrowed": 0, "queued": 0} for t in tools]
+    peaks = {t: {1: 3} for t in tools}
+    stats = {t: ToolStats(0, 0, 0, 0, 0) for t in tools}
+    for _ in range(60):
+        # A tick changes one thing at a time of a few tools (a count, its levels, its total, queue or price); the
+        # other tools keep the very same objects.
+        for t in rng.sample(tools, 3):
+            entry = next(e for e in status if e["tool"] == t)
+            what = rng.choice(["borrowed", "queued", "total", "price", "stats", "peaks"])
+            if what == "borrowed":
+                entry["borrowed"] = rng.randint(0, 5)
+            elif what == "queued":
+                entry["queued"] = rng.choice([0, 1, 2])
+            elif what == "total":
+                entry["total"] = rng.choice([None, 2, 5])
+            elif what == "price":
+                entry["overage_price_per_license"] = rng.choice([None, 12.5, 20.0])
+            elif what == "stats":
+                stats[t] = ToolStats(*(rng.randint(0, n) for n in (9, 3, 0, 4, 6, 2)))
+            else:
+                peaks[t] = {rng.randint(0, 6): rng.randint(1, 30)}
+        snapshot = [dict(e) for e in status]
+        data = WindowData(60, {}, {}, {}, peak_bins=dict(peaks))
+        fresh = pressures(snapshot, data, stats, 1800)
+        assert pressures(snapshot, data, stats, 1800, kept_pressure) == fresh
+        ranked = by_pressure(fresh)
+        assert tool_rows(snapshot, stats, "EUR", fresh, ranked, kept_rows) == tool_rows(snapshot, stats, "EUR", fresh, ranked)

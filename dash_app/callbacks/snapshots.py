@@ -24,7 +24,7 @@ from dash_app.callbacks.window_stats import (
 from dash_app.layouts import parts, tables
 from dash_app.layouts.controls import SHORT_LABELS, rate_unit, tool_options
 from dash_app.layouts.dashboard import checkouts_columns
-from dash_app.pressure import DEFAULT_GAP, true_denials_by_tool
+from dash_app.pressure import DEFAULT_GAP, Pressure, true_denials_by_tool
 from dash_app.store.history import bin_seconds_for
 from dash_app.store.history_counts import denials_since
 
@@ -149,6 +149,9 @@ class Snapshots:
         self._buffer_windows = BufferWindows(buffer, denial_gap)
         self._other_tools: dict[float, OtherTools] = {}
         self._tool_bars: dict[float, ToolBars] = {}  # window -> the shown tools' bars, kept while their buckets are
+        # window -> {tool: (its inputs, its grid row)}: rows kept while their inputs are the same (tables.tool_rows)
+        self._tool_rows: dict[float, dict[str, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
+        self._pressures: dict[float, dict[str, tuple[tuple[Any, ...], Pressure]]] = {}  # window -> kept per tool
         self._true_denials: dict[float, tuple[int, dict[str, int]]] = {}  # window -> (its bin, true denials by tool)
         self._last_tools: tuple[list[str], dict[str, str], Part] | None = (
             None  # (tools, their colours, their options)  # window -> the in-use chart's other tools, kept in parts
@@ -269,7 +272,7 @@ class Snapshots:
     ) -> dict[str, Part]:
         others = self._other_tools.setdefault(window, OtherTools())
         bars = self._tool_bars.setdefault(window, ToolBars())
-        pressure = pressures(pool.status, data, stats, window)
+        pressure = pressures(pool.status, data, stats, window, self._pressures.setdefault(window, {}))
         ranked = pressure_order(pressure, stats)
         shown = top_tools(stats, ranked, self.shown_tools)
         colors = figures.tool_colors(pool.tools, shown)
@@ -303,7 +306,10 @@ class Snapshots:
                 (frame.revision, frame.first_minute, data.failing),
                 lambda: figures.failure_chart(data.failing if data.failing is not None else data.flows, frame),
             ),
-            "tool-table": self._grid(tables.tool_rows(pool.status, stats, self.currency, pressure, ranked), "tool"),
+            "tool-table": self._grid(
+                tables.tool_rows(pool.status, stats, self.currency, pressure, ranked, self._tool_rows.setdefault(window, {})),
+                "tool",
+            ),
             "checkouts-table": component_part(
                 tables.checkout_rows(self.pool.active_borrows(), now, zone, limit=tables.OVERVIEW_CHECKOUTS, names=self.names)
             ),

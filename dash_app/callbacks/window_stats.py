@@ -96,12 +96,17 @@ def totals(stats: Mapping[str, ToolStats]) -> ToolStats:
 
 
 def pressures(
-    status: Sequence[Mapping[str, Any]], data: WindowData, stats: Mapping[str, ToolStats], window: float
+    status: Sequence[Mapping[str, Any]],
+    data: WindowData,
+    stats: Mapping[str, ToolStats],
+    window: float,
+    kept: dict[str, tuple[tuple[Any, ...], Pressure]] | None = None,
 ) -> dict[str, Pressure]:
     """Return {tool: Pressure} over the window for every tool of `stats`.
 
     The share of time at the total is counted in whole bins: the bins whose peak in use reached the total, times the
-    bin's length, over the window. Queued is what the polled servers say now.
+    bin's length, over the window. Queued is what the polled servers say now. `kept` ({tool: (its inputs, its
+    Pressure)}, the caller's, for one window), when given, keeps each tool's Pressure while its inputs are the same.
     """
     entries = {entry["tool"]: entry for entry in status}
     bins = data.peak_bins or {}
@@ -113,12 +118,20 @@ def pressures(
         if not (total or s.true_denials or queued):
             out[tool] = NO_PRESSURE
             continue
+        peaks = bins.get(tool, {})
+        inputs = (total, queued, s, peaks, data.bin_seconds)
+        found = kept.get(tool) if kept is not None else None
+        if found is not None and found[0] == inputs:
+            out[tool] = found[1]
+            continue
         at_total = 0
         if total and s.peak >= total:  # a tool that never reached its total has no bin at it
-            at_total = sum(n for peak, n in bins.get(tool, {}).items() if peak >= total)
+            at_total = sum(n for peak, n in peaks.items() if peak >= total)
         out[tool] = Pressure(
             min(1.0, share(at_total * data.bin_seconds, window)), s.true_denials, queued or 0, share(s.peak, total)
         )
+        if kept is not None:
+            kept[tool] = (inputs, out[tool])
     return out
 
 

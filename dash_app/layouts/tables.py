@@ -155,10 +155,12 @@ def tool_rows(
     currency: str = "",
     pressure: Mapping[str, "Pressure"] | None = None,
     ranked: Sequence[str] = (),
+    kept: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Return the tool table's rows: one per tool, with in use, total, the window's peak, denials, overage and pressure.
 
     `ranked` lists the tools most pressed first: each row's `rank` is its place among the rows, which the grid sorts by.
+    `kept` ({tool: (its inputs, its row)}, the caller's), when given, keeps each row while its inputs are the same.
     """
     entries = list(status)
     listed = {entry["tool"] for entry in entries}
@@ -172,6 +174,11 @@ def tool_rows(
         total = entry["total"]
         price = entry.get("overage_price_per_license")
         p = pressure.get(tool)
+        inputs = (rank.get(tool), entry["borrowed"], total, entry.get("queued", 0), price, s, p)
+        found = kept.get(tool) if kept is not None else None
+        if found is not None and found[0] == inputs:
+            rows.append(found[1])
+            continue
         rows.append(
             {
                 "tool": tool,
@@ -190,4 +197,6 @@ def tool_rows(
                 "overage_cost": s.overage * price if price is not None else None,
             }
         )
+        if kept is not None:
+            kept[tool] = (inputs, rows[-1])
     return rows
