@@ -13,11 +13,10 @@ inventory's tools (docs/chargeback.md gives the definitions with their formulas)
 - Money is in whole cents. The estate's commit cost E = Σ over tools of estate.period_commit_cost, added up exactly
   and rounded once to the cent (halves to even); E is shared over the tools as their exact commit costs rounded down,
   the cents left over one each to the tools whose costs lost the most (each tool within a cent of its own cost); each
-  tool's part goes over its groups by their license time
-  (all to UNUSED when the tool held no time in the period), and each tool's overage cost (its overage borrows × its
-  overage price, rounded to the cent) over its groups by their overage borrows. The splits over groups round each
-  share down to the cent and give the cents left over (fewer than the number of shares) to the largest share, as the
-  issue asks; of equal largest shares, to the first by name.
+  tool's part goes over its groups by their license time (all to UNUSED when the tool held no time in the period),
+  and each tool's overage cost (its overage borrows × its overage price, rounded to the cent) over its groups by their
+  overage borrows. The splits over groups round each share down to the cent and give the cents left over (fewer than
+  the number of shares) to the largest share, as the issue asks; of equal largest shares, to the first by name.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Chart parts kept from one build to the next: the in-use chart's other tools' line, kept in parts so a live tick that
-changes one tool redoes one part, each shown tool's points while its levels stay the same, and its bars while its
-buckets do."""
+"""Parts of the overview kept from one build to the next: the in-use chart's other tools' line, kept in parts so a live
+tick that changes one tool redoes one part, each shown tool's points while its levels stay the same, its bars while its
+buckets do, and each tool's grid row and pressure while their inputs do (all of one window in a Kept)."""
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import islice
 from operator import is_
 from typing import Any
@@ -11,6 +12,7 @@ from dash_app.figures.common import Frame
 from dash_app.figures.in_use import (
     Highest,
     Level,
+    Points,
     highest_points,
     highest_shares,
     merge_highest,
@@ -19,6 +21,7 @@ from dash_app.figures.in_use import (
     share_points,
 )
 from dash_app.figures.timeseries import bar_points
+from dash_app.pressure import Pressure
 
 # Tools per part, and parts per group: with 200 tools a tick redoes a part of 4 tools, then only the bins that part
 # changed in its group of 16 parts and in the whole (4 groups).
@@ -29,7 +32,6 @@ KEPT = 64
 
 
 Member = tuple[str, int, object]  # (tool, total, the object that stands for its peaks)
-Points = tuple[list[float], list[list[Any]]]  # a line's y values and customdata on a frame's axis_times
 
 
 def _same(a: tuple[Member, ...], b: tuple[Member, ...]) -> bool:
@@ -204,3 +206,13 @@ class ToolBars:
             self._bars.clear()
         self._bars[(tool, key)] = (buckets, frame.zone, made)
         return made
+
+
+@dataclass
+class Kept:
+    """What the overview of one window keeps from one build to the next."""
+
+    others: OtherTools = field(default_factory=OtherTools)
+    bars: ToolBars = field(default_factory=ToolBars)
+    rows: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)  # tables.tool_rows' `kept`
+    pressures: dict[str, tuple[tuple[Any, ...], Pressure]] = field(default_factory=dict)  # window_stats.pressures'

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from dash_app import figures
 from dash_app.auth.viewer import FULL, Names
-from dash_app.callbacks.highest import OtherTools, ToolBars
+from dash_app.callbacks.highest import Kept
 from dash_app.callbacks.updates import Part, TraceDigests, component_part, figure_part, plain
 from dash_app.callbacks.window_data import BufferWindows, history_window
 from dash_app.callbacks.window_stats import (
@@ -24,7 +24,7 @@ from dash_app.callbacks.window_stats import (
 from dash_app.layouts import parts, tables
 from dash_app.layouts.controls import SHORT_LABELS, rate_unit, tool_options
 from dash_app.layouts.dashboard import checkouts_columns
-from dash_app.pressure import DEFAULT_GAP, Pressure, true_denials_by_tool
+from dash_app.pressure import DEFAULT_GAP, true_denials_by_tool
 from dash_app.store.history import bin_seconds_for
 from dash_app.store.history_counts import denials_since
 
@@ -147,15 +147,9 @@ class Snapshots:
         # window -> (key, WindowData): each window's data, from the buffer or the stored history.
         self._window_data_cache: dict[float, tuple[Any, WindowData]] = {}
         self._buffer_windows = BufferWindows(buffer, denial_gap)
-        self._other_tools: dict[float, OtherTools] = {}
-        self._tool_bars: dict[float, ToolBars] = {}  # window -> the shown tools' bars, kept while their buckets are
-        # window -> {tool: (its inputs, its grid row)}: rows kept while their inputs are the same (tables.tool_rows)
-        self._tool_rows: dict[float, dict[str, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
-        self._pressures: dict[float, dict[str, tuple[tuple[Any, ...], Pressure]]] = {}  # window -> kept per tool
+        self._kept: dict[float, Kept] = {}  # window -> the overview's parts kept from one build to the next
         self._true_denials: dict[float, tuple[int, dict[str, int]]] = {}  # window -> (its bin, true denials by tool)
-        self._last_tools: tuple[list[str], dict[str, str], Part] | None = (
-            None  # (tools, their colours, their options)  # window -> the in-use chart's other tools, kept in parts
-        )
+        self._last_tools: tuple[list[str], dict[str, str], Part] | None = None  # (tools, their colours, options)
         self._lock = threading.Lock()
         self._version: tuple[Any, ...] | None = None
         self._pool: PoolSnapshot | None = None
@@ -270,9 +264,9 @@ class Snapshots:
     def _build_overview(
         self, pool: PoolSnapshot, window: float, frame: "Frame", data: WindowData, stats: dict[str, ToolStats], now: float
     ) -> dict[str, Part]:
-        others = self._other_tools.setdefault(window, OtherTools())
-        bars = self._tool_bars.setdefault(window, ToolBars())
-        pressure = pressures(pool.status, data, stats, window, self._pressures.setdefault(window, {}))
+        kept = self._kept.setdefault(window, Kept())
+        others, bars = kept.others, kept.bars
+        pressure = pressures(pool.status, data, stats, window, kept.pressures)
         ranked = pressure_order(pressure, stats)
         shown = top_tools(stats, ranked, self.shown_tools)
         colors = figures.tool_colors(pool.tools, shown)
@@ -307,7 +301,7 @@ class Snapshots:
                 lambda: figures.failure_chart(data.failing if data.failing is not None else data.flows, frame),
             ),
             "tool-table": self._grid(
-                tables.tool_rows(pool.status, stats, self.currency, pressure, ranked, self._tool_rows.setdefault(window, {})),
+                tables.tool_rows(pool.status, stats, self.currency, pressure, ranked, kept.rows),
                 "tool",
             ),
             "checkouts-table": component_part(

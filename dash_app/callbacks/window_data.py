@@ -184,10 +184,12 @@ class BufferWindows:
                 else:
                     _add_buckets(sums, parts[0], 1)
                 tool_buckets, failing, levels = parts
-                if tool in recount or old is None or not count.failures:
-                    true = true_denial_count(failures.get(tool, ()), self.denial_gap) if count.failures else 0
+                if tool in recount:
+                    true = true_denial_count(failures.get(tool, ()), self.denial_gap)
+                elif old is not None and count.failures:
+                    true = old.stats.true_denials  # its failures are the ones counted then
                 else:
-                    true = old.stats.true_denials
+                    true = 0
                 per_series[tool] = _Series(
                     stamps.get(tool, 0),
                     levels_now.get(tool, 0),

@@ -12,6 +12,8 @@ from dash_app.figures.timeseries import OTHER_KEY, OTHER_TOOLS
 Level: TypeAlias = tuple[int, int, float]
 # {bin start: (share of its total in %, tool, peak, total)} of the tool with the highest share in each bin
 Highest: TypeAlias = dict[int, tuple[float, str, int, int]]
+# A line on a frame's axis_times: its y values and its customdata, one of each per bin and one more at the end
+Points: TypeAlias = tuple[list[float], list[list[Any]]]
 
 
 def _levels(bins: Iterable[Level], frame: Frame) -> tuple[list[str], list[int], list[float]]:
@@ -53,53 +55,49 @@ def _step_line(
     return trace
 
 
-def share_points(bins: Iterable[Level], total: int, frame: Frame) -> tuple[list[float], list[list[Any]]]:
+def share_points(bins: Iterable[Level], total: int, frame: Frame) -> Points:
     """Return a shown tool's line on the frame's axis_times: its peak shares of `total` in %, and [peak, total, average]."""
     _x, peaks, averages = _levels(bins, frame)
     return [round(100 * p / total, 1) for p in peaks], [[p, total, a] for p, a in zip(peaks, averages)]
 
 
-def next_share_points(
-    made: tuple[list[float], list[list[Any]]], level: Level, total: int, frame: Frame
-) -> tuple[list[float], list[list[Any]]]:
+def _with_points(made: Points, points: Mapping[int, tuple[float, list[Any]]], frame: Frame) -> Points:
+    """Return copies of a line's lists `made` with the point of each bin start in `points` set anew (others left out)."""
+    bins = frame.bins
+    y, custom = list(made[0]), list(made[1])
+    for start, (value, data) in points.items():
+        if start in bins:
+            at = bins.index(start)
+            y[at], custom[at] = value, data
+            if at == len(bins) - 1:
+                y[-1], custom[-1] = value, data  # the point at the window's end repeats the last bin's
+    return y, custom
+
+
+def next_share_points(made: Points, level: Level, total: int, frame: Frame) -> Points:
     """Return share_points `made` with one level's bin set anew: what share_points gives after only that bin changed."""
     start, peak, average = level
-    bins = frame.bins
-    if start not in bins:
-        return made
-    at = bins.index(start)
-    y, custom = list(made[0]), list(made[1])
-    y[at], custom[at] = round(100 * peak / total, 1), [peak, total, round(average, 1)]
-    if at == len(bins) - 1:
-        y[-1], custom[-1] = y[at], custom[at]  # the point at the window's end repeats the last bin's
-    return y, custom
+    return _with_points(made, {start: (round(100 * peak / total, 1), [peak, total, round(average, 1)])}, frame)
 
 
 NO_ROW = (0.0, "", 0, 0)  # a bin where none of the other tools had a license in use
 
 
-def highest_points(best: Highest, frame: Frame) -> tuple[list[float], list[list[Any]]]:
+def _highest_point(row: tuple[float, str, int, int]) -> tuple[float, list[Any]]:
+    share, tool, peak, total = row
+    return round(share, 1), [plotly_text(tool) or "none", peak, total]
+
+
+def highest_points(best: Highest, frame: Frame) -> Points:
     """Return the other tools' line on the frame's axis_times: the highest share per bin, and [tool, peak, total]."""
-    rows = [best.get(start, NO_ROW) for start in frame.bins]
-    rows.append(rows[-1])
-    return [round(share, 1) for share, *_ in rows], [[plotly_text(tool) or "none", peak, total] for _, tool, peak, total in rows]
+    points = [_highest_point(best.get(start, NO_ROW)) for start in frame.bins]
+    points.append(points[-1])
+    return [value for value, _ in points], [data for _, data in points]
 
 
-def next_highest_points(
-    made: tuple[list[float], list[list[Any]]], best: Highest, starts: Iterable[int], frame: Frame
-) -> tuple[list[float], list[list[Any]]]:
+def next_highest_points(made: Points, best: Highest, starts: Iterable[int], frame: Frame) -> Points:
     """Return highest_points `made` with the bins `starts` set anew from `best`: what highest_points gives then."""
-    bins = frame.bins
-    y, custom = list(made[0]), list(made[1])
-    for start in starts:
-        if start not in bins:
-            continue
-        at = bins.index(start)
-        share, tool, peak, total = best.get(start, NO_ROW)
-        y[at], custom[at] = round(share, 1), [plotly_text(tool) or "none", peak, total]
-        if at == len(bins) - 1:
-            y[-1], custom[-1] = y[at], custom[at]  # the point at the window's end repeats the last bin's
-    return y, custom
+    return _with_points(made, {start: _highest_point(best.get(start, NO_ROW)) for start in starts}, frame)
 
 
 def highest_shares(in_use_by_tool: Mapping[str, Sequence[Level]], tools: Iterable[tuple[str, int]]) -> Highest:
@@ -129,8 +127,8 @@ def inuse_chart(
     colors: Mapping[str, str],
     totals: Mapping[str, int | None],
     frame: Frame,
-    others: Callable[[list[tuple[str, int]]], tuple[list[float], list[list[Any]]]] | None = None,
-    points: Callable[[str, int], tuple[list[float], list[list[Any]]]] | None = None,
+    others: Callable[[list[tuple[str, int]]], Points] | None = None,
+    points: Callable[[str, int], Points] | None = None,
 ) -> Figure:
     """Peak share of each shown tool's total in use per bin, and the highest share among the other tools.
 
