@@ -78,14 +78,23 @@ def _number(where: str, name: str, value: Any, *, whole: bool = False, positive:
     return float(value)
 
 
-def _urls(where: str, value: Any, check_url: Callable[[str], str | None]) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(url, str) for url in value):
-        raise AlertRulesError(f"{where}: 'notify' must be a list of apprise URLs")
+def url_list_problem(
+    value: Any, check_url: Callable[[str], str | None], field: str, label: str, at_least_one: bool = False
+) -> str | None:
+    """Return what is wrong with a rules file's list of apprise URLs in `field`, or None; a URL is named by its place."""
+    if not isinstance(value, list) or (at_least_one and not value) or not all(isinstance(url, str) for url in value):
+        return f"'{field}' must be a list of apprise URLs" + (", at least one" if at_least_one else "")
     for n, url in enumerate(value):
         problem = check_url(url)
         if problem is not None:
-            # The position, not the URL: it may hold a password.
-            raise AlertRulesError(f"{where}: notify URL {n + 1} cannot be used: {problem}")
+            return f"{label} URL {n + 1} cannot be used: {problem}"  # the place, not the URL: it may hold a password
+    return None
+
+
+def _urls(where: str, value: Any, check_url: Callable[[str], str | None]) -> tuple[str, ...]:
+    problem = url_list_problem(value, check_url, "notify", "notify")
+    if problem is not None:
+        raise AlertRulesError(f"{where}: {problem}")
     return tuple(value)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import time
 from typing import Any
 
+from dash_app.alerts.rules import url_list_problem
 from dash_app.config import ConfigError
 from dash_app.jsonfile import read_json
 
@@ -110,13 +111,9 @@ def _zone_exists(tz: str) -> bool:
 
 
 def _urls(where: str, value: Any, check_url: Callable[[str], str | None]) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(url, str) for url in value):
-        raise ReportsError(f"{where}: 'to' must be a list of apprise URLs, at least one")
-    for n, url in enumerate(value):
-        problem = check_url(url)
-        if problem is not None:
-            # The position, not the URL: it may hold a password.
-            raise ReportsError(f"{where}: 'to' URL {n + 1} cannot be used: {problem}")
+    problem = url_list_problem(value, check_url, "to", "'to'", at_least_one=True)
+    if problem is not None:
+        raise ReportsError(f"{where}: {problem}")
     return tuple(value)
 
 
