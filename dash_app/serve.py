@@ -66,8 +66,13 @@ def served_app(config: "Config | None" = None) -> "Flask":
     state = get_state(app)
     # When the worker exits, stop the services so the SQLite writer flushes what is queued.
     atexit.register(state.stop)
-    # The analysis process reads the history once the page is first asked for, not at the first query.
-    warm_on_first_page(app, state.analytics.warm)
+    # The analysis process reads the history once the page is first asked for, not at the first query. A history
+    # analysed before (its copy saved beside the database) has it started now: the copy loads while the server starts,
+    # and the first Capacity view after a restart finds it ready.
+    if state.analytics.runner.analysed_before():
+        state.analytics.warm()
+    else:
+        warm_on_first_page(app, state.analytics.warm)
     return app.server
 
 

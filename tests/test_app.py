@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -34,7 +35,7 @@ def test_each_app_gets_its_own_buffer(make_app):
     assert get_state(second).buffer.get_stats_summary()["total_events"] == 0
 
 
-def test_procfile_server_serves_page_and_health_and_starts_the_analysis_process_with_the_page(start_server):
+def test_procfile_server_serves_page_and_health_and_starts_the_analysis_process_with_the_page(start_server, tmp_path):
     server = start_server()
     assert requests.get(server.url + "/healthz", timeout=5).json() == {"status": "ok"}
     page = requests.get(server.url + "/", timeout=5)
@@ -47,6 +48,16 @@ def test_procfile_server_serves_page_and_health_and_starts_the_analysis_process_
     while len(group_processes(server.process.pid)) < 3:
         assert time.monotonic() < deadline, "no analysis process after the page's layout was asked for"
         time.sleep(0.05)
+    # Once idle after its first read, it saves its copy of the history beside the database; a server started again
+    # on that database starts its analysis process at once, to load that copy before the Capacity view asks.
+    saved = tmp_path / "server.db-analysis.npz"  # the server's default database is tmp_path / "server.db"
+    while not saved.exists():
+        assert time.monotonic() < deadline, "no saved copy of the history"
+        time.sleep(0.05)
+    server.stop()
+    again = start_server()
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in group_processes(again.process.pid)]
+    assert any(b"spawn_main" in command for command in commands)  # multiprocessing's child: the analysis process
 
 
 def test_cli_rejects_bad_values_with_one_line():

@@ -2,14 +2,16 @@
 
 import os
 import shutil
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
+from dash_app.analytics import mirror_file
 from dash_app.analytics.capacity import capacity, commit_advice
 from dash_app.analytics.mirror import HistoryMirror
-from dash_app.analytics.runners import FileSnapshots, snapshots_for
+from dash_app.analytics.runners import FileSnapshots, saved_copy_path, snapshots_for
 from dash_app.analytics.spec import Spec
 from dash_app.events import borrow_event, failure_event, return_event
 from dash_app.store import Store
@@ -41,6 +43,7 @@ step = st.tuples(
     st.floats(0, DAY),  # how far the clock moves before the prune
     st.booleans(),  # prune
     st.booleans(),  # refresh the copy now
+    st.booleans(),  # then save it, and go on with a new copy loaded from that file (a restart)
 )
 
 
@@ -62,8 +65,9 @@ def same_as_the_store(mirror, store, now):
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=1, max_size=6))
-def test_the_copy_follows_writes_late_returns_and_prunes(databases_at_head, steps):
+def test_the_copy_follows_writes_late_returns_and_prunes(databases_at_head, steps, tmp_path_factory):
     db = databases_at_head()
+    saved = str(tmp_path_factory.mktemp("copy") / "saved.npz")
     clock = FakeClock(NOW)
     store = Store(db)
     HistoryKeeper(store, raw_keep_seconds=HOUR, history_seconds=HISTORY, clock=clock)
@@ -72,7 +76,7 @@ def test_the_copy_follows_writes_late_returns_and_prunes(databases_at_head, step
     snapshots = [snapshots_for(db), snapshots_for(db)]
     mirror = HistoryMirror(snapshots[0])
     try:
-        for writes, advance, prune, refresh in steps:
+        for writes, advance, prune, refresh, restart in steps:
             events = []
             for kind, n, tool, user, offset in writes:
                 ts = clock() + offset
@@ -90,6 +94,11 @@ def test_the_copy_follows_writes_late_returns_and_prunes(databases_at_head, step
             if refresh:
                 mirror.refresh()
                 same_as_the_store(mirror, store, clock())
+                if restart:
+                    mirror_file.save(mirror.saved(), saved)
+                    mirror = HistoryMirror(snapshots[0])
+                    mirror.adopt(mirror_file.load(saved))
+                    assert not mirror.refresh() and mirror.whole_reads == 0  # of this database, and current
         mirror.refresh()
         same_as_the_store(mirror, store, clock())
         # A copy read from scratch is the same as the one kept up to date.
@@ -186,5 +195,211 @@ def test_a_copy_behind_the_log_of_pruned_rows_reads_everything_again(database):
         assert resets == [1]
         assert sorted(mirror.load_sessions(NOW - DAY, NOW + 6 * DAY)["user"]) == ["bob", "cy"]
         same_as_the_store(mirror, store, clock())
+    finally:
+        store.stop()
+
+
+def _store_with(path, events):
+    store = Store(path)
+    store.start()
+    store.on_events(events)
+    assert store.flush()
+    return store
+
+
+def _restarted(db, saved):
+    """Return a new mirror of `db` loaded from the copy at `saved`, as the analysis process starts."""
+    mirror = HistoryMirror(snapshots_for(str(db)))
+    mirror.adopt(mirror_file.load(str(saved)))
+    return mirror
+
+
+def test_a_saved_copy_of_another_database_at_the_same_path_is_read_again_whole(tmp_path):
+    db = tmp_path / "site.db"
+    store = _store_with(db, [borrow_event("Roomy", "ann", False, "a", NOW)])
+    mirror = HistoryMirror(store.snapshot)
+    mirror.refresh()
+    store.stop()
+    saved = saved_copy_path(str(db))
+    mirror_file.save(mirror.saved(), saved)
+    db.unlink()  # a new database at the same path: its stamps start again, and it has a number of its own
+    store = _store_with(db, [borrow_event("Roomy", "bob", False, "b", NOW), borrow_event("Tight", "cy", False, "c", NOW)])
+    try:
+        mirror = _restarted(db, saved)
+        assert mirror.refresh() and mirror.whole_reads == 1
+        assert mirror.load_sessions(NOW - 1, NOW + 1)["user"].tolist() == ["bob", "cy"]
+        same_as_the_store(mirror, store, NOW)
+    finally:
+        store.stop()
+
+
+def test_a_saved_copy_newer_than_its_database_is_read_again_whole(tmp_path):
+    """A file put back by hand from a backup keeps its number, but its stamps are behind the copy's."""
+    db, backup = tmp_path / "site.db", tmp_path / "backup.db"
+    store = _store_with(db, [borrow_event("Roomy", "ann", False, "a", NOW)])
+    store.stop()
+    shutil.copy(db, backup)
+    store = _store_with(db, [return_event("a", "ann", "Roomy", NOW + 60), borrow_event("Roomy", "bob", False, "b", NOW)])
+    mirror = HistoryMirror(store.snapshot)
+    mirror.refresh()
+    store.stop()
+    mirror_file.save(mirror.saved(), saved_copy_path(str(db)))
+    shutil.copy(backup, db)
+    store = Store(db)
+    try:
+        mirror = _restarted(db, saved_copy_path(str(db)))
+        mirror.refresh()
+        assert mirror.whole_reads == 1
+        frame = mirror.load_sessions(NOW - 1, NOW + 100)
+        assert frame["user"].tolist() == ["ann"] and frame["returned_at"].isna().all()  # the backup's state
+        same_as_the_store(mirror, store, NOW)
+    finally:
+        store.close()
+
+
+def test_a_pruned_users_name_leaves_the_saved_copy(database, tmp_path):
+    clock = FakeClock(NOW)
+    store = Store(database)
+    HistoryKeeper(store, raw_keep_seconds=HOUR, history_seconds=HISTORY, clock=clock)
+    store.start()
+    saved = str(tmp_path / "copy.npz")
+    try:
+        left = "zelda-left"
+        store.on_events([borrow_event("Roomy", left, False, "a", NOW), return_event("a", left, "Roomy", NOW + 60)])
+        store.on_events([failure_event("Tight", left, "exhausted", NOW + 30)])
+        store.on_events([borrow_event("Roomy", "bob", False, "b", NOW + 3 * DAY)])
+        assert store.flush()
+        mirror = HistoryMirror(store.snapshot)
+        mirror.refresh()
+        mirror_file.save(mirror.saved(), saved)
+        assert left in mirror_file.load(saved).names
+        clock.advance(3 * DAY)
+        store.run_tasks_now()  # her session and denial are older than the history kept
+        mirror.refresh()
+        mirror_file.save(mirror.saved(), saved)
+        with open(saved, "rb") as held:
+            assert left.encode() not in held.read()
+        assert mirror_file.load(saved).names == ["Roomy", "bob"]
+        same_as_the_store(_restarted(database, saved) if "://" not in database else mirror, store, clock())
+    finally:
+        store.stop()
+
+
+def test_the_file_is_written_whole_and_readable_by_its_owner_alone(tmp_path):
+    db = tmp_path / "site.db"
+    store = _store_with(db, [borrow_event("Roomy", "ann", False, "a", NOW), failure_event("Tight", "bob", "queued", NOW)])
+    try:
+        mirror = HistoryMirror(store.snapshot)
+        mirror.refresh()
+        saved = saved_copy_path(str(db))
+        assert saved == str(db) + "-analysis.npz"
+        mirror_file.save(mirror.saved(), saved)
+        assert os.stat(saved).st_mode & 0o777 == 0o600
+        assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]  # no temporary file left
+        same_as_the_store(_restarted(db, saved), store, NOW)
+        assert saved_copy_path(":memory:") is None and saved_copy_path("postgresql://u@h/db") is None
+    finally:
+        store.stop()
+
+
+def test_a_damaged_or_foreign_file_is_refused_in_one_line(tmp_path):
+    import numpy as np
+    import pytest
+
+    db = tmp_path / "site.db"
+    store = _store_with(db, [borrow_event("Roomy", "ann", False, "a", NOW)])
+    mirror = HistoryMirror(store.snapshot)
+    mirror.refresh()
+    store.stop()
+    good = tmp_path / "good.npz"
+    mirror_file.save(mirror.saved(), str(good))
+    whole = good.read_bytes()
+    held = dict(np.load(good))
+    cases = {
+        "truncated": whole[: len(whole) // 2],
+        "not a zip": b"hello",
+        "other format": {**held, "format": np.array([99])},
+        "a code out of range": {**held, "index.user": held["index.user"] + 5},
+        "a column of another type": {**held, "index.level": held["index.level"].astype(np.float64)},
+        "columns of unequal length": {**held, "denials.ts": np.zeros(7)},
+        "a pickle": {**held, "names": np.array([object()], dtype=object)},
+        "a missing column": {k: v for k, v in held.items() if k != "index.seq"},
+    }
+    for name, content in cases.items():
+        bad = tmp_path / "bad.npz"
+        if isinstance(content, bytes):
+            bad.write_bytes(content)
+        else:
+            np.savez(bad, allow_pickle=True, **content)
+        with pytest.raises(mirror_file.CopyUnusable) as refused:
+            mirror_file.load(str(bad))
+        assert str(refused.value).startswith(str(bad)) and "\n" not in str(refused.value), name
+    with pytest.raises(FileNotFoundError):
+        mirror_file.load(str(tmp_path / "none.npz"))
+
+
+def test_the_analysis_process_saves_its_copy_and_the_next_one_starts_from_it(tmp_path, capfd):
+    """Saved after its first whole read and when SIGTERM stops it; the next process loads it and reads the rest."""
+    import signal
+
+    from dash_app.analytics.runners import AnalysisProcess
+
+    db = tmp_path / "site.db"
+    store = _store_with(db, [borrow_event("Roomy", "ann", False, "a", NOW), return_event("a", "ann", "Roomy", NOW + HOUR)])
+    saved = saved_copy_path(str(db))
+    query = {"start": NOW - DAY, "end": NOW + DAY, "tools": None, "gap": 0.0, "limit": 10}
+    try:
+        first = AnalysisProcess(str(db))
+        first.start()
+        assert [u["user"] for u in first.run("users", **query)] == ["ann"]
+        deadline = time.monotonic() + 30  # saved once idle after the whole read (a query never waits for it)
+        while not os.path.exists(saved) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert mirror_file.load(saved).names == ["Roomy", "ann"]
+        store.on_events([borrow_event("Tight", "bob", False, "b", NOW), return_event("b", "bob", "Tight", NOW + 2 * HOUR)])
+        assert store.flush()
+        assert [u["user"] for u in first.run("users", **query)] == ["bob", "ann"]  # read; saved within SAVE_SECONDS
+        os.kill(first.pid, signal.SIGTERM)
+        first._process.join(timeout=30)
+        assert first._process.exitcode == 0
+        first.stop()
+        assert sorted(mirror_file.load(saved).names) == ["Roomy", "Tight", "ann", "bob"]  # saved as it stopped
+
+        store.on_events([borrow_event("Roomy", "cy", False, "c", NOW), return_event("c", "cy", "Roomy", NOW + 3 * HOUR)])
+        assert store.flush()
+        capfd.readouterr()
+        second = AnalysisProcess(str(db))
+        second.start()
+        try:
+            assert [u["user"] for u in second.run("users", **query)] == ["cy", "bob", "ann"]
+        finally:
+            second.stop()
+        logged = capfd.readouterr().err
+        assert "loaded the saved copy of the history (2 sessions)" in logged and "reading it whole" not in logged
+    finally:
+        store.stop()
+
+
+def test_a_copy_that_cannot_be_saved_or_loaded_costs_a_log_line_and_a_whole_read(tmp_path, caplog):
+    from dash_app.analytics.runners import SavedCopies
+
+    db = tmp_path / "site.db"
+    store = _store_with(db, [borrow_event("Roomy", "ann", False, "a", NOW)])
+    try:
+        mirror = HistoryMirror(store.snapshot)
+        copies = SavedCopies(mirror, str(tmp_path / "gone" / "site.db-analysis.npz"))  # its folder does not exist
+        mirror.refresh()
+        copies.save()
+        [saving] = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert saving.getMessage().startswith("saving the copy of the history failed: ")
+        caplog.clear()
+        damaged = tmp_path / "damaged.npz"
+        damaged.write_bytes(b"PK\x03\x04 not a whole file")
+        again = HistoryMirror(store.snapshot)
+        SavedCopies(again, str(damaged)).load()
+        [loading] = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert loading.getMessage().startswith(f"the saved copy of the history is not used: {damaged}: ")
+        assert again.refresh() and again.whole_reads == 1
+        same_as_the_store(again, store, NOW)
     finally:
         store.stop()

@@ -111,9 +111,11 @@ def test_a_new_database_has_the_tables_every_earlier_release_upgrades_to(tmp_pat
     legacy_file(legacy, len(MIGRATIONS), run_by_server=True)
     assert {name: found for name, found in shape(new).items() if name not in LATER_TABLES} == shape(legacy)
     assert LATER_TABLES <= set(shape(new))
-    # And the rows a migration seeded (every other table starts empty).
-    seeded = "SELECT * FROM history_meta ORDER BY key"
+    # And the rows a migration seeded (every other table starts empty); each database has a number of its own.
+    seeded = "SELECT * FROM history_meta WHERE key != 'database_id' ORDER BY key"
     assert sqlite3.connect(new).execute(seeded).fetchall() == sqlite3.connect(legacy).execute(seeded).fetchall() != []
+    numbered = "SELECT value FROM history_meta WHERE key = 'database_id'"
+    assert len({sqlite3.connect(path).execute(numbered).fetchone() for path in (new, legacy)}) == 2
     conn = sqlite3.connect(new)
     assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head(),)]
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -335,7 +337,7 @@ def test_revision_8_gives_a_database_at_revision_7_the_reports_tables_keeping_it
     engine.dispose()
     store = Store(db)
     try:
-        assert store.read("SELECT version_num FROM alembic_version") == [("0008",)] == [(head(),)]
+        assert store.read("SELECT version_num FROM alembic_version") == [("0009",)] == [(head(),)]
         assert store.read("SELECT * FROM charges") == [("MATLAB", 2)]
         assert store.read("SELECT COUNT(*) FROM report_runs") == [(0,)] == store.read("SELECT COUNT(*) FROM report_schedules")
     finally:

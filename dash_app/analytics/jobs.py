@@ -126,6 +126,12 @@ def split(
     return chargeback(mirror.load_sessions(start, end, tools), specs, start, end, billing_days, mapping, by, currency)
 
 
+def warm_up(mirror: HistoryMirror, now: float) -> None:
+    """Run a report of the hour before `now` and drop it: pandas' and NumPy's first-use set-up (about 0.4 s of a month's
+    first report) is then paid while nobody waits, for 0.05 s."""
+    report(mirror, now - 3600.0, now, None, {}, 30)
+
+
 JOBS: dict[str, Callable[..., Any]] = {
     "report": report,
     "detail": detail,

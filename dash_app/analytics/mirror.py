@@ -13,10 +13,11 @@ session; frames handed to the analyses have the shapes `store.sessions.load_sess
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,11 @@ from sqlalchemy import Connection
 
 from dash_app.analytics.bytool import ByTool, Origin, build, mark, merge
 from dash_app.analytics.capacity import DENIAL_COLUMNS, SESSION_COLUMNS
+from dash_app.analytics.mirror_file import SavedCopy
 from dash_app.store.database import last_stamp, tuples
+from dash_app.store.tables import DATABASE_ID
+
+log = logging.getLogger(__name__)
 
 # A read transaction on the database: Store.snapshot, or Snapshots in a process of its own (analytics.runners).
 Snapshots = Callable[[], AbstractContextManager[Connection]]
@@ -40,6 +45,7 @@ _SESSIONS_SQL = (
 _DENIALS_SQL = "SELECT rowid, ts, tool, \"user\", coalesce(reason, '') FROM denials {indexed} WHERE changed > :since"
 _COMPLETE_SQL = "SELECT value FROM history_meta WHERE key = 'pruned_rows_complete_after'"
 _PRUNED_SQL = 'SELECT tbl, "row" FROM pruned_rows WHERE stamp > :since'
+_DATABASE_ID_SQL = f"SELECT value FROM history_meta WHERE key = '{DATABASE_ID}'"
 
 _SESSION_ROW = np.dtype(
     [
@@ -101,7 +107,9 @@ class HistoryMirror:
         self.sessions = _Table()
         self.denials = _Table()
         self.stamp = -1  # the newest write stamp seen; -1 before the first read
+        self.database_id: float | None = None  # the number of the database read (schema version 9)
         self.version = 0  # moves whenever a refresh changed the copy
+        self.whole_reads = 0  # how many refreshes read every row (the first, and after a reset)
         self._index: ByTool | None = None  # the sessions sorted by tool, as of the last call of `index`
         self._stale: set[int] = set()  # codes of the tools whose rows changed since the index was built
 
@@ -129,12 +137,19 @@ class HistoryMirror:
         """Read what changed since the last refresh; return True when the copy changed."""
         with self._snapshots() as conn:
             newest = last_stamp(conn)
+            database_id = conn.exec_driver_sql(_DATABASE_ID_SQL).scalar()
+            if self.stamp >= 0 and (database_id != self.database_id or newest < self.stamp):
+                # Another database, or an older state of this one (a saved copy outlived a file put back by hand).
+                log.info("the copy of the history is not of this database's history: reading it whole")
+                self.reset()
+            self.database_id = database_id
             if self.stamp >= 0 and newest <= self.stamp:
                 return False
             complete_after = conn.exec_driver_sql(_COMPLETE_SQL).scalar_one()
             if self.stamp >= 0 and self.stamp < complete_after:
                 self.reset()  # the log of pruned rows no longer reaches back to our last read
             first = self.stamp < 0
+            self.whole_reads += first
             # The first read takes the whole table in its own order; later ones a range of the `changed` index.
             indexed = "NOT INDEXED" if first and conn.dialect.name == "sqlite" else ""
             params = {"since": self.stamp, "open": _OPEN}
@@ -163,6 +178,57 @@ class HistoryMirror:
         self.stamp = newest
         self.version += 1
         return True
+
+    def saved(self) -> SavedCopy | None:
+        """Return what a saved copy holds of this one, or None before a read of a numbered database.
+
+        Only the names still in use go into it: a pruned session's user leaves the saved copy with the session.
+        """
+        if self.stamp < 0 or self.database_id is None:
+            return None
+        index = self.index()
+        d = self.denials.columns or self._denial_columns([])
+        used = np.unique(np.concatenate((index.code, index.user, d["tool"], d["user"], d["reason"])))
+        recode = np.zeros(len(self._names), dtype=np.int32)
+        recode[used] = np.arange(len(used), dtype=np.int32)
+        names = [self._names[code] for code in used.tolist()]
+        index = replace(
+            index,
+            code=recode[index.code],
+            user=recode[index.user],
+            step_code=recode[index.step_code],
+            names=np.array(names, dtype=object),
+        )
+        denials = {name: recode[column] if name in ("tool", "user", "reason") else column for name, column in d.items()}
+        return SavedCopy(names, index, denials, self.stamp, self.database_id)
+
+    def adopt(self, copy: SavedCopy) -> None:
+        """Take `copy` (saved by an earlier process) as this mirror's contents; the next refresh checks it is current."""
+        self._names = list(copy.names)
+        self._codes = {name: code for code, name in enumerate(self._names)}
+        self._name_array = np.array(self._names, dtype=object)
+        index = replace(copy.index, names=self._name_array)
+        # The index holds every session column, in tool order: the copy's own order is rowid (seq).
+        order = np.argsort(index.seq, kind="stable")
+        returned = index.returned[order]
+        self.sessions = (
+            _Table()
+            if not len(order)
+            else _Table(
+                {
+                    "rowid": index.seq[order],
+                    "tool": index.code[order],
+                    "user": index.user[order],
+                    "borrowed": index.borrowed[order],
+                    "returned": np.where(np.isinf(returned), np.nan, returned),
+                    "overage": index.overage[order],
+                }
+            )
+        )
+        self.denials = _Table(dict(copy.denials)) if len(copy.denials["rowid"]) else _Table()
+        self.stamp, self.database_id = copy.stamp, copy.database_id
+        self._index, self._stale = index, set()
+        self.version += 1
 
     def _build(self, c: dict[str, np.ndarray[Any, Any]]) -> ByTool:
         return build(c["tool"], c["borrowed"], c["returned"], c["rowid"], c["overage"], c["user"], self._name_array)

@@ -10,10 +10,12 @@ InProcessRunner keeps the mirror here instead.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
@@ -32,6 +34,16 @@ log = logging.getLogger(__name__)
 
 # How often an idle analysis process reads what changed, so that a query seldom waits for a long catch-up.
 IDLE_REFRESH_SECONDS = 2.0
+# Where the analysis process saves its copy of a database file's history (analytics/mirror_file.py): `<db>` + this,
+# as SQLite's own `<db>-wal`.
+SAVED_COPY_SUFFIX = "-analysis.npz"
+
+
+def saved_copy_path(database: str) -> str | None:
+    """Return where the copy of the database file `database` is saved, or None for a server's URL or memory."""
+    if is_url(database) or database in ("", ":memory:"):
+        return None
+    return database + SAVED_COPY_SUFFIX
 
 
 class AnalysisUnavailable(RuntimeError):
@@ -54,6 +66,9 @@ class Runner(Protocol):
     def stop(self) -> None:
         """Release what the runner holds."""
 
+    def analysed_before(self) -> bool:
+        """Return True when a copy of the history saved by an earlier process waits to be loaded."""
+
 
 class InProcessRunner:
     """Runs analyses in this process, over a mirror read through the store's own connections."""
@@ -70,6 +85,9 @@ class InProcessRunner:
 
     def start(self) -> None:
         pass  # an in-memory database is a test's or a demo's: its first query reads it
+
+    def analysed_before(self) -> bool:
+        return False  # nothing of an in-memory database outlives its process
 
     def run(self, job: str, **params: Any) -> Any:
         with self._lock:
@@ -133,15 +151,67 @@ def snapshots_for(where: str) -> FileSnapshots | ServerSnapshots:
     return ServerSnapshots(where) if is_url(where) else FileSnapshots(where)
 
 
+class SavedCopies:
+    """Loads a mirror from its saved copy at start and saves it after reads that changed it (analytics/mirror_file.py)."""
+
+    def __init__(self, mirror: HistoryMirror, path: str | None) -> None:
+        self.mirror, self.path = mirror, path
+        self._version = -1  # the mirror's version when last loaded or saved
+        self._whole_reads = 0  # and how many times it had read the history whole by then
+        self._at = -math.inf  # and when
+
+    def load(self) -> None:
+        """Take the saved copy as the mirror's contents, if there is a usable one (the first refresh checks it)."""
+        from dash_app.analytics import mirror_file
+
+        if self.path is None:
+            return
+        try:
+            self.mirror.adopt(mirror_file.load(self.path))
+        except FileNotFoundError:
+            return
+        except mirror_file.CopyUnusable as exc:
+            log.warning("the saved copy of the history is not used: %s", exc)
+            return
+        self._note()
+        log.info("loaded the saved copy of the history (%d sessions)", len(self.mirror.sessions))
+
+    def save(self, now: bool = False) -> None:
+        """Save the mirror if it changed since: at once after a whole read or with `now`, else every SAVE_SECONDS."""
+        from dash_app.analytics import mirror_file
+
+        if self.path is None or self.mirror.version == self._version:
+            return
+        whole_read = self.mirror.whole_reads != self._whole_reads
+        if not (now or whole_read or time.monotonic() - self._at >= mirror_file.SAVE_SECONDS):
+            return
+        copy = self.mirror.saved()
+        if copy is None:
+            return
+        try:
+            mirror_file.save(copy, self.path)
+        except OSError as exc:  # a full or read-only disk: the next start reads the database whole, nothing is lost
+            log.warning("saving the copy of the history failed: %s", exc)
+        self._note()
+
+    def _note(self) -> None:
+        self._version, self._whole_reads, self._at = self.mirror.version, self.mirror.whole_reads, time.monotonic()
+
+
 def _serve(conn: Connection, path: str) -> None:
     """The analysis process: keep a mirror of `path` and answer (job, params) requests on `conn` until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then closes the pipe
+    # SIGTERM comes with the server's own (a process group's stop, or multiprocessing's at exit): save, then end.
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[analysis]: %(message)s")
-    from dash_app.analytics.jobs import JOBS
+    from dash_app.analytics.jobs import JOBS, warm_up
     from dash_app.analytics.mirror import HistoryMirror
 
     snapshots = snapshots_for(path)
     mirror = HistoryMirror(snapshots)
+    copies = SavedCopies(mirror, saved_copy_path(path))
+    copies.load()
 
     def refresh() -> None:
         if snapshots.replaced:
@@ -155,33 +225,41 @@ def _serve(conn: Connection, path: str) -> None:
         mirror.index()  # sorted now, while nobody waits, rather than at the next query
 
     waiting = 0.0  # the history is read at once: the first query (the Capacity view's) should find it read
-    while True:
-        try:
-            if not conn.poll(waiting):
-                waiting = IDLE_REFRESH_SECONDS
-                refresh()
+    warmed = False
+    try:
+        while not stopping.is_set():
+            try:
+                if not conn.poll(waiting):
+                    waiting = IDLE_REFRESH_SECONDS
+                    refresh()
+                    if not warmed:
+                        warmed = True
+                        warm_up(mirror, time.time())
+                    copies.save()  # while idle: a query never waits for the file
+                    continue
+                request = conn.recv()
+            except (EOFError, OSError):
+                return  # the app is gone
+            except Exception:  # noqa: BLE001 - an idle refresh that fails is tried again at the next request
+                log.exception("refreshing the copy of the history failed")
                 continue
-            request = conn.recv()
-        except (EOFError, OSError):
-            return  # the app is gone
-        except Exception:  # noqa: BLE001 - an idle refresh that fails is tried again at the next request
-            log.exception("refreshing the copy of the history failed")
-            continue
-        if request is None:
-            return
-        job, params = request
-        try:
-            refresh()
-            reply: tuple[str, Any] = ("ok", JOBS[job](mirror, **params))
-        except ValueError as exc:
-            reply = ("failed", str(exc))
-        except Exception as exc:  # noqa: BLE001 - reported to the caller, and the process goes on
-            log.exception("analysis %s failed", job)
-            reply = ("failed", f"{type(exc).__name__}: {exc}")
-        try:
-            conn.send(reply)
-        except (OSError, ValueError):
-            return
+            if request is None:
+                return
+            job, params = request
+            try:
+                refresh()
+                reply: tuple[str, Any] = ("ok", JOBS[job](mirror, **params))
+            except ValueError as exc:
+                reply = ("failed", str(exc))
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, and the process goes on
+                log.exception("analysis %s failed", job)
+                reply = ("failed", f"{type(exc).__name__}: {exc}")
+            try:
+                conn.send(reply)
+            except (OSError, ValueError):
+                return
+    finally:
+        copies.save(now=True)
 
 
 class AnalysisProcess:
@@ -209,6 +287,10 @@ class AnalysisProcess:
         child.close()
         self._process, self._conn = process, parent
         return parent
+
+    def analysed_before(self) -> bool:
+        saved = saved_copy_path(self.path)
+        return saved is not None and os.path.exists(saved)
 
     def start(self) -> None:
         """Start the process now, so it reads the history while nobody waits for it."""

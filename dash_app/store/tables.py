@@ -140,6 +140,8 @@ pruned_rows = _table(
 
 # The one row every database starts with (schema version 2 seeded it): the newest stamp the prunes' log has lost.
 PRUNED_ROWS_COMPLETE_AFTER = "pruned_rows_complete_after"
+# A random number naming the database (schema version 9): a saved copy of its history is trusted for it alone.
+DATABASE_ID = "database_id"
 
 history_meta = _table("history_meta", "key text key, value seconds required")
 

@@ -27,7 +27,7 @@ from dash_app.store.migrate import (
     upgrade_server,
 )
 from dash_app.store.schema import SchemaTooNew
-from dash_app.store.tables import PRUNED_ROWS_COMPLETE_AFTER, history_meta, metadata
+from dash_app.store.tables import DATABASE_ID, PRUNED_ROWS_COMPLETE_AFTER, history_meta, metadata
 
 BATCH_ROWS = 5000
 
@@ -72,19 +72,21 @@ def _copy(conn: sqlite3.Connection, target: str) -> dict[str, int]:
         with engine.begin() as connection:
             for table in metadata.sorted_tables:
                 held = select(func.count()).select_from(table)
-                if table is history_meta:  # a new database's one seeded row is not history: the source's replaces it
-                    held = held.where(history_meta.c.key != PRUNED_ROWS_COMPLETE_AFTER)
+                if table is history_meta:  # a new database's seeded rows are not history
+                    held = held.where(history_meta.c.key.not_in((PRUNED_ROWS_COMPLETE_AFTER, DATABASE_ID)))
                 if connection.execute(held).scalar_one():
                     raise DatabaseError(
                         f"database {redacted(target)}: table {table.name} has rows already; copy into an empty database"
                     )
-            connection.execute(history_meta.delete())
+            # The source's prunes' log row replaces the target's; the target keeps its own number (revision 9).
+            connection.execute(history_meta.delete().where(history_meta.c.key != DATABASE_ID))
             for table in metadata.sorted_tables:
                 names = [column.name for column in table.columns]
                 quoted = ", ".join(f'"{name}"' for name in names)
                 # In the order they were written (rowid), so tables without a key read back as before.
                 order = "" if table.name in _WITHOUT_ROWID else " ORDER BY rowid"
-                cursor = conn.execute(f"SELECT {quoted} FROM {table.name}{order}")
+                only = f" WHERE key != '{DATABASE_ID}'" if table is history_meta else ""
+                cursor = conn.execute(f"SELECT {quoted} FROM {table.name}{only}{order}")
                 count = 0
                 while rows := cursor.fetchmany(BATCH_ROWS):
                     connection.execute(table.insert(), [dict(zip(names, row)) for row in rows])
@@ -94,7 +96,10 @@ def _copy(conn: sqlite3.Connection, target: str) -> dict[str, int]:
                     connection.execute(
                         text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'rowid'), MAX(rowid)) FROM {table.name}")
                     )
-                written = connection.execute(select(func.count()).select_from(table)).scalar_one()
+                counted = select(func.count()).select_from(table)
+                if table is history_meta:
+                    counted = counted.where(history_meta.c.key != DATABASE_ID)
+                written = connection.execute(counted).scalar_one()
                 if written != count:
                     raise DatabaseError(f"database {redacted(target)}: table {table.name} holds {written} rows of {count}")
                 copied[table.name] = count
