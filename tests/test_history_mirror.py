@@ -403,3 +403,17 @@ def test_a_copy_that_cannot_be_saved_or_loaded_costs_a_log_line_and_a_whole_read
         same_as_the_store(again, store, NOW)
     finally:
         store.stop()
+
+
+def test_a_save_cut_short_leaves_no_file_behind_at_the_next_start(tmp_path):
+    """A process killed while saving leaves its temporary file; the next start deletes it (not a live process's)."""
+    import subprocess
+    import sys
+
+    saved = str(tmp_path / "site.db-analysis.npz")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = f"{saved}.{int(ended.stdout)}.tmp", f"{saved}.{os.getpid()}.tmp"
+    for leftover in (dead, alive, str(tmp_path / "other.npz.1.tmp")):
+        open(leftover, "wb").close()
+    assert mirror_file.remove_leftovers(saved) == [os.path.basename(dead)]
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in (alive, str(tmp_path / "other.npz.1.tmp")))

@@ -83,6 +83,31 @@ def save(copy: SavedCopy, path: str) -> None:
         raise
 
 
+def remove_leftovers(path: str) -> list[str]:
+    """Delete the temporary files of saves into `path` by processes that ended mid-save; return their names."""
+    folder, name = os.path.split(os.path.abspath(path))
+    removed = []
+    for entry in os.listdir(folder):
+        pid = entry[len(name) + 1 : -len(".tmp")]
+        if entry.startswith(name + ".") and entry.endswith(".tmp") and pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except FileNotFoundError:
+                continue
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def load(path: str) -> SavedCopy:
     """Return the copy saved at `path`; raise FileNotFoundError when there is none, CopyUnusable when it is unusable."""
     try:

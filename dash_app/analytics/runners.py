@@ -167,6 +167,10 @@ class SavedCopies:
         if self.path is None:
             return
         try:
+            mirror_file.remove_leftovers(self.path)  # a save cut short (a process killed while saving)
+        except OSError as exc:
+            log.warning("looking for leftovers of saving the copy of the history failed: %s", exc)
+        try:
             self.mirror.adopt(mirror_file.load(self.path))
         except FileNotFoundError:
             return
