@@ -1,7 +1,9 @@
 """The pure figure builders: data in, valid Plotly figures out, checked against brute-force references."""
 
+import copy
 import random
 import re
+from typing import Any
 
 import plotly.graph_objects as go
 import pytest
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 from dash_app import figures
 from dash_app.buffer.metrics_buffer import MinuteFlow
 from dash_app.callbacks.highest import OtherTools
-from dash_app.callbacks.updates import TraceDigests, digest
+from dash_app.callbacks.updates import TraceDigests, trace_digest
 from dash_app.figures import capacity as capacity_charts
 from dash_app.figures.in_use import highest_points, highest_shares, share_points
 from dash_app.figures.pools import split_usage
@@ -391,19 +393,30 @@ def test_a_shown_tools_points_kept_from_tick_to_tick_equal_a_fresh_build():
 
 
 def test_kept_trace_digests_equal_a_fresh_digest_of_every_trace():
+    """Kept digests (by the lists' and the chunks' identities) equal fresh ones, and equal only for equal traces."""
     rng = random.Random(3)
-    lists = [[rng.random() for _ in range(20)] for _ in range(6)]
-    kept = TraceDigests(limit=4)  # small, so the generations turn over during the test
-    for _ in range(300):
+    lists = [[rng.random() for _ in range(rng.choice([20, 100]))] for _ in range(6)]
+    kept = TraceDigests(limit=4, chunk_limit=8)  # small, so the generations turn over during the test
+    seen: dict[str, Any] = {}
+    for _ in range(400):
+        base = rng.choice(lists)
+        cut = rng.randrange(len(base))
         trace = {
             "type": "scatter",
             "name": rng.choice(["A", "B", "<b>C</b>"]),
             "x": rng.choice(lists),
-            "y": rng.choice(lists + [[rng.random()]]),  # sometimes a new list
+            # The same list, a new one, or one that shares a prefix's very items (a line whose last points moved).
+            "y": rng.choice([base, [rng.random()], [*base[:cut], *(rng.choice([v, rng.random()]) for v in base[cut:])]]),
+            "customdata": [[n, str(n)] for n in range(rng.choice([3, 40]))],
             "line": {"color": rng.choice(["#000000", "#3b6fd8"]), "width": 2},
             "visible": rng.choice([True, "legendonly"]),
         }
-        assert kept.digest(trace) == digest(trace)
+        found = kept.digest(trace)
+        assert found == trace_digest(trace)
+        assert (seen.setdefault(found, trace) == trace) and found == trace_digest(copy.deepcopy(trace))
     # A field that cannot be part of a key is digested every time.
     odd = {"type": "bar", "x": lists[0], "meta": [1, {"a": 2}], "ids": ({"no": "hash"},)}
-    assert kept.digest(odd) == digest(odd)
+    assert kept.digest(odd) == trace_digest(odd)
+    # The chunks' run is framed by the list's name and length: moving items between lists changes the digest.
+    items = [float(n) for n in range(64)]
+    assert trace_digest({"x": items[:32], "y": items[32:]}) != trace_digest({"x": items, "y": []})

@@ -45,23 +45,54 @@ def component_part(component: Any) -> Part:
     return Part(value, digest(value))
 
 
+# Long lists in a trace are digested in chunks of this many items (trace_digest).
+CHUNK = 32
+
+
+def _chunk_digest(chunk: list[Any]) -> bytes:
+    return hashlib.blake2b(orjson.dumps(chunk, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
+
+
+def trace_digest(trace: Mapping[str, Any], chunk_digest: Callable[[list[Any]], bytes] = _chunk_digest) -> str:
+    """Return a short, stable signature of a figure trace, its long lists digested CHUNK items at a time.
+
+    The signature depends on the content alone (the chunks start at fixed positions), so `chunk_digest` may take a
+    chunk's digest from a cache: a line whose last point moved then costs that point's chunk, not the whole line.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    rest = {}
+    for name, value in trace.items():
+        if isinstance(value, list) and len(value) > CHUNK:
+            h.update(f"{name}\0{len(value)}\0".encode())  # the name and length make the chunks' run unambiguous
+            for lo in range(0, len(value), CHUNK):
+                h.update(chunk_digest(value[lo : lo + CHUNK]))
+        else:
+            rest[name] = value
+    h.update(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS))
+    return h.hexdigest()
+
+
 class TraceDigests:
     """Digests of figure traces, reused while a trace holds the very same lists and equal other fields.
 
     Figure builders hand out new trace dicts whose long lists (x, y, customdata) are often kept objects from the last
     build; those lists are never changed once built, so their identity stands for their content. The lists of every
-    remembered trace are kept alive with it, so no other list can take one of their ids meanwhile.
+    remembered trace are kept alive with it, so no other list can take one of their ids meanwhile. A new list is
+    digested chunk by chunk (trace_digest), and a chunk of the very same items as one seen before (a kept line's points
+    up to the one that moved) reuses its digest the same way: by the items' identities, its items kept alive with it.
     """
 
-    def __init__(self, limit: int = 128) -> None:
-        self.limit = limit
+    def __init__(self, limit: int = 128, chunk_limit: int = 8192) -> None:
+        self.limit, self.chunk_limit = limit, chunk_limit
         # Two generations: a digest found in the older one moves to the newer; when the newer is full the older
         # goes. So the last build's traces are remembered, and the lists kept alive stay bounded.
         self._new: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
         self._old: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
+        self._new_chunks: dict[tuple[int, ...], tuple[bytes, list[Any]]] = {}
+        self._old_chunks: dict[tuple[int, ...], tuple[bytes, list[Any]]] = {}
 
     def digest(self, trace: Mapping[str, Any]) -> str:
-        """Return `digest(trace)`, reusing the one worked out for a trace of the same lists and fields."""
+        """Return `trace_digest(trace)`, reusing the one worked out for a trace of the same lists and fields."""
         fields: list[Any] = []
         lists: list[Any] = []
         for name, value in trace.items():
@@ -76,12 +107,22 @@ class TraceDigests:
         try:
             found = self._new.get(key) or self._old.get(key)
         except TypeError:  # a field that cannot be a key: worked out every time
-            return digest(trace)
+            return trace_digest(trace)
         if found is None:
-            found = (digest(trace), lists)
+            found = (trace_digest(trace, self._chunk), lists)
         if len(self._new) >= self.limit:
             self._old, self._new = self._new, {}
         self._new[key] = found
+        return found[0]
+
+    def _chunk(self, chunk: list[Any]) -> bytes:
+        key = tuple(map(id, chunk))
+        found = self._new_chunks.get(key) or self._old_chunks.get(key)
+        if found is None:
+            found = (_chunk_digest(chunk), chunk)
+        if len(self._new_chunks) >= self.chunk_limit:
+            self._old_chunks, self._new_chunks = self._new_chunks, {}
+        self._new_chunks[key] = found
         return found[0]
 
 
@@ -90,8 +131,8 @@ def figure_part(figure: Mapping[str, Any], traces: TraceDigests | None = None) -
 
     `traces`, when given, reuses the digests of traces built from the same lists as before.
     """
-    trace_digest = digest if traces is None else traces.digest
-    sig = {"layout": digest(_without_range(figure["layout"])), "traces": [trace_digest(trace) for trace in figure["data"]]}
+    of_trace = trace_digest if traces is None else traces.digest
+    sig = {"layout": digest(_without_range(figure["layout"])), "traces": [of_trace(trace) for trace in figure["data"]]}
     return Part(figure, sig)
 
 
