@@ -6,8 +6,9 @@ the server is gunicorn started with the Procfile's line (no demo traffic, the es
 version is measured on three fresh starts of the server:
 - right at the first start: the first page asked for is /capacity?window=2592000, so the analysis process starts then
   and reads the history while the browser waits;
-- right at a restart: the same on a second start, whose analysis process loads the copy of the history the first one
-  saved beside the file (analytics/mirror_file.py) and reads only what changed since;
+- right at a restart: the same on a second start at the same address, whose analysis process loads the copy of the
+  history the first one saved beside the file (analytics/mirror_file.py) and reads only what changed since; the
+  browser opened the view twice more before the restart (untimed), so its cache is warm as an administrator's is;
 - after the start-up read: the overview is opened first and an API query of another period waits for the analysis
   process's read; then /capacity?window=2592000 (the first 30-day query), a row click, /capacity (the default 7 days)
   and a row click there, and /capacity?window=2592000 again.
@@ -99,8 +100,8 @@ return [...document.querySelectorAll('#capacity-table .ag-center-cols-container 
 class Server:
     """gunicorn with the Procfile's line, run from the code at `root`, over the database file `db`."""
 
-    def __init__(self, root: Path, db: Path, tools_file: Path, log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, root: Path, db: Path, tools_file: Path, log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
         env.update(
@@ -200,13 +201,16 @@ def measure(root: Path, db: Path, tools_file: Path, log: Path) -> dict[str, floa
         saved = Path(str(db) + SAVED_COPY)
         saved.unlink(missing_ok=True)
         server = Server(root, db, tools_file, log)
+        port = server.port
         try:
             visit(driver, out, "30 days, right at the first start", server.url + MONTH)
             out["  row click, right at the first start"] = click_row(driver, 0)
+            for _ in range(2):  # untimed: the browser's cache of this origin warm, as an administrator's is
+                navigate(driver, server.url + MONTH)
         finally:
             server.stop()
         if saved.exists():  # saved by the first start's analysis process (this code's; not a baseline's before it)
-            server = Server(root, db, tools_file, log)
+            server = Server(root, db, tools_file, log, port)  # the same origin: its cache, as after a real restart
             try:
                 visit(driver, out, "30 days, right at a restart", server.url + MONTH)
                 out["  row click, right at a restart"] = click_row(driver, 4)

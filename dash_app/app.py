@@ -12,6 +12,7 @@ import dash
 from dash_app import config as config_module
 from dash_app import prometheus_metrics, vendor
 from dash_app.alerts.setup import build_alerts, read_rules
+from dash_app.analytics.runners import Runner
 from dash_app.analytics.service import CapacityService
 from dash_app.auth import register_auth
 from dash_app.buffer import RealtimeMetricsBuffer
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 ASSETS_FOLDER = str(Path(__file__).resolve().parent / "assets")
 
 
-def build_state(config: Config, lead: bool = True) -> AppState:
+def build_state(config: Config, lead: bool = True, analysis: Runner | None = None) -> AppState:
     """Build everything the app holds for `config`: sources -> pool -> recorder -> buffer and store -> readers; not started.
 
     `lead=False` is for a one-off command on a deployment's Redis (ingest-flexlm): it never takes the lease from the
@@ -171,6 +172,7 @@ def build_state(config: Config, lead: bool = True) -> AppState:
         true_denial_minutes=config.true_denial_minutes,
         groups=directory.mapping,
         currency=config.currency,
+        runner=analysis,
     )
     # Every process runs the reports' thread (a one-off command none): each period's claim in the database sends it once.
     reports = build_reports(config, read_reports(config), store, analytics) if lead else None
@@ -246,14 +248,14 @@ def demo_backfill_hours(hours: float, store: Store) -> float:
     return hours
 
 
-def create_app(config: Config | Mapping[str, Any] | None = None) -> dash.Dash:
+def create_app(config: Config | Mapping[str, Any] | None = None, analysis: Runner | None = None) -> dash.Dash:
     """Build the Dash app; `config` is a Config, a dict of Config fields, or None for the environment."""
     config = config_module.coerce(config)
     if not config.api_token:
         # Like Jupyter: nobody writes without a token, so make one and say it once.
         config = config.replace(api_token=secrets.token_urlsafe(24))
         log.warning("DASH_APP_API_TOKEN is unset; this run's API token is %s", config.api_token)
-    state = build_state(config)
+    state = build_state(config, analysis=analysis)
 
     app = dash.Dash(
         __name__,

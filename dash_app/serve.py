@@ -58,20 +58,25 @@ def served_app(config: "Config | None" = None) -> "Flask":
     # Dash imports IPython, where it is installed, for notebooks; a server process never runs in one. Marked absent
     # before Dash loads, it spares each worker about half a second of CPU and 500 modules at start.
     sys.modules.setdefault("IPython", None)  # type: ignore[arg-type]  # None: "not installed", as import reads it
+    from dash_app import config as config_module
+    from dash_app.analytics.runners import started_if_analysed_before
+
+    config = config_module.coerce(config)
+    # A history analysed before (its copy saved beside the database) has its analysis process started first, before
+    # Dash is even imported: it loads that copy while this worker builds the app (each about a second, on two cores),
+    # and the first Capacity view after a restart finds it ready.
+    analysis = started_if_analysed_before(config.db)
+
     from dash_app import create_app
     from dash_app.dash_routes import warm_on_first_page
     from dash_app.state import get_state
 
-    app = create_app(config)
+    app = create_app(config, analysis=analysis)
     state = get_state(app)
     # When the worker exits, stop the services so the SQLite writer flushes what is queued.
     atexit.register(state.stop)
-    # The analysis process reads the history once the page is first asked for, not at the first query. A history
-    # analysed before (its copy saved beside the database) has it started now: the copy loads while the server starts,
-    # and the first Capacity view after a restart finds it ready.
-    if state.analytics.runner.analysed_before():
-        state.analytics.warm()
-    else:
+    if analysis is None:
+        # Else the analysis process reads the history once the page is first asked for, not at the first query.
         warm_on_first_page(app, state.analytics.warm)
     return app.server
 

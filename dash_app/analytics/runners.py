@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection as SQLConnection
@@ -46,6 +47,19 @@ def saved_copy_path(database: str) -> str | None:
     return database + SAVED_COPY_SUFFIX
 
 
+def started_if_analysed_before(database: str) -> AnalysisProcess | None:
+    """Return an analysis process of the database file `database`, started, when an earlier one saved its copy there."""
+    if is_url(database) or database in ("", ":memory:"):
+        return None
+    path = str(Path(database).expanduser().resolve())  # as the store names the file to its readers
+    saved = saved_copy_path(path)
+    if saved is None or not os.path.exists(saved):
+        return None
+    process = AnalysisProcess(path)
+    process.start()
+    return process
+
+
 class AnalysisUnavailable(RuntimeError):
     """The analysis process ended while working (it is started again for the next query); the message says so."""
 
@@ -66,9 +80,6 @@ class Runner(Protocol):
     def stop(self) -> None:
         """Release what the runner holds."""
 
-    def analysed_before(self) -> bool:
-        """Return True when a copy of the history saved by an earlier process waits to be loaded."""
-
 
 class InProcessRunner:
     """Runs analyses in this process, over a mirror read through the store's own connections."""
@@ -85,9 +96,6 @@ class InProcessRunner:
 
     def start(self) -> None:
         pass  # an in-memory database is a test's or a demo's: its first query reads it
-
-    def analysed_before(self) -> bool:
-        return False  # nothing of an in-memory database outlives its process
 
     def run(self, job: str, **params: Any) -> Any:
         with self._lock:
@@ -291,10 +299,6 @@ class AnalysisProcess:
         child.close()
         self._process, self._conn = process, parent
         return parent
-
-    def analysed_before(self) -> bool:
-        saved = saved_copy_path(self.path)
-        return saved is not None and os.path.exists(saved)
 
     def start(self) -> None:
         """Start the process now, so it reads the history while nobody waits for it."""
