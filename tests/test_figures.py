@@ -68,6 +68,37 @@ def test_borrow_chart_has_one_series_per_shown_tool_in_their_order_then_the_othe
     assert figure["layout"]["barmode"] == "stack"
 
 
+@given(
+    data=st.dictionaries(
+        st.sampled_from(["Tool A", "Tool B", "Tool C", "Stray", "Stray 2"]),
+        st.lists(st.tuples(st.integers(0, 29), st.integers(0, 4), st.integers(0, 2)), max_size=8),
+    ),
+    shown=st.lists(st.sampled_from(["Tool A", "Tool B", "Tool C", "Stray"]), unique=True, max_size=3),
+    changes=st.lists(st.sampled_from(["Tool A", "Tool B", "Tool C", "Stray", "Stray 2"]), max_size=4),
+)
+def test_bars_from_kept_sums_equal_bars_summed_afresh(data, shown, changes):
+    """The borrow and overage charts from the window's every-tool sums and the shown tools' kept sums (ToolBars)."""
+    from dash_app.callbacks.highest import ToolBars
+
+    def buckets_of(entries):
+        minutes = {}
+        for minute, count, overage in entries:
+            minutes[minute] = (count, overage)  # one bucket a minute, as the buffer has
+        return [bucket(f"2027-01-15T07:{30 + m:02d}:00Z", c, ["u"], o) for m, (c, o) in sorted(minutes.items())]
+
+    buckets = {tool: buckets_of(entries) for tool, entries in data.items()}
+    kept = ToolBars()
+    for step in range(len(changes) + 1):
+        if step:  # one tool's buckets change (a new list, as the buffer hands out), the others' stay the same lists
+            tool = changes[step - 1]
+            buckets[tool] = [*buckets.get(tool, []), bucket("2027-01-15T07:59:00Z", step, ["v"], step % 2)]
+        for key, chart in (("count", figures.borrow_chart), ("overage_count", figures.overage_chart)):
+            total = figures.timeseries.shown_sums(buckets, list(buckets), key)
+            fresh = chart(buckets, shown, COLORS, FRAME)
+            from_kept = chart(buckets, shown, COLORS, FRAME, total, None, lambda tools, k: kept.sums(tools, buckets, k))
+            assert from_kept == fresh
+
+
 def test_small_counts_get_whole_number_ticks():
     figure = figures.borrow_chart({"Tool A": [bucket("2027-01-15T07:41:00Z", 2, ["x"])]}, ["Tool A"], COLORS, FRAME)
     assert figure["layout"]["yaxis"]["dtick"] == 1

@@ -278,6 +278,9 @@ class Snapshots:
         def shown_bars(tool: str, key: str) -> tuple[list[str], list[int]]:
             return bars.points(tool, data.buckets.get(tool, ()), key, frame)
 
+        def shown_sum(tools: Sequence[str], key: str) -> Mapping[str, int]:
+            return bars.sums(tools, data.buckets, key)
+
         return {
             "inuse-chart": self._figure(
                 figures.inuse_chart(
@@ -290,9 +293,11 @@ class Snapshots:
                     lambda tool, total: others.points(tool, data.in_use[tool], total, frame),
                 )
             ),
-            "borrow-chart": self._figure(figures.borrow_chart(data.buckets, shown, colors, frame, sums.get("count"), shown_bars)),
+            "borrow-chart": self._figure(
+                figures.borrow_chart(data.buckets, shown, colors, frame, sums.get("count"), shown_bars, shown_sum)
+            ),
             "overage-chart": self._figure(
-                figures.overage_chart(data.buckets, shown, colors, frame, sums.get("overage_count"), shown_bars)
+                figures.overage_chart(data.buckets, shown, colors, frame, sums.get("overage_count"), shown_bars, shown_sum)
             ),
             "utilization-chart": self._figure(figures.utilization_chart(pool.status, shown)),
             "failure-chart": self._memoized(

@@ -42,6 +42,7 @@ Colors: TypeAlias = Mapping[str, str]
 BinSums: TypeAlias = Mapping[str, int] | None
 # Given a shown tool and a bucket key, its bars' (x, y): see bar_points.
 BarPoints: TypeAlias = Callable[[str, str], tuple[list[str], list[int]]]
+ShownSums: TypeAlias = Callable[[Sequence[str], str], Mapping[str, int]]
 
 
 def _minute_bar(
@@ -70,14 +71,14 @@ def _stacked_top(traces: Iterable[Mapping[str, Any]]) -> float:
     return max(totals.values(), default=0)
 
 
-def _stacked_layout(frame: Frame, y_title: str, traces: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def _stacked_layout(frame: Frame, y_title: str, traces: Iterable[Mapping[str, Any]], top: float | None = None) -> dict[str, Any]:
     return base_layout(
         barmode="stack",
         bargap=0,
         hovermode="x unified",
         uirevision=frame.revision,
         xaxis=time_axis(frame),
-        yaxis=value_axis(y_title, top=_stacked_top(traces)),
+        yaxis=value_axis(y_title, top=_stacked_top(traces) if top is None else top),
     )
 
 
@@ -90,22 +91,28 @@ def _summed(
 ) -> list[tuple[str, int]]:
     """Return sorted (bin, sum) over `tools`; with `total` ({bin: sum over every tool}), as it less the `shown` tools."""
     if total is not None:
-        rest = dict(total)
-        for tool in shown:
-            for b in buckets_by_tool.get(tool, ()):
-                if b[key]:
-                    left = rest.get(b["timestamp"], 0) - b[key]
-                    if left:
-                        rest[b["timestamp"]] = left
-                    else:
-                        rest.pop(b["timestamp"], None)
-        return sorted(rest.items())
+        return _less(total, shown_sums(buckets_by_tool, shown, key))
     totals: dict[str, int] = {}  # bucket timestamp -> sum
     for tool in tools:
         for b in buckets_by_tool[tool]:
             if b[key]:
                 totals[b["timestamp"]] = totals.get(b["timestamp"], 0) + b[key]
     return sorted(totals.items())
+
+
+def shown_sums(buckets_by_tool: Buckets, shown: Iterable[str], key: str) -> dict[str, int]:
+    """Return {bin: sum of bucket `key` over the `shown` tools}, of the bins where it is not 0."""
+    sums: dict[str, int] = {}
+    for tool in shown:
+        for b in buckets_by_tool.get(tool, ()):
+            if b[key]:
+                sums[b["timestamp"]] = sums.get(b["timestamp"], 0) + b[key]
+    return sums
+
+
+def _less(total: Mapping[str, int], part: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Return sorted (bin, total less part) of the bins where that is not 0."""
+    return sorted((stamp, left) for stamp, value in total.items() if (left := value - part.get(stamp, 0)))
 
 
 def bar_points(buckets: Iterable[Mapping[str, Any]], key: str, frame: Frame) -> tuple[list[str], list[int]]:
@@ -122,11 +129,13 @@ def stacked_bars(
     frame: Frame,
     total: BinSums = None,
     points: BarPoints | None = None,
+    shown_sum: ShownSums | None = None,
 ) -> Figure:
     """One stacked series per shown tool (in `shown`'s order), then one for every other tool together, of bucket `key`.
 
     `total` ({bin: sum over every tool}), when the caller keeps it, saves summing the other tools here; `points`,
-    given a shown tool and `key`, returns its bar_points (a caller that keeps them while its buckets do not change).
+    given a shown tool and `key`, returns its bar_points, and `shown_sum`, given the shown tools and `key`, their
+    shown_sums (a caller that keeps them while the tools' buckets do not change).
     """
     traces = []
     for tool in shown:
@@ -139,7 +148,10 @@ def stacked_bars(
             )
     shown_set = set(shown)
     rest = [tool for tool in buckets_by_tool if tool not in shown_set]
-    summed = _summed(buckets_by_tool, rest, key, shown, total)
+    if total is not None and shown_sum is not None:
+        summed = _less(total, shown_sum(shown, key))
+    else:
+        summed = _summed(buckets_by_tool, rest, key, shown, total)
     if summed:
         name = f"{OTHER_TOOLS} ({len(rest)})"
         x = [frame.bucket(stamp) for stamp, _ in summed]
@@ -148,7 +160,9 @@ def stacked_bars(
     what, empty_message = BAR_KINDS[key]
     if not traces:
         return empty_figure(empty_message, frame.revision)
-    return {"data": traces, "layout": _stacked_layout(frame, f"{what} / {frame.per_bin}", traces)}
+    # The stack's height in a bin is every tool's sum there: `total` has it without adding up the traces again.
+    top = None if total is None else max(total.values(), default=0)
+    return {"data": traces, "layout": _stacked_layout(frame, f"{what} / {frame.per_bin}", traces, top)}
 
 
 # Borrows, and overage checkouts, per bin: one stacked series per shown tool and one for the others, each with its
