@@ -13,6 +13,10 @@ from dash_app.pressure import TRUE_DENIAL_MINUTES
 
 # The cyclic garbage collector's thresholds in a process serving the app (AppState.start says why).
 GC_THRESHOLDS = (20_000, 10, 10)
+# The started apps of this process (a test's may be several), and the thresholds from before the first started.
+_gc_lock = threading.Lock()
+_gc_users: set[int] = set()
+_gc_before: list[int] = []
 
 if TYPE_CHECKING:  # imported for the annotations only: these modules import nothing from here
     from prometheus_client import CollectorRegistry
@@ -66,7 +70,6 @@ class AppState:
     shared: SharedLog | None = None  # with --redis: the shared log this process follows
     reports: ReportScheduler | None = None  # with --reports: the scheduled reports' thread (also in `services`)
     _stopped: threading.Event = field(default_factory=threading.Event)
-    _gc_thresholds: tuple[int, int, int] | None = None  # the collector's before start(), put back by stop()
 
     def service(self, name: str) -> Service | None:
         """Return the service called `name`, or None when this process does not run it (now)."""
@@ -96,7 +99,10 @@ class AppState:
         # at the default threshold (700) the collector walks the living ones dozens of times a tick: 1.3 ms of a 14 ms
         # overview refresh at 200 tools on average, 5-15 ms on the ticks that rebuild a chart. At GC_THRESHOLDS it
         # runs a thirtieth as often, for 0.1-0.3 ms a tick, and keeps cyclic garbage to a few thousand objects.
-        self._gc_thresholds = gc.get_threshold()
+        with _gc_lock:
+            if not _gc_users:
+                _gc_before[:] = gc.get_threshold()
+            _gc_users.add(id(self))
         gc.set_threshold(*GC_THRESHOLDS)
 
     def stop(self) -> None:
@@ -108,8 +114,11 @@ class AppState:
         for service in reversed(self.services.values()):
             service.stop()
         gc.unfreeze()  # this app's objects may be garbage now; let the collector see them again
-        if self._gc_thresholds is not None:
-            gc.set_threshold(*self._gc_thresholds)
+        with _gc_lock:  # the thresholds from before the first of this process's apps started, once the last stops
+            if id(self) in _gc_users:
+                _gc_users.discard(id(self))
+                if not _gc_users:
+                    gc.set_threshold(*_gc_before)
 
 
 def attach_state(server: Flask, state: AppState) -> None:

@@ -87,3 +87,17 @@ def test_cli_serves_on_loopback_by_default(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_the_collector_runs_at_the_servers_thresholds_while_an_app_runs_and_as_before_once_the_last_stops(make_app):
+    import gc
+
+    from dash_app.state import GC_THRESHOLDS
+
+    before = gc.get_threshold()  # GC_THRESHOLDS already when another test's app still runs in this process
+    first, second = make_app(), make_app()
+    assert gc.get_threshold() == GC_THRESHOLDS
+    get_state(first).stop()  # stopped first, though started first: the second still runs
+    assert gc.get_threshold() == GC_THRESHOLDS
+    get_state(second).stop()
+    assert gc.get_threshold() == before

@@ -324,6 +324,8 @@ def test_a_damaged_or_foreign_file_is_refused_in_one_line(tmp_path):
         "columns of unequal length": {**held, "denials.ts": np.zeros(7)},
         "a pickle": {**held, "names": np.array([object()], dtype=object)},
         "a missing column": {k: v for k, v in held.items() if k != "index.seq"},
+        "no stamp": {**held, "stamp": np.zeros(0, dtype=np.int64)},
+        "name ends of another type": {**held, "name_ends": held["name_ends"].astype(np.float64)},
     }
     for name, content in cases.items():
         bad = tmp_path / "bad.npz"
@@ -417,3 +419,67 @@ def test_a_save_cut_short_leaves_no_file_behind_at_the_next_start(tmp_path):
         open(leftover, "wb").close()
     assert mirror_file.remove_leftovers(saved) == [os.path.basename(dead)]
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in (alive, str(tmp_path / "other.npz.1.tmp")))
+
+
+def test_a_saved_copy_of_a_history_gone_back_to_a_backup_and_on_again_is_read_again_whole(tmp_path, caplog):
+    """The backup's new writes number rows and transactions as the copy's did, up to its stamp and beyond: their
+    content tells them apart, and the rejected file is deleted at once (it must not pass later)."""
+    import logging
+
+    from dash_app.analytics.runners import SavedCopies
+
+    db, backup = tmp_path / "site.db", tmp_path / "backup.db"
+    store = _store_with(db, [borrow_event("Roomy", "ann", False, "a", NOW)])
+    store.stop()
+    shutil.copy(db, backup)
+    store = Store(db)
+    store.start()
+    for n in range(3):  # a transaction each
+        store.on_events([borrow_event("Roomy", "bob", False, f"b{n}", NOW + n)])
+        assert store.flush()
+    mirror = HistoryMirror(store.snapshot)
+    mirror.refresh()
+    store.stop()
+    saved = saved_copy_path(str(db))
+    mirror_file.save(mirror.saved(), saved)
+    shutil.copy(backup, db)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"site.db{suffix}").unlink(missing_ok=True)
+    store = Store(db)
+    store.start()
+    try:
+        for n in range(3):  # the same transactions and row ids, other rows
+            store.on_events([borrow_event("Roomy", "cy", False, f"c{n}", NOW + 10 + n)])
+            assert store.flush()
+        again = HistoryMirror(snapshots_for(str(db)))
+        copies = SavedCopies(again, saved)
+        copies.load()
+        assert again.stamp == mirror.stamp and again.database_id == mirror.database_id
+        with caplog.at_level(logging.INFO, logger="dash_app.analytics.mirror"):
+            again.refresh()
+        copies.checked()
+        assert again.whole_reads == 1 and "not of this database's history" in caplog.text
+        assert sorted(again.load_sessions(NOW - 1, NOW + 100)["user"]) == ["ann", "cy", "cy", "cy"]
+        same_as_the_store(again, store, NOW)
+        assert not os.path.exists(saved)
+    finally:
+        store.stop()
+
+
+def test_null_names_of_old_denials_go_through_the_saved_copy(tmp_path):
+    """A denial of the first releases may have no tool or user (NULL): saved and loaded, it reads as the database's."""
+    db = tmp_path / "site.db"
+    store = _store_with(db, [failure_event("Tight", "bob", "queued", NOW), failure_event("Roomy", "cy", "queued", NOW + 1)])
+    try:
+        with store.writing() as conn:
+            conn.exec_driver_sql("UPDATE denials SET \"user\" = NULL WHERE tool = 'Tight'")
+            conn.exec_driver_sql("UPDATE denials SET tool = NULL WHERE tool = 'Roomy'")
+        mirror = HistoryMirror(store.snapshot)
+        mirror.refresh()
+        saved = str(tmp_path / "copy.npz")
+        mirror_file.save(mirror.saved(), saved)
+        loaded = _restarted(db, saved)
+        assert not loaded.refresh() and loaded.whole_reads == 0
+        assert_frame_equal(loaded.load_denials(NOW - 1, NOW + 2), load_denials(store, NOW - 1, NOW + 2), check_index_type=False)
+    finally:
+        store.stop()

@@ -46,6 +46,10 @@ _DENIALS_SQL = "SELECT rowid, ts, tool, \"user\", coalesce(reason, '') FROM deni
 _COMPLETE_SQL = "SELECT value FROM history_meta WHERE key = 'pruned_rows_complete_after'"
 _PRUNED_SQL = 'SELECT tbl, "row" FROM pruned_rows WHERE stamp > :since'
 _DATABASE_ID_SQL = f"SELECT value FROM history_meta WHERE key = '{DATABASE_ID}'"
+# The rows a stamp's transaction left, for checking a loaded copy against the database (HistoryMirror._same_tail).
+_TAIL_SESSIONS_SQL = _SESSIONS_SQL.format(indexed="").replace("changed > :since", "changed = :since")
+_TAIL_DENIALS_SQL = _DENIALS_SQL.format(indexed="").replace("changed > :since", "changed = :since")
+_TAIL_PRUNED_SQL = 'SELECT tbl, "row" FROM pruned_rows WHERE stamp = :since'
 
 _SESSION_ROW = np.dtype(
     [
@@ -110,6 +114,7 @@ class HistoryMirror:
         self.database_id: float | None = None  # the number of the database read (schema version 9)
         self.version = 0  # moves whenever a refresh changed the copy
         self.whole_reads = 0  # how many refreshes read every row (the first, and after a reset)
+        self._unverified = False  # adopted from a file, and not yet checked against the database's last transaction
         self._index: ByTool | None = None  # the sessions sorted by tool, as of the last call of `index`
         self._stale: set[int] = set()  # codes of the tools whose rows changed since the index was built
 
@@ -138,10 +143,14 @@ class HistoryMirror:
         with self._snapshots() as conn:
             newest = last_stamp(conn)
             database_id = conn.exec_driver_sql(_DATABASE_ID_SQL).scalar()
-            if self.stamp >= 0 and (database_id != self.database_id or newest < self.stamp):
-                # Another database, or an older state of this one (a saved copy outlived a file put back by hand).
+            if self.stamp >= 0 and (
+                database_id != self.database_id or newest < self.stamp or (self._unverified and not self._same_tail(conn))
+            ):
+                # Another database, or another state of this one: a saved copy outlived a file put back by hand, whose
+                # new writes may since have reached the copy's stamp (its last transaction's rows then differ).
                 log.info("the copy of the history is not of this database's history: reading it whole")
                 self.reset()
+            self._unverified = False
             self.database_id = database_id
             if self.stamp >= 0 and newest <= self.stamp:
                 return False
@@ -206,7 +215,7 @@ class HistoryMirror:
         """Take `copy` (saved by an earlier process) as this mirror's contents; the next refresh checks it is current."""
         self._names = list(copy.names)
         self._codes = {name: code for code, name in enumerate(self._names)}
-        self._name_array = np.array(self._names, dtype=object)
+        self._name_array = _texts(self._names)
         index = replace(copy.index, names=self._name_array)
         # The index holds every session column, in tool order: the copy's own order is rowid (seq).
         order = np.argsort(index.seq, kind="stable")
@@ -228,7 +237,27 @@ class HistoryMirror:
         self.denials = _Table(dict(copy.denials)) if len(copy.denials["rowid"]) else _Table()
         self.stamp, self.database_id = copy.stamp, copy.database_id
         self._index, self._stale = index, set()
+        self._unverified = True
         self.version += 1
+
+    def _same_tail(self, conn: Connection) -> bool:
+        """Return whether the rows the database holds from the copy's last transaction (its stamp) are the copy's.
+
+        A copy is the database as of its stamp: a row of that transaction is in it as it was then, unless written again
+        since (its stamp moved on) or deleted since. A history that went back to a backup and on again numbers its rows
+        and transactions the same way, but its rows are others: their content differs from the copy's.
+        """
+        params = {"since": self.stamp, "open": _OPEN}
+        sessions = self._session_columns(tuples(conn, _TAIL_SESSIONS_SQL, params))
+        denials = self._denial_columns(tuples(conn, _TAIL_DENIALS_SQL, params))
+        if not (_holds(self.sessions, sessions) and _holds(self.denials, denials)):
+            return False
+        # What that transaction pruned, the copy no longer holds (a row id given again comes in a later transaction).
+        for tbl, row in tuples(conn, _TAIL_PRUNED_SQL, params):
+            table = self.sessions if tbl == "borrows" else self.denials
+            if len(table) and row in table.columns["rowid"]:
+                return False
+        return True
 
     def _build(self, c: dict[str, np.ndarray[Any, Any]]) -> ByTool:
         return build(c["tool"], c["borrowed"], c["returned"], c["rowid"], c["overage"], c["user"], self._name_array)
@@ -241,6 +270,8 @@ class HistoryMirror:
         mapping = np.empty(len(uniques), dtype=np.int32)
         added = False
         for i, name in enumerate(uniques):
+            if isinstance(name, float) and name != name:
+                name = np.nan  # a NULL: one NaN object, found again by identity (NaN equals nothing)
             code = self._codes.get(name)
             if code is None:
                 code = self._codes[name] = len(self._names)
@@ -248,7 +279,7 @@ class HistoryMirror:
                 added = True
             mapping[i] = code
         if added:
-            self._name_array = np.array(self._names, dtype=object)
+            self._name_array = _texts(self._names)
         return mapping[codes]
 
     def _session_columns(self, rows: Sequence[Any]) -> dict[str, np.ndarray[Any, Any]]:
@@ -334,6 +365,24 @@ class HistoryMirror:
             },
             copy=False,
         )
+
+
+def _texts(names: list[Any]) -> np.ndarray[Any, Any]:
+    """Return the names table as the frames show it: a NULL as None, as the store's own readers give it."""
+    return np.array([None if name is np.nan else name for name in names], dtype=object)
+
+
+def _holds(table: _Table, rows: dict[str, np.ndarray[Any, Any]]) -> bool:
+    """Return whether `table` holds each of `rows` (columns as the mirror keeps them) as it is there."""
+    if not len(rows["rowid"]):
+        return True
+    if not len(table):
+        return False
+    held = table.columns
+    at = np.searchsorted(held["rowid"], rows["rowid"])
+    if (at >= len(held["rowid"])).any():
+        return False
+    return all(np.array_equal(held[name][at], column, equal_nan=column.dtype.kind == "f") for name, column in rows.items())
 
 
 def _empty(columns: Sequence[str]) -> pd.DataFrame:

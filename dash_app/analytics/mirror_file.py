@@ -48,7 +48,7 @@ class CopyUnusable(ValueError):
 class SavedCopy:
     """A mirror's contents: names, the sessions' index, the denials' columns, and the stamp and database they are of."""
 
-    names: list[str]
+    names: list[Any]  # text, or NaN for a NULL name
     index: ByTool
     denials: dict[str, np.ndarray[Any, Any]]
     stamp: int
@@ -57,18 +57,26 @@ class SavedCopy:
 
 def save(copy: SavedCopy, path: str) -> None:
     """Write `copy` to `path` whole or not at all (a temporary file renamed over it), readable by its owner alone."""
-    encoded = [name.encode("utf-8", "surrogatepass") for name in copy.names]
+    # A NULL name in the database (a denial from before version 1 may have one) is a missing value in the copy.
+    missing = [n for n, name in enumerate(copy.names) if not isinstance(name, str)]
+    encoded = [name.encode("utf-8", "surrogatepass") if isinstance(name, str) else b"" for name in copy.names]
     arrays: dict[str, np.ndarray[Any, Any]] = {
         "format": np.array([FORMAT], dtype=np.int64),
         "stamp": np.array([copy.stamp], dtype=np.int64),
         "database_id": np.array([copy.database_id], dtype=np.float64),
         "names": np.frombuffer(b"".join(encoded), dtype=np.uint8),
         "name_ends": np.cumsum([len(name) for name in encoded], dtype=np.int64),
+        "names_missing": np.array(missing, dtype=np.int64),
     }
     arrays.update({f"index.{name}": getattr(copy.index, name) for name in _INDEX_FIELDS})
     arrays.update({f"denials.{name}": copy.denials[name] for name in _DENIAL_FIELDS})
     temporary = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.unlink(temporary)  # this process's own, from a save that failed
+    except FileNotFoundError:
+        pass
+    # A new file, never one put there (nor a link to one): in a folder others may write to, theirs would be renamed in.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as out:
             np.savez(out, allow_pickle=False, **arrays)
@@ -123,6 +131,8 @@ def load(path: str) -> SavedCopy:
         raise CopyUnusable(f"{path}: no {exc} in it") from None
     except CopyUnusable as exc:
         raise CopyUnusable(f"{path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a file of the right kind holding something else: refused, never a crash
+        raise CopyUnusable(f"{path}: not a saved copy ({type(exc).__name__}: {exc})") from None
 
 
 def _checked(arrays: dict[str, np.ndarray[Any, Any]]) -> SavedCopy:
@@ -132,9 +142,11 @@ def _checked(arrays: dict[str, np.ndarray[Any, Any]]) -> SavedCopy:
     if ends != sorted(ends) or (ends and ends[-1] != len(blob)):
         raise CopyUnusable("its names do not add up")
     try:
-        names = [blob[lo:hi].decode("utf-8", "surrogatepass") for lo, hi in zip([0, *ends[:-1]], ends)]
+        names: list[Any] = [blob[lo:hi].decode("utf-8", "surrogatepass") for lo, hi in zip([0, *ends[:-1]], ends)]
     except UnicodeDecodeError:
         raise CopyUnusable("a name is not text") from None
+    for n in arrays["names_missing"].tolist():
+        names[n] = np.nan  # as pandas names a NULL the mirror read (`_intern`)
     count = len(names)
     index = {name: arrays[f"index.{name}"] for name in _INDEX_FIELDS}
     denials = {name: arrays[f"denials.{name}"] for name in _DENIAL_FIELDS}
@@ -151,6 +163,8 @@ def _checked(arrays: dict[str, np.ndarray[Any, Any]]) -> SavedCopy:
     for codes in (index["code"], index["user"], index["step_code"], denials["tool"], denials["user"], denials["reason"]):
         if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= count):
             raise CopyUnusable("a name's code is out of range")
+    if arrays["stamp"].shape != (1,) or arrays["database_id"].shape != (1,):
+        raise CopyUnusable("its stamp or database number is not one value")
     return SavedCopy(
         names,
         ByTool(**index, names=np.array(names, dtype=object)),

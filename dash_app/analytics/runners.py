@@ -167,6 +167,7 @@ class SavedCopies:
         self._version = -1  # the mirror's version when last loaded or saved
         self._whole_reads = 0  # and how many times it had read the history whole by then
         self._at = -math.inf  # and when
+        self.loaded = False  # the mirror holds a loaded copy that no refresh has rejected yet
 
     def load(self) -> None:
         """Take the saved copy as the mirror's contents, if there is a usable one (the first refresh checks it)."""
@@ -182,11 +183,28 @@ class SavedCopies:
             self.mirror.adopt(mirror_file.load(self.path))
         except FileNotFoundError:
             return
-        except mirror_file.CopyUnusable as exc:
+        except (mirror_file.CopyUnusable, OSError) as exc:
             log.warning("the saved copy of the history is not used: %s", exc)
             return
         self._note()
+        self.loaded = True
         log.info("loaded the saved copy of the history (%d sessions)", len(self.mirror.sessions))
+
+    def checked(self) -> None:
+        """After the first refresh: delete a loaded copy that the mirror found not of this history (it read it whole).
+
+        Left in place, a rejected copy could pass the checks later, once the database's new writes reach its stamp.
+        """
+        if not self.loaded:
+            return
+        self.loaded = False
+        if self.mirror.whole_reads and self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("deleting the saved copy of another history failed: %s", exc)
 
     def save(self, now: bool = False) -> None:
         """Save the mirror if it changed since: at once after a whole read or with `now`, else every SAVE_SECONDS."""
@@ -202,8 +220,8 @@ class SavedCopies:
             return
         try:
             mirror_file.save(copy, self.path)
-        except OSError as exc:  # a full or read-only disk: the next start reads the database whole, nothing is lost
-            log.warning("saving the copy of the history failed: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - a full or read-only disk: the next start reads the database whole
+            log.warning("saving the copy of the history failed: %s: %s", type(exc).__name__, exc)
         self._note()
 
     def _note(self) -> None:
@@ -234,6 +252,7 @@ def _serve(conn: Connection, path: str) -> None:
             snapshots.replaced = False
             mirror.reset()
             mirror.refresh()
+        copies.checked()
         mirror.index()  # sorted now, while nobody waits, rather than at the next query
 
     waiting = 0.0  # the history is read at once: the first query (the Capacity view's) should find it read
