@@ -4,6 +4,7 @@ import os
 import shutil
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
@@ -421,7 +422,8 @@ def test_a_save_cut_short_leaves_no_file_behind_at_the_next_start(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in (alive, str(tmp_path / "other.npz.1.tmp")))
 
 
-def test_a_saved_copy_of_a_history_gone_back_to_a_backup_and_on_again_is_read_again_whole(tmp_path, caplog):
+@pytest.mark.parametrize("per_transaction", [1, 100])  # 100: more than the check reads of one transaction
+def test_a_saved_copy_of_a_history_gone_back_to_a_backup_and_on_again_is_read_again_whole(tmp_path, caplog, per_transaction):
     """The backup's new writes number rows and transactions as the copy's did, up to its stamp and beyond: their
     content tells them apart, and the rejected file is deleted at once (it must not pass later)."""
     import logging
@@ -435,13 +437,15 @@ def test_a_saved_copy_of_a_history_gone_back_to_a_backup_and_on_again_is_read_ag
     store = Store(db)
     store.start()
     for n in range(3):  # a transaction each
-        store.on_events([borrow_event("Roomy", "bob", False, f"b{n}", NOW + n)])
+        store.on_events([borrow_event("Roomy", "bob", False, f"b{n}-{k}", NOW + n) for k in range(per_transaction)])
         assert store.flush()
     mirror = HistoryMirror(store.snapshot)
     mirror.refresh()
     store.stop()
     saved = saved_copy_path(str(db))
     mirror_file.save(mirror.saved(), saved)
+    accepted = _restarted(db, saved)  # the database the copy was read from: the copy is taken as it is
+    assert not accepted.refresh() and accepted.whole_reads == 0
     shutil.copy(backup, db)
     for suffix in ("-wal", "-shm"):
         (tmp_path / f"site.db{suffix}").unlink(missing_ok=True)
@@ -449,7 +453,7 @@ def test_a_saved_copy_of_a_history_gone_back_to_a_backup_and_on_again_is_read_ag
     store.start()
     try:
         for n in range(3):  # the same transactions and row ids, other rows
-            store.on_events([borrow_event("Roomy", "cy", False, f"c{n}", NOW + 10 + n)])
+            store.on_events([borrow_event("Roomy", "cy", False, f"c{n}-{k}", NOW + 10 + n) for k in range(per_transaction)])
             assert store.flush()
         again = HistoryMirror(snapshots_for(str(db)))
         copies = SavedCopies(again, saved)
@@ -459,7 +463,7 @@ def test_a_saved_copy_of_a_history_gone_back_to_a_backup_and_on_again_is_read_ag
             again.refresh()
         copies.checked()
         assert again.whole_reads == 1 and "not of this database's history" in caplog.text
-        assert sorted(again.load_sessions(NOW - 1, NOW + 100)["user"]) == ["ann", "cy", "cy", "cy"]
+        assert sorted(again.load_sessions(NOW - 1, NOW + 100)["user"]) == ["ann"] + ["cy"] * 3 * per_transaction
         same_as_the_store(again, store, NOW)
         assert not os.path.exists(saved)
     finally:

@@ -46,10 +46,13 @@ _DENIALS_SQL = "SELECT rowid, ts, tool, \"user\", coalesce(reason, '') FROM deni
 _COMPLETE_SQL = "SELECT value FROM history_meta WHERE key = 'pruned_rows_complete_after'"
 _PRUNED_SQL = 'SELECT tbl, "row" FROM pruned_rows WHERE stamp > :since'
 _DATABASE_ID_SQL = f"SELECT value FROM history_meta WHERE key = '{DATABASE_ID}'"
-# The rows a stamp's transaction left, for checking a loaded copy against the database (HistoryMirror._same_tail).
-_TAIL_SESSIONS_SQL = _SESSIONS_SQL.format(indexed="").replace("changed > :since", "changed = :since")
-_TAIL_DENIALS_SQL = _DENIALS_SQL.format(indexed="").replace("changed > :since", "changed = :since")
-_TAIL_PRUNED_SQL = 'SELECT tbl, "row" FROM pruned_rows WHERE stamp = :since'
+# The newest rows a stamp's transaction left, for checking a loaded copy against the database (_same_tail): a few,
+# for one transaction may have written every row (a history imported whole); the `changed` index has them in order.
+_TAIL_ROWS = 64
+_TAIL = f"changed = :since ORDER BY rowid DESC LIMIT {_TAIL_ROWS}"
+_TAIL_SESSIONS_SQL = _SESSIONS_SQL.format(indexed="").replace("changed > :since", _TAIL)
+_TAIL_DENIALS_SQL = _DENIALS_SQL.format(indexed="").replace("changed > :since", _TAIL)
+_TAIL_PRUNED_SQL = f'SELECT tbl, "row" FROM pruned_rows WHERE stamp = :since ORDER BY "row" DESC LIMIT {_TAIL_ROWS}'
 
 _SESSION_ROW = np.dtype(
     [
@@ -241,7 +244,7 @@ class HistoryMirror:
         self.version += 1
 
     def _same_tail(self, conn: Connection) -> bool:
-        """Return whether the rows the database holds from the copy's last transaction (its stamp) are the copy's.
+        """Return whether the newest rows the database holds from the copy's last transaction (its stamp) are the copy's.
 
         A copy is the database as of its stamp: a row of that transaction is in it as it was then, unless written again
         since (its stamp moved on) or deleted since. A history that went back to a backup and on again numbers its rows
@@ -254,8 +257,9 @@ class HistoryMirror:
             return False
         # What that transaction pruned, the copy no longer holds (a row id given again comes in a later transaction).
         for tbl, row in tuples(conn, _TAIL_PRUNED_SQL, params):
-            table = self.sessions if tbl == "borrows" else self.denials
-            if len(table) and row in table.columns["rowid"]:
+            rowids = (self.sessions if tbl == "borrows" else self.denials).columns.get("rowid", np.empty(0, np.int64))
+            at = int(np.searchsorted(rowids, row))
+            if at < len(rowids) and rowids[at] == row:
                 return False
         return True
 

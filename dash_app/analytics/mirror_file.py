@@ -25,7 +25,7 @@ from dash_app.analytics.bytool import ByTool
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # moves when the file's contents change meaning: a file of another format is read again from the database
+FORMAT = 2  # moves when the file's contents change meaning: a file of another format is read again from the database
 SAVE_SECONDS = 600.0  # how often a changing copy is saved at most: a restart then reads ten minutes of changes
 
 _INDEX_FIELDS = tuple(f.name for f in fields(ByTool) if f.name != "names")
