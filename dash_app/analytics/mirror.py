@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 from dash_app.analytics.bytool import ByTool, Origin, build, mark, merge
 from dash_app.analytics.capacity import DENIAL_COLUMNS, SESSION_COLUMNS
 from dash_app.analytics.mirror_file import SavedCopy
+from dash_app.analytics.mirror_table import Table, holds
 from dash_app.store.database import last_stamp, tuples
 from dash_app.store.tables import DATABASE_ID
 
@@ -67,42 +68,6 @@ _SESSION_ROW = np.dtype(
 _DENIAL_ROW = np.dtype([("rowid", np.int64), ("ts", np.float64), ("tool", object), ("user", object), ("reason", object)])
 
 
-@dataclass
-class _Table:
-    """Columns of one table's rows, in rowid order; text columns are codes into the mirror's names."""
-
-    columns: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.columns["rowid"]) if self.columns else 0
-
-    def keep(self, mask: np.ndarray[Any, Any]) -> None:
-        """Keep the rows where `mask` is true."""
-        if not mask.all():
-            self.columns = {name: column[mask] for name, column in self.columns.items()}
-
-    def upsert(self, delta: dict[str, np.ndarray[Any, Any]]) -> None:
-        """Put in `delta`'s rows: those whose rowid is held replace it, the rest are added; rowid order is kept."""
-        if not len(delta["rowid"]):
-            return
-        if not self.columns:
-            self.columns = delta
-        else:
-            rowid = self.columns["rowid"]
-            at = np.searchsorted(rowid, delta["rowid"])
-            held = at < len(rowid)
-            held[held] = rowid[at[held]] == delta["rowid"][held]
-            for name, column in self.columns.items():
-                column[at[held]] = delta[name][held]
-            fresh = ~held
-            if fresh.any():
-                self.columns = {name: np.concatenate((column, delta[name][fresh])) for name, column in self.columns.items()}
-        rowid = self.columns["rowid"]
-        if len(rowid) > 1 and not (rowid[1:] > rowid[:-1]).all():
-            order = np.argsort(rowid, kind="stable")
-            self.columns = {name: column[order] for name, column in self.columns.items()}
-
-
 class HistoryMirror:
     """A copy of the `borrows` (sessions) and `denials` tables, refreshed from the rows changed since the last read."""
 
@@ -111,8 +76,8 @@ class HistoryMirror:
         self._names: list[str] = []
         self._codes: dict[str, int] = {}
         self._name_array: np.ndarray[Any, Any] = np.empty(0, dtype=object)
-        self.sessions = _Table()
-        self.denials = _Table()
+        self.sessions = Table()
+        self.denials = Table()
         self.stamp = -1  # the newest write stamp seen; -1 before the first read
         self.database_id: float | None = None  # the number of the database read (schema version 9)
         self.version = 0  # moves whenever a refresh changed the copy
@@ -123,7 +88,7 @@ class HistoryMirror:
 
     def reset(self) -> None:
         """Forget everything: the next refresh reads every row (the database file was replaced)."""
-        self.sessions, self.denials, self.stamp = _Table(), _Table(), -1
+        self.sessions, self.denials, self.stamp = Table(), Table(), -1
         self._index, self._stale = None, set()
         self.version += 1
 
@@ -224,9 +189,9 @@ class HistoryMirror:
         order = np.argsort(index.seq, kind="stable")
         returned = index.returned[order]
         self.sessions = (
-            _Table()
+            Table()
             if not len(order)
-            else _Table(
+            else Table(
                 {
                     "rowid": index.seq[order],
                     "tool": index.code[order],
@@ -237,7 +202,7 @@ class HistoryMirror:
                 }
             )
         )
-        self.denials = _Table(dict(copy.denials)) if len(copy.denials["rowid"]) else _Table()
+        self.denials = Table(dict(copy.denials)) if len(copy.denials["rowid"]) else Table()
         self.stamp, self.database_id = copy.stamp, copy.database_id
         self._index, self._stale = index, set()
         self._unverified = True
@@ -253,7 +218,7 @@ class HistoryMirror:
         params = {"since": self.stamp, "open": _OPEN}
         sessions = self._session_columns(tuples(conn, _TAIL_SESSIONS_SQL, params))
         denials = self._denial_columns(tuples(conn, _TAIL_DENIALS_SQL, params))
-        if not (_holds(self.sessions, sessions) and _holds(self.denials, denials)):
+        if not (holds(self.sessions, sessions) and holds(self.denials, denials)):
             return False
         # What that transaction pruned, the copy no longer holds (a row id given again comes in a later transaction).
         for tbl, row in tuples(conn, _TAIL_PRUNED_SQL, params):
@@ -374,19 +339,6 @@ class HistoryMirror:
 def _texts(names: list[Any]) -> np.ndarray[Any, Any]:
     """Return the names table as the frames show it: a NULL as None, as the store's own readers give it."""
     return np.array([None if name is np.nan else name for name in names], dtype=object)
-
-
-def _holds(table: _Table, rows: dict[str, np.ndarray[Any, Any]]) -> bool:
-    """Return whether `table` holds each of `rows` (columns as the mirror keeps them) as it is there."""
-    if not len(rows["rowid"]):
-        return True
-    if not len(table):
-        return False
-    held = table.columns
-    at = np.searchsorted(held["rowid"], rows["rowid"])
-    if (at >= len(held["rowid"])).any():
-        return False
-    return all(np.array_equal(held[name][at], column, equal_nan=column.dtype.kind == "f") for name, column in rows.items())
 
 
 def _empty(columns: Sequence[str]) -> pd.DataFrame:
