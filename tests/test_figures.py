@@ -93,7 +93,7 @@ def test_bars_from_kept_sums_equal_bars_summed_afresh(data, shown, changes):
             tool = changes[step - 1]
             buckets[tool] = [*buckets.get(tool, []), bucket("2027-01-15T07:59:00Z", step, ["v"], step % 2)]
         for key, chart in (("count", figures.borrow_chart), ("overage_count", figures.overage_chart)):
-            total = figures.timeseries.shown_sums(buckets, list(buckets), key)
+            total = figures.timeseries.bin_sums(buckets, list(buckets), key)
             fresh = chart(buckets, shown, COLORS, FRAME)
             from_kept = chart(buckets, shown, COLORS, FRAME, total, None, lambda tools, k: kept.sums(tools, buckets, k))
             assert from_kept == fresh

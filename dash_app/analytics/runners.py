@@ -49,11 +49,10 @@ def saved_copy_path(database: str) -> str | None:
 
 def started_if_analysed_before(database: str) -> AnalysisProcess | None:
     """Return an analysis process of the database file `database`, started, when an earlier one saved its copy there."""
-    if is_url(database) or database in ("", ":memory:"):
+    if saved_copy_path(database) is None:  # a server's URL, or memory
         return None
     path = str(Path(database).expanduser().resolve())  # as the store names the file to its readers
-    saved = saved_copy_path(path)
-    if saved is None or not os.path.exists(saved):
+    if not os.path.exists(path + SAVED_COPY_SUFFIX):
         return None
     process = AnalysisProcess(path)
     process.start()

@@ -20,7 +20,7 @@ from dash_app.figures.in_use import (
     next_share_points,
     share_points,
 )
-from dash_app.figures.timeseries import Buckets, bar_points, shown_sums
+from dash_app.figures.timeseries import Buckets, bar_points, bin_sums
 from dash_app.pressure import Pressure
 
 # Tools per part, and parts per group: with 200 tools a tick redoes a part of 4 tools, then only the bins that part
@@ -196,16 +196,16 @@ class ToolBars:
     def __init__(self) -> None:
         # (tool, key) -> (its buckets, kept alive and compared by identity; the zone; its bar_points)
         self._bars: dict[tuple[str, str], tuple[object, str, tuple[list[str], list[int]]]] = {}
-        # key -> (the shown tools, their buckets kept alive and compared by identity, shown_sums)
+        # key -> (the shown tools, their buckets kept alive and compared by identity, bin_sums)
         self._sums: dict[str, tuple[tuple[str, ...], list[object], Mapping[str, int]]] = {}
 
     def sums(self, shown: Sequence[str], buckets_by_tool: Buckets, key: str) -> Mapping[str, int]:
-        """Return timeseries.shown_sums of the `shown` tools' buckets, of `key`."""
+        """Return timeseries.bin_sums of the `shown` tools' buckets, of `key`."""
         lists: list[object] = [buckets_by_tool.get(tool, ()) for tool in shown]
         found = self._sums.get(key)
         if found is not None and found[0] == tuple(shown) and all(a is b for a, b in zip(found[1], lists)):
             return found[2]
-        made = shown_sums(buckets_by_tool, shown, key)
+        made = bin_sums(buckets_by_tool, shown, key)
         self._sums[key] = (tuple(shown), lists, made)
         return made
 

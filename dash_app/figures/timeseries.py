@@ -82,28 +82,10 @@ def _stacked_layout(frame: Frame, y_title: str, traces: Iterable[Mapping[str, An
     )
 
 
-def _summed(
-    buckets_by_tool: Buckets,
-    tools: Iterable[str],
-    key: str,
-    shown: Iterable[str] = (),
-    total: Mapping[str, int] | None = None,
-) -> list[tuple[str, int]]:
-    """Return sorted (bin, sum) over `tools`; with `total` ({bin: sum over every tool}), as it less the `shown` tools."""
-    if total is not None:
-        return _less(total, shown_sums(buckets_by_tool, shown, key))
-    totals: dict[str, int] = {}  # bucket timestamp -> sum
-    for tool in tools:
-        for b in buckets_by_tool[tool]:
-            if b[key]:
-                totals[b["timestamp"]] = totals.get(b["timestamp"], 0) + b[key]
-    return sorted(totals.items())
-
-
-def shown_sums(buckets_by_tool: Buckets, shown: Iterable[str], key: str) -> dict[str, int]:
-    """Return {bin: sum of bucket `key` over the `shown` tools}, of the bins where it is not 0."""
+def bin_sums(buckets_by_tool: Buckets, tools: Iterable[str], key: str) -> dict[str, int]:
+    """Return {bin: sum of bucket `key` over `tools`}, of the bins where it is not 0."""
     sums: dict[str, int] = {}
-    for tool in shown:
+    for tool in tools:
         for b in buckets_by_tool.get(tool, ()):
             if b[key]:
                 sums[b["timestamp"]] = sums.get(b["timestamp"], 0) + b[key]
@@ -135,7 +117,7 @@ def stacked_bars(
 
     `total` ({bin: sum over every tool}), when the caller keeps it, saves summing the other tools here; `points`,
     given a shown tool and `key`, returns its bar_points, and `shown_sum`, given the shown tools and `key`, their
-    shown_sums (a caller that keeps them while the tools' buckets do not change).
+    bin_sums (a caller that keeps them while the tools' buckets do not change).
     """
     traces = []
     for tool in shown:
@@ -148,10 +130,10 @@ def stacked_bars(
             )
     shown_set = set(shown)
     rest = [tool for tool in buckets_by_tool if tool not in shown_set]
-    if total is not None and shown_sum is not None:
-        summed = _less(total, shown_sum(shown, key))
-    else:
-        summed = _summed(buckets_by_tool, rest, key, shown, total)
+    if total is None:
+        summed = sorted(bin_sums(buckets_by_tool, rest, key).items())
+    else:  # every tool's sums less the shown tools'
+        summed = _less(total, bin_sums(buckets_by_tool, shown, key) if shown_sum is None else shown_sum(shown, key))
     if summed:
         name = f"{OTHER_TOOLS} ({len(rest)})"
         x = [frame.bucket(stamp) for stamp, _ in summed]
