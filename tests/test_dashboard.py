@@ -8,7 +8,9 @@ import pytest
 from dash._no_update import NoUpdate
 
 from dash_app.callbacks.page import OUTPUTS, PageUpdater
-from dash_app.callbacks.snapshots import recent_events
+from dash_app.callbacks.snapshots import EventRows, recent_events
+from dash_app.callbacks.updates import plain
+from dash_app.events import public_event
 from dash_app.figures.text import bucket_time, legend_name
 from dash_app.layouts import parts, tables
 from dash_app.licenses.pool import BorrowDenied
@@ -239,18 +241,33 @@ def test_events_are_newest_first_and_a_rare_tool_still_fills_its_table(make_app)
         borrow = state.pool.borrow(VECTOR, f"busy{n}", at=now - 30 + n * 0.5)
         state.pool.return_license(borrow.id, at=now - 30 + n * 0.5 + 0.1)
     events = recent_events(state.buffer, 1800, rows=10)
-    assert [e["timestamp"] for e in events] == sorted((e["timestamp"] for e in events), reverse=True)
-    assert {e["user"] for e in events} <= {f"busy{n}" for n in range(30)}
+    assert [e.ts for e in events] == sorted((e.ts for e in events), reverse=True)
+    assert {e.user for e in events} <= {f"busy{n}" for n in range(30)}
     # With 10 rows, the newest 10 of each kind would hold no GreenHills event; the table looks further back.
     rare = recent_events(state.buffer, 1800, tool=GH, rows=10)
-    assert [(e["type"], e["user"]) for e in rare] == [("borrow", "eve"), ("return", "ann"), ("borrow", "bob"), ("borrow", "ann")]
+    assert [(e.kind, e.user) for e in rare] == [("borrow", "eve"), ("return", "ann"), ("borrow", "bob"), ("borrow", "ann")]
+
+
+def test_event_rows_are_built_once_per_stored_event_and_match_a_fresh_build(make_app):
+    app, state = fed_app(make_app)
+    rows = EventRows()
+    before = recent_events(state.buffer, 1800)
+    first, _ = rows.rows(before, {}, "UTC")
+    state.buffer.add_borrow(GH, "zed", False, "late-1")
+    after = recent_events(state.buffer, 1800)
+    second, _ = rows.rows(after, {}, "UTC")
+    assert after[0].user == "zed" and after[1:] == before[: len(after) - 1]
+    # The rows are what a fresh build gives, and those of events shown before are the very rows built then.
+    assert second == [plain(tables.event_row(public_event(e), None, "UTC")) for e in after]
+    assert all(row is old for row, old in zip(second[1:], first))
+    assert second[0] is not first[0]
 
 
 def test_events_table_shows_time_type_tool_user_and_detail(make_app):
     app, state = fed_app(make_app)
     state.buffer.add_failure(GH, "<b>x</b>", "exhausted")
     events = recent_events(state.buffer, 1800)
-    table = tables.events_table([tables.event_row(e, "#000000") for e in events])
+    table = tables.events_table([tables.event_row(public_event(e), "#000000") for e in events])
     rows = table.children[1].children
     cells = rows[0].children
     assert cells[1].children.children == "failure"

@@ -27,7 +27,18 @@ class Reads(Ingest):
     def get_recent_events(
         self, seconds: float = 60, limit: int | None = None, tool: str | None = None
     ) -> dict[str, list[dict[str, Any]]]:
-        """Return the events of the last `seconds`, oldest first; `limit` keeps only the newest of each kind.
+        """Return the events of the last `seconds`, oldest first, as the stream shows them (see recent_raw)."""
+        borrows, returns, failures = self.recent_raw(seconds, limit, tool)
+        return {
+            "borrows": [public_event(e) for e in borrows],
+            "returns": [public_event(e) for e in returns],
+            "failures": [public_event(e) for e in failures],
+        }
+
+    def recent_raw(
+        self, seconds: float = 60, limit: int | None = None, tool: str | None = None
+    ) -> tuple[list[Event], list[Event], list[Event]]:
+        """Return the borrows, returns and failures of the last `seconds`, oldest first; `limit` keeps the newest of each.
 
         With `tool`, only the events of that name or series (and `limit` counts those): a series that collects
         several names, such as the folded unknown tools, gives the events of all of them, each with its exact name.
@@ -44,11 +55,11 @@ class Reads(Ingest):
                 series_of = self._key if tool in self._merged else None
                 borrows, returns, failures = (log.since_of(cutoff, tool, limit, series_of) for log in logs)
         new = tuple.__new__  # a stored event is a plain tuple in Event's field order
-        return {
-            "borrows": [public_event(new(Event, e)) for e in borrows],
-            "returns": [public_event(new(Event, e)) for e in returns],
-            "failures": [public_event(new(Event, e)) for e in failures],
-        }
+        return (
+            [new(Event, e) for e in borrows],
+            [new(Event, e) for e in returns],
+            [new(Event, e) for e in failures],
+        )
 
     def get_rates(self, seconds: float = 60) -> dict[str, float]:
         """Return per-minute counts over the last `seconds` and the overage share of those borrows."""

@@ -3,6 +3,7 @@
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from dash_app import figures
@@ -21,6 +22,7 @@ from dash_app.callbacks.window_stats import (
     top_tools,
     totals,
 )
+from dash_app.events import Event, public_event
 from dash_app.layouts import parts, tables
 from dash_app.layouts.controls import SHORT_LABELS, rate_unit, tool_options
 from dash_app.layouts.dashboard import checkouts_columns
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from dash_app.licenses.pool import LicensePool
     from dash_app.store.history import HistoryKeeper
 
+# A stored event's time, to sort events newest first.
+EVENT_TIME = attrgetter("ts")
 # How many recent tables' row keys are kept: enough for every view and window in use over a few ticks.
 TABLES_KEPT = 64
 OVERVIEW_FIGURES = ("inuse-chart", "borrow-chart", "overage-chart", "utilization-chart", "failure-chart")
@@ -57,11 +61,10 @@ class PoolSnapshot:
 
 def recent_events(
     buffer: "RealtimeMetricsBuffer", window: float, tool: str | None = None, rows: int = tables.EVENT_ROWS
-) -> list[dict[str, Any]]:
+) -> list[Event]:
     """Return the newest `rows` events of the window (of `tool` only, when given), newest first."""
-    recent = buffer.get_recent_events(window, limit=rows, tool=tool)
-    events = [e for kind in recent.values() for e in kind]
-    events.sort(key=lambda e: e["timestamp"], reverse=True)
+    events = [e for kind in buffer.recent_raw(window, limit=rows, tool=tool) for e in kind]
+    events.sort(key=EVENT_TIME, reverse=True)
     return events[:rows]
 
 
@@ -81,27 +84,20 @@ class EventRows:
         """Forget rows no table used during the last two versions."""
         self._previous, self._current = self._current, {}
 
-    def rows(
-        self, events: Iterable[Mapping[str, Any]], colors: Mapping[str, str], zone: str
-    ) -> tuple[list[Any], list[tuple[Any, ...]]]:
-        """Return the plain-JSON rows of `events` (times in `zone`) and their keys, in their order."""
+    def rows(self, events: Iterable[Event], colors: Mapping[str, str], zone: str) -> tuple[list[Any], list[tuple[Any, ...]]]:
+        """Return the plain-JSON rows of `events` (times in `zone`) and their keys, in their order.
+
+        A row is keyed by the stored event itself, so only an event not shown before is turned into its JSON shape.
+        """
         out, keys = [], []
+        current, previous = self._current, self._previous
         for event in events:
-            color = colors.get(event["tool"])
-            key = (
-                event["timestamp"],
-                event["type"],
-                event["tool"],
-                event["user"],
-                event.get("id"),
-                event.get("reason"),
-                color,
-                zone,
-            )
-            row = self._current.get(key) or self._previous.get(key)
+            color = colors.get(event.tool or "")
+            key = (event, color, zone)
+            row = current.get(key) or previous.get(key)
             if row is None:
-                row = plain(tables.event_row(event, color, zone, self.names))
-            self._current[key] = row
+                row = plain(tables.event_row(public_event(event), color, zone, self.names))
+            current[key] = row
             out.append(row)
             keys.append(key)
         return out, keys
