@@ -20,7 +20,11 @@ that tool's title, advice and duration curve), as the person sees them.
 The baseline is today's code path: the same measurements against a server running the code of `--baseline` (a git
 revision, `git archive`d into a temporary directory), in the same run, over the same file.
 
+`--restarts N` times only the restart row: N restarts per version, the versions alternating (one run of the whole
+moves by a few tenths either way).
+
 Run: python benchmarks/bench_capacity_view.py [--sessions N] [--denials N] [--baseline main] [--no-baseline]
+     [--restarts N]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -244,6 +249,41 @@ def measure(root: Path, db: Path, tools_file: Path, log: Path) -> dict[str, floa
     return out
 
 
+def restarts(versions: dict[str, Path], db: Path, tools_file: Path, log: Path, count: int) -> None:
+    """Print the 30-day view's time right at a restart, `count` restarts per code version, the versions alternating."""
+    driver = browser()
+    ports = {name: free_port() for name in versions}
+    shown: dict[str, list[float]] = {name: [] for name in versions}
+    came: dict[str, list[float]] = {name: [] for name in versions}
+    try:
+        for name, root in versions.items():  # a first start each: its saved copy written, the browser's cache warm
+            server = Server(root, db, tools_file, log, ports[name])
+            try:
+                for _ in range(3):
+                    navigate(driver, server.url + MONTH)
+            finally:
+                server.stop()
+        for turn in range(count):
+            order = list(versions) if turn % 2 == 0 else list(reversed(versions))
+            for name in order:
+                server = Server(versions[name], db, tools_file, log, ports[name])
+                try:
+                    rows, data = navigate(driver, server.url + MONTH)
+                finally:
+                    server.stop()
+                shown[name].append(rows)
+                came[name].append(data)
+    finally:
+        driver.quit()
+    print(f"\n30 days, right at a restart ({count} restarts each, alternating; target <= {TARGET_GRID} s)")
+    for name in versions:
+        times = " ".join(f"{value:.2f}" for value in sorted(shown[name]))
+        print(
+            f"{name:<22} median {statistics.median(shown[name]):.2f} s   {times}   "
+            f"its data came: median {statistics.median(came[name]):.2f} s"
+        )
+
+
 def export(revision: str, into: Path) -> Path:
     """Return a directory holding the code of git `revision` (git archive), for the baseline's server."""
     into.mkdir(parents=True)
@@ -258,6 +298,7 @@ def main() -> None:
     parser.add_argument("--denials", type=int, default=50_000, help="denials (default 50,000)")
     parser.add_argument("--baseline", default="main", help="git revision of today's code (default main)")
     parser.add_argument("--no-baseline", action="store_true", help="measure this checkout only")
+    parser.add_argument("--restarts", type=int, default=0, help="time only the restart row, N restarts per version")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-capacity-view-") as tmp:
@@ -279,6 +320,9 @@ def main() -> None:
         versions = {"ours": ROOT}
         if not args.no_baseline:
             versions[f"baseline ({args.baseline})"] = export(args.baseline, work / "baseline")
+        if args.restarts:
+            restarts(versions, db, tools_file, work / "server.log", args.restarts)
+            return
         results = {}
         for name, root in versions.items():
             results[name] = measure(root, db, tools_file, work / "server.log")

@@ -186,16 +186,27 @@ def _redirect_to_fingerprint(app: dash.Dash, assets_prefix: str, replaced: Mappi
     asset = replaced.get(f"{package}/{path}")
     if asset is not None:
         return _revalidated_redirect(f"{request.script_root}{assets_prefix}{asset}{asset_query(app, asset)}")
-    module = sys.modules.get(package)
-    if path not in app.registered_paths.get(package, ()) or module is None or module.__file__ is None:
+    if path not in app.registered_paths.get(package, ()):
         return None  # Dash answers what it does not serve
+    target = fingerprinted(package, path)
+    if target is None:
+        return None
+    return _revalidated_redirect(request.script_root + request.path[: -len(path)] + target)
+
+
+def fingerprinted(package: str, path: str) -> str | None:
+    """Return the fingerprinted name of a component package's file (None when the package or the file is missing).
+
+    It is the fingerprint Dash puts in the page's script tags: the package's version and the file's mtime.
+    """
+    module = sys.modules.get(package)
+    if module is None or module.__file__ is None:
+        return None
     try:
         modified = int((Path(module.__file__).parent / path).stat().st_mtime)
     except OSError:
         return None
-    # The same fingerprint Dash puts in the page's script tags: the package's version and the file's mtime.
-    target = build_fingerprint(path, getattr(module, "__version__", "0"), modified)
-    return _revalidated_redirect(request.script_root + request.path[: -len(path)] + target)
+    return build_fingerprint(path, getattr(module, "__version__", "0"), modified)
 
 
 def _revalidated_redirect(location: str) -> BaseResponse:

@@ -1,11 +1,12 @@
-"""The page's vendored files (Bootstrap's CSS and plotly.js's cartesian bundle, in assets/) and /healthz."""
+"""The page's vendored files (Bootstrap's CSS, plotly.js's cartesian bundle), the chunks it links, and /healthz."""
 
+import html
 from typing import Any
 
 import dash
 from flask import Blueprint
 
-from dash_app.compression import asset_query
+from dash_app.compression import COMPONENT_SUITES, asset_query, fingerprinted
 from dash_app.state import get_state
 
 # Bootstrap 5.3.8's own bootstrap.min.css (MIT, its header kept) and its source map, as Bootstrap-Flask 2.6.0 shipped
@@ -19,6 +20,14 @@ PLOTLY_BUNDLE = "bundles/plotly-cartesian.min.js"
 PLOTLY_FIXED = "plotly/package_data/plotly.min.js"
 # assets/ subfolders Dash must not link in the page: their files load only when something asks for them.
 UNLINKED_ASSETS = ["bundles"]
+# The chunks the page's components load on demand (package, file), each used on every page: AG Grid's grid, dcc's
+# Graph, Dropdown and DatePickerRange (the Capacity view's range picker is in the one layout, hidden elsewhere).
+PAGE_CHUNKS = (
+    ("dash_ag_grid", "async-community.js"),
+    ("dash", "dcc/async-graph.js"),
+    ("dash", "dcc/async-dropdown.js"),
+    ("dash", "dcc/async-datepicker.js"),
+)
 
 bp = Blueprint("site", __name__)
 
@@ -32,6 +41,24 @@ def plotly_script(app: dash.Dash) -> dict[str, str]:
     the bundle would run twice, nothing worse.
     """
     return {"src": app.get_asset_url(PLOTLY_BUNDLE) + asset_query(app, PLOTLY_BUNDLE), "async": "async"}
+
+
+def chunk_scripts(app: dash.Dash) -> str:
+    """Return the script tags, each run as soon as it arrives (async), of the components' chunks (PAGE_CHUNKS).
+
+    A component asks for its chunk only once the layout is drawn, by a fixed URL the server redirects to the
+    fingerprinted one (compression.py): two requests, answered while the first callbacks run. Linked in the page, a
+    chunk comes beside the page's other scripts, straight from the browser's cache once seen, and has installed itself
+    when its component asks for it, so no request is made then.
+    """
+    tags = []
+    for package, path in PAGE_CHUNKS:
+        name = fingerprinted(package, path)
+        if name is None:  # a component package without this chunk: its component loads what it has, as before
+            continue
+        src = f"{app.config.requests_pathname_prefix}{COMPONENT_SUITES}{package}/{name}"
+        tags.append(f'<script src="{html.escape(src)}" async="async"></script>')
+    return "\n".join(tags)
 
 
 @bp.get("/healthz")

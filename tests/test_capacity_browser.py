@@ -13,11 +13,13 @@ from dash_app.analytics.service import parse_time
 from dash_app.layouts.estate import item_text
 from dash_app.state import get_state
 from dash_app.testing.traffic import estate_inventory
+from dash_app.vendor import PAGE_CHUNKS
 from tests.browser_helpers import VECTOR, XSS
 from tests.test_estate_browser import grid_rows, tools_file, trace_style
 
 GH = "GreenHills Multi IDE"
 HOUR = 3600
+CHUNKS_JS = "return performance.getEntriesByType('resource').map(e => e.name).filter(name => name.includes('/async-'))"
 
 
 def test_a_link_opens_the_capacity_of_a_tool_with_its_best_commit(dash_duo, make_app, tmp_path):
@@ -213,6 +215,10 @@ def test_an_estate_of_200_tools_in_the_capacity_view(dash_duo, make_app, tmp_pat
     assert grid_rows(dash_duo, "capacity-table")[-1]["tool"] == last
     until(lambda: dash_duo.driver.execute_script(SELECTED_JS) == [[last, True]], timeout=10)
     dash_duo.wait_for_text_to_equal("#capacity-tool-title", last)
+    # The components' chunks came from the page's links, installed before a component asked: none asked by its fixed
+    # URL (which the server would have redirected).
+    chunks = dash_duo.driver.execute_script(CHUNKS_JS)
+    assert len(chunks) == len(PAGE_CHUNKS) and all(re.search(r"\.v[\w-]+m\d+\.js$", name) for name in chunks), chunks
 
     # At 1280 px every header shows its whole name, and its tooltip gives the name and its definition.
     headers = dash_duo.driver.execute_script(HEADERS_JS)

@@ -113,3 +113,50 @@ def test_the_recommendations_list_the_biggest_changes_and_count_the_rest():
     assert links[0].children == "Drop 1 license · t0 — never at total — saves 100 EUR"
     assert more.children == "…and 5 smaller: GET /analytics/recommendations lists them all."
     assert keep.children[0].children == "Keep as they are: 1 tools" and keep.children[1] == "<b>kept</b>"  # text, not HTML
+
+
+def post_callback(client, pick, values, changed):
+    """POST the server-side callback `pick(dependency)` chooses, with `values`; return the response."""
+    deps = client.get("/_dash-dependencies").get_json()
+    (found,) = [d for d in deps if d["clientside_function"] is None and pick(d)]
+    return client.post("/_dash-update-component", json=callback_body(found, values, changed))
+
+
+def test_the_address_opens_the_view_with_its_rows_and_controls_set_to_them_fetch_nothing_again(make_app, tmp_path):
+    app = make_app(db=str(tmp_path / "capacity.db"))
+    state = get_state(app)
+    start = (time.time() // HOUR - 30) * HOUR
+    state.pool.return_license(state.pool.borrow(GH, "user0", at=start).id, at=start + HOUR)
+    state.store.flush()
+    client = app.server.test_client()
+
+    def is_route(d):
+        return "..capacity-period.value..." in d["output"]
+
+    def is_period(d):  # show_period: it writes the grid's rows after route, hence as a duplicate output
+        return "capacity-shown.data@" in d["output"]
+
+    # One answer opens the view: the controls as the address says, and the grid's rows with what they show.
+    address = {("url", "pathname"): "/capacity", ("url", "search"): "?window=604800", **PERIOD}
+    route = post_callback(client, is_route, address, "url.pathname")
+    assert route.status_code == 200
+    answer = route.get_json()["response"]
+    assert answer["capacity-period"]["value"] == "604800"
+    assert [row["tool"] for row in answer["capacity-table"]["rowData"] if row["borrows"]] == [GH]
+    shown = answer["capacity-shown"]["data"]
+    assert shown[0] == "604800" and shown[2] - shown[1] == 604800 and shown[3] is None
+
+    # The controls route set call show_period, which sends nothing (an empty answer): the grid shows that period.
+    controls = {**PERIOD, ("capacity-shown", "data"): shown}
+    same = post_callback(client, is_period, controls, "capacity-period.value")
+    assert same.status_code == 200 and same.get_json()["response"] == {}
+    # Another period (or what the grid shows unknown) fills the grid again, and says what it shows.
+    for values in ({**controls, ("capacity-period", "value"): "2592000"}, {**controls, ("capacity-shown", "data"): None}):
+        again = post_callback(client, is_period, values, "capacity-period.value")
+        assert again.status_code == 200
+        rows = next(v["rowData"] for k, v in again.get_json()["response"].items() if k == "capacity-table")
+        assert [row["tool"] for row in rows if row["borrows"]] == [GH]
+
+    # The live view's address changes nothing of the Capacity view's.
+    live = post_callback(client, is_route, {**address, ("url", "pathname"): "/"}, "url.pathname")
+    assert live.status_code == 200 and live.get_json()["response"] == {}

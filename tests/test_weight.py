@@ -6,6 +6,7 @@ Against a real gunicorn (the Procfile's line) with requests reading the bytes as
 import gzip
 import pkgutil
 import re
+import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,10 +14,11 @@ from urllib.parse import urljoin
 
 import brotli
 import requests
+from dash import dcc
 from dash.testing.wait import until
 from plotly.offline import get_plotlyjs_version
 
-from dash_app import figures
+from dash_app import figures, vendor
 from dash_app.compression import EXTENSION
 from dash_app.testing.sse_client import SseClient
 from tests.browser_helpers import figure
@@ -25,7 +27,6 @@ from tests.stream_client import parse_iso
 IMMUTABLE = {"public", "max-age=31536000", "immutable"}
 CHROMIUM_ACCEPTS = "gzip, deflate, br, zstd"
 PLOTLY = "/_dash-component-suites/plotly/package_data/plotly.min.js"
-ASYNC_GRAPH = "/_dash-component-suites/dash/dcc/async-graph.js"
 ASYNC_GRAPH = "/_dash-component-suites/dash/dcc/async-graph.js"
 FIRST_LOAD_LIMIT = 1_500_000
 
@@ -269,6 +270,23 @@ def test_plotly_comes_as_its_cartesian_bundle_of_the_same_version_with_every_tra
     page = client.get("/").get_data(as_text=True)
     assert page.count("plotly-cartesian") == 1
     assert f'<script src="{location}" async="async"></script>' in page
+
+
+def test_the_capacity_page_links_the_chunks_its_components_load_by_the_url_their_fixed_one_leads_to(make_app):
+    client = make_app().server.test_client()
+    page = client.get("/capacity?window=604800").get_data(as_text=True)
+    assert "/async-" not in client.get("/").get_data(as_text=True)  # the live view's first chart needs none of them
+    for package, path in vendor.PAGE_CHUNKS:
+        # Each is a chunk its package registers to load on demand: an upgrade that renames one fails here.
+        listed = dcc._js_dist if package == "dash" else sys.modules[package]._js_dist  # dcc's files are dash's
+        registered = [d for d in listed if d.get("relative_package_path") == path]
+        assert [d.get("async") for d in registered] == [True], (package, path)
+        fixed = f"/_dash-component-suites/{package}/{path}"
+        location = client.get(fixed).headers["Location"]  # where the component's own request would be sent on
+        assert re.fullmatch(rf"/_dash-component-suites/{package}/{path[:-3]}\.v[\w-]+m\d+\.js", location), location
+        assert page.count(f'<script src="{location}" async="async"></script>') == 1, location
+        response = client.get(location)
+        assert response.status_code == 200 and directives(response) == IMMUTABLE
 
 
 def test_first_load_is_at_most_1_5_mb_and_draws_the_charts(dash_duo, make_app):

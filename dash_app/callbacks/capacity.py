@@ -8,7 +8,7 @@ from dash import Input, Output, Patch, State, dcc, no_update
 from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.analytics.service import CSV_COLUMNS, GroupError, Report, iso, table_rows
 from dash_app.auth import viewer as readers
-from dash_app.callbacks.capacity_js import CAPACITY_QUERY_JS, ROW_CLICK_JS, SHOW_ROW_JS
+from dash_app.callbacks.capacity_js import CAPACITY_QUERY_JS, ROW_CLICK_JS, SHOW_ROW_JS, VIEW_JS
 from dash_app.callbacks.capacity_period import CAPACITY_PATH as CAPACITY_PATH
 from dash_app.callbacks.capacity_period import (
     PERIOD_INPUTS,
@@ -42,6 +42,31 @@ NO_TOOL = "Click a tool's row in the grid, or pick it above, for its commit advi
 TOOL_CHARTS = ("capacity-duration", "capacity-cost", "capacity-heatmap", "capacity-users", "capacity-denials")
 # The tool's part: a title, the advice line and its charts.
 TOOL_OUTPUTS = 2 + len(TOOL_CHARTS)
+# The grid's part, filled by route for the address's view and by show_period for another period: the rows, the totals
+# row, the tool picker's options, the period's line, the range box and what the grid shows (period and group).
+GRID_OUTPUTS = (
+    ("capacity-table", "rowData"),
+    ("capacity-table", "dashGridOptions"),
+    ("capacity-tool", "options"),
+    ("capacity-period-text", "children"),
+    ("capacity-range-box", "style"),
+    ("capacity-shown", "data"),
+)
+# What route sets besides the grid, in its answer's order: the period's controls, the tool and why none, the
+# estate's part and the user's, the user, and the group picker (its value, options and why none).
+VIEW_OUTPUTS = (
+    ("capacity-period", "value"),
+    ("capacity-range", "start_date"),
+    ("capacity-range", "end_date"),
+    ("capacity-tool", "value"),
+    ("capacity-tool-message", "children"),
+    ("capacity-main", "style"),
+    ("capacity-user-section", "style"),
+    ("capacity-user", "data"),
+    ("capacity-group", "value"),
+    ("capacity-group", "options"),
+    ("capacity-group-message", "children"),
+)
 
 
 USERS_HIDDEN = "User names are hidden for your role"
@@ -127,43 +152,58 @@ class CapacityView:
         """Return the period choice and its [start, end) now (None for a range not yet picked)."""
         return resolved_now(choice, start_date, end_date, zone, self.service.longest)
 
-    def route(self, pathname: object, search: object) -> tuple[Any, ...]:
-        """Show the view the address names (live or Capacity), opened as its query says."""
+    def route(self, pathname: object, search: object, tz_choice: object, browser_zone: object) -> tuple[Any, ...]:
+        """Open the Capacity view as its address's query says, its grid filled in (VIEW_JS has shown the view).
+
+        The grid's rows come with the view's controls rather than from show_period's call after them: a round trip
+        less before a person sees them.
+        """
         if not is_capacity(pathname):
-            return SHOWN, HIDDEN, SHOWN, *(no_update,) * 11
+            return (no_update,) * (len(VIEW_OUTPUTS) + len(GRID_OUTPUTS))
         tools = self.known_tools()
         user = query_values(search).get("user") or None
         # A user's page shows that user alone; without one, the estate and its tools.
         parts = (HIDDEN, SHOWN) if user else (SHOWN, HIDDEN)
         group = picked_group(search, self.service.group_names("group"))
-        return HIDDEN, SHOWN, HIDDEN, *view_from_query(search, tools), missing_tool_text(search, tools), *parts, user, *group
+        choice, start_date, end_date, tool = view_from_query(search, tools)
+        span = self.period(choice, start_date, end_date, time_zone(tz_choice, browser_zone))[1]
+        grid = self.period_part(choice, span, group[0])
+        return choice, start_date, end_date, tool, missing_tool_text(search, tools), *parts, user, *group, *grid
 
     def show_period(self, *values: object) -> Sequence[Any]:
-        """Fill the grid with the period's report (run, or taken from the cache); a tool's pick never comes here.
+        """Fill the grid with the period's report when the controls name another period than the one it shows.
 
-        `values` are the period's controls, the time zone's, the group picker's and the address's path.
+        `values` are the period's controls, the time zone's, the group picker's, what the grid shows and the address's
+        path. A tool's pick never comes here.
         """
-        choice, start_date, end_date, tz_choice, browser_zone, group, pathname = values
+        choice, start_date, end_date, tz_choice, browser_zone, group, shown, pathname = values
         if not is_capacity(pathname):
-            return (no_update,) * 5
+            return (no_update,) * len(GRID_OUTPUTS)
         group = checked_group(group)
         choice, span = self.period(choice, start_date, end_date, time_zone(tz_choice, browser_zone))
+        if span is not None and shown == [choice, *span, group]:
+            return (no_update,) * len(GRID_OUTPUTS)  # the address's view, filled in by route a moment ago
+        return self.period_part(choice, span, group)
+
+    def period_part(self, choice: str, span: tuple[float, float] | None, group: str | None) -> list[Any]:
+        """Return the grid's rows, its totals row, the tool picker's options, the period's line, the range box's style
+        and what the grid then shows (the period and group), for the period `span` of the choice `choice`."""
         range_box = SHOWN if choice == "range" else HIDDEN
         if span is None:
-            return [], no_update, no_update, "Pick the first and last day.", range_box
+            return [[], no_update, no_update, "Pick the first and last day.", range_box, None]
         try:
             report = self.service.report(*span, group=group)
             share = self.commit_share(*span, group) if group else 0.0
         except AnalysisUnavailable as exc:
-            return [], no_update, no_update, f"{exc}. Pick the period again.", range_box
+            return [[], no_update, no_update, f"{exc}. Pick the period again.", range_box, None]
         except GroupError:  # the mapping changed since the picker had it: the group is no more
-            return [], no_update, no_update, f"No group named {group} now. Pick another.", range_box
+            return [[], no_update, no_update, f"No group named {group} now. Pick another.", range_box, None]
         rows = table_rows(report)
         # Only the pinned row changes among the grid's options: the rest (sort, selection) stay as the page set them.
         pinned = Patch()
         pinned["pinnedBottomRowData"] = totals_row(report.totals, len(rows))
         options = tool_options(row["tool"] for row in rows)
-        return rows, pinned, options, period_text(report, self.currency, group, share), range_box
+        return [rows, pinned, options, period_text(report, self.currency, group, share), range_box, [choice, *span, group]]
 
     def commit_share(self, start: float, end: float, group: str) -> float:
         """Return the group's share of the period's commit cost, as the chargeback splits it (0 for a group that used none)."""
@@ -223,34 +263,27 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
     view = CapacityView(state)
     period = [Input(*part) for part in PERIOD_INPUTS]
     zone = [Input(*part) for part in ZONE_INPUTS]
-    app.callback(
+    app.clientside_callback(
+        VIEW_JS,
         Output("live-page", "style"),
         Output("capacity-section", "style"),
         Output("live-controls", "style"),
-        Output("capacity-period", "value"),
-        Output("capacity-range", "start_date"),
-        Output("capacity-range", "end_date"),
-        Output("capacity-tool", "value"),
-        Output("capacity-tool-message", "children"),
-        Output("capacity-main", "style"),
-        Output("capacity-user-section", "style"),
-        Output("capacity-user", "data"),
-        Output("capacity-group", "value"),
-        Output("capacity-group", "options"),
-        Output("capacity-group-message", "children"),
+        Input("url", "pathname"),
+    )
+    app.callback(
+        *(Output(*part) for part in VIEW_OUTPUTS + GRID_OUTPUTS),
         Input("url", "pathname"),
         State("url", "search"),
+        *(State(*part) for part in ZONE_INPUTS),
     )(view.route)
     app.callback(
-        Output("capacity-table", "rowData"),
-        Output("capacity-table", "dashGridOptions"),
-        Output("capacity-tool", "options"),
-        Output("capacity-period-text", "children"),
-        Output("capacity-range-box", "style"),
+        *(Output(*part, allow_duplicate=True) for part in GRID_OUTPUTS),
         *period,
         *zone,
         Input("capacity-group", "value"),
+        State("capacity-shown", "data"),
         State("url", "pathname"),
+        prevent_initial_call=True,  # route fills the grid for the address's view
     )(view.show_period)
     app.callback(
         Output("capacity-tool-title", "children"),

@@ -1,4 +1,14 @@
-"""The Capacity view's browser-side callbacks: the address bar, a clicked row, and the picked tool's row in the grid."""
+"""The Capacity view's browser-side callbacks: which view shows, the address bar, a clicked row, the picked tool's row."""
+
+# Shows the view the address names at once (the live view's part, the Capacity view's, the live controls), before any
+# answer from the server: while the Capacity view's first query runs, the page already is that view.
+VIEW_JS = """
+function(pathname) {
+    const capacity = typeof pathname === 'string' && pathname.replace(/\\/+$/, '').endsWith('/capacity');
+    const shown = {}, hidden = {display: 'none'};
+    return capacity ? [hidden, shown, hidden] : [shown, hidden, shown];
+}
+"""
 
 # Writes the Capacity view's query into the address bar in place, while the address is the Capacity view's.
 CAPACITY_QUERY_JS = """

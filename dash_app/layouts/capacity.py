@@ -127,6 +127,8 @@ def capacity_page(currency: str, tools: Iterable[str]) -> html.Section:
             user_section(),
             # The user's name from ?user=, for the user's page; None for the estate's.
             dcc.Store(id="capacity-user", storage_type="memory"),
+            # The period and group the grid shows ([choice, start, end, group]), so controls set to it fetch nothing.
+            dcc.Store(id="capacity-shown", storage_type="memory"),
             # What the browser-side callback that installs the pickers' typing writes: nothing.
             html.Div(
                 [
