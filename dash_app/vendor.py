@@ -20,8 +20,8 @@ PLOTLY_BUNDLE = "bundles/plotly-cartesian.min.js"
 PLOTLY_FIXED = "plotly/package_data/plotly.min.js"
 # assets/ subfolders Dash must not link in the page: their files load only when something asks for them.
 UNLINKED_ASSETS = ["bundles"]
-# The chunks the page's components load on demand (package, file), each used on every page: AG Grid's grid, dcc's
-# Graph, Dropdown and DatePickerRange (the Capacity view's range picker is in the one layout, hidden elsewhere).
+# The chunks the page's components load on demand (package, file), which the Capacity view's page links: AG Grid's
+# grid, dcc's Graph, Dropdown and DatePickerRange (its range picker).
 PAGE_CHUNKS = (
     ("dash_ag_grid", "async-community.js"),
     ("dash", "dcc/async-graph.js"),

@@ -189,15 +189,19 @@ class CapacityView:
         """Return the grid's rows, its totals row, the tool picker's options, the period's line, the range box's style
         and what the grid then shows (the period and group), for the period `span` of the choice `choice`."""
         range_box = SHOWN if choice == "range" else HIDDEN
+
+        def no_rows(why: str) -> list[Any]:
+            return [[], no_update, no_update, why, range_box, None]
+
         if span is None:
-            return [[], no_update, no_update, "Pick the first and last day.", range_box, None]
+            return no_rows("Pick the first and last day.")
         try:
             report = self.service.report(*span, group=group)
             share = self.commit_share(*span, group) if group else 0.0
         except AnalysisUnavailable as exc:
-            return [[], no_update, no_update, f"{exc}. Pick the period again.", range_box, None]
+            return no_rows(f"{exc}. Pick the period again.")
         except GroupError:  # the mapping changed since the picker had it: the group is no more
-            return [[], no_update, no_update, f"No group named {group} now. Pick another.", range_box, None]
+            return no_rows(f"No group named {group} now. Pick another.")
         rows = table_rows(report)
         # Only the pinned row changes among the grid's options: the rest (sort, selection) stay as the page set them.
         pinned = Patch()
