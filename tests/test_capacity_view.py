@@ -160,3 +160,69 @@ def test_the_address_opens_the_view_with_its_rows_and_controls_set_to_them_fetch
     # The live view's address changes nothing of the Capacity view's.
     live = post_callback(client, is_route, {**address, ("url", "pathname"): "/"}, "url.pathname")
     assert live.status_code == 200 and live.get_json()["response"] == {}
+
+
+def test_the_report_of_a_capacity_pages_address_is_built_while_the_page_loads(make_app, caplog):
+    from dash_app.callbacks.capacity_period import period_for, rolling_span
+    from dash_app.layouts.capacity import DEFAULT_PERIOD, PERIODS
+    from dash_app.testing import FakeClock
+
+    # Which addresses say their grid's period: a window ending now, for everyone; their span is the view's.
+    now, longest = 1_800_000_030.0, 31 * 86400.0
+    for value, _ in PERIODS:
+        # A range without its dates opens the default period, as a value no period has does.
+        opened = DEFAULT_PERIOD if value == "range" else value
+        expected = period_for(opened, None, None, now, "UTC", longest) if opened.isdigit() else None
+        assert rolling_span(f"?period={value}", now, longest) == expected, value
+        assert rolling_span(f"?window={value}&tool=x", now, longest) == expected, value
+    assert (
+        rolling_span("", now, longest)
+        == rolling_span("?window=7", now, longest)
+        == period_for(DEFAULT_PERIOD, None, None, now, "UTC", longest)
+    )
+    for search in ("?group=eng", "?window=86400&group=eng", "?from=2026-11-01&to=2026-11-05"):
+        assert rolling_span(search, now, longest) is None, search
+
+    app = make_app()  # an in-memory store: its reports are built here, as the analysis process builds a file's
+    state = get_state(app)
+    state.analytics.clock = clock = FakeClock(time.time())  # the page's request and the view's callback: one minute
+    start = (clock.now // HOUR - 30) * HOUR
+    state.pool.return_license(state.pool.borrow(GH, "user0", at=start).id, at=start + HOUR)
+    state.store.flush()
+    client = app.server.test_client()
+    caplog.set_level("DEBUG", logger="dash_app.callbacks.capacity_prefetch")
+    assert client.get("/capacity?window=2592000", headers={"Accept": "text/html"}).status_code == 200
+    deadline = time.monotonic() + 30
+    while "built the report of" not in caplog.text:
+        assert time.monotonic() < deadline, "the page's report was not built"
+        time.sleep(0.01)
+    # A session stored since: a report built when the view asks would count it; the one built as the page was asked for
+    # (younger than REUSE_SECONDS) does not. So the view's first answer is that report.
+    state.pool.return_license(state.pool.borrow(GH, "user1", at=start + 2 * HOUR).id, at=start + 3 * HOUR)
+    state.store.flush()
+    address = {("url", "pathname"): "/capacity", ("url", "search"): "?window=2592000", **PERIOD}
+    answer = post_callback(client, lambda d: "..capacity-period.value..." in d["output"], address, "url.pathname")
+    rows = answer.get_json()["response"]["capacity-table"]["rowData"]
+    assert [(row["tool"], row["borrows"]) for row in rows if row["borrows"]] == [(GH, 1)]
+    # A period the address does not name is built when asked for: both sessions.
+    answer = post_callback(
+        client,
+        lambda d: "..capacity-period.value..." in d["output"],
+        {**address, ("url", "search"): "?window=604800"},
+        "url.pathname",
+    )
+    rows = answer.get_json()["response"]["capacity-table"]["rowData"]
+    assert [(row["tool"], row["borrows"]) for row in rows if row["borrows"]] == [(GH, 2)]
+
+
+def test_a_page_whose_report_cannot_be_built_says_so_in_a_log_line(make_app, caplog):
+    app = make_app()
+    get_state(app).store.close()  # the history cannot be read: building the report fails
+    caplog.set_level("DEBUG", logger="dash_app.callbacks.capacity_prefetch")
+    assert app.server.test_client().get("/capacity?window=86400").status_code == 200
+    deadline = time.monotonic() + 60
+    while not any(r.getMessage().startswith("building the report a Capacity page asked for failed: ") for r in caplog.records):
+        assert time.monotonic() < deadline, "no log line for the report that failed"
+        time.sleep(0.01)
+    (failed,) = [r for r in caplog.records if r.name == "dash_app.callbacks.capacity_prefetch"]
+    assert failed.levelname == "WARNING" and "\n" not in failed.getMessage()

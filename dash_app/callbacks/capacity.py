@@ -16,9 +16,10 @@ from dash_app.callbacks.capacity_period import (
     is_capacity,
     query_for,
     query_values,
-    resolved_now,
+    resolved,
     view_from_query,
 )
+from dash_app.callbacks.capacity_prefetch import ReportPrefetch
 from dash_app.callbacks.capacity_user import register_user_callbacks
 from dash_app.callbacks.chargeback import checked_group, picked_group, register_chargeback_callbacks
 from dash_app.callbacks.estate import register_estate_callbacks
@@ -150,7 +151,7 @@ class CapacityView:
 
     def period(self, choice: object, start_date: object, end_date: object, zone: str) -> tuple[str, tuple[float, float] | None]:
         """Return the period choice and its [start, end) now (None for a range not yet picked)."""
-        return resolved_now(choice, start_date, end_date, zone, self.service.longest)
+        return resolved(choice, start_date, end_date, zone, self.service.clock(), self.service.longest)
 
     def route(self, pathname: object, search: object, tz_choice: object, browser_zone: object) -> tuple[Any, ...]:
         """Open the Capacity view as its address's query says, its grid filled in (VIEW_JS has shown the view).
@@ -265,6 +266,8 @@ class CapacityView:
 def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
     """Wire the Capacity view to `state`'s analytics."""
     view = CapacityView(state)
+    # The address's report is built while the page loads (after the sign-in check: registered after it).
+    app.server.before_request(ReportPrefetch(state.analytics).page_requested)
     period = [Input(*part) for part in PERIOD_INPUTS]
     zone = [Input(*part) for part in ZONE_INPUTS]
     app.clientside_callback(

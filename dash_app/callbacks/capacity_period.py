@@ -1,6 +1,5 @@
 """The Capacity view's period and address: what a /capacity query opens, the query a view is, and [start, end)."""
 
-import time
 from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlencode
@@ -124,8 +123,11 @@ def resolved(
     return checked, period_for(checked, dates[0], dates[1], now, zone, longest)
 
 
-def resolved_now(
-    choice: object, start_date: object, end_date: object, zone: str, longest: float
-) -> tuple[str, tuple[float, float] | None]:
-    """Return resolved() of the controls' values as of now."""
-    return resolved(choice, start_date, end_date, zone, time.time(), longest)
+def rolling_span(search: object, now: float, longest: float) -> tuple[float, float] | None:
+    """Return [start, end) of the grid a /capacity query opens, when the address alone says it: a window ending now,
+    for everyone (no ?group=). None for a calendar period or a range of dates (the viewer's zone says when they
+    start) and for a group (its report is the group's)."""
+    if "group" in query_values(search):
+        return None
+    choice = view_from_query(search, ())[0]
+    return period_for(choice, None, None, now, "UTC", longest) if choice.isdigit() else None

@@ -7,7 +7,7 @@ from dash import Input, Output, State, no_update
 
 from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.auth import viewer as readers
-from dash_app.callbacks.capacity_period import PERIOD_INPUTS, ZONE_INPUTS, is_capacity, resolved_now
+from dash_app.callbacks.capacity_period import PERIOD_INPUTS, ZONE_INPUTS, is_capacity, resolved
 from dash_app.layouts.capacity_user import NAMES_NEEDED, user_body
 from dash_app.layouts.controls import time_zone
 from dash_app.layouts.tables import checkout_rows
@@ -41,7 +41,7 @@ class UserView:
         if not names.real:
             return "A user's page", NAMES_NEEDED
         zone = time_zone(tz_choice, browser_zone)
-        _choice, span = resolved_now(choice, start_date, end_date, zone, self.service.longest)
+        _choice, span = resolved(choice, start_date, end_date, zone, self.service.clock(), self.service.longest)
         if span is None:
             return user, "Pick the first and last day."
         held = checkout_rows(self.pool.active_borrows(user=user), time.time(), zone, names=names)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from dash import Input, Output, Patch, State, no_update
 
 from dash_app.analytics.runners import AnalysisUnavailable
-from dash_app.callbacks.capacity_period import PERIOD_INPUTS, ZONE_INPUTS, is_capacity, query_values, resolved_now
+from dash_app.callbacks.capacity_period import PERIOD_INPUTS, ZONE_INPUTS, is_capacity, query_values, resolved
 from dash_app.directory.mapping import UNUSED, GroupKey
 from dash_app.figures.chargeback import chargeback_chart
 from dash_app.figures.common import empty_figure
@@ -112,7 +112,7 @@ class ChargebackView:
             return (no_update,) * 6
         by = checked_by(by)
         zone = time_zone(tz_choice, browser_zone)
-        _choice, span = resolved_now(choice, start_date, end_date, zone, self.service.longest)
+        _choice, span = resolved(choice, start_date, end_date, zone, self.service.clock(), self.service.longest)
         columns = Patch()
         columns[0]["headerName"] = BY_NAMES[by]
         if span is None:

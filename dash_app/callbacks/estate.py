@@ -9,7 +9,7 @@ from dash_app.analytics.runners import AnalysisUnavailable
 from dash_app.analytics.service import GroupError
 from dash_app.auth import viewer as readers
 from dash_app.callbacks.capacity_js import TOOL_FROM_ADDRESS_JS
-from dash_app.callbacks.capacity_period import PERIOD_INPUTS, ZONE_INPUTS, is_capacity, resolved_now
+from dash_app.callbacks.capacity_period import PERIOD_INPUTS, ZONE_INPUTS, is_capacity, resolved
 from dash_app.callbacks.chargeback import checked_group
 from dash_app.figures.common import empty_figure
 from dash_app.figures.estate import estate_heatmap
@@ -42,7 +42,7 @@ class EstateView:
             return no_update, no_update, no_update
         group = checked_group(group)
         zone = time_zone(tz_choice, browser_zone)
-        _choice, span = resolved_now(choice, start_date, end_date, zone, self.service.longest)
+        _choice, span = resolved(choice, start_date, end_date, zone, self.service.clock(), self.service.longest)
         if span is None:
             return [], empty_figure("Pick the first and last day"), []
         names = readers.current_viewer().names
