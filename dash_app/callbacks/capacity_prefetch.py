@@ -32,7 +32,10 @@ class ReportPrefetch:
         span = rolling_span("?" + request.query_string.decode("latin-1"), self.service.clock(), self.service.longest)
         if span is None or not self._busy.acquire(blocking=False):
             return
-        threading.Thread(target=self._build, args=span, name="capacity-prefetch", daemon=True).start()
+        try:
+            threading.Thread(target=self._build, args=span, name="capacity-prefetch", daemon=True).start()
+        except RuntimeError:  # no thread to be had (the process at its limit): the view's callback builds it
+            self._busy.release()
 
     def _build(self, start: float, end: float) -> None:
         started = time.monotonic()
