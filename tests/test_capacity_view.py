@@ -163,66 +163,89 @@ def test_the_address_opens_the_view_with_its_rows_and_controls_set_to_them_fetch
 
 
 def test_the_report_of_a_capacity_pages_address_is_built_while_the_page_loads(make_app, caplog):
-    from dash_app.callbacks.capacity_period import period_for, rolling_span
-    from dash_app.layouts.capacity import DEFAULT_PERIOD, PERIODS
+    from dash_app.callbacks.capacity_period import rolling_span
     from dash_app.testing import FakeClock
-
-    # Which addresses say their grid's period: a window ending now, for everyone; their span is the view's.
-    now, longest = 1_800_000_030.0, 31 * 86400.0
-    for value, _ in PERIODS:
-        # A range without its dates opens the default period, as a value no period has does.
-        opened = DEFAULT_PERIOD if value == "range" else value
-        expected = period_for(opened, None, None, now, "UTC", longest) if opened.isdigit() else None
-        assert rolling_span(f"?period={value}", now, longest) == expected, value
-        assert rolling_span(f"?window={value}&tool=x", now, longest) == expected, value
-    assert (
-        rolling_span("", now, longest)
-        == rolling_span("?window=7", now, longest)
-        == period_for(DEFAULT_PERIOD, None, None, now, "UTC", longest)
-    )
-    for search in ("?group=eng", "?window=86400&group=eng", "?from=2026-11-01&to=2026-11-05"):
-        assert rolling_span(search, now, longest) is None, search
+    from dash_app.timeutil import iso_second
 
     app = make_app()  # an in-memory store: its reports are built here, as the analysis process builds a file's
     state = get_state(app)
-    state.analytics.clock = clock = FakeClock(time.time())  # the page's request and the view's callback: one minute
+    service = state.analytics
+    # The page's request and the view's callback in one minute, well before its end (a page asked for in its last
+    # seconds leaves its report to the callback, which asks in the next minute).
+    service.clock = clock = FakeClock(time.time() // 60 * 60 + 10)
     start = (clock.now // HOUR - 30) * HOUR
     state.pool.return_license(state.pool.borrow(GH, "user0", at=start).id, at=start + HOUR)
     state.store.flush()
     client = app.server.test_client()
+
+    def is_route(d):
+        return "..capacity-period.value..." in d["output"]
+
+    def opened(search):
+        """What the view's first answer fills the grid with for an address: its period, and GH's borrows."""
+        address = {("url", "pathname"): "/capacity", ("url", "search"): search, **PERIOD}
+        answer = post_callback(client, is_route, address, "url.pathname").get_json()["response"]
+        borrows = [row["borrows"] for row in answer["capacity-table"]["rowData"] if row["tool"] == GH]
+        return tuple(answer["capacity-shown"]["data"][1:3]), borrows
+
+    # The span the address alone says is the one the view then asks for; none where the viewer's zone or a group
+    # decides it.
+    for search in (
+        "",
+        "?window=2592000",
+        f"?window=86400&tool={GH}",
+        "?period=range",
+        "?window=999",
+        "?user=user0&window=2592000",
+        "?period=604800",
+    ):
+        assert rolling_span(search, clock.now, service.longest) == opened(search)[0], search
+    for search in (
+        "?period=this-month",
+        "?period=last-month",
+        "?from=2026-11-01&to=2026-11-05",
+        "?group=eng",
+        "?window=86400&group=x",
+    ):
+        assert rolling_span(search, clock.now, service.longest) is None, search
+
     caplog.set_level("DEBUG", logger="dash_app.callbacks.capacity_prefetch")
+    clock.advance(60)  # a new minute: no report of it is built yet
+    span = rolling_span("?window=2592000", clock.now, service.longest)
+    built = f"built the report of {iso_second(span[0])} to {iso_second(span[1])} for a Capacity page"
     assert client.get("/capacity?window=2592000", headers={"Accept": "text/html"}).status_code == 200
     deadline = time.monotonic() + 30
-    while "built the report of" not in caplog.text:
+    while built not in caplog.text:
         assert time.monotonic() < deadline, "the page's report was not built"
         time.sleep(0.01)
     # A session stored since: a report built when the view asks would count it; the one built as the page was asked for
     # (younger than REUSE_SECONDS) does not. So the view's first answer is that report.
     state.pool.return_license(state.pool.borrow(GH, "user1", at=start + 2 * HOUR).id, at=start + 3 * HOUR)
     state.store.flush()
-    address = {("url", "pathname"): "/capacity", ("url", "search"): "?window=2592000", **PERIOD}
-    answer = post_callback(client, lambda d: "..capacity-period.value..." in d["output"], address, "url.pathname")
-    rows = answer.get_json()["response"]["capacity-table"]["rowData"]
-    assert [(row["tool"], row["borrows"]) for row in rows if row["borrows"]] == [(GH, 1)]
-    # A period the address does not name is built when asked for: both sessions.
-    answer = post_callback(
-        client,
-        lambda d: "..capacity-period.value..." in d["output"],
-        {**address, ("url", "search"): "?window=604800"},
-        "url.pathname",
-    )
-    rows = answer.get_json()["response"]["capacity-table"]["rowData"]
-    assert [(row["tool"], row["borrows"]) for row in rows if row["borrows"]] == [(GH, 2)]
+    assert opened("?window=2592000") == (span, [1])
+    # A period the page's address does not name is built when asked for: both sessions.
+    assert opened("?window=604800")[1] == [2]
+    # Only the Capacity page's GET starts one: not the API's /analytics/capacity, nor another path ending so.
+    caplog.clear()
+    clock.advance(60)
+    for path in ("/analytics/capacity?window=2592000", "/assets/capacity?window=2592000"):
+        client.get(path)
+    assert opened("?window=2592000")[1] == [2]  # built by the callback, as of now
+    assert "built the report of" not in caplog.text
 
 
 def test_a_page_whose_report_cannot_be_built_says_so_in_a_log_line(make_app, caplog):
+    from dash_app.testing import FakeClock
+
     app = make_app()
+    get_state(app).analytics.clock = FakeClock(1_700_000_010.0)  # a span of this test's own in the log line
     get_state(app).store.close()  # the history cannot be read: building the report fails
     caplog.set_level("DEBUG", logger="dash_app.callbacks.capacity_prefetch")
     assert app.server.test_client().get("/capacity?window=86400").status_code == 200
+    failed = "building the report of 2023-11-13T22:13:00Z to 2023-11-14T22:13:00Z for a Capacity page failed: "
     deadline = time.monotonic() + 60
-    while not any(r.getMessage().startswith("building the report a Capacity page asked for failed: ") for r in caplog.records):
+    while not [r for r in caplog.records if r.getMessage().startswith(failed)]:
         assert time.monotonic() < deadline, "no log line for the report that failed"
         time.sleep(0.01)
-    (failed,) = [r for r in caplog.records if r.name == "dash_app.callbacks.capacity_prefetch"]
-    assert failed.levelname == "WARNING" and "\n" not in failed.getMessage()
+    (record,) = [r for r in caplog.records if r.getMessage().startswith(failed)]
+    assert record.levelname == "WARNING" and "\n" not in record.getMessage()

@@ -301,8 +301,11 @@ class AnalysisProcess:
         self._process: Any = None  # multiprocessing's SpawnProcess
         self._conn: Connection | None = None
         self.restarts = 0
+        self._stopped = False  # by stop(): a query that comes after (a thread still at work) starts no process
 
     def _ensure(self) -> Connection:
+        if self._stopped:
+            raise AnalysisUnavailable("the analysis process has stopped with the server")
         if self._process is not None and self._process.is_alive() and self._conn is not None:
             return self._conn
         if self._process is not None:
@@ -348,8 +351,9 @@ class AnalysisProcess:
             self._process = None
 
     def stop(self) -> None:
-        """Ask the process to end and wait for it."""
+        """Ask the process to end and wait for it; no query starts another after this."""
         with self._lock:
+            self._stopped = True
             if self._conn is not None and self._process is not None and self._process.is_alive():
                 try:
                     self._conn.send(None)

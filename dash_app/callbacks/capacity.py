@@ -267,7 +267,8 @@ def register_capacity_callbacks(app: "Dash", state: "AppState") -> None:
     """Wire the Capacity view to `state`'s analytics."""
     view = CapacityView(state)
     # The address's report is built while the page loads (after the sign-in check: registered after it).
-    app.server.before_request(ReportPrefetch(state.analytics).page_requested)
+    page = app.config.routes_pathname_prefix.rstrip("/") + CAPACITY_PATH
+    app.server.before_request(ReportPrefetch(state.analytics, page).page_requested)
     period = [Input(*part) for part in PERIOD_INPUTS]
     zone = [Input(*part) for part in ZONE_INPUTS]
     app.clientside_callback(
