@@ -21,15 +21,18 @@ The baseline is today's code path: the same measurements against a server runnin
 revision, `git archive`d into a temporary directory), in the same run, over the same file.
 
 `--restarts N` times only the restart row: N restarts per version, the versions alternating (one run of the whole
-moves by a few tenths either way).
+moves by a few tenths either way). `--postgres` puts the same history into a real PostgreSQL server (Debian's, on a
+free loopback port; `db copy` from the file) and serves it from there, the analysis copy kept in a temporary
+`--analysis-dir`.
 
 Run: python benchmarks/bench_capacity_view.py [--sessions N] [--denials N] [--baseline main] [--no-baseline]
-     [--restarts N]
+     [--restarts N] [--postgres]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -47,7 +50,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from dash_app.store import Store
-from dash_app.testing import ROOT, TEST_TOKEN, estate_inventory, free_port, procfile_command
+from dash_app.store.transfer import timed_copy
+from dash_app.testing import ROOT, TEST_TOKEN, PostgresServer, estate_inventory, free_port, procfile_command
 from dash_app.testing.synthetic import store_history, synthetic_history
 
 CHROMIUM = os.environ.get("DASH_TEST_CHROMEPATH", "/usr/bin/chromium")
@@ -103,16 +107,17 @@ return [...document.querySelectorAll('#capacity-table .ag-center-cols-container 
 
 
 class Server:
-    """gunicorn with the Procfile's line, run from the code at `root`, over the database file `db`."""
+    """gunicorn with the Procfile's line, run from the code at `root`, over the database `db` (a file or a URL)."""
 
-    def __init__(self, root: Path, db: Path, tools_file: Path, log: Path, port: int | None = None) -> None:
+    def __init__(self, root: Path, db: str, tools_file: Path, log: Path, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")}
         env.update(
             {
                 "PORT": str(self.port),
-                "DASH_APP_DB": str(db),
+                "DASH_APP_DB": db,
+                "DASH_APP_ANALYSIS_DIR": str(log.parent / "analysis"),  # where a server's history is copied to
                 "DASH_APP_TOOLS": str(tools_file),
                 "DASH_APP_HISTORY_DAYS": "31",
                 "DASH_APP_API_TOKEN": TEST_TOKEN,
@@ -198,13 +203,20 @@ def next_minute() -> None:
     time.sleep(60.5 - time.time() % 60)
 
 
-def measure(root: Path, db: Path, tools_file: Path, log: Path) -> dict[str, float]:
+def saved_copies(db: str, log: Path) -> list[Path]:
+    """Return the analysis copies saved of `db`: beside a file, or in the servers' --analysis-dir for a URL."""
+    if "://" in db:
+        return sorted((log.parent / "analysis").glob("*" + SAVED_COPY))
+    return [Path(db + SAVED_COPY)]
+
+
+def measure(root: Path, db: str, tools_file: Path, log: Path) -> dict[str, float]:
     """Return every timing of one code version (see the module's docstring)."""
     out: dict[str, float] = {}
     driver = browser()
     try:
-        saved = Path(str(db) + SAVED_COPY)
-        saved.unlink(missing_ok=True)
+        for saved in saved_copies(db, log):
+            saved.unlink(missing_ok=True)
         server = Server(root, db, tools_file, log)
         port = server.port
         try:
@@ -214,7 +226,7 @@ def measure(root: Path, db: Path, tools_file: Path, log: Path) -> dict[str, floa
                 navigate(driver, server.url + MONTH)
         finally:
             server.stop()
-        if saved.exists():  # saved by the first start's analysis process (this code's; not a baseline's before it)
+        if any(saved.exists() for saved in saved_copies(db, log)):  # by the first start's process (a baseline may keep none)
             server = Server(root, db, tools_file, log, port)  # the same origin: its cache, as after a real restart
             try:
                 visit(driver, out, "30 days, right at a restart", server.url + MONTH)
@@ -249,7 +261,7 @@ def measure(root: Path, db: Path, tools_file: Path, log: Path) -> dict[str, floa
     return out
 
 
-def restarts(versions: dict[str, Path], db: Path, tools_file: Path, log: Path, count: int) -> None:
+def restarts(versions: dict[str, Path], db: str, tools_file: Path, log: Path, count: int) -> None:
     """Print the 30-day view's time right at a restart, `count` restarts per code version, the versions alternating."""
     driver = browser()
     ports = {name: free_port() for name in versions}
@@ -299,6 +311,7 @@ def main() -> None:
     parser.add_argument("--baseline", default="main", help="git revision of today's code (default main)")
     parser.add_argument("--no-baseline", action="store_true", help="measure this checkout only")
     parser.add_argument("--restarts", type=int, default=0, help="time only the restart row, N restarts per version")
+    parser.add_argument("--postgres", action="store_true", help="serve the history from a real PostgreSQL server")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-capacity-view-") as tmp:
@@ -309,30 +322,40 @@ def main() -> None:
         end = float(int(time.time() // 60) * 60)
         started = time.perf_counter()
         history = synthetic_history(days=30, tools=200, sessions=args.sessions, denials=args.denials, seed=1, end=end)
-        db = work / "capacity.db"
-        store = Store(str(db))
+        file = work / "capacity.db"
+        store = Store(str(file))
         store_history(store, history)
         store.close()
         print(
             f"history: {len(history.sessions):,} sessions, {len(history.denials):,} denials, 200 tools, 30 days "
             f"ending now (generated and stored in {time.perf_counter() - started:.0f} s)"
         )
-        versions = {"ours": ROOT}
-        if not args.no_baseline:
-            versions[f"baseline ({args.baseline})"] = export(args.baseline, work / "baseline")
-        if args.restarts:
-            restarts(versions, db, tools_file, work / "server.log", args.restarts)
-            return
-        results = {}
-        for name, root in versions.items():
-            results[name] = measure(root, db, tools_file, work / "server.log")
-        print(f"\n{'':<50}" + "".join(f"{name:>20}" for name in results))
-        rows = list(dict.fromkeys(row for r in results.values() for row in r))
-        for row in rows:
-            target = TARGET_CLICK if "click" in row else None if row.startswith(("(", " ")) else TARGET_GRID
-            cells = "".join(f"{r.get(row, float('nan')):>19.2f}s" for r in results.values())
-            print(f"{row:<50}{cells}" + (f"   (target <= {target} s)" if target else ""))
+        with PostgresServer() if args.postgres else contextlib.nullcontext() as postgres:
+            db = str(file)
+            if postgres is not None:
+                db = postgres.url
+                print(f"PostgreSQL: {timed_copy(str(file), db)}")
+            run(args, work, db, tools_file)
     sys.stdout.flush()
+
+
+def run(args: argparse.Namespace, work: Path, db: str, tools_file: Path) -> None:
+    """Measure this checkout and the baseline over `db`, and print the table (or the restart series)."""
+    versions = {"ours": ROOT}
+    if not args.no_baseline:
+        versions[f"baseline ({args.baseline})"] = export(args.baseline, work / "baseline")
+    if args.restarts:
+        restarts(versions, db, tools_file, work / "server.log", args.restarts)
+        return
+    results = {}
+    for name, root in versions.items():
+        results[name] = measure(root, db, tools_file, work / "server.log")
+    print(f"\n{'':<50}" + "".join(f"{name:>20}" for name in results))
+    rows = list(dict.fromkeys(row for r in results.values() for row in r))
+    for row in rows:
+        target = TARGET_CLICK if "click" in row else None if row.startswith(("(", " ")) else TARGET_GRID
+        cells = "".join(f"{r.get(row, float('nan')):>19.2f}s" for r in results.values())
+        print(f"{row:<50}{cells}" + (f"   (target <= {target} s)" if target else ""))
 
 
 if __name__ == "__main__":

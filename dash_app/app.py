@@ -13,7 +13,7 @@ import flask
 from dash_app import config as config_module
 from dash_app import prometheus_metrics, vendor
 from dash_app.alerts.setup import build_alerts, read_rules
-from dash_app.analytics.runners import Runner
+from dash_app.analytics.runners import Runner, analysis_runner
 from dash_app.analytics.service import CapacityService
 from dash_app.auth import register_auth
 from dash_app.buffer import RealtimeMetricsBuffer
@@ -174,7 +174,7 @@ def build_state(config: Config, lead: bool = True, analysis: Runner | None = Non
         true_denial_minutes=config.true_denial_minutes,
         groups=directory.mapping,
         currency=config.currency,
-        runner=analysis,
+        runner=analysis or analysis_runner(store, config.analysis_dir),
     )
     # Every process runs the reports' thread (a one-off command none): each period's claim in the database sends it once.
     reports = build_reports(config, read_reports(config), store, analytics) if lead else None

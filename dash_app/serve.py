@@ -62,10 +62,10 @@ def served_app(config: "Config | None" = None) -> "Flask":
     from dash_app.analytics.runners import started_if_analysed_before
 
     config = config_module.coerce(config)
-    # A history analysed before (its copy saved beside the database) has its analysis process started first, before
-    # Dash is even imported: it loads that copy while this worker builds the app (each about a second, on two cores),
-    # and the first Capacity view after a restart finds it ready.
-    analysis = started_if_analysed_before(config.db)
+    # A history analysed before (its copy saved beside the database file, or in --analysis-dir for a server) has its
+    # analysis process started first, before Dash is even imported: it loads that copy while this worker builds the
+    # app (each about a second, on two cores), and the first Capacity view after a restart finds it ready.
+    analysis = started_if_analysed_before(config.db, config.analysis_dir)
 
     from dash_app import create_app
     from dash_app.dash_routes import warm_on_first_page

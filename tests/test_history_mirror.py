@@ -298,7 +298,7 @@ def test_the_file_is_written_whole_and_readable_by_its_owner_alone(tmp_path):
         assert os.stat(saved).st_mode & 0o777 == 0o600
         assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]  # no temporary file left
         same_as_the_store(_restarted(db, saved), store, NOW)
-        assert saved_copy_path(":memory:") is None and saved_copy_path("postgresql://u@h/db") is None
+        assert saved_copy_path(":memory:", "/cache") is None and saved_copy_path("postgresql://u@h/db") is None
     finally:
         store.stop()
 
@@ -341,24 +341,32 @@ def test_a_damaged_or_foreign_file_is_refused_in_one_line(tmp_path):
         mirror_file.load(str(tmp_path / "none.npz"))
 
 
-def test_the_analysis_process_saves_its_copy_and_the_next_one_starts_from_it(tmp_path, capfd):
-    """Saved after its first whole read and when SIGTERM stops it; the next process loads it and reads the rest."""
+def test_the_analysis_process_saves_its_copy_and_the_next_one_starts_from_it(database, tmp_path, capfd):
+    """Saved after its first whole read and when SIGTERM stops it; the next process loads it and reads the rest.
+
+    A file's copy sits beside it; a server's goes to --analysis-dir, a folder the process makes private to its user.
+    """
     import signal
 
-    from dash_app.analytics.runners import AnalysisProcess
+    from dash_app.analytics.runners import analysis_runner, started_if_analysed_before
 
-    db = tmp_path / "site.db"
-    store = _store_with(db, [borrow_event("Roomy", "ann", False, "a", NOW), return_event("a", "ann", "Roomy", NOW + HOUR)])
-    saved = saved_copy_path(str(db))
+    cache = tmp_path / "cache" / "dash_app"
+    store = _store_with(database, [borrow_event("Roomy", "ann", False, "a", NOW), return_event("a", "ann", "Roomy", NOW + HOUR)])
+    saved = saved_copy_path(database, str(cache))
+    if "://" not in database:
+        assert saved == database + "-analysis.npz"
     query = {"start": NOW - DAY, "end": NOW + DAY, "tools": None, "gap": 0.0, "limit": 10}
     try:
-        first = AnalysisProcess(str(db))
+        assert started_if_analysed_before(database, str(cache)) is None  # nothing saved yet: started on demand
+        first = analysis_runner(store, str(cache))
         first.start()
         assert [u["user"] for u in first.run("users", **query)] == ["ann"]
         deadline = time.monotonic() + 30  # saved once idle after the whole read (a query never waits for it)
         while not os.path.exists(saved) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert mirror_file.load(saved).names == ["Roomy", "ann"]
+        if "://" in database:
+            assert os.path.dirname(saved) == str(cache) and os.stat(cache).st_mode & 0o777 == 0o700
         store.on_events([borrow_event("Tight", "bob", False, "b", NOW), return_event("b", "bob", "Tight", NOW + 2 * HOUR)])
         assert store.flush()
         assert [u["user"] for u in first.run("users", **query)] == ["bob", "ann"]  # read; saved within SAVE_SECONDS
@@ -371,8 +379,8 @@ def test_the_analysis_process_saves_its_copy_and_the_next_one_starts_from_it(tmp
         store.on_events([borrow_event("Roomy", "cy", False, "c", NOW), return_event("c", "cy", "Roomy", NOW + 3 * HOUR)])
         assert store.flush()
         capfd.readouterr()
-        second = AnalysisProcess(str(db))
-        second.start()
+        second = started_if_analysed_before(database, str(cache))  # as a server starts: the copy is there
+        assert second is not None
         try:
             assert [u["user"] for u in second.run("users", **query)] == ["cy", "bob", "ann"]
         finally:
@@ -381,6 +389,30 @@ def test_the_analysis_process_saves_its_copy_and_the_next_one_starts_from_it(tmp
         assert "loaded the saved copy of the history (2 sessions)" in logged and "reading it whole" not in logged
     finally:
         store.stop()
+
+
+def test_a_servers_copy_is_named_after_its_database_never_its_password():
+    """The same database however its URL is spelled finds one copy; another database, user, host or port its own."""
+    same = [
+        saved_copy_path("postgresql://ann:one@db.example:5432/licenses", "/cache"),
+        saved_copy_path("postgresql+psycopg://ann:two@db.example:5432/licenses", "/cache"),
+    ]
+    assert same[0] == same[1] and same[0].startswith("/cache/licenses-") and same[0].endswith("-analysis.npz")
+    assert "one" not in same[0] and "two" not in same[0]
+    others = {
+        saved_copy_path(url, "/cache")
+        for url in (
+            "postgresql://ann@db.example:5432/other",
+            "postgresql://bob@db.example:5432/licenses",
+            "postgresql://ann@db2.example:5432/licenses",
+            "postgresql://ann@db.example:5433/licenses",
+            "postgresql://ann@db.example:5432/licenses?host=/run/postgresql",
+        )
+    }
+    assert len(others) == 5 and same[0] not in others
+    assert saved_copy_path("postgresql://ann@db.example/db/../x", "/cache").startswith("/cache/db_.._x-")  # one file name
+    assert saved_copy_path("postgresql://ann@db.example/licenses", "") is None  # --analysis-dir '': none kept
+    assert saved_copy_path("~/site.db", "/cache") == "~/site.db-analysis.npz"  # a file's copy sits beside it
 
 
 def test_a_copy_that_cannot_be_saved_or_loaded_costs_a_log_line_and_a_whole_read(tmp_path, caplog):

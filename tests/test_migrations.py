@@ -337,7 +337,7 @@ def test_revision_8_gives_a_database_at_revision_7_the_reports_tables_keeping_it
     engine.dispose()
     store = Store(db)
     try:
-        assert store.read("SELECT version_num FROM alembic_version") == [("0009",)] == [(head(),)]
+        assert store.read("SELECT version_num FROM alembic_version") == [("0010",)] == [(head(),)]
         assert store.read("SELECT * FROM charges") == [("MATLAB", 2)]
         assert store.read("SELECT COUNT(*) FROM report_runs") == [(0,)] == store.read("SELECT COUNT(*) FROM report_schedules")
     finally:
@@ -346,3 +346,55 @@ def test_revision_8_gives_a_database_at_revision_7_the_reports_tables_keeping_it
         new = tmp_path / "new.db"
         Store(new).close()
         assert shape(db) == shape(new)
+
+
+def test_revision_10_gives_a_server_databases_changed_indexes_the_rowid_keeping_its_rows(postgres):
+    """The check of a saved copy reads one write's newest rows by rowid: on PostgreSQL the index must hold it (SQLite's
+    index on `changed` ends with the rowid by itself, so its files stay as they are)."""
+    url = postgres.create_database("at_revision_9")
+    upgrade_to(url, "0009")
+    engine = server_engine(url)
+    with engine.begin() as conn:
+        for table in ("borrows", "denials"):  # as revisions 5 to 9 made them
+            conn.execute(text(f"DROP INDEX {table}_changed"))
+            conn.execute(text(f"CREATE INDEX {table}_changed ON {table} (changed)"))
+        conn.execute(
+            text(
+                'INSERT INTO borrows (id, tool, "user", borrowed_at, is_overage, changed) '
+                "VALUES ('b-1', 'MATLAB', 'ann', :ts, 0, 3)"
+            ),
+            {"ts": NOW},
+        )
+    engine.dispose()
+    store = Store(url)
+    try:
+        assert store.read("SELECT version_num FROM alembic_version") == [(head(),)]
+        assert store.read('SELECT id, "user", changed FROM borrows') == [("b-1", "ann", 3)]
+    finally:
+        store.close()
+    engine = server_engine(url)
+    try:
+        found = inspect(engine)
+        for table in ("borrows", "denials"):
+            [columns] = [i["column_names"] for i in found.get_indexes(table) if i["name"] == f"{table}_changed"]
+            assert columns == ["changed", "rowid"], table
+    finally:
+        engine.dispose()
+
+
+def test_a_files_changed_indexes_are_on_the_stamp_alone_as_sqlite_adds_the_rowid(tmp_path):
+    db = tmp_path / "new.db"
+    Store(db).close()
+    conn = sqlite3.connect(db)
+    try:
+        found = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE name LIKE '%_changed'").fetchall())
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT rowid FROM borrows WHERE changed = 3 ORDER BY rowid DESC LIMIT 64"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert found == {
+        "borrows_changed": "CREATE INDEX borrows_changed ON borrows (changed)",
+        "denials_changed": "CREATE INDEX denials_changed ON denials (changed)",
+    }
+    assert [row[-1] for row in plan] == ["SEARCH borrows USING COVERING INDEX borrows_changed (changed=?)"]

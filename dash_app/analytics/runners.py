@@ -9,10 +9,13 @@ InProcessRunner keeps the mirror here instead.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection as SQLConnection
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from dash_app.store.database import Store, connect_reader, sqlite_engine
 from dash_app.store.migrate import is_url
@@ -40,23 +43,45 @@ IDLE_REFRESH_SECONDS = 2.0
 SAVED_COPY_SUFFIX = "-analysis.npz"
 
 
-def saved_copy_path(database: str) -> str | None:
-    """Return where the copy of the database file `database` is saved, or None for a server's URL or memory."""
-    if is_url(database) or database in ("", ":memory:"):
+def saved_copy_path(database: str, folder: str = "") -> str | None:
+    """Return where the analysis copy of `database` is saved: beside a file, in `folder` for a server; None for memory.
+
+    A server's copy is named after what identifies its database (dialect, user, host, port, name), never its password,
+    so a changed password finds the same copy; a server with no `folder` keeps none.
+    """
+    if database in ("", ":memory:"):
         return None
-    return database + SAVED_COPY_SUFFIX
+    if not is_url(database):
+        return database + SAVED_COPY_SUFFIX
+    if not folder:
+        return None
+    url = make_url(database)
+    identity = json.dumps(
+        [url.get_backend_name(), url.username, url.host, url.port, url.database, sorted(url.query.items())], default=str
+    )
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", url.database or "postgres")[:64]
+    return os.path.join(os.path.expanduser(folder), f"{name}-{digest}{SAVED_COPY_SUFFIX}")
 
 
-def started_if_analysed_before(database: str) -> AnalysisProcess | None:
-    """Return an analysis process of the database file `database`, started, when an earlier one saved its copy there."""
-    if saved_copy_path(database) is None:  # a server's URL, or memory
+def started_if_analysed_before(database: str, folder: str = "") -> AnalysisProcess | None:
+    """Return an analysis process of `database`, started, when an earlier one saved its copy (`saved_copy_path`)."""
+    if not is_url(database) and database not in ("", ":memory:"):
+        database = str(Path(database).expanduser().resolve())  # as the store names the file to its readers
+    saved = saved_copy_path(database, folder)
+    if saved is None or not os.path.exists(saved):
         return None
-    path = str(Path(database).expanduser().resolve())  # as the store names the file to its readers
-    if not os.path.exists(path + SAVED_COPY_SUFFIX):
-        return None
-    process = AnalysisProcess(path)
+    process = AnalysisProcess(database, saved)
     process.start()
     return process
+
+
+def analysis_runner(store: Store, folder: str = "") -> Runner:
+    """Return where `store`'s analyses run: a process of their own for a file or a server (saving its copy), else here."""
+    if store.path == ":memory:":
+        return InProcessRunner(store)
+    database = store.reader_path or store.path
+    return AnalysisProcess(database, saved_copy_path(database, folder))
 
 
 class AnalysisUnavailable(RuntimeError):
@@ -227,8 +252,8 @@ class SavedCopies:
         self._version, self._whole_reads, self._at = self.mirror.version, self.mirror.whole_reads, time.monotonic()
 
 
-def _serve(conn: Connection, path: str) -> None:
-    """The analysis process: keep a mirror of `path` and answer (job, params) requests on `conn` until it closes."""
+def _serve(conn: Connection, path: str, saved_copy: str | None) -> None:
+    """The analysis process: keep a mirror of `path` (saved at `saved_copy`) and answer (job, params) requests on `conn`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then closes the pipe
     # SIGTERM comes with the server's own (a process group's stop, or multiprocessing's at exit): save, then end.
     stopping = threading.Event()
@@ -239,7 +264,13 @@ def _serve(conn: Connection, path: str) -> None:
 
     snapshots = snapshots_for(path)
     mirror = HistoryMirror(snapshots)
-    copies = SavedCopies(mirror, saved_copy_path(path))
+    if saved_copy is not None:
+        try:  # a server's copy goes to a folder of its own (a cache), made private to this user
+            os.makedirs(os.path.dirname(saved_copy), mode=0o700, exist_ok=True)
+        except OSError as exc:
+            log.warning("making the folder of the copy of the history failed (none is kept): %s", exc)
+            saved_copy = None
+    copies = SavedCopies(mirror, saved_copy)
     copies.load()
 
     def refresh() -> None:
@@ -293,10 +324,13 @@ def _serve(conn: Connection, path: str) -> None:
 
 
 class AnalysisProcess:
-    """Runs analyses in a spawned child process over its own copy of the database at `path` (a file, or a URL)."""
+    """Runs analyses in a spawned child process over its own copy of the database at `path` (a file, or a URL).
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    The process saves that copy at `saved_copy` (saved_copy_path) and starts from it, or keeps none when it is None.
+    """
+
+    def __init__(self, path: str, saved_copy: str | None = None) -> None:
+        self.path, self.saved_copy = path, saved_copy
         self._lock = threading.Lock()
         self._process: Any = None  # multiprocessing's SpawnProcess
         self._conn: Connection | None = None
@@ -315,7 +349,7 @@ class AnalysisProcess:
         # spawn, never fork: the serving process has threads, and a forked child would inherit their locks.
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
-        process = context.Process(target=_serve, args=(child, self.path), name="license-analysis", daemon=True)
+        process = context.Process(target=_serve, args=(child, self.path, self.saved_copy), name="license-analysis", daemon=True)
         process.start()
         child.close()
         self._process, self._conn = process, parent

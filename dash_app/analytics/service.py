@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dash_app.analytics.runners import AnalysisProcess, InProcessRunner, Runner
+from dash_app.analytics.runners import Runner, analysis_runner
 from dash_app.analytics.spec import Spec
 from dash_app.analytics.turns import Turns
 from dash_app.directory.mapping import GROUP_KEYS, UNASSIGNED, GroupKey, GroupMapping
@@ -139,10 +139,8 @@ class CapacityService:
         self.groups, self.currency = groups, currency  # who is in which group now (the directory's), the money's unit
         self.history_days, self.billing_days = history_days, billing_days
         self.gap = true_denial_minutes * 60.0  # a user's denials of a tool this close to the first count once
-        # A database file is analysed in a process of its own (runners.py says why); an in-memory one here.
-        self.runner: Runner = runner or (
-            InProcessRunner(store) if store.path == ":memory:" else AnalysisProcess(store.reader_path or store.path)
-        )
+        # A database is analysed in a process of its own (runners.py says why); an in-memory one here.
+        self.runner: Runner = runner or analysis_runner(store)
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
         # One analysis at a time: two tabs asking for the same period wait for one result instead of doubling the work;

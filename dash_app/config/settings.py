@@ -74,6 +74,12 @@ class Config:
         "--db",
         "SQLite database path (':memory:' keeps nothing) or postgresql://user:password@host:port/dbname",
     )
+    analysis_dir: str = setting(
+        "~/.cache/dash_app",
+        "DASH_APP_ANALYSIS_DIR",
+        "--analysis-dir",
+        "folder where the analysis process keeps its copy of a PostgreSQL history (a SQLite file's sits beside it)",
+    )
     tools_file: str | None = setting(None, "DASH_APP_TOOLS", "--tools", "JSON inventory of tools (default: the bundled one)")
     api_token: str | None = setting(None, "DASH_APP_API_TOKEN", None, "bearer token for write endpoints (random when unset)")
     demo: bool = setting(True, "DASH_APP_DEMO", "--demo", "play demo traffic", parse_bool)

@@ -154,7 +154,7 @@ Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: tuple[Migration, ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5)
 LEGACY_VERSION = len(MIGRATIONS)  # the last version from before Alembic: its first revision is this schema
 # The schema version of this code: the head revision's number (revisions are named by their version, "0005", ...).
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 class SchemaTooNew(Exception):

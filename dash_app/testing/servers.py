@@ -60,6 +60,7 @@ class ServerProcess:
                 "DASH_APP_DB": str(tmp_path / "server.db"),
                 "DASH_APP_API_TOKEN": TEST_TOKEN,
                 "DASH_APP_DEMO": "0",
+                "DASH_APP_ANALYSIS_DIR": str(tmp_path / "analysis"),  # a server's copy of its history: not in ~/.cache
                 # The checkout first, so the server runs this code even where the package is not installed.
                 "PYTHONPATH": str(ROOT),
             }
