@@ -25,12 +25,13 @@ def upgrade() -> None:
         return
     found = sa.inspect(bind)
     for table in (tables.borrows, tables.denials):
-        [index] = [i for i in table.indexes if i.name == f"{table.name}_changed"]
+        name = f"{table.name}_changed"
+        [index] = [i for i in table.indexes if i.name == name]
         held = {i["name"]: i["column_names"] for i in found.get_indexes(table.name)}
-        if held.get(index.name) == [c.name for c in index.columns]:
+        if held.get(name) == [c.name for c in index.columns]:
             continue
-        if index.name in held:
-            op.drop_index(index.name, table_name=table.name)
+        if name in held:
+            op.drop_index(name, table_name=table.name)
         index.create(bind)
 
 
