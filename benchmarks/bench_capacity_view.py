@@ -18,12 +18,12 @@ from the navigation's start (or the mouse press on a row) to the first animation
 that tool's title, advice and duration curve), as the person sees them.
 
 The baseline is today's code path: the same measurements against a server running the code of `--baseline` (a git
-revision, `git archive`d into a temporary directory), in the same run, over the same file.
+revision, `git archive`d into a temporary directory), in the same run, over a copy of the same file.
 
 `--restarts N` times only the restart row: N restarts per version, the versions alternating (one run of the whole
 moves by a few tenths either way). `--postgres` puts the same history into a real PostgreSQL server (Debian's, on a
-free loopback port; `db copy` from the file) and serves it from there, the analysis copy kept in a temporary
-`--analysis-dir`.
+free loopback port; each version's own `db copy` from the file, into a database of its own) and serves it from
+there, the analysis copy kept in a temporary `--analysis-dir`.
 
 Run: python benchmarks/bench_capacity_view.py [--sessions N] [--denials N] [--baseline main] [--no-baseline]
      [--restarts N] [--postgres]
@@ -36,6 +36,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -50,7 +51,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from dash_app.store import Store
-from dash_app.store.transfer import timed_copy
 from dash_app.testing import ROOT, TEST_TOKEN, PostgresServer, estate_inventory, free_port, procfile_command
 from dash_app.testing.synthetic import store_history, synthetic_history
 
@@ -261,14 +261,14 @@ def measure(root: Path, db: str, tools_file: Path, log: Path) -> dict[str, float
     return out
 
 
-def restarts(versions: dict[str, Path], db: str, tools_file: Path, log: Path, count: int) -> None:
+def restarts(versions: dict[str, tuple[Path, str]], tools_file: Path, log: Path, count: int) -> None:
     """Print the 30-day view's time right at a restart, `count` restarts per code version, the versions alternating."""
     driver = browser()
     ports = {name: free_port() for name in versions}
     shown: dict[str, list[float]] = {name: [] for name in versions}
     came: dict[str, list[float]] = {name: [] for name in versions}
     try:
-        for name, root in versions.items():  # a first start each: its saved copy written, the browser's cache warm
+        for name, (root, db) in versions.items():  # a first start each: its saved copy written, the browser's cache warm
             server = Server(root, db, tools_file, log, ports[name])
             try:
                 for _ in range(3):
@@ -278,7 +278,7 @@ def restarts(versions: dict[str, Path], db: str, tools_file: Path, log: Path, co
         for turn in range(count):
             order = list(versions) if turn % 2 == 0 else list(reversed(versions))
             for name in order:
-                server = Server(versions[name], db, tools_file, log, ports[name])
+                server = Server(*versions[name], tools_file, log, ports[name])
                 try:
                     rows, data = navigate(driver, server.url + MONTH)
                 finally:
@@ -330,25 +330,53 @@ def main() -> None:
             f"history: {len(history.sessions):,} sessions, {len(history.denials):,} denials, 200 tools, 30 days "
             f"ending now (generated and stored in {time.perf_counter() - started:.0f} s)"
         )
+        versions = {"ours": (ROOT, str(file))}
+        if not args.no_baseline:
+            root = export(args.baseline, work / "baseline")
+            versions[f"baseline ({args.baseline})"] = (root, baseline_file(file, root))
         with PostgresServer() if args.postgres else contextlib.nullcontext() as postgres:
-            db = str(file)
             if postgres is not None:
-                db = postgres.url
-                print(f"PostgreSQL: {timed_copy(str(file), db)}")
-            run(args, work, db, tools_file)
+                for n, (name, (root, db)) in enumerate(versions.items()):
+                    url = postgres.create_database(f"capacity_{n}")
+                    print(f"PostgreSQL for {name}: {copy_into(root, db, url)}")
+                    versions[name] = (root, url)
+            run(args, work, versions, tools_file)
     sys.stdout.flush()
 
 
-def run(args: argparse.Namespace, work: Path, db: str, tools_file: Path) -> None:
-    """Measure this checkout and the baseline over `db`, and print the table (or the restart series)."""
-    versions = {"ours": ROOT}
-    if not args.no_baseline:
-        versions[f"baseline ({args.baseline})"] = export(args.baseline, work / "baseline")
+def baseline_file(file: Path, root: Path) -> str:
+    """Return a copy of the history `file` at the newest schema revision the code at `root` knows.
+
+    This code's revisions after the baseline's must leave a SQLite file as it was (revision 10 does), so the copy is the
+    same file, marked with the baseline's head revision (Alembic's, and SQLite's user_version that mirrors it); a
+    baseline refuses a file of a newer revision.
+    """
+    head = max(p.name.split("_")[0] for p in (root / "dash_app/store/migrations/versions").glob("0*_*.py"))
+    copy = file.with_name(f"baseline-{file.name}")
+    with sqlite3.connect(file) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+        target.execute("UPDATE alembic_version SET version_num = ?", (head,))
+        target.execute(f"PRAGMA user_version = {int(head)}")
+    return str(copy)
+
+
+def copy_into(root: Path, file: str, url: str) -> str:
+    """Copy the SQLite history `file` into the empty database `url` with `db copy` of the code at `root`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_APP_")} | {"PYTHONPATH": str(root)}
+    command = [sys.executable, "-m", "dash_app", "db", "copy", "--from", file, "--to", url]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"bench_capacity_view: db copy failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def run(args: argparse.Namespace, work: Path, versions: dict[str, tuple[Path, str]], tools_file: Path) -> None:
+    """Measure each version over its database, and print the table (or the restart series)."""
     if args.restarts:
-        restarts(versions, db, tools_file, work / "server.log", args.restarts)
+        restarts(versions, tools_file, work / "server.log", args.restarts)
         return
     results = {}
-    for name, root in versions.items():
+    for name, (root, db) in versions.items():
         results[name] = measure(root, db, tools_file, work / "server.log")
     print(f"\n{'':<50}" + "".join(f"{name:>20}" for name in results))
     rows = list(dict.fromkeys(row for r in results.values() for row in r))
