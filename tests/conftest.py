@@ -70,7 +70,7 @@ def start_server(tmp_path):
 
 
 @pytest.fixture
-def make_app():
+def make_app(tmp_path):
     """Build apps with create_app(config); their background threads are stopped after the test."""
     from dash_app import create_app
     from dash_app.state import get_state
@@ -78,7 +78,8 @@ def make_app():
     apps = []
 
     def make(**overrides):
-        config = {"demo": False, "db": ":memory:", "api_token": TEST_TOKEN}
+        # A server database's analysis copy goes to the test's folder, never the user's ~/.cache.
+        config = {"demo": False, "db": ":memory:", "api_token": TEST_TOKEN, "analysis_dir": str(tmp_path / "analysis")}
         config.update(overrides)
         app = create_app(config)
         apps.append(app)

@@ -126,11 +126,13 @@ def test_a_report_is_built_once_per_version_of_the_data_and_reused_briefly_under
     assert service.report(*period) is again
 
 
-def test_analyses_run_in_a_process_of_their_own_which_comes_back_when_it_dies(fed):
+def test_analyses_run_in_a_process_of_their_own_which_comes_back_when_it_dies(fed, tmp_path):
+    """The process keeps its copy where the config says (beside a file; a server's in --analysis-dir)."""
     import os
     import signal
 
     from dash_app.analytics.runners import AnalysisProcess
+    from dash_app.analytics.saved_copies import saved_copy_path
 
     client, start = fed
     app_state = client.application.extensions["dash_app"]
@@ -139,6 +141,12 @@ def test_analyses_run_in_a_process_of_their_own_which_comes_back_when_it_dies(fe
     query = f"/analytics/capacity?from={iso(start)}&to={iso(start + 3 * HOUR)}&tool={GH}"
     first = client.get(query).get_json()
     assert runner.pid is not None and runner.pid != os.getpid()
+    saved = saved_copy_path(runner.path, str(tmp_path / "analysis"))  # make_app's --analysis-dir
+    assert saved is not None and runner.saved_copy == saved
+    deadline = time.monotonic() + 30  # saved once idle after its whole read
+    while not os.path.exists(saved) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(saved)
     os.kill(runner.pid, signal.SIGKILL)
     runner._process.join()  # dead for sure before the next query
     app_state.analytics.clock = lambda: time.time() + 3600  # past the reuse time: the next query must compute

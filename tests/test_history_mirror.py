@@ -12,7 +12,8 @@ from pandas.testing import assert_frame_equal
 from dash_app.analytics import mirror_file
 from dash_app.analytics.capacity import capacity, commit_advice
 from dash_app.analytics.mirror import HistoryMirror
-from dash_app.analytics.runners import FileSnapshots, saved_copy_path, snapshots_for
+from dash_app.analytics.runners import FileSnapshots, snapshots_for
+from dash_app.analytics.saved_copies import saved_copy_path
 from dash_app.analytics.spec import Spec
 from dash_app.events import borrow_event, failure_event, return_event
 from dash_app.store import Store
@@ -393,12 +394,19 @@ def test_the_analysis_process_saves_its_copy_and_the_next_one_starts_from_it(dat
 
 def test_a_servers_copy_is_named_after_its_database_never_its_password():
     """The same database however its URL is spelled finds one copy; another database, user, host or port its own."""
-    same = [
-        saved_copy_path("postgresql://ann:one@db.example:5432/licenses", "/cache"),
-        saved_copy_path("postgresql+psycopg://ann:two@db.example:5432/licenses", "/cache"),
-    ]
-    assert same[0] == same[1] and same[0].startswith("/cache/licenses-") and same[0].endswith("-analysis.npz")
-    assert "one" not in same[0] and "two" not in same[0]
+    same = {
+        saved_copy_path(url, "/cache")
+        for url in (
+            "postgresql://ann:one@db.example:5432/licenses",
+            "postgresql+psycopg://ann:two@db.example:5432/licenses",
+            "postgres://ann@DB.example/licenses",  # the default port, the host in capitals
+            "postgresql://ann@db.example/licenses?password=three&sslmode=verify-full&connect_timeout=10",
+            "postgresql://ann@db.example/licenses?sslpassword=four&passfile=/home/ann/.pgpass&application_name=x",
+        )
+    }
+    assert len(same) == 1
+    [path] = same
+    assert path.startswith("/cache/licenses-") and path.endswith("-analysis.npz")
     others = {
         saved_copy_path(url, "/cache")
         for url in (
@@ -409,14 +417,49 @@ def test_a_servers_copy_is_named_after_its_database_never_its_password():
             "postgresql://ann@db.example:5432/licenses?host=/run/postgresql",
         )
     }
-    assert len(others) == 5 and same[0] not in others
+    assert len(others) == 5 and path not in others
     assert saved_copy_path("postgresql://ann@db.example/db/../x", "/cache").startswith("/cache/db_.._x-")  # one file name
-    assert saved_copy_path("postgresql://ann@db.example/licenses", "") is None  # --analysis-dir '': none kept
+    assert saved_copy_path("postgresql://ann@db.example/licenses", "") is None  # --analysis-dir none: none kept
+    assert saved_copy_path("postgresql://ann@db.example:port/licenses", "/cache") is None  # the store says what is wrong
     assert saved_copy_path("~/site.db", "/cache") == "~/site.db-analysis.npz"  # a file's copy sits beside it
 
 
+def test_the_folder_of_a_servers_copy_comes_from_the_flag_or_the_environment_and_none_keeps_none():
+    import argparse
+
+    from dash_app.config import add_arguments, from_args
+
+    parser = add_arguments(argparse.ArgumentParser())
+    assert from_args(parser.parse_args([]), environ={}).analysis_dir == "~/.cache/dash_app"
+    assert from_args(parser.parse_args([]), environ={"DASH_APP_ANALYSIS_DIR": "/var/cache/x"}).analysis_dir == "/var/cache/x"
+    assert from_args(parser.parse_args([]), environ={"DASH_APP_ANALYSIS_DIR": "None"}).analysis_dir == ""
+    assert from_args(parser.parse_args(["--analysis-dir", "none"]), environ={}).analysis_dir == ""
+
+
+def test_a_folder_others_may_write_to_keeps_no_copy(postgres, tmp_path, capfd):
+    """Anyone who may write to the folder could put a copy in place of ours: none is kept there, in one WARNING line."""
+    from dash_app.analytics.runners import AnalysisProcess
+
+    url = postgres.create_database("shared_folder")
+    store = _store_with(url, [borrow_event("Roomy", "ann", False, "a", NOW)])
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    saved = saved_copy_path(url, str(shared))
+    process = AnalysisProcess(url, saved)
+    try:
+        query = {"start": NOW - DAY, "end": NOW + DAY, "tools": None, "gap": 0.0, "limit": 10}
+        assert [u["user"] for u in process.run("users", **query)] == ["ann"]  # analyses go on without it
+    finally:
+        process.stop()
+        store.stop()
+    assert os.listdir(shared) == []
+    [line] = [line for line in capfd.readouterr().err.splitlines() if "WARNING" in line]
+    assert line.endswith(f"not kept: {shared} is not a folder of this user's that only it may write to")
+
+
 def test_a_copy_that_cannot_be_saved_or_loaded_costs_a_log_line_and_a_whole_read(tmp_path, caplog):
-    from dash_app.analytics.runners import SavedCopies
+    from dash_app.analytics.saved_copies import SavedCopies
 
     db = tmp_path / "site.db"
     store = _store_with(db, [borrow_event("Roomy", "ann", False, "a", NOW)])
@@ -460,7 +503,7 @@ def test_a_saved_copy_of_a_history_gone_back_to_a_backup_and_on_again_is_read_ag
     content tells them apart, and the rejected file is deleted at once (it must not pass later)."""
     import logging
 
-    from dash_app.analytics.runners import SavedCopies
+    from dash_app.analytics.saved_copies import SavedCopies
 
     db, backup = tmp_path / "site.db", tmp_path / "backup.db"
     store = _store_with(db, [borrow_event("Roomy", "ann", False, "a", NOW)])

@@ -1,4 +1,4 @@
-"""The analysis copy of the history, saved beside its database file so that a restart need not read the file whole.
+"""The analysis copy of the history, saved (saved_copies.py says where) so that a restart need not read the database whole.
 
 Reading a month of sessions from SQLite takes seconds; loading this file takes a tenth of that. The analysis process
 saves its HistoryMirror here after a read that changed it (at most every SAVE_SECONDS, and when it stops), and loads it

@@ -1,21 +1,18 @@
-"""Where analyses run: in a process of their own beside a database file, or in this process for an in-memory one.
+"""Where analyses run: in a process of their own for a database file or server, or in this process for an in-memory one.
 
 An analysis of a month of sessions keeps the interpreter busy for about a second; in the serving process it would hold
 up every live refresh and stream tick for that long. AnalysisProcess runs it in a spawned child that keeps its own
-HistoryMirror of the database file, refreshed from the rows changed since its last read (also while idle), so a query
-finds the copy current and pays for the analysis only. An in-memory database cannot be opened by another process:
-InProcessRunner keeps the mirror here instead.
+HistoryMirror of the database, refreshed from the rows changed since its last read (also while idle), so a query
+finds the copy current and pays for the analysis only; it saves that copy (beside a file, in a folder of its own for
+a server) for the next start. An in-memory database cannot be opened by another process: InProcessRunner keeps the
+mirror here instead.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import multiprocessing
 import os
-import re
 import signal
 import threading
 import time
@@ -26,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection as SQLConnection
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 
+from dash_app.analytics.saved_copies import SavedCopies, private_folder, saved_copy_path
 from dash_app.store.database import Store, connect_reader, sqlite_engine
 from dash_app.store.migrate import is_url
 
@@ -38,30 +36,6 @@ log = logging.getLogger(__name__)
 
 # How often an idle analysis process reads what changed, so that a query seldom waits for a long catch-up.
 IDLE_REFRESH_SECONDS = 2.0
-# Where the analysis process saves its copy of a database file's history (analytics/mirror_file.py): `<db>` + this,
-# as SQLite's own `<db>-wal`.
-SAVED_COPY_SUFFIX = "-analysis.npz"
-
-
-def saved_copy_path(database: str, folder: str = "") -> str | None:
-    """Return where the analysis copy of `database` is saved: beside a file, in `folder` for a server; None for memory.
-
-    A server's copy is named after what identifies its database (dialect, user, host, port, name), never its password,
-    so a changed password finds the same copy; a server with no `folder` keeps none.
-    """
-    if database in ("", ":memory:"):
-        return None
-    if not is_url(database):
-        return database + SAVED_COPY_SUFFIX
-    if not folder:
-        return None
-    url = make_url(database)
-    identity = json.dumps(
-        [url.get_backend_name(), url.username, url.host, url.port, url.database, sorted(url.query.items())], default=str
-    )
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", url.database or "postgres")[:64]
-    return os.path.join(os.path.expanduser(folder), f"{name}-{digest}{SAVED_COPY_SUFFIX}")
 
 
 def started_if_analysed_before(database: str, folder: str = "") -> AnalysisProcess | None:
@@ -183,75 +157,6 @@ def snapshots_for(where: str) -> FileSnapshots | ServerSnapshots:
     return ServerSnapshots(where) if is_url(where) else FileSnapshots(where)
 
 
-class SavedCopies:
-    """Loads a mirror from its saved copy at start and saves it after reads that changed it (analytics/mirror_file.py)."""
-
-    def __init__(self, mirror: HistoryMirror, path: str | None) -> None:
-        self.mirror, self.path = mirror, path
-        self._version = -1  # the mirror's version when last loaded or saved
-        self._whole_reads = 0  # and how many times it had read the history whole by then
-        self._at = -math.inf  # and when
-        self.loaded = False  # the mirror holds a loaded copy that no refresh has rejected yet
-
-    def load(self) -> None:
-        """Take the saved copy as the mirror's contents, if there is a usable one (the first refresh checks it)."""
-        from dash_app.analytics import mirror_file
-
-        if self.path is None:
-            return
-        try:
-            mirror_file.remove_leftovers(self.path)  # a save cut short (a process killed while saving)
-        except OSError as exc:
-            log.warning("looking for leftovers of saving the copy of the history failed: %s", exc)
-        try:
-            self.mirror.adopt(mirror_file.load(self.path))
-        except FileNotFoundError:
-            return
-        except (mirror_file.CopyUnusable, OSError) as exc:
-            log.warning("the saved copy of the history is not used: %s", exc)
-            return
-        self._note()
-        self.loaded = True
-        log.info("loaded the saved copy of the history (%d sessions)", len(self.mirror.sessions))
-
-    def checked(self) -> None:
-        """After the first refresh: delete a loaded copy that the mirror found not of this history (it read it whole).
-
-        Left in place, a rejected copy could pass the checks later, once the database's new writes reach its stamp.
-        """
-        if not self.loaded:
-            return
-        self.loaded = False
-        if self.mirror.whole_reads and self.path is not None:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("deleting the saved copy of another history failed: %s", exc)
-
-    def save(self, now: bool = False) -> None:
-        """Save the mirror if it changed since: at once after a whole read or with `now`, else every SAVE_SECONDS."""
-        from dash_app.analytics import mirror_file
-
-        if self.path is None or self.mirror.version == self._version:
-            return
-        whole_read = self.mirror.whole_reads != self._whole_reads
-        if not (now or whole_read or time.monotonic() - self._at >= mirror_file.SAVE_SECONDS):
-            return
-        copy = self.mirror.saved()
-        if copy is None:
-            return
-        try:
-            mirror_file.save(copy, self.path)
-        except Exception as exc:  # noqa: BLE001 - a full or read-only disk: the next start reads the database whole
-            log.warning("saving the copy of the history failed: %s: %s", type(exc).__name__, exc)
-        self._note()
-
-    def _note(self) -> None:
-        self._version, self._whole_reads, self._at = self.mirror.version, self.mirror.whole_reads, time.monotonic()
-
-
 def _serve(conn: Connection, path: str, saved_copy: str | None) -> None:
     """The analysis process: keep a mirror of `path` (saved at `saved_copy`) and answer (job, params) requests on `conn`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then closes the pipe
@@ -264,11 +169,11 @@ def _serve(conn: Connection, path: str, saved_copy: str | None) -> None:
 
     snapshots = snapshots_for(path)
     mirror = HistoryMirror(snapshots)
-    if saved_copy is not None:
-        try:  # a server's copy goes to a folder of its own (a cache), made private to this user
-            os.makedirs(os.path.dirname(saved_copy), mode=0o700, exist_ok=True)
+    if saved_copy is not None and is_url(path):
+        try:  # a server's copy goes to a folder of its own (a cache), which no other user may write to
+            private_folder(os.path.dirname(saved_copy))
         except OSError as exc:
-            log.warning("making the folder of the copy of the history failed (none is kept): %s", exc)
+            log.warning("the copy of the history is not kept: %s", exc)
             saved_copy = None
     copies = SavedCopies(mirror, saved_copy)
     copies.load()

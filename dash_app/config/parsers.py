@@ -29,6 +29,12 @@ def parse_currency(text: object) -> str:
     return value
 
 
+def parse_folder_or_none(text: object) -> str:
+    """Parse a folder's path, or `none` (any case) for no folder at all ("")."""
+    value = str(text).strip()
+    return "" if value.lower() == "none" else value
+
+
 def parse_paths(text: object) -> tuple[str, ...]:
     """Parse paths separated as PATH separates them (: on POSIX)."""
     return tuple(part for part in str(text).split(os.pathsep) if part)

@@ -11,6 +11,7 @@ from dash_app.config.parsers import (
     parse_auth_mode,
     parse_bool,
     parse_currency,
+    parse_folder_or_none,
     parse_http_url,
     parse_ldap_url,
     parse_networks,
@@ -78,7 +79,8 @@ class Config:
         "~/.cache/dash_app",
         "DASH_APP_ANALYSIS_DIR",
         "--analysis-dir",
-        "folder where the analysis process keeps its copy of a PostgreSQL history (a SQLite file's sits beside it)",
+        "folder where the analysis process keeps its copy of a PostgreSQL history, or none (a SQLite file's sits beside it)",
+        parse_folder_or_none,
     )
     tools_file: str | None = setting(None, "DASH_APP_TOOLS", "--tools", "JSON inventory of tools (default: the bundled one)")
     api_token: str | None = setting(None, "DASH_APP_API_TOKEN", None, "bearer token for write endpoints (random when unset)")

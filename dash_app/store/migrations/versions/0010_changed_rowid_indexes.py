@@ -11,8 +11,6 @@ tables as they are now).
 import sqlalchemy as sa
 from alembic import op
 
-from dash_app.store import tables
-
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
@@ -24,15 +22,14 @@ def upgrade() -> None:
     if bind.dialect.name == "sqlite":
         return
     found = sa.inspect(bind)
-    for table in (tables.borrows, tables.denials):
-        name = f"{table.name}_changed"
-        [index] = [i for i in table.indexes if i.name == name]
-        held = {i["name"]: i["column_names"] for i in found.get_indexes(table.name)}
-        if held.get(name) == [c.name for c in index.columns]:
+    for table in ("borrows", "denials"):
+        name = f"{table}_changed"
+        held = {i["name"]: i["column_names"] for i in found.get_indexes(table)}
+        if held.get(name) == ["changed", "rowid"]:
             continue
         if name in held:
-            op.drop_index(name, table_name=table.name)
-        index.create(bind)
+            op.drop_index(name, table_name=table)
+        op.create_index(name, table, ["changed", "rowid"])
 
 
 def downgrade() -> None:
