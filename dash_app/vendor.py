@@ -32,15 +32,16 @@ PAGE_CHUNKS = (
 bp = Blueprint("site", __name__)
 
 
-def plotly_script(app: dash.Dash) -> dict[str, str]:
-    """Return the page's script tag for plotly.js's bundle, run as soon as it arrives (async).
+def plotly_script(app: dash.Dash) -> str:
+    """Return the live view's page's script tag for plotly.js's bundle, run as soon as it arrives (async).
 
     dcc.Graph asks for plotly.js only once the layout and its own chunk are in, and takes window.Plotly when it is
     already there: fetched beside the page's other scripts, the bundle is ready by then and the first chart is drawn
     about a third of a second sooner. Were it ever still on its way, dcc.Graph would load the same URL (a cache hit):
     the bundle would run twice, nothing worse.
     """
-    return {"src": app.get_asset_url(PLOTLY_BUNDLE) + asset_query(app, PLOTLY_BUNDLE), "async": "async"}
+    src = app.get_asset_url(PLOTLY_BUNDLE) + asset_query(app, PLOTLY_BUNDLE)
+    return f'<script src="{html.escape(src)}" async="async"></script>'
 
 
 def chunk_scripts(app: dash.Dash) -> str:
