@@ -256,9 +256,9 @@ class DashApp(dash.Dash):
     The live view's page links plotly.js's bundle (vendor.plotly_script): its first chart needs it. The Capacity
     view's links instead the chunks its components load on demand (vendor.chunk_scripts): there the grid is what a
     person waits for, and a chunk found installed is drawn as its rows come, before the charts below take the main
-    thread. Linked there, plotly.js (1.5 MB) would be compiled before the page's own scripts run, which put off the
-    grid's first request by about half a second on a first visit; its charts load it once they are drawn. Each page
-    leaves the other's to load on demand.
+    thread. It loads plotly.js once the grid shows rows (vendor.late_plotly_script): linked, it was compiled before
+    the page's own scripts ran and put off the grid's first request; asked for by the charts, it ran between the
+    grid's rows coming and their being drawn.
     """
 
     def interpolate_index(
@@ -272,9 +272,9 @@ class DashApp(dash.Dash):
         favicon: Any = "",
         renderer: Any = "",
     ) -> Any:
-        """Return the page's HTML, with the chunks' script tags where the address is the Capacity view's, else plotly.js's."""
+        """Return the page's HTML, with the chunks and a late plotly.js where the address is the Capacity view's."""
         if is_capacity(flask.request.path):
-            scripts = f"{scripts}\n{vendor.chunk_scripts(self)}"
+            scripts = f"{vendor.late_plotly_script(self)}\n{scripts}\n{vendor.chunk_scripts(self)}"
         else:  # first, where Dash puts external scripts: it starts loading before the component libraries
             scripts = f"{vendor.plotly_script(self)}\n{scripts}"
         return super().interpolate_index(metas, title, css, config, scripts, app_entry, favicon, renderer)

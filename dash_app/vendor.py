@@ -1,6 +1,7 @@
 """The page's vendored files (Bootstrap's CSS, plotly.js's cartesian bundle), the chunks it links, and /healthz."""
 
 import html
+import json
 from typing import Any
 
 import dash
@@ -42,6 +43,49 @@ def plotly_script(app: dash.Dash) -> str:
     """
     src = app.get_asset_url(PLOTLY_BUNDLE) + asset_query(app, PLOTLY_BUNDLE)
     return f'<script src="{html.escape(src)}" async="async"></script>'
+
+
+# dcc.Graph loads plotly.js unless window.Plotly is set, and waits for it through Promise.resolve(window.Plotly || ...):
+# a thenable there holds every Graph until it resolves. The Capacity view's page loads the bundle itself once the
+# grid shows rows or a user's page shows (else after LATE_PLOTLY_MS: an empty grid), and plotly.js then puts its own
+# Plotly in place of the thenable. tests/test_capacity_browser.py fails if dcc stops reading window.Plotly so.
+_LATE_PLOTLY_JS = """<script>
+(function () {
+  var url = %s, started = false, waiting = [];
+  function load() {
+    if (started) { return; }
+    started = true;
+    var script = document.createElement("script");
+    script.src = url;
+    script.async = true;
+    script.onload = function () { waiting.splice(0).forEach(function (w) { w[0](); }); };
+    script.onerror = function (e) { waiting.splice(0).forEach(function (w) { w[1](e); }); };
+    document.head.appendChild(script);
+  }
+  window.Plotly = {then: function (resolve, reject) { waiting.push([resolve, reject]); }};
+  function shown() {
+    var user = document.getElementById("capacity-user-section");  // a user's page has no grid
+    return document.querySelector("#capacity-table .ag-row") || (user && user.offsetParent !== null);
+  }
+  (function watch() {
+    if (started) { return; }
+    if (shown()) { load(); } else { requestAnimationFrame(watch); }
+  })();
+  setTimeout(load, %d);
+})();
+</script>"""
+LATE_PLOTLY_MS = 3000
+
+
+def late_plotly_script(app: dash.Dash) -> str:
+    """Return the Capacity view's page's script that loads plotly.js's bundle once the grid shows rows.
+
+    Compiling the bundle (1.5 MB) takes the main thread for a few tenths of a second: linked in the page it ran
+    before the page's own scripts and put off the grid's first request; loaded when the charts first asked for it, it
+    ran between the grid's rows coming and their being drawn. The grid is what a person waits for on this page.
+    """
+    src = app.get_asset_url(PLOTLY_BUNDLE) + asset_query(app, PLOTLY_BUNDLE)
+    return _LATE_PLOTLY_JS % (json.dumps(src).replace("</", "<\\/"), LATE_PLOTLY_MS)
 
 
 def chunk_scripts(app: dash.Dash) -> str:
