@@ -59,7 +59,10 @@ _LATE_PLOTLY_JS = """<script>
     script.src = url;
     script.async = true;
     script.onload = function () { waiting.splice(0).forEach(function (w) { w[0](); }); };
-    script.onerror = function (e) { waiting.splice(0).forEach(function (w) { w[1](e); }); };
+    script.onerror = function (e) {
+      window.Plotly = undefined;  // a chart drawn later loads plotly.js itself, as dcc.Graph does anywhere else
+      waiting.splice(0).forEach(function (w) { w[1](e); });
+    };
     document.head.appendChild(script);
   }
   window.Plotly = {then: function (resolve, reject) { waiting.push([resolve, reject]); }};
