@@ -41,8 +41,7 @@ def plotly_script(app: dash.Dash) -> str:
     about a third of a second sooner. Were it ever still on its way, dcc.Graph would load the same URL (a cache hit):
     the bundle would run twice, nothing worse.
     """
-    src = app.get_asset_url(PLOTLY_BUNDLE) + asset_query(app, PLOTLY_BUNDLE)
-    return f'<script src="{html.escape(src)}" async="async"></script>'
+    return f'<script src="{html.escape(_plotly_src(app))}" async="async"></script>'
 
 
 # dcc.Graph loads plotly.js unless window.Plotly is set, and waits for it through Promise.resolve(window.Plotly || ...):
@@ -87,8 +86,12 @@ def late_plotly_script(app: dash.Dash) -> str:
     before the page's own scripts and put off the grid's first request; loaded when the charts first asked for it, it
     ran between the grid's rows coming and their being drawn. The grid is what a person waits for on this page.
     """
-    src = app.get_asset_url(PLOTLY_BUNDLE) + asset_query(app, PLOTLY_BUNDLE)
-    return _LATE_PLOTLY_JS % (json.dumps(src).replace("</", "<\\/"), LATE_PLOTLY_MS)
+    return _LATE_PLOTLY_JS % (json.dumps(_plotly_src(app)).replace("</", "<\\/"), LATE_PLOTLY_MS)
+
+
+def _plotly_src(app: dash.Dash) -> str:
+    """Return the fingerprinted URL of plotly.js's bundle, the one dcc.Graph's fixed URL is sent on to."""
+    return app.get_asset_url(PLOTLY_BUNDLE) + asset_query(app, PLOTLY_BUNDLE)
 
 
 def chunk_scripts(app: dash.Dash) -> str:

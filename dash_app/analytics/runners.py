@@ -19,14 +19,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection as SQLConnection
 from sqlalchemy import Engine
 
 from dash_app.analytics.saved_copies import SavedCopies, private_folder, saved_copy_path
-from dash_app.store.database import Store, connect_reader, sqlite_engine
+from dash_app.store.database import Store, connect_reader, resolved_database, sqlite_engine
 from dash_app.store.migrate import is_url
 
 if TYPE_CHECKING:
@@ -40,8 +39,7 @@ IDLE_REFRESH_SECONDS = 2.0
 
 def started_if_analysed_before(database: str, folder: str = "") -> AnalysisProcess | None:
     """Return an analysis process of `database`, started, when an earlier one saved its copy (`saved_copy_path`)."""
-    if not is_url(database) and database not in ("", ":memory:"):
-        database = str(Path(database).expanduser().resolve())  # as the store names the file to its readers
+    database = resolved_database(database)  # as the store names the file to its readers
     saved = saved_copy_path(database, folder)
     if saved is None or not os.path.exists(saved):
         return None
@@ -54,7 +52,7 @@ def analysis_runner(store: Store, folder: str = "") -> Runner:
     """Return where `store`'s analyses run: a process of their own for a file or a server (saving its copy), else here."""
     if store.path == ":memory:":
         return InProcessRunner(store)
-    database = store.reader_path or store.path
+    database = resolved_database(store.path)
     return AnalysisProcess(database, saved_copy_path(database, folder))
 
 

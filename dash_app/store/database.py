@@ -65,6 +65,11 @@ SERVER_POOL_OVERFLOW = 10
 _data_versions = itertools.count(1)
 
 
+def resolved_database(database: str) -> str:
+    """Return `database` as every process names it: a file by its absolute path, a server's URL or memory as given."""
+    return database if is_url(database) or database in ("", ":memory:") else str(Path(database).expanduser().resolve())
+
+
 class StoreError(Exception):
     """The database cannot be opened or set up; the message is one line for the user."""
 
@@ -91,7 +96,7 @@ class Store(QueuedWriter):
         # recreated or the store closes, so connections to the old file are closed rather than reused.
         self._readers: Engine | None = None
         # Resolved now: read connections opened later must reach the same file whatever the working directory.
-        self.reader_path = str(Path(self.path).expanduser().resolve()) if not self.server and self.path != ":memory:" else ""
+        self.reader_path = "" if self.server or self.path == ":memory:" else resolved_database(self.path)
         # Changes (to a number never used before) whenever a committed write touched sessions or denials.
         self.sessions_version = next(_data_versions)
         self.commits = ServerCommits()  # a server's write transactions (unused for a file)
